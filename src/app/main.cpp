@@ -1,0 +1,180 @@
+// gatehouse: serve | check | hash-password | version
+#include <sys/resource.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <asio.hpp>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "admin/admin_server.h"
+#include "app/logging.h"
+#include "base/metrics.h"
+#include "config/config.h"
+#include "identity/scram.h"
+#include "proxy/runtime.h"
+#include "proxy/server.h"
+
+namespace {
+
+constexpr const char* kVersion = "0.1.0";
+
+void raise_fd_limit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+int cmd_check(const std::string& path) {
+  auto cfg = gh::config::load_file(path);
+  if (!cfg) {
+    std::cerr << "error: " << cfg.error().message << "\n";
+    return 2;
+  }
+  auto rt = gh::proxy::build_runtime(std::make_shared<const gh::config::Config>(std::move(*cfg)));
+  if (!rt) {
+    std::cerr << "error: " << path << ": " << rt.error().message << "\n";
+    return 2;
+  }
+  std::cout << path << ": ok (" << (*rt)->config->targets.size() << " target(s), " << (*rt)->config->users.size()
+            << " static user(s))\n";
+  return 0;
+}
+
+std::string read_password() {
+  std::string pw;
+  if (isatty(STDIN_FILENO)) {
+    termios old{};
+    tcgetattr(STDIN_FILENO, &old);
+    termios quiet = old;
+    quiet.c_lflag &= ~tcflag_t(ECHO);
+    tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+    std::cerr << "Password: " << std::flush;
+    std::getline(std::cin, pw);
+    tcsetattr(STDIN_FILENO, TCSANOW, &old);
+    std::cerr << "\n";
+  } else {
+    std::getline(std::cin, pw);
+  }
+  return pw;
+}
+
+int cmd_hash_password(std::uint32_t iterations) {
+  const std::string pw = read_password();
+  if (pw.empty()) {
+    std::cerr << "error: empty password\n";
+    return 2;
+  }
+  std::cout << gh::identity::ScramVerifier::make(pw, iterations).to_string() << "\n";
+  return 0;
+}
+
+int cmd_serve(const std::string& path) {
+  auto loaded = gh::config::load_file(path);
+  if (!loaded) {
+    std::cerr << "error: " << loaded.error().message << "\n";
+    return 2;
+  }
+  auto cfg = std::make_shared<const gh::config::Config>(std::move(*loaded));
+  gh::app::setup_logging(cfg->log);
+  auto rt = gh::proxy::build_runtime(cfg);
+  if (!rt) {
+    spdlog::critical("{}: {}", path, rt.error().message);
+    return 2;
+  }
+  raise_fd_limit();
+  const unsigned threads = cfg->threads ? cfg->threads : std::max(1u, std::thread::hardware_concurrency());
+  gh::Metrics metrics(threads);
+  gh::proxy::Server server(*rt, metrics);
+
+  // Signals are handled on their own small loop; the workers never see them.
+  asio::io_context signals_io;
+  asio::signal_set signals(signals_io, SIGTERM, SIGINT, SIGHUP);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  if (auto r = server.start(); !r) {
+    spdlog::critical("{}", r.error().message);
+    return 1;
+  }
+  gh::admin::AdminServer admin({[&metrics] { return metrics.render_prometheus(); },
+                                [&server] { return !server.draining(); }});
+  if (cfg->admin.port != 0) {
+    if (auto r = admin.start(cfg->admin.address, cfg->admin.port); !r) {
+      spdlog::critical("{}", r.error().message);
+      server.shutdown();
+      server.wait();
+      return 1;
+    }
+  }
+
+  std::function<void()> wait_signal;
+  wait_signal = [&] {
+    signals.async_wait([&](const std::error_code& ec, int sig) {
+      if (ec) return;
+      if (sig == SIGHUP) {
+        auto next = gh::config::load_file(path);
+        if (!next) {
+          spdlog::error("reload failed, keeping the running configuration: {}", next.error().message);
+        } else {
+          auto nrt = gh::proxy::build_runtime(std::make_shared<const gh::config::Config>(std::move(*next)));
+          if (!nrt) {
+            spdlog::error("reload failed, keeping the running configuration: {}", nrt.error().message);
+          } else {
+            server.reload(*nrt);
+            gh::app::set_level((*nrt)->config->log.level);
+            spdlog::info("configuration reloaded from {}", path);
+          }
+        }
+        wait_signal();
+        return;
+      }
+      spdlog::info("received {}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      server.shutdown();
+      wait_signal();
+    });
+  };
+  wait_signal();
+  std::thread signal_thread([&] { signals_io.run(); });
+  server.wait();
+  signals_io.stop();
+  signal_thread.join();
+  admin.stop();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Gatehouse: an identity-aware access proxy for PostgreSQL"};
+  app.require_subcommand(1);
+  std::string config_path;
+
+  auto* serve = app.add_subcommand("serve", "Run the proxy");
+  serve->add_option("-c,--config", config_path, "YAML configuration file")->required();
+  auto* check = app.add_subcommand("check", "Validate a configuration file and exit");
+  check->add_option("-c,--config", config_path, "YAML configuration file")->required();
+  std::uint32_t iterations = 4096;
+  auto* hash = app.add_subcommand("hash-password",
+                                  "Read a password from stdin and print a SCRAM-SHA-256 verifier for `users[].password`");
+  hash->add_option("--iterations", iterations, "PBKDF2 iterations")->check(CLI::Range(4096u, 10000000u));
+  auto* version = app.add_subcommand("version", "Print the version");
+
+  CLI11_PARSE(app, argc, argv);
+  if (*serve) return cmd_serve(config_path);
+  if (*check) return cmd_check(config_path);
+  if (*hash) return cmd_hash_password(iterations);
+  if (*version) {
+    std::cout << "gatehouse " << kVersion << "\n";
+    return 0;
+  }
+  return 1;
+}

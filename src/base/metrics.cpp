@@ -1,0 +1,63 @@
+#include "base/metrics.h"
+
+#include <fmt/format.h>
+
+namespace gh {
+
+Metrics::Metrics(std::size_t workers) {
+  for (std::size_t i = 0; i < workers; ++i) workers_.push_back(std::make_unique<WorkerMetrics>());
+}
+
+std::string Metrics::render_prometheus() const {
+  auto sum = [&](auto member) {
+    std::uint64_t s = 0;
+    for (const auto& w : workers_) s += ((*w).*member).load(std::memory_order_relaxed);
+    return s;
+  };
+  std::string out;
+  auto counter = [&](const char* name, const char* help, std::uint64_t v) {
+    out += fmt::format("# HELP {0} {1}\n# TYPE {0} counter\n{0} {2}\n", name, help, v);
+  };
+  const auto opened = sum(&WorkerMetrics::connections_opened);
+  const auto closed = sum(&WorkerMetrics::connections_closed);
+  counter("gatehouse_connections_total", "Client connections accepted.", opened);
+  out += fmt::format(
+      "# HELP gatehouse_connections_active Client connections open now.\n"
+      "# TYPE gatehouse_connections_active gauge\ngatehouse_connections_active {}\n",
+      opened >= closed ? opened - closed : 0);
+  counter("gatehouse_connections_rejected_total", "Connections refused (limits, draining).",
+          sum(&WorkerMetrics::connections_rejected));
+  counter("gatehouse_auth_failures_total", "Failed client authentications.", sum(&WorkerMetrics::auth_failures));
+  counter("gatehouse_protocol_errors_total", "Sessions ended for malformed or out-of-phase messages.",
+          sum(&WorkerMetrics::protocol_errors));
+  counter("gatehouse_backend_failures_total", "Backend connect failures and lost backends.",
+          sum(&WorkerMetrics::backend_failures));
+  counter("gatehouse_cancel_requests_total", "CancelRequests received.", sum(&WorkerMetrics::cancel_requests));
+  counter("gatehouse_statements_total", "Query and Execute messages relayed.", sum(&WorkerMetrics::statements));
+  counter("gatehouse_statement_errors_total", "ErrorResponses returned by backends.",
+          sum(&WorkerMetrics::statement_errors));
+  counter("gatehouse_bytes_client_to_backend_total", "Bytes relayed from clients to backends.",
+          sum(&WorkerMetrics::bytes_client_to_backend));
+  counter("gatehouse_bytes_backend_to_client_total", "Bytes relayed from backends to clients.",
+          sum(&WorkerMetrics::bytes_backend_to_client));
+  out +=
+      "# HELP gatehouse_statement_duration_seconds Time from a statement (Query or Sync) to its ReadyForQuery.\n"
+      "# TYPE gatehouse_statement_duration_seconds histogram\n";
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i <= kLatencyBucketsSeconds.size(); ++i) {
+    std::uint64_t b = 0;
+    for (const auto& w : workers_) b += w->latency_buckets[i].load(std::memory_order_relaxed);
+    cumulative += b;
+    if (i < kLatencyBucketsSeconds.size())
+      out += fmt::format("gatehouse_statement_duration_seconds_bucket{{le=\"{}\"}} {}\n", kLatencyBucketsSeconds[i],
+                         cumulative);
+    else
+      out += fmt::format("gatehouse_statement_duration_seconds_bucket{{le=\"+Inf\"}} {}\n", cumulative);
+  }
+  out += fmt::format("gatehouse_statement_duration_seconds_sum {}\n",
+                     double(sum(&WorkerMetrics::latency_sum_us)) / 1e6);
+  out += fmt::format("gatehouse_statement_duration_seconds_count {}\n", sum(&WorkerMetrics::latency_count));
+  return out;
+}
+
+}  // namespace gh

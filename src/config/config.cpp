@@ -1,0 +1,327 @@
+#include "config/config.h"
+
+#include <charconv>
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <yaml-cpp/yaml.h>
+
+namespace gh::config {
+
+namespace {
+
+struct ParseError {
+  std::string message;
+};
+
+class Reader {
+ public:
+  explicit Reader(std::string source) : source_(std::move(source)) {}
+
+  [[noreturn]] void fail_at(const YAML::Node& n, const std::string& path, const std::string& what) const {
+    const auto m = n.Mark();
+    std::string where = source_;
+    if (m.line >= 0) where += ":" + std::to_string(m.line + 1);
+    throw ParseError{where + ": " + path + ": " + what};
+  }
+
+  void require_map(const YAML::Node& n, const std::string& path) const {
+    if (!n.IsMap()) fail_at(n, path, "expected a mapping");
+  }
+
+  void allowed_keys(const YAML::Node& n, const std::string& path, std::initializer_list<const char*> keys) const {
+    require_map(n, path);
+    std::set<std::string> ok(keys.begin(), keys.end());
+    for (const auto& kv : n) {
+      const auto k = kv.first.as<std::string>();
+      if (!ok.count(k)) {
+        std::string list;
+        for (const auto* s : keys) list += (list.empty() ? "" : ", ") + std::string(s);
+        fail_at(kv.first, join(path, k), "unknown key (expected one of: " + list + ")");
+      }
+    }
+  }
+
+  static std::string join(const std::string& path, const std::string& k) { return path.empty() ? k : path + "." + k; }
+
+  std::string scalar(const YAML::Node& n, const std::string& path) const {
+    if (!n.IsScalar()) fail_at(n, path, "expected a value");
+    return n.Scalar();
+  }
+
+  std::string str(const YAML::Node& n, const std::string& path, bool non_empty = true) const {
+    auto s = scalar(n, path);
+    if (non_empty && s.empty()) fail_at(n, path, "must not be empty");
+    return s;
+  }
+
+  std::uint64_t uint(const YAML::Node& n, const std::string& path, std::uint64_t lo, std::uint64_t hi) const {
+    const auto s = scalar(n, path);
+    std::uint64_t v = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || p != s.data() + s.size() || v < lo || v > hi)
+      fail_at(n, path, "expected an integer from " + std::to_string(lo) + " to " + std::to_string(hi) + ", got \"" +
+                           s + "\"");
+    return v;
+  }
+
+  std::uint16_t port(const YAML::Node& n, const std::string& path, bool allow_zero) const {
+    const auto s = scalar(n, path);
+    std::uint64_t v = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || p != s.data() + s.size() || v > 65535 || (!allow_zero && v == 0))
+      fail_at(n, path, std::string("expected a port number (") + (allow_zero ? "0" : "1") + "-65535), got \"" + s +
+                           "\"");
+    return std::uint16_t(v);
+  }
+
+  Duration duration(const YAML::Node& n, const std::string& path) const {
+    auto r = parse_duration(scalar(n, path));
+    if (!r) fail_at(n, path, r.error().message);
+    return *r;
+  }
+
+  std::uint64_t size(const YAML::Node& n, const std::string& path, std::uint64_t lo, std::uint64_t hi) const {
+    auto r = parse_size(scalar(n, path));
+    if (!r) fail_at(n, path, r.error().message);
+    if (*r < lo || *r > hi)
+      fail_at(n, path, "must be between " + std::to_string(lo) + " and " + std::to_string(hi) + " bytes");
+    return *r;
+  }
+
+  template <class E>
+  E choice(const YAML::Node& n, const std::string& path, std::initializer_list<std::pair<const char*, E>> options) const {
+    const auto s = scalar(n, path);
+    std::string list;
+    for (const auto& [name, value] : options) {
+      if (s == name) return value;
+      list += (list.empty() ? "" : ", ") + std::string(name);
+    }
+    fail_at(n, path, "expected one of: " + list + "; got \"" + s + "\"");
+  }
+
+  std::vector<std::string> strings(const YAML::Node& n, const std::string& path) const {
+    if (!n.IsSequence()) fail_at(n, path, "expected a list");
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < n.size(); ++i) out.push_back(str(n[i], path + "[" + std::to_string(i) + "]"));
+    return out;
+  }
+
+  const std::string& source() const { return source_; }
+
+ private:
+  std::string source_;
+};
+
+void read_backend(const Reader& r, const YAML::Node& n, const std::string& path, Backend& b) {
+  r.allowed_keys(n, path, {"host", "port", "database", "tls", "ca_file"});
+  if (n["host"]) b.host = r.str(n["host"], path + ".host");
+  if (n["port"]) b.port = r.port(n["port"], path + ".port", false);
+  if (n["database"]) {
+    b.database = r.str(n["database"], path + ".database");
+    if (b.database == "*") b.database.clear();
+  }
+  if (n["tls"])
+    b.tls = r.choice<BackendTlsMode>(n["tls"], path + ".tls",
+                                     {{"disable", BackendTlsMode::Disable},
+                                      {"require", BackendTlsMode::Require},
+                                      {"verify-full", BackendTlsMode::VerifyFull}});
+  if (n["ca_file"]) b.ca_file = r.str(n["ca_file"], path + ".ca_file");
+  if (b.tls == BackendTlsMode::VerifyFull && b.ca_file.empty())
+    r.fail_at(n, path + ".ca_file", "required when tls is verify-full");
+}
+
+void read_login(const Reader& r, const YAML::Node& n, const std::string& path, Login& l) {
+  r.allowed_keys(n, path, {"user", "password", "password_env", "password_file"});
+  if (!n["user"]) r.fail_at(n, path + ".user", "missing (the backend role the proxy logs in as)");
+  l.user = r.str(n["user"], path + ".user");
+  int sources = 0;
+  if (n["password"]) {
+    ++sources;
+    l.password = r.str(n["password"], path + ".password", false);
+  }
+  if (n["password_env"]) {
+    ++sources;
+    const auto var = r.str(n["password_env"], path + ".password_env");
+    const char* v = std::getenv(var.c_str());
+    if (!v) r.fail_at(n["password_env"], path + ".password_env", "environment variable " + var + " is not set");
+    l.password = v;
+  }
+  if (n["password_file"]) {
+    ++sources;
+    const auto file = r.str(n["password_file"], path + ".password_file");
+    std::ifstream in(file, std::ios::binary);
+    if (!in) r.fail_at(n["password_file"], path + ".password_file", "cannot read " + file);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    l.password = ss.str();
+    while (!l.password.empty() && (l.password.back() == '\n' || l.password.back() == '\r')) l.password.pop_back();
+  }
+  if (sources > 1) r.fail_at(n, path, "give only one of password, password_env, password_file");
+}
+
+Config read_config(const Reader& r, const YAML::Node& root) {
+  Config c;
+  c.source = r.source();
+  if (root.IsNull()) r.fail_at(root, "(root)", "the file is empty");
+  r.allowed_keys(root, "", {"listen", "threads", "admin", "tls", "limits", "log", "users", "targets"});
+  if (auto n = root["listen"]) {
+    r.allowed_keys(n, "listen", {"address", "port"});
+    if (n["address"]) c.listen.address = r.str(n["address"], "listen.address");
+    if (n["port"]) c.listen.port = r.port(n["port"], "listen.port", true);
+  }
+  if (auto n = root["threads"]) c.threads = unsigned(r.uint(n, "threads", 0, 256));
+  if (auto n = root["admin"]) {
+    r.allowed_keys(n, "admin", {"address", "port"});
+    if (n["address"]) c.admin.address = r.str(n["address"], "admin.address");
+    if (n["port"]) c.admin.port = r.port(n["port"], "admin.port", true);
+  }
+  if (auto n = root["tls"]) {
+    r.allowed_keys(n, "tls", {"mode", "cert_file", "key_file"});
+    if (n["mode"])
+      c.tls.mode = r.choice<ClientTlsMode>(n["mode"], "tls.mode",
+                                           {{"disable", ClientTlsMode::Disable},
+                                            {"allow", ClientTlsMode::Allow},
+                                            {"require", ClientTlsMode::Require}});
+    if (n["cert_file"]) c.tls.cert_file = r.str(n["cert_file"], "tls.cert_file");
+    if (n["key_file"]) c.tls.key_file = r.str(n["key_file"], "tls.key_file");
+    if (c.tls.mode != ClientTlsMode::Disable) {
+      if (c.tls.cert_file.empty()) r.fail_at(n, "tls.cert_file", "required when tls.mode is allow or require");
+      if (c.tls.key_file.empty()) r.fail_at(n, "tls.key_file", "required when tls.mode is allow or require");
+    }
+  }
+  if (auto n = root["limits"]) {
+    r.allowed_keys(n, "limits",
+                   {"max_connections", "max_message_size", "handshake_timeout", "idle_timeout", "shutdown_timeout",
+                    "backend_connect_timeout"});
+    if (n["max_connections"]) c.limits.max_connections = std::uint32_t(r.uint(n["max_connections"], "limits.max_connections", 1, 1000000));
+    if (n["max_message_size"])
+      c.limits.max_message_size = std::uint32_t(r.size(n["max_message_size"], "limits.max_message_size", 8192, 1u << 30));
+    if (n["handshake_timeout"]) c.limits.handshake_timeout = r.duration(n["handshake_timeout"], "limits.handshake_timeout");
+    if (n["idle_timeout"]) c.limits.idle_timeout = r.duration(n["idle_timeout"], "limits.idle_timeout");
+    if (n["shutdown_timeout"]) c.limits.shutdown_timeout = r.duration(n["shutdown_timeout"], "limits.shutdown_timeout");
+    if (n["backend_connect_timeout"])
+      c.limits.backend_connect_timeout = r.duration(n["backend_connect_timeout"], "limits.backend_connect_timeout");
+    if (c.limits.handshake_timeout == Duration::zero())
+      r.fail_at(n["handshake_timeout"], "limits.handshake_timeout", "must be greater than 0");
+    if (c.limits.backend_connect_timeout == Duration::zero())
+      r.fail_at(n["backend_connect_timeout"], "limits.backend_connect_timeout", "must be greater than 0");
+  }
+  if (auto n = root["log"]) {
+    r.allowed_keys(n, "log", {"level", "format"});
+    if (n["level"])
+      c.log.level = r.choice<std::string>(n["level"], "log.level",
+                                          {{"trace", "trace"}, {"debug", "debug"}, {"info", "info"},
+                                           {"warn", "warn"}, {"error", "error"}});
+    if (n["format"])
+      c.log.format = r.choice<std::string>(n["format"], "log.format", {{"text", "text"}, {"json", "json"}});
+  }
+  if (auto n = root["users"]) {
+    if (!n.IsSequence()) r.fail_at(n, "users", "expected a list");
+    std::set<std::string> seen;
+    for (std::size_t i = 0; i < n.size(); ++i) {
+      const std::string path = "users[" + std::to_string(i) + "]";
+      const auto& u = n[i];
+      r.allowed_keys(u, path, {"name", "password", "groups"});
+      User user;
+      if (!u["name"]) r.fail_at(u, path + ".name", "missing");
+      user.name = r.str(u["name"], path + ".name");
+      if (!seen.insert(user.name).second) r.fail_at(u["name"], path + ".name", "duplicate user \"" + user.name + "\"");
+      if (!u["password"])
+        r.fail_at(u, path + ".password", "missing (a SCRAM-SHA-256 verifier; make one with `gatehouse hash-password`)");
+      auto v = identity::ScramVerifier::parse(r.str(u["password"], path + ".password"));
+      if (!v)
+        r.fail_at(u["password"], path + ".password",
+                  "not a SCRAM-SHA-256 verifier (" + v.error().message + "); make one with `gatehouse hash-password`");
+      user.verifier = std::move(*v);
+      if (u["groups"]) user.groups = r.strings(u["groups"], path + ".groups");
+      c.users.push_back(std::move(user));
+    }
+  }
+  if (auto n = root["targets"]) {
+    if (!n.IsSequence()) r.fail_at(n, "targets", "expected a list");
+    std::set<std::string> seen;
+    for (std::size_t i = 0; i < n.size(); ++i) {
+      const std::string path = "targets[" + std::to_string(i) + "]";
+      const auto& t = n[i];
+      r.allowed_keys(t, path, {"name", "environment", "backend", "login"});
+      Target target;
+      if (!t["name"]) r.fail_at(t, path + ".name", "missing");
+      target.name = r.str(t["name"], path + ".name");
+      if (!seen.insert(target.name).second)
+        r.fail_at(t["name"], path + ".name", "duplicate target \"" + target.name + "\"");
+      if (t["environment"]) target.environment = r.str(t["environment"], path + ".environment");
+      if (!t["backend"]) r.fail_at(t, path + ".backend", "missing");
+      read_backend(r, t["backend"], path + ".backend", target.backend);
+      if (!t["login"]) r.fail_at(t, path + ".login", "missing");
+      read_login(r, t["login"], path + ".login", target.login);
+      c.targets.push_back(std::move(target));
+    }
+  }
+  if (c.targets.empty()) r.fail_at(root, "targets", "at least one target is required");
+  return c;
+}
+
+}  // namespace
+
+const Target* Config::find_target(std::string_view dbname) const {
+  const Target* wildcard = nullptr;
+  for (const auto& t : targets) {
+    if (t.name == dbname) return &t;
+    if (t.name == "*") wildcard = &t;
+  }
+  return wildcard;
+}
+
+Result<Duration> parse_duration(std::string_view s) {
+  if (s == "0") return Duration::zero();
+  std::uint64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p == s.data())
+    return fail("", "expected a duration such as 500ms, 10s, 5m or 1h; got \"" + std::string(s) + "\"");
+  const std::string_view unit(p, std::size_t(s.data() + s.size() - p));
+  if (unit == "ms") return Duration(v);
+  if (unit == "s") return Duration(v * 1000);
+  if (unit == "m") return Duration(v * 60'000);
+  if (unit == "h") return Duration(v * 3'600'000);
+  return fail("", "expected a duration such as 500ms, 10s, 5m or 1h; got \"" + std::string(s) + "\"");
+}
+
+Result<std::uint64_t> parse_size(std::string_view s) {
+  std::uint64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p == s.data())
+    return fail("", "expected a size such as 65536, 64KiB, 16MiB or 1GiB; got \"" + std::string(s) + "\"");
+  const std::string_view unit(p, std::size_t(s.data() + s.size() - p));
+  if (unit.empty() || unit == "B") return v;
+  if (unit == "KiB" || unit == "kB") return v << 10;
+  if (unit == "MiB" || unit == "MB") return v << 20;
+  if (unit == "GiB" || unit == "GB") return v << 30;
+  return fail("", "expected a size such as 65536, 64KiB, 16MiB or 1GiB; got \"" + std::string(s) + "\"");
+}
+
+Result<Config> parse(std::string_view text, std::string_view source_name) {
+  Reader r{std::string(source_name)};
+  try {
+    const YAML::Node root = YAML::Load(std::string(text));
+    return read_config(r, root);
+  } catch (const ParseError& e) {
+    return fail("", e.message);
+  } catch (const YAML::Exception& e) {
+    std::string where(source_name);
+    if (e.mark.line >= 0) where += ":" + std::to_string(e.mark.line + 1);
+    return fail("", where + ": invalid YAML: " + e.msg);
+  }
+}
+
+Result<Config> load_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return fail("", path + ": cannot open the configuration file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse(ss.str(), path);
+}
+
+}  // namespace gh::config

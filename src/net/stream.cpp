@@ -1,0 +1,128 @@
+#include "net/stream.h"
+#include "net/await.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+namespace gh::net {
+
+namespace {
+constexpr auto tuple_awaitable = gh::net::use_tuple;
+}
+
+bool Stream::loopback() const {
+  std::error_code ec;
+  const auto ep = sock_.remote_endpoint(ec);
+  return !ec && ep.address().is_loopback();
+}
+
+std::string Stream::peer() const {
+  std::error_code ec;
+  const auto ep = sock_.remote_endpoint(ec);
+  if (ec) return "unknown";
+  return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+awaitable<std::error_code> Stream::wait_readable() {
+  if (tls_) co_return std::error_code{};
+  auto [ec] = co_await sock_.async_wait(tcp::socket::wait_read, tuple_awaitable);
+  co_return ec;
+}
+
+awaitable<std::pair<std::error_code, std::size_t>> Stream::read_some(char* p, std::size_t n) {
+  if (tls_) {
+    auto [ec, got] = co_await tls_->async_read_some(asio::buffer(p, n), tuple_awaitable);
+    co_return std::pair{ec, got};
+  }
+  auto [ec, got] = co_await sock_.async_read_some(asio::buffer(p, n), tuple_awaitable);
+  co_return std::pair{ec, got};
+}
+
+awaitable<std::error_code> Stream::write_all(const char* p, std::size_t n) {
+  if (tls_) {
+    auto [ec, w] = co_await asio::async_write(*tls_, asio::buffer(p, n), tuple_awaitable);
+    co_return ec;
+  }
+  auto [ec, w] = co_await asio::async_write(sock_, asio::buffer(p, n), tuple_awaitable);
+  co_return ec;
+}
+
+awaitable<std::error_code> Stream::read_exact(char* p, std::size_t n) {
+  if (tls_) {
+    auto [ec, w] = co_await asio::async_read(*tls_, asio::buffer(p, n), tuple_awaitable);
+    co_return ec;
+  }
+  auto [ec, w] = co_await asio::async_read(sock_, asio::buffer(p, n), tuple_awaitable);
+  co_return ec;
+}
+
+awaitable<std::error_code> Stream::tls_accept(asio::ssl::context& ctx) {
+  tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(sock_, ctx);
+  SSL_set_mode(tls_->native_handle(), SSL_MODE_RELEASE_BUFFERS);
+  auto [ec] = co_await tls_->async_handshake(asio::ssl::stream_base::server, tuple_awaitable);
+  co_return ec;
+}
+
+awaitable<std::error_code> Stream::tls_connect(asio::ssl::context& ctx, const std::string& host, bool verify_host) {
+  tls_ = std::make_unique<asio::ssl::stream<tcp::socket&>>(sock_, ctx);
+  SSL* ssl = tls_->native_handle();
+  SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
+  asio::error_code addr_ec;
+  asio::ip::make_address(host, addr_ec);
+  const bool is_ip = !addr_ec;
+  if (!is_ip) SSL_set_tlsext_host_name(ssl, host.c_str());
+  if (verify_host) {
+    tls_->set_verify_mode(asio::ssl::verify_peer);
+    tls_->set_verify_callback(asio::ssl::host_name_verification(host));
+  } else {
+    tls_->set_verify_mode(asio::ssl::verify_none);
+  }
+  auto [ec] = co_await tls_->async_handshake(asio::ssl::stream_base::client, tuple_awaitable);
+  co_return ec;
+}
+
+void Stream::close() {
+  std::error_code ec;
+  sock_.shutdown(tcp::socket::shutdown_both, ec);
+  sock_.close(ec);
+}
+
+Result<std::shared_ptr<asio::ssl::context>> make_server_tls(const std::string& cert_file, const std::string& key_file) {
+  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                   asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+  std::error_code ec;
+  ctx->use_certificate_chain_file(cert_file, ec);
+  if (ec) return fail("", "cannot load TLS certificate " + cert_file + ": " + describe(ec));
+  ctx->use_private_key_file(key_file, asio::ssl::context::pem, ec);
+  if (ec) return fail("", "cannot load TLS key " + key_file + ": " + describe(ec));
+  if (SSL_CTX_check_private_key(ctx->native_handle()) != 1)
+    return fail("", "TLS key " + key_file + " does not match certificate " + cert_file);
+  return ctx;
+}
+
+Result<std::shared_ptr<asio::ssl::context>> make_client_tls(const std::string& ca_file) {
+  auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                   asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+  if (!ca_file.empty()) {
+    std::error_code ec;
+    ctx->load_verify_file(ca_file, ec);
+    if (ec) return fail("", "cannot load CA file " + ca_file + ": " + describe(ec));
+  }
+  return ctx;
+}
+
+std::string describe(const std::error_code& ec) {
+  std::string m = ec.message();
+  if (ec.category() == asio::error::get_ssl_category()) {
+    const unsigned long e = static_cast<unsigned long>(ec.value());
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    const char* reason = ERR_reason_error_string(e);
+    if (reason) m = reason;
+  }
+  return m;
+}
+
+}  // namespace gh::net

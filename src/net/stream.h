@@ -1,0 +1,53 @@
+#pragma once
+// A TCP connection that may be upgraded to TLS in place (PostgreSQL's SSLRequest dance).
+// All operations report errors as error_code values; nothing throws on the hot path.
+#include <memory>
+#include <string>
+#include <system_error>
+
+#include <asio.hpp>
+#include <asio/ssl.hpp>
+
+#include "base/result.h"
+
+namespace gh::net {
+
+using asio::awaitable;
+using asio::ip::tcp;
+
+class Stream {
+ public:
+  explicit Stream(tcp::socket s) : sock_(std::move(s)) {}
+  Stream(Stream&&) = delete;
+
+  tcp::socket& socket() { return sock_; }
+  bool tls() const { return tls_ != nullptr; }
+  bool loopback() const;
+  std::string peer() const;  // "addr:port"
+
+  // Waits until bytes can be read without holding a buffer. With TLS it returns at once
+  // (OpenSSL may already hold decrypted bytes).
+  awaitable<std::error_code> wait_readable();
+  awaitable<std::pair<std::error_code, std::size_t>> read_some(char* p, std::size_t n);
+  awaitable<std::error_code> write_all(const char* p, std::size_t n);
+  // Reads exactly n bytes.
+  awaitable<std::error_code> read_exact(char* p, std::size_t n);
+
+  awaitable<std::error_code> tls_accept(asio::ssl::context& ctx);
+  // verify_host empty: no certificate verification (sslmode=require semantics).
+  awaitable<std::error_code> tls_connect(asio::ssl::context& ctx, const std::string& sni_host, bool verify_host);
+
+  void close();
+
+ private:
+  tcp::socket sock_;
+  std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls_;
+};
+
+// TLS contexts. Server: certificate chain + key. Client: CA file for verify-full, or none.
+Result<std::shared_ptr<asio::ssl::context>> make_server_tls(const std::string& cert_file, const std::string& key_file);
+Result<std::shared_ptr<asio::ssl::context>> make_client_tls(const std::string& ca_file);
+
+std::string describe(const std::error_code& ec);
+
+}  // namespace gh::net

@@ -1,0 +1,28 @@
+#include "proxy/runtime.h"
+
+#include "identity/static_users.h"
+#include "net/stream.h"
+
+namespace gh::proxy {
+
+Result<std::shared_ptr<const Runtime>> build_runtime(std::shared_ptr<const config::Config> cfg) {
+  auto rt = std::make_shared<Runtime>();
+  std::vector<identity::StaticUser> users;
+  for (const auto& u : cfg->users) users.push_back(identity::StaticUser{u.name, u.verifier, u.groups});
+  rt->authenticator = std::make_unique<identity::StaticUserAuthenticator>(std::move(users));
+  if (cfg->tls.mode != config::ClientTlsMode::Disable) {
+    auto ctx = net::make_server_tls(cfg->tls.cert_file, cfg->tls.key_file);
+    if (!ctx) return tl::unexpected(ctx.error());
+    rt->client_tls = *ctx;
+  }
+  for (const auto& t : cfg->targets) {
+    if (t.backend.tls == config::BackendTlsMode::Disable) continue;
+    auto ctx = net::make_client_tls(t.backend.tls == config::BackendTlsMode::VerifyFull ? t.backend.ca_file : "");
+    if (!ctx) return tl::unexpected(Error{"", "targets." + t.name + ": " + ctx.error().message});
+    rt->backend_tls[t.name] = *ctx;
+  }
+  rt->config = std::move(cfg);
+  return std::shared_ptr<const Runtime>(std::move(rt));
+}
+
+}  // namespace gh::proxy

@@ -1,0 +1,26 @@
+#pragma once
+// Everything a new session needs that can change on reload, built once per config load and
+// swapped atomically. Sessions keep the snapshot they started with.
+#include <map>
+#include <memory>
+#include <string>
+
+#include <asio/ssl.hpp>
+
+#include "base/result.h"
+#include "config/config.h"
+#include "identity/authenticator.h"
+
+namespace gh::proxy {
+
+struct Runtime {
+  std::shared_ptr<const config::Config> config;
+  std::unique_ptr<identity::Authenticator> authenticator;
+  std::shared_ptr<asio::ssl::context> client_tls;                          // null when tls.mode = disable
+  std::map<std::string, std::shared_ptr<asio::ssl::context>> backend_tls;  // by target name
+};
+
+// Loads TLS material and builds the authenticator; fails with a message naming the file.
+Result<std::shared_ptr<const Runtime>> build_runtime(std::shared_ptr<const config::Config> cfg);
+
+}  // namespace gh::proxy

@@ -1,0 +1,148 @@
+#include "proxy/server.h"
+
+#include <asio/experimental/awaitable_operators.hpp>
+#include <spdlog/spdlog.h>
+
+#include "net/await.h"
+#include "protocol/codec.h"
+#include "proxy/server_impl.h"
+#include "proxy/session.h"
+
+namespace gh::proxy {
+
+namespace {
+constexpr auto tuple_awaitable = gh::net::use_tuple;
+
+asio::awaitable<void> refuse(asio::ip::tcp::socket sock, protocol::ErrorFields e) {
+  // Read the startup packet first so that the client can read our answer (libpq expects an
+  // answer to SSLRequest before anything else; 'N' then the error).
+  std::string out;
+  char buf[16];
+  auto [ec, n] = co_await sock.async_read_some(asio::buffer(buf), tuple_awaitable);
+  if (!ec && n >= 8) {
+    const std::uint32_t code = (std::uint32_t((unsigned char)buf[4]) << 24) | (std::uint32_t((unsigned char)buf[5]) << 16) |
+                               (std::uint32_t((unsigned char)buf[6]) << 8) | std::uint32_t((unsigned char)buf[7]);
+    if (code == protocol::kSSLRequestCode || code == protocol::kGSSENCRequestCode) out.push_back('N');
+  }
+  protocol::write_error_response(out, e);
+  co_await asio::async_write(sock, asio::buffer(out), tuple_awaitable);
+  std::error_code ignore;
+  sock.shutdown(asio::ip::tcp::socket::shutdown_both, ignore);
+  sock.close(ignore);
+}
+
+asio::awaitable<void> accept_loop(Server& server, Server::Impl& impl, Worker& w) {
+  for (;;) {
+    auto [ec, sock] = co_await w.acceptor->async_accept(tuple_awaitable);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !w.acceptor->is_open()) co_return;
+      spdlog::warn("accept failed: {}", ec.message());
+      if (ec == asio::error::no_descriptors) {  // EMFILE: back off instead of spinning
+        asio::steady_timer t(w.io, std::chrono::milliseconds(100));
+        co_await t.async_wait(tuple_awaitable);
+      }
+      continue;
+    }
+    const auto rt = server.runtime();
+    if (server.draining()) {
+      w.metrics.connections_rejected.fetch_add(1, std::memory_order_relaxed);
+      asio::co_spawn(w.io, refuse(std::move(sock), protocol::fatal("57P03", "the proxy is shutting down")),
+                     asio::detached);
+      continue;
+    }
+    if (server.active_sessions() >= rt->config->limits.max_connections) {
+      w.metrics.connections_rejected.fetch_add(1, std::memory_order_relaxed);
+      asio::co_spawn(w.io, refuse(std::move(sock), protocol::fatal("53300", "sorry, too many clients already")),
+                     asio::detached);
+      continue;
+    }
+    server.note_session_opened();
+    auto s = std::make_shared<Session>(server, w, std::move(sock), impl.next_session_id.fetch_add(1));
+    w.sessions.insert(s);
+    asio::co_spawn(w.io, s->run(), asio::detached);
+  }
+}
+}  // namespace
+
+Server::Server(std::shared_ptr<const Runtime> rt, Metrics& metrics) : impl_(std::make_unique<Impl>(metrics)) {
+  runtime_.store(std::move(rt));
+}
+
+Server::~Server() {
+  for (auto& w : impl_->workers) {
+    w->io.stop();
+    if (w->thread.joinable()) w->thread.join();
+  }
+}
+
+Result<void> Server::start() {
+  const auto rt = runtime();
+  const auto& cfg = *rt->config;
+  const std::size_t n = impl_->metrics.workers();
+  std::error_code ec;
+  const auto addr = asio::ip::make_address(cfg.listen.address, ec);
+  if (ec) return fail("", "listen.address: \"" + cfg.listen.address + "\" is not an IP address");
+  std::uint16_t port = cfg.listen.port;
+  for (std::size_t i = 0; i < n; ++i) {
+    auto w = std::make_unique<Worker>(i, impl_->metrics.worker(i));
+    w->acceptor.emplace(w->io);
+    auto& a = *w->acceptor;
+    const asio::ip::tcp::endpoint ep(addr, port);
+    a.open(ep.protocol(), ec);
+    if (!ec) a.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) {
+      int one = 1;
+      if (::setsockopt(a.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+        ec = std::error_code(errno, std::system_category());
+    }
+    if (!ec) a.bind(ep, ec);
+    if (!ec) a.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec)
+      return fail("", "cannot listen on " + cfg.listen.address + ":" + std::to_string(port) + ": " + ec.message());
+    if (port == 0) port = a.local_endpoint().port();
+    impl_->workers.push_back(std::move(w));
+  }
+  port_ = port;
+  for (auto& w : impl_->workers) {
+    asio::co_spawn(w->io, accept_loop(*this, *impl_, *w), asio::detached);
+    w->thread = std::thread([wp = w.get()] {
+      for (;;) {
+        try {
+          wp->io.run();
+          return;
+        } catch (const std::exception& e) {
+          spdlog::error("worker {}: unexpected exception: {}", wp->index, e.what());
+        }
+      }
+    });
+  }
+  spdlog::info("listening on {}:{} with {} worker thread(s)", cfg.listen.address, port_, n);
+  return {};
+}
+
+void Server::note_session_opened() { active_.fetch_add(1, std::memory_order_relaxed); }
+
+void Server::reload(std::shared_ptr<const Runtime> rt) { runtime_.store(std::move(rt)); }
+
+void Server::shutdown() {
+  if (draining_.exchange(true)) return;
+  const auto timeout = runtime()->config->limits.shutdown_timeout;
+  impl_->drain_deadline_ns.store(
+      (std::chrono::steady_clock::now() + timeout).time_since_epoch().count());
+  spdlog::info("shutting down: no new connections; {} session(s) get up to {} ms to finish", active_sessions(),
+               timeout.count());
+  for (auto& w : impl_->workers) {
+    asio::post(w->io, [wp = w.get()] {
+      std::error_code ec;
+      if (wp->acceptor) wp->acceptor->close(ec);
+      for (const auto& s : wp->sessions) s->kick();
+    });
+  }
+}
+
+void Server::wait() {
+  for (auto& w : impl_->workers)
+    if (w->thread.joinable()) w->thread.join();
+}
+
+}  // namespace gh::proxy

@@ -1,0 +1,59 @@
+#pragma once
+// The data plane: one io_context per worker thread, each with its own SO_REUSEPORT acceptor,
+// so sessions never share a thread and the hot path takes no locks.
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/metrics.h"
+#include "base/result.h"
+#include "proxy/runtime.h"
+
+namespace gh::proxy {
+
+struct SessionInfo {
+  std::uint32_t id = 0;
+  std::string user, target, database, client, state;
+  std::int64_t started_unix = 0;
+};
+
+class Server {
+ public:
+  Server(std::shared_ptr<const Runtime> rt, Metrics& metrics);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds the listeners and starts the workers.
+  Result<void> start();
+  std::uint16_t port() const { return port_; }
+
+  // New sessions use `rt`; open sessions keep theirs.
+  void reload(std::shared_ptr<const Runtime> rt);
+  std::shared_ptr<const Runtime> runtime() const { return runtime_.load(); }
+
+  // Stops accepting, ends idle sessions, lets running statements finish until
+  // limits.shutdown_timeout, then ends the rest. Returns at once; wait() blocks until done.
+  void shutdown();
+  void wait();
+
+  std::uint64_t active_sessions() const { return active_.load(std::memory_order_relaxed); }
+  bool draining() const { return draining_.load(std::memory_order_relaxed); }
+
+  struct Impl;
+  void note_session_opened();
+
+ private:
+  std::unique_ptr<Impl> impl_;
+  std::atomic<std::shared_ptr<const Runtime>> runtime_;
+  std::atomic<std::uint64_t> active_{0};
+  std::atomic<bool> draining_{false};
+  std::uint16_t port_ = 0;
+  friend struct Impl;
+  friend class Session;
+};
+
+}  // namespace gh::proxy

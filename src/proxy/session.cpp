@@ -1,0 +1,792 @@
+#include "proxy/session.h"
+
+#include <asio/experimental/awaitable_operators.hpp>
+#include <spdlog/spdlog.h>
+
+#include "base/bytes.h"
+#include "net/await.h"
+#include "identity/scram.h"
+#include "proxy/server_impl.h"
+
+namespace gh::proxy {
+
+using namespace asio::experimental::awaitable_operators;
+using asio::awaitable;
+using asio::use_awaitable;
+using protocol::ErrorFields;
+using protocol::fatal;
+
+namespace {
+constexpr auto tuple_awaitable = gh::net::use_tuple;
+constexpr std::size_t kMaxAuthMessage = 64 * 1024;     // tokens are a few KB
+constexpr std::size_t kMaxBackendStartupMessage = 1 << 20;
+
+std::string escape_option_value(std::string_view v) {
+  // libpq/PostgreSQL `options`: arguments separated by spaces, backslash escapes.
+  std::string out;
+  for (char c : v) {
+    if (c == ' ' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  return out;
+}
+
+awaitable<void> sleep_for(std::chrono::milliseconds d) {
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  t.expires_after(d);
+  co_await t.async_wait(tuple_awaitable);
+}
+
+bool truthy_replication(const std::string& v) {
+  return !(v == "false" || v == "off" || v == "no" || v == "0");
+}
+}  // namespace
+
+Session::Session(Server& server, Worker& worker, asio::ip::tcp::socket socket, std::uint32_t id)
+    : server_(server),
+      worker_(worker),
+      metrics_(worker.metrics),
+      rt_(server.runtime()),
+      id_(id),
+      client_(std::make_unique<net::Stream>(std::move(socket))),
+      watchdog_timer_(worker.io) {
+  peer_ = client_->peer();
+  client_loopback_ = client_->loopback();
+  std::error_code ec;
+  client_->socket().set_option(asio::ip::tcp::no_delay(true), ec);
+}
+
+Session::~Session() = default;
+
+void Session::kick() {
+  asio::post(worker_.io, [self = shared_from_this()] { self->watchdog_timer_.cancel(); });
+}
+
+void Session::request_terminate() {
+  asio::post(worker_.io, [self = shared_from_this()] {
+    self->terminate_requested_ = true;
+    self->watchdog_timer_.cancel();
+  });
+}
+
+// ---- top level ------------------------------------------------------------------------------
+
+awaitable<void> Session::run() {
+  auto self = shared_from_this();
+  metrics_.connections_opened.fetch_add(1, std::memory_order_relaxed);
+  const auto& limits = rt_->config->limits;
+
+  bool ok = false;
+  bool timed_out = false;
+  try {
+    auto r = co_await (handshake() || sleep_for(limits.handshake_timeout));
+    if (r.index() == 0)
+      ok = std::get<0>(r);
+    else
+      timed_out = true;
+  } catch (const std::exception& e) {
+    spdlog::error("session {}: handshake failed: {}", id_, e.what());
+  }
+  if (timed_out) {
+    spdlog::info("session {} from {}: handshake not completed within {} ms", id_, peer_, limits.handshake_timeout.count());
+    // The handshake may have been cut mid-write; this error is best effort.
+    co_await fail_client(fatal("08006", "connection handshake not completed within " +
+                                            std::to_string(limits.handshake_timeout.count() / 1000.0).substr(0, 4) +
+                                            " s"),
+                         "handshake timeout");
+  }
+  if (ok) {
+    spdlog::info("session {}: {} connected from {} to target \"{}\" (database \"{}\")", id_, identity_.subject, peer_,
+                 target_->name, target_->backend_database(database_));
+    last_activity_ = Clock::now();
+    End end;
+    try {
+      auto r = co_await (client_to_backend() || backend_to_client() || watchdog());
+      std::visit([&](auto& e) { end = std::move(e); }, r);
+    } catch (const std::exception& e) {
+      end = End{End::Kind::ClientClosed, fatal("XX000", "internal proxy error"), e.what()};
+    }
+    co_await teardown(std::move(end));
+  } else {
+    client_->close();
+    if (backend_) backend_->close();
+  }
+  if (registered_cancel_) server_.impl_->cancels.remove(client_key_.process_id);
+  metrics_.connections_closed.fetch_add(1, std::memory_order_relaxed);
+  server_.active_.fetch_sub(1, std::memory_order_relaxed);
+  worker_.sessions.erase(self);
+}
+
+awaitable<void> Session::send_to_client(std::string bytes) {
+  co_await client_->write_all(bytes.data(), bytes.size());
+}
+
+awaitable<void> Session::fail_client(ErrorFields e, std::string log_reason) {
+  std::string out;
+  protocol::write_error_response(out, e);
+  try {
+    co_await (client_->write_all(out.data(), out.size()) || sleep_for(std::chrono::seconds(2)));
+  } catch (...) {
+  }
+  if (!log_reason.empty())
+    spdlog::info("session {} from {}: refused: {} ({}: {})", id_, peer_, log_reason, e.sqlstate, e.message);
+  client_->close();
+}
+
+// ---- handshake ------------------------------------------------------------------------------
+
+awaitable<bool> Session::handshake() {
+  protocol::StartupMessage startup;
+  if (!co_await read_startup(startup)) co_return false;
+  if (!co_await authenticate(startup)) co_return false;
+  if (!co_await connect_backend(startup)) co_return false;
+  co_return true;
+}
+
+awaitable<bool> Session::read_startup(protocol::StartupMessage& out) {
+  const auto& cfg = *rt_->config;
+  for (;;) {
+    protocol::StartupResult r;
+    for (;;) {
+      r = protocol::decode_startup(startup_buf_);
+      if (r.status != protocol::Decode::NeedMore) break;
+      char tmp[4096];
+      auto [ec, n] = co_await client_->read_some(tmp, sizeof tmp);
+      if (ec) {
+        if (!startup_buf_.empty())
+          spdlog::info("session {} from {}: closed during startup: {}", id_, peer_, net::describe(ec));
+        co_return false;
+      }
+      startup_buf_.append(tmp, n);
+    }
+    if (r.status == protocol::Decode::Error) {
+      metrics_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+      co_await fail_client(fatal("08P01", r.error), "malformed startup packet");
+      co_return false;
+    }
+    startup_buf_.erase(0, r.consumed);
+    if (std::holds_alternative<protocol::SSLRequest>(r.packet)) {
+      if (client_->tls()) {
+        co_await fail_client(fatal("08P01", "SSLRequest received on an encrypted connection"), "protocol");
+        co_return false;
+      }
+      if (!startup_buf_.empty()) {  // CVE-2021-23214: no plaintext may ride along with SSLRequest
+        metrics_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+        co_await fail_client(fatal("08P01", "received unencrypted data after SSL request"), "protocol");
+        co_return false;
+      }
+      if (!rt_->client_tls) {
+        co_await send_to_client("N");
+        continue;
+      }
+      co_await send_to_client("S");
+      if (auto ec = co_await client_->tls_accept(*rt_->client_tls)) {
+        spdlog::info("session {} from {}: TLS handshake failed: {}", id_, peer_, net::describe(ec));
+        client_->close();
+        co_return false;
+      }
+      continue;
+    }
+    if (std::holds_alternative<protocol::GSSENCRequest>(r.packet)) {
+      if (!startup_buf_.empty()) {
+        co_await fail_client(fatal("08P01", "received unencrypted data after GSSAPI encryption request"), "protocol");
+        co_return false;
+      }
+      co_await send_to_client("N");
+      continue;
+    }
+    if (auto* c = std::get_if<protocol::CancelRequest>(&r.packet)) {
+      co_await handle_cancel(*c);
+      co_return false;
+    }
+    out = std::move(std::get<protocol::StartupMessage>(r.packet));
+    break;
+  }
+  if (cfg.tls.mode == config::ClientTlsMode::Require && !client_->tls()) {
+    co_await fail_client(fatal("28000", "this proxy requires TLS; connect with sslmode=require (or verify-full)"),
+                         "plaintext refused");
+    co_return false;
+  }
+  co_return true;
+}
+
+awaitable<void> Session::handle_cancel(protocol::CancelRequest req) {
+  metrics_.cancel_requests.fetch_add(1, std::memory_order_relaxed);
+  auto route = server_.impl_->cancels.find(req.process_id, req.secret_key);
+  client_->close();  // the protocol sends no reply to a CancelRequest
+  if (!route) {
+    spdlog::info("cancel request from {} for an unknown session key ignored", peer_);
+    co_return;
+  }
+  try {
+    auto ex = co_await asio::this_coro::executor;
+    asio::ip::tcp::resolver resolver(ex);
+    auto [rec, endpoints] = co_await resolver.async_resolve(route->host, std::to_string(route->port), tuple_awaitable);
+    if (rec) co_return;
+    asio::ip::tcp::socket sock(ex);
+    auto [cec, ep] = co_await asio::async_connect(sock, endpoints, tuple_awaitable);
+    if (cec) {
+      spdlog::warn("cancel for target \"{}\" failed: {}", route->target, cec.message());
+      co_return;
+    }
+    net::Stream s(std::move(sock));
+    if (route->tls) {
+      std::string req_bytes;
+      protocol::write_ssl_request(req_bytes);
+      if (co_await s.write_all(req_bytes.data(), req_bytes.size())) co_return;
+      char answer = 0;
+      if (co_await s.read_exact(&answer, 1)) co_return;
+      if (answer == 'S') {
+        auto rt = server_.runtime();
+        auto it = rt->backend_tls.find(route->target);
+        if (it == rt->backend_tls.end()) co_return;
+        if (co_await s.tls_connect(*it->second, route->host, false)) co_return;
+      }
+    }
+    std::string msg;
+    protocol::write_cancel_request(msg, {route->backend_key.process_id, route->backend_key.secret_key});
+    co_await s.write_all(msg.data(), msg.size());
+    char sink[16];
+    co_await (s.read_some(sink, sizeof sink) || sleep_for(std::chrono::seconds(2)));  // wait for the server to close
+    s.close();
+    spdlog::info("cancel request from {} forwarded to target \"{}\"", peer_, route->target);
+  } catch (const std::exception& e) {
+    spdlog::warn("cancel for target \"{}\" failed: {}", route->target, e.what());
+  }
+}
+
+awaitable<std::optional<std::pair<char, std::string>>> Session::read_client_message(std::size_t max) {
+  for (;;) {
+    auto r = protocol::decode_frontend(startup_buf_, max);
+    if (r.status == protocol::Decode::Message) {
+      std::pair<char, std::string> m{r.frame.type, std::string(r.frame.body)};
+      startup_buf_.erase(0, r.frame.wire_size);
+      co_return m;
+    }
+    if (r.status == protocol::Decode::Error) {
+      metrics_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+      co_await fail_client(fatal("08P01", r.error), "malformed message during authentication");
+      co_return std::nullopt;
+    }
+    char tmp[4096];
+    auto [ec, n] = co_await client_->read_some(tmp, sizeof tmp);
+    if (ec) co_return std::nullopt;
+    startup_buf_.append(tmp, n);
+  }
+}
+
+awaitable<std::optional<std::pair<char, std::string>>> Session::read_backend_message() {
+  for (;;) {
+    auto r = protocol::decode_backend(backend_buf_, kMaxBackendStartupMessage);
+    if (r.status == protocol::Decode::Message) {
+      std::pair<char, std::string> m{r.frame.type, std::string(r.frame.body)};
+      backend_buf_.erase(0, r.frame.wire_size);
+      co_return m;
+    }
+    if (r.status == protocol::Decode::Error) co_return std::nullopt;
+    char tmp[4096];
+    auto [ec, n] = co_await backend_->read_some(tmp, sizeof tmp);
+    if (ec) co_return std::nullopt;
+    backend_buf_.append(tmp, n);
+  }
+}
+
+awaitable<bool> Session::authenticate(const protocol::StartupMessage& startup) {
+  const std::string* user = startup.find("user");
+  if (!user || user->empty()) {
+    co_await fail_client(fatal("28000", "no PostgreSQL user name specified in startup packet"), "no user");
+    co_return false;
+  }
+  const std::string* db = startup.find("database");
+  database_ = (db && !db->empty()) ? *db : *user;
+
+  if (const auto* repl = startup.find("replication"); repl && truthy_replication(*repl)) {
+    co_await fail_client(fatal("0A000", "replication connections are not supported through Gatehouse",
+                               "connect to the database server directly for replication"),
+                         "replication refused");
+    co_return false;
+  }
+  // gatehouse.identity* reach the backend from the proxy only; a client may not set them.
+  if (const auto* opts = startup.find("options"); opts && opts->find("gatehouse.") != std::string::npos) {
+    co_await fail_client(fatal("42501", "gatehouse.* settings cannot be set in the startup options",
+                               "gatehouse.identity is set by the proxy from your verified identity"),
+                         "spoofing attempt in options");
+    co_return false;
+  }
+  for (const auto& [k, v] : startup.parameters) {
+    if (k.rfind("gatehouse.identity", 0) == 0) {
+      co_await fail_client(fatal("42501", "parameter \"" + k + "\" cannot be set by clients",
+                                 "gatehouse.identity is set by the proxy from your verified identity"),
+                           "spoofing attempt in startup parameters");
+      co_return false;
+    }
+  }
+  // Newer protocol minor versions and _pq_ options are negotiated down, as PostgreSQL does.
+  std::vector<std::string> unrecognized;
+  for (const auto& [k, v] : startup.parameters)
+    if (k.rfind("_pq_.", 0) == 0) unrecognized.push_back(k);
+  if (startup.minor > 0 || !unrecognized.empty()) {
+    std::string out;
+    protocol::write_negotiate_protocol_version(out, 0, unrecognized);
+    co_await send_to_client(std::move(out));
+  }
+
+  identity::AuthContext ctx{*user, database_, client_->tls(), client_loopback_};
+  auto exchange = rt_->authenticator->begin(ctx);
+  auto step = exchange->start();
+  for (;;) {
+    if (!step.to_client.empty()) co_await send_to_client(std::move(step.to_client));
+    if (step.state == identity::AuthStep::State::Done) break;
+    if (step.state == identity::AuthStep::State::Failed) {
+      metrics_.auth_failures.fetch_add(1, std::memory_order_relaxed);
+      spdlog::warn("session {} from {}: authentication failed for user \"{}\": {}", id_, peer_, *user,
+                   step.log_reason.empty() ? step.error : step.log_reason);
+      co_await fail_client(fatal(step.sqlstate, step.error), "");
+      co_return false;
+    }
+    auto msg = co_await read_client_message(kMaxAuthMessage);
+    if (!msg) co_return false;
+    if (msg->first != 'p') {
+      metrics_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+      co_await fail_client(
+          fatal("08P01", std::string("expected a password response during authentication, got message type '") +
+                             msg->first + "'"),
+          "out-of-phase message");
+      co_return false;
+    }
+    step = exchange->step(msg->second);
+  }
+  identity_ = std::move(step.identity);
+
+  target_ = rt_->config->find_target(database_);
+  if (!target_) {
+    co_await fail_client(fatal("3D000", "database \"" + database_ + "\" does not exist",
+                               "the database name selects a Gatehouse target; ask your administrator which "
+                               "targets you can use"),
+                         "unknown target");
+    co_return false;
+  }
+  co_return true;
+}
+
+awaitable<bool> Session::connect_backend(const protocol::StartupMessage& startup) {
+  const auto& t = *target_;
+  const auto& limits = rt_->config->limits;
+  auto ex = co_await asio::this_coro::executor;
+  const std::string where = "target \"" + t.name + "\"";
+  auto backend_fail = [&](std::string sqlstate, std::string msg, std::string log) -> awaitable<bool> {
+    metrics_.backend_failures.fetch_add(1, std::memory_order_relaxed);
+    spdlog::error("session {}: {} ({}:{}): {}", id_, where, t.backend.host, t.backend.port, log);
+    co_await fail_client(fatal(std::move(sqlstate), std::move(msg)), "");
+    co_return false;
+  };
+
+  // TCP connect with a deadline.
+  asio::ip::tcp::socket sock(ex);
+  {
+    asio::ip::tcp::resolver resolver(ex);
+    std::error_code err;
+    auto connect = [&]() -> awaitable<void> {
+      auto [rec, endpoints] = co_await resolver.async_resolve(t.backend.host, std::to_string(t.backend.port),
+                                                              tuple_awaitable);
+      if (rec) {
+        err = rec;
+        co_return;
+      }
+      auto [cec, ep] = co_await asio::async_connect(sock, endpoints, tuple_awaitable);
+      err = cec;
+    };
+    auto r = co_await (connect() || sleep_for(limits.backend_connect_timeout));
+    if (r.index() == 1)
+      co_return co_await backend_fail("08006", "could not connect to the database server of " + where + ": timed out",
+                                      "connect timed out");
+    if (err)
+      co_return co_await backend_fail("08006",
+                                      "could not connect to the database server of " + where + ": " + err.message(),
+                                      "connect failed: " + err.message());
+  }
+  std::error_code ec;
+  sock.set_option(asio::ip::tcp::no_delay(true), ec);
+  backend_ = std::make_unique<net::Stream>(std::move(sock));
+
+  if (t.backend.tls != config::BackendTlsMode::Disable) {
+    std::string req;
+    protocol::write_ssl_request(req);
+    char answer = 0;
+    if (co_await backend_->write_all(req.data(), req.size()) || co_await backend_->read_exact(&answer, 1))
+      co_return co_await backend_fail("08006", "lost the connection to the database server of " + where,
+                                      "TLS negotiation failed");
+    if (answer != 'S')
+      co_return co_await backend_fail("08006", "the database server of " + where + " does not accept TLS",
+                                      "backend answered SSLRequest with '" + std::string(1, answer) + "'");
+    const bool verify = t.backend.tls == config::BackendTlsMode::VerifyFull;
+    if (auto tec = co_await backend_->tls_connect(*rt_->backend_tls.at(t.name), t.backend.host, verify))
+      co_return co_await backend_fail("08006",
+                                      "TLS with the database server of " + where + " failed: " + net::describe(tec),
+                                      "TLS handshake: " + net::describe(tec));
+  }
+
+  // StartupMessage: the proxy's own login; the client's parameters pass through.
+  std::vector<std::pair<std::string, std::string>> params;
+  params.emplace_back("user", t.login.user);
+  params.emplace_back("database", t.backend_database(database_));
+  std::string options;
+  for (const auto& [k, v] : startup.parameters) {
+    if (k == "user" || k == "database" || k == "replication" || k.rfind("_pq_.", 0) == 0 ||
+        k.rfind("gatehouse.", 0) == 0)
+      continue;
+    if (k == "options") {
+      options = v;
+      continue;
+    }
+    params.emplace_back(k, v);
+  }
+  std::string groups;
+  for (const auto& g : identity_.groups) groups += (groups.empty() ? "" : ",") + g;
+  if (!options.empty()) options += ' ';
+  options += "-c gatehouse.identity=" + escape_option_value(identity_.subject);
+  options += " -c gatehouse.identity_groups=" + escape_option_value(groups);
+  options += " -c gatehouse.identity_method=" + escape_option_value(identity_.method);
+  params.emplace_back("options", options);
+  {
+    std::string msg;
+    protocol::write_startup_message(msg, params);
+    if (co_await backend_->write_all(msg.data(), msg.size()))
+      co_return co_await backend_fail("08006", "lost the connection to the database server of " + where,
+                                      "write of startup packet failed");
+  }
+
+  // Backend authentication and startup, forwarding ParameterStatus and notices.
+  std::string to_client;
+  std::unique_ptr<identity::ScramClient> scram;
+  for (;;) {
+    auto m = co_await read_backend_message();
+    if (!m)
+      co_return co_await backend_fail("08006", "lost the connection to the database server of " + where,
+                                      "backend closed or sent a malformed message during startup");
+    auto& [type, body] = *m;
+    std::string reply;
+    switch (type) {
+      case 'R': {
+        auto a = protocol::parse_authentication(body);
+        if (!a) co_return co_await backend_fail("08P01", "invalid message from the database server of " + where, "bad R");
+        switch (a->code) {
+          case 0:
+            break;
+          case 3:
+            if (!backend_->tls() && !backend_->loopback())
+              co_return co_await backend_fail(
+                  "28000", "the database server of " + where + " asked for a cleartext password over an unencrypted "
+                  "connection; the proxy refused to send it", "cleartext password refused without TLS");
+            protocol::write_password_message(reply, t.login.password);
+            break;
+          case 5:
+            if (a->data.size() != 4)
+              co_return co_await backend_fail("08P01", "invalid message from the database server of " + where, "md5 salt");
+            protocol::write_password_message(reply,
+                                             identity::md5_password_response(t.login.user, t.login.password, a->data));
+            break;
+          case 10: {
+            bool has = false;
+            for (auto mech : protocol::parse_sasl_mechanisms(a->data)) has |= mech == "SCRAM-SHA-256";
+            if (!has)
+              co_return co_await backend_fail("28000", "the database server of " + where +
+                                                           " offers no SASL mechanism the proxy supports",
+                                              "no SCRAM-SHA-256");
+            scram = std::make_unique<identity::ScramClient>(t.login.password);
+            protocol::write_sasl_initial_response(reply, "SCRAM-SHA-256", scram->client_first());
+            break;
+          }
+          case 11: {
+            if (!scram) co_return co_await backend_fail("08P01", "invalid authentication from " + where, "SASL order");
+            auto r = scram->handle_server_first(a->data);
+            if (!r) co_return co_await backend_fail("08P01", "SCRAM with the database server of " + where + " failed",
+                                                    r.error().message);
+            protocol::write_sasl_response(reply, *r);
+            break;
+          }
+          case 12: {
+            if (!scram) co_return co_await backend_fail("08P01", "invalid authentication from " + where, "SASL order");
+            auto r = scram->handle_server_final(a->data);
+            if (!r)
+              co_return co_await backend_fail("08P01", "the database server of " + where + " failed SCRAM verification",
+                                              r.error().message);
+            break;
+          }
+          default:
+            co_return co_await backend_fail("28000", "the database server of " + where +
+                                                         " asked for an authentication method the proxy does not support",
+                                            "auth code " + std::to_string(a->code));
+        }
+        break;
+      }
+      case 'E': {
+        auto e = protocol::parse_error_fields(body).value_or(ErrorFields{});
+        metrics_.backend_failures.fetch_add(1, std::memory_order_relaxed);
+        spdlog::error("session {}: {} refused the proxy's login as \"{}\": {} {}", id_, where, t.login.user,
+                      e.sqlstate, e.message);
+        ErrorFields out = e;
+        out.severity = "FATAL";
+        // Backend credential problems are the operator's to fix, not the client's.
+        if (e.sqlstate == "28P01" || e.sqlstate == "28000") {
+          out.sqlstate = "08006";
+          out.message = "the proxy could not log in to the database server of " + where;
+          out.hint = "the target's login is misconfigured; the proxy's log has the details";
+          out.detail.clear();
+        }
+        co_await fail_client(std::move(out), "");
+        co_return false;
+      }
+      case 'S':
+      case 'N': {
+        std::string m2;
+        m2.push_back(type);
+        append_be32(m2, std::uint32_t(body.size() + 4));
+        m2 += body;
+        to_client += m2;
+        break;
+      }
+      case 'K': {
+        auto k = protocol::parse_backend_key_data(body);
+        if (!k) co_return co_await backend_fail("08P01", "invalid message from the database server of " + where, "bad K");
+        backend_key_ = *k;
+        break;
+      }
+      case 'v':
+        break;  // the backend negotiated down a version we never asked for; harmless
+      case 'Z': {
+        if (body.size() != 1) co_return co_await backend_fail("08P01", "invalid message from " + where, "bad Z");
+        CancelRoute route{backend_key_, t.name, t.backend.host, t.backend.port,
+                          t.backend.tls != config::BackendTlsMode::Disable};
+        client_key_ = server_.impl_->cancels.add(std::move(route));
+        registered_cancel_ = true;
+        protocol::write_backend_key_data(to_client, client_key_);
+        protocol::write_ready_for_query(to_client, body[0]);
+        tx_status_ = body[0];
+        if (auto wec = co_await client_->write_all(to_client.data(), to_client.size())) co_return false;
+        if (!backend_buf_.empty() || !startup_buf_.empty()) {
+          // Bytes that arrived early belong to the relay: hand them over.
+          if (!startup_buf_.empty()) {
+            cin_.ensure_contiguous(startup_buf_.size());
+            std::memcpy(cin_.write_ptr(), startup_buf_.data(), startup_buf_.size());
+            cin_.commit(startup_buf_.size());
+          }
+          if (!backend_buf_.empty()) {
+            co_return co_await backend_fail("08P01", "unexpected data from the database server of " + where,
+                                            "data after ReadyForQuery during startup");
+          }
+        }
+        std::string().swap(startup_buf_);
+        std::string().swap(backend_buf_);
+        co_return true;
+      }
+      default:
+        co_return co_await backend_fail("08P01", "unexpected message from the database server of " + where,
+                                        std::string("message type '") + type + "' during startup");
+    }
+    if (!reply.empty() && co_await backend_->write_all(reply.data(), reply.size()))
+      co_return co_await backend_fail("08006", "lost the connection to the database server of " + where,
+                                      "write failed during authentication");
+  }
+}
+
+// ---- relay ----------------------------------------------------------------------------------
+
+void Session::statement_started() {
+  ++inflight_;
+  started_.push_back(Clock::now());
+}
+
+void Session::statement_finished(char status) {
+  tx_status_ = status;
+  if (inflight_ > 0) --inflight_;
+  if (started_head_ < started_.size()) {
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_[started_head_++]);
+    metrics_.observe_latency_us(std::uint64_t(us.count()));
+    if (started_head_ == started_.size()) {
+      started_.clear();
+      started_head_ = 0;
+    }
+  }
+}
+
+End Session::client_io_end(const std::error_code& ec) {
+  return End{End::Kind::ClientClosed, std::nullopt,
+             ec == asio::error::eof ? "client closed the connection" : "client connection: " + net::describe(ec)};
+}
+
+End Session::backend_io_end(const std::error_code& ec) {
+  metrics_.backend_failures.fetch_add(1, std::memory_order_relaxed);
+  End e{End::Kind::BackendClosed, std::nullopt,
+        "lost the backend connection: " + (ec == asio::error::eof ? std::string("closed by the server") : net::describe(ec))};
+  // A backend that ends a session says why in a FATAL ErrorResponse (57P01 on shutdown); the
+  // client has it already. Otherwise say it ourselves.
+  if (last_backend_type_ != 'E')
+    e.to_client = fatal("08006", "lost the connection to the database server of target \"" + target_->name + "\"",
+                        "the database server closed the connection or is restarting; reconnect");
+  return e;
+}
+
+awaitable<End> Session::client_to_backend() {
+  const std::size_t max = rt_->config->limits.max_message_size;
+  auto& m = metrics_;
+  bool pending = !cin_.empty();  // bytes the client pipelined behind its authentication
+  for (;;) {
+    if (!pending) {
+      if (cin_.empty()) {
+        cin_.release_if_empty();
+        if (auto ec = co_await client_->wait_readable()) co_return client_io_end(ec);
+      }
+      if (cin_.write_room() == 0) cin_.compact();
+      auto [ec, n] = co_await client_->read_some(cin_.write_ptr(), cin_.write_room());
+      if (ec) co_return client_io_end(ec);
+      cin_.commit(n);
+      last_activity_ = Clock::now();
+    }
+    pending = false;
+
+    const std::string_view view(cin_.data(), cin_.size());
+    std::size_t pos = 0;
+    bool terminate = false;
+    for (;;) {
+      auto r = protocol::decode_frontend(view.substr(pos), max);
+      if (r.status == protocol::Decode::NeedMore) break;
+      if (r.status == protocol::Decode::Error) {
+        m.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+        co_return End{End::Kind::ClientProtocolError, fatal("08P01", r.error), "client protocol error: " + r.error};
+      }
+      switch (r.frame.type) {
+        case 'Q':
+        case 'F':
+          m.statements.fetch_add(1, std::memory_order_relaxed);
+          statement_started();
+          break;
+        case 'E':
+          m.statements.fetch_add(1, std::memory_order_relaxed);
+          break;
+        case 'S':
+          statement_started();
+          break;
+        case 'p':
+          m.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+          co_return End{End::Kind::ClientProtocolError,
+                        fatal("08P01", "unexpected password message after authentication"),
+                        "client protocol error: out-of-phase password message"};
+        case 'X':
+          terminate = true;
+          break;
+        default:
+          break;
+      }
+      pos += r.frame.wire_size;
+      if (terminate) break;
+    }
+    if (pos > 0) {
+      if (auto wec = co_await backend_->write_all(cin_.data(), pos)) co_return backend_io_end(wec);
+      m.bytes_client_to_backend.fetch_add(pos, std::memory_order_relaxed);
+      cin_.consume(pos);
+    }
+    if (terminate) co_return End{End::Kind::ClientTerminate, std::nullopt, "client sent Terminate"};
+    if (!cin_.empty()) {
+      if (cin_.size() >= 5) {
+        const std::size_t need = std::size_t(load_be32(cin_.data() + 1)) + 1;
+        cin_.ensure_contiguous(need);
+      } else {
+        cin_.compact();
+      }
+    }
+  }
+}
+
+awaitable<End> Session::backend_to_client() {
+  auto& m = metrics_;
+  for (;;) {
+    if (auto ec = co_await backend_->wait_readable()) co_return backend_io_end(ec);
+    auto [ec, n] = co_await backend_->read_some(bout_.write_ptr(), bout_.write_room());
+    if (ec) {
+      bout_.release_if_empty();
+      co_return backend_io_end(ec);
+    }
+    bout_.commit(n);
+    bool saw_ready = false;
+    const bool ok = scanner_.scan(std::string_view(bout_.data(), n), [&](const protocol::ScanEvent& e) {
+      last_backend_type_ = e.type;
+      if (e.type == 'Z') {
+        statement_finished(e.status);
+        saw_ready = true;
+      } else if (e.type == 'E') {
+        m.statement_errors.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+    if (!ok) {
+      m.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+      bout_.consume(n);
+      bout_.release_if_empty();
+      co_return End{End::Kind::BackendProtocolError,
+                    fatal("08P01", "the database server of target \"" + target_->name + "\" sent an invalid message"),
+                    "backend protocol error"};
+    }
+    auto wec = co_await client_->write_all(bout_.data(), n);
+    bout_.consume(n);
+    bout_.release_if_empty();
+    if (wec) co_return client_io_end(wec);
+    m.bytes_backend_to_client.fetch_add(n, std::memory_order_relaxed);
+    if (saw_ready && server_.draining() && inflight_ == 0 && tx_status_ == 'I')
+      co_return End{End::Kind::Shutdown,
+                    fatal("57P01", "terminating connection because the proxy is shutting down",
+                          "reconnect; another proxy instance or the restarted one will serve you"),
+                    "shutdown after the last statement finished"};
+  }
+}
+
+awaitable<End> Session::watchdog() {
+  const auto idle = rt_->config->limits.idle_timeout;
+  for (;;) {
+    const auto now = Clock::now();
+    if (terminate_requested_)
+      co_return End{End::Kind::AdminTerminate, fatal("57P01", "terminating connection due to administrator command"),
+                    "terminated by an administrator"};
+    if (server_.draining()) {
+      const auto deadline = Clock::time_point(Clock::duration(server_.impl_->drain_deadline_ns.load()));
+      if ((inflight_ == 0 && tx_status_ == 'I') || now >= deadline)
+        co_return End{End::Kind::Shutdown,
+                      fatal("57P01", "terminating connection because the proxy is shutting down",
+                            "reconnect; another proxy instance or the restarted one will serve you"),
+                      now >= deadline ? "shutdown deadline reached" : "shutdown while idle"};
+      watchdog_timer_.expires_at(deadline);
+    } else if (idle.count() > 0) {
+      if (inflight_ == 0 && now - last_activity_ >= idle)
+        co_return End{End::Kind::IdleTimeout, fatal("57P05", "terminating connection due to idle-session timeout"),
+                      "idle timeout"};
+      watchdog_timer_.expires_at(std::max(last_activity_ + idle, now + std::chrono::milliseconds(50)));
+    } else {
+      watchdog_timer_.expires_at(Clock::time_point::max());
+    }
+    co_await watchdog_timer_.async_wait(tuple_awaitable);
+  }
+}
+
+awaitable<void> Session::teardown(End end) {
+  spdlog::info("session {}: {} disconnected: {}", id_, identity_.subject, end.log);
+  if (end.to_client) {
+    std::string out;
+    protocol::write_error_response(out, *end.to_client);
+    try {
+      co_await (client_->write_all(out.data(), out.size()) || sleep_for(std::chrono::seconds(2)));
+    } catch (...) {
+    }
+  }
+  if (backend_ && end.kind != End::Kind::BackendClosed && end.kind != End::Kind::ClientTerminate &&
+      end.kind != End::Kind::BackendProtocolError) {
+    std::string x;
+    protocol::write_terminate(x);
+    try {
+      co_await (backend_->write_all(x.data(), x.size()) || sleep_for(std::chrono::seconds(1)));
+    } catch (...) {
+    }
+  }
+  client_->close();
+  if (backend_) backend_->close();
+}
+
+}  // namespace gh::proxy

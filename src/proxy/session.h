@@ -1,0 +1,101 @@
+#pragma once
+// One client connection: handshake (TLS, startup, authentication, backend login), then the
+// relay, then one teardown path that says why the session ended.
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <asio.hpp>
+
+#include "base/metrics.h"
+#include "identity/identity.h"
+#include "net/buffer.h"
+#include "net/stream.h"
+#include "protocol/codec.h"
+#include "proxy/runtime.h"
+
+namespace gh::proxy {
+
+class Server;
+struct Worker;
+
+struct End {
+  enum class Kind {
+    ClientClosed, ClientTerminate, ClientProtocolError, BackendClosed, BackendProtocolError,
+    IdleTimeout, Shutdown, AdminTerminate
+  } kind = Kind::ClientClosed;
+  std::optional<protocol::ErrorFields> to_client;  // sent to the client before closing
+  std::string log;
+};
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(Server& server, Worker& worker, asio::ip::tcp::socket socket, std::uint32_t id);
+  ~Session();
+  asio::awaitable<void> run();
+  // Wakes the watchdog to re-check shutdown and termination (thread-safe).
+  void kick();
+  void request_terminate();
+
+ private:
+  using Clock = std::chrono::steady_clock;
+
+  // handshake
+  asio::awaitable<bool> handshake();
+  asio::awaitable<bool> read_startup(protocol::StartupMessage& out);
+  asio::awaitable<void> handle_cancel(protocol::CancelRequest req);
+  asio::awaitable<bool> authenticate(const protocol::StartupMessage& startup);
+  asio::awaitable<bool> connect_backend(const protocol::StartupMessage& startup);
+  asio::awaitable<std::optional<std::pair<char, std::string>>> read_client_message(std::size_t max);
+  asio::awaitable<std::optional<std::pair<char, std::string>>> read_backend_message();
+  asio::awaitable<void> send_to_client(std::string bytes);
+  asio::awaitable<void> fail_client(protocol::ErrorFields e, std::string log_reason);
+
+  // relay
+  asio::awaitable<End> client_to_backend();
+  asio::awaitable<End> backend_to_client();
+  asio::awaitable<End> watchdog();
+  asio::awaitable<void> teardown(End end);
+  End client_io_end(const std::error_code& ec);
+  End backend_io_end(const std::error_code& ec);
+  void statement_started();
+  void statement_finished(char status);
+
+  Server& server_;
+  Worker& worker_;
+  WorkerMetrics& metrics_;
+  std::shared_ptr<const Runtime> rt_;
+  std::uint32_t id_;
+  std::unique_ptr<net::Stream> client_;
+  std::unique_ptr<net::Stream> backend_;
+  asio::steady_timer watchdog_timer_;
+  std::string peer_;
+  bool client_loopback_ = false;
+
+  // startup state
+  std::string startup_buf_;   // bytes read during the handshake, not yet consumed
+  std::string backend_buf_;   // same, backend side
+  identity::Identity identity_;
+  const config::Target* target_ = nullptr;
+  std::string database_;      // as the client asked
+  protocol::BackendKeyData backend_key_{};
+  protocol::BackendKeyData client_key_{};
+  bool registered_cancel_ = false;
+
+  // relay state (touched only on this session's thread)
+  net::IoBuffer cin_;
+  net::IoBuffer bout_;
+  protocol::StreamScanner scanner_{&protocol::is_backend_type};
+  char tx_status_ = 'I';
+  std::uint32_t inflight_ = 0;
+  std::vector<Clock::time_point> started_;  // ring of statement start times
+  std::size_t started_head_ = 0;
+  char last_backend_type_ = 0;
+  Clock::time_point last_activity_;
+  bool terminate_requested_ = false;
+};
+
+}  // namespace gh::proxy
