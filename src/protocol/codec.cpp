@@ -191,7 +191,10 @@ std::optional<SASLInitialResponse> parse_sasl_initial_response(std::string_view 
   if (body.size() < 4) return std::nullopt;
   const std::int32_t len = std::int32_t(load_be32(body.data()));
   body.remove_prefix(4);
-  if (len == -1) return r;
+  if (len == -1) {
+    if (!body.empty()) return std::nullopt;  // as PostgreSQL: no bytes may follow
+    return r;
+  }
   if (len < 0 || std::size_t(len) != body.size()) return std::nullopt;
   r.data = body;
   return r;
