@@ -137,20 +137,20 @@ void read_login(const Reader& r, const YAML::Node& n, const std::string& path, L
   r.allowed_keys(n, path, {"user", "password", "password_env", "password_file"});
   if (!n["user"]) r.fail_at(n, path + ".user", "missing (the backend role the proxy logs in as)");
   l.user = r.str(n["user"], path + ".user");
-  int sources = 0;
+  const int sources = int(bool(n["password"])) + int(bool(n["password_env"])) + int(bool(n["password_file"]));
+  if (sources > 1) r.fail_at(n, path, "give only one of password, password_env, password_file");
+  if (sources == 0)
+    r.fail_at(n, path + ".password_env", "missing (give password_env, password_file or password)");
   if (n["password"]) {
-    ++sources;
     l.password = r.str(n["password"], path + ".password", false);
   }
   if (n["password_env"]) {
-    ++sources;
     const auto var = r.str(n["password_env"], path + ".password_env");
     const char* v = std::getenv(var.c_str());
     if (!v) r.fail_at(n["password_env"], path + ".password_env", "environment variable " + var + " is not set");
     l.password = v;
   }
   if (n["password_file"]) {
-    ++sources;
     const auto file = r.str(n["password_file"], path + ".password_file");
     std::ifstream in(file, std::ios::binary);
     if (!in) r.fail_at(n["password_file"], path + ".password_file", "cannot read " + file);
@@ -159,7 +159,6 @@ void read_login(const Reader& r, const YAML::Node& n, const std::string& path, L
     l.password = ss.str();
     while (!l.password.empty() && (l.password.back() == '\n' || l.password.back() == '\r')) l.password.pop_back();
   }
-  if (sources > 1) r.fail_at(n, path, "give only one of password, password_env, password_file");
 }
 
 Config read_config(const Reader& r, const YAML::Node& root) {

@@ -1,0 +1,142 @@
+#include "config/config.h"
+
+#include <gtest/gtest.h>
+
+#include "identity/scram.h"
+
+namespace gh::config {
+namespace {
+
+std::string verifier() { return identity::ScramVerifier::make_with_salt("pw", "0123456789abcdef", 4096).to_string(); }
+
+std::string minimal(const std::string& extra = "") {
+  return "targets:\n"
+         "  - name: app\n"
+         "    backend: {host: 127.0.0.1, port: 5432, database: app}\n"
+         "    login: {user: app, password: secret}\n" +
+         extra;
+}
+
+TEST(Config, MinimalUsesDefaults) {
+  auto c = parse(minimal(), "t.yaml");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->listen.port, 6432);
+  EXPECT_EQ(c->limits.max_connections, 10000u);
+  EXPECT_EQ(c->limits.handshake_timeout, std::chrono::seconds(10));
+  EXPECT_EQ(c->tls.mode, ClientTlsMode::Disable);
+  ASSERT_EQ(c->targets.size(), 1u);
+  EXPECT_EQ(c->targets[0].login.password, "secret");
+  EXPECT_EQ(c->targets[0].backend_database("whatever"), "app");
+}
+
+TEST(Config, FullExample) {
+  const std::string text = "listen: {address: 0.0.0.0, port: 7000}\n"
+                           "threads: 4\n"
+                           "admin: {port: 0}\n"
+                           "limits:\n"
+                           "  max_connections: 50\n"
+                           "  max_message_size: 1MiB\n"
+                           "  handshake_timeout: 500ms\n"
+                           "  idle_timeout: 5m\n"
+                           "  shutdown_timeout: 1h\n"
+                           "log: {level: debug, format: json}\n"
+                           "users:\n"
+                           "  - name: alice\n"
+                           "    password: \"" + verifier() + "\"\n"
+                           "    groups: [dba, dev]\n" +
+                           minimal() +
+                           "  - name: \"*\"\n"
+                           "    backend: {host: db, database: \"*\", tls: require}\n"
+                           "    login: {user: app, password: x}\n";
+  auto c = parse(text, "t.yaml");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->listen.address, "0.0.0.0");
+  EXPECT_EQ(c->threads, 4u);
+  EXPECT_EQ(c->admin.port, 0);
+  EXPECT_EQ(c->limits.max_message_size, 1u << 20);
+  EXPECT_EQ(c->limits.handshake_timeout, std::chrono::milliseconds(500));
+  EXPECT_EQ(c->limits.idle_timeout, std::chrono::minutes(5));
+  EXPECT_EQ(c->limits.shutdown_timeout, std::chrono::hours(1));
+  ASSERT_EQ(c->users.size(), 1u);
+  EXPECT_EQ(c->users[0].groups, (std::vector<std::string>{"dba", "dev"}));
+  EXPECT_EQ(c->find_target("app")->name, "app");
+  ASSERT_NE(c->find_target("other"), nullptr);
+  EXPECT_EQ(c->find_target("other")->name, "*");
+  EXPECT_EQ(c->find_target("other")->backend_database("other"), "other");
+  EXPECT_EQ(c->find_target("other")->backend.tls, BackendTlsMode::Require);
+}
+
+struct BadCase {
+  const char* name;
+  std::string text;
+  std::string expect_in_message;
+};
+
+class ConfigErrors : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(ConfigErrors, NamesTheKeyAndLine) {
+  auto c = parse(GetParam().text, "bad.yaml");
+  ASSERT_FALSE(c) << "should have been rejected";
+  EXPECT_NE(c.error().message.find(GetParam().expect_in_message), std::string::npos) << c.error().message;
+  EXPECT_EQ(c.error().message.rfind("bad.yaml", 0), 0u) << c.error().message;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    All, ConfigErrors,
+    ::testing::Values(
+        BadCase{"unknown_top", "listne: {port: 1}\n" + minimal(), "bad.yaml:1: listne: unknown key"},
+        BadCase{"unknown_nested", minimal("    bakcend: {}\n"), "targets[0].bakcend: unknown key"},
+        BadCase{"bad_port", "listen: {port: abc}\n" + minimal(), "bad.yaml:1: listen.port: expected a port number"},
+        BadCase{"port_range", "listen: {port: 70000}\n" + minimal(), "listen.port"},
+        BadCase{"bad_duration", "limits: {idle_timeout: 5 minutes}\n" + minimal(), "limits.idle_timeout: expected a duration"},
+        BadCase{"bad_size", "limits: {max_message_size: lots}\n" + minimal(), "limits.max_message_size"},
+        BadCase{"tiny_size", "limits: {max_message_size: 10}\n" + minimal(), "limits.max_message_size: must be between"},
+        BadCase{"bad_tls_mode", "tls: {mode: maybe}\n" + minimal(), "tls.mode: expected one of: disable, allow, require"},
+        BadCase{"tls_without_cert", "tls: {mode: require}\n" + minimal(), "tls.cert_file: required"},
+        BadCase{"no_targets", "threads: 1\n", "targets: at least one target"},
+        BadCase{"empty", "", "the file is empty"},
+        BadCase{"bad_yaml", "targets: [\n", "invalid YAML"},
+        BadCase{"missing_login", "targets:\n  - name: a\n    backend: {host: h}\n", "targets[0].login: missing"},
+        BadCase{"bad_verifier", "users:\n  - name: a\n    password: hunter2\n" + minimal(),
+                "bad.yaml:3: users[0].password: not a SCRAM-SHA-256 verifier"},
+        BadCase{"duplicate_target", minimal() + "  - name: app\n    backend: {host: h}\n    login: {user: u, password: p}\n",
+                "duplicate target"},
+        BadCase{"verify_full_needs_ca",
+                "targets:\n  - name: a\n    backend: {host: h, tls: verify-full}\n    login: {user: u, password: p}\n",
+                "targets[0].backend.ca_file: required"},
+        BadCase{"missing_env",
+                "targets:\n  - name: a\n    backend: {host: h}\n    login: {user: u, password_env: GH_TEST_SURELY_UNSET}\n",
+                "environment variable GH_TEST_SURELY_UNSET is not set"},
+        BadCase{"two_password_sources",
+                "targets:\n  - name: a\n    backend: {host: h}\n    login: {user: u, password: a, password_file: /x}\n",
+                "give only one of"}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST(Config, PasswordFromEnvAndFile) {
+  ::setenv("GH_TEST_PW", "from-env", 1);
+  auto c = parse("targets:\n  - name: a\n    backend: {host: h}\n    login: {user: u, password_env: GH_TEST_PW}\n", "t");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->targets[0].login.password, "from-env");
+  const std::string path = ::testing::TempDir() + "/gh_pw";
+  FILE* f = std::fopen(path.c_str(), "w");
+  std::fputs("from-file\n", f);
+  std::fclose(f);
+  c = parse("targets:\n  - name: a\n    backend: {host: h}\n    login: {user: u, password_file: " + path + "}\n", "t");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->targets[0].login.password, "from-file");
+}
+
+TEST(Config, Durations) {
+  EXPECT_EQ(*parse_duration("0"), Duration::zero());
+  EXPECT_EQ(*parse_duration("250ms"), std::chrono::milliseconds(250));
+  EXPECT_EQ(*parse_duration("2h"), std::chrono::hours(2));
+  EXPECT_FALSE(parse_duration("10"));
+  EXPECT_FALSE(parse_duration("-1s"));
+  EXPECT_FALSE(parse_duration("s"));
+  EXPECT_EQ(*parse_size("64KiB"), 65536u);
+  EXPECT_EQ(*parse_size("3"), 3u);
+  EXPECT_FALSE(parse_size("3 MiB"));
+}
+
+}  // namespace
+}  // namespace gh::config
