@@ -1,0 +1,177 @@
+"""TLS towards clients (tls.mode require / allow) and towards the backend (require / verify-full)."""
+from __future__ import annotations
+
+import socket
+import ssl
+import struct
+
+import psycopg
+import pytest
+
+from conftest import USERS, config_for, connect, psql
+from pgwire import SSL_REQUEST, Conn, parse_error_fields, startup_packet
+from tests.harness import Gatehouse
+
+
+def _tls_client_cfg(certs, mode):
+    return {"mode": mode, "cert_file": str(certs / "server.crt"), "key_file": str(certs / "server.key")}
+
+
+@pytest.fixture(scope="module")
+def gh_tls(pg, certs, user_hashes, tmp_path_factory):
+    proxy = Gatehouse(config_for(pg, user_hashes, tls=_tls_client_cfg(certs, "require")),
+                      workdir=tmp_path_factory.mktemp("gh-tls")).start()
+    yield proxy
+    proxy.stop()
+
+
+def test_psql_sslmode_require(gh_tls):
+    r = psql(gh_tls, "-tA", "-c", "select 'over tls'", "-c", r"\conninfo", env={"PGSSLMODE": "require"})
+    assert r.stdout.splitlines()[0] == "over tls"
+    assert "SSL connection (protocol: TLSv1." in r.stdout, r.stdout
+
+
+def test_psql_sslmode_verify_full(gh_tls, certs):
+    r = psql(gh_tls, "-tA", "-c", "select 1", "-c", r"\conninfo", host="localhost",
+             env={"PGSSLMODE": "verify-full", "PGSSLROOTCERT": str(certs / "ca.crt")})
+    assert r.stdout.splitlines()[0] == "1"
+    assert "SSL connection" in r.stdout
+
+
+def test_verify_full_with_wrong_ca_is_rejected_by_client(gh_tls, other_certs):
+    r = psql(gh_tls, "-c", "select 1", host="localhost", check=False,
+             env={"PGSSLMODE": "verify-full", "PGSSLROOTCERT": str(other_certs / "ca.crt")})
+    assert r.returncode != 0
+    assert "certificate verify failed" in r.stderr, r.stderr
+
+
+def test_psycopg_over_tls(gh_tls, certs):
+    with connect(gh_tls, sslmode="verify-full", sslrootcert=str(certs / "ca.crt"), host="localhost") as c:
+        assert c.pgconn.ssl_in_use
+        assert c.execute("select count(*) from generate_series(1, 100000)").fetchone() == (100000,)
+        big = "y" * 300_000
+        assert c.execute("select %s::text", (big,)).fetchone()[0] == big
+
+
+def test_plaintext_refused_when_tls_required(gh_tls):
+    r = psql(gh_tls, "-c", "select 1", check=False, env={"PGSSLMODE": "disable"})
+    assert r.returncode != 0
+    assert "TLS" in r.stderr and "sslmode=require" in r.stderr, r.stderr
+    # the same at the wire level: FATAL 28000
+    c = Conn(gh_tls.port, timeout=5)
+    try:
+        c.send(startup_packet({"user": "alice", "database": "app"}))
+        fields = c.read_error()
+        assert fields["C"] == "28000"
+        assert fields["S"] == "FATAL"
+        c.expect_closed()
+    finally:
+        c.close()
+
+
+def test_plaintext_sent_with_ssl_request_is_refused(gh_tls):
+    """CVE-2021-23214 class: bytes riding along with the SSLRequest must not be buffered."""
+    s = socket.create_connection(("127.0.0.1", gh_tls.port), timeout=5)
+    try:
+        s.sendall(struct.pack("!II", 8, SSL_REQUEST) + startup_packet({"user": "alice", "database": "app"}))
+        data = b""
+        while True:
+            try:
+                chunk = s.recv(4096)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            data += chunk
+        assert data[:1] == b"E", data
+        assert parse_error_fields(data[5:])["C"] == "08P01"
+    finally:
+        s.close()
+
+
+def test_tls_mode_allow_uses_tls_when_asked(pg, certs, make_proxy):
+    proxy = make_proxy(tls=_tls_client_cfg(certs, "allow"))
+    with connect(proxy, sslmode="require") as c:
+        assert c.pgconn.ssl_in_use
+    with connect(proxy, sslmode="disable") as c:
+        assert not c.pgconn.ssl_in_use
+        assert c.execute("select 1").fetchone() == (1,)
+
+
+# ---- backend TLS ----------------------------------------------------------------------------
+
+def _backend_target(name, pg_tls, tls, ca_file=None, host="127.0.0.1"):
+    backend = {"host": host, "port": pg_tls.port, "database": "postgres", "tls": tls}
+    if ca_file:
+        backend["ca_file"] = str(ca_file)
+    return {"name": name, "environment": "test", "backend": backend,
+            "login": {"user": pg_tls.user, "password": pg_tls.password}}
+
+
+@pytest.fixture(scope="module")
+def gh_backend_tls(pg, pg_tls, certs, other_certs, user_hashes, tmp_path_factory):
+    cfg = config_for(pg, user_hashes)
+    cfg["targets"] = [
+        _backend_target("secure", pg_tls, "verify-full", certs / "ca.crt"),
+        _backend_target("secure-by-name", pg_tls, "verify-full", certs / "ca.crt", host="localhost"),
+        _backend_target("encrypted", pg_tls, "require"),
+        _backend_target("wrongca", pg_tls, "verify-full", other_certs / "ca.crt"),
+        {"name": "notls", "environment": "test",
+         "backend": {"host": "127.0.0.1", "port": pg.port, "database": "postgres", "tls": "require"},
+         "login": {"user": pg.user, "password": pg.password}},
+        {"name": "plain", "environment": "test",
+         "backend": {"host": "127.0.0.1", "port": pg_tls.port, "database": "postgres"},
+         "login": {"user": pg_tls.user, "password": pg_tls.password}},
+    ]
+    proxy = Gatehouse(cfg, workdir=tmp_path_factory.mktemp("gh-btls")).start()
+    yield proxy
+    proxy.stop()
+
+
+SSL_IN_USE = "select ssl from pg_stat_ssl where pid = pg_backend_pid()"
+
+
+@pytest.mark.parametrize("target", ["secure", "secure-by-name", "encrypted"])
+def test_backend_tls_in_use(gh_backend_tls, target):
+    with connect(gh_backend_tls, dbname=target) as c:
+        assert c.execute(SSL_IN_USE).fetchone() == (True,)
+        n = c.execute("select count(*) from (select repeat('z', 1000) from generate_series(1, 20000)) s").fetchone()
+        assert n == (20000,)
+
+
+def test_backend_plaintext_when_disabled(gh_backend_tls):
+    with connect(gh_backend_tls, dbname="plain") as c:
+        assert c.execute(SSL_IN_USE).fetchone() == (False,)
+
+
+def test_backend_verify_full_wrong_ca_fails_clearly(gh_backend_tls):
+    with pytest.raises(psycopg.OperationalError) as ei:
+        connect(gh_backend_tls, dbname="wrongca")
+    msg = str(ei.value)
+    assert 'target "wrongca"' in msg, msg
+    assert "TLS" in msg and "certif" in msg.lower(), msg
+    # and the proxy keeps serving the good target
+    with connect(gh_backend_tls, dbname="secure") as c:
+        assert c.execute("select 1").fetchone() == (1,)
+
+
+def test_backend_tls_required_but_server_refuses(gh_backend_tls):
+    with pytest.raises(psycopg.OperationalError) as ei:
+        connect(gh_backend_tls, dbname="notls")
+    msg = str(ei.value)
+    assert 'target "notls"' in msg and "TLS" in msg, msg
+
+
+def test_cancel_through_tls_backend(gh_backend_tls):
+    import threading
+    import time
+    with connect(gh_backend_tls, dbname="secure") as c:
+        timer = threading.Timer(1.0, c.cancel)
+        timer.start()
+        t0 = time.time()
+        try:
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                c.execute("select pg_sleep(20)")
+        finally:
+            timer.cancel()
+        assert time.time() - t0 < 6
