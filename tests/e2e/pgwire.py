@@ -77,6 +77,7 @@ class Conn:
         self.params: dict[str, str] = {}
         self.backend_key: tuple[int, int] | None = None
         self.notices: list[dict[str, str]] = []
+        self.auth_codes: list[int] = []
 
     # ---- bytes ----
     def send(self, data: bytes) -> None:
@@ -163,6 +164,7 @@ class Conn:
             if t == b"R":
                 (code,) = struct.unpack("!I", body[:4])
                 data = body[4:]
+                self.auth_codes.append(code)
                 if code == 0:
                     continue
                 if code == 10:
@@ -198,7 +200,12 @@ class Conn:
         rows: list[list[str | None]] = []
         error = None
         while True:
-            t, body = self.read_message()
+            try:
+                t, body = self.read_message()
+            except Closed:
+                if error:  # a FATAL error is followed by the close, not by ReadyForQuery
+                    raise WireError(error)
+                raise
             if t == b"T":
                 rows = []
             elif t == b"D":

@@ -1,0 +1,151 @@
+"""The database server goes away: clear errors for that session, never for the process."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import psycopg
+import pytest
+
+from conftest import USERS, connect, wait_for
+from pgwire import WireError, startup_error
+from pgwire import connect as raw_connect
+from tests.harness import PgCluster, free_port
+
+ALICE = ("alice", USERS["alice"])
+
+
+def test_backend_down_at_connect(make_proxy):
+    cfg = make_proxy.config()
+    cfg["targets"].append({"name": "down", "environment": "test",
+                           "backend": {"host": "127.0.0.1", "port": free_port(), "database": "postgres"},
+                           "login": {"user": "postgres", "password": "x"}})
+    proxy = make_proxy(cfg)
+    t0 = time.time()
+    fields = startup_error(proxy.port, *ALICE, database="down")
+    assert time.time() - t0 < 3
+    assert fields["C"] == "08006"
+    assert fields["S"] == "FATAL"
+    assert 'target "down"' in fields["M"], fields
+    # psql users see it too
+    with pytest.raises(psycopg.OperationalError) as ei:
+        connect(proxy, dbname="down")
+    assert 'target "down"' in str(ei.value)
+    # other targets unaffected
+    with connect(proxy) as c:
+        assert c.execute("select 1").fetchone() == (1,)
+
+
+def test_backend_connect_timeout(make_proxy):
+    cfg = make_proxy.config(limits={"backend_connect_timeout": "1s"})
+    # a listening socket that never accepts nor answers (backlog full is not portable): use a
+    # server that accepts and then says nothing -> that is a login stall, not a connect timeout.
+    # A non-routable address is the classic; some sandboxes answer "unreachable" at once, which
+    # must also give 08006 naming the target.
+    cfg["targets"].append({"name": "blackhole", "environment": "test",
+                           "backend": {"host": "10.255.255.1", "port": 5432, "database": "postgres"},
+                           "login": {"user": "postgres", "password": "x"}})
+    proxy = make_proxy(cfg)
+    t0 = time.time()
+    fields = startup_error(proxy.port, *ALICE, database="blackhole")
+    assert time.time() - t0 < 4
+    assert fields["C"] == "08006"
+    assert 'target "blackhole"' in fields["M"], fields
+
+
+def test_backend_login_misconfigured(make_proxy, pg):
+    cfg = make_proxy.config()
+    cfg["targets"].append({"name": "badlogin", "environment": "test",
+                           "backend": {"host": "127.0.0.1", "port": pg.port, "database": "postgres"},
+                           "login": {"user": "postgres", "password": "definitely-wrong-pw"}})
+    proxy = make_proxy(cfg)
+    fields = startup_error(proxy.port, *ALICE, database="badlogin")
+    assert fields["C"] == "08006", fields
+    assert 'target "badlogin"' in fields["M"]
+    assert "definitely-wrong-pw" not in str(fields) and "definitely-wrong-pw" not in proxy.log()
+
+
+@pytest.fixture(scope="module")
+def own_pg():
+    """A cluster of its own: these tests restart and crash it."""
+    cluster = PgCluster().init().start()
+    yield cluster
+    cluster.destroy()
+
+
+def test_backend_restart_mid_session(make_proxy, own_pg):
+    proxy = make_proxy(pg=own_pg)
+    idle = raw_connect(proxy.port, *ALICE)
+    busy = raw_connect(proxy.port, *ALICE)
+    busy_result: dict = {}
+
+    def run_busy():
+        try:
+            busy.simple_query("select pg_sleep(30)")
+            busy_result["ok"] = True
+        except WireError as e:
+            busy_result["error"] = e.fields
+        except Exception as e:  # noqa: BLE001
+            busy_result["exc"] = e
+
+    t = threading.Thread(target=run_busy)
+    t.start()
+    try:
+        assert idle.simple_query("select 1") == [["1"]]
+        time.sleep(0.5)
+        own_pg.restart("fast")
+        t.join(15)
+        assert not t.is_alive()
+        assert "error" in busy_result, busy_result
+        assert busy_result["error"]["C"] in ("57P01", "08006"), busy_result
+        busy.expect_closed()
+        fields = idle.read_error()
+        assert fields["C"] in ("57P01", "08006"), fields
+        assert fields["S"] == "FATAL"
+        idle.expect_closed()
+    finally:
+        idle.close()
+        busy.close()
+    assert proxy.proc.poll() is None
+    with connect(proxy) as c:
+        assert c.execute("select 'after restart'").fetchone() == ("after restart",)
+
+
+def test_backend_process_killed(make_proxy, own_pg):
+    """The backend vanishes without a word (SIGKILL): the proxy says 08006 itself."""
+    proxy = make_proxy(pg=own_pg)
+    victim = raw_connect(proxy.port, *ALICE)
+    try:
+        (pid,), = victim.simple_query("select pg_backend_pid()")
+        os.kill(int(pid), signal.SIGKILL)
+        fields = victim.read_error()
+        assert fields["C"] in ("08006", "57P02"), fields  # 57P02 if the postmaster's crash notice wins
+        victim.expect_closed()
+    finally:
+        victim.close()
+
+    def works():
+        try:
+            with connect(proxy) as c:
+                return c.execute("select 1").fetchone() == (1,)
+        except psycopg.OperationalError:
+            return False
+
+    wait_for(works, timeout=15, interval=0.3, what="the cluster to recover")
+
+
+def test_pg_terminate_backend(gh, pg):
+    victim = raw_connect(gh.port, *ALICE)
+    try:
+        (pid,), = victim.simple_query("select pg_backend_pid()")
+        with connect(gh) as admin:
+            assert admin.execute("select pg_terminate_backend(%s)", (int(pid),)).fetchone() == (True,)
+        fields = victim.read_error()
+        assert fields["C"] == "57P01", fields
+        victim.expect_closed()
+    finally:
+        victim.close()
+    with connect(gh) as c:
+        assert c.execute("select 1").fetchone() == (1,)

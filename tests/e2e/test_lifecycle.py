@@ -1,0 +1,234 @@
+"""Reload, graceful shutdown, health and metrics endpoints, `gatehouse check`."""
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import psycopg
+import pytest
+
+from conftest import USERS, connect, wait_for
+from pgwire import WireError, startup_error
+from pgwire import connect as raw_connect
+from tests.harness import BINARY, hash_password, to_yaml
+
+ALICE = ("alice", USERS["alice"])
+
+
+def _http(proxy, path):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{proxy.admin_port}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+# ---- reload ---------------------------------------------------------------------------------
+
+def test_sighup_with_bad_config_keeps_serving(make_proxy):
+    proxy = make_proxy()
+    held = connect(proxy)
+    try:
+        good = proxy.config_path.read_text()
+        proxy.config_path.write_text(good + "bogus_key: 1\n")
+        proxy.signal(signal.SIGHUP)
+        wait_for(lambda: "reload failed" in proxy.log(), timeout=5, what="'reload failed' in the log")
+        assert "bogus_key" in proxy.log()
+        assert proxy.proc.poll() is None
+        assert held.execute("select 1").fetchone() == (1,)
+        with connect(proxy) as c:
+            assert c.execute("select 2").fetchone() == (2,)
+        # unparsable YAML as well
+        proxy.config_path.write_text("targets: [\n")
+        proxy.signal(signal.SIGHUP)
+        wait_for(lambda: proxy.log().count("reload failed") >= 2, timeout=5, what="second 'reload failed'")
+        with connect(proxy) as c:
+            assert c.execute("select 3").fetchone() == (3,)
+    finally:
+        held.close()
+
+
+def test_sighup_with_new_user(make_proxy):
+    proxy = make_proxy()
+    fields = startup_error(proxy.port, "carol", "carol-secret")
+    assert fields["C"] == "28P01"
+    proxy.config["users"].append({"name": "carol", "password": hash_password("carol-secret"), "groups": ["ops"]})
+    proxy.write_config()
+    proxy.signal(signal.SIGHUP)
+    wait_for(lambda: "reloaded" in proxy.log(), timeout=5, what="'reloaded' in the log")
+    with connect(proxy, user="carol", password="carol-secret") as c:
+        assert c.execute("select current_setting('gatehouse.identity'), "
+                         "current_setting('gatehouse.identity_groups')").fetchone() == ("carol", "ops")
+    with connect(proxy) as c:  # old users still fine
+        assert c.execute("select 1").fetchone() == (1,)
+
+
+def test_sighup_changes_targets_for_new_sessions(make_proxy, pg):
+    proxy = make_proxy()
+    old = connect(proxy, dbname="app")
+    try:
+        proxy.config["targets"][0]["backend"]["database"] = "template1"
+        proxy.write_config()
+        proxy.signal(signal.SIGHUP)
+        wait_for(lambda: "reloaded" in proxy.log(), timeout=5, what="reload")
+        with connect(proxy, dbname="app") as c:
+            assert c.execute("select current_database()").fetchone() == ("template1",)
+        assert old.execute("select current_database()").fetchone() == ("postgres",)
+    finally:
+        old.close()
+
+
+# ---- shutdown -------------------------------------------------------------------------------
+
+def test_sigterm_lets_running_statement_finish(make_proxy):
+    proxy = make_proxy()
+    c = connect(proxy, autocommit=True)
+    result: dict = {}
+
+    def run():
+        try:
+            result["row"] = c.execute("select pg_sleep(2), 'finished'").fetchone()
+        except Exception as e:  # noqa: BLE001
+            result["error"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(0.5)
+    t0 = time.time()
+    proxy.signal(signal.SIGTERM)
+    time.sleep(0.3)
+    # new connections are refused while draining
+    with pytest.raises(psycopg.OperationalError):
+        connect(proxy, connect_timeout=3)
+    status, body = _http(proxy, "/healthz")
+    assert status == 503 and "draining" in body
+    t.join(10)
+    assert result.get("row") == ("", "finished"), result
+    rc = proxy.proc.wait(10)
+    assert rc == 0, proxy.log()
+    assert time.time() - t0 < 6
+    # the session was ended after its statement with 57P01
+    with pytest.raises(psycopg.OperationalError):
+        c.execute("select 1")
+    c.close()
+
+
+def test_sigterm_with_idle_session(make_proxy):
+    proxy = make_proxy()
+    idle = raw_connect(proxy.port, *ALICE)
+    try:
+        t0 = time.time()
+        proxy.signal(signal.SIGTERM)
+        fields = idle.read_error()
+        assert fields["C"] == "57P01", fields
+        assert fields["S"] == "FATAL"
+        idle.expect_closed()
+        assert proxy.proc.wait(5) == 0
+        assert time.time() - t0 < 3
+    finally:
+        idle.close()
+
+
+def test_sigterm_with_open_transaction_waits(make_proxy):
+    """An idle session inside a transaction is not cut at once (its transaction may still commit)."""
+    proxy = make_proxy(limits={"shutdown_timeout": "2s"})
+    c = raw_connect(proxy.port, *ALICE)
+    try:
+        c.simple_query("begin")
+        c.simple_query("create temp table tx_keep (x int)")
+        proxy.signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert c.simple_query("commit") == []
+        fields = c.read_error()  # ended right after the transaction finished
+        assert fields["C"] == "57P01"
+        assert proxy.proc.wait(5) == 0
+    finally:
+        c.close()
+
+
+def test_shutdown_deadline_ends_long_statements(make_proxy):
+    proxy = make_proxy(limits={"shutdown_timeout": "1s"})
+    c = raw_connect(proxy.port, *ALICE)
+    try:
+        from pgwire import query
+        c.send(query("select pg_sleep(30)"))
+        time.sleep(0.3)
+        t0 = time.time()
+        proxy.signal(signal.SIGTERM)
+        fields = c.read_error()
+        assert fields["C"] == "57P01", fields
+        assert proxy.proc.wait(5) == 0
+        assert time.time() - t0 < 4
+    finally:
+        c.close()
+
+
+# ---- admin endpoints ------------------------------------------------------------------------
+
+def test_healthz_and_metrics(gh):
+    status, body = _http(gh, "/healthz")
+    assert status == 200 and body.strip() == "ok"
+    before = gh.metrics()
+    for k in ("gatehouse_connections_total", "gatehouse_statements_total", "gatehouse_connections_active",
+              "gatehouse_bytes_client_to_backend_total", "gatehouse_bytes_backend_to_client_total",
+              "gatehouse_statement_duration_seconds_count"):
+        assert k in before, k
+    with connect(gh, autocommit=True) as c:
+        for i in range(5):
+            c.execute("select %s::int", (i,))
+        c.execute("select 1; select 2")
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            c.execute("select 1/0")
+        mid = gh.metrics()
+        assert mid["gatehouse_connections_active"] >= 1
+    after = gh.metrics()
+    assert after["gatehouse_connections_total"] >= before["gatehouse_connections_total"] + 1
+    assert after["gatehouse_statements_total"] >= before["gatehouse_statements_total"] + 7
+    assert after["gatehouse_statement_errors_total"] >= before["gatehouse_statement_errors_total"] + 1
+    assert after["gatehouse_bytes_backend_to_client_total"] > before["gatehouse_bytes_backend_to_client_total"]
+    assert after["gatehouse_statement_duration_seconds_count"] >= before["gatehouse_statement_duration_seconds_count"] + 7
+    # failed logins are counted
+    startup_error(gh.port, "alice", "wrong")
+    assert gh.metrics()["gatehouse_auth_failures_total"] >= before["gatehouse_auth_failures_total"] + 1
+    status, text = _http(gh, "/metrics")
+    assert "# TYPE gatehouse_connections_total counter" in text
+    assert re.search(r'gatehouse_statement_duration_seconds_bucket\{le="\+Inf"\} \d+', text)
+
+
+def test_admin_unknown_path(gh):
+    status, _ = _http(gh, "/nope")
+    assert status == 404
+
+
+# ---- gatehouse check ------------------------------------------------------------------------
+
+def test_check_bad_key_names_key_and_line(tmp_path, pg):
+    p = tmp_path / "bad.yaml"
+    p.write_text("listen:\n  port: 6432\nlimits:\n  max_connections: 10\n  idle_timout: 5s\n")
+    r = subprocess.run([str(BINARY), "check", "--config", str(p)], capture_output=True, text=True, timeout=20)
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "idle_timout" in out, out
+    assert re.search(r"(:|line )5\b", out), out
+
+
+def test_check_bad_value_and_bad_yaml(tmp_path):
+    p = tmp_path / "v.yaml"
+    p.write_text("threads: 2\nlimits:\n  max_message_size: lots\n")
+    r = subprocess.run([str(BINARY), "check", "--config", str(p)], capture_output=True, text=True, timeout=20)
+    assert r.returncode != 0 and "max_message_size" in r.stdout + r.stderr
+    p.write_text("targets: [\n")
+    r = subprocess.run([str(BINARY), "check", "--config", str(p)], capture_output=True, text=True, timeout=20)
+    assert r.returncode != 0
+
+
+def test_check_good_config(make_proxy, tmp_path):
+    p = tmp_path / "good.yaml"
+    p.write_text(to_yaml(make_proxy.config()) + "\n")
+    r = subprocess.run([str(BINARY), "check", "--config", str(p)], capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -1,0 +1,423 @@
+"""Hostile and broken clients, with raw sockets and struct-packed protocol bytes. Every bad
+session gets a FATAL ErrorResponse with the right SQLSTATE and is closed; the process and every
+other session carry on."""
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from conftest import USERS, connect, wait_for
+from pgwire import (GSSENC_REQUEST, PROTOCOL_30, SSL_REQUEST, Conn, WireError, message, query,
+                    startup_error, startup_packet)
+from pgwire import connect as raw_connect
+
+ALICE = ("alice", USERS["alice"])
+
+
+@pytest.fixture
+def bystander(gh):
+    """A session opened before the abuse; it must keep working afterwards."""
+    c = connect(gh, autocommit=True)
+    assert c.execute("select 1").fetchone() == (1,)
+    yield c
+    assert c.execute("select 'unharmed'").fetchone() == ("unharmed",)
+    assert gh.proc.poll() is None, "the proxy process died"
+    c.close()
+
+
+def _fatal_after(conn: Conn, data: bytes) -> dict[str, str]:
+    conn.send(data)
+    fields = conn.read_error()
+    assert fields["S"] == "FATAL", fields
+    conn.expect_closed()
+    return fields
+
+
+# ---- malformed messages ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("type_byte", [b"\x01", b"z", b"\xff"])
+def test_garbage_type_byte_after_startup(gh, bystander, type_byte):
+    c = raw_connect(gh.port, *ALICE)
+    try:
+        assert c.simple_query("select 1") == [["1"]]
+        fields = _fatal_after(c, type_byte + struct.pack("!I", 8) + b"abcd")
+        assert fields["C"] == "08P01"
+        assert "invalid message type" in fields["M"]
+    finally:
+        c.close()
+    with raw_connect(gh.port, *ALICE).sock:
+        pass
+
+
+def test_garbage_during_concurrent_load(gh):
+    """Other sessions run queries while bad clients come and go."""
+    errors = []
+    stop = threading.Event()
+
+    def worker():
+        try:
+            with connect(gh, autocommit=True) as c:
+                n = 0
+                while not stop.is_set():
+                    assert c.execute("select %s::int", (n,)).fetchone() == (n,)
+                    n += 1
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(10):
+            c = raw_connect(gh.port, *ALICE)
+            try:
+                c.send(b"\x00" * 16 if i % 2 else b"#" + struct.pack("!I", 2))
+                assert c.read_error()["C"] == "08P01"
+            finally:
+                c.close()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    assert not errors, errors
+
+
+def test_oversized_startup_packet(gh, bystander):
+    c = Conn(gh.port, timeout=5)
+    try:
+        fields = _fatal_after(c, struct.pack("!II", 20000, PROTOCOL_30))
+        assert fields["C"] == "08P01"
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("length", [0, 3, 7])
+def test_startup_length_too_small(gh, length):
+    c = Conn(gh.port, timeout=5)
+    try:
+        fields = _fatal_after(c, struct.pack("!II", length, PROTOCOL_30))
+        assert fields["C"] == "08P01"
+    finally:
+        c.close()
+
+
+def test_unknown_protocol_version(gh):
+    c = Conn(gh.port, timeout=5)
+    try:
+        c.send(startup_packet({"user": "alice", "database": "app"}, version=(2 << 16)))
+        fields = c.read_error()
+        assert fields["C"] in ("08P01", "0A000"), fields
+        c.expect_closed()
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("length", [0, 3])
+def test_message_length_below_four(gh, bystander, length):
+    c = raw_connect(gh.port, *ALICE)
+    try:
+        fields = _fatal_after(c, b"Q" + struct.pack("!I", length))
+        assert fields["C"] == "08P01"
+    finally:
+        c.close()
+
+
+def test_message_over_max_message_size(make_proxy):
+    proxy = make_proxy(limits={"max_message_size": 65536})
+    other = connect(proxy, autocommit=True)
+    c = raw_connect(proxy.port, *ALICE)
+    try:
+        # just under the limit is fine
+        q = "select length('" + "a" * 60000 + "')"
+        assert c.simple_query(q) == [["60000"]]
+        # over it: refused from the length field alone (the body never needs to arrive)
+        fields = _fatal_after(c, b"Q" + struct.pack("!I", 100_004) + b"select '")
+        assert fields["C"] == "08P01"
+        assert "100004" in fields["M"] and "65536" in fields["M"], fields
+        assert other.execute("select 2").fetchone() == (2,)
+        # results larger than the limit are never limited
+        assert len(other.execute("select repeat('r', 500000)").fetchone()[0]) == 500000
+    finally:
+        c.close()
+        other.close()
+
+
+def test_password_message_after_authentication(gh, bystander):
+    c = raw_connect(gh.port, *ALICE)
+    try:
+        fields = _fatal_after(c, message(b"p", b"alice-secret\0"))
+        assert fields["C"] == "08P01"
+    finally:
+        c.close()
+
+
+def test_out_of_phase_message_during_authentication(gh):
+    c = Conn(gh.port, timeout=5)
+    try:
+        c.send(startup_packet({"user": "alice", "database": "app"}))
+        t, body = c.read_message()
+        assert t == b"R" and struct.unpack("!I", body[:4])[0] == 10  # SASL
+        fields = _fatal_after(c, query("select 1"))
+        assert fields["C"] == "08P01"
+    finally:
+        c.close()
+
+
+def test_truncated_connection_mid_message(gh, bystander):
+    for payload in (b"Q" + struct.pack("!I", 1000) + b"select",  # mid-message
+                    b"P" + struct.pack("!I", 50),                   # header only
+                    b"Q\x00\x00"):                                  # mid-header
+        c = raw_connect(gh.port, *ALICE)
+        c.send(payload)
+        c.sock.shutdown(socket.SHUT_RDWR)
+        c.close()
+    # mid-startup and mid-SCRAM too
+    s = socket.create_connection(("127.0.0.1", gh.port), timeout=5)
+    s.sendall(startup_packet({"user": "alice", "database": "app"})[:11])
+    s.close()
+    c = Conn(gh.port, timeout=5)
+    c.send(startup_packet({"user": "alice", "database": "app"}))
+    c.read_message()
+    c.send(b"p\x00\x00\x00")
+    c.close()
+    with connect(gh) as fresh:
+        assert fresh.execute("select 'new session ok'").fetchone() == ("new session ok",)
+
+
+def test_cancel_request_with_unknown_key(gh, bystander):
+    s = socket.create_connection(("127.0.0.1", gh.port), timeout=5)
+    try:
+        s.sendall(struct.pack("!IIII", 16, 80877102, 12345, 67890))
+        assert s.recv(100) == b""  # no reply, just closed
+    finally:
+        s.close()
+
+
+# ---- startup refusals -----------------------------------------------------------------------
+
+def test_unknown_database_via_star_target_passes_backend_error(gh):
+    fields = startup_error(gh.port, *ALICE, database="no_such_db_here")
+    assert fields["C"] == "3D000"
+    assert "no_such_db_here" in fields["M"]
+
+
+def test_unknown_database_without_star_target(make_proxy):
+    cfg = make_proxy.config()
+    cfg["targets"] = [t for t in cfg["targets"] if t["name"] != "*"]
+    proxy = make_proxy(cfg)
+    fields = startup_error(proxy.port, *ALICE, database="nosuchtarget")
+    assert fields["C"] == "3D000"
+    assert fields["S"] == "FATAL"
+    assert '"nosuchtarget"' in fields["M"]
+    # strangers learn nothing about targets: authentication comes first
+    fields = startup_error(proxy.port, "alice", "wrong", database="nosuchtarget")
+    assert fields["C"] == "28P01"
+
+
+def test_wrong_password_and_unknown_user_look_identical(gh):
+    c1 = Conn(gh.port, timeout=10)
+    c2 = Conn(gh.port, timeout=10)
+    try:
+        with pytest.raises(WireError) as wrong:
+            c1.startup("alice", "not-her-password")
+        with pytest.raises(WireError) as unknown:
+            c2.startup("mallory", "whatever")
+        c1.expect_closed()
+        c2.expect_closed()
+    finally:
+        c1.close()
+        c2.close()
+    a, b = wrong.value.fields, unknown.value.fields
+    assert a["C"] == b["C"] == "28P01"
+    assert a["M"] == 'password authentication failed for user "alice"'
+    assert b["M"] == a["M"].replace("alice", "mallory")
+    assert {k: v for k, v in a.items() if k != "M"} == {k: v for k, v in b.items() if k != "M"}
+    # the SCRAM exchange looks the same too: both got SASL, then SASL-continue, then the error
+    assert c1.auth_codes == c2.auth_codes == [10, 11]
+
+
+def test_missing_user_in_startup(gh):
+    c = Conn(gh.port, timeout=5)
+    try:
+        c.send(startup_packet({"database": "app"}))
+        fields = c.read_error()
+        assert fields["C"] == "28000"
+        c.expect_closed()
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("value", ["database", "true", "on"])
+def test_replication_refused(gh, value):
+    fields = startup_error(gh.port, *ALICE, replication=value)
+    assert fields["C"] == "0A000"
+    assert "replication" in fields["M"]
+
+
+@pytest.mark.parametrize("extra", [
+    {"options": "-c gatehouse.identity=x"},
+    {"options": "-c search_path=public -c gatehouse.identity_groups=admins"},
+    {"options": "--gatehouse.identity=x"},
+    {"gatehouse.identity": "x"},
+    {"gatehouse.identity_method": "oidc"},
+])
+def test_identity_spoofing_refused(gh, extra):
+    fields = startup_error(gh.port, *ALICE, **extra)
+    assert fields["C"] == "42501", fields
+
+
+def test_identity_setting_is_the_user(gh):
+    c = raw_connect(gh.port, "bob", USERS["bob"], options="-c search_path=pg_catalog")
+    try:
+        assert c.simple_query("select current_setting('gatehouse.identity'), current_setting('search_path')") == \
+            [["bob", "pg_catalog"]]
+        assert c.simple_query("reset all; select current_setting('gatehouse.identity')") == [["bob"]]
+    finally:
+        c.close()
+
+
+def test_protocol_3_2_negotiated_down(gh):
+    c = Conn(gh.port, timeout=10)
+    try:
+        before = c.startup("alice", USERS["alice"], "app", {"_pq_.some_option": "1"}, version=(3 << 16) | 2)
+        assert before, "no NegotiateProtocolVersion before authentication"
+        t, body = before[0]
+        assert t == b"v"
+        newest_minor, count = struct.unpack("!II", body[:8])
+        assert newest_minor == 0
+        assert count == 1 and body[8:].split(b"\0")[0] == b"_pq_.some_option"
+        assert c.auth_codes[0] == 10  # authentication continued
+        assert c.simple_query("select 'negotiated'") == [["negotiated"]]
+    finally:
+        c.close()
+
+
+def test_protocol_3_1_without_options(gh):
+    c = Conn(gh.port, timeout=10)
+    try:
+        before = c.startup("alice", USERS["alice"], "app", version=(3 << 16) | 1)
+        t, body = before[0]
+        assert t == b"v" and struct.unpack("!II", body[:8]) == (0, 0)
+        assert c.simple_query("select 1") == [["1"]]
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("code", [SSL_REQUEST, GSSENC_REQUEST])
+def test_encryption_requests_answered_n(gh, code):
+    c = Conn(gh.port, timeout=10)
+    try:
+        c.send(struct.pack("!II", 8, code))
+        assert c.read_bytes(1) == b"N"
+        c.startup("alice", USERS["alice"])  # then a normal startup on the same socket
+        assert c.simple_query("select 'plain'") == [["plain"]]
+    finally:
+        c.close()
+
+
+def test_gssenc_then_ssl_request(gh):
+    """libpq with gssencmode=prefer sends GSSENCRequest, then SSLRequest, then startup."""
+    c = Conn(gh.port, timeout=10)
+    try:
+        c.send(struct.pack("!II", 8, GSSENC_REQUEST))
+        assert c.read_bytes(1) == b"N"
+        c.send(struct.pack("!II", 8, SSL_REQUEST))
+        assert c.read_bytes(1) == b"N"
+        c.startup("alice", USERS["alice"])
+        assert c.simple_query("select 1") == [["1"]]
+    finally:
+        c.close()
+
+
+# ---- limits and timeouts ---------------------------------------------------------------------
+
+def _time_until_closed(s: socket.socket, limit: float) -> tuple[float, bytes]:
+    s.settimeout(limit)
+    t0 = time.time()
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    except ConnectionResetError:
+        pass
+    except socket.timeout:
+        raise AssertionError(f"connection still open after {limit}s")
+    return time.time() - t0, data
+
+
+def test_handshake_timeout(make_proxy):
+    proxy = make_proxy(limits={"handshake_timeout": "1s"})
+    silent = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+    # a client stuck in the middle of SCRAM
+    stalled = Conn(proxy.port, timeout=5)
+    stalled.send(startup_packet({"user": "alice", "database": "app"}))
+    assert stalled.read_message()[0] == b"R"
+    try:
+        elapsed, data = _time_until_closed(silent, 5)
+        assert 0.5 < elapsed < 3.0, elapsed
+        if data:  # best effort error: FATAL 08006
+            assert data[:1] == b"E"
+            from pgwire import parse_error_fields
+            assert parse_error_fields(data[5:])["C"] == "08006"
+        fields = stalled.read_error()
+        assert fields["C"] == "08006"
+        stalled.expect_closed(3)
+    finally:
+        silent.close()
+        stalled.close()
+    # a normal client is not affected
+    with connect(proxy) as c:
+        time.sleep(1.5)  # past the handshake timeout: a ready session is not timed out
+        assert c.execute("select 1").fetchone() == (1,)
+
+
+def test_max_connections(make_proxy):
+    proxy = make_proxy(limits={"max_connections": 3})
+    held = [connect(proxy) for _ in range(3)]
+    try:
+        fields = startup_error(proxy.port, *ALICE)
+        assert fields["C"] == "53300"
+        assert fields["M"] == "sorry, too many clients already"
+        held.pop().close()
+
+        def can_connect():
+            try:
+                c = raw_connect(proxy.port, *ALICE, timeout=5)
+            except WireError as e:
+                assert e.code == "53300"
+                return False
+            c.close()
+            return True
+
+        wait_for(can_connect, timeout=5, what="a slot after one session closed")
+        for c in held:
+            assert c.execute("select 1").fetchone() == (1,)
+    finally:
+        for c in held:
+            c.close()
+
+
+def test_idle_timeout(make_proxy):
+    proxy = make_proxy(limits={"idle_timeout": "1s"})
+    c = raw_connect(proxy.port, *ALICE)
+    busy = raw_connect(proxy.port, *ALICE)
+    try:
+        # a running statement longer than the idle timeout is not idle
+        assert busy.simple_query("select pg_sleep(1.6), 'done'") == [["", "done"]]
+        t0 = time.time()
+        fields = c.read_error()
+        elapsed = time.time() - t0
+        assert fields["C"] == "57P05", fields
+        assert fields["S"] == "FATAL"
+        assert elapsed < 3
+        c.expect_closed()
+    finally:
+        c.close()
+        busy.close()
