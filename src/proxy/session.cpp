@@ -59,13 +59,13 @@ Session::Session(Server& server, Worker& worker, asio::ip::tcp::socket socket, s
 Session::~Session() = default;
 
 void Session::kick() {
-  asio::post(worker_.io, [self = shared_from_this()] { self->watchdog_timer_.cancel(); });
+  asio::post(worker_.io, [self = shared_from_this()] { self->on_watchdog(); });
 }
 
 void Session::request_terminate() {
   asio::post(worker_.io, [self = shared_from_this()] {
     self->terminate_requested_ = true;
-    self->watchdog_timer_.cancel();
+    self->on_watchdog();
   });
 }
 
@@ -99,22 +99,19 @@ awaitable<void> Session::run() {
     spdlog::info("session {}: {} connected from {} to target \"{}\" (database \"{}\")", id_, identity_.subject, peer_,
                  target_->name, target_->backend_database(database_));
     last_activity_ = Clock::now();
-    End end;
-    try {
-      auto r = co_await (client_to_backend() || backend_to_client() || watchdog());
-      std::visit([&](auto& e) { end = std::move(e); }, r);
-    } catch (const std::exception& e) {
-      end = End{End::Kind::ClientClosed, fatal("XX000", "internal proxy error"), e.what()};
-    }
-    co_await teardown(std::move(end));
-  } else {
-    client_->close();
-    if (backend_) backend_->close();
+    start_relay();  // the session lives on in the relay loops; this frame ends here
+    co_return;
   }
+  client_->close();
+  if (backend_) backend_->close();
+  finish();
+}
+
+void Session::finish() {
   if (registered_cancel_) server_.impl_->cancels.remove(client_key_.process_id);
   metrics_.connections_closed.fetch_add(1, std::memory_order_relaxed);
   server_.active_.fetch_sub(1, std::memory_order_relaxed);
-  worker_.sessions.erase(self);
+  worker_.sessions.erase(shared_from_this());
 }
 
 awaitable<void> Session::send_to_client(std::string bytes) {
@@ -627,84 +624,177 @@ End Session::backend_io_end(const std::error_code& ec) {
   return e;
 }
 
-awaitable<End> Session::client_to_backend() {
+void Session::start_relay() {
+  auto ex = worker_.io.get_executor();
+  auto self = shared_from_this();
+  asio::co_spawn(ex, client_to_backend(), [self](std::exception_ptr e, End end) {
+    if (e) end = End{End::Kind::ClientClosed, fatal("XX000", "internal proxy error"), "client relay failed"};
+    self->on_loop_done(std::move(end));
+  });
+  asio::co_spawn(ex, backend_to_client(), [self](std::exception_ptr e, End end) {
+    if (e) end = End{End::Kind::BackendClosed, fatal("XX000", "internal proxy error"), "backend relay failed"};
+    self->on_loop_done(std::move(end));
+  });
+  arm_watchdog();
+}
+
+void Session::end_session(End end) {
+  if (ending_) return;
+  ending_ = true;
+  end_ = std::move(end);
+  // Wake whichever loop is waiting; each sees ending_ and stops.
+  std::error_code ec;
+  client_->socket().cancel(ec);
+  if (backend_) backend_->socket().cancel(ec);
+  watchdog_timer_.cancel();
+}
+
+void Session::on_loop_done(End end) {
+  end_session(std::move(end));
+  if (++loops_done_ < 2) return;
+  auto self = shared_from_this();
+  asio::co_spawn(worker_.io, teardown(), [self](std::exception_ptr) { self->finish(); });
+}
+
+void Session::arm_watchdog() {
+  if (ending_) return;
+  const auto idle = rt_->config->limits.idle_timeout;
+  Clock::time_point when;
+  if (server_.draining())
+    when = Clock::time_point(Clock::duration(server_.impl_->drain_deadline_ns.load()));
+  else if (idle.count() > 0)
+    when = std::max(last_activity_ + idle, Clock::now() + std::chrono::milliseconds(50));
+  else
+    return;  // nothing to wait for: no pending timer at all
+  const auto gen = ++watchdog_generation_;
+  watchdog_timer_.expires_at(when);
+  watchdog_timer_.async_wait([self = shared_from_this(), gen](const std::error_code& ec) {
+    if (ec || gen != self->watchdog_generation_) return;  // re-armed or cancelled
+    self->on_watchdog();
+  });
+}
+
+void Session::on_watchdog() {
+  if (ending_) return;
+  const auto now = Clock::now();
+  if (terminate_requested_)
+    return end_session(End{End::Kind::AdminTerminate, fatal("57P01", "terminating connection due to administrator command"),
+                           "terminated by an administrator"});
+  if (server_.draining()) {
+    const auto deadline = Clock::time_point(Clock::duration(server_.impl_->drain_deadline_ns.load()));
+    if ((inflight_ == 0 && tx_status_ == 'I') || now >= deadline)
+      return end_session(End{End::Kind::Shutdown,
+                             fatal("57P01", "terminating connection because the proxy is shutting down",
+                                   "reconnect; another proxy instance or the restarted one will serve you"),
+                             now >= deadline ? "shutdown deadline reached" : "shutdown while idle"});
+  } else if (const auto idle = rt_->config->limits.idle_timeout; idle.count() > 0) {
+    if (inflight_ == 0 && now - last_activity_ >= idle)
+      return end_session(End{End::Kind::IdleTimeout, fatal("57P05", "terminating connection due to idle-session timeout"),
+                             "idle timeout"});
+  }
+  arm_watchdog();
+}
+
+std::size_t Session::scan_client_messages(std::optional<End>& end, bool& terminate) {
   const std::size_t max = rt_->config->limits.max_message_size;
   auto& m = metrics_;
+  const std::string_view view(cin_.data(), cin_.size());
+  std::size_t pos = 0;
+  for (;;) {
+    auto r = protocol::decode_frontend(view.substr(pos), max);
+    if (r.status == protocol::Decode::NeedMore) break;
+    if (r.status == protocol::Decode::Error) {
+      m.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+      end = End{End::Kind::ClientProtocolError, fatal("08P01", r.error), "client protocol error: " + r.error};
+      return 0;
+    }
+    switch (r.frame.type) {
+      case 'Q':
+      case 'F':
+        m.statements.fetch_add(1, std::memory_order_relaxed);
+        statement_started();
+        break;
+      case 'E':
+        m.statements.fetch_add(1, std::memory_order_relaxed);
+        break;
+      case 'S':
+        statement_started();
+        break;
+      case 'p':
+        m.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+        end = End{End::Kind::ClientProtocolError, fatal("08P01", "unexpected password message after authentication"),
+                  "client protocol error: out-of-phase password message"};
+        return 0;
+      case 'X':
+        terminate = true;
+        return pos + r.frame.wire_size;
+      default:
+        break;
+    }
+    pos += r.frame.wire_size;
+  }
+  return pos;
+}
+
+awaitable<End> Session::client_to_backend() {
+  auto& m = metrics_;
+  auto& sock = client_->socket();
+  const bool tls = client_->tls();
   bool pending = !cin_.empty();  // bytes the client pipelined behind its authentication
   for (;;) {
     if (!pending) {
       if (cin_.empty()) {
         cin_.release_if_empty();
-        if (auto ec = co_await client_->wait_readable()) co_return client_io_end(ec);
+        if (!tls) {
+          auto [ec] = co_await sock.async_wait(asio::ip::tcp::socket::wait_read, tuple_awaitable);
+          if (ending_) co_return End{};
+          if (ec) co_return client_io_end(ec);
+        }
       }
       if (cin_.write_room() == 0) cin_.compact();
       auto [ec, n] = co_await client_->read_some(cin_.write_ptr(), cin_.write_room());
+      if (ending_) co_return End{};
       if (ec) co_return client_io_end(ec);
       cin_.commit(n);
       last_activity_ = Clock::now();
     }
     pending = false;
 
-    const std::string_view view(cin_.data(), cin_.size());
-    std::size_t pos = 0;
+    std::optional<End> bad;
     bool terminate = false;
-    for (;;) {
-      auto r = protocol::decode_frontend(view.substr(pos), max);
-      if (r.status == protocol::Decode::NeedMore) break;
-      if (r.status == protocol::Decode::Error) {
-        m.protocol_errors.fetch_add(1, std::memory_order_relaxed);
-        co_return End{End::Kind::ClientProtocolError, fatal("08P01", r.error), "client protocol error: " + r.error};
-      }
-      switch (r.frame.type) {
-        case 'Q':
-        case 'F':
-          m.statements.fetch_add(1, std::memory_order_relaxed);
-          statement_started();
-          break;
-        case 'E':
-          m.statements.fetch_add(1, std::memory_order_relaxed);
-          break;
-        case 'S':
-          statement_started();
-          break;
-        case 'p':
-          m.protocol_errors.fetch_add(1, std::memory_order_relaxed);
-          co_return End{End::Kind::ClientProtocolError,
-                        fatal("08P01", "unexpected password message after authentication"),
-                        "client protocol error: out-of-phase password message"};
-        case 'X':
-          terminate = true;
-          break;
-        default:
-          break;
-      }
-      pos += r.frame.wire_size;
-      if (terminate) break;
-    }
+    const std::size_t pos = scan_client_messages(bad, terminate);
+    if (bad) co_return std::move(*bad);
     if (pos > 0) {
-      if (auto wec = co_await backend_->write_all(cin_.data(), pos)) co_return backend_io_end(wec);
+      auto wec = co_await backend_->write_all(cin_.data(), pos);
+      if (ending_) co_return End{};
+      if (wec) co_return backend_io_end(wec);
       m.bytes_client_to_backend.fetch_add(pos, std::memory_order_relaxed);
       cin_.consume(pos);
     }
     if (terminate) co_return End{End::Kind::ClientTerminate, std::nullopt, "client sent Terminate"};
     if (!cin_.empty()) {
-      if (cin_.size() >= 5) {
-        const std::size_t need = std::size_t(load_be32(cin_.data() + 1)) + 1;
-        cin_.ensure_contiguous(need);
-      } else {
+      if (cin_.size() >= 5)
+        cin_.ensure_contiguous(std::size_t(load_be32(cin_.data() + 1)) + 1);
+      else
         cin_.compact();
-      }
     }
   }
 }
 
 awaitable<End> Session::backend_to_client() {
   auto& m = metrics_;
+  auto& sock = backend_->socket();
+  const bool tls = backend_->tls();
   for (;;) {
-    if (auto ec = co_await backend_->wait_readable()) co_return backend_io_end(ec);
+    if (!tls) {
+      auto [ec] = co_await sock.async_wait(asio::ip::tcp::socket::wait_read, tuple_awaitable);
+      if (ending_) co_return End{};
+      if (ec) co_return backend_io_end(ec);
+    }
     auto [ec, n] = co_await backend_->read_some(bout_.write_ptr(), bout_.write_room());
-    if (ec) {
+    if (ending_ || ec) {
       bout_.release_if_empty();
+      if (ending_) co_return End{};
       co_return backend_io_end(ec);
     }
     bout_.commit(n);
@@ -729,6 +819,7 @@ awaitable<End> Session::backend_to_client() {
     auto wec = co_await client_->write_all(bout_.data(), n);
     bout_.consume(n);
     bout_.release_if_empty();
+    if (ending_) co_return End{};
     if (wec) co_return client_io_end(wec);
     m.bytes_backend_to_client.fetch_add(n, std::memory_order_relaxed);
     if (saw_ready && server_.draining() && inflight_ == 0 && tx_status_ == 'I')
@@ -739,34 +830,8 @@ awaitable<End> Session::backend_to_client() {
   }
 }
 
-awaitable<End> Session::watchdog() {
-  const auto idle = rt_->config->limits.idle_timeout;
-  for (;;) {
-    const auto now = Clock::now();
-    if (terminate_requested_)
-      co_return End{End::Kind::AdminTerminate, fatal("57P01", "terminating connection due to administrator command"),
-                    "terminated by an administrator"};
-    if (server_.draining()) {
-      const auto deadline = Clock::time_point(Clock::duration(server_.impl_->drain_deadline_ns.load()));
-      if ((inflight_ == 0 && tx_status_ == 'I') || now >= deadline)
-        co_return End{End::Kind::Shutdown,
-                      fatal("57P01", "terminating connection because the proxy is shutting down",
-                            "reconnect; another proxy instance or the restarted one will serve you"),
-                      now >= deadline ? "shutdown deadline reached" : "shutdown while idle"};
-      watchdog_timer_.expires_at(deadline);
-    } else if (idle.count() > 0) {
-      if (inflight_ == 0 && now - last_activity_ >= idle)
-        co_return End{End::Kind::IdleTimeout, fatal("57P05", "terminating connection due to idle-session timeout"),
-                      "idle timeout"};
-      watchdog_timer_.expires_at(std::max(last_activity_ + idle, now + std::chrono::milliseconds(50)));
-    } else {
-      watchdog_timer_.expires_at(Clock::time_point::max());
-    }
-    co_await watchdog_timer_.async_wait(tuple_awaitable);
-  }
-}
-
-awaitable<void> Session::teardown(End end) {
+awaitable<void> Session::teardown() {
+  End& end = end_;
   spdlog::info("session {}: {} disconnected: {}", id_, identity_.subject, end.log);
   if (end.to_client) {
     std::string out;

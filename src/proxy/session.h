@@ -39,6 +39,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // Wakes the watchdog to re-check shutdown and termination (thread-safe).
   void kick();
   void request_terminate();
+  void finish();  // last step of every session: unregister, count, drop
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -55,10 +56,19 @@ class Session : public std::enable_shared_from_this<Session> {
   asio::awaitable<void> fail_client(protocol::ErrorFields e, std::string log_reason);
 
   // relay
+  // Two relay loops run as their own coroutines; the watchdog is a plain timer handler, armed
+  // only when a deadline exists, so an idle session holds two small frames and no buffers.
+  void start_relay();
   asio::awaitable<End> client_to_backend();
   asio::awaitable<End> backend_to_client();
-  asio::awaitable<End> watchdog();
-  asio::awaitable<void> teardown(End end);
+  void on_loop_done(End end);
+  void end_session(End end);   // first reason wins; stops both loops
+  void arm_watchdog();
+  void on_watchdog();
+  // One pass over the bytes buffered from the client: forwards nothing, returns how many
+  // bytes form whole messages to forward, or sets `end` on a protocol violation.
+  std::size_t scan_client_messages(std::optional<End>& end, bool& terminate);
+  asio::awaitable<void> teardown();
   End client_io_end(const std::error_code& ec);
   End backend_io_end(const std::error_code& ec);
   void statement_started();
@@ -96,6 +106,10 @@ class Session : public std::enable_shared_from_this<Session> {
   char last_backend_type_ = 0;
   Clock::time_point last_activity_;
   bool terminate_requested_ = false;
+  bool ending_ = false;
+  int loops_done_ = 0;
+  std::uint64_t watchdog_generation_ = 0;
+  End end_;
 };
 
 }  // namespace gh::proxy
