@@ -122,6 +122,8 @@ def test_sigterm_with_idle_session(make_proxy):
     proxy = make_proxy()
     idle = raw_connect(proxy.port, *ALICE)
     try:
+        assert idle.simple_query("select 1") == [["1"]]
+        time.sleep(0.2)  # settled; see the next test for SIGTERM right after login
         t0 = time.time()
         proxy.signal(signal.SIGTERM)
         fields = idle.read_error()
@@ -132,6 +134,33 @@ def test_sigterm_with_idle_session(make_proxy):
         assert time.time() - t0 < 3
     finally:
         idle.close()
+
+
+def test_sigterm_right_after_login(make_proxy):
+    """SIGTERM arriving just after a session's ReadyForQuery must still end it with 57P01 and let
+    the process exit (a race: the session's relay may not have started yet)."""
+    for attempt in range(8):
+        proxy = make_proxy(limits={"shutdown_timeout": "1s"})
+        c = raw_connect(proxy.port, *ALICE)
+        try:
+            proxy.signal(signal.SIGTERM)
+            c.sock.settimeout(4)
+            try:
+                fields = c.read_error()
+            except (TimeoutError, OSError) as e:
+                raise AssertionError(f"attempt {attempt}: no 57P01 within 4s of SIGTERM ({e!r}); the session "
+                                     f"is stuck even past shutdown_timeout 1s:\n{proxy.log()[-800:]}")
+            assert fields["C"] == "57P01", fields
+            try:
+                rc = proxy.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"attempt {attempt}: process did not exit after SIGTERM")
+            assert rc == 0
+        finally:
+            c.close()
+            if proxy.proc.poll() is None:
+                proxy.proc.kill()
+                proxy.proc.wait(5)
 
 
 def test_sigterm_with_open_transaction_waits(make_proxy):

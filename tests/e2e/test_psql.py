@@ -102,3 +102,16 @@ def test_ctrl_c_cancels_running_statement(gh):
     assert "canceling statement due to user request" in err, err
     assert elapsed < 5, f"cancel took {elapsed:.1f}s"
     assert p.returncode != 0
+
+
+def test_large_object_import_export_function_call(gh, tmp_path):
+    """\\lo_import / \\lo_export go through libpq's fast-path FunctionCall messages."""
+    src = tmp_path / "blob.bin"
+    src.write_bytes(bytes(range(256)) * 2000)  # 512,000 bytes
+    dst = tmp_path / "blob.out"
+    r = psql(gh, "-v", "ON_ERROR_STOP=1", "-c", f"\\lo_import '{src}'")
+    oid = r.stdout.strip().split()[-1]
+    assert oid.isdigit(), r.stdout
+    psql(gh, "-v", "ON_ERROR_STOP=1", "-c", f"\\lo_export {oid} '{dst}'")
+    assert dst.read_bytes() == src.read_bytes()
+    psql(gh, "-v", "ON_ERROR_STOP=1", "-c", f"\\lo_unlink {oid}")

@@ -421,3 +421,59 @@ def test_idle_timeout(make_proxy):
     finally:
         c.close()
         busy.close()
+
+
+# ---- protocol coverage at the wire level ------------------------------------------------------
+
+def test_function_call_message(gh):
+    c = raw_connect(gh.port, *ALICE)
+    try:
+        (oid,), = c.simple_query("select 'int4pl'::regproc::oid")
+        args = [b"40", b"2"]
+        body = struct.pack("!IHHH", int(oid), 1, 0, len(args))
+        for a in args:
+            body += struct.pack("!i", len(a)) + a
+        body += struct.pack("!H", 0)
+        c.send(message(b"F", body))
+        t, resp = c.read_message()
+        assert t == b"V", (t, resp)
+        (ln,) = struct.unpack("!i", resp[:4])
+        assert resp[4:4 + ln] == b"42"
+        assert c.read_message()[0] == b"Z"
+    finally:
+        c.close()
+
+
+def test_extended_query_pipelined_raw(gh):
+    """Parse/Bind/Describe/Execute/Close/Flush/Sync sent in one write, twice, with an error between."""
+    def parse(name, sql_text):
+        return message(b"P", name + b"\0" + sql_text + b"\0" + struct.pack("!H", 0))
+
+    def bind(stmt, *params):
+        b = b"\0" + stmt + b"\0" + struct.pack("!H", 0) + struct.pack("!H", len(params))
+        for p in params:
+            b += struct.pack("!i", len(p)) + p
+        return message(b"B", b + struct.pack("!H", 0))
+
+    execute = message(b"E", b"\0" + struct.pack("!I", 0))
+    sync = message(b"S")
+    c = raw_connect(gh.port, *ALICE)
+    try:
+        c.send(parse(b"s1", b"select $1::int * 10") + bind(b"s1", b"4") + message(b"D", b"P\0") + execute +
+               message(b"H") + bind(b"s1", b"x") + execute + sync +
+               bind(b"s1", b"7") + execute + message(b"C", b"Ss1\0") + sync)
+        seen = []
+        values = []
+        while len([t for t in seen if t == b"Z"]) < 2:
+            t, body = c.read_message()
+            seen.append(t)
+            if t == b"D":
+                values.append(body[6:].decode())
+            if t == b"E":
+                from pgwire import parse_error_fields
+                assert parse_error_fields(body)["C"] == "22P02"
+        assert values == ["40", "70"]
+        assert seen[:4] == [b"1", b"2", b"T", b"D"]
+        assert b"3" in seen  # CloseComplete
+    finally:
+        c.close()
