@@ -282,3 +282,26 @@ def test_many_statements_identifier_quoting(conn):
     conn.execute(sql.SQL("create table {} (x int)").format(sql.Identifier(name)))
     conn.execute(sql.SQL("insert into {} select generate_series(1, 10)").format(sql.Identifier(name)))
     assert conn.execute(sql.SQL("select sum(x) from {}").format(sql.Identifier(name))).fetchone() == (55,)
+
+
+def test_notices_relayed(conn):
+    got = []
+    conn.add_notice_handler(lambda d: got.append((d.severity_nonlocalized, d.message_primary, d.sqlstate)))
+    conn.execute("do $$ begin raise notice 'hello %', 42; raise warning 'careful'; end $$")
+    assert ("NOTICE", "hello 42", "00000") in got
+    assert ("WARNING", "careful", "01000") in got
+
+
+def test_copy_fail_from_client(conn):
+    conn.autocommit = True
+    conn.execute("drop table if exists pc_copy_fail; create table pc_copy_fail (id int)")
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(errors.QueryCanceled):  # psycopg sends CopyFail; the server answers 57014
+        with conn.cursor() as cur:
+            with cur.copy("copy pc_copy_fail from stdin") as cp:
+                cp.write_row((1,))
+                raise Boom()
+    assert conn.execute("select count(*) from pc_copy_fail").fetchone() == (0,)

@@ -477,3 +477,50 @@ def test_extended_query_pipelined_raw(gh):
         assert b"3" in seen  # CloseComplete
     finally:
         c.close()
+
+
+def test_cancel_with_wrong_secret_is_ignored(gh):
+    c = raw_connect(gh.port, *ALICE)
+    try:
+        pid, secret = c.backend_key
+        c.send(query("select pg_sleep(1.5), 'completed'"))
+        time.sleep(0.3)
+        for bad in ((pid, secret ^ 1), (pid ^ 1, secret)):
+            s = socket.create_connection(("127.0.0.1", gh.port), timeout=5)
+            s.sendall(struct.pack("!IIII", 16, 80877102, *bad))
+            assert s.recv(10) == b""
+            s.close()
+        rows, error = [], None
+        while True:
+            t, body = c.read_message()
+            if t == b"D":
+                rows.append(body)
+            elif t == b"E":
+                from pgwire import parse_error_fields
+                error = parse_error_fields(body)
+            elif t == b"Z":
+                break
+        assert error is None, f"a CancelRequest with a wrong key cancelled the query: {error}"
+        assert len(rows) == 1 and rows[0].endswith(b"completed")
+    finally:
+        c.close()
+
+
+def test_cancel_with_right_key_raw(gh):
+    c = raw_connect(gh.port, *ALICE)
+    try:
+        c.send(query("select pg_sleep(20)"))
+        time.sleep(0.5)
+        s = socket.create_connection(("127.0.0.1", gh.port), timeout=5)
+        s.sendall(struct.pack("!IIII", 16, 80877102, *c.backend_key))
+        s.close()
+        t, body = c.read_message()
+        if t == b"T":  # RowDescription comes before the statement runs
+            t, body = c.read_message()
+        from pgwire import parse_error_fields
+        assert t == b"E"
+        assert parse_error_fields(body)["C"] == "57014"
+        assert c.read_message()[0] == b"Z"
+        assert c.simple_query("select 'next'") == [["next"]]
+    finally:
+        c.close()
