@@ -42,6 +42,12 @@ class BufferPool {
 
 class IoBuffer {
  public:
+  // Reads start in a small inline area, so a session waiting for its next message holds no
+  // pooled block (and the read can still be started speculatively, which saves a syscall per
+  // message over waiting for readiness). A read that fills the area means more is coming: the
+  // next one gets a pooled 32 KiB block, until the stream goes quiet again.
+  static constexpr std::size_t kInline = 512;
+
   IoBuffer() = default;
   IoBuffer(const IoBuffer&) = delete;
   IoBuffer& operator=(const IoBuffer&) = delete;
@@ -51,9 +57,9 @@ class IoBuffer {
   std::size_t size() const { return end_ - begin_; }
   char* data() { return data_ + begin_; }
   const char* data() const { return data_ + begin_; }
-  bool has_memory() const { return data_ != nullptr; }
+  bool holds_block() const { return data_ != nullptr && data_ != inline_; }
 
-  // Room to read into; acquires a block when none is held.
+  // Room to read into.
   char* write_ptr() {
     acquire();
     return data_ + end_;
@@ -61,6 +67,11 @@ class IoBuffer {
   std::size_t write_room() {
     acquire();
     return cap_ - end_;
+  }
+  // Records a read of n bytes into a room of `room` bytes.
+  void commit(std::size_t n, std::size_t room) {
+    end_ += n;
+    want_block_ = n == room;
   }
   void commit(std::size_t n) { end_ += n; }
   void consume(std::size_t n) {
@@ -72,19 +83,18 @@ class IoBuffer {
     acquire();
     if (need <= cap_ - begin_) return;
     if (need <= cap_) {
-      std::memmove(data_, data_ + begin_, size());
-      end_ -= begin_;
-      begin_ = 0;
+      compact();
       return;
     }
-    char* bigger = new char[need];
+    const bool pooled = need <= BufferPool::kBlock;
+    char* bigger = pooled ? BufferPool::get() : new char[need];
     std::memcpy(bigger, data_ + begin_, size());
     drop_block();
     end_ -= begin_;
     begin_ = 0;
     data_ = bigger;
-    cap_ = need;
-    pooled_ = false;
+    cap_ = pooled ? BufferPool::kBlock : need;
+    pooled_ = pooled;
   }
   // Moves a partial message to the front so reads have room.
   void compact() {
@@ -101,12 +111,21 @@ class IoBuffer {
  private:
   void acquire() {
     if (data_) return;
-    data_ = BufferPool::get();
-    cap_ = BufferPool::kBlock;
-    pooled_ = true;
+    if (want_block_) {
+      data_ = BufferPool::get();
+      cap_ = BufferPool::kBlock;
+      pooled_ = true;
+    } else {
+      data_ = inline_;
+      cap_ = kInline;
+      pooled_ = false;
+    }
   }
   void drop_block() {
-    if (!data_) return;
+    if (!data_ || data_ == inline_) {
+      data_ = nullptr;
+      return;
+    }
     if (pooled_)
       BufferPool::put(data_);
     else
@@ -120,6 +139,8 @@ class IoBuffer {
   char* data_ = nullptr;
   std::size_t cap_ = 0, begin_ = 0, end_ = 0;
   bool pooled_ = false;
+  bool want_block_ = false;
+  char inline_[kInline];
 };
 
 }  // namespace gh::net

@@ -81,6 +81,19 @@ awaitable<std::error_code> Stream::tls_connect(asio::ssl::context& ctx, const st
   co_return ec;
 }
 
+void Stream::set_nonblocking() {
+  std::error_code ec;
+  sock_.non_blocking(true, ec);
+}
+
+std::size_t Stream::read_now(char* p, std::size_t n, std::error_code& ec) {
+  return sock_.read_some(asio::buffer(p, n), ec);
+}
+
+std::size_t Stream::write_now(const char* p, std::size_t n, std::error_code& ec) {
+  return sock_.write_some(asio::buffer(p, n), ec);
+}
+
 void Stream::close() {
   std::error_code ec;
   sock_.shutdown(tcp::socket::shutdown_both, ec);

@@ -33,6 +33,13 @@ class Stream {
   // Reads exactly n bytes.
   awaitable<std::error_code> read_exact(char* p, std::size_t n);
 
+  // Non-blocking attempts for plain sockets after readiness, without a coroutine frame or a
+  // trip through the reactor: `would_block` when nothing could be done. Call
+  // set_nonblocking() first. (With TLS, use read_some / write_all.)
+  void set_nonblocking();
+  std::size_t read_now(char* p, std::size_t n, std::error_code& ec);
+  std::size_t write_now(const char* p, std::size_t n, std::error_code& ec);
+
   awaitable<std::error_code> tls_accept(asio::ssl::context& ctx);
   // verify_host empty: no certificate verification (sslmode=require semantics).
   awaitable<std::error_code> tls_connect(asio::ssl::context& ctx, const std::string& sni_host, bool verify_host);

@@ -626,6 +626,8 @@ End Session::backend_io_end(const std::error_code& ec) {
 
 void Session::start_relay() {
   auto ex = worker_.io.get_executor();
+  if (!client_->tls()) client_->set_nonblocking();
+  if (!backend_->tls()) backend_->set_nonblocking();
   auto self = shared_from_this();
   asio::co_spawn(ex, client_to_backend(), [self](std::exception_ptr e, End end) {
     if (e) end = End{End::Kind::ClientClosed, fatal("XX000", "internal proxy error"), "client relay failed"};
@@ -743,19 +745,19 @@ awaitable<End> Session::client_to_backend() {
   bool pending = !cin_.empty();  // bytes the client pipelined behind its authentication
   for (;;) {
     if (!pending) {
-      if (cin_.empty()) {
-        cin_.release_if_empty();
-        if (!tls) {
-          auto [ec] = co_await sock.async_wait(asio::ip::tcp::socket::wait_read, tuple_awaitable);
-          if (ending_) co_return End{};
-          if (ec) co_return client_io_end(ec);
-        }
-      }
+      if (cin_.empty()) cin_.release_if_empty();
       if (cin_.write_room() == 0) cin_.compact();
-      auto [ec, n] = co_await client_->read_some(cin_.write_ptr(), cin_.write_room());
+      char* at = cin_.write_ptr();
+      const std::size_t room = cin_.write_room();
+      std::error_code ec;
+      std::size_t n = 0;
+      if (!tls)
+        std::tie(ec, n) = co_await sock.async_read_some(asio::buffer(at, room), tuple_awaitable);
+      else
+        std::tie(ec, n) = co_await client_->read_some(at, room);
       if (ending_) co_return End{};
       if (ec) co_return client_io_end(ec);
-      cin_.commit(n);
+      cin_.commit(n, room);
       last_activity_ = Clock::now();
     }
     pending = false;
@@ -765,8 +767,16 @@ awaitable<End> Session::client_to_backend() {
     const std::size_t pos = scan_client_messages(bad, terminate);
     if (bad) co_return std::move(*bad);
     if (pos > 0) {
-      auto wec = co_await backend_->write_all(cin_.data(), pos);
-      if (ending_) co_return End{};
+      std::error_code wec;
+      std::size_t done = 0;
+      if (!backend_->tls()) {
+        done = backend_->write_now(cin_.data(), pos, wec);
+        if (wec == asio::error::would_block) wec.clear();
+      }
+      if (!wec && done < pos) {
+        wec = co_await backend_->write_all(cin_.data() + done, pos - done);
+        if (ending_) co_return End{};
+      }
       if (wec) co_return backend_io_end(wec);
       m.bytes_client_to_backend.fetch_add(pos, std::memory_order_relaxed);
       cin_.consume(pos);
@@ -785,19 +795,22 @@ awaitable<End> Session::backend_to_client() {
   auto& m = metrics_;
   auto& sock = backend_->socket();
   const bool tls = backend_->tls();
+  const bool client_tls = client_->tls();
   for (;;) {
-    if (!tls) {
-      auto [ec] = co_await sock.async_wait(asio::ip::tcp::socket::wait_read, tuple_awaitable);
-      if (ending_) co_return End{};
-      if (ec) co_return backend_io_end(ec);
-    }
-    auto [ec, n] = co_await backend_->read_some(bout_.write_ptr(), bout_.write_room());
+    char* at = bout_.write_ptr();
+    const std::size_t room = bout_.write_room();
+    std::error_code ec;
+    std::size_t n = 0;
+    if (!tls)
+      std::tie(ec, n) = co_await sock.async_read_some(asio::buffer(at, room), tuple_awaitable);
+    else
+      std::tie(ec, n) = co_await backend_->read_some(at, room);
     if (ending_ || ec) {
       bout_.release_if_empty();
       if (ending_) co_return End{};
       co_return backend_io_end(ec);
     }
-    bout_.commit(n);
+    bout_.commit(n, room);
     bool saw_ready = false;
     const bool ok = scanner_.scan(std::string_view(bout_.data(), n), [&](const protocol::ScanEvent& e) {
       last_backend_type_ = e.type;
@@ -816,7 +829,13 @@ awaitable<End> Session::backend_to_client() {
                     fatal("08P01", "the database server of target \"" + target_->name + "\" sent an invalid message"),
                     "backend protocol error"};
     }
-    auto wec = co_await client_->write_all(bout_.data(), n);
+    std::error_code wec;
+    std::size_t done = 0;
+    if (!client_tls) {
+      done = client_->write_now(bout_.data(), n, wec);
+      if (wec == asio::error::would_block) wec.clear();
+    }
+    if (!wec && done < n) wec = co_await client_->write_all(bout_.data() + done, n - done);
     bout_.consume(n);
     bout_.release_if_empty();
     if (ending_) co_return End{};
