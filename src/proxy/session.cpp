@@ -637,7 +637,8 @@ void Session::start_relay() {
     if (e) end = End{End::Kind::BackendClosed, fatal("XX000", "internal proxy error"), "backend relay failed"};
     self->on_loop_done(std::move(end));
   });
-  arm_watchdog();
+  relay_started_ = true;
+  on_watchdog();  // a shutdown or termination that arrived during the handshake applies now
 }
 
 void Session::end_session(End end) {
@@ -677,7 +678,8 @@ void Session::arm_watchdog() {
 }
 
 void Session::on_watchdog() {
-  if (ending_) return;
+  // Before the relay runs there is nothing to stop; start_relay() calls this again.
+  if (ending_ || !relay_started_) return;
   const auto now = Clock::now();
   if (terminate_requested_)
     return end_session(End{End::Kind::AdminTerminate, fatal("57P01", "terminating connection due to administrator command"),

@@ -107,6 +107,7 @@ class Session : public std::enable_shared_from_this<Session> {
   Clock::time_point last_activity_;
   bool terminate_requested_ = false;
   bool ending_ = false;
+  bool relay_started_ = false;
   int loops_done_ = 0;
   std::uint64_t watchdog_generation_ = 0;
   End end_;

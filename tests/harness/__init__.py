@@ -42,6 +42,7 @@ def wait_port(port: int, timeout: float = 15.0, host: str = "127.0.0.1") -> None
 def _run_as_pg(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     if os.geteuid() == 0:
         cmd = ["runuser", "-u", "postgres", "--"] + cmd
+    kw.setdefault("timeout", 180)
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
 
 
@@ -122,7 +123,7 @@ class PgCluster:
         env = dict(os.environ, PGPASSWORD=self.password)
         r = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-tA", "-h", "127.0.0.1", "-p",
                             str(self.port), "-U", self.user, "-d", dbname, "-c", sql],
-                           check=True, capture_output=True, text=True, env=env)
+                           check=True, capture_output=True, text=True, env=env, timeout=120)
         return r.stdout.strip()
 
 
