@@ -39,6 +39,18 @@ awaitable<std::pair<std::error_code, std::size_t>> Stream::read_some(char* p, st
 }
 
 awaitable<std::error_code> Stream::write_all(const char* p, std::size_t n) {
+  if (!tls_ && nonblocking_) {
+    // Try at once: in the common case the whole message fits the socket buffer and no
+    // writability registration (epoll_ctl) is needed.
+    std::error_code ec;
+    const std::size_t done = sock_.write_some(asio::buffer(p, n), ec);
+    if (!ec && done == n) co_return ec;
+    if (ec && ec != asio::error::would_block) co_return ec;
+    if (!ec) {
+      p += done;
+      n -= done;
+    }
+  }
   if (tls_) {
     auto [ec, w] = co_await asio::async_write(*tls_, asio::buffer(p, n), tuple_awaitable);
     co_return ec;
@@ -84,14 +96,7 @@ awaitable<std::error_code> Stream::tls_connect(asio::ssl::context& ctx, const st
 void Stream::set_nonblocking() {
   std::error_code ec;
   sock_.non_blocking(true, ec);
-}
-
-std::size_t Stream::read_now(char* p, std::size_t n, std::error_code& ec) {
-  return sock_.read_some(asio::buffer(p, n), ec);
-}
-
-std::size_t Stream::write_now(const char* p, std::size_t n, std::error_code& ec) {
-  return sock_.write_some(asio::buffer(p, n), ec);
+  nonblocking_ = !ec;
 }
 
 void Stream::close() {

@@ -33,12 +33,9 @@ class Stream {
   // Reads exactly n bytes.
   awaitable<std::error_code> read_exact(char* p, std::size_t n);
 
-  // Non-blocking attempts for plain sockets after readiness, without a coroutine frame or a
-  // trip through the reactor: `would_block` when nothing could be done. Call
-  // set_nonblocking() first. (With TLS, use read_some / write_all.)
+  // After this, write_all on a plain socket first tries a non-blocking send and only waits
+  // for writability when the socket buffer is full.
   void set_nonblocking();
-  std::size_t read_now(char* p, std::size_t n, std::error_code& ec);
-  std::size_t write_now(const char* p, std::size_t n, std::error_code& ec);
 
   awaitable<std::error_code> tls_accept(asio::ssl::context& ctx);
   // verify_host empty: no certificate verification (sslmode=require semantics).
@@ -49,6 +46,7 @@ class Stream {
  private:
   tcp::socket sock_;
   std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls_;
+  bool nonblocking_ = false;
 };
 
 // TLS contexts. Server: certificate chain + key. Client: CA file for verify-full, or none.

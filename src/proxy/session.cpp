@@ -742,8 +742,6 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
 
 awaitable<End> Session::client_to_backend() {
   auto& m = metrics_;
-  auto& sock = client_->socket();
-  const bool tls = client_->tls();
   bool pending = !cin_.empty();  // bytes the client pipelined behind its authentication
   for (;;) {
     if (!pending) {
@@ -751,12 +749,7 @@ awaitable<End> Session::client_to_backend() {
       if (cin_.write_room() == 0) cin_.compact();
       char* at = cin_.write_ptr();
       const std::size_t room = cin_.write_room();
-      std::error_code ec;
-      std::size_t n = 0;
-      if (!tls)
-        std::tie(ec, n) = co_await sock.async_read_some(asio::buffer(at, room), tuple_awaitable);
-      else
-        std::tie(ec, n) = co_await client_->read_some(at, room);
+      auto [ec, n] = co_await client_->read_some(at, room);
       if (ending_) co_return End{};
       if (ec) co_return client_io_end(ec);
       cin_.commit(n, room);
@@ -769,16 +762,8 @@ awaitable<End> Session::client_to_backend() {
     const std::size_t pos = scan_client_messages(bad, terminate);
     if (bad) co_return std::move(*bad);
     if (pos > 0) {
-      std::error_code wec;
-      std::size_t done = 0;
-      if (!backend_->tls()) {
-        done = backend_->write_now(cin_.data(), pos, wec);
-        if (wec == asio::error::would_block) wec.clear();
-      }
-      if (!wec && done < pos) {
-        wec = co_await backend_->write_all(cin_.data() + done, pos - done);
-        if (ending_) co_return End{};
-      }
+      const auto wec = co_await backend_->write_all(cin_.data(), pos);
+      if (ending_) co_return End{};
       if (wec) co_return backend_io_end(wec);
       m.bytes_client_to_backend.fetch_add(pos, std::memory_order_relaxed);
       cin_.consume(pos);
@@ -795,18 +780,10 @@ awaitable<End> Session::client_to_backend() {
 
 awaitable<End> Session::backend_to_client() {
   auto& m = metrics_;
-  auto& sock = backend_->socket();
-  const bool tls = backend_->tls();
-  const bool client_tls = client_->tls();
   for (;;) {
     char* at = bout_.write_ptr();
     const std::size_t room = bout_.write_room();
-    std::error_code ec;
-    std::size_t n = 0;
-    if (!tls)
-      std::tie(ec, n) = co_await sock.async_read_some(asio::buffer(at, room), tuple_awaitable);
-    else
-      std::tie(ec, n) = co_await backend_->read_some(at, room);
+    auto [ec, n] = co_await backend_->read_some(at, room);
     if (ending_ || ec) {
       bout_.release_if_empty();
       if (ending_) co_return End{};
@@ -831,13 +808,7 @@ awaitable<End> Session::backend_to_client() {
                     fatal("08P01", "the database server of target \"" + target_->name + "\" sent an invalid message"),
                     "backend protocol error"};
     }
-    std::error_code wec;
-    std::size_t done = 0;
-    if (!client_tls) {
-      done = client_->write_now(bout_.data(), n, wec);
-      if (wec == asio::error::would_block) wec.clear();
-    }
-    if (!wec && done < n) wec = co_await client_->write_all(bout_.data() + done, n - done);
+    const auto wec = co_await client_->write_all(bout_.data(), n);
     bout_.consume(n);
     bout_.release_if_empty();
     if (ending_) co_return End{};
