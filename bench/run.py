@@ -209,10 +209,14 @@ def parse_pgbench(out: str) -> dict:
     return res
 
 
-def run_pgbench(t: Target, clients: int, mode: str, duration: int, jobs: int) -> dict:
+def run_pgbench(t: Target, clients: int, mode: str, duration: int, jobs: int, connect_allowance: int = 0) -> dict:
+    """One pgbench run. pgbench's -T clock starts before its clients connect, so -T is
+    `duration` plus an allowance for connecting (the caller's estimate from earlier runs), so every
+    target gets about `duration` seconds of transactions."""
     env = dict(os.environ, PGPASSWORD=t.password, PGSSLMODE="disable", PGGSSENCMODE="disable",
                PGAPPNAME="gh-bench")
-    cmd = ["pgbench", "-n", "-S", "-T", str(duration), "-c", str(clients), "-j", str(jobs), "-M", mode,
+    cmd = ["pgbench", "-n", "-S", "-T", str(duration + connect_allowance), "-c", str(clients), "-j", str(jobs),
+           "-M", mode,
            "-h", "127.0.0.1", "-p", str(t.port), "-U", t.user, t.dbname]
     if t.prepare:
         t.prepare(clients)
@@ -237,14 +241,15 @@ def run_pgbench(t: Target, clients: int, mode: str, duration: int, jobs: int) ->
         raise RuntimeError(f"pgbench against {t.name} did not finish")
     cpu_end = t.cpu() if t.cpu else None
     res = parse_pgbench(out)
+    res["T"] = duration + connect_allowance
     if proc.returncode != 0:
         raise RuntimeError(f"pgbench -c {clients} -M {mode} against {t.name} failed (exit {proc.returncode}):\n"
                            f"{out[-1500:]}\n{err[-1500:]}")
     if "tps" not in res:
         # pgbench's -T clock starts before its clients connect: when connecting takes longer than
         # -T, no transaction runs. Record the run as empty instead of failing the whole benchmark.
-        log(f"warning: no transactions against {t.name} (-c {clients} -M {mode}, -T {duration}): "
-            f"connecting took longer than -T?")
+        log(f"warning: no transactions against {t.name} (-c {clients} -M {mode}, -T {res['T']}): "
+            f"connecting took longer than -T")
         res.update({"tps": None, "transactions": 0})
         return res
     if res.get("failed"):
@@ -395,19 +400,27 @@ def refresh_pgbouncer_pool(pg: PgCluster, port: int, clients: int, scram: ScramC
     the measured window. So: end the pooled backends (nothing else runs now), then have `clients`
     clients log in and each run one `SELECT 1` while all are connected, which makes pgbouncer open
     one new server each, and disconnect; the new servers wait idle in the pool for pgbench."""
-    pg.psql("select count(pg_terminate_backend(pid)) from pg_stat_activity "
-            "where backend_type = 'client backend' and pid <> pg_backend_pid()")
-    time.sleep(0.2)  # let pgbouncer notice its servers are gone
-
     async def body():
-        conns = await asyncio.gather(*(pg_login("127.0.0.1", port, BENCH_USER, TARGET_DB, scram)
-                                       for _ in range(clients)))
+        conns = []
         try:
+            for c in asyncio.as_completed([pg_login("127.0.0.1", port, BENCH_USER, TARGET_DB, scram)
+                                           for _ in range(clients)]):
+                conns.append(await c)
             await asyncio.gather(*(simple_query(r, w, "SELECT 1") for r, w in conns))
         finally:
             await close_idle(conns)
 
-    asyncio.run(body())
+    for attempt in range(1, 4):
+        time.sleep(0.5)  # pgbouncer resets (DISCARD ALL) the servers the last run released
+        try:
+            pg.psql("select count(pg_terminate_backend(pid)) from pg_stat_activity "
+                    "where backend_type = 'client backend' and pid <> pg_backend_pid()")
+            time.sleep(0.3)  # let pgbouncer notice its servers are gone
+            asyncio.run(body())
+            return
+        except Exception as e:  # noqa: BLE001 - a race with pgbouncer's own clean-up; try again
+            log(f"refreshing pgbouncer's pool failed (attempt {attempt}): {e}")
+    log("warning: pgbouncer's pool could not be refreshed; this run uses whatever the pool holds")
 
 
 async def close_idle(conns: list) -> None:
@@ -708,8 +721,17 @@ def main(argv: list[str]) -> int:
             # Warm-up (not recorded): the OS page cache, the proxies' allocators and buffer pools, and
             # (with --pgbouncer-warm-pool) pgbouncer's server pool at the largest client count.
             log("warm-up")
+            # Seconds each target needs to connect c clients, learnt as we go (see run_pgbench).
+            allowance: dict[tuple[str, int], int] = {}
+
+            def learn(t: str, c: int, r: dict) -> None:
+                if r.get("connect_ms") is not None:
+                    allowance[(t, c)] = min(30, int(r["connect_ms"] * 1.5 / 1000 + 0.999))
+                elif not r.get("tps"):
+                    allowance[(t, c)] = min(30, allowance.get((t, c), 0) * 2 + 5)
+
             for t in TARGETS:
-                run_pgbench(targets[t], max_clients, "simple", 3, args.jobs)
+                learn(t, max_clients, run_pgbench(targets[t], max_clients, "simple", 2, args.jobs, 4))
 
             combos = [(c, m) for c in args.clients for m in args.modes]
             runs: dict[tuple[int, str, str], list[dict]] = {}
@@ -720,7 +742,8 @@ def main(argv: list[str]) -> int:
                 for c, m in combos:
                     line = []
                     for t in order:
-                        r = run_pgbench(targets[t], c, m, args.duration, args.jobs)
+                        r = run_pgbench(targets[t], c, m, args.duration, args.jobs, allowance.get((t, c), 1))
+                        learn(t, c, r)
                         r["round"] = rnd + 1
                         r["position"] = order.index(t)
                         runs.setdefault((c, m, t), []).append(r)
