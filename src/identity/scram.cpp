@@ -6,6 +6,8 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <map>
+#include <mutex>
 #include <charconv>
 #include <stdexcept>
 #include <utility>
@@ -57,6 +59,41 @@ std::optional<std::string> salted_password(std::string_view password, std::strin
                         EVP_sha256(), int(kKeyLen), reinterpret_cast<unsigned char*>(out.data())) != 1)
     return std::nullopt;
   return out;
+}
+
+// The proxy logs in to the same backend with the same password, salt and iteration count for
+// every session; PBKDF2 (4096 rounds, ~1 ms) on each login would stall the worker thread.
+// SaltedPassword is cached, keyed by a digest of its inputs. It is as sensitive as the password
+// the process already holds, and never leaves memory.
+std::optional<std::string> cached_salted_password(std::string_view password, std::string_view salt,
+                                                  std::uint32_t iterations) {
+  static std::mutex mu;
+  static std::map<std::string, std::string> cache;
+  std::string key(EVP_MAX_MD_SIZE, '\0');
+  {
+    std::string material;
+    material.reserve(password.size() + salt.size() + 16);
+    material.append(password).push_back('\0');
+    material.append(salt).push_back('\0');
+    material.append(std::to_string(iterations));
+    unsigned int len = 0;
+    if (EVP_Digest(material.data(), material.size(), reinterpret_cast<unsigned char*>(key.data()), &len,
+                   EVP_sha256(), nullptr) != 1)
+      return salted_password(password, salt, iterations);
+    OPENSSL_cleanse(material.data(), material.size());
+    key.resize(len);
+  }
+  {
+    std::lock_guard lock(mu);
+    if (auto it = cache.find(key); it != cache.end()) return it->second;
+  }
+  auto salted = salted_password(password, salt, iterations);
+  if (salted) {
+    std::lock_guard lock(mu);
+    if (cache.size() >= 256) cache.clear();  // bounded: targets x logins is small
+    cache.emplace(std::move(key), *salted);
+  }
+  return salted;
 }
 
 std::string xor_bytes(std::string_view a, std::string_view b) {
@@ -348,7 +385,7 @@ Result<std::string> ScramClient::handle_server_first(std::string_view in) {
   if (!iterations || *iterations < 1 || *iterations > kMaxIterations) return malformed("invalid iteration count");
   if (!in.empty() || server_first.back() == ',') return malformed("garbage at end of server-first-message");
 
-  auto salted = salted_password(password_, *salt, std::uint32_t(*iterations));
+  auto salted = cached_salted_password(password_, *salt, std::uint32_t(*iterations));
   if (!salted) return fail("XX000", "PBKDF2 failed");
   auto client_key = hmac_sha256(*salted, "Client Key");
   auto server_key = hmac_sha256(*salted, "Server Key");

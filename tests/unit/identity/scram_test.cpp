@@ -119,6 +119,23 @@ TEST(ScramClient, Rfc7677Vector) {
   EXPECT_TRUE(ok) << ok.error().message;
 }
 
+TEST(ScramClient, RepeatedLoginsWithSameSaltUseCacheCorrectly) {
+  // The second and later exchanges hit the SaltedPassword cache; results must not change, and
+  // a different password with the same salt must not hit the first one's entry.
+  for (int i = 0; i < 3; ++i) {
+    ScramClient client("pencil", kClientNonce, "user");
+    client.client_first();
+    auto final_msg = client.handle_server_first(kServerFirst);
+    ASSERT_TRUE(final_msg);
+    EXPECT_EQ(*final_msg, kClientFinal);
+  }
+  ScramClient other("pencil2", kClientNonce, "user");
+  other.client_first();
+  auto wrong = other.handle_server_first(kServerFirst);
+  ASSERT_TRUE(wrong);
+  EXPECT_NE(*wrong, kClientFinal);
+}
+
 TEST(ScramClient, DefaultClientFirstHasEmptyUsername) {
   ScramClient client("pw");
   const auto first = client.client_first();
