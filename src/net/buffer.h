@@ -57,7 +57,6 @@ class IoBuffer {
   std::size_t size() const { return end_ - begin_; }
   char* data() { return data_ + begin_; }
   const char* data() const { return data_ + begin_; }
-  bool holds_block() const { return data_ != nullptr && data_ != inline_; }
 
   // Room to read into.
   char* write_ptr() {

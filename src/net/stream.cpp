@@ -23,12 +23,6 @@ std::string Stream::peer() const {
   return ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 
-awaitable<std::error_code> Stream::wait_readable() {
-  if (tls_) co_return std::error_code{};
-  auto [ec] = co_await sock_.async_wait(tcp::socket::wait_read, tuple_awaitable);
-  co_return ec;
-}
-
 awaitable<std::pair<std::error_code, std::size_t>> Stream::read_some(char* p, std::size_t n) {
   if (tls_) {
     auto [ec, got] = co_await tls_->async_read_some(asio::buffer(p, n), tuple_awaitable);

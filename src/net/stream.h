@@ -25,9 +25,6 @@ class Stream {
   bool loopback() const;
   std::string peer() const;  // "addr:port"
 
-  // Waits until bytes can be read without holding a buffer. With TLS it returns at once
-  // (OpenSSL may already hold decrypted bytes).
-  awaitable<std::error_code> wait_readable();
   awaitable<std::pair<std::error_code, std::size_t>> read_some(char* p, std::size_t n);
   awaitable<std::error_code> write_all(const char* p, std::size_t n);
   // Reads exactly n bytes.

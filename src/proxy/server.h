@@ -14,12 +14,6 @@
 
 namespace gh::proxy {
 
-struct SessionInfo {
-  std::uint32_t id = 0;
-  std::string user, target, database, client, state;
-  std::int64_t started_unix = 0;
-};
-
 class Server {
  public:
   Server(std::shared_ptr<const Runtime> rt, Metrics& metrics);

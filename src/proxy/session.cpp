@@ -12,7 +12,6 @@ namespace gh::proxy {
 
 using namespace asio::experimental::awaitable_operators;
 using asio::awaitable;
-using asio::use_awaitable;
 using protocol::ErrorFields;
 using protocol::fatal;
 
@@ -60,13 +59,6 @@ Session::~Session() = default;
 
 void Session::kick() {
   asio::post(worker_.io, [self = shared_from_this()] { self->on_watchdog(); });
-}
-
-void Session::request_terminate() {
-  asio::post(worker_.io, [self = shared_from_this()] {
-    self->terminate_requested_ = true;
-    self->on_watchdog();
-  });
 }
 
 // ---- top level ------------------------------------------------------------------------------
@@ -638,7 +630,7 @@ void Session::start_relay() {
     self->on_loop_done(std::move(end));
   });
   relay_started_ = true;
-  on_watchdog();  // a shutdown or termination that arrived during the handshake applies now
+  on_watchdog();  // a shutdown that arrived during the handshake applies now
 }
 
 void Session::end_session(End end) {
@@ -681,9 +673,6 @@ void Session::on_watchdog() {
   // Before the relay runs there is nothing to stop; start_relay() calls this again.
   if (ending_ || !relay_started_) return;
   const auto now = Clock::now();
-  if (terminate_requested_)
-    return end_session(End{End::Kind::AdminTerminate, fatal("57P01", "terminating connection due to administrator command"),
-                           "terminated by an administrator"});
   if (server_.draining()) {
     const auto deadline = Clock::time_point(Clock::duration(server_.impl_->drain_deadline_ns.load()));
     if ((inflight_ == 0 && tx_status_ == 'I') || now >= deadline)

@@ -25,7 +25,7 @@ struct Worker;
 struct End {
   enum class Kind {
     ClientClosed, ClientTerminate, ClientProtocolError, BackendClosed, BackendProtocolError,
-    IdleTimeout, Shutdown, AdminTerminate
+    IdleTimeout, Shutdown
   } kind = Kind::ClientClosed;
   std::optional<protocol::ErrorFields> to_client;  // sent to the client before closing
   std::string log;
@@ -36,9 +36,8 @@ class Session : public std::enable_shared_from_this<Session> {
   Session(Server& server, Worker& worker, asio::ip::tcp::socket socket, std::uint32_t id);
   ~Session();
   asio::awaitable<void> run();
-  // Wakes the watchdog to re-check shutdown and termination (thread-safe).
+  // Wakes the watchdog to re-check shutdown (thread-safe).
   void kick();
-  void request_terminate();
   void finish();  // last step of every session: unregister, count, drop
 
  private:
@@ -105,7 +104,6 @@ class Session : public std::enable_shared_from_this<Session> {
   std::size_t started_head_ = 0;
   char last_backend_type_ = 0;
   Clock::time_point last_activity_;
-  bool terminate_requested_ = false;
   bool ending_ = false;
   bool relay_started_ = false;
   int loops_done_ = 0;
