@@ -7,20 +7,10 @@
 
 namespace {
 
-void append_message(std::string& out, char type, const std::string& body) {
-  out.push_back(type);
-  const std::uint32_t len = std::uint32_t(body.size() + 4);
-  out.push_back(char(len >> 24));
-  out.push_back(char(len >> 16));
-  out.push_back(char(len >> 8));
-  out.push_back(char(len));
-  out += body;
-}
-
 std::string pgbench_select_batch() {
   // What pgbench -M prepared sends per transaction: Bind, Execute, Sync.
   std::string out;
-  auto msg = [&](char t, const std::string& body) { append_message(out, t, body); };
+  auto msg = [&](char t, const std::string& body) { gh::protocol::write_message(out, t, body); };
   msg('B', std::string("\0P0_1\0\0\0\0\1\0\0\0\x04" "1234\0\0", 22));
   msg('E', std::string("\0\0\0\0\0", 5));
   msg('S', "");
@@ -46,7 +36,7 @@ BENCHMARK(BM_DecodeFrontendBatch);
 void BM_ScanResultStream(benchmark::State& state) {
   // 100 DataRows of ~120 bytes, CommandComplete, ReadyForQuery.
   std::string s;
-  auto msg = [&](char t, const std::string& body) { append_message(s, t, body); };
+  auto msg = [&](char t, const std::string& body) { gh::protocol::write_message(s, t, body); };
   for (int i = 0; i < 100; ++i) msg('D', std::string(118, 'x'));
   msg('C', std::string("SELECT 100\0", 11));
   msg('Z', "I");

@@ -237,6 +237,12 @@ void error_like(std::string& out, char type, const ErrorFields& e) {
 }
 }  // namespace
 
+void write_message(std::string& out, char type, std::string_view body) {
+  const auto at = begin(out, type);
+  out.append(body);
+  finish(out, at);
+}
+
 void write_error_response(std::string& out, const ErrorFields& e) { error_like(out, 'E', e); }
 void write_notice_response(std::string& out, const ErrorFields& e) { error_like(out, 'N', e); }
 

@@ -133,6 +133,7 @@ class StreamScanner {
 
 // ---- encoders ---------------------------------------------------------------------------
 // Each appends one complete message to `out`.
+void write_message(std::string& out, char type, std::string_view body);  // any typed message
 void write_error_response(std::string& out, const ErrorFields& e);
 void write_notice_response(std::string& out, const ErrorFields& e);
 void write_authentication(std::string& out, std::uint32_t code, std::string_view data = {});

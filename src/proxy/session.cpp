@@ -527,14 +527,9 @@ awaitable<bool> Session::connect_backend(const protocol::StartupMessage& startup
         co_return false;
       }
       case 'S':
-      case 'N': {
-        std::string m2;
-        m2.push_back(type);
-        append_be32(m2, std::uint32_t(body.size() + 4));
-        m2 += body;
-        to_client += m2;
+      case 'N':
+        protocol::write_message(to_client, type, body);
         break;
-      }
       case 'K': {
         auto k = protocol::parse_backend_key_data(body);
         if (!k) co_return co_await backend_fail("08P01", "invalid message from the database server of " + where, "bad K");

@@ -840,6 +840,18 @@ TEST(CodecEncoders, QueryExactBytes) {
   EXPECT_EQ(out, "Q\0\0\0\x05\0"s);
 }
 
+TEST(CodecEncoders, GenericMessageExactBytesAndDecodeBack) {
+  std::string out;
+  write_message(out, 'S', std::string("TimeZone\0UTC\0", 13));
+  EXPECT_EQ(out, "S\0\0\0\x11TimeZone\0UTC\0"s);
+  auto r = decode_backend(out, 1 << 20);
+  ASSERT_EQ(r.status, Decode::Message);
+  auto ps = parse_parameter_status(r.frame.body);
+  ASSERT_TRUE(ps);
+  EXPECT_EQ(ps->name, "TimeZone");
+  EXPECT_EQ(ps->value, "UTC");
+}
+
 TEST(CodecEncoders, StartupMessageExactBytesAndDecodeBack) {
   std::string out;
   write_startup_message(out, {{"user", "alice"}, {"database", "db"}});
