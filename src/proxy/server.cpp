@@ -3,6 +3,7 @@
 #include <asio/experimental/awaitable_operators.hpp>
 #include <spdlog/spdlog.h>
 
+#include "base/bytes.h"
 #include "net/await.h"
 #include "protocol/codec.h"
 #include "proxy/server_impl.h"
@@ -20,8 +21,7 @@ asio::awaitable<void> refuse(asio::ip::tcp::socket sock, protocol::ErrorFields e
   char buf[16];
   auto [ec, n] = co_await sock.async_read_some(asio::buffer(buf), tuple_awaitable);
   if (!ec && n >= 8) {
-    const std::uint32_t code = (std::uint32_t((unsigned char)buf[4]) << 24) | (std::uint32_t((unsigned char)buf[5]) << 16) |
-                               (std::uint32_t((unsigned char)buf[6]) << 8) | std::uint32_t((unsigned char)buf[7]);
+    const std::uint32_t code = load_be32(buf + 4);
     if (code == protocol::kSSLRequestCode || code == protocol::kGSSENCRequestCode) out.push_back('N');
   }
   protocol::write_error_response(out, e);

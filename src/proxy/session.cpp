@@ -36,6 +36,40 @@ awaitable<void> sleep_for(std::chrono::milliseconds d) {
   co_await t.async_wait(tuple_awaitable);
 }
 
+// Handshake reads go into a growing string; the relay has its own buffers.
+awaitable<std::error_code> read_more(net::Stream& s, std::string& buf) {
+  constexpr std::size_t kChunk = 2048;
+  const std::size_t old = buf.size();
+  buf.resize(old + kChunk);
+  auto [ec, n] = co_await s.read_some(buf.data() + old, kChunk);
+  buf.resize(old + (ec ? 0 : n));
+  co_return ec;
+}
+
+struct Message {
+  char type = 0;
+  std::string body;
+};
+
+// One whole message from the front of `buf`, reading more as needed. nullopt when the peer went
+// away or, with `error` set, when the bytes are not a valid message.
+awaitable<std::optional<Message>> read_message(net::Stream& s, std::string& buf, bool from_client, std::size_t max,
+                                               std::string& error) {
+  for (;;) {
+    auto r = from_client ? protocol::decode_frontend(buf, max) : protocol::decode_backend(buf, max);
+    if (r.status == protocol::Decode::Message) {
+      Message m{r.frame.type, std::string(r.frame.body)};
+      buf.erase(0, r.frame.wire_size);
+      co_return m;
+    }
+    if (r.status == protocol::Decode::Error) {
+      error = std::move(r.error);
+      co_return std::nullopt;
+    }
+    if (co_await read_more(s, buf)) co_return std::nullopt;
+  }
+}
+
 bool truthy_replication(const std::string& v) {
   return !(v == "false" || v == "off" || v == "no" || v == "0");
 }
@@ -82,9 +116,8 @@ awaitable<void> Session::run() {
   if (timed_out) {
     spdlog::info("session {} from {}: handshake not completed within {} ms", id_, peer_, limits.handshake_timeout.count());
     // The handshake may have been cut mid-write; this error is best effort.
-    co_await fail_client(fatal("08006", "connection handshake not completed within " +
-                                            std::to_string(limits.handshake_timeout.count() / 1000.0).substr(0, 4) +
-                                            " s"),
+    co_await fail_client(fatal("08006", fmt::format("connection handshake not completed within {:g} s",
+                                                     limits.handshake_timeout.count() / 1000.0)),
                          "handshake timeout");
   }
   if (ok) {
@@ -139,14 +172,11 @@ awaitable<bool> Session::read_startup(protocol::StartupMessage& out) {
     for (;;) {
       r = protocol::decode_startup(startup_buf_);
       if (r.status != protocol::Decode::NeedMore) break;
-      char tmp[4096];
-      auto [ec, n] = co_await client_->read_some(tmp, sizeof tmp);
-      if (ec) {
+      if (auto ec = co_await read_more(*client_, startup_buf_)) {
         if (!startup_buf_.empty())
           spdlog::info("session {} from {}: closed during startup: {}", id_, peer_, net::describe(ec));
         co_return false;
       }
-      startup_buf_.append(tmp, n);
     }
     if (r.status == protocol::Decode::Error) {
       metrics_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
@@ -244,42 +274,6 @@ awaitable<void> Session::handle_cancel(protocol::CancelRequest req) {
   }
 }
 
-awaitable<std::optional<std::pair<char, std::string>>> Session::read_client_message(std::size_t max) {
-  for (;;) {
-    auto r = protocol::decode_frontend(startup_buf_, max);
-    if (r.status == protocol::Decode::Message) {
-      std::pair<char, std::string> m{r.frame.type, std::string(r.frame.body)};
-      startup_buf_.erase(0, r.frame.wire_size);
-      co_return m;
-    }
-    if (r.status == protocol::Decode::Error) {
-      metrics_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
-      co_await fail_client(fatal("08P01", r.error), "malformed message during authentication");
-      co_return std::nullopt;
-    }
-    char tmp[4096];
-    auto [ec, n] = co_await client_->read_some(tmp, sizeof tmp);
-    if (ec) co_return std::nullopt;
-    startup_buf_.append(tmp, n);
-  }
-}
-
-awaitable<std::optional<std::pair<char, std::string>>> Session::read_backend_message() {
-  for (;;) {
-    auto r = protocol::decode_backend(backend_buf_, kMaxBackendStartupMessage);
-    if (r.status == protocol::Decode::Message) {
-      std::pair<char, std::string> m{r.frame.type, std::string(r.frame.body)};
-      backend_buf_.erase(0, r.frame.wire_size);
-      co_return m;
-    }
-    if (r.status == protocol::Decode::Error) co_return std::nullopt;
-    char tmp[4096];
-    auto [ec, n] = co_await backend_->read_some(tmp, sizeof tmp);
-    if (ec) co_return std::nullopt;
-    backend_buf_.append(tmp, n);
-  }
-}
-
 awaitable<bool> Session::authenticate(const protocol::StartupMessage& startup) {
   const std::string* user = startup.find("user");
   if (!user || user->empty()) {
@@ -333,17 +327,24 @@ awaitable<bool> Session::authenticate(const protocol::StartupMessage& startup) {
       co_await fail_client(fatal(step.sqlstate, step.error), "");
       co_return false;
     }
-    auto msg = co_await read_client_message(kMaxAuthMessage);
-    if (!msg) co_return false;
-    if (msg->first != 'p') {
+    std::string bad;
+    auto msg = co_await read_message(*client_, startup_buf_, true, kMaxAuthMessage, bad);
+    if (!msg) {
+      if (!bad.empty()) {
+        metrics_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+        co_await fail_client(fatal("08P01", bad), "malformed message during authentication");
+      }
+      co_return false;
+    }
+    if (msg->type != 'p') {
       metrics_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
       co_await fail_client(
           fatal("08P01", std::string("expected a password response during authentication, got message type '") +
-                             msg->first + "'"),
+                             msg->type + "'"),
           "out-of-phase message");
       co_return false;
     }
-    step = exchange->step(msg->second);
+    step = exchange->step(msg->body);
   }
   identity_ = std::move(step.identity);
 
@@ -449,10 +450,11 @@ awaitable<bool> Session::connect_backend(const protocol::StartupMessage& startup
   std::string to_client;
   std::unique_ptr<identity::ScramClient> scram;
   for (;;) {
-    auto m = co_await read_backend_message();
+    std::string bad;
+    auto m = co_await read_message(*backend_, backend_buf_, false, kMaxBackendStartupMessage, bad);
     if (!m)
       co_return co_await backend_fail("08006", "lost the connection to the database server of " + where,
-                                      "backend closed or sent a malformed message during startup");
+                                      bad.empty() ? "backend closed during startup" : "backend sent " + bad);
     auto& [type, body] = *m;
     std::string reply;
     switch (type) {
@@ -547,18 +549,14 @@ awaitable<bool> Session::connect_backend(const protocol::StartupMessage& startup
         protocol::write_backend_key_data(to_client, client_key_);
         protocol::write_ready_for_query(to_client, body[0]);
         tx_status_ = body[0];
+        if (!backend_buf_.empty())
+          co_return co_await backend_fail("08P01", "unexpected data from the database server of " + where,
+                                          "data after ReadyForQuery during startup");
         if (auto wec = co_await client_->write_all(to_client.data(), to_client.size())) co_return false;
-        if (!backend_buf_.empty() || !startup_buf_.empty()) {
-          // Bytes that arrived early belong to the relay: hand them over.
-          if (!startup_buf_.empty()) {
-            cin_.ensure_contiguous(startup_buf_.size());
-            std::memcpy(cin_.write_ptr(), startup_buf_.data(), startup_buf_.size());
-            cin_.commit(startup_buf_.size());
-          }
-          if (!backend_buf_.empty()) {
-            co_return co_await backend_fail("08P01", "unexpected data from the database server of " + where,
-                                            "data after ReadyForQuery during startup");
-          }
+        if (!startup_buf_.empty()) {  // the client pipelined its first messages: the relay takes them
+          cin_.ensure_contiguous(startup_buf_.size());
+          std::memcpy(cin_.write_ptr(), startup_buf_.data(), startup_buf_.size());
+          cin_.commit(startup_buf_.size());
         }
         std::string().swap(startup_buf_);
         std::string().swap(backend_buf_);

@@ -49,8 +49,6 @@ class Session : public std::enable_shared_from_this<Session> {
   asio::awaitable<void> handle_cancel(protocol::CancelRequest req);
   asio::awaitable<bool> authenticate(const protocol::StartupMessage& startup);
   asio::awaitable<bool> connect_backend(const protocol::StartupMessage& startup);
-  asio::awaitable<std::optional<std::pair<char, std::string>>> read_client_message(std::size_t max);
-  asio::awaitable<std::optional<std::pair<char, std::string>>> read_backend_message();
   asio::awaitable<void> send_to_client(std::string bytes);
   asio::awaitable<void> fail_client(protocol::ErrorFields e, std::string log_reason);
 
