@@ -68,6 +68,14 @@ def config_for(pg: PgCluster, hashes: dict[str, str], **overrides) -> dict:
     return cfg
 
 
+def target(name: str, port: int, user: str = "postgres", password: str = "x", host: str = "127.0.0.1",
+           database: str = "postgres", **backend) -> dict:
+    """One `targets[]` entry; extra keyword arguments go to `backend` (tls, ca_file)."""
+    return {"name": name, "environment": "test",
+            "backend": {"host": host, "port": port, "database": database, **backend},
+            "login": {"user": user, "password": password}}
+
+
 @pytest.fixture(scope="session")
 def gh(pg, user_hashes, tmp_path_factory):
     proxy = Gatehouse(config_for(pg, user_hashes), workdir=tmp_path_factory.mktemp("gh-main")).start()

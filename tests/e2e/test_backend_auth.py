@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import psycopg
 
-from conftest import connect
+from conftest import connect, target
 
 
 @pytest.fixture(scope="module")
@@ -24,16 +24,10 @@ def legacy_auth(pg):
     pg.psql("select pg_reload_conf()")
 
 
-def _target(pg, name, user, password):
-    return {"name": name, "environment": "test",
-            "backend": {"host": "127.0.0.1", "port": pg.port, "database": "postgres"},
-            "login": {"user": user, "password": password}}
-
-
 def test_md5_and_cleartext_backend_logins(pg, make_proxy, legacy_auth):
     cfg = make_proxy.config()
-    cfg["targets"] = [_target(pg, "md5t", "gh_md5", "md5-pw"), _target(pg, "cleart", "gh_clear", "clear-pw"),
-                      _target(pg, "badmd5", "gh_md5", "not-the-password")]
+    cfg["targets"] = [target("md5t", pg.port, "gh_md5", "md5-pw"), target("cleart", pg.port, "gh_clear", "clear-pw"),
+                      target("badmd5", pg.port, "gh_md5", "not-the-password")]
     proxy = make_proxy(cfg)
     with connect(proxy, dbname="md5t") as c:
         assert c.execute("select current_user, current_setting('gatehouse.identity')").fetchone() == \

@@ -9,7 +9,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import USERS, connect, wait_for
+from conftest import USERS, connect, target, wait_for
 from pgwire import WireError, startup_error
 from pgwire import connect as raw_connect
 from tests.harness import PgCluster, free_port
@@ -19,9 +19,7 @@ ALICE = ("alice", USERS["alice"])
 
 def test_backend_down_at_connect(make_proxy):
     cfg = make_proxy.config()
-    cfg["targets"].append({"name": "down", "environment": "test",
-                           "backend": {"host": "127.0.0.1", "port": free_port(), "database": "postgres"},
-                           "login": {"user": "postgres", "password": "x"}})
+    cfg["targets"].append(target("down", free_port()))
     proxy = make_proxy(cfg)
     t0 = time.time()
     fields = startup_error(proxy.port, *ALICE, database="down")
@@ -40,13 +38,9 @@ def test_backend_down_at_connect(make_proxy):
 
 def test_backend_connect_timeout(make_proxy):
     cfg = make_proxy.config(limits={"backend_connect_timeout": "1s"})
-    # a listening socket that never accepts nor answers (backlog full is not portable): use a
-    # server that accepts and then says nothing -> that is a login stall, not a connect timeout.
-    # A non-routable address is the classic; some sandboxes answer "unreachable" at once, which
-    # must also give 08006 naming the target.
-    cfg["targets"].append({"name": "blackhole", "environment": "test",
-                           "backend": {"host": "10.255.255.1", "port": 5432, "database": "postgres"},
-                           "login": {"user": "postgres", "password": "x"}})
+    # A non-routable address; where the sandbox answers "unreachable" at once instead of timing
+    # out, the client must still get 08006 naming the target.
+    cfg["targets"].append(target("blackhole", 5432, host="10.255.255.1"))
     proxy = make_proxy(cfg)
     t0 = time.time()
     fields = startup_error(proxy.port, *ALICE, database="blackhole")
@@ -57,9 +51,7 @@ def test_backend_connect_timeout(make_proxy):
 
 def test_backend_login_misconfigured(make_proxy, pg):
     cfg = make_proxy.config()
-    cfg["targets"].append({"name": "badlogin", "environment": "test",
-                           "backend": {"host": "127.0.0.1", "port": pg.port, "database": "postgres"},
-                           "login": {"user": "postgres", "password": "definitely-wrong-pw"}})
+    cfg["targets"].append(target("badlogin", pg.port, password="definitely-wrong-pw"))
     proxy = make_proxy(cfg)
     fields = startup_error(proxy.port, *ALICE, database="badlogin")
     assert fields["C"] == "08006", fields

@@ -8,7 +8,7 @@ import struct
 import psycopg
 import pytest
 
-from conftest import USERS, config_for, connect, psql
+from conftest import USERS, config_for, connect, psql, target
 from pgwire import SSL_REQUEST, Conn, parse_error_fields, startup_packet
 from tests.harness import Gatehouse
 
@@ -101,11 +101,8 @@ def test_tls_mode_allow_uses_tls_when_asked(pg, certs, make_proxy):
 # ---- backend TLS ----------------------------------------------------------------------------
 
 def _backend_target(name, pg_tls, tls, ca_file=None, host="127.0.0.1"):
-    backend = {"host": host, "port": pg_tls.port, "database": "postgres", "tls": tls}
-    if ca_file:
-        backend["ca_file"] = str(ca_file)
-    return {"name": name, "environment": "test", "backend": backend,
-            "login": {"user": pg_tls.user, "password": pg_tls.password}}
+    extra = {"ca_file": str(ca_file)} if ca_file else {}
+    return target(name, pg_tls.port, pg_tls.user, pg_tls.password, host=host, tls=tls, **extra)
 
 
 @pytest.fixture(scope="module")
