@@ -54,7 +54,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // relay
   // Two relay loops run as their own coroutines; the watchdog is a plain timer handler, armed
-  // only when a deadline exists, so an idle session holds two small frames and no buffers.
+  // only when a deadline exists, so an idle session holds two small frames and no pooled blocks.
   void start_relay();
   asio::awaitable<End> client_to_backend();
   asio::awaitable<End> backend_to_client();
