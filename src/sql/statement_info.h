@@ -114,6 +114,7 @@ struct Statement {
   std::string normalized;  // literals replaced by $n (pg_query_normalize)
   std::uint64_t fingerprint = 0;  // pg_query_fingerprint: same shape, same value
   int location = 0;  // byte offset of the statement in the input
+  bool destructive_alter = false;  // ALTER TABLE ... DROP COLUMN / ALTER COLUMN ... TYPE (data loss or rewrite)
 };
 
 struct ParseError {
