@@ -100,6 +100,10 @@ struct Statement {
   std::vector<std::string> settings;   // settings changed: SET x / RESET x / set_config('x') /
                                        // "all" for RESET ALL and DISCARD ALL; "role",
                                        // "session_authorization", "search_path"
+  std::vector<std::string> unresolved_columns;  // columns named where several relations were in
+                                                // scope, so no relation could be told: sorted,
+                                                // unique (a column rule should treat them as
+                                                // possibly its column)
   bool returning = false;          // INSERT/UPDATE/DELETE ... RETURNING
   bool whole_row = false;          // a whole-row reference: SELECT t FROM t, row_to_json(t), t.*
   bool opaque_code = false;        // DO, CREATE FUNCTION/PROCEDURE body, EXECUTE of a string,

@@ -1,0 +1,64 @@
+#pragma once
+// Analyzer: SQL text -> Analysis (see statement_info.h), parsed with PostgreSQL's own grammar
+// (libpg_query) and cached by the exact text.
+#include <cstddef>
+#include <list>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "sql/statement_info.h"
+
+namespace gh::sql {
+
+// Parses and analyses `sql` without any cache. Thread-safe (libpg_query keeps its memory
+// contexts per thread). Never throws on any input; what cannot be parsed comes back as
+// Analysis::error with no statements.
+Analysis analyze_uncached(std::string_view sql);
+
+// A per-thread LRU cache in front of analyze_uncached. NOT thread-safe: give each worker
+// thread its own Analyzer (no locks on the hot path). Results are shared, immutable and stay
+// valid after eviction for as long as the caller holds them.
+class Analyzer {
+ public:
+  // cache_entries: at most this many texts are cached (0 disables the cache).
+  // max_cached_text: longer texts are analysed but not cached.
+  // max_cached_bytes: bound on the approximate memory of all cached entries (text + result).
+  explicit Analyzer(std::size_t cache_entries = 4096, std::size_t max_cached_text = 64 * 1024,
+                    std::size_t max_cached_bytes = 32 * 1024 * 1024);
+  Analyzer(const Analyzer&) = delete;
+  Analyzer& operator=(const Analyzer&) = delete;
+
+  std::shared_ptr<const Analysis> analyze(std::string_view sql);
+
+  struct Stats {
+    std::size_t hits = 0;
+    std::size_t misses = 0;
+    std::size_t evictions = 0;
+    std::size_t entries = 0;
+    std::size_t bytes = 0;  // approximate memory held by cached entries
+  };
+  Stats stats() const;
+  void clear();
+
+ private:
+  struct Entry {
+    std::string text;
+    std::shared_ptr<const Analysis> analysis;
+    std::size_t bytes = 0;
+  };
+  void evict_until_fits(std::size_t incoming_bytes);
+
+  std::size_t max_entries_;
+  std::size_t max_text_;
+  std::size_t max_bytes_;
+  std::list<Entry> lru_;  // front = most recently used
+  std::unordered_map<std::string_view, std::list<Entry>::iterator> index_;  // keys view Entry::text
+  Stats stats_;
+};
+
+// Approximate heap bytes held by an Analysis (used by the cache's byte bound).
+std::size_t approximate_bytes(const Analysis& analysis);
+
+}  // namespace gh::sql

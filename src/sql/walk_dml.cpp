@@ -1,0 +1,237 @@
+// SELECT, INSERT, UPDATE, DELETE, MERGE: scopes, targets, CTEs, RETURNING, writes.
+#include "sql/walker.h"
+
+namespace gh::sql::detail {
+
+namespace {
+
+// Restores the visible CTE names when the statement that declared them ends.
+class CteScope {
+ public:
+  explicit CteScope(std::vector<std::string_view>& ctes) : ctes_(ctes), size_(ctes.size()) {}
+  ~CteScope() { ctes_.resize(size_); }
+  CteScope(const CteScope&) = delete;
+  CteScope& operator=(const CteScope&) = delete;
+
+ private:
+  std::vector<std::string_view>& ctes_;
+  std::size_t size_;
+};
+
+bool non_empty_array(const JValue* v) { return v && v->is_array() && v->count > 0; }
+
+}  // namespace
+
+void Walker::select_stmt(const JValue& b, Mode mode) {
+  if (mode != Mode::Nested) add_kind(StatementKind::Select);
+  CteScope cte_scope(ctes_);
+  with_clause(b.get("withClause"));
+  if (const JValue* into = b.get("intoClause")) {
+    // SELECT ... INTO t creates and fills t.
+    add_kind(StatementKind::Create);
+    if (const JValue* r = into->get("rel")) {
+      add_access(rel(r->get_str("schemaname"), r->get_str("relname")), kDdl | kInsert);
+    }
+  }
+  std::string_view op = b.get_str("op");
+  if (!op.empty() && op != "SETOP_NONE") {
+    // Branches are embedded SelectStmt structs (no node wrapper).
+    if (const JValue* l = b.get("larg")) select_stmt(*l, Mode::Nested);
+    if (const JValue* r = b.get("rarg")) select_stmt(*r, Mode::Nested);
+    push_level();  // ORDER BY / LIMIT of a set operation see only its output columns
+    walk_member(b, "sortClause");
+    walk_member(b, "limitOffset");
+    walk_member(b, "limitCount");
+    pop_level();
+    return;
+  }
+  push_level();
+  walk_member(b, "valuesLists");
+  if (const JValue* from = b.get("fromClause"); from && from->is_array()) {
+    for (const JValue& item : *from) from_item(item);
+  }
+  walk_member(b, "targetList");
+  walk_member(b, "whereClause");
+  walk_member(b, "groupClause");
+  walk_member(b, "havingClause");
+  walk_member(b, "windowClause");
+  walk_member(b, "distinctClause");
+  walk_member(b, "sortClause");
+  walk_member(b, "limitOffset");
+  walk_member(b, "limitCount");
+  // lockingClause names FROM entries (FOR UPDATE OF t): nothing new to record.
+  pop_level();
+}
+
+// RETURNING is walked in the statement's own scope (the target, and FROM/USING items).
+void Walker::returning(const JValue& b) {
+  const JValue* list = b.get("returningList");
+  if (!non_empty_array(list)) return;
+  out_.returning = true;
+  walk(*list);
+}
+
+void Walker::insert_stmt(const JValue& b) {
+  add_kind(StatementKind::Insert);
+  CteScope cte_scope(ctes_);
+  with_clause(b.get("withClause"));
+  const JValue* rv = b.get("relation");
+  if (!rv) return;
+  int target = rel(rv->get_str("schemaname"), rv->get_str("relname"));
+  add_access(target, kInsert);
+  const JValue* cols = b.get("cols");
+  if (non_empty_array(cols)) {
+    for (const JValue& c : *cols) {
+      if (const JValue* rt = c.node_body()) add_written(target, rt->get_str("name"));
+    }
+  } else {
+    rels_[static_cast<std::size_t>(target)].all = true;
+  }
+  if (const JValue* src = b.get("selectStmt")) {
+    // The source cannot see the target table.
+    if (const JValue* sb = src->node_body()) {
+      if (!statement(src->node_name(), *sb, Mode::Nested)) walk(*src);
+    }
+  }
+  if (const JValue* oc = b.get("onConflictClause")) {
+    push_level();
+    add_target_entry(*rv, target);
+    add_entry("excluded", {}, -1, true);
+    if (const JValue* infer = oc->get("infer")) walk_member(*infer, "whereClause");
+    if (oc->get_str("action") == "ONCONFLICT_UPDATE") {
+      add_kind(StatementKind::Update);
+      add_access(target, kUpdate);
+      if (const JValue* tl = oc->get("targetList"); tl && tl->is_array()) {
+        for (const JValue& t : *tl) {
+          const JValue* rt = t.node_body();
+          if (!rt) continue;
+          add_written(target, rt->get_str("name"));
+          walk_member(*rt, "val");
+        }
+      }
+      walk_member(*oc, "whereClause");
+    }
+    pop_level();
+  }
+  push_level();
+  add_target_entry(*rv, target);
+  returning(b);
+  pop_level();
+}
+
+void Walker::update_stmt(const JValue& b) {
+  add_kind(StatementKind::Update);
+  CteScope cte_scope(ctes_);
+  with_clause(b.get("withClause"));
+  const JValue* rv = b.get("relation");
+  if (!rv) return;
+  int target = rel(rv->get_str("schemaname"), rv->get_str("relname"));
+  add_access(target, kUpdate);
+  push_level();
+  add_target_entry(*rv, target);
+  if (const JValue* from = b.get("fromClause"); from && from->is_array()) {
+    for (const JValue& item : *from) from_item(item);
+  }
+  if (const JValue* tl = b.get("targetList"); tl && tl->is_array()) {
+    for (const JValue& t : *tl) {
+      const JValue* rt = t.node_body();
+      if (!rt) continue;
+      add_written(target, rt->get_str("name"));
+      walk_member(*rt, "indirection");
+      walk_member(*rt, "val");
+    }
+  }
+  const JValue* where = b.get("whereClause");
+  if (where) walk(*where);
+  add_write(StatementKind::Update, target, where);
+  returning(b);
+  pop_level();
+}
+
+void Walker::delete_stmt(const JValue& b) {
+  add_kind(StatementKind::Delete);
+  CteScope cte_scope(ctes_);
+  with_clause(b.get("withClause"));
+  const JValue* rv = b.get("relation");
+  if (!rv) return;
+  int target = rel(rv->get_str("schemaname"), rv->get_str("relname"));
+  add_access(target, kDelete);
+  push_level();
+  add_target_entry(*rv, target);
+  if (const JValue* from = b.get("usingClause"); from && from->is_array()) {
+    for (const JValue& item : *from) from_item(item);
+  }
+  const JValue* where = b.get("whereClause");
+  if (where) walk(*where);
+  add_write(StatementKind::Delete, target, where);
+  returning(b);
+  pop_level();
+}
+
+void Walker::merge_stmt(const JValue& b) {
+  add_kind(StatementKind::Merge);
+  CteScope cte_scope(ctes_);
+  with_clause(b.get("withClause"));
+  const JValue* rv = b.get("relation");
+  if (!rv) return;
+  int target = rel(rv->get_str("schemaname"), rv->get_str("relname"));
+  push_level();
+  if (const JValue* src = b.get("sourceRelation")) from_item(*src);
+  add_target_entry(*rv, target);
+  const JValue* on = b.get("joinCondition");
+  if (on) walk(*on);
+  bool on_true = on && eval(*on) == Truth::True;
+  if (const JValue* whens = b.get("mergeWhenClauses"); whens && whens->is_array()) {
+    for (const JValue& w : *whens) {
+      const JValue* mw = w.node_body();
+      if (!mw) continue;
+      const JValue* cond = mw->get("condition");
+      if (cond) walk(*cond);
+      std::string_view cmd = mw->get_str("commandType");
+      const JValue* tl = mw->get("targetList");
+      if (cmd == "CMD_UPDATE") {
+        add_kind(StatementKind::Update);
+        add_access(target, kUpdate);
+        if (tl && tl->is_array()) {
+          for (const JValue& t : *tl) {
+            const JValue* rt = t.node_body();
+            if (!rt) continue;
+            add_written(target, rt->get_str("name"));
+            walk_member(*rt, "val");
+          }
+        }
+      } else if (cmd == "CMD_DELETE") {
+        add_kind(StatementKind::Delete);
+        add_access(target, kDelete);
+      } else if (cmd == "CMD_INSERT") {
+        add_kind(StatementKind::Insert);
+        add_access(target, kInsert);
+        if (non_empty_array(tl)) {
+          for (const JValue& t : *tl) {
+            if (const JValue* rt = t.node_body()) add_written(target, rt->get_str("name"));
+          }
+        } else {
+          rels_[static_cast<std::size_t>(target)].all = true;
+        }
+        walk_member(*mw, "values");
+      }
+      if (cmd == "CMD_UPDATE" || cmd == "CMD_DELETE") {
+        // The join condition (and the WHEN condition) bound the rows touched.
+        StatementKind k = cmd == "CMD_UPDATE" ? StatementKind::Update : StatementKind::Delete;
+        if (!plan_only_) {
+          WriteFilter wf;
+          wf.kind = k;
+          const RelAcc& ra = rels_[static_cast<std::size_t>(target)];
+          wf.relation =
+              ra.schema.empty() ? std::string(ra.name) : std::string(ra.schema) + "." + std::string(ra.name);
+          wf.has_where = true;
+          wf.where_trivially_true = on_true && (!cond || eval(*cond) == Truth::True);
+          out_.writes.push_back(std::move(wf));
+        }
+      }
+    }
+  }
+  pop_level();
+}
+
+}  // namespace gh::sql::detail

@@ -1,0 +1,501 @@
+// Statement dispatch and every statement that is not SELECT/INSERT/UPDATE/DELETE/MERGE.
+#include <algorithm>
+#include <unordered_map>
+
+#include "sql/walker.h"
+
+namespace gh::sql::detail {
+
+namespace {
+
+using K = StatementKind;
+
+// How a statement handled by the table is walked.
+enum class How : std::uint8_t {
+  Ddl,       // RangeVars anywhere inside are relations with kDdl; options are DDL options
+  Remote,    // as Ddl, and the statement reaches another server
+  Role,      // role DDL: role_change
+  NoAccess,  // RangeVars are relations named without reading or writing them (LOCK, REINDEX)
+  NoWalk,    // nothing inside is of interest
+};
+
+struct Info {
+  K kind;
+  How how;
+};
+
+const std::unordered_map<std::string_view, Info>& table() {
+  static const std::unordered_map<std::string_view, Info> t = {
+      {"CreateStmt", {K::Create, How::Ddl}},
+      {"IndexStmt", {K::Create, How::Ddl}},
+      {"CreateSchemaStmt", {K::Create, How::Ddl}},
+      {"CreateSeqStmt", {K::Create, How::Ddl}},
+      {"CompositeTypeStmt", {K::Create, How::Ddl}},
+      {"CreateEnumStmt", {K::Create, How::Ddl}},
+      {"CreateRangeStmt", {K::Create, How::Ddl}},
+      {"CreateDomainStmt", {K::Create, How::Ddl}},
+      {"DefineStmt", {K::Create, How::Ddl}},
+      {"RuleStmt", {K::Create, How::Ddl}},
+      {"CreatePolicyStmt", {K::Create, How::Ddl}},
+      {"CreatePublicationStmt", {K::Create, How::Ddl}},
+      {"CreateStatsStmt", {K::Create, How::Ddl}},
+      {"CreateCastStmt", {K::Create, How::Ddl}},
+      {"CreateConversionStmt", {K::Create, How::Ddl}},
+      {"CreateOpClassStmt", {K::Create, How::Ddl}},
+      {"CreateOpFamilyStmt", {K::Create, How::Ddl}},
+      {"CreatePLangStmt", {K::Create, How::Ddl}},
+      {"CreateTransformStmt", {K::Create, How::Ddl}},
+      {"CreateAmStmt", {K::Create, How::Ddl}},
+      {"CreateFdwStmt", {K::Create, How::Ddl}},
+      {"CreateForeignTableStmt", {K::Create, How::Ddl}},
+      {"CreateSubscriptionStmt", {K::Create, How::Remote}},
+      {"CreateUserMappingStmt", {K::Create, How::Remote}},
+      {"ImportForeignSchemaStmt", {K::Create, How::Remote}},
+      {"AlterDomainStmt", {K::Alter, How::Ddl}},
+      {"AlterEnumStmt", {K::Alter, How::Ddl}},
+      {"AlterExtensionStmt", {K::Alter, How::Ddl}},
+      {"AlterExtensionContentsStmt", {K::Alter, How::Ddl}},
+      {"AlterFdwStmt", {K::Alter, How::Ddl}},
+      {"AlterFunctionStmt", {K::Alter, How::Ddl}},
+      {"AlterObjectDependsStmt", {K::Alter, How::Ddl}},
+      {"AlterObjectSchemaStmt", {K::Alter, How::Ddl}},
+      {"AlterOwnerStmt", {K::Alter, How::Ddl}},
+      {"AlterOperatorStmt", {K::Alter, How::Ddl}},
+      {"AlterTypeStmt", {K::Alter, How::Ddl}},
+      {"AlterPolicyStmt", {K::Alter, How::Ddl}},
+      {"AlterPublicationStmt", {K::Alter, How::Ddl}},
+      {"AlterSeqStmt", {K::Alter, How::Ddl}},
+      {"AlterStatsStmt", {K::Alter, How::Ddl}},
+      {"AlterTableSpaceOptionsStmt", {K::Alter, How::Ddl}},
+      {"AlterTableMoveAllStmt", {K::Alter, How::Ddl}},
+      {"AlterTSDictionaryStmt", {K::Alter, How::Ddl}},
+      {"AlterTSConfigurationStmt", {K::Alter, How::Ddl}},
+      {"AlterCollationStmt", {K::Alter, How::Ddl}},
+      {"AlterEventTrigStmt", {K::Alter, How::Ddl}},
+      {"AlterOpFamilyStmt", {K::Alter, How::Ddl}},
+      {"RenameStmt", {K::Alter, How::Ddl}},
+      {"AlterDatabaseStmt", {K::Alter, How::Ddl}},
+      {"AlterDatabaseRefreshCollStmt", {K::Alter, How::Ddl}},
+      {"AlterForeignServerStmt", {K::Alter, How::Remote}},
+      {"AlterUserMappingStmt", {K::Alter, How::Remote}},
+      {"AlterSubscriptionStmt", {K::Alter, How::Remote}},
+      {"DropTableSpaceStmt", {K::Drop, How::Ddl}},
+      {"DropSubscriptionStmt", {K::Drop, How::Ddl}},
+      {"DropUserMappingStmt", {K::Drop, How::Ddl}},
+      {"DropOwnedStmt", {K::Drop, How::Ddl}},
+      {"DropdbStmt", {K::DropDatabase, How::Ddl}},
+      {"CreatedbStmt", {K::CreateDatabase, How::Ddl}},
+      {"CreateRoleStmt", {K::RoleChange, How::Role}},
+      {"AlterRoleStmt", {K::RoleChange, How::Role}},
+      {"DropRoleStmt", {K::RoleChange, How::Role}},
+      {"GrantRoleStmt", {K::RoleChange, How::Role}},
+      {"AlterDefaultPrivilegesStmt", {K::RoleChange, How::Role}},
+      {"ReassignOwnedStmt", {K::RoleChange, How::Role}},
+      {"VariableShowStmt", {K::Show, How::NoWalk}},
+      {"DeallocateStmt", {K::Deallocate, How::NoWalk}},
+      {"FetchStmt", {K::Fetch, How::NoWalk}},
+      {"ClosePortalStmt", {K::CloseCursor, How::NoWalk}},
+      {"ListenStmt", {K::Listen, How::NoWalk}},
+      {"NotifyStmt", {K::Notify, How::NoWalk}},
+      {"UnlistenStmt", {K::Unlisten, How::NoWalk}},
+      {"LockStmt", {K::Lock, How::NoAccess}},
+      {"ReindexStmt", {K::Maintenance, How::NoAccess}},
+      {"ClusterStmt", {K::Maintenance, How::NoAccess}},
+      {"CheckPointStmt", {K::Maintenance, How::NoWalk}},
+      {"RefreshMatViewStmt", {K::Maintenance, How::NoAccess}},
+      {"ConstraintsSetStmt", {K::Other, How::NoWalk}},
+  };
+  return t;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+std::string_view string_node(const JValue& v) {
+  const JValue* b = v.node_body();
+  return b && v.node_name() == "String" ? b->get_str("sval") : std::string_view{};
+}
+
+bool relation_object(std::string_view objtype) {
+  return objtype == "OBJECT_TABLE" || objtype == "OBJECT_VIEW" || objtype == "OBJECT_MATVIEW" ||
+         objtype == "OBJECT_INDEX" || objtype == "OBJECT_SEQUENCE" || objtype == "OBJECT_FOREIGN_TABLE";
+}
+
+// The name a VariableSetStmt changes: lower case, "all" for RESET ALL.
+std::string setting_of(const JValue& set) {
+  if (set.get_str("kind") == "VAR_RESET_ALL") return "all";
+  return lower(set.get_str("name"));
+}
+
+// A DefElem's argument as a boolean: no argument means true (EXPLAIN (ANALYZE)).
+bool def_elem_true(const JValue& def) {
+  const JValue* arg = def.get("arg");
+  if (!arg) return true;
+  std::string_view n = arg->node_name();
+  const JValue* b = arg->node_body();
+  if (!b) return true;
+  if (n == "Boolean") return b->get_bool("boolval");
+  if (n == "Integer") return b->get_int("ival").value_or(0) != 0;
+  if (n == "String") {
+    std::string s = lower(b->get_str("sval"));
+    return !(s == "false" || s == "off" || s == "0" || s == "no" || s == "f" || s == "n" || s == "of");
+  }
+  return true;
+}
+
+// Restores the walking context when a nested statement ends.
+struct Context {
+  std::uint8_t& access;
+  bool& ddl;
+  std::uint8_t saved_access;
+  bool saved_ddl;
+  Context(std::uint8_t& a, bool& d) : access(a), ddl(d), saved_access(a), saved_ddl(d) {}
+  ~Context() {
+    access = saved_access;
+    ddl = saved_ddl;
+  }
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+};
+
+}  // namespace
+
+void Walker::run(const JValue& stmt) {
+  const JValue* body = stmt.node_body();
+  levels_.clear();
+  ctes_.clear();
+  if (body && !statement(stmt.node_name(), *body, Mode::Top)) {
+    add_kind(K::Other);
+    in_ddl_ = true;
+    walk(*body);
+  }
+  if (out_.kinds.empty()) out_.kinds.push_back(K::Other);
+  finish();
+}
+
+bool Walker::statement(std::string_view name, const JValue& body, Mode mode) {
+  if (name == "SelectStmt") {
+    select_stmt(body, mode);
+    return true;
+  }
+  if (name == "InsertStmt") {
+    insert_stmt(body);
+    return true;
+  }
+  if (name == "UpdateStmt") {
+    update_stmt(body);
+    return true;
+  }
+  if (name == "DeleteStmt") {
+    delete_stmt(body);
+    return true;
+  }
+  if (name == "MergeStmt") {
+    merge_stmt(body);
+    return true;
+  }
+  return utility(name, body, mode);
+}
+
+void Walker::qualified_name_relation(const JValue& list, std::uint8_t access, bool drop_last) {
+  const JValue* b = list.node_body();
+  const JValue* items = b ? b->get("items") : nullptr;
+  if (!items || !items->is_array()) return;
+  std::uint32_t n = items->count;
+  if (drop_last) {
+    if (n < 2) return;
+    --n;
+  }
+  if (n == 0) return;
+  std::string_view name = string_node(items->items[n - 1]);
+  std::string_view schema = n >= 2 ? string_node(items->items[n - 2]) : std::string_view{};
+  add_access(rel(schema, name), access);
+}
+
+void Walker::variable_set(const JValue& b, bool) {
+  std::string name = setting_of(b);
+  if (name == "role" || name == "session_authorization") {
+    add_kind(K::SetRole);
+    out_.role_change = true;
+  } else {
+    add_kind(K::Set);
+  }
+  add_setting(name);
+}
+
+void Walker::copy_stmt(const JValue& b) {
+  bool from = b.get_bool("is_from");
+  add_kind(from ? K::CopyFrom : K::CopyTo);
+  if (b.get("filename")) {
+    if (b.get_bool("is_program")) {
+      out_.server_program = true;
+    } else {
+      out_.server_file_access = true;
+    }
+  }
+  if (const JValue* rv = b.get("relation")) {
+    int r = rel(rv->get_str("schemaname"), rv->get_str("relname"));
+    add_access(r, from ? kInsert : kRead);
+    const JValue* cols = b.get("attlist");
+    if (cols && cols->is_array() && cols->count > 0) {
+      for (const JValue& c : *cols) {
+        if (from) {
+          add_written(r, string_node(c));
+        } else {
+          add_read(r, string_node(c));
+        }
+      }
+    } else {
+      rels_[static_cast<std::size_t>(r)].all = true;
+    }
+    if (const JValue* where = b.get("whereClause")) {
+      push_level();
+      add_target_entry(*rv, r);
+      walk(*where);
+      pop_level();
+    }
+  }
+  if (const JValue* q = b.get("query")) {
+    if (const JValue* qb = q->node_body()) statement(q->node_name(), *qb, Mode::Wrapped);
+  }
+}
+
+void Walker::explain_stmt(const JValue& b) {
+  add_kind(K::Explain);
+  bool analyze = false;
+  if (const JValue* opts = b.get("options"); opts && opts->is_array()) {
+    for (const JValue& o : *opts) {
+      const JValue* d = o.node_body();
+      if (d && d->get_str("defname") == "analyze") analyze = def_elem_true(*d);
+    }
+  }
+  const JValue* q = b.get("query");
+  const JValue* qb = q ? q->node_body() : nullptr;
+  if (!qb) return;
+  // Without ANALYZE the statement is planned, not run: its relations show as read, and its
+  // kinds, writes and settings are not reported.
+  bool saved = plan_only_;
+  if (!analyze) plan_only_ = true;
+  statement(q->node_name(), *qb, Mode::Wrapped);
+  plan_only_ = saved;
+}
+
+bool Walker::utility(std::string_view name, const JValue& b, Mode mode) {
+  Context context(generic_access_, in_ddl_);
+  auto nested = [&](std::string_view key) {
+    const JValue* q = b.get(key);
+    const JValue* qb = q ? q->node_body() : nullptr;
+    if (qb && !statement(q->node_name(), *qb, Mode::Wrapped)) walk(*q);
+  };
+  auto ddl_walk = [&](std::uint8_t access) {
+    generic_access_ = access;
+    in_ddl_ = true;
+    for (std::uint32_t i = 0; i < b.count; ++i) walk(b.members[i].value);
+  };
+  auto into_rel = [&](const JValue* rv, std::uint8_t access) {
+    if (rv) add_access(rel(rv->get_str("schemaname"), rv->get_str("relname")), access);
+  };
+
+  if (name == "CopyStmt") {
+    copy_stmt(b);
+  } else if (name == "ExplainStmt") {
+    explain_stmt(b);
+  } else if (name == "PrepareStmt") {
+    add_kind(K::Prepare);
+    nested("query");
+  } else if (name == "ExecuteStmt") {
+    // The prepared statement's text is not visible here; the proxy maps names itself.
+    add_kind(K::Execute);
+    out_.opaque_code = true;
+    walk_member(b, "params");
+  } else if (name == "DeclareCursorStmt") {
+    add_kind(K::DeclareCursor);
+    nested("query");
+  } else if (name == "CreateTableAsStmt") {
+    add_kind(K::Create);
+    const JValue* into = b.get("into");
+    into_rel(into ? into->get("rel") : nullptr, kDdl | kInsert);
+    nested("query");
+  } else if (name == "ViewStmt") {
+    add_kind(K::Create);
+    into_rel(b.get("view"), kDdl);
+    nested("query");
+  } else if (name == "CreateFunctionStmt") {
+    add_kind(K::CreateFunction);
+    out_.opaque_code = true;
+    if (const JValue* opts = b.get("options"); opts && opts->is_array()) {
+      for (const JValue& o : *opts) {
+        const JValue* d = o.node_body();
+        if (!d || d->get_str("defname") != "language") continue;
+        const JValue* arg = d->get("arg");
+        std::string lang = arg ? lower(string_node(*arg)) : std::string();
+        if (lang == "c" || lang == "internal") out_.server_file_access = true;  // loads a server file
+      }
+    }
+  } else if (name == "DoStmt") {
+    add_kind(K::Do);
+    out_.opaque_code = true;
+  } else if (name == "CallStmt") {
+    add_kind(K::Call);
+    if (const JValue* fc = b.get("funccall")) func_call(*fc);
+  } else if (name == "VariableSetStmt") {
+    variable_set(b, false);
+  } else if (name == "AlterSystemStmt") {
+    add_kind(K::AlterSystem);
+    if (const JValue* s = b.get("setstmt")) add_setting(setting_of(*s));
+  } else if (name == "AlterRoleSetStmt") {
+    add_kind(K::RoleChange);
+    out_.role_change = true;
+    if (const JValue* s = b.get("setstmt")) add_setting(setting_of(*s));
+  } else if (name == "AlterDatabaseSetStmt") {
+    add_kind(K::Alter);
+    if (const JValue* s = b.get("setstmt")) add_setting(setting_of(*s));
+  } else if (name == "DiscardStmt") {
+    add_kind(K::Discard);
+    if (b.get_str("target") == "DISCARD_ALL") add_setting("all");
+  } else if (name == "TransactionStmt") {
+    std::string_view k = b.get_str("kind");
+    out_.transaction_control = true;
+    if (k == "TRANS_STMT_BEGIN" || k == "TRANS_STMT_START") {
+      add_kind(K::Begin);
+    } else if (k == "TRANS_STMT_COMMIT" || k == "TRANS_STMT_COMMIT_PREPARED" || k == "TRANS_STMT_PREPARE") {
+      add_kind(K::Commit);
+    } else if (k == "TRANS_STMT_ROLLBACK" || k == "TRANS_STMT_ROLLBACK_PREPARED" || k == "TRANS_STMT_ROLLBACK_TO") {
+      add_kind(K::Rollback);
+    } else if (k == "TRANS_STMT_SAVEPOINT" || k == "TRANS_STMT_RELEASE") {
+      add_kind(K::Savepoint);
+    } else {
+      add_kind(K::Other);
+    }
+  } else if (name == "TruncateStmt") {
+    add_kind(K::Truncate);
+    ddl_walk(kTruncate);
+  } else if (name == "DropStmt") {
+    add_kind(K::Drop);
+    if (relation_object(b.get_str("removeType"))) {
+      if (const JValue* objs = b.get("objects"); objs && objs->is_array()) {
+        for (const JValue& o : *objs) qualified_name_relation(o, kDdl, false);
+      }
+    }
+  } else if (name == "CommentStmt" || name == "SecLabelStmt") {
+    add_kind(K::Comment);
+    std::string_view objtype = b.get_str("objtype");
+    if (const JValue* obj = b.get("object")) {
+      if (relation_object(objtype)) qualified_name_relation(*obj, kDdl, false);
+      if (objtype == "OBJECT_COLUMN") qualified_name_relation(*obj, kDdl, true);
+    }
+  } else if (name == "GrantStmt") {
+    add_kind(b.get_bool("is_grant") ? K::Grant : K::Revoke);
+    if (b.get_str("targtype") == "ACL_TARGET_OBJECT") {
+      std::string_view objtype = b.get_str("objtype");
+      if (relation_object(objtype)) {
+        generic_access_ = kDdl;
+        walk_member(b, "objects");  // RangeVars
+      }
+    }
+  } else if (name == "CreateExtensionStmt") {
+    add_kind(K::Create);
+    std::string ext = lower(b.get_str("extname"));
+    if (ext == "file_fdw" || ext == "adminpack") out_.server_file_access = true;
+    if (ext == "dblink" || ext == "postgres_fdw") out_.remote_access = true;
+  } else if (name == "CreateForeignServerStmt") {
+    add_kind(K::Create);
+    if (lower(b.get_str("fdwname")) == "file_fdw") {
+      out_.server_file_access = true;
+    } else {
+      out_.remote_access = true;
+    }
+    ddl_walk(kDdl);
+  } else if (name == "CreateTrigStmt" || name == "CreateEventTrigStmt") {
+    // The trigger's function runs later, on other people's statements: code we cannot see.
+    add_kind(K::Create);
+    out_.opaque_code = true;
+    if (const JValue* fn = b.get("funcname")) add_function(*fn);
+    ddl_walk(kDdl);
+  } else if (name == "VacuumStmt") {
+    add_kind(b.get_bool("is_vacuumcmd") ? K::Vacuum : K::Analyze);
+    generic_access_ = 0;
+    walk_member(b, "rels");
+  } else if (name == "AlterTableStmt") {
+    add_kind(K::Alter);
+    if (const JValue* cmds = b.get("cmds"); cmds && cmds->is_array()) {
+      for (const JValue& c : *cmds) {
+        const JValue* cb = c.node_body();
+        std::string_view sub = cb ? cb->get_str("subtype") : std::string_view{};
+        if (sub == "AT_DropColumn" || sub == "AT_AlterColumnType") out_.destructive_alter = true;
+      }
+    }
+    ddl_walk(kDdl);
+  } else if (name == "LoadStmt") {
+    add_kind(K::Maintenance);
+    out_.server_file_access = true;
+  } else if (name == "CreateTableSpaceStmt") {
+    add_kind(K::Create);
+    out_.server_file_access = true;
+  } else {
+    const auto& t = table();
+    auto it = t.find(name);
+    if (it == t.end()) {
+      // A statement type this module does not know (newer grammar): Other, walked as DDL.
+      bool is_statement = mode == Mode::Top ||
+                          (name.size() > 4 && name.substr(name.size() - 4) == "Stmt");
+      if (!is_statement) return false;
+      add_kind(K::Other);
+      ddl_walk(kDdl);
+      return true;
+    }
+    add_kind(it->second.kind);
+    switch (it->second.how) {
+      case How::Ddl:
+        ddl_walk(kDdl);
+        break;
+      case How::Remote:
+        out_.remote_access = true;
+        ddl_walk(kDdl);
+        break;
+      case How::Role:
+        out_.role_change = true;
+        ddl_walk(kDdl);
+        break;
+      case How::NoAccess:
+        generic_access_ = 0;
+        for (std::uint32_t i = 0; i < b.count; ++i) walk(b.members[i].value);
+        break;
+      case How::NoWalk:
+        break;
+    }
+  }
+  return true;
+}
+
+void Walker::finish() {
+  auto sorted_unique = [](std::vector<std::string_view>& v) {
+    std::sort(v.begin(), v.end());
+    v.erase(std::unique(v.begin(), v.end()), v.end());
+    std::vector<std::string> out;
+    out.reserve(v.size());
+    for (std::string_view s : v) {
+      if (!s.empty()) out.emplace_back(s);
+    }
+    return out;
+  };
+  out_.relations.reserve(rels_.size());
+  for (RelAcc& r : rels_) {
+    Relation rel;
+    rel.schema = std::string(r.schema);
+    rel.name = std::string(r.name);
+    rel.access = r.access;
+    rel.all_columns = r.all;
+    rel.columns_read = sorted_unique(r.read);
+    rel.columns_written = sorted_unique(r.written);
+    out_.relations.push_back(std::move(rel));
+  }
+  out_.unresolved_columns = sorted_unique(unresolved_);
+}
+
+}  // namespace gh::sql::detail

@@ -1,0 +1,715 @@
+// Scopes, expressions, FROM items and the trivially-true WHERE evaluation.
+#include <algorithm>
+#include <charconv>
+
+#include "sql/walker.h"
+
+namespace gh::sql::detail {
+
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+bool looks_like_range_var(const JValue& v) { return v.get("relname") && v.get("relpersistence"); }
+
+std::string_view alias_name(const JValue& body) {
+  const JValue* a = body.get("alias");
+  return a ? a->get_str("aliasname") : std::string_view{};
+}
+
+// The sval of a {"String": {"sval": ...}} node.
+std::string_view string_node(const JValue& v) {
+  const JValue* b = v.node_body();
+  return b && v.node_name() == "String" ? b->get_str("sval") : std::string_view{};
+}
+
+// Functions that read or write files on the database server.
+constexpr std::string_view kFileFunctions[] = {
+    "pg_read_file",   "pg_read_binary_file", "pg_ls_dir",      "pg_stat_file",     "pg_ls_logdir",
+    "pg_ls_waldir",   "pg_ls_tmpdir",        "pg_ls_archive_statusdir", "pg_ls_logicalsnapdir",
+    "pg_ls_logicalmapdir", "pg_ls_replslotdir", "lo_import",    "lo_export",        "pg_file_write",
+    "pg_file_rename", "pg_file_unlink",      "pg_file_sync",   "pg_logdir_ls",     "pg_file_read",
+    "pg_file_length",
+};
+
+// Functions that run a query given as text (or read a table named by a value): the analyzer
+// cannot see what they touch.
+constexpr std::string_view kDynamicSqlFunctions[] = {
+    "query_to_xml",   "query_to_xmlschema",  "query_to_xml_and_xmlschema", "table_to_xml",
+    "table_to_xmlschema", "table_to_xml_and_xmlschema", "cursor_to_xml",  "cursor_to_xmlschema",
+    "schema_to_xml",  "schema_to_xmlschema", "schema_to_xml_and_xmlschema", "database_to_xml",
+    "database_to_xmlschema", "database_to_xml_and_xmlschema", "ts_stat",
+};
+
+template <std::size_t N>
+bool one_of(std::string_view s, const std::string_view (&list)[N]) {
+  return std::find(std::begin(list), std::end(list), s) != std::end(list);
+}
+
+// PostgreSQL's boolin: accepts unique prefixes of true/false/yes/no, on/off, 1/0.
+Truth parse_bool_text(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\n' || s.front() == '\r')) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n' || s.back() == '\r')) {
+    s.remove_suffix(1);
+  }
+  std::string l = lower(s);
+  if (l.empty()) return Truth::Unknown;
+  auto prefix_of = [&](std::string_view word) { return word.substr(0, l.size()) == l; };
+  if (prefix_of("true") || prefix_of("yes") || l == "on" || l == "1") return Truth::True;
+  if (prefix_of("false") || (prefix_of("no") && l.size() >= 1) || l == "off" || l == "of" || l == "0") {
+    return Truth::False;
+  }
+  return Truth::Unknown;
+}
+
+bool is_bool_type(const JValue& type_name) {
+  const JValue* names = type_name.get("names");
+  if (!names || !names->is_array() || names->count == 0) return false;
+  std::string_view last = string_node(names->items[names->count - 1]);
+  return last == "bool" || last == "boolean";
+}
+
+Truth negate(Truth t) {
+  return t == Truth::True ? Truth::False : t == Truth::False ? Truth::True : Truth::Unknown;
+}
+
+}  // namespace
+
+void Walker::walk(const JValue& v) {
+  if (v.type == JType::Array) {
+    for (const JValue& item : v) walk(item);
+    return;
+  }
+  if (v.type != JType::Object) return;
+  if (v.is_node()) {
+    node(v.members[0].key, v.members[0].value);
+    return;
+  }
+  if (looks_like_range_var(v)) {
+    generic_range_var(v);
+    return;
+  }
+  for (std::uint32_t i = 0; i < v.count; ++i) walk(v.members[i].value);
+}
+
+void Walker::walk_member(const JValue& body, std::string_view key) {
+  if (const JValue* v = body.get(key)) walk(*v);
+}
+
+void Walker::node(std::string_view name, const JValue& body) {
+  if (name == "ColumnRef") return column_ref(body);
+  if (name == "A_Const" || name == "String" || name == "Integer" || name == "Float" || name == "Boolean" ||
+      name == "BitString" || name == "ParamRef" || name == "A_Star" || name == "TypeName" ||
+      name == "RoleSpec" || name == "SQLValueFunction") {
+    return;
+  }
+  if (name == "FuncCall") return func_call(body);
+  if (name == "SubLink") {
+    walk_member(body, "testexpr");
+    if (const JValue* sub = body.get("subselect")) {
+      if (const JValue* sb = sub->node_body()) statement(sub->node_name(), *sb, Mode::Nested);
+    }
+    return;
+  }
+  if (name == "RangeVar") return generic_range_var(body);
+  if (name == "DefElem") return def_elem(body);
+  if (name == "A_Expr" || name == "ResTarget" || name == "TypeCast" || name == "BoolExpr" || name == "List" ||
+      name == "NullTest" || name == "SortBy" || name == "CaseExpr" || name == "CaseWhen" ||
+      name == "A_Indirection" || name == "A_ArrayExpr" || name == "CoalesceExpr" || name == "RowExpr") {
+    for (std::uint32_t i = 0; i < body.count; ++i) walk(body.members[i].value);
+    return;
+  }
+  if (statement(name, body, Mode::Wrapped)) return;
+  for (std::uint32_t i = 0; i < body.count; ++i) walk(body.members[i].value);
+}
+
+void Walker::add_kind(StatementKind kind) {
+  if (plan_only_) return;
+  if (std::find(out_.kinds.begin(), out_.kinds.end(), kind) == out_.kinds.end()) out_.kinds.push_back(kind);
+}
+
+void Walker::add_setting(std::string_view name) {
+  if (plan_only_) return;
+  std::string l = lower(name);
+  if (std::find(out_.settings.begin(), out_.settings.end(), l) == out_.settings.end()) {
+    out_.settings.push_back(std::move(l));
+  }
+}
+
+int Walker::rel(std::string_view schema, std::string_view name) {
+  for (std::size_t i = 0; i < rels_.size(); ++i) {
+    if (rels_[i].name == name && rels_[i].schema == schema) return static_cast<int>(i);
+  }
+  rels_.push_back(RelAcc{schema, name, 0, false, {}, {}});
+  return static_cast<int>(rels_.size() - 1);
+}
+
+void Walker::add_access(int r, std::uint8_t bits) {
+  if (r < 0) return;
+  if (plan_only_ && bits != 0) bits = kRead;
+  rels_[static_cast<std::size_t>(r)].access |= bits;
+}
+
+void Walker::add_read(int r, std::string_view column) {
+  if (r < 0) return;
+  rels_[static_cast<std::size_t>(r)].read.push_back(column);
+  add_access(r, kRead);
+}
+
+void Walker::add_written(int r, std::string_view column) {
+  if (r < 0 || column.empty()) return;
+  rels_[static_cast<std::size_t>(r)].written.push_back(column);
+}
+
+void Walker::add_write(StatementKind kind, int r, const JValue* where) {
+  if (plan_only_ || r < 0) return;
+  WriteFilter w;
+  w.kind = kind;
+  const RelAcc& ra = rels_[static_cast<std::size_t>(r)];
+  w.relation = ra.schema.empty() ? std::string(ra.name) : std::string(ra.schema) + "." + std::string(ra.name);
+  w.has_where = where != nullptr;
+  w.where_trivially_true = where != nullptr && eval(*where) == Truth::True;
+  out_.writes.push_back(std::move(w));
+}
+
+void Walker::add_function(const JValue& funcname) {
+  if (!funcname.is_array() || funcname.count == 0) return;
+  std::string full;
+  for (const JValue& part : funcname) {
+    if (!full.empty()) full += '.';
+    full += lower(string_node(part));
+  }
+  if (std::find(out_.functions.begin(), out_.functions.end(), full) == out_.functions.end()) {
+    out_.functions.push_back(std::move(full));
+  }
+}
+
+void Walker::add_entry(std::string_view name, std::string_view schema, int r, bool aliased) {
+  if (levels_.empty()) levels_.emplace_back();
+  levels_.back().entries.push_back(RangeEntry{name, schema, r, aliased});
+}
+
+void Walker::add_target_entry(const JValue& rv, int r) {
+  std::string_view alias = alias_name(rv);
+  if (!alias.empty()) {
+    add_entry(alias, {}, r, true);
+  } else {
+    add_entry(rv.get_str("relname"), rv.get_str("schemaname"), r, false);
+  }
+}
+
+const Walker::RangeEntry* Walker::find_entry(std::string_view qualifier, std::string_view schema) const {
+  for (auto level = levels_.rbegin(); level != levels_.rend(); ++level) {
+    if (level->hidden) continue;
+    for (const RangeEntry& e : level->entries) {
+      if (e.name != qualifier) continue;
+      if (schema.empty()) return &e;
+      if (!e.aliased && (e.schema == schema || e.schema.empty())) return &e;
+    }
+  }
+  return nullptr;
+}
+
+const Walker::Level* Walker::innermost_with_entries() const {
+  for (auto level = levels_.rbegin(); level != levels_.rend(); ++level) {
+    if (level->hidden) continue;
+    if (!level->entries.empty()) return &*level;
+  }
+  return nullptr;
+}
+
+bool Walker::cte_visible(std::string_view name) const {
+  return std::find(ctes_.begin(), ctes_.end(), name) != ctes_.end();
+}
+
+void Walker::with_clause(const JValue* with) {
+  if (!with) return;
+  const JValue* ctes = with->get("ctes");
+  if (!ctes || !ctes->is_array()) return;
+  bool recursive = with->get_bool("recursive");
+  auto cte_name = [](const JValue& cte) {
+    const JValue* b = cte.node_body();
+    return b ? b->get_str("ctename") : std::string_view{};
+  };
+  if (recursive) {
+    for (const JValue& cte : *ctes) ctes_.push_back(cte_name(cte));
+  }
+  for (const JValue& cte : *ctes) {
+    const JValue* b = cte.node_body();
+    if (!b) continue;
+    if (const JValue* q = b->get("ctequery")) {
+      if (const JValue* qb = q->node_body()) {
+        if (!statement(q->node_name(), *qb, Mode::Nested)) walk(*q);
+      }
+    }
+    if (!recursive) ctes_.push_back(cte_name(cte));
+  }
+}
+
+void Walker::column_ref(const JValue& body) {
+  const JValue* fields = body.get("fields");
+  if (!fields || !fields->is_array() || fields->count == 0) return;
+  std::uint32_t n = fields->count;
+  bool star = fields->items[n - 1].node_name() == "A_Star";
+  std::string_view names[4];
+  std::uint32_t named = star ? n - 1 : n;
+  if (named > 4) named = 4;
+  for (std::uint32_t i = 0; i < named; ++i) names[i] = string_node(fields->items[i]);
+
+  auto whole_row = [&](const RangeEntry* e) {
+    if (e->rel >= 0) {
+      rels_[static_cast<std::size_t>(e->rel)].all = true;
+      add_access(e->rel, kRead);
+    }
+    out_.whole_row = true;
+  };
+  auto unqualified = [&](std::string_view col) {
+    // A bare name that is a range entry's name is a whole-row reference (SELECT t FROM t).
+    if (const RangeEntry* e = find_entry(col, {})) return whole_row(e);
+    const Level* level = innermost_with_entries();
+    if (!level) return;
+    if (level->entries.size() == 1) {
+      add_read(level->entries[0].rel, col);
+      return;
+    }
+    unresolved_.push_back(col);
+  };
+
+  if (star) {
+    if (named == 0) {
+      if (const Level* level = innermost_with_entries()) {
+        for (const RangeEntry& e : level->entries) {
+          if (e.rel < 0) continue;
+          rels_[static_cast<std::size_t>(e.rel)].all = true;
+          add_access(e.rel, kRead);
+        }
+      }
+      return;
+    }
+    const RangeEntry* e = nullptr;
+    if (named >= 2) e = find_entry(names[named - 1], names[named - 2]);
+    if (!e) e = find_entry(names[named - 1], {});
+    if (e) whole_row(e);
+    return;
+  }
+  switch (named) {
+    case 1:
+      return unqualified(names[0]);
+    case 2:
+      if (const RangeEntry* e = find_entry(names[0], {})) return add_read(e->rel, names[1]);
+      return unqualified(names[0]);  // composite field access: col.field
+    case 3:
+      if (const RangeEntry* e = find_entry(names[1], names[0])) return add_read(e->rel, names[2]);
+      if (const RangeEntry* e = find_entry(names[0], {})) return add_read(e->rel, names[1]);
+      return unqualified(names[0]);
+    default:
+      if (const RangeEntry* e = find_entry(names[2], names[1])) return add_read(e->rel, names[3]);
+      if (const RangeEntry* e = find_entry(names[0], {})) return add_read(e->rel, names[1]);
+      return unqualified(names[0]);
+  }
+}
+
+void Walker::func_call(const JValue& body) {
+  const JValue* funcname = body.get("funcname");
+  if (funcname && funcname->is_array() && funcname->count > 0) {
+    add_function(*funcname);
+    std::string name = lower(string_node(funcname->items[funcname->count - 1]));
+    if (one_of(name, kFileFunctions)) out_.server_file_access = true;
+    if (name.rfind("dblink", 0) == 0) out_.remote_access = true;
+    if (one_of(name, kDynamicSqlFunctions)) out_.opaque_code = true;
+    if (name == "set_config" && !plan_only_) {
+      const JValue* args = body.get("args");
+      std::string_view setting;
+      bool literal = false;
+      if (args && args->is_array() && args->count > 0 && args->items[0].node_name() == "A_Const") {
+        const JValue* sval = args->items[0].node_body()->get("sval");
+        if (sval) {
+          setting = sval->get_str("sval");
+          literal = true;
+        }
+      }
+      if (!literal) {
+        add_setting("*");
+        out_.opaque_code = true;
+        add_kind(StatementKind::Set);
+      } else {
+        std::string l = lower(setting);
+        add_setting(l);
+        if (l == "role" || l == "session_authorization") {
+          add_kind(StatementKind::SetRole);
+          out_.role_change = true;
+        } else {
+          add_kind(StatementKind::Set);
+        }
+      }
+    }
+  }
+  walk_member(body, "args");
+  walk_member(body, "agg_order");
+  walk_member(body, "agg_filter");
+  walk_member(body, "over");
+}
+
+void Walker::def_elem(const JValue& body) {
+  if (in_ddl_) {
+    std::string_view name = body.get_str("defname");
+    if (name == "program") out_.server_program = true;
+    if (name == "filename") out_.server_file_access = true;
+  }
+  walk_member(body, "arg");
+}
+
+void Walker::generic_range_var(const JValue& rv) {
+  add_access(rel(rv.get_str("schemaname"), rv.get_str("relname")), generic_access_);
+}
+
+void Walker::range_var_from(const JValue& rv) {
+  std::string_view schema = rv.get_str("schemaname");
+  std::string_view name = rv.get_str("relname");
+  std::string_view alias = alias_name(rv);
+  if (schema.empty() && cte_visible(name)) {
+    add_entry(alias.empty() ? name : alias, {}, -1, !alias.empty());
+    return;
+  }
+  int r = rel(schema, name);
+  add_access(r, kRead);
+  if (alias.empty()) {
+    add_entry(name, schema, r, false);
+  } else {
+    add_entry(alias, {}, r, true);
+  }
+}
+
+void Walker::from_item(const JValue& item) {
+  const JValue* body = item.node_body();
+  if (!body) {
+    if (looks_like_range_var(item)) range_var_from(item);
+    return;
+  }
+  std::string_view name = item.node_name();
+  if (name == "RangeVar") return range_var_from(*body);
+  if (name == "JoinExpr") {
+    if (levels_.empty()) levels_.emplace_back();
+    std::size_t before = levels_.back().entries.size();
+    if (const JValue* l = body->get("larg")) from_item(*l);
+    std::size_t mid = levels_.back().entries.size();
+    if (const JValue* r = body->get("rarg")) from_item(*r);
+    std::size_t after = levels_.back().entries.size();
+    if (const JValue* using_cols = body->get("usingClause"); using_cols && using_cols->is_array()) {
+      for (const JValue& c : *using_cols) {
+        std::string_view col = string_node(c);
+        for (auto [from, to] : {std::pair{before, mid}, std::pair{mid, after}}) {
+          if (to - from == 1) {
+            add_read(levels_.back().entries[from].rel, col);
+          } else if (to - from > 1) {
+            unresolved_.push_back(col);
+          }
+        }
+      }
+    }
+    walk_member(*body, "quals");
+    std::string_view alias = alias_name(*body);
+    if (!alias.empty()) add_entry(alias, {}, -1, true);
+    return;
+  }
+  if (name == "RangeSubselect") {
+    if (levels_.empty()) levels_.emplace_back();
+    bool lateral = body->get_bool("lateral");
+    std::size_t level = levels_.size() - 1;
+    bool was_hidden = levels_[level].hidden;
+    if (!lateral) levels_[level].hidden = true;
+    if (const JValue* sub = body->get("subquery")) {
+      if (const JValue* sb = sub->node_body()) {
+        if (!statement(sub->node_name(), *sb, Mode::Nested)) walk(*sub);
+      }
+    }
+    levels_[level].hidden = was_hidden;
+    add_entry(alias_name(*body), {}, -1, true);
+    return;
+  }
+  if (name == "RangeFunction") {
+    walk_member(*body, "functions");
+    std::string_view alias = alias_name(*body);
+    if (alias.empty()) {
+      // Unaliased: the entry is named after the (first) function.
+      const JValue* fns = body->get("functions");
+      if (fns && fns->is_array() && fns->count > 0) {
+        const JValue* list = fns->items[0].node_body();
+        const JValue* items = list ? list->get("items") : nullptr;
+        if (items && items->is_array() && items->count > 0) {
+          const JValue* fc = items->items[0].node_body();
+          const JValue* fname = fc ? fc->get("funcname") : nullptr;
+          if (fname && fname->is_array() && fname->count > 0) alias = string_node(fname->items[fname->count - 1]);
+        }
+      }
+    }
+    add_entry(alias, {}, -1, true);
+    return;
+  }
+  if (name == "RangeTableSample") {
+    if (const JValue* r = body->get("relation")) from_item(*r);
+    walk_member(*body, "args");
+    walk_member(*body, "repeatable");
+    return;
+  }
+  if (name == "RangeTableFunc") {
+    walk_member(*body, "docexpr");
+    walk_member(*body, "rowexpr");
+    walk_member(*body, "columns");
+    add_entry(alias_name(*body), {}, -1, true);
+    return;
+  }
+  walk(item);
+}
+
+std::optional<std::int64_t> Walker::source_int(const JValue& a_const) const {
+  // libpg_query 15-4.0 writes a negative integer constant as "ival":{} (as if it were 0), so
+  // the value is read back from the statement text at the constant's location.
+  auto loc = a_const.get_int("location");
+  if (!loc || *loc < 0 || static_cast<std::size_t>(*loc) >= input_.size()) return std::nullopt;
+  std::string_view s = input_.substr(static_cast<std::size_t>(*loc));
+  bool negative = false;
+  if (!s.empty() && s[0] == '-') {
+    negative = true;
+    s.remove_prefix(1);
+    while (!s.empty() && (s[0] == ' ' || s[0] == '\t' || s[0] == '\n' || s[0] == '\r')) s.remove_prefix(1);
+  }
+  std::size_t digits = 0;
+  while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
+  if (digits == 0 || digits > 18) return std::nullopt;
+  if (digits < s.size()) {
+    char next = s[digits];
+    if ((next >= 'a' && next <= 'z') || (next >= 'A' && next <= 'Z') || next == '_' || next == '.') {
+      return std::nullopt;
+    }
+  }
+  std::int64_t v = 0;
+  std::from_chars(s.data(), s.data() + digits, v);
+  return negative ? -v : v;
+}
+
+namespace {
+
+struct Const {
+  enum Kind : std::uint8_t { Int, Num, Str, Bits, Bool } kind = Int;
+  std::int64_t i = 0;
+  std::string_view s;
+  bool b = false;
+};
+
+}  // namespace
+
+// True when l and r are constants (possibly cast) with the same value; `known` is false when
+// either side is not a constant the analyzer can compare.
+bool Walker::constant_equal(const JValue& l, const JValue& r, bool& known) const {
+  known = false;
+  std::string_view ln = l.node_name();
+  std::string_view rn = r.node_name();
+  if (ln != rn) return false;
+  const JValue* lb = l.node_body();
+  const JValue* rb = r.node_body();
+  if (!lb || !rb) return false;
+  if (ln == "TypeCast") {
+    const JValue* lt = lb->get("typeName");
+    const JValue* rt = rb->get("typeName");
+    const JValue* la = lb->get("arg");
+    const JValue* ra = rb->get("arg");
+    if (!lt || !rt || !la || !ra) return false;
+    bool inner_known = false;
+    bool eq = constant_equal(*la, *ra, inner_known);
+    if (!inner_known) return false;
+    if (!same_tree(*lt, *rt)) return false;  // different casts: not compared
+    known = true;
+    return eq;
+  }
+  if (ln != "A_Const") return false;
+  auto value = [this](const JValue& body) -> std::optional<Const> {
+    if (body.get_bool("isnull")) return std::nullopt;
+    if (const JValue* v = body.get("ival")) {
+      if (auto i = v->get_int("ival")) return Const{Const::Int, *i, {}, false};
+      if (auto i = source_int(body)) return Const{Const::Int, *i, {}, false};
+      return std::nullopt;
+    }
+    if (const JValue* v = body.get("fval")) return Const{Const::Num, 0, v->get_str("fval"), false};
+    if (const JValue* v = body.get("sval")) return Const{Const::Str, 0, v->get_str("sval"), false};
+    if (const JValue* v = body.get("bsval")) return Const{Const::Bits, 0, v->get_str("bsval"), false};
+    if (const JValue* v = body.get("boolval")) return Const{Const::Bool, 0, {}, v->get_bool("boolval")};
+    return std::nullopt;
+  };
+  auto a = value(*lb);
+  auto b = value(*rb);
+  if (!a || !b || a->kind != b->kind) return false;
+  switch (a->kind) {
+    case Const::Int:
+      known = true;
+      return a->i == b->i;
+    case Const::Bool:
+      known = true;
+      return a->b == b->b;
+    case Const::Str:
+    case Const::Bits:
+      known = true;
+      return a->s == b->s;
+    case Const::Num:
+      // 1.0 and 1.00 are equal numerics: only identical spellings are known.
+      if (a->s != b->s) return false;
+      known = true;
+      return true;
+  }
+  return false;
+}
+
+Truth Walker::const_compare(const JValue& l, const JValue& r, std::string_view op) const {
+  if (op == "=" || op == "<>" || op == "!=") {
+    bool known = false;
+    bool eq = constant_equal(l, r, known);
+    if (known) return (eq == (op == "=")) ? Truth::True : Truth::False;
+    // The same column (or the same reference) on both sides: x = x.
+    if (op == "=" && l.node_name() == "ColumnRef" && same_tree(l, r)) return Truth::True;
+    return Truth::Unknown;
+  }
+  // Ordering comparisons only between two integer constants.
+  if (l.node_name() != "A_Const" || r.node_name() != "A_Const") return Truth::Unknown;
+  auto int_of = [this](const JValue& n) -> std::optional<std::int64_t> {
+    const JValue* b = n.node_body();
+    const JValue* v = b->get("ival");
+    if (!v) return std::nullopt;
+    if (auto i = v->get_int("ival")) return i;
+    return source_int(*b);
+  };
+  auto a = int_of(l);
+  auto b = int_of(r);
+  if (!a || !b) return Truth::Unknown;
+  bool result = false;
+  if (op == "<") {
+    result = *a < *b;
+  } else if (op == "<=") {
+    result = *a <= *b;
+  } else if (op == ">") {
+    result = *a > *b;
+  } else if (op == ">=") {
+    result = *a >= *b;
+  } else {
+    return Truth::Unknown;
+  }
+  return result ? Truth::True : Truth::False;
+}
+
+Truth Walker::eval(const JValue& expr) const {
+  std::string_view name = expr.node_name();
+  const JValue* b = expr.node_body();
+  if (!b) return Truth::Unknown;
+  if (name == "A_Const") {
+    if (const JValue* v = b->get("boolval")) return v->get_bool("boolval") ? Truth::True : Truth::False;
+    return Truth::Unknown;
+  }
+  if (name == "TypeCast") {
+    const JValue* type = b->get("typeName");
+    const JValue* arg = b->get("arg");
+    if (!type || !arg || !is_bool_type(*type)) return Truth::Unknown;
+    const JValue* ab = arg->node_body();
+    if (arg->node_name() == "A_Const" && ab) {
+      if (const JValue* s = ab->get("sval")) return parse_bool_text(s->get_str("sval"));
+      if (const JValue* i = ab->get("ival")) {
+        auto v = i->get_int("ival");
+        if (!v) v = source_int(*ab);
+        if (!v) return Truth::Unknown;
+        return *v != 0 ? Truth::True : Truth::False;
+      }
+    }
+    return eval(*arg);
+  }
+  if (name == "BoolExpr") {
+    std::string_view op = b->get_str("boolop");
+    const JValue* args = b->get("args");
+    if (!args || !args->is_array() || args->count == 0) return Truth::Unknown;
+    if (op == "NOT_EXPR") return negate(eval(args->items[0]));
+    bool is_and = op == "AND_EXPR";
+    if (!is_and && op != "OR_EXPR") return Truth::Unknown;
+    bool all_decisive = true;  // AND: all true; OR: all false
+    for (const JValue& a : *args) {
+      Truth t = eval(a);
+      if (is_and && t == Truth::False) return Truth::False;
+      if (!is_and && t == Truth::True) return Truth::True;
+      if (t != (is_and ? Truth::True : Truth::False)) all_decisive = false;
+    }
+    if (!is_and) {
+      // x IS NULL OR x IS NOT NULL
+      for (const JValue& a : *args) {
+        const JValue* na = a.node_body();
+        if (a.node_name() != "NullTest" || na->get_str("nulltesttype") != "IS_NULL") continue;
+        for (const JValue& c : *args) {
+          const JValue* nc = c.node_body();
+          if (c.node_name() != "NullTest" || nc->get_str("nulltesttype") != "IS_NOT_NULL") continue;
+          const JValue* x = na->get("arg");
+          const JValue* y = nc->get("arg");
+          if (x && y && same_tree(*x, *y)) return Truth::True;
+        }
+      }
+    }
+    if (all_decisive) return is_and ? Truth::True : Truth::False;
+    return Truth::Unknown;
+  }
+  if (name == "A_Expr") {
+    std::string_view kind = b->get_str("kind");
+    const JValue* l = b->get("lexpr");
+    const JValue* r = b->get("rexpr");
+    const JValue* opname = b->get("name");
+    if (!l || !r || !opname || !opname->is_array() || opname->count != 1) return Truth::Unknown;
+    std::string_view op = string_node(opname->items[0]);
+    if (kind == "AEXPR_OP") return const_compare(*l, *r, op);
+    if (kind == "AEXPR_NOT_DISTINCT" || kind == "AEXPR_DISTINCT") {
+      bool known = false;
+      bool eq = constant_equal(*l, *r, known);
+      if (!known) eq = l->node_name() == "ColumnRef" && same_tree(*l, *r);
+      if (!known && !eq) return Truth::Unknown;
+      bool not_distinct = kind == "AEXPR_NOT_DISTINCT";
+      return (eq == not_distinct) ? Truth::True : Truth::False;
+    }
+    return Truth::Unknown;
+  }
+  if (name == "NullTest") {
+    const JValue* arg = b->get("arg");
+    const JValue* ab = arg ? arg->node_body() : nullptr;
+    if (!ab || arg->node_name() != "A_Const") return Truth::Unknown;
+    bool is_null = ab->get_bool("isnull");
+    bool test_null = b->get_str("nulltesttype") == "IS_NULL";
+    return is_null == test_null ? Truth::True : Truth::False;
+  }
+  if (name == "BooleanTest") {
+    const JValue* arg = b->get("arg");
+    if (!arg) return Truth::Unknown;
+    Truth v = eval(*arg);
+    if (v == Truth::Unknown) return Truth::Unknown;
+    std::string_view t = b->get_str("booltesttype");
+    bool val = v == Truth::True;
+    if (t == "IS_TRUE" || t == "IS_NOT_FALSE") return val ? Truth::True : Truth::False;
+    if (t == "IS_FALSE" || t == "IS_NOT_TRUE") return val ? Truth::False : Truth::True;
+    return Truth::Unknown;
+  }
+  if (name == "SubLink") {
+    // EXISTS (SELECT <anything>) with no FROM, WHERE, HAVING, LIMIT or set operation.
+    if (b->get_str("subLinkType") != "EXISTS_SUBLINK") return Truth::Unknown;
+    const JValue* sub = b->get("subselect");
+    const JValue* s = sub ? sub->node_body() : nullptr;
+    if (!s) return Truth::Unknown;
+    std::string_view op = s->get_str("op");
+    if ((!op.empty() && op != "SETOP_NONE") || s->get("fromClause") || s->get("whereClause") ||
+        s->get("havingClause") || s->get("limitCount") || s->get("limitOffset") || s->get("valuesLists") ||
+        s->get("groupClause")) {
+      return Truth::Unknown;
+    }
+    return Truth::True;
+  }
+  return Truth::Unknown;
+}
+
+}  // namespace gh::sql::detail

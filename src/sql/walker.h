@@ -1,0 +1,114 @@
+#pragma once
+// Internal to the sql module: fills one Statement from one libpg_query statement tree.
+// Split by phase: walker.cpp (scopes, expressions, FROM items, trivially-true WHERE),
+// walk_dml.cpp (SELECT/INSERT/UPDATE/DELETE/MERGE), walk_utility.cpp (everything else).
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "sql/statement_info.h"
+#include "sql/tree.h"
+
+namespace gh::sql::detail {
+
+enum class Truth : std::uint8_t { Unknown, True, False };
+
+class Walker {
+ public:
+  // `input` is the whole text given to the parser: tree locations are offsets into it.
+  Walker(std::string_view input, Statement& out) : input_(input), out_(out) {}
+
+  // `stmt` is a RawStmt's "stmt" member: {"SelectStmt": {...}} etc.
+  void run(const JValue& stmt);
+
+  // Exposed for tests of the WHERE evaluation through the public API only; kept public so
+  // the DML phase can use it without friendship.
+  Truth eval(const JValue& expr) const;
+
+ private:
+  // How a nested statement contributes its kind: wrappers (EXPLAIN ANALYZE, PREPARE, COPY
+  // (query), DECLARE, CREATE TABLE AS/VIEW, rules) add every kind, SELECT included; a
+  // subquery, a set-operation branch or INSERT's source adds no Select (its reads show in
+  // relations), while data-modifying statements always add theirs.
+  enum class Mode : std::uint8_t { Top, Wrapped, Nested };
+
+  struct RelAcc {
+    std::string_view schema;
+    std::string_view name;
+    std::uint8_t access = 0;
+    bool all = false;
+    std::vector<std::string_view> read;
+    std::vector<std::string_view> written;
+  };
+  struct RangeEntry {
+    std::string_view name;    // alias, or the relation/function name when there is none
+    std::string_view schema;  // the relation's schema when referenced without alias
+    int rel = -1;             // index into rels_; -1 for subqueries, functions, CTEs, joins
+    bool aliased = false;
+  };
+  struct Level {
+    std::vector<RangeEntry> entries;
+    bool hidden = false;  // a non-LATERAL subquery in FROM cannot see its siblings
+  };
+
+  // walker.cpp
+  void walk(const JValue& v);
+  void walk_member(const JValue& body, std::string_view key);
+  void node(std::string_view name, const JValue& body);
+  bool statement(std::string_view name, const JValue& body, Mode mode);  // false: not a statement
+  void column_ref(const JValue& body);
+  void func_call(const JValue& body);
+  void def_elem(const JValue& body);
+  void from_item(const JValue& item);
+  void range_var_from(const JValue& rv);
+  void generic_range_var(const JValue& rv);
+  int rel(std::string_view schema, std::string_view name);
+  void add_access(int rel, std::uint8_t bits);
+  void add_read(int rel, std::string_view column);
+  void add_written(int rel, std::string_view column);
+  void add_kind(StatementKind kind);
+  void add_setting(std::string_view name);
+  void add_function(const JValue& funcname);
+  void add_write(StatementKind kind, int rel, const JValue* where);
+  void push_level() { levels_.emplace_back(); }
+  void pop_level() { levels_.pop_back(); }
+  void add_entry(std::string_view name, std::string_view schema, int rel, bool aliased);
+  void add_target_entry(const JValue& rv, int rel);
+  const RangeEntry* find_entry(std::string_view qualifier, std::string_view schema) const;
+  const Level* innermost_with_entries() const;
+  bool cte_visible(std::string_view name) const;
+  void with_clause(const JValue* with);
+  Truth const_compare(const JValue& l, const JValue& r, std::string_view op) const;
+  bool constant_equal(const JValue& l, const JValue& r, bool& known) const;
+  std::optional<std::int64_t> source_int(const JValue& a_const) const;
+
+  // walk_dml.cpp
+  void select_stmt(const JValue& b, Mode mode);
+  void insert_stmt(const JValue& b);
+  void update_stmt(const JValue& b);
+  void delete_stmt(const JValue& b);
+  void merge_stmt(const JValue& b);
+  void returning(const JValue& b);
+
+  // walk_utility.cpp
+  bool utility(std::string_view name, const JValue& body, Mode mode);
+  void variable_set(const JValue& b, bool alter_system);
+  void copy_stmt(const JValue& b);
+  void explain_stmt(const JValue& b);
+  void qualified_name_relation(const JValue& list, std::uint8_t access, bool drop_last);
+
+  void finish();
+
+  std::string_view input_;
+  Statement& out_;
+  std::vector<RelAcc> rels_;
+  std::vector<Level> levels_;
+  std::vector<std::string_view> ctes_;
+  std::vector<std::string_view> unresolved_;
+  std::uint8_t generic_access_ = kDdl;  // access for a RangeVar met outside FROM and DML targets
+  bool plan_only_ = false;              // inside EXPLAIN without ANALYZE: nothing runs
+  bool in_ddl_ = false;                 // DefElem options mean file_fdw/foreign options here
+};
+
+}  // namespace gh::sql::detail
