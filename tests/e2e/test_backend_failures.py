@@ -125,7 +125,7 @@ def test_backend_process_killed(make_proxy, own_pg):
         except psycopg.OperationalError:
             return False
 
-    wait_for(works, timeout=15, interval=0.3, what="the cluster to recover")
+    wait_for(works, timeout=40, interval=0.3, what="the cluster to recover")  # crash recovery restarts every backend
 
 
 def test_pg_terminate_backend(gh, pg):
