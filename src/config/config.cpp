@@ -8,6 +8,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "config/policy_config.h"
+
 namespace gh::config {
 
 namespace {
@@ -165,7 +167,9 @@ Config read_config(const Reader& r, const YAML::Node& root) {
   Config c;
   c.source = r.source();
   if (root.IsNull()) r.fail_at(root, "(root)", "the file is empty");
-  r.allowed_keys(root, "", {"listen", "threads", "admin", "tls", "limits", "log", "users", "targets"});
+  r.allowed_keys(root, "",
+                 {"listen", "threads", "admin", "tls", "limits", "log", "users", "targets", "rules", "classification",
+                  "policy", "policy_file"});
   if (auto n = root["listen"]) {
     r.allowed_keys(n, "listen", {"address", "port"});
     if (n["address"]) c.listen.address = r.str(n["address"], "listen.address");
@@ -245,7 +249,7 @@ Config read_config(const Reader& r, const YAML::Node& root) {
     for (std::size_t i = 0; i < n.size(); ++i) {
       const std::string path = "targets[" + std::to_string(i) + "]";
       const auto& t = n[i];
-      r.allowed_keys(t, path, {"name", "environment", "backend", "login"});
+      r.allowed_keys(t, path, {"name", "environment", "backend", "login", "guardrails", "policy"});
       Target target;
       if (!t["name"]) r.fail_at(t, path + ".name", "missing");
       target.name = r.str(t["name"], path + ".name");
@@ -305,7 +309,11 @@ Result<Config> parse(std::string_view text, std::string_view source_name) {
   Reader r{std::string(source_name)};
   try {
     const YAML::Node root = YAML::Load(std::string(text));
-    return read_config(r, root);
+    Config c = read_config(r, root);
+    auto policy = read_policy(root, r.source());
+    if (!policy) return tl::unexpected(policy.error());
+    c.policy = std::move(*policy);
+    return c;
   } catch (const ParseError& e) {
     return fail("", e.message);
   } catch (const YAML::Exception& e) {

@@ -3,12 +3,17 @@
 // reload builds a new Config and swaps it atomically.
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "base/result.h"
 #include "identity/scram.h"
+
+namespace gh::policy {
+class Policy;
+}
 
 namespace gh::config {
 
@@ -87,6 +92,9 @@ struct Config {
   Log log;
   std::vector<User> users;
   std::vector<Target> targets;
+  // Rules, classification, guardrails and per-target policy settings (config/policy_config.h);
+  // never null after parse().
+  std::shared_ptr<const policy::Policy> policy;
 
   const Target* find_target(std::string_view dbname) const;
 };

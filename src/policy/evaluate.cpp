@@ -1,0 +1,565 @@
+// Policy::evaluate: judge every statement against the rules and the guardrails, keep the most
+// restrictive outcome, and explain it. Matching runs without allocating; the explanation
+// (evidence, messages) is built once, for the deciding rule and for audit_only matches.
+#include <algorithm>
+
+#include "policy/describe.h"
+#include "policy/guardrails.h"
+#include "policy/policy.h"
+
+namespace gh::policy {
+
+namespace {
+
+std::string_view schema_of(const sql::Relation& r) { return r.schema.empty() ? std::string_view("public") : r.schema; }
+
+bool has_kind(const sql::Statement& s, sql::StatementKind k) {
+  return std::find(s.kinds.begin(), s.kinds.end(), k) != s.kinds.end();
+}
+
+bool table_matches(const NamePattern& p, const sql::Relation& r) {
+  if (p.size() == 1) return p.part(0).matches(r.name);
+  return p.part(0).matches(schema_of(r)) && p.part(1).matches(r.name);
+}
+
+// A column pattern (column, table.column or schema.table.column) against the columns a statement
+// touches in one relation. A relation read or written as a whole touches every column; a column
+// the analyzer could not tie to one relation (`unresolved`) may be a column of any of them.
+bool column_matches(const NamePattern& p, const sql::Relation& r, const std::vector<std::string>& unresolved,
+                    std::string* which) {
+  if (p.size() == 3 && !(p.part(0).matches(schema_of(r)) && p.part(1).matches(r.name))) return false;
+  if (p.size() == 2 && !p.part(0).matches(r.name)) return false;
+  if (r.all_columns) {
+    if (which) *which = relation_name(r) + ".* (all columns)";
+    return true;
+  }
+  for (const auto* cols : {&r.columns_read, &r.columns_written})
+    for (const auto& c : *cols)
+      if (p.last().matches(c)) {
+        if (which) *which = relation_name(r) + "." + c;
+        return true;
+      }
+  for (const auto& c : unresolved)
+    if (p.last().matches(c)) {
+      if (which) *which = relation_name(r) + "." + c + " (possibly: the column is not qualified)";
+      return true;
+    }
+  return false;
+}
+
+bool function_matches(const NamePattern& p, std::string_view fn) {
+  const auto dot = fn.rfind('.');
+  const auto name = dot == std::string_view::npos ? fn : fn.substr(dot + 1);
+  if (p.size() == 1) return p.part(0).matches(name);
+  if (dot == std::string_view::npos)  // unqualified: found through the default search path
+    return (p.part(0).matches("pg_catalog") || p.part(0).matches("public")) && p.part(1).matches(name);
+  return p.part(0).matches(fn.substr(0, dot)) && p.part(1).matches(name);
+}
+
+bool feature_holds(Feature f, const sql::Statement& s, const sql::Analysis& a, std::string* what) {
+  const auto found = [&](std::string text) {
+    if (what) *what = std::move(text);
+    return true;
+  };
+  switch (f) {
+    case Feature::WithoutWhere:
+    case Feature::TrivialWhere:
+      for (const auto& w : s.writes) {
+        const bool hit = f == Feature::TrivialWhere ? (w.has_where && w.where_trivially_true)
+                                                    : (!w.has_where || w.where_trivially_true);
+        if (hit) return found(kind_label(w.kind) + " " + w.relation);
+      }
+      return false;
+    case Feature::MultiStatement:
+      return a.multi_statement() && found(std::to_string(a.statements.size()) + " statements");
+    case Feature::OpaqueCode: return s.opaque_code && found("yes");
+    case Feature::ServerFileAccess: return s.server_file_access && found("yes");
+    case Feature::ServerProgram: return s.server_program && found("yes");
+    case Feature::RemoteAccess: return s.remote_access && found("yes");
+    case Feature::RoleChange: return s.role_change && found("yes");
+    case Feature::DestructiveAlter: return s.destructive_alter && found("yes");
+    case Feature::Returning: return s.returning && found("yes");
+    case Feature::WholeRow: return s.whole_row && found("yes");
+    case Feature::TransactionControl: return s.transaction_control && found("yes");
+  }
+  return false;
+}
+
+std::string join(const std::vector<std::string>& items, std::string_view sep = ", ") {
+  std::string out;
+  for (const auto& i : items) out += (out.empty() ? "" : std::string(sep)) + i;
+  return out;
+}
+
+std::string sentence(std::string s) {
+  while (!s.empty() && s.back() == ' ') s.pop_back();
+  if (!s.empty() && s.back() != '.' && s.back() != '!' && s.back() != '?') s += '.';
+  return s;
+}
+
+std::string_view verb(Action a) {
+  switch (a) {
+    case Action::Allow: return "Allowed";
+    case Action::Mask: return "Allowed with masking";
+    case Action::Review: return "Held for review";
+    case Action::Deny: return "Denied";
+  }
+  return "Denied";
+}
+
+std::string review_hint(const Reviewers& r) {
+  std::string who = r.groups.empty() ? "a reviewer" : "a reviewer in " + join(r.groups, " or ");
+  return "Ask " + who + " to approve the request; it runs once " + std::to_string(r.approvals) + " approval" +
+         (r.approvals == 1 ? " is" : "s are") + " given.";
+}
+
+class Evaluator {
+ public:
+  Evaluator(const Request& req, const sql::Analysis& a, std::string_view environment,
+            const std::vector<ClassificationEntry>& classes, const std::vector<TagSet>& class_tags,
+            const std::vector<std::string>& tag_names)
+      : req_(req), a_(a), environment_(environment), classes_(classes), class_tags_(class_tags),
+        tag_names_(tag_names), address_(IpAddress::parse(req.client_address)) {}
+
+  // All conditions of `c` hold for statement `s`. With `why`, appends "key: detail" evidence.
+  bool matches(const Conditions& c, const sql::Statement& s, std::vector<std::string>* why) const;
+
+  // Tags and highest sensitivity of the classified columns the statement touches (in relations
+  // with any of `access`, 0 = any). With `where`, lists "tag on schema.table.column".
+  void classify(const sql::Statement& s, std::uint8_t access, TagSet& tags, Sensitivity& max,
+                std::vector<std::string>* where) const;
+
+  std::vector<std::string> tag_names(const TagSet& tags) const {
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < tag_names_.size(); ++i)
+      if (tags.test(i)) out.push_back(tag_names_[i]);
+    return out;
+  }
+
+ private:
+  bool identity_matches(const Conditions& c, std::vector<std::string>* why) const;
+  bool where_matches(const Conditions& c, std::vector<std::string>* why) const;
+
+  const Request& req_;
+  const sql::Analysis& a_;
+  std::string_view environment_;
+  const std::vector<ClassificationEntry>& classes_;
+  const std::vector<TagSet>& class_tags_;
+  const std::vector<std::string>& tag_names_;
+  std::optional<IpAddress> address_;
+};
+
+void Evaluator::classify(const sql::Statement& s, std::uint8_t access, TagSet& tags, Sensitivity& max,
+                         std::vector<std::string>* where) const {
+  std::string column;
+  for (const auto& r : s.relations) {
+    if (access && !(r.access & access)) continue;
+    for (std::size_t e = 0; e < classes_.size(); ++e) {
+      const auto& entry = classes_[e];
+      for (const auto& p : entry.columns) {
+        if (!column_matches(p, r, s.unresolved_columns, where ? &column : nullptr)) continue;
+        tags |= class_tags_[e];
+        max = std::max(max, entry.sensitivity);
+        if (where)
+          for (const auto& t : entry.tags) where->push_back(t + " on " + column);
+        break;
+      }
+    }
+  }
+}
+
+bool Evaluator::identity_matches(const Conditions& c, std::vector<std::string>* why) const {
+  const identity::Identity* id = req_.identity;
+  if (!c.subjects.empty()) {
+    if (!id || !any_matches(c.subjects, id->subject)) return false;
+    if (why) why->push_back("subject: " + id->subject);
+  }
+  if (!c.emails.empty()) {
+    if (!id || !any_matches(c.emails, id->email)) return false;
+    if (why) why->push_back("email: " + id->email);
+  }
+  if (!c.groups.empty()) {
+    const std::string* hit = nullptr;
+    if (id)
+      for (const auto& g : id->groups)
+        if (any_matches(c.groups, g)) {
+          hit = &g;
+          break;
+        }
+    if (!hit) return false;
+    if (why) why->push_back("groups: " + *hit);
+  }
+  if (!c.not_groups.empty()) {
+    if (id)
+      for (const auto& g : id->groups)
+        if (any_matches(c.not_groups, g)) return false;
+    if (why) {
+      std::vector<std::string> pats;
+      for (const auto& g : c.not_groups) pats.push_back(g.pattern());
+      why->push_back("not_groups: not in " + join(pats));
+    }
+  }
+  if (c.identity_kind) {
+    if (!id || id->kind != *c.identity_kind) return false;
+    if (why) why->push_back(std::string("identity_kind: ") + (id->kind == identity::Kind::Agent ? "agent" : "human"));
+  }
+  return true;
+}
+
+bool Evaluator::where_matches(const Conditions& c, std::vector<std::string>* why) const {
+  if (!c.targets.empty()) {
+    if (!any_matches(c.targets, req_.target)) return false;
+    if (why) why->push_back("target: " + std::string(req_.target));
+  }
+  if (!c.environments.empty()) {
+    if (!any_matches(c.environments, environment_)) return false;
+    if (why) why->push_back("environment: " + std::string(environment_));
+  }
+  if (!c.databases.empty()) {
+    if (!any_matches(c.databases, req_.database)) return false;
+    if (why) why->push_back("database: " + std::string(req_.database));
+  }
+  if (!c.client_addresses.empty()) {
+    const Cidr* hit = nullptr;
+    if (address_)
+      for (const auto& b : c.client_addresses)
+        if (b.contains(*address_)) {
+          hit = &b;
+          break;
+        }
+    if (!hit) return false;
+    if (why) why->push_back("client_address: " + std::string(req_.client_address) + " in " + hit->text());
+  }
+  if (!c.not_client_addresses.empty()) {
+    if (address_)
+      for (const auto& b : c.not_client_addresses)
+        if (b.contains(*address_)) return false;
+    if (why)
+      why->push_back("not_client_address: " +
+                     (req_.client_address.empty() ? std::string("unknown address") : std::string(req_.client_address)));
+  }
+  if (!c.time.empty()) {
+    const TimeWindow* hit = nullptr;
+    for (const auto& w : c.time)
+      if (w.contains(req_.now)) {
+        hit = &w;
+        break;
+      }
+    if (!hit) return false;
+    if (why) why->push_back("time: " + hit->describe());
+  }
+  if (!c.not_time.empty()) {
+    for (const auto& w : c.not_time)
+      if (w.contains(req_.now)) return false;
+    if (why) why->push_back("not_time: outside the given windows");
+  }
+  return true;
+}
+
+bool Evaluator::matches(const Conditions& c, const sql::Statement& s, std::vector<std::string>* why) const {
+  // Cheapest and most selective first.
+  if (!c.statements.empty()) {
+    sql::StatementKind hit{};
+    bool found = false;
+    for (auto k : s.kinds)
+      if (c.statements.contains(k)) {
+        hit = k;
+        found = true;
+        break;
+      }
+    if (!found) return false;
+    if (why) why->push_back("statements: " + std::string(sql::kind_name(hit)));
+  }
+  std::string what;
+  for (const auto& f : c.features) {
+    if (feature_holds(f.feature, s, a_, why ? &what : nullptr) != f.expected) return false;
+    if (why) why->push_back(std::string(feature_name(f.feature)) + ": " + (f.expected ? what : "false"));
+  }
+  if (!identity_matches(c, why) || !where_matches(c, why)) return false;
+
+  const auto access_ok = [&](const sql::Relation& r) { return c.access == 0 || (r.access & c.access); };
+  if (!c.schemas.empty()) {
+    const sql::Relation* hit = nullptr;
+    for (const auto& r : s.relations)
+      if (access_ok(r) && any_matches(c.schemas, schema_of(r))) {
+        hit = &r;
+        break;
+      }
+    if (!hit) return false;
+    if (why) why->push_back("schemas: " + relation_name(*hit));
+  }
+  if (!c.tables.empty()) {
+    const sql::Relation* hit = nullptr;
+    for (const auto& r : s.relations) {
+      if (!access_ok(r)) continue;
+      for (const auto& p : c.tables)
+        if (table_matches(p, r)) {
+          hit = &r;
+          break;
+        }
+      if (hit) break;
+    }
+    if (!hit) return false;
+    if (why) why->push_back("tables: " + relation_name(*hit));
+  }
+  if (!c.columns.empty()) {
+    bool found = false;
+    for (const auto& r : s.relations) {
+      if (!access_ok(r)) continue;
+      for (const auto& p : c.columns)
+        if (column_matches(p, r, s.unresolved_columns, why ? &what : nullptr)) {
+          found = true;
+          break;
+        }
+      if (found) break;
+    }
+    if (!found) return false;
+    if (why) why->push_back("columns: " + what);
+  }
+  if (c.tag_bits.any() || c.min_sensitivity != Sensitivity::None) {
+    TagSet tags;
+    Sensitivity max = Sensitivity::None;
+    std::vector<std::string> where;
+    classify(s, c.access, tags, max, why ? &where : nullptr);
+    if (c.tag_bits.any() && (tags & c.tag_bits).none()) return false;
+    if (max < c.min_sensitivity) return false;
+    if (why) {
+      if (c.tag_bits.any()) {
+        std::vector<std::string> hits;
+        for (const auto& w : where)
+          for (const auto& t : c.tags)
+            if (w.rfind(t + " on ", 0) == 0) hits.push_back(w);
+        why->push_back("tags: " + join(hits));
+      }
+      if (c.min_sensitivity != Sensitivity::None)
+        why->push_back("min_sensitivity: " + std::string(sensitivity_name(max)));
+    }
+  }
+  if (!c.functions.empty()) {
+    const std::string* hit = nullptr;
+    for (const auto& fn : s.functions) {
+      for (const auto& p : c.functions)
+        if (function_matches(p, fn)) {
+          hit = &fn;
+          break;
+        }
+      if (hit) break;
+    }
+    if (!hit) return false;
+    if (why) why->push_back("functions: " + *hit);
+  }
+  if (!c.settings.empty()) {
+    const std::string* hit = nullptr;
+    for (const auto& name : s.settings)
+      if (any_matches(c.settings, name)) {
+        hit = &name;
+        break;
+      }
+    if (!hit) return false;
+    if (why) why->push_back("settings: " + *hit);
+  }
+  return true;
+}
+
+template <class T, class Key>
+bool contains_by(const std::vector<T>& v, const Key& key, std::string T::*member) {
+  for (const auto& x : v)
+    if (x.*member == key) return true;
+  return false;
+}
+
+void add_unique(std::vector<std::string>& v, const std::string& s) {
+  if (std::find(v.begin(), v.end(), s) == v.end()) v.push_back(s);
+}
+
+// Who decided a statement's action.
+struct Source {
+  enum Kind : std::uint8_t { Default, Unknown, UserRule, Guardrail } kind = Default;
+  std::size_t index = 0;  // rule or guardrail index
+};
+
+struct Outcome {
+  Action action = Action::Allow;
+  Source source;
+  int statement = -1;
+};
+
+std::string statement_label(const sql::Analysis& a, std::size_t i) {
+  const std::string what = describe_statement(a.statements[i]);
+  return a.statements.size() > 1 ? "statement " + std::to_string(i + 1) + " (" + what + ")" : what;
+}
+
+}  // namespace
+
+Decision Policy::evaluate(const Request& req) const {
+  Decision d;
+  const TargetSettings* ts = target(req.target);
+  const std::string_view environment = !req.environment.empty() ? req.environment
+                                       : ts                     ? std::string_view(ts->environment)
+                                                                : std::string_view();
+  const std::string target_label = "target \"" + std::string(req.target) + "\"";
+  const auto unknown = [&](std::string reason, const std::string& what) {
+    d.action = settings_.unknown_action;
+    d.rule = "policy.unknown_action";
+    d.reason = std::move(reason);
+    d.message = std::string(verb(d.action)) + ": Gatehouse could not understand this SQL (" + what +
+                "), and statements it cannot understand are " +
+                (d.action == Action::Deny ? "refused" : "held for review") + " (policy.unknown_action).";
+    d.hint = d.action == Action::Deny
+                 ? "Check the SQL syntax. If it is valid SQL that Gatehouse does not know yet, ask a policy owner to "
+                   "set policy.unknown_action: review."
+                 : review_hint(d.reviewers);
+    return d;
+  };
+  if (!req.analysis) return unknown("no analysis of the statement was available", "it was not analysed");
+  const sql::Analysis& a = *req.analysis;
+  if (a.error) {
+    std::string what = a.error->message;
+    if (a.error->cursor > 0) what += " at character " + std::to_string(a.error->cursor);
+    return unknown("parse error: " + what, what);
+  }
+  if (a.statements.empty()) {
+    d.action = Action::Allow;
+    d.reason = "empty query";
+    d.message = "Allowed: the query is empty.";
+    return d;
+  }
+
+  Evaluator ev(req, a, environment, classification_, classification_tags_, tag_names_);
+  const auto& pack = guardrails();
+  const std::uint32_t on = guardrail_mask(req.target, environment);
+  const Action default_act = default_action(req.target);
+  Outcome best;
+  bool have = false;
+  const auto consider = [&](const Outcome& o) {
+    if (!have || o.action > best.action) best = o;
+    have = true;
+  };
+
+  for (std::size_t si = 0; si < a.statements.size(); ++si) {
+    const auto& s = a.statements[si];
+    if (s.kinds.empty() || has_kind(s, sql::StatementKind::Unknown))
+      consider({settings_.unknown_action, {Source::Unknown, 0}, int(si)});
+    Outcome sb{default_act, {Source::Default, 0}, int(si)};
+    bool matched = false;
+    for (std::size_t ri = 0; ri < rules_.size(); ++ri) {
+      const Rule& r = rules_[ri];
+      if (!ev.matches(r.when, s, nullptr)) continue;
+      if (r.audit_only) {
+        if (!contains_by(d.would_have, r.name, &DryRun::rule)) {
+          std::vector<std::string> why;
+          ev.matches(r.when, s, &why);
+          d.would_have.push_back(
+              {r.name, r.action, statement_label(a, si) + (why.empty() ? "" : ": " + join(why, "; "))});
+        }
+        continue;
+      }
+      add_unique(d.matched_rules, r.name);
+      if (r.action == Action::Mask && !contains_by(d.masks, r.name, &MaskInstruction::rule)) {
+        std::vector<std::string> tags = !r.mask.tags.empty() ? r.mask.tags : r.when.tags;
+        if (tags.empty()) {
+          TagSet touched;
+          Sensitivity max = Sensitivity::None;
+          ev.classify(s, r.when.access, touched, max, nullptr);
+          tags = ev.tag_names(touched);
+        }
+        d.masks.push_back({r.name, std::move(tags), r.mask.strategy});
+      }
+      if (!matched || r.action > sb.action) sb = {r.action, {Source::UserRule, ri}, int(si)};
+      matched = true;
+    }
+    for (std::size_t gi = 0; gi < pack.size(); ++gi) {
+      if (!(on & (1u << gi)) || !pack[gi].check(s, nullptr)) continue;
+      add_unique(d.matched_rules, std::string(pack[gi].name));
+      if (!matched || Action::Deny > sb.action) sb = {Action::Deny, {Source::Guardrail, gi}, int(si)};
+      matched = true;
+    }
+    consider(sb);
+  }
+
+  d.action = best.action;
+  d.statement = best.statement;
+  const auto& s = a.statements[std::size_t(best.statement)];
+  const std::string label = statement_label(a, std::size_t(best.statement));
+  switch (best.source.kind) {
+    case Source::Unknown:
+      d.rule = "policy.unknown_action";
+      d.reason = label + ": the statement could not be classified";
+      d.message = std::string(verb(d.action)) + ": Gatehouse could not classify " + label +
+                  ", and statements it cannot understand are " +
+                  (d.action == Action::Deny ? "refused" : "held for review") + " (policy.unknown_action).";
+      d.hint = d.action == Action::Deny ? "Rewrite the statement with plain SQL, or ask a policy owner to set "
+                                          "policy.unknown_action: review."
+                                        : review_hint(d.reviewers);
+      break;
+    case Source::Default:
+      d.rule.clear();
+      d.reason = label + ": no rule matched; the default action of " + target_label + " is " +
+                 std::string(action_name(d.action));
+      switch (d.action) {
+        case Action::Allow:
+          d.message = "Allowed: no rule matched, and the default action of " + target_label + " is allow.";
+          break;
+        case Action::Deny:
+          d.message = "Denied: no rule allows " + label + " on " + target_label + ", whose default action is deny.";
+          d.hint = "Ask a policy owner for a rule that allows this statement.";
+          break;
+        case Action::Review:
+          d.message = "Held for review: no rule allows " + label + " on " + target_label +
+                      " directly, and its default action is review.";
+          d.hint = review_hint(d.reviewers);
+          break;
+        case Action::Mask:
+          d.message = "Allowed with masking: no rule matched, and the default action of " + target_label + " is mask.";
+          d.hint = "Sensitive values are masked in the result.";
+          break;
+      }
+      break;
+    case Source::Guardrail: {
+      const Guardrail& g = pack[best.source.index];
+      std::string what;
+      g.check(s, &what);
+      d.rule = std::string(g.name);
+      d.reason = label + ": " + what;
+      d.message = "Denied by rule \"" + d.rule + "\": " + what + " is not allowed" +
+                  (g.always_on ? std::string() : " on " + target_label +
+                                                     (environment.empty() ? "" : " (" + std::string(environment) + ")")) +
+                  ": " + std::string(g.why) + ".";
+      d.hint = std::string(g.hint);
+      break;
+    }
+    case Source::UserRule: {
+      const Rule& r = rules_[best.source.index];
+      std::vector<std::string> why;
+      ev.matches(r.when, s, &why);
+      d.rule = r.name;
+      d.reason = label + (why.empty() ? ": matched (the rule has no conditions)" : ": " + join(why, "; "));
+      const std::string body = !r.message.empty() ? r.message
+                               : why.empty()      ? label + " matches this rule"
+                                                  : label + " matches this rule (" + join(why, "; ") + ")";
+      d.message = std::string(verb(d.action)) + " by rule \"" + r.name + "\": " + sentence(body);
+      if (d.action == Action::Review) d.reviewers = r.reviewers;
+      if (!r.hint.empty()) {
+        d.hint = r.hint;
+      } else if (d.action == Action::Deny) {
+        d.hint = "If you need this, ask a policy owner to change rule \"" + r.name + "\".";
+      } else if (d.action == Action::Review) {
+        d.hint = review_hint(d.reviewers);
+      }
+      break;
+    }
+  }
+  if (d.action == Action::Mask || d.action == Action::Review) {
+    for (const auto& m : d.masks)
+      for (const auto& t : m.tags) add_unique(d.mask_tags, t);
+    if (d.action == Action::Mask && d.hint.empty())
+      d.hint = d.mask_tags.empty() ? "Sensitive values are masked in the result."
+                                    : "Values tagged " + join(d.mask_tags) +
+                                          " are masked in the result; ask for access if you need the real values.";
+  } else {
+    d.masks.clear();
+  }
+  return d;
+}
+
+}  // namespace gh::policy

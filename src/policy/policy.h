@@ -1,0 +1,87 @@
+#pragma once
+// Policy: a pure function from (identity, target, statements, client address, time) to a
+// Decision that says what to do and why. No I/O, no clock reads, no logging; safe to call from
+// any thread on a shared const Policy.
+#include <chrono>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+#include "identity/identity.h"
+#include "policy/rule.h"
+#include "sql/statement_info.h"
+
+namespace gh::policy {
+
+struct Request {
+  const identity::Identity* identity = nullptr;  // nullptr: nobody (identity conditions do not match)
+  std::string_view target;                       // target name as configured
+  std::string_view environment;                  // "": the target's configured environment
+  std::string_view database;                     // the real database name on the backend
+  std::string_view client_address;               // IP address text; "" when unknown
+  const sql::Analysis* analysis = nullptr;       // nullptr: not analysed -> the unknown action
+  std::chrono::system_clock::time_point now{};   // rule time windows carry their own UTC offset
+};
+
+// An audit_only rule that matched: what it would have done.
+struct DryRun {
+  std::string rule;
+  Action action = Action::Allow;
+  std::string reason;
+};
+
+// What to mask when the statement runs (after a mask decision, or after approval of a review).
+struct MaskInstruction {
+  std::string rule;
+  std::vector<std::string> tags;
+  std::string strategy;
+};
+
+struct Decision {
+  Action action = Action::Deny;
+  std::string rule;     // deciding rule; "" = the target's default action; "policy.unknown_action"
+  std::string reason;   // for audit: which statement, which conditions matched
+  std::string message;  // for the client: a sentence naming the rule
+  std::string hint;     // for the client: what to do about it
+  int statement = -1;   // index of the deciding statement in the analysis; -1 when none
+  Reviewers reviewers;  // for review: the deciding rule's reviewers
+  std::vector<std::string> mask_tags;  // union of masks[].tags
+  std::vector<MaskInstruction> masks;
+  std::vector<DryRun> would_have;          // audit_only rules that matched, in rule order
+  std::vector<std::string> matched_rules;  // every enforcing rule that matched any statement, in rule order
+};
+
+class Policy {
+ public:
+  // Validates references (unique rule names, known guardrail names, tags defined by the
+  // classification) and interns tags. The config loader checks the same with file:line first.
+  [[nodiscard]] static Result<Policy> build(PolicySpec spec);
+  Policy();  // no rules: allow what parses, the unknown action for what does not, guardrails on production
+
+  Decision evaluate(const Request& request) const;
+
+  const std::vector<Rule>& rules() const { return rules_; }
+  const std::vector<ClassificationEntry>& classification() const { return classification_; }
+  const Settings& settings() const { return settings_; }
+  const std::vector<TargetSettings>& targets() const { return targets_; }
+  const TargetSettings* target(std::string_view name) const;  // nullptr when not configured
+  Action default_action(std::string_view target) const;
+  std::optional<RowLimit> row_limit(std::string_view target) const;
+  // environment: used when the target is not configured ("production" turns the pack on).
+  bool guardrail_enabled(std::string_view guardrail, std::string_view target, std::string_view environment = {}) const;
+
+ private:
+  std::uint32_t guardrail_mask(std::string_view target, std::string_view environment) const;
+
+  std::vector<Rule> rules_;  // the user's rules, in file order
+  std::vector<ClassificationEntry> classification_;
+  std::vector<TagSet> classification_tags_;  // interned tags per classification entry
+  std::vector<std::string> tag_names_;       // interned tag -> name
+  Settings settings_;
+  std::vector<TargetSettings> targets_;
+  std::vector<std::uint32_t> target_guardrails_;  // per target: bit i = guardrails()[i] is on
+  std::uint32_t overridden_ = 0;                  // bit i: a user rule named like guardrails()[i]
+};
+
+}  // namespace gh::policy
