@@ -520,7 +520,7 @@ Decision Policy::evaluate(const Request& req) const {
       std::string what;
       g.check(s, &what);
       d.rule = std::string(g.name);
-      d.reason = label + ": " + what;
+      d.reason = a.statements.size() > 1 ? "statement " + std::to_string(best.statement + 1) + ": " + what : what;
       d.message = "Denied by rule \"" + d.rule + "\": " + what + " is not allowed" +
                   (g.always_on ? std::string() : " on " + target_label +
                                                      (environment.empty() ? "" : " (" + std::string(environment) + ")")) +

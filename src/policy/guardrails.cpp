@@ -56,9 +56,8 @@ bool unbounded_write(const sql::Statement& s, std::string* what) {
 bool alter_destructive(const sql::Statement& s, std::string* what) {
   if (!s.destructive_alter) return false;
   if (what) {
-    *what = "ALTER TABLE that drops a column or changes a column's type";
     const auto rels = relations_with(s, sql::kDdl);
-    if (!rels.empty()) *what += " (" + rels + ")";
+    *what = "ALTER TABLE " + (rels.empty() ? std::string() : rels + " ") + "dropping a column or changing a column's type";
   }
   return true;
 }
@@ -78,8 +77,9 @@ bool privileges(const sql::Statement& s, std::string* what) {
 
 bool server_access(const sql::Statement& s, std::string* what) {
   if (!s.server_program && !s.server_file_access) return false;
-  if (what) *what = s.server_program ? "COPY ... PROGRAM (runs a program on the database server)"
-                                     : describe_statement(s) + " reading or writing files on the database server";
+  if (what)
+    *what = s.server_program ? std::string("COPY ... PROGRAM")
+                             : describe_statement(s) + " that reads or writes files on the database server";
   return true;
 }
 
@@ -91,7 +91,10 @@ bool alter_system(const sql::Statement& s, std::string* what) {
 
 bool opaque_code(const sql::Statement& s, std::string* what) {
   if (!s.opaque_code) return false;
-  if (what) *what = describe_statement(s) + " (code the proxy cannot see into)";
+  if (what)
+    *what = has_kind(s, StatementKind::Do)               ? std::string("a DO block")
+            : has_kind(s, StatementKind::CreateFunction) ? std::string("CREATE FUNCTION/PROCEDURE with a code body")
+                                                         : describe_statement(s) + " running dynamic SQL";
   return true;
 }
 

@@ -68,7 +68,7 @@ INSTANTIATE_TEST_SUITE_P(
                  Stmt(K::Select).also(K::Delete).write(K::Delete, "t", false), "DELETE on t without a WHERE clause"},
         RailCase{"guardrail.alter_destructive",
                  Stmt(K::Alter).rel("public.orders", sql::kDdl).flag(&sql::Statement::destructive_alter),
-                 "ALTER TABLE that drops a column or changes a column's type (public.orders)"},
+                 "ALTER TABLE public.orders dropping a column or changing a column's type"},
         RailCase{"guardrail.privileges", Stmt(K::Grant), "GRANT"},
         RailCase{"guardrail.privileges", Stmt(K::Revoke), "REVOKE"},
         RailCase{"guardrail.privileges", Stmt(K::RoleChange).flag(&sql::Statement::role_change),
@@ -77,12 +77,12 @@ INSTANTIATE_TEST_SUITE_P(
         RailCase{"guardrail.server_access", Stmt(K::CopyTo).flag(&sql::Statement::server_program),
                  "COPY ... PROGRAM"},
         RailCase{"guardrail.server_access", Stmt(K::Select).fn("pg_read_file").flag(&sql::Statement::server_file_access),
-                 "SELECT reading or writing files on the database server"},
+                 "SELECT that reads or writes files on the database server"},
         RailCase{"guardrail.alter_system", Stmt(K::AlterSystem), "ALTER SYSTEM"},
         RailCase{"guardrail.opaque_code", Stmt(K::Do).flag(&sql::Statement::opaque_code),
-                 "DO (code the proxy cannot see into)"},
+                 "a DO block"},
         RailCase{"guardrail.opaque_code", Stmt(K::CreateFunction).flag(&sql::Statement::opaque_code),
-                 "CREATE FUNCTION (code the proxy cannot see into)"}),
+                 "CREATE FUNCTION/PROCEDURE with a code body"}),
     [](const auto& info) { return std::to_string(info.index) + "_" + std::string(info.param.name).substr(10); });
 
 TEST(Guardrails, BoundedWritesAndHarmlessStatementsPass) {
