@@ -36,6 +36,12 @@ std::string Metrics::render_prometheus() const {
   counter("gatehouse_statements_total", "Query and Execute messages relayed.", sum(&WorkerMetrics::statements));
   counter("gatehouse_statement_errors_total", "ErrorResponses returned by backends.",
           sum(&WorkerMetrics::statement_errors));
+  counter("gatehouse_statements_blocked_total", "Statements refused by policy before reaching the database.",
+          sum(&WorkerMetrics::statements_blocked));
+  counter("gatehouse_statements_review_total", "Statements whose decision was review.",
+          sum(&WorkerMetrics::statements_reviewed));
+  counter("gatehouse_statements_unknown_total", "Statements that could not be parsed or classified.",
+          sum(&WorkerMetrics::statements_unknown));
   counter("gatehouse_bytes_client_to_backend_total", "Bytes relayed from clients to backends.",
           sum(&WorkerMetrics::bytes_client_to_backend));
   counter("gatehouse_bytes_backend_to_client_total", "Bytes relayed from backends to clients.",

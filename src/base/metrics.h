@@ -24,6 +24,9 @@ struct alignas(64) WorkerMetrics {
   C cancel_requests{0};
   C statements{0};            // Query and Execute messages from clients
   C statement_errors{0};      // ErrorResponse from backends
+  C statements_blocked{0};    // refused by policy (deny, or review/mask not yet available)
+  C statements_reviewed{0};   // decisions of review (held or refused)
+  C statements_unknown{0};    // unparseable or unknown statements
   C bytes_client_to_backend{0};
   C bytes_backend_to_client{0};
   std::array<C, kLatencyBucketsSeconds.size() + 1> latency_buckets{};  // last = +Inf

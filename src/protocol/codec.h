@@ -121,6 +121,13 @@ class StreamScanner {
   template <class F>
   bool scan(std::string_view chunk, F&& on_event);
   bool at_boundary() const { return header_len_ == 0 && remaining_ == 0 && !want_status_; }
+  // How many more bytes to feed before the current message, or its header, is complete; feeding
+  // exactly that much repeatedly reaches a boundary without reading into the next message.
+  std::uint64_t until_boundary() const {
+    if (want_status_) return remaining_;
+    if (header_len_ > 0) return 5u - header_len_;
+    return remaining_;
+  }
 
  private:
   bool (*valid_)(char);

@@ -122,7 +122,10 @@ Result<void> Server::start() {
 
 void Server::note_session_opened() { active_.fetch_add(1, std::memory_order_relaxed); }
 
-void Server::reload(std::shared_ptr<const Runtime> rt) { runtime_.store(std::move(rt)); }
+void Server::reload(std::shared_ptr<const Runtime> rt) {
+  runtime_.store(std::move(rt));
+  generation_.fetch_add(1, std::memory_order_acq_rel);
+}
 
 void Server::shutdown() {
   if (draining_.exchange(true)) return;

@@ -28,6 +28,8 @@ class Server {
   // New sessions use `rt`; open sessions keep theirs.
   void reload(std::shared_ptr<const Runtime> rt);
   std::shared_ptr<const Runtime> runtime() const { return runtime_.load(); }
+  // Bumped by every reload: sessions compare it per statement and pick up a new policy.
+  std::uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
 
   // Stops accepting, ends idle sessions, lets running statements finish until
   // limits.shutdown_timeout, then ends the rest. Returns at once; wait() blocks until done.
@@ -43,6 +45,7 @@ class Server {
  private:
   std::unique_ptr<Impl> impl_;
   std::atomic<std::shared_ptr<const Runtime>> runtime_;
+  std::atomic<std::uint64_t> generation_{0};
   std::atomic<std::uint64_t> active_{0};
   std::atomic<bool> draining_{false};
   std::uint16_t port_ = 0;

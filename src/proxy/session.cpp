@@ -84,6 +84,11 @@ Session::Session(Server& server, Worker& worker, asio::ip::tcp::socket socket, s
       client_(std::make_unique<net::Stream>(std::move(socket))),
       watchdog_timer_(worker.io) {
   peer_ = client_->peer();
+  {
+    std::error_code ec;
+    const auto ep = client_->socket().remote_endpoint(ec);
+    if (!ec) client_address_ = ep.address().to_string();
+  }
   client_loopback_ = client_->loopback();
   std::error_code ec;
   client_->socket().set_option(asio::ip::tcp::no_delay(true), ec);
@@ -681,11 +686,13 @@ void Session::on_watchdog() {
   arm_watchdog();
 }
 
-std::size_t Session::scan_client_messages(std::optional<End>& end, bool& terminate) {
+std::size_t Session::scan_client_messages(std::optional<End>& end, bool& terminate, bool& rewritten) {
   const std::size_t max = rt_->config->limits.max_message_size;
   auto& m = metrics_;
   const std::string_view view(cin_.data(), cin_.size());
   std::size_t pos = 0;
+  std::size_t copied = 0;  // with rewritten: bytes of view already in rewrite_
+  std::string substitute;
   for (;;) {
     auto r = protocol::decode_frontend(view.substr(pos), max);
     if (r.status == protocol::Decode::NeedMore) break;
@@ -694,17 +701,33 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
       end = End{End::Kind::ClientProtocolError, fatal("08P01", r.error), "client protocol error: " + r.error};
       return 0;
     }
-    switch (r.frame.type) {
+    const char type = r.frame.type;
+    switch (type) {
       case 'Q':
       case 'F':
-        m.statements.fetch_add(1, std::memory_order_relaxed);
-        statement_started();
+      case 'P': {
+        if (type != 'P') {
+          m.statements.fetch_add(1, std::memory_order_relaxed);
+          statement_started();
+        }
+        if (!judge_client_message(type, r.frame.body, substitute)) {
+          if (!rewritten) {
+            rewrite_.clear();
+            rewritten = true;
+          }
+          rewrite_.append(view.data() + copied, pos - copied);
+          rewrite_ += substitute;
+          copied = pos + r.frame.wire_size;
+        }
+        if (type != 'P') ++syncs_sent_;
         break;
+      }
       case 'E':
         m.statements.fetch_add(1, std::memory_order_relaxed);
         break;
       case 'S':
         statement_started();
+        ++syncs_sent_;
         break;
       case 'p':
         m.protocol_errors.fetch_add(1, std::memory_order_relaxed);
@@ -713,12 +736,15 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
         return 0;
       case 'X':
         terminate = true;
-        return pos + r.frame.wire_size;
+        pos += r.frame.wire_size;
+        if (rewritten) rewrite_.append(view.data() + copied, pos - copied);
+        return pos;
       default:
         break;
     }
     pos += r.frame.wire_size;
   }
+  if (rewritten) rewrite_.append(view.data() + copied, pos - copied);
   return pos;
 }
 
@@ -741,10 +767,16 @@ awaitable<End> Session::client_to_backend() {
 
     std::optional<End> bad;
     bool terminate = false;
-    const std::size_t pos = scan_client_messages(bad, terminate);
+    bool rewritten = false;
+    const std::size_t pos = scan_client_messages(bad, terminate, rewritten);
     if (bad) co_return std::move(*bad);
     if (pos > 0) {
-      const auto wec = co_await backend_->write_all(cin_.data(), pos);
+      // A refused statement was replaced: rewrite_ holds the batch to send (rare path).
+      std::error_code wec;
+      if (rewritten)
+        wec = co_await backend_->write_all(rewrite_.data(), rewrite_.size());
+      else
+        wec = co_await backend_->write_all(cin_.data(), pos);
       if (ending_) co_return End{};
       if (wec) co_return backend_io_end(wec);
       m.bytes_client_to_backend.fetch_add(pos, std::memory_order_relaxed);
@@ -760,6 +792,56 @@ awaitable<End> Session::client_to_backend() {
   }
 }
 
+void Session::on_backend_event(const protocol::ScanEvent& e, bool& saw_ready) {
+  last_backend_type_ = e.type;
+  if (e.type == 'Z') {
+    statement_finished(e.status);
+    saw_ready = true;
+    ++ready_seen_;
+    // Substitutes of batches that have ended were skipped by the backend after an earlier error.
+    while (!refusals_.empty() && refusals_.front().group < ready_seen_) refusals_.pop_front();
+  } else if (e.type == 'E') {
+    metrics_.statement_errors.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+bool Session::relay_backend_slow(std::string_view chunk, std::size_t& consumed, bool& saw_ready) {
+  rewrite_back_.clear();
+  const std::string marker = "gatehouse_blocked_" + nonce_;
+  auto ev = [&](const protocol::ScanEvent& e) { on_backend_event(e, saw_ready); };
+  const std::size_t n = chunk.size();
+  std::size_t pos = 0;
+  while (pos < n) {
+    if (!scanner_.at_boundary()) {  // finish the message (or header) in progress
+      const auto k = std::size_t(std::min<std::uint64_t>(scanner_.until_boundary(), n - pos));
+      if (!scanner_.scan(chunk.substr(pos, k), ev)) return false;
+      rewrite_back_.append(chunk.substr(pos, k));
+      pos += k;
+      continue;
+    }
+    if (n - pos < 5) break;  // a partial header waits for the next read
+    const char type = chunk[pos];
+    const std::uint32_t len = load_be32(chunk.data() + pos + 1);
+    if (len < 4 || len > 0x40000000u || !protocol::is_backend_type(type)) return false;
+    if (type == 'E' && len <= (1u << 20) && !refusals_.empty() && refusals_.front().group == ready_seen_) {
+      if (n - pos < std::size_t(len) + 1) break;  // the whole ErrorResponse first
+      if (chunk.substr(pos + 5, len - 4).find(marker) != std::string_view::npos) {
+        protocol::write_error_response(rewrite_back_, refusals_.front().error);
+        refusals_.pop_front();
+        ev(protocol::ScanEvent{'E', len, 0});
+        pos += std::size_t(len) + 1;
+        continue;
+      }
+    }
+    const std::size_t k = std::min<std::size_t>(std::size_t(len) + 1, n - pos);
+    if (!scanner_.scan(chunk.substr(pos, k), ev)) return false;
+    rewrite_back_.append(chunk.substr(pos, k));
+    pos += k;
+  }
+  consumed = pos;
+  return true;
+}
+
 awaitable<End> Session::backend_to_client() {
   auto& m = metrics_;
   for (;;) {
@@ -767,35 +849,45 @@ awaitable<End> Session::backend_to_client() {
     const std::size_t room = bout_.write_room();
     auto [ec, n] = co_await backend_->read_some(at, room);
     if (ending_ || ec) {
+      bout_.consume(bout_.size());
       bout_.release_if_empty();
       if (ending_) co_return End{};
       co_return backend_io_end(ec);
     }
     bout_.commit(n, room);
     bool saw_ready = false;
-    const bool ok = scanner_.scan(std::string_view(bout_.data(), n), [&](const protocol::ScanEvent& e) {
-      last_backend_type_ = e.type;
-      if (e.type == 'Z') {
-        statement_finished(e.status);
-        saw_ready = true;
-      } else if (e.type == 'E') {
-        m.statement_errors.fetch_add(1, std::memory_order_relaxed);
-      }
-    });
+    // Usually bout_ holds just what was read; after the slow path it may start with a partial
+    // message kept back.
+    const std::string_view chunk(bout_.data(), bout_.size());
+    std::size_t consumed = chunk.size();
+    const bool slow = !refusals_.empty();
+    const bool ok = slow ? relay_backend_slow(chunk, consumed, saw_ready)
+                         : scanner_.scan(chunk, [&](const protocol::ScanEvent& e) { on_backend_event(e, saw_ready); });
     if (!ok) {
       m.protocol_errors.fetch_add(1, std::memory_order_relaxed);
-      bout_.consume(n);
+      bout_.consume(bout_.size());
       bout_.release_if_empty();
       co_return End{End::Kind::BackendProtocolError,
                     fatal("08P01", "the database server of target \"" + target_->name + "\" sent an invalid message"),
                     "backend protocol error"};
     }
-    const auto wec = co_await client_->write_all(bout_.data(), n);
-    bout_.consume(n);
-    bout_.release_if_empty();
+    std::error_code wec;
+    if (slow) {
+      if (!rewrite_back_.empty()) wec = co_await client_->write_all(rewrite_back_.data(), rewrite_back_.size());
+    } else {
+      wec = co_await client_->write_all(chunk.data(), consumed);
+    }
+    bout_.consume(consumed);
+    if (bout_.empty()) {
+      bout_.release_if_empty();
+    } else if (bout_.size() >= 5) {  // a kept-back ErrorResponse: room for all of it
+      bout_.ensure_contiguous(std::size_t(load_be32(bout_.data() + 1)) + 1);
+    } else {
+      bout_.compact();
+    }
     if (ending_) co_return End{};
     if (wec) co_return client_io_end(wec);
-    m.bytes_backend_to_client.fetch_add(n, std::memory_order_relaxed);
+    m.bytes_backend_to_client.fetch_add(consumed, std::memory_order_relaxed);
     if (saw_ready && server_.draining() && inflight_ == 0 && tx_status_ == 'I')
       co_return End{End::Kind::Shutdown,
                     fatal("57P01", "terminating connection because the proxy is shutting down",

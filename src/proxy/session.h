@@ -3,7 +3,9 @@
 // relay, then one teardown path that says why the session ended.
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
+#include <unordered_map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -14,7 +16,9 @@
 #include "identity/identity.h"
 #include "net/buffer.h"
 #include "net/stream.h"
+#include "policy/policy.h"
 #include "protocol/codec.h"
+#include "sql/statement_info.h"
 #include "proxy/runtime.h"
 
 namespace gh::proxy {
@@ -63,8 +67,24 @@ class Session : public std::enable_shared_from_this<Session> {
   void arm_watchdog();
   void on_watchdog();
   // One pass over the bytes buffered from the client: forwards nothing, returns how many
-  // bytes form whole messages to forward, or sets `end` on a protocol violation.
-  std::size_t scan_client_messages(std::optional<End>& end, bool& terminate);
+  // bytes form whole messages to forward, or sets `end` on a protocol violation. Statements
+  // the policy refuses are replaced by a substitute (see session_policy.cpp); then the bytes
+  // to forward are in rewrite_ instead of cin_ and `rewritten` is set.
+  std::size_t scan_client_messages(std::optional<End>& end, bool& terminate, bool& rewritten);
+  // Backend bytes while a refusal is pending: whole ErrorResponses are inspected so that the
+  // backend's answer to a substitute becomes the client's policy error. Returns the bytes to
+  // forward (in rewrite_back_) and how many of bout_ were consumed.
+  bool relay_backend_slow(std::string_view chunk, std::size_t& consumed, bool& saw_ready);
+  void on_backend_event(const protocol::ScanEvent& e, bool& saw_ready);
+
+  // policy (session_policy.cpp)
+  const policy::Policy& live_policy();
+  // Judges one Query, Parse or FunctionCall message. Returns true to forward it unchanged;
+  // false: `substitute` holds the message to send instead and a refusal is queued.
+  bool judge_client_message(char type, std::string_view body, std::string& substitute);
+  policy::Decision decide(const sql::Analysis& analysis);
+  void refuse_statement(const policy::Decision& d, const sql::Analysis* analysis, char type, std::string_view name,
+                        std::string& substitute);
   asio::awaitable<void> teardown();
   End client_io_end(const std::error_code& ec);
   End backend_io_end(const std::error_code& ec);
@@ -80,6 +100,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::unique_ptr<net::Stream> backend_;
   asio::steady_timer watchdog_timer_;
   std::string peer_;
+  std::string client_address_;  // IP address text, for policy conditions
   bool client_loopback_ = false;
 
   // startup state
@@ -107,6 +128,21 @@ class Session : public std::enable_shared_from_this<Session> {
   int loops_done_ = 0;
   std::uint64_t watchdog_generation_ = 0;
   End end_;
+
+  // policy state (this session's thread only)
+  struct Refusal {
+    std::uint64_t group;  // index of the ReadyForQuery that closes the substitute's batch
+    protocol::ErrorFields error;
+  };
+  std::string nonce_;              // marks this session's substitutes; unguessable by the client
+  std::deque<Refusal> refusals_;   // substitutes sent whose ErrorResponse has not come back yet
+  std::uint64_t syncs_sent_ = 0;   // Query, Sync and FunctionCall messages forwarded
+  std::uint64_t ready_seen_ = 0;   // ReadyForQuery messages relayed
+  std::string rewrite_;            // client bytes to forward when a statement was replaced
+  std::string rewrite_back_;       // backend bytes to forward on the slow path
+  std::unordered_map<std::string, std::shared_ptr<const sql::Analysis>> prepared_;  // SQL PREPARE
+  std::shared_ptr<const Runtime> policy_rt_;  // the runtime whose policy judges statements
+  std::uint64_t policy_generation_ = 0;
 };
 
 }  // namespace gh::proxy

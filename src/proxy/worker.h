@@ -9,6 +9,7 @@
 #include <asio.hpp>
 
 #include "base/metrics.h"
+#include "sql/analyzer.h"
 
 namespace gh::proxy {
 
@@ -21,6 +22,7 @@ struct Worker {
   asio::io_context io{1};
   std::optional<asio::ip::tcp::acceptor> acceptor;
   std::unordered_set<std::shared_ptr<Session>> sessions;  // touched only on this thread
+  sql::Analyzer analyzer;  // statement analysis cache of this thread
   std::thread thread;
 };
 

@@ -307,10 +307,12 @@ bool Walker::utility(std::string_view name, const JValue& b, Mode mode) {
     explain_stmt(b);
   } else if (name == "PrepareStmt") {
     add_kind(K::Prepare);
+    out_.object_name = std::string(b.get_str("name"));
     nested("query");
   } else if (name == "ExecuteStmt") {
     // The prepared statement's text is not visible here; the proxy maps names itself.
     add_kind(K::Execute);
+    out_.object_name = std::string(b.get_str("name"));
     out_.opaque_code = true;
     walk_member(b, "params");
   } else if (name == "DeclareCursorStmt") {
