@@ -3,6 +3,8 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -77,6 +79,25 @@ int cmd_hash_password(std::uint32_t iterations) {
   return 0;
 }
 
+// What identifies a file's content cheaply: modification time and size (0s when missing).
+struct FileStamp {
+  std::int64_t mtime_ns = 0;
+  std::int64_t size = 0;
+  bool operator==(const FileStamp&) const = default;
+};
+
+std::vector<FileStamp> stamp(const std::vector<std::string>& files) {
+  std::vector<FileStamp> out;
+  for (const auto& f : files) {
+    struct stat st {};
+    if (::stat(f.c_str(), &st) == 0)
+      out.push_back({std::int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec, std::int64_t(st.st_size)});
+    else
+      out.push_back({});
+  }
+  return out;
+}
+
 int cmd_serve(const std::string& path) {
   auto loaded = gh::config::load_file(path);
   if (!loaded) {
@@ -115,29 +136,55 @@ int cmd_serve(const std::string& path) {
     }
   }
 
+  // Reload: on SIGHUP, and when a file the configuration was read from changes (checked every
+  // 2 s). A file that fails to load or validate leaves the running configuration in place.
+  std::vector<std::string> watched = cfg->files;
+  std::vector<FileStamp> stamps = stamp(watched);
+  auto reload = [&](const char* why) {
+    auto next = gh::config::load_file(path);
+    if (!next) {
+      spdlog::error("reload ({}) failed, keeping the running configuration: {}", why, next.error().message);
+      return;
+    }
+    auto nrt = gh::proxy::build_runtime(std::make_shared<const gh::config::Config>(std::move(*next)));
+    if (!nrt) {
+      spdlog::error("reload ({}) failed, keeping the running configuration: {}", why, nrt.error().message);
+      return;
+    }
+    watched = (*nrt)->config->files;
+    stamps = stamp(watched);
+    server.reload(*nrt);
+    gh::app::set_level((*nrt)->config->log.level);
+    spdlog::info("configuration reloaded from {} ({})", path, why);
+  };
+
+  asio::steady_timer watch_timer(signals_io);
+  std::function<void()> watch;
+  watch = [&] {
+    watch_timer.expires_after(std::chrono::seconds(2));
+    watch_timer.async_wait([&](const std::error_code& ec) {
+      if (ec) return;
+      if (auto now = stamp(watched); now != stamps) {
+        stamps = now;  // a broken file is reported once, not every 2 s
+        reload("file changed");
+      }
+      watch();
+    });
+  };
+  watch();
+
   std::function<void()> wait_signal;
   wait_signal = [&] {
     signals.async_wait([&](const std::error_code& ec, int sig) {
       if (ec) return;
       if (sig == SIGHUP) {
-        auto next = gh::config::load_file(path);
-        if (!next) {
-          spdlog::error("reload failed, keeping the running configuration: {}", next.error().message);
-        } else {
-          auto nrt = gh::proxy::build_runtime(std::make_shared<const gh::config::Config>(std::move(*next)));
-          if (!nrt) {
-            spdlog::error("reload failed, keeping the running configuration: {}", nrt.error().message);
-          } else {
-            server.reload(*nrt);
-            gh::app::set_level((*nrt)->config->log.level);
-            spdlog::info("configuration reloaded from {}", path);
-          }
-        }
+        reload("SIGHUP");
         wait_signal();
         return;
       }
       spdlog::info("received {}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
       server.shutdown();
+      watch_timer.cancel();
       wait_signal();
     });
   };

@@ -313,6 +313,14 @@ Result<Config> parse(std::string_view text, std::string_view source_name) {
     auto policy = read_policy(root, r.source());
     if (!policy) return tl::unexpected(policy.error());
     c.policy = std::move(*policy);
+    c.files.push_back(r.source());
+    if (auto f = root["policy_file"]; f && f.IsScalar()) {
+      const std::string file = f.as<std::string>();
+      const auto slash = r.source().rfind('/');
+      c.files.push_back(file.empty() || file[0] == '/' || slash == std::string::npos
+                            ? file
+                            : r.source().substr(0, slash + 1) + file);
+    }
     return c;
   } catch (const ParseError& e) {
     return fail("", e.message);

@@ -84,6 +84,7 @@ struct Target {
 
 struct Config {
   std::string source;  // file name, for messages
+  std::vector<std::string> files;  // every file read: the configuration, then policy_file if any
   Listen listen;
   unsigned threads = 0;  // 0: one per core
   Admin admin;
