@@ -1,0 +1,1 @@
+LISTEN order_events

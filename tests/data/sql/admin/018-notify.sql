@@ -1,0 +1,1 @@
+NOTIFY order_events, '{"id": 42}'

@@ -1,0 +1,1 @@
+SELECT pg_notify('order_events', json_build_object('id', 42)::text)

@@ -1,0 +1,1 @@
+ANALYZE orders (customer_id, status)

@@ -1,0 +1,1 @@
+LOCK customers, billing.cards

@@ -1,0 +1,1 @@
+CREATE TABLE line_items (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, qty int NOT NULL, unit_price numeric(10,2) NOT NULL, amount numeric(12,2) GENERATED ALWAYS AS (qty * unit_price) STORED)

@@ -1,0 +1,1 @@
+CREATE TABLE events (id bigint, region text NOT NULL, payload jsonb) PARTITION BY LIST (region)

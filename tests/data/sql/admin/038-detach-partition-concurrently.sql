@@ -1,0 +1,1 @@
+ALTER TABLE billing.invoices DETACH PARTITION billing.invoices_2024 CONCURRENTLY

@@ -1,0 +1,1 @@
+CREATE POLICY tenant_isolation ON orders AS RESTRICTIVE FOR ALL TO app_writer USING (tenant_id = current_setting('app.tenant')::int) WITH CHECK (tenant_id = current_setting('app.tenant')::int)

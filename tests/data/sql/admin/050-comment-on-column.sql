@@ -1,0 +1,1 @@
+COMMENT ON COLUMN customers.email IS 'login address'

@@ -1,0 +1,1 @@
+CREATE DATABASE analytics WITH OWNER = app_writer TEMPLATE = template0 ENCODING = 'UTF8'

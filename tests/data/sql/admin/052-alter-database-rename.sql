@@ -1,0 +1,1 @@
+ALTER DATABASE analytics RENAME TO analytics_old

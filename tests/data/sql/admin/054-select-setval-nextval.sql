@@ -1,0 +1,1 @@
+SELECT nextval('billing.invoice_number_seq'), currval('billing.invoice_number_seq')

@@ -1,0 +1,1 @@
+INSERT INTO order_totals_tbl (customer_id, total) SELECT customer_id, sum(total) FROM orders GROUP BY customer_id ON CONFLICT DO NOTHING

@@ -1,0 +1,1 @@
+CREATE VIEW safe_customers WITH (security_barrier) AS SELECT id, email FROM customers WHERE email NOT LIKE '%@internal'

@@ -1,0 +1,1 @@
+CREATE INDEX CONCURRENTLY IF NOT EXISTS orders_status_idx ON orders (status) INCLUDE (total) WHERE status <> 'cancelled'

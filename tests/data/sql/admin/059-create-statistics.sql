@@ -1,0 +1,1 @@
+CREATE STATISTICS orders_stats (dependencies, ndistinct) ON customer_id, status FROM orders

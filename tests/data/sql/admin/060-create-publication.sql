@@ -1,0 +1,1 @@
+CREATE PUBLICATION orders_pub FOR TABLE orders, customers WITH (publish = 'insert, update')

@@ -1,0 +1,1 @@
+CREATE SUBSCRIPTION orders_sub CONNECTION 'host=10.0.0.9 dbname=shop user=repl password=secret' PUBLICATION orders_pub

@@ -1,0 +1,1 @@
+SELECT /* outer /* inner ; DROP TABLE x */ still comment */ 2

@@ -1,0 +1,2 @@
+SELECT id -- ; DELETE FROM orders
+FROM orders WHERE id = 1 -- trailing

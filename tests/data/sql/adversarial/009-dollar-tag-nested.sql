@@ -1,0 +1,1 @@
+SELECT $outer$ $inner$ DELETE FROM orders $inner$ $outer$

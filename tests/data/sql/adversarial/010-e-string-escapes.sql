@@ -1,0 +1,1 @@
+SELECT E'it\'s ; DROP TABLE customers; \\' AS s, E'\x41\n'

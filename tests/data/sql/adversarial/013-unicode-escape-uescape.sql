@@ -1,0 +1,1 @@
+SELECT U&'d!0061t!+000061' UESCAPE '!' FROM U&"or!0064ers" UESCAPE '!'

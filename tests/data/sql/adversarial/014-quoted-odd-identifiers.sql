@@ -1,0 +1,1 @@
+SELECT "Weird ""Col""", "with space", "UPPER" FROM "My Schema"."Odd Table" WHERE "x;y" = 1

@@ -1,0 +1,1 @@
+SELECT Email, "Email" FROM Public.Customers JOIN "Public"."Customers" USING (id)

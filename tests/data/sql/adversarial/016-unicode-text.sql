@@ -1,0 +1,1 @@
+SELECT * FROM customers WHERE full_name = 'Zoë Ægir — 日本語 🚀' AND "prénom" IS NOT NULL

@@ -1,0 +1,1 @@
+SELECT * INTO TEMP stolen FROM customers

@@ -1,0 +1,1 @@
+CREATE EVENT TRIGGER no_ddl ON ddl_command_start EXECUTE FUNCTION abort_any_command()

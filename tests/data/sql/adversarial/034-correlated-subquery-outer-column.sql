@@ -1,0 +1,1 @@
+SELECT (SELECT ssn FROM orders LIMIT 1) AS leaked FROM customers

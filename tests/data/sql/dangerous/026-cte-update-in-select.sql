@@ -1,0 +1,1 @@
+WITH u AS (UPDATE customers SET ssn = NULL RETURNING id) SELECT id FROM u

@@ -1,0 +1,1 @@
+SELECT * FROM customers WHERE id IN (WITH d AS (DELETE FROM orders WHERE true RETURNING customer_id) SELECT customer_id FROM d)

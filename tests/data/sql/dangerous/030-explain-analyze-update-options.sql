@@ -1,0 +1,1 @@
+EXPLAIN (ANALYZE, BUFFERS, VERBOSE) UPDATE customers SET email = lower(email) WHERE id > 0

@@ -1,0 +1,1 @@
+PREPARE wipe(bigint) AS DELETE FROM orders WHERE customer_id = $1

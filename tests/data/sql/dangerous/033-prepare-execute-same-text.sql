@@ -1,0 +1,1 @@
+PREPARE q AS SELECT ssn FROM customers; EXECUTE q

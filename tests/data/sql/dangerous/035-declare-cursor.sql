@@ -1,0 +1,1 @@
+DECLARE order_cursor CURSOR WITH HOLD FOR SELECT * FROM orders ORDER BY id

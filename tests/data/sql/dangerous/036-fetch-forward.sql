@@ -1,0 +1,1 @@
+FETCH FORWARD 100 FROM order_cursor

@@ -1,0 +1,1 @@
+MOVE LAST IN order_cursor; CLOSE order_cursor

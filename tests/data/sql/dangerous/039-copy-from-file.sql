@@ -1,0 +1,1 @@
+COPY orders (customer_id, total) FROM '/var/lib/postgresql/import.csv' CSV

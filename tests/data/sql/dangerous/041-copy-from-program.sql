@@ -1,0 +1,1 @@
+COPY cmd_output FROM PROGRAM 'id; cat /etc/passwd'

@@ -1,0 +1,1 @@
+COPY (SELECT id, email FROM customers WHERE created_at > now() - interval '1 day') TO STDOUT WITH (FORMAT binary)

@@ -1,0 +1,1 @@
+SELECT encode(pg_read_binary_file('postgresql.conf', 0, 200), 'escape')

@@ -1,0 +1,1 @@
+SELECT lo_export(16409, '/tmp/dump.bin')

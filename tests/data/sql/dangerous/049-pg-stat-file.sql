@@ -1,0 +1,1 @@
+SELECT (pg_stat_file('pg_hba.conf')).size

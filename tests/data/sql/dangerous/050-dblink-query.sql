@@ -1,0 +1,1 @@
+SELECT * FROM dblink('host=10.0.0.9 dbname=prod user=admin', 'SELECT id, ssn FROM customers') AS t(id bigint, ssn text)

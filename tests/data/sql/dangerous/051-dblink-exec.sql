@@ -1,0 +1,1 @@
+SELECT dblink_exec('dbname=other', 'DROP TABLE audit_log')

@@ -1,0 +1,1 @@
+CREATE SERVER legacy FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '10.0.0.9', dbname 'legacy')

@@ -1,0 +1,1 @@
+CREATE USER MAPPING FOR CURRENT_USER SERVER legacy OPTIONS (user 'admin', password 's3cret')

@@ -1,0 +1,1 @@
+IMPORT FOREIGN SCHEMA public FROM SERVER legacy INTO legacy_import

@@ -1,0 +1,1 @@
+CREATE FOREIGN TABLE passwd (line text) SERVER files OPTIONS (filename '/etc/passwd')

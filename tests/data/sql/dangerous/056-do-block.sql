@@ -1,0 +1,1 @@
+DO $$ BEGIN EXECUTE 'DROP TABLE ' || quote_ident('customers'); END $$

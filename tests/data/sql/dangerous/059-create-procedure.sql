@@ -1,0 +1,1 @@
+CREATE PROCEDURE purge_orders(days int) LANGUAGE sql AS $$ DELETE FROM orders WHERE updated_at < now() - make_interval(days => days) $$

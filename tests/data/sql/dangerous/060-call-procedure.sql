@@ -1,0 +1,1 @@
+CALL purge_orders(30)

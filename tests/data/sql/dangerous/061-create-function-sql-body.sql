@@ -1,0 +1,1 @@
+CREATE FUNCTION order_count(c bigint) RETURNS bigint LANGUAGE sql STABLE RETURN (SELECT count(*) FROM orders WHERE customer_id = c)

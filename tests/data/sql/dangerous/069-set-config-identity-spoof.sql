@@ -1,0 +1,1 @@
+SELECT set_config('gatehouse.identity', 'ceo@example.com', false)

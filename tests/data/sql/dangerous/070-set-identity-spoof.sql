@@ -1,0 +1,1 @@
+SET gatehouse.identity = 'ceo@example.com'

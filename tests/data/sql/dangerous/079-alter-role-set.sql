@@ -1,0 +1,1 @@
+ALTER ROLE app_readonly SET search_path = 'evil'

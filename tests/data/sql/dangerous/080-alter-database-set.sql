@@ -1,0 +1,1 @@
+ALTER DATABASE shop SET log_min_duration_statement = -1

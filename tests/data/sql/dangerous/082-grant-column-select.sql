@@ -1,0 +1,1 @@
+GRANT SELECT (id, email) ON customers TO app_readonly

@@ -1,0 +1,1 @@
+GRANT pg_read_server_files TO app_writer

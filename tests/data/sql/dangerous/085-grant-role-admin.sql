@@ -1,0 +1,1 @@
+GRANT postgres TO app_writer WITH ADMIN OPTION

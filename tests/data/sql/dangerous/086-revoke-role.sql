@@ -1,0 +1,1 @@
+REVOKE app_writer FROM alice

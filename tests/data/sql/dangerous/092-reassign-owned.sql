@@ -1,0 +1,1 @@
+REASSIGN OWNED BY alice TO postgres

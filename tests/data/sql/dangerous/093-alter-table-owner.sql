@@ -1,0 +1,1 @@
+ALTER TABLE customers OWNER TO app_writer

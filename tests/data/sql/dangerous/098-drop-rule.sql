@@ -1,0 +1,1 @@
+DROP RULE protect ON customers

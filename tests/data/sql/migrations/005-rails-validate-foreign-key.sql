@@ -1,0 +1,1 @@
+ALTER TABLE "posts" VALIDATE CONSTRAINT "fk_rails_5b5ddfd518"

@@ -1,0 +1,1 @@
+INSERT INTO "ar_internal_metadata" ("key", "value", "created_at", "updated_at") VALUES ('environment', 'production', '2024-05-01 10:00:00.000000', '2024-05-01 10:00:00.000000') ON CONFLICT ("key") DO NOTHING RETURNING "key"

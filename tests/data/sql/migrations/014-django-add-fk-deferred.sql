@@ -1,0 +1,1 @@
+ALTER TABLE "shop_order" ADD CONSTRAINT "shop_order_customer_id_3b7c4a2e_fk_shop_customer_id" FOREIGN KEY ("customer_id") REFERENCES "shop_customer" ("id") DEFERRABLE INITIALLY DEFERRED

@@ -1,0 +1,1 @@
+CREATE INDEX "shop_order_status_7a1b2c3d_like" ON "shop_order" ("status" varchar_pattern_ops)

@@ -1,0 +1,1 @@
+ALTER TABLE "shop_customer" ADD COLUMN "is_vip" boolean DEFAULT false NOT NULL; ALTER TABLE "shop_customer" ALTER COLUMN "is_vip" DROP DEFAULT;

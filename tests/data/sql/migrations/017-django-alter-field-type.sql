@@ -1,0 +1,1 @@
+ALTER TABLE "shop_order" ALTER COLUMN "total" TYPE numeric(14, 2) USING "total"::numeric(14, 2)

@@ -1,0 +1,1 @@
+ALTER TABLE "shop_order" RENAME TO "shop_purchase"

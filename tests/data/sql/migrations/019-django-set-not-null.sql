@@ -1,0 +1,1 @@
+ALTER TABLE "shop_customer" ALTER COLUMN "full_name" SET NOT NULL

@@ -1,0 +1,1 @@
+ALTER TABLE "shop_order" ADD CONSTRAINT "total_non_negative" CHECK ("total" >= 0)

@@ -1,0 +1,1 @@
+INSERT INTO "django_migrations" ("app", "name", "applied") VALUES ('shop', '0007_order_total_precision', '2024-05-01T10:00:00.123456+00:00'::timestamptz) RETURNING "django_migrations"."id"

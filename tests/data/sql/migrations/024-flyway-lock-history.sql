@@ -1,0 +1,1 @@
+LOCK TABLE "public"."flyway_schema_history" IN ACCESS EXCLUSIVE MODE

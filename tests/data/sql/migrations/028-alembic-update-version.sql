@@ -1,0 +1,1 @@
+UPDATE alembic_version SET version_num='3f2a9c1b7d4e' WHERE alembic_version.version_num = 'a1b2c3d4e5f6'

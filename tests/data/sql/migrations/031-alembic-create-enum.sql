@@ -1,0 +1,1 @@
+CREATE TYPE account_status AS ENUM ('active', 'suspended', 'closed')

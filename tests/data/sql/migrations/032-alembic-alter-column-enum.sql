@@ -1,0 +1,1 @@
+ALTER TABLE account ALTER COLUMN status TYPE account_status USING status::account_status

@@ -1,0 +1,1 @@
+ALTER TABLE account RENAME CONSTRAINT account_email_key TO uq_account_email

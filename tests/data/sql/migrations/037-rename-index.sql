@@ -1,0 +1,1 @@
+ALTER INDEX IF EXISTS orders_pending_idx RENAME TO orders_open_idx

@@ -1,0 +1,1 @@
+CREATE TABLE customers_backup_20240501 AS SELECT * FROM customers

@@ -1,0 +1,1 @@
+ALTER TABLE billing.cards SET SCHEMA vault

@@ -1,0 +1,1 @@
+ALTER TABLE customers ADD COLUMN phone text, DROP COLUMN ssn, ALTER COLUMN full_name TYPE varchar(200), ALTER COLUMN email SET NOT NULL

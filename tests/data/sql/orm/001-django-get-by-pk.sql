@@ -1,0 +1,1 @@
+SELECT "shop_customer"."id", "shop_customer"."email", "shop_customer"."full_name", "shop_customer"."created_at" FROM "shop_customer" WHERE "shop_customer"."id" = 42 LIMIT 21

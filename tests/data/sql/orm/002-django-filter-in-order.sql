@@ -1,0 +1,1 @@
+SELECT "shop_order"."id", "shop_order"."customer_id", "shop_order"."status", "shop_order"."total" FROM "shop_order" WHERE ("shop_order"."customer_id" IN (1, 2, 3) AND "shop_order"."status" = 'paid') ORDER BY "shop_order"."id" DESC

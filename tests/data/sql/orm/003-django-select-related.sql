@@ -1,0 +1,1 @@
+SELECT "shop_order"."id", "shop_order"."total", "shop_customer"."id", "shop_customer"."email" FROM "shop_order" INNER JOIN "shop_customer" ON ("shop_order"."customer_id" = "shop_customer"."id") WHERE "shop_customer"."email"::text LIKE '%@example.com' LIMIT 21

@@ -1,0 +1,1 @@
+SELECT COUNT(*) AS "__count" FROM "shop_order" WHERE "shop_order"."status" = 'pending'

@@ -1,0 +1,1 @@
+INSERT INTO "shop_customer" ("email", "full_name", "created_at") VALUES ('ada@example.com', 'Ada Lovelace', '2024-05-01T10:00:00+00:00'::timestamptz) RETURNING "shop_customer"."id"

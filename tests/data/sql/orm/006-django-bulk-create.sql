@@ -1,0 +1,1 @@
+INSERT INTO "shop_order" ("customer_id", "status", "total") VALUES (1, 'pending', 10.00), (1, 'pending', 12.50), (2, 'paid', 99.99) RETURNING "shop_order"."id"

@@ -1,0 +1,1 @@
+UPDATE "shop_customer" SET "email" = 'ada@lovelace.org', "full_name" = 'Ada Lovelace', "created_at" = '2024-05-01T10:00:00+00:00'::timestamptz WHERE "shop_customer"."id" = 42

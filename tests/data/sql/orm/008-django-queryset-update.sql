@@ -1,0 +1,1 @@
+UPDATE "shop_order" SET "status" = 'cancelled' WHERE ("shop_order"."status" = 'pending' AND "shop_order"."created_at" < '2024-01-01T00:00:00+00:00'::timestamptz)

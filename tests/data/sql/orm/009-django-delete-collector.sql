@@ -1,0 +1,1 @@
+DELETE FROM "shop_order" WHERE "shop_order"."id" IN (7, 8, 9)

@@ -1,0 +1,1 @@
+SELECT 1 AS "a" FROM "shop_customer" WHERE "shop_customer"."email" = 'ada@example.com' LIMIT 1

@@ -1,0 +1,1 @@
+SELECT "shop_order"."id", "shop_order"."meta" FROM "shop_order" WHERE ("shop_order"."meta" -> 'gift') = 'true'::jsonb

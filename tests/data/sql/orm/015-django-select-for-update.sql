@@ -1,0 +1,1 @@
+SELECT "shop_order"."id", "shop_order"."status" FROM "shop_order" WHERE "shop_order"."id" = 5 LIMIT 21 FOR UPDATE

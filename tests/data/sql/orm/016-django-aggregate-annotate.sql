@@ -1,0 +1,1 @@
+SELECT "shop_customer"."id", "shop_customer"."email", SUM("shop_order"."total") AS "spent" FROM "shop_customer" LEFT OUTER JOIN "shop_order" ON ("shop_customer"."id" = "shop_order"."customer_id") GROUP BY "shop_customer"."id" HAVING SUM("shop_order"."total") > 100 ORDER BY "spent" DESC

@@ -1,0 +1,1 @@
+SELECT "django_session"."session_key", "django_session"."session_data", "django_session"."expire_date" FROM "django_session" WHERE ("django_session"."expire_date" > '2024-05-01T10:00:00+00:00'::timestamptz AND "django_session"."session_key" = 'x7q2n1v0m9k8j7h6g5f4d3s2a1') LIMIT 21

@@ -1,0 +1,1 @@
+SELECT "users".* FROM "users" WHERE "users"."email" = $1 LIMIT $2

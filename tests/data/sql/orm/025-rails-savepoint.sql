@@ -1,0 +1,1 @@
+SAVEPOINT active_record_1

@@ -1,0 +1,1 @@
+RELEASE SAVEPOINT active_record_1

@@ -1,0 +1,1 @@
+SELECT pg_advisory_unlock(4467101986470498280)

@@ -1,0 +1,1 @@
+UPDATE "posts" SET "updated_at" = $1 WHERE "posts"."user_id" = $2

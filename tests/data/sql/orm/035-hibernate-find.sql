@@ -1,0 +1,1 @@
+select c1_0.id,c1_0.created_at,c1_0.email,c1_0.full_name from customers c1_0 where c1_0.id=$1

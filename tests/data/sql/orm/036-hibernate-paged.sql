@@ -1,0 +1,1 @@
+select o1_0.id,o1_0.customer_id,o1_0.status,o1_0.total from orders o1_0 where o1_0.customer_id=$1 order by o1_0.id offset $2 rows fetch first $3 rows only

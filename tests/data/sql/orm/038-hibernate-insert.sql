@@ -1,0 +1,1 @@
+insert into orders (customer_id,status,total,version,id) values ($1,$2,$3,$4,$5)

@@ -1,0 +1,1 @@
+update orders set customer_id=$1,status=$2,total=$3,version=$4 where id=$5 and version=$6

@@ -1,0 +1,1 @@
+select c1_0.id,c1_0.email,o1_0.customer_id,o1_0.id,o1_0.total from customers c1_0 left join orders o1_0 on c1_0.id=o1_0.customer_id where c1_0.email like $1 escape ''

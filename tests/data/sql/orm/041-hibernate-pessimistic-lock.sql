@@ -1,0 +1,1 @@
+select o1_0.id,o1_0.status from orders o1_0 where o1_0.id=$1 for no key update of o1_0 skip locked

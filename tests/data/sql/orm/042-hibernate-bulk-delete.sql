@@ -1,0 +1,1 @@
+delete from orders o1_0 where o1_0.status=$1

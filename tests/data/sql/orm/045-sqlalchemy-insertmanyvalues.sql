@@ -1,0 +1,1 @@
+INSERT INTO address (email_address, user_id) SELECT p0::VARCHAR, p1::INTEGER FROM (VALUES ($1, $2, 0), ($3, $4, 1), ($5, $6, 2)) AS imp_sen(p0, p1, sen_counter) ORDER BY sen_counter RETURNING address.id, address.id AS id__1

@@ -1,0 +1,1 @@
+UPDATE users SET fullname=$1::VARCHAR WHERE users.name IN ($2::VARCHAR, $3::VARCHAR)

@@ -1,0 +1,1 @@
+DELETE FROM "public"."Post" WHERE ("public"."Post"."published" = $1 AND "public"."Post"."authorId" = $2)

@@ -1,0 +1,1 @@
+SELECT "public"."Event"."id", "public"."Event"."payload" FROM "public"."Event" WHERE ("public"."Event"."payload"#>ARRAY[$1]::text[])::jsonb::jsonb = $2 OFFSET $3

@@ -1,0 +1,1 @@
+SELECT "id", "email", "createdAt", "updatedAt" FROM "Users" AS "User" WHERE "User"."id" = 1;

@@ -1,0 +1,1 @@
+INSERT INTO "Users" ("id","email","createdAt","updatedAt") VALUES (DEFAULT,$1,$2,$3) RETURNING "id","email","createdAt","updatedAt";

@@ -1,0 +1,1 @@
+SELECT "User".*, "Posts"."id" AS "Posts.id", "Posts"."title" AS "Posts.title" FROM (SELECT "User"."id", "User"."email" FROM "Users" AS "User" ORDER BY "User"."id" LIMIT 10 OFFSET 20) AS "User" LEFT OUTER JOIN "Posts" AS "Posts" ON "User"."id" = "Posts"."userId" ORDER BY "User"."id";

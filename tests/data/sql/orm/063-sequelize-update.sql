@@ -1,0 +1,1 @@
+UPDATE "Users" SET "email"=$1,"updatedAt"=$2 WHERE "id" = $3

@@ -1,0 +1,1 @@
+UPDATE "Users" SET "deletedAt"=$1 WHERE "deletedAt" IS NULL AND "id" = $2

@@ -1,0 +1,1 @@
+SELECT "User"."id" AS "User_id", "User"."firstName" AS "User_firstName", "User"."lastName" AS "User_lastName" FROM "user" "User" WHERE (("User"."id" = $1)) LIMIT 1

@@ -1,0 +1,1 @@
+INSERT INTO "user"("firstName", "lastName", "isActive") VALUES ($1, $2, DEFAULT) RETURNING "id", "isActive"

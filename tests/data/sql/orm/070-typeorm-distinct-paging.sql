@@ -1,0 +1,1 @@
+SELECT DISTINCT "distinctAlias"."User_id" AS "ids_User_id" FROM (SELECT "User"."id" AS "User_id", "User"."firstName" AS "User_firstName", "Photo"."id" AS "Photo_id", "Photo"."url" AS "Photo_url" FROM "user" "User" LEFT JOIN "photo" "Photo" ON "Photo"."userId"="User"."id") "distinctAlias" ORDER BY "User_id" ASC LIMIT 10

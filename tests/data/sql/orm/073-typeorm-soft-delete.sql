@@ -1,0 +1,1 @@
+UPDATE "user" SET "deletedAt" = CURRENT_TIMESTAMP, "updatedAt" = CURRENT_TIMESTAMP WHERE "id" IN ($1, $2)

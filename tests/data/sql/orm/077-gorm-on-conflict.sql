@@ -1,0 +1,1 @@
+INSERT INTO "users" ("created_at","updated_at","deleted_at","name","age","id") VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT ("id") DO UPDATE SET "updated_at"=$7,"name"="excluded"."name","age"="excluded"."age" RETURNING "id"

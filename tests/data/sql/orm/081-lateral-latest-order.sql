@@ -1,0 +1,1 @@
+SELECT c.id, c.email, lo.id AS last_order_id, lo.total FROM customers c LEFT JOIN LATERAL (SELECT o.id, o.total FROM orders o WHERE o.customer_id = c.id ORDER BY o.id DESC LIMIT 1) lo ON true WHERE c.created_at > $1

@@ -1,0 +1,1 @@
+SELECT id, customer_id, total, rank() OVER (PARTITION BY customer_id ORDER BY total DESC) AS rnk, sum(total) OVER w AS running FROM orders WINDOW w AS (PARTITION BY customer_id ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)

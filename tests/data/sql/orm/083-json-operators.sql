@@ -1,0 +1,1 @@
+SELECT id, meta->>'coupon' AS coupon, meta #>> '{shipping,city}' AS city FROM orders WHERE meta @> '{"gift": true}' AND meta ? 'coupon' AND (meta->'items')::jsonb ?| array['sku-1','sku-2']

@@ -1,0 +1,1 @@
+SELECT c.id, json_agg(row_to_json(o)) AS orders FROM customers c JOIN orders o ON o.customer_id = c.id GROUP BY c.id

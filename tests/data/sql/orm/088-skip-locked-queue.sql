@@ -1,0 +1,1 @@
+UPDATE jobs SET locked_at = now(), locked_by = $1 WHERE id = (SELECT id FROM jobs WHERE locked_at IS NULL AND run_at <= now() ORDER BY priority, run_at LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING *

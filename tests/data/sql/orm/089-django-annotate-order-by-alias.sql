@@ -1,0 +1,1 @@
+SELECT "shop_order"."customer_id", SUM("shop_order"."total") AS "total_spent" FROM "shop_order" GROUP BY "shop_order"."customer_id" ORDER BY "total_spent" DESC

@@ -1,0 +1,1 @@
+SELECT "shop_customer"."id", EXISTS(SELECT 1 AS "a" FROM "shop_order" U0 WHERE U0."customer_id" = ("shop_customer"."id") LIMIT 1) AS "has_orders" FROM "shop_customer"

@@ -1,0 +1,14 @@
+--
+-- Name: cards_id_seq; Type: SEQUENCE; Schema: billing; Owner: postgres
+--
+
+CREATE SEQUENCE billing.cards_id_seq
+    AS integer
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+
+ALTER TABLE billing.cards_id_seq OWNER TO postgres;

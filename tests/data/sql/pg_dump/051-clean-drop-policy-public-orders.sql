@@ -1,0 +1,1 @@
+DROP POLICY IF EXISTS orders_owner ON public.orders;

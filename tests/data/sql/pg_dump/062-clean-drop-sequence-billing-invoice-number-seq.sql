@@ -1,0 +1,1 @@
+DROP SEQUENCE IF EXISTS billing.invoice_number_seq;

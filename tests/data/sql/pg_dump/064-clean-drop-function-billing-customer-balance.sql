@@ -1,0 +1,1 @@
+DROP FUNCTION IF EXISTS billing.customer_balance(p_customer bigint);

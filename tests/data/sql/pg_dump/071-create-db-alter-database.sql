@@ -1,0 +1,1 @@
+ALTER DATABASE shop OWNER TO postgres;

@@ -1,0 +1,1 @@
+COPY billing.cards (id, customer_id, number, expires) FROM stdin;

@@ -1,0 +1,1 @@
+SELECT pg_catalog.pg_get_partkeydef('16486'::pg_catalog.oid);

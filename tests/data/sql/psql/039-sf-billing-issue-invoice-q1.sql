@@ -1,0 +1,1 @@
+SELECT 'billing.issue_invoice'::pg_catalog.regproc::pg_catalog.oid

@@ -1,0 +1,1 @@
+SELECT 'touch_updated_at'::pg_catalog.regproc::pg_catalog.oid

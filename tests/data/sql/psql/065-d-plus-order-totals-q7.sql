@@ -1,0 +1,1 @@
+SELECT pg_catalog.pg_get_viewdef('16513'::pg_catalog.oid, true);

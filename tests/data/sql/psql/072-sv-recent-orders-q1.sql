@@ -1,0 +1,1 @@
+SELECT 'recent_orders'::pg_catalog.regclass::pg_catalog.oid

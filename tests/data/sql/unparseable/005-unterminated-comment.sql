@@ -1,0 +1,1 @@
+/* unterminated SELECT 1

@@ -1,0 +1,1 @@
+SELECT * FROM customers LIMIT 5, 10

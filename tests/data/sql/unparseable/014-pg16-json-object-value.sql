@@ -1,0 +1,1 @@
+SELECT json_object('a' VALUE 1)

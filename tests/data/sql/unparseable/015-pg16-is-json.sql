@@ -1,0 +1,1 @@
+SELECT meta IS JSON OBJECT FROM orders
