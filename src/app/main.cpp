@@ -1,4 +1,4 @@
-// gatehouse: serve | check | hash-password | version
+// gatehouse: serve | check | explain | hash-password | version
 #include <sys/resource.h>
 #include <termios.h>
 #include <unistd.h>
@@ -17,6 +17,7 @@
 
 #include "admin/admin_server.h"
 #include "app/logging.h"
+#include "app/policy_tools.h"
 #include "base/metrics.h"
 #include "config/config.h"
 #include "identity/scram.h"
@@ -215,10 +216,27 @@ int main(int argc, char** argv) {
   hash->add_option("--iterations", iterations, "PBKDF2 iterations")->check(CLI::Range(4096u, 10000000u));
   auto* version = app.add_subcommand("version", "Print the version");
 
+  gh::app::IdentityArgs who;
+  std::string target, database, address, sql_text;
+  bool json = false;
+  auto* explain = app.add_subcommand("explain", "Show the policy decision for one statement, and why");
+  explain->add_option("-c,--config", config_path, "YAML configuration file")->required();
+  explain->add_option("--identity", who.subject, "who runs it: a static user's name or any subject")->required();
+  explain->add_option("--email", who.email, "the identity's email");
+  explain->add_option("--groups", who.groups, "groups (comma-separated); default: the static user's groups")
+      ->delimiter(',');
+  explain->add_option("--kind", who.kind, "human or agent")->check(CLI::IsMember({"human", "agent"}));
+  explain->add_option("--target", target, "target name from the configuration")->required();
+  explain->add_option("--database", database, "database name the client asks for (for a \"*\" target)");
+  explain->add_option("--address", address, "client IP address");
+  explain->add_flag("--json", json, "print the decision and the analysis as JSON");
+  explain->add_option("sql", sql_text, "the SQL text")->required();
+
   CLI11_PARSE(app, argc, argv);
   if (*serve) return cmd_serve(config_path);
   if (*check) return cmd_check(config_path);
   if (*hash) return cmd_hash_password(iterations);
+  if (*explain) return gh::app::cmd_explain(config_path, who, target, database, address, sql_text, json);
   if (*version) {
     std::cout << "gatehouse " << kVersion << "\n";
     return 0;

@@ -1,0 +1,28 @@
+#pragma once
+// Policy tools for security teams: `gatehouse explain` (one decision, and why) and
+// `gatehouse test-policy` (policy test files: identity + target + SQL -> expected action).
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+#include "config/config.h"
+#include "identity/identity.h"
+
+namespace gh::app {
+
+struct IdentityArgs {
+  std::string subject;
+  std::string email;
+  std::vector<std::string> groups;  // empty: the static user's groups when `subject` names one
+  std::string kind;                 // "human" (default) or "agent"
+};
+
+[[nodiscard]] Result<identity::Identity> identity_for(const config::Config& cfg, const IdentityArgs& args);
+
+int cmd_explain(const std::string& config_path, const IdentityArgs& who, const std::string& target,
+                const std::string& database, const std::string& address, const std::string& sql, bool json);
+
+std::string quote_json(std::string_view s);
+
+}  // namespace gh::app
