@@ -35,6 +35,9 @@ USERS = [
     {"name": "alice", "password": "alice-demo-pass", "groups": ["dba"]},
     {"name": "bob", "password": "bob-demo-pass", "groups": ["analyst"]},
 ]
+# The statement the banner shows being blocked, and the rule that blocks it.
+BLOCKED_SQL = "DELETE FROM orders"
+BLOCKED_RULE = "guardrail.unbounded_write"
 CHECK_SQL = ("SELECT id, full_name, email, national_id, card_number, "
              "current_setting('gatehouse.identity', true) AS identity "
              "FROM customers ORDER BY id LIMIT 3")
@@ -112,7 +115,8 @@ def gatehouse_config(pg: PgCluster, port: int, admin_port: int) -> dict:
         "users": [{"name": u["name"], "password": hash_password(u["password"]), "groups": u["groups"]}
                   for u in USERS],
         "targets": [
-            {"name": DATABASE, "environment": "demo", "backend": dict(backend, database=DATABASE),
+            # Marked production: the built-in guardrail pack is on (docs/policy.md).
+            {"name": DATABASE, "environment": "production", "backend": dict(backend, database=DATABASE),
              "login": dict(login)},
             # Any other dbname (postgres, a database you CREATE, \c otherdb) passes through.
             {"name": "*", "environment": "demo", "backend": dict(backend), "login": dict(login)},
@@ -150,10 +154,16 @@ def banner(base: Path, pg: PgCluster, gh: Gatehouse) -> None:
     for u in USERS:
         say(f"   {u['name']:<6} password {u['password']:<17} groups {', '.join(u['groups'])}")
     say()
-    say(f" Targets:  dbname=app -> database app (environment demo); any other dbname passes through")
+    say(f" Targets:  dbname=app -> database app (environment production: guardrails on);")
+    say(f"           any other dbname passes through (environment demo)")
     say(f" Try:      SELECT full_name, email, national_id, card_number FROM customers LIMIT 5;")
     say(f"           SELECT current_setting('gatehouse.identity');")
     say(f"           \\d+ customers")
+    say()
+    say(f" Blocked:  {BLOCKED_SQL};   -- refused with 42501 by {BLOCKED_RULE} (no WHERE clause)")
+    say(" Why:")
+    say(f"   {BINARY} explain --config {gh.config_path} \\")
+    say(f"       --identity alice --target {DATABASE} \"{BLOCKED_SQL}\"")
     say()
     say(" Admin endpoints:")
     say(f"   {admin}/healthz")
@@ -200,6 +210,26 @@ def check(pg: PgCluster, gh: Gatehouse) -> None:
     for r in rows:
         say("  " + " | ".join(str(v).ljust(w) for v, w in zip(r, widths)))
     say(f"  customers={customers} orders={orders} sum(amount)={total}")
+
+    say(f"psycopg: {BLOCKED_SQL}  (must be refused by {BLOCKED_RULE})")
+    with psycopg.connect(conninfo(gh, user["name"]), password=user["password"], connect_timeout=10) as conn:
+        try:
+            conn.execute(BLOCKED_SQL)
+            raise RuntimeError(f"{BLOCKED_SQL} was not refused")
+        except psycopg.errors.InsufficientPrivilege as e:
+            say(f"  refused: {e.diag.sqlstate} {e.diag.message_primary}")
+            if BLOCKED_RULE not in (e.diag.message_primary or ""):
+                raise RuntimeError(f"refused, but not by {BLOCKED_RULE}: {e}")
+        conn.rollback()
+        (left,), = conn.execute("SELECT count(*) FROM orders").fetchall()
+        say(f"  orders still there: {left}")
+    r = subprocess.run([str(BINARY), "explain", "--config", str(gh.config_path), "--identity", "alice",
+                        "--target", DATABASE, BLOCKED_SQL], capture_output=True, text=True, timeout=30)
+    say(f"gatehouse explain -> exit {r.returncode}")
+    for line in r.stdout.splitlines():
+        say("  " + line)
+    if r.returncode != 0 or BLOCKED_RULE not in r.stdout:
+        raise RuntimeError(f"gatehouse explain did not name {BLOCKED_RULE}: {r.stdout}{r.stderr}")
 
     status, body = http_get(f"{admin}/metrics")
     counters = [line for line in body.splitlines() if line and not line.startswith("#")]
