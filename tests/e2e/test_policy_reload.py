@@ -1,0 +1,271 @@
+"""Policy hot reload end to end: the policy is picked up per statement, so a session that is
+already open follows a rewritten configuration after SIGHUP; a configuration with a broken rule
+is refused and the running policy stays in force.
+
+Statements prepared before a reload run after it: they must be judged by the policy in force
+when they run (SQL PREPARE/EXECUTE is judged by what was prepared), whatever shape the EXECUTE
+takes.
+"""
+from __future__ import annotations
+
+import itertools
+import signal
+
+import psycopg
+import pytest
+from psycopg.pq import TransactionStatus
+
+from conftest import config_for, connect, target, wait_for
+
+RULE = "no-select-t"
+OK = "configuration reloaded"
+FAILED = "failed, keeping the running configuration"
+
+_counter = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def direct(pg):
+    c = psycopg.connect(pg.dsn(), autocommit=True)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def t(direct):
+    name = f"rl_{next(_counter)}"
+    direct.execute(f"DROP TABLE IF EXISTS {name}")
+    direct.execute(f"CREATE TABLE {name} (id int PRIMARY KEY, v text)")
+    direct.execute(f"INSERT INTO {name} VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+    yield name
+    direct.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def deny_select(table: str) -> dict:
+    return {"name": RULE, "when": {"tables": [table], "statements": ["select"]}, "action": "deny",
+            "message": f"Reading {table} is not allowed"}
+
+
+def make_config(make_proxy, pg, rules: list[dict]) -> dict:
+    cfg = config_for(pg, make_proxy.hashes)
+    prod = target("app", pg.port, password=pg.password)
+    prod["environment"] = "production"
+    cfg["targets"] = [prod, target("dev", pg.port, password=pg.password)]  # dev: environment test
+    if rules:
+        cfg["rules"] = rules
+    return cfg
+
+
+def reload(proxy, config: dict, expect_ok: bool = True) -> None:
+    """Writes the configuration, sends SIGHUP and waits for the proxy to report the outcome."""
+    key = OK if expect_ok else FAILED
+    before = proxy.log().count(key)
+    config["listen"], config["admin"] = proxy.config["listen"], proxy.config["admin"]  # same ports
+    proxy.write_config(config)
+    proxy.signal(signal.SIGHUP)
+    wait_for(lambda: proxy.log().count(key) > before, timeout=10, what=f"{key!r} in the log")
+
+
+def assert_denied(err: psycopg.Error, rule: str = RULE) -> None:
+    assert err.sqlstate == "42501", (err.sqlstate, str(err))
+    assert err.diag.message_detail == f"rule: {rule}", (err.diag.message_detail, str(err))
+
+
+def select_denied(c, sql: str, rule: str = RULE, **kw) -> None:
+    with pytest.raises(psycopg.Error) as ei:
+        c.execute(sql, **kw)
+    assert_denied(ei.value, rule)
+
+
+# ---- the policy follows the configuration, per statement --------------------------------------
+
+def test_reload_lifts_rule_for_open_session(make_proxy, pg, t):
+    proxy = make_proxy(make_config(make_proxy, pg, [deny_select(t)]))
+    with connect(proxy, autocommit=True) as c:
+        select_denied(c, f"SELECT count(*) FROM {t}")
+        select_denied(c, f"SELECT count(*) FROM {t}", prepare=True)
+        assert c.execute("SELECT 1").fetchone() == (1,)
+
+        reload(proxy, make_config(make_proxy, pg, []))
+
+        # the same, already open session
+        assert c.execute(f"SELECT count(*) FROM {t}").fetchone() == (3,)
+        assert psycopg.ClientCursor(c).execute(f"SELECT count(*) FROM {t}").fetchone() == (3,)
+        assert c.execute(f"SELECT count(*) FROM {t}", prepare=True).fetchone() == (3,)
+    with connect(proxy, autocommit=True) as c:  # and a new one
+        assert c.execute(f"SELECT count(*) FROM {t}").fetchone() == (3,)
+
+
+def test_reload_adds_rule_for_open_session(make_proxy, pg, t):
+    proxy = make_proxy(make_config(make_proxy, pg, []))
+    with connect(proxy, autocommit=True) as c, connect(proxy) as in_tx:
+        assert c.execute(f"SELECT count(*) FROM {t}").fetchone() == (3,)
+        in_tx.execute(f"SELECT count(*) FROM {t}")  # a transaction open across the reload
+        assert in_tx.info.transaction_status == TransactionStatus.INTRANS
+
+        reload(proxy, make_config(make_proxy, pg, [deny_select(t)]))
+
+        select_denied(c, f"SELECT count(*) FROM {t}")
+        with pytest.raises(psycopg.Error) as ei:
+            c.execute(f"SELECT v FROM {t} WHERE id = %s", (1,))
+        assert_denied(ei.value)
+        assert c.execute("SELECT 1").fetchone() == (1,)
+        with pytest.raises(psycopg.Error) as ei:
+            in_tx.execute(f"SELECT count(*) FROM {t}")
+        assert_denied(ei.value)
+        assert in_tx.info.transaction_status == TransactionStatus.INERROR
+        in_tx.rollback()
+    with connect(proxy, autocommit=True) as c:
+        select_denied(c, f"SELECT count(*) FROM {t}")
+
+
+def test_broken_rule_keeps_running_policy(make_proxy, pg, t):
+    good = make_config(make_proxy, pg, [deny_select(t)])
+    proxy = make_proxy(good)
+    with connect(proxy, autocommit=True) as c:
+        select_denied(c, f"SELECT count(*) FROM {t}")
+
+        # the deny rule removed, but another rule broken: the whole reload is refused
+        broken = make_config(make_proxy, pg, [
+            {"name": "typo", "when": {"statements": ["selec"]}, "action": "deny"}])
+        reload(proxy, broken, expect_ok=False)
+        log = proxy.log()
+        line = [ln for ln in log.splitlines() if FAILED in ln][-1]
+        assert "selec" in line, line
+        assert "rules[0]" in line, line
+        assert proxy.proc.poll() is None
+
+        select_denied(c, f"SELECT count(*) FROM {t}")  # the old policy still holds
+        with connect(proxy, autocommit=True) as c2:
+            select_denied(c2, f"SELECT count(*) FROM {t}")
+            assert c2.execute("SELECT 2").fetchone() == (2,)
+
+        # an unknown action, an empty condition list, a duplicate name: refused as well
+        for bad_rules in ([{"name": "x", "action": "destroy"}],
+                          [{"name": "x", "when": {"tables": []}, "action": "deny"}],
+                          [deny_select(t), deny_select(t)]):
+            reload(proxy, make_config(make_proxy, pg, bad_rules), expect_ok=False)
+            select_denied(c, f"SELECT count(*) FROM {t}")
+        # a clean configuration without the rule is taken
+        reload(proxy, make_config(make_proxy, pg, []))
+        assert c.execute(f"SELECT count(*) FROM {t}").fetchone() == (3,)
+
+
+def test_reload_policy_file(make_proxy, pg, t, tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"rules:\n  - name: {RULE}\n    when: {{tables: [{t}], statements: [select]}}\n"
+                      "    action: deny\n")
+    cfg = make_config(make_proxy, pg, [])
+    cfg["policy_file"] = str(policy)
+    proxy = make_proxy(cfg)
+    with connect(proxy, autocommit=True) as c:
+        select_denied(c, f"SELECT count(*) FROM {t}")
+        before = proxy.log().count(OK)
+        policy.write_text("rules: []\n")
+        proxy.signal(signal.SIGHUP)
+        wait_for(lambda: proxy.log().count(OK) > before, timeout=10, what="reload")
+        assert c.execute(f"SELECT count(*) FROM {t}").fetchone() == (3,)
+
+
+# ---- statements prepared before the reload ---------------------------------------------------
+
+@pytest.fixture
+def prepared(make_proxy, pg, t):
+    """A session on the non-production target with `PREPARE p AS SELECT * FROM t` done while
+    allowed; then the rule denying SELECT on t is loaded. Yields (proxy, session)."""
+    proxy = make_proxy(make_config(make_proxy, pg, []))
+    c = connect(proxy, dbname="dev", autocommit=True)
+    cur = psycopg.ClientCursor(c)
+    cur.execute(f"PREPARE p AS SELECT * FROM {t} ORDER BY id")
+    assert cur.execute("EXECUTE p").fetchall() == [(1, "a"), (2, "b"), (3, "c")]
+    reload(proxy, make_config(make_proxy, pg, [deny_select(t)]))
+    yield proxy, c
+    c.close()
+
+
+def test_sql_execute_judged_by_new_policy(prepared, t):
+    proxy, c = prepared
+    with pytest.raises(psycopg.Error) as ei:
+        psycopg.ClientCursor(c).execute("EXECUTE p")
+    assert_denied(ei.value)
+    with pytest.raises(psycopg.Error) as ei:  # EXECUTE sent in the extended protocol
+        c.execute("EXECUTE p", prepare=True)
+    assert_denied(ei.value)
+    assert c.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_sql_execute_in_multi_statement_text(prepared, t):
+    """`SELECT 1; EXECUTE p` runs p just as `EXECUTE p` does."""
+    proxy, c = prepared
+    cur = psycopg.ClientCursor(c)
+    with pytest.raises(psycopg.Error) as ei:
+        cur.execute("SELECT 1; EXECUTE p")
+        cur.nextset()
+        leaked = cur.fetchall()
+        pytest.fail(f"EXECUTE p ran after the rule was loaded: {leaked}")
+    assert_denied(ei.value)
+
+
+def test_sql_execute_inside_create_table_as(prepared, t, direct):
+    """`CREATE TEMP TABLE x AS EXECUTE p` runs p and keeps its rows."""
+    proxy, c = prepared
+    cur = psycopg.ClientCursor(c)
+    try:
+        with pytest.raises(psycopg.Error) as ei:
+            cur.execute("CREATE TEMP TABLE copied AS EXECUTE p")
+            leaked = cur.execute("SELECT * FROM copied").fetchall()
+            pytest.fail(f"EXECUTE p ran after the rule was loaded: {leaked}")
+        assert_denied(ei.value)
+    finally:
+        c.execute("DROP TABLE IF EXISTS pg_temp.copied")
+
+
+def test_sql_execute_inside_explain_analyze(prepared, t):
+    """`EXPLAIN ANALYZE EXECUTE p` runs p."""
+    proxy, c = prepared
+    with pytest.raises(psycopg.Error) as ei:
+        psycopg.ClientCursor(c).execute("EXPLAIN ANALYZE EXECUTE p")
+    assert_denied(ei.value)
+
+
+def test_failed_re_prepare_does_not_change_what_execute_runs(prepared, t):
+    """`PREPARE p AS SELECT 1` fails on the server (p exists); `EXECUTE p` still runs the old p."""
+    proxy, c = prepared
+    cur = psycopg.ClientCursor(c)
+    with pytest.raises(psycopg.errors.DuplicatePreparedStatement):
+        cur.execute("PREPARE p AS SELECT 1")
+    with pytest.raises(psycopg.Error) as ei:
+        rows = cur.execute("EXECUTE p").fetchall()
+        pytest.fail(f"EXECUTE p ran the statement prepared before the reload: {rows}")
+    assert_denied(ei.value)
+
+
+def test_failed_discard_does_not_forget_prepared(prepared, t):
+    """`DISCARD ALL` inside a transaction block fails on the server (prepared statements stay);
+    `EXECUTE p` afterwards still runs the old p."""
+    proxy, c = prepared
+    cur = psycopg.ClientCursor(c)
+    cur.execute("BEGIN")
+    with pytest.raises(psycopg.errors.ActiveSqlTransaction):
+        cur.execute("DISCARD ALL")
+    cur.execute("ROLLBACK")
+    with pytest.raises(psycopg.Error) as ei:
+        rows = cur.execute("EXECUTE p").fetchall()
+        pytest.fail(f"EXECUTE p ran the statement prepared before the reload: {rows}")
+    assert_denied(ei.value)
+
+
+def test_protocol_prepared_statement_judged_by_new_policy(make_proxy, pg, t):
+    """A statement prepared in the extended protocol (Parse with a name; psycopg's prepare=True,
+    and what psycopg and JDBC do by themselves after five executions) and executed after the
+    reload (Bind/Execute only) is judged by the policy in force when it runs, as SQL EXECUTE is."""
+    proxy = make_proxy(make_config(make_proxy, pg, []))
+    with connect(proxy, autocommit=True) as c:
+        sql = f"SELECT count(*) FROM {t}"
+        assert c.execute(sql, prepare=True).fetchone() == (3,)
+        assert c.execute(sql, prepare=True).fetchone() == (3,)  # Bind/Execute of the cached statement
+        reload(proxy, make_config(make_proxy, pg, [deny_select(t)]))
+        with pytest.raises(psycopg.Error) as ei:
+            row = c.execute(sql, prepare=True).fetchone()
+            pytest.fail(f"the statement prepared before the reload ran: {row}")
+        assert_denied(ei.value)
