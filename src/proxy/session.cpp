@@ -722,6 +722,23 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
         if (type != 'P') ++syncs_sent_;
         break;
       }
+      case 'B':
+        if (!rejudge_bind(r.frame.body, substitute)) {
+          if (!rewritten) {
+            rewrite_.clear();
+            rewritten = true;
+          }
+          rewrite_.append(view.data() + copied, pos - copied);
+          rewrite_ += substitute;
+          copied = pos + r.frame.wire_size;
+        }
+        break;
+      case 'C':
+        if (!r.frame.body.empty() && r.frame.body[0] == 'S') {  // Close statement
+          const auto name = r.frame.body.substr(1, r.frame.body.find('\0', 1) - 1);
+          if (!statements_.empty()) statements_.erase(std::string(name));
+        }
+        break;
       case 'E':
         m.statements.fetch_add(1, std::memory_order_relaxed);
         break;
@@ -807,7 +824,6 @@ void Session::on_backend_event(const protocol::ScanEvent& e, bool& saw_ready) {
 
 bool Session::relay_backend_slow(std::string_view chunk, std::size_t& consumed, bool& saw_ready) {
   rewrite_back_.clear();
-  const std::string marker = "gatehouse_blocked_" + nonce_;
   auto ev = [&](const protocol::ScanEvent& e) { on_backend_event(e, saw_ready); };
   const std::size_t n = chunk.size();
   std::size_t pos = 0;
@@ -823,11 +839,15 @@ bool Session::relay_backend_slow(std::string_view chunk, std::size_t& consumed, 
     const char type = chunk[pos];
     const std::uint32_t len = load_be32(chunk.data() + pos + 1);
     if (len < 4 || len > 0x40000000u || !protocol::is_backend_type(type)) return false;
-    if (type == 'E' && len <= (1u << 20) && !refusals_.empty() && refusals_.front().group == ready_seen_) {
+    if (type == 'E' && len <= (1u << 20) && !refusals_.empty()) {
       if (n - pos < std::size_t(len) + 1) break;  // the whole ErrorResponse first
-      if (chunk.substr(pos + 5, len - 4).find(marker) != std::string_view::npos) {
-        protocol::write_error_response(rewrite_back_, refusals_.front().error);
-        refusals_.pop_front();
+      const std::string_view body = chunk.substr(pos + 5, len - 4);
+      auto hit = refusals_.end();
+      for (auto it = refusals_.begin(); it != refusals_.end(); ++it)
+        if (body.find(it->marker) != std::string_view::npos) hit = it;
+      if (hit != refusals_.end()) {
+        protocol::write_error_response(rewrite_back_, hit->error);
+        refusals_.erase(refusals_.begin(), hit + 1);  // older ones were skipped by the backend
         ev(protocol::ScanEvent{'E', len, 0});
         pos += std::size_t(len) + 1;
         continue;

@@ -83,6 +83,11 @@ class Session : public std::enable_shared_from_this<Session> {
   // false: `substitute` holds the message to send instead and a refusal is queued.
   bool judge_client_message(char type, std::string_view body, std::string& substitute);
   policy::Decision decide(const sql::Analysis& analysis);
+  // EXECUTE name -> what was prepared under it; false when the text has no EXECUTE to resolve.
+  bool resolve_executes(const sql::Analysis& a, sql::Analysis& out) const;
+  void remember_prepared(const sql::Analysis& a);
+  // A Bind of a statement judged under an older policy is judged again (false: refused).
+  bool rejudge_bind(std::string_view body, std::string& substitute);
   void refuse_statement(const policy::Decision& d, const sql::Analysis* analysis, char type, std::string_view name,
                         std::string& substitute);
   asio::awaitable<void> teardown();
@@ -131,16 +136,29 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // policy state (this session's thread only)
   struct Refusal {
-    std::uint64_t group;  // index of the ReadyForQuery that closes the substitute's batch
+    std::string marker;   // the substitute's text, unique per refusal
+    std::uint64_t group;  // ReadyForQuery count by which its batch has surely ended (never early:
+                          // a Sync the backend ignores only makes this later)
     protocol::ErrorFields error;
   };
   std::string nonce_;              // marks this session's substitutes; unguessable by the client
+  std::uint64_t refusal_seq_ = 0;
   std::deque<Refusal> refusals_;   // substitutes sent whose ErrorResponse has not come back yet
   std::uint64_t syncs_sent_ = 0;   // Query, Sync and FunctionCall messages forwarded
   std::uint64_t ready_seen_ = 0;   // ReadyForQuery messages relayed
   std::string rewrite_;            // client bytes to forward when a statement was replaced
   std::string rewrite_back_;       // backend bytes to forward on the slow path
-  std::unordered_map<std::string, std::shared_ptr<const sql::Analysis>> prepared_;  // SQL PREPARE
+  // What was prepared under each name with SQL PREPARE. Every text ever accepted under a name is
+  // kept (bounded), because the proxy cannot tell which PREPARE, DEALLOCATE or DISCARD the server
+  // actually carried out; EXECUTE is judged against all of them.
+  std::unordered_map<std::string, std::vector<std::shared_ptr<const sql::Analysis>>> prepared_;
+  // Extended-protocol statements by name, with the policy generation that judged them: a Bind
+  // after a reload judges the statement again under the new policy.
+  struct Judged {
+    std::shared_ptr<const sql::Analysis> analysis;
+    std::uint64_t generation = 0;
+  };
+  std::unordered_map<std::string, Judged> statements_;
   std::shared_ptr<const Runtime> policy_rt_;  // the runtime whose policy judges statements
   std::uint64_t policy_generation_ = 0;
 };

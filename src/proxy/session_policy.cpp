@@ -7,6 +7,7 @@
 // backend's view of the session stay the same. When the backend's ErrorResponse for the
 // substitute comes back, the relay replaces it with the policy's ErrorResponse (42501).
 // See docs/adr/0004-refusing-statements.md.
+#include <algorithm>
 #include <random>
 
 #include <fmt/format.h>
@@ -22,6 +23,8 @@ namespace gh::proxy {
 namespace {
 
 constexpr std::size_t kMaxPreparedNames = 10000;
+constexpr std::size_t kMaxPreparedVersions = 8;
+constexpr std::size_t kMaxProtocolStatements = 100000;
 
 // Fast-path (FunctionCall) targets are function OIDs. Built-in functions have fixed OIDs in
 // every PostgreSQL release since 9.x; these are the ones clients use through the fast path
@@ -80,6 +83,98 @@ std::string make_nonce() {
 
 }  // namespace
 
+bool Session::resolve_executes(const sql::Analysis& a, sql::Analysis& out) const {
+  bool any = false;
+  for (const auto& st : a.statements)
+    if (!st.object_name.empty() && std::find(st.kinds.begin(), st.kinds.end(), sql::StatementKind::Execute) !=
+                                       st.kinds.end()) {
+      auto it = prepared_.find(st.object_name);
+      if (it != prepared_.end() && !it->second.empty() && it->second.front()) any = true;
+    }
+  if (!any) return false;
+  out.error = a.error;
+  for (const auto& st : a.statements) {
+    const bool executes =
+        std::find(st.kinds.begin(), st.kinds.end(), sql::StatementKind::Execute) != st.kinds.end();
+    auto it = executes ? prepared_.find(st.object_name) : prepared_.end();
+    if (it == prepared_.end() || it->second.empty() || !it->second.front()) {
+      out.statements.push_back(st);  // not ours to resolve: stays opaque
+      continue;
+    }
+    // One statement per text ever prepared under the name: the most restrictive decides.
+    for (const auto& version : it->second) {
+      const sql::Statement& p = version->statements.front();
+      sql::Statement m = st;
+      m.opaque_code = p.opaque_code;  // EXECUTE was opaque only because its target was unseen
+      m.kinds.erase(std::remove(m.kinds.begin(), m.kinds.end(), sql::StatementKind::Execute), m.kinds.end());
+      for (auto k : p.kinds)
+        if (k != sql::StatementKind::Prepare) m.kinds.push_back(k);
+      if (m.kinds.empty()) m.kinds.push_back(sql::StatementKind::Execute);
+      m.relations.insert(m.relations.end(), p.relations.begin(), p.relations.end());
+      m.functions.insert(m.functions.end(), p.functions.begin(), p.functions.end());
+      m.writes.insert(m.writes.end(), p.writes.begin(), p.writes.end());
+      m.settings.insert(m.settings.end(), p.settings.begin(), p.settings.end());
+      m.unresolved_columns.insert(m.unresolved_columns.end(), p.unresolved_columns.begin(),
+                                  p.unresolved_columns.end());
+      m.returning |= p.returning;
+      m.whole_row |= p.whole_row;
+      m.server_file_access |= p.server_file_access;
+      m.server_program |= p.server_program;
+      m.remote_access |= p.remote_access;
+      m.role_change |= p.role_change;
+      m.transaction_control |= p.transaction_control;
+      m.destructive_alter |= p.destructive_alter;
+      out.statements.push_back(std::move(m));
+    }
+  }
+  return true;
+}
+
+void Session::remember_prepared(const sql::Analysis& a) {
+  for (const auto& st : a.statements) {
+    if (st.kinds.empty() || st.kinds[0] != sql::StatementKind::Prepare || st.object_name.empty()) continue;
+    auto it = prepared_.find(st.object_name);
+    if (it == prepared_.end()) {
+      if (prepared_.size() >= kMaxPreparedNames) continue;  // not recorded: its EXECUTE stays opaque
+      it = prepared_.emplace(st.object_name, std::vector<std::shared_ptr<const sql::Analysis>>{}).first;
+    }
+    auto& versions = it->second;
+    if (!versions.empty() && !versions.front()) continue;  // already too many: opaque for good
+    if (versions.size() >= kMaxPreparedVersions) {
+      versions.assign(1, nullptr);  // cannot keep track any more: EXECUTE of it stays opaque
+      continue;
+    }
+    auto single = std::make_shared<sql::Analysis>();
+    single->statements.push_back(st);
+    versions.push_back(std::move(single));
+  }
+}
+
+bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
+  if (statements_.empty()) return true;
+  std::size_t pos = 0;
+  bool ok = true;
+  c_string_at(body, pos, ok);  // portal
+  const std::string name = ok ? c_string_at(body, pos, ok) : std::string();
+  if (!ok) return true;  // the backend rejects a malformed Bind itself
+  auto it = statements_.find(name);
+  if (it == statements_.end()) return true;
+  const auto gen = server_.generation();
+  if (it->second.generation == gen) return true;
+  // The policy changed since this statement was judged: judge it again before it runs.
+  const auto analysis = it->second.analysis;
+  sql::Analysis resolved;
+  const sql::Analysis* judged = resolve_executes(*analysis, resolved) ? &resolved : analysis.get();
+  const policy::Decision d = decide(*judged);
+  if (d.action == policy::Action::Allow) {
+    it->second.generation = policy_generation_;
+    return true;
+  }
+  statements_.erase(it);
+  refuse_statement(d, analysis.get(), 'B', {}, substitute);
+  return false;
+}
+
 const policy::Policy& Session::live_policy() {
   const auto gen = server_.generation();
   if (!policy_rt_ || gen != policy_generation_) {
@@ -137,27 +232,19 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
     return false;
   }
 
-  // EXECUTE of a statement prepared with SQL PREPARE: judge what was prepared.
+  // EXECUTE of a statement prepared with SQL PREPARE (also inside EXPLAIN, CREATE TABLE AS and
+  // multi-statement texts): judge what was prepared under that name.
+  sql::Analysis resolved;
   const sql::Analysis* judged = a;
-  if (a->statements.size() == 1 && !a->statements[0].kinds.empty() &&
-      a->statements[0].kinds[0] == sql::StatementKind::Execute) {
-    if (auto it = prepared_.find(a->statements[0].object_name); it != prepared_.end()) judged = it->second.get();
-  }
+  if (resolve_executes(*a, resolved)) judged = &resolved;
 
   const policy::Decision d = decide(*judged);
   if (a->error) metrics_.statements_unknown.fetch_add(1, std::memory_order_relaxed);
   if (d.action == policy::Action::Allow) {
-    for (const auto& st : a->statements) {
-      if (st.kinds.empty()) continue;
-      if (st.kinds[0] == sql::StatementKind::Prepare && !st.object_name.empty()) {
-        if (prepared_.size() >= kMaxPreparedNames) prepared_.erase(prepared_.begin());
-        // One text may hold several statements; the prepared one is judged on its own later.
-        auto single = std::make_shared<sql::Analysis>();
-        single->statements.push_back(st);
-        prepared_[st.object_name] = std::move(single);
-      } else if (st.kinds[0] == sql::StatementKind::Discard) {
-        prepared_.clear();
-      }
+    remember_prepared(*a);
+    if (type == 'P' && analysis) {
+      if (statements_.size() < kMaxProtocolStatements || statements_.count(statement_name))
+        statements_[statement_name] = Judged{analysis, policy_generation_};
     }
     if (!d.would_have.empty())
       for (const auto& dr : d.would_have)
@@ -165,6 +252,7 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
                      policy::action_name(dr.action), dr.reason);
     return true;
   }
+  if (type == 'P') statements_.erase(statement_name);
   refuse_statement(d, a, type, statement_name, substitute);
   return false;
 }
@@ -201,10 +289,13 @@ void Session::refuse_statement(const policy::Decision& d, const sql::Analysis* a
                what);
 
   if (nonce_.empty()) nonce_ = make_nonce();
-  const std::string marker = "gatehouse_blocked_" + nonce_;
+  // Unique per refusal ("_" + sequence, then a non-digit so _1 never matches inside _12).
+  std::string marker = fmt::format("gatehouse_blocked_{}_{}_", nonce_, ++refusal_seq_);
   substitute.clear();
-  if (type == 'P') {
-    std::string body(name);
+  if (type == 'P' || type == 'B') {
+    // A Bind is replaced by a Parse under a throwaway name: it fails at parsing, before the
+    // backend stores or drops anything, and the rest of the batch is skipped as for a failed Bind.
+    std::string body(type == 'B' ? std::string_view(marker) : name);
     body.push_back('\0');
     body += marker;
     body.push_back('\0');
@@ -213,7 +304,8 @@ void Session::refuse_statement(const policy::Decision& d, const sql::Analysis* a
   } else {
     protocol::write_query(substitute, marker);  // Query and FunctionCall: one ReadyForQuery each
   }
-  refusals_.push_back(Refusal{syncs_sent_, std::move(e)});
+  refusals_.push_back(Refusal{std::move(marker), syncs_sent_, std::move(e)});
+  if (refusals_.size() > 64) refusals_.pop_front();  // substitutes skipped long ago
 }
 
 }  // namespace gh::proxy
