@@ -144,12 +144,12 @@ int cmd_serve(const std::string& path) {
   auto reload = [&](const char* why) {
     auto next = gh::config::load_file(path);
     if (!next) {
-      spdlog::error("reload ({}) failed, keeping the running configuration: {}", why, next.error().message);
+      spdlog::error("reload failed ({}), keeping the running configuration: {}", why, next.error().message);
       return;
     }
     auto nrt = gh::proxy::build_runtime(std::make_shared<const gh::config::Config>(std::move(*next)));
     if (!nrt) {
-      spdlog::error("reload ({}) failed, keeping the running configuration: {}", why, nrt.error().message);
+      spdlog::error("reload failed ({}), keeping the running configuration: {}", why, nrt.error().message);
       return;
     }
     watched = (*nrt)->config->files;

@@ -19,7 +19,7 @@ from conftest import config_for, connect, target, wait_for
 
 RULE = "no-select-t"
 OK = "configuration reloaded"
-FAILED = "failed, keeping the running configuration"
+FAILED = "reload failed"
 
 _counter = itertools.count(1)
 
@@ -117,6 +117,25 @@ def test_reload_adds_rule_for_open_session(make_proxy, pg, t):
         in_tx.rollback()
     with connect(proxy, autocommit=True) as c:
         select_denied(c, f"SELECT count(*) FROM {t}")
+
+
+def test_file_change_reloads_without_signal(make_proxy, pg, t):
+    """Editing the configuration file is enough: the proxy notices the change (checked every 2 s)."""
+    proxy = make_proxy(make_config(make_proxy, pg, []))
+    with connect(proxy, autocommit=True) as c:
+        assert c.execute(f"SELECT count(*) FROM {t}").fetchone() == (3,)
+        before = proxy.log().count("(file changed)")
+        cfg = make_config(make_proxy, pg, [deny_select(t)])
+        cfg["listen"], cfg["admin"] = proxy.config["listen"], proxy.config["admin"]
+        proxy.write_config(cfg)  # no SIGHUP
+        wait_for(lambda: proxy.log().count("(file changed)") > before, timeout=10, what="a reload on file change")
+        assert "configuration reloaded" in proxy.log()
+        select_denied(c, f"SELECT count(*) FROM {t}")
+        # a broken edit is reported and changes nothing
+        proxy.config_path.write_text(proxy.config_path.read_text() + "bogus_key: 1\n")
+        wait_for(lambda: "reload failed (file changed)" in proxy.log(), timeout=10, what="a failed reload on file change")
+        select_denied(c, f"SELECT count(*) FROM {t}")
+        assert c.execute("SELECT 1").fetchone() == (1,)
 
 
 def test_broken_rule_keeps_running_policy(make_proxy, pg, t):

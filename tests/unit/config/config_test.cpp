@@ -29,6 +29,19 @@ TEST(Config, MinimalUsesDefaults) {
   EXPECT_EQ(c->targets[0].backend_database("whatever"), "app");
 }
 
+TEST(Config, DuplicateKeysAreRefused) {
+  // yaml-cpp would keep one silently; an ignored second `rules:` block must be an error.
+  auto c = parse(minimal("rules: []\nrules:\n  - {name: a, when: {statements: [drop]}, action: deny}\n"), "t.yaml");
+  ASSERT_FALSE(c);
+  EXPECT_EQ(c.error().message, "t.yaml:6: rules: given twice; keep one");
+  auto nested = parse("targets:\n  - name: app\n    name: other\n    backend: {host: h, port: 1}\n"
+                      "    login: {user: u, password: p}\n",
+                      "t.yaml");
+  ASSERT_FALSE(nested);
+  EXPECT_NE(nested.error().message.find("t.yaml:3: targets[0].name: given twice"), std::string::npos)
+      << nested.error().message;
+}
+
 TEST(Config, FullExample) {
   const std::string text = "listen: {address: 0.0.0.0, port: 7000}\n"
                            "threads: 4\n"
