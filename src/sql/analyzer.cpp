@@ -72,6 +72,7 @@ Analysis analyze_uncached(std::string_view sql) {
   const detail::JValue* stmts = root->get("stmts");
   if (!stmts || !stmts->is_array()) return out;  // empty input or only comments
   out.statements.reserve(stmts->count);
+  detail::Walker::Prepared prepared;  // PREPAREs seen so far in this text
   for (const detail::JValue& raw : *stmts) {
     const detail::JValue* stmt = raw.get("stmt");
     if (!stmt) continue;
@@ -86,8 +87,13 @@ Analysis analyze_uncached(std::string_view sql) {
     Statement& st = out.statements.emplace_back();
     st.text.assign(sql.substr(begin, end - begin));
     st.location = static_cast<int>(begin);
-    detail::Walker walker(sql, st);
+    detail::Walker walker(sql, st, &prepared);
     walker.run(*stmt);
+    if (!st.kinds.empty() && st.kinds.front() == StatementKind::Prepare) {
+      prepared.emplace_back(st.object_name, st);
+    } else if (!st.kinds.empty() && st.kinds.front() == StatementKind::Deallocate) {
+      std::erase_if(prepared, [&](const auto& p) { return st.object_name.empty() || p.first == st.object_name; });
+    }
     st.normalized = normalize(st.text);
     st.fingerprint = fingerprint(st.text);
   }

@@ -8,6 +8,7 @@
 //       "kinds": ["select", "delete"],
 //       "text": "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d",
 //       "location": 0,                        (omitted when 0)
+//       "object_name": "p",                   (PREPARE/EXECUTE/DEALLOCATE name)
 //       "normalized": "...",
 //       "fingerprint": "0123456789abcdef",     (16 hex digits, pg_query's fingerprint)
 //       "relations": [{"schema": "s", "name": "t", "access": ["read", "delete"],

@@ -118,8 +118,8 @@ struct Statement {
   std::string normalized;  // literals replaced by $n (pg_query_normalize)
   std::uint64_t fingerprint = 0;  // pg_query_fingerprint: same shape, same value
   int location = 0;  // byte offset of the statement in the input
-  bool destructive_alter = false;
-  std::string object_name;  // PREPARE/EXECUTE/DEALLOCATE: the prepared statement's name ("" for DEALLOCATE ALL)  // ALTER TABLE ... DROP COLUMN / ALTER COLUMN ... TYPE (data loss or rewrite)
+  bool destructive_alter = false;  // ALTER TABLE ... DROP COLUMN / ALTER COLUMN ... TYPE (data loss or rewrite)
+  std::string object_name;  // PREPARE/EXECUTE/DEALLOCATE: the prepared statement's name ("" for DEALLOCATE ALL)
 };
 
 struct ParseError {

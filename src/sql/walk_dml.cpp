@@ -1,4 +1,6 @@
 // SELECT, INSERT, UPDATE, DELETE, MERGE: scopes, targets, CTEs, RETURNING, writes.
+#include <algorithm>
+
 #include "sql/walker.h"
 
 namespace gh::sql::detail {
@@ -6,15 +8,16 @@ namespace gh::sql::detail {
 namespace {
 
 // Restores the visible CTE names when the statement that declared them ends.
+template <class Ctes>
 class CteScope {
  public:
-  explicit CteScope(std::vector<std::string_view>& ctes) : ctes_(ctes), size_(ctes.size()) {}
+  explicit CteScope(Ctes& ctes) : ctes_(ctes), size_(ctes.size()) {}
   ~CteScope() { ctes_.resize(size_); }
   CteScope(const CteScope&) = delete;
   CteScope& operator=(const CteScope&) = delete;
 
  private:
-  std::vector<std::string_view>& ctes_;
+  Ctes& ctes_;
   std::size_t size_;
 };
 
@@ -56,7 +59,7 @@ void Walker::select_stmt(const JValue& b, Mode mode) {
   walk_member(b, "havingClause");
   walk_member(b, "windowClause");
   walk_member(b, "distinctClause");
-  walk_member(b, "sortClause");
+  order_by(b);
   walk_member(b, "limitOffset");
   walk_member(b, "limitCount");
   // lockingClause names FROM entries (FOR UPDATE OF t): nothing new to record.
@@ -64,6 +67,36 @@ void Walker::select_stmt(const JValue& b, Mode mode) {
 }
 
 // RETURNING is walked in the statement's own scope (the target, and FROM/USING items).
+// ORDER BY resolves a bare name against the select list's output names first: such a name
+// reads nothing new (what it names was walked with the select list).
+void Walker::order_by(const JValue& b) {
+  const JValue* sort = b.get("sortClause");
+  if (!sort || !sort->is_array()) return;
+  std::vector<std::string_view> outputs;
+  if (const JValue* tl = b.get("targetList"); tl && tl->is_array()) {
+    for (const JValue& t : *tl) {
+      const JValue* rt = t.node_body();
+      if (!rt) continue;
+      std::string_view n = rt->get_str("name");
+      if (n.empty()) {
+        if (const JValue* val = rt->get("val")) n = figure_colname(*val);
+      }
+      if (!n.empty()) outputs.push_back(n);
+    }
+  }
+  for (const JValue& item : *sort) {
+    const JValue* sb = item.node_body();
+    const JValue* expr = sb ? sb->get("node") : nullptr;
+    const JValue* cb = expr && expr->node_name() == "ColumnRef" ? expr->node_body() : nullptr;
+    const JValue* fields = cb ? cb->get("fields") : nullptr;
+    if (fields && fields->is_array() && fields->count == 1 && fields->items[0].node_name() == "String") {
+      std::string_view n = fields->items[0].node_body()->get_str("sval");
+      if (std::find(outputs.begin(), outputs.end(), n) != outputs.end()) continue;
+    }
+    walk(item);
+  }
+}
+
 void Walker::returning(const JValue& b) {
   const JValue* list = b.get("returningList");
   if (!non_empty_array(list)) return;
@@ -96,7 +129,7 @@ void Walker::insert_stmt(const JValue& b) {
   if (const JValue* oc = b.get("onConflictClause")) {
     push_level();
     add_target_entry(*rv, target);
-    add_entry("excluded", {}, -1, true);
+    add_entry("excluded", {}, -1, true, EntryKind::Pseudo).columns.known = true;  // qualified use only
     if (const JValue* infer = oc->get("infer")) walk_member(*infer, "whereClause");
     if (oc->get_str("action") == "ONCONFLICT_UPDATE") {
       add_kind(StatementKind::Update);

@@ -92,7 +92,6 @@ const std::unordered_map<std::string_view, Info>& table() {
       {"AlterDefaultPrivilegesStmt", {K::RoleChange, How::Role}},
       {"ReassignOwnedStmt", {K::RoleChange, How::Role}},
       {"VariableShowStmt", {K::Show, How::NoWalk}},
-      {"DeallocateStmt", {K::Deallocate, How::NoWalk}},
       {"FetchStmt", {K::Fetch, How::NoWalk}},
       {"ClosePortalStmt", {K::CloseCursor, How::NoWalk}},
       {"ListenStmt", {K::Listen, How::NoWalk}},
@@ -218,6 +217,24 @@ void Walker::qualified_name_relation(const JValue& list, std::uint8_t access, bo
 }
 
 void Walker::variable_set(const JValue& b, bool) {
+  if (b.get_str("kind") == "VAR_SET_MULTI") {
+    // SET TRANSACTION ... / SET SESSION CHARACTERISTICS AS TRANSACTION ...: the grammar's
+    // pseudo-name stands for the parameters its options set.
+    std::string_view multi = b.get_str("name");
+    std::string prefix = multi == "SESSION CHARACTERISTICS" ? "default_" : "";
+    add_kind(K::Set);
+    bool any = false;
+    if (const JValue* args = b.get("args"); args && args->is_array()) {
+      for (const JValue& a : *args) {
+        const JValue* d = a.node_body();
+        if (a.node_name() != "DefElem" || !d) continue;
+        add_setting(prefix + std::string(d->get_str("defname")));
+        any = true;
+      }
+    }
+    if (!any) add_setting(lower(multi));
+    return;
+  }
   std::string name = setting_of(b);
   if (name == "role" || name == "session_authorization") {
     add_kind(K::SetRole);
@@ -310,18 +327,32 @@ bool Walker::utility(std::string_view name, const JValue& b, Mode mode) {
     out_.object_name = std::string(b.get_str("name"));
     nested("query");
   } else if (name == "ExecuteStmt") {
-    // The prepared statement's text is not visible here; the proxy maps names itself.
+    // A statement prepared by another text is not visible here (the proxy maps names itself);
+    // one prepared earlier in this text is.
     add_kind(K::Execute);
     out_.object_name = std::string(b.get_str("name"));
-    out_.opaque_code = true;
+    executes_ = nullptr;
+    if (prepared_) {
+      for (auto it = prepared_->rbegin(); it != prepared_->rend(); ++it) {
+        if (it->first == out_.object_name) {
+          executes_ = &it->second;
+          break;
+        }
+      }
+    }
+    if (!executes_) out_.opaque_code = true;
     walk_member(b, "params");
+  } else if (name == "DeallocateStmt") {
+    add_kind(K::Deallocate);
+    out_.object_name = std::string(b.get_str("name"));  // "" for DEALLOCATE ALL
   } else if (name == "DeclareCursorStmt") {
     add_kind(K::DeclareCursor);
     nested("query");
   } else if (name == "CreateTableAsStmt") {
     add_kind(K::Create);
     const JValue* into = b.get("into");
-    into_rel(into ? into->get("rel") : nullptr, kDdl | kInsert);
+    // WITH NO DATA creates the relation without filling it.
+    into_rel(into ? into->get("rel") : nullptr, into && into->get_bool("skipData") ? kDdl : kDdl | kInsert);
     nested("query");
   } else if (name == "ViewStmt") {
     add_kind(K::Create);
@@ -379,9 +410,12 @@ bool Walker::utility(std::string_view name, const JValue& b, Mode mode) {
     ddl_walk(kTruncate);
   } else if (name == "DropStmt") {
     add_kind(K::Drop);
-    if (relation_object(b.get_str("removeType"))) {
+    std::string_view type = b.get_str("removeType");
+    // DROP POLICY/TRIGGER/RULE name ON t: [schema,] t, name — t loses a protection.
+    bool on_table = type == "OBJECT_POLICY" || type == "OBJECT_TRIGGER" || type == "OBJECT_RULE";
+    if (relation_object(type) || on_table) {
       if (const JValue* objs = b.get("objects"); objs && objs->is_array()) {
-        for (const JValue& o : *objs) qualified_name_relation(o, kDdl, false);
+        for (const JValue& o : *objs) qualified_name_relation(o, kDdl, on_table);
       }
     }
   } else if (name == "CommentStmt" || name == "SecLabelStmt") {
@@ -498,6 +532,50 @@ void Walker::finish() {
     out_.relations.push_back(std::move(rel));
   }
   out_.unresolved_columns = sorted_unique(unresolved_);
+  if (executes_) merge_executed(out_, *executes_);
+}
+
+void merge_executed(Statement& into, const Statement& from) {
+  auto add_unique = [](std::vector<std::string>& to, const std::vector<std::string>& more) {
+    for (const std::string& s : more) {
+      if (std::find(to.begin(), to.end(), s) == to.end()) to.push_back(s);
+    }
+  };
+  auto add_sorted = [](std::vector<std::string>& to, const std::vector<std::string>& more) {
+    to.insert(to.end(), more.begin(), more.end());
+    std::sort(to.begin(), to.end());
+    to.erase(std::unique(to.begin(), to.end()), to.end());
+  };
+  for (StatementKind k : from.kinds) {
+    if (k != K::Prepare && std::find(into.kinds.begin(), into.kinds.end(), k) == into.kinds.end()) {
+      into.kinds.push_back(k);
+    }
+  }
+  for (const Relation& r : from.relations) {
+    auto it = std::find_if(into.relations.begin(), into.relations.end(),
+                           [&](const Relation& x) { return x.schema == r.schema && x.name == r.name; });
+    if (it == into.relations.end()) {
+      into.relations.push_back(r);
+      continue;
+    }
+    it->access |= r.access;
+    it->all_columns = it->all_columns || r.all_columns;
+    add_sorted(it->columns_read, r.columns_read);
+    add_sorted(it->columns_written, r.columns_written);
+  }
+  add_unique(into.functions, from.functions);
+  add_unique(into.settings, from.settings);
+  add_sorted(into.unresolved_columns, from.unresolved_columns);
+  into.writes.insert(into.writes.end(), from.writes.begin(), from.writes.end());
+  into.returning = into.returning || from.returning;
+  into.whole_row = into.whole_row || from.whole_row;
+  into.opaque_code = into.opaque_code || from.opaque_code;
+  into.server_file_access = into.server_file_access || from.server_file_access;
+  into.server_program = into.server_program || from.server_program;
+  into.remote_access = into.remote_access || from.remote_access;
+  into.role_change = into.role_change || from.role_change;
+  into.transaction_control = into.transaction_control || from.transaction_control;
+  into.destructive_alter = into.destructive_alter || from.destructive_alter;
 }
 
 }  // namespace gh::sql::detail

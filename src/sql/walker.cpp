@@ -120,6 +120,11 @@ void Walker::node(std::string_view name, const JValue& body) {
     return;
   }
   if (name == "RangeVar") return generic_range_var(body);
+  if (name == "TableLikeClause") {
+    // CREATE TABLE x (LIKE src): src's definition is read (SELECT privilege), not changed.
+    if (const JValue* rv = body.get("relation")) add_access(rel(rv->get_str("schemaname"), rv->get_str("relname")), kRead);
+    return;
+  }
   if (name == "DefElem") return def_elem(body);
   if (name == "A_Expr" || name == "ResTarget" || name == "TypeCast" || name == "BoolExpr" || name == "List" ||
       name == "NullTest" || name == "SortBy" || name == "CaseExpr" || name == "CaseWhen" ||
@@ -192,9 +197,17 @@ void Walker::add_function(const JValue& funcname) {
   }
 }
 
-void Walker::add_entry(std::string_view name, std::string_view schema, int r, bool aliased) {
+Walker::RangeEntry& Walker::add_entry(std::string_view name, std::string_view schema, int r, bool aliased,
+                                      EntryKind kind) {
   if (levels_.empty()) levels_.emplace_back();
-  levels_.back().entries.push_back(RangeEntry{name, schema, r, aliased});
+  RangeEntry e;
+  e.name = name;
+  e.schema = schema;
+  e.rel = r;
+  e.aliased = aliased;
+  e.kind = kind;
+  levels_.back().entries.push_back(std::move(e));
+  return levels_.back().entries.back();
 }
 
 void Walker::add_target_entry(const JValue& rv, int r) {
@@ -226,8 +239,125 @@ const Walker::Level* Walker::innermost_with_entries() const {
   return nullptr;
 }
 
-bool Walker::cte_visible(std::string_view name) const {
-  return std::find(ctes_.begin(), ctes_.end(), name) != ctes_.end();
+const Walker::Cte* Walker::cte_visible(std::string_view name) const {
+  for (auto it = ctes_.rbegin(); it != ctes_.rend(); ++it) {
+    if (it->name == name) return &*it;
+  }
+  return nullptr;
+}
+
+namespace {
+
+constexpr std::string_view kValuesColumns[] = {"column1",  "column2",  "column3",  "column4",
+                                               "column5",  "column6",  "column7",  "column8",
+                                               "column9",  "column10", "column11", "column12",
+                                               "column13", "column14", "column15", "column16"};
+
+}  // namespace
+
+// PostgreSQL's FigureColname, for the shapes that matter: the output name of a select-list
+// expression without an alias. "" for `*` (not one name).
+std::string_view Walker::figure_colname(const JValue& expr) {
+  std::string_view name = expr.node_name();
+  const JValue* b = expr.node_body();
+  if (!b) return "?column?";
+  if (name == "ColumnRef") {
+    const JValue* fields = b->get("fields");
+    if (!fields || !fields->is_array() || fields->count == 0) return "?column?";
+    const JValue& last = fields->items[fields->count - 1];
+    if (last.node_name() == "A_Star") return {};
+    return string_node(last);
+  }
+  if (name == "FuncCall") {
+    const JValue* fn = b->get("funcname");
+    if (fn && fn->is_array() && fn->count > 0) return string_node(fn->items[fn->count - 1]);
+    return "?column?";
+  }
+  if (name == "TypeCast") {
+    if (const JValue* arg = b->get("arg")) {
+      std::string_view inner = figure_colname(*arg);
+      if (inner != "?column?") return inner;
+    }
+    const JValue* type = b->get("typeName");
+    const JValue* names = type ? type->get("names") : nullptr;
+    if (names && names->is_array() && names->count > 0) return string_node(names->items[names->count - 1]);
+    return "?column?";
+  }
+  if (name == "A_Indirection") {
+    const JValue* ind = b->get("indirection");
+    if (ind && ind->is_array() && ind->count > 0 && ind->items[ind->count - 1].node_name() == "String") {
+      return string_node(ind->items[ind->count - 1]);
+    }
+    const JValue* arg = b->get("arg");
+    return arg ? figure_colname(*arg) : std::string_view("?column?");
+  }
+  if (name == "CaseExpr") return "case";
+  if (name == "A_ArrayExpr") return "array";
+  if (name == "RowExpr") return "row";
+  if (name == "CoalesceExpr") return "coalesce";
+  if (name == "SubLink") {
+    std::string_view type = b->get_str("subLinkType");
+    if (type == "EXISTS_SUBLINK") return "exists";
+    if (type == "ARRAY_SUBLINK") return "array";
+  }
+  return "?column?";
+}
+
+// The output column names of a statement used as a FROM item or a CTE.
+Walker::Columns Walker::output_columns(const JValue& b, std::string_view node_name) {
+  Columns c;
+  const JValue* list = nullptr;
+  if (node_name == "SelectStmt") {
+    std::string_view op = b.get_str("op");
+    if (!op.empty() && op != "SETOP_NONE") {
+      const JValue* l = b.get("larg");
+      return l ? output_columns(*l, "SelectStmt") : c;
+    }
+    if (const JValue* values = b.get("valuesLists"); values && values->is_array() && values->count > 0) {
+      const JValue* row = values->items[0].node_body();
+      const JValue* items = row ? row->get("items") : nullptr;
+      if (!items || !items->is_array() || items->count > std::size(kValuesColumns)) return c;
+      for (std::uint32_t i = 0; i < items->count; ++i) c.names.push_back(kValuesColumns[i]);
+      c.known = true;
+      return c;
+    }
+    list = b.get("targetList");
+  } else if (node_name == "InsertStmt" || node_name == "UpdateStmt" || node_name == "DeleteStmt") {
+    list = b.get("returningList");
+    if (!list) {
+      c.known = true;  // no RETURNING: no columns
+      return c;
+    }
+  } else {
+    return c;
+  }
+  if (!list || !list->is_array()) return c;
+  for (const JValue& t : *list) {
+    const JValue* rt = t.node_body();
+    if (!rt) return c;
+    std::string_view n = rt->get_str("name");
+    if (n.empty()) {
+      const JValue* val = rt->get("val");
+      if (!val) return c;
+      n = figure_colname(*val);
+      if (n.empty()) return c;  // `*`: the names are not known
+    }
+    c.names.push_back(n);
+  }
+  c.known = true;
+  return c;
+}
+
+void Walker::apply_alias_columns(Columns& c, const JValue* colnames) {
+  if (!colnames || !colnames->is_array()) return;
+  for (std::uint32_t i = 0; i < colnames->count; ++i) {
+    std::string_view n = string_node(colnames->items[i]);
+    if (i < c.names.size()) {
+      c.names[i] = n;
+    } else if (c.known) {
+      c.names.push_back(n);
+    }
+  }
 }
 
 void Walker::with_clause(const JValue* with) {
@@ -235,12 +365,19 @@ void Walker::with_clause(const JValue* with) {
   const JValue* ctes = with->get("ctes");
   if (!ctes || !ctes->is_array()) return;
   bool recursive = with->get_bool("recursive");
-  auto cte_name = [](const JValue& cte) {
+  auto declare = [this](const JValue& cte) {
     const JValue* b = cte.node_body();
-    return b ? b->get_str("ctename") : std::string_view{};
+    if (!b) return;
+    Cte c;
+    c.name = b->get_str("ctename");
+    if (const JValue* q = b->get("ctequery"); q && q->node_body()) {
+      c.columns = output_columns(*q->node_body(), q->node_name());
+    }
+    apply_alias_columns(c.columns, b->get("aliascolnames"));
+    ctes_.push_back(std::move(c));
   };
   if (recursive) {
-    for (const JValue& cte : *ctes) ctes_.push_back(cte_name(cte));
+    for (const JValue& cte : *ctes) declare(cte);
   }
   for (const JValue& cte : *ctes) {
     const JValue* b = cte.node_body();
@@ -250,7 +387,69 @@ void Walker::with_clause(const JValue* with) {
         if (!statement(q->node_name(), *qb, Mode::Nested)) walk(*q);
       }
     }
-    if (!recursive) ctes_.push_back(cte_name(cte));
+    if (!recursive) declare(cte);
+  }
+}
+
+// An unqualified column: PostgreSQL binds it in the innermost query level whose FROM list
+// can have it. Without a catalog, a table can have any column; a subquery or CTE with known
+// output names has only those.
+void Walker::unqualified_column(std::string_view col) {
+  auto could_have = [&](const RangeEntry& e) {
+    if (!e.columns.known) return true;
+    return std::find(e.columns.names.begin(), e.columns.names.end(), col) != e.columns.names.end();
+  };
+  // A bare name that is a FROM entry's name is a whole-row reference (SELECT t FROM t), unless
+  // the entry is a function (its column takes the alias) or has a column of that name.
+  if (const RangeEntry* e = find_entry(col, {})) {
+    if (e->kind == EntryKind::Function) return;
+    bool is_column = e->columns.known && could_have(*e);
+    if (!is_column) {
+      if (e->rel >= 0) {
+        rels_[static_cast<std::size_t>(e->rel)].all = true;
+        add_access(e->rel, kRead);
+      }
+      out_.whole_row = true;
+      return;
+    }
+  }
+  const RangeEntry* bound = nullptr;
+  std::size_t bound_level = 0;
+  for (std::size_t i = levels_.size(); i-- > 0;) {
+    const Level& level = levels_[i];
+    if (level.hidden) continue;
+    const RangeEntry* candidate = nullptr;
+    int candidates = 0;
+    for (const RangeEntry& e : level.entries) {
+      if (could_have(e)) {
+        candidate = &e;
+        ++candidates;
+      }
+    }
+    if (candidates == 0) continue;
+    if (candidates > 1) {
+      unresolved_.push_back(col);
+      return;
+    }
+    bound = candidate;
+    bound_level = i;
+    break;
+  }
+  if (!bound) return;
+  add_read(bound->rel, col);
+  const auto& names = bound->columns.names;
+  if (std::find(names.begin(), names.end(), col) != names.end()) return;  // surely its column
+  // The innermost candidate may not have the column after all, and then an enclosing query's
+  // relation does (a correlated reference): say so unless it could only be the same relation.
+  for (std::size_t i = bound_level; i-- > 0;) {
+    const Level& level = levels_[i];
+    if (level.hidden) continue;
+    for (const RangeEntry& e : level.entries) {
+      if (e.rel >= 0 && e.rel != bound->rel && could_have(e)) {
+        unresolved_.push_back(col);
+        return;
+      }
+    }
   }
 }
 
@@ -271,17 +470,7 @@ void Walker::column_ref(const JValue& body) {
     }
     out_.whole_row = true;
   };
-  auto unqualified = [&](std::string_view col) {
-    // A bare name that is a range entry's name is a whole-row reference (SELECT t FROM t).
-    if (const RangeEntry* e = find_entry(col, {})) return whole_row(e);
-    const Level* level = innermost_with_entries();
-    if (!level) return;
-    if (level->entries.size() == 1) {
-      add_read(level->entries[0].rel, col);
-      return;
-    }
-    unresolved_.push_back(col);
-  };
+  auto unqualified = [&](std::string_view col) { unqualified_column(col); };
 
   if (star) {
     if (named == 0) {
@@ -375,8 +564,10 @@ void Walker::range_var_from(const JValue& rv) {
   std::string_view schema = rv.get_str("schemaname");
   std::string_view name = rv.get_str("relname");
   std::string_view alias = alias_name(rv);
-  if (schema.empty() && cte_visible(name)) {
-    add_entry(alias.empty() ? name : alias, {}, -1, !alias.empty());
+  if (const Cte* cte = schema.empty() ? cte_visible(name) : nullptr) {
+    Columns columns = cte->columns;
+    if (const JValue* a = rv.get("alias")) apply_alias_columns(columns, a->get("colnames"));
+    add_entry(alias.empty() ? name : alias, {}, -1, !alias.empty(), EntryKind::Cte).columns = std::move(columns);
     return;
   }
   int r = rel(schema, name);
@@ -417,7 +608,7 @@ void Walker::from_item(const JValue& item) {
     }
     walk_member(*body, "quals");
     std::string_view alias = alias_name(*body);
-    if (!alias.empty()) add_entry(alias, {}, -1, true);
+    if (!alias.empty()) add_entry(alias, {}, -1, true, EntryKind::Join);
     return;
   }
   if (name == "RangeSubselect") {
@@ -426,32 +617,47 @@ void Walker::from_item(const JValue& item) {
     std::size_t level = levels_.size() - 1;
     bool was_hidden = levels_[level].hidden;
     if (!lateral) levels_[level].hidden = true;
+    Columns columns;
     if (const JValue* sub = body->get("subquery")) {
       if (const JValue* sb = sub->node_body()) {
         if (!statement(sub->node_name(), *sb, Mode::Nested)) walk(*sub);
+        columns = output_columns(*sb, sub->node_name());
       }
     }
     levels_[level].hidden = was_hidden;
-    add_entry(alias_name(*body), {}, -1, true);
+    if (const JValue* a = body->get("alias")) apply_alias_columns(columns, a->get("colnames"));
+    add_entry(alias_name(*body), {}, -1, true, EntryKind::Subquery).columns = std::move(columns);
     return;
   }
   if (name == "RangeFunction") {
     walk_member(*body, "functions");
     std::string_view alias = alias_name(*body);
-    if (alias.empty()) {
-      // Unaliased: the entry is named after the (first) function.
-      const JValue* fns = body->get("functions");
-      if (fns && fns->is_array() && fns->count > 0) {
-        const JValue* list = fns->items[0].node_body();
-        const JValue* items = list ? list->get("items") : nullptr;
-        if (items && items->is_array() && items->count > 0) {
-          const JValue* fc = items->items[0].node_body();
-          const JValue* fname = fc ? fc->get("funcname") : nullptr;
-          if (fname && fname->is_array() && fname->count > 0) alias = string_node(fname->items[fname->count - 1]);
-        }
+    // The first function's name (an unaliased entry's name) and its column definition list.
+    std::string_view fn_name;
+    const JValue* coldefs = body->get("coldeflist");
+    if (const JValue* fns = body->get("functions"); fns && fns->is_array() && fns->count > 0) {
+      const JValue* list = fns->items[0].node_body();
+      const JValue* items = list ? list->get("items") : nullptr;
+      if (items && items->is_array() && items->count > 0) {
+        const JValue* fc = items->items[0].node_body();
+        const JValue* fname = fc ? fc->get("funcname") : nullptr;
+        if (fname && fname->is_array() && fname->count > 0) fn_name = string_node(fname->items[fname->count - 1]);
+        if (!coldefs && items->count > 1 && items->items[1].is_array()) coldefs = &items->items[1];
       }
     }
-    add_entry(alias, {}, -1, true);
+    // A scalar function's one column takes the entry's name; `AS t(a, b)` names the first
+    // columns; a column definition list names all of them.
+    Columns columns;
+    columns.names.push_back(alias.empty() ? fn_name : alias);
+    if (const JValue* a = body->get("alias")) apply_alias_columns(columns, a->get("colnames"));
+    if (coldefs && coldefs->is_array() && coldefs->count > 0) {
+      columns.names.clear();
+      for (const JValue& cd : *coldefs) {
+        if (const JValue* cb = cd.node_body()) columns.names.push_back(cb->get_str("colname"));
+      }
+      columns.known = true;
+    }
+    add_entry(alias.empty() ? fn_name : alias, {}, -1, true, EntryKind::Function).columns = std::move(columns);
     return;
   }
   if (name == "RangeTableSample") {
@@ -464,7 +670,7 @@ void Walker::from_item(const JValue& item) {
     walk_member(*body, "docexpr");
     walk_member(*body, "rowexpr");
     walk_member(*body, "columns");
-    add_entry(alias_name(*body), {}, -1, true);
+    add_entry(alias_name(*body), {}, -1, true, EntryKind::Function);
     return;
   }
   walk(item);

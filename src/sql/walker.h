@@ -4,7 +4,9 @@
 // walk_dml.cpp (SELECT/INSERT/UPDATE/DELETE/MERGE), walk_utility.cpp (everything else).
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "sql/statement_info.h"
@@ -14,10 +16,19 @@ namespace gh::sql::detail {
 
 enum class Truth : std::uint8_t { Unknown, True, False };
 
+// Adds what `from` (a PREPARE's analysis) does to `into` (an EXECUTE of it): kinds other than
+// prepare, relations, functions, writes, settings and flags.
+void merge_executed(Statement& into, const Statement& from);
+
 class Walker {
  public:
   // `input` is the whole text given to the parser: tree locations are offsets into it.
-  Walker(std::string_view input, Statement& out) : input_(input), out_(out) {}
+  // Statements prepared earlier in the same text, by name: an EXECUTE of one of them is
+  // analysed as what it runs instead of being opaque.
+  using Prepared = std::vector<std::pair<std::string, Statement>>;
+
+  Walker(std::string_view input, Statement& out, const Prepared* prepared = nullptr)
+      : input_(input), out_(out), prepared_(prepared) {}
 
   // `stmt` is a RawStmt's "stmt" member: {"SelectStmt": {...}} etc.
   void run(const JValue& stmt);
@@ -41,15 +52,28 @@ class Walker {
     std::vector<std::string_view> read;
     std::vector<std::string_view> written;
   };
+  enum class EntryKind : std::uint8_t { Relation, Subquery, Cte, Function, Join, Pseudo };
+  // What is known of the columns of a FROM entry that is not a table: the output names of a
+  // subquery/CTE (or its alias list). Open when a `*` (or anything unnamed) makes it unknown.
+  struct Columns {
+    std::vector<std::string_view> names;
+    bool known = false;
+  };
   struct RangeEntry {
     std::string_view name;    // alias, or the relation/function name when there is none
     std::string_view schema;  // the relation's schema when referenced without alias
     int rel = -1;             // index into rels_; -1 for subqueries, functions, CTEs, joins
     bool aliased = false;
+    EntryKind kind = EntryKind::Relation;
+    Columns columns;  // for tables: unknown (no catalog)
   };
   struct Level {
     std::vector<RangeEntry> entries;
     bool hidden = false;  // a non-LATERAL subquery in FROM cannot see its siblings
+  };
+  struct Cte {
+    std::string_view name;
+    Columns columns;
   };
 
   // walker.cpp
@@ -73,11 +97,16 @@ class Walker {
   void add_write(StatementKind kind, int rel, const JValue* where);
   void push_level() { levels_.emplace_back(); }
   void pop_level() { levels_.pop_back(); }
-  void add_entry(std::string_view name, std::string_view schema, int rel, bool aliased);
+  RangeEntry& add_entry(std::string_view name, std::string_view schema, int rel, bool aliased,
+                        EntryKind kind = EntryKind::Relation);
   void add_target_entry(const JValue& rv, int rel);
   const RangeEntry* find_entry(std::string_view qualifier, std::string_view schema) const;
   const Level* innermost_with_entries() const;
-  bool cte_visible(std::string_view name) const;
+  const Cte* cte_visible(std::string_view name) const;
+  void unqualified_column(std::string_view col);
+  Columns output_columns(const JValue& stmt_name_body, std::string_view node_name);
+  std::string_view figure_colname(const JValue& expr);
+  static void apply_alias_columns(Columns& c, const JValue* colnames);
   void with_clause(const JValue* with);
   Truth const_compare(const JValue& l, const JValue& r, std::string_view op) const;
   bool constant_equal(const JValue& l, const JValue& r, bool& known) const;
@@ -90,6 +119,7 @@ class Walker {
   void delete_stmt(const JValue& b);
   void merge_stmt(const JValue& b);
   void returning(const JValue& b);
+  void order_by(const JValue& b);
 
   // walk_utility.cpp
   bool utility(std::string_view name, const JValue& body, Mode mode);
@@ -102,9 +132,11 @@ class Walker {
 
   std::string_view input_;
   Statement& out_;
+  const Prepared* prepared_ = nullptr;
+  const Statement* executes_ = nullptr;  // the prepared statement an EXECUTE runs, when known
   std::vector<RelAcc> rels_;
   std::vector<Level> levels_;
-  std::vector<std::string_view> ctes_;
+  std::vector<Cte> ctes_;
   std::vector<std::string_view> unresolved_;
   std::uint8_t generic_access_ = kDdl;  // access for a RangeVar met outside FROM and DML targets
   bool plan_only_ = false;              // inside EXPLAIN without ANALYZE: nothing runs

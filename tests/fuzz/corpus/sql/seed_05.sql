@@ -1,0 +1,1 @@
+UPDATE s.t AS x SET a = u.v, (b, c) = (SELECT 1, 2) FROM u WHERE x.id = u.id RETURNING x.a

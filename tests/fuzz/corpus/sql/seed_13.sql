@@ -1,0 +1,1 @@
+COPY t (a, b) FROM '/tmp/x' WHERE a > -1

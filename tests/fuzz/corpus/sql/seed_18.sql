@@ -1,0 +1,1 @@
+CREATE VIEW v AS SELECT a, b.* FROM s.t a, LATERAL (SELECT * FROM u WHERE u.k = a.k) b

@@ -1,0 +1,1 @@
+SELECT set_config('search_path', 'x', false), set_config(name, 'y', true), pg_read_file('/etc/passwd') FROM settings

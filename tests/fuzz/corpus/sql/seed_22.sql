@@ -1,0 +1,1 @@
+/* a; b */ SELECT 'x; y', $q$; DELETE FROM z;$q$, E'\'; w' -- ; DROP TABLE v

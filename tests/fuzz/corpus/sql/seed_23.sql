@@ -1,0 +1,1 @@
+SELECT U&"d\0061t\+000061", U&'\0041', "prénom" FROM U&"t\0061ble"

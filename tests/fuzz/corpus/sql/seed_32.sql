@@ -1,0 +1,1 @@
+SELECT * FROM dblink('host=x', 'SELECT 1') AS t(a int) WHERE EXISTS (SELECT 1) AND x IS NOT NULL OR x IS NULL

@@ -1,0 +1,1 @@
+SELECT * FROM a JOIN b USING (id) NATURAL JOIN c CROSS JOIN LATERAL generate_series(1, a.n) g WHERE a.x IN (SELECT x FROM d)
