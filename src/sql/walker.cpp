@@ -419,15 +419,22 @@ void Walker::unqualified_column(std::string_view col) {
     const Level& level = levels_[i];
     if (level.hidden) continue;
     const RangeEntry* candidate = nullptr;
+    const RangeEntry* definite = nullptr;  // known to have it: in a valid statement no other can
     int candidates = 0;
+    int definites = 0;
     for (const RangeEntry& e : level.entries) {
-      if (could_have(e)) {
-        candidate = &e;
-        ++candidates;
+      if (!could_have(e)) continue;
+      candidate = &e;
+      ++candidates;
+      if (e.columns.known) {
+        definite = &e;
+        ++definites;
       }
     }
     if (candidates == 0) continue;
-    if (candidates > 1) {
+    if (definites == 1) {
+      candidate = definite;
+    } else if (candidates > 1) {
       unresolved_.push_back(col);
       return;
     }

@@ -103,6 +103,8 @@ TEST(SqlKinds, TopLevelStatements) {
   EXPECT_EQ(kinds("REFRESH MATERIALIZED VIEW mv"), std::vector{K::Maintenance});
   EXPECT_EQ(kinds("COMMENT ON TABLE t IS 'x'"), std::vector{K::Comment});
   EXPECT_EQ(kinds("EXECUTE p"), std::vector{K::Execute});
+  EXPECT_EQ(only(analyze_uncached("EXECUTE p(1)")).object_name, "p");
+  EXPECT_EQ(only(analyze_uncached("PREPARE p AS SELECT 1")).object_name, "p");
   EXPECT_EQ(kinds("SET CONSTRAINTS ALL DEFERRED"), std::vector{K::Other});
 }
 
@@ -277,6 +279,62 @@ TEST(SqlRelations, DestructiveAlter) {
   EXPECT_FALSE(only(analyze_uncached("ALTER TABLE t ADD COLUMN c int")).destructive_alter);
 }
 
+TEST(SqlRelations, OrderByOutputNameIsNotAColumn) {
+  const Statement& s = only(analyze_uncached(
+      "SELECT customer_id, sum(total) AS total_spent FROM shop_order GROUP BY customer_id ORDER BY total_spent DESC"));
+  EXPECT_EQ(find(s, "shop_order")->columns_read, (Strings{"customer_id", "total"}));
+  const Statement& j = only(analyze_uncached("SELECT a.x AS n FROM a, b ORDER BY n, b.y"));
+  EXPECT_TRUE(j.unresolved_columns.empty());
+  EXPECT_EQ(find(j, "b")->columns_read, (Strings{"y"}));
+}
+
+TEST(SqlRelations, CorrelatedUnqualifiedColumnIsAlsoUnresolved) {
+  // PostgreSQL binds ssn to orders only if orders has it, else to customers.
+  const Statement& s = only(analyze_uncached("SELECT (SELECT ssn FROM orders LIMIT 1) FROM customers"));
+  EXPECT_EQ(find(s, "orders")->columns_read, (Strings{"ssn"}));
+  EXPECT_EQ(s.unresolved_columns, (Strings{"ssn"}));
+  // The same relation inside and outside: no doubt.
+  const Statement& u = only(analyze_uncached(
+      "UPDATE jobs SET state = 'taken' WHERE id = (SELECT id FROM jobs WHERE state = 'new' LIMIT 1)"));
+  EXPECT_TRUE(u.unresolved_columns.empty());
+  // A subquery whose output names are known binds them; other names go outward.
+  const Statement& k = only(analyze_uncached("SELECT a, z FROM t, (VALUES (1)) v(z)"));
+  EXPECT_EQ(find(k, "t")->columns_read, (Strings{"a"}));
+  EXPECT_TRUE(k.unresolved_columns.empty());
+  const Statement& c = only(analyze_uncached("WITH c AS (SELECT 1 AS n) SELECT n, m FROM c, t"));
+  EXPECT_EQ(find(c, "t")->columns_read, (Strings{"m"}));
+  EXPECT_TRUE(c.unresolved_columns.empty());
+}
+
+TEST(SqlRelations, FunctionAliasIsAColumnNotAWholeRow) {
+  const Statement& s = only(analyze_uncached("SELECT x FROM t, unnest(t.arr) x"));
+  EXPECT_FALSE(s.whole_row);
+  EXPECT_FALSE(find(s, "t")->all_columns);
+  const Statement& d =
+      only(analyze_uncached("SELECT array(SELECT x FROM pg_catalog.unnest(evttags) AS t(x)) FROM pg_event_trigger"));
+  EXPECT_TRUE(d.unresolved_columns.empty());
+  EXPECT_EQ(find(d, "pg_event_trigger")->columns_read, (Strings{"evttags"}));
+}
+
+TEST(SqlRelations, DropPolicyTriggerRuleNameTheirTable) {
+  EXPECT_EQ(find(only(analyze_uncached("DROP POLICY IF EXISTS p ON public.orders")), "orders", "public")->access, kDdl);
+  EXPECT_EQ(find(only(analyze_uncached("DROP TRIGGER audit ON orders")), "orders")->access, kDdl);
+  EXPECT_EQ(find(only(analyze_uncached("DROP RULE r ON s.t")), "t", "s")->access, kDdl);
+}
+
+TEST(SqlRelations, CreateTableLikeReadsTheSource) {
+  const Statement& s = only(analyze_uncached("CREATE TABLE x (LIKE src INCLUDING ALL)"));
+  EXPECT_EQ(find(s, "x")->access, kDdl);
+  EXPECT_EQ(find(s, "src")->access, kRead);
+}
+
+TEST(SqlRelations, MaterializedViewWithNoDataIsNotFilled) {
+  const Statement& s = only(analyze_uncached("CREATE MATERIALIZED VIEW mv AS SELECT * FROM t WITH NO DATA"));
+  EXPECT_EQ(find(s, "mv")->access, kDdl);
+  EXPECT_EQ(find(only(analyze_uncached("CREATE MATERIALIZED VIEW mv AS SELECT * FROM t")), "mv")->access,
+            kDdl | kInsert);
+}
+
 // ---------------------------------------------------------------- DML
 
 TEST(SqlDml, InsertColumnsAndAllColumns) {
@@ -432,6 +490,22 @@ TEST(SqlNested, ExecuteIsOpaque) {
   EXPECT_EQ(s.kinds, std::vector{K::Execute});
   EXPECT_TRUE(s.opaque_code);
   EXPECT_TRUE(has(s.functions, "now"));
+}
+
+TEST(SqlNested, ExecuteOfAStatementPreparedInTheSameText) {
+  const Analysis a = analyze_uncached("PREPARE q AS SELECT ssn FROM customers; EXECUTE q; DEALLOCATE q; EXECUTE q");
+  ASSERT_EQ(a.statements.size(), 4u);
+  const Statement& e = a.statements[1];
+  EXPECT_EQ(e.kinds, (std::vector{K::Execute, K::Select}));
+  EXPECT_EQ(e.object_name, "q");
+  EXPECT_FALSE(e.opaque_code);
+  ASSERT_TRUE(find(e, "customers"));
+  EXPECT_EQ(find(e, "customers")->columns_read, (Strings{"ssn"}));
+  EXPECT_EQ(a.statements[2].kinds, std::vector{K::Deallocate});
+  EXPECT_EQ(a.statements[2].object_name, "q");
+  EXPECT_TRUE(a.statements[3].opaque_code);  // deallocated: not known any more
+  EXPECT_EQ(a.statements[3].kinds, std::vector{K::Execute});
+  EXPECT_EQ(only(analyze_uncached("DEALLOCATE ALL")).object_name, "");
 }
 
 TEST(SqlNested, CopyQueryDeleteReturning) {
@@ -590,6 +664,14 @@ TEST(SqlSettings, SetResetDiscard) {
   EXPECT_EQ(only(analyze_uncached("SET TIME ZONE 'UTC'")).settings, Strings{"timezone"});
   EXPECT_EQ(only(analyze_uncached("SET SCHEMA 'x'")).settings, Strings{"search_path"});
   EXPECT_EQ(only(analyze_uncached("ALTER SYSTEM SET work_mem = '1MB'")).settings, Strings{"work_mem"});
+}
+
+TEST(SqlSettings, SetTransactionNamesItsParameters) {
+  EXPECT_EQ(only(analyze_uncached("SET TRANSACTION READ WRITE")).settings, Strings{"transaction_read_only"});
+  EXPECT_EQ(only(analyze_uncached("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")).settings,
+            Strings{"transaction_isolation"});
+  EXPECT_EQ(only(analyze_uncached("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE")).settings,
+            Strings{"default_transaction_read_only"});
 }
 
 TEST(SqlSettings, CustomSettingNamesAreLowerCased) {
