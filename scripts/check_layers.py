@@ -18,7 +18,7 @@ ALLOWED = {
     "net": {"base"},
     "policy": {"base", "sql", "identity"},
     "masking": {"base", "sql", "policy"},
-    "config": {"base", "identity", "policy", "masking"},
+    "config": {"base", "identity", "policy", "masking", "sql"},
     "audit": {"base", "store", "policy", "identity", "config", "sql"},
     "approvals": {"base", "store", "policy", "identity", "config", "audit"},
     "proxy": {"base", "protocol", "sql", "identity", "store", "net", "policy", "masking", "config", "audit",
