@@ -82,7 +82,8 @@ Session::Session(Server& server, Worker& worker, asio::ip::tcp::socket socket, s
       rt_(server.runtime()),
       id_(id),
       client_(std::make_unique<net::Stream>(std::move(socket))),
-      watchdog_timer_(worker.io) {
+      watchdog_timer_(worker.io),
+      relay_signal_(worker.io) {
   peer_ = client_->peer();
   {
     std::error_code ec;
@@ -640,6 +641,7 @@ void Session::end_session(End end) {
   client_->socket().cancel(ec);
   if (backend_) backend_->socket().cancel(ec);
   watchdog_timer_.cancel();
+  relay_signal_.cancel();
 }
 
 void Session::on_loop_done(End end) {
@@ -706,6 +708,19 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
       case 'Q':
       case 'F':
       case 'P': {
+        if (type == 'Q') {
+          const bool estimated = pos == 0 && front_estimated_;
+          if (pos == 0) front_estimated_ = false;
+          if (!estimated && needs_row_estimate(r.frame.body)) {
+            // Stop here: what is before it goes first, then the estimate, then this Query.
+            if (pos == 0)
+              estimate_request_ = true;
+            else
+              rescan_ = true;
+            if (rewritten) rewrite_.append(view.data() + copied, pos - copied);
+            return pos;
+          }
+        }
         if (type != 'P') {
           m.statements.fetch_add(1, std::memory_order_relaxed);
           statement_started();
@@ -800,6 +815,18 @@ awaitable<End> Session::client_to_backend() {
       cin_.consume(pos);
     }
     if (terminate) co_return End{End::Kind::ClientTerminate, std::nullopt, "client sent Terminate"};
+    if (estimate_request_) {
+      estimate_request_ = false;
+      auto stop = co_await estimate_front_query();
+      if (stop) co_return std::move(*stop);
+      pending = !cin_.empty();  // go on with the held Query without reading
+      continue;
+    }
+    if (rescan_) {  // the scan stopped before a Query that needs an estimate
+      rescan_ = false;
+      pending = true;
+      continue;
+    }
     if (!cin_.empty()) {
       if (cin_.size() >= 5)
         cin_.ensure_contiguous(std::size_t(load_be32(cin_.data() + 1)) + 1);
@@ -815,6 +842,7 @@ void Session::on_backend_event(const protocol::ScanEvent& e, bool& saw_ready) {
     statement_finished(e.status);
     saw_ready = true;
     ++ready_seen_;
+    relay_signal_.cancel();  // a client side waiting for the backend to be idle
     // Substitutes of batches that have ended were skipped by the backend after an earlier error.
     while (!refusals_.empty() && refusals_.front().group < ready_seen_) refusals_.pop_front();
   } else if (e.type == 'E') {
@@ -880,9 +908,11 @@ awaitable<End> Session::backend_to_client() {
     // message kept back.
     const std::string_view chunk(bout_.data(), bout_.size());
     std::size_t consumed = chunk.size();
-    const bool slow = !refusals_.empty();
-    const bool ok = slow ? relay_backend_slow(chunk, consumed, saw_ready)
-                         : scanner_.scan(chunk, [&](const protocol::ScanEvent& e) { on_backend_event(e, saw_ready); });
+    const bool capture = explain_.active && !explain_.done;
+    const bool slow = capture || !refusals_.empty();
+    const bool ok = capture ? capture_explain(chunk, consumed)
+                    : slow  ? relay_backend_slow(chunk, consumed, saw_ready)
+                            : scanner_.scan(chunk, [&](const protocol::ScanEvent& e) { on_backend_event(e, saw_ready); });
     if (!ok) {
       m.protocol_errors.fetch_add(1, std::memory_order_relaxed);
       bout_.consume(bout_.size());

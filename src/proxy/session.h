@@ -88,6 +88,13 @@ class Session : public std::enable_shared_from_this<Session> {
   void remember_prepared(const sql::Analysis& a);
   // A Bind of a statement judged under an older policy is judged again (false: refused).
   bool rejudge_bind(std::string_view body, std::string& substitute);
+
+  // Row-estimate guardrail (session_estimate.cpp): an allowed simple-protocol UPDATE/DELETE on a
+  // target with max_rows_affected is first planned with EXPLAIN on the same backend session.
+  bool needs_row_estimate(std::string_view query_body);
+  asio::awaitable<std::optional<End>> estimate_front_query();
+  bool capture_explain(std::string_view chunk, std::size_t& consumed);
+  asio::awaitable<void> wait_relay_signal();
   void refuse_statement(const policy::Decision& d, const sql::Analysis* analysis, char type, std::string_view name,
                         std::string& substitute);
   asio::awaitable<void> teardown();
@@ -159,6 +166,21 @@ class Session : public std::enable_shared_from_this<Session> {
     std::uint64_t generation = 0;
   };
   std::unordered_map<std::string, Judged> statements_;
+
+  // row estimate state
+  bool estimate_request_ = false;  // the Query at the front of cin_ waits for its estimate
+  bool front_estimated_ = false;   // the Query at the front of cin_ has had it: judge and forward
+  bool rescan_ = false;
+  bool estimate_skip_logged_ = false;            // scanning stopped before such a Query: scan again, don't read
+  struct ExplainCapture {
+    bool active = false;  // EXPLAIN sent: backend messages up to its ReadyForQuery are ours
+    bool done = false;
+    bool error = false;
+    std::string json;         // the plan
+    std::string error_bytes;  // ErrorResponse + ReadyForQuery, for the client when planning failed
+  };
+  ExplainCapture explain_;
+  asio::steady_timer relay_signal_;  // wakes the client side when the backend side progresses
   std::shared_ptr<const Runtime> policy_rt_;  // the runtime whose policy judges statements
   std::uint64_t policy_generation_ = 0;
 };

@@ -242,6 +242,15 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
   if (a->error) metrics_.statements_unknown.fetch_add(1, std::memory_order_relaxed);
   if (d.action == policy::Action::Allow) {
     remember_prepared(*a);
+    if (type == 'P' && analysis && !estimate_skip_logged_) {
+      bool writes = false;
+      for (const auto& st : analysis->statements) writes |= !st.writes.empty();
+      if (writes && live_policy().row_limit(target_->name)) {
+        estimate_skip_logged_ = true;  // once per session: ORMs send many
+        spdlog::info("session {}: row estimate skipped for an UPDATE/DELETE sent with the extended protocol "
+                     "(max_rows_affected applies to simple-protocol statements)", id_);
+      }
+    }
     if (type == 'P' && analysis) {
       if (statements_.size() < kMaxProtocolStatements || statements_.count(statement_name))
         statements_[statement_name] = Judged{analysis, policy_generation_};
