@@ -1,8 +1,13 @@
 #include "sql/analyzer.h"
 
 #include <pg_query.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <new>
 
 #include "sql/tree.h"
 #include "sql/walker.h"
@@ -43,7 +48,9 @@ detail::Arena& thread_arena() {
 
 }  // namespace
 
-Analysis analyze_uncached(std::string_view sql) {
+namespace {
+
+Analysis analyze_here(std::string_view sql) {
   Analysis out;
   if (auto nul = sql.find('\0'); nul != std::string_view::npos) {
     // The server stops at the NUL; what follows would be invisible to the parser here.
@@ -98,6 +105,192 @@ Analysis analyze_uncached(std::string_view sql) {
     st.fingerprint = fingerprint(st.text);
   }
   return out;
+}
+
+// libpg_query writes its JSON (and fingerprints) with one C stack frame per tree level, and a
+// left-deep chain such as `1+1+...+1` costs a level per two bytes of text: a few hundred KiB of
+// text would overflow an ordinary thread stack inside the library, before our own depth bound
+// can refuse the tree. Texts above kInlineLimit are therefore analysed on a helper thread whose
+// stack (reserved, committed only as touched) grows with the text.
+constexpr std::size_t kInlineLimit = 16 * 1024;  // <= ~8k levels: well under 1 MiB of stack
+constexpr std::size_t kStackPerByte = 256;       // measured ~64 B per byte for `1+1+...`
+
+constexpr std::size_t kMaxEstimatedDepth = 10000;
+
+bool ident_char(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '$' ||
+         c >= 0x80;
+}
+
+bool keyword_is(std::string_view word, std::string_view kw) {
+  if (word.size() != kw.size()) return false;
+  for (std::size_t i = 0; i < word.size(); ++i) {
+    char c = word[i];
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+    if (c != kw[i]) return false;
+  }
+  return true;
+}
+
+// An upper estimate of the parse tree's depth, from a light scan of the text (literals,
+// quoted identifiers and comments skipped): per parenthesis level, the operators since the last
+// comma, semicolon or AND/OR/CASE keyword (those build flat lists), summed along the nesting.
+// libpg_query's JSON writer is quadratic in depth (about 13 s for `1+1+...` of 2 MB), so a
+// large text whose estimate exceeds kMaxEstimatedDepth — far beyond what the walker accepts —
+// is refused before it is parsed.
+std::size_t estimated_depth(std::string_view s) {
+  std::vector<std::size_t> stack;
+  std::size_t current = 0;
+  std::size_t outer = 0;  // sum of `stack`, plus one per open parenthesis
+  std::size_t best = 0;
+  std::size_t i = 0;
+  const std::size_t n = s.size();
+  auto op = [&] {
+    ++current;
+    best = std::max(best, outer + current);
+  };
+  while (i < n) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c == '-' && i + 1 < n && s[i + 1] == '-') {
+      while (i < n && s[i] != '\n') ++i;
+    } else if (c == '/' && i + 1 < n && s[i + 1] == '*') {
+      int nest = 0;
+      while (i < n) {
+        if (s[i] == '/' && i + 1 < n && s[i + 1] == '*') {
+          ++nest;
+          i += 2;
+        } else if (s[i] == '*' && i + 1 < n && s[i + 1] == '/') {
+          i += 2;
+          if (--nest == 0) break;
+        } else {
+          ++i;
+        }
+      }
+    } else if (c == '\'' || c == '"') {
+      bool backslash = c == '\'' && i > 0 && (s[i - 1] == 'E' || s[i - 1] == 'e');
+      ++i;
+      while (i < n) {
+        if (backslash && s[i] == '\\') {
+          i += 2;
+        } else if (static_cast<unsigned char>(s[i]) == c) {
+          if (i + 1 < n && static_cast<unsigned char>(s[i + 1]) == c) {
+            i += 2;
+          } else {
+            ++i;
+            break;
+          }
+        } else {
+          ++i;
+        }
+      }
+    } else if (c == '$' && i + 1 < n && !(s[i + 1] >= '0' && s[i + 1] <= '9')) {
+      std::size_t j = i + 1;
+      while (j < n && ident_char(static_cast<unsigned char>(s[j])) && s[j] != '$') ++j;
+      if (j < n && s[j] == '$') {
+        std::string_view tag = s.substr(i, j - i + 1);
+        std::size_t end = s.find(tag, j + 1);
+        i = end == std::string_view::npos ? n : end + tag.size();
+      } else {
+        i = j;
+      }
+    } else if (ident_char(c)) {
+      std::size_t j = i;
+      while (j < n && ident_char(static_cast<unsigned char>(s[j]))) ++j;
+      std::string_view word = s.substr(i, j - i);
+      if (keyword_is(word, "AND") || keyword_is(word, "OR") || keyword_is(word, "WHEN") ||
+          keyword_is(word, "THEN") || keyword_is(word, "ELSE") || keyword_is(word, "SELECT") ||
+          keyword_is(word, "WHERE") || keyword_is(word, "FROM") || keyword_is(word, "VALUES")) {
+        current = 0;
+      } else if (keyword_is(word, "NOT") || keyword_is(word, "IS") || keyword_is(word, "LIKE") ||
+                 keyword_is(word, "ILIKE") || keyword_is(word, "BETWEEN") || keyword_is(word, "IN") ||
+                 keyword_is(word, "COLLATE") || keyword_is(word, "AT") || keyword_is(word, "SIMILAR") ||
+                 keyword_is(word, "ISNULL") || keyword_is(word, "NOTNULL") || keyword_is(word, "OVERLAPS")) {
+        op();
+      }
+      i = j;
+    } else if (c == '(' || c == '[') {
+      stack.push_back(current);
+      outer += current + 1;
+      current = 0;
+      best = std::max(best, outer);
+      ++i;
+    } else if (c == ')' || c == ']') {
+      if (!stack.empty()) {
+        outer -= stack.back() + 1;
+        current = stack.back();
+        stack.pop_back();
+      }
+      ++i;
+    } else if (c == ',' || c == ';') {
+      current = 0;
+      ++i;
+    } else if (std::strchr("+-*/<>=~!@#%^&|`?:", c) != nullptr && c != 0) {
+      while (i < n && s[i] != 0 && std::strchr("+-*/<>=~!@#%^&|`?:", s[i]) != nullptr) {
+        if (s[i] == '-' && i + 1 < n && s[i + 1] == '-') break;
+        if (s[i] == '/' && i + 1 < n && s[i + 1] == '*') break;
+        ++i;
+      }
+      op();
+    } else {
+      ++i;
+    }
+  }
+  return best;
+}
+
+struct BigStackJob {
+  std::string_view sql;
+  Analysis result;
+};
+
+void* big_stack_main(void* arg) {
+  auto* job = static_cast<BigStackJob*>(arg);
+  try {
+    job->result = analyze_here(job->sql);
+  } catch (const std::bad_alloc&) {
+    job->result = Analysis{};
+    job->result.error = ParseError{"out of memory while analysing the statement", 0};
+  }
+  return nullptr;
+}
+
+Analysis analyze_on_big_stack(std::string_view sql) {
+  auto refuse = [] {
+    Analysis a;
+    a.error = ParseError{"statement text too large to analyse", 0};
+    return a;
+  };
+  const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  const std::size_t max_bytes = std::size_t{16} << 30;
+  if (sql.size() > (max_bytes - (std::size_t{8} << 20)) / kStackPerByte) return refuse();
+  std::size_t bytes = std::max<std::size_t>(sql.size() * kStackPerByte + (std::size_t{8} << 20), std::size_t{16} << 20);
+  bytes = (bytes + page - 1) / page * page;
+  void* stack = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK,
+                     -1, 0);
+  if (stack == MAP_FAILED) return refuse();
+  mprotect(stack, page, PROT_NONE);  // guard page: an overflow faults instead of writing below
+  BigStackJob job{sql, {}};
+  pthread_attr_t attr;
+  pthread_t thread;
+  bool ok = pthread_attr_init(&attr) == 0;
+  ok = ok && pthread_attr_setstack(&attr, stack, bytes) == 0;
+  ok = ok && pthread_create(&thread, &attr, big_stack_main, &job) == 0;
+  pthread_attr_destroy(&attr);
+  if (ok) pthread_join(thread, nullptr);
+  munmap(stack, bytes);
+  return ok ? std::move(job.result) : refuse();
+}
+
+}  // namespace
+
+Analysis analyze_uncached(std::string_view sql) {
+  if (sql.size() <= kInlineLimit) return analyze_here(sql);
+  if (estimated_depth(sql) > kMaxEstimatedDepth) {
+    Analysis a;
+    a.error = ParseError{"statement could not be analysed: parse tree nested too deeply", 0};
+    return a;
+  }
+  return analyze_on_big_stack(sql);
 }
 
 std::size_t approximate_bytes(const Analysis& a) {

@@ -813,6 +813,19 @@ TEST(SqlTricky, DeepNestingIsBoundedNotACrash) {
   sum += "1 FROM t";
   const Analysis e = analyze_uncached(sum);
   EXPECT_TRUE(e.error);
+  // Large texts: a left-deep chain that would overflow libpg_query's own recursion (and cost
+  // it seconds) is refused before parsing; large flat statements are analysed.
+  std::string chain = "SELECT ";
+  for (int i = 0; i < 150000; ++i) chain += "1+";
+  chain += "1";
+  const Analysis c = analyze_uncached(chain);
+  ASSERT_TRUE(c.error);
+  EXPECT_NE(c.error->message.find("nested too deeply"), std::string::npos);
+  std::string in = "SELECT * FROM t WHERE id IN (0";
+  for (int i = 1; i < 20000; ++i) in += "," + std::to_string(i);
+  in += ")";
+  const Statement& big = only(analyze_uncached(in));
+  EXPECT_EQ(find(big, "t")->columns_read, (Strings{"id"}));
   // Parentheses alone add no depth.
   const Analysis p = analyze_uncached("SELECT " + std::string(3000, '(') + "1" + std::string(3000, ')'));
   EXPECT_FALSE(p.error);
