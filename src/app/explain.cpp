@@ -26,6 +26,8 @@ std::string join(const std::vector<std::string>& v, std::string_view sep = ", ")
   return out;
 }
 
+}  // namespace
+
 std::string statement_summary(const sql::Statement& st) {
   std::vector<std::string> kinds;
   for (auto k : st.kinds) kinds.emplace_back(sql::kind_name(k));
@@ -52,8 +54,6 @@ std::string statement_summary(const sql::Statement& st) {
   if (!flags.empty()) out += "; " + join(flags);
   return out;
 }
-
-}  // namespace
 
 Result<identity::Identity> identity_for(const config::Config& cfg, const IdentityArgs& a) {
   identity::Identity id;

@@ -1,4 +1,4 @@
-// gatehouse: serve | check | explain | hash-password | version
+// gatehouse: serve | check | explain | test-policy | hash-password | version
 #include <sys/resource.h>
 #include <termios.h>
 #include <unistd.h>
@@ -232,11 +232,18 @@ int main(int argc, char** argv) {
   explain->add_flag("--json", json, "print the decision and the analysis as JSON");
   explain->add_option("sql", sql_text, "the SQL text")->required();
 
+  std::vector<std::string> case_files;
+  auto* test_policy = app.add_subcommand(
+      "test-policy", "Run policy test files (cases only) against the configuration's policy; exit 1 if any fails");
+  test_policy->add_option("-c,--config", config_path, "YAML configuration file")->required();
+  test_policy->add_option("files", case_files, "policy test files (YAML with `cases:`)")->required();
+
   CLI11_PARSE(app, argc, argv);
   if (*serve) return cmd_serve(config_path);
   if (*check) return cmd_check(config_path);
   if (*hash) return cmd_hash_password(iterations);
   if (*explain) return gh::app::cmd_explain(config_path, who, target, database, address, sql_text, json);
+  if (*test_policy) return gh::app::cmd_test_policy(config_path, case_files);
   if (*version) {
     std::cout << "gatehouse " << kVersion << "\n";
     return 0;

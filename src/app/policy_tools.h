@@ -8,6 +8,7 @@
 #include "base/result.h"
 #include "config/config.h"
 #include "identity/identity.h"
+#include "sql/statement_info.h"
 
 namespace gh::app {
 
@@ -22,6 +23,13 @@ struct IdentityArgs {
 
 int cmd_explain(const std::string& config_path, const IdentityArgs& who, const std::string& target,
                 const std::string& database, const std::string& address, const std::string& sql, bool json);
+
+// `gatehouse test-policy`: runs the cases of each file against the configuration's policy.
+// Exit 0 when every case passes, 1 when any fails, 2 for a bad configuration or case file.
+int cmd_test_policy(const std::string& config_path, const std::vector<std::string>& files);
+
+// "kinds: delete; relations: orders (delete); delete on orders: no WHERE", for people.
+std::string statement_summary(const sql::Statement& st);
 
 std::string quote_json(std::string_view s);
 
