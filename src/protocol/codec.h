@@ -112,6 +112,7 @@ struct ScanEvent {
   char type = 0;
   std::uint32_t length = 0;  // length field (includes itself)
   char status = 0;           // ReadyForQuery transaction status ('I', 'T', 'E')
+  std::uint32_t body_offset = 0;  // where the body starts in the chunk given to scan()
 };
 
 class StreamScanner {
@@ -197,7 +198,7 @@ bool StreamScanner::scan(std::string_view chunk, F&& on_event) {
     const std::uint32_t len = (std::uint32_t(u[1]) << 24) | (std::uint32_t(u[2]) << 16) |
                               (std::uint32_t(u[3]) << 8) | std::uint32_t(u[4]);
     if (len < 4 || len > 0x40000000u || !valid_(header_[0])) return false;
-    pending_ = ScanEvent{header_[0], len, 0};
+    pending_ = ScanEvent{header_[0], len, 0, std::uint32_t(p - chunk.data())};
     remaining_ = len - 4;
     if (header_[0] == 'Z') {
       if (len != 5) return false;

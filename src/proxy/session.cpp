@@ -73,7 +73,37 @@ awaitable<std::optional<Message>> read_message(net::Stream& s, std::string& buf,
 bool truthy_replication(const std::string& v) {
   return !(v == "false" || v == "off" || v == "no" || v == "0");
 }
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
+  return true;
+}
 }  // namespace
+
+const char* const kUnsafeSettingHint =
+    "use client_encoding UTF8 (or another encoding PostgreSQL allows on the server) and keep "
+    "standard_conforming_strings on";
+
+// The analyzer reads SQL as PostgreSQL does with standard_conforming_strings on and an
+// ASCII-safe encoding. Under standard_conforming_strings = off, or a client-only encoding whose
+// multibyte characters may contain the bytes of ' or \ (SJIS, BIG5, GBK, ...), the server would
+// split the same bytes into different tokens — a statement hidden in what the analyzer takes for
+// a string literal. Such sessions are not relayed.
+std::optional<std::string> unsafe_for_analysis(std::string_view name, std::string_view value) {
+  if (iequals(name, "standard_conforming_strings") && !iequals(value, "on"))
+    return "standard_conforming_strings is off for this session; Gatehouse checks SQL only with it on";
+  if (iequals(name, "client_encoding")) {
+    static constexpr std::string_view kUnsafe[] = {"SJIS", "SHIFT_JIS_2004", "BIG5", "GBK", "UHC", "GB18030", "JOHAB"};
+    for (auto e : kUnsafe)
+      if (iequals(value, e))
+        return "client_encoding " + std::string(value) +
+               " is not supported through Gatehouse: its characters can contain quote and backslash bytes, "
+               "so SQL could not be checked reliably";
+  }
+  return std::nullopt;
+}
 
 Session::Session(Server& server, Worker& worker, asio::ip::tcp::socket socket, std::uint32_t id)
     : server_(server),
@@ -535,6 +565,15 @@ awaitable<bool> Session::connect_backend(const protocol::StartupMessage& startup
         co_return false;
       }
       case 'S':
+        if (auto ps = protocol::parse_parameter_status(body)) {
+          if (auto why = unsafe_for_analysis(ps->name, ps->value)) {
+            spdlog::warn("session {}: refused: {}", id_, *why);
+            co_await fail_client(fatal("0A000", *why, kUnsafeSettingHint), "");
+            co_return false;
+          }
+        }
+        protocol::write_message(to_client, type, body);
+        break;
       case 'N':
         protocol::write_message(to_client, type, body);
         break;
@@ -850,16 +889,36 @@ void Session::on_backend_event(const protocol::ScanEvent& e, bool& saw_ready) {
   }
 }
 
+void Session::check_parameter_status(std::string_view body) {
+  auto ps = protocol::parse_parameter_status(body);
+  if (!ps) return;
+  if (auto why = unsafe_for_analysis(ps->name, ps->value); why && !unsafe_setting_) unsafe_setting_ = std::move(why);
+}
+
+void Session::watch_parameter_status(const protocol::ScanEvent& e, std::string_view chunk) {
+  if (e.type != 'S' || e.length < 4) return;
+  const std::size_t body_len = e.length - 4;
+  const std::size_t avail = chunk.size() > e.body_offset ? chunk.size() - e.body_offset : 0;
+  if (avail >= body_len) return check_parameter_status(chunk.substr(e.body_offset, body_len));
+  param_buf_.assign(chunk.substr(e.body_offset, avail));  // the rest comes with the next reads
+  param_need_ = std::uint32_t(body_len - avail);
+}
+
 bool Session::relay_backend_slow(std::string_view chunk, std::size_t& consumed, bool& saw_ready) {
   rewrite_back_.clear();
-  auto ev = [&](const protocol::ScanEvent& e) { on_backend_event(e, saw_ready); };
+  std::string_view piece;
+  auto ev = [&](const protocol::ScanEvent& e) {
+    watch_parameter_status(e, piece);
+    on_backend_event(e, saw_ready);
+  };
   const std::size_t n = chunk.size();
   std::size_t pos = 0;
   while (pos < n) {
     if (!scanner_.at_boundary()) {  // finish the message (or header) in progress
       const auto k = std::size_t(std::min<std::uint64_t>(scanner_.until_boundary(), n - pos));
-      if (!scanner_.scan(chunk.substr(pos, k), ev)) return false;
-      rewrite_back_.append(chunk.substr(pos, k));
+      piece = chunk.substr(pos, k);
+      if (!scanner_.scan(piece, ev)) return false;
+      rewrite_back_.append(piece);
       pos += k;
       continue;
     }
@@ -882,8 +941,9 @@ bool Session::relay_backend_slow(std::string_view chunk, std::size_t& consumed, 
       }
     }
     const std::size_t k = std::min<std::size_t>(std::size_t(len) + 1, n - pos);
-    if (!scanner_.scan(chunk.substr(pos, k), ev)) return false;
-    rewrite_back_.append(chunk.substr(pos, k));
+    piece = chunk.substr(pos, k);
+    if (!scanner_.scan(piece, ev)) return false;
+    rewrite_back_.append(piece);
     pos += k;
   }
   consumed = pos;
@@ -910,9 +970,18 @@ awaitable<End> Session::backend_to_client() {
     std::size_t consumed = chunk.size();
     const bool capture = explain_.active && !explain_.done;
     const bool slow = capture || !refusals_.empty();
+    if (param_need_ > 0) {  // the rest of a ParameterStatus begun in an earlier read
+      const auto take = std::min<std::size_t>(param_need_, chunk.size());
+      param_buf_.append(chunk.substr(0, take));
+      param_need_ -= std::uint32_t(take);
+      if (param_need_ == 0) check_parameter_status(param_buf_);
+    }
     const bool ok = capture ? capture_explain(chunk, consumed)
                     : slow  ? relay_backend_slow(chunk, consumed, saw_ready)
-                            : scanner_.scan(chunk, [&](const protocol::ScanEvent& e) { on_backend_event(e, saw_ready); });
+                            : scanner_.scan(chunk, [&](const protocol::ScanEvent& e) {
+                                watch_parameter_status(e, chunk);
+                                on_backend_event(e, saw_ready);
+                              });
     if (!ok) {
       m.protocol_errors.fetch_add(1, std::memory_order_relaxed);
       bout_.consume(bout_.size());
@@ -920,6 +989,14 @@ awaitable<End> Session::backend_to_client() {
       co_return End{End::Kind::BackendProtocolError,
                     fatal("08P01", "the database server of target \"" + target_->name + "\" sent an invalid message"),
                     "backend protocol error"};
+    }
+    if (unsafe_setting_) {
+      // What the backend reports now would make the analyzer misread the next statements.
+      spdlog::warn("session {}: ended: {}", id_, *unsafe_setting_);
+      bout_.consume(bout_.size());
+      bout_.release_if_empty();
+      co_return End{End::Kind::UnsafeSetting, fatal("0A000", *unsafe_setting_, kUnsafeSettingHint),
+                    "unsafe session setting: " + *unsafe_setting_};
     }
     std::error_code wec;
     if (slow) {

@@ -26,10 +26,15 @@ namespace gh::proxy {
 class Server;
 struct Worker;
 
+// Why a session setting would make the analyzer read SQL differently from the server; nullopt
+// when the setting is safe (see session.cpp).
+std::optional<std::string> unsafe_for_analysis(std::string_view name, std::string_view value);
+extern const char* const kUnsafeSettingHint;
+
 struct End {
   enum class Kind {
     ClientClosed, ClientTerminate, ClientProtocolError, BackendClosed, BackendProtocolError,
-    IdleTimeout, Shutdown
+    IdleTimeout, Shutdown, UnsafeSetting
   } kind = Kind::ClientClosed;
   std::optional<protocol::ErrorFields> to_client;  // sent to the client before closing
   std::string log;
@@ -76,6 +81,10 @@ class Session : public std::enable_shared_from_this<Session> {
   // forward (in rewrite_back_) and how many of bout_ were consumed.
   bool relay_backend_slow(std::string_view chunk, std::size_t& consumed, bool& saw_ready);
   void on_backend_event(const protocol::ScanEvent& e, bool& saw_ready);
+  // ParameterStatus bodies are checked for settings that would make the analyzer read SQL
+  // differently from the server (unsafe_for_analysis); `chunk` is what was given to scan().
+  void watch_parameter_status(const protocol::ScanEvent& e, std::string_view chunk);
+  void check_parameter_status(std::string_view body);
 
   // policy (session_policy.cpp)
   const policy::Policy& live_policy();
@@ -171,7 +180,10 @@ class Session : public std::enable_shared_from_this<Session> {
   bool estimate_request_ = false;  // the Query at the front of cin_ waits for its estimate
   bool front_estimated_ = false;   // the Query at the front of cin_ has had it: judge and forward
   bool rescan_ = false;
-  bool estimate_skip_logged_ = false;            // scanning stopped before such a Query: scan again, don't read
+  bool estimate_skip_logged_ = false;
+  std::string param_buf_;          // a ParameterStatus split across reads
+  std::uint32_t param_need_ = 0;   // bytes of it still to come
+  std::optional<std::string> unsafe_setting_;  // set: end the session            // scanning stopped before such a Query: scan again, don't read
   struct ExplainCapture {
     bool active = false;  // EXPLAIN sent: backend messages up to its ReadyForQuery are ours
     bool done = false;

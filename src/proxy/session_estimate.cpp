@@ -186,6 +186,7 @@ bool Session::capture_explain(std::string_view chunk, std::size_t& consumed) {
       case 'N':
         break;  // EXPLAIN's own row description, completion and notices stay with the proxy
       default:
+        if (type == 'S') check_parameter_status(body);
         rewrite_back_.append(msg);  // asynchronous messages (NOTIFY, ParameterStatus) go on
         last_backend_type_ = type;
         break;

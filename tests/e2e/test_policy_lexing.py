@@ -1,0 +1,60 @@
+"""Sessions whose settings would make the server split SQL into tokens differently from the
+analyzer are not relayed: standard_conforming_strings off (backslash escapes in '...'), and the
+client-only encodings whose multibyte characters can contain the bytes of ' and \\ (SJIS, BIG5,
+GBK, ...). Otherwise a statement could hide in what the analyzer takes for a string literal.
+"""
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from conftest import USERS, connect
+
+
+def conninfo(proxy, **kw) -> str:
+    parts = {"host": "127.0.0.1", "port": proxy.port, "dbname": "app", "user": "alice",
+             "password": USERS["alice"], "sslmode": "disable", **kw}
+    return " ".join(f"{k}='{v}'" for k, v in parts.items())
+
+
+def test_startup_with_standard_conforming_strings_off_refused(gh):
+    with pytest.raises(psycopg.OperationalError) as ei:
+        psycopg.connect(conninfo(gh, options="-c standard_conforming_strings=off"))
+    assert "standard_conforming_strings" in str(ei.value)
+    assert "0A000" in str(ei.value) or "not" in str(ei.value)
+
+
+def test_startup_with_sjis_refused(gh):
+    with pytest.raises(psycopg.OperationalError) as ei:
+        psycopg.connect(conninfo(gh, client_encoding="SJIS"))
+    assert "client_encoding" in str(ei.value) and "SJIS" in str(ei.value)
+
+
+@pytest.mark.parametrize("sql", [
+    "SET standard_conforming_strings = off",
+    "SELECT set_config('standard_conforming_strings', 'off', false)",
+    "SET client_encoding = 'SJIS'",
+    "DO $$ BEGIN PERFORM set_config('standard_conforming_strings', 'off', false); END $$",
+])
+def test_turning_it_off_ends_the_session(gh, sql):
+    c = connect(gh, autocommit=True)
+    try:
+        with pytest.raises(psycopg.OperationalError) as ei:
+            psycopg.ClientCursor(c).execute(sql)
+            c.execute("SELECT 1")  # in case the error arrives with the next statement
+        assert "0A000" == ei.value.sqlstate or "Gatehouse" in str(ei.value), str(ei.value)
+        assert c.closed or c.broken
+    finally:
+        c.close()
+    with connect(gh) as other:  # other sessions are unaffected
+        assert other.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_safe_values_pass(gh):
+    with connect(gh, autocommit=True) as c:
+        cur = psycopg.ClientCursor(c)
+        cur.execute("SET standard_conforming_strings = on")  # every pg_dump file starts with this
+        cur.execute("SET client_encoding = 'UTF8'")
+        cur.execute("SET client_encoding = 'LATIN1'")
+        cur.execute("RESET client_encoding")
+        assert cur.execute("SELECT 'a\\b'").fetchone() == ("a\\b",)
