@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <string>
+#include <thread>
 
 #include "sql/json.h"
 
@@ -913,6 +914,31 @@ TEST(AnalyzerCache, ErrorsAreCachedToo) {
   auto a = analyzer.analyze("SELEC 1");
   EXPECT_TRUE(a->error);
   EXPECT_EQ(analyzer.analyze("SELEC 1").get(), a.get());
+}
+
+TEST(SqlThreads, AnalyzeUncachedRunsOnManyThreadsAtOnce) {
+  // libpg_query keeps its memory contexts per thread; each thread also gets its own arena.
+  const std::vector<std::string> texts = {
+      "SELECT o.id, c.name FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.total > 10",
+      "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d", "UPDATE t SET a = 1 WHERE 1 = 1",
+      "SELECT 1; DROP TABLE t", "SELECT * FORM t", std::string(20000, ' ') + "SELECT a FROM big"};
+  std::vector<std::string> expected;
+  for (const auto& t : texts) expected.push_back(to_json(analyze_uncached(t)));
+  std::vector<int> mismatches(4, 0);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&, i] {
+      Analyzer own(8);  // one Analyzer per thread
+      for (int round = 0; round < 50; ++round) {
+        for (std::size_t k = 0; k < texts.size(); ++k) {
+          if (to_json(analyze_uncached(texts[k])) != expected[k]) ++mismatches[static_cast<std::size_t>(i)];
+          if (to_json(*own.analyze(texts[k])) != expected[k]) ++mismatches[static_cast<std::size_t>(i)];
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(mismatches, std::vector<int>(4, 0));
 }
 
 // ---------------------------------------------------------------- JSON
