@@ -7,6 +7,7 @@
 #include "net/await.h"
 #include "identity/scram.h"
 #include "proxy/server_impl.h"
+#include "sql/analyzer.h"
 
 namespace gh::proxy {
 
@@ -19,6 +20,23 @@ namespace {
 constexpr auto tuple_awaitable = gh::net::use_tuple;
 constexpr std::size_t kMaxAuthMessage = 64 * 1024;     // tokens are a few KB
 constexpr std::size_t kMaxBackendStartupMessage = 1 << 20;
+
+// Statement texts longer than this are analysed on the analysis pool (libpg_query needs ~2 ms
+// per 1 KB of a long INSERT; 500 KB would hold the worker for a second).
+constexpr std::size_t kOffloadAnalysis = 16 * 1024;
+
+asio::thread_pool& analysis_pool() {
+  static asio::thread_pool pool(2);
+  return pool;
+}
+
+awaitable<std::shared_ptr<const sql::Analysis>> analyze_on_pool(std::string text) {
+  co_return std::make_shared<const sql::Analysis>(sql::analyze_uncached(text));
+}
+
+awaitable<std::shared_ptr<const sql::Analysis>> analyze_off_thread(std::string text) {
+  co_return co_await asio::co_spawn(analysis_pool(), analyze_on_pool(std::move(text)), asio::use_awaitable);
+}
 
 std::string escape_option_value(std::string_view v) {
   // libpq/PostgreSQL `options`: arguments separated by spaces, backslash escapes.
@@ -747,6 +765,15 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
       case 'Q':
       case 'F':
       case 'P': {
+        if (type != 'F' && r.frame.body.size() > kOffloadAnalysis && !(pos == 0 && front_analysis_)) {
+          // Analysed off this thread first; then this message is scanned again.
+          if (pos == 0)
+            offload_request_ = true;
+          else
+            rescan_ = true;
+          if (rewritten) rewrite_.append(view.data() + copied, pos - copied);
+          return pos;
+        }
         if (type == 'Q') {
           const bool estimated = pos == 0 && front_estimated_;
           if (pos == 0) front_estimated_ = false;
@@ -854,6 +881,18 @@ awaitable<End> Session::client_to_backend() {
       cin_.consume(pos);
     }
     if (terminate) co_return End{End::Kind::ClientTerminate, std::nullopt, "client sent Terminate"};
+    if (offload_request_) {
+      offload_request_ = false;
+      const std::uint32_t wire = load_be32(cin_.data() + 1) + 1;
+      std::string_view body(cin_.data() + 5, wire - 5);
+      if (cin_.data()[0] == 'P') body.remove_prefix(std::min(body.size(), body.find('\0') + 1));  // statement name
+      std::string text(body.substr(0, body.find('\0')));
+      auto analysis = co_await analyze_off_thread(std::move(text));
+      if (ending_) co_return End{};
+      front_analysis_ = std::move(analysis);
+      pending = true;
+      continue;
+    }
     if (estimate_request_) {
       estimate_request_ = false;
       auto stop = co_await estimate_front_query();

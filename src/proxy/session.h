@@ -181,6 +181,10 @@ class Session : public std::enable_shared_from_this<Session> {
   bool front_estimated_ = false;   // the Query at the front of cin_ has had it: judge and forward
   bool rescan_ = false;
   bool estimate_skip_logged_ = false;
+  // Long statement texts are analysed on the shared analysis pool, not on this worker's thread,
+  // so one client's 500 KB INSERT cannot stall every other session of the worker.
+  bool offload_request_ = false;
+  std::shared_ptr<const sql::Analysis> front_analysis_;  // analysis of the message at the front of cin_
   std::string param_buf_;          // a ParameterStatus split across reads
   std::uint32_t param_need_ = 0;   // bytes of it still to come
   std::optional<std::string> unsafe_setting_;  // set: end the session            // scanning stopped before such a Query: scan again, don't read

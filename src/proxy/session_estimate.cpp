@@ -64,7 +64,7 @@ asio::awaitable<void> Session::wait_relay_signal() {
 bool Session::needs_row_estimate(std::string_view body) {
   const auto limit = live_policy().row_limit(target_->name);
   if (!limit || limit->max_rows_affected == 0) return false;
-  const auto a = worker_.analyzer.analyze(query_text(body));
+  const auto a = front_analysis_ ? front_analysis_ : worker_.analyzer.analyze(query_text(body));
   for (const auto& st : a->statements)
     if (!st.writes.empty()) return true;
   return false;
@@ -75,7 +75,7 @@ asio::awaitable<std::optional<End>> Session::estimate_front_query() {
   const std::uint32_t wire = load_be32(cin_.data() + 1) + 1;
   const std::string text(query_text(std::string_view(cin_.data() + 5, wire - 5)));
   front_estimated_ = true;  // from here on the scan judges and forwards it as usual
-  const auto analysis = worker_.analyzer.analyze(text);
+  const auto analysis = front_analysis_ ? front_analysis_ : worker_.analyzer.analyze(text);
   const auto limit = live_policy().row_limit(target_->name);
   if (!limit) co_return std::nullopt;
   sql::Analysis resolved;
@@ -103,6 +103,7 @@ asio::awaitable<std::optional<End>> Session::estimate_front_query() {
     metrics_.statements.fetch_add(1, std::memory_order_relaxed);
     cin_.consume(wire);
     front_estimated_ = false;
+    front_analysis_.reset();
     const auto wec = co_await client_->write_all(explain_.error_bytes.data(), explain_.error_bytes.size());
     if (ending_) co_return End{};
     if (wec) co_return client_io_end(wec);
@@ -135,6 +136,7 @@ asio::awaitable<std::optional<End>> Session::estimate_front_query() {
   ++syncs_sent_;
   cin_.consume(wire);
   front_estimated_ = false;
+  front_analysis_.reset();
   const auto wec = co_await backend_->write_all(substitute.data(), substitute.size());
   if (ending_) co_return End{};
   if (wec) co_return backend_io_end(wec);

@@ -201,16 +201,19 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
   sql::Analysis local;
   std::string statement_name;
   bool ok = true;
+  // A long text was analysed on the analysis pool before this scan (Session::front_analysis_).
+  auto offloaded = std::move(front_analysis_);
+  front_analysis_.reset();
   if (type == 'Q') {
     std::size_t pos = 0;
     const std::string text = c_string_at(body, pos, ok);
-    if (ok) analysis = worker_.analyzer.analyze(text);
+    if (ok) analysis = offloaded ? offloaded : worker_.analyzer.analyze(text);
   } else if (type == 'P') {
     std::size_t pos = 0;
     statement_name = c_string_at(body, pos, ok);
     if (ok) {
       const std::string text = c_string_at(body, pos, ok);
-      if (ok) analysis = worker_.analyzer.analyze(text);
+      if (ok) analysis = offloaded ? offloaded : worker_.analyzer.analyze(text);
     }
   } else if (type == 'F') {
     if (body.size() < 4) {
