@@ -801,6 +801,12 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
           copied = pos + r.frame.wire_size;
         }
         if (type != 'P') ++syncs_sent_;
+        if (settings_barrier_ == Barrier::AfterThis) {
+          settings_barrier_ = Barrier::Wait;
+          pos += r.frame.wire_size;
+          if (rewritten) rewrite_.append(view.data() + copied, pos - copied);
+          return pos;
+        }
         break;
       }
       case 'B':
@@ -826,6 +832,12 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
       case 'S':
         statement_started();
         ++syncs_sent_;
+        if (settings_barrier_ == Barrier::AtSync) {
+          settings_barrier_ = Barrier::Wait;
+          pos += r.frame.wire_size;
+          if (rewritten) rewrite_.append(view.data() + copied, pos - copied);
+          return pos;
+        }
         break;
       case 'p':
         m.protocol_errors.fetch_add(1, std::memory_order_relaxed);
@@ -881,6 +893,14 @@ awaitable<End> Session::client_to_backend() {
       cin_.consume(pos);
     }
     if (terminate) co_return End{End::Kind::ClientTerminate, std::nullopt, "client sent Terminate"};
+    if (settings_barrier_ == Barrier::Wait) {
+      // Wait for the answer (and its ParameterStatus) before judging anything sent after it.
+      while (inflight_ > 0 && !ending_) co_await wait_relay_signal();
+      if (ending_) co_return End{};
+      settings_barrier_ = Barrier::None;
+      pending = !cin_.empty();
+      continue;
+    }
     if (offload_request_) {
       offload_request_ = false;
       const std::uint32_t wire = load_be32(cin_.data() + 1) + 1;

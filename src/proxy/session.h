@@ -92,6 +92,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // false: `substitute` holds the message to send instead and a refusal is queued.
   bool judge_client_message(char type, std::string_view body, std::string& substitute);
   policy::Decision decide(const sql::Analysis& analysis);
+  static bool may_change_tokenising(const sql::Analysis& a);
   // EXECUTE name -> what was prepared under it; false when the text has no EXECUTE to resolve.
   bool resolve_executes(const sql::Analysis& a, sql::Analysis& out) const;
   void remember_prepared(const sql::Analysis& a);
@@ -184,6 +185,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // Long statement texts are analysed on the shared analysis pool, not on this worker's thread,
   // so one client's 500 KB INSERT cannot stall every other session of the worker.
   bool offload_request_ = false;
+  enum class Barrier { None, AfterThis, AtSync, Wait };
+  Barrier settings_barrier_ = Barrier::None;  // see may_change_tokenising
   std::shared_ptr<const sql::Analysis> front_analysis_;  // analysis of the message at the front of cin_
   std::string param_buf_;          // a ParameterStatus split across reads
   std::uint32_t param_need_ = 0;   // bytes of it still to come

@@ -196,7 +196,44 @@ policy::Decision Session::decide(const sql::Analysis& analysis) {
   return live_policy().evaluate(req);
 }
 
+// Whether a statement may change a setting that decides how the server tokenises SQL
+// (standard_conforming_strings, client_encoding): then nothing after it is judged until the
+// server has answered it and reported the new values (see unsafe_for_analysis).
+bool Session::may_change_tokenising(const sql::Analysis& a) {
+  for (const auto& st : a.statements) {
+    if (st.opaque_code) return true;
+    for (auto k : st.kinds)
+      if (k == sql::StatementKind::Do || k == sql::StatementKind::Call) return true;
+    for (const auto& name : st.settings)
+      if (name == "standard_conforming_strings" || name == "client_encoding" || name == "all" || name == "*" ||
+          name == "names")
+        return true;
+  }
+  return false;
+}
+
 bool Session::judge_client_message(char type, std::string_view body, std::string& substitute) {
+  if (type != 'Q' && settings_barrier_ == Barrier::AtSync) {
+    // An earlier statement of this extended-protocol batch may change how the server tokenises
+    // SQL, and its answer cannot be awaited inside the batch: what follows it cannot be judged.
+    policy::Decision d;
+    d.action = policy::Action::Deny;
+    d.rule = "policy.settings_barrier";
+    d.reason = "sent in the same batch after a statement that may change standard_conforming_strings or "
+               "client_encoding";
+    d.message = "statement refused: it follows, in the same batch (before Sync), a statement that may change how "
+                "the server reads SQL (standard_conforming_strings, client_encoding, or code the proxy cannot see "
+                "into), so the proxy cannot check it";
+    d.hint = "send it after the previous statement's result (after a Sync)";
+    std::string name;
+    if (type == 'P') {
+      std::size_t pos = 0;
+      bool ok = true;
+      name = c_string_at(body, pos, ok);
+    }
+    refuse_statement(d, nullptr, type, name, substitute);
+    return false;
+  }
   std::shared_ptr<const sql::Analysis> analysis;
   sql::Analysis local;
   std::string statement_name;
@@ -245,6 +282,7 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
   if (a->error) metrics_.statements_unknown.fetch_add(1, std::memory_order_relaxed);
   if (d.action == policy::Action::Allow) {
     remember_prepared(*a);
+    if (may_change_tokenising(*judged)) settings_barrier_ = type == 'Q' ? Barrier::AfterThis : Barrier::AtSync;
     if (type == 'P' && analysis && !estimate_skip_logged_) {
       bool writes = false;
       for (const auto& st : analysis->statements) writes |= !st.writes.empty();

@@ -58,3 +58,43 @@ def test_safe_values_pass(gh):
         cur.execute("SET client_encoding = 'LATIN1'")
         cur.execute("RESET client_encoding")
         assert cur.execute("SELECT 'a\\b'").fetchone() == ("a\\b",)
+
+
+SMUGGLE = "SELECT 'a\\'\n' ; DROP TABLE lex_t; --'"
+
+
+@pytest.fixture
+def lex_table(pg):
+    with psycopg.connect(pg.dsn(), autocommit=True) as d:
+        d.execute("DROP TABLE IF EXISTS lex_t")
+        d.execute("CREATE TABLE lex_t (id int)")
+    yield
+    with psycopg.connect(pg.dsn(), autocommit=True) as d:
+        exists = d.execute("SELECT to_regclass('lex_t') IS NOT NULL").fetchone()[0]
+        d.execute("DROP TABLE IF EXISTS lex_t")
+    assert exists, "the smuggled DROP ran"
+
+
+def test_pipelined_simple_queries_wait_for_the_setting(gh, lex_table):
+    """SET ... = off and a statement crafted for it, sent back to back in one write: the proxy
+    waits for the SET's answer before judging the next one, sees the change, ends the session."""
+    import pgwire
+    s = pgwire.connect(gh.port, "alice", USERS["alice"])
+    try:
+        s.send(pgwire.query("SET standard_conforming_strings = off") + pgwire.query(SMUGGLE))
+        fields = s.read_error()
+        assert fields["C"] == "0A000", fields
+        s.expect_closed()
+    finally:
+        s.close()
+
+
+def test_extended_batch_after_setting_change_refused(gh, lex_table):
+    c = connect(gh, autocommit=True)
+    try:
+        with pytest.raises(psycopg.Error):
+            with c.pipeline():
+                c.execute("SET standard_conforming_strings = off", prepare=False)
+                c.execute(SMUGGLE, prepare=False)
+    finally:
+        c.close()
