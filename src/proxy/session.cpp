@@ -752,6 +752,21 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
   std::size_t pos = 0;
   std::size_t copied = 0;  // with rewritten: bytes of view already in rewrite_
   std::string substitute;
+  // The message at [at, at + size) is replaced by `substitute` in what goes to the backend.
+  auto splice = [&](std::size_t at, std::size_t size) {
+    if (!rewritten) {
+      rewrite_.clear();
+      rewritten = true;
+    }
+    rewrite_.append(view.data() + copied, at - copied);
+    rewrite_ += substitute;
+    copied = at + size;
+  };
+  // Scanning stops at `at`: the bytes before it are what goes to the backend now.
+  auto stop_at = [&](std::size_t at) {
+    if (rewritten) rewrite_.append(view.data() + copied, at - copied);
+    return at;
+  };
   for (;;) {
     auto r = protocol::decode_frontend(view.substr(pos), max);
     if (r.status == protocol::Decode::NeedMore) break;
@@ -771,8 +786,7 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
             offload_request_ = true;
           else
             rescan_ = true;
-          if (rewritten) rewrite_.append(view.data() + copied, pos - copied);
-          return pos;
+          return stop_at(pos);
         }
         if (type == 'Q') {
           const bool estimated = pos == 0 && front_estimated_;
@@ -783,42 +797,23 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
               estimate_request_ = true;
             else
               rescan_ = true;
-            if (rewritten) rewrite_.append(view.data() + copied, pos - copied);
-            return pos;
+            return stop_at(pos);
           }
         }
         if (type != 'P') {
           m.statements.fetch_add(1, std::memory_order_relaxed);
           statement_started();
         }
-        if (!judge_client_message(type, r.frame.body, substitute)) {
-          if (!rewritten) {
-            rewrite_.clear();
-            rewritten = true;
-          }
-          rewrite_.append(view.data() + copied, pos - copied);
-          rewrite_ += substitute;
-          copied = pos + r.frame.wire_size;
-        }
+        if (!judge_client_message(type, r.frame.body, substitute)) splice(pos, r.frame.wire_size);
         if (type != 'P') ++syncs_sent_;
         if (settings_barrier_ == Barrier::AfterThis) {
           settings_barrier_ = Barrier::Wait;
-          pos += r.frame.wire_size;
-          if (rewritten) rewrite_.append(view.data() + copied, pos - copied);
-          return pos;
+          return stop_at(pos + r.frame.wire_size);
         }
         break;
       }
       case 'B':
-        if (!rejudge_bind(r.frame.body, substitute)) {
-          if (!rewritten) {
-            rewrite_.clear();
-            rewritten = true;
-          }
-          rewrite_.append(view.data() + copied, pos - copied);
-          rewrite_ += substitute;
-          copied = pos + r.frame.wire_size;
-        }
+        if (!rejudge_bind(r.frame.body, substitute)) splice(pos, r.frame.wire_size);
         break;
       case 'C':
         if (!r.frame.body.empty() && r.frame.body[0] == 'S') {  // Close statement
@@ -834,9 +829,7 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
         ++syncs_sent_;
         if (settings_barrier_ == Barrier::AtSync) {
           settings_barrier_ = Barrier::Wait;
-          pos += r.frame.wire_size;
-          if (rewritten) rewrite_.append(view.data() + copied, pos - copied);
-          return pos;
+          return stop_at(pos + r.frame.wire_size);
         }
         break;
       case 'p':
@@ -846,16 +839,13 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
         return 0;
       case 'X':
         terminate = true;
-        pos += r.frame.wire_size;
-        if (rewritten) rewrite_.append(view.data() + copied, pos - copied);
-        return pos;
+        return stop_at(pos + r.frame.wire_size);
       default:
         break;
     }
     pos += r.frame.wire_size;
   }
-  if (rewritten) rewrite_.append(view.data() + copied, pos - copied);
-  return pos;
+  return stop_at(pos);
 }
 
 awaitable<End> Session::client_to_backend() {
