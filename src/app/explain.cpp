@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "config/config.h"
 #include "policy/describe.h"
@@ -61,12 +62,8 @@ Result<identity::Identity> identity_for(const config::Config& cfg, const Identit
   id.email = a.email;
   id.display_name = a.subject;
   id.method = "explain";
-  bool known = false;
-  for (const auto& u : cfg.users) {
-    if (u.name != a.subject) continue;
-    id.groups = u.groups;
-    known = true;
-  }
+  for (const auto& u : cfg.users)
+    if (u.name == a.subject) id.groups = u.groups;
   if (!a.groups.empty()) id.groups = a.groups;
   if (a.kind == "agent")
     id.kind = identity::Kind::Agent;
@@ -74,7 +71,6 @@ Result<identity::Identity> identity_for(const config::Config& cfg, const Identit
     id.kind = identity::Kind::Human;
   else
     return fail("", "--kind must be human or agent, not \"" + a.kind + "\"");
-  (void)known;
   return id;
 }
 
@@ -112,9 +108,14 @@ int cmd_explain(const std::string& config_path, const IdentityArgs& who, const s
   const policy::Decision d = cfg->policy->evaluate(req);
 
   if (json) {
-    std::cout << "{\"action\": \"" << policy::action_name(d.action) << "\", \"rule\": " << quote_json(d.rule)
-              << ", \"reason\": " << quote_json(d.reason) << ", \"message\": " << quote_json(d.message)
-              << ", \"hint\": " << quote_json(d.hint) << ", \"analysis\": " << sql::to_json(analysis) << "}\n";
+    nlohmann::ordered_json out;
+    out["action"] = policy::action_name(d.action);
+    out["rule"] = d.rule;
+    out["reason"] = d.reason;
+    out["message"] = d.message;
+    out["hint"] = d.hint;
+    out["analysis"] = nlohmann::ordered_json::parse(sql::to_json(analysis));
+    std::cout << out.dump(2) << "\n";
     return 0;
   }
   std::cout << "identity:  " << id->subject << (id->groups.empty() ? "" : " (groups: " + join(id->groups) + ")")
@@ -143,25 +144,6 @@ int cmd_explain(const std::string& config_path, const IdentityArgs& who, const s
     std::cout << "audit_only: rule " << w.rule << " would have decided " << policy::action_name(w.action) << ": "
               << w.reason << "\n";
   return 0;
-}
-
-std::string quote_json(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20)
-          out += fmt::format("\\u{:04x}", c);
-        else
-          out.push_back(char(c));
-    }
-  }
-  return out + "\"";
 }
 
 }  // namespace gh::app

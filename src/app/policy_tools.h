@@ -31,6 +31,5 @@ int cmd_test_policy(const std::string& config_path, const std::vector<std::strin
 // "kinds: delete; relations: orders (delete); delete on orders: no WHERE", for people.
 std::string statement_summary(const sql::Statement& st);
 
-std::string quote_json(std::string_view s);
 
 }  // namespace gh::app

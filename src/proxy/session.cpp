@@ -818,7 +818,7 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
       case 'C':
         if (!r.frame.body.empty() && r.frame.body[0] == 'S') {  // Close statement
           const auto name = r.frame.body.substr(1, r.frame.body.find('\0', 1) - 1);
-          if (!statements_.empty()) statements_.erase(std::string(name));
+          forget_statement(name);
         }
         break;
       case 'E':

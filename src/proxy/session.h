@@ -98,6 +98,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void remember_prepared(const sql::Analysis& a);
   // A Bind of a statement judged under an older policy is judged again (false: refused).
   bool rejudge_bind(std::string_view body, std::string& substitute);
+  void forget_statement(std::string_view name);
 
   // Row-estimate guardrail (session_estimate.cpp): an allowed simple-protocol UPDATE/DELETE on a
   // target with max_rows_affected is first planned with EXPLAIN on the same backend session.
@@ -175,7 +176,11 @@ class Session : public std::enable_shared_from_this<Session> {
     std::shared_ptr<const sql::Analysis> analysis;
     std::uint64_t generation = 0;
   };
-  std::unordered_map<std::string, Judged> statements_;
+  struct NameHash {  // lookups by string_view: no copy of the name per Bind
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, Judged, NameHash, std::equal_to<>> statements_;
 
   // row estimate state
   bool estimate_request_ = false;  // the Query at the front of cin_ waits for its estimate

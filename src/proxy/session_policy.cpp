@@ -59,19 +59,20 @@ sql::Analysis function_call_analysis(std::uint32_t oid) {
     st.functions.push_back(fmt::format("oid:{}", oid));
     st.opaque_code = true;  // we cannot see what it does
   }
-  st.text = fmt::format("<fast-path function call {}>", known ? st.functions.front() : st.functions.front());
+  st.text = fmt::format("<fast-path function call {}>", st.functions.front());
   sql::Analysis a;
   a.statements.push_back(std::move(st));
   return a;
 }
 
-std::string c_string_at(std::string_view body, std::size_t& pos, bool& ok) {
+// The NUL-terminated string at `pos` of a message body, without copying it.
+std::string_view c_string_at(std::string_view body, std::size_t& pos, bool& ok) {
   const auto nul = body.find('\0', pos);
   if (nul == std::string_view::npos) {
     ok = false;
     return {};
   }
-  std::string s(body.substr(pos, nul - pos));
+  const auto s = body.substr(pos, nul - pos);
   pos = nul + 1;
   return s;
 }
@@ -150,12 +151,16 @@ void Session::remember_prepared(const sql::Analysis& a) {
   }
 }
 
+void Session::forget_statement(std::string_view name) {
+  if (auto it = statements_.find(name); it != statements_.end()) statements_.erase(it);
+}
+
 bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
   if (statements_.empty()) return true;
   std::size_t pos = 0;
   bool ok = true;
   c_string_at(body, pos, ok);  // portal
-  const std::string name = ok ? c_string_at(body, pos, ok) : std::string();
+  const std::string_view name = ok ? c_string_at(body, pos, ok) : std::string_view();
   if (!ok) return true;  // the backend rejects a malformed Bind itself
   auto it = statements_.find(name);
   if (it == statements_.end()) return true;
@@ -236,20 +241,20 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
   }
   std::shared_ptr<const sql::Analysis> analysis;
   sql::Analysis local;
-  std::string statement_name;
+  std::string_view statement_name;
   bool ok = true;
   // A long text was analysed on the analysis pool before this scan (Session::front_analysis_).
   auto offloaded = std::move(front_analysis_);
   front_analysis_.reset();
   if (type == 'Q') {
     std::size_t pos = 0;
-    const std::string text = c_string_at(body, pos, ok);
+    const std::string_view text = c_string_at(body, pos, ok);
     if (ok) analysis = offloaded ? offloaded : worker_.analyzer.analyze(text);
   } else if (type == 'P') {
     std::size_t pos = 0;
     statement_name = c_string_at(body, pos, ok);
     if (ok) {
-      const std::string text = c_string_at(body, pos, ok);
+      const std::string_view text = c_string_at(body, pos, ok);
       if (ok) analysis = offloaded ? offloaded : worker_.analyzer.analyze(text);
     }
   } else if (type == 'F') {
@@ -293,8 +298,10 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
       }
     }
     if (type == 'P' && analysis) {
-      if (statements_.size() < kMaxProtocolStatements || statements_.count(statement_name))
-        statements_[statement_name] = Judged{analysis, policy_generation_};
+      if (auto it = statements_.find(statement_name); it != statements_.end())
+        it->second = Judged{analysis, policy_generation_};  // no allocation when a name is reused
+      else if (statements_.size() < kMaxProtocolStatements)
+        statements_.emplace(std::string(statement_name), Judged{analysis, policy_generation_});
     }
     if (!d.would_have.empty())
       for (const auto& dr : d.would_have)
@@ -302,7 +309,7 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
                      policy::action_name(dr.action), dr.reason);
     return true;
   }
-  if (type == 'P') statements_.erase(statement_name);
+  if (type == 'P') forget_statement(statement_name);
   refuse_statement(d, a, type, statement_name, substitute);
   return false;
 }

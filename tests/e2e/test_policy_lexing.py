@@ -20,8 +20,7 @@ def conninfo(proxy, **kw) -> str:
 def test_startup_with_standard_conforming_strings_off_refused(gh):
     with pytest.raises(psycopg.OperationalError) as ei:
         psycopg.connect(conninfo(gh, options="-c standard_conforming_strings=off"))
-    assert "standard_conforming_strings" in str(ei.value)
-    assert "0A000" in str(ei.value) or "not" in str(ei.value)
+    assert "standard_conforming_strings is off" in str(ei.value)
 
 
 def test_startup_with_sjis_refused(gh):
@@ -42,7 +41,10 @@ def test_turning_it_off_ends_the_session(gh, sql):
         with pytest.raises(psycopg.OperationalError) as ei:
             psycopg.ClientCursor(c).execute(sql)
             c.execute("SELECT 1")  # in case the error arrives with the next statement
-        assert "0A000" == ei.value.sqlstate or "Gatehouse" in str(ei.value), str(ei.value)
+        # libpq reports a FATAL that arrives while consuming input without its SQLSTATE (the raw
+        # protocol test below checks 0A000); the proxy's own message must be there.
+        assert "so SQL could not be checked" in str(ei.value) or "Gatehouse checks SQL only" in str(ei.value), \
+            str(ei.value)
         assert c.closed or c.broken
     finally:
         c.close()
