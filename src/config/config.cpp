@@ -1,5 +1,6 @@
 #include "config/config.h"
 
+#include <cctype>
 #include <charconv>
 #include <cstdlib>
 #include <fstream>
@@ -163,13 +164,117 @@ void read_login(const Reader& r, const YAML::Node& n, const std::string& path, L
   }
 }
 
+// A path relative to the configuration file's directory.
+std::string beside(const std::string& source, const std::string& file) {
+  const auto slash = source.rfind('/');
+  if (file.empty() || file[0] == '/' || file == "-" || slash == std::string::npos) return file;
+  return source.substr(0, slash + 1) + file;
+}
+
+std::string secret_value(const Reader& r, const YAML::Node& n, const std::string& path, const char* key) {
+  const std::string k(key);
+  const int sources = int(bool(n[k])) + int(bool(n[k + "_env"])) + int(bool(n[k + "_file"]));
+  if (sources > 1) r.fail_at(n, path, "give only one of " + k + ", " + k + "_env, " + k + "_file");
+  if (n[k]) return r.str(n[k], path + "." + k);
+  if (n[k + "_env"]) {
+    const auto var = r.str(n[k + "_env"], path + "." + k + "_env");
+    const char* v = std::getenv(var.c_str());
+    if (!v) r.fail_at(n[k + "_env"], path + "." + k + "_env", "environment variable " + var + " is not set");
+    return v;
+  }
+  if (n[k + "_file"]) {
+    const auto file = beside(r.source(), r.str(n[k + "_file"], path + "." + k + "_file"));
+    std::ifstream in(file, std::ios::binary);
+    if (!in) r.fail_at(n[k + "_file"], path + "." + k + "_file", "cannot read " + file);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    auto v = ss.str();
+    while (!v.empty() && (v.back() == '\n' || v.back() == '\r')) v.pop_back();
+    return v;
+  }
+  r.fail_at(n, path + "." + k, "missing");
+}
+
+AuditDurability read_durability(const Reader& r, const YAML::Node& n, const std::string& path) {
+  return r.choice<AuditDurability>(n, path, {{"required", AuditDurability::Required}, {"buffered", AuditDurability::Buffered}});
+}
+
+void read_audit(const Reader& r, const YAML::Node& n, Audit& a) {
+  r.allowed_keys(n, "audit",
+                 {"enabled", "node", "durability", "sinks", "spool", "queue_size", "max_text", "parameters",
+                  "checkpoint", "retention"});
+  if (n["enabled"]) a.enabled = r.choice<bool>(n["enabled"], "audit.enabled", {{"true", true}, {"false", false}});
+  if (n["node"]) a.node = r.str(n["node"], "audit.node");
+  if (n["durability"]) a.durability = read_durability(r, n["durability"], "audit.durability");
+  if (auto s = n["sinks"]) {
+    if (!s.IsSequence() || s.size() == 0) r.fail_at(s, "audit.sinks", "expected a non-empty list");
+    for (std::size_t i = 0; i < s.size(); ++i) {
+      const std::string path = "audit.sinks[" + std::to_string(i) + "]";
+      const auto& e = s[i];
+      r.require_map(e, path);
+      if (!e["type"]) r.fail_at(e, path + ".type", "missing (sqlite, jsonl or postgres)");
+      AuditSink sink;
+      sink.type = r.choice<AuditSink::Type>(e["type"], path + ".type",
+                                            {{"sqlite", AuditSink::Type::Sqlite},
+                                             {"jsonl", AuditSink::Type::JsonLines},
+                                             {"postgres", AuditSink::Type::Postgres}});
+      if (sink.type == AuditSink::Type::Postgres) {
+        r.allowed_keys(e, path, {"type", "dsn", "dsn_env", "dsn_file", "table"});
+        sink.dsn = secret_value(r, e, path, "dsn");
+        if (e["table"]) {
+          sink.table = r.str(e["table"], path + ".table");
+          for (char c : sink.table)
+            if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.'))
+              r.fail_at(e["table"], path + ".table", "letters, digits, '_' and '.' only");
+        }
+      } else {
+        r.allowed_keys(e, path, {"type", "path", "fsync"});
+        if (!e["path"]) r.fail_at(e, path + ".path", sink.type == AuditSink::Type::Sqlite ? "missing" : "missing (a file, or - for standard output)");
+        sink.path = beside(r.source(), r.str(e["path"], path + ".path"));
+        if (sink.type == AuditSink::Type::Sqlite && sink.path == "-")
+          r.fail_at(e["path"], path + ".path", "an SQLite store needs a file");
+        if (e["fsync"]) sink.fsync = r.choice<bool>(e["fsync"], path + ".fsync", {{"true", true}, {"false", false}});
+      }
+      a.sinks.push_back(std::move(sink));
+    }
+  }
+  if (auto s = n["spool"]) {
+    r.allowed_keys(s, "audit.spool", {"dir", "max_size"});
+    if (s["dir"]) a.spool_dir = beside(r.source(), r.str(s["dir"], "audit.spool.dir"));
+    if (s["max_size"]) a.spool_max_size = r.size(s["max_size"], "audit.spool.max_size", 1u << 20, 1ull << 40);
+  }
+  if (n["queue_size"]) a.queue_size = std::uint32_t(r.uint(n["queue_size"], "audit.queue_size", 64, 1u << 24));
+  if (n["max_text"]) a.max_text = std::uint32_t(r.size(n["max_text"], "audit.max_text", 256, 1u << 26));
+  if (n["parameters"])
+    a.parameters = r.choice<Audit::Params>(n["parameters"], "audit.parameters",
+                                           {{"masked", Audit::Params::Masked},
+                                            {"full", Audit::Params::Full},
+                                            {"none", Audit::Params::None}});
+  if (auto c = n["checkpoint"]) {
+    r.allowed_keys(c, "audit.checkpoint", {"interval", "key_file", "algorithm"});
+    if (c["interval"]) a.checkpoint_interval = r.duration(c["interval"], "audit.checkpoint.interval");
+    if (a.checkpoint_interval < std::chrono::seconds(1))
+      r.fail_at(c["interval"], "audit.checkpoint.interval", "must be at least 1s");
+    if (c["key_file"]) a.checkpoint_key_file = beside(r.source(), r.str(c["key_file"], "audit.checkpoint.key_file"));
+    if (c["algorithm"])
+      a.checkpoint_algorithm = r.choice<std::string>(c["algorithm"], "audit.checkpoint.algorithm",
+                                                     {{"ed25519", "ed25519"}, {"hmac-sha256", "hmac-sha256"}});
+  }
+  if (auto t = n["retention"]) {
+    r.allowed_keys(t, "audit.retention", {"max_age", "max_records"});
+    if (t["max_age"]) a.retention_max_age = r.duration(t["max_age"], "audit.retention.max_age");
+    if (t["max_records"])
+      a.retention_max_records = r.uint(t["max_records"], "audit.retention.max_records", 0, 1ull << 50);
+  }
+}
+
 Config read_config(const Reader& r, const YAML::Node& root) {
   Config c;
   c.source = r.source();
   if (root.IsNull()) r.fail_at(root, "(root)", "the file is empty");
   r.allowed_keys(root, "",
                  {"listen", "threads", "admin", "tls", "limits", "log", "users", "targets", "rules", "classification",
-                  "policy", "policy_file"});
+                  "policy", "policy_file", "audit"});
   if (auto n = root["listen"]) {
     r.allowed_keys(n, "listen", {"address", "port"});
     if (n["address"]) c.listen.address = r.str(n["address"], "listen.address");
@@ -249,7 +354,7 @@ Config read_config(const Reader& r, const YAML::Node& root) {
     for (std::size_t i = 0; i < n.size(); ++i) {
       const std::string path = "targets[" + std::to_string(i) + "]";
       const auto& t = n[i];
-      r.allowed_keys(t, path, {"name", "environment", "backend", "login", "guardrails", "policy"});
+      r.allowed_keys(t, path, {"name", "environment", "backend", "login", "guardrails", "policy", "audit"});
       Target target;
       if (!t["name"]) r.fail_at(t, path + ".name", "missing");
       target.name = r.str(t["name"], path + ".name");
@@ -260,10 +365,24 @@ Config read_config(const Reader& r, const YAML::Node& root) {
       read_backend(r, t["backend"], path + ".backend", target.backend);
       if (!t["login"]) r.fail_at(t, path + ".login", "missing");
       read_login(r, t["login"], path + ".login", target.login);
+      if (auto a = t["audit"]) {
+        r.allowed_keys(a, path + ".audit", {"durability"});
+        if (a["durability"]) target.audit_durability = read_durability(r, a["durability"], path + ".audit.durability");
+      }
       c.targets.push_back(std::move(target));
     }
   }
   if (c.targets.empty()) r.fail_at(root, "targets", "at least one target is required");
+  if (auto n = root["audit"]) read_audit(r, n, c.audit);
+  if (c.audit.sinks.empty()) c.audit.sinks.push_back(AuditSink{AuditSink::Type::Sqlite, beside(r.source(), "gatehouse-audit.db")});
+  if (c.audit.spool_dir.empty()) {
+    for (const auto& s : c.audit.sinks)
+      if (s.type == AuditSink::Type::Sqlite) {
+        c.audit.spool_dir = s.path + ".spool";
+        break;
+      }
+    if (c.audit.spool_dir.empty()) c.audit.spool_dir = beside(r.source(), "gatehouse-audit.spool");
+  }
   return c;
 }
 
@@ -289,6 +408,7 @@ Result<Duration> parse_duration(std::string_view s) {
   if (unit == "s") return Duration(v * 1000);
   if (unit == "m") return Duration(v * 60'000);
   if (unit == "h") return Duration(v * 3'600'000);
+  if (unit == "d") return Duration(v * 86'400'000);
   return fail("", "expected a duration such as 500ms, 10s, 5m or 1h; got \"" + std::string(s) + "\"");
 }
 

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -58,6 +59,33 @@ struct User {
   std::vector<std::string> groups;
 };
 
+enum class AuditDurability { Required, Buffered };
+
+struct AuditSink {
+  enum class Type { Sqlite, JsonLines, Postgres } type = Type::Sqlite;
+  std::string path;        // sqlite, jsonl ("-" = standard output)
+  bool fsync = false;      // sqlite, jsonl: survive power loss, not only a killed process
+  std::string dsn;         // postgres: libpq connection string (resolved from dsn / dsn_env / dsn_file)
+  std::string table = "gatehouse_audit";  // postgres
+};
+
+struct Audit {
+  bool enabled = true;
+  std::string node;                                       // default: the host name
+  AuditDurability durability = AuditDurability::Required; // default for targets without their own
+  std::vector<AuditSink> sinks;                           // default: sqlite gatehouse-audit.db beside the config file
+  std::string spool_dir;                                  // default: beside the first file sink
+  std::uint64_t spool_max_size = 1ull << 30;
+  std::uint32_t queue_size = 65536;                       // events waiting for the writer, at most
+  std::uint32_t max_text = 64 * 1024;                     // statement text kept per record, bytes
+  enum class Params { Masked, Full, None } parameters = Params::Masked;
+  Duration checkpoint_interval = std::chrono::seconds(60);
+  std::string checkpoint_key_file;                        // "": no signed checkpoints (a warning at start)
+  std::string checkpoint_algorithm = "ed25519";           // or hmac-sha256
+  Duration retention_max_age = std::chrono::hours(24 * 365);  // 0: keep by age forever
+  std::uint64_t retention_max_records = 0;                    // 0: no count limit
+};
+
 struct Backend {
   std::string host = "127.0.0.1";
   std::uint16_t port = 5432;
@@ -76,6 +104,7 @@ struct Target {
   std::string environment = "development";
   Backend backend;
   Login login;
+  std::optional<AuditDurability> audit_durability;  // unset: audit.durability
   // The database to ask the backend for, given the client's dbname.
   const std::string& backend_database(const std::string& client_dbname) const {
     return backend.database.empty() ? client_dbname : backend.database;
@@ -93,6 +122,7 @@ struct Config {
   Log log;
   std::vector<User> users;
   std::vector<Target> targets;
+  Audit audit;
   // Rules, classification, guardrails and per-target policy settings (config/policy_config.h);
   // never null after parse().
   std::shared_ptr<const policy::Policy> policy;

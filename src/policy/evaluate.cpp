@@ -391,6 +391,19 @@ std::string statement_label(const sql::Analysis& a, std::size_t i) {
 
 }  // namespace
 
+std::vector<std::string> Policy::touched_tags(const sql::Analysis& a) const {
+  if (classification_.empty()) return {};
+  Request req;
+  req.analysis = &a;
+  Evaluator ev(req, a, {}, classification_, classification_tags_, tag_names_);
+  TagSet tags;
+  Sensitivity max{};
+  for (const auto& s : a.statements) ev.classify(s, 0, tags, max, nullptr);
+  auto names = ev.tag_names(tags);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
 Decision Policy::evaluate(const Request& req) const {
   Decision d;
   const TargetSettings* ts = target(req.target);

@@ -60,6 +60,8 @@ class Policy {
   Policy();  // no rules: allow what parses, the unknown action for what does not, guardrails on production
 
   Decision evaluate(const Request& request) const;
+  // Classification tags of every column the analysis touches (any access), sorted by name.
+  std::vector<std::string> touched_tags(const sql::Analysis& analysis) const;
 
   const std::vector<Rule>& rules() const { return rules_; }
   const std::vector<ClassificationEntry>& classification() const { return classification_; }

@@ -1,0 +1,72 @@
+#pragma once
+// A sealed audit record: the canonical encoding of one event plus its place in the hash chain.
+//
+// Chain: hash(n) = SHA-256(raw(hash(n-1)) || body(n)), hash(0) = 32 zero bytes, where body(n)
+// is the canonical JSON of record n (keys sorted, no insignificant whitespace, invalid UTF-8
+// replaced), and holds "seq" = n and "prev" = hex(hash(n-1)). The body is stored exactly as
+// hashed; verifiers hash the stored bytes and never re-encode.
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "base/result.h"
+
+namespace gh::audit {
+
+struct Event;
+
+constexpr std::string_view kGenesisHash = "0000000000000000000000000000000000000000000000000000000000000000";
+
+struct ChainHead {
+  std::uint64_t seq = 0;                     // last record's sequence number; 0: empty chain
+  std::string hash = std::string(kGenesisHash);  // its hash, hex
+};
+
+// Columns kept beside the body for search. Derived from the body only (index_of), so a
+// verifier can check that the columns say what the signed body says.
+struct RecordIndex {
+  std::string time;         // RFC 3339 UTC with microseconds, "2026-12-04T21:46:42.123456Z"
+  std::int64_t time_us = 0; // microseconds since the Unix epoch
+  std::string type;         // type_name()
+  std::string node;
+  std::int64_t session = 0;
+  std::int64_t statement = 0;
+  std::string subject, email, groups, kind;  // groups: ",a,b," (so LIKE '%,a,%' finds one)
+  std::string client, target, environment, database;
+  std::string kinds;        // ",select,update,"
+  std::string relations;    // ",public.orders,customers,"
+  std::string tags;         // ",pii,"
+  std::string decision;     // allow, deny, review, mask; "" when none
+  std::string rule;
+  std::string outcome, sqlstate;
+  std::int64_t rows = -1, duration_us = -1;
+  std::string text;         // statement text (possibly truncated) or message
+};
+
+struct Record {
+  std::uint64_t seq = 0;
+  std::string prev;  // hex
+  std::string hash;  // hex
+  std::string body;  // canonical JSON
+  RecordIndex index;
+};
+
+struct SealOptions {
+  std::string_view node;
+  std::size_t max_text = 64 * 1024;  // longer statement texts are cut, with their full length and SHA-256 kept
+  enum class Params { Masked, Full, None } params = Params::Masked;
+};
+
+// Encodes `e` as record head.seq + 1 chained to `head`, and advances `head`.
+Record seal(const Event& e, ChainHead& head, const SealOptions& options);
+
+// hex(SHA-256(raw(prev_hex) || body)); empty when prev_hex is not 64 hex digits.
+std::string chain_hash(std::string_view prev_hex, std::string_view body);
+
+// The search columns a body implies; fails when the body is not a JSON object of a record.
+Result<RecordIndex> index_of(std::string_view body);
+
+std::string hex(std::string_view raw);
+std::string sha256_hex(std::string_view data);
+
+}  // namespace gh::audit

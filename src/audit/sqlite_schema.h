@@ -1,0 +1,51 @@
+#pragma once
+// The SQLite audit store's schema, shared by the sink (writer) and the readers.
+// One row per record; `body` is the canonical JSON the chain hashes, the other columns are
+// copies of its fields for search (verify checks that they agree with the body).
+namespace gh::audit {
+
+inline constexpr const char* kSqliteSchema = R"sql(
+CREATE TABLE IF NOT EXISTS audit_records (
+  node TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  prev TEXT NOT NULL,
+  hash TEXT NOT NULL,
+  body TEXT NOT NULL,
+  time TEXT NOT NULL,
+  time_us INTEGER NOT NULL,
+  type TEXT NOT NULL,
+  session INTEGER NOT NULL,
+  statement INTEGER NOT NULL,
+  subject TEXT NOT NULL,
+  email TEXT NOT NULL,
+  groups TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  client TEXT NOT NULL,
+  target TEXT NOT NULL,
+  environment TEXT NOT NULL,
+  database TEXT NOT NULL,
+  kinds TEXT NOT NULL,
+  relations TEXT NOT NULL,
+  tags TEXT NOT NULL,
+  decision TEXT NOT NULL,
+  rule TEXT NOT NULL,
+  outcome TEXT NOT NULL,
+  sqlstate TEXT NOT NULL,
+  rows INTEGER NOT NULL,
+  duration_us INTEGER NOT NULL,
+  text TEXT NOT NULL,
+  PRIMARY KEY (node, seq)
+);
+CREATE INDEX IF NOT EXISTS audit_records_time ON audit_records (time_us);
+CREATE INDEX IF NOT EXISTS audit_records_subject ON audit_records (subject, time_us);
+CREATE INDEX IF NOT EXISTS audit_records_session ON audit_records (session, statement);
+PRAGMA user_version = 1;
+)sql";
+
+inline constexpr const char* kSqliteInsert =
+    "INSERT INTO audit_records (node, seq, prev, hash, body, time, time_us, type, session, statement, subject, email, "
+    "groups, kind, client, target, environment, database, kinds, relations, tags, decision, rule, outcome, sqlstate, "
+    "rows, duration_us, text) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
+    "?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)";
+
+}  // namespace gh::audit

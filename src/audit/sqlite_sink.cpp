@@ -1,0 +1,122 @@
+// The default store: SQLite in WAL mode, one transaction per batch. The schema is documented in
+// src/audit/README.md; readers (search, verify, the admin API) open the same file read-only.
+#include <chrono>
+
+#include "audit/sink.h"
+#include "audit/sqlite_schema.h"
+#include "store/sqlite.h"
+
+namespace gh::audit {
+
+namespace {
+
+class SqliteAuditSink final : public AuditSink {
+ public:
+  SqliteAuditSink(store::SqliteDb db, std::string name) : db_(std::move(db)), name_(std::move(name)) {}
+
+  Result<void> init(bool fsync) {
+    for (const char* sql : {"PRAGMA journal_mode=WAL", fsync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"}) {
+      auto r = db_.exec(sql);
+      if (!r) return r;
+    }
+    if (auto r = db_.exec(kSqliteSchema); !r) return r;
+    auto ins = db_.prepare(kSqliteInsert);
+    if (!ins) return tl::unexpected(ins.error());
+    insert_ = std::move(*ins);
+    return {};
+  }
+
+  std::string_view name() const override { return name_; }
+
+  Result<std::optional<ChainHead>> head(std::string_view node) override {
+    auto st = db_.prepare("SELECT seq, hash FROM audit_records WHERE node = ?1 ORDER BY seq DESC LIMIT 1");
+    if (!st) return tl::unexpected(st.error());
+    st->bind(1, node);
+    auto row = st->step();
+    if (!row) return tl::unexpected(row.error());
+    if (!*row) return std::optional<ChainHead>{};
+    ChainHead h;
+    h.seq = std::uint64_t(st->column_int(0));
+    h.hash = std::string(st->column_text(1));
+    st->reset();
+    return std::optional<ChainHead>{std::move(h)};
+  }
+
+  Result<void> write(std::span<const Record> batch) override {
+    if (auto r = db_.exec("BEGIN IMMEDIATE"); !r) return r;
+    for (const auto& rec : batch) {
+      const auto& x = rec.index;
+      auto& s = insert_;
+      s.bind(1, x.node).bind(2, std::int64_t(rec.seq)).bind(3, rec.prev).bind(4, rec.hash).bind(5, rec.body);
+      s.bind(6, x.time).bind(7, x.time_us).bind(8, x.type).bind(9, x.session).bind(10, x.statement);
+      s.bind(11, x.subject).bind(12, x.email).bind(13, x.groups).bind(14, x.kind).bind(15, x.client);
+      s.bind(16, x.target).bind(17, x.environment).bind(18, x.database).bind(19, x.kinds).bind(20, x.relations);
+      s.bind(21, x.tags).bind(22, x.decision).bind(23, x.rule).bind(24, x.outcome).bind(25, x.sqlstate);
+      s.bind(26, x.rows).bind(27, x.duration_us).bind(28, x.text);
+      auto r = s.step();
+      if (!r) {
+        (void)db_.exec("ROLLBACK");
+        return tl::unexpected(r.error());
+      }
+    }
+    if (auto r = db_.exec("COMMIT"); !r) {
+      (void)db_.exec("ROLLBACK");
+      return r;
+    }
+    return {};
+  }
+
+  Result<std::optional<Pruned>> prune(std::string_view node, std::optional<std::chrono::system_clock::time_point> before,
+                                      std::uint64_t keep) override {
+    std::int64_t through = 0;
+    if (before) {
+      auto st = db_.prepare("SELECT max(seq) FROM audit_records WHERE node = ?1 AND time_us < ?2");
+      if (!st) return tl::unexpected(st.error());
+      st->bind(1, node).bind(2, std::int64_t(std::chrono::duration_cast<std::chrono::microseconds>(before->time_since_epoch()).count()));
+      auto row = st->step();
+      if (!row) return tl::unexpected(row.error());
+      if (*row && !st->column_is_null(0)) through = st->column_int(0);
+      st->reset();
+    }
+    if (keep > 0) {
+      auto st = db_.prepare("SELECT max(seq) FROM audit_records WHERE node = ?1");
+      if (!st) return tl::unexpected(st.error());
+      st->bind(1, node);
+      auto row = st->step();
+      if (!row) return tl::unexpected(row.error());
+      if (*row && !st->column_is_null(0)) through = std::max<std::int64_t>(through, st->column_int(0) - std::int64_t(keep));
+      st->reset();
+    }
+    if (through <= 0) return std::optional<Pruned>{};
+    auto st = db_.prepare("SELECT hash FROM audit_records WHERE node = ?1 AND seq = ?2");
+    if (!st) return tl::unexpected(st.error());
+    st->bind(1, node).bind(2, through);
+    auto row = st->step();
+    if (!row) return tl::unexpected(row.error());
+    if (!*row) return std::optional<Pruned>{};  // already pruned
+    Pruned p{std::uint64_t(through), std::string(st->column_text(0))};
+    st->reset();
+    auto del = db_.prepare("DELETE FROM audit_records WHERE node = ?1 AND seq <= ?2");
+    if (!del) return tl::unexpected(del.error());
+    del->bind(1, node).bind(2, through);
+    if (auto r = del->step(); !r) return tl::unexpected(r.error());
+    return std::optional<Pruned>{std::move(p)};
+  }
+
+ private:
+  store::SqliteDb db_;
+  std::string name_;
+  store::SqliteStatement insert_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<AuditSink>> open_sqlite_sink(const std::string& path, bool fsync) {
+  auto db = store::SqliteDb::open(path);
+  if (!db) return tl::unexpected(db.error());
+  auto sink = std::make_unique<SqliteAuditSink>(std::move(*db), "sqlite:" + path);
+  if (auto r = sink->init(fsync); !r) return tl::unexpected(r.error());
+  return std::unique_ptr<AuditSink>(std::move(sink));
+}
+
+}  // namespace gh::audit

@@ -1,0 +1,119 @@
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "audit/record.h"
+#include "audit/trail.h"
+#include "store/sqlite.h"
+
+namespace gh::audit {
+namespace {
+
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    char tmpl[] = "/tmp/gh-audit-XXXXXX";
+    path = ::mkdtemp(tmpl);
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+};
+
+Event statement(std::uint64_t n) {
+  Event e;
+  e.type = EventType::Statement;
+  e.time = std::chrono::system_clock::time_point(std::chrono::seconds(1'700'000'000 + n));
+  auto ctx = std::make_shared<SessionContext>();
+  ctx->session = 7;
+  ctx->identity.subject = "alice";
+  ctx->identity.groups = {"dba", "eng"};
+  ctx->target = "app";
+  e.session = ctx;
+  e.statement = n;
+  e.protocol = 'Q';
+  e.text = "SELECT " + std::to_string(n);
+  return e;
+}
+
+Trail::Options options(const TempDir& d) {
+  Trail::Options o;
+  o.node = "n1";
+  o.spool_dir = (d.path / "spool").string();
+  return o;
+}
+
+std::int64_t count(const std::string& db) {
+  auto c = store::SqliteDb::open(db, store::SqliteDb::Mode::ReadOnly);
+  EXPECT_TRUE(c.has_value());
+  return c->query_int("SELECT count(*) FROM audit_records")->value_or(-1);
+}
+
+TEST(AuditTrail, WritesChainedRecordsAndContinuesAfterRestart) {
+  TempDir d;
+  const std::string db = (d.path / "a.db").string();
+  {
+    std::vector<std::unique_ptr<AuditSink>> sinks;
+    sinks.push_back(*open_sqlite_sink(db, false));
+    auto t = Trail::open(options(d), std::move(sinks));
+    ASSERT_TRUE(t.has_value()) << t.error().message;
+    int acked = 0;
+    for (int i = 1; i <= 100; ++i) (*t)->submit(statement(i), [&](const Error* e) { acked += e == nullptr; });
+    (*t)->flush();
+    EXPECT_EQ(acked, 100);
+    (*t)->close();
+  }
+  EXPECT_EQ(count(db), 102);  // start + 100 + stop
+  {
+    std::vector<std::unique_ptr<AuditSink>> sinks;
+    sinks.push_back(*open_sqlite_sink(db, false));
+    auto t = Trail::open(options(d), std::move(sinks));
+    ASSERT_TRUE(t.has_value());
+    (*t)->close();
+  }
+  auto c = store::SqliteDb::open(db, store::SqliteDb::Mode::ReadOnly);
+  auto st = c->prepare("SELECT seq, prev, hash, body FROM audit_records ORDER BY seq");
+  std::string prev(kGenesisHash);
+  std::uint64_t expect = 1;
+  while (*st->step()) {
+    EXPECT_EQ(std::uint64_t(st->column_int(0)), expect++);
+    EXPECT_EQ(st->column_text(1), prev);
+    EXPECT_EQ(chain_hash(prev, st->column_text(3)), st->column_text(2));
+    prev = std::string(st->column_text(2));
+  }
+  EXPECT_EQ(expect, 105u);
+}
+
+TEST(AuditTrail, SealedIndexComesFromTheBody) {
+  ChainHead h;
+  auto r = seal(statement(3), h, SealOptions{"n1"});
+  EXPECT_EQ(r.seq, 1u);
+  EXPECT_EQ(r.index.subject, "alice");
+  EXPECT_EQ(r.index.groups, ",dba,eng,");
+  EXPECT_EQ(r.index.text, "SELECT 3");
+  EXPECT_EQ(r.index.type, "statement");
+  EXPECT_EQ(r.index.time, "2023-11-14T22:13:23.000000Z");
+  EXPECT_EQ(h.hash, r.hash);
+  EXPECT_EQ(r.hash, chain_hash(std::string(kGenesisHash), r.body));
+}
+
+TEST(AuditTrail, JsonLinesSinkKeepsOneLinePerRecord) {
+  TempDir d;
+  const std::string file = (d.path / "a.jsonl").string();
+  std::vector<std::unique_ptr<AuditSink>> sinks;
+  sinks.push_back(*open_jsonl_sink(file, false));
+  auto o = options(d);
+  o.retry_interval = std::chrono::milliseconds(0);
+  auto t = Trail::open(std::move(o), std::move(sinks));
+  ASSERT_TRUE(t.has_value());
+  (*t)->flush();
+  for (int i = 1; i <= 10; ++i) (*t)->submit(statement(i));
+  (*t)->close();
+  std::ifstream in(file);
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) ++n;
+  EXPECT_EQ(n, 12);
+}
+
+}  // namespace
+}  // namespace gh::audit
