@@ -18,6 +18,7 @@
 #include "admin/admin_server.h"
 #include "app/logging.h"
 #include "app/policy_tools.h"
+#include "audit/trail.h"
 #include "base/metrics.h"
 #include "config/config.h"
 #include "identity/scram.h"
@@ -115,7 +116,25 @@ int cmd_serve(const std::string& path) {
   raise_fd_limit();
   const unsigned threads = cfg->threads ? cfg->threads : std::max(1u, std::thread::hardware_concurrency());
   gh::Metrics metrics(threads);
+  // The audit trail opens before the proxy listens: with audit on, nothing runs unrecorded.
+  std::unique_ptr<gh::audit::Trail> trail;
+  if (cfg->audit.enabled) {
+    auto t = gh::audit::Trail::open(cfg->audit);
+    if (!t) {
+      spdlog::critical("audit: {}", t.error().message);
+      return 2;
+    }
+    trail = std::move(*t);
+    if (cfg->audit.checkpoint_key_file.empty())
+      spdlog::warn("audit: no audit.checkpoint.key_file: the chain is not signed, so someone who can rewrite the "
+                   "whole store could recompute it undetected; make a key with `gatehouse audit keygen`");
+    spdlog::info("audit: node \"{}\", default durability {}", trail->node(),
+                 cfg->audit.durability == gh::config::AuditDurability::Required ? "required" : "buffered");
+  } else {
+    spdlog::warn("audit is off (audit.enabled: false): statements are not recorded");
+  }
   gh::proxy::Server server(*rt, metrics);
+  server.set_audit(trail.get());
 
   // Signals are handled on their own small loop; the workers never see them.
   asio::io_context signals_io;
@@ -142,16 +161,32 @@ int cmd_serve(const std::string& path) {
   std::vector<std::string> watched = cfg->files;
   std::vector<FileStamp> stamps = stamp(watched);
   auto reload = [&](const char* why) {
+    auto audit_reload = [&](const std::string& error) {
+      if (!trail) return;
+      gh::audit::Event e;
+      e.type = gh::audit::EventType::Reload;
+      e.time = std::chrono::system_clock::now();
+      e.outcome = error.empty() ? "ok" : "error";
+      e.message = error;
+      e.fields = {{"trigger", why}, {"file", path}};
+      trail->submit(std::move(e));
+    };
     auto next = gh::config::load_file(path);
     if (!next) {
       spdlog::error("reload failed ({}), keeping the running configuration: {}", why, next.error().message);
+      audit_reload(next.error().message);
       return;
     }
     auto nrt = gh::proxy::build_runtime(std::make_shared<const gh::config::Config>(std::move(*next)));
     if (!nrt) {
       spdlog::error("reload failed ({}), keeping the running configuration: {}", why, nrt.error().message);
+      audit_reload(nrt.error().message);
       return;
     }
+    audit_reload("");
+    if ((*nrt)->config->audit.sinks.size() != cfg->audit.sinks.size() ||
+        (*nrt)->config->audit.enabled != cfg->audit.enabled)
+      spdlog::warn("audit sinks and audit.enabled take effect at restart; per-target durability applies to new sessions now");
     watched = (*nrt)->config->files;
     stamps = stamp(watched);
     server.reload(*nrt);
@@ -195,6 +230,7 @@ int cmd_serve(const std::string& path) {
   signals_io.stop();
   signal_thread.join();
   admin.stop();
+  if (trail) trail->close();  // the Stop record and a final signed checkpoint
   spdlog::info("stopped");
   return 0;
 }

@@ -12,6 +12,10 @@
 #include "base/result.h"
 #include "proxy/runtime.h"
 
+namespace gh::audit {
+class Trail;
+}
+
 namespace gh::proxy {
 
 class Server {
@@ -39,6 +43,10 @@ class Server {
   std::uint64_t active_sessions() const { return active_.load(std::memory_order_relaxed); }
   bool draining() const { return draining_.load(std::memory_order_relaxed); }
 
+  // The audit trail sessions report to; null: audit is off. Set before start(); outlives the server.
+  void set_audit(audit::Trail* trail) { audit_ = trail; }
+  audit::Trail* audit() const { return audit_; }
+
   struct Impl;
   void note_session_opened();
 
@@ -49,6 +57,7 @@ class Server {
   std::atomic<std::uint64_t> active_{0};
   std::atomic<bool> draining_{false};
   std::uint16_t port_ = 0;
+  audit::Trail* audit_ = nullptr;
   friend struct Impl;
   friend class Session;
 };

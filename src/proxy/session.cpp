@@ -3,6 +3,7 @@
 #include <asio/experimental/awaitable_operators.hpp>
 #include <spdlog/spdlog.h>
 
+#include "audit/trail.h"
 #include "base/bytes.h"
 #include "net/await.h"
 #include "identity/scram.h"
@@ -206,6 +207,7 @@ awaitable<void> Session::fail_client(ErrorFields e, std::string log_reason) {
   }
   if (!log_reason.empty())
     spdlog::info("session {} from {}: refused: {} ({}: {})", id_, peer_, log_reason, e.sqlstate, e.message);
+  audit_connect_failed(e, log_reason);
   client_->close();
 }
 
@@ -334,6 +336,8 @@ awaitable<bool> Session::authenticate(const protocol::StartupMessage& startup) {
     co_await fail_client(fatal("28000", "no PostgreSQL user name specified in startup packet"), "no user");
     co_return false;
   }
+  startup_user_ = *user;
+  if (const auto* app = startup.find("application_name")) application_name_ = *app;
   const std::string* db = startup.find("database");
   database_ = (db && !db->empty()) ? *db : *user;
 
@@ -607,6 +611,24 @@ awaitable<bool> Session::connect_backend(const protocol::StartupMessage& startup
         if (body.size() != 1) co_return co_await backend_fail("08P01", "invalid message from " + where, "bad Z");
         CancelRoute route{backend_key_, t.name, t.backend.host, t.backend.port,
                           t.backend.tls != config::BackendTlsMode::Disable};
+        audit_begin();
+        if (auditing()) {
+          auto connected = audit_event(audit::EventType::Connect);
+          if (audit_required_) {
+            std::vector<audit::Event> one;
+            one.push_back(std::move(connected));
+            auto err = co_await audit_wait(std::move(one));
+            if (err) {
+              audit_ctx_.reset();  // the refusal is recorded as a failed connection attempt
+              co_return co_await backend_fail(err->sqlstate.empty() ? "58030" : err->sqlstate,
+                                              "login refused: the audit trail cannot record it (" + err->message +
+                                                  "); target \"" + t.name + "\" requires every session to be audited",
+                                              "audit store unavailable");
+            }
+          } else {
+            server_.audit()->submit(std::move(connected));
+          }
+        }
         client_key_ = server_.impl_->cancels.add(std::move(route));
         registered_cancel_ = true;
         protocol::write_backend_key_data(to_client, client_key_);
@@ -813,19 +835,26 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
         break;
       }
       case 'B':
-        if (!rejudge_bind(r.frame.body, substitute)) splice(pos, r.frame.wire_size);
+        if (!rejudge_bind(r.frame.body, substitute))
+          splice(pos, r.frame.wire_size);
+        else if (auditing())
+          audit_bind(r.frame.body);
         break;
       case 'C':
         if (!r.frame.body.empty() && r.frame.body[0] == 'S') {  // Close statement
           const auto name = r.frame.body.substr(1, r.frame.body.find('\0', 1) - 1);
           forget_statement(name);
+        } else if (!r.frame.body.empty() && r.frame.body[0] == 'P' && auditing()) {
+          audit_close_portal(r.frame.body.substr(1, r.frame.body.find('\0', 1) - 1));
         }
         break;
       case 'E':
         m.statements.fetch_add(1, std::memory_order_relaxed);
+        if (auditing()) audit_execute(r.frame.body);
         break;
       case 'S':
         statement_started();
+        if (auditing()) audit_sync();
         ++syncs_sent_;
         if (settings_barrier_ == Barrier::AtSync) {
           settings_barrier_ = Barrier::Wait;
@@ -870,6 +899,10 @@ awaitable<End> Session::client_to_backend() {
     bool rewritten = false;
     const std::size_t pos = scan_client_messages(bad, terminate, rewritten);
     if (bad) co_return std::move(*bad);
+    if (!audit_batch_.empty()) {
+      co_await audit_submit_batch(rewritten, pos);
+      if (ending_) co_return End{};
+    }
     if (pos > 0) {
       // A refused statement was replaced: rewrite_ holds the batch to send (rare path).
       std::error_code wec;
@@ -936,6 +969,7 @@ void Session::on_backend_event(const protocol::ScanEvent& e, bool& saw_ready) {
   } else if (e.type == 'E') {
     metrics_.statement_errors.fetch_add(1, std::memory_order_relaxed);
   }
+  if (auditing() && (e.type == 'Z' || e.type == 'I' || e.type == 's')) audit_backend(e.type, {}, false);
 }
 
 void Session::check_parameter_status(std::string_view body) {
@@ -944,20 +978,11 @@ void Session::check_parameter_status(std::string_view body) {
   if (auto why = unsafe_for_analysis(ps->name, ps->value); why && !unsafe_setting_) unsafe_setting_ = std::move(why);
 }
 
-void Session::watch_parameter_status(const protocol::ScanEvent& e, std::string_view chunk) {
-  if (e.type != 'S' || e.length < 4) return;
-  const std::size_t body_len = e.length - 4;
-  const std::size_t avail = chunk.size() > e.body_offset ? chunk.size() - e.body_offset : 0;
-  if (avail >= body_len) return check_parameter_status(chunk.substr(e.body_offset, body_len));
-  param_buf_.assign(chunk.substr(e.body_offset, avail));  // the rest comes with the next reads
-  param_need_ = std::uint32_t(body_len - avail);
-}
-
 bool Session::relay_backend_slow(std::string_view chunk, std::size_t& consumed, bool& saw_ready) {
   rewrite_back_.clear();
   std::string_view piece;
   auto ev = [&](const protocol::ScanEvent& e) {
-    watch_parameter_status(e, piece);
+    watch_body(e, piece);
     on_backend_event(e, saw_ready);
   };
   const std::size_t n = chunk.size();
@@ -984,7 +1009,8 @@ bool Session::relay_backend_slow(std::string_view chunk, std::size_t& consumed, 
       if (hit != refusals_.end()) {
         protocol::write_error_response(rewrite_back_, hit->error);
         refusals_.erase(refusals_.begin(), hit + 1);  // older ones were skipped by the backend
-        ev(protocol::ScanEvent{'E', len, 0});
+        on_backend_event(protocol::ScanEvent{'E', len, 0}, saw_ready);
+        if (auditing()) audit_backend('E', {}, true);
         pos += std::size_t(len) + 1;
         continue;
       }
@@ -1023,12 +1049,12 @@ awaitable<End> Session::backend_to_client() {
       const auto take = std::min<std::size_t>(param_need_, chunk.size());
       param_buf_.append(chunk.substr(0, take));
       param_need_ -= std::uint32_t(take);
-      if (param_need_ == 0) check_parameter_status(param_buf_);
+      if (param_need_ == 0) on_body(param_type_, param_buf_);
     }
     const bool ok = capture ? capture_explain(chunk, consumed)
                     : slow  ? relay_backend_slow(chunk, consumed, saw_ready)
                             : scanner_.scan(chunk, [&](const protocol::ScanEvent& e) {
-                                watch_parameter_status(e, chunk);
+                                watch_body(e, chunk);
                                 on_backend_event(e, saw_ready);
                               });
     if (!ok) {
@@ -1063,6 +1089,7 @@ awaitable<End> Session::backend_to_client() {
     }
     if (ending_) co_return End{};
     if (wec) co_return client_io_end(wec);
+    audit_flush_results();
     m.bytes_backend_to_client.fetch_add(consumed, std::memory_order_relaxed);
     if (saw_ready && server_.draining() && inflight_ == 0 && tx_status_ == 'I')
       co_return End{End::Kind::Shutdown,
@@ -1074,6 +1101,7 @@ awaitable<End> Session::backend_to_client() {
 
 awaitable<void> Session::teardown() {
   End& end = end_;
+  audit_disconnect();
   spdlog::info("session {}: {} disconnected: {}", id_, identity_.subject, end.log);
   if (end.to_client) {
     std::string out;

@@ -12,6 +12,7 @@
 
 #include <asio.hpp>
 
+#include "audit/event.h"
 #include "base/metrics.h"
 #include "identity/identity.h"
 #include "net/buffer.h"
@@ -82,8 +83,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool relay_backend_slow(std::string_view chunk, std::size_t& consumed, bool& saw_ready);
   void on_backend_event(const protocol::ScanEvent& e, bool& saw_ready);
   // ParameterStatus bodies are checked for settings that would make the analyzer read SQL
-  // differently from the server (unsafe_for_analysis); `chunk` is what was given to scan().
-  void watch_parameter_status(const protocol::ScanEvent& e, std::string_view chunk);
+  // differently from the server (unsafe_for_analysis); see watch_body.
   void check_parameter_status(std::string_view body);
 
   // policy (session_policy.cpp)
@@ -113,6 +113,39 @@ class Session : public std::enable_shared_from_this<Session> {
   End backend_io_end(const std::error_code& ec);
   void statement_started();
   void statement_finished(char status);
+
+  // audit (session_audit.cpp)
+  bool auditing() const { return audit_ctx_ != nullptr; }
+  void audit_begin();  // after login: the session's identity context, durability
+  audit::Event audit_event(audit::EventType type) const;
+  void audit_connect_failed(const protocol::ErrorFields& e, const std::string& why);
+  void audit_disconnect();
+  // A Query or FunctionCall was judged (refused: it will not run).
+  void audit_query(char type, const std::shared_ptr<const sql::Analysis>& analysis, const policy::Decision& d,
+                   bool refused, std::string_view text);
+  // A statement refused before it could be analysed (malformed, settings barrier).
+  void audit_refused_text(char type, std::string_view body, const policy::Decision& d);
+  // The SQL text of a Query or Parse body; "" for other messages.
+  static std::string_view query_text_of(char type, std::string_view body);
+  void audit_parse_refused(const std::shared_ptr<const sql::Analysis>& analysis, const policy::Decision& d,
+                           std::string_view text);
+  void audit_bind(std::string_view body);
+  void audit_execute(std::string_view body);
+  void audit_sync();
+  void audit_close_portal(std::string_view name);
+  // Backend side: message bodies of CommandComplete and ErrorResponse, and the other events.
+  void audit_backend(char type, std::string_view body, bool refusal);
+  void audit_flush_results();
+  // Sends the events of one client batch; with durability required, waits until they are
+  // stored. On failure the batch's statements are replaced by substitutes that fail with the
+  // audit error, so nothing unrecorded runs.
+  asio::awaitable<void> audit_submit_batch(bool& rewritten, std::size_t pos);
+  void refuse_batch_for_audit(const Error& error, bool& rewritten, std::size_t pos);
+  asio::awaitable<std::optional<Error>> audit_wait(std::vector<audit::Event> events);
+  // Collects the body of a ParameterStatus (and, when auditing, CommandComplete and
+  // ErrorResponse), also across reads; `chunk` is what was given to scan().
+  void watch_body(const protocol::ScanEvent& e, std::string_view chunk);
+  void on_body(char type, std::string_view body);
 
   Server& server_;
   Worker& worker_;
@@ -175,6 +208,7 @@ class Session : public std::enable_shared_from_this<Session> {
   struct Judged {
     std::shared_ptr<const sql::Analysis> analysis;
     std::uint64_t generation = 0;
+    std::shared_ptr<const policy::Decision> decision;  // for audit (null when audit is off)
   };
   struct NameHash {  // lookups by string_view: no copy of the name per Bind
     using is_transparent = void;
@@ -193,8 +227,9 @@ class Session : public std::enable_shared_from_this<Session> {
   enum class Barrier { None, AfterThis, AtSync, Wait };
   Barrier settings_barrier_ = Barrier::None;  // see may_change_tokenising
   std::shared_ptr<const sql::Analysis> front_analysis_;  // analysis of the message at the front of cin_
-  std::string param_buf_;          // a ParameterStatus split across reads
-  std::uint32_t param_need_ = 0;   // bytes of it still to come
+  std::string param_buf_;          // a ParameterStatus (or, when auditing, CommandComplete or
+  std::uint32_t param_need_ = 0;   // ErrorResponse) split across reads; bytes of it still to come
+  char param_type_ = 0;
   std::optional<std::string> unsafe_setting_;  // set: end the session            // scanning stopped before such a Query: scan again, don't read
   struct ExplainCapture {
     bool active = false;  // EXPLAIN sent: backend messages up to its ReadyForQuery are ours
@@ -206,6 +241,33 @@ class Session : public std::enable_shared_from_this<Session> {
   ExplainCapture explain_;
   asio::steady_timer relay_signal_;  // wakes the client side when the backend side progresses
   std::shared_ptr<const Runtime> policy_rt_;  // the runtime whose policy judges statements
+
+  // audit state (this session's thread only)
+  std::shared_ptr<const audit::SessionContext> audit_ctx_;  // null: not auditing
+  bool audit_required_ = false;
+  std::string startup_user_;
+  std::string application_name_;
+  std::uint64_t audit_seq_ = 0;             // statements numbered per session
+  std::vector<audit::Event> audit_batch_;   // statement events of the client batch being scanned
+  std::vector<audit::Event> audit_results_; // result events of the backend read being relayed
+  struct AuditPending {
+    enum class Kind : std::uint8_t { Query, Execute, Sync } kind = Kind::Query;
+    bool refused = false;      // refused by policy: its Statement record already says so
+    bool failed = false;
+    std::uint64_t statement = 0;
+    std::int64_t rows = -1;
+    Clock::time_point start;
+    std::string sqlstate, message;
+  };
+  std::deque<AuditPending> audit_pending_;
+  struct Portal {
+    std::shared_ptr<const sql::Analysis> analysis;
+    std::shared_ptr<const policy::Decision> decision;
+    std::vector<std::optional<std::string>> params;
+    bool binary = false;
+  };
+  std::unordered_map<std::string, Portal, NameHash, std::equal_to<>> portals_;
+  bool batch_failed_ = false;  // an error in the current extended-protocol batch: Executes until Sync are skipped
   std::uint64_t policy_generation_ = 0;
 };
 

@@ -100,6 +100,17 @@ asio::awaitable<std::optional<End>> Session::estimate_front_query() {
 
   if (explain_.error) {
     // Planning failed; running it would fail the same way. The client gets that error for it.
+    if (auditing()) {
+      auto e = audit_event(audit::EventType::Statement);
+      e.statement = ++audit_seq_;
+      e.protocol = 'Q';
+      e.analysis = analysis;
+      e.policy = policy_rt_ ? policy_rt_->config->policy : nullptr;
+      e.decision = decide(*judged);
+      e.outcome = "error";
+      e.message = "not run: planning it for the row estimate (max_rows_affected) failed";
+      audit_batch_.push_back(std::move(e));
+    }
     metrics_.statements.fetch_add(1, std::memory_order_relaxed);
     cin_.consume(wire);
     front_estimated_ = false;
@@ -130,6 +141,7 @@ asio::awaitable<std::optional<End>> Session::estimate_front_query() {
   d.hint = fmt::format("Narrow the WHERE clause, or change the rows in batches of at most {}.",
                        limit->max_rows_affected);
   std::string substitute;
+  if (auditing()) audit_query('Q', analysis, d, true, text);
   refuse_statement(d, analysis.get(), 'Q', {}, substitute);
   metrics_.statements.fetch_add(1, std::memory_order_relaxed);
   statement_started();

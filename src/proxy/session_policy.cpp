@@ -173,7 +173,12 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
   const policy::Decision d = decide(*judged);
   if (d.action == policy::Action::Allow) {
     it->second.generation = policy_generation_;
+    if (auditing()) it->second.decision = std::make_shared<const policy::Decision>(d);
     return true;
+  }
+  if (auditing()) {
+    audit_parse_refused(analysis, d, {});
+    audit_close_portal(std::string_view(body.data(), body.find('\0')));
   }
   statements_.erase(it);
   refuse_statement(d, analysis.get(), 'B', {}, substitute);
@@ -236,6 +241,7 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
       bool ok = true;
       name = c_string_at(body, pos, ok);
     }
+    if (auditing()) audit_refused_text(type, body, d);
     refuse_statement(d, nullptr, type, name, substitute);
     return false;
   }
@@ -273,6 +279,7 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
     d.rule = "policy.unknown_action";
     d.message = "the statement could not be read by the proxy (malformed message), so it was not run";
     d.reason = "malformed statement message";
+    if (auditing()) audit_refused_text(type, body, d);
     refuse_statement(d, nullptr, type, statement_name, substitute);
     return false;
   }
@@ -283,8 +290,20 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
   const sql::Analysis* judged = a;
   if (resolve_executes(*a, resolved)) judged = &resolved;
 
-  const policy::Decision d = decide(*judged);
+  policy::Decision d = decide(*judged);
   if (a->error) metrics_.statements_unknown.fetch_add(1, std::memory_order_relaxed);
+  if (auditing()) {
+    const bool allowed = d.action == policy::Action::Allow;
+    if (type == 'F') {
+      analysis = std::make_shared<const sql::Analysis>(std::move(local));
+      if (judged == a) judged = analysis.get();
+      a = analysis.get();
+    }
+    if (type != 'P')
+      audit_query(type, analysis, d, !allowed, query_text_of(type, body));
+    else if (!allowed)
+      audit_parse_refused(analysis, d, query_text_of(type, body));
+  }
   if (d.action == policy::Action::Allow) {
     remember_prepared(*a);
     if (may_change_tokenising(*judged)) settings_barrier_ = type == 'Q' ? Barrier::AfterThis : Barrier::AtSync;
@@ -297,16 +316,18 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
                      "(max_rows_affected applies to simple-protocol statements)", id_);
       }
     }
-    if (type == 'P' && analysis) {
-      if (auto it = statements_.find(statement_name); it != statements_.end())
-        it->second = Judged{analysis, policy_generation_};  // no allocation when a name is reused
-      else if (statements_.size() < kMaxProtocolStatements)
-        statements_.emplace(std::string(statement_name), Judged{analysis, policy_generation_});
-    }
     if (!d.would_have.empty())
       for (const auto& dr : d.would_have)
         spdlog::info("session {}: {} audit_only rule \"{}\" would have {}: {}", id_, identity_.subject, dr.rule,
                      policy::action_name(dr.action), dr.reason);
+    if (type == 'P' && analysis) {
+      std::shared_ptr<const policy::Decision> judged_by;
+      if (auditing()) judged_by = std::make_shared<const policy::Decision>(std::move(d));
+      if (auto it = statements_.find(statement_name); it != statements_.end())
+        it->second = Judged{analysis, policy_generation_, std::move(judged_by)};  // no allocation when a name is reused
+      else if (statements_.size() < kMaxProtocolStatements)
+        statements_.emplace(std::string(statement_name), Judged{analysis, policy_generation_, std::move(judged_by)});
+    }
     return true;
   }
   if (type == 'P') forget_statement(statement_name);

@@ -1,0 +1,434 @@
+// The audit phase of a session: what the client did, as events for the audit trail.
+//
+// Statement events are made while the client's batch is scanned and sent before the batch is
+// forwarded; on a target whose audit durability is `required` the batch waits until the trail
+// has stored them, and if it cannot, every statement of the batch is replaced by a substitute
+// that fails with the audit error (as policy refusals are, see session_policy.cpp), so nothing
+// unrecorded runs. How each statement ended (rows, duration, SQLSTATE) is matched from the
+// backend's answers in order: a simple Query ends at its ReadyForQuery, an Execute at its
+// CommandComplete, EmptyQueryResponse, PortalSuspended or ErrorResponse; Executes that the
+// backend skipped after an error in their batch end, unrun, at the Sync's ReadyForQuery.
+#include <charconv>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "audit/trail.h"
+#include "base/bytes.h"
+#include "proxy/server.h"
+#include "proxy/session.h"
+#include "proxy/worker.h"
+
+namespace gh::proxy {
+
+namespace {
+
+constexpr std::size_t kMaxPortals = 10000;
+constexpr std::size_t kKeptBody = 4096;  // of a long ErrorResponse, enough for SQLSTATE and message
+
+std::string_view c_string(std::string_view body, std::size_t& pos, bool& ok) {
+  const auto nul = body.find('\0', pos);
+  if (nul == std::string_view::npos) {
+    ok = false;
+    return {};
+  }
+  const auto s = body.substr(pos, nul - pos);
+  pos = nul + 1;
+  return s;
+}
+
+// "INSERT 0 5", "UPDATE 3", "SELECT 10", "COPY 7" -> the count; -1 when the tag has none.
+std::int64_t tag_rows(std::string_view tag) {
+  if (!tag.empty() && tag.back() == '\0') tag.remove_suffix(1);
+  const auto sp = tag.rfind(' ');
+  if (sp == std::string_view::npos) return -1;
+  std::int64_t n = -1;
+  const auto digits = tag.substr(sp + 1);
+  auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+  return ec == std::errc() && p == digits.data() + digits.size() ? n : -1;
+}
+
+}  // namespace
+
+void Session::audit_begin() {
+  auto* trail = server_.audit();
+  if (!trail || !target_) return;
+  auto ctx = std::make_shared<audit::SessionContext>();
+  ctx->session = id_;
+  ctx->identity = identity_;
+  ctx->user = startup_user_;
+  ctx->client_address = client_address_;
+  ctx->target = target_->name;
+  ctx->environment = target_->environment;
+  ctx->database = target_->backend_database(database_);
+  ctx->application_name = application_name_;
+  audit_ctx_ = std::move(ctx);
+  audit_required_ = target_->audit_durability.value_or(rt_->config->audit.durability) == config::AuditDurability::Required;
+}
+
+audit::Event Session::audit_event(audit::EventType type) const {
+  audit::Event e;
+  e.type = type;
+  e.time = std::chrono::system_clock::now();
+  e.session = audit_ctx_;
+  return e;
+}
+
+void Session::audit_connect_failed(const protocol::ErrorFields& err, const std::string& why) {
+  auto* trail = server_.audit();
+  if (!trail || relay_started_) return;
+  auto ctx = std::make_shared<audit::SessionContext>();
+  ctx->session = id_;
+  ctx->identity = identity_;
+  ctx->user = startup_user_;
+  ctx->client_address = client_address_;
+  if (target_) {
+    ctx->target = target_->name;
+    ctx->environment = target_->environment;
+  }
+  ctx->database = database_;
+  ctx->application_name = application_name_;
+  audit::Event e;
+  e.type = audit::EventType::ConnectFailed;
+  e.time = std::chrono::system_clock::now();
+  e.session = std::move(ctx);
+  e.outcome = "refused";
+  e.sqlstate = err.sqlstate;
+  e.message = why.empty() ? err.message : why + ": " + err.message;
+  trail->submit(std::move(e));
+}
+
+void Session::audit_disconnect() {
+  auto* trail = server_.audit();
+  if (!trail || !audit_ctx_) return;
+  // Statements still running when the session ended: their outcome is the session's end.
+  while (!audit_pending_.empty()) {
+    auto& p = audit_pending_.front();
+    if (p.kind != AuditPending::Kind::Sync && !p.refused) {
+      auto r = audit_event(audit::EventType::Result);
+      r.statement = p.statement;
+      r.outcome = "error";
+      r.sqlstate = end_.to_client ? end_.to_client->sqlstate : "08006";
+      r.message = "the session ended before the statement finished: " + end_.log;
+      r.rows = p.rows;
+      r.duration_us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - p.start).count();
+      audit_results_.push_back(std::move(r));
+    }
+    audit_pending_.pop_front();
+  }
+  auto e = audit_event(audit::EventType::Disconnect);
+  e.message = end_.log;
+  if (end_.to_client) e.sqlstate = end_.to_client->sqlstate;
+  audit_results_.push_back(std::move(e));
+  trail->submit(std::move(audit_results_), {});
+  audit_results_.clear();
+}
+
+void Session::audit_query(char type, const std::shared_ptr<const sql::Analysis>& analysis, const policy::Decision& d,
+                          bool refused, std::string_view text) {
+  auto e = audit_event(audit::EventType::Statement);
+  e.statement = ++audit_seq_;
+  e.protocol = type;
+  e.analysis = analysis;
+  if (!analysis || analysis->error) e.text = text;
+  e.policy = policy_rt_ ? policy_rt_->config->policy : nullptr;
+  e.decision = d;
+  if (refused) e.outcome = "refused";
+  audit_batch_.push_back(std::move(e));
+  AuditPending p;
+  p.kind = AuditPending::Kind::Query;
+  p.refused = refused;
+  p.statement = audit_seq_;
+  p.start = Clock::now();
+  audit_pending_.push_back(std::move(p));
+}
+
+std::string_view Session::query_text_of(char type, std::string_view body) {
+  std::size_t pos = 0;
+  bool ok = true;
+  if (type == 'P') c_string(body, pos, ok);  // statement name
+  if (type != 'Q' && type != 'P') return {};
+  const auto text = ok ? c_string(body, pos, ok) : std::string_view();
+  return ok ? text : body.substr(pos);
+}
+
+void Session::audit_refused_text(char type, std::string_view body, const policy::Decision& d) {
+  const auto text = query_text_of(type, body);
+  if (type == 'P')
+    audit_parse_refused(nullptr, d, text);
+  else
+    audit_query(type, nullptr, d, true, type == 'F' ? std::string_view("<fast-path function call>") : text);
+}
+
+void Session::audit_parse_refused(const std::shared_ptr<const sql::Analysis>& analysis, const policy::Decision& d,
+                                  std::string_view text) {
+  auto e = audit_event(audit::EventType::Statement);
+  e.statement = ++audit_seq_;
+  e.protocol = 'P';
+  e.analysis = analysis;
+  if (!analysis || analysis->error) e.text = text;
+  e.policy = policy_rt_ ? policy_rt_->config->policy : nullptr;
+  e.decision = d;
+  e.outcome = "refused";
+  audit_batch_.push_back(std::move(e));
+}
+
+void Session::audit_bind(std::string_view body) {
+  std::size_t pos = 0;
+  bool ok = true;
+  const auto portal = c_string(body, pos, ok);
+  const auto name = ok ? c_string(body, pos, ok) : std::string_view();
+  if (!ok) return;
+  auto it = portals_.find(portal);
+  if (it == portals_.end()) {
+    if (portals_.size() >= kMaxPortals) return;
+    it = portals_.emplace(std::string(portal), Portal{}).first;
+  }
+  Portal& p = it->second;
+  p.params.clear();
+  p.binary = false;
+  if (auto s = statements_.find(name); s != statements_.end()) {
+    p.analysis = s->second.analysis;
+    p.decision = s->second.decision;
+  } else {
+    // Prepared with SQL PREPARE, or beyond what the session keeps: known by name only.
+    p.analysis.reset();
+    p.decision.reset();
+  }
+  if (rt_->config->audit.parameters == config::Audit::Params::None) return;
+  // Parameter format codes, then the values.
+  if (body.size() < pos + 2) return;
+  const std::uint16_t nfmt = load_be16(body.data() + pos);
+  pos += 2;
+  if (body.size() < pos + 2u * nfmt + 2) return;
+  const char* fmts = body.data() + pos;
+  pos += 2u * nfmt;
+  const std::uint16_t nparams = load_be16(body.data() + pos);
+  pos += 2;
+  p.params.reserve(nparams);
+  for (std::uint16_t i = 0; i < nparams; ++i) {
+    if (body.size() < pos + 4) return;
+    const auto len = std::int32_t(load_be32(body.data() + pos));
+    pos += 4;
+    if (len < 0) {
+      p.params.emplace_back(std::nullopt);
+      continue;
+    }
+    if (body.size() < pos + std::size_t(len)) return;
+    const std::uint16_t fmt = nfmt == 0 ? 0 : load_be16(fmts + 2 * (nfmt == 1 ? 0 : std::min<std::uint16_t>(i, nfmt - 1)));
+    if (fmt == 1) {
+      p.binary = true;
+      p.params.emplace_back(fmt::format("<binary {} bytes>", len));
+    } else {
+      p.params.emplace_back(std::string(body.substr(pos, std::size_t(len))));
+    }
+    pos += std::size_t(len);
+  }
+}
+
+void Session::audit_execute(std::string_view body) {
+  std::size_t pos = 0;
+  bool ok = true;
+  const auto portal = c_string(body, pos, ok);
+  if (!ok) return;
+  auto e = audit_event(audit::EventType::Statement);
+  e.statement = ++audit_seq_;
+  e.protocol = 'E';
+  e.policy = policy_rt_ ? policy_rt_->config->policy : nullptr;
+  if (auto it = portals_.find(portal); it != portals_.end()) {
+    const Portal& p = it->second;
+    e.analysis = p.analysis;
+    if (p.decision) e.decision = *p.decision;
+    e.params = p.params;
+    e.params_binary = p.binary;
+    if (!p.analysis) e.text = fmt::format("<portal \"{}\" of a statement prepared with SQL PREPARE>", portal);
+  } else {
+    e.text = fmt::format("<portal \"{}\" not bound in this session>", portal);
+  }
+  audit_batch_.push_back(std::move(e));
+  AuditPending p;
+  p.kind = AuditPending::Kind::Execute;
+  p.statement = audit_seq_;
+  p.start = Clock::now();
+  audit_pending_.push_back(std::move(p));
+}
+
+void Session::audit_sync() {
+  AuditPending p;
+  p.kind = AuditPending::Kind::Sync;
+  audit_pending_.push_back(std::move(p));
+}
+
+void Session::audit_close_portal(std::string_view name) {
+  if (auto it = portals_.find(name); it != portals_.end() && !name.empty()) portals_.erase(it);
+}
+
+void Session::audit_backend(char type, std::string_view body, bool refusal) {
+  auto complete = [&](AuditPending& p, const char* outcome) {
+    if (p.refused) return;
+    auto r = audit_event(audit::EventType::Result);
+    r.statement = p.statement;
+    r.outcome = outcome;
+    if (p.failed) {
+      r.outcome = p.sqlstate == "57014" ? "cancelled" : "error";
+      r.sqlstate = std::move(p.sqlstate);
+      r.message = std::move(p.message);
+    }
+    r.rows = p.rows;
+    r.duration_us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - p.start).count();
+    audit_results_.push_back(std::move(r));
+  };
+  using K = AuditPending::Kind;
+  AuditPending* head = audit_pending_.empty() ? nullptr : &audit_pending_.front();
+  switch (type) {
+    case 'C': {
+      if (!head) return;
+      const auto n = tag_rows(body);
+      if (head->kind == K::Query) {
+        if (n >= 0) head->rows = std::max<std::int64_t>(head->rows, 0) + n;
+      } else if (head->kind == K::Execute) {
+        head->rows = n;
+        complete(*head, "ok");
+        audit_pending_.pop_front();
+      }
+      break;
+    }
+    case 'I':
+    case 's':
+      if (head && head->kind == K::Execute) {
+        if (type == 'I') head->rows = 0;
+        complete(*head, "ok");
+        audit_pending_.pop_front();
+      }
+      break;
+    case 'E': {
+      if (!head) return;
+      std::string sqlstate, message;
+      if (!refusal) {
+        if (auto f = protocol::parse_error_fields(body)) {
+          sqlstate = std::move(f->sqlstate);
+          message = std::move(f->message);
+        }
+      } else {
+        sqlstate = "42501";
+        message = "refused by policy";
+      }
+      if (head->kind == K::Sync) {
+        batch_failed_ = true;
+        return;
+      }
+      head->failed = true;
+      head->sqlstate = std::move(sqlstate);
+      head->message = std::move(message);
+      if (head->kind == K::Execute) {
+        complete(*head, "error");
+        audit_pending_.pop_front();
+        batch_failed_ = true;
+      }
+      break;
+    }
+    case 'Z':
+      while (!audit_pending_.empty()) {
+        AuditPending p = std::move(audit_pending_.front());
+        audit_pending_.pop_front();
+        if (p.kind == K::Execute) {
+          if (!p.refused) {
+            p.failed = true;
+            p.message = "not run: an earlier message of its batch failed";
+          }
+          complete(p, "not_run");
+          continue;
+        }
+        if (p.kind == K::Query) complete(p, "ok");
+        break;
+      }
+      batch_failed_ = false;
+      break;
+    default:
+      break;
+  }
+}
+
+void Session::audit_flush_results() {
+  if (audit_results_.empty()) return;
+  if (auto* trail = server_.audit()) trail->submit(std::move(audit_results_), {});
+  audit_results_.clear();
+}
+
+asio::awaitable<std::optional<Error>> Session::audit_wait(std::vector<audit::Event> events) {
+  auto* trail = server_.audit();
+  auto ex = co_await asio::this_coro::executor;
+  co_return co_await asio::async_initiate<const asio::use_awaitable_t<>, void(std::optional<Error>)>(
+      [trail, ex](auto handler, std::vector<audit::Event> evs) {
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        trail->submit(std::move(evs), [h, ex](const Error* err) {
+          std::optional<Error> e;
+          if (err) e = *err;
+          asio::post(ex, [h, e = std::move(e)]() mutable { (*h)(std::move(e)); });
+        });
+      },
+      asio::use_awaitable, std::move(events));
+}
+
+asio::awaitable<void> Session::audit_submit_batch(bool& rewritten, std::size_t pos) {
+  auto events = std::move(audit_batch_);
+  audit_batch_.clear();
+  if (!audit_required_) {
+    server_.audit()->submit(std::move(events), {});
+    co_return;
+  }
+  auto err = co_await audit_wait(std::move(events));
+  if (err && !ending_) refuse_batch_for_audit(*err, rewritten, pos);
+}
+
+void Session::refuse_batch_for_audit(const Error& error, bool& rewritten, std::size_t pos) {
+  spdlog::error("session {}: statements refused: {}", id_, error.message);
+  const std::string out = rewritten ? std::move(rewrite_) : std::string(cin_.data(), pos);
+  rewrite_.clear();
+  rewritten = true;
+  policy::Decision d;
+  d.action = policy::Action::Deny;
+  d.rule = "audit.required";
+  d.reason = error.message;
+  d.message = "statement not run: the audit trail could not record it (" + error.message + ")";
+  d.hint = "this target runs statements only once they are recorded; ask the operator to check the audit store";
+  std::string_view view(out);
+  std::size_t at = 0;
+  std::string substitute;
+  while (view.size() - at >= 5) {
+    const char type = view[at];
+    const std::size_t size = std::size_t(load_be32(view.data() + at + 1)) + 1;
+    const std::string_view body = view.substr(at + 5, size - 5);
+    if (type == 'Q' || type == 'F' || type == 'P' || type == 'B') {
+      std::string name;
+      if (type == 'P') name = std::string(body.substr(0, body.find('\0')));
+      refuse_statement(d, nullptr, type, name, substitute);
+      refusals_.back().error.sqlstate = error.sqlstate.empty() ? "58030" : error.sqlstate;
+      rewrite_ += substitute;
+    } else {
+      rewrite_.append(view.substr(at, size));
+    }
+    at += size;
+  }
+}
+
+void Session::watch_body(const protocol::ScanEvent& e, std::string_view chunk) {
+  if (e.length < 4) return;
+  if (e.type != 'S' && !(auditing() && (e.type == 'C' || e.type == 'E'))) return;
+  const std::size_t body_len = e.length - 4;
+  const std::size_t avail = chunk.size() > e.body_offset ? chunk.size() - e.body_offset : 0;
+  if (avail >= body_len) return on_body(e.type, chunk.substr(e.body_offset, body_len));
+  // The rest comes with the next reads; a long ErrorResponse keeps only its start.
+  const std::size_t keep = e.type == 'E' ? std::min(body_len, kKeptBody) : body_len;
+  param_type_ = e.type;
+  param_buf_.assign(chunk.substr(e.body_offset, std::min(avail, keep)));
+  param_need_ = std::uint32_t(keep - param_buf_.size());  // the bytes past `keep` need no attention
+  if (param_need_ == 0) on_body(param_type_, param_buf_);
+}
+
+void Session::on_body(char type, std::string_view body) {
+  if (type == 'S') return check_parameter_status(body);
+  audit_backend(type, body, false);
+}
+
+}  // namespace gh::proxy
