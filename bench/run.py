@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import copy
 import datetime
 import hashlib
 import hmac
@@ -43,7 +44,10 @@ BENCH_USER = "bench"
 BENCH_PASSWORD = "bench-password"
 TARGET_DB = "app"  # the dbname clients use for both proxies (mapped to the backend's "postgres")
 IDLE_APP_NAME = "gh-bench-idle"
-TARGETS = ("direct", "pgbouncer", "gatehouse")
+# "gatehouse" runs with audit off (the proxy alone, as pgbouncer); "gh_audit" is a second instance
+# with audit on, durability required, into its embedded SQLite store: every statement waits for
+# its record to be committed before it is forwarded.
+TARGETS = ("direct", "pgbouncer", "gatehouse", "gh_audit")
 
 
 def log(msg: str) -> None:
@@ -533,6 +537,19 @@ def print_report(results: dict) -> None:
               f"{fmt(row['targets']['pgbouncer']['cpu_us_per_txn_median'], '.1f'):>11}"
               f"{fmt(row['targets']['gatehouse']['cpu_us_per_txn_median'], '.1f'):>10}")
     print()
+    print("with audit on (durability required, SQLite; every statement and result recorded):")
+    head2 = f"{'mode':<9}{'clients':>8}{'gatehouse':>11}{'gh+audit':>10}{'audit/off':>11}{'gh+audit/pgb':>14}{'µs/tx':>8}"
+    print(head2)
+    print("-" * len(head2))
+    for row in results["pgbench"]:
+        med = {t: row["targets"][t]["tps_median"] for t in TARGETS}
+        print(f"{row['mode']:<9}{row['clients']:>8}{fmt(med['gatehouse']):>11}{fmt(med['gh_audit']):>10}"
+              f"{fmt(row.get('ratio_audit_required_vs_off'), '.3f'):>11}{fmt(row.get('ratio_gh_audit_pgbouncer'), '.3f'):>14}"
+              f"{fmt(row['targets']['gh_audit']['cpu_us_per_txn_median'], '.1f'):>8}")
+    if results["pgbench"]:
+        ok = [r for r in results["pgbench"] if (r.get("ratio_audit_required_vs_off") or 0) >= 0.9]
+        print(f"target audit required >= 0.9x audit off: {len(ok)}/{len(results['pgbench'])} rows meet it")
+    print()
     print("ratios are of the medians; µs/tx is the proxy process' user+system CPU time divided by the")
     print("transactions pgbench completed, measured from the moment all clients were connected.")
     rows = results["pgbench"]
@@ -648,7 +665,7 @@ def main(argv: list[str]) -> int:
     logs_dir = REPO / "build" / "bench-logs"
     root = Path(tempfile.mkdtemp(prefix="gh-bench-"))
     os.chmod(root, 0o711)  # the postgres user must reach its directories below
-    pg = gh = pgb = None
+    pg = gh = gha = pgb = None
     t0 = time.time()
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip() or "?"
@@ -698,10 +715,18 @@ def main(argv: list[str]) -> int:
         gh_dir = root / "gatehouse"
         gh_dir.mkdir()
         cfg = basic_config(pg, {}, threads=args.threads, log={"level": "info"},
-                           limits={"max_connections": max(idle_n + 500, 10000)})
+                           limits={"max_connections": max(idle_n + 500, 10000)}, audit={"enabled": False})
         cfg["users"] = [{"name": BENCH_USER, "password": verifier, "groups": ["bench"]}]
         gh = Gatehouse(cfg, workdir=gh_dir).start()
-        log(f"gatehouse: port {gh.port}, {args.threads} thread(s), pid {gh.proc.pid}")
+        log(f"gatehouse: port {gh.port}, {args.threads} thread(s), pid {gh.proc.pid}, audit off")
+        gha_dir = root / "gatehouse-audit"
+        gha_dir.mkdir()
+        acfg = copy.deepcopy(cfg)
+        acfg.pop("listen", None)
+        acfg.pop("admin", None)
+        acfg["audit"] = {"durability": "required", "sinks": [{"type": "sqlite", "path": str(gha_dir / "audit.db")}]}
+        gha = Gatehouse(acfg, workdir=gha_dir).start()
+        log(f"gatehouse with audit (required, SQLite): port {gha.port}, pid {gha.proc.pid}")
 
         pgb = PgBouncer(root / "pgbouncer", pg, BENCH_PASSWORD, max_client_conn=idle_n + 500,
                         pool_size=max_clients + 16).start()
@@ -715,6 +740,7 @@ def main(argv: list[str]) -> int:
                                 prepare=None if args.pgbouncer_warm_pool else
                                 lambda c: refresh_pgbouncer_pool(pg, pgb.port, c, scram)),
             "gatehouse": Target("gatehouse", gh.port, BENCH_USER, BENCH_PASSWORD, TARGET_DB, cpu=gh.cpu_seconds),
+            "gh_audit": Target("gh_audit", gha.port, BENCH_USER, BENCH_PASSWORD, TARGET_DB, cpu=gha.cpu_seconds),
         }
 
         if not args.no_pgbench and args.clients and args.modes:
@@ -738,7 +764,8 @@ def main(argv: list[str]) -> int:
             total = len(combos) * len(TARGETS) * args.rounds
             done = 0
             for rnd in range(args.rounds):
-                order = TARGETS[rnd % 3:] + TARGETS[:rnd % 3]  # rotate so no target always goes first
+                k = rnd % len(TARGETS)
+                order = TARGETS[k:] + TARGETS[:k]  # rotate so no target always goes first
                 for c, m in combos:
                     line = []
                     for t in order:
@@ -776,6 +803,9 @@ def main(argv: list[str]) -> int:
                 per_round = [g["tps"] / p["tps"] if g["tps"] and p["tps"] else None
                              for g, p in zip(runs[(c, m, "gatehouse")], runs[(c, m, "pgbouncer")])]
                 row["ratio_gatehouse_pgbouncer_per_round"] = per_round
+                row["ratio_audit_required_vs_off"] = (med["gh_audit"] / med["gatehouse"]
+                                                      if med["gatehouse"] and med["gh_audit"] else None)
+                row["ratio_gh_audit_pgbouncer"] = med["gh_audit"] / med["pgbouncer"] if med["pgbouncer"] else None
                 results["pgbench"].append(row)
 
         if idle_n > 0:
@@ -816,6 +846,7 @@ def main(argv: list[str]) -> int:
         except Exception:  # noqa: BLE001
             pass
         for stop in ((lambda: pgb.stop()) if pgb else None, (lambda: gh.stop(10)) if gh else None,
+                     (lambda: gha.stop(10)) if gha else None,
                      (lambda: pg.destroy()) if pg else None):
             if stop is None:
                 continue

@@ -41,6 +41,7 @@ struct RecordIndex {
   std::string outcome, sqlstate;
   std::int64_t rows = -1, duration_us = -1;
   std::string text;         // statement text (possibly truncated) or message
+  bool operator==(const RecordIndex&) const = default;
 };
 
 struct Record {

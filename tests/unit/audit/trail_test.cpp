@@ -117,3 +117,92 @@ TEST(AuditTrail, JsonLinesSinkKeepsOneLinePerRecord) {
 
 }  // namespace
 }  // namespace gh::audit
+
+#include <nlohmann/json.hpp>
+
+namespace gh::audit {
+namespace {
+
+// The body is canonical (what a sorted re-encoding gives) and the search columns are exactly
+// what a verifier derives from the body, for awkward inputs too.
+TEST(AuditRecord, BodyIsCanonicalAndIndexMatchesTheBody) {
+  std::vector<Event> events;
+  auto e = statement(1);
+  e.text = std::string("quote\" backslash\\ tab\t nl\n ctl\x01 del\x7f utf8 \xc3\xa9 bad \xff\xfe cut \xe2\x82");
+  events.push_back(e);
+  auto longer = statement(2);
+  longer.text = std::string(300, 'x') + "\xc3\xa9" + std::string(300, 'y');
+  events.push_back(longer);
+  Event res;
+  res.type = EventType::Result;
+  res.time = e.time;
+  res.session = e.session;
+  res.statement = 1;
+  res.outcome = "error";
+  res.sqlstate = "42P01";
+  res.message = "relation \"nope\" does not exist";
+  res.rows = 0;
+  res.duration_us = 12;
+  events.push_back(res);
+  Event admin;
+  admin.type = EventType::Reload;
+  admin.time = e.time;
+  admin.fields = {{"zeta", "1"}, {"alpha", "2"}, {"file", "/etc/gh.yaml"}};
+  events.push_back(admin);
+  auto refused = statement(3);
+  refused.outcome = "refused";
+  policy::Decision d;
+  d.action = policy::Action::Deny;
+  d.rule = "guardrail.unbounded_write";
+  d.reason = "DELETE without WHERE";
+  d.matched_rules = {"guardrail.unbounded_write"};
+  d.would_have = {policy::DryRun{"watch", policy::Action::Review, "why"}};
+  refused.decision = d;
+  refused.params = {std::string("a"), std::nullopt};
+  events.push_back(refused);
+
+  ChainHead head;
+  SealOptions o{"n1"};
+  o.max_text = 256;
+  for (const auto& ev : events) {
+    const auto r = seal(ev, head, o);
+    const auto parsed = nlohmann::json::parse(r.body);
+    EXPECT_EQ(parsed.dump(), r.body);
+    auto idx = index_of(r.body);
+    ASSERT_TRUE(idx.has_value());
+    const auto& a = *idx;
+    const auto& b = r.index;
+    EXPECT_EQ(a.time, b.time);
+    EXPECT_EQ(a.time_us, b.time_us);
+    EXPECT_EQ(a.type, b.type);
+    EXPECT_EQ(a.node, b.node);
+    EXPECT_EQ(a.session, b.session);
+    EXPECT_EQ(a.statement, b.statement);
+    EXPECT_EQ(a.subject, b.subject);
+    EXPECT_EQ(a.email, b.email);
+    EXPECT_EQ(a.groups, b.groups);
+    EXPECT_EQ(a.kind, b.kind);
+    EXPECT_EQ(a.client, b.client);
+    EXPECT_EQ(a.target, b.target);
+    EXPECT_EQ(a.environment, b.environment);
+    EXPECT_EQ(a.database, b.database);
+    EXPECT_EQ(a.kinds, b.kinds);
+    EXPECT_EQ(a.relations, b.relations);
+    EXPECT_EQ(a.tags, b.tags);
+    EXPECT_EQ(a.decision, b.decision);
+    EXPECT_EQ(a.rule, b.rule);
+    EXPECT_EQ(a.outcome, b.outcome);
+    EXPECT_EQ(a.sqlstate, b.sqlstate);
+    EXPECT_EQ(a.rows, b.rows);
+    EXPECT_EQ(a.duration_us, b.duration_us);
+    EXPECT_EQ(a.text, b.text);
+    EXPECT_TRUE(a == b) << r.body;
+  }
+  const auto cut = seal(longer, head, o);
+  const auto j = nlohmann::json::parse(cut.body);
+  EXPECT_EQ(j["sql"]["text_length"], 602);
+  EXPECT_LE(j["sql"]["text"].get<std::string>().size(), 256u);
+}
+
+}  // namespace
+}  // namespace gh::audit
