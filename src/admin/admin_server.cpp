@@ -1,9 +1,48 @@
 #include "admin/admin_server.h"
 
+#include <chrono>
+
 #include <httplib.h>
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "audit/reader.h"
+
 namespace gh::admin {
+
+namespace {
+
+void json_error(httplib::Response& res, int status, const std::string& message) {
+  res.status = status;
+  res.set_content(nlohmann::json{{"error", message}}.dump() + "\n", "application/json");
+}
+
+// GET /api/audit?identity=..&table=..&since=24h&limit=50&cursor=..: one page, newest first, as
+// {"records": [...], "next_cursor": "..." | null}. The same filters as `gatehouse audit search`.
+void audit_search(const std::string& store, const httplib::Request& req, httplib::Response& res) {
+  if (store.empty()) return json_error(res, 404, "no audit store is configured for reading");
+  audit::SearchFilter f;
+  const auto now = std::chrono::duration_cast<std::chrono::microseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  for (const auto& [k, v] : req.params)
+    if (auto r = audit::set_filter(f, k, v, now); !r) return json_error(res, 400, r.error().message);
+  auto reader = audit::AuditReader::open(store);
+  if (!reader) return json_error(res, 503, reader.error().message);
+  auto page = (*reader)->search(f);
+  if (!page) return json_error(res, 500, page.error().message);
+  std::string body = "{\"records\":[";
+  for (std::size_t i = 0; i < page->hits.size(); ++i) {
+    if (i) body += ',';
+    body += audit::hit_json(page->hits[i]);
+  }
+  body += "],\"next_cursor\":";
+  body += page->next_cursor.empty() ? "null" : nlohmann::json(page->next_cursor).dump();
+  body += "}\n";
+  res.set_content(body, "application/json");
+}
+
+}  // namespace
 
 struct AdminServer::Impl {
   Hooks hooks;
@@ -25,6 +64,9 @@ AdminServer::AdminServer(Hooks hooks) : impl_(std::make_unique<Impl>()) {
   impl_->http.Get("/metrics", [&h](const httplib::Request&, httplib::Response& res) {
     res.set_content(h.metrics ? h.metrics() : std::string(), "text/plain; version=0.0.4");
   });
+  impl_->http.Get("/api/audit", [&h](const httplib::Request& req, httplib::Response& res) {
+    audit_search(h.audit_store, req, res);
+  });
   impl_->http.set_payload_max_length(64 * 1024);
   impl_->http.set_read_timeout(5, 0);
   impl_->http.set_write_timeout(5, 0);
@@ -40,7 +82,7 @@ Result<std::uint16_t> AdminServer::start(const std::string& address, std::uint16
     bound = impl_->http.bind_to_port(address, port) ? port : -1;
   if (bound <= 0) return fail("", "cannot listen on admin address " + address + ":" + std::to_string(port));
   impl_->thread = std::thread([this] { impl_->http.listen_after_bind(); });
-  spdlog::info("admin endpoints on http://{}:{} (/healthz, /metrics)", address, bound);
+  spdlog::info("admin endpoints on http://{}:{} (/healthz, /metrics, /api/audit)", address, bound);
   return std::uint16_t(bound);
 }
 

@@ -1,7 +1,8 @@
 #pragma once
-// The admin plane: /healthz and Prometheus /metrics on their own port and thread, so that
-// scrapes never touch the data path's event loops. It knows nothing of the proxy; the app
-// passes in what it needs as callbacks.
+// The admin plane: /healthz, Prometheus /metrics and the audit search API (/api/audit) on their
+// own port and thread, so that scrapes and searches never touch the data path's event loops. It
+// knows nothing of the proxy; the app passes in what it needs as callbacks and values.
+// There is no access control yet: keep the admin address on loopback (the default).
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -15,6 +16,7 @@ namespace gh::admin {
 struct Hooks {
   std::function<std::string()> metrics;  // Prometheus text
   std::function<bool()> serving;         // false while draining: /healthz answers 503
+  std::string audit_store;               // SQLite or JSON-lines file for GET /api/audit; "": 404
 };
 
 class AdminServer {

@@ -1,4 +1,4 @@
-// gatehouse: serve | check | explain | test-policy | hash-password | version
+// gatehouse: serve | check | explain | test-policy | hash-password | audit | version
 #include <sys/resource.h>
 #include <termios.h>
 #include <unistd.h>
@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "admin/admin_server.h"
+#include "app/audit_cli.h"
 #include "app/logging.h"
 #include "app/policy_tools.h"
 #include "audit/trail.h"
@@ -146,7 +147,7 @@ int cmd_serve(const std::string& path) {
     return 1;
   }
   gh::admin::AdminServer admin({[&metrics] { return metrics.render_prometheus(); },
-                                [&server] { return !server.draining(); }});
+                                [&server] { return !server.draining(); }, gh::app::audit_store_path(*cfg)});
   if (cfg->admin.port != 0) {
     if (auto r = admin.start(cfg->admin.address, cfg->admin.port); !r) {
       spdlog::critical("{}", r.error().message);
@@ -274,7 +275,9 @@ int main(int argc, char** argv) {
   test_policy->add_option("-c,--config", config_path, "YAML configuration file")->required();
   test_policy->add_option("files", case_files, "policy test files (YAML with `cases:`)")->required();
 
+  gh::app::add_audit_commands(app);
   CLI11_PARSE(app, argc, argv);
+  if (auto rc = gh::app::run_audit_command()) return *rc;
   if (*serve) return cmd_serve(config_path);
   if (*check) return cmd_check(config_path);
   if (*hash) return cmd_hash_password(iterations);

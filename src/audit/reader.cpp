@@ -1,0 +1,630 @@
+#include "audit/reader.h"
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+#include <variant>
+#include <charconv>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <queue>
+#include <set>
+#include <tuple>
+
+#include <nlohmann/json.hpp>
+
+#include "audit/event.h"
+#include "audit/sqlite_schema.h"
+#include "policy/glob.h"
+#include "store/sqlite.h"
+
+namespace gh::audit {
+
+namespace {
+
+using nlohmann::json;
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out)
+    if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
+  return out;
+}
+
+bool contains_item(std::string_view list, std::string_view item) {  // list is ",a,b,"
+  return !item.empty() && list.find("," + std::string(item) + ",") != std::string_view::npos;
+}
+
+bool table_matches(std::string_view relations, std::string_view table) {
+  if (contains_item(relations, table)) return true;
+  return table.find('.') == std::string_view::npos &&
+         relations.find("." + std::string(table) + ",") != std::string_view::npos;
+}
+
+// Newest-first order key: (time_us, node, seq) descending; unique because (node, seq) is.
+using Key = std::tuple<std::int64_t, std::string, std::int64_t>;
+
+Key key_of(const Record& r) { return {r.index.time_us, r.index.node, std::int64_t(r.seq)}; }
+
+std::string cursor_of(const Record& r) {
+  return std::to_string(r.index.time_us) + ":" + std::to_string(r.seq) + ":" + r.index.node;
+}
+
+Result<std::optional<Key>> parse_cursor(std::string_view c) {
+  if (c.empty()) return std::optional<Key>{};
+  const auto a = c.find(':');
+  const auto b = a == std::string_view::npos ? a : c.find(':', a + 1);
+  std::int64_t t = 0, s = 0;
+  if (b == std::string_view::npos ||
+      std::from_chars(c.data(), c.data() + a, t).ptr != c.data() + a ||
+      std::from_chars(c.data() + a + 1, c.data() + b, s).ptr != c.data() + b)
+    return fail("", "bad cursor \"" + std::string(c) + "\"");
+  return std::optional<Key>{Key{t, std::string(c.substr(b + 1)), s}};
+}
+
+bool sqlite_header(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char buf[16] = {};
+  in.read(buf, sizeof buf);
+  return in.gcount() == 16 && std::memcmp(buf, "SQLite format 3", 16) == 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// SQLite
+
+constexpr const char* kColumns =
+    "a.node, a.seq, a.prev, a.hash, a.body, a.time, a.time_us, a.type, a.session, a.statement, a.subject, a.email, "
+    "a.groups, a.kind, a.client, a.target, a.environment, a.database, a.kinds, a.relations, a.tags, a.decision, "
+    "a.rule, a.outcome, a.sqlstate, a.rows, a.duration_us, a.text";
+
+StoredRecord read_row(const store::SqliteStatement& st) {
+  StoredRecord r;
+  auto t = [&](int i) { return std::string(st.column_text(i)); };
+  r.node = t(0);
+  r.seq = st.column_int(1);
+  r.prev = t(2);
+  r.hash = t(3);
+  r.body = t(4);
+  RecordIndex x;
+  x.node = r.node;
+  x.time = t(5);
+  x.time_us = st.column_int(6);
+  x.type = t(7);
+  x.session = st.column_int(8);
+  x.statement = st.column_int(9);
+  x.subject = t(10);
+  x.email = t(11);
+  x.groups = t(12);
+  x.kind = t(13);
+  x.client = t(14);
+  x.target = t(15);
+  x.environment = t(16);
+  x.database = t(17);
+  x.kinds = t(18);
+  x.relations = t(19);
+  x.tags = t(20);
+  x.decision = t(21);
+  x.rule = t(22);
+  x.outcome = t(23);
+  x.sqlstate = t(24);
+  x.rows = st.column_int(25);
+  x.duration_us = st.column_int(26);
+  x.text = t(27);
+  r.columns = std::move(x);
+  return r;
+}
+
+Record to_record(StoredRecord&& s) {
+  Record r;
+  r.seq = std::uint64_t(s.seq);
+  r.prev = std::move(s.prev);
+  r.hash = std::move(s.hash);
+  r.body = std::move(s.body);
+  if (s.columns) r.index = std::move(*s.columns);
+  return r;
+}
+
+// A WHERE clause made of fixed fragments; every user value is a bound parameter.
+struct Where {
+  std::string sql = " WHERE 1";
+  std::vector<std::variant<std::int64_t, std::string>> binds;
+  void add(const char* fragment, std::string v) {
+    sql += " AND ";
+    sql += fragment;
+    binds.emplace_back(std::move(v));
+  }
+  void add_int(const char* fragment, std::int64_t v) {
+    sql += " AND ";
+    sql += fragment;
+    binds.emplace_back(v);
+  }
+  void bind(store::SqliteStatement& st, int first = 1) const {
+    int i = first;
+    for (const auto& b : binds) {
+      if (std::holds_alternative<std::int64_t>(b))
+        st.bind(i++, std::get<std::int64_t>(b));
+      else
+        st.bind(i++, std::string_view(std::get<std::string>(b)));
+    }
+  }
+};
+
+Where where_of(const SearchFilter& f) {
+  Where w;
+  if (!f.identity.empty()) {
+    // The pattern has no brackets (set_filter refuses them), so GLOB sees only * and ?.
+    w.add("(lower(a.subject) GLOB ?", lower(f.identity));
+    w.sql += " OR lower(a.email) GLOB ?)";
+    w.binds.emplace_back(lower(f.identity));
+  }
+  if (!f.group.empty()) w.add("instr(a.groups, ?) > 0", "," + f.group + ",");
+  if (!f.target.empty()) w.add("a.target = ?", f.target);
+  if (!f.kind.empty()) w.add("instr(a.kinds, ?) > 0", "," + f.kind + ",");
+  if (!f.table.empty()) {
+    w.add("(instr(a.relations, ?) > 0", "," + f.table + ",");
+    if (f.table.find('.') == std::string::npos) {
+      w.sql += " OR instr(a.relations, ?) > 0";
+      w.binds.emplace_back("." + f.table + ",");
+    }
+    w.sql += ")";
+  }
+  if (!f.tag.empty()) w.add("instr(a.tags, ?) > 0", "," + f.tag + ",");
+  if (!f.decision.empty()) w.add("a.decision = ?", f.decision);
+  if (!f.rule.empty()) w.add("a.rule = ?", f.rule);
+  if (!f.node.empty()) w.add("a.node = ?", f.node);
+  if (f.type.empty())
+    w.sql += " AND a.type <> 'result'";
+  else
+    w.add("a.type = ?", f.type);
+  if (!f.outcome.empty()) {
+    w.add("(a.outcome = ?", f.outcome);
+    w.sql +=
+        " OR (a.type = 'statement' AND EXISTS (SELECT 1 FROM audit_records r WHERE r.session = a.session AND "
+        "r.statement = a.statement AND r.node = a.node AND r.type = 'result' AND r.outcome = ?)))";
+    w.binds.emplace_back(f.outcome);
+  }
+  if (f.since_us) w.add_int("a.time_us >= ?", *f.since_us);
+  if (f.until_us) w.add_int("a.time_us < ?", *f.until_us);
+  if (!f.text.empty()) w.add("instr(lower(a.text), ?) > 0", lower(f.text));
+  return w;
+}
+
+class SqliteReader final : public AuditReader {
+ public:
+  SqliteReader(store::SqliteDb db, std::string path) : db_(std::move(db)), description_("sqlite:" + path) {}
+
+  std::string_view description() const override { return description_; }
+  bool has_columns() const override { return true; }
+
+  Result<std::vector<std::string>> nodes() override {
+    auto st = db_.prepare("SELECT DISTINCT node FROM audit_records ORDER BY node");
+    if (!st) return tl::unexpected(st.error());
+    std::vector<std::string> out;
+    for (;;) {
+      auto row = st->step();
+      if (!row) return tl::unexpected(row.error());
+      if (!*row) break;
+      out.emplace_back(st->column_text(0));
+    }
+    return out;
+  }
+
+  Result<void> scan(std::string_view node, std::int64_t after_seq,
+                    const std::function<bool(const StoredRecord&)>& fn) override {
+    auto st = db_.prepare(std::string("SELECT ") + kColumns +
+                          " FROM audit_records a WHERE a.node = ?1 AND a.seq > ?2 ORDER BY a.seq");
+    if (!st) return tl::unexpected(st.error());
+    st->bind(1, node).bind(2, after_seq);
+    for (;;) {
+      auto row = st->step();
+      if (!row) return tl::unexpected(row.error());
+      if (!*row) return {};
+      if (!fn(read_row(*st))) {
+        st->reset();
+        return {};
+      }
+    }
+  }
+
+  Result<void> each(const SearchFilter& f, const std::function<bool(const Record&)>& fn) override {
+    const Where w = where_of(f);
+    auto st = db_.prepare(std::string("SELECT ") + kColumns + " FROM audit_records a" + w.sql +
+                          " ORDER BY a.time_us, a.node, a.seq");
+    if (!st) return tl::unexpected(st.error());
+    w.bind(*st);
+    for (;;) {
+      auto row = st->step();
+      if (!row) return tl::unexpected(row.error());
+      if (!*row) return {};
+      if (!fn(to_record(read_row(*st)))) {
+        st->reset();
+        return {};
+      }
+    }
+  }
+
+  Result<SearchPage> search(const SearchFilter& f) override {
+    auto cursor = parse_cursor(f.cursor);
+    if (!cursor) return tl::unexpected(cursor.error());
+    Where w = where_of(f);
+    if (*cursor) {
+      w.sql += " AND (a.time_us, a.node, a.seq) < (?, ?, ?)";
+      w.binds.emplace_back(std::get<0>(**cursor));
+      w.binds.emplace_back(std::get<1>(**cursor));
+      w.binds.emplace_back(std::get<2>(**cursor));
+    }
+    w.sql += " ORDER BY a.time_us DESC, a.node DESC, a.seq DESC LIMIT ?";
+    w.binds.emplace_back(std::int64_t(f.limit) + 1);
+    auto st = db_.prepare(std::string("SELECT ") + kColumns + " FROM audit_records a" + w.sql);
+    if (!st) return tl::unexpected(st.error());
+    w.bind(*st);
+    SearchPage page;
+    for (;;) {
+      auto row = st->step();
+      if (!row) return tl::unexpected(row.error());
+      if (!*row) break;
+      page.hits.push_back(SearchHit{to_record(read_row(*st)), std::nullopt});
+    }
+    if (page.hits.size() > f.limit) {
+      page.hits.resize(f.limit);
+      page.next_cursor = cursor_of(page.hits.back().record);
+    }
+    auto join = db_.prepare(std::string("SELECT ") + kColumns +
+                            " FROM audit_records a WHERE a.session = ?1 AND a.statement = ?2 AND a.node = ?3 AND "
+                            "a.type = 'result' ORDER BY a.seq LIMIT 1");
+    if (!join) return tl::unexpected(join.error());
+    for (auto& h : page.hits) {
+      if (h.record.index.type != "statement") continue;
+      join->bind(1, h.record.index.session).bind(2, h.record.index.statement).bind(3, h.record.index.node);
+      auto row = join->step();
+      if (!row) return tl::unexpected(row.error());
+      if (*row) h.result = to_record(read_row(*join));
+      join->reset();
+    }
+    return page;
+  }
+
+ private:
+  store::SqliteDb db_;
+  std::string description_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// JSON lines: {"hash":"<64 hex>","body":<body>} per line (see jsonl_sink.cpp).
+
+constexpr std::string_view kLinePrefix = "{\"hash\":\"";
+constexpr std::size_t kBodyAt = 9 + 64 + 9;  // {"hash":" + hex + ","body":
+
+bool is_hex64(std::string_view s) {
+  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+StoredRecord parse_line(std::string_view line, std::uint64_t number) {
+  StoredRecord r;
+  r.line = number;
+  if (line.size() < kBodyAt + 1 || line.substr(0, kLinePrefix.size()) != kLinePrefix ||
+      line.substr(9 + 64, 9) != "\",\"body\":" || line.back() != '}' || !is_hex64(line.substr(9, 64))) {
+    r.well_formed = false;
+    r.body = std::string(line);
+    return r;
+  }
+  r.hash = std::string(line.substr(9, 64));
+  r.body = std::string(line.substr(kBodyAt, line.size() - kBodyAt - 1));
+  auto j = json::parse(r.body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return r;  // verify reports the body
+  if (auto it = j.find("seq"); it != j.end() && it->is_number_integer()) r.seq = it->get<std::int64_t>();
+  if (auto it = j.find("node"); it != j.end() && it->is_string()) r.node = it->get<std::string>();
+  return r;
+}
+
+class JsonLinesReader final : public AuditReader {
+ public:
+  explicit JsonLinesReader(std::string path) : path_(std::move(path)), description_("jsonl:" + path_) {}
+
+  std::string_view description() const override { return description_; }
+  bool has_columns() const override { return false; }
+
+  Result<std::vector<std::string>> nodes() override {
+    std::set<std::string> seen;
+    auto r = lines(0, [&](const StoredRecord& s) {
+      if (s.well_formed && !s.node.empty()) seen.insert(s.node);
+      return true;
+    });
+    if (!r) return tl::unexpected(r.error());
+    return std::vector<std::string>(seen.begin(), seen.end());
+  }
+
+  Result<void> scan(std::string_view node, std::int64_t after_seq,
+                    const std::function<bool(const StoredRecord&)>& fn) override {
+    // A file holds one node's chain: every line is passed on, whatever its node, so that verify
+    // sees (and reports) a line of another chain. Following a growing file (tail -f) resumes at
+    // the offset where the last scan ended.
+    const std::uint64_t start = after_seq > 0 && after_seq == resume_seq_ ? resume_offset_ : 0;
+    return lines(start, [&](const StoredRecord& s) {
+      if (after_seq > 0 && s.well_formed && s.seq <= after_seq) return true;
+      return fn(s);
+    });
+  }
+
+  Result<void> each(const SearchFilter& f, const std::function<bool(const Record&)>& fn) override {
+    return lines(0, [&](const StoredRecord& s) {
+      auto r = indexed(s);
+      if (!r || !matches(r->index, f)) return true;
+      if (!f.outcome.empty() && r->index.type == "statement" && r->index.outcome != f.outcome) return true;
+      return fn(*r);
+    });
+  }
+
+  Result<SearchPage> search(const SearchFilter& f) override {
+    auto cursor = parse_cursor(f.cursor);
+    if (!cursor) return tl::unexpected(cursor.error());
+    using ResultKey = std::tuple<std::string, std::int64_t, std::int64_t>;  // node, session, statement
+    std::set<ResultKey> outcome_keys;  // statements whose Result has the wanted outcome
+    if (!f.outcome.empty()) {
+      auto r = lines(0, [&](const StoredRecord& s) {
+        auto rec = indexed(s);
+        if (rec && rec->index.type == "result" && rec->index.outcome == f.outcome)
+          outcome_keys.insert({rec->index.node, rec->index.session, rec->index.statement});
+        return true;
+      });
+      if (!r) return tl::unexpected(r.error());
+    }
+    auto newer = [](const Record& a, const Record& b) { return key_of(a) > key_of(b); };
+    // Min-heap of the newest limit+1 matches: constant memory in the file size.
+    std::priority_queue<Record, std::vector<Record>, decltype(newer)> best(newer);
+    auto r = lines(0, [&](const StoredRecord& s) {
+      auto rec = indexed(s);
+      if (!rec || !matches(rec->index, f)) return true;
+      if (!f.outcome.empty() && rec->index.type == "statement" && rec->index.outcome != f.outcome &&
+          !outcome_keys.count({rec->index.node, rec->index.session, rec->index.statement}))
+        return true;
+      if (*cursor && !(key_of(*rec) < **cursor)) return true;
+      best.push(std::move(*rec));
+      if (best.size() > f.limit + 1) best.pop();
+      return true;
+    });
+    if (!r) return tl::unexpected(r.error());
+    SearchPage page;
+    while (!best.empty()) {
+      page.hits.push_back(SearchHit{best.top(), std::nullopt});
+      best.pop();
+    }
+    std::reverse(page.hits.begin(), page.hits.end());
+    if (page.hits.size() > f.limit) {
+      page.hits.resize(f.limit);
+      page.next_cursor = cursor_of(page.hits.back().record);
+    }
+    std::set<ResultKey> wanted;
+    for (const auto& h : page.hits)
+      if (h.record.index.type == "statement")
+        wanted.insert({h.record.index.node, h.record.index.session, h.record.index.statement});
+    if (!wanted.empty()) {
+      std::map<ResultKey, Record> found;
+      auto j = lines(0, [&](const StoredRecord& s) {
+        auto rec = indexed(s);
+        if (!rec || rec->index.type != "result") return true;
+        ResultKey k{rec->index.node, rec->index.session, rec->index.statement};
+        if (wanted.count(k) && !found.count(k)) found.emplace(k, std::move(*rec));
+        return true;
+      });
+      if (!j) return tl::unexpected(j.error());
+      for (auto& h : page.hits)
+        if (auto it = found.find({h.record.index.node, h.record.index.session, h.record.index.statement});
+            it != found.end() && h.record.index.type == "statement")
+          h.result = it->second;
+    }
+    return page;
+  }
+
+ private:
+  static std::optional<Record> indexed(const StoredRecord& s) {
+    if (!s.well_formed) return std::nullopt;
+    auto idx = index_of(s.body);
+    if (!idx) return std::nullopt;
+    Record r;
+    r.seq = std::uint64_t(s.seq);
+    r.hash = s.hash;
+    r.body = s.body;
+    r.index = std::move(*idx);
+    auto j = json::parse(s.body, nullptr, false);
+    if (j.is_object()) r.prev = j.value("prev", std::string());
+    return r;
+  }
+
+  // Every complete line from byte `offset`; a last line without its newline is a write still in
+  // progress (or torn by a crash, which the sink cuts off at its next start) and is skipped.
+  Result<void> lines(std::uint64_t offset, const std::function<bool(const StoredRecord&)>& fn) {
+    std::ifstream in(path_, std::ios::binary);
+    if (!in) return fail("58030", "cannot read " + path_);
+    in.seekg(std::streamoff(offset));
+    std::uint64_t number = offset == 0 ? 0 : resume_line_;
+    std::uint64_t pos = offset;
+    std::string line;
+    while (std::getline(in, line)) {
+      if (in.eof()) break;  // no newline: incomplete
+      ++number;
+      pos += line.size() + 1;
+      if (line.empty()) continue;
+      auto s = parse_line(line, number);
+      if (s.well_formed && s.seq > 0) {
+        resume_seq_ = s.seq;
+        resume_offset_ = pos;
+        resume_line_ = number;
+      }
+      if (!fn(s)) break;
+    }
+    if (in.bad()) return fail("58030", "cannot read " + path_);
+    return {};
+  }
+
+  std::string path_, description_;
+  std::int64_t resume_seq_ = -1;
+  std::uint64_t resume_offset_ = 0, resume_line_ = 0;
+};
+
+std::int64_t days_from_civil(int y, unsigned m, unsigned d) {  // Howard Hinnant's algorithm
+  y -= m <= 2;
+  const int era = (y >= 0 ? y : y - 399) / 400;
+  const unsigned yoe = unsigned(y - era * 400);
+  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return std::int64_t(era) * 146097 + std::int64_t(doe) - 719468;
+}
+
+}  // namespace
+
+bool matches(const RecordIndex& x, const SearchFilter& f) {
+  if (!f.identity.empty()) {
+    auto g = policy::Glob::parse(f.identity, true);
+    if (!g || !(g->matches(x.subject) || g->matches(x.email))) return false;
+  }
+  if (!f.group.empty() && !contains_item(x.groups, f.group)) return false;
+  if (!f.target.empty() && x.target != f.target) return false;
+  if (!f.kind.empty() && !contains_item(x.kinds, f.kind)) return false;
+  if (!f.table.empty() && !table_matches(x.relations, f.table)) return false;
+  if (!f.tag.empty() && !contains_item(x.tags, f.tag)) return false;
+  if (!f.decision.empty() && x.decision != f.decision) return false;
+  if (!f.rule.empty() && x.rule != f.rule) return false;
+  if (!f.node.empty() && x.node != f.node) return false;
+  if (f.type.empty() ? x.type == "result" : x.type != f.type) return false;
+  if (!f.outcome.empty() && x.type != "statement" && x.outcome != f.outcome) return false;
+  if (f.since_us && x.time_us < *f.since_us) return false;
+  if (f.until_us && x.time_us >= *f.until_us) return false;
+  if (!f.text.empty() && lower(x.text).find(lower(f.text)) == std::string::npos) return false;
+  return true;
+}
+
+Result<std::int64_t> parse_time(std::string_view t, std::int64_t now_us) {
+  auto bad = [&] {
+    return fail("", "bad time \"" + std::string(t) +
+                        "\": expected 2026-01-02, 2026-01-02T03:04:05Z, an age such as 24h or 7d, or now");
+  };
+  if (t == "now") return now_us;
+  if (!t.empty() && t.size() < 12 && std::isdigit(static_cast<unsigned char>(t[0])) && t.find('-') == std::string_view::npos) {
+    std::int64_t n = 0;
+    auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), n);
+    if (ec != std::errc() || p + 1 != t.data() + t.size()) return bad();
+    const std::int64_t unit = *p == 's' ? 1 : *p == 'm' ? 60 : *p == 'h' ? 3600 : *p == 'd' ? 86400 : *p == 'w' ? 604800 : 0;
+    if (!unit) return bad();
+    return now_us - n * unit * 1'000'000;
+  }
+  int y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0;
+  if (t.size() < 10 || std::sscanf(std::string(t.substr(0, 10)).c_str(), "%4d-%2d-%2d", &y, &mo, &d) != 3 || mo < 1 ||
+      mo > 12 || d < 1 || d > 31)
+    return bad();
+  std::int64_t frac_us = 0, offset_s = 0;
+  std::string_view rest = t.substr(10);
+  if (!rest.empty()) {
+    if ((rest[0] != 'T' && rest[0] != ' ') || rest.size() < 9) return bad();
+    if (std::sscanf(std::string(rest.substr(1, 8)).c_str(), "%2d:%2d:%2d", &h, &mi, &s) != 3) return bad();
+    rest = rest.substr(9);
+    if (!rest.empty() && rest[0] == '.') {
+      std::size_t i = 1;
+      std::int64_t scale = 100000;
+      while (i < rest.size() && std::isdigit(static_cast<unsigned char>(rest[i]))) {
+        frac_us += (rest[i] - '0') * scale;
+        scale /= 10;
+        ++i;
+      }
+      rest = rest.substr(i);
+    }
+    if (rest == "Z" || rest.empty()) {
+    } else if ((rest[0] == '+' || rest[0] == '-') && rest.size() == 6 && rest[3] == ':') {
+      int oh = 0, om = 0;
+      if (std::sscanf(std::string(rest.substr(1)).c_str(), "%2d:%2d", &oh, &om) != 2) return bad();
+      offset_s = (rest[0] == '+' ? 1 : -1) * (oh * 3600 + om * 60);
+    } else {
+      return bad();
+    }
+  }
+  const std::int64_t secs = days_from_civil(y, unsigned(mo), unsigned(d)) * 86400 + h * 3600 + mi * 60 + s - offset_s;
+  return secs * 1'000'000 + frac_us;
+}
+
+Result<void> set_filter(SearchFilter& f, std::string_view key, std::string_view value, std::int64_t now_us) {
+  const std::string v(value);
+  if (key == "identity") {
+    if (auto g = policy::Glob::parse(v, true); !g) return fail("", "identity: " + g.error().message);
+    f.identity = v;
+  } else if (key == "group") {
+    f.group = v;
+  } else if (key == "target") {
+    f.target = v;
+  } else if (key == "kind") {
+    f.kind = lower(v);
+  } else if (key == "table") {
+    f.table = v;
+  } else if (key == "tag") {
+    f.tag = v;
+  } else if (key == "decision") {
+    if (v != "allow" && v != "mask" && v != "review" && v != "deny")
+      return fail("", "decision: expected allow, mask, review or deny, got \"" + v + "\"");
+    f.decision = v;
+  } else if (key == "rule") {
+    f.rule = v;
+  } else if (key == "type") {
+    if (!type_from_name(v)) return fail("", "type: unknown record type \"" + v + "\"");
+    f.type = v;
+  } else if (key == "outcome") {
+    f.outcome = v;
+  } else if (key == "node") {
+    f.node = v;
+  } else if (key == "since" || key == "until") {
+    auto t = parse_time(v, now_us);
+    if (!t) return tl::unexpected(t.error());
+    (key == "since" ? f.since_us : f.until_us) = *t;
+  } else if (key == "text") {
+    f.text = v;
+  } else if (key == "limit") {
+    std::size_t n = 0;
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec != std::errc() || p != v.data() + v.size() || n < 1 || n > 10000)
+      return fail("", "limit: expected 1 to 10000, got \"" + v + "\"");
+    f.limit = n;
+  } else if (key == "cursor") {
+    if (auto c = parse_cursor(v); !c) return tl::unexpected(c.error());
+    f.cursor = v;
+  } else {
+    return fail("", "unknown filter \"" + std::string(key) + "\"");
+  }
+  return {};
+}
+
+std::string hit_json(const SearchHit& hit) {
+  json j = json::parse(hit.record.body, nullptr, false);
+  if (!j.is_object()) j = json::object({{"body", hit.record.body}});
+  j["hash"] = hit.record.hash;
+  if (hit.result) {
+    const auto& x = hit.result->index;
+    json r = json::object();
+    r["seq"] = hit.result->seq;
+    r["outcome"] = x.outcome;
+    if (!x.sqlstate.empty()) r["sqlstate"] = x.sqlstate;
+    if (x.rows >= 0) r["rows"] = x.rows;
+    if (x.duration_us >= 0) r["duration_us"] = x.duration_us;
+    if (!x.text.empty()) r["message"] = x.text;
+    j["result"] = std::move(r);
+  }
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+Result<std::unique_ptr<AuditReader>> AuditReader::open(const std::string& path) {
+  std::ifstream probe(path, std::ios::binary);
+  if (!probe) return fail("58030", "cannot open the audit store " + path);
+  probe.close();
+  const bool jsonl_name = path.size() >= 6 && path.compare(path.size() - 6, 6, ".jsonl") == 0;
+  if (!jsonl_name && sqlite_header(path)) {
+    auto db = store::SqliteDb::open(path, store::SqliteDb::Mode::ReadOnly);
+    if (!db) return tl::unexpected(db.error());
+    auto v = db->query_int("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'audit_records'");
+    if (!v) return tl::unexpected(v.error());
+    if (v->value_or(0) == 0) return fail("", path + " is a SQLite file without an audit_records table");
+    return std::unique_ptr<AuditReader>(std::make_unique<SqliteReader>(std::move(*db), path));
+  }
+  return std::unique_ptr<AuditReader>(std::make_unique<JsonLinesReader>(path));
+}
+
+}  // namespace gh::audit

@@ -1,0 +1,128 @@
+#pragma once
+// Helpers for the audit read-side tests: temp dirs, real stores written by the real sinks and
+// trail, and the edits an attacker with write access to the store could make.
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "audit/record.h"
+#include "audit/sink.h"
+#include "audit/sqlite_schema.h"
+#include "store/sqlite.h"
+
+namespace gh::audit::testing {
+
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    char tmpl[] = "/tmp/gh-audit-read-XXXXXX";
+    path = ::mkdtemp(tmpl);
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+  std::string file(const std::string& name) const { return (path / name).string(); }
+};
+
+inline Record record_from_body(const std::string& body, std::uint64_t seq, const std::string& prev) {
+  Record r;
+  r.seq = seq;
+  r.prev = prev;
+  r.body = body;
+  r.hash = chain_hash(prev, body);
+  auto idx = index_of(body);
+  EXPECT_TRUE(idx.has_value());
+  if (idx) r.index = std::move(*idx);
+  return r;
+}
+
+inline void insert_row(store::SqliteDb& db, const Record& rec) {
+  auto s = db.prepare(kSqliteInsert);
+  ASSERT_TRUE(s.has_value()) << s.error().message;
+  const auto& x = rec.index;
+  s->bind(1, x.node).bind(2, std::int64_t(rec.seq)).bind(3, rec.prev).bind(4, rec.hash).bind(5, rec.body);
+  s->bind(6, x.time).bind(7, x.time_us).bind(8, x.type).bind(9, x.session).bind(10, x.statement);
+  s->bind(11, x.subject).bind(12, x.email).bind(13, x.groups).bind(14, x.kind).bind(15, x.client);
+  s->bind(16, x.target).bind(17, x.environment).bind(18, x.database).bind(19, x.kinds).bind(20, x.relations);
+  s->bind(21, x.tags).bind(22, x.decision).bind(23, x.rule).bind(24, x.outcome).bind(25, x.sqlstate);
+  s->bind(26, x.rows).bind(27, x.duration_us).bind(28, x.text);
+  auto r = s->step();
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+}
+
+inline void exec(const std::string& path, const std::string& sql) {
+  auto db = store::SqliteDb::open(path);
+  ASSERT_TRUE(db.has_value());
+  auto r = db->exec(sql);
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+}
+
+inline std::string column(const std::string& path, const std::string& sql) {
+  auto db = store::SqliteDb::open(path, store::SqliteDb::Mode::ReadOnly);
+  auto st = db->prepare(sql);
+  EXPECT_TRUE(st.has_value());
+  auto row = st->step();
+  EXPECT_TRUE(row.has_value() && *row);
+  std::string out(st->column_text(0));
+  st->reset();
+  return out;
+}
+
+// What an attacker who knows the format does after an edit: recompute every hash from `from` on
+// (bodies' "prev", the hash, the columns), so that the chain links again.
+inline void rechain_sqlite(const std::string& path, std::uint64_t from, const std::function<void(nlohmann::json&)>& edit) {
+  auto db = store::SqliteDb::open(path);
+  ASSERT_TRUE(db.has_value());
+  std::string prev = from == 1 ? std::string(kGenesisHash)
+                               : column(path, "SELECT hash FROM audit_records WHERE seq = " + std::to_string(from - 1));
+  std::vector<std::pair<std::uint64_t, std::string>> rows;
+  {
+    auto st = db->prepare("SELECT seq, body FROM audit_records WHERE seq >= ?1 ORDER BY seq");
+    st->bind(1, std::int64_t(from));
+    while (*st->step()) rows.emplace_back(std::uint64_t(st->column_int(0)), std::string(st->column_text(1)));
+  }
+  for (auto& [seq, body] : rows) {
+    auto j = nlohmann::json::parse(body);
+    if (seq == from) edit(j);
+    j["prev"] = prev;
+    auto rec = record_from_body(j.dump(), seq, prev);
+    ASSERT_TRUE(db->exec("DELETE FROM audit_records WHERE seq = " + std::to_string(seq)).has_value());
+    insert_row(*db, rec);
+    prev = rec.hash;
+  }
+}
+
+inline std::vector<std::string> read_lines(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::string> out;
+  std::string line;
+  while (std::getline(in, line)) out.push_back(line);
+  return out;
+}
+
+inline void write_lines(const std::string& path, const std::vector<std::string>& lines) {
+  std::ofstream out(path, std::ios::trunc);
+  for (const auto& l : lines) out << l << "\n";
+}
+
+inline std::string jsonl_line(const Record& r) { return "{\"hash\":\"" + r.hash + "\",\"body\":" + r.body + "}"; }
+inline std::string jsonl_body(const std::string& line) { return line.substr(82, line.size() - 83); }
+
+inline void rechain_jsonl(const std::string& path, std::size_t from_line, const std::function<void(nlohmann::json&)>& edit) {
+  auto lines = read_lines(path);
+  std::string prev = from_line == 1 ? std::string(kGenesisHash) : lines[from_line - 2].substr(9, 64);
+  for (std::size_t i = from_line - 1; i < lines.size(); ++i) {
+    auto j = nlohmann::json::parse(jsonl_body(lines[i]));
+    if (i == from_line - 1) edit(j);
+    j["prev"] = prev;
+    auto rec = record_from_body(j.dump(), j["seq"].get<std::uint64_t>(), prev);
+    lines[i] = jsonl_line(rec);
+    prev = rec.hash;
+  }
+  write_lines(path, lines);
+}
+
+}  // namespace gh::audit::testing

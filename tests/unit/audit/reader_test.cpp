@@ -1,0 +1,295 @@
+// Search over a SQLite store and the same records in a JSON-lines file: both must answer alike.
+#include <algorithm>
+
+#include <gtest/gtest.h>
+
+#include "audit/reader.h"
+#include "audit/signer.h"
+#include "audit_test_util.h"
+
+namespace gh::audit {
+namespace {
+
+using namespace gh::audit::testing;
+using nlohmann::json;
+
+struct Spec {
+  std::int64_t t = 0;  // seconds after 2026-01-01T00:00:00Z
+  std::string type = "statement";
+  std::string subject = "alice", email = "Alice@Example.com";
+  std::vector<std::string> groups = {"eng"};
+  std::string target = "prod";
+  std::int64_t session = 1, statement = 0;
+  std::vector<std::string> kinds = {"select"}, relations = {"public.orders"}, tags;
+  std::string decision = "allow", rule = "default", text = "SELECT 1", outcome;
+  std::int64_t rows = -1;
+  json fields;
+};
+
+constexpr std::int64_t kBase = 1767225600;  // 2026-01-01T00:00:00Z
+
+std::vector<Record> make(const std::vector<Spec>& specs) {
+  ChainHead h;
+  std::vector<Record> out;
+  for (const auto& s : specs) {
+    json j = {{"v", 1}, {"seq", h.seq + 1}, {"prev", h.hash}, {"time", "t" + std::to_string(s.t)},
+              {"time_us", (kBase + s.t) * 1'000'000}, {"type", s.type}, {"node", "n1"}};
+    j["session"] = s.session;
+    j["identity"] = {{"subject", s.subject}, {"email", s.email}, {"groups", s.groups}, {"kind", "human"}};
+    j["target"] = s.target;
+    if (s.statement) j["statement"] = s.statement;
+    if (s.type == "statement") {
+      json sql = {{"text", s.text}, {"statements", json::array({{{"kinds", s.kinds}, {"relations", s.relations}}})}};
+      if (!s.tags.empty()) sql["tags"] = s.tags;
+      sql["decision"] = {{"action", s.decision}, {"rule", s.rule}};
+      j["sql"] = sql;
+    } else if (!s.text.empty()) {
+      j["message"] = s.text;
+    }
+    if (!s.outcome.empty()) j["outcome"] = s.outcome;
+    if (s.rows >= 0) j["rows"] = s.rows;
+    if (s.fields.is_object()) j["fields"] = s.fields;
+    auto r = record_from_body(j.dump(), h.seq + 1, h.hash);
+    h.seq = r.seq;
+    h.hash = r.hash;
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::vector<Spec> sample() {
+  std::vector<Spec> v;
+  Spec s;
+  s.t = 10, s.statement = 1, s.text = "SELECT * FROM orders";
+  v.push_back(s);
+  Spec r = s;
+  r.t = 11, r.type = "result", r.outcome = "ok", r.rows = 42, r.text = "";
+  v.push_back(r);
+  s = {};
+  s.t = 20, s.subject = "bob", s.email = "bob@corp.test", s.groups = {"dba", "ops"}, s.statement = 1, s.session = 2;
+  s.kinds = {"update"}, s.relations = {"public.customers"}, s.tags = {"pii"}, s.decision = "review";
+  s.rule = "review-writes", s.text = "UPDATE customers SET email = 'x'";
+  v.push_back(s);
+  r = s, r.t = 21, r.type = "result", r.outcome = "error", r.text = "permission denied";
+  v.push_back(r);
+  s = {};
+  s.t = 30, s.statement = 2, s.kinds = {"drop"}, s.relations = {"billing.cards"}, s.decision = "deny";
+  s.rule = "no-drop", s.text = "DROP TABLE billing.cards", s.target = "staging";
+  v.push_back(s);
+  s = {};
+  s.t = 40, s.type = "approval", s.subject = "carol", s.email = "carol@example.com", s.text = "";
+  s.fields = {{"request", "r-1"}, {"state", "approved"}};
+  v.push_back(s);
+  s = {};
+  s.t = 50, s.statement = 3, s.relations = {"customers"}, s.tags = {"pii"}, s.decision = "mask", s.rule = "mask-pii";
+  s.text = "select email from customers";
+  v.push_back(s);
+  return v;
+}
+
+struct Stores {
+  TempDir dir;
+  std::unique_ptr<AuditReader> sqlite, jsonl;
+  Stores() {
+    auto records = make(sample());
+    const auto db = dir.file("a.db"), file = dir.file("a.jsonl");
+    {
+      auto s = open_sqlite_sink(db, false);
+      EXPECT_TRUE((*s)->write(records).has_value());
+      auto j = open_jsonl_sink(file, false);
+      EXPECT_TRUE((*j)->write(records).has_value());
+    }
+    sqlite = std::move(*AuditReader::open(db));
+    jsonl = std::move(*AuditReader::open(file));
+    EXPECT_TRUE(sqlite->has_columns());
+    EXPECT_FALSE(jsonl->has_columns());
+  }
+};
+
+std::vector<std::uint64_t> seqs(AuditReader& r, const SearchFilter& f) {
+  auto page = r.search(f);
+  EXPECT_TRUE(page.has_value()) << page.error().message;
+  std::vector<std::uint64_t> out;
+  for (const auto& h : page->hits) out.push_back(h.record.seq);
+  return out;
+}
+
+SearchFilter filter(std::initializer_list<std::pair<std::string, std::string>> kv) {
+  SearchFilter f;
+  for (const auto& [k, v] : kv) EXPECT_TRUE(set_filter(f, k, v, (kBase + 100) * 1'000'000).has_value()) << k;
+  return f;
+}
+
+void expect_both(Stores& s, const SearchFilter& f, std::vector<std::uint64_t> want) {
+  EXPECT_EQ(seqs(*s.sqlite, f), want) << "sqlite";
+  EXPECT_EQ(seqs(*s.jsonl, f), want) << "jsonl";
+}
+
+TEST(AuditSearch, NewestFirstWithoutResultRecords) {
+  Stores s;
+  expect_both(s, {}, {7, 6, 5, 3, 1});
+  expect_both(s, filter({{"type", "result"}}), {4, 2});
+}
+
+TEST(AuditSearch, Filters) {
+  Stores s;
+  expect_both(s, filter({{"identity", "ALICE*"}}), {7, 5, 1});
+  expect_both(s, filter({{"identity", "*@corp.test"}}), {3});
+  expect_both(s, filter({{"group", "dba"}}), {3});
+  expect_both(s, filter({{"group", "db"}}), {});
+  expect_both(s, filter({{"target", "staging"}}), {5});
+  expect_both(s, filter({{"kind", "UPDATE"}}), {3});
+  expect_both(s, filter({{"table", "customers"}}), {7, 3});
+  expect_both(s, filter({{"table", "public.customers"}}), {3});
+  expect_both(s, filter({{"table", "cards"}}), {5});
+  expect_both(s, filter({{"tag", "pii"}}), {7, 3});
+  expect_both(s, filter({{"decision", "deny"}}), {5});
+  expect_both(s, filter({{"rule", "mask-pii"}}), {7});
+  expect_both(s, filter({{"type", "approval"}}), {6});
+  expect_both(s, filter({{"since", "2026-01-01T00:00:20Z"}, {"until", "2026-01-01T00:00:40Z"}}), {5, 3});
+  expect_both(s, filter({{"text", "drop table"}}), {5});
+  expect_both(s, filter({{"identity", "alice*"}, {"decision", "allow"}}), {1});
+}
+
+TEST(AuditSearch, OutcomeComesFromTheResultRecord) {
+  Stores s;
+  expect_both(s, filter({{"outcome", "error"}}), {3});
+  expect_both(s, filter({{"outcome", "ok"}}), {1});
+}
+
+TEST(AuditSearch, StatementJoinedWithItsResult) {
+  Stores s;
+  for (auto* r : {s.sqlite.get(), s.jsonl.get()}) {
+    auto page = r->search(filter({{"decision", "allow"}}));
+    ASSERT_TRUE(page.has_value());
+    ASSERT_EQ(page->hits.size(), 1u);
+    ASSERT_TRUE(page->hits[0].result.has_value());
+    EXPECT_EQ(page->hits[0].result->index.rows, 42);
+    auto j = json::parse(hit_json(page->hits[0]));
+    EXPECT_EQ(j["result"]["outcome"], "ok");
+    EXPECT_EQ(j["result"]["rows"], 42);
+    EXPECT_EQ(j["seq"], 1);
+    EXPECT_EQ(j["hash"], page->hits[0].record.hash);
+  }
+}
+
+TEST(AuditSearch, PaginatesWithACursor) {
+  Stores s;
+  for (auto* r : {s.sqlite.get(), s.jsonl.get()}) {
+    SearchFilter f;
+    f.limit = 2;
+    std::vector<std::uint64_t> all;
+    for (int pages = 0; pages < 10; ++pages) {
+      auto page = r->search(f);
+      ASSERT_TRUE(page.has_value()) << page.error().message;
+      for (const auto& h : page->hits) all.push_back(h.record.seq);
+      if (page->next_cursor.empty()) break;
+      f.cursor = page->next_cursor;
+    }
+    EXPECT_EQ(all, (std::vector<std::uint64_t>{7, 6, 5, 3, 1})) << r->description();
+  }
+}
+
+TEST(AuditSearch, UserInputIsNeverSql) {
+  Stores s;
+  expect_both(s, filter({{"target", "prod' OR '1'='1"}}), {});
+  expect_both(s, filter({{"text", "%"}}), {});
+  expect_both(s, filter({{"group", "_"}}), {});
+}
+
+TEST(AuditSearch, EachStreamsOldestFirst) {
+  Stores s;
+  for (auto* r : {s.sqlite.get(), s.jsonl.get()}) {
+    std::vector<std::uint64_t> got;
+    auto ok = r->each(filter({{"tag", "pii"}}), [&](const Record& rec) {
+      got.push_back(rec.seq);
+      return true;
+    });
+    ASSERT_TRUE(ok.has_value());
+    EXPECT_EQ(got, (std::vector<std::uint64_t>{3, 7}));
+  }
+}
+
+TEST(AuditSearch, NodesAndScan) {
+  Stores s;
+  for (auto* r : {s.sqlite.get(), s.jsonl.get()}) {
+    auto n = r->nodes();
+    ASSERT_TRUE(n.has_value());
+    EXPECT_EQ(*n, std::vector<std::string>{"n1"});
+    std::vector<std::int64_t> got;
+    ASSERT_TRUE(r->scan("n1", 4, [&](const StoredRecord& x) {
+                   got.push_back(x.seq);
+                   return true;
+                 }).has_value());
+    EXPECT_EQ(got, (std::vector<std::int64_t>{5, 6, 7}));
+  }
+}
+
+TEST(AuditSearch, BadFiltersAreRefused) {
+  SearchFilter f;
+  EXPECT_FALSE(set_filter(f, "decision", "maybe", 0));
+  EXPECT_FALSE(set_filter(f, "type", "nope", 0));
+  EXPECT_FALSE(set_filter(f, "limit", "0", 0));
+  EXPECT_FALSE(set_filter(f, "limit", "abc", 0));
+  EXPECT_FALSE(set_filter(f, "identity", "[a]", 0));
+  EXPECT_FALSE(set_filter(f, "cursor", "x", 0));
+  EXPECT_FALSE(set_filter(f, "colour", "red", 0));
+  EXPECT_FALSE(set_filter(f, "since", "yesterday", 0));
+}
+
+TEST(AuditSearch, ParsesTimes) {
+  const std::int64_t now = (kBase + 86400) * 1'000'000;
+  EXPECT_EQ(*parse_time("2026-01-01", now), kBase * 1'000'000);
+  EXPECT_EQ(*parse_time("2026-01-01T00:00:10Z", now), (kBase + 10) * 1'000'000);
+  EXPECT_EQ(*parse_time("2026-01-01T00:00:10.5Z", now), (kBase + 10) * 1'000'000 + 500000);
+  EXPECT_EQ(*parse_time("2026-01-01T01:00:00+01:00", now), kBase * 1'000'000);
+  EXPECT_EQ(*parse_time("24h", now), kBase * 1'000'000);
+  EXPECT_EQ(*parse_time("1d", now), kBase * 1'000'000);
+  EXPECT_EQ(*parse_time("now", now), now);
+}
+
+TEST(AuditReaderOpen, MissingFileIsAnError) {
+  TempDir d;
+  EXPECT_FALSE(AuditReader::open(d.file("none.db")));
+}
+
+// Checkpoint signer: both algorithms sign and verify; another key or another message fails.
+class SignerTest : public ::testing::TestWithParam<CheckpointSigner::Algorithm> {};
+
+TEST_P(SignerTest, SignsAndVerifies) {
+  TempDir d;
+  ASSERT_TRUE(CheckpointSigner::generate(GetParam(), d.file("k1")));
+  ASSERT_TRUE(CheckpointSigner::generate(GetParam(), d.file("k2")));
+  EXPECT_FALSE(CheckpointSigner::generate(GetParam(), d.file("k1")));  // never overwrites a key
+  auto k1 = CheckpointSigner::load(GetParam(), d.file("k1"));
+  auto k2 = CheckpointSigner::load(GetParam(), d.file("k2"));
+  ASSERT_TRUE(k1 && k2);
+  EXPECT_TRUE(k1->can_sign());
+  EXPECT_NE(k1->key_id(), k2->key_id());
+  const auto msg = CheckpointSigner::message("n1", 12, std::string(64, 'a'));
+  auto sig = k1->sign(msg);
+  ASSERT_TRUE(sig.has_value());
+  EXPECT_TRUE(k1->verify(msg, *sig));
+  EXPECT_FALSE(k2->verify(msg, *sig));
+  EXPECT_FALSE(k1->verify(CheckpointSigner::message("n1", 13, std::string(64, 'a')), *sig));
+  EXPECT_FALSE(k1->verify(CheckpointSigner::message("n2", 12, std::string(64, 'a')), *sig));
+  EXPECT_FALSE(k1->verify(msg, "zz"));
+  auto bad = *sig;
+  bad[0] = bad[0] == '0' ? '1' : '0';
+  EXPECT_FALSE(k1->verify(msg, bad));
+}
+
+INSTANTIATE_TEST_SUITE_P(Algorithms, SignerTest,
+                         ::testing::Values(CheckpointSigner::Algorithm::Ed25519, CheckpointSigner::Algorithm::HmacSha256),
+                         [](const auto& info) {
+                           return info.param == CheckpointSigner::Algorithm::Ed25519 ? "Ed25519" : "HmacSha256";
+                         });
+
+TEST(SignerTest, KeyOfTheWrongKindIsRefused) {
+  TempDir d;
+  ASSERT_TRUE(CheckpointSigner::generate(CheckpointSigner::Algorithm::HmacSha256, d.file("hmac")));
+  EXPECT_FALSE(CheckpointSigner::load(CheckpointSigner::Algorithm::Ed25519, d.file("hmac")));
+}
+
+}  // namespace
+}  // namespace gh::audit

@@ -1,0 +1,358 @@
+// `audit verify` against real stores written by the real Trail and sinks, then changed the way an
+// attacker with write access to the file would.
+#include <gtest/gtest.h>
+
+#include "audit/reader.h"
+#include "audit/trail.h"
+#include "audit/verify.h"
+#include "sql/analyzer.h"
+#include "audit_test_util.h"
+
+namespace gh::audit {
+namespace {
+
+using namespace gh::audit::testing;
+using nlohmann::json;
+
+Event statement(std::uint64_t n) {
+  Event e;
+  e.type = EventType::Statement;
+  e.time = std::chrono::system_clock::time_point(std::chrono::seconds(1'700'000'000 + n));
+  auto ctx = std::make_shared<SessionContext>();
+  ctx->session = 7;
+  ctx->identity.subject = "alice";
+  ctx->identity.email = "alice@example.com";
+  ctx->identity.groups = {"dba", "eng"};
+  ctx->target = "app";
+  e.session = ctx;
+  e.statement = n;
+  e.protocol = 'Q';
+  e.analysis = std::make_shared<sql::Analysis>(sql::analyze_uncached("SELECT * FROM orders WHERE id = " + std::to_string(n)));
+  policy::Decision d;
+  d.action = policy::Action::Allow;
+  d.rule = "default";
+  e.decision = d;
+  return e;
+}
+
+enum class Kind { Sqlite, Jsonl };
+
+// Two runs of the proxy: Start, 10 statements, Stop, Checkpoint (covers the Stop) each: 26
+// records, checkpoints at 13 and 26.
+struct Store {
+  TempDir dir;
+  Kind kind;
+  std::string path, key;
+  std::optional<CheckpointSigner> signer;
+
+  explicit Store(Kind k, CheckpointSigner::Algorithm alg = CheckpointSigner::Algorithm::HmacSha256) : kind(k) {
+    path = dir.file(k == Kind::Sqlite ? "audit.db" : "audit.jsonl");
+    key = dir.file("checkpoint.key");
+    EXPECT_TRUE(CheckpointSigner::generate(alg, key).has_value());
+    for (int run = 0; run < 2; ++run) {
+      std::vector<std::unique_ptr<AuditSink>> sinks;
+      sinks.push_back(k == Kind::Sqlite ? *open_sqlite_sink(path, false) : *open_jsonl_sink(path, false));
+      Trail::Options o;
+      o.node = "n1";
+      o.spool_dir = dir.file("spool");
+      o.signer = *CheckpointSigner::load(alg, key);
+      auto t = Trail::open(std::move(o), std::move(sinks));
+      EXPECT_TRUE(t.has_value());
+      for (int i = 1; i <= 10; ++i) (*t)->submit(statement(run * 10 + i));
+      (*t)->close();
+    }
+    signer = *CheckpointSigner::load(alg, key);
+  }
+
+  VerifyReport verify(VerifyOptions o = {}) {
+    if (!o.signer) o.signer = &*signer;
+    auto reader = AuditReader::open(path);
+    EXPECT_TRUE(reader.has_value()) << reader.error().message;
+    auto rep = verify_chain(**reader, "n1", o);
+    EXPECT_TRUE(rep.has_value()) << rep.error().message;
+    return *rep;
+  }
+  std::string hash_of(std::uint64_t seq) {
+    if (kind == Kind::Sqlite) return column(path, "SELECT hash FROM audit_records WHERE seq = " + std::to_string(seq));
+    return read_lines(path)[seq - 1].substr(9, 64);
+  }
+};
+
+void expect_problem(const VerifyReport& r, Problem kind, std::uint64_t seq) {
+  ASSERT_TRUE(r.problem.has_value()) << "no problem found";
+  EXPECT_EQ(problem_name(r.problem->kind), problem_name(kind)) << r.problem->message;
+  EXPECT_EQ(r.problem->seq, seq) << r.problem->message;
+}
+
+class VerifyBoth : public ::testing::TestWithParam<Kind> {};
+
+TEST_P(VerifyBoth, IntactTrailPasses) {
+  Store s(GetParam());
+  auto r = s.verify();
+  EXPECT_FALSE(r.problem) << r.problem->message;
+  EXPECT_EQ(r.records, 26u);
+  EXPECT_EQ(r.first_seq, 1u);
+  EXPECT_EQ(r.last_seq, 26u);
+  EXPECT_EQ(r.checkpoints, 2u);
+  EXPECT_EQ(r.signatures_checked, 2u);
+  EXPECT_TRUE(r.clean_end);
+  EXPECT_EQ(r.last_hash, s.hash_of(26));
+  VerifyOptions o;
+  o.expect_stopped = true;
+  o.expect_head = VerifyOptions::Head{26, s.hash_of(26)};
+  EXPECT_FALSE(s.verify(o).problem);
+}
+
+TEST_P(VerifyBoth, EditedBody) {
+  Store s(GetParam());
+  if (GetParam() == Kind::Sqlite) {
+    exec(s.path, "UPDATE audit_records SET body = replace(body, 'id = 5', 'id = 6') WHERE seq = 6");
+  } else {
+    auto lines = read_lines(s.path);
+    lines[5].replace(lines[5].find("id = 5"), 6, "id = 6");
+    write_lines(s.path, lines);
+  }
+  expect_problem(s.verify(), Problem::EditedBody, 6);
+}
+
+TEST_P(VerifyBoth, EditedBodyWithItsOwnHashRecomputed) {
+  Store s(GetParam());
+  if (GetParam() == Kind::Sqlite) {
+    auto body = column(s.path, "SELECT body FROM audit_records WHERE seq = 6");
+    body.replace(body.find("id = 5"), 6, "id = 6");
+    auto rec = record_from_body(body, 6, s.hash_of(5));
+    auto db = store::SqliteDb::open(s.path);
+    ASSERT_TRUE(db->exec("DELETE FROM audit_records WHERE seq = 6").has_value());
+    insert_row(*db, rec);
+  } else {
+    auto lines = read_lines(s.path);
+    auto body = jsonl_body(lines[5]);
+    body.replace(body.find("id = 5"), 6, "id = 6");
+    lines[5] = jsonl_line(record_from_body(body, 6, s.hash_of(5)));
+    write_lines(s.path, lines);
+  }
+  expect_problem(s.verify(), Problem::EditedBody, 6);
+}
+
+TEST_P(VerifyBoth, DeletedRecord) {
+  Store s(GetParam());
+  if (GetParam() == Kind::Sqlite) {
+    exec(s.path, "DELETE FROM audit_records WHERE seq = 7");
+  } else {
+    auto lines = read_lines(s.path);
+    lines.erase(lines.begin() + 6);
+    write_lines(s.path, lines);
+  }
+  expect_problem(s.verify(), Problem::Deleted, 7);
+}
+
+TEST_P(VerifyBoth, DeletedFirstRecordsWithoutRetention) {
+  Store s(GetParam());
+  if (GetParam() == Kind::Sqlite) {
+    exec(s.path, "DELETE FROM audit_records WHERE seq <= 3");
+  } else {
+    auto lines = read_lines(s.path);
+    lines.erase(lines.begin(), lines.begin() + 3);
+    write_lines(s.path, lines);
+  }
+  expect_problem(s.verify(), Problem::Deleted, 3);
+}
+
+TEST_P(VerifyBoth, InsertedRecord) {
+  Store s(GetParam());
+  // A forged record 5 that links to record 4 and hashes correctly, put in before the real one.
+  std::string body = GetParam() == Kind::Sqlite ? column(s.path, "SELECT body FROM audit_records WHERE seq = 5")
+                                                : jsonl_body(read_lines(s.path)[4]);
+  body.replace(body.find("id = 4"), 6, "id = 9");
+  auto forged = record_from_body(body, 5, s.hash_of(4));
+  if (GetParam() == Kind::Sqlite) {
+    exec(s.path, "UPDATE audit_records SET seq = seq + 1000 WHERE seq >= 5");
+    exec(s.path, "UPDATE audit_records SET seq = seq - 999 WHERE seq >= 1000");
+    auto db = store::SqliteDb::open(s.path);
+    insert_row(*db, forged);
+  } else {
+    auto lines = read_lines(s.path);
+    lines.insert(lines.begin() + 4, jsonl_line(forged));
+    write_lines(s.path, lines);
+  }
+  expect_problem(s.verify(), Problem::Inserted, 5);
+}
+
+TEST_P(VerifyBoth, ReorderedRecords) {
+  Store s(GetParam());
+  if (GetParam() == Kind::Sqlite) {
+    exec(s.path, "UPDATE audit_records SET seq = 1000 WHERE seq = 5");
+    exec(s.path, "UPDATE audit_records SET seq = 5 WHERE seq = 6");
+    exec(s.path, "UPDATE audit_records SET seq = 6 WHERE seq = 1000");
+  } else {
+    auto lines = read_lines(s.path);
+    std::swap(lines[4], lines[5]);
+    write_lines(s.path, lines);
+  }
+  expect_problem(s.verify(), Problem::Reordered, 5);
+}
+
+TEST_P(VerifyBoth, TruncatedTailNeedsAnAnchor) {
+  Store s(GetParam());
+  const std::string head26 = s.hash_of(26);
+  if (GetParam() == Kind::Sqlite) {
+    exec(s.path, "DELETE FROM audit_records WHERE seq >= 20");
+  } else {
+    auto lines = read_lines(s.path);
+    lines.resize(19);
+    write_lines(s.path, lines);
+  }
+  // Alone, a cut tail looks like a proxy that is still running (or crashed): only a note.
+  auto plain = s.verify();
+  EXPECT_FALSE(plain.problem);
+  EXPECT_FALSE(plain.clean_end);
+  EXPECT_EQ(plain.uncovered, 6u);
+  EXPECT_FALSE(plain.notes.empty());
+  VerifyOptions anchored;
+  anchored.expect_head = VerifyOptions::Head{26, head26};
+  expect_problem(s.verify(anchored), Problem::Truncated, 20);
+  VerifyOptions stopped;
+  stopped.expect_stopped = true;
+  expect_problem(s.verify(stopped), Problem::Truncated, 20);
+}
+
+TEST_P(VerifyBoth, TruncatedAtACleanShutdownOnlyTheAnchorSees) {
+  Store s(GetParam());
+  const std::string head26 = s.hash_of(26);
+  if (GetParam() == Kind::Sqlite) {
+    exec(s.path, "DELETE FROM audit_records WHERE seq > 13");
+  } else {
+    auto lines = read_lines(s.path);
+    lines.resize(13);
+    write_lines(s.path, lines);
+  }
+  VerifyOptions stopped;
+  stopped.expect_stopped = true;
+  EXPECT_FALSE(s.verify(stopped).problem);  // Stop + Checkpoint at 12, 13: indistinguishable from a real end
+  VerifyOptions anchored;
+  anchored.expect_head = VerifyOptions::Head{26, head26};
+  expect_problem(s.verify(anchored), Problem::Truncated, 14);
+}
+
+TEST_P(VerifyBoth, ForgedCheckpointSignature) {
+  Store s(GetParam());
+  auto forge = [](json& j) { j["fields"]["signature"] = std::string(64, 'a'); };
+  if (GetParam() == Kind::Sqlite)
+    rechain_sqlite(s.path, 13, forge);
+  else
+    rechain_jsonl(s.path, 13, forge);
+  expect_problem(s.verify(), Problem::BadSignature, 13);
+}
+
+TEST_P(VerifyBoth, RecomputedChainAfterAnEditIsCaughtByTheCheckpoint) {
+  Store s(GetParam());
+  auto edit = [](json& j) { j["sql"]["text"] = "SELECT * FROM orders WHERE id = 999"; };
+  if (GetParam() == Kind::Sqlite)
+    rechain_sqlite(s.path, 6, edit);
+  else
+    rechain_jsonl(s.path, 6, edit);
+  expect_problem(s.verify(), Problem::CheckpointMismatch, 13);
+  // ... and when the attacker also rewrites what the checkpoint covers, its signature fails.
+  auto cover = [&](json& j) { j["fields"]["covers_hash"] = s.hash_of(12); };
+  if (GetParam() == Kind::Sqlite)
+    rechain_sqlite(s.path, 13, cover);
+  else
+    rechain_jsonl(s.path, 13, cover);
+  expect_problem(s.verify(), Problem::BadSignature, 13);
+}
+
+TEST_P(VerifyBoth, AnchorWithAnotherHash) {
+  Store s(GetParam());
+  VerifyOptions o;
+  o.expect_head = VerifyOptions::Head{20, s.hash_of(21)};
+  expect_problem(s.verify(o), Problem::AnchorMismatch, 20);
+}
+
+TEST_P(VerifyBoth, WrongKeyFails) {
+  Store s(GetParam());
+  TempDir d;
+  ASSERT_TRUE(CheckpointSigner::generate(CheckpointSigner::Algorithm::HmacSha256, d.file("other.key")));
+  auto other = CheckpointSigner::load(CheckpointSigner::Algorithm::HmacSha256, d.file("other.key"));
+  VerifyOptions o;
+  o.signer = &*other;
+  expect_problem(s.verify(o), Problem::BadSignature, 13);
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, VerifyBoth, ::testing::Values(Kind::Sqlite, Kind::Jsonl),
+                         [](const auto& info) { return info.param == Kind::Sqlite ? "Sqlite" : "JsonLines"; });
+
+TEST(VerifySqlite, EditedSearchColumn) {
+  Store s(Kind::Sqlite);
+  exec(s.path, "UPDATE audit_records SET subject = 'mallory' WHERE seq = 8");
+  auto r = s.verify();
+  expect_problem(r, Problem::EditedColumn, 8);
+  EXPECT_NE(r.problem->message.find("subject"), std::string::npos) << r.problem->message;
+}
+
+TEST(VerifySqlite, EditedSeqColumnAlone) {
+  Store s(Kind::Sqlite);
+  exec(s.path, "UPDATE audit_records SET seq = 100 WHERE seq = 26");
+  expect_problem(s.verify(), Problem::EditedColumn, 26);
+}
+
+TEST(VerifySqlite, Ed25519Checkpoints) {
+  Store s(Kind::Sqlite, CheckpointSigner::Algorithm::Ed25519);
+  auto r = s.verify();
+  EXPECT_FALSE(r.problem) << r.problem->message;
+  EXPECT_EQ(r.signatures_checked, 2u);
+  rechain_sqlite(s.path, 26, [](json& j) { j["fields"]["signature"] = std::string(128, '0'); });
+  expect_problem(s.verify(), Problem::BadSignature, 26);
+}
+
+TEST(VerifySqlite, WithoutAKeySaysWhatItCannotProve) {
+  Store s(Kind::Sqlite);
+  auto reader = AuditReader::open(s.path);
+  auto r = verify_chain(**reader, "n1", VerifyOptions{});
+  ASSERT_TRUE(r.has_value());
+  EXPECT_FALSE(r->problem);
+  EXPECT_EQ(r->signatures_checked, 0u);
+  ASSERT_FALSE(r->notes.empty());
+  EXPECT_NE(r->notes[0].find("not checked"), std::string::npos);
+}
+
+// Retention: the oldest records may go, when a Retention record names the new first record's
+// predecessor.
+TEST(VerifySqlite, PrunedStartIsAcceptedWithARetentionRecord) {
+  TempDir d;
+  const std::string path = d.file("audit.db");
+  ChainHead head;
+  std::vector<Record> records;
+  for (int i = 1; i <= 10; ++i) records.push_back(seal(statement(i), head, SealOptions{"n1"}));
+  Event ret;
+  ret.type = EventType::Retention;
+  ret.time = std::chrono::system_clock::time_point(std::chrono::seconds(1'700'000'100));
+  ret.fields = {{"sink", "sqlite:" + path}, {"pruned_through", "3"}, {"anchor", records[2].hash}};
+  records.push_back(seal(ret, head, SealOptions{"n1"}));
+  {
+    auto sink = open_sqlite_sink(path, false);
+    ASSERT_TRUE((*sink)->write(records).has_value());
+  }
+  exec(path, "DELETE FROM audit_records WHERE seq <= 3");
+  auto reader = AuditReader::open(path);
+  auto r = verify_chain(**reader, "n1", VerifyOptions{});
+  ASSERT_TRUE(r.has_value());
+  EXPECT_FALSE(r->problem) << r->problem->message;
+  EXPECT_EQ(r->first_seq, 4u);
+  // Deleting one more than the retention record says is caught.
+  exec(path, "DELETE FROM audit_records WHERE seq = 4");
+  auto again = verify_chain(**AuditReader::open(path), "n1", VerifyOptions{});
+  expect_problem(*again, Problem::Deleted, 4);
+}
+
+TEST(VerifyHead, ParsesSeqAndHash) {
+  auto h = parse_head("120:" + std::string(64, 'A'));
+  ASSERT_TRUE(h.has_value());
+  EXPECT_EQ(h->seq, 120u);
+  EXPECT_EQ(h->hash, std::string(64, 'a'));
+  EXPECT_FALSE(parse_head("120"));
+  EXPECT_FALSE(parse_head("x:" + std::string(64, 'a')));
+  EXPECT_FALSE(parse_head("1:abc"));
+}
+
+}  // namespace
+}  // namespace gh::audit
