@@ -6,8 +6,8 @@ namespace gh::audit {
 
 inline constexpr const char* kSqliteSchema = R"sql(
 CREATE TABLE IF NOT EXISTS audit_records (
+  seq INTEGER PRIMARY KEY,  -- the rowid: one node's chain per file (the sink checks the node)
   node TEXT NOT NULL,
-  seq INTEGER NOT NULL,
   prev TEXT NOT NULL,
   hash TEXT NOT NULL,
   body TEXT NOT NULL,
@@ -33,8 +33,7 @@ CREATE TABLE IF NOT EXISTS audit_records (
   sqlstate TEXT NOT NULL,
   rows INTEGER NOT NULL,
   duration_us INTEGER NOT NULL,
-  text TEXT NOT NULL,
-  PRIMARY KEY (node, seq)
+  text TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_records_time ON audit_records (time_us);
 CREATE INDEX IF NOT EXISTS audit_records_subject ON audit_records (subject, time_us);

@@ -15,7 +15,10 @@ class SqliteAuditSink final : public AuditSink {
   SqliteAuditSink(store::SqliteDb db, std::string name) : db_(std::move(db)), name_(std::move(name)) {}
 
   Result<void> init(bool fsync) {
-    for (const char* sql : {"PRAGMA journal_mode=WAL", fsync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL"}) {
+    // A 32 MiB page cache keeps the index pages hot; checkpoints of the WAL into the database
+    // every ~16 MiB instead of every 4 MiB halve how often pages are written twice.
+    for (const char* sql : {"PRAGMA journal_mode=WAL", fsync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+                            "PRAGMA cache_size=-32768", "PRAGMA wal_autocheckpoint=4096"}) {
       auto r = db_.exec(sql);
       if (!r) return r;
     }
@@ -29,6 +32,15 @@ class SqliteAuditSink final : public AuditSink {
   std::string_view name() const override { return name_; }
 
   Result<std::optional<ChainHead>> head(std::string_view node) override {
+    // One chain per file: records of another node mean two proxies were given the same file.
+    auto other = db_.prepare("SELECT node FROM audit_records WHERE node <> ?1 LIMIT 1");
+    if (!other) return tl::unexpected(other.error());
+    other->bind(1, node);
+    auto orow = other->step();
+    if (!orow) return tl::unexpected(orow.error());
+    if (*orow)
+      return fail("", name_ + " holds the audit chain of node \"" + std::string(other->column_text(0)) +
+                          "\"; give each proxy node its own SQLite file (or audit.node the same name)");
     auto st = db_.prepare("SELECT seq, hash FROM audit_records WHERE node = ?1 ORDER BY seq DESC LIMIT 1");
     if (!st) return tl::unexpected(st.error());
     st->bind(1, node);
