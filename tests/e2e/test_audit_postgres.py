@@ -1,0 +1,138 @@
+"""The PostgreSQL audit store: the proxy writes its records into a second, real cluster, and
+keeps its promises when that cluster goes away (buffered: statements run and records are
+spooled, then forwarded in order; required: statements are refused until it is back)."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import psycopg
+import pytest
+
+from conftest import connect, wait_for
+from tests.harness import PgCluster
+
+GENESIS = "0" * 64
+
+
+@pytest.fixture
+def store():
+    """The audit store: its own cluster, so stopping it leaves the proxy's backend alone."""
+    cluster = PgCluster().init().start()
+    yield cluster
+    cluster.destroy()
+
+
+def audit_config(store: PgCluster, durability: str, table: str | None = None, node: str = "e2e-node") -> dict:
+    sink = {"type": "postgres", "dsn": store.dsn()}
+    if table:
+        sink["table"] = table
+    return {"node": node, "durability": durability, "sinks": [sink]}
+
+
+def rows(store: PgCluster, table: str = "gatehouse_audit") -> list[dict]:
+    with psycopg.connect(store.dsn(), connect_timeout=5) as c:
+        if c.execute("SELECT to_regclass(%s)", [table]).fetchone()[0] is None:
+            return []  # the proxy creates it once it reaches the store
+        cur = c.execute(f"SELECT node, seq, prev, hash, body, type, subject, target, text FROM {table} ORDER BY node, seq")
+        names = [d.name for d in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
+def statements(recs: list[dict]) -> list[str]:
+    return [r["text"] for r in recs if r["type"] == "statement"]
+
+
+def check_chain(recs: list[dict]) -> None:
+    """Consecutive seqs from 1, each hash over the previous hash and the stored body."""
+    prev = GENESIS
+    for i, r in enumerate(recs, start=1):
+        assert r["seq"] == i, (i, r["seq"])
+        assert r["prev"] == prev, f"seq {i}: prev does not link to the record before"
+        assert hashlib.sha256(bytes.fromhex(r["prev"]) + r["body"].encode()).hexdigest() == r["hash"], f"seq {i}"
+        body = json.loads(r["body"])
+        assert body["seq"] == i and body["prev"] == prev and body["node"] == r["node"]
+        prev = r["hash"]
+
+
+def test_records_appear_in_the_table(make_proxy, store):
+    store.psql("CREATE SCHEMA audit")
+    proxy = make_proxy(audit=audit_config(store, "required", table="audit.records"))
+    with connect(proxy) as c:
+        assert c.execute("SELECT 41 + 1 AS answer").fetchone() == (42,)
+        c.execute("SELECT 'tab\there', E'back\\\\slash', 'Zoë'")
+    proxy.stop()
+    recs = rows(store, "audit.records")
+    assert recs[0]["type"] == "start" and recs[-1]["type"] == "stop"
+    texts = statements(recs)
+    assert "SELECT 41 + 1 AS answer" in texts
+    assert "SELECT 'tab\there', E'back\\\\slash', 'Zoë'" in texts
+    stmt = next(r for r in recs if r["text"] == "SELECT 41 + 1 AS answer")
+    assert stmt["subject"] == "alice" and stmt["target"] == "app"
+    assert {r["node"] for r in recs} == {"e2e-node"}
+    check_chain(recs)
+    # The table and the indexes readers rely on, created by the proxy on first connection.
+    idx = store.psql("SELECT string_agg(indexdef, ';') FROM pg_indexes WHERE schemaname = 'audit'")
+    assert "(node, seq)" in idx and "(time_us)" in idx and "(subject, time_us)" in idx
+
+
+def test_buffered_spools_while_the_store_is_down_and_forwards_in_order(make_proxy, store):
+    proxy = make_proxy(audit=audit_config(store, "buffered"))
+    with connect(proxy, autocommit=True) as c:
+        c.execute("SELECT 'before'")
+        wait_for(lambda: "SELECT 'before'" in statements(rows(store)), timeout=10, what="the first record")
+        store.stop()
+        for i in range(20):
+            assert c.execute(f"SELECT {i} AS during").fetchone() == (i,)  # statements still run
+        wait_for(lambda: "go to the spool" in proxy.log(), timeout=10, what="the sink failure in the log")
+        assert "postgres-secret" not in proxy.log()
+        store.start()
+        c.execute("SELECT 'after'")
+        want = ["SELECT 'before'"] + [f"SELECT {i} AS during" for i in range(20)] + ["SELECT 'after'"]
+        wait_for(lambda: statements(rows(store)) == want, timeout=20, what="the spooled records in the store")
+    assert "the spooled records were forwarded in order" in proxy.log()
+    proxy.stop()
+    recs = rows(store)
+    assert statements(recs) == want
+    assert recs[-1]["type"] == "stop"
+    check_chain(recs)
+
+
+def test_required_refuses_statements_while_the_store_is_down(make_proxy, store):
+    proxy = make_proxy(audit=audit_config(store, "required"))
+    with connect(proxy, autocommit=True) as c:
+        assert c.execute("SELECT 1").fetchone() == (1,)
+        store.stop()
+        with pytest.raises(psycopg.Error) as ei:
+            c.execute("SELECT 'while down'")
+        msg = str(ei.value)
+        assert "statement not run: the audit trail could not record it" in msg, msg
+        assert "127.0.0.1" in msg and "postgres-secret" not in msg, msg
+        assert ei.value.sqlstate in ("08006", "58030"), ei.value.sqlstate
+        store.start()
+
+        # Once the spool is forwarded the session runs statements again, unchanged.
+        def runs() -> bool:
+            try:
+                return c.execute("SELECT 'back'").fetchone() == ("back",)
+            except psycopg.Error:
+                return False
+        wait_for(runs, timeout=20, interval=0.5, what="statements to run again")
+    proxy.stop()
+    recs = rows(store)
+    texts = statements(recs)
+    assert texts[0] == "SELECT 1" and "SELECT 'while down'" in texts and texts[-1] == "SELECT 'back'"
+    check_chain(recs)
+
+
+def test_store_down_at_start_does_not_stop_the_proxy(make_proxy, store):
+    store.stop()
+    proxy = make_proxy(audit=audit_config(store, "buffered"))
+    with connect(proxy, autocommit=True) as c:
+        assert c.execute("SELECT 'no store yet'").fetchone() == ("no store yet",)
+        store.start()
+        wait_for(lambda: "SELECT 'no store yet'" in statements(rows(store)), timeout=20, what="the spooled records")
+    proxy.stop()
+    recs = rows(store)
+    assert recs[0]["type"] == "start"
+    check_chain(recs)
