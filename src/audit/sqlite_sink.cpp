@@ -59,12 +59,14 @@ class SqliteAuditSink final : public AuditSink {
     for (const auto& rec : batch) {
       const auto& x = rec.index;
       auto& s = insert_;
-      s.bind(1, x.node).bind(2, std::int64_t(rec.seq)).bind(3, rec.prev).bind(4, rec.hash).bind(5, rec.body);
-      s.bind(6, x.time).bind(7, x.time_us).bind(8, x.type).bind(9, x.session).bind(10, x.statement);
-      s.bind(11, x.subject).bind(12, x.email).bind(13, x.groups).bind(14, x.kind).bind(15, x.client);
-      s.bind(16, x.target).bind(17, x.environment).bind(18, x.database).bind(19, x.kinds).bind(20, x.relations);
-      s.bind(21, x.tags).bind(22, x.decision).bind(23, x.rule).bind(24, x.outcome).bind(25, x.sqlstate);
-      s.bind(26, x.rows).bind(27, x.duration_us).bind(28, x.text);
+      // The records outlive the step: no copies.
+      s.bind_static(1, x.node).bind(2, std::int64_t(rec.seq)).bind_static(3, rec.prev).bind_static(4, rec.hash);
+      s.bind_static(5, rec.body).bind_static(6, x.time).bind(7, x.time_us).bind_static(8, x.type).bind(9, x.session);
+      s.bind(10, x.statement).bind_static(11, x.subject).bind_static(12, x.email).bind_static(13, x.groups);
+      s.bind_static(14, x.kind).bind_static(15, x.client).bind_static(16, x.target).bind_static(17, x.environment);
+      s.bind_static(18, x.database).bind_static(19, x.kinds).bind_static(20, x.relations).bind_static(21, x.tags);
+      s.bind_static(22, x.decision).bind_static(23, x.rule).bind_static(24, x.outcome).bind_static(25, x.sqlstate);
+      s.bind(26, x.rows).bind(27, x.duration_us).bind_static(28, x.text);
       auto r = s.step();
       if (!r) {
         (void)db_.exec("ROLLBACK");

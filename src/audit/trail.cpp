@@ -46,12 +46,6 @@ std::optional<Record> parse_line(std::string_view line) {
   return r;
 }
 
-std::string sanitize(std::string_view name) {
-  std::string out;
-  for (char c : name) out += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-  return out;
-}
-
 std::string hostname() {
   char buf[256] = {};
   if (::gethostname(buf, sizeof buf - 1) != 0 || !buf[0]) return "gatehouse";
@@ -62,38 +56,18 @@ std::string hostname() {
 
 struct Trail::SinkState {
   std::unique_ptr<AuditSink> sink;
-  std::string spool_path;
-  std::uint64_t spool_bytes = 0;  // > 0: records wait in the spool, and newer ones go there too
-  std::uint64_t stored_seq = 0;   // newest record the sink itself holds
+  std::uint64_t stored_seq = 0;  // newest record the sink itself holds
+  bool head_known = false;       // stored_seq was read from the sink (it was reachable)
   bool healthy = true;
   std::string last_error;
-
-  Result<void> append_spool(std::span<const Record> records, std::uint64_t max_size) {
-    std::string buf;
-    for (const auto& r : records) buf += spool_line(r);
-    if (spool_bytes + buf.size() > max_size)
-      return fail("53100", "the audit spool " + spool_path + " is full (audit.spool.max_size)");
-    const int fd = ::open(spool_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (fd < 0) return tl::unexpected(io_error("cannot open the audit spool " + spool_path, errno));
-    const off_t before = ::lseek(fd, 0, SEEK_END);
-    std::size_t done = 0;
-    while (done < buf.size()) {
-      const ssize_t n = ::write(fd, buf.data() + done, buf.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        const int err = n < 0 ? errno : ENOSPC;
-        if (::ftruncate(fd, before) != 0) {
-        }
-        ::close(fd);
-        return tl::unexpected(io_error("cannot write the audit spool " + spool_path, err));
-      }
-      done += std::size_t(n);
-    }
-    ::close(fd);
-    spool_bytes += buf.size();
-    return {};
-  }
+  std::chrono::steady_clock::time_point retry_at{};
 };
+
+namespace {
+constexpr std::size_t kMaxPending = 1 << 16;  // journal records kept in memory as well
+constexpr std::size_t kFlushRecords = 4096;   // a flush this large is not put off
+constexpr std::size_t kChunk = 4096;          // records per sink transaction
+}  // namespace
 
 Result<std::unique_ptr<Trail>> Trail::open(const config::Audit& cfg) {
   Options o;
@@ -108,6 +82,8 @@ Result<std::unique_ptr<Trail>> Trail::open(const config::Audit& cfg) {
   o.checkpoint_interval = cfg.checkpoint_interval;
   o.retention_max_age = cfg.retention_max_age;
   o.retention_max_records = cfg.retention_max_records;
+  o.flush_interval = cfg.flush_interval;
+  for (const auto& sink : cfg.sinks) o.fsync |= sink.fsync;
   if (!cfg.checkpoint_key_file.empty()) {
     auto alg = CheckpointSigner::algorithm_from_name(cfg.checkpoint_algorithm);
     auto signer = CheckpointSigner::load(alg.value_or(CheckpointSigner::Algorithm::Ed25519), cfg.checkpoint_key_file);
@@ -135,29 +111,32 @@ Result<std::unique_ptr<Trail>> Trail::open(Options options, std::vector<std::uni
   std::filesystem::create_directories(options.spool_dir, ec);
   if (ec) return fail("58030", "cannot create the audit spool directory " + options.spool_dir + ": " + ec.message());
   std::unique_ptr<Trail> t(new Trail(std::move(options), std::move(sinks)));
-  // Continue the chain where the newest copy of it ends: a sink, or the spool of one.
+  // Continue the chain where the newest copy of it ends: a sink, or the journal.
   for (auto& s : t->sinks_) {
     auto h = s->sink->head(t->options_.node);
     if (!h) {
       s->healthy = false;
       s->last_error = h.error().message;
-      spdlog::warn("audit: {} is unavailable at start ({}); records are spooled until it is back", s->sink->name(),
-                   h.error().message);
-    } else if (*h) {
-      s->stored_seq = (*h)->seq;
-      if ((*h)->seq > t->head_.seq) t->head_ = **h;
-    }
-    struct stat st {};
-    if (::stat(s->spool_path.c_str(), &st) == 0 && st.st_size > 0) {
-      s->spool_bytes = std::uint64_t(st.st_size);
-      std::ifstream in(s->spool_path, std::ios::binary);
-      std::string line, last;
-      while (std::getline(in, line))
-        if (!line.empty()) last = line;
-      if (auto r = parse_line(last); r && r->seq > t->head_.seq) t->head_ = ChainHead{r->seq, r->hash};
+      spdlog::warn("audit: {} is unavailable at start ({}); records wait in the journal until it is back",
+                   s->sink->name(), h.error().message);
+    } else {
+      s->head_known = true;
+      if (*h) {
+        s->stored_seq = (*h)->seq;
+        if ((*h)->seq > t->head_.seq) t->head_ = **h;
+      }
     }
   }
+  std::vector<Record> replay;
+  if (auto r = t->open_journal(replay); !r) return tl::unexpected(r.error());
+  std::uint64_t stored_all = t->head_.seq;
+  for (const auto& s : t->sinks_) stored_all = std::min(stored_all, s->healthy ? s->stored_seq : 0);
+  t->stored_all_seq_ = replay.empty() ? stored_all : std::min(stored_all, replay.front().seq - 1);
+  t->last_seq_ = t->head_.seq;
+  t->to_store_ = std::move(replay);
+  t->to_store_since_ = std::chrono::steady_clock::now() - t->options_.flush_interval;
   t->checkpointed_seq_ = t->head_.seq;
+  t->store_ = std::thread([p = t.get()] { p->run_store(); });
   t->writer_ = std::thread([p = t.get()] { p->run(); });
   Event start;
   start.type = EventType::Start;
@@ -169,17 +148,77 @@ Result<std::unique_ptr<Trail>> Trail::open(Options options, std::vector<std::uni
 Trail::Trail(Options options, std::vector<std::unique_ptr<AuditSink>> sinks) : options_(std::move(options)) {
   for (auto& s : sinks) {
     auto st = std::make_unique<SinkState>();
-    st->spool_path = options_.spool_dir + "/" + sanitize(s->name()) + ".spool";
     st->sink = std::move(s);
     sinks_.push_back(std::move(st));
   }
+  journal_path_ = options_.spool_dir + "/journal";
   const auto now = std::chrono::steady_clock::now();
   next_checkpoint_ = now + options_.checkpoint_interval;
   next_prune_ = now + std::chrono::seconds(10);
-  next_retry_ = now;
 }
 
-Trail::~Trail() { close(); }
+Trail::~Trail() {
+  close();
+  if (journal_fd_ >= 0) ::close(journal_fd_);
+}
+
+// Reads what a previous run left in the journal (cutting a torn last line: its batch was never
+// acknowledged) and keeps it open for appending.
+Result<void> Trail::open_journal(std::vector<Record>& replay) {
+  journal_fd_ = ::open(journal_path_.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (journal_fd_ < 0) return tl::unexpected(io_error("cannot open the audit journal " + journal_path_, errno));
+  std::ifstream in(journal_path_, std::ios::binary);
+  std::string line;
+  std::uint64_t good = 0, offset = 0;
+  while (std::getline(in, line)) {
+    const bool whole = !in.eof();
+    offset += line.size() + (whole ? 1 : 0);
+    if (!whole) break;
+    auto r = parse_line(line);
+    if (!r) {
+      spdlog::error("audit: the journal {} has an unreadable line at byte {}; records after it are not replayed",
+                    journal_path_, good);
+      break;
+    }
+    good = offset;
+    if (r->seq > head_.seq) head_ = ChainHead{r->seq, r->hash};
+    replay.push_back(std::move(*r));
+  }
+  struct stat st {};
+  if (::fstat(journal_fd_, &st) == 0 && std::uint64_t(st.st_size) > good) {
+    spdlog::warn("audit: cutting {} bytes of an unfinished write at the end of {}", std::uint64_t(st.st_size) - good,
+                 journal_path_);
+    if (::ftruncate(journal_fd_, off_t(good)) != 0)
+      return tl::unexpected(io_error("cannot repair the audit journal " + journal_path_, errno));
+  }
+  journal_bytes_ = good;
+  if (!replay.empty()) spdlog::info("audit: {} records from the journal go to the sinks now", replay.size());
+  return {};
+}
+
+Result<void> Trail::journal_append(const std::vector<Record>& records) {
+  std::string buf;
+  for (const auto& r : records) buf += spool_line(r);
+  if (journal_bytes_ + buf.size() > options_.spool_max_size)
+    return fail("53100", "the audit journal " + journal_path_ + " is full (audit.spool.max_size): the sinks are not "
+                         "taking records");
+  std::size_t done = 0;
+  while (done < buf.size()) {
+    const ssize_t n = ::write(journal_fd_, buf.data() + done, buf.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : ENOSPC;
+      if (::ftruncate(journal_fd_, off_t(journal_bytes_)) != 0) {
+      }  // all or nothing: a torn batch is cut off (and open_journal cuts it after a crash)
+      return tl::unexpected(io_error("cannot write the audit journal " + journal_path_, err));
+    }
+    done += std::size_t(n);
+  }
+  if (options_.fsync && ::fdatasync(journal_fd_) != 0)
+    return tl::unexpected(io_error("cannot sync the audit journal " + journal_path_, errno));
+  journal_bytes_ += buf.size();
+  return {};
+}
 
 void Trail::submit(Event e, Ack ack) {
   std::vector<Event> v;
@@ -191,9 +230,11 @@ void Trail::submit(std::vector<Event> events, Ack ack) {
   std::unique_lock lock(mu_);
   if (stopping_ || queued_events_ + events.size() > options_.queue_size) {
     stats_.refused += events.size();
+    const bool closing = stopping_;
     lock.unlock();
     if (ack) {
-      Error e{"53400", stopping_ ? "the audit trail is closing" : "the audit queue is full (audit.queue_size); the audit store is not keeping up"};
+      Error e{"53400", closing ? "the audit trail is closing"
+                               : "the audit queue is full (audit.queue_size): the audit journal is not keeping up"};
       ack(&e);
     }
     return;
@@ -226,6 +267,15 @@ void Trail::close() {
   }
   cv_.notify_one();
   writer_.join();
+  {
+    std::lock_guard lock(store_mu_);
+    store_stopping_ = true;
+  }
+  store_cv_.notify_one();
+  store_.join();
+  // Everything is in every sink: the journal can start over.
+  std::lock_guard lock(store_mu_);
+  if (stored_all_seq_ == head_.seq && ::ftruncate(journal_fd_, 0) == 0) journal_bytes_ = 0;
 }
 
 TrailStats Trail::stats() const {
@@ -241,35 +291,92 @@ std::vector<Record> Trail::seal_all(const std::vector<Event>& events) {
   return out;
 }
 
+// ---- writer thread ----------------------------------------------------------------------------
+
 void Trail::run() {
   std::vector<Pending> batch;
   for (;;) {
     bool stop = false;
     {
       std::unique_lock lock(mu_);
-      auto wake = std::min(next_checkpoint_, next_prune_);
-      for (const auto& s : sinks_)
-        if (s->spool_bytes > 0 || !s->healthy) wake = std::min(wake, next_retry_);
-      cv_.wait_until(lock, wake, [&] { return !queue_.empty() || stopping_; });
+      cv_.wait_until(lock, next_checkpoint_, [&] { return !queue_.empty() || stopping_; });
       batch.swap(queue_);
       queued_events_ = 0;
       stop = stopping_ && batch.empty();
     }
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= next_retry_) {
-      drain_spools();
-      next_retry_ = now + options_.retry_interval;
-    }
     if (!batch.empty()) write_batch(batch);
     if (stop) break;
     maybe_checkpoint(false);
-    maybe_prune();
     batch.clear();
   }
-  drain_spools();
   maybe_checkpoint(true);
   std::lock_guard lock(mu_);
   flushed_.notify_all();
+}
+
+Result<void> Trail::append(std::vector<Event>& events) {
+  std::lock_guard chain(chain_mu_);
+  const ChainHead before = head_;
+  auto records = seal_all(events);
+  events.clear();  // release analyses and policies (under the lock, but after sealing)
+
+  bool healthy = true;
+  Error error;
+  {
+    std::lock_guard lock(store_mu_);
+    // Every record so far is in every sink: the journal starts over (the store thread reads it
+    // only while a sink is behind, and then this does not happen).
+    if (journal_bytes_ > 0 && stored_all_seq_ == before.seq && ::ftruncate(journal_fd_, 0) == 0) journal_bytes_ = 0;
+    healthy = sinks_healthy_;
+    if (!healthy) error = Error{"58030", sink_error_};
+  }
+  if (auto r = journal_append(records); !r) {
+    head_ = before;  // stored nowhere: as if never sealed, so no sink shows a gap
+    spdlog::error("audit: {}", r.error().message);
+    std::lock_guard lock(mu_);
+    stats_.refused += records.size();
+    return tl::unexpected(Error{r.error().sqlstate.empty() ? "58030" : r.error().sqlstate, r.error().message});
+  }
+  {
+    std::lock_guard lock(mu_);
+    stats_.journaled += records.size();
+    stats_.head_seq = head_.seq;
+    ++stats_.batches;
+  }
+  {
+    std::lock_guard lock(store_mu_);
+    const bool was_empty = to_store_.empty();
+    if (was_empty) to_store_since_ = std::chrono::steady_clock::now();
+    for (auto& r : records) to_store_.push_back(std::move(r));
+    if (was_empty || to_store_.size() >= kFlushRecords) store_cv_.notify_one();
+  }
+  if (!healthy) return tl::unexpected(std::move(error));  // kept in the journal, but the store is down
+  return {};
+}
+
+Result<void> Trail::write_now(std::vector<Event> events) {
+  if (!inline_writes()) {  // fsync per batch belongs on the writer thread (group commit)
+    std::mutex m;
+    std::condition_variable cv;
+    bool done = false;
+    std::optional<Error> err;
+    submit(std::move(events), [&](const Error* e) {
+      std::lock_guard lock(m);
+      if (e) err = *e;
+      done = true;
+      cv.notify_one();
+    });
+    std::unique_lock lock(m);
+    cv.wait(lock, [&] { return done; });
+    if (err) return tl::unexpected(std::move(*err));
+    return {};
+  }
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return fail("53400", "the audit trail is closing");
+    stats_.submitted += events.size();
+  }
+  return append(events);
 }
 
 void Trail::write_batch(std::vector<Pending>& batch) {
@@ -279,53 +386,10 @@ void Trail::write_batch(std::vector<Pending>& batch) {
   events.reserve(n);
   for (auto& p : batch)
     for (auto& e : p.events) events.push_back(std::move(e));
-  const ChainHead before = head_;
-  auto records = seal_all(events);
-  events.clear();  // release analyses and policies here, on the writer thread
-
-  bool all_direct = true;
-  bool any_kept = false;
-  Error error;
-  for (auto& s : sinks_) {
-    if (s->spool_bytes == 0) {
-      auto r = s->sink->write(records);
-      if (r) {
-        s->stored_seq = records.back().seq;
-        s->healthy = true;
-        any_kept = true;
-        continue;
-      }
-      s->healthy = false;
-      s->last_error = r.error().message;
-      spdlog::error("audit: {} failed: {}; records go to the spool {} until it works again", s->sink->name(),
-                    r.error().message, s->spool_path);
-      error = Error{r.error().sqlstate.empty() ? "58030" : r.error().sqlstate,
-                    "the audit store " + std::string(s->sink->name()) + " is unavailable: " + r.error().message};
-    } else if (error.message.empty()) {
-      error = Error{"58030", "the audit store " + std::string(s->sink->name()) + " is unavailable: " + s->last_error};
-    }
-    all_direct = false;
-    if (auto sp = s->append_spool(records, options_.spool_max_size); sp) {
-      any_kept = true;
-      std::lock_guard lock(mu_);
-      stats_.spooled += records.size();
-    } else {
-      spdlog::error("audit: {}", sp.error().message);
-      error = Error{sp.error().sqlstate, "the audit store " + std::string(s->sink->name()) +
-                                             " is unavailable and " + sp.error().message};
-    }
-  }
-  if (!any_kept) head_ = before;  // stored nowhere: as if never sealed, so no sink shows a gap
-  {
-    std::lock_guard lock(mu_);
-    if (all_direct) stats_.written += records.size();
-    if (!any_kept) stats_.refused += records.size();
-    ++stats_.batches;
-    stats_.head_seq = head_.seq;
-    stats_.sinks_healthy = all_direct;
-  }
+  auto r = append(events);
+  // Acknowledged once journaled; while a sink is failing, with its error (required targets refuse).
   for (auto& p : batch)
-    if (p.ack) p.ack(all_direct ? nullptr : &error);
+    if (p.ack) p.ack(r ? nullptr : &r.error());
   {
     std::lock_guard lock(mu_);
     done_ += batch.size();
@@ -333,51 +397,18 @@ void Trail::write_batch(std::vector<Pending>& batch) {
   flushed_.notify_all();
 }
 
-void Trail::drain_spools() {
-  for (auto& s : sinks_) {
-    if (s->spool_bytes == 0) continue;
-    std::ifstream in(s->spool_path, std::ios::binary);
-    if (!in) continue;
-    std::vector<Record> chunk;
-    std::string line;
-    bool ok = true;
-    auto flush_chunk = [&] {
-      if (chunk.empty()) return true;
-      auto r = s->sink->write(chunk);
-      if (!r) {
-        s->last_error = r.error().message;
-        return false;
-      }
-      s->stored_seq = chunk.back().seq;
-      chunk.clear();
-      return true;
-    };
-    while (ok && std::getline(in, line)) {
-      auto r = parse_line(line);
-      if (!r) {
-        spdlog::error("audit: skipping an unreadable line in the spool {}", s->spool_path);
-        continue;
-      }
-      if (r->seq <= s->stored_seq) continue;  // forwarded before a restart
-      chunk.push_back(std::move(*r));
-      if (chunk.size() >= 4096) ok = flush_chunk();
-    }
-    if (ok) ok = flush_chunk();
-    if (!ok) continue;
-    if (::truncate(s->spool_path.c_str(), 0) == 0) {
-      s->spool_bytes = 0;
-      s->healthy = true;
-      spdlog::info("audit: {} is back; the spooled records were forwarded in order", s->sink->name());
-    }
-  }
-}
-
 void Trail::maybe_checkpoint(bool force) {
   const auto now = std::chrono::steady_clock::now();
   if (!force && now < next_checkpoint_) return;
   next_checkpoint_ = now + options_.checkpoint_interval;
-  if (!options_.signer || head_.seq == checkpointed_seq_) return;
-  const auto msg = CheckpointSigner::message(options_.node, head_.seq, head_.hash);
+  ChainHead head;
+  {
+    std::lock_guard chain(chain_mu_);
+    head = head_;
+  }
+  if (!options_.signer || head.seq == checkpointed_seq_) return;
+  // Records sealed between reading the head and sealing this checkpoint are covered by the next one.
+  const auto msg = CheckpointSigner::message(options_.node, head.seq, head.hash);
   auto sig = options_.signer->sign(msg);
   if (!sig) {
     spdlog::error("audit: checkpoint not signed: {}", sig.error().message);
@@ -386,12 +417,12 @@ void Trail::maybe_checkpoint(bool force) {
   Event e;
   e.type = EventType::Checkpoint;
   e.time = std::chrono::system_clock::now();
-  e.fields = {{"covers_seq", std::to_string(head_.seq)},
-              {"covers_hash", head_.hash},
+  e.fields = {{"covers_seq", std::to_string(head.seq)},
+              {"covers_hash", head.hash},
               {"algorithm", std::string(CheckpointSigner::name(options_.signer->algorithm()))},
               {"key_id", options_.signer->key_id()},
               {"signature", *sig}};
-  spdlog::info("audit checkpoint: node={} seq={} hash={}", options_.node, head_.seq, head_.hash);
+  spdlog::info("audit checkpoint: node={} seq={} hash={}", options_.node, head.seq, head.hash);
   std::vector<Pending> one;
   one.push_back(Pending{{std::move(e)}, {}});
   {
@@ -399,9 +430,134 @@ void Trail::maybe_checkpoint(bool force) {
     ++enqueued_;
   }
   write_batch(one);
+  std::lock_guard chain(chain_mu_);
   checkpointed_seq_ = head_.seq;
   std::lock_guard lock(mu_);
   ++stats_.checkpoints;
+}
+
+// ---- store thread -----------------------------------------------------------------------------
+
+void Trail::run_store() {
+  for (;;) {
+    bool stop = false;
+    {
+      std::unique_lock lock(store_mu_);
+      for (;;) {
+        if (store_stopping_ || to_store_.size() >= kFlushRecords) break;
+        auto wake = next_prune_;
+        if (!to_store_.empty()) wake = std::min(wake, to_store_since_ + options_.flush_interval);
+        for (const auto& s : sinks_)
+          if (!s->healthy) wake = std::min(wake, s->retry_at);
+        if (std::chrono::steady_clock::now() >= wake) break;
+        store_cv_.wait_until(lock, wake);
+      }
+      for (auto& r : to_store_) {
+        last_seq_ = r.seq;
+        if (pending_.size() < kMaxPending)
+          pending_.push_back(std::move(r));
+        else
+          pending_complete_ = false;
+      }
+      to_store_.clear();
+      stop = store_stopping_;
+    }
+    flush_sinks(stop);
+    if (stop) break;
+    maybe_prune();
+  }
+}
+
+// Journal -> sinks, in order, in large transactions. A sink that fails is tried again after
+// retry_interval; the journal keeps everything until every sink has it.
+void Trail::flush_sinks(bool force) {
+  const auto now = std::chrono::steady_clock::now();
+  for (auto& s : sinks_) {
+    if (!s->healthy && now < s->retry_at && !force) continue;
+    if (!s->head_known) {  // unreachable at start: where does it stand?
+      auto h = s->sink->head(options_.node);
+      if (!h) {
+        s->last_error = h.error().message;
+        s->retry_at = std::chrono::steady_clock::now() + options_.retry_interval;
+        continue;
+      }
+      s->head_known = true;
+      s->stored_seq = *h ? (*h)->seq : 0;
+    }
+    auto store = [&](std::span<const Record> chunk) -> bool {
+      std::size_t skip = 0;
+      while (skip < chunk.size() && chunk[skip].seq <= s->stored_seq) ++skip;  // stored before a restart
+      chunk = chunk.subspan(skip);
+      if (chunk.empty()) return true;
+      auto r = s->sink->write(chunk);
+      if (!r) {
+        if (s->healthy)
+          spdlog::error("audit: {} failed: {}; records wait in the journal {} until it works again", s->sink->name(),
+                        r.error().message, journal_path_);
+        s->healthy = false;
+        s->last_error = r.error().message;
+        s->retry_at = std::chrono::steady_clock::now() + options_.retry_interval;
+        return false;
+      }
+      s->stored_seq = chunk.back().seq;
+      return true;
+    };
+    bool ok = true;
+    if (s->stored_seq < last_seq_) {
+      const bool from_memory = pending_complete_ || (!pending_.empty() && pending_.front().seq <= s->stored_seq + 1);
+      if (from_memory) {
+        for (std::size_t i = 0; ok && i < pending_.size(); i += kChunk)
+          ok = store(std::span<const Record>(pending_).subspan(i, std::min(kChunk, pending_.size() - i)));
+      } else {
+        std::ifstream in(journal_path_, std::ios::binary);
+        std::vector<Record> chunk;
+        std::string line;
+        while (ok && std::getline(in, line) && !in.eof()) {
+          auto r = parse_line(line);
+          if (!r) break;
+          if (r->seq <= s->stored_seq) continue;
+          if (r->seq > last_seq_) break;
+          chunk.push_back(std::move(*r));
+          if (chunk.size() >= kChunk) {
+            ok = store(chunk);
+            chunk.clear();
+          }
+        }
+        if (ok) ok = store(chunk);
+      }
+    }
+    if (ok && s->stored_seq >= last_seq_) {
+      if (!s->healthy) spdlog::info("audit: {} is back; the journaled records were stored in order", s->sink->name());
+      s->healthy = true;
+    }
+  }
+  std::uint64_t all = last_seq_;
+  bool healthy = true;
+  std::string error;
+  for (const auto& s : sinks_) {
+    all = std::min(all, s->head_known ? s->stored_seq : 0);
+    if (!s->healthy && error.empty())
+      error = "the audit store " + std::string(s->sink->name()) + " is unavailable: " + s->last_error;
+    healthy &= s->healthy;
+  }
+  if (all >= last_seq_) {
+    pending_.clear();
+    pending_complete_ = true;
+  } else {
+    // Keep only what some sink still needs.
+    std::size_t drop = 0;
+    while (drop < pending_.size() && pending_[drop].seq <= all) ++drop;
+    pending_.erase(pending_.begin(), pending_.begin() + std::ptrdiff_t(drop));
+  }
+  {
+    std::lock_guard lock(store_mu_);
+    stored_all_seq_ = all;
+    sinks_healthy_ = healthy;
+    sink_error_ = std::move(error);
+  }
+  std::lock_guard lock(mu_);
+  stats_.sinks_healthy = healthy;
+  stats_.stored = all;
 }
 
 void Trail::maybe_prune() {
@@ -412,7 +568,7 @@ void Trail::maybe_prune() {
   std::optional<std::chrono::system_clock::time_point> before;
   if (options_.retention_max_age.count() > 0) before = std::chrono::system_clock::now() - options_.retention_max_age;
   for (auto& s : sinks_) {
-    if (s->spool_bytes > 0) continue;
+    if (!s->healthy) continue;
     auto p = s->sink->prune(options_.node, before, options_.retention_max_records);
     if (!p) {
       spdlog::error("audit: retention on {} failed: {}", s->sink->name(), p.error().message);
@@ -426,13 +582,7 @@ void Trail::maybe_prune() {
                 {"pruned_through", std::to_string((*p)->through)},
                 {"anchor", (*p)->hash}};
     spdlog::info("audit: retention removed records up to {} from {}", (*p)->through, s->sink->name());
-    std::vector<Pending> one;
-    one.push_back(Pending{{std::move(e)}, {}});
-    {
-      std::lock_guard lock(mu_);
-      ++enqueued_;
-    }
-    write_batch(one);
+    submit(std::move(e));  // into the chain like any other record
   }
 }
 

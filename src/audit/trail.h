@@ -1,14 +1,18 @@
 #pragma once
-// The audit trail: one writer thread that seals events into the hash chain and writes them to
-// every sink in batches (group commit: whatever queued while the previous batch was written is
-// the next batch). Sessions submit from any thread; those whose target requires durable audit
-// wait for the acknowledgement before their statement is forwarded.
+// The audit trail: one writer thread that seals events into the hash chain, appends them to a
+// local journal (one write per batch: whatever queued while the previous batch was written is
+// the next batch), acknowledges them, and stores them in every sink in large transactions
+// (every flush_interval, or sooner when many are waiting). Sessions submit from any thread;
+// those whose target requires durable audit wait for the acknowledgement before their
+// statement is forwarded. See docs/adr/0005-audit-journal.md.
 //
-// A sink that fails gets its records in a spool file (one per sink, in order) and receives them
-// again, in order, before anything newer once it works again. An acknowledgement reports
-// success only when every sink stored the records itself: a spooled record is safe but the
-// store is down, and `required` targets then refuse statements. When even the spool cannot be
-// written (disk full), the chain is not advanced: those records are refused, not half-written.
+// The journal is what makes a record durable: once written it survives the process being
+// killed (and with fsync, a power loss), and records still in it are stored in the sinks at the
+// next start. It holds every record not yet in every sink, in order, so a sink that is down
+// receives them, in order, once it works again. While a sink is failing, acknowledgements
+// report its error and `required` targets refuse statements. When the journal cannot be
+// written (disk full, audit.spool.max_size), the chain is not advanced: those records are
+// refused, not half-written.
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -33,7 +37,8 @@ namespace gh::audit {
 struct TrailStats {
   std::uint64_t submitted = 0;
   std::uint64_t written = 0;       // sealed and stored in every sink
-  std::uint64_t spooled = 0;       // records put in a spool file
+  std::uint64_t journaled = 0;     // records written to the journal
+  std::uint64_t stored = 0;        // records stored in every sink
   std::uint64_t refused = 0;       // events refused (queue full, or not storable anywhere)
   std::uint64_t batches = 0;
   std::uint64_t checkpoints = 0;
@@ -58,6 +63,8 @@ class Trail {
     std::chrono::milliseconds retention_max_age{0};
     std::uint64_t retention_max_records = 0;
     std::chrono::milliseconds retry_interval{1000};  // how often a failed sink is tried again
+    std::chrono::milliseconds flush_interval{20};    // journal -> sinks, at most this late
+    bool fsync = false;                              // fdatasync the journal on every batch
   };
 
   // Opens the sinks the configuration names, reads the chain head and starts the writer.
@@ -68,6 +75,12 @@ class Trail {
   // Thread-safe. Events of one call are sealed consecutively, in order. `ack` may be empty.
   void submit(Event e, Ack ack = {});
   void submit(std::vector<Event> events, Ack ack);
+  // Seals and journals `events` on the calling thread, now: no hand-over to the writer thread,
+  // so a session that must wait for durability waits for one write(2), not for a thread switch.
+  // Error: the journal cannot be written, or a sink is failing (the records are kept).
+  // Falls back to submit() semantics (blocking until acknowledged) when the journal is fsynced.
+  [[nodiscard]] Result<void> write_now(std::vector<Event> events);
+  bool inline_writes() const { return !options_.fsync; }
   // Waits until everything submitted before this call is stored or refused.
   void flush();
   // Writes a Stop record and a final checkpoint, drains the queue and stops the writer.
@@ -83,20 +96,30 @@ class Trail {
     Ack ack;
   };
   struct SinkState;
+  [[nodiscard]] Result<void> open_journal(std::vector<Record>& replay);
+  [[nodiscard]] Result<void> journal_append(const std::vector<Record>& records);
+  // writer thread: seal, journal, acknowledge, hand over to the store thread
   void run();
   void write_batch(std::vector<Pending>& batch);
+  // Under chain_mu_: seal, journal, hand over to the store thread. Error as for write_now.
+  Result<void> append(std::vector<Event>& events);
   void maybe_checkpoint(bool force);
-  void maybe_prune();
-  void drain_spools();
   std::vector<Record> seal_all(const std::vector<Event>& events);
+  // store thread: journal -> sinks
+  void run_store();
+  void flush_sinks(bool force);
+  void maybe_prune();
 
   Options options_;
-  std::vector<std::unique_ptr<SinkState>> sinks_;
+  std::mutex chain_mu_;  // the chain head and the journal: sealing is serial, from any thread
   ChainHead head_;
   std::uint64_t checkpointed_seq_ = 0;
-  std::chrono::steady_clock::time_point next_checkpoint_, next_prune_, next_retry_;
+  std::chrono::steady_clock::time_point next_checkpoint_;
+  std::string journal_path_;
+  int journal_fd_ = -1;
+  std::uint64_t journal_bytes_ = 0;
 
-  mutable std::mutex mu_;
+  mutable std::mutex mu_;            // the writer's queue and the statistics
   std::condition_variable cv_;       // writer waits for work
   std::condition_variable flushed_;  // flush() waits for the writer
   std::vector<Pending> queue_;
@@ -105,6 +128,24 @@ class Trail {
   bool stopping_ = false;
   TrailStats stats_;
   std::thread writer_;
+
+  // Between the writer and the store thread (store_mu_).
+  std::mutex store_mu_;
+  std::condition_variable store_cv_;
+  std::vector<Record> to_store_;            // journaled, not yet taken by the store thread
+  std::chrono::steady_clock::time_point to_store_since_{};
+  std::uint64_t stored_all_seq_ = 0;        // every record up to here is in every sink
+  bool sinks_healthy_ = true;
+  std::string sink_error_;                  // the failing sink's error, for acknowledgements
+  bool store_stopping_ = false;
+
+  // store thread only
+  std::vector<std::unique_ptr<SinkState>> sinks_;
+  std::vector<Record> pending_;  // journaled records not yet in every sink (all of them while pending_complete_)
+  bool pending_complete_ = true;
+  std::uint64_t last_seq_ = 0;   // newest record handed over
+  std::chrono::steady_clock::time_point next_prune_;
+  std::thread store_;
 };
 
 }  // namespace gh::audit

@@ -202,7 +202,12 @@ AuditDurability read_durability(const Reader& r, const YAML::Node& n, const std:
 void read_audit(const Reader& r, const YAML::Node& n, Audit& a) {
   r.allowed_keys(n, "audit",
                  {"enabled", "node", "durability", "sinks", "spool", "queue_size", "max_text", "parameters",
-                  "checkpoint", "retention"});
+                  "checkpoint", "retention", "flush_interval"});
+  if (n["flush_interval"]) {
+    a.flush_interval = r.duration(n["flush_interval"], "audit.flush_interval");
+    if (a.flush_interval > std::chrono::seconds(10))
+      r.fail_at(n["flush_interval"], "audit.flush_interval", "must be at most 10s");
+  }
   if (n["enabled"]) a.enabled = r.choice<bool>(n["enabled"], "audit.enabled", {{"true", true}, {"false", false}});
   if (n["node"]) a.node = r.str(n["node"], "audit.node");
   if (n["durability"]) a.durability = read_durability(r, n["durability"], "audit.durability");
@@ -374,7 +379,11 @@ Config read_config(const Reader& r, const YAML::Node& root) {
   }
   if (c.targets.empty()) r.fail_at(root, "targets", "at least one target is required");
   if (auto n = root["audit"]) read_audit(r, n, c.audit);
-  if (c.audit.sinks.empty()) c.audit.sinks.push_back(AuditSink{AuditSink::Type::Sqlite, beside(r.source(), "gatehouse-audit.db")});
+  if (c.audit.sinks.empty()) {
+    AuditSink sqlite;
+    sqlite.path = beside(r.source(), "gatehouse-audit.db");
+    c.audit.sinks.push_back(std::move(sqlite));
+  }
   if (c.audit.spool_dir.empty()) {
     for (const auto& s : c.audit.sinks)
       if (s.type == AuditSink::Type::Sqlite) {

@@ -77,6 +77,7 @@ struct Audit {
   std::string spool_dir;                                  // default: beside the first file sink
   std::uint64_t spool_max_size = 1ull << 30;
   std::uint32_t queue_size = 65536;                       // events waiting for the writer, at most
+  Duration flush_interval = std::chrono::milliseconds(20); // journal -> sinks, at most this late
   std::uint32_t max_text = 64 * 1024;                     // statement text kept per record, bytes
   enum class Params { Masked, Full, None } parameters = Params::Masked;
   Duration checkpoint_interval = std::chrono::seconds(60);

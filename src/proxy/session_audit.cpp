@@ -351,7 +351,15 @@ void Session::audit_backend(char type, std::string_view body, bool refusal) {
 
 void Session::audit_flush_results() {
   if (audit_results_.empty()) return;
-  if (auto* trail = server_.audit()) trail->submit(std::move(audit_results_), {});
+  auto* trail = server_.audit();
+  if (audit_required_ && trail->inline_writes()) {
+    // On this thread, like the statements: no thread switch, and the chain keeps the session's
+    // order. A failure is the store's: the records are kept in the journal or refused, and the
+    // next statement is refused with the same error.
+    (void)trail->write_now(std::move(audit_results_));
+  } else {
+    trail->submit(std::move(audit_results_), {});
+  }
   audit_results_.clear();
 }
 
@@ -373,11 +381,24 @@ asio::awaitable<std::optional<Error>> Session::audit_wait(std::vector<audit::Eve
 asio::awaitable<void> Session::audit_submit_batch(bool& rewritten, std::size_t pos) {
   auto events = std::move(audit_batch_);
   audit_batch_.clear();
+  auto* trail = server_.audit();
   if (!audit_required_) {
-    server_.audit()->submit(std::move(events), {});
+    trail->submit(std::move(events), {});
     co_return;
   }
-  auto err = co_await audit_wait(std::move(events));
+  std::optional<Error> err;
+  if (trail->inline_writes()) {
+    // Results of earlier statements first, so the chain keeps this session's order.
+    if (!audit_results_.empty()) {
+      audit_results_.insert(audit_results_.end(), std::make_move_iterator(events.begin()),
+                            std::make_move_iterator(events.end()));
+      events = std::move(audit_results_);
+      audit_results_.clear();
+    }
+    if (auto r = trail->write_now(std::move(events)); !r) err = std::move(r.error());
+  } else {
+    err = co_await audit_wait(std::move(events));
+  }
   if (err && !ending_) refuse_batch_for_audit(*err, rewritten, pos);
 }
 

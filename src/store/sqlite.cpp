@@ -37,6 +37,11 @@ SqliteStatement& SqliteStatement::bind(int i, std::string_view text) {
   return *this;
 }
 
+SqliteStatement& SqliteStatement::bind_static(int i, std::string_view text) {
+  sqlite3_bind_text64(stmt_, i, text.data(), text.size(), SQLITE_STATIC, SQLITE_UTF8);
+  return *this;
+}
+
 SqliteStatement& SqliteStatement::bind_null(int i) {
   sqlite3_bind_null(stmt_, i);
   return *this;

@@ -23,6 +23,8 @@ class SqliteStatement {
   // Parameters are 1-based, as in SQLite.
   SqliteStatement& bind(int i, std::int64_t v);
   SqliteStatement& bind(int i, std::string_view text);  // copied by SQLite
+  // Not copied: `text` must stay valid until the statement is stepped and reset.
+  SqliteStatement& bind_static(int i, std::string_view text);
   SqliteStatement& bind_null(int i);
   // true: a row is ready; false: done. Resets automatically when done or on error.
   [[nodiscard]] Result<bool> step();
