@@ -158,11 +158,12 @@ Result<std::unique_ptr<Trail>> Trail::open(Options options, std::vector<std::uni
     }
   }
   t->checkpointed_seq_ = t->head_.seq;
-  t->writer_ = std::thread([p = t.get()] { p->run(); });
+  // Queued before the writer starts, so the Start record comes first, before retention's.
   Event start;
   start.type = EventType::Start;
   start.time = std::chrono::system_clock::now();
   t->submit(std::move(start));
+  t->writer_ = std::thread([p = t.get()] { p->run(); });
   return t;
 }
 
@@ -175,7 +176,9 @@ Trail::Trail(Options options, std::vector<std::unique_ptr<AuditSink>> sinks) : o
   }
   const auto now = std::chrono::steady_clock::now();
   next_checkpoint_ = now + options_.checkpoint_interval;
-  next_prune_ = now + std::chrono::seconds(10);
+  // Retention runs once the writer has started (after the Start record), then hourly: a store
+  // that outgrew its limits while the proxy was down is trimmed at start, not an hour later.
+  next_prune_ = now;
   next_retry_ = now;
 }
 
