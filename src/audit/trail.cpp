@@ -133,15 +133,17 @@ Result<std::unique_ptr<Trail>> Trail::open(Options options, std::vector<std::uni
   for (const auto& s : t->sinks_) stored_all = std::min(stored_all, s->healthy ? s->stored_seq : 0);
   t->stored_all_seq_ = replay.empty() ? stored_all : std::min(stored_all, replay.front().seq - 1);
   t->last_seq_ = t->head_.seq;
+  t->start_seq_ = t->head_.seq + 1;
   t->to_store_ = std::move(replay);
   t->to_store_since_ = std::chrono::steady_clock::now() - t->options_.flush_interval;
   t->checkpointed_seq_ = t->head_.seq;
-  t->store_ = std::thread([p = t.get()] { p->run_store(); });
-  t->writer_ = std::thread([p = t.get()] { p->run(); });
+  // Queued before the threads start, so the Start record comes first, before retention's.
   Event start;
   start.type = EventType::Start;
   start.time = std::chrono::system_clock::now();
   t->submit(std::move(start));
+  t->store_ = std::thread([p = t.get()] { p->run_store(); });
+  t->writer_ = std::thread([p = t.get()] { p->run(); });
   return t;
 }
 
@@ -154,7 +156,9 @@ Trail::Trail(Options options, std::vector<std::unique_ptr<AuditSink>> sinks) : o
   journal_path_ = options_.spool_dir + "/journal";
   const auto now = std::chrono::steady_clock::now();
   next_checkpoint_ = now + options_.checkpoint_interval;
-  next_prune_ = now + std::chrono::seconds(10);
+  // Retention runs at start (after the Start record), then hourly: a store that outgrew its
+  // limits while the proxy was down is trimmed at start, not an hour later.
+  next_prune_ = now;
 }
 
 Trail::~Trail() {
@@ -445,7 +449,8 @@ void Trail::run_store() {
       std::unique_lock lock(store_mu_);
       for (;;) {
         if (store_stopping_ || to_store_.size() >= kFlushRecords) break;
-        auto wake = next_prune_;
+        if (!to_store_.empty() && last_seq_ < start_seq_) break;  // at start: store, then retention
+        auto wake = last_seq_ >= start_seq_ ? next_prune_ : std::chrono::steady_clock::time_point::max();
         if (!to_store_.empty()) wake = std::min(wake, to_store_since_ + options_.flush_interval);
         for (const auto& s : sinks_)
           if (!s->healthy) wake = std::min(wake, s->retry_at);
@@ -562,13 +567,13 @@ void Trail::flush_sinks(bool force) {
 
 void Trail::maybe_prune() {
   const auto now = std::chrono::steady_clock::now();
-  if (now < next_prune_) return;
+  if (now < next_prune_ || last_seq_ < start_seq_) return;
   next_prune_ = now + std::chrono::hours(1);
   if (options_.retention_max_age.count() == 0 && options_.retention_max_records == 0) return;
   std::optional<std::chrono::system_clock::time_point> before;
   if (options_.retention_max_age.count() > 0) before = std::chrono::system_clock::now() - options_.retention_max_age;
   for (auto& s : sinks_) {
-    if (!s->healthy) continue;
+    if (!s->healthy || s->stored_seq < last_seq_) continue;
     auto p = s->sink->prune(options_.node, before, options_.retention_max_records);
     if (!p) {
       spdlog::error("audit: retention on {} failed: {}", s->sink->name(), p.error().message);
@@ -583,6 +588,8 @@ void Trail::maybe_prune() {
                 {"anchor", (*p)->hash}};
     spdlog::info("audit: retention removed records up to {} from {}", (*p)->through, s->sink->name());
     submit(std::move(e));  // into the chain like any other record
+    std::lock_guard lock(mu_);
+    ++stats_.retentions;
   }
 }
 

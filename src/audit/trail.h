@@ -42,6 +42,7 @@ struct TrailStats {
   std::uint64_t refused = 0;       // events refused (queue full, or not storable anywhere)
   std::uint64_t batches = 0;
   std::uint64_t checkpoints = 0;
+  std::uint64_t retentions = 0;    // prunes done (each adds a Retention record)
   std::uint64_t head_seq = 0;
   bool sinks_healthy = true;
 };
@@ -144,6 +145,7 @@ class Trail {
   std::vector<Record> pending_;  // journaled records not yet in every sink (all of them while pending_complete_)
   bool pending_complete_ = true;
   std::uint64_t last_seq_ = 0;   // newest record handed over
+  std::uint64_t start_seq_ = 0;  // this run's Start record: retention waits until it is stored
   std::chrono::steady_clock::time_point next_prune_;
   std::thread store_;
 };

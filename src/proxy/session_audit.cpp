@@ -25,6 +25,9 @@ namespace {
 
 constexpr std::size_t kMaxPortals = 10000;
 constexpr std::size_t kKeptBody = 4096;  // of a long ErrorResponse, enough for SQLSTATE and message
+// What the client gets for a policy refusal (refuse_statement); a refused statement has no Result
+// record, so its Statement record carries it.
+constexpr std::string_view kRefusedSqlstate = "42501";
 
 std::string_view c_string(std::string_view body, std::size_t& pos, bool& ok) {
   const auto nul = body.find('\0', pos);
@@ -133,7 +136,10 @@ void Session::audit_query(char type, const std::shared_ptr<const sql::Analysis>&
   if (!analysis || analysis->error) e.text = text;
   e.policy = policy_rt_ ? policy_rt_->config->policy : nullptr;
   e.decision = d;
-  if (refused) e.outcome = "refused";
+  if (refused) {
+    e.outcome = "refused";
+    e.sqlstate = kRefusedSqlstate;
+  }
   audit_batch_.push_back(std::move(e));
   AuditPending p;
   p.kind = AuditPending::Kind::Query;
@@ -170,6 +176,7 @@ void Session::audit_parse_refused(const std::shared_ptr<const sql::Analysis>& an
   e.policy = policy_rt_ ? policy_rt_->config->policy : nullptr;
   e.decision = d;
   e.outcome = "refused";
+  e.sqlstate = kRefusedSqlstate;
   audit_batch_.push_back(std::move(e));
 }
 

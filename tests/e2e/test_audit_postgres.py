@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from conftest import connect, wait_for
-from tests.harness import PgCluster
+from tests.harness import BINARY, PgCluster
+
+# The GoogleTest binary built beside the gatehouse binary (GATEHOUSE_UNIT_TESTS overrides).
+UNIT_TESTS = Path(os.environ.get("GATEHOUSE_UNIT_TESTS", BINARY.parent / "unit_tests"))
 
 GENESIS = "0" * 64
 
@@ -136,3 +142,22 @@ def test_store_down_at_start_does_not_stop_the_proxy(make_proxy, store):
     recs = rows(store)
     assert recs[0]["type"] == "start"
     check_chain(recs)
+
+
+def test_postgres_sink_unit_tests_run_against_a_real_server(pg, tmp_path):
+    """The PostgresAuditSink GoogleTests skip without GH_TEST_PG_DSN; here they get the session's
+    real server (they make and drop their own schema and role), and every one of them must run and
+    pass: none skipped."""
+    assert UNIT_TESTS.exists(), f"{UNIT_TESTS} is missing; build the unit_tests target"
+    report = tmp_path / "gtest.json"
+    r = subprocess.run([str(UNIT_TESTS), "--gtest_filter=PostgresAuditSink.*", f"--gtest_output=json:{report}"],
+                       env=dict(os.environ, GH_TEST_PG_DSN=pg.dsn()), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    tests = [t for suite in json.loads(report.read_text())["testsuites"] for t in suite["testsuite"]
+             if not t["name"].startswith("DISABLED_")]
+    assert len(tests) >= 5, [t["name"] for t in tests]
+    assert all(t["classname"] == "PostgresAuditSink" for t in tests)
+    not_run = [(t["name"], t.get("result"), t.get("status")) for t in tests
+               if t.get("result") != "COMPLETED" or t.get("status") != "RUN" or t.get("failures")]
+    assert not_run == [], not_run
+    assert "SKIPPED" not in r.stdout, r.stdout[-4000:]

@@ -1,10 +1,13 @@
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 
+#include "audit/reader.h"
 #include "audit/record.h"
 #include "audit/trail.h"
+#include "audit/verify.h"
 #include "store/sqlite.h"
 
 namespace gh::audit {
@@ -81,6 +84,48 @@ TEST(AuditTrail, WritesChainedRecordsAndContinuesAfterRestart) {
     prev = std::string(st->column_text(2));
   }
   EXPECT_EQ(expect, 105u);
+}
+
+// A store that outgrew audit.retention while the proxy was down is trimmed when the trail opens
+// (right after its Start record), not only an hour later; the chain verifies from its anchor.
+TEST(AuditTrail, RetentionRunsAtStartAfterTheStartRecord) {
+  TempDir d;
+  const std::string db = (d.path / "a.db").string();
+  {
+    std::vector<std::unique_ptr<AuditSink>> sinks;
+    sinks.push_back(*open_sqlite_sink(db, false));
+    auto t = Trail::open(options(d), std::move(sinks));
+    ASSERT_TRUE(t.has_value());
+    for (int i = 1; i <= 100; ++i) (*t)->submit(statement(i));
+    (*t)->close();  // 1 start, 2..101 statements, 102 stop
+  }
+  {
+    std::vector<std::unique_ptr<AuditSink>> sinks;
+    sinks.push_back(*open_sqlite_sink(db, false));
+    auto o = options(d);
+    o.retention_max_records = 10;
+    auto t = Trail::open(std::move(o), std::move(sinks));
+    ASSERT_TRUE(t.has_value());
+    for (int i = 0; i < 500 && (*t)->stats().retentions == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    EXPECT_EQ((*t)->stats().retentions, 1u);
+    (*t)->flush();
+    (*t)->close();
+  }
+  auto c = store::SqliteDb::open(db, store::SqliteDb::Mode::ReadOnly);
+  auto st = c->prepare("SELECT seq, type FROM audit_records ORDER BY seq");
+  std::vector<std::pair<std::int64_t, std::string>> rows;
+  while (*st->step()) rows.emplace_back(st->column_int(0), std::string(st->column_text(1)));
+  ASSERT_EQ(rows.size(), 12u);  // 94..103 kept (103: the new start), then retention and stop
+  EXPECT_EQ(rows.front().first, 94);
+  EXPECT_EQ(rows[9], (std::pair<std::int64_t, std::string>{103, "start"}));
+  EXPECT_EQ(rows[10], (std::pair<std::int64_t, std::string>{104, "retention"}));
+  EXPECT_EQ(rows[11], (std::pair<std::int64_t, std::string>{105, "stop"}));
+  auto reader = AuditReader::open(db);
+  ASSERT_TRUE(reader.has_value());
+  auto rep = verify_chain(**reader, "n1", VerifyOptions{});
+  ASSERT_TRUE(rep.has_value());
+  EXPECT_FALSE(rep->problem) << rep->problem->message;
+  EXPECT_EQ(rep->first_seq, 94u);
 }
 
 TEST(AuditTrail, SealedIndexComesFromTheBody) {

@@ -1,0 +1,511 @@
+"""The audit trail end to end: the real proxy writes its SQLite store while real psql and psycopg
+clients run statements against a real PostgreSQL, and `gatehouse audit` reads it back.
+
+- what a statement's records hold (identity, target, decision and rule, rows from CommandComplete,
+  outcome, SQLSTATE), through both protocols, a multi-statement Query, COPY, an error, a policy
+  refusal; and a failed login;
+- kill -9 under load: the chain verifies, the restarted proxy continues it, and (durability
+  required) every statement a client saw complete — and every row in the table — is recorded;
+  (buffered) what is stored is a consistent prefix of what each session submitted;
+- a full disk under the store and the spool: statements are refused with 53100, the proxy stays up,
+  sessions work again once space is freed, and the store is intact;
+- tampering with a store the proxy wrote is caught by `gatehouse audit verify`;
+- retention prunes at start and the chain still verifies from its Retention anchor.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import threading
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from conftest import connect, psql, target, wait_for
+from tests.harness import BINARY
+
+_counter = itertools.count(1)
+
+
+# ---- helpers --------------------------------------------------------------------------------
+
+def audit_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BINARY), "audit", *map(str, args)], capture_output=True, text=True, timeout=60)
+
+
+def verify(store: Path, *args: str) -> subprocess.CompletedProcess:
+    return audit_cli("verify", "--store", store, *args)
+
+
+def search(store: Path, *filters: str) -> list[dict]:
+    r = audit_cli("search", "--store", store, "--format", "jsonl", "--limit", "10000", *filters)
+    assert r.returncode == 0, r.stderr
+    return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+
+
+def db_rows(store: Path, sql: str, params: tuple = ()) -> list[dict]:
+    """Straight from the SQLite file (read-only, beside a live or killed proxy)."""
+    c = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=10)
+    try:
+        c.row_factory = sqlite3.Row
+        return [dict(r) for r in c.execute(sql, params).fetchall()]
+    finally:
+        c.close()
+
+
+def sqlite_cli(store: Path, sql: str) -> None:
+    subprocess.run(["sqlite3", str(store), sql], check=True, capture_output=True, text=True, timeout=30)
+
+
+def store_of(proxy) -> Path:
+    """The default store: gatehouse-audit.db beside the configuration file."""
+    return proxy.workdir / "gatehouse-audit.db"
+
+
+def tamper_line(out: str) -> tuple[int, str]:
+    m = re.search(r"TAMPERED at seq (\d+) \(([^)]+)\)", out)
+    assert m, out
+    return int(m.group(1)), m.group(2)
+
+
+def fresh_table(pg, columns: str = "id int, v text") -> str:
+    name = f"audit_e2e_{os.getpid()}_{next(_counter)}"
+    pg.psql(f"DROP TABLE IF EXISTS {name}; CREATE TABLE {name} ({columns})")
+    return name
+
+
+# ---- 1. what the records hold ----------------------------------------------------------------
+
+def test_statements_are_recorded_with_identity_decision_rows_outcome_and_sqlstate(make_proxy, pg):
+    t = fresh_table(pg)
+    prod = target("app", pg.port, password=pg.password)
+    prod["environment"] = "production"  # guardrails on
+    proxy = make_proxy(targets=[prod])   # no audit section: the default SQLite store, durability required
+    store = store_of(proxy)
+
+    # psql: one Query holding two statements; then a script, one Query per statement: COPY, an
+    # error, a guardrail refusal.
+    psql(proxy, "-c", f"INSERT INTO {t} VALUES (1, 'psql-a'), (2, 'psql-b'); SELECT * FROM {t}")
+    r = psql(proxy, "-f", "-", check=False, input=(
+        f"COPY {t} (id, v) FROM STDIN;\n100\tcopy-a\n101\tcopy-b\n102\tcopy-c\n\\.\n"
+        "SELECT 1/0;\n"
+        f"DELETE FROM {t};\n"))
+    assert "division by zero" in r.stderr and "guardrail.unbounded_write" in r.stderr, r.stderr
+
+    # psycopg: the extended protocol (with parameters; a binary cursor always uses it), the simple
+    # protocol (no parameters), COPY, an error and a refusal in each.
+    with connect(proxy, autocommit=True) as c:
+        ext = c.cursor(binary=True)
+        ext.execute(f"INSERT INTO {t} VALUES (%s, %s)", (10, "psycopg-ext"))
+        assert len(ext.execute(f"SELECT * FROM {t} WHERE id < %s", (50,)).fetchall()) == 3
+        c.execute(f"UPDATE {t} SET v = 'simple' WHERE id >= 100")
+        with c.cursor().copy(f"COPY {t} (id, v) FROM STDIN") as cp:
+            cp.write_row((200, "copy-x"))
+            cp.write_row((201, "copy-y"))
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            ext.execute("SELECT * FROM audit_e2e_no_such_table")
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            c.execute("SELECT 2/0")
+        for cur in (c, ext):
+            with pytest.raises(psycopg.Error) as ei:
+                cur.execute(f"DELETE FROM {t}")
+            assert ei.value.sqlstate == "42501" and "guardrail.unbounded_write" in str(ei.value)
+        assert c.execute("SELECT 'still here'").fetchone() == ("still here",)
+
+    # A failed login.
+    with pytest.raises(psycopg.OperationalError):
+        connect(proxy, password="wrong-password")
+
+    assert proxy.stop() == 0
+    assert proxy.proc.returncode == 0
+
+    hits = search(store)
+    by_text: dict[str, list[dict]] = {}
+    for h in hits:
+        by_text.setdefault(h.get("sql", {}).get("text", ""), []).append(h)
+
+    def one(text: str, protocol: str | None = None) -> dict:
+        found = [h for h in by_text.get(text, []) if protocol is None or h["sql"]["protocol"] == protocol]
+        assert len(found) == 1, (text, protocol, [h.get("sql", {}).get("text") for h in hits])
+        h = found[0]
+        assert h["type"] == "statement"
+        assert h["identity"]["subject"] == "alice" and h["identity"]["groups"] == ["dba"]
+        assert h["target"] == "app" and h["environment"] == "production"
+        return h
+
+    multi = one(f"INSERT INTO {t} VALUES (1, 'psql-a'), (2, 'psql-b'); SELECT * FROM {t}", "Q")
+    assert [s["kinds"] for s in multi["sql"]["statements"]] == [["insert"], ["select"]]
+    assert multi["sql"]["decision"]["action"] == "allow"
+    assert multi["result"]["outcome"] == "ok" and multi["result"]["rows"] == 2 + 2  # INSERT 0 2, SELECT 2
+
+    copies = by_text[f"COPY {t} (id, v) FROM STDIN"]  # psql's (3 rows) and psycopg's (2 rows)
+    assert sorted((h["result"]["outcome"], h["result"]["rows"]) for h in copies) == [("ok", 2), ("ok", 3)], copies
+
+    div = one("SELECT 1/0", "Q")
+    assert div["result"]["outcome"] == "error" and div["result"]["sqlstate"] == "22012"
+    assert "division by zero" in div["result"]["message"]
+
+    div2 = one("SELECT 2/0", "Q")
+    assert div2["result"]["outcome"] == "error" and div2["result"]["sqlstate"] == "22012"
+
+    refusals = [h for h in by_text[f"DELETE FROM {t}"]]
+    # psql and psycopg's simple protocol: a Query; psycopg's binary cursor: refused at its Parse.
+    assert sorted(h["sql"]["protocol"] for h in refusals) == ["P", "Q", "Q"], refusals
+    for refused in refusals:
+        assert refused["identity"]["subject"] == "alice" and refused["target"] == "app"
+        assert refused["sql"]["decision"]["action"] == "deny"
+        assert refused["sql"]["decision"]["rule"] == "guardrail.unbounded_write"
+        assert refused["outcome"] == "refused" and refused["sqlstate"] == "42501", refused
+        assert "result" not in refused  # it never reached the database
+
+    ext = one(f"INSERT INTO {t} VALUES ($1, $2)", "E")
+    assert ext["sql"]["params"] == ["<binary 2 bytes>", "psycopg-ext"]  # psycopg sends ints in binary: size only
+    assert ext["result"]["outcome"] == "ok" and ext["result"]["rows"] == 1
+    sel = one(f"SELECT * FROM {t} WHERE id < $1", "E")
+    assert sel["result"]["rows"] == 3 and sel["sql"]["statements"][0]["relations"] == [t]
+    upd = one(f"UPDATE {t} SET v = 'simple' WHERE id >= 100", "Q")  # psycopg without parameters: simple
+    assert upd["result"]["rows"] == 3 and upd["sql"]["decision"]["action"] == "allow"
+    missing = one("SELECT * FROM audit_e2e_no_such_table", "E")
+    assert missing["result"]["outcome"] == "error" and missing["result"]["sqlstate"] == "42P01"
+
+    failed = [h for h in hits if h["type"] == "connect_failed"]
+    assert len(failed) == 1, failed
+    assert failed[0]["sqlstate"] == "28P01" and failed[0]["outcome"] == "refused"
+    assert failed[0]["identity"]["user"] == "alice"
+    assert "wrong-password" not in store.read_bytes().decode(errors="replace")
+
+    # The same facts straight from the SQLite columns.
+    rows = db_rows(store, "SELECT s.type, s.subject, s.target, s.environment, s.decision, s.rule,"
+                          " s.outcome AS s_outcome, s.sqlstate AS s_sqlstate,"
+                          " r.outcome, r.rows, r.sqlstate, s.text FROM audit_records s LEFT JOIN audit_records r"
+                          " ON r.type = 'result' AND r.session = s.session AND r.statement = s.statement"
+                          " WHERE s.type = 'statement' ORDER BY s.seq")
+    direct = {(r["text"], r["s_outcome"] or r["outcome"]): r for r in rows}
+    assert direct[(f"COPY {t} (id, v) FROM STDIN", "ok")]["rows"] in (3, 2)
+    assert direct[("SELECT 1/0", "error")]["sqlstate"] == "22012"
+    den = direct[(f"DELETE FROM {t}", "refused")]
+    assert (den["subject"], den["target"], den["environment"], den["decision"], den["rule"], den["s_sqlstate"]) == \
+        ("alice", "app", "production", "deny", "guardrail.unbounded_write", "42501")
+    assert den["outcome"] is None  # no result record
+    assert all(r["subject"] == "alice" and r["target"] == "app" for r in rows)
+    cf = db_rows(store, "SELECT sqlstate, outcome FROM audit_records WHERE type = 'connect_failed'")
+    assert cf == [{"sqlstate": "28P01", "outcome": "refused"}]
+    types = [r["type"] for r in db_rows(store, "SELECT type FROM audit_records ORDER BY seq")]
+    assert types[0] == "start" and types[-1] == "stop" and "connect" in types and "disconnect" in types
+
+    v = verify(store)
+    assert v.returncode == 0 and "intact" in v.stdout, v.stdout + v.stderr
+
+
+# ---- 2. kill -9 under load -------------------------------------------------------------------
+
+CLIENTS = 4
+
+
+class Loader(threading.Thread):
+    """One psycopg session inserting unique values until the proxy dies; remembers which
+    statements it saw complete, and the one in flight when the connection broke."""
+
+    def __init__(self, proxy, table: str, name: str):
+        super().__init__(daemon=True)
+        self.proxy, self.table, self.name = proxy, table, name
+        self.done: list[str] = []
+        self.in_flight: str | None = None
+        self.error: BaseException | None = None
+        self.connected = threading.Event()
+
+    def run(self) -> None:
+        try:
+            c = connect(self.proxy, autocommit=True)
+        except BaseException as e:  # noqa: BLE001
+            self.error = e
+            self.connected.set()
+            return
+        self.connected.set()
+        try:
+            for n in itertools.count():
+                value = f"{self.name}-{n}"
+                self.in_flight = value
+                c.execute(f"INSERT INTO {self.table} VALUES ('{value}')")
+                self.done.append(value)
+                self.in_flight = None
+        except psycopg.Error:
+            pass  # the proxy was killed
+        finally:
+            c.close()
+
+
+def recorded_values(store: Path, table: str) -> list[str]:
+    """The unique values of the INSERT statements the store holds, in chain order."""
+    out = []
+    for r in db_rows(store, "SELECT text FROM audit_records WHERE type = 'statement' AND text LIKE ? ORDER BY seq",
+                     (f"INSERT INTO {table} VALUES %",)):
+        m = re.search(r"VALUES \('([^']+)'\)", r["text"])
+        assert m, r["text"]
+        out.append(m.group(1))
+    return out
+
+
+@pytest.mark.parametrize("durability", ["required", "buffered"])
+def test_kill_9_under_load_keeps_the_chain_and_the_records_clients_saw(make_proxy, pg, durability, tmp_path):
+    t = fresh_table(pg, "v text PRIMARY KEY")
+    key = tmp_path / "checkpoint.key"
+    assert audit_cli("keygen", "--out", key).returncode == 0
+    proxy = make_proxy(audit={"durability": durability, "node": "k9",
+                              "checkpoint": {"key_file": str(key), "interval": "1h"}})
+    store = store_of(proxy)
+    loaders = [Loader(proxy, t, f"{durability}-c{i}") for i in range(CLIENTS)]
+    for ld in loaders:
+        ld.start()
+    for ld in loaders:
+        assert ld.connected.wait(15) and ld.error is None, ld.error
+    wait_for(lambda: all(len(ld.done) >= 25 for ld in loaders), timeout=30, what="every client to finish 25 inserts")
+    proxy.proc.send_signal(signal.SIGKILL)
+    proxy.proc.wait(10)
+    for ld in loaders:
+        ld.join(15)
+        assert not ld.is_alive()
+
+    # The store as the crash left it: intact; its unclean end is a note, an error only when the
+    # verifier is told the proxy stopped cleanly.
+    v = verify(store, "--key", key)
+    assert v.returncode == 0, v.stdout + v.stderr
+    assert "intact" in v.stdout and "clean shutdown" not in v.stdout, v.stdout
+    assert "note: no record is covered by a checkpoint" in v.stdout, v.stdout
+    v = verify(store, "--key", key, "--expect-stopped")
+    assert v.returncode == 1 and tamper_line(v.stdout)[1] == "truncated", v.stdout
+    head_before = db_rows(store, "SELECT max(seq) AS s FROM audit_records")[0]["s"]
+
+    recorded = recorded_values(store, t)
+    assert len(recorded) == len(set(recorded)), "a statement was recorded twice"
+    in_table = {r for r in pg.psql(f"SELECT v FROM {t}").splitlines()}
+    completed = [v for ld in loaders for v in ld.done]
+    assert set(completed) <= in_table
+    lost = [v for v in completed if v not in set(recorded)]
+    print(f"\n{durability}: {len(completed)} inserts completed, {len(recorded)} recorded, "
+          f"{len(lost)} completed but not recorded, {len(in_table - set(recorded))} rows in the table unrecorded")
+    if durability == "required":
+        # The guarantee: a statement runs only once its record is stored.
+        assert lost == [], lost[:10]
+        assert in_table <= set(recorded), sorted(in_table - set(recorded))[:10]
+    else:
+        # Buffered promises nothing for records still queued in memory at SIGKILL. What holds: each
+        # session's records are stored in order with nothing skipped (a prefix of what it sent).
+        for ld in loaders:
+            sent = ld.done + ([ld.in_flight] if ld.in_flight else [])
+            mine = [v for v in recorded if v.startswith(ld.name + "-")]
+            assert mine == sent[:len(mine)], (ld.name, mine[-3:], sent[len(mine) - 3:len(mine) + 3])
+
+    # The restarted proxy continues the same chain on the same store.
+    proxy.start()
+    with connect(proxy, autocommit=True) as c:
+        c.execute(f"INSERT INTO {t} VALUES ('{durability}-after-restart')")
+    if durability == "buffered":
+        wait_for(lambda: f"{durability}-after-restart" in recorded_values(store, t), timeout=10,
+                 what="the record after the restart")
+    starts = db_rows(store, "SELECT seq FROM audit_records WHERE type = 'start' ORDER BY seq")
+    assert len(starts) == 2 and starts[1]["seq"] == head_before + 1, (starts, head_before)
+    v = verify(store, "--key", key)
+    assert v.returncode == 0 and "intact: records 1.." in v.stdout, v.stdout + v.stderr
+    assert proxy.stop() == 0
+    # A clean stop after the crash: Stop and a signed checkpoint covering it end the trail.
+    v = verify(store, "--key", key, "--expect-stopped")
+    assert v.returncode == 0 and "ends with a clean shutdown" in v.stdout, v.stdout + v.stderr
+    assert set(completed) - set(lost) <= set(recorded_values(store, t))
+
+
+# ---- 3. a full disk under the store and the spool --------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB tmpfs. Listed before make_proxy in a test, so it is unmounted after the proxy is gone."""
+    d = tmp_path / "small-disk"
+    d.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(d)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.fail(f"cannot mount a 2 MiB tmpfs at {d} (the disk-full test needs root and CAP_SYS_ADMIN): "
+                    f"{r.stderr.strip()}")
+    try:
+        yield d
+    finally:
+        if subprocess.run(["umount", str(d)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+def fill(path: Path) -> int:
+    """Writes `path` until the file system is full; returns the bytes written."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    total, chunk = 0, b"\0" * 65536
+    try:
+        while True:
+            try:
+                n = os.write(fd, chunk)
+            except OSError as e:
+                assert e.errno == errno.ENOSPC, e
+                break
+            total += n
+    finally:
+        os.close(fd)
+    return total
+
+
+def test_full_disk_refuses_statements_and_recovers(small_disk, make_proxy, pg):
+    store = small_disk / "audit.db"
+    proxy = make_proxy(audit={"durability": "required", "node": "full",
+                              "sinks": [{"type": "sqlite", "path": str(store)}],
+                              "spool": {"dir": str(small_disk / "spool")}})
+    a = connect(proxy, autocommit=True)
+    b = connect(proxy, autocommit=True)
+    try:
+        assert a.execute("SELECT 'before'").fetchone() == ("before",)
+        assert b.execute("SELECT 'before'").fetchone() == ("before",)
+        filler = small_disk / "filler"
+        assert fill(filler) > 0
+        with pytest.raises(psycopg.Error) as ei:
+            a.execute("SELECT 'while full'")
+        msg = str(ei.value)
+        assert ei.value.sqlstate == "53100", (ei.value.sqlstate, msg)
+        assert "audit store" in msg and "statement not run" in msg, msg
+        with pytest.raises(psycopg.Error) as ei:
+            b.execute("SELECT 'while full'")
+        assert ei.value.sqlstate == "53100"
+        assert proxy.proc.poll() is None, "the proxy exited on a full disk:\n" + proxy.log()
+
+        filler.unlink()
+
+        def runs(c) -> bool:
+            try:
+                return c.execute("SELECT 'after'").fetchone() == ("after",)
+            except psycopg.Error:
+                return False
+        wait_for(lambda: runs(a), timeout=10, interval=0.2, what="the session to run statements again")
+        assert runs(b)
+        with connect(proxy, autocommit=True) as c:
+            assert c.execute("SELECT 'new session'").fetchone() == ("new session",)
+        assert proxy.proc.poll() is None
+    finally:
+        a.close()
+        b.close()
+    v = verify(store)
+    assert v.returncode == 0 and "intact" in v.stdout, v.stdout + v.stderr
+    texts = [r["text"] for r in db_rows(store, "SELECT text FROM audit_records WHERE type = 'statement' ORDER BY seq")]
+    assert texts.count("SELECT 'after'") >= 2 and "SELECT 'new session'" in texts
+    assert "SELECT 'while full'" not in texts  # refused, because it could not be recorded
+    assert proxy.stop() == 0
+    assert verify(store).returncode == 0
+
+
+# ---- 4. tampering with a store the proxy wrote -----------------------------------------------
+
+def test_verify_catches_tampering_with_a_proxy_written_store(make_proxy, tmp_path):
+    key = tmp_path / "checkpoint.key"
+    r = audit_cli("keygen", "--out", key)
+    assert r.returncode == 0 and key.exists(), r.stdout + r.stderr
+    proxy = make_proxy(audit={"node": "tamper", "checkpoint": {"key_file": str(key), "interval": "1h"}})
+    store = store_of(proxy)
+    with connect(proxy, autocommit=True) as c:
+        for i in range(8):
+            c.execute(f"SELECT 'tamper-{i}'")
+    assert proxy.stop() == 0
+    heads = re.findall(r"audit checkpoint: node=tamper seq=(\d+) hash=([0-9a-f]{64})", proxy.log())
+    assert heads, proxy.log()
+    head = f"{heads[-1][0]}:{heads[-1][1]}"
+    head_seq = int(heads[-1][0])
+
+    ok = verify(store, "--key", key, "--expect-head", head, "--expect-stopped")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "ends with a clean shutdown" in ok.stdout and "signature(s) verified" in ok.stdout, ok.stdout
+
+    k = db_rows(store, "SELECT seq FROM audit_records WHERE text = ?", ("SELECT 'tamper-3'",))[0]["seq"]
+
+    def attacked(name: str) -> Path:
+        p = tmp_path / f"{name}.db"
+        shutil.copy(store, p)
+        return p
+
+    def caught(p: Path, seq: int, kind: str, *extra: str) -> None:
+        r = verify(p, "--key", key, *extra)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert tamper_line(r.stdout) == (seq, kind), r.stdout
+
+    p = attacked("edited")
+    sqlite_cli(p, f"UPDATE audit_records SET body = replace(body, 'tamper-3', 'tamper-X') WHERE seq = {k}")
+    caught(p, k, "edited body")
+
+    p = attacked("deleted")
+    sqlite_cli(p, f"DELETE FROM audit_records WHERE seq = {k}")
+    caught(p, k, "deleted")
+
+    p = attacked("swapped")
+    sqlite_cli(p, f"UPDATE audit_records SET seq = 1000000 WHERE seq = {k};"
+                  f"UPDATE audit_records SET seq = {k} WHERE seq = {k + 1};"
+                  f"UPDATE audit_records SET seq = {k + 1} WHERE seq = 1000000")
+    caught(p, k, "reordered")
+
+    # Inserted: a forged record k that links to record k-1 and hashes correctly, columns matching
+    # its body, with the real records moved up by one.
+    p = attacked("inserted")
+    orig = db_rows(p, "SELECT * FROM audit_records WHERE seq = ?", (k,))[0]
+    forged = dict(orig, body=orig["body"].replace("tamper-3", "tamper-9"),
+                  text=orig["text"].replace("tamper-3", "tamper-9"))
+    forged["hash"] = hashlib.sha256(bytes.fromhex(forged["prev"]) + forged["body"].encode()).hexdigest()
+    db = sqlite3.connect(p)
+    with db:
+        db.execute("UPDATE audit_records SET seq = seq + 1000000 WHERE seq >= ?", (k,))
+        db.execute("UPDATE audit_records SET seq = seq - 999999 WHERE seq >= 1000000")
+        cols = list(forged)
+        db.execute(f"INSERT INTO audit_records ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                   [forged[c] for c in cols])
+    db.close()
+    caught(p, k, "inserted")
+
+    # Truncated: the tail cut off. Consistent on its own; the anchor from the log catches it.
+    p = attacked("truncated")
+    sqlite_cli(p, f"DELETE FROM audit_records WHERE seq > {k}")
+    r = verify(p, "--key", key)
+    assert r.returncode == 0 and "note:" in r.stdout, r.stdout
+    caught(p, k + 1, "truncated", "--expect-head", head)
+    assert head_seq > k + 1
+
+
+# ---- 5. retention ------------------------------------------------------------------------------
+
+def test_retention_prunes_and_the_chain_still_verifies(make_proxy):
+    cfg = {"node": "ret", "retention": {"max_records": 50}}
+    proxy = make_proxy(audit=cfg)
+    store = store_of(proxy)
+    with connect(proxy, autocommit=True) as c:
+        for i in range(60):
+            c.execute(f"SELECT 'retention-{i}'")
+    assert proxy.stop() == 0
+    before = db_rows(store, "SELECT min(seq) AS lo, max(seq) AS hi FROM audit_records")[0]
+    assert before["lo"] == 1 and before["hi"] > 120, before
+
+    # Retention runs when the proxy starts (and hourly after that).
+    proxy.start()
+
+    def retention():
+        return db_rows(store, "SELECT body FROM audit_records WHERE type = 'retention'")
+    rec = wait_for(retention, timeout=5, what="the retention record")
+    fields = json.loads(rec[0]["body"])["fields"]
+    first = db_rows(store, "SELECT seq, prev FROM audit_records ORDER BY seq LIMIT 1")[0]
+    assert int(fields["pruned_through"]) + 1 == first["seq"] and fields["anchor"] == first["prev"], (fields, first)
+    assert first["seq"] > 60
+    v = verify(store)
+    assert v.returncode == 0, v.stdout + v.stderr
+    assert f"intact: records {first['seq']}.." in v.stdout, v.stdout
+    assert proxy.stop() == 0
+    assert verify(store).returncode == 0
+    # Deleting one more record at the start than the Retention record accounts for is caught.
+    sqlite_cli(store, f"DELETE FROM audit_records WHERE seq = {first['seq']}")
+    r = verify(store)
+    assert r.returncode == 1 and tamper_line(r.stdout)[1] == "deleted", r.stdout
