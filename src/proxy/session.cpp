@@ -974,7 +974,7 @@ void Session::on_backend_event(const protocol::ScanEvent& e, bool& saw_ready) {
   } else if (e.type == 'E') {
     metrics_.statement_errors.fetch_add(1, std::memory_order_relaxed);
   }
-  if (auditing() && (e.type == 'Z' || e.type == 'I' || e.type == 's')) audit_backend(e.type, {}, false);
+  if (auditing() && (e.type == 'Z' || e.type == 'I' || e.type == 's')) audit_backend(e.type, {}, nullptr);
 }
 
 void Session::check_parameter_status(std::string_view body) {
@@ -1013,9 +1013,9 @@ bool Session::relay_backend_slow(std::string_view chunk, std::size_t& consumed, 
         if (body.find(it->marker) != std::string_view::npos) hit = it;
       if (hit != refusals_.end()) {
         protocol::write_error_response(rewrite_back_, hit->error);
+        if (auditing()) audit_backend('E', {}, &hit->error);
         refusals_.erase(refusals_.begin(), hit + 1);  // older ones were skipped by the backend
         on_backend_event(protocol::ScanEvent{'E', len, 0}, saw_ready);
-        if (auditing()) audit_backend('E', {}, true);
         pos += std::size_t(len) + 1;
         continue;
       }

@@ -134,7 +134,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void audit_sync();
   void audit_close_portal(std::string_view name);
   // Backend side: message bodies of CommandComplete and ErrorResponse, and the other events.
-  void audit_backend(char type, std::string_view body, bool refusal);
+  // `refusal`: the error the client gets instead of the backend's answer to a substitute.
+  void audit_backend(char type, std::string_view body, const protocol::ErrorFields* refusal);
   void audit_flush_results();
   // Sends the events of one client batch; with durability required, waits until they are
   // stored. On failure the batch's statements are replaced by substitutes that fail with the

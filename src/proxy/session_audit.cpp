@@ -270,7 +270,7 @@ void Session::audit_close_portal(std::string_view name) {
   if (auto it = portals_.find(name); it != portals_.end() && !name.empty()) portals_.erase(it);
 }
 
-void Session::audit_backend(char type, std::string_view body, bool refusal) {
+void Session::audit_backend(char type, std::string_view body, const protocol::ErrorFields* refusal) {
   auto complete = [&](AuditPending& p, const char* outcome) {
     if (p.refused) return;
     auto r = audit_event(audit::EventType::Result);
@@ -317,8 +317,8 @@ void Session::audit_backend(char type, std::string_view body, bool refusal) {
           message = std::move(f->message);
         }
       } else {
-        sqlstate = "42501";
-        message = "refused by policy";
+        sqlstate = refusal->sqlstate;
+        message = refusal->message;
       }
       if (head->kind == K::Sync) {
         batch_failed_ = true;
@@ -456,7 +456,7 @@ void Session::watch_body(const protocol::ScanEvent& e, std::string_view chunk) {
 
 void Session::on_body(char type, std::string_view body) {
   if (type == 'S') return check_parameter_status(body);
-  audit_backend(type, body, false);
+  audit_backend(type, body, nullptr);
 }
 
 }  // namespace gh::proxy

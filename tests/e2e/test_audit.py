@@ -285,6 +285,14 @@ def test_kill_9_under_load_keeps_the_chain_and_the_records_clients_saw(make_prox
     assert v.returncode == 1 and tamper_line(v.stdout)[1] == "truncated", v.stdout
     head_before = db_rows(store, "SELECT max(seq) AS s FROM audit_records")[0]["s"]
 
+    # Acknowledged records not yet moved into the store are in the journal; the restarted proxy
+    # stores them first, then continues the same chain.
+    proxy.start()
+    with connect(proxy, autocommit=True) as c:
+        c.execute(f"INSERT INTO {t} VALUES ('{durability}-after-restart')")
+    wait_for(lambda: f"{durability}-after-restart" in recorded_values(store, t), timeout=10,
+             what="the record after the restart")
+
     recorded = recorded_values(store, t)
     assert len(recorded) == len(set(recorded)), "a statement was recorded twice"
     in_table = {r for r in pg.psql(f"SELECT v FROM {t}").splitlines()}
@@ -294,7 +302,7 @@ def test_kill_9_under_load_keeps_the_chain_and_the_records_clients_saw(make_prox
     print(f"\n{durability}: {len(completed)} inserts completed, {len(recorded)} recorded, "
           f"{len(lost)} completed but not recorded, {len(in_table - set(recorded))} rows in the table unrecorded")
     if durability == "required":
-        # The guarantee: a statement runs only once its record is stored.
+        # The guarantee: a statement runs only once its record is durable (journaled).
         assert lost == [], lost[:10]
         assert in_table <= set(recorded), sorted(in_table - set(recorded))[:10]
     else:
@@ -305,22 +313,14 @@ def test_kill_9_under_load_keeps_the_chain_and_the_records_clients_saw(make_prox
             mine = [v for v in recorded if v.startswith(ld.name + "-")]
             assert mine == sent[:len(mine)], (ld.name, mine[-3:], sent[len(mine) - 3:len(mine) + 3])
 
-    # The restarted proxy continues the same chain on the same store.
-    proxy.start()
-    with connect(proxy, autocommit=True) as c:
-        c.execute(f"INSERT INTO {t} VALUES ('{durability}-after-restart')")
-    if durability == "buffered":
-        wait_for(lambda: f"{durability}-after-restart" in recorded_values(store, t), timeout=10,
-                 what="the record after the restart")
     starts = db_rows(store, "SELECT seq FROM audit_records WHERE type = 'start' ORDER BY seq")
-    assert len(starts) == 2 and starts[1]["seq"] == head_before + 1, (starts, head_before)
+    assert len(starts) == 2 and starts[1]["seq"] > head_before, (starts, head_before)
     v = verify(store, "--key", key)
     assert v.returncode == 0 and "intact: records 1.." in v.stdout, v.stdout + v.stderr
     assert proxy.stop() == 0
     # A clean stop after the crash: Stop and a signed checkpoint covering it end the trail.
     v = verify(store, "--key", key, "--expect-stopped")
     assert v.returncode == 0 and "ends with a clean shutdown" in v.stdout, v.stdout + v.stderr
-    assert set(completed) - set(lost) <= set(recorded_values(store, t))
 
 
 # ---- 3. a full disk under the store and the spool --------------------------------------------
