@@ -103,7 +103,7 @@ def load_schema(pg: PgCluster) -> None:
         raise RuntimeError(f"loading {SCHEMA} failed:\n{r.stderr}")
 
 
-def gatehouse_config(pg: PgCluster, port: int, admin_port: int) -> dict:
+def gatehouse_config(pg: PgCluster, port: int, admin_port: int, audit_key: Path | None = None) -> dict:
     backend = {"host": "127.0.0.1", "port": pg.port}
     login = {"user": pg.user, "password": pg.password}
     return {
@@ -121,6 +121,10 @@ def gatehouse_config(pg: PgCluster, port: int, admin_port: int) -> dict:
             # Any other dbname (postgres, a database you CREATE, \c otherdb) passes through.
             {"name": "*", "environment": "demo", "backend": dict(backend), "login": dict(login)},
         ],
+        # Every login, statement and decision goes to an embedded SQLite store beside the config,
+        # hash-chained; the chain head is signed every 10 s and at shutdown.
+        "audit": {"durability": "required", "sinks": [{"type": "sqlite", "path": "audit.db"}],
+                  **({"checkpoint": {"key_file": str(audit_key), "interval": "10s"}} if audit_key else {})},
     }
 
 
@@ -165,13 +169,22 @@ def banner(base: Path, pg: PgCluster, gh: Gatehouse) -> None:
     say(f"   {BINARY} explain --config {gh.config_path} \\")
     say(f"       --identity alice --target {DATABASE} \"{BLOCKED_SQL}\"")
     say()
+    say(" Audit (every login, statement, decision and result; hash-chained and signed):")
+    say(f"   {BINARY} audit search --config {gh.config_path} --limit 20")
+    say(f"   {BINARY} audit search --config {gh.config_path} --decision deny")
+    say(f"   {BINARY} audit tail -f --config {gh.config_path}")
+    say(f"   {BINARY} audit verify --config {gh.config_path}")
+    say(f"   {BINARY} audit report --config {gh.config_path}")
+    say()
     say(" Admin endpoints:")
     say(f"   {admin}/healthz")
     say(f"   {admin}/metrics")
+    say(f"   {admin}/api/audit?limit=20")
     say()
     say(" Files (removed when the demo stops):")
     say(f"   config        {gh.config_path}")
     say(f"   proxy log     {gh.log_path}     (tail -f it to watch sessions)")
+    say(f"   audit store   {gh.workdir / 'audit.db'}")
     say(f"   postgres log  {pg.log}")
     say(f"   sample data   {SCHEMA}")
     say()
@@ -237,6 +250,27 @@ def check(pg: PgCluster, gh: Gatehouse) -> None:
     if status != 200:
         raise RuntimeError("/metrics is not 200")
 
+    # The refusal is in the audit trail, and the trail verifies.
+    def audit(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(BINARY), "audit", *args, "--config", str(gh.config_path)], capture_output=True,
+                              text=True, timeout=30)
+    deadline = time.time() + 10
+    while True:
+        r = audit("search", "--decision", "deny", "--format", "jsonl")
+        if BLOCKED_RULE in r.stdout or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    say(f"gatehouse audit search --decision deny -> exit {r.returncode}")
+    if r.returncode != 0 or BLOCKED_RULE not in r.stdout:
+        raise RuntimeError(f"the refusal is not in the audit trail: {r.stdout}{r.stderr}")
+    say(f"  {len(r.stdout.splitlines())} record(s), rule {BLOCKED_RULE}")
+    r = audit("verify")
+    say(f"gatehouse audit verify -> exit {r.returncode}")
+    for line in r.stdout.splitlines()[:3]:
+        say("  " + line)
+    if r.returncode != 0:
+        raise RuntimeError(f"audit verify failed: {r.stdout}{r.stderr}")
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -271,7 +305,9 @@ def main() -> int:
         gh_dir = base / "gatehouse"
         gh_dir.mkdir()
         step(f"starting Gatehouse ({BINARY}) on 127.0.0.1:{port}, admin on 127.0.0.1:{admin_port}")
-        gh = Gatehouse(gatehouse_config(pg, port, admin_port), workdir=gh_dir)
+        audit_key = gh_dir / "audit-checkpoint.key"
+        subprocess.run([str(BINARY), "audit", "keygen", "--out", str(audit_key)], check=True, capture_output=True)
+        gh = Gatehouse(gatehouse_config(pg, port, admin_port, audit_key), workdir=gh_dir)
         gh.start()
         os.chmod(gh.config_path, 0o600)  # it holds the backend password
         wait_port(gh.admin_port)
