@@ -4,52 +4,6 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-// Relay reads use their own buffer type so that asio's reactor learns when a read drained the
-// socket. asio 1.22 reports a receive as "exhausted" only at end of stream, so after every
-// completed read the next async_read_some first tries a speculative recv() that fails with
-// EAGAIN — one wasted system call per relayed message. A read that returns fewer bytes than
-// it asked for has drained the socket; reporting that lets the reactor skip the speculative
-// attempt and simply queue the read until epoll (edge-triggered, registered once) says more
-// has arrived. Newer asio releases do the same for every stream socket. See docs/adr/0003.
-namespace gh::net::detail {
-struct DrainAwareBuffer : asio::mutable_buffer {
-  DrainAwareBuffer(void* p, std::size_t n) : asio::mutable_buffer(p, n) {}
-};
-}  // namespace gh::net::detail
-
-namespace asio::detail {
-template <>
-class reactive_socket_recv_op_base<gh::net::detail::DrainAwareBuffer> : public reactor_op {
- public:
-  reactive_socket_recv_op_base(const asio::error_code& success_ec, socket_type socket, socket_ops::state_type state,
-                               const gh::net::detail::DrainAwareBuffer& buffers, socket_base::message_flags flags,
-                               func_type complete_func)
-      : reactor_op(success_ec, &reactive_socket_recv_op_base::do_perform, complete_func),
-        socket_(socket),
-        state_(state),
-        buffers_(buffers),
-        flags_(flags) {}
-
-  static status do_perform(reactor_op* base) {
-    auto* o = static_cast<reactive_socket_recv_op_base*>(base);
-    const bool stream = (o->state_ & socket_ops::stream_oriented) != 0;
-    status result = socket_ops::non_blocking_recv1(o->socket_, o->buffers_.data(), o->buffers_.size(), o->flags_,
-                                                   stream, o->ec_, o->bytes_transferred_)
-                        ? done
-                        : not_done;
-    if (result == done && stream && !o->ec_ && o->bytes_transferred_ < o->buffers_.size())
-      result = done_and_exhausted;  // short read (or end of stream): the socket is drained
-    return result;
-  }
-
- private:
-  socket_type socket_;
-  socket_ops::state_type state_;
-  gh::net::detail::DrainAwareBuffer buffers_;
-  socket_base::message_flags flags_;
-};
-}  // namespace asio::detail
-
 namespace gh::net {
 
 namespace {
@@ -74,7 +28,10 @@ awaitable<std::pair<std::error_code, std::size_t>> Stream::read_some(char* p, st
     auto [ec, got] = co_await tls_->async_read_some(asio::buffer(p, n), tuple_awaitable);
     co_return std::pair{ec, got};
   }
-  auto [ec, got] = co_await sock_.async_read_some(detail::DrainAwareBuffer(p, n), tuple_awaitable);
+  // A plain buffer: asio tries a speculative recv() before waiting for epoll. Reporting a short
+  // read as "drained" to skip that recv() lost the end of stream when a FIN came with the last
+  // data (FATAL + close on a server restart): see docs/adr/0003.
+  auto [ec, got] = co_await sock_.async_read_some(asio::buffer(p, n), tuple_awaitable);
   co_return std::pair{ec, got};
 }
 

@@ -141,3 +141,23 @@ def test_pg_terminate_backend(gh, pg):
         victim.close()
     with connect(gh) as c:
         assert c.execute("select 1").fetchone() == (1,)
+
+
+def test_terminated_backends_end_idle_sessions_every_time(make_proxy, own_pg):
+    """pg_terminate_backend: the server sends FATAL 57P01 and closes, usually in one packet. Every
+    idle session must pass the error on and end at once. (A read that took a short recv() for "the
+    socket is drained" missed the FIN that came with the data and left such sessions hanging.)"""
+    proxy = make_proxy(pg=own_pg)
+    conns = [raw_connect(proxy.port, *ALICE) for _ in range(12)]
+    try:
+        pids = [int(c.simple_query("select pg_backend_pid()")[0][0]) for c in conns]
+        own_pg.psql("select count(pg_terminate_backend(pid)) from pg_stat_activity where pid in (%s)"
+                    % ",".join(map(str, pids)))
+        for i, c in enumerate(conns):
+            fields = c.read_error()  # within the client's socket timeout, not never
+            assert fields["C"] == "57P01" and fields["S"] == "FATAL", (i, fields)
+            c.expect_closed()
+    finally:
+        for c in conns:
+            c.close()
+    assert proxy.proc.poll() is None
