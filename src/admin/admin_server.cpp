@@ -66,6 +66,11 @@ AdminServer::AdminServer(Hooks hooks) : impl_(std::make_unique<Impl>()) {
   });
   impl_->http.Get("/api/audit", [&h](const httplib::Request& req, httplib::Response& res) {
     audit_search(h.audit_store, req, res);
+    if (h.on_action) {
+      std::string query;
+      for (const auto& [k, v] : req.params) query += (query.empty() ? "" : "&") + k + "=" + v;
+      h.on_action("audit.search", query, req.remote_addr, res.status);
+    }
   });
   impl_->http.set_payload_max_length(64 * 1024);
   impl_->http.set_read_timeout(5, 0);

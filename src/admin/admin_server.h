@@ -17,6 +17,10 @@ struct Hooks {
   std::function<std::string()> metrics;  // Prometheus text
   std::function<bool()> serving;         // false while draining: /healthz answers 503
   std::string audit_store;               // SQLite or JSON-lines file for GET /api/audit; "": 404
+  // Called for every admin API action (reading the audit trail is one): what, the request's
+  // query string, the client's address and the HTTP status. Empty: not recorded.
+  std::function<void(const std::string& action, const std::string& query, const std::string& client, int status)>
+      on_action;
 };
 
 class AdminServer {

@@ -147,7 +147,19 @@ int cmd_serve(const std::string& path) {
     return 1;
   }
   gh::admin::AdminServer admin({[&metrics] { return metrics.render_prometheus(); },
-                                [&server] { return !server.draining(); }, gh::app::audit_store_path(*cfg)});
+                                [&server] { return !server.draining(); }, gh::app::audit_store_path(*cfg),
+                                // Who read the audit trail is itself recorded.
+                                [&trail](const std::string& action, const std::string& query,
+                                         const std::string& client, int status) {
+                                  if (!trail) return;
+                                  gh::audit::Event e;
+                                  e.type = gh::audit::EventType::Admin;
+                                  e.time = std::chrono::system_clock::now();
+                                  e.outcome = status < 400 ? "ok" : "error";
+                                  e.fields = {{"action", action}, {"query", query}, {"client", client},
+                                              {"status", std::to_string(status)}};
+                                  trail->submit(std::move(e));
+                                }});
   if (cfg->admin.port != 0) {
     if (auto r = admin.start(cfg->admin.address, cfg->admin.port); !r) {
       spdlog::critical("{}", r.error().message);

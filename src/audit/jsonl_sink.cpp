@@ -1,7 +1,4 @@
-// JSON lines for SIEM shippers: one line per record,
-//   {"hash":"<64 hex>","body":<the canonical body, byte for byte>}
-// so a shipper sees plain JSON and a verifier recovers the hashed bytes by position (the line
-// minus the fixed 84-byte prefix and the closing brace).
+// JSON lines for SIEM shippers: one line per record in the format of audit/lines.h.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,15 +8,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "audit/lines.h"
 #include "audit/sink.h"
 
 namespace gh::audit {
 
 namespace {
 
-Error io_error(const std::string& what, int err) {
-  return Error{err == ENOSPC || err == EDQUOT ? "53100" : "58030", what + ": " + std::strerror(err)};
-}
 
 class JsonLinesSink final : public AuditSink {
  public:
@@ -76,27 +71,9 @@ class JsonLinesSink final : public AuditSink {
 
   Result<void> write(std::span<const Record> batch) override {
     buf_.clear();
-    for (const auto& r : batch) {
-      buf_ += "{\"hash\":\"";
-      buf_ += r.hash;
-      buf_ += "\",\"body\":";
-      buf_ += r.body;
-      buf_ += "}\n";
-    }
-    off_t before = -1;
-    if (regular_) before = ::lseek(fd_, 0, SEEK_END);
-    std::size_t done = 0;
-    while (done < buf_.size()) {
-      const ssize_t n = ::write(fd_, buf_.data() + done, buf_.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        const int err = n < 0 ? errno : ENOSPC;
-        if (before >= 0 && ::ftruncate(fd_, before) != 0) {
-        }  // all or nothing: a torn batch is cut off (and head() cuts it after a crash)
-        return tl::unexpected(io_error(path_, err));
-      }
-      done += std::size_t(n);
-    }
+    for (const auto& r : batch) buf_ += record_line(r);
+    const off_t before = regular_ ? ::lseek(fd_, 0, SEEK_END) : -1;
+    if (auto w = append_all(fd_, buf_, before, path_); !w) return w;
     if (fsync_ && regular_ && ::fdatasync(fd_) != 0) return tl::unexpected(io_error(path_, errno));
     return {};
   }

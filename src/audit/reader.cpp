@@ -1,5 +1,7 @@
 #include "audit/reader.h"
 
+#include "audit/lines.h"
+
 #include <algorithm>
 #include <cctype>
 #include <map>
@@ -36,8 +38,11 @@ bool contains_item(std::string_view list, std::string_view item) {  // list is "
   return !item.empty() && list.find("," + std::string(item) + ",") != std::string_view::npos;
 }
 
+// "orders" finds orders in any schema; "public.orders" also finds the unqualified name, which the
+// default search_path resolves to public.
 bool table_matches(std::string_view relations, std::string_view table) {
   if (contains_item(relations, table)) return true;
+  if (table.rfind("public.", 0) == 0) return contains_item(relations, table.substr(7));
   return table.find('.') == std::string_view::npos &&
          relations.find("." + std::string(table) + ",") != std::string_view::npos;
 }
@@ -166,6 +171,9 @@ Where where_of(const SearchFilter& f) {
     if (f.table.find('.') == std::string::npos) {
       w.sql += " OR instr(a.relations, ?) > 0";
       w.binds.emplace_back("." + f.table + ",");
+    } else if (f.table.rfind("public.", 0) == 0) {
+      w.sql += " OR instr(a.relations, ?) > 0";
+      w.binds.emplace_back("," + f.table.substr(7) + ",");
     }
     w.sql += ")";
   }
@@ -293,26 +301,17 @@ class SqliteReader final : public AuditReader {
 // ---------------------------------------------------------------------------------------------
 // JSON lines: {"hash":"<64 hex>","body":<body>} per line (see jsonl_sink.cpp).
 
-constexpr std::string_view kLinePrefix = "{\"hash\":\"";
-constexpr std::size_t kBodyAt = 9 + 64 + 9;  // {"hash":" + hex + ","body":
-
-bool is_hex64(std::string_view s) {
-  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-         });
-}
-
 StoredRecord parse_line(std::string_view line, std::uint64_t number) {
   StoredRecord r;
   r.line = number;
-  if (line.size() < kBodyAt + 1 || line.substr(0, kLinePrefix.size()) != kLinePrefix ||
-      line.substr(9 + 64, 9) != "\",\"body\":" || line.back() != '}' || !is_hex64(line.substr(9, 64))) {
+  const auto parts = split_record_line(line);
+  if (!parts) {
     r.well_formed = false;
     r.body = std::string(line);
     return r;
   }
-  r.hash = std::string(line.substr(9, 64));
-  r.body = std::string(line.substr(kBodyAt, line.size() - kBodyAt - 1));
+  r.hash = std::string(parts->hash);
+  r.body = std::string(parts->body);
   auto j = json::parse(r.body, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return r;  // verify reports the body
   if (auto it = j.find("seq"); it != j.end() && it->is_number_integer()) r.seq = it->get<std::int64_t>();

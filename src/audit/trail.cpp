@@ -1,5 +1,7 @@
 #include "audit/trail.h"
 
+#include "audit/lines.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,26 +18,13 @@ namespace gh::audit {
 
 namespace {
 
-Error io_error(const std::string& what, int err) {
-  return Error{err == ENOSPC || err == EDQUOT ? "53100" : "58030", what + ": " + std::strerror(err)};
-}
-
-std::string spool_line(const Record& r) {
-  std::string s = "{\"hash\":\"";
-  s += r.hash;
-  s += "\",\"body\":";
-  s += r.body;
-  s += "}\n";
-  return s;
-}
-
-// Inverse of spool_line (and of the JSON lines sink's format).
+// A journal line back into a record.
 std::optional<Record> parse_line(std::string_view line) {
-  constexpr std::size_t kPrefix = 9 + 64 + 9;  // {"hash":" + hex + ","body":
-  if (line.size() < kPrefix + 2 || line.substr(0, 9) != "{\"hash\":\"" || line.back() != '}') return std::nullopt;
+  auto parts = split_record_line(line);
+  if (!parts) return std::nullopt;
   Record r;
-  r.hash = std::string(line.substr(9, 64));
-  r.body = std::string(line.substr(kPrefix, line.size() - kPrefix - 1));
+  r.hash = std::string(parts->hash);
+  r.body = std::string(parts->body);
   auto j = nlohmann::json::parse(r.body, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return std::nullopt;
   r.seq = j.value("seq", std::uint64_t(0));
@@ -202,22 +191,12 @@ Result<void> Trail::open_journal(std::vector<Record>& replay) {
 
 Result<void> Trail::journal_append(const std::vector<Record>& records) {
   std::string buf;
-  for (const auto& r : records) buf += spool_line(r);
+  for (const auto& r : records) buf += record_line(r);
   if (journal_bytes_ + buf.size() > options_.spool_max_size)
     return fail("53100", "the audit journal " + journal_path_ + " is full (audit.spool.max_size): the sinks are not "
                          "taking records");
-  std::size_t done = 0;
-  while (done < buf.size()) {
-    const ssize_t n = ::write(journal_fd_, buf.data() + done, buf.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int err = n < 0 ? errno : ENOSPC;
-      if (::ftruncate(journal_fd_, off_t(journal_bytes_)) != 0) {
-      }  // all or nothing: a torn batch is cut off (and open_journal cuts it after a crash)
-      return tl::unexpected(io_error("cannot write the audit journal " + journal_path_, err));
-    }
-    done += std::size_t(n);
-  }
+  if (auto w = append_all(journal_fd_, buf, off_t(journal_bytes_), "cannot write the audit journal " + journal_path_); !w)
+    return w;
   if (options_.fsync && ::fdatasync(journal_fd_) != 0)
     return tl::unexpected(io_error("cannot sync the audit journal " + journal_path_, errno));
   journal_bytes_ += buf.size();

@@ -40,6 +40,19 @@ bool is_backend_type(char type);   // messages a server may send
 // Decodes one whole frontend message from the front of `data`. A message whose length
 // field is below 4, above `max_message`, or whose type is unknown is an Error.
 FrameResult decode_frontend(std::string_view data, std::size_t max_message);
+
+// The NUL-terminated string at `pos` of a message body, without copying it; `pos` moves past the
+// terminator. Without a terminator: `ok` is set false and the result is empty.
+inline std::string_view c_string_at(std::string_view body, std::size_t& pos, bool& ok) {
+  const auto nul = body.find('\0', pos);
+  if (nul == std::string_view::npos) {
+    ok = false;
+    return {};
+  }
+  const auto s = body.substr(pos, nul - pos);
+  pos = nul + 1;
+  return s;
+}
 // Same for backend messages (used during startup, where whole messages are needed).
 FrameResult decode_backend(std::string_view data, std::size_t max_message);
 

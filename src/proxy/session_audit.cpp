@@ -29,16 +29,6 @@ constexpr std::size_t kKeptBody = 4096;  // of a long ErrorResponse, enough for 
 // record, so its Statement record carries it.
 constexpr std::string_view kRefusedSqlstate = "42501";
 
-std::string_view c_string(std::string_view body, std::size_t& pos, bool& ok) {
-  const auto nul = body.find('\0', pos);
-  if (nul == std::string_view::npos) {
-    ok = false;
-    return {};
-  }
-  const auto s = body.substr(pos, nul - pos);
-  pos = nul + 1;
-  return s;
-}
 
 // "INSERT 0 5", "UPDATE 3", "SELECT 10", "COPY 7" -> the count; -1 when the tag has none.
 std::int64_t tag_rows(std::string_view tag) {
@@ -152,9 +142,9 @@ void Session::audit_query(char type, const std::shared_ptr<const sql::Analysis>&
 std::string_view Session::query_text_of(char type, std::string_view body) {
   std::size_t pos = 0;
   bool ok = true;
-  if (type == 'P') c_string(body, pos, ok);  // statement name
+  if (type == 'P') protocol::c_string_at(body, pos, ok);  // statement name
   if (type != 'Q' && type != 'P') return {};
-  const auto text = ok ? c_string(body, pos, ok) : std::string_view();
+  const auto text = ok ? protocol::c_string_at(body, pos, ok) : std::string_view();
   return ok ? text : body.substr(pos);
 }
 
@@ -183,8 +173,8 @@ void Session::audit_parse_refused(const std::shared_ptr<const sql::Analysis>& an
 void Session::audit_bind(std::string_view body) {
   std::size_t pos = 0;
   bool ok = true;
-  const auto portal = c_string(body, pos, ok);
-  const auto name = ok ? c_string(body, pos, ok) : std::string_view();
+  const auto portal = protocol::c_string_at(body, pos, ok);
+  const auto name = ok ? protocol::c_string_at(body, pos, ok) : std::string_view();
   if (!ok) return;
   auto it = portals_.find(portal);
   if (it == portals_.end()) {
@@ -236,7 +226,7 @@ void Session::audit_bind(std::string_view body) {
 void Session::audit_execute(std::string_view body) {
   std::size_t pos = 0;
   bool ok = true;
-  const auto portal = c_string(body, pos, ok);
+  const auto portal = protocol::c_string_at(body, pos, ok);
   if (!ok) return;
   auto e = audit_event(audit::EventType::Statement);
   e.statement = ++audit_seq_;

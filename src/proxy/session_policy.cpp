@@ -65,17 +65,6 @@ sql::Analysis function_call_analysis(std::uint32_t oid) {
   return a;
 }
 
-// The NUL-terminated string at `pos` of a message body, without copying it.
-std::string_view c_string_at(std::string_view body, std::size_t& pos, bool& ok) {
-  const auto nul = body.find('\0', pos);
-  if (nul == std::string_view::npos) {
-    ok = false;
-    return {};
-  }
-  const auto s = body.substr(pos, nul - pos);
-  pos = nul + 1;
-  return s;
-}
 
 std::string make_nonce() {
   std::random_device rd;
@@ -159,8 +148,8 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
   if (statements_.empty()) return true;
   std::size_t pos = 0;
   bool ok = true;
-  c_string_at(body, pos, ok);  // portal
-  const std::string_view name = ok ? c_string_at(body, pos, ok) : std::string_view();
+  protocol::c_string_at(body, pos, ok);  // portal
+  const std::string_view name = ok ? protocol::c_string_at(body, pos, ok) : std::string_view();
   if (!ok) return true;  // the backend rejects a malformed Bind itself
   auto it = statements_.find(name);
   if (it == statements_.end()) return true;
@@ -239,7 +228,7 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
     if (type == 'P') {
       std::size_t pos = 0;
       bool ok = true;
-      name = c_string_at(body, pos, ok);
+      name = protocol::c_string_at(body, pos, ok);
     }
     if (auditing()) audit_refused_text(type, body, d);
     refuse_statement(d, nullptr, type, name, substitute);
@@ -254,13 +243,13 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
   front_analysis_.reset();
   if (type == 'Q') {
     std::size_t pos = 0;
-    const std::string_view text = c_string_at(body, pos, ok);
+    const std::string_view text = protocol::c_string_at(body, pos, ok);
     if (ok) analysis = offloaded ? offloaded : worker_.analyzer.analyze(text);
   } else if (type == 'P') {
     std::size_t pos = 0;
-    statement_name = c_string_at(body, pos, ok);
+    statement_name = protocol::c_string_at(body, pos, ok);
     if (ok) {
-      const std::string_view text = c_string_at(body, pos, ok);
+      const std::string_view text = protocol::c_string_at(body, pos, ok);
       if (ok) analysis = offloaded ? offloaded : worker_.analyzer.analyze(text);
     }
   } else if (type == 'F') {

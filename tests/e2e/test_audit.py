@@ -509,3 +509,48 @@ def test_retention_prunes_and_the_chain_still_verifies(make_proxy):
     sqlite_cli(store, f"DELETE FROM audit_records WHERE seq = {first['seq']}")
     r = verify(store)
     assert r.returncode == 1 and tamper_line(r.stdout)[1] == "deleted", r.stdout
+
+
+# ---- 6. the admin API: search, pages, and who read the trail ------------------------------------
+
+def test_admin_api_searches_in_pages_and_is_itself_audited(make_proxy, pg):
+    import urllib.error
+    import urllib.request
+
+    t = fresh_table(pg)
+    proxy = make_proxy(audit={"node": "api"})
+    with connect(proxy, autocommit=True) as c:
+        for i in range(5):
+            c.execute(f"INSERT INTO {t} VALUES ({i}, 'api-{i}')")
+    base = f"http://127.0.0.1:{proxy.admin_port}/api/audit"
+
+    def get(query: str) -> tuple[int, dict]:
+        try:
+            with urllib.request.urlopen(f"{base}?{query}", timeout=5) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def inserts(page: dict) -> list[str]:
+        texts = [r.get("sql", {}).get("text", "") for r in page["records"]]
+        return [x for x in texts if f"INSERT INTO {t}" in x]
+
+    wait_for(lambda: len(inserts(get(f"table={t}&limit=100")[1])) == 5, timeout=10, what="the records via the API")
+    assert len(inserts(get(f"table=public.{t}&limit=100")[1])) == 5  # the schema the name resolves to
+    status, first = get(f"table={t}&limit=2")
+    assert status == 200 and len(first["records"]) == 2 and first.get("next_cursor"), first
+    status, second = get(f"table={t}&limit=2&cursor={first['next_cursor']}")
+    assert status == 200 and len(second["records"]) == 2
+    assert not set(map(json.dumps, first["records"])) & set(map(json.dumps, second["records"]))
+    assert inserts(first)[0].endswith("'api-4')")  # newest first
+    status, bad = get("limit=banana")
+    assert status == 400 and "error" in bad, bad
+
+    # Reading the audit trail is recorded, bad requests too.
+    def admin_records() -> list[dict]:
+        return [json.loads(r["body"]) for r in db_rows(store_of(proxy), "SELECT body FROM audit_records WHERE type = 'admin'")]
+    wait_for(lambda: len(admin_records()) >= 5, timeout=10, what="admin records")
+    recs = admin_records()
+    assert all(r["fields"]["action"] == "audit.search" and r["fields"]["client"] == "127.0.0.1" for r in recs), recs
+    assert any(r["fields"]["status"] == "400" and r["outcome"] == "error" for r in recs), recs
+    assert any(f"table={t}" in r["fields"]["query"] for r in recs), recs

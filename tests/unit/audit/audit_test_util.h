@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "audit/event.h"
 #include "audit/record.h"
 #include "audit/sink.h"
 #include "audit/sqlite_schema.h"
@@ -26,6 +27,24 @@ struct TempDir {
   ~TempDir() { std::filesystem::remove_all(path); }
   std::string file(const std::string& name) const { return (path / name).string(); }
 };
+
+// A simple-protocol Statement event of session 7 (alice, groups dba and eng, target app), not
+// analysed: only its text.
+inline Event text_statement(std::uint64_t n, std::string text = "") {
+  Event e;
+  e.type = EventType::Statement;
+  e.time = std::chrono::system_clock::time_point(std::chrono::seconds(1'700'000'000 + n));
+  auto ctx = std::make_shared<SessionContext>();
+  ctx->session = 7;
+  ctx->identity.subject = "alice";
+  ctx->identity.groups = {"dba", "eng"};
+  ctx->target = "app";
+  e.session = ctx;
+  e.statement = n;
+  e.protocol = 'Q';
+  e.text = text.empty() ? "SELECT " + std::to_string(n) : text;
+  return e;
+}
 
 inline Record record_from_body(const std::string& body, std::uint64_t seq, const std::string& prev) {
   Record r;

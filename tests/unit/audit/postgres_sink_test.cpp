@@ -15,8 +15,11 @@
 
 #include <gtest/gtest.h>
 
+#include "audit_test_util.h"
+
 #include "audit/event.h"
 #include "audit/record.h"
+#include "audit_test_util.h"
 #include "audit/sink.h"
 #include "audit/trail.h"
 
@@ -65,21 +68,7 @@ struct Schema {
   std::string table() const { return name + ".audit"; }
 };
 
-Event statement(std::uint64_t n, std::string text = "") {
-  Event e;
-  e.type = EventType::Statement;
-  e.time = std::chrono::system_clock::time_point(std::chrono::seconds(1'700'000'000 + n));
-  auto ctx = std::make_shared<SessionContext>();
-  ctx->session = 7;
-  ctx->identity.subject = "alice";
-  ctx->identity.groups = {"dba", "eng"};
-  ctx->target = "app";
-  e.session = ctx;
-  e.statement = n;
-  e.protocol = 'Q';
-  e.text = text.empty() ? "SELECT " + std::to_string(n) : text;
-  return e;
-}
+Event statement(std::uint64_t n, std::string text = "") { return testing::text_statement(n, std::move(text)); }
 
 std::vector<Record> records(std::uint64_t from, std::uint64_t to, ChainHead& head, std::string node = "n1") {
   std::vector<Record> out;

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "audit_test_util.h"
+
 #include "audit/reader.h"
 #include "audit/record.h"
 #include "audit/trail.h"
@@ -13,35 +15,14 @@
 namespace gh::audit {
 namespace {
 
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/gh-audit-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
+using testing::TempDir;
 
-Event statement(std::uint64_t n) {
-  Event e;
-  e.type = EventType::Statement;
-  e.time = std::chrono::system_clock::time_point(std::chrono::seconds(1'700'000'000 + n));
-  auto ctx = std::make_shared<SessionContext>();
-  ctx->session = 7;
-  ctx->identity.subject = "alice";
-  ctx->identity.groups = {"dba", "eng"};
-  ctx->target = "app";
-  e.session = ctx;
-  e.statement = n;
-  e.protocol = 'Q';
-  e.text = "SELECT " + std::to_string(n);
-  return e;
-}
+Event statement(std::uint64_t n) { return testing::text_statement(n); }
 
 Trail::Options options(const TempDir& d) {
   Trail::Options o;
   o.node = "n1";
-  o.spool_dir = (d.path / "spool").string();
+  o.spool_dir = d.file("spool");
   return o;
 }
 
@@ -53,7 +34,7 @@ std::int64_t count(const std::string& db) {
 
 TEST(AuditTrail, WritesChainedRecordsAndContinuesAfterRestart) {
   TempDir d;
-  const std::string db = (d.path / "a.db").string();
+  const std::string db = d.file("a.db");
   {
     std::vector<std::unique_ptr<AuditSink>> sinks;
     sinks.push_back(*open_sqlite_sink(db, false));
@@ -90,7 +71,7 @@ TEST(AuditTrail, WritesChainedRecordsAndContinuesAfterRestart) {
 // (right after its Start record), not only an hour later; the chain verifies from its anchor.
 TEST(AuditTrail, RetentionRunsAtStartAfterTheStartRecord) {
   TempDir d;
-  const std::string db = (d.path / "a.db").string();
+  const std::string db = d.file("a.db");
   {
     std::vector<std::unique_ptr<AuditSink>> sinks;
     sinks.push_back(*open_sqlite_sink(db, false));
@@ -143,7 +124,7 @@ TEST(AuditTrail, SealedIndexComesFromTheBody) {
 
 TEST(AuditTrail, JsonLinesSinkKeepsOneLinePerRecord) {
   TempDir d;
-  const std::string file = (d.path / "a.jsonl").string();
+  const std::string file = d.file("a.jsonl");
   std::vector<std::unique_ptr<AuditSink>> sinks;
   sinks.push_back(*open_jsonl_sink(file, false));
   auto o = options(d);

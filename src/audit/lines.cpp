@@ -1,0 +1,53 @@
+#include "audit/lines.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace gh::audit {
+
+std::string record_line(const Record& r) {
+  std::string s;
+  s.reserve(kLineBodyAt + r.body.size() + 2);
+  s += "{\"hash\":\"";
+  s += r.hash;
+  s += "\",\"body\":";
+  s += r.body;
+  s += "}\n";
+  return s;
+}
+
+std::optional<LineParts> split_record_line(std::string_view line) {
+  if (line.size() < kLineBodyAt + 1 || line.substr(0, 9) != "{\"hash\":\"" || line.substr(73, 9) != "\",\"body\":" ||
+      line.back() != '}')
+    return std::nullopt;
+  const auto hash = line.substr(9, 64);
+  if (!std::all_of(hash.begin(), hash.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }))
+    return std::nullopt;
+  return LineParts{hash, line.substr(kLineBodyAt, line.size() - kLineBodyAt - 1)};
+}
+
+Error io_error(const std::string& what, int err) {
+  return Error{err == ENOSPC || err == EDQUOT ? "53100" : "58030", what + ": " + std::strerror(err)};
+}
+
+Result<void> append_all(int fd, std::string_view data, off_t restore_to, const std::string& what) {
+  std::size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : ENOSPC;
+      if (restore_to >= 0 && ::ftruncate(fd, restore_to) != 0) {
+        // Nothing more to do: the torn tail is cut when the file is next opened.
+      }
+      return tl::unexpected(io_error(what, err));
+    }
+    done += std::size_t(n);
+  }
+  return {};
+}
+
+}  // namespace gh::audit
