@@ -49,6 +49,7 @@ struct Trail::SinkState {
   bool head_known = false;       // stored_seq was read from the sink (it was reachable)
   bool healthy = true;
   std::string last_error;
+  std::string last_sqlstate;  // 53100 for a full disk
   std::chrono::steady_clock::time_point retry_at{};
 };
 
@@ -311,7 +312,7 @@ Result<void> Trail::append(std::vector<Event>& events) {
     // only while a sink is behind, and then this does not happen).
     if (journal_bytes_ > 0 && stored_all_seq_ == before.seq && ::ftruncate(journal_fd_, 0) == 0) journal_bytes_ = 0;
     healthy = sinks_healthy_;
-    if (!healthy) error = Error{"58030", sink_error_};
+    if (!healthy) error = sink_error_;
   }
   if (auto r = journal_append(records); !r) {
     head_ = before;  // stored nowhere: as if never sealed, so no sink shows a gap
@@ -480,6 +481,7 @@ void Trail::flush_sinks(bool force) {
                         r.error().message, journal_path_);
         s->healthy = false;
         s->last_error = r.error().message;
+        s->last_sqlstate = r.error().sqlstate;
         s->retry_at = std::chrono::steady_clock::now() + options_.retry_interval;
         return false;
       }
@@ -517,11 +519,12 @@ void Trail::flush_sinks(bool force) {
   }
   std::uint64_t all = last_seq_;
   bool healthy = true;
-  std::string error;
+  Error error;
   for (const auto& s : sinks_) {
     all = std::min(all, s->head_known ? s->stored_seq : 0);
-    if (!s->healthy && error.empty())
-      error = "the audit store " + std::string(s->sink->name()) + " is unavailable: " + s->last_error;
+    if (!s->healthy && error.message.empty())
+      error = Error{s->last_sqlstate.empty() ? "58030" : s->last_sqlstate,
+                    "the audit store " + std::string(s->sink->name()) + " is unavailable: " + s->last_error};
     healthy &= s->healthy;
   }
   if (all >= last_seq_) {

@@ -137,7 +137,7 @@ class Trail {
   std::chrono::steady_clock::time_point to_store_since_{};
   std::uint64_t stored_all_seq_ = 0;        // every record up to here is in every sink
   bool sinks_healthy_ = true;
-  std::string sink_error_;                  // the failing sink's error, for acknowledgements
+  Error sink_error_;                        // the failing sink's error, for acknowledgements
   bool store_stopping_ = false;
 
   // store thread only

@@ -140,7 +140,8 @@ TEST(AuditSearch, Filters) {
   expect_both(s, filter({{"target", "staging"}}), {5});
   expect_both(s, filter({{"kind", "UPDATE"}}), {3});
   expect_both(s, filter({{"table", "customers"}}), {7, 3});
-  expect_both(s, filter({{"table", "public.customers"}}), {3});
+  expect_both(s, filter({{"table", "public.customers"}}), {7, 3});  // also the unqualified name (search_path)
+  expect_both(s, filter({{"table", "billing.customers"}}), {});
   expect_both(s, filter({{"table", "cards"}}), {5});
   expect_both(s, filter({{"tag", "pii"}}), {7, 3});
   expect_both(s, filter({{"decision", "deny"}}), {5});
