@@ -49,6 +49,10 @@ int cmd_check(const std::string& path) {
     std::cerr << "error: " << path << ": " << rt.error().message << "\n";
     return 2;
   }
+  if (auto a = gh::audit::Trail::check((*rt)->config->audit); !a) {
+    std::cerr << "error: " << path << ": " << a.error().message << "\n";
+    return 2;
+  }
   std::cout << path << ": ok (" << (*rt)->config->targets.size() << " target(s), " << (*rt)->config->users.size()
             << " static user(s))\n";
   return 0;

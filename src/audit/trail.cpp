@@ -59,7 +59,36 @@ constexpr std::size_t kFlushRecords = 4096;   // a flush this large is not put o
 constexpr std::size_t kChunk = 4096;          // records per sink transaction
 }  // namespace
 
+Result<void> Trail::check(const config::Audit& cfg) {
+  if (!cfg.enabled) return {};
+  if (!cfg.checkpoint_key_file.empty()) {
+    auto alg = CheckpointSigner::algorithm_from_name(cfg.checkpoint_algorithm);
+    auto signer = CheckpointSigner::load(alg.value_or(CheckpointSigner::Algorithm::Ed25519), cfg.checkpoint_key_file);
+    if (!signer) return fail("", "audit.checkpoint.key_file: " + signer.error().message);
+    if (!signer->can_sign())
+      return fail("", "audit.checkpoint.key_file: " + cfg.checkpoint_key_file +
+                          " holds a public key; the proxy needs the private key");
+  }
+  auto dir_of = [](const std::string& file) {
+    const auto p = std::filesystem::path(file).parent_path();
+    return p.empty() ? std::filesystem::path(".") : p;
+  };
+  for (std::size_t i = 0; i < cfg.sinks.size(); ++i) {
+    const auto& s = cfg.sinks[i];
+    if (s.type == config::AuditSink::Type::Postgres || s.path == "-") continue;
+    std::error_code ec;
+    if (!std::filesystem::is_directory(dir_of(s.path), ec))
+      return fail("", "audit.sinks[" + std::to_string(i) + "].path: the directory of " + s.path + " does not exist");
+  }
+  std::error_code ec;
+  const auto spool = std::filesystem::path(cfg.spool_dir);
+  if (!std::filesystem::is_directory(spool, ec) && !std::filesystem::is_directory(dir_of(cfg.spool_dir), ec))
+    return fail("", "audit.spool.dir: neither " + cfg.spool_dir + " nor its parent directory exists");
+  return {};
+}
+
 Result<std::unique_ptr<Trail>> Trail::open(const config::Audit& cfg) {
+  if (auto c = check(cfg); !c) return tl::unexpected(c.error());
   Options o;
   o.node = cfg.node.empty() ? hostname() : cfg.node;
   o.params = cfg.parameters == config::Audit::Params::Full   ? SealOptions::Params::Full

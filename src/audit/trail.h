@@ -68,6 +68,9 @@ class Trail {
     bool fsync = false;                              // fdatasync the journal on every batch
   };
 
+  // What `gatehouse check` can tell without opening the store: the checkpoint key loads and can
+  // sign, and the directories of file sinks and the spool exist. Errors name the config key.
+  [[nodiscard]] static Result<void> check(const config::Audit& cfg);
   // Opens the sinks the configuration names, reads the chain head and starts the writer.
   [[nodiscard]] static Result<std::unique_ptr<Trail>> open(const config::Audit& cfg);
   [[nodiscard]] static Result<std::unique_ptr<Trail>> open(Options options, std::vector<std::unique_ptr<AuditSink>> sinks);

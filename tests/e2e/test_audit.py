@@ -575,3 +575,30 @@ def test_admin_api_searches_in_pages_and_is_itself_audited(make_proxy, pg):
     assert all(r["fields"]["action"] == "audit.search" and r["fields"]["client"] == "127.0.0.1" for r in recs), recs
     assert any(r["fields"]["status"] == "400" and r["outcome"] == "error" for r in recs), recs
     assert any(f"table={t}" in r["fields"]["query"] for r in recs), recs
+
+
+def test_check_names_audit_settings_serve_would_fail_on(tmp_path):
+    base = ("targets:\n  - name: app\n    backend: {host: 127.0.0.1, port: 5432}\n"
+            "    login: {user: x, password: y}\n")
+    cases = {
+        "audit:\n  checkpoint: {key_file: missing.key}\n": "audit.checkpoint.key_file",
+        "audit:\n  sinks: [{type: sqlite, path: /nonexistent/dir/audit.db}]\n": "audit.sinks[0].path",
+        "audit:\n  durability: sometimes\n": "audit.durability",
+        "audit:\n  sinks: [{type: kafka}]\n": "audit.sinks[0].type",
+    }
+    for extra, key in cases.items():
+        cfg = tmp_path / "gh.yaml"
+        cfg.write_text(base + extra)
+        r = subprocess.run([str(BINARY), "check", "--config", str(cfg)], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 2 and key in r.stderr, (extra, r.stdout, r.stderr)
+    pub = tmp_path / "pub.pem"
+    key = tmp_path / "key.pem"
+    assert audit_cli("keygen", "--out", key).returncode == 0
+    subprocess.run(["openssl", "pkey", "-in", str(key), "-pubout", "-out", str(pub)], check=True, capture_output=True)
+    cfg = tmp_path / "gh.yaml"
+    cfg.write_text(base + f"audit:\n  checkpoint: {{key_file: {pub}}}\n")
+    r = subprocess.run([str(BINARY), "check", "--config", str(cfg)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "public key" in r.stderr, r.stderr
+    cfg.write_text(base + f"audit:\n  checkpoint: {{key_file: {key}}}\n")
+    r = subprocess.run([str(BINARY), "check", "--config", str(cfg)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
