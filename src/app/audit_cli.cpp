@@ -95,6 +95,22 @@ Result<audit::SearchFilter> make_filter() {
   return f;
 }
 
+// The store and the filter the search-like commands (search, tail, report) start from.
+struct Query {
+  std::unique_ptr<audit::AuditReader> reader;
+  audit::SearchFilter filter;
+};
+
+Result<Query> open_query() {
+  auto cfg = load_config();
+  if (!cfg) return tl::unexpected(cfg.error());
+  auto reader = open_reader(*cfg);
+  if (!reader) return tl::unexpected(reader.error());
+  auto f = make_filter();
+  if (!f) return tl::unexpected(f.error());
+  return Query{std::move(*reader), std::move(*f)};
+}
+
 // ---- output ------------------------------------------------------------------------------------
 
 struct Row {
@@ -237,12 +253,10 @@ int cmd_verify() {
 // ---- search / tail -----------------------------------------------------------------------------
 
 int cmd_search() {
-  auto cfg = load_config();
-  if (!cfg) return usage_error(cfg.error().message);
-  auto reader = open_reader(*cfg);
-  if (!reader) return usage_error(reader.error().message);
-  auto f = make_filter();
-  if (!f) return usage_error(f.error().message);
+  auto q = open_query();
+  if (!q) return usage_error(q.error().message);
+  auto* reader = &q->reader;
+  auto* f = &q->filter;
   auto page = (*reader)->search(*f);
   if (!page) return usage_error(page.error().message);
   print_header(args().format);
@@ -252,12 +266,10 @@ int cmd_search() {
 }
 
 int cmd_tail() {
-  auto cfg = load_config();
-  if (!cfg) return usage_error(cfg.error().message);
-  auto reader = open_reader(*cfg);
-  if (!reader) return usage_error(reader.error().message);
-  auto f = make_filter();
-  if (!f) return usage_error(f.error().message);
+  auto q = open_query();
+  if (!q) return usage_error(q.error().message);
+  auto* reader = &q->reader;
+  auto* f = &q->filter;
   f->limit = std::max<std::size_t>(1, args().lines);
   f->cursor.clear();
   auto page = (*reader)->search(*f);
@@ -332,12 +344,10 @@ std::vector<std::string> split_list(const std::string& s) {  // ",a,b," -> {a, b
 }
 
 int cmd_report() {
-  auto cfg = load_config();
-  if (!cfg) return usage_error(cfg.error().message);
-  auto reader = open_reader(*cfg);
-  if (!reader) return usage_error(reader.error().message);
-  auto f = make_filter();
-  if (!f) return usage_error(f.error().message);
+  auto q = open_query();
+  if (!q) return usage_error(q.error().message);
+  auto* reader = &q->reader;
+  auto* f = &q->filter;
   const auto now = now_us();
   if (!f->until_us) f->until_us = now;
   if (!f->since_us) f->since_us = *f->until_us - std::int64_t(30) * 86400 * 1'000'000;

@@ -244,7 +244,15 @@ void Trail::submit(std::vector<Event> events, Ack ack) {
   if (stopping_ || queued_events_ + events.size() > options_.queue_size) {
     stats_.refused += events.size();
     const bool closing = stopping_;
+    // Never silent: once a second at most, say how many records could not be kept.
+    const auto now = std::chrono::steady_clock::now();
+    const bool say = now - last_refusal_log_ >= std::chrono::seconds(1);
+    if (say) last_refusal_log_ = now;
+    const auto refused = stats_.refused;
     lock.unlock();
+    if (say)
+      spdlog::error("audit: {} ({} events not recorded since start)",
+                    closing ? "events after the trail closed" : "the audit queue is full (audit.queue_size)", refused);
     if (ack) {
       Error e{"53400", closing ? "the audit trail is closing"
                                : "the audit queue is full (audit.queue_size): the audit journal is not keeping up"};

@@ -131,6 +131,7 @@ class Trail {
   std::uint64_t enqueued_ = 0, done_ = 0;  // submit calls accepted / finished
   bool stopping_ = false;
   TrailStats stats_;
+  std::chrono::steady_clock::time_point last_refusal_log_{};
   std::thread writer_;
 
   // Between the writer and the store thread (store_mu_).
