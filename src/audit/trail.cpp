@@ -57,6 +57,7 @@ namespace {
 constexpr std::size_t kMaxPending = 1 << 16;  // journal records kept in memory as well
 constexpr std::size_t kFlushRecords = 4096;   // a flush this large is not put off
 constexpr std::size_t kChunk = 4096;          // records per sink transaction
+constexpr std::uint64_t kRotateBytes = 4u << 20;  // a journal file this large hands over to the other
 }  // namespace
 
 Result<void> Trail::check(const config::Audit& cfg) {
@@ -172,7 +173,9 @@ Trail::Trail(Options options, std::vector<std::unique_ptr<AuditSink>> sinks) : o
     st->sink = std::move(s);
     sinks_.push_back(std::move(st));
   }
-  journal_path_ = options_.spool_dir + "/journal";
+  journal_path_ = options_.spool_dir + "/journal.{0,1}";
+  journal_[0].path = options_.spool_dir + "/journal.0";
+  journal_[1].path = options_.spool_dir + "/journal.1";
   const auto now = std::chrono::steady_clock::now();
   next_checkpoint_ = now + options_.checkpoint_interval;
   // Retention runs at start (after the Start record), then hourly: a store that outgrew its
@@ -182,54 +185,103 @@ Trail::Trail(Options options, std::vector<std::unique_ptr<AuditSink>> sinks) : o
 
 Trail::~Trail() {
   close();
-  if (journal_fd_ >= 0) ::close(journal_fd_);
+  for (auto& f : journal_)
+    if (f.fd >= 0) ::close(f.fd);
 }
 
 // Reads what a previous run left in the journal (cutting a torn last line: its batch was never
 // acknowledged) and keeps it open for appending.
 Result<void> Trail::open_journal(std::vector<Record>& replay) {
-  journal_fd_ = ::open(journal_path_.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-  if (journal_fd_ < 0) return tl::unexpected(io_error("cannot open the audit journal " + journal_path_, errno));
-  std::ifstream in(journal_path_, std::ios::binary);
-  std::string line;
-  std::uint64_t good = 0, offset = 0;
-  while (std::getline(in, line)) {
-    const bool whole = !in.eof();
-    offset += line.size() + (whole ? 1 : 0);
-    if (!whole) break;
-    auto r = parse_line(line);
-    if (!r) {
-      spdlog::error("audit: the journal {} has an unreadable line at byte {}; records after it are not replayed",
-                    journal_path_, good);
-      break;
+  std::vector<Record> per_file[2];
+  for (int i = 0; i < 2; ++i) {
+    auto& f = journal_[i];
+    f.fd = ::open(f.path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (f.fd < 0) return tl::unexpected(io_error("cannot open the audit journal " + f.path, errno));
+    std::ifstream in(f.path, std::ios::binary);
+    std::string line;
+    std::uint64_t good = 0, offset = 0;
+    while (std::getline(in, line)) {
+      const bool whole = !in.eof();
+      offset += line.size() + (whole ? 1 : 0);
+      if (!whole) break;
+      auto r = parse_line(line);
+      if (!r) {
+        spdlog::error("audit: the journal {} has an unreadable line at byte {}; records after it are not replayed",
+                      f.path, good);
+        break;
+      }
+      good = offset;
+      if (!f.first_seq) f.first_seq = r->seq;
+      f.last_seq = r->seq;
+      per_file[i].push_back(std::move(*r));
     }
-    good = offset;
-    if (r->seq > head_.seq) head_ = ChainHead{r->seq, r->hash};
-    replay.push_back(std::move(*r));
+    struct stat st {};
+    if (::fstat(f.fd, &st) == 0 && std::uint64_t(st.st_size) > good) {
+      spdlog::warn("audit: cutting {} bytes of an unfinished write at the end of {}", std::uint64_t(st.st_size) - good,
+                   f.path);
+      if (::ftruncate(f.fd, off_t(good)) != 0)
+        return tl::unexpected(io_error("cannot repair the audit journal " + f.path, errno));
+    }
+    f.bytes = good;
   }
-  struct stat st {};
-  if (::fstat(journal_fd_, &st) == 0 && std::uint64_t(st.st_size) > good) {
-    spdlog::warn("audit: cutting {} bytes of an unfinished write at the end of {}", std::uint64_t(st.st_size) - good,
-                 journal_path_);
-    if (::ftruncate(journal_fd_, off_t(good)) != 0)
-      return tl::unexpected(io_error("cannot repair the audit journal " + journal_path_, errno));
-  }
-  journal_bytes_ = good;
+  // The file with the newer records is the one being appended to.
+  active_ = journal_[1].last_seq > journal_[0].last_seq ? 1 : 0;
+  for (int i : {1 - active_, active_})
+    for (auto& r : per_file[i]) {
+      if (r.seq > head_.seq) head_ = ChainHead{r.seq, r.hash};
+      replay.push_back(std::move(r));
+    }
   if (!replay.empty()) spdlog::info("audit: {} records from the journal go to the sinks now", replay.size());
   return {};
+}
+
+void Trail::journal_reset(JournalFile& f) {
+  if (f.bytes == 0) return;
+  if (::ftruncate(f.fd, 0) == 0) {
+    f.bytes = 0;
+    f.first_seq = f.last_seq = 0;
+  }
+}
+
+void Trail::read_journal(std::uint64_t after, std::uint64_t through, const std::function<bool(Record&&)>& each) const {
+  // Older file first: its records are all older than the other file's (a file is only reused
+  // once emptied). Decided from the files themselves; the writer may be changing the counters.
+  auto first_seq = [](const std::string& path) -> std::uint64_t {
+    std::ifstream in(path, std::ios::binary);
+    std::string line;
+    if (!std::getline(in, line) || in.eof()) return 0;
+    auto r = parse_line(line);
+    return r ? r->seq : 0;
+  };
+  const std::uint64_t f0 = first_seq(journal_[0].path), f1 = first_seq(journal_[1].path);
+  int order[2] = {0, 1};
+  if (f1 && (!f0 || f1 < f0)) std::swap(order[0], order[1]);
+  for (int i : order) {
+    std::ifstream in(journal_[i].path, std::ios::binary);
+    std::string line;
+    while (std::getline(in, line) && !in.eof()) {
+      auto r = parse_line(line);
+      if (!r) break;
+      if (r->seq <= after) continue;
+      if (r->seq > through) return;
+      if (!each(std::move(*r))) return;
+    }
+  }
 }
 
 Result<void> Trail::journal_append(const std::vector<Record>& records) {
   std::string buf;
   for (const auto& r : records) buf += record_line(r);
-  if (journal_bytes_ + buf.size() > options_.spool_max_size)
-    return fail("53100", "the audit journal " + journal_path_ + " is full (audit.spool.max_size): the sinks are not "
-                         "taking records");
-  if (auto w = append_all(journal_fd_, buf, off_t(journal_bytes_), "cannot write the audit journal " + journal_path_); !w)
-    return w;
-  if (options_.fsync && ::fdatasync(journal_fd_) != 0)
-    return tl::unexpected(io_error("cannot sync the audit journal " + journal_path_, errno));
-  journal_bytes_ += buf.size();
+  if (journal_bytes() + buf.size() > options_.spool_max_size)
+    return fail("53100", "the audit journal (" + journal_path_ + ") is full (audit.spool.max_size): the sinks are "
+                         "not taking records");
+  auto& f = journal_[active_];
+  if (auto w = append_all(f.fd, buf, off_t(f.bytes), "cannot write the audit journal " + f.path); !w) return w;
+  if (options_.fsync && ::fdatasync(f.fd) != 0)
+    return tl::unexpected(io_error("cannot sync the audit journal " + f.path, errno));
+  f.bytes += buf.size();
+  if (!f.first_seq) f.first_seq = records.front().seq;
+  f.last_seq = records.back().seq;
   return {};
 }
 
@@ -296,7 +348,10 @@ void Trail::close() {
   store_.join();
   // Everything is in every sink: the journal can start over.
   std::lock_guard lock(store_mu_);
-  if (stored_all_seq_ == head_.seq && ::ftruncate(journal_fd_, 0) == 0) journal_bytes_ = 0;
+  if (stored_all_seq_ == head_.seq) {
+    journal_reset(journal_[0]);
+    journal_reset(journal_[1]);
+  }
 }
 
 TrailStats Trail::stats() const {
@@ -345,9 +400,14 @@ Result<void> Trail::append(std::vector<Event>& events) {
   Error error;
   {
     std::lock_guard lock(store_mu_);
-    // Every record so far is in every sink: the journal starts over (the store thread reads it
-    // only while a sink is behind, and then this does not happen).
-    if (journal_bytes_ > 0 && stored_all_seq_ == before.seq && ::ftruncate(journal_fd_, 0) == 0) journal_bytes_ = 0;
+    // A journal file every sink has caught up with is emptied (the store thread reads the files
+    // only for records some sink still lacks, so never one that is emptied). The active file is
+    // handed over once it is large and the other one is free.
+    auto& cur = journal_[active_];
+    auto& other = journal_[1 - active_];
+    if (other.bytes > 0 && stored_all_seq_ >= other.last_seq) journal_reset(other);
+    if (cur.bytes > 0 && stored_all_seq_ >= cur.last_seq) journal_reset(cur);
+    if (cur.bytes >= kRotateBytes && other.bytes == 0) active_ = 1 - active_;
     healthy = sinks_healthy_;
     if (!healthy) error = sink_error_;
   }
@@ -362,6 +422,7 @@ Result<void> Trail::append(std::vector<Event>& events) {
     std::lock_guard lock(mu_);
     stats_.journaled += records.size();
     stats_.head_seq = head_.seq;
+    stats_.journal_bytes = journal_bytes();
     ++stats_.batches;
   }
   {
@@ -532,20 +593,15 @@ void Trail::flush_sinks(bool force) {
         for (std::size_t i = 0; ok && i < pending_.size(); i += kChunk)
           ok = store(std::span<const Record>(pending_).subspan(i, std::min(kChunk, pending_.size() - i)));
       } else {
-        std::ifstream in(journal_path_, std::ios::binary);
         std::vector<Record> chunk;
-        std::string line;
-        while (ok && std::getline(in, line) && !in.eof()) {
-          auto r = parse_line(line);
-          if (!r) break;
-          if (r->seq <= s->stored_seq) continue;
-          if (r->seq > last_seq_) break;
-          chunk.push_back(std::move(*r));
+        read_journal(s->stored_seq, last_seq_, [&](Record&& r) {
+          chunk.push_back(std::move(r));
           if (chunk.size() >= kChunk) {
             ok = store(chunk);
             chunk.clear();
           }
-        }
+          return ok;
+        });
         if (ok) ok = store(chunk);
       }
     }

@@ -44,6 +44,7 @@ struct TrailStats {
   std::uint64_t checkpoints = 0;
   std::uint64_t retentions = 0;    // prunes done (each adds a Retention record)
   std::uint64_t head_seq = 0;
+  std::uint64_t journal_bytes = 0;  // records waiting in the journal files for some sink
   bool sinks_healthy = true;
 };
 
@@ -119,9 +120,22 @@ class Trail {
   ChainHead head_;
   std::uint64_t checkpointed_seq_ = 0;
   std::chrono::steady_clock::time_point next_checkpoint_;
-  std::string journal_path_;
-  int journal_fd_ = -1;
-  std::uint64_t journal_bytes_ = 0;
+  // Two journal files used in turn: a file is emptied and written again only once every sink
+  // holds all of its records, so under steady load the journal stays small although the sinks
+  // always lag a little behind the newest record.
+  struct JournalFile {
+    std::string path;
+    int fd = -1;
+    std::uint64_t bytes = 0;
+    std::uint64_t first_seq = 0, last_seq = 0;  // 0: empty
+  };
+  JournalFile journal_[2];
+  int active_ = 0;              // the file appended to
+  std::string journal_path_;    // the directory, for messages
+  std::uint64_t journal_bytes() const { return journal_[0].bytes + journal_[1].bytes; }
+  void journal_reset(JournalFile& f);
+  // Journal records with seq in (after, through], oldest first, from both files.
+  void read_journal(std::uint64_t after, std::uint64_t through, const std::function<bool(Record&&)>& each) const;
 
   mutable std::mutex mu_;            // the writer's queue and the statistics
   std::condition_variable cv_;       // writer waits for work
