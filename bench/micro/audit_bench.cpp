@@ -17,7 +17,7 @@ namespace {
 struct Sample {
   std::shared_ptr<const gh::sql::Analysis> analysis;
   std::shared_ptr<gh::audit::SessionContext> ctx = std::make_shared<gh::audit::SessionContext>();
-  gh::policy::Decision allow;
+  std::shared_ptr<const gh::policy::Decision> allow;
   Sample() {
     static gh::sql::Analyzer analyzer;
     analysis = analyzer.analyze("SELECT abalance FROM pgbench_accounts WHERE aid = $1;");
@@ -31,8 +31,10 @@ struct Sample {
     ctx->target = "app";
     ctx->environment = "production";
     ctx->database = "postgres";
-    allow.action = gh::policy::Action::Allow;
-    allow.reason = "SELECT on pgbench_accounts: no rule matched; the default action of target \"app\" is allow";
+    gh::policy::Decision d;
+    d.action = gh::policy::Action::Allow;
+    d.reason = "SELECT on pgbench_accounts: no rule matched; the default action of target \"app\" is allow";
+    allow = std::make_shared<const gh::policy::Decision>(std::move(d));
   }
   gh::audit::Event statement(std::uint64_t n) const {
     gh::audit::Event s;
@@ -43,7 +45,7 @@ struct Sample {
     s.protocol = 'E';
     s.analysis = analysis;
     s.params = {std::string("123456")};
-    s.decision = allow;
+    s.decision = allow;  // shared, as the proxy does
     return s;
   }
 };
@@ -89,23 +91,7 @@ void BM_AuditTrailSqlite(benchmark::State& state) {
   sinks.push_back(*gh::audit::open_sqlite_sink((dir / "audit.db").string(), false));
   auto trail = std::move(*gh::audit::Trail::open(std::move(o), std::move(sinks)));
 
-  gh::sql::Analyzer analyzer;
-  const auto analysis = analyzer.analyze("SELECT abalance FROM pgbench_accounts WHERE aid = $1;");
-  auto ctx = std::make_shared<gh::audit::SessionContext>();
-  ctx->session = 42;
-  ctx->identity.subject = "bench";
-  ctx->identity.email = "bench@example.com";
-  ctx->identity.groups = {"bench", "engineering"};
-  ctx->identity.method = "scram-sha-256";
-  ctx->user = "bench";
-  ctx->client_address = "127.0.0.1";
-  ctx->target = "app";
-  ctx->environment = "production";
-  ctx->database = "postgres";
-  gh::policy::Decision allow;
-  allow.action = gh::policy::Action::Allow;
-  allow.reason = "SELECT on pgbench_accounts: no rule matched; the default action of target \"app\" is allow";
-
+  const Sample sample;
   constexpr int kPerIteration = 10'000;
   constexpr int kGroup = 16;
   std::uint64_t n = 0;
@@ -114,20 +100,11 @@ void BM_AuditTrailSqlite(benchmark::State& state) {
       std::vector<gh::audit::Event> group;
       group.reserve(kGroup);
       for (int k = 0; k < kGroup; k += 2) {
-        gh::audit::Event s;
-        s.type = gh::audit::EventType::Statement;
-        s.time = std::chrono::system_clock::now();
-        s.session = ctx;
-        s.statement = ++n;
-        s.protocol = 'E';
-        s.analysis = analysis;
-        s.params = {std::string("123456")};
-        s.decision = allow;
-        group.push_back(std::move(s));
+        group.push_back(sample.statement(++n));
         gh::audit::Event r;
         r.type = gh::audit::EventType::Result;
         r.time = std::chrono::system_clock::now();
-        r.session = ctx;
+        r.session = sample.ctx;
         r.statement = n;
         r.outcome = "ok";
         r.rows = 1;

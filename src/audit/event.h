@@ -59,7 +59,7 @@ struct Event {
   std::vector<std::optional<std::string>> params;  // Bind parameters as sent (text format); nullopt = NULL
   bool params_binary = false;   // some parameters were in binary format (recorded as <binary n bytes>)
   std::shared_ptr<const policy::Policy> policy;    // classifies the statement (tags, parameter masking)
-  std::optional<policy::Decision> decision;
+  std::shared_ptr<const policy::Decision> decision;  // shared with the session's prepared statement
 
   // Result, ConnectFailed, Disconnect, Reload, Admin
   std::string outcome;   // "ok", "error", "cancelled", "refused", "not_run"

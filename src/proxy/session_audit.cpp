@@ -125,7 +125,7 @@ void Session::audit_query(char type, const std::shared_ptr<const sql::Analysis>&
   e.analysis = analysis;
   if (!analysis || analysis->error) e.text = text;
   e.policy = policy_rt_ ? policy_rt_->config->policy : nullptr;
-  e.decision = d;
+  e.decision = std::make_shared<const policy::Decision>(d);
   if (refused) {
     e.outcome = "refused";
     e.sqlstate = kRefusedSqlstate;
@@ -164,7 +164,7 @@ void Session::audit_parse_refused(const std::shared_ptr<const sql::Analysis>& an
   e.analysis = analysis;
   if (!analysis || analysis->error) e.text = text;
   e.policy = policy_rt_ ? policy_rt_->config->policy : nullptr;
-  e.decision = d;
+  e.decision = std::make_shared<const policy::Decision>(d);
   e.outcome = "refused";
   e.sqlstate = kRefusedSqlstate;
   audit_batch_.push_back(std::move(e));
@@ -235,7 +235,7 @@ void Session::audit_execute(std::string_view body) {
   if (auto it = portals_.find(portal); it != portals_.end()) {
     const Portal& p = it->second;
     e.analysis = p.analysis;
-    if (p.decision) e.decision = *p.decision;
+    e.decision = p.decision;  // shared, not copied, per Execute
     e.params = p.params;
     e.params_binary = p.binary;
     if (!p.analysis) e.text = fmt::format("<portal \"{}\" of a statement prepared with SQL PREPARE>", portal);

@@ -213,7 +213,7 @@ TEST(AuditRecord, BodyIsCanonicalAndIndexMatchesTheBody) {
   d.reason = "DELETE without WHERE";
   d.matched_rules = {"guardrail.unbounded_write"};
   d.would_have = {policy::DryRun{"watch", policy::Action::Review, "why"}};
-  refused.decision = d;
+  refused.decision = std::make_shared<const policy::Decision>(d);
   refused.params = {std::string("a"), std::nullopt};
   events.push_back(refused);
 

@@ -14,24 +14,18 @@ namespace {
 using namespace gh::audit::testing;
 using nlohmann::json;
 
+// An analysed, allowed statement (the record then has kinds, relations and a decision).
 Event statement(std::uint64_t n) {
-  Event e;
-  e.type = EventType::Statement;
-  e.time = std::chrono::system_clock::time_point(std::chrono::seconds(1'700'000'000 + n));
-  auto ctx = std::make_shared<SessionContext>();
-  ctx->session = 7;
-  ctx->identity.subject = "alice";
+  Event e = text_statement(n);
+  e.text.clear();
+  auto ctx = std::make_shared<SessionContext>(*e.session);
   ctx->identity.email = "alice@example.com";
-  ctx->identity.groups = {"dba", "eng"};
-  ctx->target = "app";
   e.session = ctx;
-  e.statement = n;
-  e.protocol = 'Q';
   e.analysis = std::make_shared<sql::Analysis>(sql::analyze_uncached("SELECT * FROM orders WHERE id = " + std::to_string(n)));
   policy::Decision d;
   d.action = policy::Action::Allow;
   d.rule = "default";
-  e.decision = d;
+  e.decision = std::make_shared<const policy::Decision>(d);
   return e;
 }
 
