@@ -617,12 +617,7 @@ awaitable<bool> Session::connect_backend(const protocol::StartupMessage& startup
           if (audit_required_) {
             std::vector<audit::Event> one;
             one.push_back(std::move(connected));
-            std::optional<Error> err;
-            if (server_.audit()->inline_writes()) {
-              if (auto r = server_.audit()->write_now(std::move(one)); !r) err = std::move(r.error());
-            } else {
-              err = co_await audit_wait(std::move(one));
-            }
+            auto err = co_await audit_durable(std::move(one));
             if (err) {
               audit_ctx_.reset();  // the refusal is recorded as a failed connection attempt
               co_return co_await backend_fail(err->sqlstate.empty() ? "58030" : err->sqlstate,

@@ -142,6 +142,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // audit error, so nothing unrecorded runs.
   asio::awaitable<void> audit_submit_batch(bool& rewritten, std::size_t pos);
   void refuse_batch_for_audit(const Error& error, bool& rewritten, std::size_t pos);
+  // Durable before it returns: sealed and journaled on this thread, or (fsync) by the writer
+  // thread's group commit, awaited. The error when it could not be.
+  asio::awaitable<std::optional<Error>> audit_durable(std::vector<audit::Event> events);
   asio::awaitable<std::optional<Error>> audit_wait(std::vector<audit::Event> events);
   // Collects the body of a ParameterStatus (and, when auditing, CommandComplete and
   // ErrorResponse), also across reads; `chunk` is what was given to scan().

@@ -383,20 +383,23 @@ asio::awaitable<void> Session::audit_submit_batch(bool& rewritten, std::size_t p
     trail->submit(std::move(events), {});
     co_return;
   }
-  std::optional<Error> err;
-  if (trail->inline_writes()) {
+  if (trail->inline_writes() && !audit_results_.empty()) {
     // Results of earlier statements first, so the chain keeps this session's order.
-    if (!audit_results_.empty()) {
-      audit_results_.insert(audit_results_.end(), std::make_move_iterator(events.begin()),
-                            std::make_move_iterator(events.end()));
-      events = std::move(audit_results_);
-      audit_results_.clear();
-    }
-    if (auto r = trail->write_now(std::move(events)); !r) err = std::move(r.error());
-  } else {
-    err = co_await audit_wait(std::move(events));
+    audit_results_.insert(audit_results_.end(), std::make_move_iterator(events.begin()),
+                          std::make_move_iterator(events.end()));
+    events = std::move(audit_results_);
+    audit_results_.clear();
   }
+  auto err = co_await audit_durable(std::move(events));
   if (err && !ending_) refuse_batch_for_audit(*err, rewritten, pos);
+}
+
+asio::awaitable<std::optional<Error>> Session::audit_durable(std::vector<audit::Event> events) {
+  auto* trail = server_.audit();
+  if (!trail->inline_writes()) co_return co_await audit_wait(std::move(events));
+  auto r = trail->write_now(std::move(events));
+  if (!r) co_return std::move(r.error());
+  co_return std::nullopt;
 }
 
 void Session::refuse_batch_for_audit(const Error& error, bool& rewritten, std::size_t pos) {
