@@ -16,7 +16,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -36,9 +35,8 @@ namespace gh::audit {
 
 struct TrailStats {
   std::uint64_t submitted = 0;
-  std::uint64_t written = 0;       // sealed and stored in every sink
   std::uint64_t journaled = 0;     // records written to the journal
-  std::uint64_t stored = 0;        // records stored in every sink
+  std::uint64_t stored = 0;        // every record up to this seq is in every sink
   std::uint64_t refused = 0;       // events refused (queue full, or not storable anywhere)
   std::uint64_t batches = 0;
   std::uint64_t checkpoints = 0;
@@ -50,7 +48,8 @@ struct TrailStats {
 
 class Trail {
  public:
-  // Called on the writer thread once the events are stored (error == nullptr) or refused.
+  // Called once the events are journaled, i.e. durable (error == nullptr; with a sink failing, its
+  // error), or refused. Runs on the writer thread.
   using Ack = std::function<void(const Error* error)>;
   // Test hooks: the time source and extra sinks.
   struct Options {
