@@ -1,4 +1,4 @@
-// gatehouse: serve | check | explain | test-policy | hash-password | audit | version
+// gatehouse: serve | check | explain | test-policy | hash-password | audit | login | token | whoami | psql | version
 #include <sys/resource.h>
 #include <termios.h>
 #include <unistd.h>
@@ -17,6 +17,7 @@
 
 #include "admin/admin_server.h"
 #include "app/audit_cli.h"
+#include "app/login_cli.h"
 #include "app/logging.h"
 #include "app/policy_tools.h"
 #include "audit/trail.h"
@@ -292,8 +293,10 @@ int main(int argc, char** argv) {
   test_policy->add_option("files", case_files, "policy test files (YAML with `cases:`)")->required();
 
   gh::app::add_audit_commands(app);
+  gh::app::add_login_commands(app);
   CLI11_PARSE(app, argc, argv);
   if (auto rc = gh::app::run_audit_command()) return *rc;
+  if (auto rc = gh::app::run_login_command()) return *rc;
   if (*serve) return cmd_serve(config_path);
   if (*check) return cmd_check(config_path);
   if (*hash) return cmd_hash_password(iterations);

@@ -1,5 +1,6 @@
 #include "config/config.h"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cstdlib>
@@ -10,6 +11,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include "config/policy_config.h"
+#include "identity/http.h"
+#include "identity/jose.h"
 
 namespace gh::config {
 
@@ -136,8 +139,23 @@ void read_backend(const Reader& r, const YAML::Node& n, const std::string& path,
     r.fail_at(n, path + ".ca_file", "required when tls is verify-full");
 }
 
-void read_login(const Reader& r, const YAML::Node& n, const std::string& path, Login& l) {
-  r.allowed_keys(n, path, {"user", "password", "password_env", "password_file"});
+void read_login(const Reader& r, const YAML::Node& n, const std::string& path, Login& l, bool with_when) {
+  if (with_when)
+    r.allowed_keys(n, path, {"when", "user", "password", "password_env", "password_file", "role"});
+  else
+    r.allowed_keys(n, path, {"user", "password", "password_env", "password_file", "role"});
+  if (n["role"]) l.role = r.str(n["role"], path + ".role");
+  if (auto w = n["when"]) {
+    r.allowed_keys(w, path + ".when", {"groups", "subjects", "kinds"});
+    if (w["groups"]) l.groups = r.strings(w["groups"], path + ".when.groups");
+    if (w["subjects"]) l.subjects = r.strings(w["subjects"], path + ".when.subjects");
+    if (auto k = w["kinds"]) {
+      if (!k.IsSequence()) r.fail_at(k, path + ".when.kinds", "expected a list (human, agent)");
+      for (std::size_t i = 0; i < k.size(); ++i)
+        l.kinds.push_back(r.choice<identity::Kind>(k[i], path + ".when.kinds[" + std::to_string(i) + "]",
+                                                   {{"human", identity::Kind::Human}, {"agent", identity::Kind::Agent}}));
+    }
+  }
   if (!n["user"]) r.fail_at(n, path + ".user", "missing (the backend role the proxy logs in as)");
   l.user = r.str(n["user"], path + ".user");
   const int sources = int(bool(n["password"])) + int(bool(n["password_env"])) + int(bool(n["password_file"]));
@@ -193,6 +211,100 @@ std::string secret_value(const Reader& r, const YAML::Node& n, const std::string
     return v;
   }
   r.fail_at(n, path + "." + k, "missing");
+}
+
+std::chrono::seconds read_seconds(const Reader& r, const YAML::Node& n, const std::string& path, std::chrono::seconds lo,
+                             std::chrono::seconds hi) {
+  auto d = std::chrono::duration_cast<std::chrono::seconds>(r.duration(n, path));
+  if (d < lo || d > hi)
+    r.fail_at(n, path, "must be between " + std::to_string(lo.count()) + "s and " + std::to_string(hi.count()) + "s");
+  return d;
+}
+
+// A string or a list of strings.
+std::vector<std::string> one_or_more(const Reader& r, const YAML::Node& n, const std::string& path) {
+  if (n.IsScalar()) return {r.str(n, path)};
+  auto v = r.strings(n, path);
+  if (v.empty()) r.fail_at(n, path, "must not be empty");
+  return v;
+}
+
+void read_oidc(const Reader& r, const YAML::Node& n, Oidc& o) {
+  r.allowed_keys(n, "oidc", {"issuers", "allow_loopback_plaintext", "on_token_expiry", "expiry_grace"});
+  if (n["allow_loopback_plaintext"])
+    o.allow_loopback_plaintext = r.choice<bool>(n["allow_loopback_plaintext"], "oidc.allow_loopback_plaintext",
+                                                {{"true", true}, {"false", false}});
+  if (n["on_token_expiry"])
+    o.on_expiry = r.choice<Oidc::OnExpiry>(n["on_token_expiry"], "oidc.on_token_expiry",
+                                           {{"end_session", Oidc::OnExpiry::End}, {"keep_session", Oidc::OnExpiry::Keep}});
+  if (n["expiry_grace"]) o.expiry_grace = r.duration(n["expiry_grace"], "oidc.expiry_grace");
+  auto list = n["issuers"];
+  if (!list) r.fail_at(n, "oidc.issuers", "missing (the identity providers whose tokens are logins)");
+  if (!list.IsSequence() || list.size() == 0) r.fail_at(list, "oidc.issuers", "expected a non-empty list");
+  std::set<std::string> seen;
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    const std::string path = "oidc.issuers[" + std::to_string(i) + "]";
+    const auto& e = list[i];
+    r.allowed_keys(e, path,
+                   {"issuer", "audience", "discovery_url", "jwks_uri", "ca_file", "algorithms", "leeway",
+                    "refresh_interval", "min_refresh_interval", "claims", "agents"});
+    identity::IssuerConfig c;
+    if (!e["issuer"]) r.fail_at(e, path + ".issuer", "missing (the issuer URL, exactly as the tokens' iss claim)");
+    c.issuer = r.str(e["issuer"], path + ".issuer");
+    auto insecure = [](const std::string& url) {
+      return url.rfind("https://", 0) != 0 && !identity::http::loopback_url(url);
+    };
+    if (c.issuer.rfind("https://", 0) != 0 && c.issuer.rfind("http://", 0) != 0)
+      r.fail_at(e["issuer"], path + ".issuer", "expected an https:// URL");
+    if (!seen.insert(c.issuer).second) r.fail_at(e["issuer"], path + ".issuer", "duplicate issuer");
+    if (!e["audience"])
+      r.fail_at(e, path + ".audience",
+                "missing (the audience your tokens carry for this proxy; without a check, any token the issuer "
+                "minted for any application would log in)");
+    c.audiences = one_or_more(r, e["audience"], path + ".audience");
+    if (e["discovery_url"]) c.discovery_url = r.str(e["discovery_url"], path + ".discovery_url");
+    if (e["jwks_uri"]) c.jwks_uri = r.str(e["jwks_uri"], path + ".jwks_uri");
+    for (const auto& [key, url] : {std::pair<const char*, const std::string*>{"issuer", &c.issuer},
+                                   {"discovery_url", &c.discovery_url}, {"jwks_uri", &c.jwks_uri}})
+      if (!url->empty() && insecure(*url))
+        r.fail_at(e[key], path + "." + key, "must be https (plain http is allowed only for localhost / 127.0.0.1)");
+    if (e["ca_file"]) c.ca_file = beside(r.source(), r.str(e["ca_file"], path + ".ca_file"));
+    if (auto a = e["algorithms"]) {
+      c.algorithms = r.strings(a, path + ".algorithms");
+      for (std::size_t j = 0; j < c.algorithms.size(); ++j)
+        if (!identity::jose::supported_algorithm(c.algorithms[j]))
+          r.fail_at(a[j], path + ".algorithms[" + std::to_string(j) + "]",
+                    "not a supported signature algorithm (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, "
+                    "ES512, EdDSA)");
+    }
+    using std::chrono::seconds;
+    if (e["leeway"]) c.leeway = read_seconds(r, e["leeway"], path + ".leeway", seconds(0), seconds(600));
+    if (e["refresh_interval"])
+      c.refresh_interval = read_seconds(r, e["refresh_interval"], path + ".refresh_interval", seconds(10), seconds(86400 * 7));
+    if (e["min_refresh_interval"])
+      c.min_refresh_interval =
+          read_seconds(r, e["min_refresh_interval"], path + ".min_refresh_interval", seconds(1), seconds(3600));
+    if (auto cl = e["claims"]) {
+      const std::string cp = path + ".claims";
+      r.allowed_keys(cl, cp, {"subject", "email", "name", "groups", "group_prefix"});
+      if (cl["subject"]) c.subject_claims = one_or_more(r, cl["subject"], cp + ".subject");
+      if (cl["email"]) c.email_claims = one_or_more(r, cl["email"], cp + ".email");
+      if (cl["name"]) c.name_claims = one_or_more(r, cl["name"], cp + ".name");
+      if (cl["groups"]) c.groups_claims = one_or_more(r, cl["groups"], cp + ".groups");
+      if (cl["group_prefix"]) c.group_prefix = r.str(cl["group_prefix"], cp + ".group_prefix");
+    }
+    if (auto ag = e["agents"]) {
+      const std::string ap = path + ".agents";
+      r.allowed_keys(ag, ap, {"clients", "claim", "values", "auto"});
+      if (ag["clients"]) c.agent_clients = r.strings(ag["clients"], ap + ".clients");
+      if (ag["claim"]) c.agent_claim = r.str(ag["claim"], ap + ".claim");
+      if (ag["values"]) c.agent_claim_values = one_or_more(r, ag["values"], ap + ".values");
+      if (!c.agent_claim.empty() && c.agent_claim_values.empty())
+        r.fail_at(ag, ap + ".values", "required with agents.claim (the claim values that mark an agent)");
+      if (ag["auto"]) c.agent_auto = r.choice<bool>(ag["auto"], ap + ".auto", {{"true", true}, {"false", false}});
+    }
+    o.issuers.push_back(std::move(c));
+  }
 }
 
 AuditDurability read_durability(const Reader& r, const YAML::Node& n, const std::string& path) {
@@ -279,7 +391,7 @@ Config read_config(const Reader& r, const YAML::Node& root) {
   if (root.IsNull()) r.fail_at(root, "(root)", "the file is empty");
   r.allowed_keys(root, "",
                  {"listen", "threads", "admin", "tls", "limits", "log", "users", "targets", "rules", "classification",
-                  "policy", "policy_file", "audit"});
+                  "policy", "policy_file", "audit", "oidc"});
   if (auto n = root["listen"]) {
     r.allowed_keys(n, "listen", {"address", "port"});
     if (n["address"]) c.listen.address = r.str(n["address"], "listen.address");
@@ -308,7 +420,9 @@ Config read_config(const Reader& r, const YAML::Node& root) {
   if (auto n = root["limits"]) {
     r.allowed_keys(n, "limits",
                    {"max_connections", "max_message_size", "handshake_timeout", "idle_timeout", "shutdown_timeout",
-                    "backend_connect_timeout"});
+                    "backend_connect_timeout", "failed_login_max_delay"});
+    if (n["failed_login_max_delay"])
+      c.limits.failed_login_max_delay = r.duration(n["failed_login_max_delay"], "limits.failed_login_max_delay");
     if (n["max_connections"]) c.limits.max_connections = std::uint32_t(r.uint(n["max_connections"], "limits.max_connections", 1, 1000000));
     if (n["max_message_size"])
       c.limits.max_message_size = std::uint32_t(r.size(n["max_message_size"], "limits.max_message_size", 8192, 1u << 30));
@@ -359,7 +473,7 @@ Config read_config(const Reader& r, const YAML::Node& root) {
     for (std::size_t i = 0; i < n.size(); ++i) {
       const std::string path = "targets[" + std::to_string(i) + "]";
       const auto& t = n[i];
-      r.allowed_keys(t, path, {"name", "environment", "backend", "login", "guardrails", "policy", "audit"});
+      r.allowed_keys(t, path, {"name", "environment", "backend", "login", "logins", "guardrails", "policy", "audit"});
       Target target;
       if (!t["name"]) r.fail_at(t, path + ".name", "missing");
       target.name = r.str(t["name"], path + ".name");
@@ -368,8 +482,21 @@ Config read_config(const Reader& r, const YAML::Node& root) {
       if (t["environment"]) target.environment = r.str(t["environment"], path + ".environment");
       if (!t["backend"]) r.fail_at(t, path + ".backend", "missing");
       read_backend(r, t["backend"], path + ".backend", target.backend);
-      if (!t["login"]) r.fail_at(t, path + ".login", "missing");
-      read_login(r, t["login"], path + ".login", target.login);
+      if (!t["login"] && !t["logins"])
+        r.fail_at(t, path + ".login", "missing (the backend login: `login:`, or `logins:` per identity)");
+      if (auto ls = t["logins"]) {
+        if (!ls.IsSequence() || ls.size() == 0) r.fail_at(ls, path + ".logins", "expected a non-empty list");
+        for (std::size_t j = 0; j < ls.size(); ++j) {
+          Login l;
+          read_login(r, ls[j], path + ".logins[" + std::to_string(j) + "]", l, true);
+          target.logins.push_back(std::move(l));
+        }
+      }
+      if (t["login"]) {  // after `logins`: the entry for everyone else
+        Login l;
+        read_login(r, t["login"], path + ".login", l, false);
+        target.logins.push_back(std::move(l));
+      }
       if (auto a = t["audit"]) {
         r.allowed_keys(a, path + ".audit", {"durability"});
         if (a["durability"]) target.audit_durability = read_durability(r, a["durability"], path + ".audit.durability");
@@ -378,6 +505,7 @@ Config read_config(const Reader& r, const YAML::Node& root) {
     }
   }
   if (c.targets.empty()) r.fail_at(root, "targets", "at least one target is required");
+  if (auto n = root["oidc"]) read_oidc(r, n, c.oidc);
   if (auto n = root["audit"]) read_audit(r, n, c.audit);
   if (c.audit.sinks.empty()) {
     AuditSink sqlite;
@@ -396,6 +524,22 @@ Config read_config(const Reader& r, const YAML::Node& root) {
 }
 
 }  // namespace
+
+bool Login::matches(const identity::Identity& id) const {
+  if (!kinds.empty() && std::find(kinds.begin(), kinds.end(), id.kind) == kinds.end()) return false;
+  if (groups.empty() && subjects.empty()) return true;
+  for (const auto& g : groups)
+    if (std::find(id.groups.begin(), id.groups.end(), g) != id.groups.end()) return true;
+  for (const auto& s : subjects)
+    if (s == id.subject || (!id.email.empty() && s == id.email)) return true;
+  return false;
+}
+
+const Login* Target::login_for(const identity::Identity& id) const {
+  for (const auto& l : logins)
+    if (l.matches(id)) return &l;
+  return nullptr;
+}
 
 const Target* Config::find_target(std::string_view dbname) const {
   const Target* wildcard = nullptr;

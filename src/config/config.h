@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "base/result.h"
+#include "identity/identity.h"
+#include "identity/oidc.h"
 #include "identity/scram.h"
 
 namespace gh::policy {
@@ -46,6 +48,9 @@ struct Limits {
   Duration idle_timeout = Duration::zero();
   Duration shutdown_timeout = std::chrono::seconds(30);
   Duration backend_connect_timeout = std::chrono::seconds(5);
+  // Failed logins from one client address: after 3 within a minute, each further failure is
+  // answered only after a delay that doubles from 250ms up to this (0: never delay).
+  Duration failed_login_max_delay = std::chrono::seconds(5);
 };
 
 struct Log {
@@ -98,18 +103,35 @@ struct Backend {
 struct Login {
   std::string user;
   std::string password;  // resolved at load time from password / password_env / password_file
+  std::string role;      // set: the session starts with SET ROLE to it (startup option role=)
+  // Who gets this login (targets[].logins[].when); all empty: everyone.
+  std::vector<std::string> groups;    // any of these groups
+  std::vector<std::string> subjects;  // or the subject or email is one of these
+  std::vector<identity::Kind> kinds;  // and, when given, the identity is of one of these kinds
+  bool matches(const identity::Identity& id) const;
+};
+
+// OIDC token logins (`oidc:`).
+struct Oidc {
+  std::vector<identity::IssuerConfig> issuers;  // empty: token logins are off
+  bool allow_loopback_plaintext = false;
+  enum class OnExpiry { End, Keep } on_expiry = OnExpiry::End;
+  Duration expiry_grace = std::chrono::minutes(0);
 };
 
 struct Target {
   std::string name;  // "*" matches any dbname no other target claims
   std::string environment = "development";
   Backend backend;
-  Login login;
+  // First match wins; `login:` in the file is one entry that matches everyone.
+  std::vector<Login> logins;
   std::optional<AuditDurability> audit_durability;  // unset: audit.durability
   // The database to ask the backend for, given the client's dbname.
   const std::string& backend_database(const std::string& client_dbname) const {
     return backend.database.empty() ? client_dbname : backend.database;
   }
+  // The backend login for an identity; null when no entry matches.
+  const Login* login_for(const identity::Identity& id) const;
 };
 
 struct Config {
@@ -122,6 +144,7 @@ struct Config {
   Limits limits;
   Log log;
   std::vector<User> users;
+  Oidc oidc;
   std::vector<Target> targets;
   Audit audit;
   // Rules, classification, guardrails and per-target policy settings (config/policy_config.h);

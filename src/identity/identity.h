@@ -1,6 +1,7 @@
 #pragma once
 // Who is acting. Filled in by an authenticator at connection start; read by policy, audit,
 // and the backend login mapping.
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -14,7 +15,11 @@ struct Identity {
   std::string display_name;
   std::vector<std::string> groups;
   Kind kind = Kind::Human;
-  std::string method;              // "scram-sha-256", later "oidc"
+  std::string method;              // "scram-sha-256" or "oidc"
+  std::string issuer;              // oidc: the token's `iss`
+  std::string client_id;           // oidc: the client the token was issued to (azp / client_id)
+  // oidc: when the token stops being valid; the epoch (default) for logins that never expire.
+  std::chrono::system_clock::time_point expires_at{};
 };
 
 }  // namespace gh::identity

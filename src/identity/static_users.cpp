@@ -11,29 +11,18 @@
 #include <utility>
 
 #include "base/bytes.h"
+#include "identity/auth_message.h"
 
 namespace gh::identity {
 namespace {
 
-// Authentication request codes (PostgreSQL protocol, message 'R').
-constexpr std::uint32_t kAuthOk = 0;
-constexpr std::uint32_t kAuthSASL = 10;
-constexpr std::uint32_t kAuthSASLContinue = 11;
-constexpr std::uint32_t kAuthSASLFinal = 12;
 constexpr std::string_view kMechanism = "SCRAM-SHA-256";
 // Iterations of the mock verifier: PostgreSQL's default scram_iterations, which is also
 // what ScramVerifier::make uses, so real and mock server-first messages look alike.
 constexpr std::uint32_t kMockIterations = 4096;
 
-// identity must not depend on protocol, so the few Authentication* messages are built here.
 std::string authentication(std::uint32_t code, std::string_view payload = {}) {
-  std::string m;
-  m.reserve(1 + 4 + 4 + payload.size());
-  m.push_back('R');
-  append_be32(m, std::uint32_t(4 + 4 + payload.size()));
-  append_be32(m, code);
-  m.append(payload);
-  return m;
+  return authentication_message(code, payload);
 }
 
 // Per-process secret for mock verifiers, as PostgreSQL's mock_auth_nonce: the same unknown

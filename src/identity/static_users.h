@@ -22,6 +22,8 @@ class StaticUserAuthenticator final : public Authenticator {
   // On duplicate names the first entry wins (config validation should reject duplicates).
   explicit StaticUserAuthenticator(std::vector<StaticUser> users);
   std::unique_ptr<AuthExchange> begin(const AuthContext& ctx) const override;
+  bool has(const std::string& name) const { return users_.count(name) != 0; }
+  bool empty() const { return users_.empty(); }
 
  private:
   std::unordered_map<std::string, StaticUser> users_;

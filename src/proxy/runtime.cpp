@@ -1,15 +1,32 @@
 #include "proxy/runtime.h"
 
+#include <spdlog/spdlog.h>
+
 #include "identity/static_users.h"
+#include "identity/token_auth.h"
 #include "net/stream.h"
 
 namespace gh::proxy {
+
+identity::KeyRegistry& key_registry() {
+  static identity::KeyRegistry registry([](bool is_error, const std::string& m) {
+    if (is_error)
+      spdlog::warn("oidc: {}", m);
+    else
+      spdlog::info("oidc: {}", m);
+  });
+  return registry;
+}
 
 Result<std::shared_ptr<const Runtime>> build_runtime(std::shared_ptr<const config::Config> cfg) {
   auto rt = std::make_shared<Runtime>();
   std::vector<identity::StaticUser> users;
   for (const auto& u : cfg->users) users.push_back(identity::StaticUser{u.name, u.verifier, u.groups});
-  rt->authenticator = std::make_unique<identity::StaticUserAuthenticator>(std::move(users));
+  auto static_users = std::make_unique<identity::StaticUserAuthenticator>(std::move(users));
+  identity::TokenLoginOptions options;
+  options.allow_loopback_plaintext = cfg->oidc.allow_loopback_plaintext;
+  rt->authenticator = std::make_unique<identity::LoginAuthenticator>(
+      std::move(static_users), cfg->oidc.issuers, key_registry().use(cfg->oidc.issuers), options);
   if (cfg->tls.mode != config::ClientTlsMode::Disable) {
     auto ctx = net::make_server_tls(cfg->tls.cert_file, cfg->tls.key_file);
     if (!ctx) return tl::unexpected(ctx.error());

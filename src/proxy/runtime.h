@@ -10,6 +10,7 @@
 #include "base/result.h"
 #include "config/config.h"
 #include "identity/authenticator.h"
+#include "identity/jwks.h"
 
 namespace gh::proxy {
 
@@ -19,6 +20,9 @@ struct Runtime {
   std::shared_ptr<asio::ssl::context> client_tls;                          // null when tls.mode = disable
   std::map<std::string, std::shared_ptr<asio::ssl::context>> backend_tls;  // by target name
 };
+
+// The signing-key caches of OIDC issuers, one per process, kept across reloads.
+identity::KeyRegistry& key_registry();
 
 // Loads TLS material and builds the authenticator; fails with a message naming the file.
 Result<std::shared_ptr<const Runtime>> build_runtime(std::shared_ptr<const config::Config> cfg);

@@ -382,8 +382,22 @@ awaitable<bool> Session::authenticate(const protocol::StartupMessage& startup) {
       metrics_.auth_failures.fetch_add(1, std::memory_order_relaxed);
       spdlog::warn("session {} from {}: authentication failed for user \"{}\": {}", id_, peer_, *user,
                    step.log_reason.empty() ? step.error : step.log_reason);
-      co_await fail_client(fatal(step.sqlstate, step.error), "");
+      // Repeated failures from one address are answered ever more slowly (guessing gets slow).
+      const auto delay = server_.impl_->login_throttle.on_failure(
+          client_address_, Clock::now(), rt_->config->limits.failed_login_max_delay);
+      if (delay.count() > 0) co_await sleep_for(delay);
+      co_await fail_client(fatal(step.sqlstate, step.error, step.hint), "");
       co_return false;
+    }
+    if (step.state == identity::AuthStep::State::Wait) {
+      // The exchange waits for an issuer's keys, fetched on another thread; the callback wakes
+      // this coroutine by cancelling its timer. The handshake timeout still bounds the wait.
+      auto ex = co_await asio::this_coro::executor;
+      auto timer = std::make_shared<asio::steady_timer>(ex, std::chrono::minutes(5));
+      step.wait([timer, ex] { asio::post(ex, [timer] { timer->cancel(); }); });
+      co_await timer->async_wait(tuple_awaitable);
+      step = exchange->resume();
+      continue;
     }
     std::string bad;
     auto msg = co_await read_message(*client_, startup_buf_, true, kMaxAuthMessage, bad);
@@ -405,6 +419,7 @@ awaitable<bool> Session::authenticate(const protocol::StartupMessage& startup) {
     step = exchange->step(msg->body);
   }
   identity_ = std::move(step.identity);
+  server_.impl_->login_throttle.on_success(client_address_);
 
   target_ = rt_->config->find_target(database_);
   if (!target_) {
@@ -413,6 +428,27 @@ awaitable<bool> Session::authenticate(const protocol::StartupMessage& startup) {
                                "targets you can use"),
                          "unknown target");
     co_return false;
+  }
+  login_ = target_->login_for(identity_);
+  if (!login_) {
+    std::string groups;
+    for (const auto& g : identity_.groups) groups += (groups.empty() ? "" : ", ") + g;
+    co_await fail_client(
+        fatal("28000",
+              "no database login on target \"" + target_->name + "\" for " +
+                  (identity_.email.empty() ? identity_.subject : identity_.email) + " (groups: " +
+                  (groups.empty() ? std::string("none") : groups) + ")",
+              "ask your administrator to map one of your groups to a login of this target (targets[].logins)"),
+        "no login mapping");
+    co_return false;
+  }
+  // A session ends when its token does, unless the configuration keeps it.
+  if (identity_.expires_at.time_since_epoch().count() != 0 &&
+      rt_->config->oidc.on_expiry == config::Oidc::OnExpiry::End) {
+    const auto left = identity_.expires_at + rt_->config->oidc.expiry_grace - std::chrono::system_clock::now();
+    // A token accepted within the issuer's clock leeway still gets a moment before it is cut.
+    token_deadline_ = Clock::now() + std::max<Clock::duration>(std::chrono::duration_cast<Clock::duration>(left),
+                                                                std::chrono::seconds(1));
   }
   co_return true;
 }
@@ -476,7 +512,8 @@ awaitable<bool> Session::connect_backend(const protocol::StartupMessage& startup
 
   // StartupMessage: the proxy's own login; the client's parameters pass through.
   std::vector<std::pair<std::string, std::string>> params;
-  params.emplace_back("user", t.login.user);
+  const config::Login& login = *login_;
+  params.emplace_back("user", login.user);
   params.emplace_back("database", t.backend_database(database_));
   std::string options;
   for (const auto& [k, v] : startup.parameters) {
@@ -495,6 +532,10 @@ awaitable<bool> Session::connect_backend(const protocol::StartupMessage& startup
   options += "-c gatehouse.identity=" + escape_option_value(identity_.subject);
   options += " -c gatehouse.identity_groups=" + escape_option_value(groups);
   options += " -c gatehouse.identity_method=" + escape_option_value(identity_.method);
+  options += " -c gatehouse.identity_email=" + escape_option_value(identity_.email);
+  options += std::string(" -c gatehouse.identity_kind=") +
+             (identity_.kind == identity::Kind::Agent ? "agent" : "human");
+  if (!login.role.empty()) options += " -c role=" + escape_option_value(login.role);
   params.emplace_back("options", options);
   {
     std::string msg;
@@ -527,13 +568,13 @@ awaitable<bool> Session::connect_backend(const protocol::StartupMessage& startup
               co_return co_await backend_fail(
                   "28000", "the database server of " + where + " asked for a cleartext password over an unencrypted "
                   "connection; the proxy refused to send it", "cleartext password refused without TLS");
-            protocol::write_password_message(reply, t.login.password);
+            protocol::write_password_message(reply, login.password);
             break;
           case 5:
             if (a->data.size() != 4)
               co_return co_await backend_fail("08P01", "invalid message from the database server of " + where, "md5 salt");
             protocol::write_password_message(reply,
-                                             identity::md5_password_response(t.login.user, t.login.password, a->data));
+                                             identity::md5_password_response(login.user, login.password, a->data));
             break;
           case 10: {
             bool has = false;
@@ -542,7 +583,7 @@ awaitable<bool> Session::connect_backend(const protocol::StartupMessage& startup
               co_return co_await backend_fail("28000", "the database server of " + where +
                                                            " offers no SASL mechanism the proxy supports",
                                               "no SCRAM-SHA-256");
-            scram = std::make_unique<identity::ScramClient>(t.login.password);
+            scram = std::make_unique<identity::ScramClient>(login.password);
             protocol::write_sasl_initial_response(reply, "SCRAM-SHA-256", scram->client_first());
             break;
           }
@@ -572,7 +613,7 @@ awaitable<bool> Session::connect_backend(const protocol::StartupMessage& startup
       case 'E': {
         auto e = protocol::parse_error_fields(body).value_or(ErrorFields{});
         metrics_.backend_failures.fetch_add(1, std::memory_order_relaxed);
-        spdlog::error("session {}: {} refused the proxy's login as \"{}\": {} {}", id_, where, t.login.user,
+        spdlog::error("session {}: {} refused the proxy's login as \"{}\": {} {}", id_, where, login.user,
                       e.sqlstate, e.message);
         ErrorFields out = e;
         out.severity = "FATAL";
@@ -738,8 +779,9 @@ void Session::arm_watchdog() {
     when = Clock::time_point(Clock::duration(server_.impl_->drain_deadline_ns.load()));
   else if (idle.count() > 0)
     when = std::max(last_activity_ + idle, Clock::now() + std::chrono::milliseconds(50));
-  else
+  else if (!token_deadline_)
     return;  // nothing to wait for: no pending timer at all
+  if (token_deadline_ && (when == Clock::time_point{} || *token_deadline_ < when)) when = *token_deadline_;
   const auto gen = ++watchdog_generation_;
   watchdog_timer_.expires_at(when);
   watchdog_timer_.async_wait([self = shared_from_this(), gen](const std::error_code& ec) {
@@ -759,6 +801,11 @@ void Session::on_watchdog() {
                              fatal("57P01", "terminating connection because the proxy is shutting down",
                                    "reconnect; another proxy instance or the restarted one will serve you"),
                              now >= deadline ? "shutdown deadline reached" : "shutdown while idle"});
+  } else if (token_deadline_ && now >= *token_deadline_) {
+    return end_session(End{End::Kind::TokenExpired,
+                           fatal("57P01", "terminating connection because your login token has expired",
+                                 "log in again with a fresh token (for example `gatehouse login`)"),
+                           "token expired"});
   } else if (const auto idle = rt_->config->limits.idle_timeout; idle.count() > 0) {
     if (inflight_ == 0 && now - last_activity_ >= idle)
       return end_session(End{End::Kind::IdleTimeout, fatal("57P05", "terminating connection due to idle-session timeout"),

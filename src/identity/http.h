@@ -1,0 +1,38 @@
+#pragma once
+// Blocking HTTP(S) requests for the identity plane: OIDC discovery, JWKS, and the CLI's token
+// grants. cpp-httplib (OpenSSL) underneath; never called on a proxy worker thread (the key
+// cache runs it on its own thread, see identity/jwks.h; ADR 0006).
+#include <chrono>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "base/result.h"
+
+namespace gh::identity::http {
+
+struct Options {
+  std::string ca_file;                       // https: trust these CAs (default: the system's)
+  std::chrono::seconds timeout{5};           // connect, read and write, each
+  std::size_t max_body = 1u << 20;           // larger answers are an error
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+struct Response {
+  int status = 0;
+  std::string body;
+  std::string content_type;
+};
+
+// Errors carry a message naming the URL and what failed (connect, TLS, timeout, too large).
+Result<Response> get(const std::string& url, const Options& opt = {});
+Result<Response> post_form(const std::string& url, const std::vector<std::pair<std::string, std::string>>& form,
+                           const Options& opt = {});
+
+// "https://idp.example.com:8443/a/b?c" -> {"https://idp.example.com:8443", "/a/b?c"}; error when
+// the scheme is not http or https.
+Result<std::pair<std::string, std::string>> split_url(const std::string& url);
+// True when the URL's host is a loopback address or "localhost".
+bool loopback_url(const std::string& url);
+
+}  // namespace gh::identity::http

@@ -1,0 +1,154 @@
+#include "identity/token_auth.h"
+
+#include <condition_variable>
+#include <mutex>
+
+#include "identity/auth_message.h"
+
+namespace gh::identity {
+namespace {
+
+AuthStep failed(std::string sqlstate, std::string error, std::string hint, std::string log) {
+  AuthStep s;
+  s.state = AuthStep::State::Failed;
+  s.sqlstate = std::move(sqlstate);
+  s.error = std::move(error);
+  s.hint = std::move(hint);
+  s.log_reason = std::move(log);
+  return s;
+}
+
+bool retry_after_refresh(TokenError::Kind k) {
+  return k == TokenError::Kind::UnknownKey || k == TokenError::Kind::KeysUnavailable;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\n' || s.front() == '\r' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\n' || s.back() == '\r' || s.back() == '\t'))
+    s.remove_suffix(1);
+  return s;
+}
+
+}  // namespace
+
+class LoginAuthenticator::TokenExchange final : public AuthExchange {
+ public:
+  TokenExchange(const LoginAuthenticator& owner, AuthContext ctx) : owner_(owner), ctx_(std::move(ctx)) {}
+
+  AuthStep start() override {
+    if (!ctx_.client_tls && !(ctx_.client_loopback && owner_.options_.allow_loopback_plaintext))
+      return failed("28000", "token logins require an encrypted connection; this one is not encrypted",
+                    "connect with sslmode=require (or verify-full); the proxy did not ask for your token, so it "
+                    "was not sent",
+                    "token login over plaintext refused before the password");
+    AuthStep s;
+    s.state = AuthStep::State::Continue;
+    s.to_client = authentication_message(kAuthCleartextPassword);
+    return s;
+  }
+
+  AuthStep step(std::string_view body) override {
+    if (stepped_) return failed("08P01", "unexpected password message", "", "second password message");
+    stepped_ = true;
+    if (!body.empty() && body.back() == '\0') body.remove_suffix(1);
+    auto tok = trim(body);
+    if (tok.empty())
+      return failed("28P01", "token login failed for user \"" + ctx_.user + "\": the password is empty",
+                    "use an OIDC token as the password (for example from `gatehouse login`)", "empty password");
+    if (tok.size() > owner_.options_.max_token_size)
+      return failed("28P01", "token login failed for user \"" + ctx_.user + "\": the token is larger than " +
+                                 std::to_string(owner_.options_.max_token_size) + " bytes",
+                    "", "oversized token");
+    token_.assign(tok);
+    return check(true);
+  }
+
+  AuthStep resume() override { return check(false); }
+
+ private:
+  AuthStep check(bool may_wait) {
+    auto r = owner_.verify_now(token_);
+    if (!r && may_wait && retry_after_refresh(r.error().kind)) {
+      if (auto* cache = owner_.cache_mut(peek_issuer(token_))) {
+        AuthStep s;
+        s.state = AuthStep::State::Wait;
+        s.wait = [cache](std::function<void()> done) { cache->refresh(std::move(done)); };
+        return s;
+      }
+    }
+    if (!r) {
+      const auto& e = r.error();
+      const bool unavailable = e.kind == TokenError::Kind::KeysUnavailable;
+      std::string hint;
+      if (e.kind == TokenError::Kind::Malformed && e.message.rfind("the password is not an OIDC token", 0) == 0)
+        hint = "this proxy takes an OIDC token as the password; get one with `gatehouse login` or "
+               "`gatehouse token`";
+      return failed(unavailable ? "57P03" : "28P01", "token login failed for user \"" + ctx_.user + "\": " + e.message,
+                    std::move(hint), e.detail.empty() ? e.message : e.detail);
+    }
+    AuthStep s;
+    s.state = AuthStep::State::Done;
+    s.identity = std::move(r->identity);
+    s.to_client = authentication_message(kAuthOk);
+    return s;
+  }
+
+  const LoginAuthenticator& owner_;
+  AuthContext ctx_;
+  std::string token_;
+  bool stepped_ = false;
+};
+
+LoginAuthenticator::LoginAuthenticator(std::unique_ptr<StaticUserAuthenticator> static_users,
+                                       std::vector<IssuerConfig> issuers,
+                                       std::vector<std::shared_ptr<IssuerKeys>> caches, TokenLoginOptions options)
+    : static_users_(std::move(static_users)),
+      issuers_(std::move(issuers)),
+      caches_(std::move(caches)),
+      options_(options) {}
+
+std::unique_ptr<AuthExchange> LoginAuthenticator::begin(const AuthContext& ctx) const {
+  if (issuers_.empty() || static_users_->has(ctx.user)) return static_users_->begin(ctx);
+  return std::make_unique<TokenExchange>(*this, ctx);
+}
+
+const IssuerKeys* LoginAuthenticator::cache_for(const std::string& issuer) const { return cache_mut(issuer); }
+
+IssuerKeys* LoginAuthenticator::cache_mut(const std::string& issuer) const {
+  for (std::size_t i = 0; i < issuers_.size() && i < caches_.size(); ++i)
+    if (issuers_[i].issuer == issuer) return caches_[i].get();
+  return nullptr;
+}
+
+tl::expected<VerifiedToken, TokenError> LoginAuthenticator::verify_now(std::string_view token) const {
+  KeyLookup lookup = [this](const std::string& iss) -> std::shared_ptr<const jose::JwkSet> {
+    auto* c = cache_mut(iss);
+    return c ? c->current() : nullptr;
+  };
+  return verify_token(token, issuers_, lookup, std::chrono::system_clock::now());
+}
+
+tl::expected<VerifiedToken, TokenError> LoginAuthenticator::verify(std::string_view token,
+                                                                  std::chrono::seconds wait) const {
+  auto r = verify_now(token);
+  if (r || !retry_after_refresh(r.error().kind)) return r;
+  auto* cache = cache_mut(peek_issuer(token));
+  if (!cache) return r;
+  struct Flag {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;
+  };
+  auto flag = std::make_shared<Flag>();
+  cache->refresh([flag] {
+    std::lock_guard lk(flag->mu);
+    flag->done = true;
+    flag->cv.notify_all();
+  });
+  std::unique_lock lk(flag->mu);
+  flag->cv.wait_for(lk, wait, [&] { return flag->done; });
+  return verify_now(token);
+}
+
+}  // namespace gh::identity

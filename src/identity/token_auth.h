@@ -1,0 +1,45 @@
+#pragma once
+// The proxy's client authenticator: static users (SCRAM-SHA-256) by name, everyone else with
+// an OIDC token as the password. A token travels as a cleartext password, so the proxy asks
+// for one only over TLS (or on loopback when the configuration allows it); otherwise it
+// refuses before asking, saying why.
+#include <memory>
+#include <vector>
+
+#include "identity/authenticator.h"
+#include "identity/jwks.h"
+#include "identity/oidc.h"
+#include "identity/static_users.h"
+
+namespace gh::identity {
+
+struct TokenLoginOptions {
+  bool allow_loopback_plaintext = false;  // tokens over unencrypted loopback connections
+  std::size_t max_token_size = 16 * 1024;
+};
+
+class LoginAuthenticator final : public Authenticator {
+ public:
+  // `caches[i]` holds the keys of `issuers[i]`. With no issuers, every login is a static one.
+  LoginAuthenticator(std::unique_ptr<StaticUserAuthenticator> static_users, std::vector<IssuerConfig> issuers,
+                     std::vector<std::shared_ptr<IssuerKeys>> caches, TokenLoginOptions options);
+  std::unique_ptr<AuthExchange> begin(const AuthContext& ctx) const override;
+
+  // The check a token login makes, without a connection (`gatehouse whoami`). Waits for keys
+  // (up to `wait`) when none are held yet or the token's kid is unknown.
+  tl::expected<VerifiedToken, TokenError> verify(std::string_view token, std::chrono::seconds wait) const;
+
+  const std::vector<IssuerConfig>& issuers() const { return issuers_; }
+  const IssuerKeys* cache_for(const std::string& issuer) const;
+
+ private:
+  class TokenExchange;
+  IssuerKeys* cache_mut(const std::string& issuer) const;
+  tl::expected<VerifiedToken, TokenError> verify_now(std::string_view token) const;
+  std::unique_ptr<StaticUserAuthenticator> static_users_;
+  std::vector<IssuerConfig> issuers_;
+  std::vector<std::shared_ptr<IssuerKeys>> caches_;
+  TokenLoginOptions options_;
+};
+
+}  // namespace gh::identity
