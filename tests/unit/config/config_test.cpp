@@ -25,7 +25,7 @@ TEST(Config, MinimalUsesDefaults) {
   EXPECT_EQ(c->limits.handshake_timeout, std::chrono::seconds(10));
   EXPECT_EQ(c->tls.mode, ClientTlsMode::Disable);
   ASSERT_EQ(c->targets.size(), 1u);
-  EXPECT_EQ(c->targets[0].login.password, "secret");
+  EXPECT_EQ(c->targets[0].logins.at(0).password, "secret");
   EXPECT_EQ(c->targets[0].backend_database("whatever"), "app");
 }
 
@@ -129,14 +129,14 @@ TEST(Config, PasswordFromEnvAndFile) {
   ::setenv("GH_TEST_PW", "from-env", 1);
   auto c = parse("targets:\n  - name: a\n    backend: {host: h}\n    login: {user: u, password_env: GH_TEST_PW}\n", "t");
   ASSERT_TRUE(c) << c.error().message;
-  EXPECT_EQ(c->targets[0].login.password, "from-env");
+  EXPECT_EQ(c->targets[0].logins.at(0).password, "from-env");
   const std::string path = ::testing::TempDir() + "/gh_pw";
   FILE* f = std::fopen(path.c_str(), "w");
   std::fputs("from-file\n", f);
   std::fclose(f);
   c = parse("targets:\n  - name: a\n    backend: {host: h}\n    login: {user: u, password_file: " + path + "}\n", "t");
   ASSERT_TRUE(c) << c.error().message;
-  EXPECT_EQ(c->targets[0].login.password, "from-file");
+  EXPECT_EQ(c->targets[0].logins.at(0).password, "from-file");
 }
 
 TEST(Config, Durations) {
