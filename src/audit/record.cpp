@@ -409,8 +409,10 @@ Record seal(const Event& e, ChainHead& head, const SealOptions& o) {
     const auto& id = s->identity;
     w.key("identity");
     w.open();
+    if (!id.client_id.empty()) w.member("client_id", id.client_id);
     w.member("email", id.email);
     w.strings("groups", id.groups);
+    if (!id.issuer.empty()) w.member("issuer", id.issuer);
     w.member("kind", id.kind == identity::Kind::Agent ? std::string_view("agent") : std::string_view("human"));
     if (!id.method.empty()) w.member("method", id.method);
     if (!id.display_name.empty()) w.member("name", id.display_name);
