@@ -19,3 +19,18 @@ if [ -n "$missing" ]; then
   # Debian starts a cluster on install; Gatehouse's demo and tests use their own.
   $SUDO sh -c 'command -v pg_ctlcluster >/dev/null && pg_ctlcluster 15 main stop 2>/dev/null || true'
 fi
+
+# Node.js packages for the OpenID Connect provider of the tests and demo (tests/oidc), pinned by its
+# package-lock.json. Debian 12's nodejs (18) is too old for oidc-provider 9: Node.js >= 20.19 is
+# expected on the machine (e.g. NodeSource). Skipped when the lock file has not changed since the
+# last install.
+OIDC_DIR="$(cd "$(dirname "$0")/.." && pwd)/tests/oidc"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "warning: Node.js/npm not found; the OIDC tests (tests/oidc) need Node.js >= 20.19" >&2
+elif ! node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then
+  echo "warning: Node.js $(node --version) is too old for the OIDC tests (tests/oidc need >= 20.19)" >&2
+elif ! cmp -s "$OIDC_DIR/package-lock.json" "$OIDC_DIR/node_modules/.installed-lock.json" 2>/dev/null; then
+  echo "installing tests/oidc node modules"
+  npm ci --prefix "$OIDC_DIR" --no-audit --no-fund --loglevel=error >/dev/null
+  cp "$OIDC_DIR/package-lock.json" "$OIDC_DIR/node_modules/.installed-lock.json"
+fi

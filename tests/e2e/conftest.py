@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tests.harness import (BINARY, Gatehouse, PgCluster, basic_config, free_port,  # noqa: E402
                            hash_password, make_certs)
+from tests.harness.oidc import OidcProvider  # noqa: E402
 
 USERS = {"alice": "alice-secret", "bob": "bob-secret"}
 
@@ -50,6 +51,15 @@ def pg_tls(certs):
     cluster = PgCluster(ssl_dir=certs).init().start()
     yield cluster
     cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def oidc(tmp_path_factory):
+    """A real OpenID Connect provider (tests/oidc) with the default users and clients, shared by the
+    session: tests that rotate its keys or take it down start their own OidcProvider."""
+    idp = OidcProvider(workdir=tmp_path_factory.mktemp("oidc")).start()
+    yield idp
+    idp.stop()
 
 
 # ---- proxies --------------------------------------------------------------------------------
