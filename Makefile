@@ -14,6 +14,7 @@ deps:
 
 check-layers:
 	python3 scripts/check_layers.py
+	python3 scripts/check_coroutines.py
 
 unit: build
 	$(BUILD)/unit_tests

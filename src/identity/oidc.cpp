@@ -209,9 +209,16 @@ tl::expected<VerifiedToken, TokenError> verify_token(std::string_view token, con
                                                     const KeyLookup& keys, Clock::time_point now_tp) {
   using K = TokenError::Kind;
   auto jws = jose::split_compact(token);
-  if (!jws)
+  if (!jws) {
+    // An unsigned token (alg "none", empty signature) deserves its own answer.
+    if (auto dot = token.find('.'); dot != std::string_view::npos && dot < 4096)
+      if (auto h = jose::base64url_decode(token.substr(0, dot)))
+        if (auto header = parse_object(*h))
+          if (auto a = header->find("alg"); a != header->end() && a->is_string() && iequals(a->get<std::string>(), "none"))
+            return refuse(K::Algorithm, "unsigned tokens (alg \"none\") are refused");
     return refuse(K::Malformed, "the password is not an OIDC token: " + jws.error().message,
                   jws.error().message);
+  }
   auto header = parse_object(jws->header_json);
   if (!header) return refuse(K::Malformed, "the token's header is not a JSON object");
   auto alg_it = header->find("alg");

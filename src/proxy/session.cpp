@@ -431,13 +431,15 @@ awaitable<bool> Session::authenticate(const protocol::StartupMessage& startup) {
   }
   login_ = target_->login_for(identity_);
   if (!login_) {
+    // The message is built before co_await: g++ 12 mishandles conditional-operator temporaries
+    // inside a co_await full-expression (a double free, found by ASan).
     std::string groups;
     for (const auto& g : identity_.groups) groups += (groups.empty() ? "" : ", ") + g;
+    if (groups.empty()) groups = "none";
+    const std::string& who = identity_.email.empty() ? identity_.subject : identity_.email;
+    std::string msg = "no database login on target \"" + target_->name + "\" for " + who + " (groups: " + groups + ")";
     co_await fail_client(
-        fatal("28000",
-              "no database login on target \"" + target_->name + "\" for " +
-                  (identity_.email.empty() ? identity_.subject : identity_.email) + " (groups: " +
-                  (groups.empty() ? std::string("none") : groups) + ")",
+        fatal("28000", std::move(msg),
               "ask your administrator to map one of your groups to a login of this target (targets[].logins)"),
         "no login mapping");
     co_return false;
@@ -551,9 +553,10 @@ awaitable<bool> Session::connect_backend(const protocol::StartupMessage& startup
   for (;;) {
     std::string bad;
     auto m = co_await read_message(*backend_, backend_buf_, false, kMaxBackendStartupMessage, bad);
-    if (!m)
-      co_return co_await backend_fail("08006", "lost the connection to the database server of " + where,
-                                      bad.empty() ? "backend closed during startup" : "backend sent " + bad);
+    if (!m) {
+      std::string why = bad.empty() ? "backend closed during startup" : "backend sent " + bad;  // not inside co_await (g++ 12)
+      co_return co_await backend_fail("08006", "lost the connection to the database server of " + where, std::move(why));
+    }
     auto& [type, body] = *m;
     std::string reply;
     switch (type) {
@@ -661,7 +664,8 @@ awaitable<bool> Session::connect_backend(const protocol::StartupMessage& startup
             auto err = co_await audit_durable(std::move(one));
             if (err) {
               audit_ctx_.reset();  // the refusal is recorded as a failed connection attempt
-              co_return co_await backend_fail(err->sqlstate.empty() ? "58030" : err->sqlstate,
+              std::string code = err->sqlstate.empty() ? "58030" : err->sqlstate;  // not inside co_await (g++ 12)
+              co_return co_await backend_fail(std::move(code),
                                               "login refused: the audit trail cannot record it (" + err->message +
                                                   "); target \"" + t.name + "\" requires every session to be audited",
                                               "audit store unavailable");

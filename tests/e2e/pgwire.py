@@ -167,6 +167,9 @@ class Conn:
                 self.auth_codes.append(code)
                 if code == 0:
                     continue
+                if code == 3:  # cleartext password (the proxy asks for OIDC tokens this way)
+                    self.send(message(b"p", (password or "").encode() + b"\0"))
+                    continue
                 if code == 10:
                     mechs = [m.decode() for m in data.split(b"\0") if m]
                     assert "SCRAM-SHA-256" in mechs, mechs
