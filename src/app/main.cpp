@@ -54,8 +54,24 @@ int cmd_check(const std::string& path) {
     std::cerr << "error: " << path << ": " << a.error().message << "\n";
     return 2;
   }
+  // Each OIDC issuer: can its keys be fetched now? (A warning, not an error: the IdP may be
+  // reachable from the proxy's host only.)
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  for (const auto& keys : (*rt)->issuer_keys) {
+    auto st = keys->status();
+    while (st.fetches == 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      st = keys->status();
+    }
+    if (st.fetches == 0)
+      std::cerr << "warning: oidc issuer " << keys->config().issuer << ": no answer yet from its discovery/JWKS\n";
+    else if (!st.last_error.empty())
+      std::cerr << "warning: oidc issuer " << keys->config().issuer << ": " << st.last_error << "\n";
+    else
+      std::cout << "oidc issuer " << keys->config().issuer << ": " << st.keys << " signing key(s)\n";
+  }
   std::cout << path << ": ok (" << (*rt)->config->targets.size() << " target(s), " << (*rt)->config->users.size()
-            << " static user(s))\n";
+            << " static user(s), " << (*rt)->config->oidc.issuers.size() << " OIDC issuer(s))\n";
   return 0;
 }
 

@@ -505,7 +505,13 @@ Config read_config(const Reader& r, const YAML::Node& root) {
     }
   }
   if (c.targets.empty()) r.fail_at(root, "targets", "at least one target is required");
-  if (auto n = root["oidc"]) read_oidc(r, n, c.oidc);
+  if (auto n = root["oidc"]) {
+    read_oidc(r, n, c.oidc);
+    if (c.tls.mode == ClientTlsMode::Disable && !c.oidc.allow_loopback_plaintext)
+      r.fail_at(n, "oidc",
+                "token logins need TLS from the client, and tls.mode is disable: configure tls, or set "
+                "oidc.allow_loopback_plaintext: true for clients on this machine");
+  }
   if (auto n = root["audit"]) read_audit(r, n, c.audit);
   if (c.audit.sinks.empty()) {
     AuditSink sqlite;

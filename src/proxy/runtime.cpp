@@ -25,8 +25,9 @@ Result<std::shared_ptr<const Runtime>> build_runtime(std::shared_ptr<const confi
   auto static_users = std::make_unique<identity::StaticUserAuthenticator>(std::move(users));
   identity::TokenLoginOptions options;
   options.allow_loopback_plaintext = cfg->oidc.allow_loopback_plaintext;
-  rt->authenticator = std::make_unique<identity::LoginAuthenticator>(
-      std::move(static_users), cfg->oidc.issuers, key_registry().use(cfg->oidc.issuers), options);
+  rt->issuer_keys = key_registry().use(cfg->oidc.issuers);
+  rt->authenticator = std::make_unique<identity::LoginAuthenticator>(std::move(static_users), cfg->oidc.issuers,
+                                                                     rt->issuer_keys, options);
   if (cfg->tls.mode != config::ClientTlsMode::Disable) {
     auto ctx = net::make_server_tls(cfg->tls.cert_file, cfg->tls.key_file);
     if (!ctx) return tl::unexpected(ctx.error());

@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <asio/ssl.hpp>
 
@@ -17,6 +18,7 @@ namespace gh::proxy {
 struct Runtime {
   std::shared_ptr<const config::Config> config;
   std::unique_ptr<identity::Authenticator> authenticator;
+  std::vector<std::shared_ptr<identity::IssuerKeys>> issuer_keys;  // one per oidc.issuers[] entry
   std::shared_ptr<asio::ssl::context> client_tls;                          // null when tls.mode = disable
   std::map<std::string, std::shared_ptr<asio::ssl::context>> backend_tls;  // by target name
 };

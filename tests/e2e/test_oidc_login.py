@@ -433,3 +433,19 @@ def test_gatehouse_token_client_credentials_for_agents(proxy, oidc, tmp_path):
     r = subprocess.run([str(BINARY), "whoami", "--config", str(proxy.config_path), "--token", "not-a-token"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "refused: the password is not an OIDC token" in r.stdout, r.stdout
+
+
+def test_check_reports_whether_each_issuers_keys_can_be_fetched(proxy, pg, user_hashes, oidc, tmp_path):
+    r = subprocess.run([str(BINARY), "check", "--config", str(proxy.config_path)], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert f"oidc issuer {oidc.issuer}: 5 signing key(s)" in r.stdout
+    assert "1 OIDC issuer(s)" in r.stdout
+    cfg = oidc_config(pg, user_hashes, oidc)
+    cfg["oidc"]["issuers"].append({"issuer": "http://127.0.0.1:9", "audience": "x"})  # nothing listens there
+    p = Gatehouse(cfg, workdir=tmp_path)
+    p.write_config()
+    r = subprocess.run([str(BINARY), "check", "--config", str(p.config_path)], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "warning: oidc issuer http://127.0.0.1:9: discovery:" in r.stderr, r.stderr

@@ -50,7 +50,7 @@ TEST(OidcConfig, RefusesMissingAudienceInsecureUrlsAndUnknownAlgorithms) {
             "t.yaml");
   ASSERT_FALSE(c);
   EXPECT_NE(c.error().message.find("must be https"), std::string::npos) << c.error().message;
-  c = parse("oidc:\n  issuers:\n    - {issuer: 'http://127.0.0.1:9000', audience: x}\n"
+  c = parse("oidc:\n  allow_loopback_plaintext: true\n  issuers:\n    - {issuer: 'http://127.0.0.1:9000', audience: x}\n"
             "targets:\n  - {name: a, backend: {host: h}, login: {user: u, password: p}}\n",
             "t.yaml");
   EXPECT_TRUE(c) << c.error().message;
@@ -109,6 +109,20 @@ TEST(OidcConfig, LoginAfterLoginsIsTheFallback) {
                    "t.yaml");
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.error().message.find("kinds[0]"), std::string::npos) << bad.error().message;
+}
+
+}  // namespace
+}  // namespace gh::config
+
+namespace gh::config {
+namespace {
+
+TEST(OidcConfig, TokenLoginsWithoutAnyWayToUseThemAreAConfigError) {
+  auto c = parse("oidc:\n  issuers:\n    - {issuer: 'https://idp.example.com', audience: x}\n"
+                 "targets:\n  - {name: a, backend: {host: h}, login: {user: u, password: p}}\n",
+                 "t.yaml");
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find("token logins need TLS"), std::string::npos) << c.error().message;
 }
 
 }  // namespace
