@@ -307,6 +307,40 @@ void read_oidc(const Reader& r, const YAML::Node& n, Oidc& o) {
   }
 }
 
+void read_approvals(const Reader& r, const YAML::Node& n, Approvals& a) {
+  r.allowed_keys(n, "approvals",
+                 {"store", "timeout", "rerun_window", "pending_ttl", "break_glass_groups", "max_grant", "webhooks"});
+  if (n["store"]) a.store = beside(r.source(), r.str(n["store"], "approvals.store"));
+  auto positive = [&](const char* key, Duration& out) {
+    if (!n[key]) return;
+    out = r.duration(n[key], std::string("approvals.") + key);
+    if (out < std::chrono::seconds(1)) r.fail_at(n[key], std::string("approvals.") + key, "must be at least 1s");
+  };
+  positive("timeout", a.timeout);
+  positive("rerun_window", a.rerun_window);
+  positive("pending_ttl", a.pending_ttl);
+  positive("max_grant", a.max_grant);
+  if (n["break_glass_groups"]) a.break_glass_groups = r.strings(n["break_glass_groups"], "approvals.break_glass_groups");
+  if (auto w = n["webhooks"]) {
+    if (!w.IsSequence()) r.fail_at(w, "approvals.webhooks", "expected a list");
+    for (std::size_t i = 0; i < w.size(); ++i) {
+      const std::string path = "approvals.webhooks[" + std::to_string(i) + "]";
+      const auto& e = w[i];
+      r.allowed_keys(e, path, {"url", "format", "secret", "secret_env", "secret_file"});
+      Webhook hook;
+      if (!e["url"]) r.fail_at(e, path + ".url", "missing");
+      hook.url = r.str(e["url"], path + ".url");
+      if (hook.url.rfind("http://", 0) != 0 && hook.url.rfind("https://", 0) != 0)
+        r.fail_at(e["url"], path + ".url", "expected an http:// or https:// URL");
+      if (e["format"])
+        hook.format = r.choice<Webhook::Format>(e["format"], path + ".format",
+                                                {{"json", Webhook::Format::Json}, {"slack", Webhook::Format::Slack}});
+      if (e["secret"] || e["secret_env"] || e["secret_file"]) hook.secret = secret_value(r, e, path, "secret");
+      a.webhooks.push_back(std::move(hook));
+    }
+  }
+}
+
 AuditDurability read_durability(const Reader& r, const YAML::Node& n, const std::string& path) {
   return r.choice<AuditDurability>(n, path, {{"required", AuditDurability::Required}, {"buffered", AuditDurability::Buffered}});
 }
@@ -391,7 +425,7 @@ Config read_config(const Reader& r, const YAML::Node& root) {
   if (root.IsNull()) r.fail_at(root, "(root)", "the file is empty");
   r.allowed_keys(root, "",
                  {"listen", "threads", "admin", "tls", "limits", "log", "users", "targets", "rules", "classification",
-                  "policy", "policy_file", "audit", "oidc"});
+                  "policy", "policy_file", "audit", "oidc", "approvals"});
   if (auto n = root["listen"]) {
     r.allowed_keys(n, "listen", {"address", "port"});
     if (n["address"]) c.listen.address = r.str(n["address"], "listen.address");
@@ -399,10 +433,28 @@ Config read_config(const Reader& r, const YAML::Node& root) {
   }
   if (auto n = root["threads"]) c.threads = unsigned(r.uint(n, "threads", 0, 256));
   if (auto n = root["admin"]) {
-    r.allowed_keys(n, "admin", {"address", "port"});
+    r.allowed_keys(n, "admin", {"address", "port", "public_url", "roles"});
     if (n["address"]) c.admin.address = r.str(n["address"], "admin.address");
     if (n["port"]) c.admin.port = r.port(n["port"], "admin.port", true);
+    if (n["public_url"]) {
+      c.admin.public_url = r.str(n["public_url"], "admin.public_url");
+      while (c.admin.public_url.size() > 1 && c.admin.public_url.back() == '/') c.admin.public_url.pop_back();
+      if (c.admin.public_url.rfind("http://", 0) != 0 && c.admin.public_url.rfind("https://", 0) != 0)
+        r.fail_at(n["public_url"], "admin.public_url", "expected an http:// or https:// URL");
+    }
+    if (auto roles = n["roles"]) {
+      r.allowed_keys(roles, "admin.roles", {"admin", "reviewer", "auditor", "requester"});
+      if (roles["admin"]) c.admin.admin_groups = r.strings(roles["admin"], "admin.roles.admin");
+      if (roles["reviewer"]) c.admin.reviewer_groups = r.strings(roles["reviewer"], "admin.roles.reviewer");
+      if (roles["auditor"]) c.admin.auditor_groups = r.strings(roles["auditor"], "admin.roles.auditor");
+      if (roles["requester"]) c.admin.requester_groups = r.strings(roles["requester"], "admin.roles.requester");
+    }
   }
+  if (c.admin.public_url.empty())
+    c.admin.public_url = "http://" + (c.admin.address == "0.0.0.0" ? std::string("127.0.0.1") : c.admin.address) + ":" +
+                         std::to_string(c.admin.port);
+  if (auto n = root["approvals"]) read_approvals(r, n, c.approvals);
+  if (c.approvals.store.empty()) c.approvals.store = beside(r.source(), "gatehouse-approvals.db");
   if (auto n = root["tls"]) {
     r.allowed_keys(n, "tls", {"mode", "cert_file", "key_file"});
     if (n["mode"])

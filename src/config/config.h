@@ -33,6 +33,26 @@ struct Listen {
 struct Admin {
   std::string address = "127.0.0.1";
   std::uint16_t port = 9187;  // 0 disables
+  std::string public_url;     // base of links in notices and webhooks; default http://address:port
+  // API / console roles by group ("*": every authenticated identity). An identity may hold several.
+  std::vector<std::string> admin_groups, reviewer_groups, auditor_groups, requester_groups{"*"};
+};
+
+struct Webhook {
+  std::string url;
+  std::string secret;                  // HMAC-SHA256 key for the signature header ("" = unsigned)
+  enum class Format { Json, Slack } format = Format::Json;
+};
+
+// Held statements and just-in-time access (`approvals:`).
+struct Approvals {
+  std::string store;                                  // SQLite file; default gatehouse-approvals.db beside the config
+  Duration timeout = std::chrono::minutes(5);         // how long a client waits for a decision
+  Duration rerun_window = std::chrono::hours(1);      // approved after the client stopped waiting
+  Duration pending_ttl = std::chrono::hours(24);
+  std::vector<std::string> break_glass_groups;
+  Duration max_grant = std::chrono::hours(24 * 7);
+  std::vector<Webhook> webhooks;
 };
 
 struct ClientTls {
@@ -147,6 +167,7 @@ struct Config {
   Oidc oidc;
   std::vector<Target> targets;
   Audit audit;
+  Approvals approvals;
   // Rules, classification, guardrails and per-target policy settings (config/policy_config.h);
   // never null after parse().
   std::shared_ptr<const policy::Policy> policy;
