@@ -345,7 +345,7 @@ def banner(base: Path, pg: PgCluster, gh: Gatehouse, od: OidcDemo | None) -> Non
     say(" Targets:  dbname=app -> database app (environment production: guardrails on);")
     say("           any other dbname passes through (environment demo)")
     say(" Try:      SELECT full_name, email, national_id, card_number FROM customers LIMIT 5;")
-    say("           (alice, a dba, reads it; bob, an analyst, is refused by {RESTRICTED_RULE})")
+    say(f"           (alice, a dba, reads it; bob, an analyst, is refused by {RESTRICTED_RULE})")
     say("           SELECT current_setting('gatehouse.identity');")
     say("           \\d+ customers")
     say()
