@@ -29,7 +29,7 @@ test: check-layers build
 demo:
 	scripts/install-deps.sh
 	$(MAKE) build
-	scripts/demo.sh
+	scripts/demo.sh $(DEMO_ARGS)
 
 bench: build
 	/usr/bin/python3 bench/run.py $(BENCH_ARGS)

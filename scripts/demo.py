@@ -1,16 +1,25 @@
 #!/usr/bin/python3
-"""`make demo`: a throwaway PostgreSQL 15 with sample PII, and Gatehouse in front of it.
+"""`make demo`: a throwaway PostgreSQL 15 with sample PII, Gatehouse in front of it, and a real
+OpenID Connect provider whose people and agent log in to the database with their tokens.
 
     scripts/demo.sh                 start everything, print how to connect, wait for Ctrl-C
-    scripts/demo.sh --check         start everything, run one query through the proxy, clean up
+    scripts/demo.sh --check         start everything, run the printed scenarios non-interactively, clean up
+    scripts/demo.sh --no-oidc       without the OpenID Connect provider (static users only)
 
-Everything lives under one temp directory (PostgreSQL data and log, Gatehouse config and log);
-Ctrl-C (SIGINT), SIGTERM or SIGHUP stops Gatehouse, then PostgreSQL, and removes it.
+Two people sign in at the provider (tests/oidc: oidc-provider on Node.js) with the device flow —
+Ana, an analyst, and Dan, a DBA — and an agent (etl-agent) gets tokens with client credentials.
+Their tokens are their database passwords; Gatehouse maps each identity to its own PostgreSQL
+login, and its policy gives the analyst and the DBA different decisions on the same statement.
+
+Everything lives under one temp directory (PostgreSQL data and log, Gatehouse config and log,
+the provider's config and log, saved tokens); Ctrl-C (SIGINT), SIGTERM or SIGHUP stops Gatehouse,
+the provider and PostgreSQL, and removes it.
 Uses the real-parts harness in tests/harness (the same one the end-to-end tests use).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import shutil
@@ -27,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.harness import BINARY, PG_BIN, Gatehouse, PgCluster, free_port, hash_password, wait_port  # noqa: E402
+from tests.harness.oidc import NODE, OIDC_DIR, OidcProvider  # noqa: E402
 
 SCHEMA = REPO / "demo" / "schema.sql"
 DATABASE = "app"
@@ -38,6 +48,41 @@ USERS = [
 # The statement the banner shows being blocked, and the rule that blocks it.
 BLOCKED_SQL = "DELETE FROM orders"
 BLOCKED_RULE = "guardrail.unbounded_write"
+
+# ---- OpenID Connect: people and an agent at a real provider (demo-only credentials, printed) ----
+CLI_CLIENT = "gatehouse-cli"     # `gatehouse login`: a public client using the device flow
+AGENT = "etl-agent"              # an agent: client credentials, its secret in a file
+NODE_MIN = (20, 19)              # oidc-provider 9 (tests/oidc/package.json "engines")
+PEOPLE = [
+    {"id": "ana", "email": "ana@example.com", "name": "Ana Analyst", "password": "ana-demo-pass",
+     "groups": ["analyst"], "role": "demo_analyst"},
+    {"id": "dan", "email": "dan@example.com", "name": "Dan DBA", "password": "dan-demo-pass",
+     "groups": ["dba"], "role": "demo_dba"},
+]
+ANALYST, DBA = PEOPLE
+# PostgreSQL logins Gatehouse uses for them (created in the demo cluster; passwords random per run).
+ROLES = {
+    "demo_dba": "all privileges on the demo tables",
+    "demo_analyst": "SELECT on the demo tables",
+    "demo_agent": "SELECT on orders, order_items, products",
+}
+ROLE_GRANTS = [
+    "GRANT ALL ON ALL TABLES IN SCHEMA public TO demo_dba",
+    "GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO demo_dba",
+    "GRANT CREATE ON SCHEMA public TO demo_dba",
+    "GRANT SELECT ON ALL TABLES IN SCHEMA public TO demo_analyst",
+    "GRANT SELECT ON orders, order_items, products TO demo_agent",
+]
+# The same statement for both people: the analyst is refused by RESTRICTED_RULE, the DBA gets the row.
+PII_SQL = "SELECT full_name, national_id FROM customers WHERE id = 1"
+RESTRICTED_RULE = "restricted-pii-dba-only"
+WRITE_SQL = "UPDATE orders SET status = 'shipped' WHERE id = 7"
+READ_ONLY_RULE = "analysts-read-only"
+AGENT_SQL = "SELECT status, count(*) FROM orders GROUP BY status ORDER BY status"
+AGENT_PII_SQL = "SELECT email FROM customers LIMIT 1"
+AGENT_PII_RULE = "agents-no-pii"
+WHO_SQL = "SELECT session_user, current_setting('gatehouse.identity'), current_setting('gatehouse.identity_groups')"
+
 CHECK_SQL = ("SELECT id, full_name, email, national_id, card_number, "
              "current_setting('gatehouse.identity', true) AS identity "
              "FROM customers ORDER BY id LIMIT 3")
@@ -79,7 +124,32 @@ def pick_port(requested: int | None, preferred: int | None) -> int:
     return free_port()
 
 
-def preflight() -> None:
+def node_problem() -> str | None:
+    """What is missing for the OpenID Connect provider (Node.js >= 20.19 and tests/oidc's npm packages),
+    said so that a person can fix it; None when nothing is."""
+    need = (f"the demo's OpenID Connect provider (tests/oidc/provider.mjs, npm oidc-provider 9) needs "
+            f"Node.js >= {NODE_MIN[0]}.{NODE_MIN[1]}")
+    install = ("install it (Debian 12's own nodejs 18 is too old: e.g. NodeSource's nodejs 22), then run "
+               "scripts/install-deps.sh, which runs `npm ci --prefix tests/oidc`")
+    without = "Or run `scripts/demo.sh --no-oidc` (`make demo DEMO_ARGS=--no-oidc`) for the demo without OIDC."
+    node = shutil.which(NODE)
+    if node is None:
+        return f"Node.js not found (no `{NODE}` on the PATH): {need}; {install}. {without}"
+    try:
+        version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+        have = tuple(int(x) for x in version.lstrip("v").split(".")[:2])
+    except (OSError, ValueError, subprocess.SubprocessError):
+        version, have = "of unknown version", (0, 0)
+    if have < NODE_MIN:
+        return f"Node.js {version} ({node}) is too old: {need}; {install}. {without}"
+    if not (OIDC_DIR / "node_modules" / "oidc-provider").is_dir():
+        return (f"{OIDC_DIR / 'node_modules' / 'oidc-provider'} not found: the demo's OpenID Connect provider "
+                f"needs its npm packages; run scripts/install-deps.sh (it runs `npm ci --prefix tests/oidc`). "
+                f"{without}")
+    return None
+
+
+def preflight(with_oidc: bool = True) -> None:
     problems = []
     if not BINARY.exists():
         problems.append(f"{BINARY} not found (run `make build`, or `make demo` which builds it)")
@@ -89,6 +159,8 @@ def preflight() -> None:
         problems.append("psql not found (Debian package postgresql-client)")
     if not SCHEMA.exists():
         problems.append(f"{SCHEMA} not found")
+    if with_oidc and (problem := node_problem()):
+        problems.append(problem)
     if problems:
         raise SystemExit("demo: cannot start:\n  " + "\n  ".join(problems))
 
@@ -103,10 +175,69 @@ def load_schema(pg: PgCluster) -> None:
         raise RuntimeError(f"loading {SCHEMA} failed:\n{r.stderr}")
 
 
-def gatehouse_config(pg: PgCluster, port: int, admin_port: int, audit_key: Path | None = None) -> dict:
+def create_roles(pg: PgCluster) -> dict[str, str]:
+    """The PostgreSQL logins Gatehouse maps identities to; returns their (random) passwords."""
+    passwords = {role: "demo-" + secrets.token_hex(8) for role in ROLES}
+    sql = [f"CREATE ROLE {role} LOGIN PASSWORD '{pw}'" for role, pw in passwords.items()] + ROLE_GRANTS
+    env = dict(os.environ, PGPASSWORD=pg.password)
+    r = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(pg.port),
+                        "-U", pg.user, "-d", DATABASE], input=";\n".join(sql) + ";\n",
+                       capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        raise RuntimeError(f"creating the demo roles failed:\n{r.stderr}")
+    return passwords
+
+
+# Policy on top of the production guardrails: what differs between the analyst, the DBA and the
+# agent (examples/policy-tests.yaml tests it). Masking is not built yet, so these allow or deny.
+CLASSIFICATION = [
+    {"columns": ["public.customers.full_name", "public.customers.email", "public.customers.phone",
+                 "public.customers.date_of_birth"], "tags": ["pii"], "sensitivity": "high"},
+    {"columns": ["public.customers.national_id", "public.customers.card_number"], "tags": ["pii", "restricted"],
+     "sensitivity": "critical"},
+]
+RULES = [
+    {"name": RESTRICTED_RULE,
+     "description": "National ids and card numbers are for DBAs only",
+     "when": {"not_groups": ["dba"], "tags": ["restricted"]},
+     "action": "deny",
+     "message": "only the dba group may read or write customers.national_id and customers.card_number",
+     "hint": "Leave those columns out (SELECT * reads them too), or ask a DBA."},
+    {"name": READ_ONLY_RULE,
+     "when": {"groups": ["analyst"], "statements": ["write", "ddl"]},
+     "action": "deny",
+     "message": "analysts have read-only access",
+     "hint": "Ask a DBA to make the change."},
+    {"name": AGENT_PII_RULE,
+     "when": {"identity_kind": "agent", "tags": ["pii"]},
+     "action": "deny",
+     "message": "agents may not read or write customers' personal data",
+     "hint": "Query orders, order_items and products."},
+    {"name": "agents-read-only",
+     "when": {"identity_kind": "agent", "statements": ["write", "ddl", "role", "call", "do"]},
+     "action": "deny",
+     "message": "agents may only read"},
+]
+
+
+def backend_logins(pg, role_passwords: dict[str, str] | None) -> list[dict]:
+    """Which PostgreSQL login each identity uses (first match wins; nobody else gets in)."""
+    pw = role_passwords or {role: "not-used" for role in ROLES}
+    return [
+        # The static users keep the proxy's own login (as before OIDC; a break-glass account).
+        {"when": {"subjects": [u["name"] for u in USERS]}, "user": pg.user, "password": pg.password},
+        # People from the OpenID Connect provider, by their groups; agents by their kind.
+        {"when": {"groups": ["dba"]}, "user": "demo_dba", "password": pw["demo_dba"]},
+        {"when": {"groups": ["analyst"]}, "user": "demo_analyst", "password": pw["demo_analyst"]},
+        {"when": {"kinds": ["agent"]}, "user": "demo_agent", "password": pw["demo_agent"]},
+    ]
+
+
+def gatehouse_config(pg: PgCluster, port: int, admin_port: int, audit_key: Path | None = None,
+                     oidc_issuer: str | None = None, role_passwords: dict[str, str] | None = None) -> dict:
     backend = {"host": "127.0.0.1", "port": pg.port}
-    login = {"user": pg.user, "password": pg.password}
-    return {
+    logins = backend_logins(pg, role_passwords)
+    config = {
         "listen": {"address": "127.0.0.1", "port": port},
         "threads": 2,
         "admin": {"address": "127.0.0.1", "port": admin_port},
@@ -117,15 +248,23 @@ def gatehouse_config(pg: PgCluster, port: int, admin_port: int, audit_key: Path 
         "targets": [
             # Marked production: the built-in guardrail pack is on (docs/policy.md).
             {"name": DATABASE, "environment": "production", "backend": dict(backend, database=DATABASE),
-             "login": dict(login)},
+             "logins": logins},
             # Any other dbname (postgres, a database you CREATE, \c otherdb) passes through.
-            {"name": "*", "environment": "demo", "backend": dict(backend), "login": dict(login)},
+            {"name": "*", "environment": "demo", "backend": dict(backend), "logins": logins},
         ],
+        "classification": CLASSIFICATION,
+        "rules": RULES,
         # Every login, statement and decision goes to an embedded SQLite store beside the config,
         # hash-chained; the chain head is signed every 10 s and at shutdown.
         "audit": {"durability": "required", "sinks": [{"type": "sqlite", "path": "audit.db"}],
                   **({"checkpoint": {"key_file": str(audit_key), "interval": "10s"}} if audit_key else {})},
     }
+    if oidc_issuer:
+        # Tokens of this issuer are database passwords. Access tokens have aud "gatehouse"; ID tokens
+        # have the CLI's client id. Plain HTTP to the issuer and plaintext logins: loopback only.
+        config["oidc"] = {"allow_loopback_plaintext": True,
+                          "issuers": [{"issuer": oidc_issuer, "audience": ["gatehouse", CLI_CLIENT]}]}
+    return config
 
 
 def http_get(url: str) -> tuple[int, str]:
@@ -140,7 +279,54 @@ def conninfo(gh: Gatehouse, user: str, dbname: str = DATABASE) -> str:
     return f"host=127.0.0.1 port={gh.port} dbname={dbname} user={user}"
 
 
-def banner(base: Path, pg: PgCluster, gh: Gatehouse) -> None:
+class OidcDemo:
+    """The provider, the agent's secret file and where each person's token is saved; builds the
+    commands the banner prints (and --check runs)."""
+
+    def __init__(self, base: Path, port: int):
+        self.dir = base / "oidc"
+        self.dir.mkdir(mode=0o700)
+        self.token_dir = base / "tokens"
+        self.token_dir.mkdir(mode=0o700)
+        self.secret = "etl-" + secrets.token_urlsafe(12)
+        self.secret_file = self.dir / f"{AGENT}.secret"
+        fd = os.open(self.secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.secret + "\n")
+        self.idp = OidcProvider(
+            users=[{k: p[k] for k in ("id", "email", "name", "password", "groups")} for p in PEOPLE],
+            clients=[
+                {"client_id": CLI_CLIENT, "client_name": "Gatehouse CLI",
+                 "grant_types": ["device_code", "refresh_token"]},
+                {"client_id": AGENT, "client_secret": self.secret, "grant_types": ["client_credentials"]},
+            ],
+            port=port, workdir=self.dir, test_endpoints=False, poll_interval=1)
+
+    @property
+    def issuer(self) -> str:
+        return self.idp.issuer
+
+    def token_file(self, person: dict) -> Path:
+        return self.token_dir / f"{person['id']}.json"
+
+    def login_cmd(self, person: dict) -> str:
+        return (f"{BINARY} login --issuer {self.issuer} --client-id {CLI_CLIENT} "
+                f"--token-file {self.token_file(person)}")
+
+    def psql_cmd(self, gh: Gatehouse, person: dict, sql: str) -> str:
+        return f"{BINARY} psql {DATABASE} --port {gh.port} --token-file {self.token_file(person)} -- -c \"{sql}\""
+
+    def whoami_cmd(self, gh: Gatehouse, person: dict) -> str:
+        return f"{BINARY} whoami --config {gh.config_path} --token-file {self.token_file(person)}"
+
+    def token_cmd(self) -> str:
+        return f"{BINARY} token --issuer {self.issuer} --client-id {AGENT} --client-secret-file {self.secret_file}"
+
+    def agent_psql_cmd(self, gh: Gatehouse, sql: str) -> str:
+        return f"PGPASSWORD=$({self.token_cmd()}) psql \"{conninfo(gh, AGENT)}\" -c \"{sql}\""
+
+
+def banner(base: Path, pg: PgCluster, gh: Gatehouse, od: OidcDemo | None) -> None:
     admin = f"http://127.0.0.1:{gh.admin_port}"
     width = 78
     say()
@@ -148,26 +334,27 @@ def banner(base: Path, pg: PgCluster, gh: Gatehouse) -> None:
     say(" Gatehouse demo is running")
     say("=" * width)
     say()
-    say(" Connect through the proxy (another terminal):")
+    if od is not None:
+        banner_oidc(gh, od)
+    say(" Static users (SCRAM passwords kept by Gatehouse; they use the proxy's own database login):")
     say()
     for u in USERS:
         say(f"   # {u['name']} (groups: {', '.join(u['groups'])})")
         say(f"   PGPASSWORD={u['password']} psql \"{conninfo(gh, u['name'])}\"")
         say()
-    say(" Static users:")
-    for u in USERS:
-        say(f"   {u['name']:<6} password {u['password']:<17} groups {', '.join(u['groups'])}")
-    say()
-    say(f" Targets:  dbname=app -> database app (environment production: guardrails on);")
-    say(f"           any other dbname passes through (environment demo)")
-    say(f" Try:      SELECT full_name, email, national_id, card_number FROM customers LIMIT 5;")
-    say(f"           SELECT current_setting('gatehouse.identity');")
-    say(f"           \\d+ customers")
+    say(" Targets:  dbname=app -> database app (environment production: guardrails on);")
+    say("           any other dbname passes through (environment demo)")
+    say(" Try:      SELECT full_name, email, national_id, card_number FROM customers LIMIT 5;")
+    say(f"           (alice, a dba, reads it; bob, an analyst, is refused by {RESTRICTED_RULE})")
+    say("           SELECT current_setting('gatehouse.identity');")
+    say("           \\d+ customers")
     say()
     say(f" Blocked:  {BLOCKED_SQL};   -- refused with 42501 by {BLOCKED_RULE} (no WHERE clause)")
     say(" Why:")
     say(f"   {BINARY} explain --config {gh.config_path} \\")
     say(f"       --identity alice --target {DATABASE} \"{BLOCKED_SQL}\"")
+    say(f"   {BINARY} explain --config {gh.config_path} \\")
+    say(f"       --identity {ANALYST['id']} --groups analyst --target {DATABASE} \"{PII_SQL}\"")
     say()
     say(" Audit (every login, statement, decision and result; hash-chained and signed):")
     say(f"   {BINARY} audit search --config {gh.config_path} --limit 20")
@@ -185,14 +372,55 @@ def banner(base: Path, pg: PgCluster, gh: Gatehouse) -> None:
     say(f"   config        {gh.config_path}")
     say(f"   proxy log     {gh.log_path}     (tail -f it to watch sessions)")
     say(f"   audit store   {gh.workdir / 'audit.db'}")
+    if od is not None:
+        say(f"   OIDC provider {od.idp.log_path}")
+        say(f"   saved tokens  {od.token_dir}")
     say(f"   postgres log  {pg.log}")
     say(f"   sample data   {SCHEMA}")
     say()
     say(f" PostgreSQL 15 (direct, bypassing the proxy): 127.0.0.1:{pg.port}, user {pg.user}, "
         f"password {pg.password}")
     say()
-    say(" Press Ctrl-C to stop Gatehouse and PostgreSQL and remove the temp data.")
+    say(" Press Ctrl-C to stop Gatehouse, the OpenID Connect provider and PostgreSQL and remove the temp data."
+        if od is not None else " Press Ctrl-C to stop Gatehouse and PostgreSQL and remove the temp data.")
     say("=" * width, )
+
+
+def banner_oidc(gh: Gatehouse, od: OidcDemo) -> None:
+    say(f" Sign in with OpenID Connect: a real provider (npm oidc-provider) at {od.issuer}")
+    say(" Demo-only accounts (the sign-in page takes the username or the e-mail):")
+    say()
+    say(f"   {'person':<12} {'username':<9} {'password':<14} {'groups':<8} database login")
+    for p in PEOPLE:
+        say(f"   {p['name']:<12} {p['id']:<9} {p['password']:<14} {', '.join(p['groups']):<8} "
+            f"{p['role']} ({ROLES[p['role']]})")
+    say(f"   {'agent':<12} {AGENT:<9} client secret {od.secret} (in {od.secret_file})")
+    say(f"   {'':<12} {'':<9} {'':<14} {'':<8} demo_agent ({ROLES['demo_agent']})")
+    say()
+    for n, (p, outcome) in enumerate([
+            (ANALYST, f"refused by rule {RESTRICTED_RULE}"),
+            (DBA, "allowed: the same statement returns the row")], start=1):
+        say(f" {n}. {p['name']} signs in: run this, open the URL it prints in a browser, confirm the code,")
+        say(f"    and sign in as {p['id']} / {p['password']}:")
+        say(f"   {od.login_cmd(p)}")
+        say(f"    then asks for a customer's national id ({outcome}):")
+        say(f"   {od.psql_cmd(gh, p, PII_SQL)}")
+        say()
+    say(f" Also compare ({ANALYST['id']}: refused by {READ_ONLY_RULE}; {DBA['id']}: UPDATE 1):")
+    for p in PEOPLE:
+        say(f"   {od.psql_cmd(gh, p, WRITE_SQL)}")
+    say(" Who am I to Gatehouse, and which database login does each target give me:")
+    for p in PEOPLE:
+        say(f"   {od.whoami_cmd(gh, p)}")
+    say(" Interactive psql with the saved token (the username is the token's e-mail):")
+    say(f"   {BINARY} psql {DATABASE} --port {gh.port} --token-file {od.token_file(ANALYST)}")
+    say()
+    say(f" 3. The agent {AGENT} (client credentials, no browser): its token is its password")
+    say(f"   {od.agent_psql_cmd(gh, AGENT_SQL)}")
+    say(f"    (reading customers' personal data, e.g. \"{AGENT_PII_SQL}\", is refused by {AGENT_PII_RULE})")
+    say(f"   {od.token_cmd()}")
+    say(f"    (just prints an access token; paste it into `{BINARY} whoami --config {gh.config_path} --token TOKEN`)")
+    say()
 
 
 def check(pg: PgCluster, gh: Gatehouse) -> None:
@@ -272,15 +500,127 @@ def check(pg: PgCluster, gh: Gatehouse) -> None:
         raise RuntimeError(f"audit verify failed: {r.stdout}{r.stderr}")
 
 
+def run_shell(cmd: str, **env: str) -> subprocess.CompletedProcess:
+    """One of the banner's command lines, as a person would paste it into a shell."""
+    return subprocess.run(["/bin/sh", "-c", cmd], capture_output=True, text=True, timeout=90,
+                          env=dict(os.environ, PGCONNECT_TIMEOUT="15", PSQLRC="/dev/null", **env))
+
+
+def show(r: subprocess.CompletedProcess) -> None:
+    say(f"  -> exit {r.returncode}")
+    for line in (r.stdout + r.stderr).splitlines():
+        say("     " + line)
+
+
+def check_oidc(gh: Gatehouse, od: OidcDemo) -> None:
+    """The banner's OpenID Connect scenarios, with the browser step scripted through the provider's
+    own pages (tests/harness/oidc.py device_login: verification page, login form, consent)."""
+    say(f"OIDC provider {od.issuer}: "
+        f"discovery lists the device flow: {bool(od.idp.discovery.get('device_authorization_endpoint'))}")
+    for person in PEOPLE:
+        say(f"device flow for {person['id']} ({person['name']}): "
+            f"verification page, sign-in form as {person['id']}, consent (the harness plays the browser)")
+        tokens = od.idp.device_login(CLI_CLIENT, person["id"], person["password"])
+        # Saved as `gatehouse login` saves it (its token file format: the token response + issuer).
+        saved = dict(tokens, issuer=od.issuer, client_id=CLI_CLIENT)
+        fd = os.open(od.token_file(person), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(saved, f)
+        say(f"  token saved to {od.token_file(person)}")
+
+        cmd = od.whoami_cmd(gh, person)
+        say(f"$ {cmd}")
+        r = run_shell(cmd)
+        show(r)
+        if r.returncode != 0 or f"logs in as {person['role']}" not in r.stdout:
+            raise RuntimeError(f"whoami for {person['id']} does not map to {person['role']}")
+
+        cmd = od.psql_cmd(gh, person, WHO_SQL) + " -X -A -t"
+        say(f"$ {cmd}")
+        r = run_shell(cmd)
+        show(r)
+        expected = f"{person['role']}|{person['id']}|{','.join(person['groups'])}"
+        if r.returncode != 0 or r.stdout.strip() != expected:
+            raise RuntimeError(f"{person['id']}'s session is not {expected!r}")
+
+    # The same statement, two people, two decisions.
+    cmd = od.psql_cmd(gh, ANALYST, PII_SQL)
+    say(f"$ {cmd}    # must be refused by {RESTRICTED_RULE}")
+    r = run_shell(cmd)
+    show(r)
+    if r.returncode == 0 or f'Denied by rule "{RESTRICTED_RULE}"' not in r.stderr or \
+            RULES[0]["message"] not in r.stderr:
+        raise RuntimeError(f"{ANALYST['id']} was not refused by {RESTRICTED_RULE}")
+    cmd = od.psql_cmd(gh, DBA, PII_SQL)
+    say(f"$ {cmd}    # must be allowed")
+    r = run_shell(cmd)
+    show(r)
+    if r.returncode != 0 or "national_id" not in r.stdout or "(1 row)" not in r.stdout:
+        raise RuntimeError(f"{DBA['id']} did not get the row")
+
+    # Writes: refused for the analyst by policy; the DBA's (in a transaction rolled back) runs.
+    cmd = od.psql_cmd(gh, ANALYST, WRITE_SQL)
+    say(f"$ {cmd}    # must be refused by {READ_ONLY_RULE}")
+    r = run_shell(cmd)
+    show(r)
+    if r.returncode == 0 or f'Denied by rule "{READ_ONLY_RULE}"' not in r.stderr:
+        raise RuntimeError(f"{ANALYST['id']}'s UPDATE was not refused by {READ_ONLY_RULE}")
+    cmd = od.psql_cmd(gh, DBA, f"BEGIN; {WRITE_SQL}; ROLLBACK")
+    say(f"$ {cmd}    # must run")
+    r = run_shell(cmd)
+    show(r)
+    if r.returncode != 0 or "UPDATE 1" not in r.stdout:
+        raise RuntimeError(f"{DBA['id']}'s UPDATE did not run")
+
+    # The agent: client-credentials token from `gatehouse token`, then plain psql.
+    cmd = od.agent_psql_cmd(gh, AGENT_SQL)
+    say(f"$ {cmd}")
+    r = run_shell(cmd)
+    show(r)
+    if r.returncode != 0 or "shipped" not in r.stdout:
+        raise RuntimeError("the agent's query did not run")
+    cmd = od.agent_psql_cmd(gh, WHO_SQL) + " -X -A -t"
+    say(f"$ {cmd}")
+    r = run_shell(cmd)
+    show(r)
+    if r.returncode != 0 or not r.stdout.strip().startswith(f"demo_agent|{AGENT}|"):
+        raise RuntimeError("the agent's session is not demo_agent")
+    cmd = od.agent_psql_cmd(gh, AGENT_PII_SQL)
+    say(f"$ {cmd}    # must be refused by {AGENT_PII_RULE}")
+    r = run_shell(cmd)
+    show(r)
+    if r.returncode == 0 or f'Denied by rule "{AGENT_PII_RULE}"' not in r.stderr:
+        raise RuntimeError(f"the agent was not refused by {AGENT_PII_RULE}")
+
+    # The refusals are in the audit trail with who was refused.
+    deadline = time.time() + 10
+    while True:
+        r = subprocess.run([str(BINARY), "audit", "search", "--config", str(gh.config_path), "--decision", "deny",
+                            "--format", "jsonl"], capture_output=True, text=True, timeout=30)
+        records = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+        found = [rec for rec in records if RESTRICTED_RULE in json.dumps(rec) and ANALYST["id"] in json.dumps(rec)]
+        if found or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    say(f"gatehouse audit search --decision deny -> {len(records)} record(s); "
+        f"{len(found)} of {ANALYST['id']} by {RESTRICTED_RULE}")
+    if not found:
+        raise RuntimeError(f"{ANALYST['id']}'s refusal is not in the audit trail: {r.stdout}{r.stderr}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true",
-                    help="start everything, run one query through the proxy with psycopg, stop, exit 0")
+                    help="start everything, run the printed scenarios non-interactively, stop, exit 0")
     ap.add_argument("--port", type=int, help="proxy port (default 6432 if free, else any free port)")
     ap.add_argument("--admin-port", type=int, help="admin HTTP port (default 9187 if free, else any free port)")
+    ap.add_argument("--oidc-port", type=int,
+                    help="OpenID Connect provider port (default 9188 if free, else any free port)")
+    ap.add_argument("--no-oidc", action="store_true",
+                    help="without the OpenID Connect provider (no Node.js needed): static users only")
     args = ap.parse_args()
 
-    preflight()
+    preflight(with_oidc=not args.no_oidc)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
 
@@ -290,6 +630,7 @@ def main() -> int:
     os.chmod(base, 0o755)
     pg: PgCluster | None = None
     gh: Gatehouse | None = None
+    od: OidcDemo | None = None
     rc = 0
     try:
         step(f"starting a throwaway PostgreSQL 15 cluster in {base / 'postgres'}")
@@ -298,30 +639,45 @@ def main() -> int:
         step(f"PostgreSQL listening on 127.0.0.1:{pg.port}; loading {SCHEMA.relative_to(REPO)} into database "
              f"'{DATABASE}'")
         load_schema(pg)
+        role_passwords = create_roles(pg)
+        step(f"created the database logins {', '.join(ROLES)} (what Gatehouse maps identities to)")
 
         # --check never takes the well-known ports: CI may run it next to a real demo.
         port = pick_port(args.port, None if args.check else 6432)
         admin_port = pick_port(args.admin_port, None if args.check else 9187)
+        if not args.no_oidc:
+            od = OidcDemo(base, pick_port(args.oidc_port, None if args.check else 9188))
+            step(f"starting the OpenID Connect provider (node {OIDC_DIR.relative_to(REPO)}/provider.mjs) "
+                 f"at {od.issuer}")
+            od.idp.start(timeout=30)
         gh_dir = base / "gatehouse"
         gh_dir.mkdir()
         step(f"starting Gatehouse ({BINARY}) on 127.0.0.1:{port}, admin on 127.0.0.1:{admin_port}")
         audit_key = gh_dir / "audit-checkpoint.key"
         subprocess.run([str(BINARY), "audit", "keygen", "--out", str(audit_key)], check=True, capture_output=True)
-        gh = Gatehouse(gatehouse_config(pg, port, admin_port, audit_key), workdir=gh_dir)
+        gh = Gatehouse(gatehouse_config(pg, port, admin_port, audit_key, od.issuer if od else None, role_passwords),
+                       workdir=gh_dir)
         gh.start()
         os.chmod(gh.config_path, 0o600)  # it holds the backend password
         wait_port(gh.admin_port)
 
         if args.check:
             check(pg, gh)
+            if od is not None:
+                check_oidc(gh, od)
             say("demo check: OK")
         else:
-            banner(base, pg, gh)
+            banner(base, pg, gh, od)
             while True:
                 code = gh.proc.poll()
                 if code is not None:
                     say(f"\ndemo: gatehouse exited with status {code}; last log lines:")
                     say("\n".join(gh.log().splitlines()[-20:]))
+                    rc = 1
+                    break
+                if od is not None and (code := od.idp.proc.poll()) is not None:
+                    say(f"\ndemo: the OpenID Connect provider exited with status {code}; last log lines:")
+                    say("\n".join(od.idp.log().splitlines()[-20:]))
                     rc = 1
                     break
                 time.sleep(0.5)
@@ -332,6 +688,9 @@ def main() -> int:
         if gh is not None:
             say("--- gatehouse log (last 30 lines) ---")
             say("\n".join(gh.log().splitlines()[-30:]))
+        if od is not None and od.idp.proc is not None:
+            say("--- OpenID Connect provider log (last 15 lines) ---")
+            say("\n".join(od.idp.log().splitlines()[-15:]))
         rc = 1
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -339,6 +698,9 @@ def main() -> int:
         if gh is not None and gh.proc is not None:
             step("stopping Gatehouse")
             gh.stop(timeout=15)
+        if od is not None and od.idp.proc is not None:
+            step("stopping the OpenID Connect provider")
+            od.idp.stop()
         if pg is not None:
             step("stopping PostgreSQL")
             pg.stop()

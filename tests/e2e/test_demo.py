@@ -1,17 +1,171 @@
 """`make demo` stays working: its non-interactive check starts PostgreSQL with the sample PII
-schema and Gatehouse, queries through the proxy, and cleans up."""
+schema, a real OpenID Connect provider and Gatehouse, runs the banner's scenarios through the
+proxy (static users, an analyst and a DBA signed in with the device flow, an agent with client
+credentials), and cleans up. The interactive demo's printed commands work as printed, and Ctrl-C
+stops everything."""
 from __future__ import annotations
 
+import os
+import shlex
+import signal
+import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from tests.harness import free_port  # noqa: E402
+from tests.harness.oidc import OidcProvider  # noqa: E402
+
+DEMO = REPO / "scripts" / "demo.sh"
+
+
+def removed_dir(stdout: str) -> Path:
+    removed = [line for line in stdout.splitlines() if line.startswith("==> removed ")]
+    assert removed, stdout
+    return Path(removed[-1].split(" ", 2)[2])
 
 
 def test_demo_check():
-    r = subprocess.run([str(REPO / "scripts" / "demo.sh"), "--check"], capture_output=True, text=True, timeout=180)
+    r = subprocess.run([str(DEMO), "--check"], capture_output=True, text=True, timeout=240)
+    out = r.stdout
+    assert r.returncode == 0, out + r.stderr
+    assert "demo check: OK" in out
+    assert "customers=200" in out
+    assert "Traceback" not in out + r.stderr
+    # Each identity gets its own database login (the whoami command and the session agree).
+    assert "target app: logs in as demo_analyst" in out and "target app: logs in as demo_dba" in out
+    assert "demo_analyst|ana|analyst" in out
+    assert "demo_dba|dan|dba" in out
+    assert "demo_agent|etl-agent|" in out
+    # The same statement: the analyst is refused with the rule's message, the DBA gets the row.
+    assert ('ERROR:  Denied by rule "restricted-pii-dba-only": only the dba group may read or write '
+            'customers.national_id and customers.card_number.') in out
+    assert "national_id" in out and "(1 row)" in out
+    assert 'Denied by rule "analysts-read-only"' in out and "UPDATE 1" in out
+    # The agent's client-credentials token works with plain psql, within its rules.
+    assert "(6 rows)" in out and 'Denied by rule "agents-no-pii"' in out
+    assert "1 of ana by restricted-pii-dba-only" in out
+    assert "==> stopping the OpenID Connect provider" in out
+    assert not removed_dir(out).exists()
+
+
+def test_demo_without_node_says_what_is_missing_and_how_to_get_it(tmp_path):
+    env = dict(os.environ, NODE=str(tmp_path / "no-such-node"))
+    r = subprocess.run([str(DEMO), "--check"], capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 1
+    msg = r.stdout + r.stderr
+    assert "Traceback" not in msg
+    assert "Node.js not found" in msg and "Node.js >= 20.19" in msg
+    assert "scripts/install-deps.sh" in msg and "--no-oidc" in msg
+    assert "==> starting" not in msg  # nothing was started
+
+    old = tmp_path / "node"
+    old.write_text("#!/bin/sh\necho v18.19.0\n")
+    old.chmod(0o755)
+    r = subprocess.run([str(DEMO), "--check"], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, NODE=str(old)))
+    assert r.returncode == 1
+    assert f"Node.js v18.19.0 ({old}) is too old" in r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_demo_check_without_oidc_needs_no_node(tmp_path):
+    env = dict(os.environ, NODE=str(tmp_path / "no-such-node"))
+    r = subprocess.run([str(DEMO), "--check", "--no-oidc"], capture_output=True, text=True, timeout=180, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "demo check: OK" in r.stdout
-    assert "customers=200" in r.stdout
-    removed = [line for line in r.stdout.splitlines() if line.startswith("==> removed ")]
-    assert removed and not Path(removed[-1].split(" ", 2)[2]).exists()
+    assert "demo check: OK" in r.stdout and "OpenID Connect" not in r.stdout
+    assert not removed_dir(r.stdout).exists()
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmdline = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmdline:
+                found.append(f"{d.name}: {cmdline}")
+    return found
+
+
+def _shell(cmd: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["/bin/sh", "-c", cmd], capture_output=True, text=True, timeout=90,
+                          env=dict(os.environ, PSQLRC="/dev/null", PGCONNECT_TIMEOUT="15"))
+
+
+def test_interactive_demo_commands_work_as_printed_and_ctrl_c_stops_everything(tmp_path):
+    port, admin_port, oidc_port = free_port(), free_port(), free_port()
+    log = tmp_path / "demo.out"
+    with open(log, "wb") as out:
+        demo = subprocess.Popen([str(DEMO), "--port", str(port), "--admin-port", str(admin_port),
+                                 "--oidc-port", str(oidc_port)], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 120
+        while "Press Ctrl-C" not in log.read_text() and demo.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        banner = log.read_text()
+        assert "Press Ctrl-C" in banner, banner
+        lines = [line.strip() for line in banner.splitlines()]
+
+        def command(*parts: str) -> str:
+            found = [line for line in lines if all(p in line for p in parts)]
+            assert len(found) == 1, (parts, found)
+            return found[0]
+
+        assert f"at http://127.0.0.1:{oidc_port}" in banner
+        people = {"ana": ("ana-demo-pass", 1), "dan": ("dan-demo-pass", 0)}
+        for who, (password, psql_rc) in people.items():
+            assert f"sign in as {who} / {password}" in banner
+            # The person runs `gatehouse login`, opens the URL it prints and signs in.
+            login_cmd = command(" login --issuer ", f"tokens/{who}.json")
+            login = subprocess.Popen(shlex.split(login_cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+            try:
+                first = login.stdout.readline()
+                assert first.startswith("To sign in, open http"), first
+                url = first.split("open ", 1)[1].strip()
+                OidcProvider(port=oidc_port, workdir=tmp_path).device_approve(url, who, password)
+                _out, err = login.communicate(timeout=60)
+            finally:
+                if login.poll() is None:
+                    login.kill()
+            assert login.returncode == 0, err
+            assert f"for {who}@example.com" in err
+            # The same statement: ana is refused by the rule, dan gets the row.
+            r = _shell(command(" psql app ", f"tokens/{who}.json", "national_id"))
+            assert r.returncode == psql_rc, r.stdout + r.stderr
+            if psql_rc:
+                assert 'Denied by rule "restricted-pii-dba-only"' in r.stderr
+            else:
+                assert "(1 row)" in r.stdout
+            r = _shell(command(" whoami --config ", f"tokens/{who}.json"))
+            assert r.returncode == 0 and f"email:    {who}@example.com" in r.stdout, r.stdout + r.stderr
+
+        r = _shell(command("PGPASSWORD=$(", "user=etl-agent", "GROUP BY status"))
+        assert r.returncode == 0 and "(6 rows)" in r.stdout, r.stdout + r.stderr
+        for static in ("alice", "bob"):
+            r = _shell(command(f"user={static}\"") + " -X -A -t -c 'SELECT session_user'")
+            assert r.returncode == 0 and r.stdout.strip() == "postgres", r.stdout + r.stderr
+        assert _listening(oidc_port) and _listening(port)
+    finally:
+        demo.send_signal(signal.SIGINT)  # Ctrl-C
+        rc = demo.wait(60)
+    out = log.read_text()
+    assert rc == 0, out
+    assert "==> SIGINT: stopping" in out and "==> stopping the OpenID Connect provider" in out
+    base = removed_dir(out)
+    assert not base.exists()
+    assert not _processes_mentioning(str(base)), _processes_mentioning(str(base))
+    assert not _listening(oidc_port) and not _listening(port) and not _listening(admin_port)
