@@ -17,6 +17,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include "config/config.h"
 #include "identity/http.h"
@@ -299,6 +300,7 @@ std::string read_token_arg() {
 
 int cmd_whoami() {
   auto& a = args();
+  spdlog::set_level(spdlog::level::warn);  // the key cache's "N signing keys" line is noise here
   const std::string token = read_token_arg();
   if (token.empty()) return std::cerr << "error: no token: give --token TOKEN (or - for stdin), or log in first\n", 2;
   if (a.config.empty()) {

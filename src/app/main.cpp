@@ -40,6 +40,7 @@ void raise_fd_limit() {
 }
 
 int cmd_check(const std::string& path) {
+  spdlog::set_level(spdlog::level::warn);  // check reports the issuers' keys itself
   auto cfg = gh::config::load_file(path);
   if (!cfg) {
     std::cerr << "error: " << cfg.error().message << "\n";
