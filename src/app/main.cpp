@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "admin/admin_server.h"
+#include "app/approvals_app.h"
 #include "app/audit_cli.h"
 #include "app/login_cli.h"
 #include "app/logging.h"
@@ -158,6 +159,13 @@ int cmd_serve(const std::string& path) {
   }
   gh::proxy::Server server(*rt, metrics);
   server.set_audit(trail.get());
+  // Held statements and access grants; opened before the proxy listens, like the audit trail.
+  auto approvals = gh::app::open_approvals(*cfg, trail.get(), trail ? trail->node() : std::string());
+  if (!approvals) {
+    spdlog::critical("{}", approvals.error().message);
+    return 2;
+  }
+  server.set_approvals(approvals->get());
 
   // Signals are handled on their own small loop; the workers never see them.
   asio::io_context signals_io;

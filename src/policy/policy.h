@@ -50,6 +50,7 @@ struct Decision {
   std::vector<MaskInstruction> masks;
   std::vector<DryRun> would_have;          // audit_only rules that matched, in rule order
   std::vector<std::string> matched_rules;  // every enforcing rule that matched any statement, in rule order
+  std::string approval;  // set by the proxy: the approval request a review decision led to
 };
 
 class Policy {

@@ -2,6 +2,7 @@
 // Maps the BackendKeyData the proxy hands to clients onto the real backend's key and address.
 // Touched at connect, disconnect and cancel only — never per statement.
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -18,6 +19,8 @@ struct CancelRoute {
   std::string host;
   std::uint16_t port = 0;
   bool tls = false;  // send the cancel over TLS (backend tls != disable)
+  // Also told about the cancel (a statement held for approval is cancelled by the proxy itself).
+  std::function<void()> on_cancel;
 };
 
 class CancelRegistry {

@@ -12,6 +12,10 @@
 #include "base/result.h"
 #include "proxy/runtime.h"
 
+namespace gh::approvals {
+class Service;
+}
+
 namespace gh::audit {
 class Trail;
 }
@@ -46,6 +50,9 @@ class Server {
   // The audit trail sessions report to; null: audit is off. Set before start(); outlives the server.
   void set_audit(audit::Trail* trail) { audit_ = trail; }
   audit::Trail* audit() const { return audit_; }
+  // Approval requests for `review` decisions; null: review decisions are refused. Set before start().
+  void set_approvals(approvals::Service* svc) { approvals_ = svc; }
+  approvals::Service* approvals() const { return approvals_; }
 
   struct Impl;
   void note_session_opened();
@@ -58,6 +65,7 @@ class Server {
   std::atomic<bool> draining_{false};
   std::uint16_t port_ = 0;
   audit::Trail* audit_ = nullptr;
+  approvals::Service* approvals_ = nullptr;
   friend struct Impl;
   friend class Session;
 };

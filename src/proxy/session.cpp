@@ -293,6 +293,7 @@ awaitable<void> Session::handle_cancel(protocol::CancelRequest req) {
     spdlog::info("cancel request from {} for an unknown session key ignored", peer_);
     co_return;
   }
+  if (route->on_cancel) route->on_cancel();  // a statement held for approval is cancelled here
   try {
     auto ex = co_await asio::this_coro::executor;
     asio::ip::tcp::resolver resolver(ex);
@@ -654,7 +655,12 @@ awaitable<bool> Session::connect_backend(const protocol::StartupMessage& startup
       case 'Z': {
         if (body.size() != 1) co_return co_await backend_fail("08P01", "invalid message from " + where, "bad Z");
         CancelRoute route{backend_key_, t.name, t.backend.host, t.backend.port,
-                          t.backend.tls != config::BackendTlsMode::Disable};
+                          t.backend.tls != config::BackendTlsMode::Disable, {}};
+        route.on_cancel = [weak = weak_from_this(), ex] {
+          asio::post(ex, [weak] {
+            if (auto self = weak.lock()) self->on_client_cancel();
+          });
+        };
         audit_begin();
         if (auditing()) {
           auto connected = audit_event(audit::EventType::Connect);
@@ -861,6 +867,14 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
             rescan_ = true;
           return stop_at(pos);
         }
+        if (type == 'Q' && !(pos == 0 && release_front_) && wants_hold(r.frame.body)) {
+          // Held for approval: what is before it goes first, then the hold (session_hold.cpp).
+          if (pos == 0)
+            hold_request_ = true;
+          else
+            rescan_ = true;
+          return stop_at(pos);
+        }
         if (type == 'Q') {
           const bool estimated = pos == 0 && front_estimated_;
           if (pos == 0) front_estimated_ = false;
@@ -985,6 +999,13 @@ awaitable<End> Session::client_to_backend() {
       if (ending_) co_return End{};
       front_analysis_ = std::move(analysis);
       pending = true;
+      continue;
+    }
+    if (hold_request_) {
+      hold_request_ = false;
+      auto stop = co_await hold_front_query();
+      if (stop) co_return std::move(*stop);
+      pending = !cin_.empty();  // go on with what follows (or the released Query) without reading
       continue;
     }
     if (estimate_request_) {

@@ -107,7 +107,19 @@ class Session : public std::enable_shared_from_this<Session> {
   bool capture_explain(std::string_view chunk, std::size_t& consumed);
   asio::awaitable<void> wait_relay_signal();
   void refuse_statement(const policy::Decision& d, const sql::Analysis* analysis, char type, std::string_view name,
-                        std::string& substitute);
+                        std::string& substitute, std::string_view sqlstate = "42501");
+
+  // Approvals (session_hold.cpp): a simple-protocol Query the policy sends for review is held
+  // until a reviewer decides, then runs once exactly as submitted, or is refused.
+  bool wants_hold(std::string_view query_body);
+  asio::awaitable<std::optional<End>> hold_front_query();
+  // Refuses the held Query at the front of cin_ with `d` (a substitute goes to the backend).
+  asio::awaitable<std::optional<End>> refuse_front_query(const policy::Decision& d,
+                                                         const std::shared_ptr<const sql::Analysis>& analysis,
+                                                         std::string_view sqlstate);
+  void on_client_cancel();  // a CancelRequest for this session arrived
+  // SET gatehouse.wait / gatehouse.reason: options the client gives the proxy.
+  void note_proxy_settings(const sql::Analysis& a);
   asio::awaitable<void> teardown();
   End client_io_end(const std::error_code& ec);
   End backend_io_end(const std::error_code& ec);
@@ -223,6 +235,14 @@ class Session : public std::enable_shared_from_this<Session> {
   std::unordered_map<std::string, Judged, NameHash, std::equal_to<>> statements_;
 
   // row estimate state
+  bool hold_request_ = false;      // the Query at the front of cin_ waits for approval
+  bool release_front_ = false;     // the Query at the front of cin_ was approved: judge lets it pass
+  policy::Decision released_decision_;
+  bool holding_ = false;           // waiting for a reviewer right now
+  bool hold_cancelled_ = false;    // the client cancelled (Ctrl-C) while held
+  bool hold_decided_ = false;      // the request left pending (set from the approvals' callback)
+  bool wait_for_approval_ = true;  // SET gatehouse.wait = off: refuse at once with the request id
+  std::string reason_;             // SET gatehouse.reason = '...': the justification of requests
   bool estimate_request_ = false;  // the Query at the front of cin_ waits for its estimate
   bool front_estimated_ = false;   // the Query at the front of cin_ has had it: judge and forward
   bool rescan_ = false;

@@ -280,6 +280,12 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
   if (resolve_executes(*a, resolved)) judged = &resolved;
 
   policy::Decision d = decide(*judged);
+  if (type == 'Q' && release_front_) {
+    // The Query a reviewer approved (session_hold.cpp): it runs once, exactly as submitted. A
+    // policy that now denies it still wins.
+    release_front_ = false;
+    if (d.action == policy::Action::Review) d = std::move(released_decision_);
+  }
   if (a->error) metrics_.statements_unknown.fetch_add(1, std::memory_order_relaxed);
   if (auditing()) {
     const bool allowed = d.action == policy::Action::Allow;
@@ -295,6 +301,11 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
   }
   if (d.action == policy::Action::Allow) {
     remember_prepared(*a);
+    for (const auto& st : a->statements)
+      if (!st.settings.empty()) {
+        note_proxy_settings(*a);  // SET gatehouse.wait / gatehouse.reason (session_hold.cpp)
+        break;
+      }
     if (may_change_tokenising(*judged)) settings_barrier_ = type == 'Q' ? Barrier::AfterThis : Barrier::AtSync;
     if (type == 'P' && analysis && !estimate_skip_logged_) {
       bool writes = false;
@@ -325,18 +336,23 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
 }
 
 void Session::refuse_statement(const policy::Decision& d, const sql::Analysis* analysis, char type,
-                               std::string_view name, std::string& substitute) {
+                               std::string_view name, std::string& substitute, std::string_view sqlstate) {
   protocol::ErrorFields e;
   e.severity = "ERROR";
-  e.sqlstate = "42501";
+  e.sqlstate = sqlstate;
   e.message = d.message.empty() ? "statement refused by the proxy's policy" : d.message;
   e.hint = d.hint;
   switch (d.action) {
     case policy::Action::Review:
       metrics_.statements_reviewed.fetch_add(1, std::memory_order_relaxed);
-      // Approvals are not built yet: a statement that needs one is refused (fail closed).
-      e.message += " (approval required, and this proxy has no approval workflow yet)";
-      if (e.hint.empty()) e.hint = "ask an administrator to run it, or change the policy";
+      if (!d.approval.empty()) break;  // the hold's own outcome (session_hold.cpp) says it all
+      // Not holdable here (extended protocol, FunctionCall) or approvals are off: refused (fail closed).
+      e.message += server_.approvals() ? " (approval required; statements sent with the extended protocol cannot be "
+                                         "held for approval yet)"
+                                       : " (approval required, and approvals are not enabled on this proxy)";
+      if (e.hint.empty())
+        e.hint = server_.approvals() ? "send it as a simple query (for example from psql) to have it reviewed"
+                                     : "ask an administrator to run it, or change the policy";
       break;
     case policy::Action::Mask:
       // Masking is not built yet: a statement whose results would be masked is refused.

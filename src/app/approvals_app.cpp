@@ -1,0 +1,87 @@
+#include "app/approvals_app.h"
+
+#include <spdlog/spdlog.h>
+
+#include "audit/trail.h"
+#include "config/config.h"
+
+namespace gh::app {
+namespace {
+
+std::string joined(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : ",") + s;
+  return out;
+}
+
+void add_votes(std::vector<std::pair<std::string, std::string>>& f, const std::vector<approvals::Vote>& votes) {
+  std::string approved, rejected, break_glass;
+  for (const auto& v : votes) {
+    auto& list = v.approve ? approved : rejected;
+    list += (list.empty() ? "" : ",") + v.reviewer.display();
+    if (v.break_glass) break_glass += (break_glass.empty() ? "" : ",") + v.reviewer.display();
+  }
+  if (!approved.empty()) f.emplace_back("approved_by", approved);
+  if (!rejected.empty()) f.emplace_back("rejected_by", rejected);
+  if (!break_glass.empty()) f.emplace_back("break_glass", break_glass);  // always flagged
+  if (!votes.empty() && !votes.back().comment.empty()) f.emplace_back("comment", votes.back().comment);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<approvals::Service>> open_approvals(const config::Config& cfg, audit::Trail* trail,
+                                                           const std::string& node) {
+  auto store = approvals::open_sqlite_store(cfg.approvals.store);
+  if (!store) return tl::unexpected(Error{"", "approvals: " + cfg.approvals.store + ": " + store.error().message});
+  approvals::Settings s;
+  s.node = node;
+  s.rerun_window = std::chrono::duration_cast<std::chrono::seconds>(cfg.approvals.rerun_window);
+  s.pending_ttl = std::chrono::duration_cast<std::chrono::seconds>(cfg.approvals.pending_ttl);
+  s.break_glass_groups = cfg.approvals.break_glass_groups;
+  s.max_grant = std::chrono::duration_cast<std::chrono::seconds>(cfg.approvals.max_grant);
+  auto svc = std::make_unique<approvals::Service>(std::move(*store), std::move(s));
+  if (trail) {
+    // Every step of every request and grant is an audit record (opened, each decision, cancel,
+    // expiry, consumption, revocation), on the thread that made the change.
+    svc->on_change([trail](const approvals::Request* r, const approvals::AccessRequest* a) {
+      audit::Event e;
+      e.time = std::chrono::system_clock::now();
+      if (r) {
+        e.type = audit::EventType::Approval;
+        e.outcome = std::string(approvals::state_name(r->state));
+        e.fields = {{"request", r->id},
+                    {"state", std::string(approvals::state_name(r->state))},
+                    {"requester", r->requester.display()},
+                    {"requester_groups", joined(r->requester.groups)},
+                    {"target", r->target},
+                    {"environment", r->environment},
+                    {"rule", r->rule},
+                    {"fingerprint", r->fingerprint},
+                    {"approvals_required", std::to_string(r->approvals_required)}};
+        if (!r->justification.empty()) e.fields.emplace_back("justification", r->justification);
+        add_votes(e.fields, r->votes);
+        e.text = r->statement;
+      } else if (a) {
+        e.type = audit::EventType::Grant;
+        e.outcome = std::string(approvals::state_name(a->state));
+        e.fields = {{"request", a->id},
+                    {"state", std::string(approvals::state_name(a->state))},
+                    {"requester", a->requester.display()},
+                    {"target", a->target},
+                    {"role", a->role},
+                    {"duration_s", std::to_string(a->duration_s)}};
+        if (!a->reason.empty()) e.fields.emplace_back("reason", a->reason);
+        if (a->expires_us) e.fields.emplace_back("expires_us", std::to_string(a->expires_us));
+        if (!a->revoked_by.empty()) e.fields.emplace_back("revoked_by", a->revoked_by);
+        add_votes(e.fields, a->votes);
+      } else {
+        return;
+      }
+      trail->submit(std::move(e));
+    });
+  }
+  spdlog::info("approvals: store {}", cfg.approvals.store);
+  return svc;
+}
+
+}  // namespace gh::app

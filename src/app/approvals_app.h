@@ -1,0 +1,20 @@
+#pragma once
+// The approval service of a running proxy: its store from `approvals.store`, its settings from
+// the configuration, and every change of a request or grant recorded in the audit trail.
+#include <memory>
+
+#include "approvals/approvals.h"
+
+namespace gh::audit {
+class Trail;
+}
+namespace gh::config {
+struct Config;
+}
+
+namespace gh::app {
+
+Result<std::unique_ptr<approvals::Service>> open_approvals(const config::Config& cfg, audit::Trail* trail,
+                                                           const std::string& node);
+
+}  // namespace gh::app

@@ -1,0 +1,339 @@
+// Held statements. A simple-protocol Query the policy sends for `review` is not forwarded: the
+// proxy lets everything before it finish, opens an approval request (approvals::Service), tells
+// the client with a NoticeResponse (request id, console link, CLI command), and waits up to
+// approvals.timeout. Approved: the Query runs once, exactly as submitted (the scan judges it
+// again and lets it pass; a policy that now denies it still wins). Rejected, timed out, cancelled
+// (Ctrl-C) or not waited for (SET gatehouse.wait = off): the Query is refused the way every
+// refusal is (a substitute fails on the backend, so the transaction state is PostgreSQL's own;
+// docs/adr/0004), with the request id in the message. A request approved after its client
+// stopped waiting may be run once by the same identity within approvals.rerun_window.
+//
+// Extended-protocol statements that need review are refused (their batch cannot be held without
+// changing what the backend sees of it); the message says to send it as a simple query.
+#include <cctype>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "approvals/approvals.h"
+#include "base/bytes.h"
+#include "net/await.h"
+#include "proxy/server.h"
+#include "proxy/session.h"
+#include "proxy/worker.h"
+
+namespace gh::proxy {
+
+namespace {
+
+std::string_view query_text(std::string_view body) {
+  const auto nul = body.find('\0');
+  return nul == std::string_view::npos ? body : body.substr(0, nul);
+}
+
+// The justification a person wrote into the statement: /* reason: ... */ (or -- reason: ...).
+std::string reason_comment(std::string_view text) {
+  for (std::size_t at = text.find("reason:"); at != std::string_view::npos; at = text.find("reason:", at + 1)) {
+    const auto open = text.rfind("/*", at);
+    const auto close_before = text.rfind("*/", at);
+    const auto line = text.rfind("--", at);
+    const auto nl = text.rfind('\n', at);
+    std::string_view rest = text.substr(at + 7);
+    if (open != std::string_view::npos && (close_before == std::string_view::npos || close_before < open)) {
+      rest = rest.substr(0, rest.find("*/"));
+    } else if (line != std::string_view::npos && (nl == std::string_view::npos || nl < line)) {
+      rest = rest.substr(0, rest.find('\n'));
+    } else {
+      continue;
+    }
+    while (!rest.empty() && std::isspace(static_cast<unsigned char>(rest.front()))) rest.remove_prefix(1);
+    while (!rest.empty() && std::isspace(static_cast<unsigned char>(rest.back()))) rest.remove_suffix(1);
+    if (!rest.empty()) return std::string(rest.substr(0, 1000));
+  }
+  return {};
+}
+
+// The value of `SET gatehouse.<name> = value` / `TO value` in one statement's text; nullopt
+// when the statement does not set it. RESET gives "".
+std::optional<std::string> set_value(std::string_view text, std::string_view name) {
+  std::string lower(text);
+  for (auto& c : lower) c = char(std::tolower(static_cast<unsigned char>(c)));
+  const std::string key = "gatehouse." + std::string(name);
+  const auto at = lower.find(key);
+  if (at == std::string::npos) return std::nullopt;
+  if (lower.find("reset") != std::string::npos && lower.find("reset") < at) return std::string();
+  std::size_t i = at + key.size();
+  auto skip = [&] {
+    while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
+  };
+  skip();
+  if (i < text.size() && text[i] == '=')
+    ++i;
+  else if (lower.compare(i, 2, "to") == 0)
+    i += 2;
+  else
+    return std::nullopt;
+  skip();
+  std::string value;
+  if (i < text.size() && text[i] == '\'') {
+    for (++i; i < text.size(); ++i) {
+      if (text[i] == '\'') {
+        if (i + 1 < text.size() && text[i + 1] == '\'') {
+          value.push_back('\'');
+          ++i;
+          continue;
+        }
+        break;
+      }
+      value.push_back(text[i]);
+    }
+  } else {
+    while (i < text.size() && !std::isspace(static_cast<unsigned char>(text[i])) && text[i] != ';') value.push_back(text[i++]);
+  }
+  return value;
+}
+
+approvals::Person person_of(const identity::Identity& id) {
+  approvals::Person p;
+  p.subject = id.subject;
+  p.email = id.email;
+  p.groups = id.groups;
+  p.kind = id.kind == identity::Kind::Agent ? "agent" : "human";
+  return p;
+}
+
+std::string minutes_text(std::chrono::milliseconds d) {
+  const auto s = std::chrono::duration_cast<std::chrono::seconds>(d).count();
+  if (s % 3600 == 0) return fmt::format("{} h", s / 3600);
+  if (s % 60 == 0) return fmt::format("{} min", s / 60);
+  return fmt::format("{} s", s);
+}
+
+}  // namespace
+
+void Session::note_proxy_settings(const sql::Analysis& a) {
+  for (const auto& st : a.statements)
+    for (const auto& name : st.settings) {
+      if (name == "gatehouse.wait" || name == "all" || name == "*") {
+        if (auto v = set_value(st.text, "wait"))
+          wait_for_approval_ = !(*v == "off" || *v == "false" || *v == "0" || *v == "no");
+        else if (name != "gatehouse.wait")
+          wait_for_approval_ = true;  // RESET ALL
+      }
+      if (name == "gatehouse.reason" || name == "all" || name == "*") {
+        if (auto v = set_value(st.text, "reason"))
+          reason_ = *v;
+        else if (name != "gatehouse.reason")
+          reason_.clear();
+      }
+    }
+}
+
+bool Session::wants_hold(std::string_view body) {
+  if (!server_.approvals()) return false;
+  const auto text = query_text(body);
+  const auto a = front_analysis_ ? front_analysis_ : worker_.analyzer.analyze(text);
+  sql::Analysis resolved;
+  const sql::Analysis* judged = resolve_executes(*a, resolved) ? &resolved : a.get();
+  return decide(*judged).action == policy::Action::Review;
+}
+
+void Session::on_client_cancel() {
+  if (!holding_) return;
+  hold_cancelled_ = true;
+  relay_signal_.cancel();
+}
+
+asio::awaitable<std::optional<End>> Session::refuse_front_query(const policy::Decision& d,
+                                                                const std::shared_ptr<const sql::Analysis>& analysis,
+                                                                std::string_view sqlstate) {
+  const std::uint32_t wire = load_be32(cin_.data() + 1) + 1;
+  const std::string_view text = query_text(std::string_view(cin_.data() + 5, wire - 5));
+  std::string substitute;
+  if (auditing()) audit_query('Q', analysis, d, true, text);
+  refuse_statement(d, analysis.get(), 'Q', {}, substitute, sqlstate);
+  metrics_.statements.fetch_add(1, std::memory_order_relaxed);
+  statement_started();
+  ++syncs_sent_;
+  cin_.consume(wire);
+  front_analysis_.reset();
+  if (!audit_batch_.empty()) {
+    bool rewritten = false;
+    co_await audit_submit_batch(rewritten, 0);
+    if (ending_) co_return End{};
+  }
+  const auto wec = co_await backend_->write_all(substitute.data(), substitute.size());
+  if (ending_) co_return End{};
+  if (wec) co_return backend_io_end(wec);
+  co_return std::nullopt;
+}
+
+asio::awaitable<std::optional<End>> Session::hold_front_query() {
+  auto* svc = server_.approvals();
+  const std::uint32_t wire = load_be32(cin_.data() + 1) + 1;
+  const std::string text(query_text(std::string_view(cin_.data() + 5, wire - 5)));
+  const auto analysis = front_analysis_ ? front_analysis_ : worker_.analyzer.analyze(text);
+  sql::Analysis resolved;
+  const sql::Analysis* judged = resolve_executes(*analysis, resolved) ? &resolved : analysis.get();
+  policy::Decision d = decide(*judged);
+  if (!svc || d.action != policy::Action::Review) co_return std::nullopt;  // judged as usual by the scan
+
+  // Everything sent before it is answered first: then the client may hear from the proxy
+  // without interleaving with the backend's answers.
+  while (inflight_ > 0 && !ending_) co_await wait_relay_signal();
+  if (ending_) co_return End{};
+
+  const std::string key = approvals::match_key(text, {});
+  auto release = [&](const approvals::Request& r) {
+    released_decision_ = d;
+    released_decision_.action = policy::Action::Allow;
+    released_decision_.approval = r.id;
+    std::string who;
+    for (const auto& v : r.votes)
+      if (v.approve) who += (who.empty() ? "" : ", ") + v.reviewer.display() + (v.break_glass ? " (break-glass)" : "");
+    released_decision_.reason = d.reason + "; approved by " + who + " (request " + r.id + ")";
+    release_front_ = true;
+    spdlog::info("session {}: {} runs statement approved in request {} by {}", id_, identity_.subject, r.id, who);
+  };
+
+  // Approved after an earlier wait ran out: the same identity may run exactly this once.
+  if (auto again = svc->take_rerun(identity_.subject, target_->name, key); again && *again) {
+    release(**again);
+    co_return std::nullopt;
+  }
+
+  approvals::Request req;
+  req.requester = person_of(identity_);
+  req.target = target_->name;
+  req.environment = target_->environment;
+  req.database = target_->backend_database(database_);
+  req.statement = text;
+  req.match_key = key;
+  if (d.statement >= 0 && std::size_t(d.statement) < analysis->statements.size())
+    req.fingerprint = analysis->statements[std::size_t(d.statement)].fingerprint;
+  else if (!analysis->statements.empty())
+    req.fingerprint = analysis->statements.front().fingerprint;
+  req.rule = d.rule;
+  req.reason = d.reason;
+  req.justification = reason_comment(text);
+  if (req.justification.empty()) req.justification = reason_;
+  req.reviewer_groups = d.reviewers.groups;
+  req.approvals_required = d.reviewers.approvals;
+  req.waiting = wait_for_approval_;
+  auto submitted = svc->submit(std::move(req));
+  if (!submitted) {
+    policy::Decision fail = d;
+    fail.approval = "-";
+    fail.message = d.message + " -- and the approval request could not be stored (" + submitted.error().message + ")";
+    fail.hint = "try again later; the proxy's log has the details";
+    spdlog::error("session {}: approval request not stored: {}", id_, submitted.error().message);
+    co_return co_await refuse_front_query(fail, analysis, "58030");
+  }
+  const approvals::Request r = std::move(*submitted);
+  const std::string& public_url = rt_->config->admin.public_url;
+  const std::string link = public_url + "/approvals/" + r.id;
+  std::string who_may = d.reviewers.groups.empty() ? std::string("any reviewer") : "a member of ";
+  for (std::size_t i = 0; i < d.reviewers.groups.size(); ++i)
+    who_may += (i ? ", " : "") + d.reviewers.groups[i];
+  spdlog::info("session {}: {} statement held for approval in request {} (rule {})", id_, identity_.subject, r.id,
+               d.rule);
+
+  policy::Decision outcome = d;
+  outcome.approval = r.id;
+  if (!wait_for_approval_) {
+    outcome.message = fmt::format("approval required by rule \"{}\": request {} is open; the statement was not run",
+                                  d.rule, r.id);
+    outcome.hint = fmt::format("once it is approved ({}), run the same statement again within {}; follow it at {}",
+                               who_may, minutes_text(rt_->config->approvals.rerun_window), link);
+    co_return co_await refuse_front_query(outcome, analysis, "57014");
+  }
+
+  {
+    protocol::ErrorFields n;
+    n.severity = "NOTICE";
+    n.sqlstate = "01000";
+    n.message = fmt::format("statement held for approval: request {} (rule \"{}\"); waiting up to {} for {} ({} "
+                            "approval{})",
+                            r.id, d.rule, minutes_text(rt_->config->approvals.timeout), who_may,
+                            d.reviewers.approvals, d.reviewers.approvals == 1 ? "" : "s");
+    n.detail = d.reason;
+    n.hint = fmt::format("approve at {} or with `gatehouse approvals approve {}`; Ctrl-C cancels the request", link,
+                         r.id);
+    std::string out;
+    protocol::write_notice_response(out, n);
+    if (auto wec = co_await client_->write_all(out.data(), out.size()); wec) {
+      (void)svc->cancel(r.id, "the client went away");
+      co_return client_io_end(wec);
+    }
+  }
+
+  holding_ = true;
+  hold_cancelled_ = false;
+  hold_decided_ = false;
+  auto ex = co_await asio::this_coro::executor;
+  const auto token = svc->watch(r.id, [weak = weak_from_this(), ex](const approvals::Request&) {
+    asio::post(ex, [weak] {
+      if (auto self = weak.lock()) {
+        self->hold_decided_ = true;
+        self->relay_signal_.cancel();
+      }
+    });
+  });
+  const auto deadline = Clock::now() + rt_->config->approvals.timeout;
+  while (!hold_decided_ && !hold_cancelled_ && !ending_ && Clock::now() < deadline) {
+    relay_signal_.expires_at(deadline);
+    co_await relay_signal_.async_wait(net::use_tuple);
+  }
+  svc->unwatch(token);
+  holding_ = false;
+  svc->set_waiting(r.id, false);
+  if (ending_) co_return End{};  // the request stays open (proxy shutdown, session ended)
+
+  if (hold_cancelled_) {
+    (void)svc->cancel(r.id, "cancelled by the client (Ctrl-C)");
+    outcome.message = fmt::format("canceling statement due to user request: approval request {} cancelled", r.id);
+    outcome.hint.clear();
+    co_return co_await refuse_front_query(outcome, analysis, "57014");
+  }
+  auto now = svc->get(r.id);
+  const approvals::Request cur = now && *now ? **now : r;
+  switch (cur.state) {
+    case approvals::State::Approved: {
+      auto consumed = svc->consume(cur.id);
+      if (consumed && *consumed) {
+        release(cur);
+        co_return std::nullopt;  // the scan now forwards it
+      }
+      outcome.message = fmt::format("approval request {} was approved but has already been used", cur.id);
+      co_return co_await refuse_front_query(outcome, analysis, "42501");
+    }
+    case approvals::State::Rejected: {
+      std::string by, why;
+      for (const auto& v : cur.votes)
+        if (!v.approve) {
+          by = v.reviewer.display();
+          why = v.comment;
+        }
+      outcome.message = fmt::format("statement rejected by {}{}{} (approval request {}, rule \"{}\")", by,
+                                    why.empty() ? "" : ": ", why, cur.id, d.rule);
+      outcome.hint.clear();
+      co_return co_await refuse_front_query(outcome, analysis, "42501");
+    }
+    case approvals::State::Pending: {
+      outcome.message = fmt::format("not approved within {}: approval request {} stays open and the statement was "
+                                    "not run",
+                                    minutes_text(rt_->config->approvals.timeout), cur.id);
+      outcome.hint = fmt::format("once it is approved, run the same statement again within {}; follow it at {}",
+                                 minutes_text(rt_->config->approvals.rerun_window), link);
+      co_return co_await refuse_front_query(outcome, analysis, "57014");
+    }
+    default: {
+      outcome.message = fmt::format("approval request {} is {}; the statement was not run", cur.id,
+                                    approvals::state_name(cur.state));
+      outcome.hint.clear();
+      co_return co_await refuse_front_query(outcome, analysis, "57014");
+    }
+  }
+}
+
+}  // namespace gh::proxy
