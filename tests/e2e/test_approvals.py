@@ -1,0 +1,291 @@
+"""Held statements end to end: a real psql (or psycopg) client whose statement a `review` rule
+holds, reviewers who approve or reject it through the admin API with real OIDC tokens, and a real
+PostgreSQL that runs it only once approved."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from conftest import USERS
+from tests.harness import BINARY, Gatehouse, free_port
+from tests.harness.oidc import OIDC_PASSWORDS
+
+ROLES = {"gh_appr_analyst": "appr-analyst-pw", "gh_appr_dba": "appr-dba-pw", "gh_appr_etl": "appr-etl-pw"}
+HELD = re.compile(r"request (apr_[a-z0-9]+)")
+
+
+@pytest.fixture(scope="module")
+def schema(pg):
+    for r, pw in ROLES.items():
+        pg.psql(f"drop role if exists {r}")
+        pg.psql(f"create role {r} login password '{pw}'")
+    pg.psql("drop table if exists appr_accounts; drop table if exists appr_two")
+    pg.psql("create table appr_accounts(id int primary key, balance int not null)")
+    pg.psql("insert into appr_accounts select g, 100 from generate_series(1, 10) g")
+    pg.psql("create table appr_two(id int)")
+    for r in ROLES:
+        pg.psql(f"grant select, insert, update, delete on appr_accounts, appr_two to {r}")
+    yield
+
+
+def approvals_config(pg, user_hashes, idp, tmp: Path, timeout: str = "30s", **approvals) -> dict:
+    return {
+        "threads": 2,
+        "log": {"level": "info"},
+        "admin": {"address": "127.0.0.1", "port": free_port(),
+                  "roles": {"reviewer": ["dba"], "admin": ["secops"], "auditor": ["compliance"]}},
+        "users": [{"name": n, "password": h, "groups": ["dba"]} for n, h in user_hashes.items()],
+        "oidc": {"allow_loopback_plaintext": True,
+                 "issuers": [{"issuer": idp.issuer, "audience": ["gatehouse", "gatehouse-cli"]}]},
+        "approvals": {"timeout": timeout, "rerun_window": "1h", "store": str(tmp / "approvals.db"),
+                      "break_glass_groups": ["breakglass"], **approvals},
+        "targets": [{
+            "name": "app",
+            "environment": "production",
+            "backend": {"host": "127.0.0.1", "port": pg.port, "database": "postgres"},
+            "logins": [
+                {"when": {"groups": ["dba"]}, "user": "gh_appr_dba", "password": ROLES["gh_appr_dba"]},
+                {"when": {"groups": ["analysts"]}, "user": "gh_appr_analyst", "password": ROLES["gh_appr_analyst"]},
+                {"when": {"kinds": ["agent"]}, "user": "gh_appr_etl", "password": ROLES["gh_appr_etl"]},
+                {"when": {"subjects": list(USERS)}, "user": pg.user, "password": pg.password},
+            ],
+        }],
+        "rules": [
+            {"name": "review-balance-changes", "when": {"tables": ["appr_accounts"], "statements": ["update"]},
+             "action": "review", "reviewers": {"groups": ["dba"], "approvals": 1}},
+            {"name": "two-reviewers-for-appr-two", "when": {"tables": ["appr_two"], "statements": ["delete"]},
+             "action": "review", "reviewers": {"groups": ["dba", "secops"], "approvals": 2}},
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def proxy(pg, user_hashes, oidc, schema, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("gh-approvals")
+    p = Gatehouse(approvals_config(pg, user_hashes, oidc, tmp), workdir=tmp).start()
+    yield p
+    p.stop()
+
+
+@pytest.fixture(scope="module")
+def tokens(oidc):
+    """alice: analyst (requester); bob: dba (reviewer); carol: secops (admin); dave: a second dba."""
+    def mint(sub, groups, email=None):
+        return oidc.mint(oidc.standard_claims(sub=sub, email=email or f"{sub}@example.com", groups=groups,
+                                              lifetime=3600))
+    return {
+        "alice": oidc.device_login("gatehouse-cli", "alice", OIDC_PASSWORDS["alice"])["access_token"],
+        "bob": oidc.device_login("gatehouse-cli", "bob", OIDC_PASSWORDS["bob"])["access_token"],
+        "carol": mint("carol", ["secops"]),
+        "dave": mint("dave", ["dba"]),
+        "erin": mint("erin", ["analysts"]),
+    }
+
+
+# ---- helpers ----------------------------------------------------------------------------------
+
+def api(proxy, method: str, path: str, token: str | None, body: dict | None = None) -> tuple[int, dict]:
+    url = f"http://127.0.0.1:{proxy.admin_port}{path}"
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=20) as r:
+            return r.status, json.loads(r.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        return e.code, json.loads(raw) if raw else {}
+
+
+class HeldPsql:
+    """psql running one statement that the proxy holds; reads the request id from the notice."""
+
+    def __init__(self, proxy, user: str, token: str, sql: str, env: dict | None = None):
+        e = dict(os.environ, PGPASSWORD=token, PGSSLMODE="disable", PGCONNECT_TIMEOUT="15")
+        e.update(env or {})
+        self.proc = subprocess.Popen(["psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p",
+                                      str(proxy.port), "-U", user, "-d", "app", "-c", sql],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e,
+                                     start_new_session=True)
+        self.stderr_lines: list[str] = []
+        self.request_id: str | None = None
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            line = self.proc.stderr.readline()
+            if not line:
+                break
+            self.stderr_lines.append(line)
+            m = HELD.search(line)
+            if m and "held for approval" in line:
+                self.request_id = m.group(1)
+                return
+        raise AssertionError(f"no hold notice; stderr so far: {self.stderr_lines}")
+
+    def finish(self, timeout: float = 30) -> tuple[int, str, str]:
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out, "".join(self.stderr_lines) + err
+
+
+def balance(pg, id_: int) -> int:
+    return int(pg.psql(f"select balance from appr_accounts where id = {id_}"))
+
+
+# ---- tests ------------------------------------------------------------------------------------
+
+def test_held_statement_runs_once_after_approval(proxy, pg, tokens):
+    before = balance(pg, 1)
+    held = HeldPsql(proxy, "alice@example.com", tokens["alice"],
+                    "/* reason: refund ticket 4711 */ UPDATE appr_accounts SET balance = balance + 1 WHERE id = 1")
+    assert "held for approval" in held.stderr_lines[-1] and "rule \"review-balance-changes\"" in held.stderr_lines[-1]
+    assert balance(pg, 1) == before  # not run while held
+    status, req = api(proxy, "GET", f"/api/v1/approvals/{held.request_id}", tokens["bob"])
+    assert status == 200, req
+    assert req["state"] == "pending" and req["justification"] == "refund ticket 4711"
+    assert req["statement"].endswith("WHERE id = 1") and req["rule"] == "review-balance-changes"
+    status, body = api(proxy, "POST", f"/api/v1/approvals/{held.request_id}/approve", tokens["bob"],
+                       {"comment": "ok, ticket checked"})
+    assert status == 200, body
+    rc, out, err = held.finish()
+    assert rc == 0, err
+    assert "UPDATE 1" in out
+    assert balance(pg, 1) == before + 1
+    status, req = api(proxy, "GET", f"/api/v1/approvals/{held.request_id}", tokens["bob"])
+    assert req["state"] == "consumed"
+
+
+def test_rejected_statement_gets_the_reviewers_name_and_reason(proxy, pg, tokens):
+    before = balance(pg, 2)
+    held = HeldPsql(proxy, "alice@example.com", tokens["alice"],
+                    "UPDATE appr_accounts SET balance = 0 WHERE id = 2")
+    status, body = api(proxy, "POST", f"/api/v1/approvals/{held.request_id}/reject", tokens["bob"],
+                       {"reason": "not without a ticket"})
+    assert status == 200, body
+    rc, out, err = held.finish()
+    assert rc != 0
+    assert "statement rejected by bob@example.com: not without a ticket" in err, err
+    assert held.request_id in err
+    assert balance(pg, 2) == before
+
+
+def test_nobody_approves_their_own_request_and_requesters_cannot_approve(proxy, pg, tokens):
+    held = HeldPsql(proxy, "bob@example.com", tokens["bob"], "UPDATE appr_accounts SET balance = 7 WHERE id = 3")
+    status, body = api(proxy, "POST", f"/api/v1/approvals/{held.request_id}/approve", tokens["bob"], {})
+    assert status == 403 and "own" in json.dumps(body), body
+    status, body = api(proxy, "POST", f"/api/v1/approvals/{held.request_id}/approve", tokens["alice"], {})
+    assert status == 403, body
+    status, body = api(proxy, "POST", f"/api/v1/approvals/{held.request_id}/approve", tokens["dave"], {})
+    assert status == 200, body
+    rc, out, err = held.finish()
+    assert rc == 0, err
+    assert balance(pg, 3) == 7
+
+
+def test_two_approvals_required(proxy, pg, tokens):
+    pg.psql("insert into appr_two values (1)")
+    held = HeldPsql(proxy, "alice@example.com", tokens["alice"], "DELETE FROM appr_two WHERE id = 1")
+    status, body = api(proxy, "POST", f"/api/v1/approvals/{held.request_id}/approve", tokens["bob"], {})
+    assert status == 200 and body["state"] == "pending", body
+    time.sleep(1)
+    assert held.proc.poll() is None  # still waiting after one approval
+    status, body = api(proxy, "POST", f"/api/v1/approvals/{held.request_id}/approve", tokens["bob"], {})
+    assert status == 409, body  # the same reviewer twice
+    status, body = api(proxy, "POST", f"/api/v1/approvals/{held.request_id}/approve", tokens["carol"], {})
+    assert status == 200 and body["state"] == "approved", body
+    rc, out, err = held.finish()
+    assert rc == 0 and "DELETE 1" in out, err
+
+
+def test_no_wait_mode_then_rerun_after_approval(proxy, pg, tokens):
+    sql = "UPDATE appr_accounts SET balance = 55 WHERE id = 4"
+    env = dict(os.environ, PGPASSWORD=tokens["erin"], PGSSLMODE="disable")
+    r = subprocess.run(["psql", "-X", "-A", "-t", "-h", "127.0.0.1", "-p", str(proxy.port), "-U", "erin", "-d", "app",
+                        "-c", "SET gatehouse.wait = off", "-c", sql], capture_output=True, text=True, env=env,
+                       timeout=30)
+    assert r.returncode != 0
+    m = HELD.search(r.stderr)
+    assert m and "is open; the statement was not run" in r.stderr, r.stderr
+    request_id = m.group(1)
+    assert balance(pg, 4) != 55
+    status, body = api(proxy, "POST", f"/api/v1/approvals/{request_id}/approve", tokens["bob"], {})
+    assert status == 200, body
+    # the same identity runs the same statement again: it runs once, without waiting
+    r = subprocess.run(["psql", "-X", "-A", "-t", "-h", "127.0.0.1", "-p", str(proxy.port), "-U", "erin", "-d", "app",
+                        "-c", sql], capture_output=True, text=True, env=env, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert balance(pg, 4) == 55
+    # once only: a third run is held again (no wait: refused at once with a new request)
+    r = subprocess.run(["psql", "-X", "-A", "-t", "-h", "127.0.0.1", "-p", str(proxy.port), "-U", "erin", "-d", "app",
+                        "-c", "SET gatehouse.wait = off", "-c", sql], capture_output=True, text=True, env=env,
+                       timeout=30)
+    assert r.returncode != 0 and HELD.search(r.stderr).group(1) != request_id, r.stderr
+
+
+def test_ctrl_c_cancels_the_request(proxy, pg, tokens):
+    held = HeldPsql(proxy, "alice@example.com", tokens["alice"], "UPDATE appr_accounts SET balance = 9 WHERE id = 5")
+    os.killpg(held.proc.pid, signal.SIGINT)  # psql sends a CancelRequest
+    rc, out, err = held.finish()
+    assert rc != 0
+    assert "canceling statement due to user request" in err, err
+    status, req = api(proxy, "GET", f"/api/v1/approvals/{held.request_id}", tokens["bob"])
+    assert req["state"] == "cancelled", req
+    status, body = api(proxy, "POST", f"/api/v1/approvals/{held.request_id}/approve", tokens["bob"], {})
+    assert status == 409, body
+    assert balance(pg, 5) != 9
+
+
+def test_timeout_keeps_the_request_open(pg, user_hashes, oidc, schema, tokens, tmp_path):
+    p = Gatehouse(approvals_config(pg, user_hashes, oidc, tmp_path, timeout="2s"), workdir=tmp_path).start()
+    try:
+        sql = "UPDATE appr_accounts SET balance = 66 WHERE id = 6"
+        held = HeldPsql(p, "alice@example.com", tokens["alice"], sql)
+        rc, out, err = held.finish()
+        assert rc != 0
+        assert f"not approved within 2 s: approval request {held.request_id} stays open" in err, err
+        status, body = api(p, "POST", f"/api/v1/approvals/{held.request_id}/approve", tokens["bob"], {})
+        assert status == 200, body
+        env = dict(os.environ, PGPASSWORD=tokens["alice"], PGSSLMODE="disable")
+        r = subprocess.run(["psql", "-X", "-h", "127.0.0.1", "-p", str(p.port), "-U", "a", "-d", "app", "-c", sql],
+                           capture_output=True, text=True, env=env, timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert balance(pg, 6) == 66
+    finally:
+        p.stop()
+
+
+def test_extended_protocol_review_is_refused_with_a_clear_message(proxy, tokens):
+    with psycopg.connect(host="127.0.0.1", port=proxy.port, user="alice@example.com", password=tokens["alice"],
+                         dbname="app", sslmode="disable", connect_timeout=15) as c:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as ei:
+            c.execute("UPDATE appr_accounts SET balance = %s WHERE id = 7", (1,))
+        assert "simple query" in str(ei.value.diag.message_hint or "") or "extended" in str(ei.value), str(ei.value)
+
+
+def test_every_step_is_audited(proxy, tokens):
+    store = proxy.workdir / "gatehouse-audit.db"
+    deadline = time.time() + 10
+    while True:
+        r = subprocess.run([str(BINARY), "audit", "search", "--store", str(store), "--format", "jsonl",
+                            "--limit", "5000"], capture_output=True, text=True, timeout=60)
+        recs = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+        approvals = [x for x in recs if x.get("type") == "approval"]
+        states = {x.get("fields", {}).get("state") for x in approvals}
+        if {"pending", "approved", "rejected", "cancelled", "consumed"} <= states or time.time() > deadline:
+            break
+        time.sleep(0.3)
+    assert {"pending", "approved", "rejected", "cancelled", "consumed"} <= states, states
+    rejected = [x for x in approvals if x["fields"].get("state") == "rejected"]
+    assert rejected and rejected[0]["fields"]["rejected_by"] == "bob@example.com"
