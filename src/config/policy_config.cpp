@@ -278,7 +278,8 @@ bool valid_rule_name(const std::string& s) {
 
 policy::Rule rule(const Reader& r, const YAML::Node& n, const std::string& path, Builder& b) {
   r.allowed_keys(n, path,
-                 {"name", "description", "when", "action", "message", "hint", "audit_only", "reviewers", "mask"});
+                 {"name", "description", "when", "action", "message", "hint", "audit_only", "reviewers", "mask",
+                  "requires_grant"});
   policy::Rule rule;
   if (!n["name"]) r.fail_at(n, path + ".name", "missing");
   rule.name = r.str(n["name"], path + ".name");
@@ -308,6 +309,7 @@ policy::Rule rule(const Reader& r, const YAML::Node& n, const std::string& path,
   if (n["message"]) rule.message = r.str(n["message"], path + ".message");
   if (n["hint"]) rule.hint = r.str(n["hint"], path + ".hint");
   if (n["audit_only"]) rule.audit_only = r.boolean(n["audit_only"], path + ".audit_only");
+  if (n["requires_grant"]) rule.requires_grant = r.str(n["requires_grant"], path + ".requires_grant");
   if (auto v = n["reviewers"]) {
     if (rule.action != Action::Review) r.fail_at(v, path + ".reviewers", "only for action: review");
     r.allowed_keys(v, path + ".reviewers", {"groups", "approvals"});

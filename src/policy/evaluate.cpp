@@ -457,6 +457,9 @@ Decision Policy::evaluate(const Request& req) const {
     bool matched = false;
     for (std::size_t ri = 0; ri < rules_.size(); ++ri) {
       const Rule& r = rules_[ri];
+      if (!r.requires_grant.empty() && req.grants &&
+          std::find(req.grants->begin(), req.grants->end(), r.requires_grant) != req.grants->end())
+        continue;  // the identity holds the grant this rule asks for
       if (!ev.matches(r.when, s, nullptr)) continue;
       if (r.audit_only) {
         if (!contains_by(d.would_have, r.name, &DryRun::rule)) {
@@ -552,8 +555,15 @@ Decision Policy::evaluate(const Request& req) const {
                                                   : label + " matches this rule (" + join(why, "; ") + ")";
       d.message = std::string(verb(d.action)) + " by rule \"" + r.name + "\": " + sentence(body);
       if (d.action == Action::Review) d.reviewers = r.reviewers;
+      if (!r.requires_grant.empty()) {
+        d.message += " It needs an active access grant of role \"" + r.requires_grant + "\" on " + target_label + ".";
+        d.reason += "; no active grant of role " + r.requires_grant;
+      }
       if (!r.hint.empty()) {
         d.hint = r.hint;
+      } else if (!r.requires_grant.empty()) {
+        d.hint = "Request one: gatehouse request-access --target " + std::string(req.target) + " --role " +
+                 r.requires_grant + " --for 1h --reason \"...\" (or POST /api/v1/access-requests).";
       } else if (d.action == Action::Deny) {
         d.hint = "If you need this, ask a policy owner to change rule \"" + r.name + "\".";
       } else if (d.action == Action::Review) {

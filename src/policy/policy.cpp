@@ -171,6 +171,7 @@ Result<Policy> Policy::build(PolicySpec spec) {
     p.target_guardrails_.push_back(mask);
   }
   p.rules_ = std::move(spec.rules);
+  for (const auto& r : p.rules_) p.uses_grants_ = p.uses_grants_ || !r.requires_grant.empty();
   p.classification_ = std::move(spec.classification);
   p.settings_ = spec.settings;
   p.targets_ = std::move(spec.targets);

@@ -22,6 +22,7 @@ struct Request {
   std::string_view client_address;               // IP address text; "" when unknown
   const sql::Analysis* analysis = nullptr;       // nullptr: not analysed -> the unknown action
   std::chrono::system_clock::time_point now{};   // rule time windows carry their own UTC offset
+  const std::vector<std::string>* grants = nullptr;  // roles the identity holds on the target now (access grants)
 };
 
 // An audit_only rule that matched: what it would have done.
@@ -65,6 +66,8 @@ class Policy {
   std::vector<std::string> touched_tags(const sql::Analysis& analysis) const;
 
   const std::vector<Rule>& rules() const { return rules_; }
+  // True when some rule has requires_grant: only then do callers need to look grants up.
+  bool uses_grants() const { return uses_grants_; }
   const std::vector<ClassificationEntry>& classification() const { return classification_; }
   const Settings& settings() const { return settings_; }
   const std::vector<TargetSettings>& targets() const { return targets_; }
@@ -78,6 +81,7 @@ class Policy {
   std::uint32_t guardrail_mask(std::string_view target, std::string_view environment) const;
 
   std::vector<Rule> rules_;  // the user's rules, in file order
+  bool uses_grants_ = false;
   std::vector<ClassificationEntry> classification_;
   std::vector<TagSet> classification_tags_;  // interned tags per classification entry
   std::vector<std::string> tag_names_;       // interned tag -> name

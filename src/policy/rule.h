@@ -122,6 +122,9 @@ struct Rule {
   bool audit_only = false;  // reported in Decision::would_have, never changes the outcome
   Reviewers reviewers;      // action review
   MaskSpec mask;            // action mask
+  // Just-in-time access: the rule applies only to identities WITHOUT an active grant of this
+  // role on the target ("deny writes unless granted read_write"). Empty: always applies.
+  std::string requires_grant;
 };
 
 struct ClassificationEntry {

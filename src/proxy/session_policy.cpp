@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "approvals/approvals.h"
 #include "base/bytes.h"
 #include "proxy/server.h"
 #include "proxy/session.h"
@@ -192,7 +193,16 @@ policy::Decision Session::decide(const sql::Analysis& analysis) {
   req.client_address = client_address_;
   req.analysis = &analysis;
   req.now = std::chrono::system_clock::now();
-  return live_policy().evaluate(req);
+  const auto& policy = live_policy();
+  std::vector<std::string> grants;
+  if (policy.uses_grants() && server_.approvals()) {
+    // Just-in-time access: checked per statement, so a grant ends when it expires or is revoked.
+    grants = server_.approvals()->active_roles(identity_.subject, target_->name,
+                                               std::chrono::duration_cast<std::chrono::microseconds>(
+                                                   req.now.time_since_epoch()).count());
+    req.grants = &grants;
+  }
+  return policy.evaluate(req);
 }
 
 // Whether a statement may change a setting that decides how the server tokenises SQL

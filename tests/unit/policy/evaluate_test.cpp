@@ -336,3 +336,32 @@ TEST(Evaluate, SharedPolicyIsConstAndReentrant) {
 
 }  // namespace
 }  // namespace gh::policy::test
+
+namespace gh::policy::test {
+namespace {
+
+TEST(Evaluate, RequiresGrantAppliesOnlyWithoutTheGrant) {
+  auto p = load(
+      "rules:\n"
+      "  - name: writes-need-a-grant\n"
+      "    when: {statements: [delete, update, insert]}\n"
+      "    requires_grant: read_write\n"
+      "    action: deny\n");
+  EXPECT_TRUE(p->uses_grants());
+  Ask ask;
+  auto d = ask(*p, kDeleteAll);
+  EXPECT_EQ(d.action, Action::Deny);
+  EXPECT_NE(d.message.find("needs an active access grant of role \"read_write\" on target \"app\""),
+            std::string::npos)
+      << d.message;
+  EXPECT_NE(d.hint.find("gatehouse request-access --target app --role read_write"), std::string::npos) << d.hint;
+  ask.grants = std::vector<std::string>{"read_only"};
+  EXPECT_EQ(ask(*p, kDeleteAll).action, Action::Deny);
+  ask.grants = std::vector<std::string>{"read_only", "read_write"};
+  EXPECT_EQ(ask(*p, kDeleteAll).action, Action::Allow);
+  EXPECT_EQ(ask(*p, kSelect).action, Action::Allow);
+  EXPECT_FALSE(load("rules:\n  - {name: r, action: deny}\n")->uses_grants());
+}
+
+}  // namespace
+}  // namespace gh::policy::test

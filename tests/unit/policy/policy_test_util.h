@@ -99,6 +99,7 @@ struct Ask {
   std::string database = "app";
   std::string client_address = "10.1.2.3";
   std::chrono::system_clock::time_point now{};
+  std::optional<std::vector<std::string>> grants;  // access grants held (nullopt: not looked up)
 
   Decision operator()(const Policy& p, const sql::Analysis& a) const {
     Request r;
@@ -109,6 +110,7 @@ struct Ask {
     r.client_address = client_address;
     r.analysis = &a;
     r.now = now;
+    if (grants) r.grants = &*grants;
     return p.evaluate(r);
   }
   Decision operator()(const Policy& p, const sql::Statement& s) const {
