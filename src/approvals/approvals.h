@@ -58,16 +58,19 @@ struct Request {
   std::vector<std::string> reviewer_groups;  // empty: any reviewer
   int approvals_required = 1;
   std::vector<Vote> votes;
-  TimeUs created_us = 0, decided_us = 0;
+  TimeUs created_us = 0, decided_us = 0;  // decided_us: when it left Pending (for any reason)
   TimeUs rerun_until_us = 0;  // approved: the requester may run it (once) until then
   std::string node;           // proxy node that received it
   bool waiting = false;       // a client session is holding on it right now
+  std::string closed_reason;  // cancelled: why (as given to cancel()); expired: "not decided within ..."
 };
 
 // A person or an agent asks for a role on a target for a bounded time.
 struct AccessRequest {
   std::string id;  // "acc_" + 20 random base32 characters
-  State state = State::Pending;  // Approved = the grant is active (until expires_us); Cancelled = revoked
+  // Approved = the grant is active (until expires_us); Cancelled = revoked; Expired = not decided
+  // within pending_ttl, or an approved grant past expires_us (marked lazily: compare the times).
+  State state = State::Pending;
   Person requester;
   std::string target, role, reason;
   std::int64_t duration_s = 3600;
@@ -84,6 +87,7 @@ struct Filter {
   std::optional<State> state;
   std::string requester;  // subject or email
   std::string target;
+  std::string match_key;  // statement reviews only; empty: any
   std::size_t limit = 100;
 };
 
@@ -100,6 +104,7 @@ struct Settings {
   std::chrono::seconds pending_ttl{24 * 3600};       // pending requests expire after this
   std::vector<std::string> break_glass_groups;       // may approve anything; always flagged
   std::chrono::seconds max_grant{7 * 24 * 3600};     // longest access grant that can be asked for
+  std::function<TimeUs()> clock;                     // empty: now_us(); tests inject their own
 };
 
 // Persistence. One implementation per store; all methods are called with the service's lock
@@ -146,7 +151,11 @@ class Service {
   void set_waiting(const std::string& id, bool waiting);
 
   // Calls `fn` once with the request when it leaves Pending (decided, cancelled, expired), on
-  // whatever thread made the change. Returns a token; unwatch(token) before `fn`'s captures die.
+  // whatever thread made the change, outside the service's lock. When the request has already
+  // left Pending, `fn` runs at once on the calling thread, before watch() returns. Only changes
+  // made through this Service are seen. Returns a token; unwatch(token) before `fn`'s captures
+  // die: once unwatch returns, `fn` is not running and will not start (unwatch from inside `fn`
+  // is allowed). `fn` must not throw (exceptions are swallowed).
   std::uint64_t watch(const std::string& id, std::function<void(const Request&)> fn);
   void unwatch(std::uint64_t token);
   // Change listeners for everything (the console's live updates, webhooks): called after every
