@@ -154,7 +154,8 @@ json request_json(const approvals::Request& r, const std::string& public_url) {
          {"reviewer_groups", r.reviewer_groups},
          {"approvals_required", r.approvals_required},
          {"node", r.node},
-         {"waiting", r.waiting}};
+         {"waiting", r.waiting},
+         {"closed_reason", r.closed_reason}};
   j["votes"] = votes_json(r.votes, break_glass, approvals);
   j["approvals_received"] = approvals;
   j["break_glass"] = break_glass;

@@ -32,7 +32,8 @@ struct Call {
 
 void reply(Call& c, int status, const json& body) {
   c.res.status = status;
-  c.res.set_content(body.dump() + "\n", "application/json");
+  // Invalid UTF-8 (say, from a query string echoed in a message) becomes U+FFFD, not an exception.
+  c.res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n", "application/json");
 }
 
 // Errors are {"error": code, "message": what to do about it}.
@@ -314,7 +315,11 @@ void create_access(Call& c) {
   a.reason = *reason;
   a.duration_s = duration;
   auto r = svc->request_access(std::move(a));
-  if (!r) return reply_error(c, 400, "bad_request", r.error().message);
+  if (!r) {
+    // The service's own checks carry no SQLSTATE; the store's failures do.
+    if (r.error().sqlstate.empty()) return reply_error(c, 400, "bad_request", r.error().message);
+    return store_error(c, r.error());
+  }
   c.act.object = r->id;
   c.act.message = *reason;
   c.res.set_header("Location", "/api/v1/access-requests/" + r->id);
@@ -461,7 +466,8 @@ void install_error_bodies(httplib::Server& s) {
     if (res.status == 404) code = "not_found", message = "no such endpoint: " + req.method + " " + req.path;
     if (res.status == 413) code = "payload_too_large", message = "the request body is larger than 64 KiB";
     if (res.status == 400) code = "bad_request", message = "malformed HTTP request";
-    res.set_content(json{{"error", code}, {"message", message}}.dump() + "\n", "application/json");
+    res.set_content(json{{"error", code}, {"message", message}}.dump(-1, ' ', false, json::error_handler_t::replace) + "\n",
+                    "application/json");
     return httplib::Server::HandlerResponse::Handled;
   }));
 }

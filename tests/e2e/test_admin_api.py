@@ -327,7 +327,7 @@ def test_statement_approvals_unknown_ids_filters_and_authorization(proxy, tok):
     rid = request_access(proxy, tok.agent, reason="wrong endpoint")["id"]
     assert post(proxy, f"/api/v1/approvals/{rid}/approve", tok.bob, {})[0] == 404
     for query, text in [("state=maybe", "state:"), ("limit=0", "limit:"), ("limit=abc", "limit:"),
-                        ("colour=red", "unknown query parameter")]:
+                        ("colour=red", "unknown query parameter"), ("state=%FF", "state:")]:
         status, _, doc = get(proxy, f"/api/v1/approvals?{query}", tok.bob)
         assert status == 400 and text in doc["message"], (query, doc)
     assert post(proxy, "/api/v1/approvals/apr_x/reject", tok.bob, {})[0] == 400  # no reason

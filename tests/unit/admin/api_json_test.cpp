@@ -71,6 +71,7 @@ TEST(AdminJson, RequestHasEveryFieldVotesWithDisplayNamesAndTheConsoleLink) {
   r.rerun_until_us = kT0 + 3601000000;
   r.node = "n1";
   r.waiting = true;
+  r.closed_reason = "";
   const auto j = request_json(r, "https://gh.example.com");
   EXPECT_EQ(j["id"], "apr_abc");
   EXPECT_EQ(j["kind"], "statement");
@@ -91,7 +92,7 @@ TEST(AdminJson, RequestHasEveryFieldVotesWithDisplayNamesAndTheConsoleLink) {
   EXPECT_EQ(j["waiting"], true);
   EXPECT_EQ(j["console_url"], "https://gh.example.com/approvals/apr_abc");
   for (const char* key : {"environment", "database", "statement", "fingerprint", "match_key", "rule", "reason",
-                          "justification", "reviewer_groups", "approvals_required", "node"})
+                          "justification", "reviewer_groups", "approvals_required", "node", "closed_reason"})
     EXPECT_TRUE(j.contains(key)) << key;
 }
 
