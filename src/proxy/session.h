@@ -112,7 +112,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // Approvals (session_hold.cpp): a simple-protocol Query the policy sends for review is held
   // until a reviewer decides, then runs once exactly as submitted, or is refused.
   bool wants_hold(std::string_view query_body);
-  asio::awaitable<std::optional<End>> hold_front_query();
+  asio::awaitable<std::optional<End>> hold_front_query(std::optional<policy::Decision> given = std::nullopt);
   // Refuses the held Query at the front of cin_ with `d` (a substitute goes to the backend).
   asio::awaitable<std::optional<End>> refuse_front_query(const policy::Decision& d,
                                                          const std::shared_ptr<const sql::Analysis>& analysis,

@@ -140,6 +140,10 @@ asio::awaitable<std::optional<End>> Session::estimate_front_query() {
                           limit->max_rows_affected, target_->name);
   d.hint = fmt::format("Narrow the WHERE clause, or change the rows in batches of at most {}.",
                        limit->max_rows_affected);
+  if (d.action == policy::Action::Review && server_.approvals()) {
+    // Over the limit with review: held for approval like any review decision (session_hold.cpp).
+    co_return co_await hold_front_query(std::move(d));
+  }
   std::string substitute;
   if (auditing()) audit_query('Q', analysis, d, true, text);
   refuse_statement(d, analysis.get(), 'Q', {}, substitute);

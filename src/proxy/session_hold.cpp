@@ -26,6 +26,11 @@ namespace gh::proxy {
 
 namespace {
 
+// The statement was not run because its approval request is still open (not waited for, or the
+// wait ran out). An implementation-defined SQLSTATE class, so agents can tell it from a denial
+// (42501), a rejection (42501, with the reviewer's name) and a cancel (57014).
+constexpr std::string_view kApprovalPending = "RV001";
+
 std::string_view query_text(std::string_view body) {
   const auto nul = body.find('\0');
   return nul == std::string_view::npos ? body : body.substr(0, nul);
@@ -157,6 +162,7 @@ asio::awaitable<std::optional<End>> Session::refuse_front_query(const policy::De
   ++syncs_sent_;
   cin_.consume(wire);
   front_analysis_.reset();
+  front_estimated_ = false;
   if (!audit_batch_.empty()) {
     bool rewritten = false;
     co_await audit_submit_batch(rewritten, 0);
@@ -168,14 +174,15 @@ asio::awaitable<std::optional<End>> Session::refuse_front_query(const policy::De
   co_return std::nullopt;
 }
 
-asio::awaitable<std::optional<End>> Session::hold_front_query() {
+asio::awaitable<std::optional<End>> Session::hold_front_query(std::optional<policy::Decision> given) {
   auto* svc = server_.approvals();
   const std::uint32_t wire = load_be32(cin_.data() + 1) + 1;
   const std::string text(query_text(std::string_view(cin_.data() + 5, wire - 5)));
   const auto analysis = front_analysis_ ? front_analysis_ : worker_.analyzer.analyze(text);
   sql::Analysis resolved;
   const sql::Analysis* judged = resolve_executes(*analysis, resolved) ? &resolved : analysis.get();
-  policy::Decision d = decide(*judged);
+  // `given`: a review decided outside the policy (the row-estimate limit, session_estimate.cpp).
+  policy::Decision d = given ? std::move(*given) : decide(*judged);
   if (!svc || d.action != policy::Action::Review) co_return std::nullopt;  // judged as usual by the scan
 
   // Everything sent before it is answered first: then the client may hear from the proxy
@@ -245,7 +252,7 @@ asio::awaitable<std::optional<End>> Session::hold_front_query() {
                                   d.rule, r.id);
     outcome.hint = fmt::format("once it is approved ({}), run the same statement again within {}; follow it at {}",
                                who_may, minutes_text(rt_->config->approvals.rerun_window), link);
-    co_return co_await refuse_front_query(outcome, analysis, "57014");
+    co_return co_await refuse_front_query(outcome, analysis, kApprovalPending);
   }
 
   {
@@ -325,13 +332,13 @@ asio::awaitable<std::optional<End>> Session::hold_front_query() {
                                     minutes_text(rt_->config->approvals.timeout), cur.id);
       outcome.hint = fmt::format("once it is approved, run the same statement again within {}; follow it at {}",
                                  minutes_text(rt_->config->approvals.rerun_window), link);
-      co_return co_await refuse_front_query(outcome, analysis, "57014");
+      co_return co_await refuse_front_query(outcome, analysis, kApprovalPending);
     }
     default: {
       outcome.message = fmt::format("approval request {} is {}; the statement was not run", cur.id,
                                     approvals::state_name(cur.state));
       outcome.hint.clear();
-      co_return co_await refuse_front_query(outcome, analysis, "57014");
+      co_return co_await refuse_front_query(outcome, analysis, "42501");
     }
   }
 }

@@ -294,7 +294,7 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
     // The Query a reviewer approved (session_hold.cpp): it runs once, exactly as submitted. A
     // policy that now denies it still wins.
     release_front_ = false;
-    if (d.action == policy::Action::Review) d = std::move(released_decision_);
+    if (d.action == policy::Action::Review || d.action == policy::Action::Allow) d = std::move(released_decision_);
   }
   if (a->error) metrics_.statements_unknown.fetch_add(1, std::memory_order_relaxed);
   if (auditing()) {
@@ -360,9 +360,11 @@ void Session::refuse_statement(const policy::Decision& d, const sql::Analysis* a
       e.message += server_.approvals() ? " (approval required; statements sent with the extended protocol cannot be "
                                          "held for approval yet)"
                                        : " (approval required, and approvals are not enabled on this proxy)";
-      if (e.hint.empty())
-        e.hint = server_.approvals() ? "send it as a simple query (for example from psql) to have it reviewed"
-                                     : "ask an administrator to run it, or change the policy";
+      if (server_.approvals())
+        e.hint = "send it as a simple query (for example from psql, or without bind parameters) so that it can be "
+                 "held for a reviewer" + (e.hint.empty() ? std::string() : "; " + e.hint);
+      else if (e.hint.empty())
+        e.hint = "ask an administrator to run it, or change the policy";
       break;
     case policy::Action::Mask:
       // Masking is not built yet: a statement whose results would be masked is refused.

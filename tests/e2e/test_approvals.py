@@ -289,3 +289,56 @@ def test_every_step_is_audited(proxy, tokens):
     assert {"pending", "approved", "rejected", "cancelled", "consumed"} <= states, states
     rejected = [x for x in approvals if x["fields"].get("state") == "rejected"]
     assert rejected and rejected[0]["fields"]["rejected_by"] == "bob@example.com"
+
+
+# ---- just-in-time access -------------------------------------------------------------------------
+
+def jit_config(pg, user_hashes, idp, tmp: Path) -> dict:
+    cfg = approvals_config(pg, user_hashes, idp, tmp)
+    t = cfg["targets"][0]
+    # with an active read_write grant, an agent logs in as the writer role (first match wins)
+    t["logins"].insert(0, {"when": {"kinds": ["agent"], "grants": ["read_write"]}, "user": "gh_appr_dba",
+                           "password": ROLES["gh_appr_dba"]})
+    cfg["rules"].append({"name": "agent-writes-need-a-grant",
+                         "when": {"identity_kind": "agent", "statements": ["insert", "update", "delete"]},
+                         "requires_grant": "read_write", "action": "deny"})
+    cfg["rules"][0]["when"]["identity_kind"] = "human"  # the review rule is for people here
+    return cfg
+
+
+def test_an_agent_gets_just_in_time_access_until_the_grant_ends(pg, user_hashes, oidc, schema, tokens, tmp_path):
+    p = Gatehouse(jit_config(pg, user_hashes, oidc, tmp_path), workdir=tmp_path).start()
+    try:
+        agent = oidc.client_credentials("etl-agent")["access_token"]
+
+        def connect():
+            return psycopg.connect(host="127.0.0.1", port=p.port, user="etl-agent", password=agent, dbname="app",
+                                   sslmode="disable", connect_timeout=15, autocommit=True)
+
+        with connect() as c:
+            assert c.execute("select session_user").fetchone() == ("gh_appr_etl",)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege) as ei:
+                c.execute("UPDATE appr_accounts SET balance = 1 WHERE id = 8")
+            assert 'needs an active access grant of role "read_write"' in str(ei.value)
+            assert "gatehouse request-access --target app --role read_write" in (ei.value.diag.message_hint or "")
+        # the agent asks for access with its own token; a reviewer approves a 3-second grant
+        status, req = api(p, "POST", "/api/v1/access-requests", agent,
+                          {"target": "app", "role": "read_write", "duration": 3, "reason": "fix balances"})
+        assert status == 201, req
+        status, body = api(p, "POST", f"/api/v1/access-requests/{req['id']}/approve", tokens["bob"], {})
+        assert status == 200 and body["state"] == "approved", body
+        with connect() as c:
+            assert c.execute("select session_user").fetchone() == ("gh_appr_dba",)  # the grant's login
+            c.execute("UPDATE appr_accounts SET balance = 88 WHERE id = 8")
+            assert balance(pg, 8) == 88
+            time.sleep(5)  # the grant ends: the session whose login came from it is ended
+            with pytest.raises(psycopg.OperationalError) as ei:
+                c.execute("select 1")
+            assert "access grant" in str(ei.value) and "has ended" in str(ei.value), str(ei.value)
+        with connect() as c:  # after the grant: back to the plain login, writes refused again
+            assert c.execute("select session_user").fetchone() == ("gh_appr_etl",)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                c.execute("UPDATE appr_accounts SET balance = 2 WHERE id = 8")
+        assert balance(pg, 8) == 88
+    finally:
+        p.stop()

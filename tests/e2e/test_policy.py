@@ -1015,13 +1015,20 @@ def test_custom_deny_not_dodged(carol, sql, rule):
     assert_refused(ei.value, "guardrail.opaque_code")
 
 
-def test_custom_review_rule_refused_with_approval_message(prod, direct):
+def test_custom_review_rule_opens_an_approval_request(prod, direct):
     with connect(prod, autocommit=True) as c:
+        c.execute("SET gatehouse.wait = off")  # do not wait for a reviewer (test_approvals.py waits)
         with pytest.raises(psycopg.Error) as ei:
             psycopg.ClientCursor(c).execute("DELETE FROM needs_review WHERE id = 1")
-        assert_refused(ei.value, "review-needs-review")
-        assert "approv" in ei.value.diag.message_primary.lower()
+        assert ei.value.sqlstate == "RV001", ei.value.sqlstate
+        assert 'approval required by rule "review-needs-review": request apr_' in ei.value.diag.message_primary
+        assert ei.value.diag.message_detail == "rule: review-needs-review"
         alive(c)
+        # with the extended protocol the statement cannot be held: refused, saying why
+        with pytest.raises(psycopg.Error) as ei:
+            c.execute("DELETE FROM needs_review WHERE id = %s", (1,))
+        assert_refused(ei.value, "review-needs-review")
+        assert "simple query" in ei.value.diag.message_hint
         # what the review rule does not match still runs
         assert c.execute("SELECT count(*) FROM needs_review").fetchone() == (2,)
     assert direct.execute("SELECT count(*) FROM needs_review").fetchone() == (2,)

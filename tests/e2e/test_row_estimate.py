@@ -80,12 +80,13 @@ def test_large_write_refused_and_nothing_changes(proxy, direct, table):
     assert count(direct, table) == 5000
 
 
-def test_review_action_is_refused_until_approvals_exist(proxy, direct, table):
+def test_over_the_limit_review_opens_an_approval_request(proxy, direct, table):
     with connect(proxy, dbname="rev", autocommit=True) as c:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege) as ei:
+        c.execute("SET gatehouse.wait = off")
+        with pytest.raises(psycopg.Error) as ei:
             simple(c).execute(f"UPDATE {table} SET v = 'z' WHERE grp < 5")
-        assert "Review required" in ei.value.diag.message_primary
-        assert "approval" in ei.value.diag.message_primary
+        assert ei.value.sqlstate == "RV001"
+        assert 'approval required by rule "policy.max_rows_affected": request apr_' in ei.value.diag.message_primary
     assert count(direct, table, "v = 'z'") == 0
 
 
