@@ -75,15 +75,6 @@ std::string format_duration(std::int64_t s) {
   return out;
 }
 
-approvals::Person person_of(const identity::Identity& who) {
-  approvals::Person p;
-  p.subject = who.subject;
-  p.email = who.email;
-  p.groups = who.groups;
-  p.kind = who.kind == identity::Kind::Agent ? "agent" : "human";
-  return p;
-}
-
 json person_json(const approvals::Person& p) {
   return {{"subject", p.subject}, {"email", p.email}, {"groups", p.groups}, {"kind", p.kind},
           {"display_name", p.display()}};

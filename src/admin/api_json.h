@@ -22,7 +22,6 @@ Result<std::int64_t> parse_grant_duration(const nlohmann::json& v);
 // 3600 -> "1h", 5400 -> "1h30m", 45 -> "45s".
 std::string format_duration(std::int64_t seconds);
 
-approvals::Person person_of(const identity::Identity& who);
 nlohmann::json person_json(const approvals::Person& p);
 nlohmann::json identity_json(const identity::Identity& who, const Roles& roles);
 

@@ -273,7 +273,7 @@ void decide_approval(Call& c, bool approve) {
   auto* svc = service(c);
   if (!svc) return;
   const std::string id = c.req.matches[1];
-  auto r = svc->decide(id, person_of(c.who), approve, *text);
+  auto r = svc->decide(id, approvals::person_of(c.who), approve, *text);
   if (!r) return reply_error(c, decide_status(r.error().kind), decide_code(r.error().kind), r.error().message);
   c.act.message = *text;
   reply(c, 200, request_json(*r, public_url(c)));
@@ -309,7 +309,7 @@ void create_access(Call& c) {
                        "duration: " + format_duration(duration) + " is longer than the longest grant (" +
                            format_duration(max) + ", approvals.max_grant)");
   approvals::AccessRequest a;
-  a.requester = person_of(c.who);
+  a.requester = approvals::person_of(c.who);
   a.target = *target;
   a.role = *role;
   a.reason = *reason;
@@ -381,7 +381,7 @@ void decide_access(Call& c, bool approve) {
   auto* svc = service(c);
   if (!svc) return;
   const std::string id = c.req.matches[1];
-  auto r = svc->decide_access(id, person_of(c.who), approve, *text);
+  auto r = svc->decide_access(id, approvals::person_of(c.who), approve, *text);
   if (!r) return reply_error(c, decide_status(r.error().kind), decide_code(r.error().kind), r.error().message);
   c.act.message = *text;
   reply(c, 200, access_json(*r, public_url(c), approvals::now_us()));
@@ -409,7 +409,7 @@ void revoke_grant(Call& c) {
     return reply_error(c, 409, "not_active",
                        id + " is not an active grant (state " + std::string(approvals::state_name((*cur)->state)) +
                            ((*cur)->state == approvals::State::Approved ? ", expired" : "") + ")");
-  auto r = svc->revoke(id, person_of(c.who), *reason);
+  auto r = svc->revoke(id, approvals::person_of(c.who), *reason);
   if (!r) return reply_error(c, decide_status(r.error().kind), decide_code(r.error().kind), r.error().message);
   c.act.message = *reason;
   reply(c, 200, access_json(*r, public_url(c), approvals::now_us()));

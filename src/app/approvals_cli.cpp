@@ -98,16 +98,7 @@ Result<json> call(const Api& api, const std::string& method, const std::string& 
   return fail("", message);
 }
 
-std::string enc(const std::string& s) {
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~')
-      out.push_back(char(c));
-    else
-      out += fmt::format("%{:02X}", c);
-  }
-  return out;
-}
+std::string enc(const std::string& s) { return identity::http::url_encode(s); }
 
 std::string query(const std::vector<std::pair<std::string, std::string>>& params) {
   std::string q;

@@ -83,17 +83,7 @@ Result<std::pair<int, json>> post_token(const std::string& url, std::vector<std:
   auto opt = http_options();
   if (!basic_user.empty()) {
     // RFC 6749 §2.3.1: client id and secret are form-urlencoded before the Basic encoding.
-    auto enc = [](const std::string& s) {
-      std::string out;
-      for (unsigned char c : s) {
-        if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~')
-          out.push_back(char(c));
-        else
-          out += fmt::format("%{:02X}", c);
-      }
-      return out;
-    };
-    std::string cred = enc(basic_user) + ":" + enc(basic_pass);
+    std::string cred = http::url_encode(basic_user) + ":" + http::url_encode(basic_pass);
     // base64 (standard alphabet) from base64url: swap the two characters and pad.
     std::string b = identity::jose::base64url_encode(cred);
     for (auto& c : b) c = c == '-' ? '+' : c == '_' ? '/' : c;

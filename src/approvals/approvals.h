@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "identity/identity.h"
 
 namespace gh::approvals {
 
@@ -179,6 +180,9 @@ class Service {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// The requester or reviewer record of an authenticated identity.
+Person person_of(const identity::Identity& id);
 
 // SHA-256 (hex) over the statement text and parameters, unambiguously framed.
 std::string match_key(std::string_view statement, const std::vector<std::optional<std::string>>& parameters);

@@ -1,5 +1,7 @@
 #include "identity/http.h"
 
+#include <cctype>
+
 #include <httplib.h>
 
 namespace gh::identity::http {
@@ -67,6 +69,22 @@ Result<std::pair<std::string, std::string>> split_url(const std::string& url) {
   if (slash == start) return fail("", "\"" + url + "\" has no host");
   if (slash == std::string::npos) return std::make_pair(url, std::string("/"));
   return std::make_pair(url.substr(0, slash), url.substr(slash));
+}
+
+std::string url_encode(std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(s.size());
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out.push_back(char(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
 }
 
 bool loopback_url(const std::string& url) {

@@ -5,6 +5,7 @@
 // identity/jwks.h; ADR 0006).
 #include <chrono>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -35,6 +36,9 @@ Result<Response> post_json(const std::string& url, const std::string& json_text,
 // "https://idp.example.com:8443/a/b?c" -> {"https://idp.example.com:8443", "/a/b?c"}; error when
 // the scheme is not http or https.
 Result<std::pair<std::string, std::string>> split_url(const std::string& url);
+// Percent-encoding of everything but RFC 3986's unreserved characters (form values, Basic
+// credentials per RFC 6749 §2.3.1, path segments).
+std::string url_encode(std::string_view s);
 // True when the URL's host is a loopback address or "localhost".
 bool loopback_url(const std::string& url);
 

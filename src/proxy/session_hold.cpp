@@ -98,15 +98,6 @@ std::optional<std::string> set_value(std::string_view text, std::string_view nam
   return value;
 }
 
-approvals::Person person_of(const identity::Identity& id) {
-  approvals::Person p;
-  p.subject = id.subject;
-  p.email = id.email;
-  p.groups = id.groups;
-  p.kind = id.kind == identity::Kind::Agent ? "agent" : "human";
-  return p;
-}
-
 std::string minutes_text(std::chrono::milliseconds d) {
   const auto s = std::chrono::duration_cast<std::chrono::seconds>(d).count();
   if (s % 3600 == 0) return fmt::format("{} h", s / 3600);
@@ -210,7 +201,7 @@ asio::awaitable<std::optional<End>> Session::hold_front_query(std::optional<poli
   }
 
   approvals::Request req;
-  req.requester = person_of(identity_);
+  req.requester = approvals::person_of(identity_);
   req.target = target_->name;
   req.environment = target_->environment;
   req.database = target_->backend_database(database_);

@@ -151,7 +151,7 @@ TEST(AdminJson, IdentityAndOwnership) {
   EXPECT_EQ(j["roles"], json::parse(R"(["requester", "reviewer"])"));
   EXPECT_EQ(j["kind"], "human");
   EXPECT_TRUE(j["token_expires"].is_null());
-  const auto p = person_of(who);
+  const auto p = approvals::person_of(who);
   EXPECT_EQ(p.subject, "bob");
   EXPECT_EQ(p.kind, "human");
   EXPECT_TRUE(is_own(person("bob", ""), who));
