@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "admin/api_v1.h"
 #include "audit/reader.h"
 
 namespace gh::admin {
@@ -14,7 +15,7 @@ namespace {
 
 void json_error(httplib::Response& res, int status, const std::string& message) {
   res.status = status;
-  res.set_content(nlohmann::json{{"error", message}}.dump() + "\n", "application/json");
+  res.set_content(nlohmann::json{{"error", message}, {"message", message}}.dump() + "\n", "application/json");
 }
 
 // GET /api/audit?identity=..&table=..&since=24h&limit=50&cursor=..: one page, newest first, as
@@ -67,11 +68,16 @@ AdminServer::AdminServer(Hooks hooks) : impl_(std::make_unique<Impl>()) {
   impl_->http.Get("/api/audit", [&h](const httplib::Request& req, httplib::Response& res) {
     audit_search(h.audit_store, req, res);
     if (h.on_action) {
-      std::string query;
-      for (const auto& [k, v] : req.params) query += (query.empty() ? "" : "&") + k + "=" + v;
-      h.on_action("audit.search", query, req.remote_addr, res.status);
+      Action a;
+      a.action = "audit.search";
+      for (const auto& [k, v] : req.params) a.query += (a.query.empty() ? "" : "&") + k + "=" + v;
+      a.client = req.remote_addr;
+      a.status = res.status == -1 ? 200 : res.status;
+      h.on_action(a);
     }
   });
+  install_api_v1(impl_->http, h);
+  install_error_bodies(impl_->http);
   impl_->http.set_payload_max_length(64 * 1024);
   impl_->http.set_read_timeout(5, 0);
   impl_->http.set_write_timeout(5, 0);
@@ -87,7 +93,7 @@ Result<std::uint16_t> AdminServer::start(const std::string& address, std::uint16
     bound = impl_->http.bind_to_port(address, port) ? port : -1;
   if (bound <= 0) return fail("", "cannot listen on admin address " + address + ":" + std::to_string(port));
   impl_->thread = std::thread([this] { impl_->http.listen_after_bind(); });
-  spdlog::info("admin endpoints on http://{}:{} (/healthz, /metrics, /api/audit)", address, bound);
+  spdlog::info("admin endpoints on http://{}:{} (/healthz, /metrics, /api/audit, /api/v1)", address, bound);
   return std::uint16_t(bound);
 }
 

@@ -1,26 +1,59 @@
 #pragma once
-// The admin plane: /healthz, Prometheus /metrics and the audit search API (/api/audit) on their
-// own port and thread, so that scrapes and searches never touch the data path's event loops. It
-// knows nothing of the proxy; the app passes in what it needs as callbacks and values.
-// There is no access control yet: keep the admin address on loopback (the default).
+// The admin plane on its own port and thread (ADR 0001), so that scrapes, searches and reviews
+// never touch the data path's event loops: /healthz, Prometheus /metrics, the audit search API
+// (/api/audit) and the approvals API v1 (/api/v1/..., docs/api.md). It knows nothing of the
+// proxy; the app passes in what it needs as callbacks and values.
+//
+// /api/v1 requires an OIDC bearer token (from the issuers database logins trust); roles come
+// from groups (admin.roles). /healthz, /metrics and /api/audit are not authenticated yet: keep
+// the admin address on loopback (the default) or behind something that is.
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 #include <thread>
 
+#include "admin/roles.h"
 #include "base/result.h"
+#include "identity/identity.h"
+
+namespace gh::approvals {
+class Service;
+}
 
 namespace gh::admin {
+
+// One admin API call, for the audit trail.
+struct Action {
+  std::string action;  // "audit.search", "approvals.list", "approvals.approve", "access.request", ...
+  std::string query;   // the request's query string
+  std::string client;  // the client's address
+  int status = 0;      // HTTP status of the answer
+  identity::Identity who;      // who (empty subject: not authenticated)
+  std::string object;          // the approval request, access request or grant acted on ("" for lists)
+  std::string message;         // why it was refused (4xx/5xx), or the comment / reason given
+};
 
 struct Hooks {
   std::function<std::string()> metrics;  // Prometheus text
   std::function<bool()> serving;         // false while draining: /healthz answers 503
   std::string audit_store;               // SQLite or JSON-lines file for GET /api/audit; "": 404
-  // Called for every admin API action (reading the audit trail is one): what, the request's
-  // query string, the client's address and the HTTP status. Empty: not recorded.
-  std::function<void(const std::string& action, const std::string& query, const std::string& client, int status)>
-      on_action;
+  // Called for every admin API action (reading the audit trail is one, and so is every /api/v1
+  // call, refused ones included). Empty: not recorded.
+  std::function<void(const Action&)> on_action;
+
+  // /api/v1: checks a bearer token (the text after "Bearer "); the error says why it is refused.
+  // Empty: every /api/v1 call answers 401.
+  std::function<tl::expected<identity::Identity, std::string>(const std::string& bearer)> authenticate;
+  // The API roles of an identity (admin/roles.h roles_of with the running configuration).
+  std::function<Roles(const identity::Identity&)> roles_of;
+  // Base URL of links to the console (admin.public_url).
+  std::function<std::string()> public_url;
+  // Whether a target of that name is configured (access requests name one). Empty: not checked.
+  std::function<bool(const std::string& target)> target_exists;
+  // Approval requests and access grants; must outlive the server. Null: /api/v1 approvals,
+  // access requests and grants answer 503.
+  approvals::Service* approvals = nullptr;
 };
 
 class AdminServer {

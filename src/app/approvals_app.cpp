@@ -1,5 +1,7 @@
 #include "app/approvals_app.h"
 
+#include <unistd.h>
+
 #include <spdlog/spdlog.h>
 
 #include "audit/trail.h"
@@ -40,6 +42,10 @@ Result<std::unique_ptr<approvals::Service>> open_approvals(const config::Config&
                          : "approvals: " + cfg.approvals.store + ": " + store.error().message});
   approvals::Settings s;
   s.node = node;
+  if (s.node.empty()) {
+    char buf[256] = {};
+    s.node = ::gethostname(buf, sizeof buf - 1) == 0 && buf[0] ? buf : "gatehouse";
+  }
   s.rerun_window = std::chrono::duration_cast<std::chrono::seconds>(cfg.approvals.rerun_window);
   s.pending_ttl = std::chrono::duration_cast<std::chrono::seconds>(cfg.approvals.pending_ttl);
   s.break_glass_groups = cfg.approvals.break_glass_groups;

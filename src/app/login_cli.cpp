@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "app/saved_token.h"
 #include "config/config.h"
 #include "identity/http.h"
 #include "identity/jose.h"
@@ -43,18 +44,6 @@ struct Args {
 Args& args() {
   static Args a;
   return a;
-}
-
-std::string default_token_file() {
-  if (const char* x = std::getenv("GATEHOUSE_TOKEN_FILE"); x && *x) return x;
-  std::string dir;
-  if (const char* x = std::getenv("XDG_CONFIG_HOME"); x && *x)
-    dir = x;
-  else if (const char* h = std::getenv("HOME"); h && *h)
-    dir = std::string(h) + "/.config";
-  else
-    dir = ".";
-  return dir + "/gatehouse/token.json";
 }
 
 std::string token_file() { return args().token_file.empty() ? default_token_file() : args().token_file; }
@@ -119,28 +108,6 @@ Result<std::pair<int, json>> post_token(const std::string& url, std::vector<std:
   return std::make_pair(r->status, std::move(j));
 }
 
-// The token a database login uses: the access token when it is a JWT, else the ID token.
-std::string login_token(const json& saved) {
-  const std::string at = saved.value("access_token", "");
-  if (identity::jose::split_compact(at)) return at;
-  return saved.value("id_token", "");
-}
-
-json unverified_claims(const std::string& token) {
-  auto jws = identity::jose::split_compact(token);
-  if (!jws) return json::object();
-  auto j = json::parse(jws->payload_json, nullptr, false);
-  return j.is_object() ? j : json::object();
-}
-
-std::string utc(std::int64_t t) {
-  std::time_t tt = t;
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  return fmt::format("{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                     tm.tm_hour, tm.tm_min, tm.tm_sec);
-}
-
 Result<void> save_token(const json& response) {
   const std::string path = token_file();
   // Create the directories (mode 0700) that are missing.
@@ -163,16 +130,7 @@ Result<void> save_token(const json& response) {
   return {};
 }
 
-Result<json> load_saved() {
-  const std::string path = token_file();
-  std::ifstream in(path);
-  if (!in) return fail("", "no saved token at " + path + "; run `gatehouse login` (people) or `gatehouse token` (agents)");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  auto j = json::parse(ss.str(), nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return fail("", path + " is not a saved token (JSON)");
-  return j;
-}
+Result<json> load_saved() { return load_saved_token(token_file()); }
 
 std::vector<std::pair<std::string, std::string>> with_optional(std::vector<std::pair<std::string, std::string>> form) {
   if (!args().scope.empty()) form.emplace_back("scope", args().scope);

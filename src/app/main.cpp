@@ -1,4 +1,5 @@
-// gatehouse: serve | check | explain | test-policy | hash-password | audit | login | token | whoami | psql | version
+// gatehouse: serve | check | explain | test-policy | hash-password | audit | login | token | whoami | psql |
+// approvals | request-access | grants | version
 #include <sys/resource.h>
 #include <termios.h>
 #include <unistd.h>
@@ -16,7 +17,9 @@
 #include <spdlog/spdlog.h>
 
 #include "admin/admin_server.h"
+#include "app/admin_wiring.h"
 #include "app/approvals_app.h"
+#include "app/approvals_cli.h"
 #include "app/audit_cli.h"
 #include "app/login_cli.h"
 #include "app/logging.h"
@@ -159,8 +162,9 @@ int cmd_serve(const std::string& path) {
   }
   gh::proxy::Server server(*rt, metrics);
   server.set_audit(trail.get());
-  // Held statements and access grants; opened before the proxy listens, like the audit trail.
-  auto approvals = gh::app::open_approvals(*cfg, trail.get(), trail ? trail->node() : std::string());
+  // Approval requests and access grants: the proxy holds statements on them and the admin API
+  // decides them, so the store opens before either starts, like the audit trail.
+  auto approvals = gh::app::open_approvals(*cfg, trail.get(), trail ? trail->node() : cfg->audit.node);
   if (!approvals) {
     spdlog::critical("{}", approvals.error().message);
     return 2;
@@ -176,20 +180,8 @@ int cmd_serve(const std::string& path) {
     spdlog::critical("{}", r.error().message);
     return 1;
   }
-  gh::admin::AdminServer admin({[&metrics] { return metrics.render_prometheus(); },
-                                [&server] { return !server.draining(); }, gh::app::audit_store_path(*cfg),
-                                // Who read the audit trail is itself recorded.
-                                [&trail](const std::string& action, const std::string& query,
-                                         const std::string& client, int status) {
-                                  if (!trail) return;
-                                  gh::audit::Event e;
-                                  e.type = gh::audit::EventType::Admin;
-                                  e.time = std::chrono::system_clock::now();
-                                  e.outcome = status < 400 ? "ok" : "error";
-                                  e.fields = {{"action", action}, {"query", query}, {"client", client},
-                                              {"status", std::to_string(status)}};
-                                  trail->submit(std::move(e));
-                                }});
+  gh::admin::AdminServer admin(
+      gh::app::admin_hooks(server, metrics, trail.get(), approvals->get(), gh::app::audit_store_path(*cfg)));
   if (cfg->admin.port != 0) {
     if (auto r = admin.start(cfg->admin.address, cfg->admin.port); !r) {
       spdlog::critical("{}", r.error().message);
@@ -319,9 +311,11 @@ int main(int argc, char** argv) {
 
   gh::app::add_audit_commands(app);
   gh::app::add_login_commands(app);
+  gh::app::add_approvals_commands(app);
   CLI11_PARSE(app, argc, argv);
   if (auto rc = gh::app::run_audit_command()) return *rc;
   if (auto rc = gh::app::run_login_command()) return *rc;
+  if (auto rc = gh::app::run_approvals_command()) return *rc;
   if (*serve) return cmd_serve(config_path);
   if (*check) return cmd_check(config_path);
   if (*hash) return cmd_hash_password(iterations);

@@ -146,7 +146,8 @@ void read_login(const Reader& r, const YAML::Node& n, const std::string& path, L
     r.allowed_keys(n, path, {"user", "password", "password_env", "password_file", "role"});
   if (n["role"]) l.role = r.str(n["role"], path + ".role");
   if (auto w = n["when"]) {
-    r.allowed_keys(w, path + ".when", {"groups", "subjects", "kinds"});
+    r.allowed_keys(w, path + ".when", {"groups", "subjects", "kinds", "grants"});
+    if (w["grants"]) l.grants = r.strings(w["grants"], path + ".when.grants");
     if (w["groups"]) l.groups = r.strings(w["groups"], path + ".when.groups");
     if (w["subjects"]) l.subjects = r.strings(w["subjects"], path + ".when.subjects");
     if (auto k = w["kinds"]) {
@@ -310,7 +311,11 @@ void read_oidc(const Reader& r, const YAML::Node& n, Oidc& o) {
 void read_approvals(const Reader& r, const YAML::Node& n, Approvals& a) {
   r.allowed_keys(n, "approvals",
                  {"store", "store_dsn", "store_dsn_env", "store_dsn_file", "timeout", "rerun_window", "pending_ttl",
-                  "break_glass_groups", "max_grant", "webhooks"});
+                  "break_glass_groups", "max_grant", "webhooks", "on_grant_end"});
+  if (n["on_grant_end"])
+    a.on_grant_end = r.choice<Approvals::OnGrantEnd>(n["on_grant_end"], "approvals.on_grant_end",
+                                                     {{"end_session", Approvals::OnGrantEnd::EndSession},
+                                                      {"keep_session", Approvals::OnGrantEnd::KeepSession}});
   if (n["store"]) a.store = beside(r.source(), r.str(n["store"], "approvals.store"));
   if (n["store_dsn"] || n["store_dsn_env"] || n["store_dsn_file"]) {
     if (n["store"]) r.fail_at(n["store"], "approvals.store", "give either store (SQLite) or store_dsn (PostgreSQL)");
@@ -589,8 +594,13 @@ Config read_config(const Reader& r, const YAML::Node& root) {
 
 }  // namespace
 
-bool Login::matches(const identity::Identity& id) const {
+bool Login::matches(const identity::Identity& id, const std::vector<std::string>& active_grants) const {
   if (!kinds.empty() && std::find(kinds.begin(), kinds.end(), id.kind) == kinds.end()) return false;
+  if (!grants.empty()) {
+    bool held = false;
+    for (const auto& g : grants) held = held || std::find(active_grants.begin(), active_grants.end(), g) != active_grants.end();
+    if (!held) return false;
+  }
   if (groups.empty() && subjects.empty()) return true;
   for (const auto& g : groups)
     if (std::find(id.groups.begin(), id.groups.end(), g) != id.groups.end()) return true;
@@ -599,10 +609,16 @@ bool Login::matches(const identity::Identity& id) const {
   return false;
 }
 
-const Login* Target::login_for(const identity::Identity& id) const {
+const Login* Target::login_for(const identity::Identity& id, const std::vector<std::string>& active_grants) const {
   for (const auto& l : logins)
-    if (l.matches(id)) return &l;
+    if (l.matches(id, active_grants)) return &l;
   return nullptr;
+}
+
+bool Target::logins_use_grants() const {
+  for (const auto& l : logins)
+    if (!l.grants.empty()) return true;
+  return false;
 }
 
 const Target* Config::find_target(std::string_view dbname) const {

@@ -53,6 +53,10 @@ struct Approvals {
   Duration pending_ttl = std::chrono::hours(24);
   std::vector<std::string> break_glass_groups;
   Duration max_grant = std::chrono::hours(24 * 7);
+  // A session whose backend login came from an access grant (targets[].logins[].when.grants)
+  // when that grant ends (expiry, revocation): end it, or keep it (requires_grant rules still
+  // deny what needed the grant).
+  enum class OnGrantEnd { EndSession, KeepSession } on_grant_end = OnGrantEnd::EndSession;
   std::vector<Webhook> webhooks;
 };
 
@@ -129,7 +133,8 @@ struct Login {
   std::vector<std::string> groups;    // any of these groups
   std::vector<std::string> subjects;  // or the subject or email is one of these
   std::vector<identity::Kind> kinds;  // and, when given, the identity is of one of these kinds
-  bool matches(const identity::Identity& id) const;
+  std::vector<std::string> grants;    // and, when given, the identity holds an active access grant of one of these roles
+  bool matches(const identity::Identity& id, const std::vector<std::string>& active_grants = {}) const;
 };
 
 // OIDC token logins (`oidc:`).
@@ -151,8 +156,9 @@ struct Target {
   const std::string& backend_database(const std::string& client_dbname) const {
     return backend.database.empty() ? client_dbname : backend.database;
   }
-  // The backend login for an identity; null when no entry matches.
-  const Login* login_for(const identity::Identity& id) const;
+  // The backend login for an identity holding `active_grants` on this target; null when no entry matches.
+  const Login* login_for(const identity::Identity& id, const std::vector<std::string>& active_grants = {}) const;
+  bool logins_use_grants() const;
 };
 
 struct Config {

@@ -89,4 +89,11 @@ Result<Response> post_form(const std::string& url, const std::vector<std::pair<s
                                const httplib::ContentReceiver&) { return cli.Post(path, h, params); });
 }
 
+Result<Response> post_json(const std::string& url, const std::string& json_text, const Options& opt) {
+  return request(url, opt, [&](httplib::Client& cli, const std::string& path, const httplib::Headers& h,
+                               const httplib::ContentReceiver&) {
+    return cli.Post(path, h, json_text, "application/json");
+  });
+}
+
 }  // namespace gh::identity::http

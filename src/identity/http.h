@@ -1,7 +1,8 @@
 #pragma once
-// Blocking HTTP(S) requests for the identity plane: OIDC discovery, JWKS, and the CLI's token
-// grants. cpp-httplib (OpenSSL) underneath; never called on a proxy worker thread (the key
-// cache runs it on its own thread, see identity/jwks.h; ADR 0006).
+// Blocking HTTP(S) requests for the identity plane: OIDC discovery, JWKS, the CLI's token
+// grants (and the CLI's bearer-token calls to the admin API). cpp-httplib (OpenSSL) underneath;
+// never called on a proxy worker thread (the key cache runs it on its own thread, see
+// identity/jwks.h; ADR 0006).
 #include <chrono>
 #include <string>
 #include <utility>
@@ -28,6 +29,8 @@ struct Response {
 Result<Response> get(const std::string& url, const Options& opt = {});
 Result<Response> post_form(const std::string& url, const std::vector<std::pair<std::string, std::string>>& form,
                            const Options& opt = {});
+// POST with a JSON body (`json_text`, sent as application/json). Any HTTP status is a Response.
+Result<Response> post_json(const std::string& url, const std::string& json_text, const Options& opt = {});
 
 // "https://idp.example.com:8443/a/b?c" -> {"https://idp.example.com:8443", "/a/b?c"}; error when
 // the scheme is not http or https.

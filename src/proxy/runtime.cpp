@@ -26,8 +26,10 @@ Result<std::shared_ptr<const Runtime>> build_runtime(std::shared_ptr<const confi
   identity::TokenLoginOptions options;
   options.allow_loopback_plaintext = cfg->oidc.allow_loopback_plaintext;
   rt->issuer_keys = key_registry().use(cfg->oidc.issuers);
-  rt->authenticator = std::make_unique<identity::LoginAuthenticator>(std::move(static_users), cfg->oidc.issuers,
-                                                                     rt->issuer_keys, options);
+  auto login = std::make_unique<identity::LoginAuthenticator>(std::move(static_users), cfg->oidc.issuers,
+                                                              rt->issuer_keys, options);
+  rt->login = login.get();
+  rt->authenticator = std::move(login);
   if (cfg->tls.mode != config::ClientTlsMode::Disable) {
     auto ctx = net::make_server_tls(cfg->tls.cert_file, cfg->tls.key_file);
     if (!ctx) return tl::unexpected(ctx.error());

@@ -13,11 +13,18 @@
 #include "identity/authenticator.h"
 #include "identity/jwks.h"
 
+namespace gh::identity {
+class LoginAuthenticator;
+}
+
 namespace gh::proxy {
 
 struct Runtime {
   std::shared_ptr<const config::Config> config;
   std::unique_ptr<identity::Authenticator> authenticator;
+  // The same object as `authenticator`, for checking bearer tokens outside a login (the admin
+  // API); valid as long as this Runtime.
+  const identity::LoginAuthenticator* login = nullptr;
   std::vector<std::shared_ptr<identity::IssuerKeys>> issuer_keys;  // one per oidc.issuers[] entry
   std::shared_ptr<asio::ssl::context> client_tls;                          // null when tls.mode = disable
   std::map<std::string, std::shared_ptr<asio::ssl::context>> backend_tls;  // by target name

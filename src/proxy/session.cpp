@@ -1,5 +1,7 @@
 #include "proxy/session.h"
 
+#include "approvals/approvals.h"
+
 #include <asio/experimental/awaitable_operators.hpp>
 #include <spdlog/spdlog.h>
 
@@ -430,7 +432,18 @@ awaitable<bool> Session::authenticate(const protocol::StartupMessage& startup) {
                          "unknown target");
     co_return false;
   }
-  login_ = target_->login_for(identity_);
+  std::vector<std::string> grants;
+  if (target_->logins_use_grants() && server_.approvals())
+    grants = server_.approvals()->active_roles(
+        identity_.subject, target_->name,
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count());
+  login_ = target_->login_for(identity_, grants);
+  if (login_ && !login_->grants.empty() &&
+      rt_->config->approvals.on_grant_end == config::Approvals::OnGrantEnd::EndSession) {
+    for (const auto& g : login_->grants)
+      if (std::find(grants.begin(), grants.end(), g) != grants.end()) login_grant_ = g;
+  }
   if (!login_) {
     // The message is built before co_await: g++ 12 mishandles conditional-operator temporaries
     // inside a co_await full-expression (a double free, found by ASan).
@@ -789,9 +802,13 @@ void Session::arm_watchdog() {
     when = Clock::time_point(Clock::duration(server_.impl_->drain_deadline_ns.load()));
   else if (idle.count() > 0)
     when = std::max(last_activity_ + idle, Clock::now() + std::chrono::milliseconds(50));
-  else if (!token_deadline_)
+  else if (!token_deadline_ && login_grant_.empty())
     return;  // nothing to wait for: no pending timer at all
   if (token_deadline_ && (when == Clock::time_point{} || *token_deadline_ < when)) when = *token_deadline_;
+  if (!login_grant_.empty()) {  // the grant behind the login is checked every 2 s
+    const auto check = Clock::now() + std::chrono::seconds(2);
+    if (when == Clock::time_point{} || check < when) when = check;
+  }
   const auto gen = ++watchdog_generation_;
   watchdog_timer_.expires_at(when);
   watchdog_timer_.async_wait([self = shared_from_this(), gen](const std::error_code& ec) {
@@ -811,6 +828,20 @@ void Session::on_watchdog() {
                              fatal("57P01", "terminating connection because the proxy is shutting down",
                                    "reconnect; another proxy instance or the restarted one will serve you"),
                              now >= deadline ? "shutdown deadline reached" : "shutdown while idle"});
+  } else if (!login_grant_.empty() && server_.approvals() &&
+             [&] {
+               auto roles = server_.approvals()->active_roles(
+                   identity_.subject, target_->name,
+                   std::chrono::duration_cast<std::chrono::microseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count());
+               return std::find(roles.begin(), roles.end(), login_grant_) == roles.end();
+             }()) {
+    return end_session(End{End::Kind::GrantEnded,
+                           fatal("57P01", "terminating connection because your access grant of role \"" + login_grant_ +
+                                              "\" on target \"" + target_->name + "\" has ended",
+                                 "request access again (gatehouse request-access) and reconnect"),
+                           "access grant ended"});
   } else if (token_deadline_ && now >= *token_deadline_) {
     return end_session(End{End::Kind::TokenExpired,
                            fatal("57P01", "terminating connection because your login token has expired",

@@ -35,7 +35,7 @@ extern const char* const kUnsafeSettingHint;
 struct End {
   enum class Kind {
     ClientClosed, ClientTerminate, ClientProtocolError, BackendClosed, BackendProtocolError,
-    IdleTimeout, Shutdown, UnsafeSetting, TokenExpired
+    IdleTimeout, Shutdown, UnsafeSetting, TokenExpired, GrantEnded
   } kind = Kind::ClientClosed;
   std::optional<protocol::ErrorFields> to_client;  // sent to the client before closing
   std::string log;
@@ -182,6 +182,7 @@ class Session : public std::enable_shared_from_this<Session> {
   const config::Target* target_ = nullptr;
   const config::Login* login_ = nullptr;        // the backend login for identity_ on target_
   std::optional<Clock::time_point> token_deadline_;  // the session ends then (token expiry + grace)
+  std::string login_grant_;  // the access grant the backend login came from; the session ends with it
   std::string database_;      // as the client asked
   protocol::BackendKeyData backend_key_{};
   protocol::BackendKeyData client_key_{};

@@ -1,0 +1,475 @@
+// /api/v1: approval requests, access requests and grants over HTTP with OIDC bearer tokens.
+// Bearer tokens are sent explicitly by the client, never by a browser on its own, so these
+// endpoints need no CSRF protection; the console's cookie sessions are another matter.
+#include "admin/api_v1.h"
+
+#include <strings.h>
+
+#include <algorithm>
+#include <initializer_list>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "admin/admin_server.h"
+#include "admin/api_json.h"
+#include "approvals/approvals.h"
+
+namespace gh::admin {
+namespace {
+
+using nlohmann::json;
+
+struct Call {
+  const httplib::Request& req;
+  httplib::Response& res;
+  const Hooks& h;
+  identity::Identity who;
+  Roles roles;
+  Action act;
+};
+
+void reply(Call& c, int status, const json& body) {
+  c.res.status = status;
+  // Invalid UTF-8 (say, from a query string echoed in a message) becomes U+FFFD, not an exception.
+  c.res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n", "application/json");
+}
+
+// Errors are {"error": code, "message": what to do about it}.
+void reply_error(Call& c, int status, std::string_view code, const std::string& message) {
+  reply(c, status, json{{"error", code}, {"message", message}});
+  c.act.message = message;
+}
+
+std::string quote_header(const std::string& s) {
+  std::string out;
+  for (char ch : s)
+    if (ch != '"' && ch != '\\' && ch != '\r' && ch != '\n') out.push_back(ch);
+  return out;
+}
+
+// RFC 6750 §3: a missing token gets the bare challenge; a bad one says invalid_token.
+void unauthorized(Call& c, std::string_view code, const std::string& message, bool invalid_token) {
+  std::string challenge = "Bearer realm=\"gatehouse\"";
+  if (invalid_token) challenge += ", error=\"invalid_token\", error_description=\"" + quote_header(message) + "\"";
+  c.res.set_header("WWW-Authenticate", challenge);
+  reply_error(c, 401, code, message);
+}
+
+bool authenticate(Call& c) {
+  const std::string header = c.req.get_header_value("Authorization");
+  if (header.empty()) {
+    unauthorized(c, "unauthorized",
+                 "this API needs an OIDC bearer token (Authorization: Bearer <token>); people get one with "
+                 "`gatehouse login`, agents with `gatehouse token`",
+                 false);
+    return false;
+  }
+  if (header.size() < 7 || strncasecmp(header.c_str(), "Bearer ", 7) != 0) {
+    unauthorized(c, "unauthorized", "the Authorization header must be \"Bearer <token>\"", true);
+    return false;
+  }
+  std::string token = header.substr(7);
+  while (!token.empty() && token.front() == ' ') token.erase(token.begin());
+  while (!token.empty() && token.back() == ' ') token.pop_back();
+  if (token.empty()) {
+    unauthorized(c, "unauthorized", "the bearer token is empty", true);
+    return false;
+  }
+  if (!c.h.authenticate) {
+    unauthorized(c, "unauthorized", "bearer tokens cannot be checked: no oidc.issuers are configured", true);
+    return false;
+  }
+  auto who = c.h.authenticate(token);
+  if (!who) {
+    unauthorized(c, "invalid_token", who.error(), true);
+    return false;
+  }
+  c.who = std::move(*who);
+  c.act.who = c.who;
+  c.roles = c.h.roles_of ? c.h.roles_of(c.who) : Roles{};
+  return true;
+}
+
+bool require(Call& c, Permission p) {
+  if (allows(c.roles, p)) return true;
+  std::string roles;
+  for (const auto& r : c.roles) roles += (roles.empty() ? "" : ", ") + r;
+  reply_error(c, 403, "forbidden",
+              c.who.subject + " may not " + std::string(permission_name(p)) + "; roles held: " +
+                  (roles.empty() ? "none" : roles));
+  return false;
+}
+
+approvals::Service* service(Call& c) {
+  if (!c.h.approvals) reply_error(c, 503, "unavailable", "approvals are not available on this proxy");
+  return c.h.approvals;
+}
+
+std::string public_url(const Call& c) { return c.h.public_url ? c.h.public_url() : std::string(); }
+
+// The request body as a JSON object; an empty body is an empty object.
+std::optional<json> body_object(Call& c) {
+  if (c.req.body.empty()) return json::object();
+  auto j = json::parse(c.req.body, nullptr, false);
+  if (j.is_discarded()) {
+    reply_error(c, 400, "bad_request", "the request body is not valid JSON");
+    return std::nullopt;
+  }
+  if (!j.is_object()) {
+    reply_error(c, 400, "bad_request", "the request body must be a JSON object");
+    return std::nullopt;
+  }
+  return j;
+}
+
+// Unknown members are refused, so that a misspelt "reason" is not silently dropped.
+bool only_members(Call& c, const json& body, std::initializer_list<std::string_view> allowed) {
+  for (const auto& [k, v] : body.items()) {
+    if (std::find(allowed.begin(), allowed.end(), k) != allowed.end()) continue;
+    std::string names;
+    for (auto a : allowed) names += (names.empty() ? "" : ", ") + std::string(a);
+    reply_error(c, 400, "bad_request", "unknown member \"" + k + "\" (" + names + ")");
+    return false;
+  }
+  return true;
+}
+
+// A string member: absent -> "", wrong type -> error (nullopt, answered).
+std::optional<std::string> string_member(Call& c, const json& body, const char* key, bool required) {
+  auto it = body.find(key);
+  if (it == body.end() || it->is_null()) {
+    if (required) {
+      reply_error(c, 400, "bad_request", std::string(key) + ": missing");
+      return std::nullopt;
+    }
+    return std::string();
+  }
+  if (!it->is_string()) {
+    reply_error(c, 400, "bad_request", std::string(key) + ": expected a string");
+    return std::nullopt;
+  }
+  auto s = it->get<std::string>();
+  if (required && s.find_first_not_of(" \t\r\n") == std::string::npos) {
+    reply_error(c, 400, "bad_request", std::string(key) + ": must not be empty");
+    return std::nullopt;
+  }
+  if (s.size() > 4096) {
+    reply_error(c, 400, "bad_request", std::string(key) + ": longer than 4096 characters");
+    return std::nullopt;
+  }
+  return s;
+}
+
+// ?state=&target=&requester=&limit= ; false when answered with 400.
+bool read_filter(Call& c, approvals::Filter& f) {
+  for (const auto& [k, v] : c.req.params) {
+    if (k == "state") {
+      if (v.empty()) continue;
+      auto s = approvals::parse_state(v);
+      if (!s) {
+        reply_error(c, 400, "bad_request",
+                    "state: expected pending, approved, rejected, cancelled, expired or consumed, got \"" + v + "\"");
+        return false;
+      }
+      f.state = *s;
+    } else if (k == "target") {
+      f.target = v;
+    } else if (k == "requester") {
+      f.requester = v;
+    } else if (k == "limit") {
+      std::size_t n = 0;
+      bool ok = !v.empty() && v.size() <= 6;
+      for (char ch : v) ok = ok && ch >= '0' && ch <= '9';
+      if (ok) n = std::stoul(v);
+      if (!ok || n < 1 || n > 1000) {
+        reply_error(c, 400, "bad_request", "limit: expected a number from 1 to 1000, got \"" + v + "\"");
+        return false;
+      }
+      f.limit = n;
+    } else {
+      reply_error(c, 400, "bad_request", "unknown query parameter \"" + k + "\" (state, target, requester, limit)");
+      return false;
+    }
+  }
+  return true;
+}
+
+// Reading: everyone for reviewers, auditors and admins; one's own only for the rest (and
+// another person's request looks like a missing one).
+bool can_see(const Call& c, const approvals::Person& requester) {
+  return allows(c.roles, Permission::ReadAll) || is_own(requester, c.who);
+}
+
+int decide_status(approvals::DecideError::Kind k) {
+  using K = approvals::DecideError::Kind;
+  switch (k) {
+    case K::NotFound: return 404;
+    case K::NotPending: return 409;
+    case K::AlreadyVoted: return 409;
+    case K::SelfApproval: return 403;
+    case K::NotAReviewer: return 403;
+    case K::Store: return 503;
+  }
+  return 500;
+}
+
+std::string_view decide_code(approvals::DecideError::Kind k) {
+  using K = approvals::DecideError::Kind;
+  switch (k) {
+    case K::NotFound: return "not_found";
+    case K::NotPending: return "not_pending";
+    case K::AlreadyVoted: return "already_voted";
+    case K::SelfApproval: return "self_approval";
+    case K::NotAReviewer: return "not_a_reviewer";
+    case K::Store: return "unavailable";
+  }
+  return "error";
+}
+
+void store_error(Call& c, const Error& e) { reply_error(c, 503, "unavailable", "the approvals store failed: " + e.message); }
+
+// ---- handlers
+
+void whoami(Call& c) { reply(c, 200, identity_json(c.who, c.roles)); }
+
+void list_approvals(Call& c) {
+  if (!require(c, Permission::ReadOwn)) return;
+  approvals::Filter f;
+  if (!read_filter(c, f)) return;
+  auto* svc = service(c);
+  if (!svc) return;
+  const bool all = allows(c.roles, Permission::ReadAll);
+  if (!all) f.requester = c.who.subject;
+  auto list = svc->list(f);
+  if (!list) return store_error(c, list.error());
+  json out = json::array();
+  const auto base = public_url(c);
+  for (const auto& r : *list)
+    if (all || is_own(r.requester, c.who)) out.push_back(request_json(r, base));
+  c.act.message = std::to_string(out.size()) + " request(s)";
+  reply(c, 200, json{{"approvals", std::move(out)}});
+}
+
+void get_approval(Call& c) {
+  if (!require(c, Permission::ReadOwn)) return;
+  auto* svc = service(c);
+  if (!svc) return;
+  const std::string id = c.req.matches[1];
+  auto r = svc->get(id);
+  if (!r) return store_error(c, r.error());
+  if (!*r || !can_see(c, (*r)->requester)) return reply_error(c, 404, "not_found", "no approval request " + id);
+  reply(c, 200, request_json(**r, public_url(c)));
+}
+
+void decide_approval(Call& c, bool approve) {
+  if (!require(c, Permission::Decide)) return;
+  auto body = body_object(c);
+  if (!body) return;
+  if (!only_members(c, *body, {approve ? "comment" : "reason"})) return;
+  auto text = approve ? string_member(c, *body, "comment", false) : string_member(c, *body, "reason", true);
+  if (!text) return;
+  auto* svc = service(c);
+  if (!svc) return;
+  const std::string id = c.req.matches[1];
+  auto r = svc->decide(id, person_of(c.who), approve, *text);
+  if (!r) return reply_error(c, decide_status(r.error().kind), decide_code(r.error().kind), r.error().message);
+  c.act.message = *text;
+  reply(c, 200, request_json(*r, public_url(c)));
+}
+
+void approve_approval(Call& c) { decide_approval(c, true); }
+void reject_approval(Call& c) { decide_approval(c, false); }
+
+void create_access(Call& c) {
+  if (!require(c, Permission::RequestAccess)) return;
+  auto body = body_object(c);
+  if (!body) return;
+  if (!only_members(c, *body, {"target", "role", "duration", "reason"})) return;
+  auto target = string_member(c, *body, "target", true);
+  if (!target) return;
+  auto role = string_member(c, *body, "role", true);
+  if (!role) return;
+  auto reason = string_member(c, *body, "reason", true);
+  if (!reason) return;
+  std::int64_t duration = 3600;
+  if (body->contains("duration")) {
+    auto d = parse_grant_duration((*body)["duration"]);
+    if (!d) return reply_error(c, 400, "bad_request", d.error().message);
+    duration = *d;
+  }
+  if (c.h.target_exists && !c.h.target_exists(*target))
+    return reply_error(c, 400, "bad_request", "target: no target \"" + *target + "\" is configured");
+  auto* svc = service(c);
+  if (!svc) return;
+  const auto max = svc->settings().max_grant.count();
+  if (duration > max)
+    return reply_error(c, 400, "bad_request",
+                       "duration: " + format_duration(duration) + " is longer than the longest grant (" +
+                           format_duration(max) + ", approvals.max_grant)");
+  approvals::AccessRequest a;
+  a.requester = person_of(c.who);
+  a.target = *target;
+  a.role = *role;
+  a.reason = *reason;
+  a.duration_s = duration;
+  auto r = svc->request_access(std::move(a));
+  if (!r) {
+    // The service's own checks carry no SQLSTATE; the store's failures do.
+    if (r.error().sqlstate.empty()) return reply_error(c, 400, "bad_request", r.error().message);
+    return store_error(c, r.error());
+  }
+  c.act.object = r->id;
+  c.act.message = *reason;
+  c.res.set_header("Location", "/api/v1/access-requests/" + r->id);
+  reply(c, 201, access_json(*r, public_url(c), approvals::now_us()));
+}
+
+// Access requests and grants: `grants_only` keeps the ones in force now.
+void list_access(Call& c, bool grants_only) {
+  if (!require(c, Permission::ReadOwn)) return;
+  approvals::Filter f;
+  if (!read_filter(c, f)) return;
+  auto* svc = service(c);
+  if (!svc) return;
+  const bool all = allows(c.roles, Permission::ReadAll);
+  if (!all) f.requester = c.who.subject;
+  const std::size_t limit = f.limit;
+  if (grants_only) {
+    if (f.state && *f.state != approvals::State::Approved)
+      return reply_error(c, 400, "bad_request", "state: grants are approved access requests; leave it out");
+    f.state = approvals::State::Approved;
+    f.limit = 1000;  // expired ones are skipped below
+  }
+  auto list = svc->list_access(f);
+  if (!list) return store_error(c, list.error());
+  const auto now = approvals::now_us();
+  const auto base = public_url(c);
+  json out = json::array();
+  for (const auto& a : *list) {
+    if (!all && !is_own(a.requester, c.who)) continue;
+    if (grants_only && !grant_active(a, now)) continue;
+    if (out.size() >= limit) break;
+    out.push_back(access_json(a, base, now));
+  }
+  c.act.message = std::to_string(out.size()) + (grants_only ? " grant(s)" : " request(s)");
+  reply(c, 200, json{{grants_only ? "grants" : "access_requests", std::move(out)}});
+}
+
+void list_access_requests(Call& c) { list_access(c, false); }
+void list_grants(Call& c) { list_access(c, true); }
+
+void get_access(Call& c) {
+  if (!require(c, Permission::ReadOwn)) return;
+  auto* svc = service(c);
+  if (!svc) return;
+  const std::string id = c.req.matches[1];
+  auto r = svc->get_access(id);
+  if (!r) return store_error(c, r.error());
+  if (!*r || !can_see(c, (*r)->requester)) return reply_error(c, 404, "not_found", "no access request " + id);
+  reply(c, 200, access_json(**r, public_url(c), approvals::now_us()));
+}
+
+void decide_access(Call& c, bool approve) {
+  if (!require(c, Permission::Decide)) return;
+  auto body = body_object(c);
+  if (!body) return;
+  if (!only_members(c, *body, {approve ? "comment" : "reason"})) return;
+  auto text = approve ? string_member(c, *body, "comment", false) : string_member(c, *body, "reason", true);
+  if (!text) return;
+  auto* svc = service(c);
+  if (!svc) return;
+  const std::string id = c.req.matches[1];
+  auto r = svc->decide_access(id, person_of(c.who), approve, *text);
+  if (!r) return reply_error(c, decide_status(r.error().kind), decide_code(r.error().kind), r.error().message);
+  c.act.message = *text;
+  reply(c, 200, access_json(*r, public_url(c), approvals::now_us()));
+}
+
+void approve_access(Call& c) { decide_access(c, true); }
+void reject_access(Call& c) { decide_access(c, false); }
+
+void revoke_grant(Call& c) {
+  if (!require(c, Permission::ReadOwn)) return;
+  auto body = body_object(c);
+  if (!body) return;
+  if (!only_members(c, *body, {"reason"})) return;
+  auto reason = string_member(c, *body, "reason", true);
+  if (!reason) return;
+  auto* svc = service(c);
+  if (!svc) return;
+  const std::string id = c.req.matches[1];
+  auto cur = svc->get_access(id);
+  if (!cur) return store_error(c, cur.error());
+  if (!*cur || !can_see(c, (*cur)->requester)) return reply_error(c, 404, "not_found", "no grant " + id);
+  if (!allows(c.roles, Permission::RevokeAny) && !is_own((*cur)->requester, c.who))
+    return reply_error(c, 403, "forbidden", "only an admin or the grant's holder may revoke " + id);
+  if (!grant_active(**cur, approvals::now_us()))
+    return reply_error(c, 409, "not_active",
+                       id + " is not an active grant (state " + std::string(approvals::state_name((*cur)->state)) +
+                           ((*cur)->state == approvals::State::Approved ? ", expired" : "") + ")");
+  auto r = svc->revoke(id, person_of(c.who), *reason);
+  if (!r) return reply_error(c, decide_status(r.error().kind), decide_code(r.error().kind), r.error().message);
+  c.act.message = *reason;
+  reply(c, 200, access_json(*r, public_url(c), approvals::now_us()));
+}
+
+using Handler = void (*)(Call&);
+
+void route(httplib::Server& s, bool post, const std::string& pattern, const char* action, const Hooks& h, Handler fn) {
+  auto wrapped = [&h, action, fn](const httplib::Request& req, httplib::Response& res) {
+    Call c{req, res, h, {}, {}, {}};
+    c.act.action = action;
+    c.act.client = req.remote_addr;
+    for (const auto& [k, v] : req.params) c.act.query += (c.act.query.empty() ? "" : "&") + k + "=" + v;
+    if (req.matches.size() > 1) c.act.object = req.matches[1];
+    try {
+      if (authenticate(c)) fn(c);
+    } catch (const std::exception& e) {
+      spdlog::error("admin api {}: {}", action, e.what());
+      reply_error(c, 500, "internal", "internal error");
+    }
+    c.act.status = res.status;
+    if (h.on_action) h.on_action(c.act);
+  };
+  if (post)
+    s.Post(pattern, wrapped);
+  else
+    s.Get(pattern, wrapped);
+}
+
+}  // namespace
+
+void install_api_v1(httplib::Server& s, const Hooks& h) {
+  constexpr bool kGet = false, kPost = true;
+  const std::string id = "([A-Za-z0-9_-]{1,64})";
+  const std::string approval = "/api/v1/approvals/" + id, access = "/api/v1/access-requests/" + id;
+  route(s, kGet, "/api/v1/whoami", "whoami", h, whoami);
+  route(s, kGet, "/api/v1/approvals", "approvals.list", h, list_approvals);
+  route(s, kGet, approval, "approvals.get", h, get_approval);
+  route(s, kPost, approval + "/approve", "approvals.approve", h, approve_approval);
+  route(s, kPost, approval + "/reject", "approvals.reject", h, reject_approval);
+  route(s, kPost, "/api/v1/access-requests", "access.request", h, create_access);
+  route(s, kGet, "/api/v1/access-requests", "access.list", h, list_access_requests);
+  route(s, kGet, access, "access.get", h, get_access);
+  route(s, kPost, access + "/approve", "access.approve", h, approve_access);
+  route(s, kPost, access + "/reject", "access.reject", h, reject_access);
+  route(s, kGet, "/api/v1/grants", "grants.list", h, list_grants);
+  route(s, kPost, "/api/v1/grants/" + id + "/revoke", "grants.revoke", h, revoke_grant);
+}
+
+void install_error_bodies(httplib::Server& s) {
+  s.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    std::string code = "error", message = "HTTP " + std::to_string(res.status);
+    if (res.status == 404) code = "not_found", message = "no such endpoint: " + req.method + " " + req.path;
+    if (res.status == 413) code = "payload_too_large", message = "the request body is larger than 64 KiB";
+    if (res.status == 400) code = "bad_request", message = "malformed HTTP request";
+    res.set_content(json{{"error", code}, {"message", message}}.dump(-1, ' ', false, json::error_handler_t::replace) + "\n",
+                    "application/json");
+    return httplib::Server::HandlerResponse::Handled;
+  }));
+}
+
+}  // namespace gh::admin

@@ -1,0 +1,17 @@
+#pragma once
+// Installs the /api/v1 routes (docs/api.md) on the admin server. Internal to `admin`.
+namespace httplib {
+class Server;
+}
+
+namespace gh::admin {
+
+struct Hooks;
+
+// `hooks` must outlive `server`.
+void install_api_v1(httplib::Server& server, const Hooks& hooks);
+// JSON bodies {"error","message"} for errors the HTTP library answers itself (404 of unknown
+// paths, 413 payload too large, 400 unparsable requests).
+void install_error_bodies(httplib::Server& server);
+
+}  // namespace gh::admin
