@@ -33,8 +33,13 @@ void add_votes(std::vector<std::pair<std::string, std::string>>& f, const std::v
 
 Result<std::unique_ptr<approvals::Service>> open_approvals(const config::Config& cfg, audit::Trail* trail,
                                                            const std::string& node) {
-  auto store = approvals::open_sqlite_store(cfg.approvals.store);
-  if (!store) return tl::unexpected(Error{"", "approvals: " + cfg.approvals.store + ": " + store.error().message});
+  const bool shared = !cfg.approvals.store_dsn.empty();
+  auto store = shared ? approvals::open_postgres_store(cfg.approvals.store_dsn)
+                      : approvals::open_sqlite_store(cfg.approvals.store);
+  if (!store)
+    return tl::unexpected(
+        Error{"", shared ? "approvals: " + store.error().message
+                         : "approvals: " + cfg.approvals.store + ": " + store.error().message});
   approvals::Settings s;
   s.node = node;
   if (s.node.empty()) {
@@ -48,7 +53,8 @@ Result<std::unique_ptr<approvals::Service>> open_approvals(const config::Config&
   auto svc = std::make_unique<approvals::Service>(std::move(*store), std::move(s));
   if (trail) {
     // Every step of every request and grant is an audit record (opened, each decision, cancel,
-    // expiry, consumption, revocation), on the thread that made the change.
+    // expiry, consumption, revocation), on the thread that made the change: by the node that
+    // made it, so a store shared by several nodes gets each step audited once.
     svc->on_change([trail](const approvals::Request* r, const approvals::AccessRequest* a) {
       audit::Event e;
       e.time = std::chrono::system_clock::now();
@@ -84,9 +90,18 @@ Result<std::unique_ptr<approvals::Service>> open_approvals(const config::Config&
         return;
       }
       trail->submit(std::move(e));
-    });
+    }, approvals::Service::Changes::Local);
   }
-  spdlog::info("approvals: store {}", cfg.approvals.store);
+  if (shared) {
+    // Connected lazily; say now when the store cannot be reached rather than at the first hold.
+    approvals::Filter probe;
+    probe.limit = 1;
+    if (auto r = svc->list(probe); !r)
+      spdlog::warn("approvals: {} (held statements fail until it can be reached)", r.error().message);
+    spdlog::info("approvals: store PostgreSQL (shared; changes announced with NOTIFY gatehouse_approvals)");
+  } else {
+    spdlog::info("approvals: store {}", cfg.approvals.store);
+  }
   return svc;
 }
 

@@ -1,8 +1,8 @@
 #pragma once
 // Human-in-the-loop: approval requests for held statements, and just-in-time access requests
 // that become time-bound grants. The records, the rules (who may approve, how many approvals,
-// no self-approval, break-glass), persistence (SQLite; the Store interface leaves room for a
-// shared PostgreSQL store), and waiting for a decision.
+// no self-approval, break-glass), persistence (SQLite, or PostgreSQL shared by several proxy
+// nodes, which reports other nodes' changes), and waiting for a decision.
 //
 // Thread-safe: the proxy's workers submit and wait, the admin API's threads decide. Waiters
 // are called back on the thread that made the change (or the store's watcher thread); callers
@@ -64,6 +64,7 @@ struct Request {
   std::string node;           // proxy node that received it
   bool waiting = false;       // a client session is holding on it right now
   std::string closed_reason;  // cancelled: why (as given to cancel()); expired: "not decided within ..."
+  std::int64_t revision = 0;  // the store's version of the record (0: never stored); see Store
 };
 
 // A person or an agent asks for a role on a target for a bounded time.
@@ -82,6 +83,7 @@ struct AccessRequest {
   TimeUs expires_us = 0;  // set when approved: decided_us + duration
   std::string revoked_by, revoke_reason;
   TimeUs revoked_us = 0;
+  std::int64_t revision = 0;  // as Request::revision
 };
 
 struct Filter {
@@ -110,6 +112,18 @@ struct Settings {
 
 // Persistence. One implementation per store; all methods are called with the service's lock
 // held or from its threads, and must be safe to call from any thread.
+//
+// A store shared by several processes (PostgreSQL) versions each record: get/list return the
+// stored `revision`, put() stores the record as revision + 1 only if the stored one still has
+// `revision` (0: a new record) and otherwise fails with SQLSTATE kConflict, so two nodes never
+// both decide or both consume a record. A store that is not shared may ignore revisions.
+inline constexpr std::string_view kConflict = "40001";
+
+// Told about changes made through other stores on the same data: kind "request" or "access"
+// and the record's id; kind and id empty when changes may have been missed (the store lost its
+// connection): re-read what matters.
+using StoreListener = std::function<void(const std::string& kind, const std::string& id)>;
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -119,10 +133,20 @@ class Store {
   virtual Result<void> put_access(const AccessRequest& a) = 0;
   virtual Result<std::optional<AccessRequest>> get_access(const std::string& id) = 0;
   virtual Result<std::vector<AccessRequest>> list_access(const Filter& f) = 0;  // newest first
+  // Installs (or, with an empty function, removes) the listener, called on a thread of the
+  // store's own. Once set_listener returns, a previous listener is not running and will not
+  // start; do not call it from within the listener. Default: the store reports nothing (SQLite).
+  virtual void set_listener(StoreListener fn) { (void)fn; }
 };
 
 // SQLite at `path` (WAL; created if missing).
 Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path);
+
+// PostgreSQL (libpq connection string) shared by several proxy nodes: tables
+// <prefix>approval_requests and <prefix>access_requests (created if missing), every change
+// announced with NOTIFY <prefix>approvals, '<kind>:<id>'. Connects lazily: opening checks the
+// connection string and the prefix only ([A-Za-z0-9_], at most 32 characters).
+Result<std::unique_ptr<Store>> open_postgres_store(const std::string& dsn, const std::string& table_prefix = "gatehouse_");
 
 class Service {
  public:
@@ -153,15 +177,20 @@ class Service {
 
   // Calls `fn` once with the request when it leaves Pending (decided, cancelled, expired), on
   // whatever thread made the change, outside the service's lock. When the request has already
-  // left Pending, `fn` runs at once on the calling thread, before watch() returns. Only changes
-  // made through this Service are seen. Returns a token; unwatch(token) before `fn`'s captures
+  // left Pending, `fn` runs at once on the calling thread, before watch() returns. Changes made
+  // by other nodes are seen when the store reports them (PostgreSQL; then `fn` runs on the
+  // store's listener thread). Returns a token; unwatch(token) before `fn`'s captures
   // die: once unwatch returns, `fn` is not running and will not start (unwatch from inside `fn`
   // is allowed). `fn` must not throw (exceptions are swallowed).
   std::uint64_t watch(const std::string& id, std::function<void(const Request&)> fn);
   void unwatch(std::uint64_t token);
   // Change listeners for everything (the console's live updates, webhooks): called after every
-  // change of any request or access request, on the changing thread.
-  void on_change(std::function<void(const Request*, const AccessRequest*)> fn);
+  // change of any request or access request, on the changing thread. With Changes::All they also
+  // hear changes other nodes made to a shared store (on the store's listener thread); with
+  // Changes::Local only those made through this Service, so that what every node does once per
+  // change (an audit record, a webhook) is done by the node that made it.
+  enum class Changes { All, Local };
+  void on_change(std::function<void(const Request*, const AccessRequest*)> fn, Changes which = Changes::All);
 
   // ---- just-in-time access
   Result<AccessRequest> request_access(AccessRequest a);

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <deque>
 #include <limits>
 #include <mutex>
 #include <shared_mutex>
@@ -19,6 +20,10 @@ constexpr std::string_view kStateNames[] = {"pending", "approved", "rejected", "
 constexpr TimeUs kUsPerSecond = 1'000'000;
 constexpr TimeUs kGrantCacheMaxAgeUs = 2 * kUsPerSecond;  // another process may share the store
 constexpr std::size_t kNoLimit = std::numeric_limits<std::size_t>::max();
+constexpr int kAttempts = 3;                    // a change that lost a race with another node is redone
+constexpr std::size_t kAnnouncedMax = 4096;     // records whose last announced revision is kept
+
+bool conflict(const Error& e) { return e.sqlstate == kConflict; }
 
 Result<std::string> new_id(std::string_view prefix) {
   static constexpr char kBase32[] = "abcdefghijklmnopqrstuvwxyz234567";
@@ -162,6 +167,12 @@ struct Service::Impl {
     std::vector<Request> requests;
     std::vector<AccessRequest> access;
     std::vector<std::pair<std::shared_ptr<Watch>, Request>> fires;
+    bool remote = false;  // made by another node (Changes::Local listeners do not hear it)
+  };
+
+  struct Listener {
+    std::function<void(const Request*, const AccessRequest*)> fn;
+    Changes which;
   };
 
   struct Grant {
@@ -179,7 +190,12 @@ struct Service::Impl {
   std::unordered_multimap<std::string, std::uint64_t> waiting_on;     // request id -> tokens not yet fired
 
   std::mutex listeners_mu;
-  std::vector<std::function<void(const Request*, const AccessRequest*)>> listeners;
+  std::vector<Listener> listeners;
+
+  // The revision of each record last announced (under mu), so a change is announced once
+  // however often the store reports it. Bounded: the oldest entries are forgotten.
+  std::unordered_map<std::string, std::int64_t> announced;
+  std::deque<std::string> announced_order;
 
   // Lock order: cache_mu before mu; changes under mu only set cache_dirty.
   std::shared_mutex cache_mu;
@@ -199,7 +215,39 @@ struct Service::Impl {
 
   // ---- under mu
 
+  void note_announced(const std::string& id, std::int64_t revision) {
+    auto [it, fresh] = announced.try_emplace(id, revision);
+    if (!fresh) {
+      it->second = std::max(it->second, revision);
+      return;
+    }
+    announced_order.push_back(id);
+    if (announced_order.size() > kAnnouncedMax) {
+      announced.erase(announced_order.front());
+      announced_order.pop_front();
+    }
+  }
+
+  bool announced_already(const std::string& id, std::int64_t revision) const {
+    auto it = announced.find(id);
+    return it != announced.end() && it->second >= revision;
+  }
+
+  // Stores a change; on success the record carries its new revision.
+  Result<void> save(Request& r) {
+    auto p = store->put(r);
+    if (p) ++r.revision;
+    return p;
+  }
+
+  Result<void> save(AccessRequest& a) {
+    auto p = store->put_access(a);
+    if (p) ++a.revision;
+    return p;
+  }
+
   void changed(const Request& r, Notes& n) {
+    note_announced(r.id, r.revision);
     n.requests.push_back(r);
     if (r.state == State::Pending) return;
     auto [b, e] = waiting_on.equal_range(r.id);
@@ -211,6 +259,7 @@ struct Service::Impl {
   }
 
   void changed(const AccessRequest& a, Notes& n) {
+    note_announced(a.id, a.revision);
     n.access.push_back(a);
     cache_dirty = true;
   }
@@ -221,7 +270,7 @@ struct Service::Impl {
     r.state = State::Expired;
     r.decided_us = r.created_us + pending_ttl_us();
     r.closed_reason = "not decided within " + human_duration(settings.pending_ttl);
-    if (auto p = store->put(r); !p) return tl::unexpected(p.error());
+    if (auto p = save(r); !p) return tl::unexpected(p.error());
     changed(r, n);
     return true;
   }
@@ -232,23 +281,30 @@ struct Service::Impl {
     if (!pending_expired && !grant_ended) return false;
     a.state = State::Expired;
     if (pending_expired) a.decided_us = a.created_us + pending_ttl_us();
-    if (auto p = store->put_access(a); !p) return tl::unexpected(p.error());
+    if (auto p = save(a); !p) return tl::unexpected(p.error());
     changed(a, n);
     return true;
   }
 
+  // Reads a record, expiring it when due; read again when another node changed it meanwhile.
   Result<std::optional<Request>> load(const std::string& id, TimeUs t, Notes& n) {
-    auto r = store->get(id);
-    if (!r || !*r) return r;
-    if (auto e = expire_if_due(**r, t, n); !e) return tl::unexpected(e.error());
-    return r;
+    for (int attempt = 1;; ++attempt) {
+      auto r = store->get(id);
+      if (!r || !*r) return r;
+      auto e = expire_if_due(**r, t, n);
+      if (e) return r;
+      if (!conflict(e.error()) || attempt == kAttempts) return tl::unexpected(e.error());
+    }
   }
 
   Result<std::optional<AccessRequest>> load_access(const std::string& id, TimeUs t, Notes& n) {
-    auto a = store->get_access(id);
-    if (!a || !*a) return a;
-    if (auto e = expire_if_due(**a, t, n); !e) return tl::unexpected(e.error());
-    return a;
+    for (int attempt = 1;; ++attempt) {
+      auto a = store->get_access(id);
+      if (!a || !*a) return a;
+      auto e = expire_if_due(**a, t, n);
+      if (e) return a;
+      if (!conflict(e.error()) || attempt == kAttempts) return tl::unexpected(e.error());
+    }
   }
 
   Result<void> sweep(TimeUs t, Notes& n) {
@@ -257,8 +313,8 @@ struct Service::Impl {
     pending.limit = kNoLimit;
     auto rs = store->list(pending);
     if (!rs) return tl::unexpected(rs.error());
-    for (auto& r : *rs)
-      if (auto e = expire_if_due(r, t, n); !e) return tl::unexpected(e.error());
+    for (auto& r : *rs)  // a record another node changed meanwhile is its to announce
+      if (auto e = expire_if_due(r, t, n); !e && !conflict(e.error())) return tl::unexpected(e.error());
     return {};
   }
 
@@ -270,7 +326,7 @@ struct Service::Impl {
       auto as = store->list_access(f);
       if (!as) return tl::unexpected(as.error());
       for (auto& a : *as)
-        if (auto e = expire_if_due(a, t, n); !e) return tl::unexpected(e.error());
+        if (auto e = expire_if_due(a, t, n); !e && !conflict(e.error())) return tl::unexpected(e.error());
     }
     return {};
   }
@@ -298,12 +354,43 @@ struct Service::Impl {
     std::vector<std::function<void(const Request*, const AccessRequest*)>> ls;
     {
       std::lock_guard g(listeners_mu);
-      ls = listeners;
+      for (const auto& l : listeners)
+        if (!n.remote || l.which == Changes::All) ls.push_back(l.fn);
     }
     for (const auto& r : n.requests)
       for (const auto& l : ls) l(&r, nullptr);
     for (const auto& a : n.access)
       for (const auto& l : ls) l(nullptr, &a);
+  }
+
+  // ---- changes another node made (the store's listener thread; no lock of the store held)
+
+  // Under mu: announces the record as it is now unless this revision was announced already.
+  void remote_request(const std::string& id, Notes& n) {
+    auto r = store->get(id);
+    if (r && *r && !announced_already(id, (*r)->revision)) changed(**r, n);
+  }
+
+  void remote_change(const std::string& kind, const std::string& id) {
+    Notes n;
+    n.remote = true;
+    {
+      std::lock_guard lock(mu);
+      if (kind == "request" && !id.empty()) {
+        remote_request(id, n);
+      } else if (kind == "access" && !id.empty()) {
+        cache_dirty = true;
+        auto a = store->get_access(id);
+        if (a && *a && !announced_already(id, (*a)->revision)) changed(**a, n);
+      } else {  // changes may have been missed: every cache and every watched request
+        cache_dirty = true;
+        std::vector<std::string> ids;
+        for (const auto& [watched, token] : waiting_on)
+          if (std::find(ids.begin(), ids.end(), watched) == ids.end()) ids.push_back(watched);
+        for (const auto& watched : ids) remote_request(watched, n);
+      }
+    }
+    dispatch(n);
   }
 
   // Under cache_mu (exclusive).
@@ -317,9 +404,9 @@ struct Service::Impl {
       f.state = State::Approved;
       f.limit = kNoLimit;
       active = store->list_access(f);
+      // A grant that cannot be marked expired is past its expiry all the same (and is left out).
       if (active)
-        for (auto& a : *active)
-          if (auto e = expire_if_due(a, t, n); !e) active = tl::unexpected(e.error());
+        for (auto& a : *active) (void)expire_if_due(a, t, n);
     }
     // A store that cannot be read keeps the last grants (each still ends at its expiry) and is
     // asked again after the cache's maximum age, not on every statement.
@@ -334,9 +421,12 @@ struct Service::Impl {
 Service::Service(std::unique_ptr<Store> store, Settings settings) : impl_(std::make_unique<Impl>()) {
   impl_->store = std::move(store);
   impl_->settings = std::move(settings);
+  impl_->store->set_listener(
+      [im = impl_.get()](const std::string& kind, const std::string& id) { im->remote_change(kind, id); });
 }
 
-Service::~Service() = default;
+// The listener uses the rest of Impl: it stops before anything else goes.
+Service::~Service() { impl_->store->set_listener(nullptr); }
 
 const Settings& Service::settings() const { return impl_->settings; }
 
@@ -351,12 +441,13 @@ Result<Request> Service::submit(Request r) {
   r.votes.clear();
   r.decided_us = r.rerun_until_us = 0;
   r.closed_reason.clear();
+  r.revision = 0;
   r.approvals_required = std::max(1, r.approvals_required);
   if (r.match_key.empty()) r.match_key = match_key(r.statement, r.parameters);
   Impl::Notes n;
   {
     std::lock_guard lock(impl_->mu);
-    if (auto p = impl_->store->put(r); !p) return tl::unexpected(p.error());
+    if (auto p = impl_->save(r); !p) return tl::unexpected(p.error());
     impl_->changed(r, n);
   }
   impl_->dispatch(n);
@@ -394,26 +485,35 @@ tl::expected<Request, DecideError> Service::decide(const std::string& id, const 
   tl::expected<Request, DecideError> out;
   {
     std::lock_guard lock(impl_->mu);
-    const TimeUs t = impl_->now();
-    auto loaded = impl_->load(id, t, n);
-    if (!loaded) {
-      out = tl::unexpected(decide_error(DecideError::Kind::Store, loaded.error().message));
-    } else if (!*loaded) {
-      out = tl::unexpected(decide_error(DecideError::Kind::NotFound, "no request " + id));
-    } else {
+    // Another node may decide at the same moment: the loser reads again and is told why not.
+    for (int attempt = 1;; ++attempt) {
+      const TimeUs t = impl_->now();
+      auto loaded = impl_->load(id, t, n);
+      if (!loaded) {
+        out = tl::unexpected(decide_error(DecideError::Kind::Store, loaded.error().message));
+        break;
+      }
+      if (!*loaded) {
+        out = tl::unexpected(decide_error(DecideError::Kind::NotFound, "no request " + id));
+        break;
+      }
       Request& r = **loaded;
       auto vote = check_vote(r, "request " + id, reviewer, approve, comment, impl_->settings, t);
       if (!vote) {
         out = tl::unexpected(vote.error());
-      } else {
-        if (apply_vote(r, std::move(*vote), t) && r.state == State::Approved)
-          r.rerun_until_us = r.decided_us + TimeUs(impl_->settings.rerun_window.count()) * kUsPerSecond;
-        if (auto p = impl_->store->put(r); !p) {
-          out = tl::unexpected(decide_error(DecideError::Kind::Store, p.error().message));
-        } else {
-          impl_->changed(r, n);
-          out = r;
-        }
+        break;
+      }
+      if (apply_vote(r, std::move(*vote), t) && r.state == State::Approved)
+        r.rerun_until_us = r.decided_us + TimeUs(impl_->settings.rerun_window.count()) * kUsPerSecond;
+      auto p = impl_->save(r);
+      if (p) {
+        impl_->changed(r, n);
+        out = r;
+        break;
+      }
+      if (!conflict(p.error()) || attempt == kAttempts) {
+        out = tl::unexpected(decide_error(DecideError::Kind::Store, p.error().message));
+        break;
       }
     }
   }
@@ -426,20 +526,25 @@ Result<void> Service::cancel(const std::string& id, const std::string& why) {
   Result<void> out;
   {
     std::lock_guard lock(impl_->mu);
-    const TimeUs t = impl_->now();
-    auto loaded = impl_->load(id, t, n);
-    if (!loaded) {
-      out = tl::unexpected(loaded.error());
-    } else if (!*loaded) {
-      out = fail("", "no request " + id);
-    } else if (Request& r = **loaded; r.state == State::Pending) {
-      r.state = State::Cancelled;
-      r.decided_us = t;
-      r.closed_reason = why;
-      if (auto p = impl_->store->put(r); !p)
-        out = tl::unexpected(p.error());
-      else
-        impl_->changed(r, n);
+    for (int attempt = 1;; ++attempt) {
+      const TimeUs t = impl_->now();
+      auto loaded = impl_->load(id, t, n);
+      if (!loaded) {
+        out = tl::unexpected(loaded.error());
+      } else if (!*loaded) {
+        out = fail("", "no request " + id);
+      } else if (Request& r = **loaded; r.state == State::Pending) {
+        r.state = State::Cancelled;
+        r.decided_us = t;
+        r.closed_reason = why;
+        auto p = impl_->save(r);
+        if (!p && conflict(p.error()) && attempt < kAttempts) continue;  // decided elsewhere meanwhile?
+        if (!p)
+          out = tl::unexpected(p.error());
+        else
+          impl_->changed(r, n);
+      }
+      break;
     }
   }
   impl_->dispatch(n);
@@ -451,19 +556,24 @@ Result<bool> Service::consume(const std::string& id) {
   Result<bool> out = false;
   {
     std::lock_guard lock(impl_->mu);
-    auto loaded = impl_->load(id, impl_->now(), n);
-    if (!loaded) {
-      out = tl::unexpected(loaded.error());
-    } else if (*loaded && (*loaded)->state == State::Approved) {
-      Request& r = **loaded;
-      r.state = State::Consumed;
-      r.waiting = false;
-      if (auto p = impl_->store->put(r); !p) {
-        out = tl::unexpected(p.error());
-      } else {
-        impl_->changed(r, n);
-        out = true;
+    for (int attempt = 1;; ++attempt) {
+      auto loaded = impl_->load(id, impl_->now(), n);
+      if (!loaded) {
+        out = tl::unexpected(loaded.error());
+      } else if (*loaded && (*loaded)->state == State::Approved) {
+        Request& r = **loaded;
+        r.state = State::Consumed;
+        r.waiting = false;
+        auto p = impl_->save(r);
+        if (!p && conflict(p.error()) && attempt < kAttempts) continue;  // consumed elsewhere meanwhile?
+        if (!p) {
+          out = tl::unexpected(p.error());
+        } else {
+          impl_->changed(r, n);
+          out = true;
+        }
       }
+      break;
     }
   }
   impl_->dispatch(n);
@@ -482,24 +592,30 @@ Result<std::optional<Request>> Service::take_rerun(const std::string& subject, c
     f.requester = subject;
     f.target = target;
     f.match_key = key;
-    auto rs = impl_->store->list(f);
-    if (!rs) {
-      out = tl::unexpected(rs.error());
-    } else {
-      for (auto& r : *rs) {
-        // The filter's requester also matches emails: check the subject exactly.
-        if (r.state != State::Approved || r.requester.subject != subject || r.target != target ||
-            r.match_key != key || r.rerun_until_us < t || r.waiting)
-          continue;
-        r.state = State::Consumed;
-        if (auto p = impl_->store->put(r); !p) {
-          out = tl::unexpected(p.error());
-        } else {
-          impl_->changed(r, n);
-          out = std::optional<Request>{r};
+    for (int attempt = 1;; ++attempt) {
+      bool again = false;
+      auto rs = impl_->store->list(f);
+      if (!rs) {
+        out = tl::unexpected(rs.error());
+      } else {
+        for (auto& r : *rs) {
+          // The filter's requester also matches emails: check the subject exactly.
+          if (r.state != State::Approved || r.requester.subject != subject || r.target != target ||
+              r.match_key != key || r.rerun_until_us < t || r.waiting)
+            continue;
+          r.state = State::Consumed;
+          if (auto p = impl_->save(r); !p) {
+            again = conflict(p.error()) && attempt < kAttempts;  // taken elsewhere meanwhile?
+            out = tl::unexpected(p.error());
+          } else {
+            impl_->changed(r, n);
+            out = std::optional<Request>{r};
+          }
+          break;
         }
-        break;
       }
+      if (!again) break;
+      out = std::optional<Request>{};
     }
   }
   impl_->dispatch(n);
@@ -515,7 +631,7 @@ void Service::set_waiting(const std::string& id, bool waiting) {
       (*loaded)->waiting = waiting;
       // Best effort: the flag is information for reviewers (and keeps take_rerun off a request
       // a session is about to consume, which consume() settles anyway).
-      if (impl_->store->put(**loaded)) impl_->changed(**loaded, n);
+      if (impl_->save(**loaded)) impl_->changed(**loaded, n);
     }
   }
   impl_->dispatch(n);
@@ -573,9 +689,9 @@ void Service::unwatch(std::uint64_t token) {
   w->alive = false;
 }
 
-void Service::on_change(std::function<void(const Request*, const AccessRequest*)> fn) {
+void Service::on_change(std::function<void(const Request*, const AccessRequest*)> fn, Changes which) {
   std::lock_guard g(impl_->listeners_mu);
-  impl_->listeners.push_back(std::move(fn));
+  impl_->listeners.push_back(Impl::Listener{std::move(fn), which});
 }
 
 Result<AccessRequest> Service::request_access(AccessRequest a) {
@@ -596,11 +712,12 @@ Result<AccessRequest> Service::request_access(AccessRequest a) {
   a.decided_us = a.expires_us = a.revoked_us = 0;
   a.revoked_by.clear();
   a.revoke_reason.clear();
+  a.revision = 0;
   a.approvals_required = std::max(1, a.approvals_required);
   Impl::Notes n;
   {
     std::lock_guard lock(impl_->mu);
-    if (auto p = impl_->store->put_access(a); !p) return tl::unexpected(p.error());
+    if (auto p = impl_->save(a); !p) return tl::unexpected(p.error());
     impl_->changed(a, n);
   }
   impl_->dispatch(n);
@@ -613,26 +730,34 @@ tl::expected<AccessRequest, DecideError> Service::decide_access(const std::strin
   tl::expected<AccessRequest, DecideError> out;
   {
     std::lock_guard lock(impl_->mu);
-    const TimeUs t = impl_->now();
-    auto loaded = impl_->load_access(id, t, n);
-    if (!loaded) {
-      out = tl::unexpected(decide_error(DecideError::Kind::Store, loaded.error().message));
-    } else if (!*loaded) {
-      out = tl::unexpected(decide_error(DecideError::Kind::NotFound, "no access request " + id));
-    } else {
+    for (int attempt = 1;; ++attempt) {
+      const TimeUs t = impl_->now();
+      auto loaded = impl_->load_access(id, t, n);
+      if (!loaded) {
+        out = tl::unexpected(decide_error(DecideError::Kind::Store, loaded.error().message));
+        break;
+      }
+      if (!*loaded) {
+        out = tl::unexpected(decide_error(DecideError::Kind::NotFound, "no access request " + id));
+        break;
+      }
       AccessRequest& a = **loaded;
       auto vote = check_vote(a, "access request " + id, reviewer, approve, comment, impl_->settings, t);
       if (!vote) {
         out = tl::unexpected(vote.error());
-      } else {
-        if (apply_vote(a, std::move(*vote), t) && a.state == State::Approved)
-          a.expires_us = a.decided_us + a.duration_s * kUsPerSecond;
-        if (auto p = impl_->store->put_access(a); !p) {
-          out = tl::unexpected(decide_error(DecideError::Kind::Store, p.error().message));
-        } else {
-          impl_->changed(a, n);
-          out = a;
-        }
+        break;
+      }
+      if (apply_vote(a, std::move(*vote), t) && a.state == State::Approved)
+        a.expires_us = a.decided_us + a.duration_s * kUsPerSecond;
+      auto p = impl_->save(a);
+      if (p) {
+        impl_->changed(a, n);
+        out = a;
+        break;
+      }
+      if (!conflict(p.error()) || attempt == kAttempts) {
+        out = tl::unexpected(decide_error(DecideError::Kind::Store, p.error().message));
+        break;
       }
     }
   }
@@ -646,27 +771,32 @@ tl::expected<AccessRequest, DecideError> Service::revoke(const std::string& id, 
   tl::expected<AccessRequest, DecideError> out;
   {
     std::lock_guard lock(impl_->mu);
-    const TimeUs t = impl_->now();
-    auto loaded = impl_->load_access(id, t, n);
-    if (!loaded) {
-      out = tl::unexpected(decide_error(DecideError::Kind::Store, loaded.error().message));
-    } else if (!*loaded) {
-      out = tl::unexpected(decide_error(DecideError::Kind::NotFound, "no access request " + id));
-    } else if (AccessRequest& a = **loaded; a.state != State::Approved) {
-      out = tl::unexpected(decide_error(DecideError::Kind::NotPending, "access request " + id +
-                                                                           " is not an active grant (it is " +
-                                                                           std::string(state_name(a.state)) + ")"));
-    } else {
-      a.state = State::Cancelled;
-      a.revoked_by = by.display();
-      a.revoked_us = t;
-      a.revoke_reason = reason;
-      if (auto p = impl_->store->put_access(a); !p) {
-        out = tl::unexpected(decide_error(DecideError::Kind::Store, p.error().message));
+    for (int attempt = 1;; ++attempt) {
+      const TimeUs t = impl_->now();
+      auto loaded = impl_->load_access(id, t, n);
+      if (!loaded) {
+        out = tl::unexpected(decide_error(DecideError::Kind::Store, loaded.error().message));
+      } else if (!*loaded) {
+        out = tl::unexpected(decide_error(DecideError::Kind::NotFound, "no access request " + id));
+      } else if (AccessRequest& a = **loaded; a.state != State::Approved) {
+        out = tl::unexpected(decide_error(DecideError::Kind::NotPending, "access request " + id +
+                                                                             " is not an active grant (it is " +
+                                                                             std::string(state_name(a.state)) + ")"));
       } else {
-        impl_->changed(a, n);
-        out = a;
+        a.state = State::Cancelled;
+        a.revoked_by = by.display();
+        a.revoked_us = t;
+        a.revoke_reason = reason;
+        auto p = impl_->save(a);
+        if (!p && conflict(p.error()) && attempt < kAttempts) continue;
+        if (!p) {
+          out = tl::unexpected(decide_error(DecideError::Kind::Store, p.error().message));
+        } else {
+          impl_->changed(a, n);
+          out = a;
+        }
       }
+      break;
     }
   }
   impl_->dispatch(n);

@@ -310,13 +310,18 @@ void read_oidc(const Reader& r, const YAML::Node& n, Oidc& o) {
 
 void read_approvals(const Reader& r, const YAML::Node& n, Approvals& a) {
   r.allowed_keys(n, "approvals",
-                 {"store", "timeout", "rerun_window", "pending_ttl", "break_glass_groups", "max_grant", "webhooks",
-                  "on_grant_end"});
+                 {"store", "store_dsn", "store_dsn_env", "store_dsn_file", "timeout", "rerun_window", "pending_ttl",
+                  "break_glass_groups", "max_grant", "webhooks", "on_grant_end"});
   if (n["on_grant_end"])
     a.on_grant_end = r.choice<Approvals::OnGrantEnd>(n["on_grant_end"], "approvals.on_grant_end",
                                                      {{"end_session", Approvals::OnGrantEnd::EndSession},
                                                       {"keep_session", Approvals::OnGrantEnd::KeepSession}});
   if (n["store"]) a.store = beside(r.source(), r.str(n["store"], "approvals.store"));
+  if (n["store_dsn"] || n["store_dsn_env"] || n["store_dsn_file"]) {
+    if (n["store"]) r.fail_at(n["store"], "approvals.store", "give either store (SQLite) or store_dsn (PostgreSQL)");
+    a.store_dsn = secret_value(r, n, "approvals", "store_dsn");
+    if (a.store_dsn.empty()) r.fail_at(n, "approvals.store_dsn", "must not be empty");
+  }
   auto positive = [&](const char* key, Duration& out) {
     if (!n[key]) return;
     out = r.duration(n[key], std::string("approvals.") + key);

@@ -47,6 +47,7 @@ struct Webhook {
 // Held statements and just-in-time access (`approvals:`).
 struct Approvals {
   std::string store;                                  // SQLite file; default gatehouse-approvals.db beside the config
+  std::string store_dsn;                             // set: PostgreSQL shared by several nodes (libpq string), not `store`
   Duration timeout = std::chrono::minutes(5);         // how long a client waits for a decision
   Duration rerun_window = std::chrono::hours(1);      // approved after the client stopped waiting
   Duration pending_ttl = std::chrono::hours(24);
