@@ -50,6 +50,7 @@ Result<Response> request(const std::string& url, const Options& opt, Call&& call
   out.status = res->status;
   out.body = body.empty() ? res->body : std::move(body);
   out.content_type = res->get_header_value("Content-Type");
+  out.retry_after = res->get_header_value("Retry-After");
   return out;
 }
 
@@ -87,6 +88,12 @@ Result<Response> post_form(const std::string& url, const std::vector<std::pair<s
   for (const auto& [k, v] : form) params.emplace(k, v);
   return request(url, opt, [&](httplib::Client& cli, const std::string& path, const httplib::Headers& h,
                                const httplib::ContentReceiver&) { return cli.Post(path, h, params); });
+}
+
+Result<Response> post_body(const std::string& url, const std::string& body, const std::string& content_type,
+                           const Options& opt) {
+  return request(url, opt, [&](httplib::Client& cli, const std::string& path, const httplib::Headers& h,
+                               const httplib::ContentReceiver&) { return cli.Post(path, h, body, content_type); });
 }
 
 }  // namespace gh::identity::http

@@ -22,11 +22,16 @@ struct Response {
   int status = 0;
   std::string body;
   std::string content_type;
+  std::string retry_after;  // the Retry-After header as sent ("" when absent)
 };
 
 // Errors carry a message naming the URL and what failed (connect, TLS, timeout, too large).
 Result<Response> get(const std::string& url, const Options& opt = {});
 Result<Response> post_form(const std::string& url, const std::vector<std::pair<std::string, std::string>>& form,
+                           const Options& opt = {});
+// POSTs `body` as `content_type` (webhooks). Any status is a response; only transport failures
+// (connect, TLS, timeout) are errors.
+Result<Response> post_body(const std::string& url, const std::string& body, const std::string& content_type,
                            const Options& opt = {});
 
 // "https://idp.example.com:8443/a/b?c" -> {"https://idp.example.com:8443", "/a/b?c"}; error when
