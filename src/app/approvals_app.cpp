@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "approvals/webhooks.h"
 #include "audit/trail.h"
 #include "config/config.h"
 
@@ -27,6 +28,29 @@ void add_votes(std::vector<std::pair<std::string, std::string>>& f, const std::v
   if (!rejected.empty()) f.emplace_back("rejected_by", rejected);
   if (!break_glass.empty()) f.emplace_back("break_glass", break_glass);  // always flagged
   if (!votes.empty() && !votes.back().comment.empty()) f.emplace_back("comment", votes.back().comment);
+}
+
+std::shared_ptr<approvals::Notifier> open_webhooks(const config::Config& cfg) {
+  std::vector<approvals::WebhookTarget> targets;
+  for (const auto& w : cfg.approvals.webhooks) {
+    approvals::WebhookTarget t;
+    t.url = w.url;
+    t.secret = w.secret;
+    t.format = w.format == config::Webhook::Format::Slack ? approvals::WebhookTarget::Format::Slack
+                                                          : approvals::WebhookTarget::Format::Json;
+    targets.push_back(std::move(t));
+  }
+  approvals::NotifierOptions opt;
+  opt.log = [](approvals::NotifierOptions::Level level, const std::string& msg) {
+    static constexpr spdlog::level::level_enum kLevels[] = {spdlog::level::debug, spdlog::level::info,
+                                                            spdlog::level::warn, spdlog::level::err};
+    spdlog::log(kLevels[static_cast<int>(level)], "{}", msg);
+  };
+  for (const auto& t : targets)
+    spdlog::info("approvals: webhook {} ({}{})", t.url,
+                 t.format == approvals::WebhookTarget::Format::Slack ? "slack" : "json",
+                 t.secret.empty() ? ", unsigned" : ", signed");
+  return std::make_shared<approvals::Notifier>(std::move(targets), cfg.admin.public_url, std::move(opt));
 }
 
 }  // namespace
@@ -101,6 +125,14 @@ Result<std::unique_ptr<approvals::Service>> open_approvals(const config::Config&
     spdlog::info("approvals: store PostgreSQL (shared; changes announced with NOTIFY gatehouse_approvals)");
   } else {
     spdlog::info("approvals: store {}", cfg.approvals.store);
+  }
+  if (!cfg.approvals.webhooks.empty()) {
+    // The listener owns the Notifier, and the Service owns its listeners: the webhook threads
+    // live exactly as long as the Service (stopped when it is destroyed).
+    auto notifier = open_webhooks(cfg);
+    // Local: with a shared (PostgreSQL) store, each change is sent once, by the node that made it.
+    svc->on_change([notifier](const approvals::Request* r, const approvals::AccessRequest* a) { notifier->notify(r, a); },
+                   approvals::Service::Changes::Local);
   }
   return svc;
 }

@@ -1,6 +1,7 @@
 #pragma once
 // The approval service of a running proxy: its store from `approvals.store`, its settings from
-// the configuration, and every change of a request or grant recorded in the audit trail.
+// the configuration, every change of a request or grant recorded in the audit trail, and
+// notifications to `approvals.webhooks` (approvals/webhooks.h).
 #include <memory>
 
 #include "approvals/approvals.h"

@@ -52,6 +52,7 @@ Result<Response> request(const std::string& url, const Options& opt, Call&& call
   out.status = res->status;
   out.body = body.empty() ? res->body : std::move(body);
   out.content_type = res->get_header_value("Content-Type");
+  out.retry_after = res->get_header_value("Retry-After");
   return out;
 }
 
@@ -108,10 +109,13 @@ Result<Response> post_form(const std::string& url, const std::vector<std::pair<s
 }
 
 Result<Response> post_json(const std::string& url, const std::string& json_text, const Options& opt) {
+  return post_body(url, json_text, "application/json", opt);
+}
+
+Result<Response> post_body(const std::string& url, const std::string& body, const std::string& content_type,
+                           const Options& opt) {
   return request(url, opt, [&](httplib::Client& cli, const std::string& path, const httplib::Headers& h,
-                               const httplib::ContentReceiver&) {
-    return cli.Post(path, h, json_text, "application/json");
-  });
+                               const httplib::ContentReceiver&) { return cli.Post(path, h, body, content_type); });
 }
 
 }  // namespace gh::identity::http

@@ -24,6 +24,7 @@ struct Response {
   int status = 0;
   std::string body;
   std::string content_type;
+  std::string retry_after;  // the Retry-After header as sent ("" when absent)
 };
 
 // Errors carry a message naming the URL and what failed (connect, TLS, timeout, too large).
@@ -32,6 +33,10 @@ Result<Response> post_form(const std::string& url, const std::vector<std::pair<s
                            const Options& opt = {});
 // POST with a JSON body (`json_text`, sent as application/json). Any HTTP status is a Response.
 Result<Response> post_json(const std::string& url, const std::string& json_text, const Options& opt = {});
+// POSTs `body` as `content_type` (webhooks). Any status is a response; only transport failures
+// (connect, TLS, timeout) are errors.
+Result<Response> post_body(const std::string& url, const std::string& body, const std::string& content_type,
+                           const Options& opt = {});
 
 // "https://idp.example.com:8443/a/b?c" -> {"https://idp.example.com:8443", "/a/b?c"}; error when
 // the scheme is not http or https.
