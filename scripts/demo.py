@@ -10,6 +10,8 @@ Two people sign in at the provider (tests/oidc: oidc-provider on Node.js) with t
 Ana, an analyst, and Dan, a DBA — and an agent (etl-agent) gets tokens with client credentials.
 Their tokens are their database passwords; Gatehouse maps each identity to its own PostgreSQL
 login, and its policy gives the analyst and the DBA different decisions on the same statement.
+A bulk update (every row of a table) is held until a DBA approves it with `gatehouse approvals`,
+and the agent may write only while it holds a read_write grant a DBA approved (just-in-time access).
 
 Everything lives under one temp directory (PostgreSQL data and log, Gatehouse config and log,
 the provider's config and log, saved tokens); Ctrl-C (SIGINT), SIGTERM or SIGHUP stops Gatehouse,
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -28,8 +31,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,24 +68,35 @@ ANALYST, DBA = PEOPLE
 # PostgreSQL logins Gatehouse uses for them (created in the demo cluster; passwords random per run).
 ROLES = {
     "demo_dba": "all privileges on the demo tables",
-    "demo_analyst": "SELECT on the demo tables",
+    "demo_analyst": "SELECT on the demo tables, UPDATE on products",
     "demo_agent": "SELECT on orders, order_items, products",
+    "demo_agent_writer": "SELECT, INSERT, UPDATE on orders, order_items, products; with a read_write grant",
 }
 ROLE_GRANTS = [
     "GRANT ALL ON ALL TABLES IN SCHEMA public TO demo_dba",
     "GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO demo_dba",
     "GRANT CREATE ON SCHEMA public TO demo_dba",
     "GRANT SELECT ON ALL TABLES IN SCHEMA public TO demo_analyst",
+    # What the analyst's bulk update needs once a DBA approves it (the proxy holds it until then).
+    "GRANT UPDATE ON products TO demo_analyst",
     "GRANT SELECT ON orders, order_items, products TO demo_agent",
+    "GRANT SELECT, INSERT, UPDATE ON orders, order_items, products TO demo_agent_writer",
 ]
 # The same statement for both people: the analyst is refused by RESTRICTED_RULE, the DBA gets the row.
 PII_SQL = "SELECT full_name, national_id FROM customers WHERE id = 1"
 RESTRICTED_RULE = "restricted-pii-dba-only"
 WRITE_SQL = "UPDATE orders SET status = 'shipped' WHERE id = 7"
 READ_ONLY_RULE = "analysts-read-only"
+# A bulk update (every row, no WHERE): held until a DBA approves it (BULK_RULE), then run once.
+BULK_SQL = "UPDATE products SET price = price * 1.05"
+BULK_ROWS = 24  # demo/schema.sql: 24 products
+BULK_RULE = "bulk-updates-need-a-dba"
 AGENT_SQL = "SELECT status, count(*) FROM orders GROUP BY status ORDER BY status"
 AGENT_PII_SQL = "SELECT email FROM customers LIMIT 1"
 AGENT_PII_RULE = "agents-no-pii"
+AGENT_READ_ONLY_RULE = "agents-read-only"
+JIT_ROLE = "read_write"          # just-in-time access: the role an agent asks for (gatehouse request-access)
+AGENT_WRITE_SQL = "UPDATE orders SET status = 'delivered' WHERE id = 5"
 WHO_SQL = "SELECT session_user, current_setting('gatehouse.identity'), current_setting('gatehouse.identity_groups')"
 
 CHECK_SQL = ("SELECT id, full_name, email, national_id, card_number, "
@@ -204,17 +220,38 @@ RULES = [
      "message": "only the dba group may read or write customers.national_id and customers.card_number",
      "hint": "Leave those columns out (SELECT * reads them too), or ask a DBA."},
     {"name": READ_ONLY_RULE,
-     "when": {"groups": ["analyst"], "statements": ["write", "ddl"]},
+     "description": "Analysts read; the one write they may ask for is a bulk update, which a DBA approves "
+                    f"({BULK_RULE})",
+     # without_where: false = every statement but an UPDATE or DELETE of every row (those two are
+     # left to the bulk rules below).
+     "when": {"groups": ["analyst"], "statements": ["write", "ddl"], "without_where": False},
      "action": "deny",
      "message": "analysts have read-only access",
      "hint": "Ask a DBA to make the change."},
+    {"name": BULK_RULE,
+     "description": "Updating every row of a table in production is held until a DBA approves it",
+     "when": {"environment": "production", "statements": ["update"], "without_where": True},
+     "action": "review",
+     "message": "an UPDATE of every row of a table in production needs a DBA's approval",
+     "reviewers": {"groups": ["dba"], "approvals": 1}},
+    # Replaces the built-in guardrail of that name, which refuses whole-table UPDATEs too: here those
+    # go to review (above) and only whole-table DELETEs are refused.
+    {"name": BLOCKED_RULE,
+     "when": {"environment": "production", "statements": ["delete"], "without_where": True},
+     "action": "deny",
+     "message": "a DELETE without a WHERE clause (or with one that is always true) removes every row of the "
+                "table, and is not allowed in production",
+     "hint": "Add a WHERE clause that selects only the rows you mean to delete."},
     {"name": AGENT_PII_RULE,
      "when": {"identity_kind": "agent", "tags": ["pii"]},
      "action": "deny",
      "message": "agents may not read or write customers' personal data",
      "hint": "Query orders, order_items and products."},
-    {"name": "agents-read-only",
+    {"name": AGENT_READ_ONLY_RULE,
      "when": {"identity_kind": "agent", "statements": ["write", "ddl", "role", "call", "do"]},
+     # Just-in-time access: while the agent holds an approved read_write grant, this rule does not
+     # apply and the agent logs in as demo_agent_writer (backend_logins).
+     "requires_grant": JIT_ROLE,
      "action": "deny",
      "message": "agents may only read"},
 ]
@@ -229,6 +266,9 @@ def backend_logins(pg, role_passwords: dict[str, str] | None) -> list[dict]:
         # People from the OpenID Connect provider, by their groups; agents by their kind.
         {"when": {"groups": ["dba"]}, "user": "demo_dba", "password": pw["demo_dba"]},
         {"when": {"groups": ["analyst"]}, "user": "demo_analyst", "password": pw["demo_analyst"]},
+        # An agent with an active read_write grant (just-in-time access) writes as demo_agent_writer.
+        {"when": {"kinds": ["agent"], "grants": [JIT_ROLE]}, "user": "demo_agent_writer",
+         "password": pw["demo_agent_writer"]},
         {"when": {"kinds": ["agent"]}, "user": "demo_agent", "password": pw["demo_agent"]},
     ]
 
@@ -240,7 +280,13 @@ def gatehouse_config(pg: PgCluster, port: int, admin_port: int, audit_key: Path 
     config = {
         "listen": {"address": "127.0.0.1", "port": port},
         "threads": 2,
-        "admin": {"address": "127.0.0.1", "port": admin_port},
+        # The admin API (docs/api.md): people sign in with their OpenID Connect tokens; DBAs review
+        # held statements and access requests, everyone may ask for access.
+        "admin": {"address": "127.0.0.1", "port": admin_port, "public_url": f"http://127.0.0.1:{admin_port}",
+                  "roles": {"reviewer": ["dba"], "auditor": [], "admin": [], "requester": ["*"]}},
+        # Held statements wait up to 5 minutes; an approved one may be run again (once) within an
+        # hour, e.g. after `SET gatehouse.wait = off`. Requests are kept in a SQLite file beside the config.
+        "approvals": {"timeout": "5m", "rerun_window": "1h", "store": "approvals.db"},
         "limits": {"shutdown_timeout": "5s"},
         "log": {"level": "info", "format": "text"},
         "users": [{"name": u["name"], "password": hash_password(u["password"]), "groups": u["groups"]}
@@ -319,8 +365,17 @@ class OidcDemo:
     def whoami_cmd(self, gh: Gatehouse, person: dict) -> str:
         return f"{BINARY} whoami --config {gh.config_path} --token-file {self.token_file(person)}"
 
+    def approvals_cmd(self, gh: Gatehouse, person: dict, args: str) -> str:
+        """`gatehouse approvals ...` as `person` (the admin API's URL from the config's admin.public_url)."""
+        return (f"{BINARY} approvals {args} --config {gh.config_path} --token-file {self.token_file(person)}")
+
     def token_cmd(self) -> str:
         return f"{BINARY} token --issuer {self.issuer} --client-id {AGENT} --client-secret-file {self.secret_file}"
+
+    def request_access_cmd(self, gh: Gatehouse) -> str:
+        """The agent asks for just-in-time write access with its own (client-credentials) token."""
+        return (f"{BINARY} request-access --target {DATABASE} --role {JIT_ROLE} --for 1h "
+                f"--reason \"fix order 5\" --config {gh.config_path} --token $({self.token_cmd()})")
 
     def agent_psql_cmd(self, gh: Gatehouse, sql: str) -> str:
         return f"PGPASSWORD=$({self.token_cmd()}) psql \"{conninfo(gh, AGENT)}\" -c \"{sql}\""
@@ -372,6 +427,7 @@ def banner(base: Path, pg: PgCluster, gh: Gatehouse, od: OidcDemo | None) -> Non
     say(f"   config        {gh.config_path}")
     say(f"   proxy log     {gh.log_path}     (tail -f it to watch sessions)")
     say(f"   audit store   {gh.workdir / 'audit.db'}")
+    say(f"   approvals     {gh.workdir / 'approvals.db'}     (held statements, access requests, grants)")
     if od is not None:
         say(f"   OIDC provider {od.idp.log_path}")
         say(f"   saved tokens  {od.token_dir}")
@@ -396,6 +452,7 @@ def banner_oidc(gh: Gatehouse, od: OidcDemo) -> None:
             f"{p['role']} ({ROLES[p['role']]})")
     say(f"   {'agent':<12} {AGENT:<9} client secret {od.secret} (in {od.secret_file})")
     say(f"   {'':<12} {'':<9} {'':<14} {'':<8} demo_agent ({ROLES['demo_agent']})")
+    say(f"   {'':<12} {'':<9} {'':<14} {'':<8} demo_agent_writer ({ROLES['demo_agent_writer']})")
     say()
     for n, (p, outcome) in enumerate([
             (ANALYST, f"refused by rule {RESTRICTED_RULE}"),
@@ -420,6 +477,49 @@ def banner_oidc(gh: Gatehouse, od: OidcDemo) -> None:
     say(f"    (reading customers' personal data, e.g. \"{AGENT_PII_SQL}\", is refused by {AGENT_PII_RULE})")
     say(f"   {od.token_cmd()}")
     say(f"    (just prints an access token; paste it into `{BINARY} whoami --config {gh.config_path} --token TOKEN`)")
+    say()
+    banner_approvals(gh, od)
+
+
+# What --check and the interactive test put in place of the banner's placeholder.
+REQUEST_ID = "REQUEST_ID"
+
+
+def approve_cmd(gh: Gatehouse, od: OidcDemo, request_id: str = REQUEST_ID) -> str:
+    return od.approvals_cmd(gh, DBA, f"approve {request_id}") + ' --comment "ok"'
+
+
+def reject_cmd(gh: Gatehouse, od: OidcDemo, request_id: str = REQUEST_ID) -> str:
+    return od.approvals_cmd(gh, DBA, f"reject {request_id}") + ' --reason "not before the price review"'
+
+
+def no_wait_cmd(gh: Gatehouse, od: OidcDemo) -> str:
+    return od.psql_cmd(gh, ANALYST, "SET gatehouse.wait = off") + f' -c "{BULK_SQL}"'
+
+
+def banner_approvals(gh: Gatehouse, od: OidcDemo) -> None:
+    say(f" 4. A held statement: {ANALYST['name']}'s bulk update (every row, no WHERE) waits for a DBA's approval")
+    say(f"    (rule {BULK_RULE}). Terminal 1, as {ANALYST['id']}: psql prints a NOTICE with the request id")
+    say("    (apr_...) and waits, up to 5 minutes:")
+    say(f"   {od.psql_cmd(gh, ANALYST, BULK_SQL)}")
+    say(f"    Terminal 2, as {DBA['id']} (signed in in step 2; dba is the reviewer group): list the pending")
+    say(f"    requests, then approve, with {REQUEST_ID} = the apr_... id from terminal 1:")
+    say(f"   {od.approvals_cmd(gh, DBA, 'list --state pending')}")
+    say(f"   {approve_cmd(gh, od)}")
+    say(f"    Terminal 1 then prints UPDATE {BULK_ROWS}: the statement ran once, as submitted. Instead of approving,")
+    say(f"    reject it (terminal 1 gets an ERROR with {DBA['id']}'s name and the reason):")
+    say(f"   {reject_cmd(gh, od)}")
+    say("    Not waiting: with gatehouse.wait off the UPDATE returns at once (SQLSTATE RV001, the request id);")
+    say("    once it is approved, run the same UPDATE again within an hour and it runs, once:")
+    say(f"   {no_wait_cmd(gh, od)}")
+    say("    One request in detail (who asked, the statement, the votes, its state):")
+    say(f"   {od.approvals_cmd(gh, DBA, 'show ' + REQUEST_ID)}")
+    say()
+    say(f" 5. Just-in-time access: the agent may only read ({AGENT_READ_ONLY_RULE}) unless it holds a {JIT_ROLE} grant.")
+    say(f"    It asks for one (this prints an acc_... id); {DBA['id']} approves it with the approve line above,")
+    say(f"    {REQUEST_ID} = the acc_... id; then the agent's writes run, as demo_agent_writer, for the hour:")
+    say(f"   {od.request_access_cmd(gh)}")
+    say(f"   {od.agent_psql_cmd(gh, AGENT_WRITE_SQL)}")
     say()
 
 
@@ -608,6 +708,189 @@ def check_oidc(gh: Gatehouse, od: OidcDemo) -> None:
         raise RuntimeError(f"{ANALYST['id']}'s refusal is not in the audit trail: {r.stdout}{r.stderr}")
 
 
+class Background:
+    """One of the banner's command lines running in the background (a person's terminal 1): its stderr
+    is read as it comes, so that a NOTICE can be waited for while the command still runs."""
+
+    def __init__(self, cmd: str):
+        self.proc = subprocess.Popen(["/bin/sh", "-c", cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, start_new_session=True,
+                                     env=dict(os.environ, PGCONNECT_TIMEOUT="15", PSQLRC="/dev/null"))
+        self.err: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self.err.append(line.rstrip("\n"))
+
+    def wait_for(self, pattern: str, timeout: float = 30) -> re.Match:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for line in list(self.err):
+                if m := re.search(pattern, line):
+                    return m
+            if self.proc.poll() is not None and not self._reader.is_alive():
+                break
+            time.sleep(0.1)
+        raise RuntimeError(f"no line matching {pattern!r} from the command; its stderr: {self.err}")
+
+    def finish(self, timeout: float = 60) -> subprocess.CompletedProcess:
+        try:
+            out = self.proc.stdout.read() if self.proc.wait(timeout) is not None else ""
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            raise RuntimeError(f"the command did not finish within {timeout:.0f} s; its stderr: {self.err}")
+        self._reader.join(5)
+        return subprocess.CompletedProcess(self.proc.args, self.proc.returncode, out, "\n".join(self.err))
+
+
+HELD = r"statement held for approval: request (apr_[A-Za-z0-9]+) "
+
+
+def check_approvals(gh: Gatehouse, od: OidcDemo) -> None:
+    """The banner's held statement: the analyst's bulk update waits in the background until the DBA
+    approves it with the printed CLI line; then it runs once and the rows really change."""
+    price_sql = "SELECT price FROM products WHERE id = 1"
+    r = run_shell(od.psql_cmd(gh, DBA, price_sql) + " -X -A -t")
+    if r.returncode != 0:
+        raise RuntimeError(f"reading a price failed: {r.stderr}")
+    before = Decimal(r.stdout.strip())
+
+    cmd = od.psql_cmd(gh, ANALYST, BULK_SQL)
+    say(f"$ {cmd} &    # must be held by {BULK_RULE} until {DBA['id']} approves")
+    held = Background(cmd)
+    request_id = held.wait_for(HELD).group(1)
+    hint = held.wait_for(r"HINT:  ")
+    for line in held.err:
+        say("     " + line)
+    if f"rule \"{BULK_RULE}\"" not in "\n".join(held.err) or \
+            f"gatehouse approvals approve {request_id}" not in hint.string:
+        raise RuntimeError(f"the hold notice does not name {BULK_RULE} and how to approve: {held.err}")
+    if held.proc.poll() is not None:
+        raise RuntimeError(f"psql did not wait for the approval: exit {held.proc.returncode}")
+
+    cmd = od.approvals_cmd(gh, DBA, "list --state pending")
+    say(f"$ {cmd}")
+    r = run_shell(cmd)
+    show(r)
+    if r.returncode != 0 or request_id not in r.stdout:
+        raise RuntimeError(f"{DBA['id']} does not see {request_id} in the pending requests")
+    cmd = approve_cmd(gh, od, request_id)
+    say(f"$ {cmd}")
+    r = run_shell(cmd)
+    show(r)
+    if r.returncode != 0:
+        raise RuntimeError(f"{DBA['id']} could not approve {request_id}")
+
+    r = held.finish()
+    say(f"  the held psql -> exit {r.returncode}")
+    for line in r.stdout.splitlines():
+        say("     " + line)
+    if r.returncode != 0 or f"UPDATE {BULK_ROWS}" not in r.stdout:
+        raise RuntimeError(f"the approved UPDATE did not run: {r.stdout}{r.stderr}")
+    r = run_shell(od.psql_cmd(gh, DBA, price_sql) + " -X -A -t")
+    after = Decimal(r.stdout.strip())
+    say(f"  products.id=1 price: {before} -> {after}")
+    if after != (before * Decimal("1.05")).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP):
+        raise RuntimeError(f"the price did not change as the UPDATE says: {before} -> {after}")
+
+    # Rejected instead: the waiting psql gets an ERROR with the reviewer's name and reason.
+    cmd = od.psql_cmd(gh, ANALYST, BULK_SQL)
+    say(f"$ {cmd} &    # held again; {DBA['id']} rejects it this time")
+    held = Background(cmd)
+    rejected_id = held.wait_for(HELD).group(1)
+    cmd = reject_cmd(gh, od, rejected_id)
+    say(f"$ {cmd}")
+    r = run_shell(cmd)
+    show(r)
+    if r.returncode != 0:
+        raise RuntimeError(f"{DBA['id']} could not reject {rejected_id}")
+    r = held.finish()
+    say(f"  the held psql -> exit {r.returncode}")
+    for line in r.stderr.splitlines():
+        say("     " + line)
+    if r.returncode == 0 or f"rejected by {DBA['email']}: not before the price review" not in r.stderr:
+        raise RuntimeError(f"the rejected statement's ERROR does not name {DBA['email']} and the reason")
+
+    # Not waiting: refused at once with the request id (RV001); approved, the same line runs it once.
+    cmd = no_wait_cmd(gh, od)
+    say(f"$ {cmd}    # must return at once, the request open")
+    r = run_shell(cmd + " -X -v VERBOSITY=verbose")
+    show(r)
+    m = re.search(r"request (apr_[A-Za-z0-9]+) is open; the statement was not run", r.stderr)
+    if r.returncode == 0 or not m or "RV001" not in r.stderr:
+        raise RuntimeError("with gatehouse.wait off the UPDATE did not return at once with RV001 and the request id")
+    rerun_id = m.group(1)
+    cmd = approve_cmd(gh, od, rerun_id)
+    say(f"$ {cmd}")
+    r = run_shell(cmd)
+    show(r)
+    if r.returncode != 0:
+        raise RuntimeError(f"{DBA['id']} could not approve {rerun_id}")
+    cmd = no_wait_cmd(gh, od)
+    say(f"$ {cmd}    # approved: runs now, once")
+    r = run_shell(cmd)
+    show(r)
+    if r.returncode != 0 or f"UPDATE {BULK_ROWS}" not in r.stdout:
+        raise RuntimeError(f"the approved {rerun_id} did not run when the UPDATE was run again")
+
+    # The requests, decisions and the runs are in the audit trail.
+    want = {request_id: {"pending", "approved", "consumed"}, rejected_id: {"pending", "rejected"},
+            rerun_id: {"pending", "approved", "consumed"}}
+    deadline = time.time() + 10
+    while True:
+        r = subprocess.run([str(BINARY), "audit", "search", "--config", str(gh.config_path), "--format", "jsonl"],
+                           capture_output=True, text=True, timeout=30)
+        records = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+        approvals = [rec for rec in records if rec.get("type") == "approval"]
+        states = {rid: {rec.get("fields", {}).get("state") for rec in approvals if rid in json.dumps(rec)}
+                  for rid in want}
+        if all(want[rid] <= states[rid] for rid in want) or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    say(f"gatehouse audit search --format jsonl -> {len(approvals)} approval record(s)")
+    for rid in want:
+        say(f"  {rid}: {', '.join(sorted(str(s) for s in states[rid]))}")
+    if not all(want[rid] <= states[rid] for rid in want):
+        raise RuntimeError(f"the approval records are not in the audit trail: {approvals}")
+
+
+def check_jit(gh: Gatehouse, od: OidcDemo) -> None:
+    """Just-in-time access as the banner prints it: the agent's write is refused, it asks for a
+    read_write grant, the DBA approves it with the printed approve line, and the write runs."""
+    cmd = od.agent_psql_cmd(gh, AGENT_WRITE_SQL)
+    say(f"$ {cmd}    # must be refused by {AGENT_READ_ONLY_RULE} (no grant yet)")
+    r = run_shell(cmd)
+    show(r)
+    if r.returncode == 0 or f'Denied by rule "{AGENT_READ_ONLY_RULE}"' not in r.stderr:
+        raise RuntimeError(f"the agent's write was not refused by {AGENT_READ_ONLY_RULE}")
+    cmd = od.request_access_cmd(gh)
+    say(f"$ {cmd}")
+    r = run_shell(cmd)
+    show(r)
+    m = re.search(r"\b(acc_[A-Za-z0-9]+)\b", r.stdout + r.stderr)
+    if r.returncode != 0 or not m:
+        raise RuntimeError("the agent's access request was not made")
+    cmd = approve_cmd(gh, od, m.group(1))
+    say(f"$ {cmd}")
+    r = run_shell(cmd)
+    show(r)
+    if r.returncode != 0:
+        raise RuntimeError(f"{DBA['id']} could not approve {m.group(1)}")
+    cmd = od.agent_psql_cmd(gh, AGENT_WRITE_SQL)
+    say(f"$ {cmd}    # must run now, as demo_agent_writer")
+    r = run_shell(cmd)
+    show(r)
+    if r.returncode != 0 or "UPDATE 1" not in r.stdout:
+        raise RuntimeError("the agent's write did not run with the grant")
+    r = run_shell(od.agent_psql_cmd(gh, "SELECT session_user") + " -X -A -t")
+    say(f"  the agent's database login now: {r.stdout.strip()}")
+    if r.stdout.strip() != "demo_agent_writer":
+        raise RuntimeError(f"with the grant the agent does not log in as demo_agent_writer: {r.stdout}{r.stderr}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--check", action="store_true",
@@ -665,6 +948,8 @@ def main() -> int:
             check(pg, gh)
             if od is not None:
                 check_oidc(gh, od)
+                check_approvals(gh, od)
+                check_jit(gh, od)
             say("demo check: OK")
         else:
             banner(base, pg, gh, od)

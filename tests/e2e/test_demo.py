@@ -1,11 +1,12 @@
 """`make demo` stays working: its non-interactive check starts PostgreSQL with the sample PII
 schema, a real OpenID Connect provider and Gatehouse, runs the banner's scenarios through the
 proxy (static users, an analyst and a DBA signed in with the device flow, an agent with client
-credentials), and cleans up. The interactive demo's printed commands work as printed, and Ctrl-C
-stops everything."""
+credentials, a bulk update held until the DBA approves it, just-in-time access for the agent), and
+cleans up. The interactive demo's printed commands work as printed, and Ctrl-C stops everything."""
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import signal
 import socket
@@ -49,6 +50,27 @@ def test_demo_check():
     # The agent's client-credentials token works with plain psql, within its rules.
     assert "(6 rows)" in out and 'Denied by rule "agents-no-pii"' in out
     assert "1 of ana by restricted-pii-dba-only" in out
+    # The analyst's bulk update is held (psql waits), the DBA approves it with the printed CLI line,
+    # and it runs once; rejected, psql gets the DBA's name and reason; with gatehouse.wait off it
+    # returns at once (RV001), and once approved the same line runs it.
+    m = re.search(r'NOTICE:  statement held for approval: request (apr_[a-z0-9]+) \(rule "bulk-updates-need-a-dba"\); '
+                  r"waiting up to 5 min for a member of dba \(1 approval\)", out)
+    assert m, out
+    rid = m.group(1)
+    assert f"or with `gatehouse approvals approve {rid}`; Ctrl-C cancels the request" in out
+    assert re.search(rf"{rid}  statement  pending  ana@example.com  app", out), out
+    assert f"approve {rid} --config " in out and f"approved {rid}: now approved" in out
+    assert "  the held psql -> exit 0\n     UPDATE 24\n" in out
+    assert "products.id=1 price: 18.50 -> 19.43" in out
+    assert "ERROR:  RV001: approval required by rule \"bulk-updates-need-a-dba\": request apr_" in out
+    assert re.search(r"rejected apr_[a-z0-9]+: now rejected", out), out
+    assert "statement rejected by dan@example.com: not before the price review" in out
+    assert "# approved: runs now, once\n  -> exit 0\n     SET\n     UPDATE 24\n" in out
+    assert f"  {rid}: approved, consumed, pending\n" in out
+    # Just-in-time access: the agent's write is refused until the DBA approves its read_write grant.
+    assert 'Denied by rule "agents-read-only": agents may only read. It needs an active access grant' in out
+    assert re.search(r"approved acc_[a-z0-9]+: now approved, granted until ", out), out
+    assert "the agent's database login now: demo_agent_writer" in out
     assert "==> stopping the OpenID Connect provider" in out
     assert not removed_dir(out).exists()
 
@@ -155,6 +177,35 @@ def test_interactive_demo_commands_work_as_printed_and_ctrl_c_stops_everything(t
 
         r = _shell(command("PGPASSWORD=$(", "user=etl-agent", "GROUP BY status"))
         assert r.returncode == 0 and "(6 rows)" in r.stdout, r.stdout + r.stderr
+        # The held statement, as the banner prints it: terminal 1 (ana) waits, terminal 2 (dan) lists
+        # the pending requests and approves; terminal 1 then gets the UPDATE's result.
+        held = subprocess.Popen(["/bin/sh", "-c", command(" psql app ", "tokens/ana.json", '-- -c "UPDATE products')],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                env=dict(os.environ, PSQLRC="/dev/null", PGCONNECT_TIMEOUT="15"))
+        try:
+            notice = held.stderr.readline()
+            m = re.search(r"statement held for approval: request (apr_[a-z0-9]+) ", notice)
+            assert m, notice
+            rid = m.group(1)
+            r = _shell(command(" approvals list ", "tokens/dan.json"))
+            assert r.returncode == 0 and rid in r.stdout and "pending" in r.stdout, r.stdout + r.stderr
+            assert held.poll() is None  # still waiting
+            r = _shell(command(" approvals approve REQUEST_ID ", "tokens/dan.json").replace("REQUEST_ID", rid))
+            assert r.returncode == 0 and f"approved {rid}" in r.stdout, r.stdout + r.stderr
+            out, err = held.communicate(timeout=60)
+        finally:
+            if held.poll() is None:
+                os.killpg(held.pid, signal.SIGKILL)
+                held.wait()
+        assert held.returncode == 0 and "UPDATE 24" in out, out + err
+        r = _shell(command(" approvals show REQUEST_ID").replace("REQUEST_ID", rid))
+        assert r.returncode == 0 and "consumed" in r.stdout, r.stdout + r.stderr
+        # Not waiting: refused at once with the request id; the printed reject line closes it.
+        r = _shell(command("SET gatehouse.wait = off", "tokens/ana.json"))
+        m = re.search(r"request (apr_[a-z0-9]+) is open; the statement was not run", r.stderr)
+        assert r.returncode != 0 and m, r.stdout + r.stderr
+        r = _shell(command(" approvals reject REQUEST_ID ", "tokens/dan.json").replace("REQUEST_ID", m.group(1)))
+        assert r.returncode == 0 and f"rejected {m.group(1)}" in r.stdout, r.stdout + r.stderr
         for static in ("alice", "bob"):
             r = _shell(command(f"user={static}\"") + " -X -A -t -c 'SELECT session_user'")
             assert r.returncode == 0 and r.stdout.strip() == "postgres", r.stdout + r.stderr
