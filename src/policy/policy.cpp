@@ -171,10 +171,16 @@ Result<Policy> Policy::build(PolicySpec spec) {
     p.target_guardrails_.push_back(mask);
   }
   p.rules_ = std::move(spec.rules);
-  for (const auto& r : p.rules_) p.uses_grants_ = p.uses_grants_ || !r.requires_grant.empty();
+  for (const auto& r : p.rules_) {
+    p.uses_grants_ = p.uses_grants_ || !r.requires_grant.empty();
+    p.may_review_ = p.may_review_ || (r.action == Action::Review && !r.audit_only);
+  }
   p.classification_ = std::move(spec.classification);
   p.settings_ = spec.settings;
   p.targets_ = std::move(spec.targets);
+  p.may_review_ = p.may_review_ || p.settings_.unknown_action == Action::Review ||
+                  p.settings_.default_action == Action::Review;
+  for (const auto& t : p.targets_) p.may_review_ = p.may_review_ || t.default_action == Action::Review;
   return p;
 }
 

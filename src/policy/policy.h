@@ -68,6 +68,9 @@ class Policy {
   const std::vector<Rule>& rules() const { return rules_; }
   // True when some rule has requires_grant: only then do callers need to look grants up.
   bool uses_grants() const { return uses_grants_; }
+  // False when no decision can be review (no review rule, no review default or unknown action):
+  // then the proxy need not look for statements to hold.
+  bool may_review() const { return may_review_; }
   const std::vector<ClassificationEntry>& classification() const { return classification_; }
   const Settings& settings() const { return settings_; }
   const std::vector<TargetSettings>& targets() const { return targets_; }
@@ -82,6 +85,7 @@ class Policy {
 
   std::vector<Rule> rules_;  // the user's rules, in file order
   bool uses_grants_ = false;
+  bool may_review_ = false;
   std::vector<ClassificationEntry> classification_;
   std::vector<TagSet> classification_tags_;  // interned tags per classification entry
   std::vector<std::string> tag_names_;       // interned tag -> name

@@ -342,3 +342,20 @@ def test_an_agent_gets_just_in_time_access_until_the_grant_ends(pg, user_hashes,
         assert balance(pg, 8) == 88
     finally:
         p.stop()
+
+
+def test_the_link_in_the_notice_says_how_to_decide(proxy, tokens):
+    held = HeldPsql(proxy, "alice@example.com", tokens["alice"], "UPDATE appr_accounts SET balance = 3 WHERE id = 9")
+    text = "".join(held.stderr_lines)
+    for _ in range(4):  # the notice's DETAIL and HINT lines follow it
+        if "HINT:" in text:
+            break
+        text += held.proc.stderr.readline()
+    link = re.search(r"approve at (http://\S+)", text)
+    assert link, held.stderr_lines
+    with urllib.request.urlopen(link.group(1), timeout=10) as r:
+        page = r.read().decode()
+        assert r.headers["Content-Security-Policy"] == "default-src 'none'"
+    assert f"gatehouse approvals approve {held.request_id}" in page
+    api(proxy, "POST", f"/api/v1/approvals/{held.request_id}/reject", tokens["bob"], {"reason": "test over"})
+    held.finish()
