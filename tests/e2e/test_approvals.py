@@ -359,3 +359,28 @@ def test_the_link_in_the_notice_says_how_to_decide(proxy, tokens):
     assert f"gatehouse approvals approve {held.request_id}" in page
     api(proxy, "POST", f"/api/v1/approvals/{held.request_id}/reject", tokens["bob"], {"reason": "test over"})
     held.finish()
+
+
+def test_pending_requests_survive_a_restart_and_held_clients_get_a_clear_error(pg, user_hashes, oidc, schema, tokens,
+                                                                             tmp_path):
+    cfg = approvals_config(pg, user_hashes, oidc, tmp_path)
+    p = Gatehouse(cfg, workdir=tmp_path).start()
+    sql = "UPDATE appr_accounts SET balance = 77 WHERE id = 10"
+    held = HeldPsql(p, "alice@example.com", tokens["alice"], sql)
+    p.stop()  # SIGTERM: the held session is ended, the request stays open
+    rc, out, err = held.finish()
+    assert rc != 0 and "proxy is shutting down" in err, err
+    p = Gatehouse(cfg, workdir=tmp_path).start()
+    try:
+        status, req = api(p, "GET", f"/api/v1/approvals/{held.request_id}", tokens["bob"])
+        assert status == 200 and req["state"] == "pending", req
+        status, body = api(p, "POST", f"/api/v1/approvals/{held.request_id}/approve", tokens["bob"], {})
+        assert status == 200, body
+        env = dict(os.environ, PGPASSWORD=tokens["alice"], PGSSLMODE="disable")
+        r = subprocess.run(["psql", "-X", "-h", "127.0.0.1", "-p", str(p.port), "-U", "alice@example.com", "-d", "app",
+                            "-c", sql],
+                           capture_output=True, text=True, env=env, timeout=30)
+        assert r.returncode == 0, r.stderr  # approved after the client left: runs once within the window
+        assert balance(pg, 10) == 77
+    finally:
+        p.stop()

@@ -321,3 +321,59 @@ TEST(OidcClaims, ConfiguredAgentRulesAndMissingSubject) {
 
 }  // namespace
 }  // namespace gh::identity
+
+namespace gh::identity {
+namespace {
+
+TEST(OidcIssuers, EachTokenIsCheckedWithItsOwnIssuersKeysAndRules) {
+  IssuerConfig okta, kc;
+  okta.issuer = "https://acme.okta.com";
+  okta.audiences = {"api://gatehouse"};
+  kc.issuer = "https://kc.example.com/realms/acme";
+  kc.audiences = {"gatehouse"};
+  kc.groups_claims = {"realm_access.roles"};
+  auto set_of = [](EVP_PKEY* key, const char* kid) {
+    auto s = jose::parse_jwks(
+        jose::testing::Json{{"keys", jose::testing::Json::array({jose::testing::with_kid(jose::testing::public_jwk(key), kid)})}}
+            .dump());
+    return std::make_shared<const jose::JwkSet>(std::move(*s));
+  };
+  auto okta_keys = set_of(jose::testing::rsa_a(), "o1");
+  auto kc_keys = set_of(jose::testing::p256_a(), "k1");
+  KeyLookup keys = [&](const std::string& iss) {
+    return iss == okta.issuer ? okta_keys : iss == kc.issuer ? kc_keys : nullptr;
+  };
+  const auto now = Clock::time_point(std::chrono::seconds(1'800'000'000));
+  auto token = [](const jose::testing::Json& h, const jose::testing::Json& p, const char* alg, EVP_PKEY* k) {
+    std::string in = base64url_encode(h.dump()) + "." + base64url_encode(p.dump());
+    return in + "." + base64url_encode(jose::testing::sign(alg, k, in));
+  };
+  const jose::testing::Json okta_claims = {{"iss", okta.issuer}, {"aud", "api://gatehouse"}, {"sub", "00u1"},
+                                           {"exp", 1'800'000'600}, {"groups", {"analysts"}}};
+  const jose::testing::Json kc_claims = {{"iss", kc.issuer},  {"aud", "gatehouse"},
+                                         {"sub", "f:1:bob"},  {"exp", 1'800'000'600},
+                                         {"realm_access", {{"roles", {"dba"}}}}};
+  auto a = verify_token(token({{"alg", "RS256"}, {"kid", "o1"}}, okta_claims, "RS256", jose::testing::rsa_a()),
+                        {okta, kc}, keys, now);
+  ASSERT_TRUE(a) << a.error().message;
+  EXPECT_EQ(a->issuer, okta.issuer);
+  EXPECT_EQ(a->identity.groups, std::vector<std::string>{"analysts"});
+  auto b = verify_token(token({{"alg", "ES256"}, {"kid", "k1"}}, kc_claims, "ES256", jose::testing::p256_a()),
+                        {okta, kc}, keys, now);
+  ASSERT_TRUE(b) << b.error().message;
+  EXPECT_EQ(b->identity.groups, std::vector<std::string>{"dba"});
+  // A token of one issuer signed with the other issuer's key (same kid name or not) is refused,
+  // and one issuer's audience does not open the other.
+  auto c = verify_token(token({{"alg", "ES256"}, {"kid", "k1"}}, okta_claims, "ES256", jose::testing::p256_a()),
+                        {okta, kc}, keys, now);
+  EXPECT_FALSE(c);
+  auto wrong_aud = kc_claims;
+  wrong_aud["aud"] = "api://gatehouse";
+  auto d = verify_token(token({{"alg", "ES256"}, {"kid", "k1"}}, wrong_aud, "ES256", jose::testing::p256_a()),
+                        {okta, kc}, keys, now);
+  ASSERT_FALSE(d);
+  EXPECT_EQ(d.error().kind, TokenError::Kind::Audience);
+}
+
+}  // namespace
+}  // namespace gh::identity
