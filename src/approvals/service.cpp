@@ -286,10 +286,16 @@ struct Service::Impl {
     return true;
   }
 
+  Result<std::optional<Request>> fetch(const std::string& id, const Request*) { return store->get(id); }
+  Result<std::optional<AccessRequest>> fetch(const std::string& id, const AccessRequest*) {
+    return store->get_access(id);
+  }
+
   // Reads a record, expiring it when due; read again when another node changed it meanwhile.
-  Result<std::optional<Request>> load(const std::string& id, TimeUs t, Notes& n) {
+  template <class R>
+  Result<std::optional<R>> load_record(const std::string& id, TimeUs t, Notes& n) {
     for (int attempt = 1;; ++attempt) {
-      auto r = store->get(id);
+      auto r = fetch(id, static_cast<const R*>(nullptr));
       if (!r || !*r) return r;
       auto e = expire_if_due(**r, t, n);
       if (e) return r;
@@ -297,14 +303,11 @@ struct Service::Impl {
     }
   }
 
+  Result<std::optional<Request>> load(const std::string& id, TimeUs t, Notes& n) {
+    return load_record<Request>(id, t, n);
+  }
   Result<std::optional<AccessRequest>> load_access(const std::string& id, TimeUs t, Notes& n) {
-    for (int attempt = 1;; ++attempt) {
-      auto a = store->get_access(id);
-      if (!a || !*a) return a;
-      auto e = expire_if_due(**a, t, n);
-      if (e) return a;
-      if (!conflict(e.error()) || attempt == kAttempts) return tl::unexpected(e.error());
-    }
+    return load_record<AccessRequest>(id, t, n);
   }
 
   Result<void> sweep(TimeUs t, Notes& n) {
@@ -329,6 +332,45 @@ struct Service::Impl {
         if (auto e = expire_if_due(a, t, n); !e && !conflict(e.error())) return tl::unexpected(e.error());
     }
     return {};
+  }
+
+  // Runs `f(notes)` under mu, then announces what it noted (without the lock).
+  template <class F>
+  auto with_lock(F&& f) {
+    Notes n;
+    std::unique_lock lock(mu);
+    auto out = f(n);
+    lock.unlock();
+    dispatch(n);
+    return out;
+  }
+
+  // One reviewer's vote on a statement review or an access request (`what`: "request" or
+  // "access request"); `on_approved` completes a record the vote approved. Another node may
+  // decide at the same moment: the loser reads again and is told why not.
+  template <class R, class OnApproved>
+  tl::expected<R, DecideError> decide(const std::string& id, std::string_view what, const Person& reviewer,
+                                      bool approve, const std::string& comment, OnApproved on_approved) {
+    return with_lock([&](Notes& n) -> tl::expected<R, DecideError> {
+      for (int attempt = 1;; ++attempt) {
+        const TimeUs t = now();
+        auto loaded = load_record<R>(id, t, n);
+        if (!loaded) return tl::unexpected(decide_error(DecideError::Kind::Store, loaded.error().message));
+        if (!*loaded)
+          return tl::unexpected(decide_error(DecideError::Kind::NotFound, "no " + std::string(what) + " " + id));
+        R& r = **loaded;
+        auto vote = check_vote(r, std::string(what) + " " + id, reviewer, approve, comment, settings, t);
+        if (!vote) return tl::unexpected(vote.error());
+        if (apply_vote(r, std::move(*vote), t) && r.state == State::Approved) on_approved(r);
+        auto p = save(r);
+        if (p) {
+          changed(r, n);
+          return r;
+        }
+        if (!conflict(p.error()) || attempt == kAttempts)
+          return tl::unexpected(decide_error(DecideError::Kind::Store, p.error().message));
+      }
+    });
   }
 
   // ---- without any lock held
@@ -455,70 +497,21 @@ Result<Request> Service::submit(Request r) {
 }
 
 Result<std::optional<Request>> Service::get(const std::string& id) {
-  Impl::Notes n;
-  Result<std::optional<Request>> r;
-  {
-    std::lock_guard lock(impl_->mu);
-    r = impl_->load(id, impl_->now(), n);
-  }
-  impl_->dispatch(n);
-  return r;
+  return impl_->with_lock([&](Impl::Notes& n) { return impl_->load(id, impl_->now(), n); });
 }
 
 Result<std::vector<Request>> Service::list(const Filter& f) {
-  Impl::Notes n;
-  Result<std::vector<Request>> rs;
-  {
-    std::lock_guard lock(impl_->mu);
-    if (auto s = impl_->sweep(impl_->now(), n); !s)
-      rs = tl::unexpected(s.error());
-    else
-      rs = impl_->store->list(f);
-  }
-  impl_->dispatch(n);
-  return rs;
+  return impl_->with_lock([&](Impl::Notes& n) -> Result<std::vector<Request>> {
+    if (auto s = impl_->sweep(impl_->now(), n); !s) return tl::unexpected(s.error());
+    return impl_->store->list(f);
+  });
 }
 
 tl::expected<Request, DecideError> Service::decide(const std::string& id, const Person& reviewer, bool approve,
                                                    const std::string& comment) {
-  Impl::Notes n;
-  tl::expected<Request, DecideError> out;
-  {
-    std::lock_guard lock(impl_->mu);
-    // Another node may decide at the same moment: the loser reads again and is told why not.
-    for (int attempt = 1;; ++attempt) {
-      const TimeUs t = impl_->now();
-      auto loaded = impl_->load(id, t, n);
-      if (!loaded) {
-        out = tl::unexpected(decide_error(DecideError::Kind::Store, loaded.error().message));
-        break;
-      }
-      if (!*loaded) {
-        out = tl::unexpected(decide_error(DecideError::Kind::NotFound, "no request " + id));
-        break;
-      }
-      Request& r = **loaded;
-      auto vote = check_vote(r, "request " + id, reviewer, approve, comment, impl_->settings, t);
-      if (!vote) {
-        out = tl::unexpected(vote.error());
-        break;
-      }
-      if (apply_vote(r, std::move(*vote), t) && r.state == State::Approved)
-        r.rerun_until_us = r.decided_us + TimeUs(impl_->settings.rerun_window.count()) * kUsPerSecond;
-      auto p = impl_->save(r);
-      if (p) {
-        impl_->changed(r, n);
-        out = r;
-        break;
-      }
-      if (!conflict(p.error()) || attempt == kAttempts) {
-        out = tl::unexpected(decide_error(DecideError::Kind::Store, p.error().message));
-        break;
-      }
-    }
-  }
-  impl_->dispatch(n);
-  return out;
+  const auto rerun_window_us = TimeUs(impl_->settings.rerun_window.count()) * kUsPerSecond;
+  return impl_->decide<Request>(id, "request", reviewer, approve, comment,
+                                [&](Request& r) { r.rerun_until_us = r.decided_us + rerun_window_us; });
 }
 
 Result<void> Service::cancel(const std::string& id, const std::string& why) {
@@ -726,43 +719,9 @@ Result<AccessRequest> Service::request_access(AccessRequest a) {
 
 tl::expected<AccessRequest, DecideError> Service::decide_access(const std::string& id, const Person& reviewer,
                                                                 bool approve, const std::string& comment) {
-  Impl::Notes n;
-  tl::expected<AccessRequest, DecideError> out;
-  {
-    std::lock_guard lock(impl_->mu);
-    for (int attempt = 1;; ++attempt) {
-      const TimeUs t = impl_->now();
-      auto loaded = impl_->load_access(id, t, n);
-      if (!loaded) {
-        out = tl::unexpected(decide_error(DecideError::Kind::Store, loaded.error().message));
-        break;
-      }
-      if (!*loaded) {
-        out = tl::unexpected(decide_error(DecideError::Kind::NotFound, "no access request " + id));
-        break;
-      }
-      AccessRequest& a = **loaded;
-      auto vote = check_vote(a, "access request " + id, reviewer, approve, comment, impl_->settings, t);
-      if (!vote) {
-        out = tl::unexpected(vote.error());
-        break;
-      }
-      if (apply_vote(a, std::move(*vote), t) && a.state == State::Approved)
-        a.expires_us = a.decided_us + a.duration_s * kUsPerSecond;
-      auto p = impl_->save(a);
-      if (p) {
-        impl_->changed(a, n);
-        out = a;
-        break;
-      }
-      if (!conflict(p.error()) || attempt == kAttempts) {
-        out = tl::unexpected(decide_error(DecideError::Kind::Store, p.error().message));
-        break;
-      }
-    }
-  }
-  impl_->dispatch(n);
-  return out;
+  return impl_->decide<AccessRequest>(id, "access request", reviewer, approve, comment, [](AccessRequest& a) {
+    a.expires_us = a.decided_us + a.duration_s * kUsPerSecond;
+  });
 }
 
 tl::expected<AccessRequest, DecideError> Service::revoke(const std::string& id, const Person& by,
@@ -804,28 +763,14 @@ tl::expected<AccessRequest, DecideError> Service::revoke(const std::string& id, 
 }
 
 Result<std::optional<AccessRequest>> Service::get_access(const std::string& id) {
-  Impl::Notes n;
-  Result<std::optional<AccessRequest>> a;
-  {
-    std::lock_guard lock(impl_->mu);
-    a = impl_->load_access(id, impl_->now(), n);
-  }
-  impl_->dispatch(n);
-  return a;
+  return impl_->with_lock([&](Impl::Notes& n) { return impl_->load_access(id, impl_->now(), n); });
 }
 
 Result<std::vector<AccessRequest>> Service::list_access(const Filter& f) {
-  Impl::Notes n;
-  Result<std::vector<AccessRequest>> as;
-  {
-    std::lock_guard lock(impl_->mu);
-    if (auto s = impl_->sweep_access(impl_->now(), n); !s)
-      as = tl::unexpected(s.error());
-    else
-      as = impl_->store->list_access(f);
-  }
-  impl_->dispatch(n);
-  return as;
+  return impl_->with_lock([&](Impl::Notes& n) -> Result<std::vector<AccessRequest>> {
+    if (auto s = impl_->sweep_access(impl_->now(), n); !s) return tl::unexpected(s.error());
+    return impl_->store->list_access(f);
+  });
 }
 
 std::vector<std::string> Service::active_roles(const std::string& subject, const std::string& target, TimeUs now) {
