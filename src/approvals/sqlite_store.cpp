@@ -89,74 +89,75 @@ class SqliteStore final : public Store {
 
   Result<void> put(const Request& r) override {
     const std::string json = encode_request(r);
-    std::lock_guard lock(mu_);
-    auto& s = put_request_;
-    s.bind(1, r.id).bind(2, state_name(r.state)).bind(3, std::int64_t(r.created_us)).bind(4, r.requester.subject);
-    s.bind(5, r.requester.email).bind(6, r.target).bind(7, r.match_key).bind_static(8, json);
-    auto step = s.step();
-    s.reset();
-    if (!step) return tl::unexpected(with_context(step.error(), "cannot save approval request " + r.id));
-    return {};
+    return upsert(put_request_, "approval request " + r.id, [&](store::SqliteStatement& s) {
+      s.bind(1, r.id).bind(2, state_name(r.state)).bind(3, std::int64_t(r.created_us)).bind(4, r.requester.subject);
+      s.bind(5, r.requester.email).bind(6, r.target).bind(7, r.match_key).bind_static(8, json);
+    });
   }
 
   Result<std::optional<Request>> get(const std::string& id) override {
-    auto text = get_json(get_request_, id);
-    if (!text) return tl::unexpected(with_context(text.error(), "cannot read approval request " + id));
-    if (!*text) return std::optional<Request>{};
-    auto r = decode_request(**text);
-    if (!r) return tl::unexpected(r.error());
-    return std::optional<Request>{std::move(*r)};
+    return get_record(get_request_, id, "approval request", decode_request);
   }
 
   Result<std::vector<Request>> list(const Filter& f) override {
-    auto rows = query("approval_requests", f, true);
-    if (!rows) return tl::unexpected(with_context(rows.error(), "cannot list approval requests"));
-    std::vector<Request> out;
+    return list_records("approval_requests", f, true, "approval requests", decode_request);
+  }
+
+  Result<void> put_access(const AccessRequest& a) override {
+    const std::string json = encode_access(a);
+    return upsert(put_access_, "access request " + a.id, [&](store::SqliteStatement& s) {
+      s.bind(1, a.id).bind(2, state_name(a.state)).bind(3, std::int64_t(a.created_us)).bind(4, a.requester.subject);
+      s.bind(5, a.requester.email).bind(6, a.target).bind(7, a.role).bind(8, std::int64_t(a.expires_us));
+      s.bind_static(9, json);
+    });
+  }
+
+  Result<std::optional<AccessRequest>> get_access(const std::string& id) override {
+    return get_record(get_access_, id, "access request", decode_access);
+  }
+
+  Result<std::vector<AccessRequest>> list_access(const Filter& f) override {
+    return list_records("access_requests", f, false, "access requests", decode_access);
+  }
+
+ private:
+  // Runs a prepared upsert after `bind` bound its parameters; `what` names the record for errors.
+  template <class Bind>
+  Result<void> upsert(store::SqliteStatement& s, const std::string& what, Bind bind) {
+    std::lock_guard lock(mu_);
+    bind(s);
+    auto step = s.step();
+    s.reset();
+    if (!step) return tl::unexpected(with_context(step.error(), "cannot save " + what));
+    return {};
+  }
+
+  template <class R>
+  Result<std::optional<R>> get_record(store::SqliteStatement& s, const std::string& id, const char* what,
+                                      Result<R> (*decode)(std::string_view)) {
+    auto text = get_json(s, id);
+    if (!text) return tl::unexpected(with_context(text.error(), std::string("cannot read ") + what + " " + id));
+    if (!*text) return std::optional<R>{};
+    auto r = decode(**text);
+    if (!r) return tl::unexpected(r.error());
+    return std::optional<R>{std::move(*r)};
+  }
+
+  template <class R>
+  Result<std::vector<R>> list_records(const char* table, const Filter& f, bool requests, const char* what,
+                                      Result<R> (*decode)(std::string_view)) {
+    auto rows = query(table, f, requests);
+    if (!rows) return tl::unexpected(with_context(rows.error(), std::string("cannot list ") + what));
+    std::vector<R> out;
     out.reserve(rows->size());
     for (const auto& text : *rows) {
-      auto r = decode_request(text);
+      auto r = decode(text);
       if (!r) return tl::unexpected(r.error());
       out.push_back(std::move(*r));
     }
     return out;
   }
 
-  Result<void> put_access(const AccessRequest& a) override {
-    const std::string json = encode_access(a);
-    std::lock_guard lock(mu_);
-    auto& s = put_access_;
-    s.bind(1, a.id).bind(2, state_name(a.state)).bind(3, std::int64_t(a.created_us)).bind(4, a.requester.subject);
-    s.bind(5, a.requester.email).bind(6, a.target).bind(7, a.role).bind(8, std::int64_t(a.expires_us));
-    s.bind_static(9, json);
-    auto step = s.step();
-    s.reset();
-    if (!step) return tl::unexpected(with_context(step.error(), "cannot save access request " + a.id));
-    return {};
-  }
-
-  Result<std::optional<AccessRequest>> get_access(const std::string& id) override {
-    auto text = get_json(get_access_, id);
-    if (!text) return tl::unexpected(with_context(text.error(), "cannot read access request " + id));
-    if (!*text) return std::optional<AccessRequest>{};
-    auto a = decode_access(**text);
-    if (!a) return tl::unexpected(a.error());
-    return std::optional<AccessRequest>{std::move(*a)};
-  }
-
-  Result<std::vector<AccessRequest>> list_access(const Filter& f) override {
-    auto rows = query("access_requests", f, false);
-    if (!rows) return tl::unexpected(with_context(rows.error(), "cannot list access requests"));
-    std::vector<AccessRequest> out;
-    out.reserve(rows->size());
-    for (const auto& text : *rows) {
-      auto a = decode_access(text);
-      if (!a) return tl::unexpected(a.error());
-      out.push_back(std::move(*a));
-    }
-    return out;
-  }
-
- private:
   Result<std::optional<std::string>> get_json(store::SqliteStatement& s, const std::string& id) {
     std::lock_guard lock(mu_);
     s.bind(1, id);
