@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include <algorithm>
+#include <functional>
 #include <initializer_list>
 
 #include <httplib.h>
@@ -252,18 +253,31 @@ void list_approvals(Call& c) {
   reply(c, 200, json{{"approvals", std::move(out)}});
 }
 
-void get_approval(Call& c) {
+// A record as the API shows it to this caller.
+json record_json(Call& c, const approvals::Request& r) { return request_json(r, public_url(c)); }
+json record_json(Call& c, const approvals::AccessRequest& a) {
+  return access_json(a, public_url(c), approvals::now_us());
+}
+
+// GET of one statement review or access request: `get` is the Service's read (get or
+// get_access), `noun` names the record in the 404.
+template <class Get>
+void get_record(Call& c, Get get, const char* noun) {
   if (!require(c, Permission::ReadOwn)) return;
   auto* svc = service(c);
   if (!svc) return;
   const std::string id = c.req.matches[1];
-  auto r = svc->get(id);
+  auto r = std::invoke(get, *svc, id);
   if (!r) return store_error(c, r.error());
-  if (!*r || !can_see(c, (*r)->requester)) return reply_error(c, 404, "not_found", "no approval request " + id);
-  reply(c, 200, request_json(**r, public_url(c)));
+  if (!*r || !can_see(c, (*r)->requester))
+    return reply_error(c, 404, "not_found", std::string("no ") + noun + " " + id);
+  reply(c, 200, record_json(c, **r));
 }
 
-void decide_approval(Call& c, bool approve) {
+// Approve or reject a statement review or an access request: `decide` is the Service's
+// decision (decide or decide_access).
+template <class Decide>
+void decide_record(Call& c, bool approve, Decide decide) {
   if (!require(c, Permission::Decide)) return;
   auto body = body_object(c);
   if (!body) return;
@@ -273,11 +287,15 @@ void decide_approval(Call& c, bool approve) {
   auto* svc = service(c);
   if (!svc) return;
   const std::string id = c.req.matches[1];
-  auto r = svc->decide(id, approvals::person_of(c.who), approve, *text);
+  auto r = std::invoke(decide, *svc, id, approvals::person_of(c.who), approve, *text);
   if (!r) return reply_error(c, decide_status(r.error().kind), decide_code(r.error().kind), r.error().message);
   c.act.message = *text;
-  reply(c, 200, request_json(*r, public_url(c)));
+  reply(c, 200, record_json(c, *r));
 }
+
+void get_approval(Call& c) { get_record(c, &approvals::Service::get, "approval request"); }
+
+void decide_approval(Call& c, bool approve) { decide_record(c, approve, &approvals::Service::decide); }
 
 void approve_approval(Call& c) { decide_approval(c, true); }
 void reject_approval(Call& c) { decide_approval(c, false); }
@@ -360,32 +378,9 @@ void list_access(Call& c, bool grants_only) {
 void list_access_requests(Call& c) { list_access(c, false); }
 void list_grants(Call& c) { list_access(c, true); }
 
-void get_access(Call& c) {
-  if (!require(c, Permission::ReadOwn)) return;
-  auto* svc = service(c);
-  if (!svc) return;
-  const std::string id = c.req.matches[1];
-  auto r = svc->get_access(id);
-  if (!r) return store_error(c, r.error());
-  if (!*r || !can_see(c, (*r)->requester)) return reply_error(c, 404, "not_found", "no access request " + id);
-  reply(c, 200, access_json(**r, public_url(c), approvals::now_us()));
-}
+void get_access(Call& c) { get_record(c, &approvals::Service::get_access, "access request"); }
 
-void decide_access(Call& c, bool approve) {
-  if (!require(c, Permission::Decide)) return;
-  auto body = body_object(c);
-  if (!body) return;
-  if (!only_members(c, *body, {approve ? "comment" : "reason"})) return;
-  auto text = approve ? string_member(c, *body, "comment", false) : string_member(c, *body, "reason", true);
-  if (!text) return;
-  auto* svc = service(c);
-  if (!svc) return;
-  const std::string id = c.req.matches[1];
-  auto r = svc->decide_access(id, approvals::person_of(c.who), approve, *text);
-  if (!r) return reply_error(c, decide_status(r.error().kind), decide_code(r.error().kind), r.error().message);
-  c.act.message = *text;
-  reply(c, 200, access_json(*r, public_url(c), approvals::now_us()));
-}
+void decide_access(Call& c, bool approve) { decide_record(c, approve, &approvals::Service::decide_access); }
 
 void approve_access(Call& c) { decide_access(c, true); }
 void reject_access(Call& c) { decide_access(c, false); }
@@ -412,7 +407,7 @@ void revoke_grant(Call& c) {
   auto r = svc->revoke(id, approvals::person_of(c.who), *reason);
   if (!r) return reply_error(c, decide_status(r.error().kind), decide_code(r.error().kind), r.error().message);
   c.act.message = *reason;
-  reply(c, 200, access_json(*r, public_url(c), approvals::now_us()));
+  reply(c, 200, record_json(c, *r));
 }
 
 using Handler = void (*)(Call&);
