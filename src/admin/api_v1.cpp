@@ -293,12 +293,13 @@ void decide_record(Call& c, bool approve, Decide decide) {
   reply(c, 200, record_json(c, *r));
 }
 
+// A route's approve or reject handler: decide_with<&approvals::Service::decide, true>.
+template <auto Decide, bool Approve>
+void decide_with(Call& c) {
+  decide_record(c, Approve, Decide);
+}
+
 void get_approval(Call& c) { get_record(c, &approvals::Service::get, "approval request"); }
-
-void decide_approval(Call& c, bool approve) { decide_record(c, approve, &approvals::Service::decide); }
-
-void approve_approval(Call& c) { decide_approval(c, true); }
-void reject_approval(Call& c) { decide_approval(c, false); }
 
 void create_access(Call& c) {
   if (!require(c, Permission::RequestAccess)) return;
@@ -380,11 +381,6 @@ void list_grants(Call& c) { list_access(c, true); }
 
 void get_access(Call& c) { get_record(c, &approvals::Service::get_access, "access request"); }
 
-void decide_access(Call& c, bool approve) { decide_record(c, approve, &approvals::Service::decide_access); }
-
-void approve_access(Call& c) { decide_access(c, true); }
-void reject_access(Call& c) { decide_access(c, false); }
-
 void revoke_grant(Call& c) {
   if (!require(c, Permission::ReadOwn)) return;
   auto body = body_object(c);
@@ -443,13 +439,13 @@ void install_api_v1(httplib::Server& s, const Hooks& h) {
   route(s, kGet, "/api/v1/whoami", "whoami", h, whoami);
   route(s, kGet, "/api/v1/approvals", "approvals.list", h, list_approvals);
   route(s, kGet, approval, "approvals.get", h, get_approval);
-  route(s, kPost, approval + "/approve", "approvals.approve", h, approve_approval);
-  route(s, kPost, approval + "/reject", "approvals.reject", h, reject_approval);
+  route(s, kPost, approval + "/approve", "approvals.approve", h, decide_with<&approvals::Service::decide, true>);
+  route(s, kPost, approval + "/reject", "approvals.reject", h, decide_with<&approvals::Service::decide, false>);
   route(s, kPost, "/api/v1/access-requests", "access.request", h, create_access);
   route(s, kGet, "/api/v1/access-requests", "access.list", h, list_access_requests);
   route(s, kGet, access, "access.get", h, get_access);
-  route(s, kPost, access + "/approve", "access.approve", h, approve_access);
-  route(s, kPost, access + "/reject", "access.reject", h, reject_access);
+  route(s, kPost, access + "/approve", "access.approve", h, decide_with<&approvals::Service::decide_access, true>);
+  route(s, kPost, access + "/reject", "access.reject", h, decide_with<&approvals::Service::decide_access, false>);
   route(s, kGet, "/api/v1/grants", "grants.list", h, list_grants);
   route(s, kPost, "/api/v1/grants/" + id + "/revoke", "grants.revoke", h, revoke_grant);
 }
