@@ -16,7 +16,20 @@ std::string host_of(const std::string& origin) {
 }
 
 template <class Call>
+Result<Response> request_unguarded(const std::string& url, const Options& opt, Call&& call);
+
+// cpp-httplib may throw (its constructor parses the URL with std::regex); callers get an error.
+template <class Call>
 Result<Response> request(const std::string& url, const Options& opt, Call&& call) {
+  try {
+    return request_unguarded(url, opt, std::forward<Call>(call));
+  } catch (const std::exception& e) {
+    return fail("", url + ": " + e.what());
+  }
+}
+
+template <class Call>
+Result<Response> request_unguarded(const std::string& url, const Options& opt, Call&& call) {
   auto parts = split_url(url);
   if (!parts) return tl::unexpected(parts.error());
   httplib::Client cli(parts->first);
@@ -57,6 +70,8 @@ Result<Response> request(const std::string& url, const Options& opt, Call&& call
 }
 
 }  // namespace
+
+void prepare() { httplib::Client warm("http://127.0.0.1:9"); }
 
 Result<std::pair<std::string, std::string>> split_url(const std::string& url) {
   std::size_t start;

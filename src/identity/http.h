@@ -27,6 +27,11 @@ struct Response {
   std::string retry_after;  // the Retry-After header as sent ("" when absent)
 };
 
+// Builds cpp-httplib's own function-local statics (its URL regex) now. Called before objects that
+// must outlive them at exit are built (the key cache's thread keeper): statics are destroyed in
+// reverse order of construction.
+void prepare();
+
 // Errors carry a message naming the URL and what failed (connect, TLS, timeout, too large).
 Result<Response> get(const std::string& url, const Options& opt = {});
 Result<Response> post_form(const std::string& url, const std::vector<std::pair<std::string, std::string>>& form,

@@ -1,10 +1,12 @@
 #include "identity/jwks.h"
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <thread>
 
 #include <nlohmann/json.hpp>
+#include <openssl/ssl.h>
 
 #include "identity/http.h"
 
@@ -147,10 +149,61 @@ struct IssuerKeys::State {
   }
 };
 
+namespace {
+
+// Fetch threads are not joined when their cache is dropped (a reload must not wait for a fetch in
+// flight), but they must not outlive the process' static objects either: a thread still inside
+// OpenSSL or the logger while those are torn down at exit crashes the process. The keeper joins
+// them at exit (each has been told to stop by then; a fetch in flight ends within its timeout).
+// It initialises OpenSSL and cpp-httplib's statics first, so they are torn down after the keeper
+// has joined.
+class ThreadKeeper {
+ public:
+  ThreadKeeper() {
+    OPENSSL_init_ssl(0, nullptr);
+    http::prepare();
+  }
+  ~ThreadKeeper() {
+    std::lock_guard lk(mu_);
+    for (auto& [t, done] : threads_)
+      if (t.joinable()) t.join();
+  }
+  void add(std::thread t, std::shared_ptr<std::atomic<bool>> done) {
+    std::lock_guard lk(mu_);
+    // Threads whose caches are gone and that have finished are joined now (reloads add threads).
+    for (auto it = threads_.begin(); it != threads_.end();) {
+      if (it->second->load()) {
+        it->first.join();
+        it = threads_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    threads_.emplace_back(std::move(t), std::move(done));
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::pair<std::thread, std::shared_ptr<std::atomic<bool>>>> threads_;
+};
+
+ThreadKeeper& keeper() {
+  static ThreadKeeper k;
+  return k;
+}
+
+}  // namespace
+
 IssuerKeys::IssuerKeys(IssuerConfig cfg, KeyLog log) : state_(std::make_shared<State>()) {
   state_->cfg = std::move(cfg);
   state_->log = std::move(log);
-  std::thread(&State::run, state_).detach();
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  auto& k = keeper();
+  k.add(std::thread([s = state_, done] {
+          State::run(s);
+          done->store(true);
+        }),
+        done);
 }
 
 IssuerKeys::~IssuerKeys() {

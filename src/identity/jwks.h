@@ -44,8 +44,8 @@ class IssuerKeys {
   Status status() const;
 
  private:
-  struct State;  // shared with the fetch thread, which is detached: dropping a cache never
-                 // waits for a fetch in flight
+  struct State;  // shared with the fetch thread, which is joined only at exit: dropping a
+                 // cache never waits for a fetch in flight
   std::shared_ptr<State> state_;
 };
 
