@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "app/cli_text.h"
 #include "app/saved_token.h"
 #include "config/config.h"
 #include "identity/http.h"
@@ -131,13 +132,6 @@ std::string who(const json& person) {
   if (d.empty()) d = str(person, "subject");
   if (str(person, "kind") == "agent") d += " (agent)";
   return d;
-}
-
-std::string one_line(std::string s, std::size_t max) {
-  std::replace(s.begin(), s.end(), '\n', ' ');
-  std::replace(s.begin(), s.end(), '\t', ' ');
-  if (s.size() > max) s = s.substr(0, max - 3) + "...";
-  return s;
 }
 
 std::string what(const json& r) {

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "app/cli_text.h"
 #include "audit/reader.h"
 #include "audit/signer.h"
 #include "audit/verify.h"
@@ -144,13 +145,6 @@ Row row_of(const audit::SearchHit& h) {
     }
   }
   return row;
-}
-
-std::string one_line(std::string s, std::size_t max) {
-  for (auto& c : s)
-    if (c == '\n' || c == '\r' || c == '\t') c = ' ';
-  if (s.size() > max) s = s.substr(0, max - 3) + "...";
-  return s;
 }
 
 std::string csv_field(const std::string& s) {

@@ -12,6 +12,8 @@
 // so the next call starts from a clean session.
 #include <fcntl.h>
 #include <libpq-fe.h>
+
+#include "store/libpq.h"
 #include <poll.h>
 #include <unistd.h>
 
@@ -37,24 +39,10 @@ constexpr std::size_t kMaxPrefix = 32;  // names stay within PostgreSQL's 63 byt
 constexpr int kListenPollMs = 1000;     // the stop pipe wakes it sooner
 constexpr int kBackoffFirstMs = 100, kBackoffMaxMs = 5000;
 
-struct ConnDeleter {
-  void operator()(PGconn* c) const { PQfinish(c); }
-};
-struct ResultDeleter {
-  void operator()(PGresult* r) const { PQclear(r); }
-};
-using Conn = std::unique_ptr<PGconn, ConnDeleter>;
-using Res = std::unique_ptr<PGresult, ResultDeleter>;
+using store::pg::Conn;
+using store::pg::Res;
+using store::pg::one_line;
 
-std::string one_line(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '\n' || c == '\t' || c == '\r') c = ' ';
-    if (c != ' ' || (!out.empty() && out.back() != ' ')) out += c;
-  }
-  while (!out.empty() && out.back() == ' ') out.pop_back();
-  return out;
-}
 
 Error store_error(std::string sqlstate, const std::string& message) {
   return Error{std::move(sqlstate), std::string(kWhat) + ": " + message};

@@ -8,6 +8,8 @@
 // down every call fails fast with 08006 and the trail spools.
 #include <libpq-fe.h>
 
+#include "store/libpq.h"
+
 #include <algorithm>
 #include <cctype>
 #include <chrono>
@@ -88,25 +90,10 @@ void copy_row(std::string& out, const Record& r) {
   out += '\n';
 }
 
-struct ConnDeleter {
-  void operator()(PGconn* c) const { PQfinish(c); }
-};
-struct ResultDeleter {
-  void operator()(PGresult* r) const { PQclear(r); }
-};
-using Conn = std::unique_ptr<PGconn, ConnDeleter>;
-using Res = std::unique_ptr<PGresult, ResultDeleter>;
+using store::pg::Conn;
+using store::pg::Res;
+using store::pg::one_line;
 
-// libpq messages span lines and indent with tabs; logs and ErrorResponses want one line.
-std::string one_line(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '\n' || c == '\t' || c == '\r') c = ' ';
-    if (c != ' ' || (!out.empty() && out.back() != ' ')) out += c;
-  }
-  while (!out.empty() && out.back() == ' ') out.pop_back();
-  return out;
-}
 
 class PostgresAuditSink final : public AuditSink {
  public:
