@@ -83,47 +83,11 @@ std::string clean(std::string_view s) {
   return out;
 }
 
-// The connection parameters, parsed once (libpq's parser: its messages never quote a password).
-struct Target {
-  std::vector<std::string> keys, values;
-  std::string where;  // host:port/dbname, for messages
-};
+using Target = store::pg::ConnParams;
 
 Result<Target> parse_dsn(const std::string& dsn) {
-  char* err = nullptr;
-  PQconninfoOption* opts = PQconninfoParse(dsn.c_str(), &err);
-  if (!opts) {
-    std::string msg = err ? one_line(err) : "out of memory";
-    PQfreemem(err);
-    return tl::unexpected(store_error("", "invalid connection string: " + msg));
-  }
-  Target t;
-  std::string host, hostaddr, port = "5432", db, user;
-  for (auto* o = opts; o->keyword; ++o) {
-    if (!o->val) continue;
-    const std::string_view k = o->keyword;
-    if (k == "host") host = o->val;
-    if (k == "hostaddr") hostaddr = o->val;
-    if (k == "port") port = o->val;
-    if (k == "dbname") db = o->val;
-    if (k == "user") user = o->val;
-    if (k == "client_encoding") continue;  // forced to UTF8 below
-    t.keys.emplace_back(k), t.values.emplace_back(o->val);
-  }
-  PQconninfoFree(opts);
-  auto set_default = [&](const std::string& k, const std::string& v) {
-    if (std::find(t.keys.begin(), t.keys.end(), k) == t.keys.end()) t.keys.push_back(k), t.values.push_back(v);
-  };
-  // A store that does not answer must not hold a session (or the service's lock) for long.
-  set_default("connect_timeout", "5");
-  set_default("keepalives_idle", "10");
-  set_default("keepalives_interval", "5");
-  set_default("keepalives_count", "3");
-  set_default("tcp_user_timeout", "30000");
-  set_default("application_name", "gatehouse-approvals");
-  t.keys.push_back("client_encoding"), t.values.push_back("UTF8");
-  if (host.empty()) host = hostaddr.empty() ? "localhost" : hostaddr;
-  t.where = host + ":" + port + "/" + (db.empty() ? (user.empty() ? "postgres" : user) : db);
+  auto t = store::pg::parse_dsn(dsn, "gatehouse-approvals");
+  if (!t) return tl::unexpected(store_error("", "invalid connection string: " + t.error().message));
   return t;
 }
 

@@ -302,44 +302,11 @@ class PostgresAuditSink final : public AuditSink {
 Result<std::unique_ptr<AuditSink>> open_postgres_sink(const std::string& dsn, const std::string& table) {
   auto tn = parse_table(table.empty() ? "gatehouse_audit" : table);
   if (!tn) return tl::unexpected(tn.error());
-  char* err = nullptr;
-  PQconninfoOption* opts = PQconninfoParse(dsn.c_str(), &err);
-  if (!opts) {
-    // libpq's message quotes the offending keyword, not values, so it cannot leak a password.
-    std::string msg = err ? one_line(err) : "out of memory";
-    PQfreemem(err);
-    return fail("", "invalid postgres audit dsn: " + msg);
-  }
-  std::vector<std::string> keys, values;
-  std::string host, hostaddr, port = "5432", db, user;
-  for (auto* o = opts; o->keyword; ++o) {
-    if (!o->val) continue;
-    const std::string_view k = o->keyword;
-    if (k == "host") host = o->val;
-    if (k == "hostaddr") hostaddr = o->val;
-    if (k == "port") port = o->val;
-    if (k == "dbname") db = o->val;
-    if (k == "user") user = o->val;
-    if (k == "client_encoding") continue;  // forced to UTF8 below
-    keys.emplace_back(k), values.emplace_back(o->val);
-  }
-  PQconninfoFree(opts);
-  auto set_default = [&](const std::string& k, const std::string& v) {
-    if (std::find(keys.begin(), keys.end(), k) == keys.end()) keys.push_back(k), values.push_back(v);
-  };
-  // A store that does not answer must not hold the writer thread for long: connect, idle
-  // replies (keepalives) and unacknowledged sends (tcp_user_timeout) all give up in seconds.
-  set_default("connect_timeout", "5");
-  set_default("keepalives_idle", "10");
-  set_default("keepalives_interval", "5");
-  set_default("keepalives_count", "3");
-  set_default("tcp_user_timeout", "30000");
-  set_default("application_name", "gatehouse-audit");
-  keys.push_back("client_encoding"), values.push_back("UTF8");  // bodies are UTF-8, stored byte for byte
-  if (host.empty()) host = hostaddr.empty() ? "localhost" : hostaddr;
-  const std::string where = host + ":" + port + "/" + (db.empty() ? (user.empty() ? "postgres" : user) : db);
+  auto params = store::pg::parse_dsn(dsn, "gatehouse-audit");
+  if (!params) return fail("", "invalid postgres audit dsn: " + params.error().message);
   return std::unique_ptr<AuditSink>(
-      std::make_unique<PostgresAuditSink>(std::move(keys), std::move(values), where, std::move(*tn)));
+      std::make_unique<PostgresAuditSink>(std::move(params->keys), std::move(params->values), params->where,
+                                          std::move(*tn)));
 }
 
 }  // namespace gh::audit

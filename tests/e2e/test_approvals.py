@@ -28,8 +28,10 @@ HELD = re.compile(r"request (apr_[a-z0-9]+)")
 @pytest.fixture(scope="module")
 def schema(pg):
     for r, pw in ROLES.items():
-        pg.psql(f"drop role if exists {r}")
-        pg.psql(f"create role {r} login password '{pw}'")
+        # Idempotent: another module may have granted this role rights in its own database,
+        # and a role that owns or holds anything cannot be dropped.
+        pg.psql(f"do $$ begin create role {r}; exception when duplicate_object then null; end $$")
+        pg.psql(f"alter role {r} login password '{pw}'")
     pg.psql("drop table if exists appr_accounts; drop table if exists appr_two")
     pg.psql("create table appr_accounts(id int primary key, balance int not null)")
     pg.psql("insert into appr_accounts select g, 100 from generate_series(1, 10) g")

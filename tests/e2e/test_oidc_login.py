@@ -25,8 +25,10 @@ ROLES = {"gh_analyst": "analyst-pw", "gh_dba": "dba-pw", "gh_etl": "etl-pw"}
 @pytest.fixture(scope="module")
 def roles(pg):
     for r, pw in ROLES.items():
-        pg.psql(f"drop role if exists {r}")
-        pg.psql(f"create role {r} login password '{pw}'")
+        # Idempotent: another module may have granted this role rights in its own database,
+        # and a role that owns or holds anything cannot be dropped.
+        pg.psql(f"do $$ begin create role {r}; exception when duplicate_object then null; end $$")
+        pg.psql(f"alter role {r} login password '{pw}'")
     pg.psql("drop role if exists gh_dba_role")
     pg.psql("create role gh_dba_role")
     pg.psql("grant gh_dba_role to gh_dba")
