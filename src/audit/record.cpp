@@ -225,6 +225,7 @@ void write_sql(Canonical& w, const Event& e, const SealOptions& o, RecordIndex& 
     w.open();
     w.member("action", action_name(d.action));
     x.decision = std::string(action_name(d.action));
+    if (!d.approval.empty()) w.member("approval", d.approval);  // the approval request it ran or was held under
     if (!d.would_have.empty()) {
       w.key("audit_only");
       w.open_array();

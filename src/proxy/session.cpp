@@ -940,11 +940,22 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
         if (!r.frame.body.empty() && r.frame.body[0] == 'S') {  // Close statement
           const auto name = r.frame.body.substr(1, r.frame.body.find('\0', 1) - 1);
           forget_statement(name);
-        } else if (!r.frame.body.empty() && r.frame.body[0] == 'P' && auditing()) {
-          audit_close_portal(r.frame.body.substr(1, r.frame.body.find('\0', 1) - 1));
+        } else if (!r.frame.body.empty() && r.frame.body[0] == 'P') {
+          const auto name = r.frame.body.substr(1, r.frame.body.find('\0', 1) - 1);
+          if (auditing()) audit_close_portal(name);
+          if (!held_portals_.empty())
+            if (auto h = held_portals_.find(name); h != held_portals_.end()) held_portals_.erase(h);
         }
         break;
       case 'E':
+        if (!held_portals_.empty() && wants_hold_execute(r.frame.body)) {
+          // The portal's statement needs review: what is before it goes first, then the hold.
+          if (pos == 0)
+            hold_request_ = true;
+          else
+            rescan_ = true;
+          return stop_at(pos);
+        }
         m.statements.fetch_add(1, std::memory_order_relaxed);
         if (auditing()) audit_execute(r.frame.body);
         break;
@@ -1176,12 +1187,17 @@ awaitable<End> Session::backend_to_client() {
       co_return End{End::Kind::UnsafeSetting, fatal("0A000", *unsafe_setting_, kUnsafeSettingHint),
                     "unsafe session setting: " + *unsafe_setting_};
     }
+    while (client_writer_ == ClientWriter::Hold && !ending_) co_await wait_relay_signal();  // a hold's notice
+    if (ending_) co_return End{};
     std::error_code wec;
+    client_writer_ = ClientWriter::Relay;
     if (slow) {
       if (!rewrite_back_.empty()) wec = co_await client_->write_all(rewrite_back_.data(), rewrite_back_.size());
     } else {
       wec = co_await client_->write_all(chunk.data(), consumed);
     }
+    client_writer_ = ClientWriter::None;
+    if (client_writer_waiter_) relay_signal_.cancel();
     bout_.consume(consumed);
     if (bout_.empty()) {
       bout_.release_if_empty();

@@ -96,7 +96,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // EXECUTE name -> what was prepared under it; false when the text has no EXECUTE to resolve.
   bool resolve_executes(const sql::Analysis& a, sql::Analysis& out) const;
   void remember_prepared(const sql::Analysis& a);
-  // A Bind of a statement judged under an older policy is judged again (false: refused).
+  // A Bind of a statement judged under an older policy is judged again (false: refused). A Bind
+  // of a statement that needs review records its portal and parameters (held_portals_).
   bool rejudge_bind(std::string_view body, std::string& substitute);
   void forget_statement(std::string_view name);
 
@@ -109,11 +110,19 @@ class Session : public std::enable_shared_from_this<Session> {
   void refuse_statement(const policy::Decision& d, const sql::Analysis* analysis, char type, std::string_view name,
                         std::string& substitute, std::string_view sqlstate = "42501");
 
-  // Approvals (session_hold.cpp): a simple-protocol Query the policy sends for review is held
-  // until a reviewer decides, then runs once exactly as submitted, or is refused.
+  // Approvals (session_hold.cpp): a simple-protocol Query, or the Execute of a portal bound from
+  // a statement, that the policy sends for review is held until a reviewer decides, then runs
+  // once exactly as submitted, or is refused.
   bool wants_hold(std::string_view query_body);
+  bool wants_hold_execute(std::string_view execute_body);
+  bool note_held_portal(std::string_view portal, std::string_view bind_body, std::size_t params_at,
+                        const std::shared_ptr<const sql::Analysis>& analysis, const std::string& text,
+                        const std::vector<std::uint32_t>& param_types);
+  // Writes to the client from the client side (a hold's notice) take turns with the relay.
+  asio::awaitable<std::error_code> write_client_between_messages(const std::string& bytes);
   asio::awaitable<std::optional<End>> hold_front_query(std::optional<policy::Decision> given = std::nullopt);
-  // Refuses the held Query at the front of cin_ with `d` (a substitute goes to the backend).
+  // Refuses the held Query or Execute at the front of cin_ with `d` (a substitute goes to the
+  // backend).
   asio::awaitable<std::optional<End>> refuse_front_query(const policy::Decision& d,
                                                          const std::shared_ptr<const sql::Analysis>& analysis,
                                                          std::string_view sqlstate);
@@ -142,6 +151,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void audit_parse_refused(const std::shared_ptr<const sql::Analysis>& analysis, const policy::Decision& d,
                            std::string_view text);
   void audit_bind(std::string_view body);
+  // An Execute held for approval and then refused (session_hold.cpp).
+  void audit_execute_refused(std::string_view body, const policy::Decision& d, std::string_view sqlstate);
   void audit_execute(std::string_view body);
   void audit_sync();
   void audit_close_portal(std::string_view name);
@@ -227,13 +238,30 @@ class Session : public std::enable_shared_from_this<Session> {
   struct Judged {
     std::shared_ptr<const sql::Analysis> analysis;
     std::uint64_t generation = 0;
-    std::shared_ptr<const policy::Decision> decision;  // for audit (null when audit is off)
+    std::shared_ptr<const policy::Decision> decision;  // for audit (null when audit is off, unless review)
+    bool review = false;  // its Executes wait for approval (session_hold.cpp)
+    std::string text;     // review only: the statement exactly as parsed, for the request
+    std::vector<std::uint32_t> param_types;  // review only: as the Parse gave them (0: unspecified)
   };
   struct NameHash {  // lookups by string_view: no copy of the name per Bind
     using is_transparent = void;
     std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
   };
   std::unordered_map<std::string, Judged, NameHash, std::equal_to<>> statements_;
+  // Portals bound from a statement that needs review, with their parameters: their Execute is
+  // held (session_hold.cpp). Approved: further Executes of the portal (more rows) run.
+  struct HeldPortal {
+    std::shared_ptr<const sql::Analysis> analysis;
+    std::string text;                                     // the statement as parsed
+    std::vector<std::optional<std::string>> params;       // as shown to reviewers
+    std::string key;                                      // approvals::match_key over text and exact values
+    bool approved = false;
+  };
+  std::unordered_map<std::string, HeldPortal, NameHash, std::equal_to<>> held_portals_;
+  // Who writes to the client right now: the relay (backend_to_client) or a hold's notice.
+  enum class ClientWriter : std::uint8_t { None, Relay, Hold };
+  ClientWriter client_writer_ = ClientWriter::None;
+  bool client_writer_waiter_ = false;  // the client side waits for the relay's write to end
 
   // row estimate state
   bool hold_request_ = false;      // the Query at the front of cin_ waits for approval

@@ -250,6 +250,17 @@ void Session::audit_execute(std::string_view body) {
   audit_pending_.push_back(std::move(p));
 }
 
+void Session::audit_execute_refused(std::string_view body, const policy::Decision& d, std::string_view sqlstate) {
+  const auto events = audit_batch_.size();
+  audit_execute(body);
+  if (audit_batch_.size() == events) return;  // malformed: nothing recorded by audit_execute either
+  auto& e = audit_batch_.back();
+  e.decision = std::make_shared<const policy::Decision>(d);
+  e.outcome = "refused";
+  e.sqlstate = std::string(sqlstate);
+  audit_pending_.back().refused = true;
+}
+
 void Session::audit_sync() {
   AuditPending p;
   p.kind = AuditPending::Kind::Sync;

@@ -8,8 +8,14 @@
 // docs/adr/0004), with the request id in the message. A request approved after its client
 // stopped waiting may be run once by the same identity within approvals.rerun_window.
 //
-// Extended-protocol statements that need review are refused (their batch cannot be held without
-// changing what the backend sees of it); the message says to send it as a simple query.
+// With the extended protocol the Parse of such a statement goes to the backend as usual (parsing
+// runs nothing), and each Bind of it records its portal and parameters (held_portals_). The
+// Execute of that portal is what is held: the request carries the statement and the exact
+// parameter values, and the same outcomes apply to the Execute (refused: a substitute fails in
+// its place and the backend skips to Sync, as for any failed Execute). Approved, the portal runs,
+// and later Executes of the same portal (fetching more rows) run too; a new Bind needs a new
+// approval. While held, the backend session sits inside the batch's implicit transaction with
+// the locks its Parse took (docs/policy.md says so).
 #include <cctype>
 
 #include <fmt/format.h>
@@ -18,6 +24,7 @@
 #include "approvals/approvals.h"
 #include "base/bytes.h"
 #include "net/await.h"
+#include "protocol/binary_values.h"
 #include "proxy/server.h"
 #include "proxy/session.h"
 #include "proxy/worker.h"
@@ -30,6 +37,9 @@ namespace {
 // wait ran out). An implementation-defined SQLSTATE class, so agents can tell it from a denial
 // (42501), a rejection (42501, with the reviewer's name) and a cancel (57014).
 constexpr std::string_view kApprovalPending = "RV001";
+
+constexpr std::size_t kMaxHeldPortals = 10000;      // per session; more: the Bind is refused
+constexpr std::size_t kMaxShownParameter = 10000;  // characters of one parameter shown to reviewers
 
 std::string_view query_text(std::string_view body) {
   const auto nul = body.find('\0');
@@ -140,17 +150,112 @@ void Session::on_client_cancel() {
   relay_signal_.cancel();
 }
 
+bool Session::wants_hold_execute(std::string_view body) {
+  const auto portal = body.substr(0, body.find('\0'));
+  const auto h = held_portals_.find(portal);
+  return h != held_portals_.end() && !h->second.approved;
+}
+
+bool Session::note_held_portal(std::string_view portal, std::string_view body, std::size_t pos,
+                               const std::shared_ptr<const sql::Analysis>& analysis, const std::string& text,
+                               const std::vector<std::uint32_t>& param_types) {
+  auto it = held_portals_.find(portal);
+  if (it == held_portals_.end()) {
+    if (held_portals_.size() >= kMaxHeldPortals) return false;
+    it = held_portals_.emplace(std::string(portal), HeldPortal{}).first;
+  }
+  HeldPortal& h = it->second;
+  h = HeldPortal{};
+  h.analysis = analysis;
+  h.text = text;
+  // The values as reviewers see them, and the exact bytes with their format for the match key
+  // (so that a text "\x41" and a binary 'A' are different requests).
+  std::vector<std::optional<std::string>> exact;
+  auto fail = [&] {
+    h.params.emplace_back("<malformed Bind message>");
+    exact.emplace_back("malformed");
+  };
+  do {
+    if (body.size() < pos + 2) { fail(); break; }
+    const std::uint16_t nfmt = load_be16(body.data() + pos);
+    pos += 2;
+    if (body.size() < pos + 2u * nfmt + 2) { fail(); break; }
+    const char* fmts = body.data() + pos;
+    pos += 2u * nfmt;
+    const std::uint16_t nparams = load_be16(body.data() + pos);
+    pos += 2;
+    for (std::uint16_t i = 0; i < nparams; ++i) {
+      if (body.size() < pos + 4) { fail(); break; }
+      const auto len = std::int32_t(load_be32(body.data() + pos));
+      pos += 4;
+      if (len < 0) {
+        h.params.emplace_back(std::nullopt);
+        exact.emplace_back(std::nullopt);
+        continue;
+      }
+      if (body.size() < pos + std::size_t(len)) { fail(); break; }
+      const auto value = body.substr(pos, std::size_t(len));
+      pos += std::size_t(len);
+      const bool binary = nfmt != 0 && load_be16(fmts + 2 * (nfmt == 1 ? 0 : std::min<std::uint16_t>(i, nfmt - 1))) == 1;
+      std::string shown;
+      if (binary) {
+        // As text when the Parse named a type the proxy can decode; otherwise the bytes in hex.
+        const std::uint32_t oid = i < param_types.size() ? param_types[i] : 0;
+        auto text_value = value.size() <= kMaxShownParameter ? protocol::binary_value_text(oid, value) : std::nullopt;
+        if (text_value && oid != 17) {
+          shown = std::move(*text_value);
+        } else {
+          shown = protocol::hex_text(value.substr(0, kMaxShownParameter / 2));
+          if (value.size() > kMaxShownParameter / 2) shown += fmt::format("... ({} bytes, binary)", value.size());
+        }
+        exact.emplace_back("b:" + std::string(value));
+      } else {
+        shown = std::string(value.substr(0, kMaxShownParameter));
+        if (value.size() > kMaxShownParameter) shown += fmt::format("... ({} bytes)", value.size());
+        exact.emplace_back("t:" + std::string(value));
+      }
+      h.params.emplace_back(std::move(shown));
+    }
+  } while (false);
+  h.key = approvals::match_key(text, exact);
+  return true;
+}
+
+asio::awaitable<std::error_code> Session::write_client_between_messages(const std::string& bytes) {
+  while (client_writer_ == ClientWriter::Relay && !ending_) {
+    client_writer_waiter_ = true;
+    co_await wait_relay_signal();
+  }
+  client_writer_waiter_ = false;
+  client_writer_ = ClientWriter::Hold;
+  const auto ec = co_await client_->write_all(bytes.data(), bytes.size());
+  client_writer_ = ClientWriter::None;
+  relay_signal_.cancel();  // the relay may wait for its turn
+  co_return ec;
+}
+
 asio::awaitable<std::optional<End>> Session::refuse_front_query(const policy::Decision& d,
                                                                 const std::shared_ptr<const sql::Analysis>& analysis,
                                                                 std::string_view sqlstate) {
+  const char type = cin_.data()[0];
   const std::uint32_t wire = load_be32(cin_.data() + 1) + 1;
-  const std::string_view text = query_text(std::string_view(cin_.data() + 5, wire - 5));
+  const std::string_view body(cin_.data() + 5, wire - 5);
   std::string substitute;
-  if (auditing()) audit_query('Q', analysis, d, true, text);
-  refuse_statement(d, analysis.get(), 'Q', {}, substitute, sqlstate);
-  metrics_.statements.fetch_add(1, std::memory_order_relaxed);
-  statement_started();
-  ++syncs_sent_;
+  if (type == 'E') {
+    // Refused in its batch: the backend skips what follows up to Sync, as for a failed Execute.
+    if (auditing()) audit_execute_refused(body, d, sqlstate);
+    refuse_statement(d, analysis.get(), 'E', {}, substitute, sqlstate);
+    metrics_.statements.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    if (auditing()) {
+      audit_query('Q', analysis, d, true, query_text(body));
+      audit_batch_.back().sqlstate = std::string(sqlstate);
+    }
+    refuse_statement(d, analysis.get(), 'Q', {}, substitute, sqlstate);
+    metrics_.statements.fetch_add(1, std::memory_order_relaxed);
+    statement_started();
+    ++syncs_sent_;
+  }
   cin_.consume(wire);
   front_analysis_.reset();
   front_estimated_ = false;
@@ -167,13 +272,44 @@ asio::awaitable<std::optional<End>> Session::refuse_front_query(const policy::De
 
 asio::awaitable<std::optional<End>> Session::hold_front_query(std::optional<policy::Decision> given) {
   auto* svc = server_.approvals();
+  const char type = cin_.data()[0];
   const std::uint32_t wire = load_be32(cin_.data() + 1) + 1;
-  const std::string text(query_text(std::string_view(cin_.data() + 5, wire - 5)));
-  const auto analysis = front_analysis_ ? front_analysis_ : worker_.analyzer.analyze(text);
+  const std::string_view body(cin_.data() + 5, wire - 5);
+  // What is held: the Query's text, or the statement and parameters of the Execute's portal.
+  std::string text, key, portal;
+  std::vector<std::optional<std::string>> params;
+  std::shared_ptr<const sql::Analysis> analysis;
+  if (type == 'E') {
+    portal = std::string(body.substr(0, body.find('\0')));
+    const auto h = held_portals_.find(portal);
+    if (h == held_portals_.end()) co_return std::nullopt;  // the scan found it; nothing else removes it
+    text = h->second.text;
+    params = h->second.params;
+    key = h->second.key;
+    analysis = h->second.analysis;
+  } else {
+    text = std::string(query_text(body));
+    analysis = front_analysis_ ? front_analysis_ : worker_.analyzer.analyze(text);
+    key = approvals::match_key(text, {});
+  }
   sql::Analysis resolved;
   const sql::Analysis* judged = resolve_executes(*analysis, resolved) ? &resolved : analysis.get();
   // `given`: a review decided outside the policy (the row-estimate limit, session_estimate.cpp).
+  // An Execute is judged again: the policy or the identity's grants may have changed since Bind.
   policy::Decision d = given ? std::move(*given) : decide(*judged);
+  auto approve_portal = [&](const policy::Decision& by) {
+    held_portals_[portal].approved = true;
+    if (auditing())
+      if (auto p = portals_.find(portal); p != portals_.end()) p->second.decision = std::make_shared<const policy::Decision>(by);
+  };
+  if (type == 'E' && d.action == policy::Action::Allow) {
+    approve_portal(d);
+    co_return std::nullopt;
+  }
+  if (type == 'E' && (!svc || d.action != policy::Action::Review)) {
+    // Denied now, or approvals were turned off: refused (fail closed).
+    co_return co_await refuse_front_query(d, analysis, "42501");
+  }
   if (!svc || d.action != policy::Action::Review) co_return std::nullopt;  // judged as usual by the scan
 
   // Everything sent before it is answered first: then the client may hear from the proxy
@@ -181,16 +317,20 @@ asio::awaitable<std::optional<End>> Session::hold_front_query(std::optional<poli
   while (inflight_ > 0 && !ending_) co_await wait_relay_signal();
   if (ending_) co_return End{};
 
-  const std::string key = approvals::match_key(text, {});
   auto release = [&](const approvals::Request& r) {
-    released_decision_ = d;
-    released_decision_.action = policy::Action::Allow;
-    released_decision_.approval = r.id;
+    policy::Decision released = d;
+    released.action = policy::Action::Allow;
+    released.approval = r.id;
     std::string who;
     for (const auto& v : r.votes)
       if (v.approve) who += (who.empty() ? "" : ", ") + v.reviewer.display() + (v.break_glass ? " (break-glass)" : "");
-    released_decision_.reason = d.reason + "; approved by " + who + " (request " + r.id + ")";
-    release_front_ = true;
+    released.reason = d.reason + "; approved by " + who + " (request " + r.id + ")";
+    if (type == 'E') {
+      approve_portal(released);
+    } else {
+      released_decision_ = std::move(released);
+      release_front_ = true;
+    }
     spdlog::info("session {}: {} runs statement approved in request {} by {}", id_, identity_.subject, r.id, who);
   };
 
@@ -206,6 +346,7 @@ asio::awaitable<std::optional<End>> Session::hold_front_query(std::optional<poli
   req.environment = target_->environment;
   req.database = target_->backend_database(database_);
   req.statement = text;
+  req.parameters = params;
   req.match_key = key;
   if (d.statement >= 0 && std::size_t(d.statement) < analysis->statements.size())
     req.fingerprint = analysis->statements[std::size_t(d.statement)].fingerprint;
@@ -259,7 +400,7 @@ asio::awaitable<std::optional<End>> Session::hold_front_query(std::optional<poli
                          r.id);
     std::string out;
     protocol::write_notice_response(out, n);
-    if (auto wec = co_await client_->write_all(out.data(), out.size()); wec) {
+    if (auto wec = co_await write_client_between_messages(out); wec) {
       (void)svc->cancel(r.id, "the client went away");
       co_return client_io_end(wec);
     }

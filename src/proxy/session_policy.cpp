@@ -146,33 +146,61 @@ void Session::forget_statement(std::string_view name) {
 }
 
 bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
-  if (statements_.empty()) return true;
+  if (statements_.empty() && held_portals_.empty()) return true;
   std::size_t pos = 0;
   bool ok = true;
-  protocol::c_string_at(body, pos, ok);  // portal
+  const std::string_view portal = protocol::c_string_at(body, pos, ok);
   const std::string_view name = ok ? protocol::c_string_at(body, pos, ok) : std::string_view();
   if (!ok) return true;  // the backend rejects a malformed Bind itself
   auto it = statements_.find(name);
-  if (it == statements_.end()) return true;
+  if (it == statements_.end() || !it->second.review) {
+    // The portal is (re)bound from a statement that needs no review.
+    if (!held_portals_.empty())
+      if (auto h = held_portals_.find(portal); h != held_portals_.end()) held_portals_.erase(h);
+    if (it == statements_.end()) return true;
+  }
   const auto gen = server_.generation();
-  if (it->second.generation == gen) return true;
-  // The policy changed since this statement was judged: judge it again before it runs.
-  const auto analysis = it->second.analysis;
-  sql::Analysis resolved;
-  const sql::Analysis* judged = resolve_executes(*analysis, resolved) ? &resolved : analysis.get();
-  const policy::Decision d = decide(*judged);
-  if (d.action == policy::Action::Allow) {
-    it->second.generation = policy_generation_;
-    if (auditing()) it->second.decision = std::make_shared<const policy::Decision>(d);
-    return true;
+  if (it->second.generation != gen) {
+    // The policy changed since this statement was judged: judge it again before it runs.
+    const auto analysis = it->second.analysis;
+    sql::Analysis resolved;
+    const sql::Analysis* judged = resolve_executes(*analysis, resolved) ? &resolved : analysis.get();
+    const policy::Decision d = decide(*judged);
+    const bool review = d.action == policy::Action::Review && server_.approvals();
+    if (d.action == policy::Action::Allow || review) {
+      it->second.generation = policy_generation_;
+      if (auditing() || review) it->second.decision = std::make_shared<const policy::Decision>(d);
+      if (review && !it->second.review) it->second.text = analysis->statements.empty() ? "" : analysis->statements[0].text;
+      it->second.review = review;
+      if (!review && !held_portals_.empty())
+        if (auto h = held_portals_.find(portal); h != held_portals_.end()) held_portals_.erase(h);
+    } else {
+      if (auditing()) {
+        audit_parse_refused(analysis, d, {});
+        audit_close_portal(portal);
+      }
+      statements_.erase(it);
+      refuse_statement(d, analysis.get(), 'B', {}, substitute);
+      return false;
+    }
   }
-  if (auditing()) {
-    audit_parse_refused(analysis, d, {});
-    audit_close_portal(std::string_view(body.data(), body.find('\0')));
+  if (it->second.review &&
+      !note_held_portal(portal, body, pos, it->second.analysis, it->second.text, it->second.param_types)) {
+    policy::Decision d;
+    d.action = policy::Action::Deny;
+    d.rule = "approvals.held_portals";
+    d.reason = "too many portals waiting for approval in one session";
+    d.message = "statement refused: this session has bound too many portals of statements that need approval for "
+                "the proxy to keep track of one more";
+    d.hint = "close portals the session no longer needs";
+    if (auditing()) {
+      audit_parse_refused(it->second.analysis, d, {});
+      audit_close_portal(portal);
+    }
+    refuse_statement(d, it->second.analysis.get(), 'B', {}, substitute);
+    return false;
   }
-  statements_.erase(it);
-  refuse_statement(d, analysis.get(), 'B', {}, substitute);
-  return false;
+  return true;
 }
 
 const policy::Policy& Session::live_policy() {
@@ -296,9 +324,15 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
     release_front_ = false;
     if (d.action == policy::Action::Review || d.action == policy::Action::Allow) d = std::move(released_decision_);
   }
+  // A statement prepared with the extended protocol that needs review is parsed as usual; its
+  // Executes wait for a reviewer, with their parameters (session_hold.cpp). Fail closed when the
+  // session cannot keep track of it.
+  const bool review_at_execute = type == 'P' && analysis && d.action == policy::Action::Review &&
+                                 server_.approvals() &&
+                                 (statements_.size() < kMaxProtocolStatements || statements_.count(statement_name));
   if (a->error) metrics_.statements_unknown.fetch_add(1, std::memory_order_relaxed);
   if (auditing()) {
-    const bool allowed = d.action == policy::Action::Allow;
+    const bool allowed = d.action == policy::Action::Allow || review_at_execute;
     if (type == 'F') {
       analysis = std::make_shared<const sql::Analysis>(std::move(local));
       if (judged == a) judged = analysis.get();
@@ -309,7 +343,7 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
     else if (!allowed)
       audit_parse_refused(analysis, d, query_text_of(type, body));
   }
-  if (d.action == policy::Action::Allow) {
+  if (d.action == policy::Action::Allow || review_at_execute) {
     remember_prepared(*a);
     for (const auto& st : a->statements)
       if (!st.settings.empty()) {
@@ -332,11 +366,23 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
                      policy::action_name(dr.action), dr.reason);
     if (type == 'P' && analysis) {
       std::shared_ptr<const policy::Decision> judged_by;
-      if (auditing()) judged_by = std::make_shared<const policy::Decision>(std::move(d));
+      if (auditing() || review_at_execute) judged_by = std::make_shared<const policy::Decision>(std::move(d));
+      Judged j{analysis, policy_generation_, std::move(judged_by), review_at_execute, {}, {}};
+      if (review_at_execute) {
+        j.text = query_text_of('P', body);
+        // The parameter types the client named, to show binary values as text to reviewers.
+        std::size_t at = statement_name.size() + 1 + j.text.size() + 1;
+        if (body.size() >= at + 2) {
+          const std::uint16_t n = load_be16(body.data() + at);
+          at += 2;
+          for (std::uint16_t i = 0; i < n && body.size() >= at + 4; ++i, at += 4)
+            j.param_types.push_back(load_be32(body.data() + at));
+        }
+      }
       if (auto it = statements_.find(statement_name); it != statements_.end())
-        it->second = Judged{analysis, policy_generation_, std::move(judged_by)};  // no allocation when a name is reused
+        it->second = std::move(j);  // no allocation when a name is reused
       else if (statements_.size() < kMaxProtocolStatements)
-        statements_.emplace(std::string(statement_name), Judged{analysis, policy_generation_, std::move(judged_by)});
+        statements_.emplace(std::string(statement_name), std::move(j));
     }
     return true;
   }
@@ -356,13 +402,17 @@ void Session::refuse_statement(const policy::Decision& d, const sql::Analysis* a
     case policy::Action::Review:
       metrics_.statements_reviewed.fetch_add(1, std::memory_order_relaxed);
       if (!d.approval.empty()) break;  // the hold's own outcome (session_hold.cpp) says it all
-      // Not holdable here (extended protocol, FunctionCall) or approvals are off: refused (fail closed).
-      e.message += server_.approvals() ? " (approval required; statements sent with the extended protocol cannot be "
-                                         "held for approval yet)"
+      // Not holdable (a fast-path FunctionCall, or a session that keeps too many prepared
+      // statements to track one more) or approvals are off: refused (fail closed).
+      e.message += server_.approvals() ? (type == 'F' ? " (approval required; fast-path function calls cannot be held "
+                                                        "for approval)"
+                                                      : " (approval required; this session has too many prepared "
+                                                        "statements for the proxy to hold one more for approval)")
                                        : " (approval required, and approvals are not enabled on this proxy)";
       if (server_.approvals())
-        e.hint = "send it as a simple query (for example from psql, or without bind parameters) so that it can be "
-                 "held for a reviewer" + (e.hint.empty() ? std::string() : "; " + e.hint);
+        e.hint = (type == 'F' ? std::string("call the function in a SELECT so that it can be held for a reviewer")
+                              : std::string("close prepared statements the session no longer needs")) +
+                 (e.hint.empty() ? std::string() : "; " + e.hint);
       else if (e.hint.empty())
         e.hint = "ask an administrator to run it, or change the policy";
       break;
@@ -387,10 +437,11 @@ void Session::refuse_statement(const policy::Decision& d, const sql::Analysis* a
   // Unique per refusal ("_" + sequence, then a non-digit so _1 never matches inside _12).
   std::string marker = fmt::format("gatehouse_blocked_{}_{}_", nonce_, ++refusal_seq_);
   substitute.clear();
-  if (type == 'P' || type == 'B') {
-    // A Bind is replaced by a Parse under a throwaway name: it fails at parsing, before the
-    // backend stores or drops anything, and the rest of the batch is skipped as for a failed Bind.
-    std::string body(type == 'B' ? std::string_view(marker) : name);
+  if (type == 'P' || type == 'B' || type == 'E') {
+    // A Bind or Execute is replaced by a Parse under a throwaway name: it fails at parsing,
+    // before the backend stores or drops anything, and the rest of the batch is skipped as for a
+    // failed Bind or Execute.
+    std::string body(type != 'P' ? std::string_view(marker) : name);
     body.push_back('\0');
     body += marker;
     body.push_back('\0');

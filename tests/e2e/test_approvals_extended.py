@@ -1,0 +1,292 @@
+"""Held statements sent with the extended protocol (Parse/Bind/Execute), end to end: psycopg's
+server-side parameters (text and binary), prepared statements executed again with new values,
+pipelines, and a raw wire client for what drivers do less often (an Execute fetching a portal in
+pieces). The Execute is held; the request carries the exact parameter values; a real PostgreSQL
+runs it only once approved."""
+from __future__ import annotations
+
+import struct
+import subprocess
+import threading
+import time
+
+import psycopg
+import pytest
+
+import pgwire
+from tests.harness import Gatehouse
+from test_approvals import HELD, api, approvals_config, balance, schema, tokens  # noqa: F401 (fixtures)
+
+
+@pytest.fixture(scope="module")
+def proxy(pg, user_hashes, oidc, schema, tmp_path_factory):  # noqa: F811
+    tmp = tmp_path_factory.mktemp("gh-approvals-ext")
+    p = Gatehouse(approvals_config(pg, user_hashes, oidc, tmp), workdir=tmp).start()
+    yield p
+    p.stop()
+
+
+def connect(proxy, user: str, token: str, **kw) -> psycopg.Connection:
+    return psycopg.connect(host="127.0.0.1", port=proxy.port, user=user, password=token, dbname="app",
+                           sslmode="disable", connect_timeout=15, **kw)
+
+
+class HeldCall:
+    """Runs fn(conn) on a thread; the notice handler catches the hold's request id."""
+
+    def __init__(self, conn: psycopg.Connection, fn):
+        self.conn = conn
+        self.notices: list[str] = []
+        self.request_id: str | None = None
+        self.seen = threading.Event()
+        self.result = None
+        self.error: BaseException | None = None
+
+        def on_notice(diag):
+            self.notices.append(f"{diag.message_primary} | {diag.message_hint}")
+            m = HELD.search(diag.message_primary or "")
+            if m and "held for approval" in diag.message_primary:
+                self.request_id = m.group(1)
+                self.seen.set()
+
+        conn.add_notice_handler(on_notice)
+
+        def run():
+            try:
+                self.result = fn(conn)
+            except BaseException as e:  # noqa: BLE001 (handed to the test)
+                self.error = e
+            finally:
+                self.seen.set()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        assert self.seen.wait(20), "no hold notice"
+        if self.error:
+            raise self.error
+        assert self.request_id, self.notices
+
+    def finish(self, timeout: float = 30):
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the held call did not finish"
+        return self.result, self.error
+
+
+def approve(proxy, tokens, rid):  # noqa: F811
+    status, body = api(proxy, "POST", f"/api/v1/approvals/{rid}/approve", tokens["bob"], {"comment": "ok"})
+    assert status == 200, body
+
+
+def test_bound_parameters_are_held_with_their_values_then_run_once(proxy, pg, tokens):  # noqa: F811
+    before = balance(pg, 1)
+    with connect(proxy, "alice@example.com", tokens["alice"], autocommit=True) as c:
+        held = HeldCall(c, lambda c: c.execute("UPDATE appr_accounts SET balance = balance + %s WHERE id = %s",
+                                               (5, 1)).rowcount)
+        assert balance(pg, 1) == before  # not run while held
+        status, req = api(proxy, "GET", f"/api/v1/approvals/{held.request_id}", tokens["bob"])
+        assert status == 200, req
+        assert req["statement"] == "UPDATE appr_accounts SET balance = balance + $1 WHERE id = $2"
+        assert req["parameters"] == ["5", "1"], req
+        assert req["rule"] == "review-balance-changes"
+        approve(proxy, tokens, held.request_id)
+        rows, err = held.finish()
+        assert err is None, err
+        assert rows == 1
+        assert balance(pg, 1) == before + 5
+        # the connection goes on normally, and the same statement with the same values needs a
+        # new approval (approved once, run once)
+        assert c.execute("select 1").fetchone() == (1,)
+        c.execute("SET gatehouse.wait = off")
+        with pytest.raises(psycopg.Error) as ei:
+            c.execute("UPDATE appr_accounts SET balance = balance + %s WHERE id = %s", (5, 1))
+        assert ei.value.sqlstate == "RV001", ei.value
+    assert balance(pg, 1) == before + 5
+    status, req = api(proxy, "GET", f"/api/v1/approvals/{held.request_id}", tokens["bob"])
+    assert req["state"] == "consumed", req
+
+
+def test_binary_parameters_are_shown_exactly_and_rejection_fails_only_the_execute(proxy, pg, tokens):  # noqa: F811
+    before = balance(pg, 2)
+    with connect(proxy, "alice@example.com", tokens["alice"], autocommit=True) as c:
+        held = HeldCall(c, lambda c: c.execute("UPDATE appr_accounts SET balance = %b WHERE id = %b", (0, 2)))
+        status, req = api(proxy, "GET", f"/api/v1/approvals/{held.request_id}", tokens["bob"])
+        assert req["parameters"] == ["0", "2"], req  # sent in binary, shown as text for its type
+        status, body = api(proxy, "POST", f"/api/v1/approvals/{held.request_id}/reject", tokens["bob"],
+                           {"reason": "wrong account"})
+        assert status == 200, body
+        _, err = held.finish()
+        assert isinstance(err, psycopg.errors.InsufficientPrivilege), err
+        assert "statement rejected by bob@example.com: wrong account" in str(err), str(err)
+        # the refusal ended its batch like any failed Execute: the session is usable
+        assert c.execute("select balance from appr_accounts where id = 2").fetchone() == (before,)
+
+
+def test_a_prepared_statement_is_held_per_execution_with_each_set_of_values(proxy, pg, tokens):  # noqa: F811
+    sql = "UPDATE appr_accounts SET balance = %s WHERE id = %s"
+    with connect(proxy, "alice@example.com", tokens["alice"], autocommit=True) as c:
+        # prepare=True: Parse once under a name (with its own Sync), then Bind/Execute per call
+        held = HeldCall(c, lambda c: c.execute(sql, (31, 3), prepare=True).rowcount)
+        first = held.request_id
+        approve(proxy, tokens, first)
+        assert held.finish() == (1, None)
+        assert balance(pg, 3) == 31
+        held = HeldCall(c, lambda c: c.execute(sql, (32, 3), prepare=True).rowcount)
+        assert held.request_id != first
+        status, req = api(proxy, "GET", f"/api/v1/approvals/{held.request_id}", tokens["bob"])
+        assert req["parameters"] == ["32", "3"], req
+        approve(proxy, tokens, held.request_id)
+        assert held.finish() == (1, None)
+        assert balance(pg, 3) == 32
+
+
+def test_not_waiting_gives_the_request_id_and_the_same_values_rerun_once(proxy, pg, tokens):  # noqa: F811
+    sql = "UPDATE appr_accounts SET balance = %s WHERE id = %s"
+    with connect(proxy, "erin", tokens["erin"], autocommit=True) as c:
+        c.execute("SET gatehouse.wait = off")
+        with pytest.raises(psycopg.Error) as ei:
+            c.execute(sql, (44, 4))
+        assert ei.value.sqlstate == "RV001"
+        rid = HELD.search(str(ei.value)).group(1)
+        approve(proxy, tokens, rid)
+        with pytest.raises(psycopg.Error) as ei:  # other values: a new request, not the approved one
+            c.execute(sql, (45, 4))
+        assert ei.value.sqlstate == "RV001" and HELD.search(str(ei.value)).group(1) != rid
+        assert c.execute(sql, (44, 4)).rowcount == 1  # exactly the approved values: runs, once
+        assert balance(pg, 4) == 44
+        with pytest.raises(psycopg.Error) as ei:
+            c.execute(sql, (44, 4))
+        assert ei.value.sqlstate == "RV001"
+
+
+def test_cancel_while_held_cancels_the_request(proxy, pg, tokens):  # noqa: F811
+    with connect(proxy, "alice@example.com", tokens["alice"], autocommit=True) as c:
+        held = HeldCall(c, lambda c: c.execute("UPDATE appr_accounts SET balance = %s WHERE id = %s", (9, 5)))
+        c.cancel()
+        _, err = held.finish()
+        assert isinstance(err, psycopg.errors.QueryCanceled), err
+        status, req = api(proxy, "GET", f"/api/v1/approvals/{held.request_id}", tokens["bob"])
+        assert req["state"] == "cancelled", req
+        assert c.execute("select 1").fetchone() == (1,)
+    assert balance(pg, 5) != 9
+
+
+def test_a_pipeline_keeps_its_order_around_the_held_statement(proxy, pg, tokens):  # noqa: F811
+    with connect(proxy, "alice@example.com", tokens["alice"], autocommit=True) as c:
+        def run(c):
+            with c.pipeline():
+                a = c.execute("select count(*) from appr_accounts where id <= %s", (10,))
+                b = c.execute("UPDATE appr_accounts SET balance = %s WHERE id = %s", (61, 6))
+                d = c.execute("select balance from appr_accounts where id = %s", (6,))
+            return a.fetchone(), b.rowcount, d.fetchone()
+        held = HeldCall(c, run)
+        approve(proxy, tokens, held.request_id)
+        result, err = held.finish()
+        assert err is None, err
+        assert result == ((10,), 1, (61,))
+
+
+def test_a_transaction_sees_the_held_statement_in_its_place(proxy, pg, tokens):  # noqa: F811
+    with connect(proxy, "alice@example.com", tokens["alice"]) as c:  # not autocommit: BEGIN first
+        c.execute("UPDATE appr_two SET id = id WHERE false")  # not held (no review rule for updates)
+        held = HeldCall(c, lambda c: c.execute("UPDATE appr_accounts SET balance = %s WHERE id = %s", (71, 7)).rowcount)
+        approve(proxy, tokens, held.request_id)
+        assert held.finish() == (1, None)
+        assert balance(pg, 7) != 71  # not committed yet
+        c.commit()
+    assert balance(pg, 7) == 71
+
+
+def _bind(portal: bytes, stmt: bytes, params: list[bytes]) -> bytes:
+    body = portal + b"\0" + stmt + b"\0" + struct.pack("!H", 0) + struct.pack("!H", len(params))
+    for p in params:
+        body += struct.pack("!i", len(p)) + p
+    return pgwire.message(b"B", body + struct.pack("!H", 0))
+
+
+def _execute(portal: bytes, max_rows: int) -> bytes:
+    return pgwire.message(b"E", portal + b"\0" + struct.pack("!I", max_rows))
+
+
+def test_an_approved_portal_fetched_in_pieces_needs_one_approval(proxy, pg, tokens):  # noqa: F811
+    c = pgwire.connect(proxy.port, "alice@example.com", tokens["alice"])
+    try:
+        parse = pgwire.message(b"P", b"upd\0UPDATE appr_accounts SET balance = balance WHERE id <= $1 "
+                                     b"RETURNING id\0" + struct.pack("!H", 0))
+        c.send(parse + pgwire.message(b"S"))
+        types = []
+        while True:
+            t, _ = c.read_message()
+            types.append(t)
+            if t == b"Z":
+                break
+        assert types == [b"1", b"Z"], types  # parsing runs nothing and is not held
+        # one batch: Bind, then the portal fetched two rows at a time with Flush in between
+        c.send(_bind(b"p1", b"upd", [b"5"]) + _execute(b"p1", 2) + pgwire.message(b"H"))
+        rid = None
+        seen = []
+        while rid is None:
+            t, body = c.read_message()
+            seen.append(t)
+            if t == b"N":
+                m = HELD.search(body.decode(errors="replace"))
+                rid = m.group(1) if m else None
+        status, req = api(proxy, "GET", f"/api/v1/approvals/{rid}", tokens["bob"])
+        assert req["parameters"] == ["5"], req
+        approve(proxy, tokens, rid)
+        rows = 0
+        while True:
+            t, body = c.read_message()
+            if t == b"D":
+                rows += 1
+            if t == b"s":  # PortalSuspended: ask for the rest of the same portal
+                break
+            assert t in (b"2", b"D", b"N"), (t, body)
+        assert rows == 2
+        c.send(_execute(b"p1", 0) + pgwire.message(b"S"))
+        while True:
+            t, body = c.read_message()
+            if t == b"D":
+                rows += 1
+            if t == b"C":
+                assert body.startswith(b"UPDATE 3"), body
+            if t == b"Z":
+                break
+            assert t in (b"D", b"C"), (t, body)
+        assert rows == 5
+        # a new Bind of the same statement is a new request
+        c.send(pgwire.query("SET gatehouse.wait = off"))
+        while c.read_message()[0] != b"Z":
+            pass
+        c.send(_bind(b"p1", b"upd", [b"5"]) + _execute(b"p1", 0) + pgwire.message(b"S"))
+        err = None
+        while True:
+            t, body = c.read_message()
+            if t == b"E":
+                err = pgwire.parse_error_fields(body)
+            if t == b"Z":
+                break
+        assert err and err["C"] == "RV001", err
+    finally:
+        c.close()
+
+
+def test_extended_holds_are_audited_with_their_parameters(proxy, tokens):  # noqa: F811
+    from tests.harness import BINARY
+    import json
+    store = proxy.workdir / "gatehouse-audit.db"
+    deadline = time.time() + 10
+    while True:
+        r = subprocess.run([str(BINARY), "audit", "search", "--store", str(store), "--format", "jsonl",
+                            "--limit", "5000"], capture_output=True, text=True, timeout=60)
+        recs = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+        stmts = [x for x in recs if x.get("type") == "statement" and x["sql"].get("protocol") == "E"
+                 and "appr_accounts" in x["sql"].get("text", "")]
+        refused = [x for x in stmts if x.get("outcome") == "refused"]
+        approved = [x for x in stmts if x["sql"]["decision"].get("approval") and x["sql"]["decision"]["action"] == "allow"]
+        if (refused and approved) or time.time() > deadline:
+            break
+        time.sleep(0.3)
+    assert approved, stmts[:3]
+    assert any(x.get("sqlstate") == "RV001" for x in refused), refused[:3]
+    assert all(x["sql"]["decision"]["approval"].startswith("apr_") for x in refused), refused[:3]
+    assert any(x["sql"].get("params") == ["5"] for x in approved), approved[:3]  # the raw client's text value
