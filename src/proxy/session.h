@@ -115,6 +115,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // once exactly as submitted, or is refused.
   bool wants_hold(std::string_view query_body);
   bool wants_hold_execute(std::string_view execute_body);
+  void approve_held_portal(const std::string& portal, const policy::Decision& by);  // its Executes run
   bool note_held_portal(std::string_view portal, std::string_view bind_body, std::size_t params_at,
                         const std::shared_ptr<const sql::Analysis>& analysis, const std::string& text,
                         const std::vector<std::uint32_t>& param_types);
