@@ -320,8 +320,66 @@ Analyzer::Analyzer(std::size_t cache_entries, std::size_t max_cached_text, std::
   index_.reserve(std::min<std::size_t>(cache_entries, 1 << 16));
 }
 
+namespace {
+
+bool ident_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '$';
+}
+bool digit(char c) { return c >= '0' && c <= '9'; }
+
+}  // namespace
+
+bool shape_key(std::string_view sql, std::string& out) {
+  out.clear();
+  bool number = false;
+  const std::size_t n = sql.size();
+  for (std::size_t i = 0; i < n;) {
+    const char c = sql[i];
+    const auto u = static_cast<unsigned char>(c);
+    if (u >= 0x80 || (u < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == '\'' || c == '"' || c == '$' ||
+        c == '\\')
+      return false;
+    if ((c == '-' && i + 1 < n && sql[i + 1] == '-') || (c == '/' && i + 1 < n && sql[i + 1] == '*')) return false;
+    const char prev = i ? sql[i - 1] : ' ';
+    if (c == '.' && i + 1 < n && digit(sql[i + 1]) && !ident_char(prev)) return false;  // .5
+    if (!digit(c) || ident_char(prev) || prev == '.') {
+      out.push_back(c);
+      ++i;
+      continue;
+    }
+    // A numeric literal: digits [. digits] [e [+-] digits], not followed by an identifier.
+    std::size_t j = i;
+    while (j < n && digit(sql[j])) ++j;
+    if (j < n && sql[j] == '.') {
+      ++j;
+      while (j < n && digit(sql[j])) ++j;
+    }
+    if (j < n && (sql[j] == 'e' || sql[j] == 'E')) {
+      std::size_t k = j + 1;
+      if (k < n && (sql[k] == '+' || sql[k] == '-')) ++k;
+      if (k >= n || !digit(sql[k])) return false;
+      while (k < n && digit(sql[k])) ++k;
+      j = k;
+    }
+    if (j < n && (ident_char(sql[j]) || sql[j] == '.')) return false;  // 123abc, 0x1f, 1_000, 1.2.3
+    out.push_back('\x01');
+    number = true;
+    i = j;
+  }
+  return number;
+}
+
+bool shape_independent(const Analysis& a) {
+  if (a.error || a.statements.size() != 1) return false;
+  const Statement& st = a.statements.front();
+  if (st.kinds.size() != 1 || (st.kinds[0] != StatementKind::Select && st.kinds[0] != StatementKind::Insert))
+    return false;
+  return st.writes.empty() && st.settings.empty() && !st.opaque_code;
+}
+
 std::shared_ptr<const Analysis> Analyzer::analyze(std::string_view sql) {
   bool cacheable = max_entries_ > 0 && sql.size() <= max_text_;
+  bool by_shape = false;
   if (cacheable) {
     auto it = index_.find(sql);
     if (it != index_.end()) {
@@ -329,16 +387,44 @@ std::shared_ptr<const Analysis> Analyzer::analyze(std::string_view sql) {
       if (it->second != lru_.begin()) lru_.splice(lru_.begin(), lru_, it->second);
       return it->second->analysis;
     }
+    by_shape = shape_key(sql, key_);
+    if (by_shape) {
+      if (auto s = shapes_.find(std::string_view(key_)); s != shapes_.end()) {
+        ++stats_.shape_hits;
+        if (s->second != lru_.begin()) lru_.splice(lru_.begin(), lru_, s->second);
+        const Entry& e = *s->second;
+        if (e.original == sql) return e.analysis;
+        // The same statement with other numbers: only its own text differs.
+        auto copy = std::make_shared<Analysis>(*e.analysis);
+        copy->statements.front().text.assign(sql.substr(e.before, sql.size() - e.before - e.after));
+        return copy;
+      }
+    }
   }
   ++stats_.misses;
   auto analysis = std::make_shared<const Analysis>(analyze_uncached(sql));
   if (!cacheable) return analysis;
+  Entry entry;
+  if (by_shape && shape_independent(*analysis)) {
+    const Statement& st = analysis->statements.front();
+    const auto at = std::size_t(std::max(st.location, 0));
+    if (at + st.text.size() <= sql.size() && sql.substr(at, st.text.size()) == st.text) {
+      entry.shape = true;
+      entry.original = std::string(sql);
+      entry.before = at;
+      entry.after = sql.size() - at - st.text.size();
+    }
+  }
   // Per entry: the key twice (list node and the map's view), list and hash nodes, the result.
   std::size_t bytes = sql.size() + approximate_bytes(*analysis) + sizeof(Entry) + 64;
+  if (entry.shape) bytes += sql.size();
   if (bytes > max_bytes_) return analysis;
   evict_until_fits(bytes);
-  lru_.push_front(Entry{std::string(sql), analysis, bytes});
-  index_.emplace(std::string_view(lru_.front().text), lru_.begin());
+  entry.text = entry.shape ? key_ : std::string(sql);
+  entry.analysis = analysis;
+  entry.bytes = bytes;
+  lru_.push_front(std::move(entry));
+  (lru_.front().shape ? shapes_ : index_).emplace(std::string_view(lru_.front().text), lru_.begin());
   stats_.bytes += bytes;
   stats_.entries = lru_.size();
   return analysis;
@@ -347,7 +433,7 @@ std::shared_ptr<const Analysis> Analyzer::analyze(std::string_view sql) {
 void Analyzer::evict_until_fits(std::size_t incoming) {
   while (!lru_.empty() && (lru_.size() + 1 > max_entries_ || stats_.bytes + incoming > max_bytes_)) {
     Entry& victim = lru_.back();
-    index_.erase(std::string_view(victim.text));
+    (victim.shape ? shapes_ : index_).erase(std::string_view(victim.text));
     stats_.bytes -= victim.bytes;
     lru_.pop_back();
     ++stats_.evictions;
@@ -359,6 +445,7 @@ Analyzer::Stats Analyzer::stats() const { return stats_; }
 
 void Analyzer::clear() {
   index_.clear();
+  shapes_.clear();
   lru_.clear();
   stats_.bytes = 0;
   stats_.entries = 0;

@@ -1,6 +1,7 @@
 #pragma once
 // Analyzer: SQL text -> Analysis (see statement_info.h), parsed with PostgreSQL's own grammar
-// (libpg_query) and cached by the exact text.
+// (libpg_query) and cached by the exact text, and by shape for texts that differ only in
+// numeric literals (see shape_key).
 #include <cstddef>
 #include <list>
 #include <memory>
@@ -16,6 +17,18 @@ namespace gh::sql {
 // contexts per thread). Never throws on any input; what cannot be parsed comes back as
 // Analysis::error with no statements.
 Analysis analyze_uncached(std::string_view sql);
+
+// The text with every numeric literal replaced by '\x01', when the text is simple enough for a
+// plain scan to find its literals for sure: no quotes of any kind, no '$', no backslash, no
+// comments, ASCII only, and every number a plain decimal (123, 1.5, 2e10). false: not simple, or
+// no numeric literal (the exact cache serves it). Two texts with the same key parse to the same
+// tree except for the values of those literals.
+bool shape_key(std::string_view sql, std::string& out);
+
+// Whether an analysis of a text with shape_key may serve every text of that shape: its fields do
+// not depend on literal values (one SELECT or INSERT, no UPDATE/DELETE whose WHERE is evaluated,
+// no settings). Keep in step with the walker: a new use of a constant's value must be excluded here.
+bool shape_independent(const Analysis& analysis);
 
 // A per-thread LRU cache in front of analyze_uncached. NOT thread-safe: give each worker
 // thread its own Analyzer (no locks on the hot path). Results are shared, immutable and stay
@@ -34,6 +47,7 @@ class Analyzer {
 
   struct Stats {
     std::size_t hits = 0;
+    std::size_t shape_hits = 0;  // served by shape: the same statement with other numbers
     std::size_t misses = 0;
     std::size_t evictions = 0;
     std::size_t entries = 0;
@@ -44,9 +58,12 @@ class Analyzer {
 
  private:
   struct Entry {
-    std::string text;
+    std::string text;  // the exact text, or the shape key (shape entries)
     std::shared_ptr<const Analysis> analysis;
     std::size_t bytes = 0;
+    bool shape = false;
+    std::string original;             // shape entries: the text analysed
+    std::size_t before = 0, after = 0;  // shape entries: bytes around the statement's own text
   };
   void evict_until_fits(std::size_t incoming_bytes);
 
@@ -55,6 +72,8 @@ class Analyzer {
   std::size_t max_bytes_;
   std::list<Entry> lru_;  // front = most recently used
   std::unordered_map<std::string_view, std::list<Entry>::iterator> index_;  // keys view Entry::text
+  std::unordered_map<std::string_view, std::list<Entry>::iterator> shapes_;  // shape entries, same
+  std::string key_;  // scratch for shape_key
   Stats stats_;
 };
 
