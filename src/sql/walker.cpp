@@ -1,4 +1,8 @@
 // Scopes, expressions, FROM items and the trivially-true WHERE evaluation.
+//
+// The analyzer's shape cache (analyzer.cpp, ADR 0007) shares one result among texts that differ
+// only in numeric literals when shape_independent() says the result cannot depend on their
+// values. Reading a constant's value anywhere new here must be excluded in shape_independent().
 #include <algorithm>
 #include <charconv>
 
