@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -268,18 +267,28 @@ def test_timeout_keeps_the_request_open(pg, user_hashes, oidc, schema, tokens, t
         p.stop()
 
 
-def test_every_step_is_audited(proxy, tokens):
+def audit_records(proxy, done, timeout: float = 10) -> list[dict]:
+    """The proxy's audit records (gatehouse audit search), read again until done(records) or the
+    timeout: records are written by the audit thread shortly after the client saw its answer."""
     store = proxy.workdir / "gatehouse-audit.db"
-    deadline = time.time() + 10
+    deadline = time.time() + timeout
     while True:
         r = subprocess.run([str(BINARY), "audit", "search", "--store", str(store), "--format", "jsonl",
                             "--limit", "5000"], capture_output=True, text=True, timeout=60)
         recs = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
-        approvals = [x for x in recs if x.get("type") == "approval"]
-        states = {x.get("fields", {}).get("state") for x in approvals}
-        if {"pending", "approved", "rejected", "cancelled", "consumed"} <= states or time.time() > deadline:
-            break
+        if done(recs) or time.time() > deadline:
+            return recs
         time.sleep(0.3)
+
+
+def test_every_step_is_audited(proxy, tokens):
+    def states_of(recs):
+        return {x.get("fields", {}).get("state") for x in recs if x.get("type") == "approval"}
+
+    recs = audit_records(proxy, lambda recs: {"pending", "approved", "rejected", "cancelled", "consumed"}
+                         <= states_of(recs))
+    approvals = [x for x in recs if x.get("type") == "approval"]
+    states = states_of(recs)
     assert {"pending", "approved", "rejected", "cancelled", "consumed"} <= states, states
     rejected = [x for x in approvals if x["fields"].get("state") == "rejected"]
     assert rejected and rejected[0]["fields"]["rejected_by"] == "bob@example.com"

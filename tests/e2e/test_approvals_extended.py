@@ -6,16 +6,14 @@ runs it only once approved."""
 from __future__ import annotations
 
 import struct
-import subprocess
 import threading
-import time
 
 import psycopg
 import pytest
 
 import pgwire
 from tests.harness import Gatehouse
-from test_approvals import HELD, api, approvals_config, balance, schema, tokens  # noqa: F401 (fixtures)
+from test_approvals import HELD, api, approvals_config, audit_records, balance, schema, tokens  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(scope="module")
@@ -271,21 +269,18 @@ def test_an_approved_portal_fetched_in_pieces_needs_one_approval(proxy, pg, toke
 
 
 def test_extended_holds_are_audited_with_their_parameters(proxy, tokens):  # noqa: F811
-    from tests.harness import BINARY
-    import json
-    store = proxy.workdir / "gatehouse-audit.db"
-    deadline = time.time() + 10
-    while True:
-        r = subprocess.run([str(BINARY), "audit", "search", "--store", str(store), "--format", "jsonl",
-                            "--limit", "5000"], capture_output=True, text=True, timeout=60)
-        recs = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
-        stmts = [x for x in recs if x.get("type") == "statement" and x["sql"].get("protocol") == "E"
-                 and "appr_accounts" in x["sql"].get("text", "")]
-        refused = [x for x in stmts if x.get("outcome") == "refused"]
-        approved = [x for x in stmts if x["sql"]["decision"].get("approval") and x["sql"]["decision"]["action"] == "allow"]
-        if (refused and approved) or time.time() > deadline:
-            break
-        time.sleep(0.3)
+    def statements(recs):
+        return [x for x in recs if x.get("type") == "statement" and x["sql"].get("protocol") == "E"
+                and "appr_accounts" in x["sql"].get("text", "")]
+
+    def approved_of(stmts):
+        return [x for x in stmts if x["sql"]["decision"].get("approval") and x["sql"]["decision"]["action"] == "allow"]
+
+    def refused_of(stmts):
+        return [x for x in stmts if x.get("outcome") == "refused"]
+
+    stmts = statements(audit_records(proxy, lambda r: refused_of(statements(r)) and approved_of(statements(r))))
+    approved, refused = approved_of(stmts), refused_of(stmts)
     assert approved, stmts[:3]
     assert any(x.get("sqlstate") == "RV001" for x in refused), refused[:3]
     assert all(x["sql"]["decision"]["approval"].startswith("apr_") for x in refused), refused[:3]
