@@ -362,7 +362,15 @@ bool shape_key(std::string_view sql, std::string& out) {
       j = k;
     }
     if (j < n && (ident_char(sql[j]) || sql[j] == '.')) return false;  // 123abc, 0x1f, 1_000, 1.2.3
-    out.push_back('\x01');
+    // The parser makes an Integer node of digits that fit in int32 and a Float node of anything
+    // else, and pg_query_normalize treats them differently (GROUP BY 2 stays, GROUP BY 2.5 does
+    // not): the key keeps the kind.
+    bool integer = true;
+    for (std::size_t k = i; k < j; ++k) integer &= digit(sql[k]);
+    std::size_t first = i;
+    while (first + 1 < j && sql[first] == '0') ++first;
+    integer &= j - first < 10 || (j - first == 10 && sql.substr(first, 10) <= "2147483647");
+    out.push_back(integer ? '\x01' : '\x02');
     number = true;
     i = j;
   }
@@ -408,7 +416,11 @@ std::shared_ptr<const Analysis> Analyzer::analyze(std::string_view sql) {
   if (by_shape && shape_independent(*analysis)) {
     const Statement& st = analysis->statements.front();
     const auto at = std::size_t(std::max(st.location, 0));
-    if (at + st.text.size() <= sql.size() && sql.substr(at, st.text.size()) == st.text) {
+    // Every number must have become a $n in the normalized text (pg_query_normalize keeps some,
+    // such as GROUP BY 2): otherwise the normalized text depends on the numbers too.
+    const auto numbers = std::count(key_.begin(), key_.end(), '\x01') + std::count(key_.begin(), key_.end(), '\x02');
+    const auto params = std::count(st.normalized.begin(), st.normalized.end(), '$');
+    if (numbers == params && at + st.text.size() <= sql.size() && sql.substr(at, st.text.size()) == st.text) {
       entry.shape = true;
       entry.original = std::string(sql);
       entry.before = at;

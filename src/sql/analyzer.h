@@ -18,7 +18,8 @@ namespace gh::sql {
 // Analysis::error with no statements.
 Analysis analyze_uncached(std::string_view sql);
 
-// The text with every numeric literal replaced by '\x01', when the text is simple enough for a
+// The text with every numeric literal replaced by '\x01' (an integer that fits in int32) or
+// '\x02' (any other number), when the text is simple enough for a
 // plain scan to find its literals for sure: no quotes of any kind, no '$', no backslash, no
 // comments, ASCII only, and every number a plain decimal (123, 1.5, 2e10). false: not simple, or
 // no numeric literal (the exact cache serves it). Two texts with the same key parse to the same
@@ -26,7 +27,8 @@ Analysis analyze_uncached(std::string_view sql);
 bool shape_key(std::string_view sql, std::string& out);
 
 // Whether an analysis of a text with shape_key may serve every text of that shape: its fields do
-// not depend on literal values (one SELECT or INSERT, no UPDATE/DELETE whose WHERE is evaluated,
+// not depend on literal values (the analyzer also checks that every number became a $n in the
+// normalized text) (one SELECT or INSERT, no UPDATE/DELETE whose WHERE is evaluated,
 // no settings). Keep in step with the walker: a new use of a constant's value must be excluded here.
 bool shape_independent(const Analysis& analysis);
 

@@ -1,0 +1,1 @@
+SELECT t, Dow_to_json(t), count(*) FILTER (WHERE f(y)) OVER (PARTITION BY g(z)) FROM t GROUP BY 2 HAVING count(*) > 1
