@@ -23,6 +23,7 @@
 #include <gtest/gtest.h>
 
 #include "approvals/approvals.h"
+#include "people.h"
 
 namespace gh::approvals {
 namespace {
@@ -64,13 +65,7 @@ bool eventually(const std::function<bool()>& done, std::chrono::milliseconds dea
   return true;
 }
 
-Person person(std::string subject, std::string email, std::vector<std::string> groups) {
-  Person p;
-  p.subject = std::move(subject);
-  p.email = std::move(email);
-  p.groups = std::move(groups);
-  return p;
-}
+using test::person;
 
 const Person kAlice = person("alice", "alice@example.com", {"eng"});
 const Person kBob = person("bob", "bob@example.com", {"dba"});

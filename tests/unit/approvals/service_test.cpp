@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "approvals/approvals.h"
+#include "people.h"
 #include "store/sqlite.h"
 
 namespace gh::approvals {
@@ -25,13 +26,7 @@ struct TempDir {
   std::string file(const std::string& name) const { return (path / name).string(); }
 };
 
-Person person(std::string subject, std::string email, std::vector<std::string> groups) {
-  Person p;
-  p.subject = std::move(subject);
-  p.email = std::move(email);
-  p.groups = std::move(groups);
-  return p;
-}
+using test::person;
 
 const Person kAlice = person("alice", "alice@example.com", {"eng"});
 const Person kBob = person("bob", "bob@example.com", {"dba"});

@@ -2,6 +2,7 @@
 // cpp-httplib server on 127.0.0.1 (port chosen by the kernel); waits between attempts are
 // recorded through NotifierOptions::wait instead of slept, so nothing here depends on timing.
 #include "approvals/webhooks.h"
+#include "people.h"
 
 #include <gtest/gtest.h>
 #include <httplib.h>
@@ -21,13 +22,7 @@ using namespace std::chrono_literals;
 constexpr TimeUs kT = 1'700'000'000'000'000;  // 2023-11-14T22:13:20Z
 const std::string kConsole = "https://gatehouse.example.com";
 
-Person person(std::string subject, std::string email, std::vector<std::string> groups) {
-  Person p;
-  p.subject = std::move(subject);
-  p.email = std::move(email);
-  p.groups = std::move(groups);
-  return p;
-}
+using test::person;
 
 Request pending_request(std::string id = "apr_aaaaaaaaaaaaaaaaaaaa") {
   Request r;
