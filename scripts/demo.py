@@ -612,6 +612,14 @@ def show(r: subprocess.CompletedProcess) -> None:
         say("     " + line)
 
 
+def run_step(cmd: str) -> subprocess.CompletedProcess:
+    """Prints one command line, runs it as a person would, and prints what it said."""
+    say(f"$ {cmd}")
+    r = run_shell(cmd)
+    show(r)
+    return r
+
+
 def check_oidc(gh: Gatehouse, od: OidcDemo) -> None:
     """The banner's OpenID Connect scenarios, with the browser step scripted through the provider's
     own pages (tests/harness/oidc.py device_login: verification page, login form, consent)."""
@@ -629,16 +637,12 @@ def check_oidc(gh: Gatehouse, od: OidcDemo) -> None:
         say(f"  token saved to {od.token_file(person)}")
 
         cmd = od.whoami_cmd(gh, person)
-        say(f"$ {cmd}")
-        r = run_shell(cmd)
-        show(r)
+        r = run_step(cmd)
         if r.returncode != 0 or f"logs in as {person['role']}" not in r.stdout:
             raise RuntimeError(f"whoami for {person['id']} does not map to {person['role']}")
 
         cmd = od.psql_cmd(gh, person, WHO_SQL) + " -X -A -t"
-        say(f"$ {cmd}")
-        r = run_shell(cmd)
-        show(r)
+        r = run_step(cmd)
         expected = f"{person['role']}|{person['id']}|{','.join(person['groups'])}"
         if r.returncode != 0 or r.stdout.strip() != expected:
             raise RuntimeError(f"{person['id']}'s session is not {expected!r}")
@@ -674,15 +678,11 @@ def check_oidc(gh: Gatehouse, od: OidcDemo) -> None:
 
     # The agent: client-credentials token from `gatehouse token`, then plain psql.
     cmd = od.agent_psql_cmd(gh, AGENT_SQL)
-    say(f"$ {cmd}")
-    r = run_shell(cmd)
-    show(r)
+    r = run_step(cmd)
     if r.returncode != 0 or "shipped" not in r.stdout:
         raise RuntimeError("the agent's query did not run")
     cmd = od.agent_psql_cmd(gh, WHO_SQL) + " -X -A -t"
-    say(f"$ {cmd}")
-    r = run_shell(cmd)
-    show(r)
+    r = run_step(cmd)
     if r.returncode != 0 or not r.stdout.strip().startswith(f"demo_agent|{AGENT}|"):
         raise RuntimeError("the agent's session is not demo_agent")
     cmd = od.agent_psql_cmd(gh, AGENT_PII_SQL)
@@ -772,15 +772,11 @@ def check_approvals(gh: Gatehouse, od: OidcDemo) -> None:
         raise RuntimeError(f"psql did not wait for the approval: exit {held.proc.returncode}")
 
     cmd = od.approvals_cmd(gh, DBA, "list --state pending")
-    say(f"$ {cmd}")
-    r = run_shell(cmd)
-    show(r)
+    r = run_step(cmd)
     if r.returncode != 0 or request_id not in r.stdout:
         raise RuntimeError(f"{DBA['id']} does not see {request_id} in the pending requests")
     cmd = approve_cmd(gh, od, request_id)
-    say(f"$ {cmd}")
-    r = run_shell(cmd)
-    show(r)
+    r = run_step(cmd)
     if r.returncode != 0:
         raise RuntimeError(f"{DBA['id']} could not approve {request_id}")
 
@@ -802,9 +798,7 @@ def check_approvals(gh: Gatehouse, od: OidcDemo) -> None:
     held = Background(cmd)
     rejected_id = held.wait_for(HELD).group(1)
     cmd = reject_cmd(gh, od, rejected_id)
-    say(f"$ {cmd}")
-    r = run_shell(cmd)
-    show(r)
+    r = run_step(cmd)
     if r.returncode != 0:
         raise RuntimeError(f"{DBA['id']} could not reject {rejected_id}")
     r = held.finish()
@@ -824,9 +818,7 @@ def check_approvals(gh: Gatehouse, od: OidcDemo) -> None:
         raise RuntimeError("with gatehouse.wait off the UPDATE did not return at once with RV001 and the request id")
     rerun_id = m.group(1)
     cmd = approve_cmd(gh, od, rerun_id)
-    say(f"$ {cmd}")
-    r = run_shell(cmd)
-    show(r)
+    r = run_step(cmd)
     if r.returncode != 0:
         raise RuntimeError(f"{DBA['id']} could not approve {rerun_id}")
     cmd = no_wait_cmd(gh, od)
@@ -867,16 +859,12 @@ def check_jit(gh: Gatehouse, od: OidcDemo) -> None:
     if r.returncode == 0 or f'Denied by rule "{AGENT_READ_ONLY_RULE}"' not in r.stderr:
         raise RuntimeError(f"the agent's write was not refused by {AGENT_READ_ONLY_RULE}")
     cmd = od.request_access_cmd(gh)
-    say(f"$ {cmd}")
-    r = run_shell(cmd)
-    show(r)
+    r = run_step(cmd)
     m = re.search(r"\b(acc_[A-Za-z0-9]+)\b", r.stdout + r.stderr)
     if r.returncode != 0 or not m:
         raise RuntimeError("the agent's access request was not made")
     cmd = approve_cmd(gh, od, m.group(1))
-    say(f"$ {cmd}")
-    r = run_shell(cmd)
-    show(r)
+    r = run_step(cmd)
     if r.returncode != 0:
         raise RuntimeError(f"{DBA['id']} could not approve {m.group(1)}")
     cmd = od.agent_psql_cmd(gh, AGENT_WRITE_SQL)
