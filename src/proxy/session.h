@@ -264,8 +264,8 @@ class Session : public std::enable_shared_from_this<Session> {
   ClientWriter client_writer_ = ClientWriter::None;
   bool client_writer_waiter_ = false;  // the client side waits for the relay's write to end
 
-  // row estimate state
-  bool hold_request_ = false;      // the Query at the front of cin_ waits for approval
+  // hold and row-estimate state
+  bool hold_request_ = false;      // the Query or Execute at the front of cin_ waits for approval
   bool release_front_ = false;     // the Query at the front of cin_ was approved: judge lets it pass
   policy::Decision released_decision_;
   bool holding_ = false;           // waiting for a reviewer right now
