@@ -71,7 +71,7 @@ class JsonLinesSink final : public AuditSink {
 
   Result<void> write(std::span<const Record> batch) override {
     buf_.clear();
-    for (const auto& r : batch) buf_ += record_line(r);
+    for (const auto& r : batch) append_record_line(buf_, r);
     const off_t before = regular_ ? ::lseek(fd_, 0, SEEK_END) : -1;
     if (auto w = append_all(fd_, buf_, before, path_); !w) return w;
     if (fsync_ && regular_ && ::fdatasync(fd_) != 0) return tl::unexpected(io_error(path_, errno));

@@ -8,14 +8,18 @@
 
 namespace gh::audit {
 
+void append_record_line(std::string& out, const Record& r) {
+  out.reserve(out.size() + kLineBodyAt + r.body.size() + 2);
+  out += "{\"hash\":\"";
+  out += r.hash;
+  out += "\",\"body\":";
+  out += r.body;
+  out += "}\n";
+}
+
 std::string record_line(const Record& r) {
   std::string s;
-  s.reserve(kLineBodyAt + r.body.size() + 2);
-  s += "{\"hash\":\"";
-  s += r.hash;
-  s += "\",\"body\":";
-  s += r.body;
-  s += "}\n";
+  append_record_line(s, r);
   return s;
 }
 

@@ -17,6 +17,7 @@ namespace gh::audit {
 constexpr std::size_t kLineBodyAt = 9 + 64 + 9;  // {"hash":" + 64 hex digits + ","body":
 
 std::string record_line(const Record& r);  // with the trailing '\n'
+void append_record_line(std::string& out, const Record& r);  // the same, appended to `out`
 
 struct LineParts {
   std::string_view hash;  // 64 lower-case hex digits

@@ -4,7 +4,9 @@
 #include <array>
 #include <charconv>
 #include <type_traits>
+#include <cstring>
 #include <ctime>
+#include <limits>
 
 #include <nlohmann/json.hpp>
 #include <openssl/evp.h>
@@ -36,14 +38,55 @@ bool raw_from_hex(std::string_view hex_text, unsigned char* out, std::size_t n) 
   return true;
 }
 
+void two_digits(char* p, int v) {
+  p[0] = char('0' + v / 10);
+  p[1] = char('0' + v % 10);
+}
+
+// "2026-12-04T21:46:42.123456Z". The date and time of day change once a second: gmtime_r runs
+// then, not per record.
 std::string rfc3339(std::int64_t us) {
-  const std::time_t secs = static_cast<std::time_t>(us / 1'000'000);
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[96];  // room for any int fields, so the compiler can see nothing is cut
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec, int(us % 1'000'000));
-  return buf;
+  std::int64_t secs = us / 1'000'000, frac = us % 1'000'000;
+  if (frac < 0) {
+    frac += 1'000'000;
+    --secs;
+  }
+  thread_local std::int64_t cached_secs = std::numeric_limits<std::int64_t>::min();
+  thread_local char cached[20];  // "YYYY-MM-DDTHH:MM:SS"
+  if (secs != cached_secs) {
+    const std::time_t t = static_cast<std::time_t>(secs);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    const int year = tm.tm_year + 1900;
+    if (year < 0 || year > 9999) {
+      char buf[96];  // room for any int fields, so the compiler can see nothing is cut
+      std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", year, tm.tm_mon + 1, tm.tm_mday,
+                    tm.tm_hour, tm.tm_min, tm.tm_sec, int(frac));
+      return buf;
+    }
+    two_digits(cached, year / 100);
+    two_digits(cached + 2, year % 100);
+    cached[4] = '-';
+    two_digits(cached + 5, tm.tm_mon + 1);
+    cached[7] = '-';
+    two_digits(cached + 8, tm.tm_mday);
+    cached[10] = 'T';
+    two_digits(cached + 11, tm.tm_hour);
+    cached[13] = ':';
+    two_digits(cached + 14, tm.tm_min);
+    cached[16] = ':';
+    two_digits(cached + 17, tm.tm_sec);
+    cached[19] = '.';
+    cached_secs = secs;
+  }
+  std::string out(27, 'Z');
+  std::memcpy(out.data(), cached, 20);
+  int f = int(frac);
+  for (int i = 25; i >= 20; --i) {
+    out[std::size_t(i)] = char('0' + f % 10);
+    f /= 10;
+  }
+  return out;
 }
 
 using policy::action_name;
@@ -62,27 +105,37 @@ std::string_view cut(std::string_view s, std::size_t max) {
 // sorted order by construction; unit tests compare with a sorted re-encoding), no whitespace,
 // integers in decimal, strings escaped as RFC 8259 requires with invalid UTF-8 replaced by
 // U+FFFD. Hand-written because building a DOM first cost ~15 µs per record (ADR 0005).
+// Output goes through a cursor into the string's own storage (grown by doubling, trimmed by
+// finish() or the destructor): per-character std::string appends were a third of sealing.
 class Canonical {
  public:
-  explicit Canonical(std::string& out) : out_(out) {}
-  void open() { sep(); out_ += '{'; first_ = true; }
-  void close() { out_ += '}'; first_ = false; }
-  void open_array() { sep(); out_ += '['; first_ = true; }
-  void close_array() { out_ += ']'; first_ = false; }
+  explicit Canonical(std::string& out) : out_(out), used_(out.size()) {
+    if (out_.capacity() > out_.size()) out_.resize(out_.capacity());
+  }
+  ~Canonical() { finish(); }
+  Canonical(const Canonical&) = delete;
+  Canonical& operator=(const Canonical&) = delete;
+  // Trims the string to what was written; further writes may follow.
+  void finish() { out_.resize(used_); }
+
+  void open() { sep(); put('{'); first_ = true; }
+  void close() { put('}'); first_ = false; }
+  void open_array() { sep(); put('['); first_ = true; }
+  void close_array() { put(']'); first_ = false; }
   void key(std::string_view k) {
     sep();
     str_raw(k);
-    out_ += ':';
+    put(':');
     first_ = true;  // the value follows without a comma
   }
   void str(std::string_view v) { sep(); str_raw(v); }
   void num(std::int64_t v) {
     sep();
-    char buf[24];
-    auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
-    out_.append(buf, p);
+    room(24);
+    auto [p, ec] = std::to_chars(out_.data() + used_, out_.data() + used_ + 24, v);
+    used_ = std::size_t(p - out_.data());
   }
-  void null() { sep(); out_ += "null"; }
+  void null() { sep(); put("null"); }
   template <class T>
   void member(std::string_view k, const T& v) {
     key(k);
@@ -99,37 +152,58 @@ class Canonical {
   }
 
  private:
+  [[gnu::always_inline]] void room(std::size_t n) {
+    if (out_.size() - used_ < n) [[unlikely]] grow(n);
+  }
+  [[gnu::noinline]] void grow(std::size_t n) { out_.resize(std::max(out_.size() * 2, used_ + n + 256)); }
+  [[gnu::always_inline]] void put(char c) {
+    room(1);
+    out_[used_++] = c;
+  }
+  [[gnu::always_inline]] void put(std::string_view v) {
+    room(v.size());
+    std::memcpy(out_.data() + used_, v.data(), v.size());
+    used_ += v.size();
+  }
   void sep() {
-    if (!first_) out_ += ',';
+    if (!first_) put(',');
     first_ = false;
   }
+  // Bytes copied as they are: printable ASCII other than '"' and '\'.
+  static constexpr std::array<bool, 256> kPlain = [] {
+    std::array<bool, 256> t{};
+    for (int c = 0x20; c < 0x80; ++c) t[std::size_t(c)] = c != '"' && c != '\\';
+    return t;
+  }();
   void str_raw(std::string_view s) {
-    out_ += '"';
+    // Room for the quotes and every byte copied as it is; an escape makes its own room.
+    room(s.size() + 2);
+    out_[used_++] = '"';
     const auto* p = reinterpret_cast<const unsigned char*>(s.data());
     const std::size_t n = s.size();
     std::size_t i = 0;
     while (i < n) {
-      const unsigned char c = p[i];
-      if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-        std::size_t j = i + 1;
-        while (j < n && p[j] >= 0x20 && p[j] < 0x80 && p[j] != '"' && p[j] != '\\') ++j;
-        out_.append(s.data() + i, j - i);
+      std::size_t j = i;
+      while (j < n && kPlain[p[j]]) ++j;
+      if (j > i) {
+        put(s.substr(i, j - i));
         i = j;
-        continue;
+        if (i == n) break;
       }
+      const unsigned char c = p[i];
       if (c < 0x80) {
         switch (c) {
-          case '"': out_ += "\\\""; break;
-          case '\\': out_ += "\\\\"; break;
-          case '\b': out_ += "\\b"; break;
-          case '\f': out_ += "\\f"; break;
-          case '\n': out_ += "\\n"; break;
-          case '\r': out_ += "\\r"; break;
-          case '\t': out_ += "\\t"; break;
+          case '"': put("\\\""); break;
+          case '\\': put("\\\\"); break;
+          case '\b': put("\\b"); break;
+          case '\f': put("\\f"); break;
+          case '\n': put("\\n"); break;
+          case '\r': put("\\r"); break;
+          case '\t': put("\\t"); break;
           default: {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\u%04x", c);
-            out_ += buf;
+            static constexpr char digits[] = "0123456789abcdef";
+            const char u[6] = {'\\', 'u', '0', '0', digits[c >> 4], digits[c & 15]};
+            put(std::string_view(u, 6));
           }
         }
         ++i;
@@ -137,14 +211,14 @@ class Canonical {
       }
       const std::size_t len = utf8_length(p + i, n - i);
       if (len == 0) {
-        out_ += "\xEF\xBF\xBD";  // U+FFFD for an invalid byte
+        put("\xEF\xBF\xBD");  // U+FFFD for an invalid byte
         ++i;
       } else {
-        out_.append(s.data() + i, len);
+        put(s.substr(i, len));
         i += len;
       }
     }
-    out_ += '"';
+    put('"');
   }
   // Length of a well-formed UTF-8 sequence at p (RFC 3629: no overlongs, no surrogates), else 0.
   static std::size_t utf8_length(const unsigned char* p, std::size_t avail) {
@@ -174,6 +248,7 @@ class Canonical {
   }
 
   std::string& out_;
+  std::size_t used_;
   bool first_ = true;
 };
 
@@ -183,7 +258,10 @@ std::string utf8_clean(std::string_view s) {
   for (unsigned char c : s) ascii &= c < 0x80;
   if (ascii) return std::string(s);
   std::string quoted;
-  Canonical(quoted).str(s);
+  {
+    Canonical w(quoted);
+    w.str(s);
+  }
   return nlohmann::json::parse(quoted).get<std::string>();
 }
 
@@ -273,8 +351,9 @@ void write_sql(Canonical& w, const Event& e, const SealOptions& o, RecordIndex& 
       if (!text.empty()) text += "; ";
       text += st.text;
       w.open();
-      char fp[17];
-      std::snprintf(fp, sizeof fp, "%016llx", static_cast<unsigned long long>(st.fingerprint));
+      char fp[16];
+      static constexpr char digits[] = "0123456789abcdef";
+      for (int k = 0; k < 16; ++k) fp[k] = digits[(st.fingerprint >> (60 - 4 * k)) & 15];
       w.member("fingerprint", std::string_view(fp, 16));
       if (!st.functions.empty()) w.strings("functions", st.functions);
       w.key("kinds");
@@ -357,14 +436,22 @@ std::string sha256_hex(std::string_view data) {
 std::string chain_hash(std::string_view prev_hex, std::string_view body) {
   unsigned char prev[32];
   if (!raw_from_hex(prev_hex, prev, sizeof prev)) return {};
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  // One digest context per thread, and SHA-256 fetched once: EVP_sha256() in an init looks the
+  // algorithm up (under a lock) every time, and a context per call is an allocation.
+  struct Ctx {
+    EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    ~Ctx() {
+      EVP_MD_CTX_free(ctx);
+      EVP_MD_free(md);
+    }
+  };
+  thread_local Ctx c;
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
-  EVP_DigestUpdate(ctx, prev, sizeof prev);
-  EVP_DigestUpdate(ctx, body.data(), body.size());
-  EVP_DigestFinal_ex(ctx, md, &n);
-  EVP_MD_CTX_free(ctx);
+  if (!c.md || !c.ctx || !EVP_DigestInit_ex2(c.ctx, c.md, nullptr) || !EVP_DigestUpdate(c.ctx, prev, sizeof prev) ||
+      !EVP_DigestUpdate(c.ctx, body.data(), body.size()) || !EVP_DigestFinal_ex(c.ctx, md, &n))
+    return {};
   return hex(std::string_view(reinterpret_cast<const char*>(md), n));
 }
 
@@ -448,6 +535,7 @@ Record seal(const Event& e, ChainHead& head, const SealOptions& o) {
   w.member("type", x.type);
   w.member("v", 1);
   w.close();
+  w.finish();
   r.hash = chain_hash(r.prev, r.body);
   head.seq = r.seq;
   head.hash = r.hash;

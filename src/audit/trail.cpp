@@ -270,8 +270,11 @@ void Trail::read_journal(std::uint64_t after, std::uint64_t through, const std::
 }
 
 Result<void> Trail::journal_append(const std::vector<Record>& records) {
+  std::size_t size = 0;
+  for (const auto& r : records) size += kLineBodyAt + r.body.size() + 2;
   std::string buf;
-  for (const auto& r : records) buf += record_line(r);
+  buf.reserve(size);
+  for (const auto& r : records) append_record_line(buf, r);
   if (journal_bytes() + buf.size() > options_.spool_max_size)
     return fail("53100", "the audit journal (" + journal_path_ + ") is full (audit.spool.max_size): the sinks are "
                          "not taking records");
@@ -391,10 +394,12 @@ void Trail::run() {
 }
 
 Result<void> Trail::append(std::vector<Event>& events) {
+  // The events (analyses, policies, strings) are released when this returns, after the lock.
+  const std::vector<Event> sealed = std::move(events);
+  events.clear();
   std::lock_guard chain(chain_mu_);
   const ChainHead before = head_;
-  auto records = seal_all(events);
-  events.clear();  // release analyses and policies (under the lock, but after sealing)
+  auto records = seal_all(sealed);
 
   bool healthy = true;
   Error error;
