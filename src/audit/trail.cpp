@@ -3,6 +3,7 @@
 #include "audit/lines.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -58,6 +59,7 @@ constexpr std::size_t kMaxPending = 1 << 16;  // journal records kept in memory 
 constexpr std::size_t kFlushRecords = 4096;   // a flush this large is not put off
 constexpr std::size_t kChunk = 4096;          // records per sink transaction
 constexpr std::uint64_t kRotateBytes = 4u << 20;  // a journal file this large hands over to the other
+constexpr std::size_t kJournalStep = 256u << 10;  // a mapped journal grows by at least this much
 }  // namespace
 
 Result<void> Trail::check(const config::Audit& cfg) {
@@ -185,8 +187,32 @@ Trail::Trail(Options options, std::vector<std::unique_ptr<AuditSink>> sinks) : o
 
 Trail::~Trail() {
   close();
-  for (auto& f : journal_)
+  for (auto& f : journal_) {
+    journal_unmap(f);
     if (f.fd >= 0) ::close(f.fd);
+  }
+}
+
+void Trail::journal_unmap(JournalFile& f) {
+  if (f.map) ::munmap(f.map, f.mapped);
+  f.map = nullptr;
+  f.mapped = 0;
+}
+
+Result<void> Trail::journal_reserve(JournalFile& f, std::size_t need) {
+  if (need < f.mapped) return {};  // room for the end mark too
+  // Grow by doubling (at least one step, at most 64 MiB at a time), in whole pages.
+  std::size_t size = std::max(need + 1, f.mapped + std::clamp<std::size_t>(f.mapped, kJournalStep, 64u << 20));
+  const auto page = std::size_t(::sysconf(_SC_PAGESIZE));
+  size = (size + page - 1) / page * page;
+  if (::fallocate(f.fd, 0, 0, off_t(size)) != 0)
+    return tl::unexpected(io_error("cannot extend the audit journal " + f.path, errno));
+  void* p = f.map ? ::mremap(f.map, f.mapped, size, MREMAP_MAYMOVE)
+                  : ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, f.fd, 0);
+  if (p == MAP_FAILED) return tl::unexpected(io_error("cannot map the audit journal " + f.path, errno));
+  f.map = static_cast<char*>(p);
+  f.mapped = size;
+  return {};
 }
 
 // Reads what a previous run left in the journal (cutting a torn last line: its batch was never
@@ -201,6 +227,7 @@ Result<void> Trail::open_journal(std::vector<Record>& replay) {
     std::string line;
     std::uint64_t good = 0, offset = 0;
     while (std::getline(in, line)) {
+      if (!line.empty() && line[0] == '\0') break;  // the end mark of a mapped journal
       const bool whole = !in.eof();
       offset += line.size() + (whole ? 1 : 0);
       if (!whole) break;
@@ -210,19 +237,32 @@ Result<void> Trail::open_journal(std::vector<Record>& replay) {
                       f.path, good);
         break;
       }
+      // An older record after a newer one: what follows is left over from before the file was
+      // last emptied (a write ended before its end mark was moved).
+      if (f.last_seq && r->seq != f.last_seq + 1) break;
       good = offset;
       if (!f.first_seq) f.first_seq = r->seq;
       f.last_seq = r->seq;
       per_file[i].push_back(std::move(*r));
     }
     struct stat st {};
-    if (::fstat(f.fd, &st) == 0 && std::uint64_t(st.st_size) > good) {
-      spdlog::warn("audit: cutting {} bytes of an unfinished write at the end of {}", std::uint64_t(st.st_size) - good,
-                   f.path);
-      if (::ftruncate(f.fd, off_t(good)) != 0)
-        return tl::unexpected(io_error("cannot repair the audit journal " + f.path, errno));
+    std::uint64_t size = ::fstat(f.fd, &st) == 0 ? std::uint64_t(st.st_size) : good;
+    if (size > good) {
+      // After the records: the end mark and space kept for later (nothing to say), or a write
+      // the process did not finish (never acknowledged: cut).
+      char next = 0;
+      if (::pread(f.fd, &next, 1, off_t(good)) == 1 && next != '\0')
+        spdlog::warn("audit: cutting an unfinished write at byte {} of {}", good, f.path);
     }
     f.bytes = good;
+    if (auto m = journal_reserve(f, std::max<std::uint64_t>(good, size)); m) {
+      f.map[good] = '\0';
+    } else {
+      spdlog::warn("audit: {}; the journal is written with write(2) instead", m.error().message);
+      journal_unmap(f);
+      if (size > good && ::ftruncate(f.fd, off_t(good)) != 0)
+        return tl::unexpected(io_error("cannot repair the audit journal " + f.path, errno));
+    }
   }
   // The file with the newer records is the one being appended to.
   active_ = journal_[1].last_seq > journal_[0].last_seq ? 1 : 0;
@@ -237,9 +277,30 @@ Result<void> Trail::open_journal(std::vector<Record>& replay) {
 
 void Trail::journal_reset(JournalFile& f) {
   if (f.bytes == 0) return;
-  if (::ftruncate(f.fd, 0) == 0) {
+  if (f.map && f.mapped <= 4 * kRotateBytes) {  // written again from the start, in the same blocks
+    f.map[0] = '\0';
     f.bytes = 0;
     f.first_seq = f.last_seq = 0;
+    return;
+  }
+  // Written with write(2), or grown large while a sink was down: give the space back.
+  const bool was_mapped = f.map != nullptr;
+  journal_unmap(f);
+  if (::ftruncate(f.fd, 0) != 0) {
+    spdlog::warn("audit: cannot empty the journal {}: {}", f.path, std::strerror(errno));
+    if (was_mapped) (void)journal_reserve(f, f.bytes);
+    return;
+  }
+  f.bytes = 0;
+  f.first_seq = f.last_seq = 0;
+  if (was_mapped) {
+    if (auto m = journal_reserve(f, 0); m) {
+      f.map[0] = '\0';
+    } else {
+      spdlog::warn("audit: {}; the journal is written with write(2) instead", m.error().message);
+      journal_unmap(f);
+      (void)::ftruncate(f.fd, 0);
+    }
   }
 }
 
@@ -259,9 +320,12 @@ void Trail::read_journal(std::uint64_t after, std::uint64_t through, const std::
   for (int i : order) {
     std::ifstream in(journal_[i].path, std::ios::binary);
     std::string line;
+    std::uint64_t last = 0;
     while (std::getline(in, line) && !in.eof()) {
+      if (!line.empty() && line[0] == '\0') break;  // the end mark
       auto r = parse_line(line);
-      if (!r) break;
+      if (!r || (last && r->seq != last + 1)) break;  // unfinished, or left over from before a reset
+      last = r->seq;
       if (r->seq <= after) continue;
       if (r->seq > through) return;
       if (!each(std::move(*r))) return;
@@ -279,7 +343,14 @@ Result<void> Trail::journal_append(const std::vector<Record>& records) {
     return fail("53100", "the audit journal (" + journal_path_ + ") is full (audit.spool.max_size): the sinks are "
                          "not taking records");
   auto& f = journal_[active_];
-  if (auto w = append_all(f.fd, buf, off_t(f.bytes), "cannot write the audit journal " + f.path); !w) return w;
+  if (f.map) {
+    if (auto m = journal_reserve(f, f.bytes + buf.size()); !m) return m;
+    // The end mark first: until the copy is whole, a reader stops at the old end mark.
+    f.map[f.bytes + buf.size()] = '\0';
+    std::memcpy(f.map + f.bytes, buf.data(), buf.size());
+  } else if (auto w = append_all(f.fd, buf, off_t(f.bytes), "cannot write the audit journal " + f.path); !w) {
+    return w;
+  }
   if (options_.fsync && ::fdatasync(f.fd) != 0)
     return tl::unexpected(io_error("cannot sync the audit journal " + f.path, errno));
   f.bytes += buf.size();

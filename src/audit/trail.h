@@ -122,17 +122,27 @@ class Trail {
   // Two journal files used in turn: a file is emptied and written again only once every sink
   // holds all of its records, so under steady load the journal stays small although the sinks
   // always lag a little behind the newest record.
+  // A file is written through a shared memory mapping (appending is a memcpy, no system call;
+  // the page cache keeps it through a SIGKILL like a write(2) would) whose blocks are reserved
+  // with fallocate first, so a full disk is an error at that point, never a SIGBUS. Its valid
+  // part ends at `bytes`, marked by a NUL; the space after it is reused once the file is emptied.
+  // Where fallocate or mmap is not available, the file is appended to with write(2).
   struct JournalFile {
     std::string path;
     int fd = -1;
     std::uint64_t bytes = 0;
     std::uint64_t first_seq = 0, last_seq = 0;  // 0: empty
+    char* map = nullptr;  // null: written with write(2)
+    std::size_t mapped = 0;
   };
   JournalFile journal_[2];
   int active_ = 0;              // the file appended to
   std::string journal_path_;    // the directory, for messages
   std::uint64_t journal_bytes() const { return journal_[0].bytes + journal_[1].bytes; }
   void journal_reset(JournalFile& f);
+  // Maps f with room for `need` bytes and the end mark, reserving the blocks first.
+  [[nodiscard]] Result<void> journal_reserve(JournalFile& f, std::size_t need);
+  static void journal_unmap(JournalFile& f);
   // Journal records with seq in (after, through], oldest first, from both files.
   void read_journal(std::uint64_t after, std::uint64_t through, const std::function<bool(Record&&)>& each) const;
 

@@ -1,3 +1,7 @@
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -6,6 +10,7 @@
 
 #include "audit_test_util.h"
 
+#include "audit/lines.h"
 #include "audit/reader.h"
 #include "audit/record.h"
 #include "audit/trail.h"
@@ -32,6 +37,21 @@ std::int64_t count(const std::string& db) {
   return c->query_int("SELECT count(*) FROM audit_records")->value_or(-1);
 }
 
+// Every record of the store, in order, chained to the one before; returns how many.
+std::uint64_t chained_records(const std::string& db) {
+  auto c = store::SqliteDb::open(db, store::SqliteDb::Mode::ReadOnly);
+  auto st = c->prepare("SELECT seq, prev, hash, body FROM audit_records ORDER BY seq");
+  std::string prev(kGenesisHash);
+  std::uint64_t expect = 1;
+  while (*st->step()) {
+    EXPECT_EQ(std::uint64_t(st->column_int(0)), expect++);
+    EXPECT_EQ(st->column_text(1), prev);
+    EXPECT_EQ(chain_hash(prev, st->column_text(3)), st->column_text(2));
+    prev = std::string(st->column_text(2));
+  }
+  return expect - 1;
+}
+
 TEST(AuditTrail, WritesChainedRecordsAndContinuesAfterRestart) {
   TempDir d;
   const std::string db = d.file("a.db");
@@ -54,17 +74,77 @@ TEST(AuditTrail, WritesChainedRecordsAndContinuesAfterRestart) {
     ASSERT_TRUE(t.has_value());
     (*t)->close();
   }
-  auto c = store::SqliteDb::open(db, store::SqliteDb::Mode::ReadOnly);
-  auto st = c->prepare("SELECT seq, prev, hash, body FROM audit_records ORDER BY seq");
-  std::string prev(kGenesisHash);
-  std::uint64_t expect = 1;
-  while (*st->step()) {
-    EXPECT_EQ(std::uint64_t(st->column_int(0)), expect++);
-    EXPECT_EQ(st->column_text(1), prev);
-    EXPECT_EQ(chain_hash(prev, st->column_text(3)), st->column_text(2));
-    prev = std::string(st->column_text(2));
+  EXPECT_EQ(chained_records(db), 104u);
+}
+
+// The journal is written through a memory mapping and, once the store holds all of it, written
+// again from its start, over the old bytes. A process killed after that leaves what it journaled
+// since, then an end mark, then leftovers: the next start must store exactly the new records
+// (every acknowledged one), nothing left over, and the chain must verify.
+TEST(AuditTrail, KillAfterTheJournalWasReusedStoresOnlyWhatWasJournaledSince) {
+  TempDir d;
+  const std::string db = d.file("a.db");
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    std::vector<std::unique_ptr<AuditSink>> sinks;
+    sinks.push_back(*open_sqlite_sink(db, false));
+    auto o = options(d);
+    o.flush_interval = std::chrono::milliseconds(100);
+    auto t = Trail::open(std::move(o), std::move(sinks));
+    if (!t) ::_exit(2);
+    // Long records, so what is left behind the end mark later holds whole old lines.
+    for (int i = 1; i <= 200; ++i) (*t)->submit(testing::text_statement(std::uint64_t(i), std::string(900, 'x')));
+    (*t)->flush();
+    for (int i = 0; i < 500 && (*t)->stats().stored < (*t)->stats().head_seq; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if ((*t)->stats().stored != 201) ::_exit(3);
+    // The journal is emptied and rewritten from its start; these are acknowledged, not yet stored.
+    for (int i = 201; i <= 203; ++i) {
+      std::vector<Event> one;
+      one.push_back(testing::text_statement(std::uint64_t(i)));
+      if (!(*t)->write_now(std::move(one))) ::_exit(4);
+    }
+    ::kill(::getpid(), SIGKILL);
+    ::_exit(5);
   }
-  EXPECT_EQ(expect, 105u);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "child exit status " << WEXITSTATUS(status);
+  {
+    std::vector<std::unique_ptr<AuditSink>> sinks;
+    sinks.push_back(*open_sqlite_sink(db, false));
+    auto t = Trail::open(options(d), std::move(sinks));
+    ASSERT_TRUE(t.has_value()) << t.error().message;
+    (*t)->close();
+  }
+  // start + 200 + the 3 acknowledged before the kill + the second start + stop
+  EXPECT_EQ(chained_records(db), 206u);
+  auto c = store::SqliteDb::open(db, store::SqliteDb::Mode::ReadOnly);
+  EXPECT_EQ(c->query_int("SELECT count(*) FROM audit_records WHERE type = 'statement' AND statement > 200")->value_or(-1), 3);
+}
+
+// What a start reads from the journal: each file up to its end mark, and never a line that is
+// older than the one before it (left over from before the file was emptied, when a write ended
+// before its end mark moved). Here the files hold records 1-3 and 4-5, each followed by such
+// leftovers; exactly 1-5 are stored, chained, before the new Start record.
+TEST(AuditTrail, JournalReplayStopsAtTheEndMarkAndAtLeftoverLines) {
+  TempDir d;
+  std::filesystem::create_directories(d.file("spool"));
+  ChainHead head;
+  std::vector<std::string> lines;
+  for (std::uint64_t i = 1; i <= 5; ++i) lines.push_back(record_line(seal(statement(i), head, SealOptions{"n1"})));
+  std::ofstream(d.file("spool/journal.0"), std::ios::binary) << lines[0] << lines[1] << lines[2] << '\0' << lines[3];
+  std::ofstream(d.file("spool/journal.1"), std::ios::binary) << lines[3] << lines[4] << lines[1] << lines[2];
+  const std::string db = d.file("a.db");
+  {
+    std::vector<std::unique_ptr<AuditSink>> sinks;
+    sinks.push_back(*open_sqlite_sink(db, false));
+    auto t = Trail::open(options(d), std::move(sinks));
+    ASSERT_TRUE(t.has_value()) << t.error().message;
+    (*t)->close();
+  }
+  EXPECT_EQ(chained_records(db), 7u);  // 1-5, start, stop
 }
 
 // A store that outgrew audit.retention while the proxy was down is trimmed when the trail opens
