@@ -335,25 +335,36 @@ void Trail::read_journal(std::uint64_t after, std::uint64_t through, const std::
 
 Result<void> Trail::journal_append(const std::vector<Record>& records) {
   std::size_t size = 0;
-  for (const auto& r : records) size += kLineBodyAt + r.body.size() + 2;
-  std::string buf;
-  buf.reserve(size);
-  for (const auto& r : records) append_record_line(buf, r);
-  if (journal_bytes() + buf.size() > options_.spool_max_size)
+  for (const auto& r : records) size += 9 + r.hash.size() + 9 + r.body.size() + 2;  // see append_record_line
+  if (journal_bytes() + size > options_.spool_max_size)
     return fail("53100", "the audit journal (" + journal_path_ + ") is full (audit.spool.max_size): the sinks are "
                          "not taking records");
   auto& f = journal_[active_];
   if (f.map) {
-    if (auto m = journal_reserve(f, f.bytes + buf.size()); !m) return m;
-    // The end mark first: until the copy is whole, a reader stops at the old end mark.
-    f.map[f.bytes + buf.size()] = '\0';
-    std::memcpy(f.map + f.bytes, buf.data(), buf.size());
-  } else if (auto w = append_all(f.fd, buf, off_t(f.bytes), "cannot write the audit journal " + f.path); !w) {
-    return w;
+    if (auto m = journal_reserve(f, f.bytes + size); !m) return m;
+    // The end mark first: until the lines are whole, a reader stops at the old end mark.
+    f.map[f.bytes + size] = '\0';
+    char* p = f.map + f.bytes;
+    auto put = [&p](std::string_view s) {
+      std::memcpy(p, s.data(), s.size());
+      p += s.size();
+    };
+    for (const auto& r : records) {  // as append_record_line writes them
+      put("{\"hash\":\"");
+      put(r.hash);
+      put("\",\"body\":");
+      put(r.body);
+      put("}\n");
+    }
+  } else {
+    std::string buf;
+    buf.reserve(size);
+    for (const auto& r : records) append_record_line(buf, r);
+    if (auto w = append_all(f.fd, buf, off_t(f.bytes), "cannot write the audit journal " + f.path); !w) return w;
   }
   if (options_.fsync && ::fdatasync(f.fd) != 0)
     return tl::unexpected(io_error("cannot sync the audit journal " + f.path, errno));
-  f.bytes += buf.size();
+  f.bytes += size;
   if (!f.first_seq) f.first_seq = records.front().seq;
   f.last_seq = records.back().seq;
   return {};
