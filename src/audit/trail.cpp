@@ -255,10 +255,12 @@ Result<void> Trail::open_journal(std::vector<Record>& replay) {
         spdlog::warn("audit: cutting an unfinished write at byte {} of {}", good, f.path);
     }
     f.bytes = good;
-    if (auto m = journal_reserve(f, std::max<std::uint64_t>(good, size)); m) {
+    Result<void> m = fail("", "");
+    if (options_.map_journal) m = journal_reserve(f, std::max<std::uint64_t>(good, size));
+    if (m) {
       f.map[good] = '\0';
     } else {
-      spdlog::warn("audit: {}; the journal is written with write(2) instead", m.error().message);
+      if (options_.map_journal) spdlog::warn("audit: {}; the journal is written with write(2) instead", m.error().message);
       journal_unmap(f);
       if (size > good && ::ftruncate(f.fd, off_t(good)) != 0)
         return tl::unexpected(io_error("cannot repair the audit journal " + f.path, errno));

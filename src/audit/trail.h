@@ -66,6 +66,7 @@ class Trail {
     std::chrono::milliseconds retry_interval{1000};  // how often a failed sink is tried again
     std::chrono::milliseconds flush_interval{20};    // journal -> sinks, at most this late
     bool fsync = false;                              // fdatasync the journal on every batch
+    bool map_journal = true;  // false: append with write(2), as where fallocate/mmap are missing
   };
 
   // What `gatehouse check` can tell without opening the store: the checkpoint key loads and can

@@ -81,7 +81,7 @@ TEST(AuditTrail, WritesChainedRecordsAndContinuesAfterRestart) {
 // again from its start, over the old bytes. A process killed after that leaves what it journaled
 // since, then an end mark, then leftovers: the next start must store exactly the new records
 // (every acknowledged one), nothing left over, and the chain must verify.
-TEST(AuditTrail, KillAfterTheJournalWasReusedStoresOnlyWhatWasJournaledSince) {
+void kill_after_reuse(bool mapped) {
   TempDir d;
   const std::string db = d.file("a.db");
   const pid_t child = ::fork();
@@ -91,6 +91,7 @@ TEST(AuditTrail, KillAfterTheJournalWasReusedStoresOnlyWhatWasJournaledSince) {
     sinks.push_back(*open_sqlite_sink(db, false));
     auto o = options(d);
     o.flush_interval = std::chrono::milliseconds(100);
+    o.map_journal = mapped;
     auto t = Trail::open(std::move(o), std::move(sinks));
     if (!t) ::_exit(2);
     // Long records, so what is left behind the end mark later holds whole old lines.
@@ -114,7 +115,9 @@ TEST(AuditTrail, KillAfterTheJournalWasReusedStoresOnlyWhatWasJournaledSince) {
   {
     std::vector<std::unique_ptr<AuditSink>> sinks;
     sinks.push_back(*open_sqlite_sink(db, false));
-    auto t = Trail::open(options(d), std::move(sinks));
+    auto o = options(d);
+    o.map_journal = mapped;
+    auto t = Trail::open(std::move(o), std::move(sinks));
     ASSERT_TRUE(t.has_value()) << t.error().message;
     (*t)->close();
   }
@@ -123,6 +126,11 @@ TEST(AuditTrail, KillAfterTheJournalWasReusedStoresOnlyWhatWasJournaledSince) {
   auto c = store::SqliteDb::open(db, store::SqliteDb::Mode::ReadOnly);
   EXPECT_EQ(c->query_int("SELECT count(*) FROM audit_records WHERE type = 'statement' AND statement > 200")->value_or(-1), 3);
 }
+
+TEST(AuditTrail, KillAfterTheJournalWasReusedStoresOnlyWhatWasJournaledSince) { kill_after_reuse(true); }
+
+// The same with the journal appended to by write(2) (file systems without fallocate or mmap).
+TEST(AuditTrail, KillWithAWrittenJournalStoresEveryAcknowledgedRecord) { kill_after_reuse(false); }
 
 // What a start reads from the journal: each file up to its end mark, and never a line that is
 // older than the one before it (left over from before the file was emptied, when a write ended
