@@ -283,7 +283,7 @@ def gatehouse_config(pg: PgCluster, port: int, admin_port: int, audit_key: Path 
         # The admin API (docs/api.md): people sign in with their OpenID Connect tokens; DBAs review
         # held statements and access requests, everyone may ask for access.
         "admin": {"address": "127.0.0.1", "port": admin_port, "public_url": f"http://127.0.0.1:{admin_port}",
-                  "roles": {"reviewer": ["dba"], "auditor": [], "admin": [], "requester": ["*"]}},
+                  "roles": {"reviewer": ["dba"], "auditor": ["dba"], "admin": [], "requester": ["*"]}},
         # Held statements wait up to 5 minutes; an approved one may be run again (once) within an
         # hour, e.g. after `SET gatehouse.wait = off`. Requests are kept in a SQLite file beside the config.
         "approvals": {"timeout": "5m", "rerun_window": "1h", "store": "approvals.db"},
@@ -421,7 +421,13 @@ def banner(base: Path, pg: PgCluster, gh: Gatehouse, od: OidcDemo | None) -> Non
     say(" Admin endpoints:")
     say(f"   {admin}/healthz")
     say(f"   {admin}/metrics")
-    say(f"   {admin}/api/audit?limit=20")
+    if od is not None:
+        say(f"   the audit search API, for auditors (here {DBA['id']}, once signed in as above):")
+        say(f"   curl -H \"Authorization: Bearer $({BINARY} token --token-file {od.token_file(DBA)})\" \\")
+        say(f"       '{admin}/api/v1/audit?limit=20'")
+    else:
+        say(f"   {admin}/api/v1/audit needs an OIDC bearer token (role auditor or admin); without OIDC use")
+        say("   `gatehouse audit search` above")
     say()
     say(" Files (removed when the demo stops):")
     say(f"   config        {gh.config_path}")

@@ -7,43 +7,8 @@
 #include <spdlog/spdlog.h>
 
 #include "admin/api_v1.h"
-#include "audit/reader.h"
 
 namespace gh::admin {
-
-namespace {
-
-void json_error(httplib::Response& res, int status, const std::string& message) {
-  res.status = status;
-  res.set_content(nlohmann::json{{"error", message}, {"message", message}}.dump() + "\n", "application/json");
-}
-
-// GET /api/audit?identity=..&table=..&since=24h&limit=50&cursor=..: one page, newest first, as
-// {"records": [...], "next_cursor": "..." | null}. The same filters as `gatehouse audit search`.
-void audit_search(const std::string& store, const httplib::Request& req, httplib::Response& res) {
-  if (store.empty()) return json_error(res, 404, "no audit store is configured for reading");
-  audit::SearchFilter f;
-  const auto now = std::chrono::duration_cast<std::chrono::microseconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count();
-  for (const auto& [k, v] : req.params)
-    if (auto r = audit::set_filter(f, k, v, now); !r) return json_error(res, 400, r.error().message);
-  auto reader = audit::AuditReader::open(store);
-  if (!reader) return json_error(res, 503, reader.error().message);
-  auto page = (*reader)->search(f);
-  if (!page) return json_error(res, 500, page.error().message);
-  std::string body = "{\"records\":[";
-  for (std::size_t i = 0; i < page->hits.size(); ++i) {
-    if (i) body += ',';
-    body += audit::hit_json(page->hits[i]);
-  }
-  body += "],\"next_cursor\":";
-  body += page->next_cursor.empty() ? "null" : nlohmann::json(page->next_cursor).dump();
-  body += "}\n";
-  res.set_content(body, "application/json");
-}
-
-}  // namespace
 
 struct AdminServer::Impl {
   Hooks hooks;
@@ -83,17 +48,6 @@ AdminServer::AdminServer(Hooks hooks) : impl_(std::make_unique<Impl>()) {
   impl_->http.Get("/metrics", [&h](const httplib::Request&, httplib::Response& res) {
     res.set_content(h.metrics ? h.metrics() : std::string(), "text/plain; version=0.0.4");
   });
-  impl_->http.Get("/api/audit", [&h](const httplib::Request& req, httplib::Response& res) {
-    audit_search(h.audit_store, req, res);
-    if (h.on_action) {
-      Action a;
-      a.action = "audit.search";
-      for (const auto& [k, v] : req.params) a.query += (a.query.empty() ? "" : "&") + k + "=" + v;
-      a.client = req.remote_addr;
-      a.status = res.status == -1 ? 200 : res.status;
-      h.on_action(a);
-    }
-  });
   install_api_v1(impl_->http, h);
   install_error_bodies(impl_->http);
   impl_->http.set_payload_max_length(64 * 1024);
@@ -111,7 +65,7 @@ Result<std::uint16_t> AdminServer::start(const std::string& address, std::uint16
     bound = impl_->http.bind_to_port(address, port) ? port : -1;
   if (bound <= 0) return fail("", "cannot listen on admin address " + address + ":" + std::to_string(port));
   impl_->thread = std::thread([this] { impl_->http.listen_after_bind(); });
-  spdlog::info("admin endpoints on http://{}:{} (/healthz, /metrics, /api/audit, /api/v1)", address, bound);
+  spdlog::info("admin endpoints on http://{}:{} (/healthz, /metrics, /api/v1)", address, bound);
   return std::uint16_t(bound);
 }
 

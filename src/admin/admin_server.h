@@ -1,12 +1,12 @@
 #pragma once
 // The admin plane on its own port and thread (ADR 0001), so that scrapes, searches and reviews
-// never touch the data path's event loops: /healthz, Prometheus /metrics, the audit search API
-// (/api/audit) and the approvals API v1 (/api/v1/..., docs/api.md). It knows nothing of the
+// never touch the data path's event loops: /healthz, Prometheus /metrics, the audit search
+// (/api/v1/audit) and the approvals API v1 (/api/v1/..., docs/api.md). It knows nothing of the
 // proxy; the app passes in what it needs as callbacks and values.
 //
-// /api/v1 requires an OIDC bearer token (from the issuers database logins trust); roles come
-// from groups (admin.roles). /healthz, /metrics and /api/audit are not authenticated yet: keep
-// the admin address on loopback (the default) or behind something that is.
+// /api/v1 (and the audit search at its old path /api/audit) requires an OIDC bearer token (from
+// the issuers database logins trust); roles come from groups (admin.roles). /healthz and /metrics
+// are not authenticated: keep the admin address on loopback (the default) or behind something.
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -37,7 +37,7 @@ struct Action {
 struct Hooks {
   std::function<std::string()> metrics;  // Prometheus text
   std::function<bool()> serving;         // false while draining: /healthz answers 503
-  std::string audit_store;               // SQLite or JSON-lines file for GET /api/audit; "": 404
+  std::string audit_store;               // SQLite or JSON-lines file for GET /api/v1/audit; "": 404
   // Called for every admin API action (reading the audit trail is one, and so is every /api/v1
   // call, refused ones included). Empty: not recorded.
   std::function<void(const Action&)> on_action;

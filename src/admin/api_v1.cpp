@@ -16,6 +16,7 @@
 #include "admin/admin_server.h"
 #include "admin/api_json.h"
 #include "approvals/approvals.h"
+#include "audit/reader.h"
 
 namespace gh::admin {
 namespace {
@@ -406,6 +407,34 @@ void revoke_grant(Call& c) {
   reply(c, 200, record_json(c, *r));
 }
 
+// GET /api/v1/audit?identity=..&table=..&since=24h&limit=50&cursor=..: one page, newest first, as
+// {"records": [...], "next_cursor": "..." | null}; the filters of `gatehouse audit search`. The
+// trail holds statement texts and parameters: auditors and admins only.
+void search_audit(Call& c) {
+  if (!require(c, Permission::ReadAudit)) return;
+  if (c.h.audit_store.empty()) return reply_error(c, 404, "not_found", "no audit store is configured for reading");
+  audit::SearchFilter f;
+  const auto now = std::chrono::duration_cast<std::chrono::microseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  for (const auto& [k, v] : c.req.params)
+    if (auto r = audit::set_filter(f, k, v, now); !r) return reply_error(c, 400, "bad_request", r.error().message);
+  auto reader = audit::AuditReader::open(c.h.audit_store);
+  if (!reader) return reply_error(c, 503, "unavailable", reader.error().message);
+  auto page = (*reader)->search(f);
+  if (!page) return reply_error(c, 500, "internal", page.error().message);
+  std::string body = "{\"records\":[";
+  for (std::size_t i = 0; i < page->hits.size(); ++i) {
+    if (i) body += ',';
+    body += audit::hit_json(page->hits[i]);
+  }
+  body += "],\"next_cursor\":";
+  body += page->next_cursor.empty() ? "null" : json(page->next_cursor).dump();
+  body += "}\n";
+  c.res.status = 200;
+  c.res.set_content(body, "application/json");
+}
+
 using Handler = void (*)(Call&);
 
 void route(httplib::Server& s, bool post, const std::string& pattern, const char* action, const Hooks& h, Handler fn) {
@@ -437,6 +466,8 @@ void install_api_v1(httplib::Server& s, const Hooks& h) {
   const std::string id = "([A-Za-z0-9_-]{1,64})";
   const std::string approval = "/api/v1/approvals/" + id, access = "/api/v1/access-requests/" + id;
   route(s, kGet, "/api/v1/whoami", "whoami", h, whoami);
+  route(s, kGet, "/api/v1/audit", "audit.search", h, search_audit);
+  route(s, kGet, "/api/audit", "audit.search", h, search_audit);  // the path before /api/v1
   route(s, kGet, "/api/v1/approvals", "approvals.list", h, list_approvals);
   route(s, kGet, approval, "approvals.get", h, get_approval);
   route(s, kPost, approval + "/approve", "approvals.approve", h, decide_with<&approvals::Service::decide, true>);

@@ -39,6 +39,8 @@ bool allows(const Roles& r, Permission p) {
       return has(kRoleRequester) || has(kRoleAdmin);
     case Permission::RevokeAny:
       return has(kRoleAdmin);
+    case Permission::ReadAudit:
+      return has(kRoleAdmin) || has(kRoleAuditor);
   }
   return false;
 }
@@ -55,6 +57,8 @@ std::string_view permission_name(Permission p) {
       return "request access (roles requester or admin)";
     case Permission::RevokeAny:
       return "revoke other people's grants (role admin)";
+    case Permission::ReadAudit:
+      return "read the audit trail (roles auditor or admin)";
   }
   return "?";
 }

@@ -26,6 +26,7 @@ enum class Permission {
   Decide,         // approve or reject (the service adds: not one's own, the rule's reviewer groups)
   RequestAccess,  // ask for a time-bound grant
   RevokeAny,      // end anyone's grant (one's own grant can always be given up)
+  ReadAudit,      // search the audit trail (GET /api/v1/audit)
 };
 bool allows(const Roles& roles, Permission p);
 std::string_view permission_name(Permission p);  // for 403 messages: "approve or reject requests", ...

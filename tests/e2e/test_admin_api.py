@@ -142,7 +142,7 @@ ENDPOINTS = [
     ("POST", "/api/v1/approvals/apr_x/approve"), ("POST", "/api/v1/approvals/apr_x/reject"),
     ("POST", "/api/v1/access-requests"), ("GET", "/api/v1/access-requests"), ("GET", "/api/v1/access-requests/acc_x"),
     ("POST", "/api/v1/access-requests/acc_x/approve"), ("POST", "/api/v1/access-requests/acc_x/reject"),
-    ("GET", "/api/v1/grants"), ("POST", "/api/v1/grants/acc_x/revoke"),
+    ("GET", "/api/v1/grants"), ("POST", "/api/v1/grants/acc_x/revoke"), ("GET", "/api/v1/audit"),
 ]
 
 
@@ -337,8 +337,29 @@ def test_the_other_admin_endpoints_still_answer(proxy):
     base = f"http://127.0.0.1:{proxy.admin_port}"
     assert urllib.request.urlopen(base + "/healthz", timeout=5).read() == b"ok\n"
     assert b"gatehouse_" in urllib.request.urlopen(base + "/metrics", timeout=5).read()
-    with urllib.request.urlopen(base + "/api/audit?limit=1", timeout=5) as r:
-        assert r.status == 200 and "records" in json.loads(r.read())
+
+
+def test_the_audit_trail_is_read_by_auditors_and_admins_only(proxy, tok):
+    # It holds every statement's text and parameters: no token, no records; the old path too.
+    for path in ("/api/v1/audit?limit=1", "/api/audit?limit=1"):
+        status, hdrs, doc = get(proxy, path)
+        assert status == 401 and hdrs.get("WWW-Authenticate", "").startswith("Bearer"), (path, status, doc)
+        assert "records" not in doc
+    for who in (tok.alice, tok.bob, tok.agent):  # requester, reviewer, agent
+        status, _, doc = get(proxy, "/api/v1/audit?limit=1", who)
+        assert status == 403 and "read the audit trail" in doc["message"], doc
+    for who in (tok.carol, tok.sam):  # auditor, admin
+        status, _, doc = get(proxy, "/api/v1/audit?limit=5&type=admin", who)
+        assert status == 200 and isinstance(doc["records"], list) and "next_cursor" in doc, doc
+    # Refused reads are recorded with who tried, and so are the reads themselves.
+    def reads(status: str, subject: str) -> list[dict]:
+        _, _, d = get(proxy, "/api/v1/audit?limit=200&type=admin", tok.sam)
+        return [r for r in d["records"] if r["fields"].get("action") == "audit.search"
+                and r["fields"].get("status") == status and r["fields"].get("subject") == subject]
+    deadline = time.time() + 10
+    while not (reads("403", "alice") and reads("200", "carol")) and time.time() < deadline:
+        time.sleep(0.2)
+    assert reads("403", "alice") and reads("200", "carol")
 
 
 def test_every_call_is_in_the_audit_trail_with_who_made_it(proxy, tok):

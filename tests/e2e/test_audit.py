@@ -534,20 +534,27 @@ def test_retention_prunes_and_the_chain_still_verifies(make_proxy):
 
 # ---- 6. the admin API: search, pages, and who read the trail ------------------------------------
 
-def test_admin_api_searches_in_pages_and_is_itself_audited(make_proxy, pg):
+def test_admin_api_searches_in_pages_and_is_itself_audited(make_proxy, pg, oidc):
     import urllib.error
     import urllib.request
 
     t = fresh_table(pg)
-    proxy = make_proxy(audit={"node": "api"})
+    # Reading the trail takes an auditor's (or admin's) bearer token; test_admin_api.py has the
+    # whole authorization matrix.
+    proxy = make_proxy(audit={"node": "api"}, admin={"roles": {"auditor": ["compliance"]}},
+                       oidc={"allow_loopback_plaintext": True,
+                             "issuers": [{"issuer": oidc.issuer, "audience": ["gatehouse", "gatehouse-cli"]}]})
+    token = oidc.mint(oidc.standard_claims(sub="carol", email="carol@example.com", groups=["compliance"],
+                                           lifetime=1800))
     with connect(proxy, autocommit=True) as c:
         for i in range(5):
             c.execute(f"INSERT INTO {t} VALUES ({i}, 'api-{i}')")
-    base = f"http://127.0.0.1:{proxy.admin_port}/api/audit"
+    base = f"http://127.0.0.1:{proxy.admin_port}/api/v1/audit"
 
     def get(query: str) -> tuple[int, dict]:
+        req = urllib.request.Request(f"{base}?{query}", headers={"Authorization": f"Bearer {token}"})
         try:
-            with urllib.request.urlopen(f"{base}?{query}", timeout=5) as r:
+            with urllib.request.urlopen(req, timeout=5) as r:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read())
@@ -572,7 +579,8 @@ def test_admin_api_searches_in_pages_and_is_itself_audited(make_proxy, pg):
         return [json.loads(r["body"]) for r in db_rows(store_of(proxy), "SELECT body FROM audit_records WHERE type = 'admin'")]
     wait_for(lambda: len(admin_records()) >= 5, timeout=10, what="admin records")
     recs = admin_records()
-    assert all(r["fields"]["action"] == "audit.search" and r["fields"]["client"] == "127.0.0.1" for r in recs), recs
+    assert all(r["fields"]["action"] == "audit.search" and r["fields"]["client"] == "127.0.0.1"
+               and r["fields"]["subject"] == "carol" for r in recs), recs
     assert any(r["fields"]["status"] == "400" and r["outcome"] == "error" for r in recs), recs
     assert any(f"table={t}" in r["fields"]["query"] for r in recs), recs
 
