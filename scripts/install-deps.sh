@@ -34,3 +34,12 @@ elif ! cmp -s "$OIDC_DIR/package-lock.json" "$OIDC_DIR/node_modules/.installed-l
   npm ci --prefix "$OIDC_DIR" --no-audit --no-fund --loglevel=error >/dev/null
   cp "$OIDC_DIR/package-lock.json" "$OIDC_DIR/node_modules/.installed-lock.json"
 fi
+
+# Node.js PostgreSQL client libraries the end-to-end tests run through the proxy (tests/clients:
+# node-postgres, postgres.js), pinned by their package-lock.json; skipped when unchanged.
+CLIENTS_DIR="$(cd "$(dirname "$0")/.." && pwd)/tests/clients"
+if command -v npm >/dev/null 2>&1 && ! cmp -s "$CLIENTS_DIR/package-lock.json" "$CLIENTS_DIR/node_modules/.installed-lock.json" 2>/dev/null; then
+  echo "installing tests/clients node modules"
+  npm ci --prefix "$CLIENTS_DIR" --no-audit --no-fund --loglevel=error >/dev/null
+  cp "$CLIENTS_DIR/package-lock.json" "$CLIENTS_DIR/node_modules/.installed-lock.json"
+fi
