@@ -429,7 +429,9 @@ Decision Policy::evaluate(const Request& req) const {
   if (a.error) {
     std::string what = a.error->message;
     if (a.error->cursor > 0) what += " at character " + std::to_string(a.error->cursor);
-    return unknown("parse error: " + what, what);
+    unknown("parse error: " + what, what);
+    if (d.action == Action::Deny) d.sqlstate = "42601";
+    return d;
   }
   if (a.statements.empty()) {
     d.action = Action::Allow;

@@ -52,6 +52,9 @@ struct Decision {
   std::vector<DryRun> would_have;          // audit_only rules that matched, in rule order
   std::vector<std::string> matched_rules;  // every enforcing rule that matched any statement, in rule order
   std::string approval;  // set by the proxy: the approval request a review decision led to
+  // SQLSTATE of a refusal when it is not 42501 (insufficient_privilege): 42601 for text the
+  // parser rejects, so a client sees a syntax error as PostgreSQL would have reported it.
+  std::string sqlstate;
 };
 
 class Policy {

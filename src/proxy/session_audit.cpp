@@ -128,7 +128,7 @@ void Session::audit_query(char type, const std::shared_ptr<const sql::Analysis>&
   e.decision = std::make_shared<const policy::Decision>(d);
   if (refused) {
     e.outcome = "refused";
-    e.sqlstate = kRefusedSqlstate;
+    e.sqlstate = d.sqlstate.empty() ? kRefusedSqlstate : std::string_view(d.sqlstate);
   }
   audit_batch_.push_back(std::move(e));
   AuditPending p;
@@ -166,7 +166,7 @@ void Session::audit_parse_refused(const std::shared_ptr<const sql::Analysis>& an
   e.policy = policy_rt_ ? policy_rt_->config->policy : nullptr;
   e.decision = std::make_shared<const policy::Decision>(d);
   e.outcome = "refused";
-  e.sqlstate = kRefusedSqlstate;
+  e.sqlstate = d.sqlstate.empty() ? kRefusedSqlstate : std::string_view(d.sqlstate);
   audit_batch_.push_back(std::move(e));
 }
 

@@ -163,10 +163,10 @@ def carol(_shared_carol):
 
 # ---- helpers --------------------------------------------------------------------------------
 
-def assert_refused(err: psycopg.Error, rule: str) -> None:
-    """42501, the message names the rule, DETAIL `rule: <name>`, a HINT."""
+def assert_refused(err: psycopg.Error, rule: str, sqlstate: str = "42501") -> None:
+    """42501 (or `sqlstate`), the message names the rule, DETAIL `rule: <name>`, a HINT."""
     diag = err.diag
-    assert err.sqlstate == "42501", f"expected 42501, got {err.sqlstate}: {diag.message_primary}"
+    assert err.sqlstate == sqlstate, f"expected {sqlstate}, got {err.sqlstate}: {diag.message_primary}"
     assert rule in (diag.message_primary or ""), diag.message_primary
     assert diag.message_detail == f"rule: {rule}", diag.message_detail
     assert diag.message_hint, "no HINT"
@@ -1062,7 +1062,8 @@ def test_unparseable_sql_refused(conn, prod):
                 lambda sql: conn.execute(sql, prepare=True)):
         with pytest.raises(psycopg.Error) as ei:
             run("SELEC 1")
-        assert_refused(ei.value, "policy.unknown_action")
+        # A syntax error, as PostgreSQL would report it (42601), refused by Gatehouse's policy.
+        assert_refused(ei.value, "policy.unknown_action", sqlstate="42601")
         assert "SELEC" in ei.value.diag.message_primary
         alive(conn)
     after = prod.metrics()
@@ -1074,7 +1075,7 @@ def test_unparseable_sql_in_transaction(prod, direct, t):
         c.execute(f"INSERT INTO {t} VALUES (4, 'd', 40)")
         with pytest.raises(psycopg.Error) as ei:
             psycopg.ClientCursor(c).execute(f"INSERT INTO {t} VALUES (5, 'e', 50); SELEC 1")
-        assert_refused(ei.value, "policy.unknown_action")
+        assert_refused(ei.value, "policy.unknown_action", sqlstate="42601")
         assert c.info.transaction_status == TransactionStatus.INERROR
         c.rollback()
         alive(c)
@@ -1083,7 +1084,7 @@ def test_unparseable_sql_in_transaction(prod, direct, t):
 
 def test_unparseable_sql_psql(prod):
     r = psql(prod, "-v", "VERBOSITY=verbose", "-tA", input="SELEC 1;\nSELECT 'after';\n", check=False)
-    assert "ERROR:  42501: Denied: Gatehouse could not understand this SQL" in r.stderr, r.stderr
+    assert "ERROR:  42601: Denied: Gatehouse could not understand this SQL" in r.stderr, r.stderr
     assert "policy.unknown_action" in r.stderr
     assert r.stdout.strip() == "after"
 

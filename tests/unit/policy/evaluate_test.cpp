@@ -112,6 +112,8 @@ TEST(Evaluate, ParseErrorGetsTheUnknownAction) {
   EXPECT_NE(d.reason.find("syntax error at or near \"FORM\" at character 10"), std::string::npos) << d.reason;
   EXPECT_NE(d.message.find("syntax error at or near \"FORM\""), std::string::npos) << d.message;
   EXPECT_FALSE(d.hint.empty());
+  EXPECT_EQ(d.sqlstate, "42601");  // a syntax error to the client, as PostgreSQL says it
+  EXPECT_EQ(Ask{}(*deny, Stmt(K::Unknown)).sqlstate, "");  // parsed but unclassified: 42501
 
   auto review = load("policy: {unknown_action: review}\n");
   d = Ask{}(*review, bad);
