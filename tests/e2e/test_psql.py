@@ -115,3 +115,31 @@ def test_large_object_import_export_function_call(gh, tmp_path):
     psql(gh, "-v", "ON_ERROR_STOP=1", "-c", f"\\lo_export {oid} '{dst}'")
     assert dst.read_bytes() == src.read_bytes()
     psql(gh, "-v", "ON_ERROR_STOP=1", "-c", f"\\lo_unlink {oid}")
+
+
+def test_pg_dump_and_pg_restore_through_the_proxy(gh, tmp_path):
+    """A DBA's round trip through the proxy: pg_dump (custom format, and the directory format with
+    two parallel workers sharing an exported snapshot), then pg_restore with two jobs into a new
+    database reached through the `*` target."""
+    psql(gh, "-v", "ON_ERROR_STOP=1", "-c",
+         "drop table if exists dump_src; create table dump_src (id int primary key, v text, j jsonb); "
+         "insert into dump_src select g, 'v' || g, jsonb_build_object('g', g) from generate_series(1, 20000) g; "
+         "create index dump_src_v on dump_src (v)")
+    psql(gh, "-c", "drop database if exists e2e_restored")
+    psql(gh, "-c", "create database e2e_restored")
+    env = dict(os.environ, PGPASSWORD=USERS["alice"], PGCONNECT_TIMEOUT="10")
+    env.pop("PGSSLMODE", None)
+    conn = ["-h", "127.0.0.1", "-p", str(gh.port), "-U", "alice"]
+    for args in (["pg_dump", "-Fc", "-t", "dump_src", "-f", str(tmp_path / "dump.fc")],
+                 ["pg_dump", "-Fd", "-j", "2", "-f", str(tmp_path / "dump.dir")]):
+        r = subprocess.run(args + conn + ["app"], env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, f"{args}: {r.stderr}\n--- proxy log ---\n{gh.log()[-2000:]}"
+    assert (tmp_path / "dump.dir" / "toc.dat").exists()
+    r = subprocess.run(["pg_restore", "-j", "2", "-d", "e2e_restored", *conn, str(tmp_path / "dump.fc")], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr + "\n--- proxy log ---\n" + gh.log()[-2000:]
+    out = psql(gh, "-tA", "-c", "select count(*), sum(id), sum((j->>'g')::int) from dump_src; "
+                                "select indexname from pg_indexes where tablename = 'dump_src' order by 1",
+               dbname="e2e_restored").stdout.split()
+    assert out == ["20000|200010000|200010000", "dump_src_pkey", "dump_src_v"], out
+    psql(gh, "-c", "drop database e2e_restored")
