@@ -38,6 +38,20 @@ public class JdbcChecks {
     if (!Objects.equals(a, b)) throw new AssertionError(what + ": got " + a + ", want " + b);
   }
 
+  // `sql` fails with `state`; the same statement then runs `SELECT after`.
+  static void failsThenGoesOn(Statement s, String sql, String state, int after) throws SQLException {
+    try {
+      s.execute(sql);
+      throw new AssertionError("no error from " + sql);
+    } catch (SQLException e) {
+      eq(e.getSQLState(), state, "SQLSTATE");
+    }
+    try (ResultSet rs = s.executeQuery("SELECT " + after)) {
+      rs.next();
+      eq(rs.getInt(1), after, "value after the error");
+    }
+  }
+
   static long count(String table) throws SQLException {
     try (Statement s = c.createStatement(); ResultSet rs = s.executeQuery("SELECT count(*) FROM " + table)) {
       rs.next();
@@ -137,16 +151,7 @@ public class JdbcChecks {
     });
     check("an error, then the connection goes on", () -> {
       try (Statement s = c.createStatement()) {
-        try {
-          s.executeQuery("SELECT 1/0");
-          throw new AssertionError("no error");
-        } catch (SQLException e) {
-          eq(e.getSQLState(), "22012", "SQLSTATE");
-        }
-        try (ResultSet rs = s.executeQuery("SELECT 5")) {
-          rs.next();
-          eq(rs.getInt(1), 5, "value");
-        }
+        failsThenGoesOn(s, "SELECT 1/0", "22012", 5);
       }
     });
     check("COPY in and out (CopyManager)", () -> {
@@ -162,16 +167,7 @@ public class JdbcChecks {
     check("query timeout cancels the statement", () -> {
       try (Statement s = c.createStatement()) {
         s.setQueryTimeout(1);
-        try {
-          s.execute("SELECT pg_sleep(20)");
-          throw new AssertionError("not cancelled");
-        } catch (SQLException e) {
-          eq(e.getSQLState(), "57014", "SQLSTATE");
-        }
-        try (ResultSet rs = s.executeQuery("SELECT 6")) {
-          rs.next();
-          eq(rs.getInt(1), 6, "value");
-        }
+        failsThenGoesOn(s, "SELECT pg_sleep(20)", "57014", 6);
       }
     });
     check("uuid, float8, date and jsonb parameters and results", () -> {

@@ -23,6 +23,16 @@ async def check(name, coro):
         failures += 1
         print("FAIL", name, "-", getattr(e, "sqlstate", ""), repr(e))
 
+async def fails_then_goes_on(c, run, error, after: int):
+    """`run()` raises `error`; the connection then answers SELECT `after`."""
+    try:
+        await run()
+        raise AssertionError("no error")
+    except error:
+        pass
+    assert await c.fetchval(f"SELECT {after}") == after
+
+
 async def main(dsn, sfx):
     c = await asyncpg.connect(dsn)
     async def basic():
@@ -65,14 +75,8 @@ async def main(dsn, sfx):
         await c.copy_from_table(f"apg_{sfx}", output=buf, format="csv")
         assert buf.getvalue().count(b"\n") == 1000
     await check("copy (binary in, csv out)", copy())
-    async def error_continue():
-        try:
-            await c.fetchval("SELECT 1/0")
-            raise AssertionError("no error")
-        except asyncpg.DivisionByZeroError:
-            pass
-        assert await c.fetchval("SELECT 2") == 2
-    await check("error then continue", error_continue())
+    await check("error then continue", fails_then_goes_on(c, lambda: c.fetchval("SELECT 1/0"),
+                                                          asyncpg.DivisionByZeroError, 2))
     async def notify():
         c2 = await asyncpg.connect(dsn)
         fut = asyncio.get_running_loop().create_future()
@@ -81,14 +85,8 @@ async def main(dsn, sfx):
         assert await asyncio.wait_for(fut, 5) == "hi"
         await c2.close()
     await check("listen/notify", notify())
-    async def cancel():
-        try:
-            await c.execute("SELECT pg_sleep(20)", timeout=0.5)
-            raise AssertionError("no timeout")
-        except asyncio.TimeoutError:
-            pass
-        assert await c.fetchval("SELECT 3") == 3
-    await check("timeout cancels", cancel())
+    await check("timeout cancels", fails_then_goes_on(c, lambda: c.execute("SELECT pg_sleep(20)", timeout=0.5),
+                                                      asyncio.TimeoutError, 3))
     async def pool():
         p = await asyncpg.create_pool(dsn, min_size=2, max_size=8)
         rs = await asyncio.gather(*[p.fetchval("SELECT $1::int", i) for i in range(200)])
