@@ -1,5 +1,7 @@
 #include "app/admin_wiring.h"
 
+#include <fmt/format.h>
+
 #include "audit/trail.h"
 #include "base/metrics.h"
 #include "config/config.h"
@@ -9,10 +11,42 @@
 
 namespace gh::app {
 
+namespace {
+
+// The audit trail's health for alerting: a sink that is down, records refused, the journal
+// filling up, the store falling behind the chain head.
+std::string audit_metrics(const audit::TrailStats& st) {
+  std::string out;
+  auto metric = [&](const char* name, const char* type, const char* help, std::uint64_t v) {
+    out += fmt::format("# HELP {0} {1}\n# TYPE {0} {2}\n{0} {3}\n", name, help, type, v);
+  };
+  metric("gatehouse_audit_records_submitted_total", "counter", "Audit events handed to the trail.", st.submitted);
+  metric("gatehouse_audit_records_journaled_total", "counter",
+         "Audit records sealed and written to the journal (durable; required statements may run).", st.journaled);
+  metric("gatehouse_audit_records_refused_total", "counter",
+         "Audit events that could not be recorded (journal full or unwritable, queue full, trail closing).",
+         st.refused);
+  metric("gatehouse_audit_checkpoints_total", "counter", "Signed checkpoints of the chain head written.",
+         st.checkpoints);
+  metric("gatehouse_audit_chain_head_seq", "gauge", "Sequence number of the newest sealed record.", st.head_seq);
+  metric("gatehouse_audit_stored_seq", "gauge", "Every record up to this sequence number is in every sink.",
+         st.stored);
+  metric("gatehouse_audit_unstored_records", "gauge", "Records journaled but not yet in every sink.",
+         st.head_seq > st.stored ? st.head_seq - st.stored : 0);
+  metric("gatehouse_audit_journal_bytes", "gauge", "Bytes of records waiting in the journal for some sink.",
+         st.journal_bytes);
+  metric("gatehouse_audit_sinks_healthy", "gauge",
+         "1 when every audit sink takes records; 0 while one fails (required targets refuse statements).",
+         st.sinks_healthy ? 1 : 0);
+  return out;
+}
+
+}  // namespace
+
 admin::Hooks admin_hooks(proxy::Server& server, Metrics& metrics, audit::Trail* trail, approvals::Service* approvals,
                          const std::string& audit_store) {
   admin::Hooks h;
-  h.metrics = [&metrics] { return metrics.render_prometheus(); };
+  h.metrics = [&metrics, trail] { return metrics.render_prometheus() + (trail ? audit_metrics(trail->stats()) : ""); };
   h.serving = [&server] { return !server.draining(); };
   h.audit_store = audit_store;
   // Who read the audit trail, who looked at or decided which request: each is itself recorded.

@@ -389,6 +389,9 @@ def test_full_disk_refuses_statements_and_recovers(small_disk, make_proxy, pg):
         err = wait_for(lambda: refused(b, "b"), timeout=10, interval=0.05, what="the other session refused too")
         assert err.sqlstate == "53100", (err.sqlstate, str(err))
         assert proxy.proc.poll() is None, "the proxy exited on a full disk:\n" + proxy.log()
+        # What an alert would watch: the store failing, or records refused outright.
+        m = proxy.metrics()
+        assert m["gatehouse_audit_sinks_healthy"] == 0 or m["gatehouse_audit_records_refused_total"] > 0, m
 
         filler.unlink()
 
@@ -399,6 +402,9 @@ def test_full_disk_refuses_statements_and_recovers(small_disk, make_proxy, pg):
                 return False
         wait_for(lambda: runs(a), timeout=10, interval=0.2, what="the session to run statements again")
         assert runs(b)
+        wait_for(lambda: proxy.metrics()["gatehouse_audit_sinks_healthy"] == 1, timeout=10, what="sinks healthy")
+        wait_for(lambda: proxy.metrics()["gatehouse_audit_unstored_records"] == 0, timeout=10,
+                 what="the store caught up with the chain head")
         with connect(proxy, autocommit=True) as c:
             assert c.execute("SELECT 'new session'").fetchone() == ("new session",)
         assert proxy.proc.poll() is None
@@ -583,6 +589,25 @@ def test_admin_api_searches_in_pages_and_is_itself_audited(make_proxy, pg, oidc)
                and r["fields"]["subject"] == "carol" for r in recs), recs
     assert any(r["fields"]["status"] == "400" and r["outcome"] == "error" for r in recs), recs
     assert any(f"table={t}" in r["fields"]["query"] for r in recs), recs
+
+
+def test_audit_metrics_say_what_the_store_holds(make_proxy):
+    proxy = make_proxy(audit={"node": "metrics"})
+    with connect(proxy, autocommit=True) as c:
+        for i in range(20):
+            c.execute("SELECT %s::int", (i,))
+    store = store_of(proxy)
+
+    def caught_up():
+        m = proxy.metrics()
+        head = db_rows(store, "SELECT max(seq) AS head FROM audit_records")[0]["head"]
+        return m if m["gatehouse_audit_unstored_records"] == 0 and m["gatehouse_audit_chain_head_seq"] == head else None
+    m = wait_for(caught_up, timeout=10, what="the store to hold the chain head")
+    assert m["gatehouse_audit_stored_seq"] == m["gatehouse_audit_chain_head_seq"]
+    assert m["gatehouse_audit_records_journaled_total"] >= 40  # a statement and a result each
+    assert m["gatehouse_audit_records_submitted_total"] >= 40
+    assert m["gatehouse_audit_sinks_healthy"] == 1 and m["gatehouse_audit_records_refused_total"] == 0
+    assert m["gatehouse_audit_journal_bytes"] >= 0
 
 
 def test_check_names_audit_settings_serve_would_fail_on(tmp_path):
