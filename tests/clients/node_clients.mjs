@@ -1,12 +1,14 @@
 // Real Node.js client libraries through Gatehouse: node-postgres (with pg-cursor and
 // pg-copy-streams) and postgres.js (pipelining, prepared statements by default). Run by
 // tests/e2e/test_node_clients.py as `node node_clients.mjs <pg|postgres>` with GH_HOST, GH_PORT,
-// GH_USER, GH_PASSWORD, GH_DATABASE and GH_SUFFIX (unique table and channel names) set.
+// GH_USER, GH_PASSWORD, GH_DATABASE and GH_SUFFIX (unique table and channel names) set, and
+// GH_SSL_CA for TLS (tests/e2e/test_tls.py).
 // Prints one line per check ("ok  name" or "FAIL name - code message") and exits 1 on a failure.
 import pg from 'pg';
 import postgres from 'postgres';
 import Cursor from 'pg-cursor';
 import copyStreams from 'pg-copy-streams';
+import { readFileSync } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { Readable, Writable } from 'node:stream';
 
@@ -14,6 +16,8 @@ const conn = {
   host: process.env.GH_HOST || '127.0.0.1', port: +process.env.GH_PORT, user: process.env.GH_USER,
   password: process.env.GH_PASSWORD, database: process.env.GH_DATABASE || 'app',
 };
+// GH_SSL_CA: connect with TLS and verify the server's certificate (and host name) against this CA.
+if (process.env.GH_SSL_CA) conn.ssl = { ca: readFileSync(process.env.GH_SSL_CA), rejectUnauthorized: true };
 const sfx = process.env.GH_SUFFIX || String(process.pid);
 let failures = 0;
 async function check(name, fn) {

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import USERS
+from conftest import USERS, config_for
+from tests.harness import Gatehouse
 
 CLIENTS = Path(__file__).resolve().parents[1] / "clients"
 DRIVER = Path("/usr/share/java/postgresql.jar")
@@ -58,3 +59,22 @@ def test_jdbc_works_through_the_proxy_as_it_does_directly(gh, pg, checks, mode):
     assert len(outcomes(direct.stdout)) >= 10, direct.stdout
     assert outcomes(proxied.stdout) == outcomes(direct.stdout) and proxied.returncode == 0, (
         "through the proxy:\n" + proxied.stdout + proxied.stderr + "\n--- proxy log ---\n" + gh.log()[-3000:])
+
+
+@pytest.fixture(scope="module")
+def gh_tls(pg, certs, user_hashes, tmp_path_factory):
+    tls = {"mode": "require", "cert_file": str(certs / "server.crt"), "key_file": str(certs / "server.key")}
+    proxy = Gatehouse(config_for(pg, user_hashes, tls=tls), workdir=tmp_path_factory.mktemp("gh-jdbc-tls")).start()
+    yield proxy
+    proxy.stop()
+
+
+def test_jdbc_over_tls_with_the_certificate_verified(gh_tls, certs, other_certs, checks):
+    """Java's own TLS stack (JSSE) against the proxy's listener: sslmode=verify-full checks the chain
+    against the test CA and the host name; a CA that did not sign the proxy's certificate fails."""
+    base = f"jdbc:postgresql://localhost:{gh_tls.port}/app?sslmode=verify-full&sslrootcert="
+    r = run(checks, base + str(certs / "ca.crt"), "alice", USERS["alice"], f"tls_{os.getpid()}")
+    assert r.returncode == 0 and "all ok" in r.stdout, r.stdout + r.stderr + "\n--- proxy log ---\n" + gh_tls.log()[-2000:]
+    bad = run(checks, base + str(other_certs / "ca.crt"), "alice", USERS["alice"], f"tlsbad_{os.getpid()}")
+    assert bad.returncode != 0 and "all ok" not in bad.stdout
+    assert "SSL" in bad.stdout + bad.stderr or "certificate" in (bad.stdout + bad.stderr).lower(), bad.stdout + bad.stderr

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import USERS
+from conftest import USERS, config_for
+from tests.harness import Gatehouse
 
 CLIENTS = Path(__file__).resolve().parents[1] / "clients"
 
@@ -27,12 +28,31 @@ def node() -> str:
     return exe
 
 
+@pytest.fixture(scope="module")
+def gh_tls(pg, certs, user_hashes, tmp_path_factory):
+    tls = {"mode": "require", "cert_file": str(certs / "server.crt"), "key_file": str(certs / "server.key")}
+    proxy = Gatehouse(config_for(pg, user_hashes, tls=tls), workdir=tmp_path_factory.mktemp("gh-node-tls")).start()
+    yield proxy
+    proxy.stop()
+
+
+def run_checks(node: str, proxy, library: str, host: str = "127.0.0.1", **env) -> None:
+    e = dict(os.environ, GH_HOST=host, GH_PORT=str(proxy.port), GH_USER="alice", GH_PASSWORD=USERS["alice"],
+             GH_DATABASE="app", GH_SUFFIX=f"{library}_{os.getpid()}", **env)
+    r = subprocess.run([node, "node_clients.mjs", library], cwd=CLIENTS, env=e, capture_output=True, text=True,
+                       timeout=180)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0 and "all ok" in r.stdout, out + "\n--- proxy log ---\n" + proxy.log()[-3000:]
+    assert r.stdout.count("ok  ") >= 10, out  # the checks ran
+
+
 @pytest.mark.parametrize("library", ["pg", "postgres"])
 def test_node_client_library_works_through_the_proxy(gh, node, library):
-    env = dict(os.environ, GH_HOST="127.0.0.1", GH_PORT=str(gh.port), GH_USER="alice",
-               GH_PASSWORD=USERS["alice"], GH_DATABASE="app", GH_SUFFIX=f"{library}_{os.getpid()}")
-    r = subprocess.run([node, "node_clients.mjs", library], cwd=CLIENTS, env=env, capture_output=True,
-                       text=True, timeout=180)
-    out = r.stdout + r.stderr
-    assert r.returncode == 0 and "all ok" in r.stdout, out + "\n--- proxy log ---\n" + gh.log()[-3000:]
-    assert r.stdout.count("ok  ") >= 10, out  # the checks ran
+    run_checks(node, gh, library)
+
+
+@pytest.mark.parametrize("library", ["pg", "postgres"])
+def test_node_client_library_over_tls_with_the_certificate_verified(gh_tls, certs, node, library):
+    """Node's TLS stack against the proxy's listener, the chain and host name checked (the
+    proxy requires TLS: a plaintext client would be refused)."""
+    run_checks(node, gh_tls, library, host="localhost", GH_SSL_CA=str(certs / "ca.crt"))
