@@ -41,12 +41,31 @@ std::string audit_metrics(const audit::TrailStats& st) {
   return out;
 }
 
+// The statement analysis caches: hits cost nanoseconds, misses a full parse.
+std::string analyzer_metrics(const sql::Analyzer::Stats& st) {
+  std::string out;
+  auto metric = [&](const char* name, const char* type, const char* help, std::uint64_t v) {
+    out += fmt::format("# HELP {0} {1}\n# TYPE {0} {2}\n{0} {3}\n", name, help, type, v);
+  };
+  metric("gatehouse_sql_cache_hits_total", "counter", "Statements analysed from the cache (the same text).", st.hits);
+  metric("gatehouse_sql_cache_shape_hits_total", "counter",
+         "Statements analysed from the cache by shape (the same statement with other numbers).", st.shape_hits);
+  metric("gatehouse_sql_cache_misses_total", "counter", "Statements parsed and analysed.", st.misses);
+  metric("gatehouse_sql_cache_evictions_total", "counter", "Cache entries evicted (sql cache bounds).", st.evictions);
+  metric("gatehouse_sql_cache_entries", "gauge", "Analyses cached, all worker threads.", st.entries);
+  metric("gatehouse_sql_cache_bytes", "gauge", "Approximate memory of the cached analyses.", st.bytes);
+  return out;
+}
+
 }  // namespace
 
 admin::Hooks admin_hooks(proxy::Server& server, Metrics& metrics, audit::Trail* trail, approvals::Service* approvals,
                          const std::string& audit_store) {
   admin::Hooks h;
-  h.metrics = [&metrics, trail] { return metrics.render_prometheus() + (trail ? audit_metrics(trail->stats()) : ""); };
+  h.metrics = [&metrics, &server, trail] {
+    return metrics.render_prometheus() + analyzer_metrics(server.analyzer_stats()) +
+           (trail ? audit_metrics(trail->stats()) : "");
+  };
   h.serving = [&server] { return !server.draining(); };
   h.audit_store = audit_store;
   // Who read the audit trail, who looked at or decided which request: each is itself recorded.

@@ -75,6 +75,20 @@ Server::~Server() {
   }
 }
 
+sql::Analyzer::Stats Server::analyzer_stats() const {
+  sql::Analyzer::Stats sum;
+  for (const auto& w : impl_->workers) {
+    const auto s = w->analyzer.stats();
+    sum.hits += s.hits;
+    sum.shape_hits += s.shape_hits;
+    sum.misses += s.misses;
+    sum.evictions += s.evictions;
+    sum.entries += s.entries;
+    sum.bytes += s.bytes;
+  }
+  return sum;
+}
+
 Result<void> Server::start() {
   const auto rt = runtime();
   const auto& cfg = *rt->config;

@@ -11,6 +11,7 @@
 #include "base/metrics.h"
 #include "base/result.h"
 #include "proxy/runtime.h"
+#include "sql/analyzer.h"
 
 namespace gh::approvals {
 class Service;
@@ -46,6 +47,8 @@ class Server {
 
   std::uint64_t active_sessions() const { return active_.load(std::memory_order_relaxed); }
   bool draining() const { return draining_.load(std::memory_order_relaxed); }
+  // The statement analysis caches of all worker threads, summed (any thread, after start()).
+  sql::Analyzer::Stats analyzer_stats() const;
 
   // The audit trail sessions report to; null: audit is off. Set before start(); outlives the server.
   void set_audit(audit::Trail* trail) { audit_ = trail; }

@@ -391,14 +391,14 @@ std::shared_ptr<const Analysis> Analyzer::analyze(std::string_view sql) {
   if (cacheable) {
     auto it = index_.find(sql);
     if (it != index_.end()) {
-      ++stats_.hits;
+      Counters::add(stats_.hits);
       if (it->second != lru_.begin()) lru_.splice(lru_.begin(), lru_, it->second);
       return it->second->analysis;
     }
     by_shape = shape_key(sql, key_);
     if (by_shape) {
       if (auto s = shapes_.find(std::string_view(key_)); s != shapes_.end()) {
-        ++stats_.shape_hits;
+        Counters::add(stats_.shape_hits);
         if (s->second != lru_.begin()) lru_.splice(lru_.begin(), lru_, s->second);
         const Entry& e = *s->second;
         if (e.original == sql) return e.analysis;
@@ -409,7 +409,7 @@ std::shared_ptr<const Analysis> Analyzer::analyze(std::string_view sql) {
       }
     }
   }
-  ++stats_.misses;
+  Counters::add(stats_.misses);
   auto analysis = std::make_shared<const Analysis>(analyze_uncached(sql));
   if (!cacheable) return analysis;
   Entry entry;
@@ -437,30 +437,39 @@ std::shared_ptr<const Analysis> Analyzer::analyze(std::string_view sql) {
   entry.bytes = bytes;
   lru_.push_front(std::move(entry));
   (lru_.front().shape ? shapes_ : index_).emplace(std::string_view(lru_.front().text), lru_.begin());
-  stats_.bytes += bytes;
-  stats_.entries = lru_.size();
+  Counters::add(stats_.bytes, bytes);
+  stats_.entries.store(lru_.size(), std::memory_order_relaxed);
   return analysis;
 }
 
 void Analyzer::evict_until_fits(std::size_t incoming) {
-  while (!lru_.empty() && (lru_.size() + 1 > max_entries_ || stats_.bytes + incoming > max_bytes_)) {
+  while (!lru_.empty() && (lru_.size() + 1 > max_entries_ || stats_.bytes.load(std::memory_order_relaxed) + incoming > max_bytes_)) {
     Entry& victim = lru_.back();
     (victim.shape ? shapes_ : index_).erase(std::string_view(victim.text));
-    stats_.bytes -= victim.bytes;
+    Counters::sub(stats_.bytes, victim.bytes);
     lru_.pop_back();
-    ++stats_.evictions;
+    Counters::add(stats_.evictions);
   }
-  stats_.entries = lru_.size();
+  stats_.entries.store(lru_.size(), std::memory_order_relaxed);
 }
 
-Analyzer::Stats Analyzer::stats() const { return stats_; }
+Analyzer::Stats Analyzer::stats() const {
+  Stats s;
+  s.hits = stats_.hits.load(std::memory_order_relaxed);
+  s.shape_hits = stats_.shape_hits.load(std::memory_order_relaxed);
+  s.misses = stats_.misses.load(std::memory_order_relaxed);
+  s.evictions = stats_.evictions.load(std::memory_order_relaxed);
+  s.entries = stats_.entries.load(std::memory_order_relaxed);
+  s.bytes = stats_.bytes.load(std::memory_order_relaxed);
+  return s;
+}
 
 void Analyzer::clear() {
   index_.clear();
   shapes_.clear();
   lru_.clear();
-  stats_.bytes = 0;
-  stats_.entries = 0;
+  stats_.bytes.store(0, std::memory_order_relaxed);
+  stats_.entries.store(0, std::memory_order_relaxed);
 }
 
 }  // namespace gh::sql

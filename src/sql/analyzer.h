@@ -2,6 +2,7 @@
 // Analyzer: SQL text -> Analysis (see statement_info.h), parsed with PostgreSQL's own grammar
 // (libpg_query) and cached by the exact text, and by shape for texts that differ only in
 // numeric literals (see shape_key).
+#include <atomic>
 #include <cstddef>
 #include <list>
 #include <memory>
@@ -55,7 +56,7 @@ class Analyzer {
     std::size_t entries = 0;
     std::size_t bytes = 0;  // approximate memory held by cached entries
   };
-  Stats stats() const;
+  Stats stats() const;  // any thread may read them (for /metrics); the owning thread updates them
   void clear();
 
  private:
@@ -76,7 +77,18 @@ class Analyzer {
   std::unordered_map<std::string_view, std::list<Entry>::iterator> index_;  // keys view Entry::text
   std::unordered_map<std::string_view, std::list<Entry>::iterator> shapes_;  // shape entries, same
   std::string key_;  // scratch for shape_key
-  Stats stats_;
+  // Written by the owning thread only, read by any (relaxed): add() is a load and a store, no
+  // locked instruction on the hot path.
+  struct Counters {
+    std::atomic<std::size_t> hits{0}, shape_hits{0}, misses{0}, evictions{0}, entries{0}, bytes{0};
+    static void add(std::atomic<std::size_t>& c, std::size_t n = 1) {
+      c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    }
+    static void sub(std::atomic<std::size_t>& c, std::size_t n) {
+      c.store(c.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
+    }
+  };
+  Counters stats_;
 };
 
 // Approximate heap bytes held by an Analysis (used by the cache's byte bound).

@@ -221,6 +221,11 @@ def test_healthz_and_metrics(gh):
     assert after["gatehouse_statement_errors_total"] >= before["gatehouse_statement_errors_total"] + 1
     assert after["gatehouse_bytes_backend_to_client_total"] > before["gatehouse_bytes_backend_to_client_total"]
     assert after["gatehouse_statement_duration_seconds_count"] >= before["gatehouse_statement_duration_seconds_count"] + 7
+    # The analysis cache: the same text five times over the extended protocol is parsed at most
+    # once, then served from the cache.
+    cached = lambda m: m["gatehouse_sql_cache_hits_total"] + m["gatehouse_sql_cache_shape_hits_total"]  # noqa: E731
+    assert cached(after) >= cached(before) + 4, (before, after)
+    assert after["gatehouse_sql_cache_entries"] >= 1 and after["gatehouse_sql_cache_bytes"] > 0
     # failed logins are counted
     startup_error(gh.port, "alice", "wrong")
     assert gh.metrics()["gatehouse_auth_failures_total"] >= before["gatehouse_auth_failures_total"] + 1
