@@ -93,6 +93,20 @@ def gh(pg, user_hashes, tmp_path_factory):
     proxy.stop()
 
 
+def tls_listener(certs: Path, mode: str) -> dict:
+    """The `tls` section for clients: the test CA's server certificate, `mode` require or allow."""
+    return {"mode": mode, "cert_file": str(certs / "server.crt"), "key_file": str(certs / "server.key")}
+
+
+@pytest.fixture(scope="session")
+def gh_tls(pg, certs, user_hashes, tmp_path_factory):
+    """A proxy that requires TLS from clients (certificate for localhost and 127.0.0.1, `certs/ca.crt`)."""
+    proxy = Gatehouse(config_for(pg, user_hashes, tls=tls_listener(certs, "require")),
+                      workdir=tmp_path_factory.mktemp("gh-tls")).start()
+    yield proxy
+    proxy.stop()
+
+
 class ProxyFactory:
     def __init__(self, pg, hashes, tmp_path_factory):
         self.pg = pg

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import USERS, config_for
-from tests.harness import Gatehouse
+from conftest import USERS
 
 CLIENTS = Path(__file__).resolve().parents[1] / "clients"
 DRIVER = Path("/usr/share/java/postgresql.jar")
@@ -61,12 +60,6 @@ def test_jdbc_works_through_the_proxy_as_it_does_directly(gh, pg, checks, mode):
         "through the proxy:\n" + proxied.stdout + proxied.stderr + "\n--- proxy log ---\n" + gh.log()[-3000:])
 
 
-@pytest.fixture(scope="module")
-def gh_tls(pg, certs, user_hashes, tmp_path_factory):
-    tls = {"mode": "require", "cert_file": str(certs / "server.crt"), "key_file": str(certs / "server.key")}
-    proxy = Gatehouse(config_for(pg, user_hashes, tls=tls), workdir=tmp_path_factory.mktemp("gh-jdbc-tls")).start()
-    yield proxy
-    proxy.stop()
 
 
 def test_jdbc_over_tls_with_the_certificate_verified(gh_tls, certs, other_certs, checks):

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import USERS, config_for
-from tests.harness import Gatehouse
+from conftest import USERS
 
 CLIENTS = Path(__file__).resolve().parents[1] / "clients"
 
@@ -28,12 +27,6 @@ def node() -> str:
     return exe
 
 
-@pytest.fixture(scope="module")
-def gh_tls(pg, certs, user_hashes, tmp_path_factory):
-    tls = {"mode": "require", "cert_file": str(certs / "server.crt"), "key_file": str(certs / "server.key")}
-    proxy = Gatehouse(config_for(pg, user_hashes, tls=tls), workdir=tmp_path_factory.mktemp("gh-node-tls")).start()
-    yield proxy
-    proxy.stop()
 
 
 def run_checks(node: str, proxy, library: str, host: str = "127.0.0.1", **env) -> None:

@@ -8,21 +8,9 @@ import struct
 import psycopg
 import pytest
 
-from conftest import USERS, config_for, connect, psql, target
+from conftest import USERS, config_for, connect, psql, target, tls_listener
 from pgwire import SSL_REQUEST, Conn, parse_error_fields, startup_packet
 from tests.harness import Gatehouse
-
-
-def _tls_client_cfg(certs, mode):
-    return {"mode": mode, "cert_file": str(certs / "server.crt"), "key_file": str(certs / "server.key")}
-
-
-@pytest.fixture(scope="module")
-def gh_tls(pg, certs, user_hashes, tmp_path_factory):
-    proxy = Gatehouse(config_for(pg, user_hashes, tls=_tls_client_cfg(certs, "require")),
-                      workdir=tmp_path_factory.mktemp("gh-tls")).start()
-    yield proxy
-    proxy.stop()
 
 
 def test_psql_sslmode_require(gh_tls):
@@ -90,7 +78,7 @@ def test_plaintext_sent_with_ssl_request_is_refused(gh_tls):
 
 
 def test_tls_mode_allow_uses_tls_when_asked(pg, certs, make_proxy):
-    proxy = make_proxy(tls=_tls_client_cfg(certs, "allow"))
+    proxy = make_proxy(tls=tls_listener(certs, "allow"))
     with connect(proxy, sslmode="require") as c:
         assert c.pgconn.ssl_in_use
     with connect(proxy, sslmode="disable") as c:
