@@ -1,6 +1,6 @@
 #include "app/admin_wiring.h"
 
-#include <fmt/format.h>
+#include <initializer_list>
 
 #include "audit/trail.h"
 #include "base/metrics.h"
@@ -13,46 +13,52 @@ namespace gh::app {
 
 namespace {
 
-void metric(std::string& out, const char* name, const char* type, const char* help, std::uint64_t v) {
-  out += fmt::format("# HELP {0} {1}\n# TYPE {0} {2}\n{0} {3}\n", name, help, type, v);
+struct Metric {
+  const char* name;
+  const char* type;
+  const char* help;
+  std::uint64_t value;
+};
+
+std::string render(std::initializer_list<Metric> metrics) {
+  std::string out;
+  for (const auto& m : metrics) append_metric(out, m.name, m.type, m.help, m.value);
+  return out;
 }
 
 // The audit trail's health for alerting: a sink that is down, records refused, the journal
 // filling up, the store falling behind the chain head.
 std::string audit_metrics(const audit::TrailStats& st) {
-  std::string out;
-  metric(out, "gatehouse_audit_records_submitted_total", "counter", "Audit events handed to the trail.", st.submitted);
-  metric(out, "gatehouse_audit_records_journaled_total", "counter",
-         "Audit records sealed and written to the journal (durable; required statements may run).", st.journaled);
-  metric(out, "gatehouse_audit_records_refused_total", "counter",
-         "Audit events that could not be recorded (journal full or unwritable, queue full, trail closing).",
-         st.refused);
-  metric(out, "gatehouse_audit_checkpoints_total", "counter", "Signed checkpoints of the chain head written.",
-         st.checkpoints);
-  metric(out, "gatehouse_audit_chain_head_seq", "gauge", "Sequence number of the newest sealed record.", st.head_seq);
-  metric(out, "gatehouse_audit_stored_seq", "gauge", "Every record up to this sequence number is in every sink.",
-         st.stored);
-  metric(out, "gatehouse_audit_unstored_records", "gauge", "Records journaled but not yet in every sink.",
-         st.head_seq > st.stored ? st.head_seq - st.stored : 0);
-  metric(out, "gatehouse_audit_journal_bytes", "gauge", "Bytes of records waiting in the journal for some sink.",
-         st.journal_bytes);
-  metric(out, "gatehouse_audit_sinks_healthy", "gauge",
-         "1 when every audit sink takes records; 0 while one fails (required targets refuse statements).",
-         st.sinks_healthy ? 1 : 0);
-  return out;
+  return render({
+      {"gatehouse_audit_records_submitted_total", "counter", "Audit events handed to the trail.", st.submitted},
+      {"gatehouse_audit_records_journaled_total", "counter",
+       "Audit records sealed and written to the journal (durable; required statements may run).", st.journaled},
+      {"gatehouse_audit_records_refused_total", "counter",
+       "Audit events that could not be recorded (journal full or unwritable, queue full, trail closing).", st.refused},
+      {"gatehouse_audit_checkpoints_total", "counter", "Signed checkpoints of the chain head written.", st.checkpoints},
+      {"gatehouse_audit_chain_head_seq", "gauge", "Sequence number of the newest sealed record.", st.head_seq},
+      {"gatehouse_audit_stored_seq", "gauge", "Every record up to this sequence number is in every sink.", st.stored},
+      {"gatehouse_audit_unstored_records", "gauge", "Records journaled but not yet in every sink.",
+       st.head_seq > st.stored ? st.head_seq - st.stored : 0},
+      {"gatehouse_audit_journal_bytes", "gauge", "Bytes of records waiting in the journal for some sink.",
+       st.journal_bytes},
+      {"gatehouse_audit_sinks_healthy", "gauge",
+       "1 when every audit sink takes records; 0 while one fails (required targets refuse statements).",
+       st.sinks_healthy ? 1u : 0u},
+  });
 }
 
 // The statement analysis caches: hits cost nanoseconds, misses a full parse.
 std::string analyzer_metrics(const sql::Analyzer::Stats& st) {
-  std::string out;
-  metric(out, "gatehouse_sql_cache_hits_total", "counter", "Statements analysed from the cache (the same text).", st.hits);
-  metric(out, "gatehouse_sql_cache_shape_hits_total", "counter",
-         "Statements analysed from the cache by shape (the same statement with other numbers).", st.shape_hits);
-  metric(out, "gatehouse_sql_cache_misses_total", "counter", "Statements parsed and analysed.", st.misses);
-  metric(out, "gatehouse_sql_cache_evictions_total", "counter", "Cache entries evicted (sql cache bounds).", st.evictions);
-  metric(out, "gatehouse_sql_cache_entries", "gauge", "Analyses cached, all worker threads.", st.entries);
-  metric(out, "gatehouse_sql_cache_bytes", "gauge", "Approximate memory of the cached analyses.", st.bytes);
-  return out;
+  return render({
+      {"gatehouse_sql_cache_hits_total", "counter", "Statements analysed from the cache (the same text).", st.hits},
+      {"gatehouse_sql_cache_shape_hits_total", "counter",
+       "Statements analysed from the cache by shape (the same statement with other numbers).", st.shape_hits},
+      {"gatehouse_sql_cache_misses_total", "counter", "Statements parsed and analysed.", st.misses},
+      {"gatehouse_sql_cache_evictions_total", "counter", "Cache entries evicted (sql cache bounds).", st.evictions},
+      {"gatehouse_sql_cache_entries", "gauge", "Analyses cached, all worker threads.", st.entries},
+      {"gatehouse_sql_cache_bytes", "gauge", "Approximate memory of the cached analyses.", st.bytes},
+  });
 }
 
 }  // namespace

@@ -8,13 +8,26 @@
 
 namespace gh::audit {
 
+namespace {
+constexpr std::string_view kHashAt = "{\"hash\":\"", kBodyAt = "\",\"body\":", kEnd = "}\n";
+}
+
+std::size_t record_line_size(const Record& r) {
+  return kHashAt.size() + r.hash.size() + kBodyAt.size() + r.body.size() + kEnd.size();
+}
+
+char* put_record_line(char* out, const Record& r) {
+  for (std::string_view piece : {kHashAt, std::string_view(r.hash), kBodyAt, std::string_view(r.body), kEnd}) {
+    std::memcpy(out, piece.data(), piece.size());
+    out += piece.size();
+  }
+  return out;
+}
+
 void append_record_line(std::string& out, const Record& r) {
-  out.reserve(out.size() + kLineBodyAt + r.body.size() + 2);
-  out += "{\"hash\":\"";
-  out += r.hash;
-  out += "\",\"body\":";
-  out += r.body;
-  out += "}\n";
+  const std::size_t at = out.size();
+  out.resize(at + record_line_size(r));
+  put_record_line(out.data() + at, r);
 }
 
 std::string record_line(const Record& r) {

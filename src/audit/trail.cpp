@@ -255,15 +255,18 @@ Result<void> Trail::open_journal(std::vector<Record>& replay) {
         spdlog::warn("audit: cutting an unfinished write at byte {} of {}", good, f.path);
     }
     f.bytes = good;
-    Result<void> m = fail("", "");
-    if (options_.map_journal) m = journal_reserve(f, std::max<std::uint64_t>(good, size));
-    if (m) {
+    bool mapped = options_.map_journal;
+    if (mapped) {
+      if (auto m = journal_reserve(f, std::max<std::uint64_t>(good, size)); !m) {
+        spdlog::warn("audit: {}; the journal is written with write(2) instead", m.error().message);
+        journal_unmap(f);
+        mapped = false;
+      }
+    }
+    if (mapped) {
       f.map[good] = '\0';
-    } else {
-      if (options_.map_journal) spdlog::warn("audit: {}; the journal is written with write(2) instead", m.error().message);
-      journal_unmap(f);
-      if (size > good && ::ftruncate(f.fd, off_t(good)) != 0)
-        return tl::unexpected(io_error("cannot repair the audit journal " + f.path, errno));
+    } else if (size > good && ::ftruncate(f.fd, off_t(good)) != 0) {  // write(2) appends at the end of the file
+      return tl::unexpected(io_error("cannot repair the audit journal " + f.path, errno));
     }
   }
   // The file with the newer records is the one being appended to.
@@ -337,7 +340,7 @@ void Trail::read_journal(std::uint64_t after, std::uint64_t through, const std::
 
 Result<void> Trail::journal_append(const std::vector<Record>& records) {
   std::size_t size = 0;
-  for (const auto& r : records) size += 9 + r.hash.size() + 9 + r.body.size() + 2;  // see append_record_line
+  for (const auto& r : records) size += record_line_size(r);
   if (journal_bytes() + size > options_.spool_max_size)
     return fail("53100", "the audit journal (" + journal_path_ + ") is full (audit.spool.max_size): the sinks are "
                          "not taking records");
@@ -347,17 +350,7 @@ Result<void> Trail::journal_append(const std::vector<Record>& records) {
     // The end mark first: until the lines are whole, a reader stops at the old end mark.
     f.map[f.bytes + size] = '\0';
     char* p = f.map + f.bytes;
-    auto put = [&p](std::string_view s) {
-      std::memcpy(p, s.data(), s.size());
-      p += s.size();
-    };
-    for (const auto& r : records) {  // as append_record_line writes them
-      put("{\"hash\":\"");
-      put(r.hash);
-      put("\",\"body\":");
-      put(r.body);
-      put("}\n");
-    }
+    for (const auto& r : records) p = put_record_line(p, r);
   } else {
     std::string buf;
     buf.reserve(size);

@@ -8,6 +8,11 @@ Metrics::Metrics(std::size_t workers) {
   for (std::size_t i = 0; i < workers; ++i) workers_.push_back(std::make_unique<WorkerMetrics>());
 }
 
+void append_metric(std::string& out, std::string_view name, std::string_view type, std::string_view help,
+                   std::uint64_t value) {
+  out += fmt::format("# HELP {0} {1}\n# TYPE {0} {2}\n{0} {3}\n", name, help, type, value);
+}
+
 std::string Metrics::render_prometheus() const {
   auto sum = [&](auto member) {
     std::uint64_t s = 0;
@@ -15,16 +20,14 @@ std::string Metrics::render_prometheus() const {
     return s;
   };
   std::string out;
-  auto counter = [&](const char* name, const char* help, std::uint64_t v) {
-    out += fmt::format("# HELP {0} {1}\n# TYPE {0} counter\n{0} {2}\n", name, help, v);
+  auto counter = [&](std::string_view name, std::string_view help, std::uint64_t v) {
+    append_metric(out, name, "counter", help, v);
   };
   const auto opened = sum(&WorkerMetrics::connections_opened);
   const auto closed = sum(&WorkerMetrics::connections_closed);
   counter("gatehouse_connections_total", "Client connections accepted.", opened);
-  out += fmt::format(
-      "# HELP gatehouse_connections_active Client connections open now.\n"
-      "# TYPE gatehouse_connections_active gauge\ngatehouse_connections_active {}\n",
-      opened >= closed ? opened - closed : 0);
+  append_metric(out, "gatehouse_connections_active", "gauge", "Client connections open now.",
+                opened >= closed ? opened - closed : 0);
   counter("gatehouse_connections_rejected_total", "Connections refused (limits, draining).",
           sum(&WorkerMetrics::connections_rejected));
   counter("gatehouse_auth_failures_total", "Failed client authentications.", sum(&WorkerMetrics::auth_failures));

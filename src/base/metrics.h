@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace gh {
@@ -42,6 +43,10 @@ struct alignas(64) WorkerMetrics {
     latency_count.fetch_add(1, std::memory_order_relaxed);
   }
 };
+
+// Appends one metric with its HELP and TYPE lines (type "counter" or "gauge") to `out`.
+void append_metric(std::string& out, std::string_view name, std::string_view type, std::string_view help,
+                   std::uint64_t value);
 
 class Metrics {
  public:

@@ -57,6 +57,11 @@ struct Decision {
   std::string sqlstate;
 };
 
+// The SQLSTATE a refusal by `d` carries: d.sqlstate, else 42501.
+inline std::string_view refusal_sqlstate(const Decision& d) {
+  return d.sqlstate.empty() ? std::string_view("42501") : std::string_view(d.sqlstate);
+}
+
 class Policy {
  public:
   // Validates references (unique rule names, known guardrail names, tags defined by the

@@ -108,7 +108,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool capture_explain(std::string_view chunk, std::size_t& consumed);
   asio::awaitable<void> wait_relay_signal();
   void refuse_statement(const policy::Decision& d, const sql::Analysis* analysis, char type, std::string_view name,
-                        std::string& substitute, std::string_view sqlstate = "42501");
+                        std::string& substitute, std::string_view sqlstate = {});  // {}: the decision's
 
   // Approvals (session_hold.cpp): a simple-protocol Query, or the Execute of a portal bound from
   // a statement, that the policy sends for review is held until a reviewer decides, then runs

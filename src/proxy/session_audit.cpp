@@ -25,10 +25,6 @@ namespace {
 
 constexpr std::size_t kMaxPortals = 10000;
 constexpr std::size_t kKeptBody = 4096;  // of a long ErrorResponse, enough for SQLSTATE and message
-// What the client gets for a policy refusal (refuse_statement); a refused statement has no Result
-// record, so its Statement record carries it.
-constexpr std::string_view kRefusedSqlstate = "42501";
-
 
 // "INSERT 0 5", "UPDATE 3", "SELECT 10", "COPY 7" -> the count; -1 when the tag has none.
 std::int64_t tag_rows(std::string_view tag) {
@@ -128,7 +124,7 @@ void Session::audit_query(char type, const std::shared_ptr<const sql::Analysis>&
   e.decision = std::make_shared<const policy::Decision>(d);
   if (refused) {
     e.outcome = "refused";
-    e.sqlstate = d.sqlstate.empty() ? kRefusedSqlstate : std::string_view(d.sqlstate);
+    e.sqlstate = policy::refusal_sqlstate(d);  // a refused statement has no Result record: its own says it
   }
   audit_batch_.push_back(std::move(e));
   AuditPending p;
@@ -166,7 +162,7 @@ void Session::audit_parse_refused(const std::shared_ptr<const sql::Analysis>& an
   e.policy = policy_rt_ ? policy_rt_->config->policy : nullptr;
   e.decision = std::make_shared<const policy::Decision>(d);
   e.outcome = "refused";
-  e.sqlstate = d.sqlstate.empty() ? kRefusedSqlstate : std::string_view(d.sqlstate);
+  e.sqlstate = policy::refusal_sqlstate(d);
   audit_batch_.push_back(std::move(e));
 }
 
@@ -424,6 +420,7 @@ void Session::refuse_batch_for_audit(const Error& error, bool& rewritten, std::s
   d.reason = error.message;
   d.message = "statement not run: the audit trail could not record it (" + error.message + ")";
   d.hint = "this target runs statements only once they are recorded; ask the operator to check the audit store";
+  d.sqlstate = error.sqlstate.empty() ? "58030" : error.sqlstate;
   std::string_view view(out);
   std::size_t at = 0;
   std::string substitute;
@@ -435,7 +432,6 @@ void Session::refuse_batch_for_audit(const Error& error, bool& rewritten, std::s
       std::string name;
       if (type == 'P') name = std::string(body.substr(0, body.find('\0')));
       refuse_statement(d, nullptr, type, name, substitute);
-      refusals_.back().error.sqlstate = error.sqlstate.empty() ? "58030" : error.sqlstate;
       rewrite_ += substitute;
     } else {
       rewrite_.append(view.substr(at, size));

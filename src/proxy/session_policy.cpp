@@ -395,7 +395,7 @@ void Session::refuse_statement(const policy::Decision& d, const sql::Analysis* a
                                std::string_view name, std::string& substitute, std::string_view sqlstate) {
   protocol::ErrorFields e;
   e.severity = "ERROR";
-  e.sqlstate = sqlstate == "42501" && !d.sqlstate.empty() ? std::string_view(d.sqlstate) : sqlstate;
+  e.sqlstate = sqlstate.empty() ? policy::refusal_sqlstate(d) : sqlstate;
   e.message = d.message.empty() ? "statement refused by the proxy's policy" : d.message;
   e.hint = d.hint;
   switch (d.action) {

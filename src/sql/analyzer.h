@@ -28,9 +28,9 @@ Analysis analyze_uncached(std::string_view sql);
 bool shape_key(std::string_view sql, std::string& out);
 
 // Whether an analysis of a text with shape_key may serve every text of that shape: its fields do
-// not depend on literal values (the analyzer also checks that every number became a $n in the
-// normalized text) (one SELECT or INSERT, no UPDATE/DELETE whose WHERE is evaluated,
-// no settings). Keep in step with the walker: a new use of a constant's value must be excluded here.
+// not depend on literal values (one SELECT or INSERT, no UPDATE/DELETE whose WHERE is evaluated,
+// no settings). The analyzer also requires that every number became a $n in the normalized text.
+// Keep in step with the walker: a new use of a constant's value must be excluded here.
 bool shape_independent(const Analysis& analysis);
 
 // A per-thread LRU cache in front of analyze_uncached. NOT thread-safe: give each worker

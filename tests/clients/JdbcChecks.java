@@ -38,6 +38,15 @@ public class JdbcChecks {
     if (!Objects.equals(a, b)) throw new AssertionError(what + ": got " + a + ", want " + b);
   }
 
+  // Runs `body` with autocommit off, then commits (or rolls back) and turns autocommit on again.
+  static void transaction(boolean commit, Check body) throws Exception {
+    c.setAutoCommit(false);
+    body.run();
+    if (commit) c.commit();
+    else c.rollback();
+    c.setAutoCommit(true);
+  }
+
   // `sql` fails with `state`; the same statement then runs `SELECT after`.
   static void failsThenGoesOn(Statement s, String sql, String state, int after) throws SQLException {
     try {
@@ -93,61 +102,57 @@ public class JdbcChecks {
       try (Statement s = c.createStatement()) {
         s.execute("CREATE TABLE " + t + " (id int PRIMARY KEY, v text, ts timestamptz, n numeric, b bytea)");
       }
-      c.setAutoCommit(false);
-      try (PreparedStatement ps = c.prepareStatement("INSERT INTO " + t + " VALUES (?, ?, ?, ?, ?)")) {
-        for (int i = 0; i < 500; i++) {
-          ps.setInt(1, i);
-          ps.setString(2, "v" + i);
-          ps.setTimestamp(3, new Timestamp(1600000000000L + i));
-          ps.setBigDecimal(4, new java.math.BigDecimal("1.5"));
-          ps.setBytes(5, new byte[] {1, 2, (byte) i});
-          ps.addBatch();
+      transaction(true, () -> {
+        try (PreparedStatement ps = c.prepareStatement("INSERT INTO " + t + " VALUES (?, ?, ?, ?, ?)")) {
+          for (int i = 0; i < 500; i++) {
+            ps.setInt(1, i);
+            ps.setString(2, "v" + i);
+            ps.setTimestamp(3, new Timestamp(1600000000000L + i));
+            ps.setBigDecimal(4, new java.math.BigDecimal("1.5"));
+            ps.setBytes(5, new byte[] {1, 2, (byte) i});
+            ps.addBatch();
+          }
+          eq(ps.executeBatch().length, 500, "batch results");
         }
-        eq(ps.executeBatch().length, 500, "batch results");
-      }
-      c.commit();
-      c.setAutoCommit(true);
+      });
       eq(count(t), 500L, "rows");
     });
     check("rollback", () -> {
-      c.setAutoCommit(false);
-      try (Statement s = c.createStatement()) {
-        s.execute("DELETE FROM " + t);
-      }
-      c.rollback();
-      c.setAutoCommit(true);
+      transaction(false, () -> {
+        try (Statement s = c.createStatement()) {
+          s.execute("DELETE FROM " + t);
+        }
+      });
       eq(count(t), 500L, "rows");
     });
     check("savepoint after an error", () -> {
-      c.setAutoCommit(false);
-      try (Statement s = c.createStatement()) {
-        s.execute("INSERT INTO " + t + " (id, v) VALUES (1000, 'x')");
-        Savepoint sp = c.setSavepoint();
-        try {
-          s.execute("INSERT INTO " + t + " (id, v) VALUES (1000, 'dup')");
-          throw new AssertionError("no error");
-        } catch (SQLException e) {
-          eq(e.getSQLState(), "23505", "SQLSTATE");
+      transaction(true, () -> {
+        try (Statement s = c.createStatement()) {
+          s.execute("INSERT INTO " + t + " (id, v) VALUES (1000, 'x')");
+          Savepoint sp = c.setSavepoint();
+          try {
+            s.execute("INSERT INTO " + t + " (id, v) VALUES (1000, 'dup')");
+            throw new AssertionError("no error");
+          } catch (SQLException e) {
+            eq(e.getSQLState(), "23505", "SQLSTATE");
+          }
+          c.rollback(sp);
+          s.execute("INSERT INTO " + t + " (id, v) VALUES (1001, 'y')");
         }
-        c.rollback(sp);
-        s.execute("INSERT INTO " + t + " (id, v) VALUES (1001, 'y')");
-      }
-      c.commit();
-      c.setAutoCommit(true);
+      });
       eq(count(t), 502L, "rows");
     });
     check("fetch size 100 over 10,000 rows (portal suspended and resumed)", () -> {
-      c.setAutoCommit(false);
-      try (Statement s = c.createStatement()) {
-        s.setFetchSize(100);
-        try (ResultSet rs = s.executeQuery("SELECT g FROM generate_series(1, 10000) g")) {
-          int n = 0;
-          while (rs.next()) n++;
-          eq(n, 10000, "rows");
+      transaction(true, () -> {  // a fetch size takes effect inside a transaction only
+        try (Statement s = c.createStatement()) {
+          s.setFetchSize(100);
+          try (ResultSet rs = s.executeQuery("SELECT g FROM generate_series(1, 10000) g")) {
+            int n = 0;
+            while (rs.next()) n++;
+            eq(n, 10000, "rows");
+          }
         }
-      }
-      c.commit();
-      c.setAutoCommit(true);
+      });
     });
     check("an error, then the connection goes on", () -> {
       try (Statement s = c.createStatement()) {

@@ -607,7 +607,7 @@ def test_audit_metrics_say_what_the_store_holds(make_proxy):
     assert m["gatehouse_audit_records_journaled_total"] >= 40  # a statement and a result each
     assert m["gatehouse_audit_records_submitted_total"] >= 40
     assert m["gatehouse_audit_sinks_healthy"] == 1 and m["gatehouse_audit_records_refused_total"] == 0
-    assert m["gatehouse_audit_journal_bytes"] >= 0
+    assert "gatehouse_audit_journal_bytes" in m and "gatehouse_audit_checkpoints_total" in m
 
 
 def test_check_names_audit_settings_serve_would_fail_on(tmp_path):
