@@ -62,7 +62,7 @@ struct Event {
   std::shared_ptr<const policy::Decision> decision;  // shared with the session's prepared statement
 
   // Result, ConnectFailed, Disconnect, Reload, Admin
-  std::string outcome;   // "ok", "error", "cancelled", "refused", "not_run"
+  std::string outcome;   // "ok", "error", "cancelled", "refused", "not_run", "unknown" (the proxy stopped first)
   std::string sqlstate;
   std::string message;
   std::int64_t rows = -1;         // from CommandComplete (summed over a multi-statement Query); -1 unknown
@@ -70,6 +70,9 @@ struct Event {
 
   // Free-form, for admin, approval, grant, reload, start, retention and checkpoint events.
   std::vector<std::pair<std::string, std::string>> fields;
+
+  // The Trail::intend() slot of this statement (0: none), freed once this record is journaled.
+  std::uint32_t intent = 0;
 };
 
 }  // namespace gh::audit

@@ -155,6 +155,15 @@ struct Where {
   }
 };
 
+// A statement recorded when it ended holds its outcome itself; shown as its result, as a
+// Result record of an older store (recorded before and after the statement) is.
+void own_results(SearchPage& page) {
+  for (auto& h : page.hits) {
+    const auto& x = h.record.index;
+    if (!h.result && x.type == "statement" && !x.outcome.empty() && x.outcome != "refused") h.result = h.record;
+  }
+}
+
 Where where_of(const SearchFilter& f) {
   Where w;
   if (!f.identity.empty()) {
@@ -283,13 +292,14 @@ class SqliteReader final : public AuditReader {
                             "a.type = 'result' ORDER BY a.seq LIMIT 1");
     if (!join) return tl::unexpected(join.error());
     for (auto& h : page.hits) {
-      if (h.record.index.type != "statement") continue;
+      if (h.record.index.type != "statement" || !h.record.index.outcome.empty()) continue;  // says its own outcome
       join->bind(1, h.record.index.session).bind(2, h.record.index.statement).bind(3, h.record.index.node);
       auto row = join->step();
       if (!row) return tl::unexpected(row.error());
       if (*row) h.result = to_record(read_row(*join));
       join->reset();
     }
+    own_results(page);
     return page;
   }
 
@@ -398,7 +408,7 @@ class JsonLinesReader final : public AuditReader {
     }
     std::set<ResultKey> wanted;
     for (const auto& h : page.hits)
-      if (h.record.index.type == "statement")
+      if (h.record.index.type == "statement" && h.record.index.outcome.empty())
         wanted.insert({h.record.index.node, h.record.index.session, h.record.index.statement});
     if (!wanted.empty()) {
       std::map<ResultKey, Record> found;
@@ -415,6 +425,7 @@ class JsonLinesReader final : public AuditReader {
             it != found.end() && h.record.index.type == "statement")
           h.result = it->second;
     }
+    own_results(page);
     return page;
   }
 
@@ -604,7 +615,11 @@ std::string hit_json(const SearchHit& hit) {
     if (!x.sqlstate.empty()) r["sqlstate"] = x.sqlstate;
     if (x.rows >= 0) r["rows"] = x.rows;
     if (x.duration_us >= 0) r["duration_us"] = x.duration_us;
-    if (!x.text.empty()) r["message"] = x.text;
+    if (hit.result->seq != hit.record.seq) {
+      if (!x.text.empty()) r["message"] = x.text;
+    } else if (auto m = j.find("message"); m != j.end()) {  // the statement's own record: its text is the SQL
+      r["message"] = *m;
+    }
     j["result"] = std::move(r);
   }
   return j.dump(-1, ' ', false, json::error_handler_t::replace);

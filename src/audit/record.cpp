@@ -542,6 +542,27 @@ Record seal(const Event& e, ChainHead& head, const SealOptions& o) {
   return r;
 }
 
+Result<Record> seal_unfinished(std::string_view intent_body, std::string_view message, ChainHead& head) {
+  json j = json::parse(intent_body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return fail("", "an audit intent is not a JSON object");
+  Record r;
+  r.seq = head.seq + 1;
+  r.prev = head.hash;
+  j["outcome"] = "unknown";
+  j["message"] = std::string(message);
+  j["seq"] = std::int64_t(r.seq);
+  j["prev"] = r.prev;
+  j.erase("sqlstate");
+  // nlohmann's objects keep keys sorted and its compact dump is the canonical encoding (a unit
+  // test holds the two writers to the same bytes).
+  r.body = j.dump(-1, ' ', false, json::error_handler_t::replace);
+  r.hash = chain_hash(r.prev, r.body);
+  r.index = index_of_json(j);
+  head.seq = r.seq;
+  head.hash = r.hash;
+  return r;
+}
+
 Result<RecordIndex> index_of(std::string_view body) {
   json j = json::parse(body, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return fail("", "record body is not a JSON object");

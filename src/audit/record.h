@@ -61,6 +61,11 @@ struct SealOptions {
 // Encodes `e` as record head.seq + 1 chained to `head`, and advances `head`.
 Record seal(const Event& e, ChainHead& head, const SealOptions& options);
 
+// The record of a statement whose intent (Trail::intend) a stopped process left behind: the
+// intent's body with outcome "unknown" and `message`, as record head.seq + 1; advances `head`.
+// Fails when the body is not a JSON object.
+[[nodiscard]] Result<Record> seal_unfinished(std::string_view intent_body, std::string_view message, ChainHead& head);
+
 // hex(SHA-256(raw(prev_hex) || body)); empty when prev_hex is not 64 hex digits.
 std::string chain_hash(std::string_view prev_hex, std::string_view body);
 

@@ -11,6 +11,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -151,6 +153,7 @@ Result<std::unique_ptr<Trail>> Trail::open(Options options, std::vector<std::uni
   }
   std::vector<Record> replay;
   if (auto r = t->open_journal(replay); !r) return tl::unexpected(r.error());
+  if (t->options_.intents && t->inline_writes()) t->open_intents(replay);
   std::uint64_t stored_all = t->head_.seq;
   for (const auto& s : t->sinks_) stored_all = std::min(stored_all, s->healthy ? s->stored_seq : 0);
   t->stored_all_seq_ = replay.empty() ? stored_all : std::min(stored_all, replay.front().seq - 1);
@@ -191,6 +194,98 @@ Trail::~Trail() {
     journal_unmap(f);
     if (f.fd >= 0) ::close(f.fd);
   }
+  if (intents_map_) ::munmap(intents_map_, kIntentSlot * kIntentSlots);
+  if (intents_fd_ >= 0) ::close(intents_fd_);
+}
+
+// ---- intents ----------------------------------------------------------------------------------
+
+namespace {
+std::uint64_t* intent_live(char* slot) { return reinterpret_cast<std::uint64_t*>(slot + 8); }
+}  // namespace
+
+void Trail::open_intents(std::vector<Record>& replay) {
+  const std::string path = options_.spool_dir + "/intents";
+  const std::size_t size = kIntentSlot * kIntentSlots;
+  intents_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  void* map = MAP_FAILED;
+  if (intents_fd_ >= 0 && ::posix_fallocate(intents_fd_, 0, off_t(size)) == 0)
+    map = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, intents_fd_, 0);
+  if (map == MAP_FAILED) {
+    spdlog::warn("audit: cannot map {} ({}); statements are recorded before they run and again when they end",
+                 path, std::strerror(errno));
+    if (intents_fd_ >= 0) ::close(intents_fd_);
+    intents_fd_ = -1;
+    return;
+  }
+  char* base = static_cast<char*>(map);
+  // What the journal already holds a record of: its intent outlived it by the last instant.
+  std::set<std::tuple<std::int64_t, std::int64_t, std::int64_t>> recorded;
+  for (const auto& r : replay)
+    if (r.index.type == "statement") recorded.insert({r.index.session, r.index.statement, r.index.time_us});
+  std::vector<Record> found;
+  ChainHead head = head_;
+  for (std::size_t i = 0; i < kIntentSlots; ++i) {
+    char* slot = base + i * kIntentSlot;
+    if (__atomic_load_n(intent_live(slot), __ATOMIC_ACQUIRE) == 0) continue;
+    std::uint32_t len = 0;
+    std::memcpy(&len, slot, sizeof len);
+    if (len > kIntentSlot - 16) continue;
+    const std::string_view body(slot + 16, len);
+    if (auto idx = index_of(body); !idx || recorded.count({idx->session, idx->statement, idx->time_us})) continue;
+    auto rec = seal_unfinished(
+        body, "the proxy stopped before this statement ended: whether it ran, and how, is not known", head);
+    if (rec) found.push_back(std::move(*rec));
+  }
+  if (!found.empty()) {
+    // Journaled before the slots are freed: a kill in between finds them in the journal next time.
+    if (auto r = journal_append(found); !r) {
+      spdlog::error("audit: cannot record {} statements a stopped process left unfinished: {}; they stay in {}",
+                    found.size(), r.error().message, path);
+      ::munmap(map, size);
+      ::close(intents_fd_);
+      intents_fd_ = -1;
+      return;
+    }
+    head_ = head;
+    spdlog::warn("audit: {} statements were running when the proxy stopped; recorded with outcome \"unknown\"",
+                 found.size());
+    stats_.intents_recovered = found.size();
+    for (auto& r : found) replay.push_back(std::move(r));
+  }
+  for (std::size_t i = 0; i < kIntentSlots; ++i) __atomic_store_n(intent_live(base + i * kIntentSlot), 0, __ATOMIC_RELEASE);
+  free_intents_.reserve(kIntentSlots);
+  for (std::size_t i = kIntentSlots; i > 0; --i) free_intents_.push_back(std::uint32_t(i - 1));
+  intents_map_ = base;
+}
+
+std::uint32_t Trail::intend(const Event& e) {
+  if (!intents_map_) return 0;
+  // Failing: recording the statement now (write_now) reports why, and required targets refuse.
+  if (journal_failed_.load(std::memory_order_relaxed) || sinks_failing_.load(std::memory_order_relaxed)) return 0;
+  ChainHead scratch;
+  const Record r = seal(e, scratch, SealOptions{options_.node, options_.max_text, options_.params});
+  if (r.body.size() > kIntentSlot - 16) return 0;
+  std::uint32_t slot = 0;
+  {
+    std::lock_guard lock(intent_mu_);
+    if (free_intents_.empty()) return 0;
+    slot = free_intents_.back();
+    free_intents_.pop_back();
+  }
+  char* p = intents_map_ + std::size_t(slot) * kIntentSlot;
+  const auto len = std::uint32_t(r.body.size());
+  std::memcpy(p, &len, sizeof len);
+  std::memcpy(p + 16, r.body.data(), len);
+  __atomic_store_n(intent_live(p), 1, __ATOMIC_RELEASE);  // whole before it counts
+  return slot + 1;
+}
+
+void Trail::release_intent(std::uint32_t slot) {
+  if (!slot || !intents_map_ || slot > kIntentSlots) return;
+  __atomic_store_n(intent_live(intents_map_ + std::size_t(slot - 1) * kIntentSlot), 0, __ATOMIC_RELEASE);
+  std::lock_guard lock(intent_mu_);
+  free_intents_.push_back(slot - 1);
 }
 
 void Trail::journal_unmap(JournalFile& f) {
@@ -435,8 +530,16 @@ void Trail::close() {
 }
 
 TrailStats Trail::stats() const {
-  std::lock_guard lock(mu_);
-  return stats_;
+  TrailStats s;
+  {
+    std::lock_guard lock(mu_);
+    s = stats_;
+  }
+  if (intents_map_) {
+    std::lock_guard lock(intent_mu_);
+    s.intents_open = kIntentSlots - free_intents_.size();
+  }
+  return s;
 }
 
 std::vector<Record> Trail::seal_all(const std::vector<Event>& events) {
@@ -495,11 +598,17 @@ Result<void> Trail::append(std::vector<Event>& events) {
   }
   if (auto r = journal_append(records); !r) {
     head_ = before;  // stored nowhere: as if never sealed, so no sink shows a gap
+    journal_failed_.store(true, std::memory_order_relaxed);  // their intents stay: a restart records them
     spdlog::error("audit: {}", r.error().message);
     std::lock_guard lock(mu_);
     stats_.refused += records.size();
     return tl::unexpected(Error{r.error().sqlstate.empty() ? "58030" : r.error().sqlstate, r.error().message});
   }
+  journal_failed_.store(false, std::memory_order_relaxed);
+  // Journaled: the statements' intents are no longer needed (before the store thread can have
+  // the records, so a start that finds an intent finds its record, if any, in the journal).
+  for (const auto& e : sealed)
+    if (e.intent) release_intent(e.intent);
   {
     std::lock_guard lock(mu_);
     stats_.journaled += records.size();
@@ -717,6 +826,7 @@ void Trail::flush_sinks(bool force) {
     sinks_healthy_ = healthy;
     sink_error_ = std::move(error);
   }
+  sinks_failing_.store(!healthy, std::memory_order_relaxed);
   std::lock_guard lock(mu_);
   stats_.sinks_healthy = healthy;
   stats_.stored = all;

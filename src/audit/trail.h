@@ -13,6 +13,7 @@
 // report its error and `required` targets refuse statements. When the journal cannot be
 // written (disk full, audit.spool.max_size), the chain is not advanced: those records are
 // refused, not half-written.
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -43,6 +44,8 @@ struct TrailStats {
   std::uint64_t retentions = 0;    // prunes done (each adds a Retention record)
   std::uint64_t head_seq = 0;
   std::uint64_t journal_bytes = 0;  // records waiting in the journal files for some sink
+  std::uint64_t intents_open = 0;   // statements running whose record is written when they end
+  std::uint64_t intents_recovered = 0;  // left by a stopped process, recorded at this start
   bool sinks_healthy = true;
 };
 
@@ -67,6 +70,7 @@ class Trail {
     std::chrono::milliseconds flush_interval{20};    // journal -> sinks, at most this late
     bool fsync = false;                              // fdatasync the journal on every batch
     bool map_journal = true;  // false: append with write(2), as where fallocate/mmap are missing
+    bool intents = true;      // false: statements are recorded before they run and again when they end
   };
 
   // What `gatehouse check` can tell without opening the store: the checkpoint key loads and can
@@ -86,6 +90,17 @@ class Trail {
   // Falls back to submit() semantics (blocking until acknowledged) when the journal is fsynced.
   [[nodiscard]] Result<void> write_now(std::vector<Event> events);
   bool inline_writes() const { return !options_.fsync; }
+
+  // One record per statement, written when it ends (with its outcome): before the statement
+  // runs, intend() writes the record-to-be into a free slot of a mapped file in the spool (a
+  // memcpy, no system call; the page cache keeps it through a SIGKILL like the journal). The
+  // slot is freed once the statement's record (Event::intent = the returned slot) is journaled.
+  // A start turns the intents a killed process left into records with outcome "unknown".
+  // 0: no slot (the statement is too large, every slot is in use, intents are off, the journal
+  // is fsynced, or the trail is failing): record the statement before it runs instead, which
+  // also reports why the trail fails.
+  [[nodiscard]] std::uint32_t intend(const Event& e);
+  bool intents() const { return intents_map_ != nullptr; }
   // Waits until everything submitted before this call is stored or refused.
   void flush();
   // Writes a Stop record and a final checkpoint, drains the queue and stops the writer.
@@ -102,6 +117,10 @@ class Trail {
   };
   struct SinkState;
   [[nodiscard]] Result<void> open_journal(std::vector<Record>& replay);
+  // Maps the intents file, seals what a stopped process left in it (after `replay`, unless the
+  // journal already holds the statement's record) and frees every slot.
+  void open_intents(std::vector<Record>& replay);
+  void release_intent(std::uint32_t slot);
   [[nodiscard]] Result<void> journal_append(const std::vector<Record>& records);
   // writer thread: seal, journal, acknowledge, hand over to the store thread
   void run();
@@ -146,6 +165,16 @@ class Trail {
   static void journal_unmap(JournalFile& f);
   // Journal records with seq in (after, through], oldest first, from both files.
   void read_journal(std::uint64_t after, std::uint64_t through, const std::function<bool(Record&&)>& each) const;
+
+  // Intents: fixed slots of a mapped file; a slot is [u32 length][u32 0][u64 live][body].
+  static constexpr std::size_t kIntentSlot = 4096;
+  static constexpr std::size_t kIntentSlots = 1024;
+  int intents_fd_ = -1;
+  char* intents_map_ = nullptr;
+  mutable std::mutex intent_mu_;
+  std::vector<std::uint32_t> free_intents_;  // under intent_mu_
+  std::atomic<bool> journal_failed_{false};  // the last journal append failed (intend refuses)
+  std::atomic<bool> sinks_failing_{false};   // mirrors !sinks_healthy_ for intend()
 
   mutable std::mutex mu_;            // the writer's queue and the statistics
   std::condition_variable cv_;       // writer waits for work

@@ -165,6 +165,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // stored. On failure the batch's statements are replaced by substitutes that fail with the
   // audit error, so nothing unrecorded runs.
   asio::awaitable<void> audit_submit_batch(bool& rewritten, std::size_t pos);
+  void audit_intend(std::vector<audit::Event>& events);
   void refuse_batch_for_audit(const Error& error, bool& rewritten, std::size_t pos);
   // Durable before it returns: sealed and journaled on this thread, or (fsync) by the writer
   // thread's group commit, awaited. The error when it could not be.
@@ -314,6 +315,9 @@ class Session : public std::enable_shared_from_this<Session> {
     std::int64_t rows = -1;
     Clock::time_point start;
     std::string sqlstate, message;
+    // The statement's record-to-be, written with its outcome when it ends (its intent is in the
+    // trail); empty when its Statement record was written before it ran (a Result follows).
+    std::optional<audit::Event> event;
   };
   std::deque<AuditPending> audit_pending_;
   struct Portal {

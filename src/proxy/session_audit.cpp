@@ -94,7 +94,7 @@ void Session::audit_disconnect() {
   while (!audit_pending_.empty()) {
     auto& p = audit_pending_.front();
     if (p.kind != AuditPending::Kind::Sync && !p.refused) {
-      auto r = audit_event(audit::EventType::Result);
+      auto r = p.event ? std::move(*p.event) : audit_event(audit::EventType::Result);
       r.statement = p.statement;
       r.outcome = "error";
       r.sqlstate = end_.to_client ? end_.to_client->sqlstate : "08006";
@@ -270,7 +270,8 @@ void Session::audit_close_portal(std::string_view name) {
 void Session::audit_backend(char type, std::string_view body, const protocol::ErrorFields* refusal) {
   auto complete = [&](AuditPending& p, const char* outcome) {
     if (p.refused) return;
-    auto r = audit_event(audit::EventType::Result);
+    // One record per statement: its own, now with the outcome; or a Result naming it.
+    auto r = p.event ? std::move(*p.event) : audit_event(audit::EventType::Result);
     r.statement = p.statement;
     r.outcome = outcome;
     if (p.failed) {
@@ -382,10 +383,41 @@ asio::awaitable<std::optional<Error>> Session::audit_wait(std::vector<audit::Eve
       asio::use_awaitable, std::move(events));
 }
 
+void Session::audit_intend(std::vector<audit::Event>& events) {
+  // Statements about to run leave the batch for their pending entry, with an intent in the trail:
+  // their one record is written when they end. Those the trail has no slot for (or while it is
+  // failing) stay in the batch and are recorded now, with a Result record when they end.
+  auto* trail = server_.audit();
+  if (!trail->intents()) return;
+  auto p = audit_pending_.begin();
+  std::size_t keep = 0;
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    auto& e = events[i];
+    bool moved = false;
+    if (e.type == audit::EventType::Statement && e.outcome.empty()) {
+      while (p != audit_pending_.end() && (p->kind == AuditPending::Kind::Sync || p->statement < e.statement)) ++p;
+      if (p != audit_pending_.end() && p->statement == e.statement && !p->refused && !p->event) {
+        if (const auto slot = trail->intend(e)) {
+          e.intent = slot;
+          p->event = std::move(e);
+          moved = true;
+        }
+      }
+    }
+    if (!moved) {
+      if (keep != i) events[keep] = std::move(e);
+      ++keep;
+    }
+  }
+  events.resize(keep);
+}
+
 asio::awaitable<void> Session::audit_submit_batch(bool& rewritten, std::size_t pos) {
   auto events = std::move(audit_batch_);
   audit_batch_.clear();
   auto* trail = server_.audit();
+  audit_intend(events);
+  if (events.empty()) co_return;
   if (!audit_required_) {
     trail->submit(std::move(events), {});
     co_return;
