@@ -1,4 +1,5 @@
 #include "proxy/session.h"
+#include "protocol/startup_settings.h"
 
 #include "approvals/approvals.h"
 
@@ -350,18 +351,32 @@ awaitable<bool> Session::authenticate(const protocol::StartupMessage& startup) {
                          "replication refused");
     co_return false;
   }
-  // gatehouse.identity* reach the backend from the proxy only; a client may not set them.
-  if (const auto* opts = startup.find("options"); opts && opts->find("gatehouse.") != std::string::npos) {
-    co_await fail_client(fatal("42501", "gatehouse.* settings cannot be set in the startup options",
-                               "gatehouse.identity is set by the proxy from your verified identity"),
-                         "spoofing attempt in options");
-    co_return false;
-  }
-  for (const auto& [k, v] : startup.parameters) {
-    if (k.rfind("gatehouse.identity", 0) == 0) {
-      co_await fail_client(fatal("42501", "parameter \"" + k + "\" cannot be set by clients",
-                                 "gatehouse.identity is set by the proxy from your verified identity"),
-                           "spoofing attempt in startup parameters");
+  // gatehouse.* reach the backend from the proxy only, and the role is the target login's: a
+  // client may not set them, under any spelling (startup_settings.h).
+  {
+    std::string refused;
+    for (const auto& [k, v] : startup.parameters) {
+      if (k == "user" || k == "database" || k == "replication" || k.rfind("_pq_.", 0) == 0) continue;
+      if (k == "options") {
+        auto opts = protocol::startup_option_settings(v);
+        if (!opts.error.empty()) {
+          refused = std::move(opts.error);
+          break;
+        }
+        for (const auto& name : opts.names)
+          if (auto why = protocol::forbidden_startup_setting(name)) {
+            refused = "options: " + *why;
+            break;
+          }
+      } else if (auto why = protocol::forbidden_startup_setting(k)) {
+        refused = std::move(*why);
+      }
+      if (!refused.empty()) break;
+    }
+    if (!refused.empty()) {
+      co_await fail_client(fatal("42501", refused, "gatehouse.identity is set by the proxy from your verified identity; "
+                                                   "other settings can be passed as -c name=value"),
+                           "refused startup setting: " + refused);
       co_return false;
     }
   }

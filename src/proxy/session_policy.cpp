@@ -35,6 +35,7 @@ struct FastPathFunction {
   const char* name;
   bool server_file;
 };
+constexpr std::uint32_t kSetConfigOid = 2078;
 constexpr FastPathFunction kFastPath[] = {
     {715, "lo_create", false},     {764, "lo_import", true},      {765, "lo_export", true},
     {767, "lo_import", true},      {952, "lo_open", false},       {953, "lo_close", false},
@@ -59,6 +60,13 @@ sql::Analysis function_call_analysis(std::uint32_t oid) {
   if (!known) {
     st.functions.push_back(fmt::format("oid:{}", oid));
     st.opaque_code = true;  // we cannot see what it does
+    // set_config(text, text, bool): its arguments are binary values the proxy does not judge, so
+    // it may set any setting, gatehouse.identity included (guardrail.identity_settings).
+    if (oid == kSetConfigOid) {
+      st.functions.back() = "set_config";
+      st.settings.push_back("*");
+      st.kinds.push_back(sql::StatementKind::Set);
+    }
   }
   st.text = fmt::format("<fast-path function call {}>", st.functions.front());
   sql::Analysis a;

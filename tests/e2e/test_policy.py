@@ -822,6 +822,24 @@ def test_function_call_unknown_oid_is_opaque(prod, direct):
         c.close()
 
 
+def test_function_call_set_config_refused_on_every_target(prod):
+    """set_config (OID 2078) through the fast path: its arguments are values the proxy does not
+    judge, so it could set gatehouse.identity; refused even where opaque code is allowed."""
+    for db in ("app", "testenv"):
+        c = pgwire.connect(prod.port, "alice", USERS["alice"], db)
+        try:
+            c.send(_function_call(2078, [(0, b"gatehouse.identity"), (0, b"mallory"), (1, b"\0")]))
+            msgs = _read_until_ready(c)
+            assert [m[0] for m in msgs] == [b"E", b"Z"], msgs
+            fields = pgwire.parse_error_fields(msgs[0][1])
+            # On production opaque_code (also true of it) is the first guardrail to say no.
+            rules = {"rule: guardrail.identity_settings"} | ({"rule: guardrail.opaque_code"} if db == "app" else set())
+            assert fields["C"] == "42501" and fields["D"] in rules, (db, fields)
+            assert c.simple_query("SELECT current_setting('gatehouse.identity')") == [["alice"]]
+        finally:
+            c.close()
+
+
 def test_function_call_lo_creat_allowed(prod, direct):
     c = _raw(prod)
     oid = None
@@ -963,6 +981,26 @@ def test_identity_settings_guardrail_on_every_target(prod):
                 psycopg.ClientCursor(c).execute("SET gatehouse.identity = 'mallory'")
             assert_refused(ei.value, "guardrail.identity_settings")
             assert c.execute("SELECT current_setting('gatehouse.identity')").fetchone() == ("alice",)
+
+
+@pytest.mark.parametrize("sql,params", [
+    ("SELECT set_config('gatehouse.identity'::text, 'mallory', false)", None),
+    ("SELECT set_config(upper('gatehouse.identity_groups'), 'superadmins', false)", None),
+    ("SELECT set_config(%s, 'eve', false)", ("gatehouse.identity_email",)),
+    ("SELECT set_config('gatehouse.' || 'identity', 'mallory', false)", None),
+    ("DO $$ BEGIN PERFORM set_config('gatehouse.identity_kind', 'agent', false); END $$", None),
+])
+def test_identity_settings_named_at_run_time_are_refused_on_every_target(prod, sql, params):
+    """set_config whose setting name the proxy cannot read could be gatehouse.identity; code that
+    names set_config or gatehouse.* is refused even where opaque code is allowed (testenv)."""
+    for db in ("app", "testenv"):
+        with connect(prod, dbname=db, autocommit=True) as c:
+            with pytest.raises(psycopg.Error) as ei:
+                c.execute(sql, params)
+            assert ei.value.sqlstate == "42501", (db, sql, ei.value)
+            assert "guardrail.identity_settings" in str(ei.value) or "guardrail.opaque_code" in str(ei.value), ei.value
+            assert c.execute("SELECT current_setting('gatehouse.identity'), current_setting('gatehouse.identity_kind')"
+                             ).fetchone() == ("alice", "human")
 
 
 # ---- custom rules from the config ------------------------------------------------------------

@@ -265,6 +265,20 @@ def test_replication_refused(gh, value):
     {"options": "--gatehouse.identity=x"},
     {"gatehouse.identity": "x"},
     {"gatehouse.identity_method": "oidc"},
+    # PostgreSQL compares setting names without case and applies these after `options`: they
+    # would override the proxy's own -c gatehouse.identity=...
+    {"GATEHOUSE.IDENTITY": "bob"},
+    {"Gatehouse.Identity_Groups": "superadmins"},
+    {"options": "-c GATEHOUSE.IDENTITY=x"},
+    {"options": "-cgatehouse.identity=x"},
+    {"options": "--Gatehouse.Identity-Email=ceo@example.com"},
+    # The role is the target login's; SET ROLE is guardrail.privileges'.
+    {"role": "postgres"},
+    {"session_authorization": "postgres"},
+    {"options": "-c role=postgres"},
+    {"options": "--Session-Authorization=postgres"},
+    # Server switches other than settings are not passed on.
+    {"options": "-O"},
 ])
 def test_identity_spoofing_refused(gh, extra):
     fields = startup_error(gh.port, *ALICE, **extra)

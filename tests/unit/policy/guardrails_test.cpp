@@ -156,6 +156,20 @@ TEST(Guardrails, IdentitySettingsAreProtectedEverywhere) {
   }
   EXPECT_EQ(on("dev")(*p, Stmt(K::Select).setting("gatehouse.identity_groups")).action, Action::Deny);  // set_config
   EXPECT_EQ(on("dev")(*p, Stmt(K::Discard).setting("all")).action, Action::Allow);  // restores them
+  EXPECT_EQ(on("dev")(*p, Stmt(K::Set).setting("gatehouse.other")).action, Action::Deny);  // all of gatehouse.*
+  // set_config with a name the proxy cannot read (a cast, upper(), a parameter, fast path): it
+  // could be gatehouse.identity, and the target does not matter.
+  const auto computed = on("dev")(*p, Stmt(K::Select).setting("*"));
+  EXPECT_EQ(computed.action, Action::Deny);
+  EXPECT_EQ(computed.rule, "guardrail.identity_settings");
+  // Code the proxy cannot see into that names set_config or gatehouse.*, where opaque code is allowed.
+  const auto code = Stmt(K::Do).flag(&gh::sql::Statement::opaque_code);
+  EXPECT_EQ(on("dev")(*p, Stmt(code).text("DO $$ BEGIN PERFORM SET_CONFIG('x', 'y', false); END $$")).action,
+            Action::Deny);
+  EXPECT_EQ(on("dev")(*p, Stmt(code).text("DO $$ BEGIN RAISE NOTICE '%', current_setting('Gatehouse.Identity'); END $$"))
+                .action,
+            Action::Deny);
+  EXPECT_EQ(on("dev")(*p, Stmt(code).text("DO $$ BEGIN RAISE NOTICE 'hello'; END $$")).action, Action::Allow);
 }
 
 TEST(Guardrails, Registry) {

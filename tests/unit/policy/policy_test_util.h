@@ -45,6 +45,10 @@ class Stmt {
     s_.functions.push_back(name);
     return *this;
   }
+  Stmt& text(const std::string& t) {
+    s_.text = t;
+    return *this;
+  }
   Stmt& setting(const std::string& name) {
     s_.settings.push_back(name);
     return *this;
