@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -223,8 +224,8 @@ void Trail::open_intents(std::vector<Record>& replay) {
   std::set<std::tuple<std::int64_t, std::int64_t, std::int64_t>> recorded;
   for (const auto& r : replay)
     if (r.index.type == "statement") recorded.insert({r.index.session, r.index.statement, r.index.time_us});
-  std::vector<Record> found;
-  ChainHead head = head_;
+  // In the order the statements started (each session's in its own order), not slot order.
+  std::vector<std::tuple<std::int64_t, std::int64_t, std::int64_t, std::string_view>> left;
   for (std::size_t i = 0; i < kIntentSlots; ++i) {
     char* slot = base + i * kIntentSlot;
     if (__atomic_load_n(intent_live(slot), __ATOMIC_ACQUIRE) == 0) continue;
@@ -232,9 +233,16 @@ void Trail::open_intents(std::vector<Record>& replay) {
     std::memcpy(&len, slot, sizeof len);
     if (len > kIntentSlot - 16) continue;
     const std::string_view body(slot + 16, len);
-    if (auto idx = index_of(body); !idx || recorded.count({idx->session, idx->statement, idx->time_us})) continue;
-    auto rec = seal_unfinished(
-        body, "the proxy stopped before this statement ended: whether it ran, and how, is not known", head);
+    auto idx = index_of(body);
+    if (!idx || recorded.count({idx->session, idx->statement, idx->time_us})) continue;
+    left.emplace_back(idx->time_us, idx->session, idx->statement, body);
+  }
+  std::sort(left.begin(), left.end());
+  std::vector<Record> found;
+  ChainHead head = head_;
+  for (const auto& l : left) {
+    auto rec = seal_unfinished(std::get<3>(l),
+                               "the proxy stopped before this statement ended: whether it ran, and how, is not known", head);
     if (rec) found.push_back(std::move(*rec));
   }
   if (!found.empty()) {

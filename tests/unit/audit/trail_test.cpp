@@ -132,6 +132,70 @@ TEST(AuditTrail, KillAfterTheJournalWasReusedStoresOnlyWhatWasJournaledSince) { 
 // The same with the journal appended to by write(2) (file systems without fallocate or mmap).
 TEST(AuditTrail, KillWithAWrittenJournalStoresEveryAcknowledgedRecord) { kill_after_reuse(false); }
 
+// One record per statement: an intent before it runs, its record (with the outcome) when it
+// ends. A process killed with statements running leaves their intents; the next start records
+// each as outcome "unknown" exactly once: not one whose record was journaled, not one twice.
+TEST(AuditTrail, IntentsOfAKilledProcessBecomeRecordsOnce) {
+  TempDir d;
+  const std::string db = d.file("a.db");
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    std::vector<std::unique_ptr<AuditSink>> sinks;
+    sinks.push_back(*open_sqlite_sink(db, false));
+    auto t = Trail::open(options(d), std::move(sinks));
+    if (!t || !(*t)->intents()) ::_exit(2);
+    (*t)->flush();  // the Start record (queued, not acknowledged) first
+    // Statement 1 ends (its record is journaled, its intent freed); 2 and 3 are still running.
+    std::vector<Event> done;
+    for (std::uint64_t n = 1; n <= 3; ++n) {
+      auto e = testing::text_statement(n);
+      const auto slot = (*t)->intend(e);
+      if (!slot) ::_exit(3);
+      if (n == 1) {
+        e.intent = slot;
+        e.outcome = "ok";
+        e.rows = 1;
+        done.push_back(std::move(e));
+      }
+    }
+    if ((*t)->stats().intents_open != 3) ::_exit(4);
+    if (!(*t)->write_now(std::move(done))) ::_exit(5);
+    if ((*t)->stats().intents_open != 2) ::_exit(6);
+    // A statement too large for a slot gets none: the caller records it before it runs.
+    if ((*t)->intend(testing::text_statement(4, std::string(8000, 'y'))) != 0) ::_exit(7);
+    ::kill(::getpid(), SIGKILL);
+    ::_exit(8);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "child exit status " << WEXITSTATUS(status);
+  for (int start = 0; start < 2; ++start) {  // a second start finds nothing left to record
+    std::vector<std::unique_ptr<AuditSink>> sinks;
+    sinks.push_back(*open_sqlite_sink(db, false));
+    auto t = Trail::open(options(d), std::move(sinks));
+    ASSERT_TRUE(t.has_value()) << t.error().message;
+    EXPECT_EQ((*t)->stats().intents_recovered, start == 0 ? 2u : 0u);
+    EXPECT_EQ((*t)->stats().intents_open, 0u);
+    (*t)->close();
+  }
+  // start, statement 1, the two unfinished, start, stop, start, stop
+  EXPECT_EQ(chained_records(db), 8u);
+  auto c = store::SqliteDb::open(db, store::SqliteDb::Mode::ReadOnly);
+  auto st = c->prepare("SELECT statement, outcome, rows, text FROM audit_records WHERE type = 'statement' ORDER BY statement");
+  std::vector<std::tuple<std::int64_t, std::string, std::int64_t>> got;
+  while (*st->step()) {
+    got.emplace_back(st->column_int(0), std::string(st->column_text(1)), st->column_int(2));
+    EXPECT_EQ(st->column_text(3), "SELECT " + std::to_string(st->column_int(0)));  // the statement's own text
+  }
+  EXPECT_EQ(got, (std::vector<std::tuple<std::int64_t, std::string, std::int64_t>>{
+                     {1, "ok", 1}, {2, "unknown", -1}, {3, "unknown", -1}}));
+  // The unfinished ones say why, and the chain verifies.
+  auto b = c->prepare("SELECT body FROM audit_records WHERE statement = 2");
+  ASSERT_TRUE(b.has_value() && *b->step());
+  EXPECT_NE(std::string(b->column_text(0)).find("the proxy stopped before this statement ended"), std::string::npos);
+}
+
 // What a start reads from the journal: each file up to its end mark, and never a line that is
 // older than the one before it (left over from before the file was emptied, when a write ended
 // before its end mark moved). Here the files hold records 1-3 and 4-5, each followed by such
