@@ -345,4 +345,48 @@ void write_query(std::string& out, std::string_view sql) {
   finish(out, at);
 }
 
+std::string malformed_statement_message(char type, std::string_view body) {
+  std::size_t pos = 0;
+  bool ok = true;
+  auto be16 = [&](std::size_t at) { return load_be16(body.data() + at); };
+  switch (type) {
+    case 'Q':
+      c_string_at(body, pos, ok);
+      if (!ok) return "invalid message format: the Query text has no terminating NUL";
+      if (pos != body.size()) return "invalid message format: bytes after the Query text";
+      return {};
+    case 'P': {
+      c_string_at(body, pos, ok);
+      if (ok) c_string_at(body, pos, ok);
+      if (!ok) return "invalid message format: a Parse string has no terminating NUL";
+      if (body.size() - pos < 2) return "invalid message format: Parse has no parameter count";
+      const std::size_t n = be16(pos);
+      if (body.size() - pos - 2 != 4 * n) return "invalid message format: Parse parameter types do not match their count";
+      return {};
+    }
+    case 'F': {
+      // oid, format codes, arguments (each a length and bytes), result format.
+      if (body.size() < 6) return "invalid message format: FunctionCall is too short";
+      pos = 4;
+      const std::size_t nfmt = be16(pos);
+      pos += 2;
+      if (body.size() - pos < 2 * nfmt + 2) return "invalid message format: FunctionCall format codes are cut short";
+      pos += 2 * nfmt;
+      const std::size_t nargs = be16(pos);
+      pos += 2;
+      for (std::size_t i = 0; i < nargs; ++i) {
+        if (body.size() - pos < 4) return "invalid message format: a FunctionCall argument is cut short";
+        const auto len = std::int32_t(load_be32(body.data() + pos));
+        pos += 4;
+        if (len > 0 && body.size() - pos < std::size_t(len)) return "invalid message format: a FunctionCall argument is cut short";
+        if (len > 0) pos += std::size_t(len);
+      }
+      if (body.size() - pos != 2) return "invalid message format: FunctionCall has no result format, or bytes after it";
+      return {};
+    }
+    default:
+      return {};
+  }
+}
+
 }  // namespace gh::protocol

@@ -901,6 +901,13 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
       return 0;
     }
     const char type = r.frame.type;
+    if (type == 'Q' || type == 'F' || type == 'P') {
+      if (auto bad_format = protocol::malformed_statement_message(type, r.frame.body); !bad_format.empty()) {
+        m.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+        end = End{End::Kind::ClientProtocolError, fatal("08P01", bad_format), "client protocol error: " + bad_format};
+        return 0;
+      }
+    }
     switch (type) {
       case 'Q':
       case 'F':

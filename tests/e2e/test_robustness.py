@@ -54,6 +54,25 @@ def test_garbage_type_byte_after_startup(gh, bystander, type_byte):
         pass
 
 
+@pytest.mark.parametrize("type_byte,body", [
+    (b"Q", b"select 1"),                                  # the text without its terminating NUL
+    (b"Q", b"select 1\0trailing"),                        # bytes after the text
+    (b"P", b"s1\0select $1\0\0\x02\0\0\0\x17"),           # two parameter types announced, one sent
+    (b"P", b"s1\0select 1"),                             # the query without its NUL, no count
+    (b"F", b"\0\0\x03\xb8\0\0\0\x01\0\0\0\x09ab"),       # an argument longer than the message
+])
+def test_malformed_statement_message_is_a_protocol_violation(gh, bystander, type_byte, body):
+    """PostgreSQL ends the session with 08P01 "invalid message format"; so does the proxy, and
+    nothing of the message reaches the database."""
+    c = raw_connect(gh.port, *ALICE)
+    try:
+        assert c.simple_query("select 1") == [["1"]]
+        fields = _fatal_after(c, type_byte + struct.pack("!I", len(body) + 4) + body)
+        assert fields["C"] == "08P01" and "invalid message format" in fields["M"], fields
+    finally:
+        c.close()
+
+
 def test_garbage_during_concurrent_load(gh):
     """Other sessions run queries while bad clients come and go."""
     errors = []

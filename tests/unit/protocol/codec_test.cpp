@@ -1366,3 +1366,24 @@ TEST(CodecFuzz, GarbageNeverCrashesOrOverreads) {
 
 }  // namespace
 }  // namespace gh::protocol
+
+TEST(Codec, StatementMessagesMustHaveTheirLayout) {
+  using gh::protocol::malformed_statement_message;
+  using namespace std::string_literals;
+  EXPECT_EQ(malformed_statement_message('Q', "SELECT 1\0"s), "");
+  EXPECT_NE(malformed_statement_message('Q', "SELECT 1"s), "");          // no terminator
+  EXPECT_NE(malformed_statement_message('Q', "SELECT 1\0junk"s), "");    // bytes after it
+  EXPECT_NE(malformed_statement_message('Q', ""s), "");
+  EXPECT_EQ(malformed_statement_message('P', "s1\0SELECT $1\0\0\x01\0\0\0\x17"s), "");
+  EXPECT_EQ(malformed_statement_message('P', "\0SELECT 1\0\0\0"s), "");
+  EXPECT_NE(malformed_statement_message('P', "s1\0SELECT $1\0\0\x02\0\0\0\x17"s), "");  // 2 types, 1 given
+  EXPECT_NE(malformed_statement_message('P', "s1\0SELECT 1"s), "");
+  EXPECT_NE(malformed_statement_message('P', "s1\0SELECT 1\0"s), "");  // no count
+  // FunctionCall: oid 952, one format code (binary), two arguments, binary result.
+  const std::string f = "\0\0\x03\xb8"s + "\0\x01\0\x01"s + "\0\x02"s + "\0\0\0\x04\0\0\0\x05"s + "\xff\xff\xff\xff"s + "\0\x01"s;
+  EXPECT_EQ(malformed_statement_message('F', f), "");
+  EXPECT_NE(malformed_statement_message('F', f.substr(0, f.size() - 1)), "");
+  EXPECT_NE(malformed_statement_message('F', f + "x"), "");
+  EXPECT_NE(malformed_statement_message('F', f.substr(0, 12)), "");
+  EXPECT_EQ(malformed_statement_message('B', "anything"s), "");  // other types are not its business
+}
