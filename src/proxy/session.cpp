@@ -1261,6 +1261,27 @@ awaitable<void> Session::teardown() {
     } catch (...) {
     }
   }
+  if (end.to_client && end.kind == End::Kind::ClientProtocolError) {
+    // The client may still be sending (the rest of an oversized message): closing with unread
+    // bytes makes the kernel answer with a reset, and the client then often loses the error it
+    // was sent. Read what it sends until it closes, goes quiet for 250 ms, or 2 s or 1 GiB have
+    // passed. No FIN before that: libpq, still sending, would report the end of the stream
+    // instead of the error.
+    try {
+      auto drain = [](net::Stream& s) -> awaitable<void> {
+        std::string sink(64 * 1024, '\0');
+        for (std::size_t total = 0; total < (1u << 30);) {
+          auto got = co_await (s.read_some(sink.data(), sink.size()) || sleep_for(std::chrono::milliseconds(250)));
+          if (got.index() != 0) break;  // quiet
+          auto [ec, n] = std::get<0>(got);
+          if (ec || n == 0) break;
+          total += n;
+        }
+      };
+      co_await (drain(*client_) || sleep_for(std::chrono::seconds(2)));
+    } catch (...) {
+    }
+  }
   client_->close();
   if (backend_) backend_->close();
 }

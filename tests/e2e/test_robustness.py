@@ -166,6 +166,20 @@ def test_message_over_max_message_size(make_proxy):
         other.close()
 
 
+def test_message_over_max_message_size_reaches_a_real_client(make_proxy):
+    """psycopg writes the whole message before it reads: the proxy reads and drops the rest after
+    the FATAL instead of resetting the connection, so the client sees why (not only "server
+    closed the connection unexpectedly")."""
+    proxy = make_proxy(limits={"max_message_size": 65536})
+    for size in (200_000, 8 << 20):
+        with connect(proxy, autocommit=True) as c:
+            with pytest.raises(psycopg.OperationalError) as ei:
+                c.execute("select length(%s)", ["x" * size])
+            # libpq, still sending, reports the server's FATAL as its connection error: the
+            # message, without a SQLSTATE of its own.
+            assert "exceeds the limit of 65536 bytes" in str(ei.value), ei.value
+
+
 def test_password_message_after_authentication(gh, bystander):
     c = raw_connect(gh.port, *ALICE)
     try:
