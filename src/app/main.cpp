@@ -312,7 +312,14 @@ int main(int argc, char** argv) {
   gh::app::add_audit_commands(app);
   gh::app::add_login_commands(app);
   gh::app::add_approvals_commands(app);
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version exit 0; a usage error (a missing --config, an unknown option) is 2,
+    // as every other configuration error.
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
   if (auto rc = gh::app::run_audit_command()) return *rc;
   if (auto rc = gh::app::run_login_command()) return *rc;
   if (auto rc = gh::app::run_approvals_command()) return *rc;

@@ -3,7 +3,12 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <arpa/inet.h>
+
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -60,6 +65,24 @@ class Reader {
   std::string str(const YAML::Node& n, const std::string& path, bool non_empty = true) const {
     auto s = scalar(n, path);
     if (non_empty && s.empty()) fail_at(n, path, "must not be empty");
+    return s;
+  }
+
+  // `file` (what n names, resolved) must be a file this process can read: found by `check`, with
+  // the key and line, not by `serve` later.
+  void readable(const YAML::Node& n, const std::string& path, const std::string& file) const {
+    std::error_code ec;
+    if (std::filesystem::is_directory(file, ec)) fail_at(n, path, file + " is a directory, not a file");
+    std::ifstream in(file, std::ios::binary);
+    if (!in) fail_at(n, path, "cannot read " + file + ": " + std::strerror(errno));
+  }
+
+  // A numeric IPv4 or IPv6 address (what the listeners bind; host names are not looked up).
+  std::string ip_address(const YAML::Node& n, const std::string& path) const {
+    auto s = str(n, path);
+    unsigned char buf[16];
+    if (::inet_pton(AF_INET, s.c_str(), buf) != 1 && ::inet_pton(AF_INET6, s.c_str(), buf) != 1)
+      fail_at(n, path, "expected an IP address such as 127.0.0.1, 0.0.0.0 or ::, got \"" + s + "\"");
     return s;
   }
 
@@ -134,7 +157,10 @@ void read_backend(const Reader& r, const YAML::Node& n, const std::string& path,
                                      {{"disable", BackendTlsMode::Disable},
                                       {"require", BackendTlsMode::Require},
                                       {"verify-full", BackendTlsMode::VerifyFull}});
-  if (n["ca_file"]) b.ca_file = r.str(n["ca_file"], path + ".ca_file");
+  if (n["ca_file"]) {
+    b.ca_file = r.str(n["ca_file"], path + ".ca_file");
+    r.readable(n["ca_file"], path + ".ca_file", b.ca_file);
+  }
   if (b.tls == BackendTlsMode::VerifyFull && b.ca_file.empty())
     r.fail_at(n, path + ".ca_file", "required when tls is verify-full");
 }
@@ -269,7 +295,10 @@ void read_oidc(const Reader& r, const YAML::Node& n, Oidc& o) {
                                    {"discovery_url", &c.discovery_url}, {"jwks_uri", &c.jwks_uri}})
       if (!url->empty() && insecure(*url))
         r.fail_at(e[key], path + "." + key, "must be https (plain http is allowed only for localhost / 127.0.0.1)");
-    if (e["ca_file"]) c.ca_file = beside(r.source(), r.str(e["ca_file"], path + ".ca_file"));
+    if (e["ca_file"]) {
+      c.ca_file = beside(r.source(), r.str(e["ca_file"], path + ".ca_file"));
+      r.readable(e["ca_file"], path + ".ca_file", c.ca_file);
+    }
     if (auto a = e["algorithms"]) {
       c.algorithms = r.strings(a, path + ".algorithms");
       for (std::size_t j = 0; j < c.algorithms.size(); ++j)
@@ -417,7 +446,10 @@ void read_audit(const Reader& r, const YAML::Node& n, Audit& a) {
     if (c["interval"]) a.checkpoint_interval = r.duration(c["interval"], "audit.checkpoint.interval");
     if (a.checkpoint_interval < std::chrono::seconds(1))
       r.fail_at(c["interval"], "audit.checkpoint.interval", "must be at least 1s");
-    if (c["key_file"]) a.checkpoint_key_file = beside(r.source(), r.str(c["key_file"], "audit.checkpoint.key_file"));
+    if (c["key_file"]) {
+      a.checkpoint_key_file = beside(r.source(), r.str(c["key_file"], "audit.checkpoint.key_file"));
+      r.readable(c["key_file"], "audit.checkpoint.key_file", a.checkpoint_key_file);
+    }
     if (c["algorithm"])
       a.checkpoint_algorithm = r.choice<std::string>(c["algorithm"], "audit.checkpoint.algorithm",
                                                      {{"ed25519", "ed25519"}, {"hmac-sha256", "hmac-sha256"}});
@@ -439,13 +471,13 @@ Config read_config(const Reader& r, const YAML::Node& root) {
                   "policy", "policy_file", "audit", "oidc", "approvals"});
   if (auto n = root["listen"]) {
     r.allowed_keys(n, "listen", {"address", "port"});
-    if (n["address"]) c.listen.address = r.str(n["address"], "listen.address");
+    if (n["address"]) c.listen.address = r.ip_address(n["address"], "listen.address");
     if (n["port"]) c.listen.port = r.port(n["port"], "listen.port", true);
   }
   if (auto n = root["threads"]) c.threads = unsigned(r.uint(n, "threads", 0, 256));
   if (auto n = root["admin"]) {
     r.allowed_keys(n, "admin", {"address", "port", "public_url", "roles"});
-    if (n["address"]) c.admin.address = r.str(n["address"], "admin.address");
+    if (n["address"]) c.admin.address = r.ip_address(n["address"], "admin.address");
     if (n["port"]) c.admin.port = r.port(n["port"], "admin.port", true);
     if (n["public_url"]) {
       c.admin.public_url = r.str(n["public_url"], "admin.public_url");
@@ -473,8 +505,14 @@ Config read_config(const Reader& r, const YAML::Node& root) {
                                            {{"disable", ClientTlsMode::Disable},
                                             {"allow", ClientTlsMode::Allow},
                                             {"require", ClientTlsMode::Require}});
-    if (n["cert_file"]) c.tls.cert_file = r.str(n["cert_file"], "tls.cert_file");
-    if (n["key_file"]) c.tls.key_file = r.str(n["key_file"], "tls.key_file");
+    if (n["cert_file"]) {
+      c.tls.cert_file = r.str(n["cert_file"], "tls.cert_file");
+      r.readable(n["cert_file"], "tls.cert_file", c.tls.cert_file);
+    }
+    if (n["key_file"]) {
+      c.tls.key_file = r.str(n["key_file"], "tls.key_file");
+      r.readable(n["key_file"], "tls.key_file", c.tls.key_file);
+    }
     if (c.tls.mode != ClientTlsMode::Disable) {
       if (c.tls.cert_file.empty()) r.fail_at(n, "tls.cert_file", "required when tls.mode is allow or require");
       if (c.tls.key_file.empty()) r.fail_at(n, "tls.key_file", "required when tls.mode is allow or require");
@@ -637,12 +675,18 @@ Result<Duration> parse_duration(std::string_view s) {
   if (ec != std::errc() || p == s.data())
     return fail("", "expected a duration such as 500ms, 10s, 5m or 1h; got \"" + std::string(s) + "\"");
   const std::string_view unit(p, std::size_t(s.data() + s.size() - p));
-  if (unit == "ms") return Duration(v);
-  if (unit == "s") return Duration(v * 1000);
-  if (unit == "m") return Duration(v * 60'000);
-  if (unit == "h") return Duration(v * 3'600'000);
-  if (unit == "d") return Duration(v * 86'400'000);
-  return fail("", "expected a duration such as 500ms, 10s, 5m or 1h; got \"" + std::string(s) + "\"");
+  std::uint64_t ms_per = 0;
+  if (unit == "ms") ms_per = 1;
+  if (unit == "s") ms_per = 1000;
+  if (unit == "m") ms_per = 60'000;
+  if (unit == "h") ms_per = 3'600'000;
+  if (unit == "d") ms_per = 86'400'000;
+  if (!ms_per) return fail("", "expected a duration such as 500ms, 10s, 5m or 1h; got \"" + std::string(s) + "\"");
+  // Timers add durations to the clock (nanoseconds since boot in 64 bits): far beyond any use,
+  // and far below where that sum would wrap around.
+  constexpr std::uint64_t kMaxMs = 3650ull * 86'400'000;
+  if (v > kMaxMs / ms_per) return fail("", "\"" + std::string(s) + "\" is too long: at most 3650d (10 years)");
+  return Duration(std::int64_t(v * ms_per));
 }
 
 Result<std::uint64_t> parse_size(std::string_view s) {
@@ -702,8 +746,10 @@ Result<Config> parse(std::string_view text, std::string_view source_name) {
 }
 
 Result<Config> load_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return fail("", path + ": is a directory, not a configuration file");
   std::ifstream in(path, std::ios::binary);
-  if (!in) return fail("", path + ": cannot open the configuration file");
+  if (!in) return fail("", path + ": cannot open the configuration file: " + std::strerror(errno));
   std::stringstream ss;
   ss << in.rdbuf();
   return parse(ss.str(), path);

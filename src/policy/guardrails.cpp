@@ -106,10 +106,10 @@ bool contains_nocase(std::string_view text, std::string_view word) {
   return it != text.end();
 }
 
-// gatehouse.* carry the identity the proxy vouches for (the analyzer lowers setting names, as
+// gatehouse.identity* carry the identity the proxy vouches for (the analyzer lowers setting names, as
 // PostgreSQL compares them without case). "*" is a set_config whose setting name is computed
 // when it runs (a cast, a function, a parameter): it could be gatehouse.identity. Code the proxy
-// cannot see into that names set_config or gatehouse.* is refused on every target too; code
+// cannot see into that names set_config or gatehouse.identity is refused on every target too; code
 // that builds such a call out of pieces is opaque_code's (see docs/policy.md).
 bool identity_settings(const sql::Statement& s, std::string* what) {
   for (const auto& name : s.settings) {
@@ -117,12 +117,12 @@ bool identity_settings(const sql::Statement& s, std::string* what) {
       if (what) *what = "set_config with a setting name the proxy cannot read (it could be gatehouse.identity)";
       return true;
     }
-    if (name.rfind("gatehouse.", 0) != 0) continue;
+    if (name.rfind("gatehouse.identity", 0) != 0) continue;  // gatehouse.wait etc. are the proxy's own
     if (what) *what = "changing " + name;
     return true;
   }
-  if (s.opaque_code && (contains_nocase(s.text, "set_config") || contains_nocase(s.text, "gatehouse."))) {
-    if (what) *what = "code the proxy cannot see into that may change gatehouse.* settings";
+  if (s.opaque_code && (contains_nocase(s.text, "set_config") || contains_nocase(s.text, "gatehouse.identity"))) {
+    if (what) *what = "code the proxy cannot see into that may change gatehouse.identity settings";
     return true;
   }
   return false;
@@ -169,7 +169,7 @@ const std::vector<Guardrail>& guardrails() {
        "the proxy cannot see what the code does, so it cannot apply policy to it",
        "Run the statements directly so each one can be checked, or deploy functions through a reviewed migration.",
        opaque_code},
-      {"guardrail.identity_settings", "SET / set_config of gatehouse.* settings, or of a setting named at run time (every target)",
+      {"guardrail.identity_settings", "SET / set_config of gatehouse.identity*, or of a setting named at run time (every target)",
        "these settings carry the identity Gatehouse vouches for and cannot be changed from a session",
        "Gatehouse sets gatehouse.identity for you; read it with current_setting('gatehouse.identity').",
        identity_settings, true},

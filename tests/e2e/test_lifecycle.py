@@ -261,6 +261,32 @@ def test_check_bad_value_and_bad_yaml(tmp_path):
     assert r.returncode != 0
 
 
+@pytest.mark.parametrize("section,key,line", [
+    ("listen:\n  port: 6432\n  address: localhost\n", "listen.address", 3),   # serve binds numeric addresses only
+    ("admin:\n  port: 0\n  address: 999.1.1.1\n", "admin.address", 3),
+    ("limits:\n  idle_timeout: 2562048h\n", "limits.idle_timeout", 2),   # would wrap around the clock
+    ("tls:\n  mode: require\n  cert_file: /nonexistent.crt\n  key_file: /nonexistent.key\n", "tls.cert_file", 3),
+    ("audit:\n  checkpoint:\n    key_file: /nonexistent.key\n", "audit.checkpoint.key_file", 3),
+])
+def test_check_names_the_key_and_line_serve_would_fail_on(tmp_path, section, key, line):
+    """What `serve` would refuse (or misread) later, `check` finds now, naming the key and line."""
+    p = tmp_path / "c.yaml"
+    p.write_text(section + "targets:\n  - name: app\n    backend: {host: 127.0.0.1, port: 5432}\n"
+                           "    login: {user: u, password: p}\n")
+    r = subprocess.run([str(BINARY), "check", "--config", str(p)], capture_output=True, text=True, timeout=20)
+    out = r.stdout + r.stderr
+    assert r.returncode == 2, out
+    assert key in out and re.search(rf"(:|line ){line}\b", out), out
+
+
+def test_check_usage_errors_exit_2(tmp_path):
+    r = subprocess.run([str(BINARY), "check"], capture_output=True, text=True, timeout=20)
+    assert r.returncode == 2 and "--config" in r.stdout + r.stderr, (r.returncode, r.stdout + r.stderr)
+    r = subprocess.run([str(BINARY), "check", "--config", str(tmp_path)], capture_output=True, text=True, timeout=20)
+    assert r.returncode == 2 and "is a directory" in r.stdout + r.stderr, r.stdout + r.stderr
+    assert subprocess.run([str(BINARY), "--help"], capture_output=True, text=True, timeout=20).returncode == 0
+
+
 def test_check_good_config(make_proxy, tmp_path):
     p = tmp_path / "good.yaml"
     p.write_text(to_yaml(make_proxy.config()) + "\n")

@@ -156,7 +156,8 @@ TEST(Guardrails, IdentitySettingsAreProtectedEverywhere) {
   }
   EXPECT_EQ(on("dev")(*p, Stmt(K::Select).setting("gatehouse.identity_groups")).action, Action::Deny);  // set_config
   EXPECT_EQ(on("dev")(*p, Stmt(K::Discard).setting("all")).action, Action::Allow);  // restores them
-  EXPECT_EQ(on("dev")(*p, Stmt(K::Set).setting("gatehouse.other")).action, Action::Deny);  // all of gatehouse.*
+  EXPECT_EQ(on("dev")(*p, Stmt(K::Set).setting("gatehouse.identity_kind")).action, Action::Deny);
+  EXPECT_EQ(on("dev")(*p, Stmt(K::Set).setting("gatehouse.wait")).action, Action::Allow);  // the proxy's own
   // set_config with a name the proxy cannot read (a cast, upper(), a parameter, fast path): it
   // could be gatehouse.identity, and the target does not matter.
   const auto computed = on("dev")(*p, Stmt(K::Select).setting("*"));
