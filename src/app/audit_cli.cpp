@@ -176,8 +176,9 @@ void print_hit(const audit::SearchHit& h, const std::string& format) {
               << csv_field(r.text) << "\n";
     return;
   }
-  std::cout << fmt::format("{:<19}  {:<14}  {:<10}  {:<24}  {:<10}  {:<8}  {:<20}  {:<9}  {:>7}  {:>8}  {}\n", r.time,
-                           one_line(r.where, 14), r.type, one_line(r.identity, 24), one_line(r.target, 10), r.decision,
+  std::cout << fmt::format("{:<19}  {:<14}  {:<10}  {:<24}  {:<10}  {:<8}  {:<20}  {:<9}  {:>7}  {:>8}  {}\n", one_line(r.time, 32),
+                           one_line(r.where, 14), one_line(r.type, 32), one_line(r.identity, 24), one_line(r.target, 10),
+                           one_line(r.decision, 16),
                            one_line(r.rule, 20), one_line(r.outcome, 9), r.rows, r.ms, one_line(r.text, 100));
 }
 

@@ -6,9 +6,14 @@
 namespace gh::app {
 
 // One table cell: line breaks and tabs become spaces; longer than `max` is cut with "...".
+// Text from the trail (what clients sent) for a terminal: on one line, and without control
+// characters (an ESC sequence in a user name must not reach the reader's terminal as one).
 inline std::string one_line(std::string s, std::size_t max) {
-  for (auto& c : s)
+  for (auto& c : s) {
+    const auto u = static_cast<unsigned char>(c);
     if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+    else if (u < 0x20 || u == 0x7f) c = '?';
+  }
   if (s.size() > max) s = s.substr(0, max - 3) + "...";
   return s;
 }

@@ -437,6 +437,24 @@ def test_full_disk_refuses_statements_and_recovers(small_disk, make_proxy, pg):
     assert verify(store).returncode == 0
 
 
+def test_client_text_cannot_forge_log_lines_or_reach_a_terminal(make_proxy):
+    """A user name is the client's to choose: with a newline it must not start a log line of its
+    own, and an ESC sequence must not reach the log reader's or the auditor's terminal raw."""
+    from pgwire import startup_error
+    proxy = make_proxy(audit={"node": "esc"})
+    forged = "mallory\n2026-12-05T09:40:00.000 info  session 999: admin connected\x1b[2J\x1b[31m"
+    fields = startup_error(proxy.port, forged, "whatever")
+    assert fields["C"] == "28P01", fields
+    assert proxy.stop() == 0
+    log = proxy.log_path.read_text(errors="replace")
+    assert not any(line.startswith("2026-12-05T09:40:00.000 info  session 999") for line in log.splitlines()), log[-2000:]
+    assert "\x1b" not in log and "\\x1b[2J" in log, log[-2000:]
+    store = store_of(proxy)
+    r = audit_cli("search", "--store", store, "--type", "connect_failed")
+    assert r.returncode == 0 and "mallory" in r.stdout, r.stdout + r.stderr
+    assert "\x1b" not in r.stdout and "\n2026-12-05T09:40" not in r.stdout, r.stdout
+
+
 # ---- 4. tampering with a store the proxy wrote -----------------------------------------------
 
 def test_verify_catches_tampering_with_a_proxy_written_store(make_proxy, tmp_path):
