@@ -430,7 +430,12 @@ Decision Policy::evaluate(const Request& req) const {
     std::string what = a.error->message;
     if (a.error->cursor > 0) what += " at character " + std::to_string(a.error->cursor);
     unknown("parse error: " + what, what);
-    if (d.action == Action::Deny) d.sqlstate = "42601";
+    if (d.action == Action::Deny) {
+      // As PostgreSQL says it (clients show the position with a caret), naming the rule.
+      d.sqlstate = "42601";
+      d.message = a.error->message + " (Gatehouse refuses SQL it cannot parse: policy.unknown_action)";
+      d.position = a.error->cursor;
+    }
     return d;
   }
   if (a.statements.empty()) {

@@ -55,6 +55,7 @@ struct Decision {
   // SQLSTATE of a refusal when it is not 42501 (insufficient_privilege): 42601 for text the
   // parser rejects, so a client sees a syntax error as PostgreSQL would have reported it.
   std::string sqlstate;
+  int position = 0;  // a parse error's 1-based character in the statement text (ErrorResponse 'P')
 };
 
 // The SQLSTATE a refusal by `d` carries: d.sqlstate, else 42501.

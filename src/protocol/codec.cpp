@@ -228,6 +228,10 @@ void error_like(std::string& out, char type, const ErrorFields& e) {
     out.push_back('D');
     cstr(out, e.detail);
   }
+  if (e.position > 0) {
+    out.push_back('P');
+    cstr(out, std::to_string(e.position));
+  }
   if (!e.hint.empty()) {
     out.push_back('H');
     cstr(out, e.hint);

@@ -109,6 +109,7 @@ struct ErrorFields {
   std::string message;
   std::string detail;
   std::string hint;
+  int position = 0;  // 'P': 1-based character of the statement text the error is at; 0: none
 };
 std::optional<ErrorFields> parse_error_fields(std::string_view body);
 

@@ -406,6 +406,7 @@ void Session::refuse_statement(const policy::Decision& d, const sql::Analysis* a
   e.sqlstate = sqlstate.empty() ? policy::refusal_sqlstate(d) : sqlstate;
   e.message = d.message.empty() ? "statement refused by the proxy's policy" : d.message;
   e.hint = d.hint;
+  e.position = d.position;
   switch (d.action) {
     case policy::Action::Review:
       metrics_.statements_reviewed.fetch_add(1, std::memory_order_relaxed);

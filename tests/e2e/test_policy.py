@@ -1122,7 +1122,9 @@ def test_unparseable_sql_in_transaction(prod, direct, t):
 
 def test_unparseable_sql_psql(prod):
     r = psql(prod, "-v", "VERBOSITY=verbose", "-tA", input="SELEC 1;\nSELECT 'after';\n", check=False)
-    assert "ERROR:  42601: Denied: Gatehouse could not understand this SQL" in r.stderr, r.stderr
+    # PostgreSQL's own words and position (psql draws the caret), and the rule.
+    assert 'ERROR:  42601: syntax error at or near "SELEC"' in r.stderr, r.stderr
+    assert "LINE 1: SELEC 1;\n        ^" in r.stderr, r.stderr
     assert "policy.unknown_action" in r.stderr
     assert r.stdout.strip() == "after"
 
