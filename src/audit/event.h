@@ -16,6 +16,8 @@
 
 namespace gh::audit {
 
+struct Draft;
+
 enum class EventType : std::uint8_t {
   Start,          // the proxy started (fields: version, config)
   Stop,           // the proxy is stopping
@@ -71,8 +73,10 @@ struct Event {
   // Free-form, for admin, approval, grant, reload, start, retention and checkpoint events.
   std::vector<std::pair<std::string, std::string>> fields;
 
-  // The Trail::intend() slot of this statement (0: none), freed once this record is journaled.
+  // The Trail::intend() slot of this statement (0: none), freed once this record is journaled,
+  // and the draft of its record (record.h) that its outcome is spliced into.
   std::uint32_t intent = 0;
+  std::shared_ptr<const Draft> draft;
 };
 
 }  // namespace gh::audit

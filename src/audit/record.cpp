@@ -118,6 +118,10 @@ class Canonical {
   // Trims the string to what was written; further writes may follow.
   void finish() { out_.resize(used_); }
 
+  // Bytes written so far (an offset into the output), and: the next member follows another.
+  std::size_t pos() const { return used_; }
+  void after_member() { first_ = false; }
+
   void open() { sep(); put('{'); first_ = true; }
   void close() { put('}'); first_ = false; }
   void open_array() { sep(); put('['); first_ = true; }
@@ -136,6 +140,8 @@ class Canonical {
     used_ = std::size_t(p - out_.data());
   }
   void null() { sep(); put("null"); }
+  // Bytes already encoded (a span of another body), as they are.
+  void raw(std::string_view v) { put(v); }
   template <class T>
   void member(std::string_view k, const T& v) {
     key(k);
@@ -455,11 +461,26 @@ std::string chain_hash(std::string_view prev_hex, std::string_view body) {
   return hex(std::string_view(reinterpret_cast<const char*>(md), n));
 }
 
-Record seal(const Event& e, ChainHead& head, const SealOptions& o) {
-  Record r;
-  r.seq = head.seq + 1;
-  r.prev = head.hash;
-  RecordIndex& x = r.index;
+struct Draft {
+  // Where the outcome goes in the body: the byte offsets (of a body encoded without it) at which
+  // duration_us, message and sqlstate are inserted, and the span from node to seq that is
+  // written again (outcome, prev, rows and seq change).
+  struct Marks {
+    std::size_t duration = 0, message = 0, node_begin = 0, seq_end = 0, sqlstate = 0;
+  };
+  std::string body;  // encoded as record 0 after the genesis hash, without an outcome
+  RecordIndex index;
+  Marks marks;
+};
+
+namespace {
+
+using Marks = Draft::Marks;
+
+// The canonical body of `e` as record `seq` chained to `prev`, and its index; `marks`, when
+// given, receives the splice points above.
+std::string encode(const Event& e, std::uint64_t seq, std::string_view prev, const SealOptions& o, RecordIndex& x,
+                   Marks* marks) {
   const std::int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(e.time.time_since_epoch()).count();
   x.time = rfc3339(us);
   x.time_us = us;
@@ -471,7 +492,7 @@ Record seal(const Event& e, ChainHead& head, const SealOptions& o) {
   x.rows = e.rows;
   x.duration_us = e.duration_us;
   const SessionContext* s = e.session.get();
-  std::string& out = r.body;
+  std::string out;
   out.reserve(768);
   Canonical w(out);
   w.open();
@@ -482,6 +503,7 @@ Record seal(const Event& e, ChainHead& head, const SealOptions& o) {
     if (!s->database.empty()) w.member("database", s->database);
     x.database = utf8_clean(s->database);
   }
+  if (marks) marks->duration = w.pos();
   if (e.duration_us >= 0) w.member("duration_us", e.duration_us);
   if (s && !s->environment.empty()) w.member("environment", s->environment);
   if (s) x.environment = utf8_clean(s->environment);
@@ -512,20 +534,24 @@ Record seal(const Event& e, ChainHead& head, const SealOptions& o) {
     x.groups = utf8_clean(joined_list(id.groups));
     x.kind = id.kind == identity::Kind::Agent ? "agent" : "human";
   }
+  if (marks) marks->message = w.pos();
   if (!e.message.empty()) {
     put_text(w, "message", e.message, o.max_text);
     x.text = utf8_clean(cut(e.message, o.max_text));
   }
+  if (marks) marks->node_begin = w.pos();
   w.member("node", o.node);
   if (!e.outcome.empty()) w.member("outcome", e.outcome);
-  w.member("prev", head.hash);
+  w.member("prev", prev);
   if (e.rows >= 0) w.member("rows", e.rows);
-  w.member("seq", std::int64_t(r.seq));
+  w.member("seq", std::int64_t(seq));
+  if (marks) marks->seq_end = w.pos();
   if (s) {
     w.member("session", std::int64_t(s->session));
     x.session = std::int64_t(s->session);
   }
   if (e.type == EventType::Statement) write_sql(w, e, o, x);
+  if (marks) marks->sqlstate = w.pos();
   if (!e.sqlstate.empty()) w.member("sqlstate", e.sqlstate);
   if (e.statement) w.member("statement", std::int64_t(e.statement));
   if (s && !s->target.empty()) w.member("target", s->target);
@@ -535,6 +561,72 @@ Record seal(const Event& e, ChainHead& head, const SealOptions& o) {
   w.member("type", x.type);
   w.member("v", 1);
   w.close();
+  w.finish();
+  return out;
+}
+
+}  // namespace
+
+Record seal(const Event& e, ChainHead& head, const SealOptions& o) {
+  if (e.draft) return seal_draft(*e.draft, e, head, o);
+  Record r;
+  r.seq = head.seq + 1;
+  r.prev = head.hash;
+  r.body = encode(e, r.seq, r.prev, o, r.index, nullptr);
+  r.hash = chain_hash(r.prev, r.body);
+  head.seq = r.seq;
+  head.hash = r.hash;
+  return r;
+}
+
+std::shared_ptr<Draft> draft(const Event& e, const SealOptions& o) {
+  // Only what encode() leaves for the end may differ at the end: an event that already has an
+  // outcome is sealed the ordinary way.
+  if (e.type != EventType::Statement || !e.session || !e.outcome.empty() || !e.message.empty() || !e.sqlstate.empty() ||
+      e.rows >= 0 || e.duration_us >= 0)
+    return nullptr;
+  auto d = std::make_shared<Draft>();
+  d->body = encode(e, 0, kGenesisHash, o, d->index, &d->marks);
+  return d;
+}
+
+std::string_view draft_body(const Draft& d) { return d.body; }
+
+Record seal_draft(const Draft& d, const Event& e, ChainHead& head, const SealOptions& o) {
+  Record r;
+  r.seq = head.seq + 1;
+  r.prev = head.hash;
+  r.index = d.index;
+  RecordIndex& x = r.index;
+  x.outcome = utf8_clean(e.outcome);
+  x.sqlstate = utf8_clean(e.sqlstate);
+  x.rows = e.rows;
+  x.duration_us = e.duration_us;
+  // The draft's bytes with the outcome spliced in: each inserted member follows another (client
+  // always precedes), so it is written as ,"key":value.
+  const std::string_view b = d.body;
+  const Marks& m = d.marks;
+  std::string& out = r.body;
+  out.reserve(b.size() + 160 + e.message.size());
+  Canonical w(out);
+  auto copy = [&](std::size_t from, std::size_t to) { w.raw(b.substr(from, to - from)); };
+  copy(0, m.duration);
+  w.after_member();
+  if (e.duration_us >= 0) w.member("duration_us", e.duration_us);
+  copy(m.duration, m.message);
+  w.after_member();
+  if (!e.message.empty()) put_text(w, "message", e.message, o.max_text);
+  copy(m.message, m.node_begin);
+  w.after_member();
+  w.member("node", o.node);
+  if (!e.outcome.empty()) w.member("outcome", e.outcome);
+  w.member("prev", r.prev);
+  if (e.rows >= 0) w.member("rows", e.rows);
+  w.member("seq", std::int64_t(r.seq));
+  copy(m.seq_end, m.sqlstate);
+  w.after_member();
+  if (!e.sqlstate.empty()) w.member("sqlstate", e.sqlstate);
+  copy(m.sqlstate, b.size());
   w.finish();
   r.hash = chain_hash(r.prev, r.body);
   head.seq = r.seq;

@@ -6,6 +6,7 @@
 // replaced), and holds "seq" = n and "prev" = hex(hash(n-1)). The body is stored exactly as
 // hashed; verifiers hash the stored bytes and never re-encode.
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -58,8 +59,19 @@ struct SealOptions {
   enum class Params { Masked, Full, None } params = Params::Masked;
 };
 
-// Encodes `e` as record head.seq + 1 chained to `head`, and advances `head`.
+// Encodes `e` as record head.seq + 1 chained to `head`, and advances `head`. An event with a
+// draft (Event::draft) is sealed from it (seal_draft).
 Record seal(const Event& e, ChainHead& head, const SealOptions& options);
+
+// A statement's record encoded before it runs, without its outcome: the body of its intent
+// (Trail::intend), and the bytes its record is sealed from when it ends, with the outcome
+// (outcome, sqlstate, message, rows, duration_us) spliced in instead of encoding it all again.
+// Null for an event that is not a statement about to run.
+struct Draft;
+std::shared_ptr<Draft> draft(const Event& e, const SealOptions& options);
+std::string_view draft_body(const Draft& d);
+// `e`: the drafted event, now with its outcome (nothing else of it may have changed).
+Record seal_draft(const Draft& d, const Event& e, ChainHead& head, const SealOptions& options);
 
 // The record of a statement whose intent (Trail::intend) a stopped process left behind: the
 // intent's body with outcome "unknown" and `message`, as record head.seq + 1; advances `head`.

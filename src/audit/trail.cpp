@@ -267,26 +267,29 @@ void Trail::open_intents(std::vector<Record>& replay) {
   intents_map_ = base;
 }
 
-std::uint32_t Trail::intend(const Event& e) {
-  if (!intents_map_) return 0;
+bool Trail::intend(Event& e) {
+  if (!intents_map_) return false;
   // Failing: recording the statement now (write_now) reports why, and required targets refuse.
-  if (journal_failed_.load(std::memory_order_relaxed) || sinks_failing_.load(std::memory_order_relaxed)) return 0;
-  ChainHead scratch;
-  const Record r = seal(e, scratch, SealOptions{options_.node, options_.max_text, options_.params});
-  if (r.body.size() > kIntentSlot - 16) return 0;
+  if (journal_failed_.load(std::memory_order_relaxed) || sinks_failing_.load(std::memory_order_relaxed)) return false;
+  auto d = draft(e, SealOptions{options_.node, options_.max_text, options_.params});
+  if (!d) return false;
+  const std::string_view body = draft_body(*d);
+  if (body.size() > kIntentSlot - 16) return false;
   std::uint32_t slot = 0;
   {
     std::lock_guard lock(intent_mu_);
-    if (free_intents_.empty()) return 0;
+    if (free_intents_.empty()) return false;
     slot = free_intents_.back();
     free_intents_.pop_back();
   }
   char* p = intents_map_ + std::size_t(slot) * kIntentSlot;
-  const auto len = std::uint32_t(r.body.size());
+  const auto len = std::uint32_t(body.size());
   std::memcpy(p, &len, sizeof len);
-  std::memcpy(p + 16, r.body.data(), len);
+  std::memcpy(p + 16, body.data(), len);
   __atomic_store_n(intent_live(p), 1, __ATOMIC_RELEASE);  // whole before it counts
-  return slot + 1;
+  e.intent = slot + 1;
+  e.draft = std::move(d);
+  return true;
 }
 
 void Trail::release_intent(std::uint32_t slot) {

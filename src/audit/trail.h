@@ -96,10 +96,11 @@ class Trail {
   // memcpy, no system call; the page cache keeps it through a SIGKILL like the journal). The
   // slot is freed once the statement's record (Event::intent = the returned slot) is journaled.
   // A start turns the intents a killed process left into records with outcome "unknown".
-  // 0: no slot (the statement is too large, every slot is in use, intents are off, the journal
-  // is fsynced, or the trail is failing): record the statement before it runs instead, which
-  // also reports why the trail fails.
-  [[nodiscard]] std::uint32_t intend(const Event& e);
+  // false: no slot (the statement is too large, every slot is in use, intents are off, the
+  // journal is fsynced, or the trail is failing): record the statement before it runs instead,
+  // which also reports why the trail fails.
+  // On success sets e.intent (the slot) and e.draft (what its record is sealed from) and returns true.
+  [[nodiscard]] bool intend(Event& e);
   bool intents() const { return intents_map_ != nullptr; }
   // Waits until everything submitted before this call is stored or refused.
   void flush();

@@ -397,8 +397,7 @@ void Session::audit_intend(std::vector<audit::Event>& events) {
     if (e.type == audit::EventType::Statement && e.outcome.empty()) {
       while (p != audit_pending_.end() && (p->kind == AuditPending::Kind::Sync || p->statement < e.statement)) ++p;
       if (p != audit_pending_.end() && p->statement == e.statement && !p->refused && !p->event) {
-        if (const auto slot = trail->intend(e)) {
-          e.intent = slot;
+        if (trail->intend(e)) {
           p->event = std::move(e);
           moved = true;
         }

@@ -25,6 +25,45 @@ bool non_empty_array(const JValue* v) { return v && v->is_array() && v->count > 
 
 }  // namespace
 
+namespace {
+std::string_view sval_of(const JValue* v) {
+  if (!v || v->node_name() == "") return {};
+  if (v->node_name() == "String") return v->node_body()->get_str("sval");
+  if (v->node_name() == "A_Const") {
+    const JValue* sval = v->node_body()->get("sval");
+    return sval ? sval->get_str("sval") : std::string_view{};
+  }
+  return {};
+}
+
+bool is_name_column(const JValue* v) {
+  if (!v || v->node_name() != "ColumnRef") return false;
+  const JValue* fields = v->node_body()->get("fields");
+  return fields && fields->is_array() && fields->count >= 1 && fields->count <= 2 &&
+         sval_of(&fields->items[fields->count - 1]) == "name";
+}
+}  // namespace
+
+std::string_view Walker::pg_settings_row(const JValue& b) {
+  // FROM exactly pg_settings (or pg_catalog.pg_settings), WHERE exactly name = '<literal>'.
+  const JValue* from = b.get("fromClause");
+  if (!from || !from->is_array() || from->count != 1 || from->items[0].node_name() != "RangeVar") return {};
+  const JValue* rv = from->items[0].node_body();
+  const auto schema = rv->get_str("schemaname");
+  if (rv->get_str("relname") != "pg_settings" || !(schema.empty() || schema == "pg_catalog")) return {};
+  const JValue* where = b.get("whereClause");
+  if (!where || where->node_name() != "A_Expr") return {};
+  const JValue* e = where->node_body();
+  const JValue* op = e->get("name");
+  if (e->get_str("kind") != "AEXPR_OP" || !op || !op->is_array() || op->count != 1 || sval_of(&op->items[0]) != "=")
+    return {};
+  const JValue* l = e->get("lexpr");
+  const JValue* r = e->get("rexpr");
+  if (is_name_column(l) && r && r->node_name() == "A_Const") return sval_of(r);
+  if (is_name_column(r) && l && l->node_name() == "A_Const") return sval_of(l);
+  return {};
+}
+
 void Walker::select_stmt(const JValue& b, Mode mode) {
   if (mode != Mode::Nested) add_kind(StatementKind::Select);
   CteScope cte_scope(ctes_);
@@ -53,7 +92,10 @@ void Walker::select_stmt(const JValue& b, Mode mode) {
   if (const JValue* from = b.get("fromClause"); from && from->is_array()) {
     for (const JValue& item : *from) from_item(item);
   }
+  const auto outer_settings_name = pg_settings_name_;
+  pg_settings_name_ = pg_settings_row(b);
   walk_member(b, "targetList");
+  pg_settings_name_ = outer_settings_name;
   walk_member(b, "whereClause");
   walk_member(b, "groupClause");
   walk_member(b, "havingClause");

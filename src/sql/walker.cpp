@@ -544,6 +544,15 @@ void Walker::func_call(const JValue& body) {
           setting = sval->get_str("sval");
           literal = true;
         }
+      } else if (args && args->is_array() && args->count > 0 && !pg_settings_name_.empty() &&
+                 args->items[0].node_name() == "ColumnRef") {
+        // set_config(name, ...) FROM pg_settings WHERE name = 'x': sets x (pg_dump does this).
+        const JValue* fields = args->items[0].node_body()->get("fields");
+        if (fields && fields->is_array() && fields->count >= 1 && fields->count <= 2 &&
+            string_node(fields->items[fields->count - 1]) == "name") {
+          setting = pg_settings_name_;
+          literal = true;
+        }
       }
       if (!literal) {
         add_setting("*");

@@ -140,6 +140,10 @@ class Walker {
   std::vector<std::string_view> unresolved_;
   std::uint8_t generic_access_ = kDdl;  // access for a RangeVar met outside FROM and DML targets
   bool plan_only_ = false;              // inside EXPLAIN without ANALYZE: nothing runs
+  // In a SELECT ... FROM pg_settings WHERE name = '<x>' (pg_dump's way to set a setting only
+  // where the server has it): x, which set_config(name, ...) in its target list then sets.
+  std::string_view pg_settings_name_;
+  static std::string_view pg_settings_row(const JValue& select_body);
   bool in_ddl_ = false;                 // DefElem options mean file_fdw/foreign options here
 };
 

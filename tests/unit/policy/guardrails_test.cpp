@@ -165,8 +165,11 @@ TEST(Guardrails, IdentitySettingsAreProtectedEverywhere) {
   EXPECT_EQ(computed.rule, "guardrail.identity_settings");
   // Code the proxy cannot see into that names set_config or gatehouse.*, where opaque code is allowed.
   const auto code = Stmt(K::Do).flag(&gh::sql::Statement::opaque_code);
-  EXPECT_EQ(on("dev")(*p, Stmt(code).text("DO $$ BEGIN PERFORM SET_CONFIG('x', 'y', false); END $$")).action,
+  EXPECT_EQ(on("dev")(*p, Stmt(code).text("DO $$ BEGIN PERFORM SET_CONFIG('GateHouse.Identity', 'y', false); END $$"))
+                .action,
             Action::Deny);
+  EXPECT_EQ(on("dev")(*p, Stmt(code).text("DO $$ BEGIN PERFORM set_config('work_mem', '8MB', false); END $$")).action,
+            Action::Allow);
   EXPECT_EQ(on("dev")(*p, Stmt(code).text("DO $$ BEGIN RAISE NOTICE '%', current_setting('Gatehouse.Identity'); END $$"))
                 .action,
             Action::Deny);

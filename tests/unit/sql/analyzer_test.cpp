@@ -692,6 +692,20 @@ TEST(SqlSettings, SetConfig) {
   const Statement& d = only(analyze_uncached("SELECT set_config(name, 'x', false) FROM settings_to_apply"));
   EXPECT_EQ(d.settings, Strings{"*"});
   EXPECT_TRUE(d.opaque_code);
+  // pg_dump: set a setting only where the server has it. The name is the WHERE's literal.
+  const Statement& p = only(analyze_uncached(
+      "SELECT set_config(name, 'view, foreign-table', false) FROM pg_settings WHERE name = 'restrict_nonsystem_relation_kind'"));
+  EXPECT_EQ(p.settings, Strings{"restrict_nonsystem_relation_kind"});
+  EXPECT_FALSE(p.opaque_code);
+  const Statement& q = only(analyze_uncached(
+      "SELECT set_config(s.name, 'x', false) FROM pg_catalog.pg_settings s WHERE 'GATEHOUSE.IDENTITY' = s.name"));
+  EXPECT_EQ(q.settings, Strings{"gatehouse.identity"});
+  // Anything looser is still a name the proxy cannot read.
+  for (const char* sql : {"SELECT set_config(name, 'x', false) FROM pg_settings WHERE name LIKE 'gatehouse%'",
+                          "SELECT set_config(name, 'x', false) FROM pg_settings WHERE name = 'a' OR true",
+                          "SELECT set_config(name, 'x', false) FROM pg_settings, other WHERE name = 'a'",
+                          "SELECT set_config(name, 'x', false) FROM public.pg_settings WHERE name = 'a'"})
+    EXPECT_EQ(only(analyze_uncached(sql)).settings, Strings{"*"}) << sql;
 }
 
 // ---------------------------------------------------------------- trivially-true WHERE
