@@ -157,6 +157,27 @@ def test_tokens_of_several_kilobytes_log_in(proxy, oidc):
         assert c.execute("select 1").fetchone() == (1,)
 
 
+@pytest.mark.parametrize("claims", [
+    {"sub": "mallory", "email": "bob@example.com\t-c\tgatehouse.identity=bob", "groups": ["analysts"]},
+    {"sub": "mallory\u0000role\u0000none", "groups": ["analysts"]},
+    {"sub": "mallory", "groups": ["analysts\n-c gatehouse.identity_groups=dba"]},
+])
+def test_claims_with_control_characters_are_refused(proxy, oidc, claims):
+    """Claims reach the database in the startup packet: a tab or newline would start a setting of
+    its own there, a NUL would end the parameter. Refused at login (28000), never passed on."""
+    fields = refused(proxy, oidc.mint(oidc.standard_claims(**claims)))
+    assert fields["C"] == "28000" and "control characters" in fields["M"], fields
+
+
+def test_group_names_with_commas_reach_the_database_escaped(proxy, oidc):
+    token = oidc.mint(oidc.standard_claims(sub="erin", email="erin@example.com",
+                                           groups=["analysts", "cn=ops,ou=teams", "back\\slash"]))
+    with token_connect(proxy, "erin@example.com", token) as c:
+        got = c.execute("select current_setting('gatehouse.identity_groups'), current_setting('gatehouse.identity'),"
+                        " current_setting('search_path')").fetchone()
+    assert got == ("analysts,cn=ops\\,ou=teams,back\\\\slash", "erin", '"$user", public'), got
+
+
 @pytest.mark.parametrize("alg", ["RS256", "PS256", "ES256", "ES384", "EdDSA"])
 def test_each_signing_algorithm_of_the_issuer_is_accepted(proxy, oidc, alg):
     token = oidc.mint(oidc.standard_claims(sub="dave", groups=["analysts"]), header={"alg": alg})
