@@ -115,9 +115,10 @@ std::string record_path(const std::string& id) {
 
 // ---- printing
 
+// A string field for the terminal: what requesters wrote, with control characters made visible.
 std::string str(const json& j, const char* key) {
   auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+  return it != j.end() && it->is_string() ? visible(it->get<std::string>()) : std::string();
 }
 
 std::string when(const json& j, const char* key) {
@@ -216,7 +217,7 @@ void print_record(const json& r) {
     }
     const auto params = r.value("parameters", json::array());
     for (std::size_t i = 0; i < params.size(); ++i)
-      std::cout << "  $" << i + 1 << " = " << (params[i].is_null() ? "NULL" : params[i].get<std::string>()) << "\n";
+      std::cout << "  $" << i + 1 << " = " << (params[i].is_null() ? "NULL" : visible(params[i].get<std::string>())) << "\n";
   }
 }
 

@@ -356,10 +356,11 @@ asio::awaitable<std::optional<End>> Session::hold_front_query(std::optional<poli
   req.statement = text;
   req.parameters = params;
   req.match_key = key;
+  // As the audit trail writes it: 16 hex digits (an integer assigned to a string kept one char).
   if (d.statement >= 0 && std::size_t(d.statement) < analysis->statements.size())
-    req.fingerprint = analysis->statements[std::size_t(d.statement)].fingerprint;
+    req.fingerprint = fmt::format("{:016x}", analysis->statements[std::size_t(d.statement)].fingerprint);
   else if (!analysis->statements.empty())
-    req.fingerprint = analysis->statements.front().fingerprint;
+    req.fingerprint = fmt::format("{:016x}", analysis->statements.front().fingerprint);
   req.rule = d.rule;
   req.reason = d.reason;
   req.justification = reason_comment(text);

@@ -157,6 +157,7 @@ def test_held_statement_runs_once_after_approval(proxy, pg, tokens):
     assert status == 200, req
     assert req["state"] == "pending" and req["justification"] == "refund ticket 4711"
     assert req["statement"].endswith("WHERE id = 1") and req["rule"] == "review-balance-changes"
+    assert re.fullmatch(r"[0-9a-f]{16}", req["fingerprint"]), req["fingerprint"]  # as the audit trail writes it
     status, body = api(proxy, "POST", f"/api/v1/approvals/{held.request_id}/approve", tokens["bob"],
                        {"comment": "ok, ticket checked"})
     assert status == 200, body
