@@ -13,21 +13,30 @@ namespace {
 
 std::string_view schema_of(const sql::Relation& r) { return r.schema.empty() ? std::string_view("public") : r.schema; }
 
+// The schema of a relation named without one is the first on the session's search_path that has
+// it, which the session can change (SET, set_config, a startup option) and the proxy does not
+// track. A rule that restricts (deny, review, mask) or a classification therefore takes it for a
+// relation of ANY schema; an allow rule only for one in public (the default search_path).
+bool schema_matches(const Glob& g, const sql::Relation& r, bool any_schema) {
+  if (r.schema.empty()) return any_schema || g.matches("public");
+  return g.matches(r.schema);
+}
+
 bool has_kind(const sql::Statement& s, sql::StatementKind k) {
   return std::find(s.kinds.begin(), s.kinds.end(), k) != s.kinds.end();
 }
 
-bool table_matches(const NamePattern& p, const sql::Relation& r) {
+bool table_matches(const NamePattern& p, const sql::Relation& r, bool any_schema) {
   if (p.size() == 1) return p.part(0).matches(r.name);
-  return p.part(0).matches(schema_of(r)) && p.part(1).matches(r.name);
+  return schema_matches(p.part(0), r, any_schema) && p.part(1).matches(r.name);
 }
 
 // A column pattern (column, table.column or schema.table.column) against the columns a statement
 // touches in one relation. A relation read or written as a whole touches every column; a column
 // the analyzer could not tie to one relation (`unresolved`) may be a column of any of them.
 bool column_matches(const NamePattern& p, const sql::Relation& r, const std::vector<std::string>& unresolved,
-                    std::string* which) {
-  if (p.size() == 3 && !(p.part(0).matches(schema_of(r)) && p.part(1).matches(r.name))) return false;
+                    std::string* which, bool any_schema) {
+  if (p.size() == 3 && !(schema_matches(p.part(0), r, any_schema) && p.part(1).matches(r.name))) return false;
   if (p.size() == 2 && !p.part(0).matches(r.name)) return false;
   if (r.all_columns) {
     if (which) *which = relation_name(r) + ".* (all columns)";
@@ -122,7 +131,8 @@ class Evaluator {
         tag_names_(tag_names), address_(IpAddress::parse(req.client_address)) {}
 
   // All conditions of `c` hold for statement `s`. With `why`, appends "key: detail" evidence.
-  bool matches(const Conditions& c, const sql::Statement& s, std::vector<std::string>* why) const;
+  // any_schema: a relation named without a schema may be of any schema (restricting rules).
+  bool matches(const Conditions& c, const sql::Statement& s, std::vector<std::string>* why, bool any_schema) const;
 
   // Tags and highest sensitivity of the classified columns the statement touches (in relations
   // with any of `access`, 0 = any). With `where`, lists "tag on schema.table.column".
@@ -157,7 +167,7 @@ void Evaluator::classify(const sql::Statement& s, std::uint8_t access, TagSet& t
     for (std::size_t e = 0; e < classes_.size(); ++e) {
       const auto& entry = classes_[e];
       for (const auto& p : entry.columns) {
-        if (!column_matches(p, r, s.unresolved_columns, where ? &column : nullptr)) continue;
+        if (!column_matches(p, r, s.unresolved_columns, where ? &column : nullptr, true)) continue;
         tags |= class_tags_[e];
         max = std::max(max, entry.sensitivity);
         if (where)
@@ -256,7 +266,8 @@ bool Evaluator::where_matches(const Conditions& c, std::vector<std::string>* why
   return true;
 }
 
-bool Evaluator::matches(const Conditions& c, const sql::Statement& s, std::vector<std::string>* why) const {
+bool Evaluator::matches(const Conditions& c, const sql::Statement& s, std::vector<std::string>* why,
+                        bool any_schema) const {
   // Cheapest and most selective first.
   if (!c.statements.empty()) {
     sql::StatementKind hit{};
@@ -281,7 +292,7 @@ bool Evaluator::matches(const Conditions& c, const sql::Statement& s, std::vecto
   if (!c.schemas.empty()) {
     const sql::Relation* hit = nullptr;
     for (const auto& r : s.relations)
-      if (access_ok(r) && any_matches(c.schemas, schema_of(r))) {
+      if (access_ok(r) && (any_matches(c.schemas, schema_of(r)) || (any_schema && r.schema.empty()))) {
         hit = &r;
         break;
       }
@@ -293,7 +304,7 @@ bool Evaluator::matches(const Conditions& c, const sql::Statement& s, std::vecto
     for (const auto& r : s.relations) {
       if (!access_ok(r)) continue;
       for (const auto& p : c.tables)
-        if (table_matches(p, r)) {
+        if (table_matches(p, r, any_schema)) {
           hit = &r;
           break;
         }
@@ -307,7 +318,7 @@ bool Evaluator::matches(const Conditions& c, const sql::Statement& s, std::vecto
     for (const auto& r : s.relations) {
       if (!access_ok(r)) continue;
       for (const auto& p : c.columns)
-        if (column_matches(p, r, s.unresolved_columns, why ? &what : nullptr)) {
+        if (column_matches(p, r, s.unresolved_columns, why ? &what : nullptr, any_schema)) {
           found = true;
           break;
         }
@@ -467,11 +478,11 @@ Decision Policy::evaluate(const Request& req) const {
       if (!r.requires_grant.empty() && req.grants &&
           std::find(req.grants->begin(), req.grants->end(), r.requires_grant) != req.grants->end())
         continue;  // the identity holds the grant this rule asks for
-      if (!ev.matches(r.when, s, nullptr)) continue;
+      if (!ev.matches(r.when, s, nullptr, r.action != Action::Allow)) continue;
       if (r.audit_only) {
         if (!contains_by(d.would_have, r.name, &DryRun::rule)) {
           std::vector<std::string> why;
-          ev.matches(r.when, s, &why);
+          ev.matches(r.when, s, &why, r.action != Action::Allow);
           d.would_have.push_back(
               {r.name, r.action, statement_label(a, si) + (why.empty() ? "" : ": " + join(why, "; "))});
         }
@@ -554,7 +565,7 @@ Decision Policy::evaluate(const Request& req) const {
     case Source::UserRule: {
       const Rule& r = rules_[best.source.index];
       std::vector<std::string> why;
-      ev.matches(r.when, s, &why);
+      ev.matches(r.when, s, &why, r.action != Action::Allow);
       d.rule = r.name;
       d.reason = label + (why.empty() ? ": matched (the rule has no conditions)" : ": " + join(why, "; "));
       const std::string body = !r.message.empty() ? r.message

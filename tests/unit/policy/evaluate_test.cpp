@@ -367,3 +367,34 @@ TEST(Evaluate, RequiresGrantAppliesOnlyWithoutTheGrant) {
 
 }  // namespace
 }  // namespace gh::policy::test
+
+namespace gh::policy::test {
+namespace {
+
+// A relation named without a schema is found through the session's search_path, which the
+// session can change: restricting rules and classifications take it for any schema; an allow
+// rule only for public (the default), so it never opens more than it names.
+TEST(Evaluate, UnqualifiedNamesMeetRestrictingRulesOfAnySchema) {
+  auto p = load(
+      "classification:\n"
+      "  - {columns: [hr.people.ssn], tags: [pii]}\n"
+      "rules:\n"
+      "  - {name: hr-deny, when: {tables: [hr.salaries]}, action: deny}\n"
+      "  - {name: hr-schema-review, when: {schemas: [hr], statements: [update]}, action: review}\n"
+      "  - {name: pii-deny, when: {tags: [pii]}, action: deny}\n"
+      "  - {name: ops-allow, when: {tables: [ops.jobs]}, action: allow}\n"
+      "policy: {default_action: deny}\n");
+  const auto unqualified = Stmt(K::Select).rel("salaries", sql::kRead, {"amount"});
+  EXPECT_EQ(Ask{}(*p, unqualified).rule, "hr-deny");
+  EXPECT_EQ(Ask{}(*p, Stmt(K::Select).rel("people", sql::kRead, {"ssn"})).rule, "pii-deny");
+  EXPECT_EQ(Ask{}(*p, Stmt(K::Update).rel("accounts", sql::kUpdate, {"x"}, false, true)).rule, "hr-schema-review");
+  // Qualified names are what they say.
+  EXPECT_EQ(Ask{}(*p, Stmt(K::Select).rel("public.salaries", sql::kRead, {"amount"})).action, Action::Deny);
+  EXPECT_NE(Ask{}(*p, Stmt(K::Select).rel("public.salaries", sql::kRead, {"amount"})).rule, "hr-deny");
+  // The allow rule does not take an unqualified jobs for ops.jobs: the target's default decides.
+  EXPECT_EQ(Ask{}(*p, Stmt(K::Select).rel("ops.jobs", sql::kRead, {"id"})).action, Action::Allow);
+  EXPECT_EQ(Ask{}(*p, Stmt(K::Select).rel("jobs", sql::kRead, {"id"})).action, Action::Deny);
+}
+
+}  // namespace
+}  // namespace gh::policy::test
