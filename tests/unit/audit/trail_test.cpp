@@ -78,6 +78,27 @@ TEST(AuditTrail, WritesChainedRecordsAndContinuesAfterRestart) {
   EXPECT_EQ(chained_records(db), 104u);
 }
 
+std::vector<std::unique_ptr<AuditSink>> sqlite_sinks(const std::string& db) {
+  std::vector<std::unique_ptr<AuditSink>> sinks;
+  sinks.push_back(*open_sqlite_sink(db, false));
+  return sinks;
+}
+
+// Runs `body` in a child process that must end killed by SIGKILL (body's last act); a child that
+// exits instead fails the test with body's exit code.
+template <class Body>
+void in_killed_child(Body body) {
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    body();
+    ::_exit(99);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "child exit status " << WEXITSTATUS(status);
+}
+
 // The journal is written through a memory mapping and, once the store holds all of it, written
 // again from its start, over the old bytes. A process killed after that leaves what it journaled
 // since, then an end mark, then leftovers: the next start must store exactly the new records
@@ -85,15 +106,11 @@ TEST(AuditTrail, WritesChainedRecordsAndContinuesAfterRestart) {
 void kill_after_reuse(bool mapped) {
   TempDir d;
   const std::string db = d.file("a.db");
-  const pid_t child = ::fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    std::vector<std::unique_ptr<AuditSink>> sinks;
-    sinks.push_back(*open_sqlite_sink(db, false));
+  in_killed_child([&] {
     auto o = options(d);
     o.flush_interval = std::chrono::milliseconds(100);
     o.map_journal = mapped;
-    auto t = Trail::open(std::move(o), std::move(sinks));
+    auto t = Trail::open(std::move(o), sqlite_sinks(db));
     if (!t) ::_exit(2);
     // Long records, so what is left behind the end mark later holds whole old lines.
     for (int i = 1; i <= 200; ++i) (*t)->submit(testing::text_statement(std::uint64_t(i), std::string(900, 'x')));
@@ -108,11 +125,7 @@ void kill_after_reuse(bool mapped) {
       if (!(*t)->write_now(std::move(one))) ::_exit(4);
     }
     ::kill(::getpid(), SIGKILL);
-    ::_exit(5);
-  }
-  int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);
-  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "child exit status " << WEXITSTATUS(status);
+  });
   {
     std::vector<std::unique_ptr<AuditSink>> sinks;
     sinks.push_back(*open_sqlite_sink(db, false));
@@ -139,12 +152,8 @@ TEST(AuditTrail, KillWithAWrittenJournalStoresEveryAcknowledgedRecord) { kill_af
 TEST(AuditTrail, IntentsOfAKilledProcessBecomeRecordsOnce) {
   TempDir d;
   const std::string db = d.file("a.db");
-  const pid_t child = ::fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {
-    std::vector<std::unique_ptr<AuditSink>> sinks;
-    sinks.push_back(*open_sqlite_sink(db, false));
-    auto t = Trail::open(options(d), std::move(sinks));
+  in_killed_child([&] {
+    auto t = Trail::open(options(d), sqlite_sinks(db));
     if (!t || !(*t)->intents()) ::_exit(2);
     (*t)->flush();  // the Start record (queued, not acknowledged) first
     // Statement 1 ends (its record is journaled, its intent freed); 2 and 3 are still running.
@@ -165,15 +174,9 @@ TEST(AuditTrail, IntentsOfAKilledProcessBecomeRecordsOnce) {
     auto large = testing::text_statement(4, std::string(8000, 'y'));
     if ((*t)->intend(large) || large.intent || large.draft) ::_exit(7);
     ::kill(::getpid(), SIGKILL);
-    ::_exit(8);
-  }
-  int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);
-  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "child exit status " << WEXITSTATUS(status);
+  });
   for (int start = 0; start < 2; ++start) {  // a second start finds nothing left to record
-    std::vector<std::unique_ptr<AuditSink>> sinks;
-    sinks.push_back(*open_sqlite_sink(db, false));
-    auto t = Trail::open(options(d), std::move(sinks));
+    auto t = Trail::open(options(d), sqlite_sinks(db));
     ASSERT_TRUE(t.has_value()) << t.error().message;
     EXPECT_EQ((*t)->stats().intents_recovered, start == 0 ? 2u : 0u);
     EXPECT_EQ((*t)->stats().intents_open, 0u);

@@ -365,11 +365,6 @@ TEST(Evaluate, RequiresGrantAppliesOnlyWithoutTheGrant) {
   EXPECT_FALSE(load("rules:\n  - {name: r, action: deny}\n")->uses_grants());
 }
 
-}  // namespace
-}  // namespace gh::policy::test
-
-namespace gh::policy::test {
-namespace {
 
 // A relation named without a schema is found through the session's search_path, which the
 // session can change: restricting rules and classifications take it for any schema; an allow
