@@ -537,7 +537,7 @@ def print_report(results: dict) -> None:
               f"{fmt(row['targets']['pgbouncer']['cpu_us_per_txn_median'], '.1f'):>11}"
               f"{fmt(row['targets']['gatehouse']['cpu_us_per_txn_median'], '.1f'):>10}")
     print()
-    print("with audit on (durability required, SQLite; every statement and result recorded):")
+    print("with audit on (durability required, SQLite; one record per statement):")
     head2 = f"{'mode':<9}{'clients':>8}{'gatehouse':>11}{'gh+audit':>10}{'audit/off':>11}{'gh+audit/pgb':>14}{'µs/tx':>8}"
     print(head2)
     print("-" * len(head2))
