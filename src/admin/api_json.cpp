@@ -190,7 +190,7 @@ json access_json(const approvals::AccessRequest& a, const std::string& public_ur
 }
 
 bool is_own(const approvals::Person& requester, const identity::Identity& who) {
-  if (!who.subject.empty() && requester.subject == who.subject) return true;
+  if (!who.subject.empty() && requester.subject == who.principal()) return true;
   if (who.email.empty() || requester.email.size() != who.email.size()) return false;
   for (std::size_t i = 0; i < who.email.size(); ++i)
     if (std::tolower(static_cast<unsigned char>(who.email[i])) !=

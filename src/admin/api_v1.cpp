@@ -243,7 +243,7 @@ void list_approvals(Call& c) {
   auto* svc = service(c);
   if (!svc) return;
   const bool all = allows(c.roles, Permission::ReadAll);
-  if (!all) f.requester = c.who.subject;
+  if (!all) f.requester = c.who.principal();
   auto list = svc->list(f);
   if (!list) return store_error(c, list.error());
   json out = json::array();
@@ -354,7 +354,7 @@ void list_access(Call& c, bool grants_only) {
   auto* svc = service(c);
   if (!svc) return;
   const bool all = allows(c.roles, Permission::ReadAll);
-  if (!all) f.requester = c.who.subject;
+  if (!all) f.requester = c.who.principal();
   const std::size_t limit = f.limit;
   if (grants_only) {
     if (f.state && *f.state != approvals::State::Approved)

@@ -4,7 +4,7 @@ namespace gh::approvals {
 
 Person person_of(const identity::Identity& id) {
   Person p;
-  p.subject = id.subject;
+  p.subject = id.principal();  // unique across issuers: approvals and grants are matched by it
   p.email = id.email;
   p.groups = id.groups;
   p.kind = id.kind == identity::Kind::Agent ? "agent" : "human";

@@ -276,6 +276,7 @@ void read_oidc(const Reader& r, const YAML::Node& n, Oidc& o) {
                    {"issuer", "audience", "discovery_url", "jwks_uri", "ca_file", "algorithms", "leeway",
                     "refresh_interval", "min_refresh_interval", "claims", "agents"});
     identity::IssuerConfig c;
+    c.qualify_subjects = i > 0;  // subjects are unique only within their issuer
     if (!e["issuer"]) r.fail_at(e, path + ".issuer", "missing (the issuer URL, exactly as the tokens' iss claim)");
     c.issuer = r.str(e["issuer"], path + ".issuer");
     auto insecure = [](const std::string& url) {

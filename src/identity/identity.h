@@ -18,8 +18,15 @@ struct Identity {
   std::string method;              // "scram-sha-256" or "oidc"
   std::string issuer;              // oidc: the token's `iss`
   std::string client_id;           // oidc: the client the token was issued to (azp / client_id)
+  // oidc: the token came from the second or a later configured issuer, whose subjects may repeat
+  // the first's; principal() then names the issuer too.
+  bool qualified = false;
   // oidc: when the token stops being valid; the epoch (default) for logins that never expire.
   std::chrono::system_clock::time_point expires_at{};
+
+  // Who this is for approvals and access grants, unique across issuers: the subject, or (from a
+  // second or later issuer) "<issuer>#<subject>".
+  std::string principal() const { return qualified ? issuer + "#" + subject : subject; }
 };
 
 }  // namespace gh::identity

@@ -169,6 +169,7 @@ tl::expected<Identity, TokenError> map_claims(const IssuerConfig& iss, std::stri
   Identity id;
   id.method = "oidc";
   id.issuer = iss.issuer;
+  id.qualified = iss.qualify_subjects;
   id.subject = first_string(*payload, iss.subject_claims);
   if (id.subject.empty())
     return refuse(TokenError::Kind::MissingClaim,

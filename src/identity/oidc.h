@@ -21,6 +21,7 @@ using Seconds = std::chrono::seconds;
 // One trusted issuer, from the configuration (`oidc.issuers[]`).
 struct IssuerConfig {
   std::string issuer;                 // exactly the token's `iss`
+  bool qualify_subjects = false;      // not the first issuer: Identity::qualified
   std::string discovery_url;          // default: issuer + "/.well-known/openid-configuration"
   std::string jwks_uri;               // set: skip discovery
   std::string ca_file;                // https: CA bundle to trust (default: the system's)

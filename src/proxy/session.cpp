@@ -490,7 +490,7 @@ awaitable<bool> Session::authenticate(const protocol::StartupMessage& startup) {
   std::vector<std::string> grants;
   if (target_->logins_use_grants() && server_.approvals())
     grants = server_.approvals()->active_roles(
-        identity_.subject, target_->name,
+        identity_.principal(), target_->name,
         std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
             .count());
   login_ = target_->login_for(identity_, grants);
@@ -885,7 +885,7 @@ void Session::on_watchdog() {
   } else if (!login_grant_.empty() && server_.approvals() &&
              [&] {
                auto roles = server_.approvals()->active_roles(
-                   identity_.subject, target_->name,
+                   identity_.principal(), target_->name,
                    std::chrono::duration_cast<std::chrono::microseconds>(
                        std::chrono::system_clock::now().time_since_epoch())
                        .count());

@@ -343,7 +343,7 @@ asio::awaitable<std::optional<End>> Session::hold_front_query(std::optional<poli
   };
 
   // Approved after an earlier wait ran out: the same identity may run exactly this once.
-  if (auto again = svc->take_rerun(identity_.subject, target_->name, key); again && *again) {
+  if (auto again = svc->take_rerun(identity_.principal(), target_->name, key); again && *again) {
     release(**again);
     co_return std::nullopt;
   }

@@ -233,7 +233,7 @@ policy::Decision Session::decide(const sql::Analysis& analysis) {
   std::vector<std::string> grants;
   if (policy.uses_grants() && server_.approvals()) {
     // Just-in-time access: checked per statement, so a grant ends when it expires or is revoked.
-    grants = server_.approvals()->active_roles(identity_.subject, target_->name,
+    grants = server_.approvals()->active_roles(identity_.principal(), target_->name,
                                                std::chrono::duration_cast<std::chrono::microseconds>(
                                                    req.now.time_since_epoch()).count());
     req.grants = &grants;

@@ -127,3 +127,19 @@ TEST(OidcConfig, TokenLoginsWithoutAnyWayToUseThemAreAConfigError) {
 
 }  // namespace
 }  // namespace gh::config
+
+namespace gh::config {
+namespace {
+
+TEST(OidcConfig, SecondAndLaterIssuersQualifyTheirSubjects) {
+  auto c = parse(with_oidc("      audience: x\n"
+                           "    - {issuer: 'https://second.example.com', audience: x}\n"),
+                 "t.yaml");
+  ASSERT_TRUE(c) << c.error().message;
+  ASSERT_EQ(c->oidc.issuers.size(), 2u);
+  EXPECT_FALSE(c->oidc.issuers[0].qualify_subjects);
+  EXPECT_TRUE(c->oidc.issuers[1].qualify_subjects);
+}
+
+}  // namespace
+}  // namespace gh::config

@@ -375,5 +375,22 @@ TEST(OidcIssuers, EachTokenIsCheckedWithItsOwnIssuersKeysAndRules) {
   EXPECT_EQ(d.error().kind, TokenError::Kind::Audience);
 }
 
+
+// Subjects are unique only within their issuer: an identity from the second or a later configured
+// issuer is, for approvals and grants, "<issuer>#<subject>", never the first issuer's "alice".
+TEST(OidcClaims, SubjectsOfLaterIssuersAreQualifiedForApprovalsAndGrants) {
+  const char* token = R"({"iss":"https://other.example.com","sub":"alice","groups":["dba"]})";
+  auto first = issuer("https://other.example.com");
+  auto id = map_claims(first, token);
+  ASSERT_TRUE(id);
+  EXPECT_EQ(id->principal(), "alice");
+  auto later = first;
+  later.qualify_subjects = true;
+  id = map_claims(later, token);
+  ASSERT_TRUE(id);
+  EXPECT_EQ(id->subject, "alice");  // what the database and the policy see
+  EXPECT_EQ(id->principal(), "https://other.example.com#alice");
+}
+
 }  // namespace
 }  // namespace gh::identity
