@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <functional>
 #include <initializer_list>
+#include <set>
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -114,9 +115,34 @@ std::string public_url(const Call& c) { return c.h.public_url ? c.h.public_url()
 // The request body as a JSON object; an empty body is an empty object.
 std::optional<json> body_object(Call& c) {
   if (c.req.body.empty()) return json::object();
-  auto j = json::parse(c.req.body, nullptr, false);
+  // JSON only: a form or text/plain body is what a cross-site form post sends.
+  const auto type = c.req.get_header_value("Content-Type");
+  if (type.rfind("application/json", 0) != 0) {
+    reply_error(c, 415, "unsupported_media_type", "the request body must be sent as Content-Type: application/json");
+    return std::nullopt;
+  }
+  // A member given twice is refused: which one counts would be the parser's choice, not the caller's.
+  std::vector<std::set<std::string>> seen;
+  std::string twice;
+  auto j = json::parse(
+      c.req.body,
+      [&](int depth, json::parse_event_t event, json& parsed) {
+        if (event == json::parse_event_t::object_start) {
+          seen.resize(std::size_t(depth) + 2);
+          seen[std::size_t(depth) + 1].clear();
+        } else if (event == json::parse_event_t::key && std::size_t(depth) < seen.size() &&
+                   !seen[std::size_t(depth)].insert(parsed.get<std::string>()).second && twice.empty()) {
+          twice = parsed.get<std::string>();
+        }
+        return true;
+      },
+      false);
   if (j.is_discarded()) {
     reply_error(c, 400, "bad_request", "the request body is not valid JSON");
+    return std::nullopt;
+  }
+  if (!twice.empty()) {
+    reply_error(c, 400, "bad_request", "member \"" + twice + "\" is given twice");
     return std::nullopt;
   }
   if (!j.is_object()) {

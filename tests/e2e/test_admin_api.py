@@ -184,6 +184,21 @@ def test_the_openapi_description_lists_exactly_the_endpoints_served(proxy):
 
 # ---- just-in-time access: request, approve, grant, revoke ---------------------------------------
 
+def test_request_bodies_are_json_with_each_member_once(proxy, tok):
+    """A form or text/plain body (what a cross-site form post sends) is refused with 415; a member
+    given twice is refused (which one counted would be the parser's choice)."""
+    body = b'{"target": "app", "role": "read_write", "duration": "1h", "reason": "a"}'
+    status, _, doc = call(proxy, "POST", "/api/v1/access-requests", tok.agent, raw=body,
+                          headers={"Content-Type": "text/plain"})
+    assert status == 415 and doc["error"] == "unsupported_media_type", doc
+    twice = b'{"target": "app", "role": "read_write", "duration": "1h", "reason": "a", "reason": "b"}'
+    status, _, doc = call(proxy, "POST", "/api/v1/access-requests", tok.agent, raw=twice)
+    assert status == 400 and '"reason" is given twice' in doc["message"], doc
+    nested_ok = b'{"target": "app", "role": "read_write", "duration": "1h", "reason": "ok"}'
+    status, _, doc = call(proxy, "POST", "/api/v1/access-requests", tok.agent, raw=nested_ok)
+    assert status == 201, doc
+
+
 def test_an_agent_requests_access_a_reviewer_approves_and_the_grant_is_listed_then_revoked(proxy, tok):
     req = request_access(proxy, tok.agent, duration="2h", reason="backfill of the orders table")
     rid = req["id"]
