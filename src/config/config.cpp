@@ -17,6 +17,7 @@
 
 #include "config/policy_config.h"
 #include "identity/http.h"
+#include "identity/identity.h"
 #include "identity/jose.h"
 
 namespace gh::config {
@@ -566,6 +567,11 @@ Config read_config(const Reader& r, const YAML::Node& root) {
                   "not a SCRAM-SHA-256 verifier (" + v.error().message + "); make one with `gatehouse hash-password`");
       user.verifier = std::move(*v);
       if (u["groups"]) user.groups = r.strings(u["groups"], path + ".groups");
+      // As for token claims (identity/oidc.cpp): these reach the database's startup packet.
+      auto control = [](const std::string& v) { return identity::has_control_characters(v); };
+      if (control(user.name)) r.fail_at(u["name"], path + ".name", "contains control characters");
+      if (std::any_of(user.groups.begin(), user.groups.end(), control))
+        r.fail_at(u["groups"], path + ".groups", "a group name contains control characters");
       c.users.push_back(std::move(user));
     }
   }

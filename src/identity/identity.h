@@ -3,11 +3,21 @@
 // and the backend login mapping.
 #include <chrono>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace gh::identity {
 
 enum class Kind { Human, Agent };
+
+// A name the identity is made of that cannot be used: it reaches the database's startup packet,
+// logs and terminals, where a tab or newline starts a setting of its own, a NUL ends the
+// parameter, an ESC redraws a screen.
+inline bool has_control_characters(std::string_view v) {
+  for (char c : v)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return true;
+  return false;
+}
 
 struct Identity {
   std::string subject;             // stable id: static user name or token `sub`

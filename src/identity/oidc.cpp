@@ -203,6 +203,16 @@ tl::expected<Identity, TokenError> map_claims(const IssuerConfig& iss, std::stri
             str("preferred_username").starts_with("service-account-");  // Keycloak service accounts
   }
   id.kind = agent ? Kind::Agent : Kind::Human;
+  // No claim has a reason to carry control characters (identity.h).
+  auto control = [](const std::string& v) { return has_control_characters(v); };
+  const char* bad = control(id.subject)        ? "subject"
+                    : control(id.email)        ? "email"
+                    : control(id.display_name) ? "name"
+                    : control(id.client_id)    ? "client id"
+                    : std::any_of(id.groups.begin(), id.groups.end(), control) ? "group name"
+                                                                               : nullptr;
+  if (bad)
+    return refuse(TokenError::Kind::BadClaim, std::string("the identity's ") + bad + " contains control characters");
   return id;
 }
 

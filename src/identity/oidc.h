@@ -50,7 +50,8 @@ struct IssuerConfig {
 struct TokenError {
   enum class Kind {
     Malformed, Algorithm, UnknownIssuer, UnknownKey, KeysUnavailable, BadSignature, Expired, NotYetValid,
-    IssuedInFuture, Audience, MissingClaim
+    IssuedInFuture, Audience, MissingClaim,
+    BadClaim  // a claim the identity is made of carries control characters
   } kind = Kind::Malformed;
   std::string message;
   std::string detail;

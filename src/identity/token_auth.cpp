@@ -84,7 +84,12 @@ class LoginAuthenticator::TokenExchange final : public AuthExchange {
       if (e.kind == TokenError::Kind::Malformed && e.message.rfind("the password is not an OIDC token", 0) == 0)
         hint = "this proxy takes an OIDC token as the password; get one with `gatehouse login` or "
                "`gatehouse token`";
-      return failed(unavailable ? "57P03" : "28P01", "token login failed for user \"" + ctx_.user + "\": " + e.message,
+      // 28000 for an identity the token makes that cannot be used (invalid authorization), 28P01
+      // for a token that does not prove one.
+      const char* sqlstate = unavailable ? "57P03" : e.kind == TokenError::Kind::BadClaim ? "28000" : "28P01";
+      if (e.kind == TokenError::Kind::BadClaim)
+        hint = "ask your identity provider's administrator to fix the account's claims";
+      return failed(sqlstate, "token login failed for user \"" + ctx_.user + "\": " + e.message,
                     std::move(hint), e.detail.empty() ? e.message : e.detail);
     }
     AuthStep s;

@@ -376,6 +376,20 @@ TEST(OidcIssuers, EachTokenIsCheckedWithItsOwnIssuersKeysAndRules) {
 }
 
 
+// Claims become the database's startup options, log lines and reviewers' screens: a control
+// character in any of them refuses the token, whatever it is used for (proxy login, admin API).
+TEST(OidcClaims, ControlCharactersInAnIdentityClaimRefuseTheToken) {
+  for (const char* payload : {R"({"sub":"mallory","email":"bob@example.com\t-c x=y"})", R"({"sub":"mal\u0000lory"})",
+                              R"({"sub":"m","groups":["ops\n-c gatehouse.identity_groups=dba"]})",
+                              R"({"sub":"m","name":"\u001b[2J"})"}) {
+    auto id = map_claims(issuer("https://idp.example.com"), payload);
+    ASSERT_FALSE(id) << payload;
+    EXPECT_EQ(id.error().kind, TokenError::Kind::BadClaim) << payload << ": " << id.error().message;
+    EXPECT_NE(id.error().message.find("control characters"), std::string::npos);
+  }
+  EXPECT_TRUE(map_claims(issuer("https://idp.example.com"), R"({"sub":"m","groups":["cn=ops,ou=teams"]})"));
+}
+
 // Subjects are unique only within their issuer: an identity from the second or a later configured
 // issuer is, for approvals and grants, "<issuer>#<subject>", never the first issuer's "alice".
 TEST(OidcClaims, SubjectsOfLaterIssuersAreQualifiedForApprovalsAndGrants) {
