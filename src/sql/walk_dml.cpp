@@ -36,13 +36,14 @@ std::string_view sval_of(const JValue* v) {
   return {};
 }
 
-bool is_name_column(const JValue* v) {
+}  // namespace
+
+bool Walker::name_column(const JValue* v) {
   if (!v || v->node_name() != "ColumnRef") return false;
   const JValue* fields = v->node_body()->get("fields");
   return fields && fields->is_array() && fields->count >= 1 && fields->count <= 2 &&
          sval_of(&fields->items[fields->count - 1]) == "name";
 }
-}  // namespace
 
 std::string_view Walker::pg_settings_row(const JValue& b) {
   // FROM exactly pg_settings (or pg_catalog.pg_settings), WHERE exactly name = '<literal>'.
@@ -59,8 +60,8 @@ std::string_view Walker::pg_settings_row(const JValue& b) {
     return {};
   const JValue* l = e->get("lexpr");
   const JValue* r = e->get("rexpr");
-  if (is_name_column(l) && r && r->node_name() == "A_Const") return sval_of(r);
-  if (is_name_column(r) && l && l->node_name() == "A_Const") return sval_of(l);
+  if (name_column(l) && r && r->node_name() == "A_Const") return sval_of(r);
+  if (name_column(r) && l && l->node_name() == "A_Const") return sval_of(l);
   return {};
 }
 

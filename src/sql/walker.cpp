@@ -545,14 +545,10 @@ void Walker::func_call(const JValue& body) {
           literal = true;
         }
       } else if (args && args->is_array() && args->count > 0 && !pg_settings_name_.empty() &&
-                 args->items[0].node_name() == "ColumnRef") {
+                 name_column(&args->items[0])) {
         // set_config(name, ...) FROM pg_settings WHERE name = 'x': sets x (pg_dump does this).
-        const JValue* fields = args->items[0].node_body()->get("fields");
-        if (fields && fields->is_array() && fields->count >= 1 && fields->count <= 2 &&
-            string_node(fields->items[fields->count - 1]) == "name") {
-          setting = pg_settings_name_;
-          literal = true;
-        }
+        setting = pg_settings_name_;
+        literal = true;
       }
       if (!literal) {
         add_setting("*");

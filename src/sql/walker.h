@@ -144,6 +144,7 @@ class Walker {
   // where the server has it): x, which set_config(name, ...) in its target list then sets.
   std::string_view pg_settings_name_;
   static std::string_view pg_settings_row(const JValue& select_body);
+  static bool name_column(const JValue* v);  // a column reference `name` or `x.name`
   bool in_ddl_ = false;                 // DefElem options mean file_fdw/foreign options here
 };
 
