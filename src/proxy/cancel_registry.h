@@ -19,8 +19,10 @@ struct CancelRoute {
   std::string host;
   std::uint16_t port = 0;
   bool tls = false;  // send the cancel over TLS (backend tls != disable)
-  // Also told about the cancel (a statement held for approval is cancelled by the proxy itself).
-  std::function<void()> on_cancel;
+  // Told about the cancel first, from any thread; true: a statement held for approval, which the
+  // proxy cancels itself, so nothing is sent to the server (a cancel sent there would land on
+  // whatever the session runs next).
+  std::function<bool()> on_cancel;
 };
 
 class CancelRegistry {

@@ -310,7 +310,10 @@ awaitable<void> Session::handle_cancel(protocol::CancelRequest req) {
     spdlog::info("cancel request from {} for an unknown session key ignored", peer_);
     co_return;
   }
-  if (route->on_cancel) route->on_cancel();  // a statement held for approval is cancelled here
+  if (route->on_cancel && route->on_cancel()) {  // a statement held for approval is cancelled here
+    spdlog::info("cancel request from {}: the statement held for approval is cancelled", peer_);
+    co_return;
+  }
   try {
     auto ex = co_await asio::this_coro::executor;
     asio::ip::tcp::resolver resolver(ex);
@@ -698,9 +701,12 @@ awaitable<bool> Session::connect_backend(const protocol::StartupMessage& startup
         CancelRoute route{backend_key_, t.name, t.backend.host, t.backend.port,
                           t.backend.tls != config::BackendTlsMode::Disable, {}};
         route.on_cancel = [weak = weak_from_this(), ex] {
+          auto self = weak.lock();
+          if (!self || !self->held_now_.load(std::memory_order_acquire)) return false;
           asio::post(ex, [weak] {
             if (auto self = weak.lock()) self->on_client_cancel();
           });
+          return true;
         };
         audit_begin();
         if (auditing()) {

@@ -1,6 +1,7 @@
 #pragma once
 // One client connection: handshake (TLS, startup, authentication, backend login), then the
 // relay, then one teardown path that says why the session ended.
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -270,6 +271,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool release_front_ = false;     // the Query at the front of cin_ was approved: judge lets it pass
   policy::Decision released_decision_;
   bool holding_ = false;           // waiting for a reviewer right now
+  std::atomic<bool> held_now_{false};  // holding_, for the cancel handler on another thread
   bool hold_cancelled_ = false;    // the client cancelled (Ctrl-C) while held
   bool hold_decided_ = false;      // the request left pending (set from the approvals' callback)
   bool wait_for_approval_ = true;  // SET gatehouse.wait = off: refuse at once with the request id

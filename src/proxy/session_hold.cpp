@@ -416,6 +416,7 @@ asio::awaitable<std::optional<End>> Session::hold_front_query(std::optional<poli
   }
 
   holding_ = true;
+  held_now_.store(true, std::memory_order_release);
   hold_cancelled_ = false;
   hold_decided_ = false;
   auto ex = co_await asio::this_coro::executor;
@@ -434,6 +435,7 @@ asio::awaitable<std::optional<End>> Session::hold_front_query(std::optional<poli
   }
   svc->unwatch(token);
   holding_ = false;
+  held_now_.store(false, std::memory_order_release);
   svc->set_waiting(r.id, false);
   if (ending_) co_return End{};  // the request stays open (proxy shutdown, session ended)
 
