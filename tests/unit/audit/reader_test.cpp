@@ -174,6 +174,58 @@ TEST(AuditSearch, StatementJoinedWithItsResult) {
   }
 }
 
+// The (session, statement) index covers result records only: a one-record statement (the common
+// case) pays nothing for it at insert, and the lookups of a statement's result still use it.
+TEST(AuditSqliteSchema, ResultLookupUsesThePartialIndex) {
+  Stores s;
+  const auto db = s.dir.file("a.db");
+  EXPECT_EQ(column(db, "PRAGMA user_version"), "2");
+  EXPECT_EQ(column(db, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'audit_records_session'"), "0");
+  std::string plan;
+  {
+    auto ro = store::SqliteDb::open(db, store::SqliteDb::Mode::ReadOnly);
+    ASSERT_TRUE(ro.has_value());
+    auto st = ro->prepare("EXPLAIN QUERY PLAN SELECT seq FROM audit_records a WHERE a.session = 2 AND a.statement = 1 "
+                          "AND a.node = 'n1' AND a.type = 'result' ORDER BY a.seq LIMIT 1");
+    ASSERT_TRUE(st.has_value());
+    while (*st->step()) plan += std::string(st->column_text(3)) + "\n";  // id, parent, notused, detail
+  }
+  EXPECT_NE(plan.find("audit_records_result"), std::string::npos) << plan;
+  // Statements are not in it; results are.
+  EXPECT_EQ(column(db, "SELECT count(*) FROM audit_records INDEXED BY audit_records_result WHERE type = 'result' AND session > 0"), "2");
+}
+
+TEST(AuditSqliteSchema, AVersion1StoreLosesItsFullSessionIndex) {
+  TempDir dir;
+  const auto db = dir.file("old.db");
+  exec(db, "CREATE TABLE audit_records (seq INTEGER PRIMARY KEY, node TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL, "
+           "body TEXT NOT NULL, time TEXT NOT NULL, time_us INTEGER NOT NULL, type TEXT NOT NULL, session INTEGER NOT NULL, "
+           "statement INTEGER NOT NULL, subject TEXT NOT NULL, email TEXT NOT NULL, groups TEXT NOT NULL, kind TEXT NOT NULL, "
+           "client TEXT NOT NULL, target TEXT NOT NULL, environment TEXT NOT NULL, database TEXT NOT NULL, kinds TEXT NOT NULL, "
+           "relations TEXT NOT NULL, tags TEXT NOT NULL, decision TEXT NOT NULL, rule TEXT NOT NULL, outcome TEXT NOT NULL, "
+           "sqlstate TEXT NOT NULL, rows INTEGER NOT NULL, duration_us INTEGER NOT NULL, text TEXT NOT NULL);"
+           "CREATE INDEX audit_records_time ON audit_records (time_us);"
+           "CREATE INDEX audit_records_session ON audit_records (session, statement);"
+           "PRAGMA user_version = 1;");
+  {
+    auto store = store::SqliteDb::open(db);
+    ASSERT_TRUE(store.has_value());
+    for (const auto& r : make(sample())) insert_row(*store, r);
+  }
+  { ASSERT_TRUE(open_sqlite_sink(db, false).has_value()); }
+  EXPECT_EQ(column(db, "PRAGMA user_version"), "2");
+  EXPECT_EQ(column(db, "SELECT group_concat(name, ' ') FROM (SELECT name FROM sqlite_master WHERE type = 'index' ORDER BY name)"),
+            "audit_records_result audit_records_time");
+  auto reader = AuditReader::open(db);
+  ASSERT_TRUE(reader.has_value());
+  auto page = (*reader)->search(filter({{"outcome", "error"}}));
+  ASSERT_TRUE(page.has_value());
+  ASSERT_EQ(page->hits.size(), 1u);
+  EXPECT_EQ(page->hits[0].record.seq, 3u);
+  ASSERT_TRUE(page->hits[0].result.has_value());
+  EXPECT_EQ(page->hits[0].result->index.outcome, "error");
+}
+
 TEST(AuditSearch, PaginatesWithACursor) {
   Stores s;
   for (auto* r : {s.sqlite.get(), s.jsonl.get()}) {
