@@ -592,10 +592,9 @@ std::shared_ptr<Draft> draft(const Event& e, const SealOptions& o) {
 
 std::string_view draft_body(const Draft& d) { return d.body; }
 
-Record seal_draft(const Draft& d, const Event& e, ChainHead& head, const SealOptions& o) {
-  Record r;
-  r.seq = head.seq + 1;
-  r.prev = head.hash;
+Sealing prepare_draft(const Draft& d, const Event& e, const SealOptions& o) {
+  Sealing s;
+  Record& r = s.record;
   r.index = d.index;
   RecordIndex& x = r.index;
   x.outcome = utf8_clean(e.outcome);
@@ -603,35 +602,64 @@ Record seal_draft(const Draft& d, const Event& e, ChainHead& head, const SealOpt
   x.rows = e.rows;
   x.duration_us = e.duration_us;
   // The draft's bytes with the outcome spliced in: each inserted member follows another (client
-  // always precedes), so it is written as ,"key":value.
+  // always precedes), so it is written as ,"key":value. Cut in two where the chain's values go:
+  // the body up to prev's digits, and the rest (with the offset of seq's digits in it).
   const std::string_view b = d.body;
   const Marks& m = d.marks;
-  std::string& out = r.body;
-  out.reserve(b.size() + 160 + e.message.size());
-  Canonical w(out);
+  r.body.reserve(b.size() + 160 + e.message.size() + 64 + 24);
+  {
+    Canonical w(r.body);
+    auto copy = [&](std::size_t from, std::size_t to) { w.raw(b.substr(from, to - from)); };
+    copy(0, m.duration);
+    w.after_member();
+    if (e.duration_us >= 0) w.member("duration_us", e.duration_us);
+    copy(m.duration, m.message);
+    w.after_member();
+    if (!e.message.empty()) put_text(w, "message", e.message, o.max_text);
+    copy(m.message, m.node_begin);
+    w.after_member();
+    w.member("node", o.node);
+    if (!e.outcome.empty()) w.member("outcome", e.outcome);
+    w.key("prev");
+    w.raw("\"");  // the hex digits need no escaping
+  }
+  s.rest.reserve(64 + (b.size() - m.seq_end) + e.sqlstate.size());
+  Canonical w(s.rest);
   auto copy = [&](std::size_t from, std::size_t to) { w.raw(b.substr(from, to - from)); };
-  copy(0, m.duration);
+  w.raw("\"");
   w.after_member();
-  if (e.duration_us >= 0) w.member("duration_us", e.duration_us);
-  copy(m.duration, m.message);
-  w.after_member();
-  if (!e.message.empty()) put_text(w, "message", e.message, o.max_text);
-  copy(m.message, m.node_begin);
-  w.after_member();
-  w.member("node", o.node);
-  if (!e.outcome.empty()) w.member("outcome", e.outcome);
-  w.member("prev", r.prev);
   if (e.rows >= 0) w.member("rows", e.rows);
-  w.member("seq", std::int64_t(r.seq));
+  w.key("seq");
+  s.seq_at = w.pos();
+  w.after_member();
   copy(m.seq_end, m.sqlstate);
   w.after_member();
   if (!e.sqlstate.empty()) w.member("sqlstate", e.sqlstate);
   copy(m.sqlstate, b.size());
-  w.finish();
+  return s;
+}
+
+void link(Sealing& s, ChainHead& head) {
+  Record& r = s.record;
+  r.seq = head.seq + 1;
+  r.prev = head.hash;
+  char digits[24];
+  const auto [end, ec] = std::to_chars(digits, digits + sizeof digits, r.seq);
+  const std::string_view rest = s.rest;
+  r.body.reserve(r.body.size() + r.prev.size() + rest.size() + std::size_t(end - digits));
+  r.body += r.prev;
+  r.body += rest.substr(0, s.seq_at);
+  r.body.append(digits, end);
+  r.body += rest.substr(s.seq_at);
   r.hash = chain_hash(r.prev, r.body);
   head.seq = r.seq;
   head.hash = r.hash;
-  return r;
+}
+
+Record seal_draft(const Draft& d, const Event& e, ChainHead& head, const SealOptions& o) {
+  Sealing s = prepare_draft(d, e, o);
+  link(s, head);
+  return std::move(s.record);
 }
 
 Result<Record> seal_unfinished(std::string_view intent_body, std::string_view message, ChainHead& head) {

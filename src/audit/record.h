@@ -73,6 +73,18 @@ std::string_view draft_body(const Draft& d);
 // `e`: the drafted event, now with its outcome (nothing else of it may have changed).
 Record seal_draft(const Draft& d, const Event& e, ChainHead& head, const SealOptions& options);
 
+// seal_draft in two steps, so that a writer can do all that does not depend on the record's
+// place in the chain before it takes the chain's lock: prepare_draft builds the index and the
+// body's bytes around the two chain values (prev's digits, seq's digits); link puts the record at
+// head.seq + 1, completes the body, hashes it and advances `head` (a few hundred nanoseconds).
+struct Sealing {
+  Record record;         // body: the bytes up to prev's digits
+  std::string rest;      // the bytes after prev's digits; seq's digits go at seq_at
+  std::size_t seq_at = 0;
+};
+Sealing prepare_draft(const Draft& d, const Event& e, const SealOptions& options);
+void link(Sealing& s, ChainHead& head);
+
 // The record of a statement whose intent (Trail::intend) a stopped process left behind: the
 // intent's body with outcome "unknown" and `message`, as record head.seq + 1; advances `head`.
 // Fails when the body is not a JSON object.

@@ -553,14 +553,6 @@ TrailStats Trail::stats() const {
   return s;
 }
 
-std::vector<Record> Trail::seal_all(const std::vector<Event>& events) {
-  SealOptions so{options_.node, options_.max_text, options_.params};
-  std::vector<Record> out;
-  out.reserve(events.size());
-  for (const auto& e : events) out.push_back(seal(e, head_, so));
-  return out;
-}
-
 // ---- writer thread ----------------------------------------------------------------------------
 
 void Trail::run() {
@@ -588,9 +580,24 @@ Result<void> Trail::append(std::vector<Event>& events) {
   // The events (analyses, policies, strings) are released when this returns, after the lock.
   const std::vector<Event> sealed = std::move(events);
   events.clear();
-  std::lock_guard chain(chain_mu_);
+  // Statements' records are prepared before the chain's lock (their indexes and bodies, all but
+  // seq and prev): the two workers that append take turns on it for as short as can be.
+  SealOptions so{options_.node, options_.max_text, options_.params};
+  std::vector<Sealing> prepared(sealed.size());
+  for (std::size_t i = 0; i < sealed.size(); ++i)
+    if (sealed[i].draft) prepared[i] = prepare_draft(*sealed[i].draft, sealed[i], so);
+  std::unique_lock chain(chain_mu_);
   const ChainHead before = head_;
-  auto records = seal_all(sealed);
+  std::vector<Record> records;
+  records.reserve(sealed.size());
+  for (std::size_t i = 0; i < sealed.size(); ++i) {
+    if (sealed[i].draft) {
+      link(prepared[i], head_);
+      records.push_back(std::move(prepared[i].record));
+    } else {
+      records.push_back(seal(sealed[i], head_, so));
+    }
+  }
 
   bool healthy = true;
   Error error;
@@ -616,23 +623,29 @@ Result<void> Trail::append(std::vector<Event>& events) {
     return tl::unexpected(Error{r.error().sqlstate.empty() ? "58030" : r.error().sqlstate, r.error().message});
   }
   journal_failed_.store(false, std::memory_order_relaxed);
+  const std::uint64_t head_seq = head_.seq;
+  const std::size_t journal_size = journal_bytes();
+  const std::size_t count = records.size();
   // Journaled: the statements' intents are no longer needed (before the store thread can have
   // the records, so a start that finds an intent finds its record, if any, in the journal).
   for (const auto& e : sealed)
     if (e.intent) release_intent(e.intent);
+  bool wake = false;
   {
-    std::lock_guard lock(mu_);
-    stats_.journaled += records.size();
-    stats_.head_seq = head_.seq;
-    stats_.journal_bytes = journal_bytes();
-    ++stats_.batches;
-  }
-  {
-    std::lock_guard lock(store_mu_);
+    std::lock_guard lock(store_mu_);  // in chain order: the store thread takes them as they come
     const bool was_empty = to_store_.empty();
     if (was_empty) to_store_since_ = std::chrono::steady_clock::now();
     for (auto& r : records) to_store_.push_back(std::move(r));
-    if (was_empty || to_store_.size() >= kFlushRecords) store_cv_.notify_one();
+    wake = was_empty || to_store_.size() >= kFlushRecords;
+  }
+  chain.unlock();
+  if (wake) store_cv_.notify_one();
+  {
+    std::lock_guard lock(mu_);
+    stats_.journaled += count;
+    stats_.head_seq = std::max(stats_.head_seq, head_seq);
+    stats_.journal_bytes = journal_size;
+    ++stats_.batches;
   }
   if (!healthy) return tl::unexpected(std::move(error));  // kept in the journal, but the store is down
   return {};

@@ -129,7 +129,6 @@ class Trail {
   // Under chain_mu_: seal, journal, hand over to the store thread. Error as for write_now.
   Result<void> append(std::vector<Event>& events);
   void maybe_checkpoint(bool force);
-  std::vector<Record> seal_all(const std::vector<Event>& events);
   // store thread: journal -> sinks
   void run_store();
   void flush_sinks(bool force);

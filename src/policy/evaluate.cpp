@@ -128,7 +128,7 @@ class Evaluator {
             const std::vector<ClassificationEntry>& classes, const std::vector<TagSet>& class_tags,
             const std::vector<std::string>& tag_names)
       : req_(req), a_(a), environment_(environment), classes_(classes), class_tags_(class_tags),
-        tag_names_(tag_names), address_(IpAddress::parse(req.client_address)) {}
+        tag_names_(tag_names) {}
 
   // All conditions of `c` hold for statement `s`. With `why`, appends "key: detail" evidence.
   // any_schema: a relation named without a schema may be of any schema (restricting rules).
@@ -156,7 +156,16 @@ class Evaluator {
   const std::vector<ClassificationEntry>& classes_;
   const std::vector<TagSet>& class_tags_;
   const std::vector<std::string>& tag_names_;
-  std::optional<IpAddress> address_;
+  // The client's address, parsed when a rule first asks (most policies never do).
+  const std::optional<IpAddress>& address() const {
+    if (!address_parsed_) {
+      address_ = IpAddress::parse(req_.client_address);
+      address_parsed_ = true;
+    }
+    return address_;
+  }
+  mutable std::optional<IpAddress> address_;
+  mutable bool address_parsed_ = false;
 };
 
 void Evaluator::classify(const sql::Statement& s, std::uint8_t access, TagSet& tags, Sensitivity& max,
@@ -231,9 +240,9 @@ bool Evaluator::where_matches(const Conditions& c, std::vector<std::string>* why
   }
   if (!c.client_addresses.empty()) {
     const Cidr* hit = nullptr;
-    if (address_)
+    if (const auto& ip = address())
       for (const auto& b : c.client_addresses)
-        if (b.contains(*address_)) {
+        if (b.contains(*ip)) {
           hit = &b;
           break;
         }
@@ -241,9 +250,9 @@ bool Evaluator::where_matches(const Conditions& c, std::vector<std::string>* why
     if (why) why->push_back("client_address: " + std::string(req_.client_address) + " in " + hit->text());
   }
   if (!c.not_client_addresses.empty()) {
-    if (address_)
+    if (const auto& ip = address())
       for (const auto& b : c.not_client_addresses)
-        if (b.contains(*address_)) return false;
+        if (b.contains(*ip)) return false;
     if (why)
       why->push_back("not_client_address: " +
                      (req_.client_address.empty() ? std::string("unknown address") : std::string(req_.client_address)));
