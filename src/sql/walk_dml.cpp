@@ -65,6 +65,23 @@ std::string_view Walker::pg_settings_row(const JValue& b) {
   return {};
 }
 
+std::string_view Walker::pg_settings_update_name(const JValue& b) {
+  // UPDATE pg_settings ... WHERE exactly name = '<literal>' (no FROM).
+  const JValue* from = b.get("fromClause");
+  if (from && from->is_array() && from->count > 0) return {};
+  const JValue* where = b.get("whereClause");
+  if (!where || where->node_name() != "A_Expr") return {};
+  const JValue* e = where->node_body();
+  const JValue* op = e->get("name");
+  if (e->get_str("kind") != "AEXPR_OP" || !op || !op->is_array() || op->count != 1 || sval_of(&op->items[0]) != "=")
+    return {};
+  const JValue* l = e->get("lexpr");
+  const JValue* r = e->get("rexpr");
+  if (name_column(l) && r && r->node_name() == "A_Const") return sval_of(r);
+  if (name_column(r) && l && l->node_name() == "A_Const") return sval_of(l);
+  return {};
+}
+
 void Walker::select_stmt(const JValue& b, Mode mode) {
   if (mode != Mode::Nested) add_kind(StatementKind::Select);
   CteScope cte_scope(ctes_);
@@ -203,6 +220,27 @@ void Walker::update_stmt(const JValue& b) {
   if (!rv) return;
   int target = rel(rv->get_str("schemaname"), rv->get_str("relname"));
   add_access(target, kUpdate);
+  if (const auto schema = rv->get_str("schemaname");
+      rv->get_str("relname") == "pg_settings" && (schema.empty() || schema == "pg_catalog") &&
+      !plan_only_) {
+    // UPDATE pg_settings is set_config for each row it updates (a rule of the view): the setting
+    // is the one WHERE name = '<literal>' names, any setting otherwise.
+    const std::string_view one = pg_settings_update_name(b);
+    add_kind(StatementKind::Set);
+    if (one.empty()) {
+      add_setting("*");
+      out_.opaque_code = true;
+    } else {
+      std::string l(one);
+      for (char& c : l)
+        if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
+      add_setting(l);
+      if (l == "role" || l == "session_authorization") {
+        add_kind(StatementKind::SetRole);
+        out_.role_change = true;
+      }
+    }
+  }
   push_level();
   add_target_entry(*rv, target);
   if (const JValue* from = b.get("fromClause"); from && from->is_array()) {

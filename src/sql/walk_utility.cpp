@@ -302,6 +302,78 @@ void Walker::explain_stmt(const JValue& b) {
   plan_only_ = saved;
 }
 
+namespace {
+
+// DDL statements that name functions for the server to call later, and the options that do:
+// CREATE AGGREGATE (sfunc ...), CREATE OPERATOR (function ...), CREATE TYPE (input ...), ALTER
+// OPERATOR/TYPE SET (...), CREATE CAST ... WITH FUNCTION, CREATE CONVERSION ... FROM f, CREATE
+// TRANSFORM, CREATE OPERATOR CLASS/FAMILY ... FUNCTION, CREATE LANGUAGE ... HANDLER,
+// CREATE/ALTER FOREIGN DATA WRAPPER ... HANDLER/VALIDATOR, CREATE ACCESS METHOD ... HANDLER.
+bool names_functions(std::string_view stmt) {
+  static constexpr std::string_view kinds[] = {
+      "DefineStmt",          "AlterOperatorStmt",   "AlterTypeStmt",   "CreateCastStmt",
+      "CreateConversionStmt", "CreateTransformStmt", "CreateOpClassStmt", "AlterOpFamilyStmt",
+      "CreatePLangStmt",     "CreateFdwStmt",       "AlterFdwStmt",    "CreateAmStmt",
+  };
+  return std::find(std::begin(kinds), std::end(kinds), stmt) != std::end(kinds);
+}
+
+bool function_option(std::string_view defname) {
+  static constexpr std::string_view names[] = {
+      "sfunc", "finalfunc", "combinefunc", "serialfunc", "deserialfunc", "msfunc", "minvfunc", "mfinalfunc",
+      "function", "procedure", "restrict", "join", "input", "output", "receive", "send", "typmod_in",
+      "typmod_out", "analyze", "subscript", "handler", "validator",
+  };
+  std::string l(defname);
+  for (char& c : l)
+    if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
+  return std::find(std::begin(names), std::end(names), l) != std::end(names);
+}
+
+}  // namespace
+
+void Walker::functions_named_in(const JValue& v) {
+  if (v.is_array()) {
+    for (const JValue& item : v) functions_named_in(item);
+    return;
+  }
+  const JValue* b = v.node_body();
+  if (!b) {
+    // An embedded struct (no node wrapper): an ObjectWithArgs (CREATE CAST ... WITH FUNCTION,
+    // CREATE TRANSFORM) names a function; otherwise its members.
+    if (!v.is_object()) return;
+    if (const JValue* names = v.get("objname")) {
+      function_named(*names);
+      return;
+    }
+    for (std::uint32_t i = 0; i < v.count; ++i) functions_named_in(v.members[i].value);
+    return;
+  }
+  const std::string_view n = v.node_name();
+  if (n == "ObjectWithArgs") {
+    if (const JValue* names = b->get("objname")) function_named(*names);
+    return;
+  }
+  if (n == "DefElem" && function_option(b->get_str("defname"))) {
+    if (const JValue* arg = b->get("arg")) {
+      const JValue* ab = arg->node_body();
+      if (arg->is_array()) {
+        function_named(*arg);
+      } else if (ab && arg->node_name() == "TypeName") {
+        if (const JValue* names = ab->get("names")) function_named(*names);
+      } else if (ab && arg->node_name() == "List") {
+        if (const JValue* items = ab->get("items")) function_named(*items);
+      } else if (ab) {
+        functions_named_in(*arg);
+      }
+    }
+    return;
+  }
+  for (const char* key : {"func_name", "plhandler", "plinline", "plvalidator", "handler_name"})
+    if (const JValue* names = b->get(key)) function_named(*names);
+  for (std::uint32_t i = 0; i < b->count; ++i) functions_named_in(b->members[i].value);
+}
+
 bool Walker::utility(std::string_view name, const JValue& b, Mode mode) {
   Context context(generic_access_, in_ddl_);
   auto nested = [&](std::string_view key) {
@@ -317,6 +389,8 @@ bool Walker::utility(std::string_view name, const JValue& b, Mode mode) {
   auto into_rel = [&](const JValue* rv, std::uint8_t access) {
     if (rv) add_access(rel(rv->get_str("schemaname"), rv->get_str("relname")), access);
   };
+
+  if (names_functions(name) && !plan_only_) functions_named_in(b);
 
   if (name == "CopyStmt") {
     copy_stmt(b);
@@ -387,7 +461,17 @@ bool Walker::utility(std::string_view name, const JValue& b, Mode mode) {
     if (const JValue* s = b.get("setstmt")) add_setting(setting_of(*s));
   } else if (name == "AlterDatabaseSetStmt") {
     add_kind(K::Alter);
-    if (const JValue* s = b.get("setstmt")) add_setting(setting_of(*s));
+    if (const JValue* s = b.get("setstmt")) {
+      const std::string setting = setting_of(*s);
+      add_setting(setting);
+      // A default for every later session on the database: as ALTER ROLE ... SET when it decides
+      // who they run as, where unqualified names resolve or how their SQL is read.
+      if (setting == "role" || setting == "session_authorization" || setting == "search_path" ||
+          setting == "standard_conforming_strings" || setting == "client_encoding" || setting == "all") {
+        add_kind(K::RoleChange);
+        out_.role_change = true;
+      }
+    }
   } else if (name == "DiscardStmt") {
     add_kind(K::Discard);
     if (b.get_str("target") == "DISCARD_ALL") add_setting("all");

@@ -48,7 +48,7 @@ constexpr std::string_view kDynamicSqlFunctions[] = {
     "query_to_xml",   "query_to_xmlschema",  "query_to_xml_and_xmlschema", "table_to_xml",
     "table_to_xmlschema", "table_to_xml_and_xmlschema", "cursor_to_xml",  "cursor_to_xmlschema",
     "schema_to_xml",  "schema_to_xmlschema", "schema_to_xml_and_xmlschema", "database_to_xml",
-    "database_to_xmlschema", "database_to_xml_and_xmlschema", "ts_stat",
+    "database_to_xmlschema", "database_to_xml_and_xmlschema", "ts_stat", "ts_rewrite",
 };
 
 template <std::size_t N>
@@ -523,6 +523,22 @@ void Walker::column_ref(const JValue& body) {
       if (const RangeEntry* e = find_entry(names[2], names[1])) return add_read(e->rel, names[3]);
       if (const RangeEntry* e = find_entry(names[0], {})) return add_read(e->rel, names[1]);
       return unqualified(names[0]);
+  }
+}
+
+void Walker::function_named(const JValue& funcname) {
+  // A function a DDL statement names for the server to call later, whenever the aggregate,
+  // operator, cast, type or handler it defines is used: checked as a call with unknown arguments
+  // (set_config: any setting), and the statement runs code the proxy will not see being called.
+  if (!funcname.is_array() || funcname.count == 0) return;
+  add_function(funcname);
+  out_.opaque_code = true;
+  std::string name = lower(string_node(funcname.items[funcname.count - 1]));
+  if (one_of(name, kFileFunctions)) out_.server_file_access = true;
+  if (name.rfind("dblink", 0) == 0) out_.remote_access = true;
+  if (name == "set_config" && !plan_only_) {
+    add_setting("*");
+    add_kind(StatementKind::Set);
   }
 }
 

@@ -83,6 +83,8 @@ class Walker {
   bool statement(std::string_view name, const JValue& body, Mode mode);  // false: not a statement
   void column_ref(const JValue& body);
   void func_call(const JValue& body);
+  void function_named(const JValue& funcname);    // named by DDL, called by the server later
+  void functions_named_in(const JValue& v);       // every such name inside a DDL statement
   void def_elem(const JValue& body);
   void from_item(const JValue& item);
   void range_var_from(const JValue& rv);
@@ -144,6 +146,7 @@ class Walker {
   // where the server has it): x, which set_config(name, ...) in its target list then sets.
   std::string_view pg_settings_name_;
   static std::string_view pg_settings_row(const JValue& select_body);
+  static std::string_view pg_settings_update_name(const JValue& update_body);
   static bool name_column(const JValue* v);  // a column reference `name` or `x.name`
   bool in_ddl_ = false;                 // DefElem options mean file_fdw/foreign options here
 };

@@ -989,6 +989,10 @@ def test_identity_settings_guardrail_on_every_target(prod):
     ("SELECT set_config(%s, 'eve', false)", ("gatehouse.identity_email",)),
     ("SELECT set_config('gatehouse.' || 'identity', 'mallory', false)", None),
     ("DO $$ BEGIN PERFORM set_config('gatehouse.identity_kind', 'agent', false); END $$", None),
+    # set_config wrapped by DDL, called later without its name in sight (found by adversarial testing)
+    ("CREATE AGGREGATE pg_temp.spoof(text, bool) (sfunc = set_config, stype = text, initcond = 'gatehouse.identity')", None),
+    ("CREATE TYPE pg_temp.t (input = set_config, output = textout)", None),
+    ("UPDATE pg_settings SET setting = 'x' WHERE name LIKE 'gatehouse%%'", None),
 ])
 def test_identity_settings_named_at_run_time_are_refused_on_every_target(prod, sql, params):
     """set_config whose setting name the proxy cannot read could be gatehouse.identity; code that

@@ -100,3 +100,35 @@ def test_extended_batch_after_setting_change_refused(gh, lex_table):
                 c.execute(SMUGGLE, prepare=False)
     finally:
         c.close()
+
+
+def test_update_of_pg_settings_cannot_turn_it_off(gh, lex_table):
+    """UPDATE pg_settings is set_config through a rule of the view (found by adversarial testing:
+    it was not seen as a settings change, and the statement after it was read wrongly). With a
+    name list the proxy cannot read it is refused (it could be gatehouse.identity); in a pipeline,
+    the statement crafted for the change never runs."""
+    import pgwire
+    update = "UPDATE pg_settings SET setting = 'off' WHERE name IN ('standard_conforming_strings', 'escape_string_warning')"
+    with connect(gh, autocommit=True) as c:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as ei:
+            c.execute(update)
+        assert "guardrail.identity_settings" in str(ei.value)
+        assert c.execute("SHOW standard_conforming_strings").fetchone() == ("on",)
+    s = pgwire.connect(gh.port, "alice", USERS["alice"])
+    try:
+        s.send(pgwire.query(update) + pgwire.query(SMUGGLE))
+        assert s.read_error()["C"] == "42501"
+    finally:
+        s.close()
+    c = connect(gh, autocommit=True)
+    try:
+        with pytest.raises(psycopg.Error):
+            with c.pipeline():
+                c.execute(update, prepare=False)
+                c.execute(SMUGGLE, prepare=False)
+    finally:
+        c.close()
+    # One setting named by a literal: set_config of that setting, allowed, and judged as such.
+    with connect(gh, autocommit=True) as c:
+        c.execute("UPDATE pg_settings SET setting = '2MB' WHERE name = 'work_mem'")
+        assert c.execute("SHOW work_mem").fetchone() == ("2MB",)

@@ -708,6 +708,58 @@ TEST(SqlSettings, SetConfig) {
     EXPECT_EQ(only(analyze_uncached(sql)).settings, Strings{"*"}) << sql;
 }
 
+// UPDATE pg_settings is set_config through a rule of the view (found by adversarial testing:
+// it turned standard_conforming_strings off and the next statement was read wrongly).
+TEST(SqlSettings, UpdateOfPgSettingsSetsSettings) {
+  const Statement& any = only(analyze_uncached(
+      "UPDATE pg_settings SET setting = 'off' WHERE name IN ('standard_conforming_strings', 'escape_string_warning')"));
+  EXPECT_EQ(any.settings, Strings{"*"});
+  EXPECT_TRUE(any.opaque_code);
+  EXPECT_NE(std::find(any.kinds.begin(), any.kinds.end(), K::Set), any.kinds.end());
+  const Statement& one = only(analyze_uncached("UPDATE pg_catalog.pg_settings SET setting = '1MB' WHERE name = 'Work_Mem'"));
+  EXPECT_EQ(one.settings, Strings{"work_mem"});
+  EXPECT_FALSE(one.opaque_code);
+  const Statement& role = only(analyze_uncached("UPDATE pg_settings SET setting = 'x' WHERE 'role' = name"));
+  EXPECT_TRUE(role.role_change);
+  // Another schema's table of that name is an ordinary table.
+  EXPECT_TRUE(only(analyze_uncached("UPDATE public.pg_settings SET setting = 'x'")).settings.empty());
+}
+
+// ALTER DATABASE ... SET of who later sessions run as, where their names resolve or how their SQL
+// is read: a change of privileges, as ALTER ROLE ... SET is (found by adversarial testing).
+TEST(SqlSettings, AlterDatabaseSetOfRoleIsAPrivilegeChange) {
+  for (const char* sql : {"ALTER DATABASE postgres SET role = 'other'", "ALTER DATABASE postgres SET search_path = hr",
+                          "ALTER DATABASE postgres SET standard_conforming_strings = off",
+                          "ALTER DATABASE postgres SET session_authorization = 'x'", "ALTER DATABASE postgres RESET ALL"})
+    EXPECT_TRUE(only(analyze_uncached(sql)).role_change) << sql;
+  EXPECT_FALSE(only(analyze_uncached("ALTER DATABASE postgres SET timezone = 'UTC'")).role_change);
+}
+
+// Functions a DDL statement names for the server to call later: as calls with unknown arguments,
+// and the statement is opaque code (found by adversarial testing: an aggregate over set_config
+// spoofed gatehouse.identity, an operator over pg_read_file read server files).
+TEST(SqlFunctions, NamedByDdlCountAsCalled) {
+  const Statement& agg = only(analyze_uncached(
+      "CREATE AGGREGATE pg_temp.spoof(text, bool) (sfunc = set_config, stype = text, initcond = 'gatehouse.identity')"));
+  EXPECT_EQ(agg.settings, Strings{"*"});
+  EXPECT_TRUE(agg.opaque_code);
+  EXPECT_NE(std::find(agg.functions.begin(), agg.functions.end(), "set_config"), agg.functions.end());
+  const Statement& op = only(analyze_uncached("CREATE OPERATOR ### (rightarg = text, function = pg_read_file)"));
+  EXPECT_TRUE(op.server_file_access);
+  EXPECT_TRUE(op.opaque_code);
+  EXPECT_EQ(only(analyze_uncached("CREATE OPERATOR !!! (rightarg = float8, procedure = pg_catalog.pg_sleep)")).functions,
+            Strings{"pg_catalog.pg_sleep"});
+  EXPECT_EQ(only(analyze_uncached("CREATE CAST (text AS int8) WITH FUNCTION pg_sleep(float8)")).functions,
+            Strings{"pg_sleep"});
+  EXPECT_TRUE(only(analyze_uncached("ALTER OPERATOR === (int, int) SET (RESTRICT = pg_read_file)")).server_file_access);
+  EXPECT_EQ(only(analyze_uncached("CREATE TYPE t2 (input = set_config, output = textout)")).settings, Strings{"*"});
+  EXPECT_TRUE(only(analyze_uncached("CREATE FOREIGN DATA WRAPPER w HANDLER dblink_fdw_validator")).remote_access);
+  // A cast without a function runs no code.
+  EXPECT_FALSE(only(analyze_uncached("CREATE CAST (int AS text) WITHOUT FUNCTION")).opaque_code);
+  // ts_rewrite(query, text) runs the text as a query.
+  EXPECT_TRUE(only(analyze_uncached("SELECT ts_rewrite('a'::tsquery, 'SELECT secret::tsquery FROM secrets')")).opaque_code);
+}
+
 // ---------------------------------------------------------------- trivially-true WHERE
 
 bool trivially_true(const std::string& where) {
