@@ -78,6 +78,13 @@ bool sqlite_header(const std::string& path) {
 // ---------------------------------------------------------------------------------------------
 // SQLite
 
+// A statement's result record comes after it and before the node's next start: session ids begin
+// again at 1 when the proxy restarts, so (node, session, statement) alone can name a statement of
+// an earlier run.
+constexpr const char* kSameRun =
+    "r.seq > a.seq AND r.seq < coalesce((SELECT min(s.seq) FROM audit_records s WHERE s.type = 'start' AND "
+    "s.seq > a.seq), 9223372036854775807)";
+
 constexpr const char* kColumns =
     "a.node, a.seq, a.prev, a.hash, a.body, a.time, a.time_us, a.type, a.session, a.statement, a.subject, a.email, "
     "a.groups, a.kind, a.client, a.target, a.environment, a.database, a.kinds, a.relations, a.tags, a.decision, "
@@ -198,7 +205,8 @@ Where where_of(const SearchFilter& f) {
     w.add("(a.outcome = ?", f.outcome);
     w.sql +=
         " OR (a.type = 'statement' AND EXISTS (SELECT 1 FROM audit_records r WHERE r.session = a.session AND "
-        "r.statement = a.statement AND r.node = a.node AND r.type = 'result' AND r.outcome = ?)))";
+        "r.statement = a.statement AND r.node = a.node AND r.type = 'result' AND r.outcome = ? AND " +
+        std::string(kSameRun) + ")))";
     w.binds.emplace_back(f.outcome);
   }
   if (f.since_us) w.add_int("a.time_us >= ?", *f.since_us);
@@ -289,11 +297,13 @@ class SqliteReader final : public AuditReader {
     }
     auto join = db_.prepare(std::string("SELECT ") + kColumns +
                             " FROM audit_records a WHERE a.session = ?1 AND a.statement = ?2 AND a.node = ?3 AND "
-                            "a.type = 'result' ORDER BY a.seq LIMIT 1");
+                            "a.type = 'result' AND a.seq > ?4 AND a.seq < coalesce((SELECT min(s.seq) FROM audit_records s "
+                            "WHERE s.type = 'start' AND s.seq > ?4), 9223372036854775807) ORDER BY a.seq LIMIT 1");
     if (!join) return tl::unexpected(join.error());
     for (auto& h : page.hits) {
       if (h.record.index.type != "statement" || !h.record.index.outcome.empty()) continue;  // says its own outcome
       join->bind(1, h.record.index.session).bind(2, h.record.index.statement).bind(3, h.record.index.node);
+      join->bind(4, std::int64_t(h.record.seq));
       auto row = join->step();
       if (!row) return tl::unexpected(row.error());
       if (*row) h.result = to_record(read_row(*join));
@@ -370,25 +380,38 @@ class JsonLinesReader final : public AuditReader {
   Result<SearchPage> search(const SearchFilter& f) override {
     auto cursor = parse_cursor(f.cursor);
     if (!cursor) return tl::unexpected(cursor.error());
-    using ResultKey = std::tuple<std::string, std::int64_t, std::int64_t>;  // node, session, statement
+    // node, run (start records of the node before it: session ids begin again at each start),
+    // session, statement
+    using ResultKey = std::tuple<std::string, std::int64_t, std::int64_t, std::int64_t>;
+    std::map<std::string, std::int64_t> runs;
+    auto key = [&](const Record& rec) {
+      return ResultKey{rec.index.node, runs[rec.index.node], rec.index.session, rec.index.statement};
+    };
+    auto count_run = [&](const Record& rec) {
+      if (rec.index.type == "start") ++runs[rec.index.node];
+    };
     std::set<ResultKey> outcome_keys;  // statements whose Result has the wanted outcome
     if (!f.outcome.empty()) {
       auto r = lines(0, [&](const StoredRecord& s) {
         auto rec = indexed(s);
-        if (rec && rec->index.type == "result" && rec->index.outcome == f.outcome)
-          outcome_keys.insert({rec->index.node, rec->index.session, rec->index.statement});
+        if (!rec) return true;
+        count_run(*rec);
+        if (rec->index.type == "result" && rec->index.outcome == f.outcome) outcome_keys.insert(key(*rec));
         return true;
       });
       if (!r) return tl::unexpected(r.error());
     }
+    runs.clear();
     auto newer = [](const Record& a, const Record& b) { return key_of(a) > key_of(b); };
     // Min-heap of the newest limit+1 matches: constant memory in the file size.
     std::priority_queue<Record, std::vector<Record>, decltype(newer)> best(newer);
     auto r = lines(0, [&](const StoredRecord& s) {
       auto rec = indexed(s);
-      if (!rec || !matches(rec->index, f)) return true;
+      if (!rec) return true;
+      count_run(*rec);
+      if (!matches(rec->index, f)) return true;
       if (!f.outcome.empty() && rec->index.type == "statement" && rec->index.outcome != f.outcome &&
-          !outcome_keys.count({rec->index.node, rec->index.session, rec->index.statement}))
+          !outcome_keys.count(key(*rec)))
         return true;
       if (*cursor && !(key_of(*rec) < **cursor)) return true;
       best.push(std::move(*rec));
@@ -406,24 +429,28 @@ class JsonLinesReader final : public AuditReader {
       page.hits.resize(f.limit);
       page.next_cursor = cursor_of(page.hits.back().record);
     }
-    std::set<ResultKey> wanted;
-    for (const auto& h : page.hits)
-      if (h.record.index.type == "statement" && h.record.index.outcome.empty())
-        wanted.insert({h.record.index.node, h.record.index.session, h.record.index.statement});
-    if (!wanted.empty()) {
-      std::map<ResultKey, Record> found;
+    std::map<std::uint64_t, std::size_t> lacking;  // seq -> hit: statements recorded without their outcome
+    for (std::size_t i = 0; i < page.hits.size(); ++i)
+      if (page.hits[i].record.index.type == "statement" && page.hits[i].record.index.outcome.empty())
+        lacking.emplace(page.hits[i].record.seq, i);
+    if (!lacking.empty()) {
+      runs.clear();
+      std::map<ResultKey, std::size_t> wanted;  // its result (after it, in its run) -> hit
       auto j = lines(0, [&](const StoredRecord& s) {
         auto rec = indexed(s);
-        if (!rec || rec->index.type != "result") return true;
-        ResultKey k{rec->index.node, rec->index.session, rec->index.statement};
-        if (wanted.count(k) && !found.count(k)) found.emplace(k, std::move(*rec));
+        if (!rec) return true;
+        count_run(*rec);
+        if (auto it = lacking.find(rec->seq); it != lacking.end() && rec->index.type == "statement") {
+          wanted.emplace(key(*rec), it->second);
+        } else if (rec->index.type == "result") {
+          if (auto w = wanted.find(key(*rec)); w != wanted.end()) {
+            page.hits[w->second].result = std::move(*rec);
+            wanted.erase(w);
+          }
+        }
         return true;
       });
       if (!j) return tl::unexpected(j.error());
-      for (auto& h : page.hits)
-        if (auto it = found.find({h.record.index.node, h.record.index.session, h.record.index.statement});
-            it != found.end() && h.record.index.type == "statement")
-          h.result = it->second;
     }
     own_results(page);
     return page;

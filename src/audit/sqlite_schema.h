@@ -45,6 +45,8 @@ CREATE INDEX IF NOT EXISTS audit_records_time ON audit_records (time_us);
 -- stores had that index; it is dropped here.
 DROP INDEX IF EXISTS audit_records_session;
 CREATE INDEX IF NOT EXISTS audit_records_result ON audit_records (session, statement) WHERE type = 'result';
+-- Starts of the proxy: a result belongs to the statement of its own run (session ids restart).
+CREATE INDEX IF NOT EXISTS audit_records_start ON audit_records (seq) WHERE type = 'start';
 PRAGMA user_version = 2;
 )sql";
 

@@ -174,6 +174,48 @@ TEST(AuditSearch, StatementJoinedWithItsResult) {
   }
 }
 
+// Session ids begin again at 1 when the proxy restarts: a statement of the second run is not given
+// the result of the first run's statement with the same (session, statement) (found by
+// adversarial testing: search showed a later run's SELECT as the earlier one's error).
+TEST(AuditSearch, AResultBelongsToTheStatementOfItsOwnRun) {
+  std::vector<Spec> v;
+  Spec st;
+  st.t = 10, st.statement = 1, st.text = "SELECT 'run1'::int";
+  v.push_back(st);
+  Spec r = st;
+  r.t = 11, r.type = "result", r.outcome = "error", r.text = "";
+  v.push_back(r);
+  Spec start;
+  start.t = 20, start.type = "start", start.text = "";
+  v.push_back(start);
+  st.t = 30, st.text = "SELECT 'run2'";  // no result yet (or lost in a crash)
+  v.push_back(st);
+  TempDir dir;
+  const auto records = make(v);
+  const auto db = dir.file("a.db"), file = dir.file("a.jsonl");
+  {
+    auto sq = open_sqlite_sink(db, false);
+    ASSERT_TRUE((*sq)->write(records).has_value());
+    auto j = open_jsonl_sink(file, false);
+    ASSERT_TRUE((*j)->write(records).has_value());
+  }
+  for (const auto& path : {db, file}) {
+    auto reader = AuditReader::open(path);
+    ASSERT_TRUE(reader.has_value());
+    auto page = (*reader)->search(filter({{"text", "run"}}));
+    ASSERT_TRUE(page.has_value());
+    ASSERT_EQ(page->hits.size(), 2u) << path;
+    EXPECT_EQ(page->hits[0].record.seq, 4u);
+    EXPECT_FALSE(page->hits[0].result.has_value()) << path;
+    ASSERT_TRUE(page->hits[1].result.has_value()) << path;
+    EXPECT_EQ(page->hits[1].result->seq, 2u);
+    auto errors = (*reader)->search(filter({{"outcome", "error"}}));
+    ASSERT_TRUE(errors.has_value());
+    ASSERT_EQ(errors->hits.size(), 1u) << path;
+    EXPECT_EQ(errors->hits[0].record.seq, 1u);
+  }
+}
+
 // The (session, statement) index covers result records only: a one-record statement (the common
 // case) pays nothing for it at insert, and the lookups of a statement's result still use it.
 TEST(AuditSqliteSchema, ResultLookupUsesThePartialIndex) {
@@ -215,7 +257,7 @@ TEST(AuditSqliteSchema, AVersion1StoreLosesItsFullSessionIndex) {
   { ASSERT_TRUE(open_sqlite_sink(db, false).has_value()); }
   EXPECT_EQ(column(db, "PRAGMA user_version"), "2");
   EXPECT_EQ(column(db, "SELECT group_concat(name, ' ') FROM (SELECT name FROM sqlite_master WHERE type = 'index' ORDER BY name)"),
-            "audit_records_result audit_records_time");
+            "audit_records_result audit_records_start audit_records_time");
   auto reader = AuditReader::open(db);
   ASSERT_TRUE(reader.has_value());
   auto page = (*reader)->search(filter({{"outcome", "error"}}));
