@@ -332,7 +332,9 @@ void write_sql(Canonical& w, const Event& e, const SealOptions& o, RecordIndex& 
   if (!e.params.empty() && o.params != SealOptions::Params::None) {
     // Values of statements that touch classified columns are not kept (which parameter feeds
     // which column is not known for every statement shape): only their size.
-    const bool mask = o.params == SealOptions::Params::Masked && !tags.empty();
+    // A statement the proxy could not read (SQL PREPARE, refused Parse, unknown portal) may touch
+    // anything: its values are masked too.
+    const bool mask = o.params == SealOptions::Params::Masked && (!tags.empty() || !parsed);
     w.key("params");
     w.open_array();
     for (const auto& p : e.params) {

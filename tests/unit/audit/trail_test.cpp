@@ -294,6 +294,24 @@ TEST(AuditTrail, JournalStaysSmallUnderSteadyLoad) {
   (*t)->close();
 }
 
+// Parameters of a statement the proxy could not read (a portal of a SQL PREPAREd statement, a
+// refused Parse) may be sensitive values: they are masked, as for a classified column (found by
+// adversarial testing: an SSN reached the trail as it was sent).
+TEST(AuditTrail, ParametersOfAnUnreadStatementAreMasked) {
+  auto e = statement(1);
+  e.analysis.reset();
+  e.text = "<portal \"\" of a statement prepared with SQL PREPARE>";
+  e.params = {std::string("123-45-6789"), std::nullopt};
+  ChainHead head;
+  const auto r = seal(e, head, SealOptions{"n1"});
+  EXPECT_EQ(r.body.find("123-45-6789"), std::string::npos) << r.body;
+  const auto j = nlohmann::json::parse(r.body);
+  EXPECT_EQ(j["sql"]["params"], nlohmann::json::parse(R"(["<masked 11 bytes>", null])")) << r.body;
+  SealOptions full{"n1"};
+  full.params = SealOptions::Params::Full;  // the operator asked for every value
+  EXPECT_NE(seal(e, head, full).body.find("123-45-6789"), std::string::npos);
+}
+
 TEST(AuditTrail, SealedIndexComesFromTheBody) {
   ChainHead h;
   auto r = seal(statement(3), h, SealOptions{"n1"});
