@@ -980,9 +980,10 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
       case 'C':
         if (!r.frame.body.empty() && r.frame.body[0] == 'S') {  // Close statement
           const auto name = r.frame.body.substr(1, r.frame.body.find('\0', 1) - 1);
-          forget_statement(name);
+          note_close('S', name);
         } else if (!r.frame.body.empty() && r.frame.body[0] == 'P') {
           const auto name = r.frame.body.substr(1, r.frame.body.find('\0', 1) - 1);
+          note_close('C', name);
           if (auditing()) audit_close_portal(name);
           if (!held_portals_.empty())
             if (auto h = held_portals_.find(name); h != held_portals_.end()) held_portals_.erase(h);
@@ -1003,6 +1004,7 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
       case 'S':
         statement_started();
         if (auditing()) audit_sync();
+        refused_in_batch_ = false;
         ++syncs_sent_;
         if (settings_barrier_ == Barrier::AtSync) {
           settings_barrier_ = Barrier::Wait;
@@ -1118,11 +1120,14 @@ void Session::on_backend_event(const protocol::ScanEvent& e, bool& saw_ready) {
     statement_finished(e.status);
     saw_ready = true;
     ++ready_seen_;
+    if (!name_ops_.empty()) name_ops_ended();
     relay_signal_.cancel();  // a client side waiting for the backend to be idle
     // Substitutes of batches that have ended were skipped by the backend after an earlier error.
     while (!refusals_.empty() && refusals_.front().group < ready_seen_) refusals_.pop_front();
   } else if (e.type == 'E') {
     metrics_.statement_errors.fetch_add(1, std::memory_order_relaxed);
+  } else if ((e.type == '1' || e.type == '3') && !name_ops_.empty()) {
+    name_op_answered(e.type);
   }
   if (auditing() && (e.type == 'Z' || e.type == 'I' || e.type == 's')) audit_backend(e.type, {}, nullptr);
 }

@@ -100,7 +100,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // A Bind of a statement judged under an older policy is judged again (false: refused). A Bind
   // of a statement that needs review records its portal and parameters (held_portals_).
   bool rejudge_bind(std::string_view body, std::string& substitute);
-  void forget_statement(std::string_view name);
+  bool judge_bind_of_sql_prepared(std::string_view portal, std::string_view name, std::string& substitute);
 
   // Row-estimate guardrail (session_estimate.cpp): an allowed simple-protocol UPDATE/DELETE on a
   // target with max_rows_affected is first planned with EXPLAIN on the same backend session.
@@ -251,6 +251,23 @@ class Session : public std::enable_shared_from_this<Session> {
     std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
   };
   std::unordered_map<std::string, Judged, NameHash, std::equal_to<>> statements_;
+  // Parse and Close messages forwarded whose answer (ParseComplete, CloseComplete) has not come
+  // back. statements_ shows their effect at once; at the ReadyForQuery that ends their batch,
+  // those the backend did not carry out (an error in them or earlier in the batch, a name already
+  // in use) are undone. Otherwise a refused or failed Parse, or a Close skipped after an error,
+  // would make the proxy judge a name by another statement than the one the server runs under it.
+  struct NameOp {
+    char kind = 'P';            // 'P' Parse, 'S' Close of a statement, 'C' Close of a portal
+    std::uint64_t group = 0;    // as Refusal::group
+    std::string name;
+    std::optional<Judged> before;  // the entry it replaced or removed
+  };
+  std::deque<NameOp> name_ops_;
+  Judged bound_sql_prepared_;  // judge_bind_of_sql_prepared -> audit_bind: what the Bind was judged as
+  void note_parse(std::string_view name, Judged j);
+  void note_close(char what, std::string_view name);
+  void name_op_answered(char reply);  // ParseComplete '1' or CloseComplete '3'
+  void name_ops_ended();              // at ReadyForQuery: undo what the backend did not carry out
   // Portals bound from a statement that needs review, with their parameters: their Execute is
   // held (session_hold.cpp). Approved: further Executes of the portal (more rows) run.
   struct HeldPortal {
@@ -330,6 +347,7 @@ class Session : public std::enable_shared_from_this<Session> {
   };
   std::unordered_map<std::string, Portal, NameHash, std::equal_to<>> portals_;
   bool batch_failed_ = false;  // an error in the current extended-protocol batch: Executes until Sync are skipped
+  bool refused_in_batch_ = false;  // the proxy refused a Parse, Bind or Execute of the batch the client is sending
   std::uint64_t policy_generation_ = 0;
 };
 

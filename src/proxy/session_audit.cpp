@@ -183,6 +183,10 @@ void Session::audit_bind(std::string_view body) {
   if (auto s = statements_.find(name); s != statements_.end()) {
     p.analysis = s->second.analysis;
     p.decision = s->second.decision;
+  } else if (bound_sql_prepared_.analysis) {  // prepared with SQL PREPARE, judged as EXECUTE of it
+    p.analysis = std::move(bound_sql_prepared_.analysis);
+    p.decision = std::move(bound_sql_prepared_.decision);
+    bound_sql_prepared_ = {};
   } else {
     // Prepared with SQL PREPARE, or beyond what the session keeps: known by name only.
     p.analysis.reset();
@@ -220,6 +224,9 @@ void Session::audit_bind(std::string_view body) {
 }
 
 void Session::audit_execute(std::string_view body) {
+  // After a refusal in its batch the backend skips it (the refusal is the batch's record): a
+  // record of it would name a statement that never ran, with values of the one that was refused.
+  if (refused_in_batch_) return;
   std::size_t pos = 0;
   bool ok = true;
   const auto portal = protocol::c_string_at(body, pos, ok);
@@ -248,7 +255,9 @@ void Session::audit_execute(std::string_view body) {
 
 void Session::audit_execute_refused(std::string_view body, const policy::Decision& d, std::string_view sqlstate) {
   const auto events = audit_batch_.size();
+  const bool refused_before = std::exchange(refused_in_batch_, false);
   audit_execute(body);
+  refused_in_batch_ = refused_before;
   if (audit_batch_.size() == events) return;  // malformed: nothing recorded by audit_execute either
   auto& e = audit_batch_.back();
   e.decision = std::make_shared<const policy::Decision>(d);

@@ -149,12 +149,110 @@ void Session::remember_prepared(const sql::Analysis& a) {
   }
 }
 
-void Session::forget_statement(std::string_view name) {
-  if (auto it = statements_.find(name); it != statements_.end()) statements_.erase(it);
+void Session::note_parse(std::string_view name, Judged j) {
+  NameOp op{'P', syncs_sent_, std::string(name), std::nullopt};
+  if (auto it = statements_.find(name); it != statements_.end()) {
+    op.before = std::move(it->second);
+    it->second = std::move(j);  // no allocation when a name is reused
+  } else if (statements_.size() < kMaxProtocolStatements) {
+    statements_.emplace(std::string(name), std::move(j));
+  }
+  name_ops_.push_back(std::move(op));
+  if (!name.empty()) {
+    // Statement names are shared with SQL PREPARE: EXECUTE of this name is judged against it too.
+    const auto& a = statements_.find(name) != statements_.end() ? statements_.find(name)->second.analysis : nullptr;
+    if (a && a->statements.size() == 1) {
+      sql::Analysis as_prepare;
+      as_prepare.statements.push_back(a->statements.front());
+      auto& st = as_prepare.statements.back();
+      st.kinds.insert(st.kinds.begin(), sql::StatementKind::Prepare);
+      st.object_name = std::string(name);
+      remember_prepared(as_prepare);
+    }
+  }
+}
+
+void Session::note_close(char what, std::string_view name) {
+  NameOp op{what, syncs_sent_, std::string(name), std::nullopt};
+  if (what == 'S')
+    if (auto it = statements_.find(name); it != statements_.end()) {
+      op.before = std::move(it->second);
+      statements_.erase(it);
+    }
+  name_ops_.push_back(std::move(op));
+}
+
+void Session::name_op_answered(char reply) {
+  // Answers come in the order of the messages; one that was not carried out has none.
+  const auto wanted = [reply](const NameOp& op) { return reply == '1' ? op.kind == 'P' : op.kind != 'P'; };
+  while (!name_ops_.empty()) {
+    const bool match = wanted(name_ops_.front());
+    name_ops_.pop_front();  // carried out: its effect stays
+    if (match) return;
+  }
+}
+
+void Session::name_ops_ended() {
+  // The batches that ended: what is still waiting for an answer never got one. Undone newest
+  // first; an op on the same name in a later batch (pipelined) inherits what this one replaced.
+  std::size_t ended = 0;
+  while (ended < name_ops_.size() && name_ops_[ended].group < ready_seen_) ++ended;
+  for (std::size_t i = ended; i-- > 0;) {
+    NameOp& op = name_ops_[i];
+    if (op.kind == 'C') continue;
+    NameOp* later = nullptr;
+    for (std::size_t k = i + 1; k < name_ops_.size() && !later; ++k)
+      if (name_ops_[k].kind != 'C' && name_ops_[k].name == op.name) later = &name_ops_[k];
+    if (later) {
+      later->before = std::move(op.before);
+      continue;
+    }
+    if (op.before) {
+      statements_.insert_or_assign(op.name, std::move(*op.before));
+    } else if (op.kind == 'P') {
+      if (auto it = statements_.find(op.name); it != statements_.end()) statements_.erase(it);
+    }
+  }
+  name_ops_.erase(name_ops_.begin(), name_ops_.begin() + std::ptrdiff_t(ended));
+}
+
+bool Session::judge_bind_of_sql_prepared(std::string_view portal, std::string_view name, std::string& substitute) {
+  // A portal of a statement prepared with SQL PREPARE (the names are shared): judged as EXECUTE of
+  // it, against every text ever prepared under the name.
+  sql::Analysis exec;
+  sql::Statement st;
+  st.kinds.push_back(sql::StatementKind::Execute);
+  st.object_name = std::string(name);
+  st.text = "EXECUTE " + std::string(name);
+  st.normalized = st.text;
+  exec.statements.push_back(std::move(st));
+  sql::Analysis resolved;
+  if (!resolve_executes(exec, resolved)) return true;
+  policy::Decision d = decide(resolved);
+  if (d.action == policy::Action::Allow) {
+    if (auditing()) {  // for audit_bind, which follows
+      bound_sql_prepared_.analysis = std::make_shared<const sql::Analysis>(std::move(resolved));
+      bound_sql_prepared_.decision = std::make_shared<const policy::Decision>(std::move(d));
+    }
+    return true;
+  }
+  if (d.action == policy::Action::Review) {
+    d.action = policy::Action::Deny;
+    d.message = "statement refused: it needs approval, and a statement prepared with SQL PREPARE is not held for a "
+                "reviewer when its portal is bound with the extended protocol";
+    d.hint = "run it with EXECUTE " + std::string(name) + " so that it can be held for a reviewer";
+  }
+  auto analysis = std::make_shared<const sql::Analysis>(std::move(resolved));
+  if (auditing()) {
+    audit_parse_refused(analysis, d, {});
+    audit_close_portal(portal);
+  }
+  refuse_statement(d, analysis.get(), 'B', {}, substitute);
+  return false;
 }
 
 bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
-  if (statements_.empty() && held_portals_.empty()) return true;
+  if (statements_.empty() && held_portals_.empty() && prepared_.empty()) return true;
   std::size_t pos = 0;
   bool ok = true;
   const std::string_view portal = protocol::c_string_at(body, pos, ok);
@@ -165,7 +263,8 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
     // The portal is (re)bound from a statement that needs no review.
     if (!held_portals_.empty())
       if (auto h = held_portals_.find(portal); h != held_portals_.end()) held_portals_.erase(h);
-    if (it == statements_.end()) return true;
+    if (it == statements_.end())
+      return prepared_.count(std::string(name)) ? judge_bind_of_sql_prepared(portal, name, substitute) : true;
   }
   const auto gen = server_.generation();
   if (it->second.generation != gen) {
@@ -326,6 +425,25 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
   if (resolve_executes(*a, resolved)) judged = &resolved;
 
   policy::Decision d = decide(*judged);
+  if (!held_portals_.empty() && d.action != policy::Action::Deny) {
+    // FETCH or MOVE of a portal bound from a statement that waits for approval would run it
+    // without one: its Execute is what a reviewer approves (found by adversarial testing).
+    for (const auto& st : judged->statements) {
+      if (st.object_name.empty() ||
+          std::find(st.kinds.begin(), st.kinds.end(), sql::StatementKind::Fetch) == st.kinds.end())
+        continue;
+      auto h = held_portals_.find(st.object_name);
+      if (h == held_portals_.end() || h->second.approved) continue;
+      d = policy::Decision{};
+      d.action = policy::Action::Deny;
+      d.rule = "approvals.held_portal";
+      d.reason = "FETCH from portal \"" + st.object_name + "\", bound from a statement that needs approval";
+      d.message = "statement refused: portal \"" + st.object_name +
+                  "\" was bound from a statement that needs approval, and FETCH would run it without one";
+      d.hint = "send Execute for the portal, so that a reviewer can approve it";
+      break;
+    }
+  }
   if (type == 'Q' && release_front_) {
     // The Query a reviewer approved (session_hold.cpp): it runs once, exactly as submitted. A
     // policy that now denies it still wins.
@@ -387,14 +505,12 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
             j.param_types.push_back(load_be32(body.data() + at));
         }
       }
-      if (auto it = statements_.find(statement_name); it != statements_.end())
-        it->second = std::move(j);  // no allocation when a name is reused
-      else if (statements_.size() < kMaxProtocolStatements)
-        statements_.emplace(std::string(statement_name), std::move(j));
+      note_parse(statement_name, std::move(j));
     }
     return true;
   }
-  if (type == 'P') forget_statement(statement_name);
+  // A refused Parse leaves the name as it was: the backend gets a Parse that fails (and keeps a
+  // named statement it already has under that name).
   refuse_statement(d, a, type, statement_name, substitute);
   return false;
 }
@@ -442,6 +558,7 @@ void Session::refuse_statement(const policy::Decision& d, const sql::Analysis* a
                d.rule.empty() ? std::string("the default action") : d.rule, policy::action_name(d.action), d.reason,
                what);
 
+  if (type == 'P' || type == 'B' || type == 'E') refused_in_batch_ = true;
   if (nonce_.empty()) nonce_ = make_nonce();
   // Unique per refusal ("_" + sequence, then a non-digit so _1 never matches inside _12).
   std::string marker = fmt::format("gatehouse_blocked_{}_{}_", nonce_, ++refusal_seq_);

@@ -444,6 +444,10 @@ bool Walker::utility(std::string_view name, const JValue& b, Mode mode) {
         if (lang == "c" || lang == "internal") out_.server_file_access = true;  // loads a server file
       }
     }
+  } else if (name == "FetchStmt") {
+    // FETCH and MOVE: the cursor (or extended-protocol portal) read, for the proxy to check.
+    add_kind(K::Fetch);
+    out_.object_name = std::string(b.get_str("portalname"));
   } else if (name == "DoStmt") {
     add_kind(K::Do);
     out_.opaque_code = true;

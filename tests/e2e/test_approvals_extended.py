@@ -286,3 +286,63 @@ def test_extended_holds_are_audited_with_their_parameters(proxy, tokens):  # noq
     stmts = statements(audit_records(proxy, lambda r: complete(statements(r))))
     assert complete(stmts), stmts[-5:]
     assert all(x["sql"]["decision"]["approval"].startswith("apr_") for x in refused_of(stmts)), stmts[-5:]
+
+
+def _parse(name: bytes, sql: bytes) -> bytes:
+    return pgwire.message(b"P", name + b"\0" + sql + b"\0" + struct.pack("!H", 0))
+
+
+def _round(c, data: bytes) -> list[dict]:
+    """Sends data (ending with Sync or a Query), reads to ReadyForQuery; the errors it got."""
+    c.send(data)
+    errors = []
+    while True:
+        t, body = c.read_message()
+        if t == b"E":
+            errors.append(pgwire.parse_error_fields(body))
+        if t == b"Z":
+            return errors
+
+
+UPD10 = b"UPDATE appr_accounts SET balance = balance + 1000 WHERE id = 10 RETURNING id"
+
+
+@pytest.mark.parametrize("variant", ["fetch", "sql_execute", "reparse", "close_in_failed_batch"])
+def test_a_statement_that_needs_approval_cannot_run_around_it(proxy, pg, tokens, variant):  # noqa: F811
+    """Ways found by adversarial testing to run a Parse that needs review without a reviewer:
+    FETCH from its portal, SQL EXECUTE of its name (after a PREPARE that failed on the server), a
+    refused Parse under the same name, a Close skipped by the server after an error in its batch.
+    Each is held (refused here: gatehouse.wait = off) or refused, and the row is never changed."""
+    before = balance(pg, 10)
+    c = pgwire.connect(proxy.port, "alice@example.com", tokens["alice"])
+    try:
+        assert _round(c, pgwire.query("SET gatehouse.wait = off")) == []
+        S = pgwire.message(b"S")
+        if variant == "fetch":
+            assert _round(c, pgwire.query("BEGIN")) == []
+            assert _round(c, _parse(b"s2", UPD10) + _bind(b"p2", b"s2", []) + S) == []
+            errors = _round(c, pgwire.query("FETCH ALL FROM p2"))
+            assert errors and errors[0]["C"] == "42501" and "approvals.held_portal" in errors[0].get("D", ""), errors
+            _round(c, pgwire.query("ROLLBACK"))
+        elif variant == "sql_execute":
+            assert _round(c, _parse(b"s1", UPD10) + S) == []
+            errors = _round(c, pgwire.query("PREPARE s1 AS SELECT * FROM no_such_table"))
+            assert errors, "the server refuses a name in use"
+            errors = _round(c, pgwire.query("EXECUTE s1"))
+            assert errors and errors[0]["C"] in ("RV001", "42501"), errors
+        elif variant == "reparse":
+            assert _round(c, _parse(b"s3", UPD10) + S) == []
+            assert _round(c, _parse(b"s3", b"SELEC 1") + S)  # refused by the proxy
+            errors = _round(c, _bind(b"", b"s3", []) + _execute(b"", 0) + S)
+            assert errors and errors[0]["C"] == "RV001", errors
+        else:
+            assert _round(c, _parse(b"s4", UPD10) + S) == []
+            close = pgwire.message(b"C", b"Ss4\0")
+            errors = _round(c, _parse(b"", b"SELECT 1/0") + _bind(b"", b"", []) + _execute(b"", 0) + close + S)
+            assert errors and errors[0]["C"] == "22012", errors  # the Close after it was skipped
+            errors = _round(c, _bind(b"", b"s4", []) + _execute(b"", 0) + S)
+            assert errors and errors[0]["C"] == "RV001", errors
+        assert c.simple_query("SELECT 1") == [["1"]]  # the session carries on
+    finally:
+        c.close()
+    assert balance(pg, 10) == before
