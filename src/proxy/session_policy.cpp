@@ -357,9 +357,11 @@ bool Session::may_change_tokenising(const sql::Analysis& a) {
 }
 
 bool Session::judge_client_message(char type, std::string_view body, std::string& substitute) {
-  if (type != 'Q' && settings_barrier_ == Barrier::AtSync) {
+  if (settings_barrier_ == Barrier::AtSync) {
     // An earlier statement of this extended-protocol batch may change how the server tokenises
     // SQL, and its answer cannot be awaited inside the batch: what follows it cannot be judged.
+    // That includes a Query sent before the batch's Sync (found by adversarial testing: it was
+    // read with the old setting and the server ran it with the new one).
     policy::Decision d;
     d.action = policy::Action::Deny;
     d.rule = "policy.settings_barrier";

@@ -132,3 +132,28 @@ def test_update_of_pg_settings_cannot_turn_it_off(gh, lex_table):
     with connect(gh, autocommit=True) as c:
         c.execute("UPDATE pg_settings SET setting = '2MB' WHERE name = 'work_mem'")
         assert c.execute("SHOW work_mem").fetchone() == ("2MB",)
+
+
+def test_query_after_a_setting_change_in_an_extended_batch_refused(gh, lex_table):
+    """P/B/E of SET standard_conforming_strings = off, then a Query before the Sync: the Query is
+    read by the server with the new setting, so the proxy cannot judge it and refuses it (found by
+    adversarial testing: it ran a DROP hidden in what the proxy took for a literal)."""
+    import struct
+    import pgwire
+    s = pgwire.connect(gh.port, "alice", USERS["alice"])
+    try:
+        parse = pgwire.message(b"P", b"\0SET standard_conforming_strings = off\0" + struct.pack("!H", 0))
+        bind = pgwire.message(b"B", b"\0\0" + struct.pack("!HHH", 0, 0, 0))
+        execute = pgwire.message(b"E", b"\0" + struct.pack("!I", 0))
+        s.send(parse + bind + execute + pgwire.query(SMUGGLE) + pgwire.message(b"S"))
+        errors = []
+        try:
+            while True:
+                t, body = s.read_message()
+                if t == b"E":
+                    errors.append(pgwire.parse_error_fields(body))
+        except (ConnectionError, OSError, EOFError, AssertionError):
+            pass
+        assert any(e.get("C") in ("42501", "0A000") for e in errors), errors
+    finally:
+        s.close()
