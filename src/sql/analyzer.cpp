@@ -25,7 +25,102 @@ struct ParseGuard {
   ~ParseGuard() { pg_query_free_parse_result(r); }
 };
 
+// pg_query_normalize holds ~8 KiB per constant until it returns: a 100 KB `SELECT 1,1,...` took
+// 420 MB, and a few MB of INSERT ... VALUES could take the process down (found by adversarial
+// testing). Above this size the literals are replaced from the scanner's tokens instead (a few MB
+// for the same text). The two differ in details (a type modifier's number is replaced too), which
+// is fine for what the normalized text is for: showing the statement's shape.
+constexpr std::size_t kNormalizeLimit = 16 * 1024;
+
+// Token numbers of PostgreSQL 15's grammar (pg_query.proto's Token enum).
+constexpr std::uint64_t kFconst = 260, kSconst = 261, kUsconst = 262, kBconst = 263, kXconst = 264, kIconst = 266,
+                        kParam = 267;
+
+std::string normalize_by_tokens(const std::string& text) {
+  PgQueryScanResult r = pg_query_scan(text.c_str());
+  std::string out;
+  if (r.error || !r.pbuf.data) {
+    pg_query_free_scan_result(r);
+    return out;
+  }
+  // ScanResult { int32 version = 1; repeated ScanToken tokens = 2; }
+  // ScanToken { int32 start = 1; int32 end = 2; Token token = 4; KeywordKind keyword_kind = 5; }
+  const auto* p = reinterpret_cast<const unsigned char*>(r.pbuf.data);
+  const std::size_t n = r.pbuf.len;
+  std::size_t i = 0;
+  bool ok = true;
+  auto varint = [&](std::size_t& at, std::size_t limit) -> std::uint64_t {
+    std::uint64_t v = 0;
+    for (int shift = 0; at < limit && shift < 64; shift += 7) {
+      const unsigned char b = p[at++];
+      v |= std::uint64_t(b & 0x7f) << shift;
+      if (!(b & 0x80)) return v;
+    }
+    ok = false;
+    return v;
+  };
+  struct Literal {
+    std::size_t begin, end;
+  };
+  std::vector<Literal> literals;
+  std::uint64_t max_param = 0;
+  while (ok && i < n) {
+    const std::uint64_t key = varint(i, n);
+    const auto wire = key & 7;
+    if (wire == 0) {
+      (void)varint(i, n);
+    } else if (wire == 2) {
+      const std::uint64_t len = varint(i, n);
+      if (len > n - i) break;
+      const std::size_t end = i + std::size_t(len);
+      if ((key >> 3) == 2) {
+        std::uint64_t start = 0, stop = 0, token = 0;
+        while (ok && i < end) {
+          const std::uint64_t k = varint(i, end);
+          if ((k & 7) != 0) {
+            ok = false;
+            break;
+          }
+          const std::uint64_t v = varint(i, end);
+          if ((k >> 3) == 1) start = v;
+          if ((k >> 3) == 2) stop = v;
+          if ((k >> 3) == 4) token = v;
+        }
+        if (stop > start && stop <= text.size()) {
+          if (token == kParam) {
+            std::uint64_t num = 0;
+            for (std::size_t c = std::size_t(start) + 1; c < stop && text[c] >= '0' && text[c] <= '9'; ++c)
+              num = std::min<std::uint64_t>(num * 10 + std::uint64_t(text[c] - '0'), 1u << 30);
+            max_param = std::max(max_param, num);
+          } else if (token == kFconst || token == kSconst || token == kUsconst || token == kBconst ||
+                     token == kXconst || token == kIconst) {
+            literals.push_back({std::size_t(start), std::size_t(stop)});
+          }
+        }
+      }
+      i = end;
+    } else {
+      ok = false;
+    }
+  }
+  pg_query_free_scan_result(r);
+  if (!ok) return {};
+  out.reserve(text.size());
+  std::size_t at = 0;
+  std::uint64_t next = max_param;
+  for (const auto& l : literals) {
+    if (l.begin < at) continue;
+    out.append(text, at, l.begin - at);
+    out += '$';
+    out += std::to_string(++next);
+    at = l.end;
+  }
+  out.append(text, at, std::string::npos);
+  return out;
+}
+
 std::string normalize(const std::string& text) {
+  if (text.size() > kNormalizeLimit) return normalize_by_tokens(text);
   PgQueryNormalizeResult r = pg_query_normalize(text.c_str());
   std::string out;
   if (!r.error && r.normalized_query) out = r.normalized_query;
