@@ -522,13 +522,16 @@ Config read_config(const Reader& r, const YAML::Node& root) {
   }
   if (auto n = root["limits"]) {
     r.allowed_keys(n, "limits",
-                   {"max_connections", "max_message_size", "handshake_timeout", "idle_timeout", "shutdown_timeout",
-                    "backend_connect_timeout", "failed_login_max_delay"});
+                   {"max_connections", "max_message_size", "max_statement_size", "handshake_timeout", "idle_timeout",
+                    "shutdown_timeout", "backend_connect_timeout", "failed_login_max_delay"});
     if (n["failed_login_max_delay"])
       c.limits.failed_login_max_delay = r.duration(n["failed_login_max_delay"], "limits.failed_login_max_delay");
     if (n["max_connections"]) c.limits.max_connections = std::uint32_t(r.uint(n["max_connections"], "limits.max_connections", 1, 1000000));
     if (n["max_message_size"])
       c.limits.max_message_size = std::uint32_t(r.size(n["max_message_size"], "limits.max_message_size", 8192, 1u << 30));
+    if (n["max_statement_size"])
+      c.limits.max_statement_size =
+          std::uint32_t(r.size(n["max_statement_size"], "limits.max_statement_size", 16384, 1u << 30));
     if (n["handshake_timeout"]) c.limits.handshake_timeout = r.duration(n["handshake_timeout"], "limits.handshake_timeout");
     if (n["idle_timeout"]) c.limits.idle_timeout = r.duration(n["idle_timeout"], "limits.idle_timeout");
     if (n["shutdown_timeout"]) c.limits.shutdown_timeout = r.duration(n["shutdown_timeout"], "limits.shutdown_timeout");

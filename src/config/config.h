@@ -69,6 +69,9 @@ struct ClientTls {
 struct Limits {
   std::uint32_t max_connections = 10000;
   std::uint32_t max_message_size = 64u << 20;
+  // Longest statement text the proxy analyses; longer ones are refused (analysis needs up to ~40x
+  // the text's size in memory, on a pool of two threads).
+  std::uint32_t max_statement_size = 4u << 20;
   Duration handshake_timeout = std::chrono::seconds(10);
   Duration idle_timeout = Duration::zero();
   Duration shutdown_timeout = std::chrono::seconds(30);

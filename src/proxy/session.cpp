@@ -1080,7 +1080,18 @@ awaitable<End> Session::client_to_backend() {
       std::string_view body(cin_.data() + 5, wire - 5);
       if (cin_.data()[0] == 'P') body.remove_prefix(std::min(body.size(), body.find('\0') + 1));  // statement name
       std::string text(body.substr(0, body.find('\0')));
-      auto analysis = co_await analyze_off_thread(std::move(text));
+      std::shared_ptr<const sql::Analysis> analysis;
+      if (const auto limit = rt_->config->limits.max_statement_size; text.size() > limit) {
+        auto too_long = std::make_shared<sql::Analysis>();
+        too_long->error = sql::ParseError{fmt::format("the statement text of {} bytes is longer than the proxy analyses "
+                                                      "(limits.max_statement_size, {} bytes); send large data with COPY "
+                                                      "or as parameters",
+                                                      text.size(), limit),
+                                          0};
+        analysis = std::move(too_long);
+      } else {
+        analysis = co_await analyze_off_thread(std::move(text));
+      }
       if (ending_) co_return End{};
       front_analysis_ = std::move(analysis);
       pending = true;

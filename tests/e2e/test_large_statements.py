@@ -86,3 +86,20 @@ def test_other_sessions_keep_working_during_long_analysis(proxy, direct):
         stop.set()
         t.join(60)
     assert not errors, errors
+
+
+def test_statement_over_max_statement_size_is_refused_and_the_session_carries_on(make_proxy, direct):
+    """Analysing SQL takes many times its size in memory: a text over limits.max_statement_size is
+    refused with a message naming the key, in both protocols, and the session carries on."""
+    direct.execute("TRUNCATE big_t")
+    proxy = make_proxy(limits={"max_statement_size": "64KiB"})
+    sql = big_insert(1, 2000)
+    assert len(sql) > 64 * 1024
+    with connect(proxy, autocommit=True) as c:
+        for prepare in (False, True):
+            with pytest.raises(psycopg.Error) as ei:
+                c.execute(sql, prepare=prepare)
+            assert "limits.max_statement_size" in str(ei.value), ei.value
+            assert c.execute("SELECT 1").fetchone() == (1,)
+        c.execute(big_insert(1, 100))  # under the limit: analysed and run
+    assert direct.execute("SELECT count(*) FROM big_t").fetchone() == (100,)
