@@ -757,6 +757,18 @@ awaitable<bool> Session::connect_backend(const protocol::StartupMessage& startup
 
 // ---- relay ----------------------------------------------------------------------------------
 
+void Session::copy_in_started() {
+  copy_in_ = true;
+  // A COPY started by an Execute: the Syncs the client sent after it arrive while the backend
+  // reads COPY data, and are ignored (libpq sends one with the Execute and one after CopyDone).
+  for (; syncs_after_execute_ > 0; --syncs_after_execute_) {
+    if (inflight_ > 0) --inflight_;
+    if (started_head_ < started_.size()) started_.pop_back();
+    if (auditing()) audit_sync_ignored();
+  }
+  relay_signal_.cancel();  // a barrier waiting for this statement lets the COPY data through
+}
+
 void Session::statement_started() {
   ++inflight_;
   started_.push_back(Clock::now());
@@ -920,6 +932,22 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
       return 0;
     }
     const char type = r.frame.type;
+    if (settings_barrier_ == Barrier::CopyIn) {
+      // Only COPY data while the statement behind the barrier reads it; then wait again.
+      if (type == 'c' || type == 'f') {
+        copy_in_ = false;
+        settings_barrier_ = Barrier::Wait;
+        return stop_at(pos + r.frame.wire_size);
+      }
+      if (type != 'd' && type != 'H' && type != 'S') {
+        m.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+        const std::string why = fmt::format("unexpected message type 0x{:02X} during COPY from stdin", int(type));
+        end = End{End::Kind::ClientProtocolError, fatal("08P01", why), "client protocol error: " + why};
+        return 0;
+      }
+      pos += r.frame.wire_size;
+      continue;
+    }
     if (type == 'Q' || type == 'F' || type == 'P') {
       if (auto bad_format = protocol::malformed_statement_message(type, r.frame.body); !bad_format.empty()) {
         m.protocol_errors.fetch_add(1, std::memory_order_relaxed);
@@ -965,6 +993,7 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
         }
         if (!judge_client_message(type, r.frame.body, substitute)) splice(pos, r.frame.wire_size);
         if (type != 'P') ++syncs_sent_;
+        if (type == 'Q') syncs_after_execute_ = 0;
         if (settings_barrier_ == Barrier::AfterThis) {
           settings_barrier_ = Barrier::Wait;
           return stop_at(pos + r.frame.wire_size);
@@ -1000,11 +1029,18 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
         }
         m.statements.fetch_add(1, std::memory_order_relaxed);
         if (auditing()) audit_execute(r.frame.body);
+        syncs_after_execute_ = 0;
+        break;
+      case 'c':
+      case 'f':
+        copy_in_ = false;
         break;
       case 'S':
+        if (copy_in_) break;  // ignored by the backend while it reads COPY data
         statement_started();
         if (auditing()) audit_sync();
         refused_in_batch_ = false;
+        ++syncs_after_execute_;
         ++syncs_sent_;
         if (settings_barrier_ == Barrier::AtSync) {
           settings_barrier_ = Barrier::Wait;
@@ -1068,8 +1104,14 @@ awaitable<End> Session::client_to_backend() {
     if (terminate) co_return End{End::Kind::ClientTerminate, std::nullopt, "client sent Terminate"};
     if (settings_barrier_ == Barrier::Wait) {
       // Wait for the answer (and its ParameterStatus) before judging anything sent after it.
-      while (inflight_ > 0 && !ending_) co_await wait_relay_signal();
+      while (inflight_ > 0 && !ending_ && !copy_in_) co_await wait_relay_signal();
       if (ending_) co_return End{};
+      if (copy_in_ && inflight_ > 0) {
+        // It reads COPY data (DO ...; COPY t FROM STDIN): that, and only that, goes through.
+        settings_barrier_ = Barrier::CopyIn;
+        pending = !cin_.empty();
+        continue;
+      }
       settings_barrier_ = Barrier::None;
       pending = !cin_.empty();
       continue;
@@ -1128,6 +1170,7 @@ awaitable<End> Session::client_to_backend() {
 void Session::on_backend_event(const protocol::ScanEvent& e, bool& saw_ready) {
   last_backend_type_ = e.type;
   if (e.type == 'Z') {
+    copy_in_ = false;
     statement_finished(e.status);
     saw_ready = true;
     ++ready_seen_;
@@ -1139,6 +1182,8 @@ void Session::on_backend_event(const protocol::ScanEvent& e, bool& saw_ready) {
     metrics_.statement_errors.fetch_add(1, std::memory_order_relaxed);
   } else if ((e.type == '1' || e.type == '3') && !name_ops_.empty()) {
     name_op_answered(e.type);
+  } else if (e.type == 'G') {
+    copy_in_started();
   }
   if (auditing() && (e.type == 'Z' || e.type == 'I' || e.type == 's')) audit_backend(e.type, {}, nullptr);
 }

@@ -158,6 +158,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void audit_execute(std::string_view body);
   void audit_sync();
   void audit_close_portal(std::string_view name);
+  void audit_sync_ignored();
   // Backend side: message bodies of CommandComplete and ErrorResponse, and the other events.
   // `refusal`: the error the client gets instead of the backend's answer to a substitute.
   void audit_backend(char type, std::string_view body, const protocol::ErrorFields* refusal);
@@ -300,7 +301,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // Long statement texts are analysed on the shared analysis pool, not on this worker's thread,
   // so one client's 500 KB INSERT cannot stall every other session of the worker.
   bool offload_request_ = false;
-  enum class Barrier { None, AfterThis, AtSync, Wait };
+  // CopyIn: the statement behind a Wait barrier reads COPY data; only copy messages pass until
+  // CopyDone/CopyFail, then the barrier waits again.
+  enum class Barrier { None, AfterThis, AtSync, Wait, CopyIn };
   Barrier settings_barrier_ = Barrier::None;  // see may_change_tokenising
   std::shared_ptr<const sql::Analysis> front_analysis_;  // analysis of the message at the front of cin_
   std::string param_buf_;          // a ParameterStatus (or, when auditing, CommandComplete or
@@ -347,7 +350,12 @@ class Session : public std::enable_shared_from_this<Session> {
   };
   std::unordered_map<std::string, Portal, NameHash, std::equal_to<>> portals_;
   bool batch_failed_ = false;  // an error in the current extended-protocol batch: Executes until Sync are skipped
-  bool refused_in_batch_ = false;  // the proxy refused a Parse, Bind or Execute of the batch the client is sending
+  bool refused_in_batch_ = false;
+  // The backend reads COPY data (CopyInResponse seen, the client's CopyDone/CopyFail not yet sent):
+  // it ignores Sync and Flush meanwhile, so a Sync then gets no ReadyForQuery of its own.
+  bool copy_in_ = false;
+  std::uint32_t syncs_after_execute_ = 0;  // Syncs forwarded since the last Execute (0 after a Query)
+  void copy_in_started();  // the proxy refused a Parse, Bind or Execute of the batch the client is sending
   std::uint64_t policy_generation_ = 0;
 };
 

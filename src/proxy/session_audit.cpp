@@ -272,6 +272,15 @@ void Session::audit_sync() {
   audit_pending_.push_back(std::move(p));
 }
 
+void Session::audit_sync_ignored() {
+  // The newest Sync, sent after a COPY's Execute, gets no ReadyForQuery (see copy_in_started).
+  for (auto it = audit_pending_.rbegin(); it != audit_pending_.rend(); ++it)
+    if (it->kind == AuditPending::Kind::Sync) {
+      audit_pending_.erase(std::next(it).base());
+      return;
+    }
+}
+
 void Session::audit_close_portal(std::string_view name) {
   if (auto it = portals_.find(name); it != portals_.end() && !name.empty()) portals_.erase(it);
 }

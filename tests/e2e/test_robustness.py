@@ -582,3 +582,84 @@ def test_cancel_with_right_key_raw(gh):
         assert c.simple_query("select 'next'") == [["next"]]
     finally:
         c.close()
+
+
+def _copy_table(pg, name: str) -> None:
+    with psycopg.connect(pg.dsn(), autocommit=True) as d:
+        d.execute(f"DROP TABLE IF EXISTS {name}")
+        d.execute(f"CREATE TABLE {name} (id int)")
+        d.execute(f"GRANT ALL ON {name} TO PUBLIC")
+
+
+def _count(pg, name: str) -> int:
+    with psycopg.connect(pg.dsn(), autocommit=True) as d:
+        return d.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+
+
+def test_copy_behind_a_settings_barrier_gets_its_data(gh, pg):
+    """DO (which may change how SQL is read) and COPY FROM STDIN in one Query: the proxy waits for
+    the Query's answer before judging what follows, but lets the COPY data through (found by
+    adversarial testing: the session hung, and held its backend after the client left)."""
+    _copy_table(pg, "rb_copy_barrier")
+    s = raw_connect(gh.port, "alice", USERS["alice"])
+    try:
+        s.send(query("DO $$ BEGIN END $$; COPY rb_copy_barrier FROM STDIN"))
+        while True:
+            t, _ = s.read_message()
+            if t == b"G":
+                break
+            assert t == b"C", t
+        s.send(message(b"d", b"1\n2\n3\n") + message(b"c"))
+        types = []
+        while True:
+            t, body = s.read_message()
+            types.append(t)
+            if t == b"Z":
+                break
+        assert types == [b"C", b"Z"], types
+        # Anything but COPY data while the server reads it ends the session, as a protocol error.
+        assert s.simple_query("SELECT 1") == [["1"]]
+    finally:
+        s.close()
+    assert _count(pg, "rb_copy_barrier") == 3
+
+
+def test_extended_copy_keeps_the_session_in_step(make_proxy, pg):
+    """libpq's COPY with the extended protocol sends Sync with the Execute and again after CopyDone;
+    the server ignores the first (it reads COPY data then). Counted as two, the session waited
+    for a ReadyForQuery that never came: a later SET client_encoding hung and the idle timeout
+    never fired (found by adversarial testing)."""
+    _copy_table(pg, "rb_copy_ext")
+    proxy = make_proxy(limits={"idle_timeout": "2s"})
+    c = connect(proxy, autocommit=True)
+    try:
+        pgc = c.pgconn
+        res = pgc.exec_params(b"COPY rb_copy_ext FROM STDIN", [])
+        assert res.status == psycopg.pq.ExecStatus.COPY_IN, res.status
+        pgc.put_copy_data(b"7\n8\n")
+        pgc.put_copy_end()
+        res = pgc.get_result()
+        assert res.status == psycopg.pq.ExecStatus.COMMAND_OK, res.error_message
+        while pgc.get_result() is not None:
+            pass
+        started = time.monotonic()
+        c.execute("SET client_encoding = 'UTF8'")  # waits for its own answer: must not hang
+        assert time.monotonic() - started < 5
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            c.execute("SELECT 1/0 AS rb_after_copy")
+        assert c.execute("SELECT 1 AS rb_after_copy").fetchone() == (1,)
+        time.sleep(3.5)  # the idle timeout ends the session: nothing counted as still running
+        with pytest.raises(psycopg.OperationalError):
+            c.execute("SELECT 1")
+    finally:
+        c.close()
+    assert _count(pg, "rb_copy_ext") == 2
+    # The audit trail keeps each statement's own outcome (a Sync without its ReadyForQuery shifted
+    # every later outcome by one).
+    from test_audit import search, store_of
+    proxy.stop()
+    outcomes = {h["sql"]["text"]: (h.get("outcome") or h.get("result", {}).get("outcome"))
+                for h in search(store_of(proxy)) if h.get("type") == "statement"}
+    assert outcomes["COPY rb_copy_ext FROM STDIN"] == "ok", outcomes
+    assert outcomes["SELECT 1/0 AS rb_after_copy"] == "error", outcomes
+    assert outcomes["SELECT 1 AS rb_after_copy"] == "ok", outcomes
