@@ -12,6 +12,8 @@ namespace gh::sql::detail {
 
 namespace {
 
+bool has_items(const JValue* v) { return v && v->is_array() && v->count > 0; }
+
 std::string lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) {
@@ -422,6 +424,10 @@ void Walker::unqualified_column(std::string_view col) {
         rels_[static_cast<std::size_t>(e->rel)].all = true;
         add_access(e->rel, kRead);
       }
+      for (int r : e->join_rels) {
+        rels_[static_cast<std::size_t>(r)].all = true;
+        add_access(r, kRead);
+      }
       out_.whole_row = true;
       return;
     }
@@ -488,7 +494,18 @@ void Walker::column_ref(const JValue& body) {
       rels_[static_cast<std::size_t>(e->rel)].all = true;
       add_access(e->rel, kRead);
     }
+    for (int r : e->join_rels) {  // j.* of a JOIN's alias: every relation inside it
+      rels_[static_cast<std::size_t>(r)].all = true;
+      add_access(r, kRead);
+    }
     out_.whole_row = true;
+  };
+  // A column through a JOIN's alias (j.email): which relation inside has it is not known without
+  // the catalog, so it counts as read from each of them (found by adversarial testing: it was
+  // recorded as read from none, and classified columns were read past a tag rule).
+  auto read_via = [&](const RangeEntry* e, std::string_view col) {
+    if (e->join_rels.empty()) return add_read(e->rel, col);
+    for (int r : e->join_rels) add_read(r, col);
   };
   auto unqualified = [&](std::string_view col) { unqualified_column(col); };
 
@@ -513,7 +530,7 @@ void Walker::column_ref(const JValue& body) {
     case 1:
       return unqualified(names[0]);
     case 2:
-      if (const RangeEntry* e = find_entry(names[0], {})) return add_read(e->rel, names[1]);
+      if (const RangeEntry* e = find_entry(names[0], {})) return read_via(e, names[1]);
       return unqualified(names[0]);  // composite field access: col.field
     case 3:
       if (const RangeEntry* e = find_entry(names[1], names[0])) return add_read(e->rel, names[2]);
@@ -613,6 +630,11 @@ void Walker::range_var_from(const JValue& rv) {
   }
   int r = rel(schema, name);
   add_access(r, kRead);
+  if (const JValue* a = rv.get("alias"); a && has_items(a->get("colnames"))) {
+    // `t AS c(x, y)` renames the table's columns by position, which only the catalog knows: any
+    // column may be read under another name (found by adversarial testing).
+    rels_[static_cast<std::size_t>(r)].all = true;
+  }
   if (alias.empty()) {
     add_entry(name, schema, r, false);
   } else {
@@ -649,7 +671,17 @@ void Walker::from_item(const JValue& item) {
     }
     walk_member(*body, "quals");
     std::string_view alias = alias_name(*body);
-    if (!alias.empty()) add_entry(alias, {}, -1, true, EntryKind::Join);
+    if (!alias.empty()) {
+      std::vector<int> inside;
+      for (std::size_t i = before; i < after; ++i) {
+        const RangeEntry& e = levels_.back().entries[i];
+        if (e.rel >= 0) inside.push_back(e.rel);
+        inside.insert(inside.end(), e.join_rels.begin(), e.join_rels.end());
+      }
+      add_entry(alias, {}, -1, true, EntryKind::Join).join_rels = std::move(inside);
+      if (const JValue* a = body->get("alias"); a && has_items(a->get("colnames")))
+        for (int r : levels_.back().entries.back().join_rels) rels_[static_cast<std::size_t>(r)].all = true;
+    }
     return;
   }
   if (name == "RangeSubselect") {

@@ -66,6 +66,7 @@ class Walker {
     bool aliased = false;
     EntryKind kind = EntryKind::Relation;
     Columns columns;  // for tables: unknown (no catalog)
+    std::vector<int> join_rels;  // a JOIN's alias: the relations inside it (indexes into rels_)
   };
   struct Level {
     std::vector<RangeEntry> entries;

@@ -1083,6 +1083,14 @@ def test_custom_mask_rule_refused_until_masking_exists(prod):
         assert_refused(ei.value, "mask-pii")
         assert "mask" in ei.value.diag.message_primary.lower()
         assert c.execute("SELECT id FROM customers").fetchone() == (1,)
+        # The classified column under another name: column aliases of the table, a JOIN's alias
+        # (found by adversarial testing: both read it past the rule).
+        for sql in ("SELECT c.e FROM customers AS c(i, e)",
+                    "SELECT j.email FROM (customers JOIN (SELECT 1 AS x) s ON true) AS j",
+                    "SELECT row_to_json(j) FROM (customers JOIN (SELECT 1 AS x) s ON true) AS j"):
+            with pytest.raises(psycopg.Error) as ei:
+                c.execute(sql)
+            assert_refused(ei.value, "mask-pii")
 
 
 def test_audit_only_rule_lets_statement_pass(prod, direct):
