@@ -81,8 +81,10 @@ StartupResult decode_startup(std::string_view data, std::size_t max_packet) {
     return r;
   };
   if (len < 8) return error("invalid length of startup packet");
-  if (len > max_packet) return error("startup packet of " + std::to_string(len) + " bytes exceeds the limit of " +
-                                     std::to_string(max_packet) + " bytes");
+  // As PostgreSQL: the limit is on what follows the length word.
+  if (len - 4 > max_packet)
+    return error("startup packet of " + std::to_string(len - 4) + " bytes (after its length) exceeds the limit of " +
+                 std::to_string(max_packet) + " bytes");
   if (data.size() < len) return r;
   const std::uint32_t code = load_be32(data.data() + 4);
   r.consumed = len;
@@ -285,10 +287,10 @@ void write_ready_for_query(std::string& out, char status) {
   finish(out, at);
 }
 
-void write_negotiate_protocol_version(std::string& out, std::uint32_t newest_minor,
+void write_negotiate_protocol_version(std::string& out, std::uint32_t newest,
                                       const std::vector<std::string>& unrecognized) {
   const auto at = begin(out, 'v');
-  append_be32(out, newest_minor);
+  append_be32(out, newest);
   append_be32(out, std::uint32_t(unrecognized.size()));
   for (const auto& o : unrecognized) cstr(out, o);
   finish(out, at);

@@ -168,7 +168,8 @@ void write_authentication_sasl(std::string& out, const std::vector<std::string>&
 void write_backend_key_data(std::string& out, BackendKeyData k);
 void write_parameter_status(std::string& out, std::string_view name, std::string_view value);
 void write_ready_for_query(std::string& out, char status);
-void write_negotiate_protocol_version(std::string& out, std::uint32_t newest_minor,
+// newest: the newest protocol version the server speaks, as PostgreSQL sends it (major << 16 | minor).
+void write_negotiate_protocol_version(std::string& out, std::uint32_t newest,
                                       const std::vector<std::string>& unrecognized);
 void write_startup_message(std::string& out, const std::vector<std::pair<std::string, std::string>>& params);
 void write_ssl_request(std::string& out);

@@ -403,7 +403,9 @@ awaitable<bool> Session::authenticate(const protocol::StartupMessage& startup) {
     if (k.rfind("_pq_.", 0) == 0) unrecognized.push_back(k);
   if (startup.minor > 0 || !unrecognized.empty()) {
     std::string out;
-    protocol::write_negotiate_protocol_version(out, 0, unrecognized);
+    // The newest version as a whole number (3.0 = 0x00030000), as PostgreSQL sends it: libpq
+    // compares it with the lowest version it accepts (found by adversarial testing: 0 was sent).
+    protocol::write_negotiate_protocol_version(out, 0x00030000, unrecognized);
     co_await send_to_client(std::move(out));
   }
 

@@ -335,8 +335,8 @@ def test_protocol_3_2_negotiated_down(gh):
         assert before, "no NegotiateProtocolVersion before authentication"
         t, body = before[0]
         assert t == b"v"
-        newest_minor, count = struct.unpack("!II", body[:8])
-        assert newest_minor == 0
+        newest, count = struct.unpack("!II", body[:8])
+        assert newest == 0x00030000  # 3.0, as PostgreSQL sends it (libpq compares whole versions)
         assert count == 1 and body[8:].split(b"\0")[0] == b"_pq_.some_option"
         assert c.auth_codes[0] == 10  # authentication continued
         assert c.simple_query("select 'negotiated'") == [["negotiated"]]
@@ -349,7 +349,7 @@ def test_protocol_3_1_without_options(gh):
     try:
         before = c.startup("alice", USERS["alice"], "app", version=(3 << 16) | 1)
         t, body = before[0]
-        assert t == b"v" and struct.unpack("!II", body[:8]) == (0, 0)
+        assert t == b"v" and struct.unpack("!II", body[:8]) == (0x00030000, 0)
         assert c.simple_query("select 1") == [["1"]]
     finally:
         c.close()

@@ -462,26 +462,26 @@ TEST(CodecDecodeStartup, LengthBelowEightIsError) {
 }
 
 TEST(CodecDecodeStartup, OversizedIsError) {
-  // Exactly the limit is fine.
+  // Exactly the limit after the length word is fine (as PostgreSQL: 10,004 bytes in all).
   {
     std::string payload = "user\0bob\0options\0"s;
-    payload += std::string(kMaxStartupPacket - 8 - payload.size() - 2, 'o');
+    payload += std::string(kMaxStartupPacket + 4 - 8 - payload.size() - 2, 'o');
     payload += "\0\0"s;
     const std::string p = startup_packet(kProtocolVersion30, payload);
-    ASSERT_EQ(p.size(), kMaxStartupPacket);
+    ASSERT_EQ(p.size(), kMaxStartupPacket + 4);
     const auto r = decode_startup(p);
     EXPECT_EQ(r.status, Decode::Message) << r.error;
   }
   // One more byte: rejected as soon as the length is seen.
-  const auto r = decode_startup(be32(kMaxStartupPacket + 1) + be32(kProtocolVersion30));
+  const auto r = decode_startup(be32(kMaxStartupPacket + 5) + be32(kProtocolVersion30));
   EXPECT_EQ(r.status, Decode::Error);
   EXPECT_FALSE(r.error.empty());
-  EXPECT_EQ(decode_startup(be32(kMaxStartupPacket + 1)).status, Decode::Error);
+  EXPECT_EQ(decode_startup(be32(kMaxStartupPacket + 5)).status, Decode::Error);
   EXPECT_EQ(decode_startup(be32(0xffffffffu)).status, Decode::Error);
   // Custom limit.
   const std::string small = startup_packet(kProtocolVersion30, "user\0bob\0\0"s);
-  EXPECT_EQ(decode_startup(small, small.size()).status, Decode::Message);
-  EXPECT_EQ(decode_startup(small, small.size() - 1).status, Decode::Error);
+  EXPECT_EQ(decode_startup(small, small.size() - 4).status, Decode::Message);
+  EXPECT_EQ(decode_startup(small, small.size() - 5).status, Decode::Error);
 }
 
 TEST(CodecDecodeStartup, MissingTerminatorIsError) {

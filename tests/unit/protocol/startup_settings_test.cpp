@@ -23,7 +23,8 @@ TEST(StartupSettings, NamesEverySettingInEveryForm) {
 
 TEST(StartupSettings, IdentityAndRoleCannotBeChosenInAnyCase) {
   for (const char* name : {"gatehouse.identity", "GATEHOUSE.IDENTITY", "Gatehouse.Identity_Groups", "gatehouse.other",
-                           "role", "ROLE", "session_authorization", "Session_Authorization"})
+                           "role", "ROLE", "session_authorization", "Session_Authorization",
+                           "session-authorization"})  // PostgreSQL reads - as _ in option names
     EXPECT_TRUE(forbidden_startup_setting(name).has_value()) << name;
   for (const char* name : {"application_name", "search_path", "TimeZone", "gatehouse", "roles", "client_encoding"})
     EXPECT_FALSE(forbidden_startup_setting(name).has_value()) << name;
