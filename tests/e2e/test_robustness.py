@@ -663,3 +663,29 @@ def test_extended_copy_keeps_the_session_in_step(make_proxy, pg):
     assert outcomes["COPY rb_copy_ext FROM STDIN"] == "ok", outcomes
     assert outcomes["SELECT 1/0 AS rb_after_copy"] == "error", outcomes
     assert outcomes["SELECT 1 AS rb_after_copy"] == "ok", outcomes
+
+
+def test_refused_connections_do_not_wait_for_silent_clients(make_proxy):
+    """Over max_connections, a client that sends nothing is answered and closed after 2 s (found by
+    adversarial testing: refused sockets stayed open as long as the client liked)."""
+    proxy = make_proxy(limits={"max_connections": 1})
+    holder = connect(proxy)
+    socks = []
+    try:
+        for _ in range(20):
+            socks.append(socket.create_connection(("127.0.0.1", proxy.port), timeout=10))
+        deadline = time.monotonic() + 8
+        for s in socks:
+            s.settimeout(max(0.1, deadline - time.monotonic()))
+            data = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            assert b"53300" in data, data  # the error, then the proxy closed the socket
+        assert holder.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        for s in socks:
+            s.close()
+        holder.close()
