@@ -478,7 +478,8 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
         note_proxy_settings(*a);  // SET gatehouse.wait / gatehouse.reason (session_hold.cpp)
         break;
       }
-    if (may_change_tokenising(*judged)) settings_barrier_ = type == 'Q' ? Barrier::AfterThis : Barrier::AtSync;
+    // A Query or a FunctionCall gets its own ReadyForQuery; a Parse waits for its batch's Sync.
+    if (may_change_tokenising(*judged)) settings_barrier_ = type == 'P' ? Barrier::AtSync : Barrier::AfterThis;
     if (type == 'P' && analysis && !estimate_skip_logged_) {
       bool writes = false;
       for (const auto& st : analysis->statements) writes |= !st.writes.empty();

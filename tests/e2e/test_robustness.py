@@ -502,6 +502,32 @@ def test_function_call_message(gh):
         c.close()
 
 
+def test_function_call_the_proxy_cannot_name_then_extended_query(gh):
+    """A fast-path call of a function the proxy does not know is a settings barrier until its own
+    ReadyForQuery, not until a Sync that never comes (found by adversarial testing: the next
+    extended-protocol statement was refused as 'in the same batch')."""
+    c = raw_connect(gh.port, *ALICE)
+    try:
+        (oid,), = c.simple_query("select 'pg_backend_pid'::regproc::oid")
+        c.send(message(b"F", struct.pack("!IHHH", int(oid), 0, 0, 0)))
+        t, resp = c.read_message()
+        assert t == b"V", (t, resp)
+        assert c.read_message()[0] == b"Z"
+        c.send(message(b"P", b"\0select 7\0" + struct.pack("!H", 0)) +
+               message(b"B", b"\0\0" + struct.pack("!HHH", 0, 0, 0)) +
+               message(b"E", b"\0" + struct.pack("!I", 0)) + message(b"S"))
+        types = []
+        while True:
+            t, body = c.read_message()
+            assert t != b"E", body
+            types.append(t)
+            if t == b"Z":
+                break
+        assert types == [b"1", b"2", b"D", b"C", b"Z"], types
+    finally:
+        c.close()
+
+
 def test_extended_query_pipelined_raw(gh):
     """Parse/Bind/Describe/Execute/Close/Flush/Sync sent in one write, twice, with an error between."""
     def parse(name, sql_text):
