@@ -664,3 +664,19 @@ def test_check_names_audit_settings_serve_would_fail_on(tmp_path):
     cfg.write_text(base + f"audit:\n  checkpoint: {{key_file: {key}}}\n")
     r = subprocess.run([str(BINARY), "check", "--config", str(cfg)], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
+
+
+def test_long_errors_keep_their_sqlstate(make_proxy):
+    """An ErrorResponse longer than the part the proxy keeps (4 KiB) still gives the record its
+    SQLSTATE and the start of its message (found by adversarial testing: both were empty)."""
+    proxy = make_proxy()
+    with connect(proxy, autocommit=True) as c:
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+            c.execute("SELECT repeat('x', 9000)::int AS long_error")
+    proxy.stop()
+    hits = [h for h in search(store_of(proxy)) if "long_error" in h.get("sql", {}).get("text", "")]
+    assert len(hits) == 1, hits
+    h = hits[0]
+    outcome = h.get("result", h)
+    assert outcome["outcome"] == "error" and outcome["sqlstate"] == "22P02", h
+    assert outcome["message"].startswith("invalid input syntax for type integer"), outcome["message"][:100]
