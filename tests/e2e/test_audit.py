@@ -680,3 +680,21 @@ def test_long_errors_keep_their_sqlstate(make_proxy):
     outcome = h.get("result", h)
     assert outcome["outcome"] == "error" and outcome["sqlstate"] == "22P02", h
     assert outcome["message"].startswith("invalid input syntax for type integer"), outcome["message"][:100]
+
+
+def test_expect_stopped_without_a_checkpoint_key(make_proxy):
+    """No checkpoint key: nothing is signed, so --expect-stopped checks that the trail ends with the
+    proxy's Stop record (and says what that does not prove) instead of reporting a clean stop as
+    truncated (found by adversarial testing)."""
+    proxy = make_proxy()
+    with connect(proxy, autocommit=True) as c:
+        c.execute("SELECT 1")
+    assert proxy.stop() == 0
+    store = store_of(proxy)
+    ok = verify(store, "--expect-stopped")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "Stop record" in ok.stdout + ok.stderr
+    with sqlite3.connect(store) as db:
+        db.execute("DELETE FROM audit_records WHERE seq = (SELECT max(seq) FROM audit_records)")
+    cut = verify(store, "--expect-stopped")
+    assert cut.returncode != 0 and "TAMPERED" in cut.stdout + cut.stderr, cut.stdout + cut.stderr
