@@ -335,6 +335,7 @@ class Session : public std::enable_shared_from_this<Session> {
     bool failed = false;
     std::uint64_t statement = 0;
     std::int64_t rows = -1;
+    std::uint32_t max_rows = 0;  // Execute: rows asked for (0: all); a PortalSuspended returned that many
     Clock::time_point start;
     std::string sqlstate, message;
     // The statement's record-to-be, written with its outcome when it ends (its intent is in the
@@ -342,6 +343,9 @@ class Session : public std::enable_shared_from_this<Session> {
     std::optional<audit::Event> event;
   };
   std::deque<AuditPending> audit_pending_;
+  // Executes of the current extended-protocol batch that ended well: recorded at its
+  // ReadyForQuery, because the implicit commit at Sync can still fail (a deferred constraint).
+  std::vector<audit::Event> batch_done_;
   struct Portal {
     std::shared_ptr<const sql::Analysis> analysis;
     std::shared_ptr<const policy::Decision> decision;

@@ -24,6 +24,7 @@ namespace gh::proxy {
 namespace {
 
 constexpr std::size_t kMaxPortals = 10000;
+constexpr std::size_t kMaxBatchDone = 1000;  // Executes kept for their batch's end; more are recorded at once
 constexpr std::size_t kKeptBody = 4096;  // of a long ErrorResponse, enough for SQLSTATE and message
 
 // "INSERT 0 5", "UPDATE 3", "SELECT 10", "COPY 7" -> the count; -1 when the tag has none.
@@ -121,6 +122,14 @@ void Session::audit_disconnect() {
     }
     audit_pending_.pop_front();
   }
+  // Executes that ended well in a batch whose ReadyForQuery never came: committed or not is unknown.
+  for (auto& r : batch_done_) {
+    r.outcome = "unknown";
+    r.message = "the session ended before the end of this statement's batch: whether its transaction committed is "
+                "not known";
+    audit_results_.push_back(std::move(r));
+  }
+  batch_done_.clear();
   auto e = audit_event(audit::EventType::Disconnect);
   e.message = end_.log;
   if (end_.to_client) e.sqlstate = end_.to_client->sqlstate;
@@ -269,6 +278,7 @@ void Session::audit_execute(std::string_view body) {
   p.kind = AuditPending::Kind::Execute;
   p.statement = audit_seq_;
   p.start = Clock::now();
+  if (body.size() >= pos + 4) p.max_rows = load_be32(body.data() + pos);
   audit_pending_.push_back(std::move(p));
 }
 
@@ -314,11 +324,26 @@ void Session::audit_backend(char type, std::string_view body, const protocol::Er
     if (p.failed) {
       r.outcome = p.sqlstate == "57014" ? "cancelled" : "error";
       r.sqlstate = std::move(p.sqlstate);
-      r.message = std::move(p.message);
     }
+    if (!p.message.empty()) r.message = std::move(p.message);
     r.rows = p.rows;
     r.duration_us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - p.start).count();
-    audit_results_.push_back(std::move(r));
+    // An Execute that ended well waits for its batch's end: the commit at Sync can still fail.
+    if (p.kind == AuditPending::Kind::Execute && r.outcome == "ok" && batch_done_.size() < kMaxBatchDone)
+      batch_done_.push_back(std::move(r));
+    else
+      audit_results_.push_back(std::move(r));
+  };
+  auto batch_ended = [&](const std::string* commit_error_sqlstate, const std::string* commit_error) {
+    for (auto& r : batch_done_) {
+      if (commit_error_sqlstate) {
+        r.outcome = "error";
+        r.sqlstate = *commit_error_sqlstate;
+        r.message = "the batch's commit at Sync failed, so this statement's changes were rolled back: " + *commit_error;
+      }
+      audit_results_.push_back(std::move(r));
+    }
+    batch_done_.clear();
   };
   using K = AuditPending::Kind;
   AuditPending* head = audit_pending_.empty() ? nullptr : &audit_pending_.front();
@@ -339,6 +364,7 @@ void Session::audit_backend(char type, std::string_view body, const protocol::Er
     case 's':
       if (head && head->kind == K::Execute) {
         if (type == 'I') head->rows = 0;
+        if (type == 's') head->rows = head->max_rows;  // suspended after exactly the rows asked for
         complete(*head, "ok");
         audit_pending_.pop_front();
       }
@@ -353,6 +379,9 @@ void Session::audit_backend(char type, std::string_view body, const protocol::Er
         message = refusal->message;
       }
       if (head->kind == K::Sync) {
+        // After every Execute of the batch: the implicit commit at Sync failed (a deferred
+        // constraint, a serialization failure), and their changes are gone.
+        if (!batch_done_.empty() && !batch_failed_) batch_ended(&sqlstate, &message);
         batch_failed_ = true;
         return;
       }
@@ -371,16 +400,14 @@ void Session::audit_backend(char type, std::string_view body, const protocol::Er
         AuditPending p = std::move(audit_pending_.front());
         audit_pending_.pop_front();
         if (p.kind == K::Execute) {
-          if (!p.refused) {
-            p.failed = true;
-            p.message = "not run: an earlier message of its batch failed";
-          }
+          if (!p.refused) p.message = "not run: an earlier message of its batch failed";
           complete(p, "not_run");
           continue;
         }
         if (p.kind == K::Query) complete(p, "ok");
         break;
       }
+      batch_ended(nullptr, nullptr);
       batch_failed_ = false;
       break;
     default:

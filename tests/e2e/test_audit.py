@@ -698,3 +698,65 @@ def test_expect_stopped_without_a_checkpoint_key(make_proxy):
         db.execute("DELETE FROM audit_records WHERE seq = (SELECT max(seq) FROM audit_records)")
     cut = verify(store, "--expect-stopped")
     assert cut.returncode != 0 and "TAMPERED" in cut.stdout + cut.stderr, cut.stdout + cut.stderr
+
+
+def test_extended_outcomes_commit_failure_not_run_and_suspended_portals(make_proxy, pg):
+    """Found by adversarial testing: an autocommit INSERT whose deferred constraint failed at the
+    Sync's commit was recorded ok; Executes skipped after an error said error instead of not_run;
+    an Execute suspended after max_rows recorded no row count."""
+    import pgwire
+    import struct
+    from conftest import USERS
+    with psycopg.connect(pg.dsn(), autocommit=True) as d:
+        d.execute("DROP TABLE IF EXISTS aud_child, aud_parent")
+        d.execute("CREATE TABLE aud_parent (id int PRIMARY KEY)")
+        d.execute("CREATE TABLE aud_child (id int REFERENCES aud_parent DEFERRABLE INITIALLY DEFERRED)")
+    proxy = make_proxy()
+    with connect(proxy, autocommit=True) as c:
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            c.execute("INSERT INTO aud_child VALUES (%s) -- commit_fails", (42,))
+    s = pgwire.connect(proxy.port, "alice", USERS["alice"])
+    try:
+        def msg(t, body):
+            return pgwire.message(t, body)
+
+        def parse(sql):
+            return msg(b"P", b"\0" + sql + b"\0" + struct.pack("!H", 0))
+        bind = msg(b"B", b"\0\0" + struct.pack("!HHH", 0, 0, 0))
+
+        def execute(n):
+            return msg(b"E", b"\0" + struct.pack("!I", n))
+        # An error, then an Execute the backend skips.
+        s.send(parse(b"SELECT 1/0 AS skip_first") + bind + execute(0) +
+               parse(b"SELECT 1 AS skipped_after") + bind + execute(0) + msg(b"S", b""))
+        while s.read_message()[0] != b"Z":
+            pass
+        # A portal read 3 rows at a time.
+        s.send(pgwire.query("BEGIN"))
+        while s.read_message()[0] != b"Z":
+            pass
+        s.send(parse(b"SELECT g AS suspended FROM generate_series(1, 5) g") + bind + execute(3) + msg(b"S", b""))
+        types = []
+        while True:
+            t, _ = s.read_message()
+            types.append(t)
+            if t == b"Z":
+                break
+        assert b"s" in types, types
+        s.send(pgwire.query("COMMIT"))
+        while s.read_message()[0] != b"Z":
+            pass
+    finally:
+        s.close()
+    proxy.stop()
+    hits = {h["sql"]["text"]: h for h in search(store_of(proxy)) if h.get("type") == "statement"}
+
+    def outcome(text):
+        h = hits[text]
+        return h.get("result", h)
+    failed = outcome("INSERT INTO aud_child VALUES ($1) -- commit_fails")
+    assert failed["outcome"] == "error" and failed["sqlstate"] == "23503", failed
+    assert "commit" in failed["message"], failed["message"]
+    assert outcome("SELECT 1 AS skipped_after")["outcome"] == "not_run"
+    assert outcome("SELECT 1/0 AS skip_first")["outcome"] == "error"
+    assert outcome("SELECT g AS suspended FROM generate_series(1, 5) g")["rows"] == 3
