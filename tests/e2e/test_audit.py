@@ -24,6 +24,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import time
 import threading
 from pathlib import Path
 
@@ -760,3 +761,28 @@ def test_extended_outcomes_commit_failure_not_run_and_suspended_portals(make_pro
     assert outcome("SELECT 1 AS skipped_after")["outcome"] == "not_run"
     assert outcome("SELECT 1/0 AS skip_first")["outcome"] == "error"
     assert outcome("SELECT g AS suspended FROM generate_series(1, 5) g")["rows"] == 3
+
+
+def test_a_statement_running_when_the_client_leaves_is_unknown(make_proxy, pg):
+    """The client disconnects while its INSERT runs; the server finishes and commits it. Its record
+    says unknown, not error (found by adversarial testing)."""
+    import socket
+    import pgwire
+    from conftest import USERS
+    with psycopg.connect(pg.dsn(), autocommit=True) as d:
+        d.execute("DROP TABLE IF EXISTS aud_left")
+        d.execute("CREATE TABLE aud_left (id int)")
+    proxy = make_proxy()
+    s = pgwire.connect(proxy.port, "alice", USERS["alice"])
+    s.send(pgwire.query("INSERT INTO aud_left SELECT 1 FROM pg_sleep(1) -- client_leaves"))
+    time.sleep(0.3)
+    s.sock.shutdown(socket.SHUT_RDWR)
+    s.close()
+    time.sleep(1.5)
+    with psycopg.connect(pg.dsn(), autocommit=True) as d:
+        assert d.execute("SELECT count(*) FROM aud_left").fetchone() == (1,)
+    proxy.stop()
+    hits = [h for h in search(store_of(proxy)) if "client_leaves" in h.get("sql", {}).get("text", "")]
+    assert len(hits) == 1, hits
+    h = hits[0].get("result", hits[0])
+    assert h["outcome"] == "unknown", h
