@@ -11,14 +11,19 @@ namespace gh::policy {
 
 namespace {
 
-std::string_view schema_of(const sql::Relation& r) { return r.schema.empty() ? std::string_view("public") : r.schema; }
 
 // The schema of a relation named without one is the first on the session's search_path that has
 // it, which the session can change (SET, set_config, a startup option) and the proxy does not
 // track. A rule that restricts (deny, review, mask) or a classification therefore takes it for a
 // relation of ANY schema; an allow rule only for one in public (the default search_path).
-bool schema_matches(const Glob& g, const sql::Relation& r, bool any_schema) {
-  if (r.schema.empty()) return any_schema || g.matches("public");
+// How a relation named without a schema matches a rule's schema: as any schema (restricting
+// rules, classification), as public (allow rules, default search_path), or as no schema at all
+// (allow rules once the session changed its search_path: found by adversarial testing, an allow
+// rule for public.orders opened hr.orders).
+enum class Unqualified : std::uint8_t { AnySchema, Public, Unknown };
+
+bool schema_matches(const Glob& g, const sql::Relation& r, Unqualified u) {
+  if (r.schema.empty()) return u == Unqualified::AnySchema || (u == Unqualified::Public && g.matches("public"));
   return g.matches(r.schema);
 }
 
@@ -26,7 +31,7 @@ bool has_kind(const sql::Statement& s, sql::StatementKind k) {
   return std::find(s.kinds.begin(), s.kinds.end(), k) != s.kinds.end();
 }
 
-bool table_matches(const NamePattern& p, const sql::Relation& r, bool any_schema) {
+bool table_matches(const NamePattern& p, const sql::Relation& r, Unqualified any_schema) {
   if (p.size() == 1) return p.part(0).matches(r.name);
   return schema_matches(p.part(0), r, any_schema) && p.part(1).matches(r.name);
 }
@@ -35,7 +40,7 @@ bool table_matches(const NamePattern& p, const sql::Relation& r, bool any_schema
 // touches in one relation. A relation read or written as a whole touches every column; a column
 // the analyzer could not tie to one relation (`unresolved`) may be a column of any of them.
 bool column_matches(const NamePattern& p, const sql::Relation& r, const std::vector<std::string>& unresolved,
-                    std::string* which, bool any_schema) {
+                    std::string* which, Unqualified any_schema) {
   if (p.size() == 3 && !(schema_matches(p.part(0), r, any_schema) && p.part(1).matches(r.name))) return false;
   if (p.size() == 2 && !p.part(0).matches(r.name)) return false;
   if (r.all_columns) {
@@ -133,6 +138,11 @@ class Evaluator {
   // All conditions of `c` hold for statement `s`. With `why`, appends "key: detail" evidence.
   // any_schema: a relation named without a schema may be of any schema (restricting rules).
   bool matches(const Conditions& c, const sql::Statement& s, std::vector<std::string>* why, bool any_schema) const;
+  // How unqualified names match for a rule that restricts (any_schema) or allows.
+  Unqualified unqualified(bool any_schema) const {
+    if (any_schema) return Unqualified::AnySchema;
+    return req_.search_path_changed ? Unqualified::Unknown : Unqualified::Public;
+  }
 
   // Tags and highest sensitivity of the classified columns the statement touches (in relations
   // with any of `access`, 0 = any). With `where`, lists "tag on schema.table.column".
@@ -176,7 +186,7 @@ void Evaluator::classify(const sql::Statement& s, std::uint8_t access, TagSet& t
     for (std::size_t e = 0; e < classes_.size(); ++e) {
       const auto& entry = classes_[e];
       for (const auto& p : entry.columns) {
-        if (!column_matches(p, r, s.unresolved_columns, where ? &column : nullptr, true)) continue;
+        if (!column_matches(p, r, s.unresolved_columns, where ? &column : nullptr, Unqualified::AnySchema)) continue;
         tags |= class_tags_[e];
         max = std::max(max, entry.sensitivity);
         if (where)
@@ -301,7 +311,9 @@ bool Evaluator::matches(const Conditions& c, const sql::Statement& s, std::vecto
   if (!c.schemas.empty()) {
     const sql::Relation* hit = nullptr;
     for (const auto& r : s.relations)
-      if (access_ok(r) && (any_matches(c.schemas, schema_of(r)) || (any_schema && r.schema.empty()))) {
+      if (access_ok(r) && ((r.schema.empty() ? unqualified(any_schema) == Unqualified::Public && any_matches(c.schemas, "public")
+                                             : any_matches(c.schemas, r.schema)) ||
+                           (any_schema && r.schema.empty()))) {
         hit = &r;
         break;
       }
@@ -313,7 +325,7 @@ bool Evaluator::matches(const Conditions& c, const sql::Statement& s, std::vecto
     for (const auto& r : s.relations) {
       if (!access_ok(r)) continue;
       for (const auto& p : c.tables)
-        if (table_matches(p, r, any_schema)) {
+        if (table_matches(p, r, unqualified(any_schema))) {
           hit = &r;
           break;
         }
@@ -327,7 +339,7 @@ bool Evaluator::matches(const Conditions& c, const sql::Statement& s, std::vecto
     for (const auto& r : s.relations) {
       if (!access_ok(r)) continue;
       for (const auto& p : c.columns)
-        if (column_matches(p, r, s.unresolved_columns, why ? &what : nullptr, any_schema)) {
+        if (column_matches(p, r, s.unresolved_columns, why ? &what : nullptr, unqualified(any_schema))) {
           found = true;
           break;
         }

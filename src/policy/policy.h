@@ -23,6 +23,9 @@ struct Request {
   const sql::Analysis* analysis = nullptr;       // nullptr: not analysed -> the unknown action
   std::chrono::system_clock::time_point now{};   // rule time windows carry their own UTC offset
   const std::vector<std::string>* grants = nullptr;  // roles the identity holds on the target now (access grants)
+  // The session set its search_path (startup option, SET, set_config): an unqualified name is then
+  // not taken for one in public by allow rules.
+  bool search_path_changed = false;
 };
 
 // An audit_only rule that matched: what it would have done.

@@ -355,6 +355,10 @@ class Session : public std::enable_shared_from_this<Session> {
   std::unordered_map<std::string, Portal, NameHash, std::equal_to<>> portals_;
   bool batch_failed_ = false;  // an error in the current extended-protocol batch: Executes until Sync are skipped
   bool refused_in_batch_ = false;
+  // The session set its search_path (or may have): allow rules no longer take an unqualified name
+  // for one in public. Set when a statement that sets it is judged (allowed or not: fail closed).
+  bool search_path_changed_ = false;
+  static bool changes_search_path(const sql::Statement& st);
   // The backend reads COPY data (CopyInResponse seen, the client's CopyDone/CopyFail not yet sent):
   // it ignores Sync and Flush meanwhile, so a Sync then gets no ReadyForQuery of its own.
   bool copy_in_ = false;

@@ -319,6 +319,12 @@ const policy::Policy& Session::live_policy() {
   return *policy_rt_->config->policy;
 }
 
+bool Session::changes_search_path(const sql::Statement& st) {
+  for (const auto& name : st.settings)
+    if (name == "search_path" || name == "*") return true;
+  return false;
+}
+
 policy::Decision Session::decide(const sql::Analysis& analysis) {
   policy::Request req;
   req.identity = &identity_;
@@ -328,6 +334,10 @@ policy::Decision Session::decide(const sql::Analysis& analysis) {
   req.client_address = client_address_;
   req.analysis = &analysis;
   req.now = std::chrono::system_clock::now();
+  if (!search_path_changed_)
+    for (const auto& st : analysis.statements)
+      if (changes_search_path(st)) search_path_changed_ = true;  // also for the rest of this text
+  req.search_path_changed = search_path_changed_;
   const auto& policy = live_policy();
   std::vector<std::string> grants;
   if (policy.uses_grants() && server_.approvals()) {

@@ -1156,3 +1156,39 @@ def test_blocked_metric_and_log(conn, prod, t):
     log = prod.log()
     assert "refused by guardrail.truncate (deny)" in log
     assert f"TRUNCATE {t}" in log
+
+
+def test_allow_rules_after_the_search_path_changed(make_proxy, direct, pg):
+    """An allow rule for public.orders does not open hr.orders through an unqualified name once the
+    session set its search_path: at startup (options), with SET, or in the same text (found by
+    adversarial testing)."""
+    direct.execute("DROP SCHEMA IF EXISTS sp_hr CASCADE")
+    direct.execute("DROP TABLE IF EXISTS sp_orders")
+    direct.execute("CREATE SCHEMA sp_hr")
+    direct.execute("CREATE TABLE sp_hr.sp_orders (salary int); INSERT INTO sp_hr.sp_orders VALUES (999999)")
+    direct.execute("CREATE TABLE sp_orders (id int); INSERT INTO sp_orders VALUES (1)")
+    direct.execute("GRANT USAGE ON SCHEMA sp_hr TO PUBLIC")
+    prod_target = target("app", pg.port, password=pg.password)
+    prod_target["policy"] = {"default_action": "deny"}
+    proxy = make_proxy(targets=[prod_target], rules=[
+        {"name": "orders", "when": {"tables": ["public.sp_orders"]}, "action": "allow"},
+        {"name": "sets", "when": {"statements": ["set", "show"]}, "action": "allow"},
+    ])
+    try:
+        with connect(proxy, autocommit=True) as c:
+            assert c.execute("SELECT * FROM sp_orders").fetchone() == (1,)
+        with connect(proxy, autocommit=True, options="-c search_path=sp_hr") as c:
+            with pytest.raises(psycopg.Error) as ei:
+                c.execute("SELECT * FROM sp_orders")
+            assert ei.value.sqlstate == "42501", ei.value
+            assert c.execute("SELECT * FROM public.sp_orders").fetchone() == (1,)
+        with connect(proxy, autocommit=True) as c:
+            c.execute("SET search_path = sp_hr")
+            with pytest.raises(psycopg.Error):
+                c.execute("SELECT * FROM sp_orders")
+        with connect(proxy, autocommit=True) as c:
+            with pytest.raises(psycopg.Error):
+                psycopg.ClientCursor(c).execute("SET search_path = sp_hr; SELECT * FROM sp_orders")
+    finally:
+        direct.execute("DROP SCHEMA sp_hr CASCADE")
+        direct.execute("DROP TABLE sp_orders")

@@ -391,5 +391,28 @@ TEST(Evaluate, UnqualifiedNamesMeetRestrictingRulesOfAnySchema) {
   EXPECT_EQ(Ask{}(*p, Stmt(K::Select).rel("jobs", sql::kRead, {"id"})).action, Action::Deny);
 }
 
+// Once the session set its search_path, an allow rule does not take an unqualified name for one
+// in public either (found by adversarial testing: SET search_path = hr, then orders was hr.orders).
+TEST(Evaluate, AllowRulesAfterTheSearchPathChanged) {
+  auto p = load(
+      "rules:\n"
+      "  - {name: orders-allow, when: {tables: [public.orders]}, action: allow}\n"
+      "  - {name: public-allow, when: {schemas: [public], statements: [select]}, action: allow}\n"
+      "  - {name: any-orders-deny, when: {tables: [secret.orders]}, action: deny}\n"
+      "policy: {default_action: deny}\n");
+  const auto unqualified = Stmt(K::Select).rel("orders", sql::kRead, {"id"});
+  EXPECT_EQ(Ask{}(*p, unqualified).action, Action::Deny);  // the restricting rule: any schema
+  auto q = load(
+      "rules:\n"
+      "  - {name: orders-allow, when: {tables: [public.orders]}, action: allow}\n"
+      "  - {name: public-allow, when: {schemas: [public], statements: [select]}, action: allow}\n"
+      "policy: {default_action: deny}\n");
+  EXPECT_EQ(Ask{}(*q, unqualified).action, Action::Allow);
+  Ask changed;
+  changed.search_path_changed = true;
+  EXPECT_EQ(changed(*q, unqualified).action, Action::Deny);
+  EXPECT_EQ(changed(*q, Stmt(K::Select).rel("public.orders", sql::kRead, {"id"})).action, Action::Allow);
+}
+
 }  // namespace
 }  // namespace gh::policy::test

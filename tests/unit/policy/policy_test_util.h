@@ -104,6 +104,7 @@ struct Ask {
   std::string client_address = "10.1.2.3";
   std::chrono::system_clock::time_point now{};
   std::optional<std::vector<std::string>> grants;  // access grants held (nullopt: not looked up)
+  bool search_path_changed = false;
 
   Decision operator()(const Policy& p, const sql::Analysis& a) const {
     Request r;
@@ -115,6 +116,7 @@ struct Ask {
     r.analysis = &a;
     r.now = now;
     if (grants) r.grants = &*grants;
+    r.search_path_changed = search_path_changed;
     return p.evaluate(r);
   }
   Decision operator()(const Policy& p, const sql::Statement& s) const {
