@@ -391,6 +391,24 @@ bool Walker::utility(std::string_view name, const JValue& b, Mode mode) {
   };
 
   if (names_functions(name) && !plan_only_) functions_named_in(b);
+  bool privilege_change = false;
+  if (!plan_only_) {
+    // Changes of who owns an object or of row-level security weaken what privileges and policies
+    // (which can trust gatehouse.identity) protect: privilege changes, as GRANT is (found by
+    // adversarial testing).
+    bool privileges = name == "AlterOwnerStmt" || name == "CreatePolicyStmt" || name == "AlterPolicyStmt" ||
+                      (name == "CreateSchemaStmt" && b.get("authrole")) ||
+                      (name == "DropStmt" && b.get_str("removeType") == "OBJECT_POLICY");
+    if (name == "AlterTableStmt")
+      if (const JValue* cmds = b.get("cmds"); cmds && cmds->is_array())
+        for (const JValue& c : *cmds) {
+          const JValue* cb = c.node_body();
+          const std::string_view sub = cb ? cb->get_str("subtype") : std::string_view{};
+          if (sub == "AT_ChangeOwner" || sub == "AT_DisableRowSecurity" || sub == "AT_NoForceRowSecurity")
+            privileges = true;
+        }
+    privilege_change = privileges;
+  }
 
   if (name == "CopyStmt") {
     copy_stmt(b);
@@ -593,6 +611,10 @@ bool Walker::utility(std::string_view name, const JValue& b, Mode mode) {
       case How::NoWalk:
         break;
     }
+  }
+  if (privilege_change) {  // after the statement's own kind
+    out_.role_change = true;
+    add_kind(K::RoleChange);
   }
   return true;
 }

@@ -760,6 +760,18 @@ TEST(SqlSettings, AlterDatabaseSetOfRoleIsAPrivilegeChange) {
   EXPECT_FALSE(only(analyze_uncached("ALTER DATABASE postgres SET timezone = 'UTC'")).role_change);
 }
 
+// Ownership and row-level security changes are privilege changes (found by adversarial testing).
+TEST(SqlPrivileges, OwnershipAndRowSecurity) {
+  for (const char* sql : {"ALTER TABLE t OWNER TO other", "ALTER TABLE t DISABLE ROW LEVEL SECURITY",
+                          "ALTER TABLE t NO FORCE ROW LEVEL SECURITY", "ALTER FUNCTION f() OWNER TO other",
+                          "CREATE SCHEMA s AUTHORIZATION other", "CREATE POLICY p ON t USING (true)",
+                          "ALTER POLICY p ON t USING (true)", "DROP POLICY p ON t"})
+    EXPECT_TRUE(only(analyze_uncached(sql)).role_change) << sql;
+  for (const char* sql : {"ALTER TABLE t ADD COLUMN c int", "ALTER TABLE t ENABLE ROW LEVEL SECURITY",
+                          "CREATE SCHEMA s", "DROP TABLE t"})
+    EXPECT_FALSE(only(analyze_uncached(sql)).role_change) << sql;
+}
+
 // Functions a DDL statement names for the server to call later: as calls with unknown arguments,
 // and the statement is opaque code (found by adversarial testing: an aggregate over set_config
 // spoofed gatehouse.identity, an operator over pg_read_file read server files).
