@@ -152,7 +152,7 @@ def test_query_after_a_setting_change_in_an_extended_batch_refused(gh, lex_table
                 t, body = s.read_message()
                 if t == b"E":
                     errors.append(pgwire.parse_error_fields(body))
-        except (ConnectionError, OSError, EOFError, AssertionError):
+        except Exception:  # noqa: BLE001 (the proxy ends the session: pgwire.Closed)
             pass
         assert any(e.get("C") in ("42501", "0A000") for e in errors), errors
     finally:
