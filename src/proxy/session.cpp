@@ -912,7 +912,10 @@ void Session::on_watchdog() {
                                  "log in again with a fresh token (for example `gatehouse login`)"),
                            "token expired"});
   } else if (const auto idle = rt_->config->limits.idle_timeout; idle.count() > 0) {
-    if (inflight_ == 0 && now - last_activity_ >= idle)
+    // Idle: nothing running or being analysed, no COPY data awaited, and quiet since the client's
+    // last message or the last ReadyForQuery (found by adversarial testing: the timer ran from the
+    // client's last message, during the proxy's analysis, and during an extended COPY).
+    if (inflight_ == 0 && !copy_in_ && !analysing_ && now - last_activity_ >= idle)
       return end_session(End{End::Kind::IdleTimeout, fatal("57P05", "terminating connection due to idle-session timeout"),
                              "idle timeout"});
   }
@@ -1150,7 +1153,10 @@ awaitable<End> Session::client_to_backend() {
                                           0};
         analysis = std::move(too_long);
       } else {
+        analysing_ = true;
         analysis = co_await analyze_off_thread(std::move(text));
+        analysing_ = false;
+        last_activity_ = Clock::now();
       }
       if (ending_) co_return End{};
       front_analysis_ = std::move(analysis);
@@ -1189,6 +1195,7 @@ void Session::on_backend_event(const protocol::ScanEvent& e, bool& saw_ready) {
   last_backend_type_ = e.type;
   if (e.type == 'Z') {
     copy_in_ = false;
+    last_activity_ = Clock::now();  // an idle timeout counts from here, as PostgreSQL's does
     statement_finished(e.status);
     saw_ready = true;
     ++ready_seen_;

@@ -362,6 +362,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // The backend reads COPY data (CopyInResponse seen, the client's CopyDone/CopyFail not yet sent):
   // it ignores Sync and Flush meanwhile, so a Sync then gets no ReadyForQuery of its own.
   bool copy_in_ = false;
+  bool analysing_ = false;  // a long statement is being analysed on the analysis pool
   std::uint32_t syncs_after_execute_ = 0;  // Syncs forwarded since the last Execute (0 after a Query)
   void copy_in_started();  // the proxy refused a Parse, Bind or Execute of the batch the client is sending
   std::uint64_t policy_generation_ = 0;

@@ -695,7 +695,14 @@ def test_refused_connections_do_not_wait_for_silent_clients(make_proxy):
     """Over max_connections, a client that sends nothing is answered and closed after 2 s (found by
     adversarial testing: refused sockets stayed open as long as the client liked)."""
     proxy = make_proxy(limits={"max_connections": 1})
-    holder = connect(proxy)
+    holder = None
+    for _ in range(50):  # the harness's own readiness probe may still hold the one slot
+        try:
+            holder = connect(proxy)
+            break
+        except psycopg.OperationalError:
+            time.sleep(0.1)
+    assert holder is not None
     socks = []
     try:
         for _ in range(20):
@@ -715,3 +722,26 @@ def test_refused_connections_do_not_wait_for_silent_clients(make_proxy):
         for s in socks:
             s.close()
         holder.close()
+
+
+def test_idle_timeout_counts_from_ready_for_query_and_spares_copy(make_proxy, pg):
+    """The idle timeout counts from the last ReadyForQuery (or client message), as PostgreSQL's
+    idle_session_timeout does, and never ends a session whose COPY waits for data (found by
+    adversarial testing: a 2 s statement used up a 2.5 s timeout, and an extended COPY was ended)."""
+    _copy_table(pg, "rb_copy_idle")
+    proxy = make_proxy(limits={"idle_timeout": "2500ms"})
+    with connect(proxy, autocommit=True) as c:
+        c.execute("SELECT pg_sleep(2)")
+        time.sleep(1.5)  # 3.5 s after the client's last message, 1.5 s after the answer
+        assert c.execute("SELECT 1").fetchone() == (1,)
+        pgc = c.pgconn
+        res = pgc.exec_params(b"COPY rb_copy_idle FROM STDIN", [])
+        assert res.status == psycopg.pq.ExecStatus.COPY_IN, res.status
+        time.sleep(3.5)  # longer than the idle timeout, while the server waits for the data
+        pgc.put_copy_data(b"5\n")
+        pgc.put_copy_end()
+        res = pgc.get_result()
+        assert res.status == psycopg.pq.ExecStatus.COMMAND_OK, res.error_message
+        while pgc.get_result() is not None:
+            pass
+    assert _count(pg, "rb_copy_idle") == 1
