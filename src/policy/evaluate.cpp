@@ -23,7 +23,14 @@ namespace {
 enum class Unqualified : std::uint8_t { AnySchema, Public, Unknown };
 
 bool schema_matches(const Glob& g, const sql::Relation& r, Unqualified u) {
-  if (r.schema.empty()) return u == Unqualified::AnySchema || (u == Unqualified::Public && g.matches("public"));
+  if (r.schema.empty()) {
+    if (u == Unqualified::AnySchema) return true;
+    // PostgreSQL looks in pg_catalog before the search_path: an unqualified pg_* name is likely
+    // a catalog relation (pg_authid, pg_stats), never taken for public by an allow rule (found
+    // by adversarial testing: `public.*` opened pg_stats).
+    if (r.name.rfind("pg_", 0) == 0) return false;
+    return u == Unqualified::Public && g.matches("public");
+  }
   return g.matches(r.schema);
 }
 
@@ -311,7 +318,8 @@ bool Evaluator::matches(const Conditions& c, const sql::Statement& s, std::vecto
   if (!c.schemas.empty()) {
     const sql::Relation* hit = nullptr;
     for (const auto& r : s.relations)
-      if (access_ok(r) && ((r.schema.empty() ? unqualified(any_schema) == Unqualified::Public && any_matches(c.schemas, "public")
+      if (access_ok(r) && ((r.schema.empty() ? unqualified(any_schema) == Unqualified::Public &&
+                                                   r.name.rfind("pg_", 0) != 0 && any_matches(c.schemas, "public")
                                              : any_matches(c.schemas, r.schema)) ||
                            (any_schema && r.schema.empty()))) {
         hit = &r;

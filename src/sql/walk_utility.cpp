@@ -140,11 +140,16 @@ bool def_elem_true(const JValue& def) {
   if (!b) return true;
   if (n == "Boolean") return b->get_bool("boolval");
   if (n == "Integer") return b->get_int("ival").value_or(0) != 0;
+  std::string s;
   if (n == "String") {
-    std::string s = lower(b->get_str("sval"));
-    return !(s == "false" || s == "off" || s == "0" || s == "no" || s == "f" || s == "n" || s == "of");
+    s = lower(b->get_str("sval"));
+  } else if (n == "TypeName") {  // a bare word in reloptions (`security_barrier = off`)
+    const JValue* names = b->get("names");
+    if (names && names->is_array() && names->count == 1) s = lower(string_node(names->items[0]));
+  } else {
+    return true;
   }
-  return true;
+  return !(s == "false" || s == "off" || s == "0" || s == "no" || s == "f" || s == "n" || s == "of");
 }
 
 // Restores the walking context when a nested statement ends.
@@ -241,6 +246,8 @@ void Walker::variable_set(const JValue& b, bool) {
     out_.role_change = true;
   } else {
     add_kind(K::Set);
+    // Replica mode turns off triggers (audit triggers among them) and foreign keys.
+    if (name == "session_replication_role") out_.role_change = true;
   }
   add_setting(name);
 }
@@ -311,7 +318,7 @@ namespace {
 // CREATE/ALTER FOREIGN DATA WRAPPER ... HANDLER/VALIDATOR, CREATE ACCESS METHOD ... HANDLER.
 bool names_functions(std::string_view stmt) {
   static constexpr std::string_view kinds[] = {
-      "DefineStmt",          "AlterOperatorStmt",   "AlterTypeStmt",   "CreateCastStmt",
+      "DefineStmt",          "AlterOperatorStmt",   "AlterTypeStmt",   "CreateCastStmt",   "CreateRangeStmt",
       "CreateConversionStmt", "CreateTransformStmt", "CreateOpClassStmt", "AlterOpFamilyStmt",
       "CreatePLangStmt",     "CreateFdwStmt",       "AlterFdwStmt",    "CreateAmStmt",
   };
@@ -323,6 +330,8 @@ bool function_option(std::string_view defname) {
       "sfunc", "finalfunc", "combinefunc", "serialfunc", "deserialfunc", "msfunc", "minvfunc", "mfinalfunc",
       "function", "procedure", "restrict", "join", "input", "output", "receive", "send", "typmod_in",
       "typmod_out", "analyze", "subscript", "handler", "validator",
+      // range types; text search templates and parsers
+      "subtype_diff", "canonical", "init", "lexize", "start", "gettoken", "end", "lextypes", "headline",
   };
   std::string l(defname);
   for (char& c : l)
@@ -346,6 +355,8 @@ void Walker::functions_named_in(const JValue& v) {
       function_named(*names);
       return;
     }
+    for (const char* key : {"func_name", "plhandler", "plinline", "plvalidator", "handler_name"})
+      if (const JValue* names = v.get(key)) function_named(*names);
     for (std::uint32_t i = 0; i < v.count; ++i) functions_named_in(v.members[i].value);
     return;
   }
@@ -399,15 +410,64 @@ bool Walker::utility(std::string_view name, const JValue& b, Mode mode) {
     bool privileges = name == "AlterOwnerStmt" || name == "CreatePolicyStmt" || name == "AlterPolicyStmt" ||
                       (name == "CreateSchemaStmt" && b.get("authrole")) ||
                       (name == "DropStmt" && b.get_str("removeType") == "OBJECT_POLICY");
+    // A reloption that turns off a view's row-level security protections, in any statement.
+    const auto weakening_reloption = [](const JValue* options) {
+      if (options && options->node_name() == "List") options = options->node_body()->get("items");
+      if (!options || !options->is_array()) return false;
+      for (const JValue& o : *options) {
+        const JValue* d = o.node_body();
+        if (!d || o.node_name() != "DefElem") continue;
+        const std::string_view n = d->get_str("defname");
+        if ((n == "security_invoker" || n == "security_barrier") && !def_elem_true(*d)) return true;
+      }
+      return false;
+    };
     if (name == "AlterTableStmt")
       if (const JValue* cmds = b.get("cmds"); cmds && cmds->is_array())
         for (const JValue& c : *cmds) {
           const JValue* cb = c.node_body();
           const std::string_view sub = cb ? cb->get_str("subtype") : std::string_view{};
-          if (sub == "AT_ChangeOwner" || sub == "AT_DisableRowSecurity" || sub == "AT_NoForceRowSecurity")
+          if (sub == "AT_ChangeOwner" || sub == "AT_DisableRowSecurity" || sub == "AT_NoForceRowSecurity" ||
+              sub == "AT_DisableTrig" || sub == "AT_DisableTrigAll" || sub == "AT_DisableTrigUser")
             privileges = true;
+          if (sub == "AT_SetRelOptions" && cb && weakening_reloption(cb->get("def"))) privileges = true;
         }
+    if (name == "ViewStmt" && weakening_reloption(b.get("options"))) privileges = true;
+    if (name == "AlterFunctionStmt")
+      if (const JValue* actions = b.get("actions"); actions && actions->is_array())
+        for (const JValue& a : *actions)
+          if (const JValue* d = a.node_body(); d && d->get_str("defname") == "security" && def_elem_true(*d))
+            privileges = true;  // SECURITY DEFINER: runs as the function's owner (the target's login)
     privilege_change = privileges;
+  }
+
+  if (name == "RenameStmt" && !plan_only_) {
+    // Renaming a column or a table moves it out of what name-based rules and classifications
+    // name: it touches what it renames as a read would (found by adversarial testing).
+    const std::string_view type = b.get_str("renameType");
+    if (const JValue* rv = b.get("relation")) {
+      const int r = rel(rv->get_str("schemaname"), rv->get_str("relname"));
+      add_access(r, kDdl);
+      if (type == "OBJECT_COLUMN") {
+        add_read(r, b.get_str("subname"));
+      } else if (relation_object(type)) {
+        rels_[static_cast<std::size_t>(r)].all = true;
+        add_access(r, kRead);
+      }
+    }
+  }
+
+  if (name == "CreateStatsStmt" && !plan_only_) {
+    // Extended statistics keep values of their columns (most common values) in pg_stats_ext.
+    std::vector<int> rs;
+    if (const JValue* rels = b.get("relations"); rels && rels->is_array())
+      for (const JValue& item : *rels)
+        if (const JValue* rv = item.node_body(); rv && item.node_name() == "RangeVar")
+          rs.push_back(rel(rv->get_str("schemaname"), rv->get_str("relname")));
+    if (const JValue* exprs = b.get("exprs"); exprs && exprs->is_array())
+      for (const JValue& e : *exprs)
+        if (const JValue* eb = e.node_body(); eb && e.node_name() == "StatsElem" && !eb->get_str("name").empty())
+          for (int r : rs) add_read(r, eb->get_str("name"));
   }
 
   if (name == "CopyStmt") {
@@ -489,7 +549,8 @@ bool Walker::utility(std::string_view name, const JValue& b, Mode mode) {
       // A default for every later session on the database: as ALTER ROLE ... SET when it decides
       // who they run as, where unqualified names resolve or how their SQL is read.
       if (setting == "role" || setting == "session_authorization" || setting == "search_path" ||
-          setting == "standard_conforming_strings" || setting == "client_encoding" || setting == "all") {
+          setting == "standard_conforming_strings" || setting == "client_encoding" || setting == "all" ||
+          setting == "row_security" || setting == "session_replication_role") {
         add_kind(K::RoleChange);
         out_.role_change = true;
       }

@@ -461,7 +461,16 @@ void Walker::unqualified_column(std::string_view col) {
     bound_level = i;
     break;
   }
-  if (!bound) return;
+  if (!bound) {
+    // In DDL (a generated column, a check, a default, an index or statistics expression) a column
+    // is one of the relation the statement names: it reads it, now or whenever the server
+    // evaluates it (found by adversarial testing: GENERATED ALWAYS AS (email) copied a classified
+    // column into an unclassified one).
+    if (in_ddl_ && !plan_only_)
+      for (std::size_t r = 0; r < rels_.size(); ++r)
+        if (rels_[r].access & kDdl) add_read(static_cast<int>(r), col);
+    return;
+  }
   add_read(bound->rel, col);
   const auto& names = bound->columns.names;
   if (std::find(names.begin(), names.end(), col) != names.end()) return;  // surely its column
@@ -568,6 +577,11 @@ void Walker::func_call(const JValue& body) {
     if (name.rfind("dblink", 0) == 0) out_.remote_access = true;
     if (one_of(name, kDynamicSqlFunctions)) out_.opaque_code = true;
     if (name == "set_config" && !plan_only_) {
+      // Inside DDL (a view, a default, a check, a generated column) it runs later, in other
+      // statements that never name it (found by adversarial testing: a view changed the
+      // search_path of whoever read it).
+      for (auto k : out_.kinds)
+        if (k == StatementKind::Create || k == StatementKind::Alter) out_.opaque_code = true;
       const JValue* args = body.get("args");
       std::string_view setting;
       bool literal = false;

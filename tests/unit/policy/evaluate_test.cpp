@@ -412,6 +412,16 @@ TEST(Evaluate, AllowRulesAfterTheSearchPathChanged) {
   changed.search_path_changed = true;
   EXPECT_EQ(changed(*q, unqualified).action, Action::Deny);
   EXPECT_EQ(changed(*q, Stmt(K::Select).rel("public.orders", sql::kRead, {"id"})).action, Action::Allow);
+  // pg_catalog comes before the search_path: an unqualified pg_* name is not taken for public
+  // (round 2 of adversarial testing: `public.*` opened pg_stats and pg_authid).
+  auto star = load(
+      "rules:\n"
+      "  - {name: public-star, when: {tables: [\"public.*\"]}, action: allow}\n"
+      "  - {name: public-schema, when: {schemas: [public], statements: [update]}, action: allow}\n"
+      "policy: {default_action: deny}\n");
+  EXPECT_EQ(Ask{}(*star, Stmt(K::Select).rel("pg_authid", sql::kRead, {"rolpassword"})).action, Action::Deny);
+  EXPECT_EQ(Ask{}(*star, Stmt(K::Update).rel("pg_stats", sql::kUpdate, {"x"})).action, Action::Deny);
+  EXPECT_EQ(Ask{}(*star, Stmt(K::Select).rel("orders", sql::kRead, {"id"})).action, Action::Allow);
 }
 
 }  // namespace

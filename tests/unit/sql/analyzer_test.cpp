@@ -760,6 +760,31 @@ TEST(SqlSettings, AlterDatabaseSetOfRoleIsAPrivilegeChange) {
   EXPECT_FALSE(only(analyze_uncached("ALTER DATABASE postgres SET timezone = 'UTC'")).role_change);
 }
 
+// Round 2 of adversarial testing: DDL that calls set_config later, reads through DDL expressions,
+// renames, statistics, and more functions named by DDL.
+TEST(SqlDdl, LaterCallsReadsAndRenames) {
+  EXPECT_TRUE(only(analyze_uncached("CREATE VIEW sp AS SELECT set_config('search_path', 'hr', false)")).opaque_code);
+  EXPECT_TRUE(only(analyze_uncached("CREATE TABLE sp2 (a int, s text DEFAULT set_config('search_path', 'hr', false))"))
+                  .opaque_code);
+  EXPECT_FALSE(only(analyze_uncached("SELECT set_config('search_path', 'hr', false)")).opaque_code);
+  const Statement& gen = only(analyze_uncached("ALTER TABLE customers ADD COLUMN e3 text GENERATED ALWAYS AS (email) STORED"));
+  EXPECT_EQ(find(gen, "customers")->columns_read, (Strings{"email"}));
+  EXPECT_EQ(find(only(analyze_uncached("ALTER TABLE customers RENAME COLUMN email TO e2")), "customers")->columns_read,
+            (Strings{"email"}));
+  EXPECT_TRUE(find(only(analyze_uncached("ALTER TABLE customers RENAME TO c2")), "customers")->all_columns);
+  EXPECT_EQ(find(only(analyze_uncached("CREATE STATISTICS st ON email, id FROM customers")), "customers")->columns_read,
+            (Strings{"email", "id"}));
+  EXPECT_EQ(find(only(analyze_uncached("CREATE INDEX ON customers (lower(email))")), "customers")->columns_read,
+            (Strings{"email"}));
+  for (const char* sql : {"CREATE CONVERSION c FOR 'LATIN1' TO 'UTF8' FROM iso8859_1_to_utf8",
+                          "CREATE ACCESS METHOD am TYPE TABLE HANDLER heap_tableam_handler",
+                          "CREATE LANGUAGE l HANDLER plpgsql_call_handler", "CREATE TYPE r AS RANGE (subtype = int, subtype_diff = f)",
+                          "CREATE TEXT SEARCH TEMPLATE t (INIT = f, LEXIZE = g)"}) {
+    EXPECT_TRUE(only(analyze_uncached(sql)).opaque_code) << sql;
+    EXPECT_FALSE(only(analyze_uncached(sql)).functions.empty()) << sql;
+  }
+}
+
 // Ownership and row-level security changes are privilege changes (found by adversarial testing).
 TEST(SqlPrivileges, OwnershipAndRowSecurity) {
   for (const char* sql : {"ALTER TABLE t OWNER TO other", "ALTER TABLE t DISABLE ROW LEVEL SECURITY",
@@ -768,8 +793,16 @@ TEST(SqlPrivileges, OwnershipAndRowSecurity) {
                           "ALTER POLICY p ON t USING (true)", "DROP POLICY p ON t"})
     EXPECT_TRUE(only(analyze_uncached(sql)).role_change) << sql;
   for (const char* sql : {"ALTER TABLE t ADD COLUMN c int", "ALTER TABLE t ENABLE ROW LEVEL SECURITY",
-                          "CREATE SCHEMA s", "DROP TABLE t"})
+                          "CREATE SCHEMA s", "DROP TABLE t", "ALTER VIEW v SET (security_invoker = true)",
+                          "ALTER FUNCTION f() SECURITY INVOKER", "SET work_mem = '1MB'"})
     EXPECT_FALSE(only(analyze_uncached(sql)).role_change) << sql;
+  // Round 2: what else turns protections off.
+  for (const char* sql : {"ALTER FUNCTION f() SECURITY DEFINER", "ALTER PROCEDURE p() SECURITY DEFINER",
+                          "ALTER VIEW v SET (security_invoker = false)", "ALTER VIEW v SET (security_barrier = off)",
+                          "CREATE VIEW v WITH (security_invoker = false) AS SELECT 1",
+                          "ALTER TABLE t DISABLE TRIGGER ALL", "ALTER TABLE t DISABLE TRIGGER audit_t",
+                          "SET session_replication_role = replica", "ALTER DATABASE postgres SET row_security = off"})
+    EXPECT_TRUE(only(analyze_uncached(sql)).role_change) << sql;
 }
 
 // Functions a DDL statement names for the server to call later: as calls with unknown arguments,
