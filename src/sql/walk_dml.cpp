@@ -45,14 +45,8 @@ bool Walker::name_column(const JValue* v) {
          sval_of(&fields->items[fields->count - 1]) == "name";
 }
 
-std::string_view Walker::pg_settings_row(const JValue& b) {
-  // FROM exactly pg_settings (or pg_catalog.pg_settings), WHERE exactly name = '<literal>'.
-  const JValue* from = b.get("fromClause");
-  if (!from || !from->is_array() || from->count != 1 || from->items[0].node_name() != "RangeVar") return {};
-  const JValue* rv = from->items[0].node_body();
-  const auto schema = rv->get_str("schemaname");
-  if (rv->get_str("relname") != "pg_settings" || !(schema.empty() || schema == "pg_catalog")) return {};
-  const JValue* where = b.get("whereClause");
+// WHERE exactly name = '<literal>' (either side): the literal; empty otherwise.
+std::string_view Walker::name_equals_literal(const JValue* where) {
   if (!where || where->node_name() != "A_Expr") return {};
   const JValue* e = where->node_body();
   const JValue* op = e->get("name");
@@ -65,21 +59,21 @@ std::string_view Walker::pg_settings_row(const JValue& b) {
   return {};
 }
 
+std::string_view Walker::pg_settings_row(const JValue& b) {
+  // FROM exactly pg_settings (or pg_catalog.pg_settings), WHERE exactly name = '<literal>'.
+  const JValue* from = b.get("fromClause");
+  if (!from || !from->is_array() || from->count != 1 || from->items[0].node_name() != "RangeVar") return {};
+  const JValue* rv = from->items[0].node_body();
+  const auto schema = rv->get_str("schemaname");
+  if (rv->get_str("relname") != "pg_settings" || !(schema.empty() || schema == "pg_catalog")) return {};
+  return name_equals_literal(b.get("whereClause"));
+}
+
 std::string_view Walker::pg_settings_update_name(const JValue& b) {
   // UPDATE pg_settings ... WHERE exactly name = '<literal>' (no FROM).
   const JValue* from = b.get("fromClause");
   if (from && from->is_array() && from->count > 0) return {};
-  const JValue* where = b.get("whereClause");
-  if (!where || where->node_name() != "A_Expr") return {};
-  const JValue* e = where->node_body();
-  const JValue* op = e->get("name");
-  if (e->get_str("kind") != "AEXPR_OP" || !op || !op->is_array() || op->count != 1 || sval_of(&op->items[0]) != "=")
-    return {};
-  const JValue* l = e->get("lexpr");
-  const JValue* r = e->get("rexpr");
-  if (name_column(l) && r && r->node_name() == "A_Const") return sval_of(r);
-  if (name_column(r) && l && l->node_name() == "A_Const") return sval_of(l);
-  return {};
+  return name_equals_literal(b.get("whereClause"));
 }
 
 void Walker::select_stmt(const JValue& b, Mode mode) {

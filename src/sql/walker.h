@@ -148,6 +148,7 @@ class Walker {
   std::string_view pg_settings_name_;
   static std::string_view pg_settings_row(const JValue& select_body);
   static std::string_view pg_settings_update_name(const JValue& update_body);
+  static std::string_view name_equals_literal(const JValue* where);
   static bool name_column(const JValue* v);  // a column reference `name` or `x.name`
   bool in_ddl_ = false;                 // DefElem options mean file_fdw/foreign options here
 };
