@@ -577,6 +577,11 @@ Result<std::int64_t> parse_time(std::string_view t, std::int64_t now_us) {
       return bad();
     }
   }
+  // A real calendar day and time of day (found by adversarial testing: 2026-02-30 and 99:99:99
+  // were read as some other instant).
+  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  if (d > kDays[mo - 1] + (mo == 2 && leap ? 1 : 0) || h > 23 || mi > 59 || s > 60) return bad();
   const std::int64_t secs = days_from_civil(y, unsigned(mo), unsigned(d)) * 86400 + h * 3600 + mi * 60 + s - offset_s;
   return secs * 1'000'000 + frac_us;
 }

@@ -341,6 +341,14 @@ TEST(AuditSearch, ParsesTimes) {
   EXPECT_EQ(*parse_time("24h", now), kBase * 1'000'000);
   EXPECT_EQ(*parse_time("1d", now), kBase * 1'000'000);
   EXPECT_EQ(*parse_time("now", now), now);
+  // Not a real day or time (found by adversarial testing: accepted before).
+  for (const char* bad : {"2026-02-30", "2025-02-29", "2026-04-31", "2026-01-02T24:00:00Z", "2026-01-02T99:99:99Z",
+                          "2026-01-02T12:60:00Z"}) {
+    SearchFilter f;
+    EXPECT_FALSE(set_filter(f, "since", bad, 0).has_value()) << bad;
+  }
+  SearchFilter leap;
+  EXPECT_TRUE(set_filter(leap, "since", "2024-02-29", 0).has_value());
 }
 
 TEST(AuditReaderOpen, MissingFileIsAnError) {
