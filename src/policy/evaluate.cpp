@@ -22,15 +22,15 @@ namespace {
 // rule for public.orders opened hr.orders).
 enum class Unqualified : std::uint8_t { AnySchema, Public, Unknown };
 
+// Whether an unqualified relation is taken for one in public. PostgreSQL looks in pg_catalog
+// before the search_path: an unqualified pg_* name is likely a catalog relation (pg_authid,
+// pg_stats), never taken for public (found by adversarial testing: `public.*` opened pg_stats).
+bool taken_for_public(const sql::Relation& r, Unqualified u) {
+  return u == Unqualified::Public && r.name.rfind("pg_", 0) != 0;
+}
+
 bool schema_matches(const Glob& g, const sql::Relation& r, Unqualified u) {
-  if (r.schema.empty()) {
-    if (u == Unqualified::AnySchema) return true;
-    // PostgreSQL looks in pg_catalog before the search_path: an unqualified pg_* name is likely
-    // a catalog relation (pg_authid, pg_stats), never taken for public by an allow rule (found
-    // by adversarial testing: `public.*` opened pg_stats).
-    if (r.name.rfind("pg_", 0) == 0) return false;
-    return u == Unqualified::Public && g.matches("public");
-  }
+  if (r.schema.empty()) return u == Unqualified::AnySchema || (taken_for_public(r, u) && g.matches("public"));
   return g.matches(r.schema);
 }
 
@@ -318,10 +318,10 @@ bool Evaluator::matches(const Conditions& c, const sql::Statement& s, std::vecto
   if (!c.schemas.empty()) {
     const sql::Relation* hit = nullptr;
     for (const auto& r : s.relations)
-      if (access_ok(r) && ((r.schema.empty() ? unqualified(any_schema) == Unqualified::Public &&
-                                                   r.name.rfind("pg_", 0) != 0 && any_matches(c.schemas, "public")
-                                             : any_matches(c.schemas, r.schema)) ||
-                           (any_schema && r.schema.empty()))) {
+      if (access_ok(r) && (r.schema.empty() ? unqualified(any_schema) == Unqualified::AnySchema ||
+                                                  (taken_for_public(r, unqualified(any_schema)) &&
+                                                   any_matches(c.schemas, "public"))
+                                            : any_matches(c.schemas, r.schema))) {
         hit = &r;
         break;
       }

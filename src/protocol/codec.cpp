@@ -147,6 +147,33 @@ std::optional<ParameterStatus> parse_parameter_status(std::string_view body) {
   return ParameterStatus{body.substr(0, a), body.substr(a + 1, b - a - 1)};
 }
 
+ErrorFields parse_error_prefix(std::string_view body) {
+  ErrorFields e;
+  e.severity.clear();
+  e.sqlstate.clear();
+  while (!body.empty() && body[0] != '\0') {
+    const char code = body[0];
+    body.remove_prefix(1);
+    const auto n = body.find('\0');
+    if (n == std::string_view::npos) {
+      if (code == 'M') e.message = std::string(body) + "...";
+      break;
+    }
+    const std::string_view value = body.substr(0, n);
+    body.remove_prefix(n + 1);
+    switch (code) {
+      case 'V': e.severity = value; break;
+      case 'S': if (e.severity.empty()) e.severity = value; break;
+      case 'C': e.sqlstate = value; break;
+      case 'M': e.message = value; break;
+      case 'D': e.detail = value; break;
+      case 'H': e.hint = value; break;
+      default: break;
+    }
+  }
+  return e;
+}
+
 std::optional<ErrorFields> parse_error_fields(std::string_view body) {
   ErrorFields e;
   e.severity.clear();

@@ -112,6 +112,9 @@ struct ErrorFields {
   int position = 0;  // 'P': 1-based character of the statement text the error is at; 0: none
 };
 std::optional<ErrorFields> parse_error_fields(std::string_view body);
+// The fields of the first bytes of a longer ErrorResponse (a kept prefix): those before the cut,
+// the message cut short ending in "..." (severity "" and SQLSTATE "" when cut off).
+ErrorFields parse_error_prefix(std::string_view prefix);
 
 // SASL mechanism names listed in AuthenticationSASL.
 std::vector<std::string_view> parse_sasl_mechanisms(std::string_view data);

@@ -64,12 +64,17 @@ OptionSettings startup_option_settings(std::string_view options) {
   return r;
 }
 
-std::optional<std::string> forbidden_startup_setting(std::string_view name) {
+std::string startup_setting_name(std::string_view name) {
   std::string l = lower(name);
-  // PostgreSQL reads '-' as '_' in option names (-c session-authorization=x); found by
-  // adversarial testing.
   for (char& c : l)
     if (c == '-') c = '_';
+  return l;
+}
+
+std::optional<std::string> forbidden_startup_setting(std::string_view name) {
+  // PostgreSQL reads '-' as '_' in option names (-c session-authorization=x); found by
+  // adversarial testing.
+  const std::string l = startup_setting_name(name);
   if (l.rfind("gatehouse.", 0) == 0)
     return "setting \"" + std::string(name.substr(0, 64)) +
            "\" cannot be set by clients: gatehouse.* settings are set by the proxy from your verified identity";

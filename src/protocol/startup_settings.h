@@ -28,4 +28,7 @@ OptionSettings startup_option_settings(std::string_view options);
 // guardrail.privileges').
 std::optional<std::string> forbidden_startup_setting(std::string_view name);
 
+// A setting's name as PostgreSQL reads a startup option's: lower case, '-' as '_'.
+std::string startup_setting_name(std::string_view name);
+
 }  // namespace gh::protocol

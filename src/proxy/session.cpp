@@ -42,18 +42,6 @@ awaitable<std::shared_ptr<const sql::Analysis>> analyze_off_thread(std::string t
   co_return co_await asio::co_spawn(analysis_pool(), analyze_on_pool(std::move(text)), asio::use_awaitable);
 }
 
-// search_path in any case, with '-' for '_' as PostgreSQL reads option names.
-bool is_search_path(std::string_view name) {
-  if (name.size() != 11) return false;
-  for (std::size_t i = 0; i < 11; ++i) {
-    char c = name[i];
-    if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
-    if (c == '-') c = '_';
-    if (c != "search_path"[i]) return false;
-  }
-  return true;
-}
-
 std::string escape_option_value(std::string_view v) {
   // PostgreSQL splits `options` at any whitespace (isspace: also tab, newline, CR, VT, FF), and a
   // backslash makes the next character literal.
@@ -397,11 +385,11 @@ awaitable<bool> Session::authenticate(const protocol::StartupMessage& startup) {
             refused = "options: " + *why;
             break;
           }
-          if (is_search_path(name)) search_path_changed_ = true;
+          if (protocol::startup_setting_name(name) == "search_path") search_path_changed_ = true;
         }
       } else if (auto why = protocol::forbidden_startup_setting(k)) {
         refused = std::move(*why);
-      } else if (is_search_path(k)) {
+      } else if (protocol::startup_setting_name(k) == "search_path") {
         search_path_changed_ = true;
       }
       if (!refused.empty()) break;

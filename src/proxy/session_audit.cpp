@@ -40,22 +40,6 @@ std::int64_t tag_rows(std::string_view tag) {
   return ec == std::errc() && p == digits.data() + digits.size() ? n : -1;
 }
 
-// SQLSTATE and message of an ErrorResponse of which only the first kKeptBody bytes were kept: the
-// fields up to the cut, the one cut short ending in "..." (found by adversarial testing: a long
-// message lost the SQLSTATE too).
-void error_fields_of(std::string_view body, std::string& sqlstate, std::string& message) {
-  while (!body.empty() && body[0] != '\0') {
-    const char code = body[0];
-    body.remove_prefix(1);
-    const auto n = body.find('\0');
-    const std::string_view value = body.substr(0, n);
-    if (code == 'C' && n != std::string_view::npos) sqlstate = value;
-    if (code == 'M') message = n == std::string_view::npos ? std::string(value) + "..." : std::string(value);
-    if (n == std::string_view::npos) return;
-    body.remove_prefix(n + 1);
-  }
-}
-
 }  // namespace
 
 void Session::audit_begin() {
@@ -383,7 +367,11 @@ void Session::audit_backend(char type, std::string_view body, const protocol::Er
       if (!head) return;
       std::string sqlstate, message;
       if (!refusal) {
-        error_fields_of(body, sqlstate, message);
+        // Only the first kKeptBody bytes of a long one are kept (found by adversarial testing:
+        // a long message lost the SQLSTATE too).
+        auto f = protocol::parse_error_prefix(body);
+        sqlstate = std::move(f.sqlstate);
+        message = std::move(f.message);
       } else {
         sqlstate = refusal->sqlstate;
         message = refusal->message;

@@ -151,6 +151,8 @@ void Session::remember_prepared(const sql::Analysis& a) {
 
 void Session::note_parse(std::string_view name, Judged j) {
   NameOp op{'P', syncs_sent_, std::string(name), std::nullopt};
+  std::shared_ptr<const sql::Analysis> analysis;
+  if (!name.empty()) analysis = j.analysis;  // the unnamed statement is never EXECUTEd by name
   if (auto it = statements_.find(name); it != statements_.end()) {
     op.before = std::move(it->second);
     it->second = std::move(j);  // no allocation when a name is reused
@@ -160,7 +162,7 @@ void Session::note_parse(std::string_view name, Judged j) {
   name_ops_.push_back(std::move(op));
   if (!name.empty()) {
     // Statement names are shared with SQL PREPARE: EXECUTE of this name is judged against it too.
-    const auto& a = statements_.find(name) != statements_.end() ? statements_.find(name)->second.analysis : nullptr;
+    const auto& a = analysis;
     if (a && a->statements.size() == 1) {
       sql::Analysis as_prepare;
       as_prepare.statements.push_back(a->statements.front());

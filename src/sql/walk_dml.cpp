@@ -21,8 +21,6 @@ class CteScope {
   std::size_t size_;
 };
 
-bool non_empty_array(const JValue* v) { return v && v->is_array() && v->count > 0; }
-
 }  // namespace
 
 namespace {

@@ -333,10 +333,7 @@ bool function_option(std::string_view defname) {
       // range types; text search templates and parsers
       "subtype_diff", "canonical", "init", "lexize", "start", "gettoken", "end", "lextypes", "headline",
   };
-  std::string l(defname);
-  for (char& c : l)
-    if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
-  return std::find(std::begin(names), std::end(names), l) != std::end(names);
+  return std::find(std::begin(names), std::end(names), lower(defname)) != std::end(names);
 }
 
 }  // namespace

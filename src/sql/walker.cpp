@@ -12,8 +12,6 @@ namespace gh::sql::detail {
 
 namespace {
 
-bool has_items(const JValue* v) { return v && v->is_array() && v->count > 0; }
-
 std::string lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) {
@@ -644,7 +642,7 @@ void Walker::range_var_from(const JValue& rv) {
   }
   int r = rel(schema, name);
   add_access(r, kRead);
-  if (const JValue* a = rv.get("alias"); a && has_items(a->get("colnames"))) {
+  if (const JValue* a = rv.get("alias"); a && non_empty_array(a->get("colnames"))) {
     // `t AS c(x, y)` renames the table's columns by position, which only the catalog knows: any
     // column may be read under another name (found by adversarial testing).
     rels_[static_cast<std::size_t>(r)].all = true;
@@ -693,7 +691,7 @@ void Walker::from_item(const JValue& item) {
         inside.insert(inside.end(), e.join_rels.begin(), e.join_rels.end());
       }
       add_entry(alias, {}, -1, true, EntryKind::Join).join_rels = std::move(inside);
-      if (const JValue* a = body->get("alias"); a && has_items(a->get("colnames")))
+      if (const JValue* a = body->get("alias"); a && non_empty_array(a->get("colnames")))
         for (int r : levels_.back().entries.back().join_rels) rels_[static_cast<std::size_t>(r)].all = true;
     }
     return;

@@ -14,6 +14,8 @@
 
 namespace gh::sql::detail {
 
+inline bool non_empty_array(const JValue* v) { return v && v->is_array() && v->count > 0; }
+
 enum class Truth : std::uint8_t { Unknown, True, False };
 
 // Adds what `from` (a PREPARE's analysis) does to `into` (an EXECUTE of it): kinds other than

@@ -108,6 +108,15 @@ class Conn:
         self.buf = self.buf[1 + length:]
         return t, body
 
+    def until_ready(self) -> list[tuple[bytes, bytes]]:
+        """Reads messages up to and including ReadyForQuery."""
+        out = []
+        while True:
+            t, body = self.read_message()
+            out.append((t, body))
+            if t == b"Z":
+                return out
+
     def expect_closed(self, timeout: float = 5.0) -> None:
         """Reads until EOF; fails if the server sends more or keeps the socket open."""
         self.sock.settimeout(timeout)

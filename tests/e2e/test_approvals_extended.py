@@ -295,13 +295,7 @@ def _parse(name: bytes, sql: bytes) -> bytes:
 def _round(c, data: bytes) -> list[dict]:
     """Sends data (ending with Sync or a Query), reads to ReadyForQuery; the errors it got."""
     c.send(data)
-    errors = []
-    while True:
-        t, body = c.read_message()
-        if t == b"E":
-            errors.append(pgwire.parse_error_fields(body))
-        if t == b"Z":
-            return errors
+    return [pgwire.parse_error_fields(body) for t, body in c.until_ready() if t == b"E"]
 
 
 UPD10 = b"UPDATE appr_accounts SET balance = balance + 1000 WHERE id = 10 RETURNING id"

@@ -730,23 +730,15 @@ def test_extended_outcomes_commit_failure_not_run_and_suspended_portals(make_pro
         # An error, then an Execute the backend skips.
         s.send(parse(b"SELECT 1/0 AS skip_first") + bind + execute(0) +
                parse(b"SELECT 1 AS skipped_after") + bind + execute(0) + msg(b"S", b""))
-        while s.read_message()[0] != b"Z":
-            pass
+        s.until_ready()
         # A portal read 3 rows at a time.
         s.send(pgwire.query("BEGIN"))
-        while s.read_message()[0] != b"Z":
-            pass
+        s.until_ready()
         s.send(parse(b"SELECT g AS suspended FROM generate_series(1, 5) g") + bind + execute(3) + msg(b"S", b""))
-        types = []
-        while True:
-            t, _ = s.read_message()
-            types.append(t)
-            if t == b"Z":
-                break
+        types = [t for t, _ in s.until_ready()]
         assert b"s" in types, types
         s.send(pgwire.query("COMMIT"))
-        while s.read_message()[0] != b"Z":
-            pass
+        s.until_ready()
     finally:
         s.close()
     proxy.stop()

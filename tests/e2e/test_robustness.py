@@ -516,14 +516,8 @@ def test_function_call_the_proxy_cannot_name_then_extended_query(gh):
         c.send(message(b"P", b"\0select 7\0" + struct.pack("!H", 0)) +
                message(b"B", b"\0\0" + struct.pack("!HHH", 0, 0, 0)) +
                message(b"E", b"\0" + struct.pack("!I", 0)) + message(b"S"))
-        types = []
-        while True:
-            t, body = c.read_message()
-            assert t != b"E", body
-            types.append(t)
-            if t == b"Z":
-                break
-        assert types == [b"1", b"2", b"D", b"C", b"Z"], types
+        got = c.until_ready()
+        assert [t for t, _ in got] == [b"1", b"2", b"D", b"C", b"Z"], got
     finally:
         c.close()
 
@@ -617,6 +611,21 @@ def _copy_table(pg, name: str) -> None:
         d.execute(f"GRANT ALL ON {name} TO PUBLIC")
 
 
+def _extended_copy(c: psycopg.Connection, table: str, data: bytes, wait: float = 0) -> None:
+    """COPY table FROM STDIN as libpq sends it with the extended protocol (Sync with the Execute
+    and again after CopyDone), waiting `wait` seconds before the data."""
+    pgc = c.pgconn
+    res = pgc.exec_params(f"COPY {table} FROM STDIN".encode(), [])
+    assert res.status == psycopg.pq.ExecStatus.COPY_IN, res.status
+    time.sleep(wait)
+    pgc.put_copy_data(data)
+    pgc.put_copy_end()
+    res = pgc.get_result()
+    assert res.status == psycopg.pq.ExecStatus.COMMAND_OK, res.error_message
+    while pgc.get_result() is not None:
+        pass
+
+
 def _count(pg, name: str) -> int:
     with psycopg.connect(pg.dsn(), autocommit=True) as d:
         return d.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
@@ -636,15 +645,9 @@ def test_copy_behind_a_settings_barrier_gets_its_data(gh, pg):
                 break
             assert t == b"C", t
         s.send(message(b"d", b"1\n2\n3\n") + message(b"c"))
-        types = []
-        while True:
-            t, body = s.read_message()
-            types.append(t)
-            if t == b"Z":
-                break
+        types = [t for t, _ in s.until_ready()]
         assert types == [b"C", b"Z"], types
-        # Anything but COPY data while the server reads it ends the session, as a protocol error.
-        assert s.simple_query("SELECT 1") == [["1"]]
+        assert s.simple_query("SELECT 1") == [["1"]]  # the barrier is over: the session carries on
     finally:
         s.close()
     assert _count(pg, "rb_copy_barrier") == 3
@@ -659,15 +662,7 @@ def test_extended_copy_keeps_the_session_in_step(make_proxy, pg):
     proxy = make_proxy(limits={"idle_timeout": "2s"})
     c = connect(proxy, autocommit=True)
     try:
-        pgc = c.pgconn
-        res = pgc.exec_params(b"COPY rb_copy_ext FROM STDIN", [])
-        assert res.status == psycopg.pq.ExecStatus.COPY_IN, res.status
-        pgc.put_copy_data(b"7\n8\n")
-        pgc.put_copy_end()
-        res = pgc.get_result()
-        assert res.status == psycopg.pq.ExecStatus.COMMAND_OK, res.error_message
-        while pgc.get_result() is not None:
-            pass
+        _extended_copy(c, "rb_copy_ext", b"7\n8\n")
         started = time.monotonic()
         c.execute("SET client_encoding = 'UTF8'")  # waits for its own answer: must not hang
         assert time.monotonic() - started < 5
@@ -734,14 +729,5 @@ def test_idle_timeout_counts_from_ready_for_query_and_spares_copy(make_proxy, pg
         c.execute("SELECT pg_sleep(2)")
         time.sleep(1.5)  # 3.5 s after the client's last message, 1.5 s after the answer
         assert c.execute("SELECT 1").fetchone() == (1,)
-        pgc = c.pgconn
-        res = pgc.exec_params(b"COPY rb_copy_idle FROM STDIN", [])
-        assert res.status == psycopg.pq.ExecStatus.COPY_IN, res.status
-        time.sleep(3.5)  # longer than the idle timeout, while the server waits for the data
-        pgc.put_copy_data(b"5\n")
-        pgc.put_copy_end()
-        res = pgc.get_result()
-        assert res.status == psycopg.pq.ExecStatus.COMMAND_OK, res.error_message
-        while pgc.get_result() is not None:
-            pass
+        _extended_copy(c, "rb_copy_idle", b"5\n", wait=3.5)  # longer than the idle timeout
     assert _count(pg, "rb_copy_idle") == 1
