@@ -767,6 +767,7 @@ void Session::copy_in_started() {
   copy_in_ = true;
   // A COPY started by an Execute: the Syncs the client sent after it arrive while the backend
   // reads COPY data, and are ignored (libpq sends one with the Execute and one after CopyDone).
+  responses_.syncs_ignored(syncs_after_execute_);
   for (; syncs_after_execute_ > 0; --syncs_after_execute_) {
     if (inflight_ > 0) --inflight_;
     if (started_head_ < started_.size()) started_.pop_back();
@@ -778,6 +779,25 @@ void Session::copy_in_started() {
 void Session::statement_started() {
   ++inflight_;
   started_.push_back(Clock::now());
+}
+
+void Session::forwarded(char type) {
+  if (!responses_.client(type)) units_skipped(1, true);
+}
+
+void Session::units_skipped(std::uint32_t n, bool just_forwarded) {
+  // They were counted when forwarded; no ReadyForQuery will end them.
+  for (std::uint32_t i = 0; i < n; ++i) {
+    if (inflight_ > 0) --inflight_;
+    if (started_head_ < started_.size()) ++started_head_;
+    ++ready_seen_;
+  }
+  if (started_head_ == started_.size()) {
+    started_.clear();
+    started_head_ = 0;
+  }
+  if (auditing()) audit_skipped(n, just_forwarded);
+  relay_signal_.cancel();  // a client side waiting for the backend to be idle
 }
 
 void Session::statement_finished(char status) {
@@ -1002,6 +1022,7 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
         }
         if (!judge_client_message(type, r.frame.body, substitute)) splice(pos, r.frame.wire_size);
         if (type != 'P') ++syncs_sent_;
+        forwarded(type);
         if (type == 'Q') syncs_after_execute_ = 0;
         if (settings_barrier_ == Barrier::AfterThis) {
           settings_barrier_ = Barrier::Wait;
@@ -1014,8 +1035,13 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
           splice(pos, r.frame.wire_size);
         else if (auditing())
           audit_bind(r.frame.body);
+        forwarded(type);
+        break;
+      case 'D':
+        forwarded(type);
         break;
       case 'C':
+        forwarded(type);
         if (!r.frame.body.empty() && r.frame.body[0] == 'S') {  // Close statement
           const auto name = r.frame.body.substr(1, r.frame.body.find('\0', 1) - 1);
           note_close('S', name);
@@ -1039,6 +1065,7 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
         m.statements.fetch_add(1, std::memory_order_relaxed);
         if (auditing()) audit_execute(r.frame.body);
         syncs_after_execute_ = 0;
+        forwarded(type);
         break;
       case 'c':
       case 'f':
@@ -1048,6 +1075,7 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
         if (copy_in_) break;  // ignored by the backend while it reads COPY data
         statement_started();
         if (auditing()) audit_sync();
+        forwarded(type);
         refused_in_batch_ = false;
         ++syncs_after_execute_;
         ++syncs_sent_;
@@ -1181,6 +1209,7 @@ awaitable<End> Session::client_to_backend() {
 
 void Session::on_backend_event(const protocol::ScanEvent& e, bool& saw_ready) {
   last_backend_type_ = e.type;
+  if (const auto skipped = responses_.server(e.type); skipped > 0) units_skipped(skipped, false);
   if (e.type == 'Z') {
     copy_in_ = false;
     last_activity_ = Clock::now();  // an idle timeout counts from here, as PostgreSQL's does

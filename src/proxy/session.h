@@ -20,6 +20,7 @@
 #include "net/stream.h"
 #include "policy/policy.h"
 #include "protocol/codec.h"
+#include "protocol/response_tracker.h"
 #include "sql/statement_info.h"
 #include "proxy/runtime.h"
 
@@ -136,6 +137,11 @@ class Session : public std::enable_shared_from_this<Session> {
   End backend_io_end(const std::error_code& ec);
   void statement_started();
   void statement_finished(char status);
+  // `type` was forwarded to the backend; a Query or FunctionCall the backend will skip (an
+  // earlier error in its extended-protocol batch) is ended at once.
+  void forwarded(char type);
+  // `n` forwarded Query/FunctionCall messages get no ReadyForQuery: the backend skips them.
+  void units_skipped(std::uint32_t n, bool just_forwarded);
 
   // audit (session_audit.cpp)
   bool auditing() const { return audit_ctx_ != nullptr; }
@@ -208,7 +214,8 @@ class Session : public std::enable_shared_from_this<Session> {
   net::IoBuffer bout_;
   protocol::StreamScanner scanner_{&protocol::is_backend_type};
   char tx_status_ = 'I';
-  std::uint32_t inflight_ = 0;
+  std::uint32_t inflight_ = 0;   // Query, FunctionCall and Sync messages awaiting ReadyForQuery
+  protocol::ResponseTracker responses_;  // which of them the backend skips
   std::vector<Clock::time_point> started_;  // ring of statement start times
   std::size_t started_head_ = 0;
   char last_backend_type_ = 0;
@@ -343,6 +350,9 @@ class Session : public std::enable_shared_from_this<Session> {
     std::optional<audit::Event> event;
   };
   std::deque<AuditPending> audit_pending_;
+  void audit_complete(AuditPending& p, const char* outcome);  // its record, with the outcome
+  // The next n pending Queries were skipped by the backend; just_forwarded: the one just scanned.
+  void audit_skipped(std::uint32_t n, bool just_forwarded);
   // Executes of the current extended-protocol batch that ended well: recorded at its
   // ReadyForQuery, because the implicit commit at Sync can still fail (a deferred constraint).
   std::vector<audit::Event> batch_done_;

@@ -303,31 +303,66 @@ void Session::audit_close_portal(std::string_view name) {
   if (auto it = portals_.find(name); it != portals_.end() && !name.empty()) portals_.erase(it);
 }
 
+void Session::audit_complete(AuditPending& p, const char* outcome) {
+  if (p.refused) return;
+  // One record per statement: its own, now with the outcome; or a Result naming it.
+  auto r = p.event ? std::move(*p.event) : audit_event(audit::EventType::Result);
+  r.statement = p.statement;
+  r.outcome = outcome;
+  if (p.failed) {
+    r.outcome = p.sqlstate == "57014" ? "cancelled" : "error";
+    r.sqlstate = std::move(p.sqlstate);
+  }
+  if (!p.message.empty()) r.message = std::move(p.message);
+  r.rows = p.rows;
+  r.duration_us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - p.start).count();
+  // An Execute that ended well waits for its batch's end: the commit at Sync can still fail.
+  if (p.kind == AuditPending::Kind::Execute && r.outcome == "ok") {
+    if (batch_done_.size() < kMaxBatchDone) {
+      batch_done_.push_back(std::move(r));
+      return;
+    }
+    r.message = "recorded before the end of its batch (over 100,000 Executes before Sync): if the commit at "
+                "Sync failed, its changes were rolled back";
+  }
+  audit_results_.push_back(std::move(r));
+}
+
+void Session::audit_skipped(std::uint32_t n, bool just_forwarded) {
+  batch_failed_ = true;
+  constexpr const char* kNotRun = "not run: an earlier message of its batch failed";
+  if (just_forwarded && !audit_pending_.empty() && audit_pending_.back().kind == AuditPending::Kind::Query) {
+    // The Query just scanned, after the error came: its Statement record is not written yet and
+    // says so itself.
+    const auto& p = audit_pending_.back();
+    if (!audit_batch_.empty() && audit_batch_.back().statement == p.statement && !p.refused) {
+      auto& e = audit_batch_.back();
+      e.outcome = "not_run";
+      e.message = kNotRun;
+    }
+    audit_pending_.pop_back();
+    return;
+  }
+  // The first n Queries still pending (all before the batch's Sync) were skipped by the backend
+  // after an error in an extended-protocol message before them.
+  for (auto it = audit_pending_.begin(); it != audit_pending_.end() && n > 0;) {
+    if (it->kind == AuditPending::Kind::Sync) break;
+    if (it->kind != AuditPending::Kind::Query) {
+      ++it;
+      continue;
+    }
+    AuditPending p = std::move(*it);
+    it = audit_pending_.erase(it);
+    --n;
+    p.failed = false;  // an error that arrived while it was first in line was not its own
+    p.sqlstate.clear();
+    if (!p.refused) p.message = kNotRun;
+    audit_complete(p, "not_run");
+  }
+}
+
 void Session::audit_backend(char type, std::string_view body, const protocol::ErrorFields* refusal) {
-  auto complete = [&](AuditPending& p, const char* outcome) {
-    if (p.refused) return;
-    // One record per statement: its own, now with the outcome; or a Result naming it.
-    auto r = p.event ? std::move(*p.event) : audit_event(audit::EventType::Result);
-    r.statement = p.statement;
-    r.outcome = outcome;
-    if (p.failed) {
-      r.outcome = p.sqlstate == "57014" ? "cancelled" : "error";
-      r.sqlstate = std::move(p.sqlstate);
-    }
-    if (!p.message.empty()) r.message = std::move(p.message);
-    r.rows = p.rows;
-    r.duration_us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - p.start).count();
-    // An Execute that ended well waits for its batch's end: the commit at Sync can still fail.
-    if (p.kind == AuditPending::Kind::Execute && r.outcome == "ok") {
-      if (batch_done_.size() < kMaxBatchDone) {
-        batch_done_.push_back(std::move(r));
-        return;
-      }
-      r.message = "recorded before the end of its batch (over 100,000 Executes before Sync): if the commit at "
-                  "Sync failed, its changes were rolled back";
-    }
-    audit_results_.push_back(std::move(r));
-  };
+  auto complete = [&](AuditPending& p, const char* outcome) { audit_complete(p, outcome); };
   auto batch_ended = [&](const std::string* commit_error_sqlstate, const std::string* commit_error) {
     for (auto& r : batch_done_) {
       if (commit_error_sqlstate) {

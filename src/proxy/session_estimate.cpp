@@ -150,6 +150,7 @@ asio::awaitable<std::optional<End>> Session::estimate_front_query() {
   metrics_.statements.fetch_add(1, std::memory_order_relaxed);
   statement_started();
   ++syncs_sent_;
+  forwarded('Q');
   cin_.consume(wire);
   front_estimated_ = false;
   front_analysis_.reset();

@@ -252,6 +252,7 @@ asio::awaitable<std::optional<End>> Session::refuse_front_query(const policy::De
     if (auditing()) audit_execute_refused(body, d, sqlstate);
     refuse_statement(d, analysis.get(), 'E', {}, substitute, sqlstate);
     metrics_.statements.fetch_add(1, std::memory_order_relaxed);
+    forwarded('P');
   } else {
     if (auditing()) {
       audit_query('Q', analysis, d, true, query_text(body));
@@ -261,6 +262,7 @@ asio::awaitable<std::optional<End>> Session::refuse_front_query(const policy::De
     metrics_.statements.fetch_add(1, std::memory_order_relaxed);
     statement_started();
     ++syncs_sent_;
+    forwarded('Q');
   }
   cin_.consume(wire);
   front_analysis_.reset();

@@ -778,3 +778,56 @@ def test_a_statement_running_when_the_client_leaves_is_unknown(make_proxy, pg):
     assert len(hits) == 1, hits
     h = hits[0].get("result", hits[0])
     assert h["outcome"] == "unknown", h
+
+
+def test_a_query_skipped_after_an_extended_error_ends_and_is_not_run(make_proxy):
+    """A simple Query sent inside an extended-protocol batch, after a message that fails and
+    before Sync, is skipped by PostgreSQL: no answer at all. The proxy counted a ReadyForQuery
+    for it that never came, so the session never went idle (idle timeout, shutdown and a held or
+    estimated statement waited forever) and the audit matched later answers to the wrong
+    statements. Both orders: the Query already sent when the error comes, and sent after it."""
+    import struct
+    import pgwire
+    from conftest import USERS
+    proxy = make_proxy(limits={"idle_timeout": "2s"})
+    s = pgwire.connect(proxy.port, "alice", USERS["alice"])
+    try:
+        def msg(t, body=b""):
+            return pgwire.message(t, body)
+
+        def parse(sql):
+            return msg(b"P", b"\0" + sql + b"\0" + struct.pack("!H", 0))
+        bind = msg(b"B", b"\0\0" + struct.pack("!HHH", 0, 0, 0))
+        execute = msg(b"E", b"\0" + struct.pack("!I", 0))
+        # The Query is queued behind the failing Execute.
+        s.send(parse(b"SELECT 1/0 AS fails_first") + bind + execute + pgwire.query("SELECT 2 AS skipped_queued") +
+               parse(b"SELECT 3 AS skipped_execute") + bind + execute + msg(b"S"))
+        types = [t for t, _ in s.until_ready()]
+        assert types[-2:] == [b"E", b"Z"] and types.count(b"Z") == 1, types  # (1/0 fails at Bind)
+        # The Query comes after the error (Parse + Describe + Flush, as asyncpg prepares).
+        s.send(parse(b"SELEC 4 AS bad_parse") + msg(b"D", b"S\0") + msg(b"H"))
+        t, _ = s.read_message()
+        assert t == b"E"
+        s.send(pgwire.query("SELECT 5 AS skipped_later") + msg(b"S"))
+        types = [t for t, _ in s.until_ready()]
+        assert types == [b"Z"], types
+        assert s.simple_query("SELECT 6 AS runs_after") == [["6"]]
+        # Nothing is running now: the idle timeout ends the session.
+        started = time.monotonic()
+        err = s.read_error()
+        assert err.get("C") == "57P05", err
+        assert time.monotonic() - started < 5
+    finally:
+        s.close()
+    proxy.stop()
+    hits = {h["sql"]["text"]: h for h in search(store_of(proxy)) if h.get("type") == "statement"}
+
+    def outcome(text):
+        h = hits[text]
+        return h.get("result", h)
+    assert outcome("SELECT 1/0 AS fails_first")["outcome"] == "error"
+    assert outcome("SELECT 2 AS skipped_queued")["outcome"] == "not_run"
+    assert outcome("SELECT 3 AS skipped_execute")["outcome"] == "not_run"
+    assert outcome("SELECT 5 AS skipped_later")["outcome"] == "not_run"
+    after = outcome("SELECT 6 AS runs_after")
+    assert after["outcome"] == "ok" and after["rows"] == 1, after
