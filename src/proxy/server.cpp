@@ -3,6 +3,7 @@
 #include <asio/experimental/awaitable_operators.hpp>
 #include <spdlog/spdlog.h>
 
+#include "audit/trail.h"
 #include "base/bytes.h"
 #include "net/await.h"
 #include "protocol/codec.h"
@@ -14,30 +15,93 @@ namespace gh::proxy {
 namespace {
 constexpr auto tuple_awaitable = gh::net::use_tuple;
 
-asio::awaitable<void> refuse(asio::ip::tcp::socket sock, protocol::ErrorFields e) {
-  // Read the startup packet first so that the client can read our answer (libpq expects an
-  // answer to SSLRequest before anything else; 'N' then the error). A client that sends nothing
-  // gets the error after 2 s: a refused connection must not hold a descriptor for as long as
-  // the client likes (found by adversarial testing: 300 silent sockets stayed open).
+// Refused connections are logged at most once a second per worker (a flood must not flood the log).
+void log_refused(Worker& w, const std::string& peer, const protocol::ErrorFields& e, std::string_view who) {
+  const auto now = std::chrono::steady_clock::now();
+  ++w.refused_unlogged;
+  if (now - w.refused_logged_at < std::chrono::seconds(1)) return;
+  spdlog::warn("connection from {}{} refused: {} ({}){}", peer, who, e.message, e.sqlstate,
+               w.refused_unlogged > 1 ? fmt::format("; {} refused since the last such line", w.refused_unlogged) : "");
+  w.refused_logged_at = now;
+  w.refused_unlogged = 0;
+}
+
+// g++ 12 warns (-Wmismatched-new-delete) on this coroutine frame's deallocation, as in
+// session_hold.cpp: asio allocates and frees awaitable frames with its own matching operators.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+asio::awaitable<void> refuse(Server& server, Worker& w, asio::ip::tcp::socket sock, protocol::ErrorFields e) {
+  // Answered as PostgreSQL answers a connection it cannot serve: the startup packet is read
+  // first (SSLRequest and GSSENCRequest get 'N'), then the error, then our side is closed and the
+  // client's close awaited. Closing with the client's bytes unread would reset the connection and
+  // the client would lose the error ("server closed the connection unexpectedly": found by
+  // adversarial testing with libpq's default sslmode=prefer). A CancelRequest is still
+  // forwarded: Ctrl-C must work when the proxy is full. A client that sends nothing gets the
+  // error after 2 s: a refused connection must not hold a descriptor for as long as it likes.
   using namespace asio::experimental::awaitable_operators;
-  std::string out;
-  char buf[16];
+  std::error_code ignore, ep_ec;
+  const auto ep = sock.remote_endpoint(ep_ec);
+  const std::string peer = ep_ec ? std::string("unknown") : ep.address().to_string() + ":" + std::to_string(ep.port());
   asio::steady_timer quiet(sock.get_executor(), std::chrono::seconds(2));
-  auto first = co_await (sock.async_read_some(asio::buffer(buf), tuple_awaitable) || quiet.async_wait(tuple_awaitable));
-  std::error_code ec = asio::error::timed_out;
-  std::size_t n = 0;
-  if (first.index() == 0) std::tie(ec, n) = std::get<0>(first);
-  if (!ec && n >= 8) {
-    const std::uint32_t code = load_be32(buf + 4);
-    if (code == protocol::kSSLRequestCode || code == protocol::kGSSENCRequestCode) out.push_back('N');
+  std::string in, out;
+  const protocol::StartupMessage* startup = nullptr;
+  protocol::StartupResult r;
+  for (int answered = 0;;) {
+    char buf[1024];
+    auto got = co_await (sock.async_read_some(asio::buffer(buf), tuple_awaitable) || quiet.async_wait(tuple_awaitable));
+    if (got.index() != 0 || std::get<0>(std::get<0>(got))) break;
+    in.append(buf, std::get<1>(std::get<0>(got)));
+    r = protocol::decode_startup(in);
+    if (r.status == protocol::Decode::NeedMore) continue;
+    if (r.status == protocol::Decode::Error) break;
+    if (auto* c = std::get_if<protocol::CancelRequest>(&r.packet)) {
+      sock.close(ignore);
+      co_await Session::forward_cancel(server, w.metrics, peer, *c);
+      co_return;
+    }
+    if (std::holds_alternative<protocol::StartupMessage>(r.packet) || ++answered > 2) {
+      startup = std::get_if<protocol::StartupMessage>(&r.packet);
+      break;
+    }
+    in.erase(0, r.consumed);  // SSLRequest or GSSENCRequest: no encryption here
+    const char n = 'N';
+    co_await (asio::async_write(sock, asio::buffer(&n, 1), tuple_awaitable) || quiet.async_wait(tuple_awaitable));
   }
   protocol::write_error_response(out, e);
   quiet.expires_after(std::chrono::seconds(2));
   co_await (asio::async_write(sock, asio::buffer(out), tuple_awaitable) || quiet.async_wait(tuple_awaitable));
-  std::error_code ignore;
-  sock.shutdown(asio::ip::tcp::socket::shutdown_both, ignore);
+  sock.shutdown(asio::ip::tcp::socket::shutdown_send, ignore);
+  for (;;) {  // until the client closes (it has read the error), or 2 s
+    char buf[256];
+    auto got = co_await (sock.async_read_some(asio::buffer(buf), tuple_awaitable) || quiet.async_wait(tuple_awaitable));
+    if (got.index() != 0 || std::get<0>(std::get<0>(got))) break;
+  }
   sock.close(ignore);
+
+  const std::string* user = startup ? startup->find("user") : nullptr;
+  const std::string* db = startup ? startup->find("database") : nullptr;
+  log_refused(w, peer, e, user ? fmt::format(" (user \"{}\")", *user) : std::string());
+  if (auto* trail = server.audit()) {
+    auto ctx = std::make_shared<audit::SessionContext>();
+    ctx->client_address = ep_ec ? std::string() : ep.address().to_string();
+    if (user) ctx->user = *user;
+    if (db) ctx->database = *db;
+    if (const std::string* app = startup ? startup->find("application_name") : nullptr) ctx->application_name = *app;
+    audit::Event ev;
+    ev.type = audit::EventType::ConnectFailed;
+    ev.time = std::chrono::system_clock::now();
+    ev.session = std::move(ctx);
+    ev.outcome = "refused";
+    ev.sqlstate = e.sqlstate;
+    ev.message = e.message;
+    trail->submit(std::move(ev));
+  }
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 asio::awaitable<void> accept_loop(Server& server, Server::Impl& impl, Worker& w) {
   for (;;) {
@@ -54,13 +118,13 @@ asio::awaitable<void> accept_loop(Server& server, Server::Impl& impl, Worker& w)
     const auto rt = server.runtime();
     if (server.draining()) {
       w.metrics.connections_rejected.fetch_add(1, std::memory_order_relaxed);
-      asio::co_spawn(w.io, refuse(std::move(sock), protocol::fatal("57P03", "the proxy is shutting down")),
+      asio::co_spawn(w.io, refuse(server, w, std::move(sock), protocol::fatal("57P03", "the proxy is shutting down")),
                      asio::detached);
       continue;
     }
     if (server.active_sessions() >= rt->config->limits.max_connections) {
       w.metrics.connections_rejected.fetch_add(1, std::memory_order_relaxed);
-      asio::co_spawn(w.io, refuse(std::move(sock), protocol::fatal("53300", "sorry, too many clients already")),
+      asio::co_spawn(w.io, refuse(server, w, std::move(sock), protocol::fatal("53300", "sorry, too many clients already")),
                      asio::detached);
       continue;
     }

@@ -303,15 +303,20 @@ awaitable<bool> Session::read_startup(protocol::StartupMessage& out) {
 }
 
 awaitable<void> Session::handle_cancel(protocol::CancelRequest req) {
-  metrics_.cancel_requests.fetch_add(1, std::memory_order_relaxed);
-  auto route = server_.impl_->cancels.find(req.process_id, req.secret_key);
   client_->close();  // the protocol sends no reply to a CancelRequest
+  co_await forward_cancel(server_, metrics_, peer_, req);
+}
+
+awaitable<void> Session::forward_cancel(Server& server, WorkerMetrics& metrics, std::string peer,
+                                        protocol::CancelRequest req) {
+  metrics.cancel_requests.fetch_add(1, std::memory_order_relaxed);
+  auto route = server.impl_->cancels.find(req.process_id, req.secret_key);
   if (!route) {
-    spdlog::info("cancel request from {} for an unknown session key ignored", peer_);
+    spdlog::info("cancel request from {} for an unknown session key ignored", peer);
     co_return;
   }
   if (route->on_cancel && route->on_cancel()) {  // a statement held for approval is cancelled here
-    spdlog::info("cancel request from {}: the statement held for approval is cancelled", peer_);
+    spdlog::info("cancel request from {}: the statement held for approval is cancelled", peer);
     co_return;
   }
   try {
@@ -333,7 +338,7 @@ awaitable<void> Session::handle_cancel(protocol::CancelRequest req) {
       char answer = 0;
       if (co_await s.read_exact(&answer, 1)) co_return;
       if (answer == 'S') {
-        auto rt = server_.runtime();
+        auto rt = server.runtime();
         auto it = rt->backend_tls.find(route->target);
         if (it == rt->backend_tls.end()) co_return;
         if (co_await s.tls_connect(*it->second, route->host, false)) co_return;
@@ -345,7 +350,7 @@ awaitable<void> Session::handle_cancel(protocol::CancelRequest req) {
     char sink[16];
     co_await (s.read_some(sink, sizeof sink) || sleep_for(std::chrono::seconds(2)));  // wait for the server to close
     s.close();
-    spdlog::info("cancel request from {} forwarded to target \"{}\"", peer_, route->target);
+    spdlog::info("cancel request from {} forwarded to target \"{}\"", peer, route->target);
   } catch (const std::exception& e) {
     spdlog::warn("cancel for target \"{}\" failed: {}", route->target, e.what());
   }

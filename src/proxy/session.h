@@ -59,6 +59,12 @@ class Session : public std::enable_shared_from_this<Session> {
   asio::awaitable<bool> handshake();
   asio::awaitable<bool> read_startup(protocol::StartupMessage& out);
   asio::awaitable<void> handle_cancel(protocol::CancelRequest req);
+ public:
+  // Forwards a client's CancelRequest to the backend connection its key names (no reply to the
+  // client). Also used for connections refused at the connection limit: a cancel still works then.
+  static asio::awaitable<void> forward_cancel(Server& server, WorkerMetrics& metrics, std::string peer,
+                                              protocol::CancelRequest req);
+ private:
   asio::awaitable<bool> authenticate(const protocol::StartupMessage& startup);
   asio::awaitable<bool> connect_backend(const protocol::StartupMessage& startup);
   asio::awaitable<void> send_to_client(std::string bytes);

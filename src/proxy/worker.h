@@ -1,5 +1,6 @@
 #pragma once
 // One worker thread: an io_context, its acceptor, and the sessions it owns.
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -24,6 +25,9 @@ struct Worker {
   std::unordered_set<std::shared_ptr<Session>> sessions;  // touched only on this thread
   sql::Analyzer analyzer;  // statement analysis cache of this thread
   std::thread thread;
+  // Connections refused before a session (limit, shutdown): logged at most once a second.
+  std::chrono::steady_clock::time_point refused_logged_at{};
+  std::uint64_t refused_unlogged = 0;
 };
 
 }  // namespace gh::proxy

@@ -4,6 +4,7 @@ other session carry on."""
 from __future__ import annotations
 
 import socket
+import subprocess
 import struct
 import threading
 import time
@@ -11,7 +12,7 @@ import time
 import psycopg
 import pytest
 
-from conftest import USERS, connect, wait_for
+from conftest import USERS, connect, psql, wait_for
 from pgwire import (GSSENC_REQUEST, PROTOCOL_30, SSL_REQUEST, Conn, WireError, message, query,
                     startup_error, startup_packet)
 from pgwire import connect as raw_connect
@@ -460,6 +461,50 @@ def test_max_connections(make_proxy):
     finally:
         for c in held:
             c.close()
+
+
+def test_max_connections_reaches_default_libpq_clients_and_is_audited(make_proxy):
+    """Found by adversarial testing: at the limit, psql and psycopg with libpq's default
+    sslmode=prefer got "server closed the connection unexpectedly" instead of 53300 (the proxy
+    closed with the client's startup packet unread, which reset the connection), and the refusal
+    was neither logged nor audited. A CancelRequest at the limit must still cancel."""
+    import json
+    from tests.harness import BINARY
+    proxy = make_proxy(limits={"max_connections": 2})
+    busy = connect(proxy, autocommit=True)
+    held = connect(proxy)
+    try:
+        r = psql(proxy, "-c", "select 1", check=False, env={"PGSSLMODE": "prefer"})
+        assert r.returncode != 0
+        assert "sorry, too many clients already" in r.stderr, r.stderr
+        with pytest.raises(psycopg.OperationalError, match="too many clients"):
+            connect(proxy, sslmode="prefer")
+        # Ctrl-C of a running statement opens a connection too: it still cancels.
+        cancelled = {}
+
+        def run():
+            try:
+                busy.execute("select pg_sleep(30)")
+            except psycopg.errors.QueryCanceled:
+                cancelled["ok"] = time.monotonic()
+        t = threading.Thread(target=run)
+        t.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        busy.cancel()
+        t.join(timeout=10)
+        assert "ok" in cancelled and cancelled["ok"] - started < 5
+    finally:
+        held.close()
+        busy.close()
+    assert "refused: sorry, too many clients already (53300)" in proxy.log()
+    proxy.stop()
+    out = subprocess.run([str(BINARY), "audit", "search", "--store", str(proxy.workdir / "gatehouse-audit.db"),
+                          "--format", "jsonl", "--limit", "1000"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    refused = [json.loads(line) for line in out.stdout.splitlines() if '"connect_failed"' in line]
+    assert any(r.get("sqlstate") == "53300" and r["identity"].get("user") == "alice" for r in refused), \
+        json.dumps(refused)[:2000]
 
 
 def test_idle_timeout(make_proxy):
