@@ -8,6 +8,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <spdlog/spdlog.h>
+
+#include "audit/file_identity.h"
 #include "audit/lines.h"
 #include "audit/sink.h"
 
@@ -19,7 +22,9 @@ namespace {
 class JsonLinesSink final : public AuditSink {
  public:
   JsonLinesSink(int fd, std::string path, bool fsync, bool regular)
-      : fd_(fd), path_(std::move(path)), name_("jsonl:" + path_), fsync_(fsync), regular_(regular) {}
+      : fd_(fd), path_(std::move(path)), name_("jsonl:" + path_), fsync_(fsync), regular_(regular) {
+    if (regular_) file_ = FileIdentity::of(path_);
+  }
   ~JsonLinesSink() override {
     if (fd_ > 1) ::close(fd_);
   }
@@ -70,6 +75,16 @@ class JsonLinesSink final : public AuditSink {
   }
 
   Result<void> write(std::span<const Record> batch) override {
+    if (regular_ && !still_the_same_file(path_, file_)) {
+      // Moved away or deleted (log rotation): the next records go to a new file at the path, as
+      // a shipper following the path expects; the lines written so far stay in the old one.
+      const int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+      if (fd < 0) return tl::unexpected(io_error("cannot open the audit file " + path_ + " again", errno));
+      ::close(fd_);
+      fd_ = fd;
+      file_ = FileIdentity::of(path_);
+      spdlog::info("audit: {} was moved or deleted; writing to a new file at that path", path_);
+    }
     buf_.clear();
     for (const auto& r : batch) append_record_line(buf_, r);
     const off_t before = regular_ ? ::lseek(fd_, 0, SEEK_END) : -1;
@@ -82,6 +97,7 @@ class JsonLinesSink final : public AuditSink {
   int fd_;
   std::string path_, name_;
   bool fsync_, regular_;
+  std::optional<FileIdentity> file_;  // the file opened, while the path names it
   std::string buf_;
 };
 

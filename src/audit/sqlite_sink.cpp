@@ -2,6 +2,7 @@
 // src/audit/README.md; readers (search, verify, the admin API) open the same file read-only.
 #include <chrono>
 
+#include "audit/file_identity.h"
 #include "audit/sink.h"
 #include "audit/sqlite_schema.h"
 #include "store/sqlite.h"
@@ -12,7 +13,8 @@ namespace {
 
 class SqliteAuditSink final : public AuditSink {
  public:
-  SqliteAuditSink(store::SqliteDb db, std::string name) : db_(std::move(db)), name_(std::move(name)) {}
+  SqliteAuditSink(store::SqliteDb db, std::string path)
+      : db_(std::move(db)), path_(std::move(path)), name_("sqlite:" + path_), file_(FileIdentity::of(path_)) {}
 
   Result<void> init(bool fsync) {
     // A 32 MiB page cache keeps the index pages hot; checkpoints of the WAL into the database
@@ -57,6 +59,7 @@ class SqliteAuditSink final : public AuditSink {
   }
 
   Result<void> write(std::span<const Record> batch) override {
+    if (auto r = still_the_same_file(path_, file_); !r) return r;
     if (auto r = db_.exec("BEGIN IMMEDIATE"); !r) return r;
     for (const auto& rec : batch) {
       const auto& x = rec.index;
@@ -121,7 +124,8 @@ class SqliteAuditSink final : public AuditSink {
 
  private:
   store::SqliteDb db_;
-  std::string name_;
+  std::string path_, name_;
+  std::optional<FileIdentity> file_;  // the file opened (none for an in-memory database)
   store::SqliteStatement insert_;
 };
 
@@ -130,7 +134,7 @@ class SqliteAuditSink final : public AuditSink {
 Result<std::unique_ptr<AuditSink>> open_sqlite_sink(const std::string& path, bool fsync) {
   auto db = store::SqliteDb::open(path);
   if (!db) return tl::unexpected(db.error());
-  auto sink = std::make_unique<SqliteAuditSink>(std::move(*db), "sqlite:" + path);
+  auto sink = std::make_unique<SqliteAuditSink>(std::move(*db), path);
   if (auto r = sink->init(fsync); !r) return tl::unexpected(r.error());
   return std::unique_ptr<AuditSink>(std::move(sink));
 }

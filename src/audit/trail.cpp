@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -154,6 +155,20 @@ Result<std::unique_ptr<Trail>> Trail::open(Options options, std::vector<std::uni
   }
   std::vector<Record> replay;
   if (auto r = t->open_journal(replay); !r) return tl::unexpected(r.error());
+  const std::string head_path = t->options_.spool_dir + "/head";
+  t->head_fd_ = ::open(head_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (t->head_fd_ < 0) return tl::unexpected(io_error("cannot open " + head_path, errno));
+  if (auto saved = t->read_saved_head()) {
+    t->saved_head_seq_ = saved->seq;
+    if (saved->seq > t->head_.seq) {
+      spdlog::error("audit: this node's chain reached record {} ({}), but its stores and journal end at record {}: "
+                    "records {}..{} are in no configured store (a store deleted, replaced or restored from an older "
+                    "copy, or a new one). The chain continues after record {}, so `gatehouse audit verify` reports "
+                    "the missing records.",
+                    saved->seq, head_path, t->head_.seq, t->head_.seq + 1, saved->seq, saved->seq);
+      t->head_ = *saved;
+    }
+  }
   if (t->options_.intents && t->inline_writes()) t->open_intents(replay);
   std::uint64_t stored_all = t->head_.seq;
   for (const auto& s : t->sinks_) stored_all = std::min(stored_all, s->healthy ? s->stored_seq : 0);
@@ -197,6 +212,7 @@ Trail::~Trail() {
   }
   if (intents_map_) ::munmap(intents_map_, kIntentSlot * kIntentSlots);
   if (intents_fd_ >= 0) ::close(intents_fd_);
+  if (head_fd_ >= 0) ::close(head_fd_);
 }
 
 // ---- intents ----------------------------------------------------------------------------------
@@ -349,6 +365,7 @@ Result<void> Trail::open_journal(std::vector<Record>& replay) {
       good = offset;
       if (!f.first_seq) f.first_seq = r->seq;
       f.last_seq = r->seq;
+      f.last_hash = r->hash;
       per_file[i].push_back(std::move(*r));
     }
     struct stat st {};
@@ -388,6 +405,7 @@ Result<void> Trail::open_journal(std::vector<Record>& replay) {
 
 void Trail::journal_reset(JournalFile& f) {
   if (f.bytes == 0) return;
+  save_head(f.last_seq, f.last_hash);
   if (f.map && f.mapped <= 4 * kRotateBytes) {  // written again from the start, in the same blocks
     f.map[0] = '\0';
     f.bytes = 0;
@@ -468,7 +486,37 @@ Result<void> Trail::journal_append(const std::vector<Record>& records) {
   f.bytes += size;
   if (!f.first_seq) f.first_seq = records.front().seq;
   f.last_seq = records.back().seq;
+  f.last_hash = records.back().hash;
   return {};
+}
+
+void Trail::save_head(std::uint64_t seq, const std::string& hash) {
+  if (head_fd_ < 0 || seq <= saved_head_seq_) return;
+  // One fixed-size line written in place: a torn write leaves the old line or an unreadable one
+  // (read as none), never a wrong head.
+  char line[128];
+  std::memset(line, ' ', sizeof line);
+  const auto text = fmt::format("{} {}", seq, hash);
+  if (text.size() >= sizeof line) return;
+  std::memcpy(line, text.data(), text.size());
+  line[sizeof line - 1] = '\n';
+  if (::pwrite(head_fd_, line, sizeof line, 0) == ssize_t(sizeof line)) saved_head_seq_ = seq;
+}
+
+std::optional<ChainHead> Trail::read_saved_head() const {
+  char line[128];
+  if (head_fd_ < 0 || ::pread(head_fd_, line, sizeof line, 0) != ssize_t(sizeof line)) return std::nullopt;
+  std::string_view v(line, sizeof line - 1);
+  const auto sp = v.find(' ');
+  if (sp == std::string_view::npos) return std::nullopt;
+  ChainHead h;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + sp, h.seq);
+  if (ec != std::errc() || p != v.data() + sp || h.seq == 0) return std::nullopt;
+  std::string_view hash = v.substr(sp + 1);
+  hash = hash.substr(0, hash.find(' '));
+  if (hash.size() != 64 || hash.find_first_not_of("0123456789abcdef") != std::string_view::npos) return std::nullopt;
+  h.hash = std::string(hash);
+  return h;
 }
 
 void Trail::submit(Event e, Ack ack) {

@@ -154,7 +154,16 @@ class Trail {
     std::uint64_t first_seq = 0, last_seq = 0;  // 0: empty
     char* map = nullptr;  // null: written with write(2)
     std::size_t mapped = 0;
+    std::string last_hash;  // of record last_seq
   };
+  // The newest record known to be stored, kept in the spool ("head") whenever a journal file is
+  // emptied: the journal then no longer says how far the chain went. A start whose sinks and
+  // journal end before it (the store was deleted, replaced, or is a new one) continues the chain
+  // after it, so verify reports the missing records instead of a new chain looking intact.
+  int head_fd_ = -1;
+  std::uint64_t saved_head_seq_ = 0;
+  void save_head(std::uint64_t seq, const std::string& hash);
+  std::optional<ChainHead> read_saved_head() const;
   JournalFile journal_[2];
   int active_ = 0;              // the file appended to
   std::string journal_path_;    // the directory, for messages

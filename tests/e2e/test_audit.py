@@ -831,3 +831,51 @@ def test_a_query_skipped_after_an_extended_error_ends_and_is_not_run(make_proxy)
     assert outcome("SELECT 5 AS skipped_later")["outcome"] == "not_run"
     after = outcome("SELECT 6 AS runs_after")
     assert after["outcome"] == "ok" and after["rows"] == 1, after
+
+
+def test_a_store_deleted_while_running_fails_closed_and_the_gap_shows(make_proxy):
+    """Found by adversarial testing: deleting the SQLite store while the proxy ran went unnoticed
+    (records went into the unlinked file, statements kept running, the sink stayed healthy), and
+    the restarted proxy began a new chain at record 1 that verify called intact."""
+    proxy = make_proxy()  # the default store, durability required
+    store = store_of(proxy)
+    live = connect(proxy, autocommit=True)
+    for i in range(20):
+        live.execute(f"SELECT {i} AS before_delete")
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(store) + suffix).unlink(missing_ok=True)
+
+    def refused():
+        try:
+            live.execute("SELECT 'after delete'")
+            return False
+        except psycopg.Error as e:
+            assert e.sqlstate == "58030", e
+            assert "was deleted" in str(e), e
+            return True
+    wait_for(refused, timeout=10, what="statements refused once the store is gone")
+    with pytest.raises(psycopg.OperationalError, match="was deleted"):
+        connect(proxy)  # logins too: the target requires every session to be audited
+    live.close()
+    assert "was deleted while the proxy was writing to it" in proxy.log()
+    proxy.stop()
+
+    # Restarted, it writes a new file, continuing the chain: the new store says records are missing.
+    proxy.start()
+    with connect(proxy, autocommit=True) as c:
+        c.execute("SELECT 'after restart'")
+    proxy.stop()
+    assert "are in no configured store" in proxy.log() or store.exists()
+    v = verify(store)
+    assert v.returncode != 0 and "deleted" in v.stdout + v.stderr, v.stdout + v.stderr
+
+    # Deleted while stopped: the next start continues after the saved head, and verify says so.
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(store) + suffix).unlink(missing_ok=True)
+    proxy.start()
+    with connect(proxy, autocommit=True) as c:
+        c.execute("SELECT 'new store'")
+    proxy.stop()
+    assert "are in no configured store" in proxy.log()
+    v = verify(store)
+    assert v.returncode != 0 and "deleted" in v.stdout + v.stderr, v.stdout + v.stderr

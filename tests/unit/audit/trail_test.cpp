@@ -325,6 +325,44 @@ TEST(AuditTrail, SealedIndexComesFromTheBody) {
   EXPECT_EQ(r.hash, chain_hash(std::string(kGenesisHash), r.body));
 }
 
+TEST(AuditTrail, JsonLinesSinkFollowsItsPathAfterRotation) {
+  // logrotate moves the file away: the next records go to a new file at the path (they went into
+  // the moved file before, where a shipper following the path never saw them).
+  TempDir d;
+  const std::string file = d.file("a.jsonl");
+  auto sink = *open_jsonl_sink(file, false);
+  ChainHead head;
+  std::vector<Record> one{seal(statement(1), head, SealOptions{"n"})};
+  ASSERT_TRUE(sink->write(one));
+  std::filesystem::rename(file, file + ".1");
+  std::vector<Record> two{seal(statement(2), head, SealOptions{"n"})};
+  ASSERT_TRUE(sink->write(two));
+  auto lines = [](const std::string& path) {
+    std::ifstream in(path);
+    std::string line;
+    int n = 0;
+    while (std::getline(in, line)) ++n;
+    return n;
+  };
+  EXPECT_EQ(lines(file + ".1"), 1);
+  EXPECT_EQ(lines(file), 1);
+}
+
+TEST(AuditTrail, SqliteSinkFailsWhenItsFileIsDeleted) {
+  TempDir d;
+  const std::string file = d.file("a.db");
+  auto sink = *open_sqlite_sink(file, false);
+  ChainHead head;
+  std::vector<Record> one{seal(statement(1), head, SealOptions{"n"})};
+  ASSERT_TRUE(sink->write(one));
+  std::filesystem::remove(file);
+  std::vector<Record> two{seal(statement(2), head, SealOptions{"n"})};
+  auto r = sink->write(two);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("was deleted"), std::string::npos) << r.error().message;
+  EXPECT_EQ(r.error().sqlstate, "58030");
+}
+
 TEST(AuditTrail, JsonLinesSinkKeepsOneLinePerRecord) {
   TempDir d;
   const std::string file = d.file("a.jsonl");
