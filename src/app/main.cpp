@@ -222,6 +222,18 @@ int cmd_serve(const std::string& path) {
     if ((*nrt)->config->audit.sinks.size() != cfg->audit.sinks.size() ||
         (*nrt)->config->audit.enabled != cfg->audit.enabled)
       spdlog::warn("audit sinks and audit.enabled take effect at restart; per-target durability applies to new sessions now");
+    {
+      // Sockets and threads are made once, at start (found by adversarial testing: a changed
+      // port was silently ignored).
+      const auto& n = *(*nrt)->config;
+      std::vector<std::string> fixed;
+      if (n.listen.address != cfg->listen.address || n.listen.port != cfg->listen.port) fixed.push_back("listen");
+      if (n.threads != cfg->threads) fixed.push_back("threads");
+      if (n.admin.address != cfg->admin.address || n.admin.port != cfg->admin.port) fixed.push_back("admin.address/port");
+      if (!fixed.empty())
+        spdlog::warn("reload: {} changed in {}, which takes effect only at restart; still serving as started",
+                     fmt::join(fixed, ", "), path);
+    }
     watched = (*nrt)->config->files;
     stamps = stamp(watched);
     server.reload(*nrt);

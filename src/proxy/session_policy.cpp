@@ -565,13 +565,17 @@ void Session::refuse_statement(const policy::Decision& d, const sql::Analysis* a
       break;
   }
   if (!d.rule.empty()) e.detail = "rule: " + d.rule;
-  metrics_.statements_blocked.fetch_add(1, std::memory_order_relaxed);
-  std::string what = "statement";
-  if (analysis && d.statement >= 0 && std::size_t(d.statement) < analysis->statements.size())
-    what = analysis->statements[std::size_t(d.statement)].normalized;
-  spdlog::warn("session {}: {} refused by {} ({}): {} [{}]", id_, identity_.subject,
-               d.rule.empty() ? std::string("the default action") : d.rule, policy::action_name(d.action), d.reason,
-               what);
+  // Refusals because the audit trail fails are not policy blocks, and are logged (rate-limited)
+  // by refuse_batch_for_audit, not once per statement.
+  if (d.rule != "audit.required") {
+    metrics_.statements_blocked.fetch_add(1, std::memory_order_relaxed);
+    std::string what = "statement";
+    if (analysis && d.statement >= 0 && std::size_t(d.statement) < analysis->statements.size())
+      what = analysis->statements[std::size_t(d.statement)].normalized;
+    spdlog::warn("session {}: {} refused by {} ({}): {} [{}]", id_, identity_.subject,
+                 d.rule.empty() ? std::string("the default action") : d.rule, policy::action_name(d.action), d.reason,
+                 what);
+  }
 
   if (type == 'P' || type == 'B' || type == 'E') refused_in_batch_ = true;
   if (nonce_.empty()) nonce_ = make_nonce();
