@@ -10,6 +10,10 @@
 
 namespace gh::admin {
 
+namespace {
+constexpr std::size_t kAdminThreads = 64;  // connections served at once (see the constructor)
+}  // namespace
+
 struct AdminServer::Impl {
   Hooks hooks;
   httplib::Server http;
@@ -51,8 +55,15 @@ AdminServer::AdminServer(Hooks hooks) : impl_(std::make_unique<Impl>()) {
   install_api_v1(impl_->http, h);
   install_error_bodies(impl_->http);
   impl_->http.set_payload_max_length(64 * 1024);
-  impl_->http.set_read_timeout(5, 0);
+  // cpp-httplib serves each connection on one pool thread for as long as the client keeps it
+  // (reading a request, or idle between keep-alive requests). Its default pool is 8 threads here:
+  // eight clients sending a byte every few seconds made /healthz unavailable (found by adversarial
+  // testing). 64 threads (stacks are reserved, not resident), shorter read and keep-alive
+  // timeouts. This raises the bar; it does not give a whole-request deadline (ADR 0001).
+  impl_->http.new_task_queue = [] { return new httplib::ThreadPool(kAdminThreads); };
+  impl_->http.set_read_timeout(3, 0);
   impl_->http.set_write_timeout(5, 0);
+  impl_->http.set_keep_alive_timeout(2);
 }
 
 AdminServer::~AdminServer() { stop(); }

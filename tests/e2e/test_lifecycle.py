@@ -199,6 +199,41 @@ def test_shutdown_deadline_ends_long_statements(make_proxy):
 
 # ---- admin endpoints ------------------------------------------------------------------------
 
+def test_healthz_answers_while_slow_admin_clients_trickle(make_proxy):
+    """Found by adversarial testing: eight clients sending a request a byte every 2.5 s held every
+    thread of the admin server, and /healthz stopped answering (a load balancer would take the
+    node out). Now 16 such clients leave it answering at once."""
+    import socket
+    proxy = make_proxy()
+    slow = []
+    stop = threading.Event()
+    try:
+        for _ in range(16):
+            s = socket.create_connection(("127.0.0.1", proxy.admin_port), timeout=5)
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHo")
+            slow.append(s)
+
+        def trickle():
+            while not stop.wait(1.0):
+                for s in slow:
+                    try:
+                        s.sendall(b"x")
+                    except OSError:
+                        pass
+        t = threading.Thread(target=trickle, daemon=True)
+        t.start()
+        for _ in range(3):
+            time.sleep(1.5)
+            started = time.monotonic()
+            status, body = _http(proxy, "/healthz")
+            assert status == 200 and body.strip() == "ok"
+            assert time.monotonic() - started < 1.0
+    finally:
+        stop.set()
+        for s in slow:
+            s.close()
+
+
 def test_healthz_and_metrics(gh):
     status, body = _http(gh, "/healthz")
     assert status == 200 and body.strip() == "ok"
