@@ -79,4 +79,17 @@ struct Event {
   std::shared_ptr<const Draft> draft;
 };
 
+// A connection attempt that was refused: before a session (limit, shutdown) or during its login.
+inline Event connect_failed_event(std::shared_ptr<const SessionContext> session, std::string sqlstate,
+                                  std::string message) {
+  Event e;
+  e.type = EventType::ConnectFailed;
+  e.time = std::chrono::system_clock::now();
+  e.session = std::move(session);
+  e.outcome = "refused";
+  e.sqlstate = std::move(sqlstate);
+  e.message = std::move(message);
+  return e;
+}
+
 }  // namespace gh::audit

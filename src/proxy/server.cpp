@@ -89,14 +89,7 @@ asio::awaitable<void> refuse(Server& server, Worker& w, asio::ip::tcp::socket so
     if (user) ctx->user = *user;
     if (db) ctx->database = *db;
     if (const std::string* app = startup ? startup->find("application_name") : nullptr) ctx->application_name = *app;
-    audit::Event ev;
-    ev.type = audit::EventType::ConnectFailed;
-    ev.time = std::chrono::system_clock::now();
-    ev.session = std::move(ctx);
-    ev.outcome = "refused";
-    ev.sqlstate = e.sqlstate;
-    ev.message = e.message;
-    trail->submit(std::move(ev));
+    trail->submit(audit::connect_failed_event(std::move(ctx), e.sqlstate, e.message));
   }
 }
 #if defined(__GNUC__) && !defined(__clang__)

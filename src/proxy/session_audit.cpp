@@ -80,14 +80,8 @@ void Session::audit_connect_failed(const protocol::ErrorFields& err, const std::
   }
   ctx->database = database_;
   ctx->application_name = application_name_;
-  audit::Event e;
-  e.type = audit::EventType::ConnectFailed;
-  e.time = std::chrono::system_clock::now();
-  e.session = std::move(ctx);
-  e.outcome = "refused";
-  e.sqlstate = err.sqlstate;
-  e.message = why.empty() ? err.message : why + ": " + err.message;
-  trail->submit(std::move(e));
+  trail->submit(audit::connect_failed_event(std::move(ctx), err.sqlstate,
+                                            why.empty() ? err.message : why + ": " + err.message));
 }
 
 void Session::audit_disconnect() {

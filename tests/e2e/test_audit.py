@@ -63,6 +63,16 @@ def db_rows(store: Path, sql: str, params: tuple = ()) -> list[dict]:
         c.close()
 
 
+def statement_outcomes(store: Path):
+    """text -> how that statement ended: its own record, or the result record that names it."""
+    hits = {h["sql"]["text"]: h for h in search(store) if h.get("type") == "statement"}
+
+    def outcome(text):
+        h = hits[text]
+        return h.get("result", h)
+    return outcome
+
+
 def sqlite_cli(store: Path, sql: str) -> None:
     subprocess.run(["sqlite3", str(store), sql], check=True, capture_output=True, text=True, timeout=30)
 
@@ -742,11 +752,7 @@ def test_extended_outcomes_commit_failure_not_run_and_suspended_portals(make_pro
     finally:
         s.close()
     proxy.stop()
-    hits = {h["sql"]["text"]: h for h in search(store_of(proxy)) if h.get("type") == "statement"}
-
-    def outcome(text):
-        h = hits[text]
-        return h.get("result", h)
+    outcome = statement_outcomes(store_of(proxy))
     failed = outcome("INSERT INTO aud_child VALUES ($1) -- commit_fails")
     assert failed["outcome"] == "error" and failed["sqlstate"] == "23503", failed
     assert "commit" in failed["message"], failed["message"]
@@ -820,11 +826,7 @@ def test_a_query_skipped_after_an_extended_error_ends_and_is_not_run(make_proxy)
     finally:
         s.close()
     proxy.stop()
-    hits = {h["sql"]["text"]: h for h in search(store_of(proxy)) if h.get("type") == "statement"}
-
-    def outcome(text):
-        h = hits[text]
-        return h.get("result", h)
+    outcome = statement_outcomes(store_of(proxy))
     assert outcome("SELECT 1/0 AS fails_first")["outcome"] == "error"
     assert outcome("SELECT 2 AS skipped_queued")["outcome"] == "not_run"
     assert outcome("SELECT 3 AS skipped_execute")["outcome"] == "not_run"

@@ -325,6 +325,8 @@ TEST(AuditTrail, SealedIndexComesFromTheBody) {
   EXPECT_EQ(r.hash, chain_hash(std::string(kGenesisHash), r.body));
 }
 
+std::vector<Record> sealed_one(int i, ChainHead& head) { return {seal(statement(i), head, SealOptions{"n"})}; }
+
 TEST(AuditTrail, JsonLinesSinkFollowsItsPathAfterRotation) {
   // logrotate moves the file away: the next records go to a new file at the path (they went into
   // the moved file before, where a shipper following the path never saw them).
@@ -332,11 +334,9 @@ TEST(AuditTrail, JsonLinesSinkFollowsItsPathAfterRotation) {
   const std::string file = d.file("a.jsonl");
   auto sink = *open_jsonl_sink(file, false);
   ChainHead head;
-  std::vector<Record> one{seal(statement(1), head, SealOptions{"n"})};
-  ASSERT_TRUE(sink->write(one));
+  ASSERT_TRUE(sink->write(sealed_one(1, head)));
   std::filesystem::rename(file, file + ".1");
-  std::vector<Record> two{seal(statement(2), head, SealOptions{"n"})};
-  ASSERT_TRUE(sink->write(two));
+  ASSERT_TRUE(sink->write(sealed_one(2, head)));
   auto lines = [](const std::string& path) {
     std::ifstream in(path);
     std::string line;
@@ -353,11 +353,9 @@ TEST(AuditTrail, SqliteSinkFailsWhenItsFileIsDeleted) {
   const std::string file = d.file("a.db");
   auto sink = *open_sqlite_sink(file, false);
   ChainHead head;
-  std::vector<Record> one{seal(statement(1), head, SealOptions{"n"})};
-  ASSERT_TRUE(sink->write(one));
+  ASSERT_TRUE(sink->write(sealed_one(1, head)));
   std::filesystem::remove(file);
-  std::vector<Record> two{seal(statement(2), head, SealOptions{"n"})};
-  auto r = sink->write(two);
+  auto r = sink->write(sealed_one(2, head));
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message.find("was deleted"), std::string::npos) << r.error().message;
   EXPECT_EQ(r.error().sqlstate, "58030");
