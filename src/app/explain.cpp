@@ -105,6 +105,7 @@ int cmd_explain(const std::string& config_path, const IdentityArgs& who, const s
   req.client_address = address;
   req.analysis = &analysis;
   req.now = std::chrono::system_clock::now();
+  if (const auto* login = target->login_for(*id)) req.login_user = login->user;
   const policy::Decision d = cfg->policy->evaluate(req);
 
   if (json) {

@@ -445,6 +445,33 @@ std::vector<std::string> Policy::touched_tags(const sql::Analysis& a) const {
 }
 
 Decision Policy::evaluate(const Request& req) const {
+  Decision d = evaluate_rules(req);
+  if (d.action == Action::Deny || req.login_user.empty() || !req.analysis) return d;
+  // The target's login is the proxy's own account: a client that changes its password, renames,
+  // drops or reconfigures it (psql's \password asks for the login's name) locks every user of the
+  // target out, or changes what the analyzer assumes about every later session (found by
+  // adversarial testing).
+  const auto& statements = req.analysis->statements;
+  for (std::size_t i = 0; i < statements.size(); ++i)
+    for (const auto& role : statements[i].roles_altered) {
+      if (!role.empty() && role != req.login_user) continue;
+      const std::string login(req.login_user), target(req.target);
+      Decision r;
+      r.action = Action::Deny;
+      r.rule = "gatehouse.login_role";
+      r.statement = int(i);
+      r.reason = "changes the role \"" + login + "\" the proxy logs in to target \"" + target + "\" as";
+      r.message = "Denied: this statement would change the role \"" + login + "\", which Gatehouse logs in as for "
+                  "target \"" + target + "\" (your session runs as it; it is not yours to change) "
+                  "(gatehouse.login_role)";
+      r.hint = "Its password and settings are managed with Gatehouse's configuration (targets[].login): ask the "
+               "operator, who changes them in the database and in the configuration together.";
+      return r;
+    }
+  return d;
+}
+
+Decision Policy::evaluate_rules(const Request& req) const {
   Decision d;
   const TargetSettings* ts = target(req.target);
   const std::string_view environment = !req.environment.empty() ? req.environment

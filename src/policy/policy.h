@@ -26,6 +26,9 @@ struct Request {
   // The session set its search_path (startup option, SET, set_config): an unqualified name is then
   // not taken for one in public by allow rules.
   bool search_path_changed = false;
+  // The role the proxy logs in to the target as (targets[].login.user); "" when not known. A
+  // statement that alters, renames or drops it is refused whatever the rules say.
+  std::string_view login_user;
 };
 
 // An audit_only rule that matched: what it would have done.
@@ -73,6 +76,7 @@ class Policy {
   [[nodiscard]] static Result<Policy> build(PolicySpec spec);
   Policy();  // no rules: allow what parses, the unknown action for what does not, guardrails on production
 
+  // The rules' decision, then the built-in refusal of statements that change the login role.
   Decision evaluate(const Request& request) const;
   // Classification tags of every column the analysis touches (any access), sorted by name.
   std::vector<std::string> touched_tags(const sql::Analysis& analysis) const;
@@ -93,6 +97,7 @@ class Policy {
   bool guardrail_enabled(std::string_view guardrail, std::string_view target, std::string_view environment = {}) const;
 
  private:
+  Decision evaluate_rules(const Request& request) const;
   std::uint32_t guardrail_mask(std::string_view target, std::string_view environment) const;
 
   std::vector<Rule> rules_;  // the user's rules, in file order

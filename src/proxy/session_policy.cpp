@@ -349,6 +349,7 @@ policy::Decision Session::decide(const sql::Analysis& analysis) {
                                                    req.now.time_since_epoch()).count());
     req.grants = &grants;
   }
+  if (login_) req.login_user = login_->user;
   return policy.evaluate(req);
 }
 

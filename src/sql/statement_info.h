@@ -113,6 +113,9 @@ struct Statement {
   bool server_program = false;     // COPY ... PROGRAM
   bool remote_access = false;      // dblink*, postgres_fdw foreign servers
   bool role_change = false;        // SET ROLE, SET SESSION AUTHORIZATION, role DDL
+  std::vector<std::string> roles_altered;  // roles ALTER/DROP/RENAME ROLE and ALTER ROLE ... SET
+                                           // change, as the server reads their names; "" for the
+                                           // session's own role (CURRENT_USER, ...) and ALTER ROLE ALL
   bool transaction_control = false;
   std::string text;        // this statement's own text (a slice of the input)
   std::string normalized;  // literals replaced by $n (pg_query_normalize)

@@ -397,6 +397,22 @@ bool Walker::utility(std::string_view name, const JValue& b, Mode mode) {
   auto into_rel = [&](const JValue* rv, std::uint8_t access) {
     if (rv) add_access(rel(rv->get_str("schemaname"), rv->get_str("relname")), access);
   };
+  // The roles a role statement changes or drops: as the server reads their names; "" for the
+  // session's own role (CURRENT_USER, SESSION_USER, CURRENT_ROLE) and for ALTER ROLE ALL.
+  auto role_altered = [&](const JValue* spec) {
+    if (spec && spec->node_body() && spec->node_name() == "RoleSpec") spec = spec->node_body();
+    const std::string_view type = spec ? spec->get_str("roletype") : std::string_view{};
+    if (type == "ROLESPEC_PUBLIC") return;
+    out_.roles_altered.push_back(type == "ROLESPEC_CSTRING" ? std::string(spec->get_str("rolename")) : std::string());
+  };
+  if (name == "AlterRoleStmt" || name == "AlterRoleSetStmt") {
+    role_altered(b.get("role"));
+  } else if (name == "DropRoleStmt") {
+    if (const JValue* roles = b.get("roles"); roles && roles->is_array())
+      for (const JValue& r : *roles) role_altered(&r);
+  } else if (name == "RenameStmt" && b.get_str("renameType") == "OBJECT_ROLE") {
+    out_.roles_altered.push_back(std::string(b.get_str("subname")));
+  }
 
   if (names_functions(name) && !plan_only_) functions_named_in(b);
   bool privilege_change = false;

@@ -1192,3 +1192,20 @@ def test_allow_rules_after_the_search_path_changed(make_proxy, direct, pg):
     finally:
         direct.execute("DROP SCHEMA sp_hr CASCADE")
         direct.execute("DROP TABLE sp_orders")
+
+
+def test_the_targets_login_role_cannot_be_changed_through_the_proxy(make_proxy, pg):
+    """Found by adversarial testing: psql's \\password through the proxy asks for the password of
+    the target's login role (the session runs as it) and, with a policy that allows everything,
+    changed it: every later login to the target failed."""
+    proxy = make_proxy()  # a test environment, no rules: everything else is allowed
+    with connect(proxy, autocommit=True) as c:
+        for sql in (f"ALTER USER {pg.user} PASSWORD 'changed'", "ALTER ROLE CURRENT_USER SET search_path = x",
+                    f"ALTER ROLE {pg.user} RENAME TO gone"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="gatehouse.login_role"):
+                c.execute(sql)
+        c.execute("CREATE ROLE gh_other_role")  # other roles are the policy's business
+        c.execute("ALTER ROLE gh_other_role PASSWORD 'x'")
+        c.execute("DROP ROLE gh_other_role")
+    with connect(proxy) as c:  # the proxy still logs in
+        assert c.execute("select 1").fetchone() == (1,)

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "policy_test_util.h"
+#include "sql/analyzer.h"
 
 namespace gh::policy::test {
 namespace {
@@ -32,6 +33,31 @@ TEST(Evaluate, MostRestrictiveWinsWhateverTheOrder) {
   d = Ask{}(*p, kDeleteAll);
   EXPECT_EQ(d.action, Action::Deny);
   EXPECT_EQ(d.rule, "c-deny");
+}
+
+TEST(Evaluate, TheLoginRoleCannotBeChangedWhateverTheRulesSay) {
+  // psql's \password through the proxy asks for the login's password: changing it locked every
+  // user of the target out (found by adversarial testing).
+  auto p = load("rules:\n  - {name: all-ok, action: allow}\n");
+  Ask ask;
+  ask.login_user = "gh_login";
+  for (const char* sql : {"ALTER USER gh_login PASSWORD 'x'", "ALTER ROLE CURRENT_USER SET search_path = evil",
+                          "ALTER ROLE session_user NOLOGIN", "DROP ROLE IF EXISTS other, gh_login",
+                          "ALTER ROLE gh_login RENAME TO old", "ALTER ROLE ALL SET work_mem = '1MB'",
+                          "SELECT 1; ALTER ROLE gh_login VALID UNTIL 'yesterday'"}) {
+    const auto a = sql::analyze_uncached(sql);
+    const auto d = ask(*p, a);
+    EXPECT_EQ(d.action, Action::Deny) << sql;
+    EXPECT_EQ(d.rule, "gatehouse.login_role") << sql;
+    EXPECT_NE(d.message.find("gh_login"), std::string::npos) << d.message;
+  }
+  for (const char* sql : {"ALTER ROLE other PASSWORD 'x'", "ALTER ROLE \"GH_LOGIN\" NOLOGIN", "DROP ROLE other",
+                          "CREATE ROLE gh_login2", "GRANT other TO gh_login", "SELECT 'ALTER ROLE gh_login'"}) {
+    const auto a = sql::analyze_uncached(sql);
+    EXPECT_EQ(ask(*p, a).action, Action::Allow) << sql;
+  }
+  // Not applied when the login is not known (policy tests, explain without a login).
+  EXPECT_EQ(Ask{}(*p, sql::analyze_uncached("ALTER USER gh_login PASSWORD 'x'")).action, Action::Allow);
 }
 
 TEST(Evaluate, TiesGoToTheFirstRule) {

@@ -105,6 +105,7 @@ struct Ask {
   std::chrono::system_clock::time_point now{};
   std::optional<std::vector<std::string>> grants;  // access grants held (nullopt: not looked up)
   bool search_path_changed = false;
+  std::string login_user;  // the target's login role ("": not known)
 
   Decision operator()(const Policy& p, const sql::Analysis& a) const {
     Request r;
@@ -117,6 +118,7 @@ struct Ask {
     r.now = now;
     if (grants) r.grants = &*grants;
     r.search_path_changed = search_path_changed;
+    r.login_user = login_user;
     return p.evaluate(r);
   }
   Decision operator()(const Policy& p, const sql::Statement& s) const {
