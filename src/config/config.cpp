@@ -1,4 +1,5 @@
 #include "config/config.h"
+#include "config/yaml_load.h"
 
 #include <algorithm>
 #include <cctype>
@@ -731,7 +732,7 @@ void reject_duplicate_keys(const Reader& r, const YAML::Node& n, const std::stri
 Result<Config> parse(std::string_view text, std::string_view source_name) {
   Reader r{std::string(source_name)};
   try {
-    const YAML::Node root = YAML::Load(std::string(text));
+    const YAML::Node root = load_yaml(text);
     reject_duplicate_keys(r, root, "");
     Config c = read_config(r, root);
     auto policy = read_policy(root, r.source());

@@ -1,4 +1,5 @@
 #include "config/policy_cases.h"
+#include "config/yaml_load.h"
 
 #include <array>
 #include <charconv>
@@ -385,7 +386,7 @@ Result<std::vector<PolicyCase>> parse_policy_cases(std::string_view yaml, std::s
                                                    PolicyKeys policy_keys) {
   Reader r{std::string(source)};
   try {
-    const YAML::Node root = YAML::Load(std::string(yaml));
+    const YAML::Node root = load_yaml(yaml);
     return read_file(r, root, policy_keys);
   } catch (const CaseError& e) {
     return fail("", e.message);

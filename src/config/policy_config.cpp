@@ -1,4 +1,5 @@
 #include "config/policy_config.h"
+#include "config/yaml_load.h"
 
 #include <charconv>
 #include <fstream>
@@ -476,7 +477,7 @@ Result<std::shared_ptr<const policy::Policy>> read_all(const YAML::Node& root, c
       file_reader = std::make_unique<Reader>(path);
       YAML::Node doc;
       try {
-        doc = YAML::Load(ss.str());
+        doc = load_yaml(ss.str());
       } catch (const YAML::Exception& e) {
         std::string where = path;
         if (e.mark.line >= 0) where += ":" + std::to_string(e.mark.line + 1);
@@ -505,7 +506,7 @@ Result<std::shared_ptr<const policy::Policy>> read_policy(const YAML::Node& root
 
 Result<std::shared_ptr<const policy::Policy>> parse_policy(std::string_view yaml_text, std::string_view source_name) {
   try {
-    const YAML::Node root = YAML::Load(std::string(yaml_text));
+    const YAML::Node root = load_yaml(yaml_text);
     return read_all(root, std::string(source_name), true);
   } catch (const YAML::Exception& e) {
     std::string where(source_name);

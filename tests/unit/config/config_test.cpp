@@ -109,6 +109,15 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"no_targets", "threads: 1\n", "targets: at least one target"},
         BadCase{"empty", "", "the file is empty"},
         BadCase{"bad_yaml", "targets: [\n", "invalid YAML"},
+        // yaml-cpp 0.7 reads an unclosed quote to the end of the file: tls below it vanished.
+        BadCase{"unclosed_double_quote",
+                "targets:\n  - name: a\n    backend: {host: h}\n    login:\n      user: u\n"
+                "      password: \"p   # no closing quote\ntls: {mode: require, cert_file: /x, key_file: /y}\n",
+                "bad.yaml:6: invalid YAML: a double-quoted string starts here and is never closed"},
+        BadCase{"unclosed_single_quote",
+                "targets:\n  - name: a\n    backend: {host: h}\n    login:\n      user: u\n      password: 'p\n"
+                "tls:\n  mode: require\n",
+                "bad.yaml:6: invalid YAML: a single-quoted string starts here and is never closed"},
         BadCase{"missing_login", "targets:\n  - name: a\n    backend: {host: h}\n", "targets[0].login: missing"},
         BadCase{"bad_verifier", "users:\n  - name: a\n    password: hunter2\n" + minimal(),
                 "bad.yaml:3: users[0].password: not a SCRAM-SHA-256 verifier"},
@@ -124,6 +133,14 @@ INSTANTIATE_TEST_SUITE_P(
                 "targets:\n  - name: a\n    backend: {host: h}\n    login: {user: u, password: a, password_file: /x}\n",
                 "give only one of"}),
     [](const auto& info) { return std::string(info.param.name); });
+
+TEST(Config, QuotedStringsWithQuotesAndNewlinesInsideStillLoad) {
+  auto c = parse("targets:\n  - name: a\n    backend: {host: h}\n"
+                 "    login: {user: 'it''s', password: \"a\\\"b # not a comment\n      c\"}\n", "t");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->targets[0].logins.at(0).user, "it's");
+  EXPECT_EQ(c->targets[0].logins.at(0).password, "a\"b # not a comment c");
+}
 
 TEST(Config, PasswordFromEnvAndFile) {
   ::setenv("GH_TEST_PW", "from-env", 1);

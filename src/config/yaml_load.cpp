@@ -1,0 +1,60 @@
+#include "config/yaml_load.h"
+
+#include <string>
+
+namespace gh::config {
+
+namespace {
+
+// Whether the quoted scalar starting at text[pos] (its opening quote) is closed.
+bool closed_quote(std::string_view text, std::size_t pos) {
+  const char q = text[pos];
+  for (std::size_t i = pos + 1; i < text.size(); ++i) {
+    if (q == '"' && text[i] == '\\') {
+      ++i;  // an escape: the next character is part of the string
+    } else if (text[i] == q) {
+      if (q == '\'' && i + 1 < text.size() && text[i + 1] == '\'') {
+        ++i;  // '' inside single quotes is one quote
+        continue;
+      }
+      return true;
+    }
+  }
+  return false;
+}
+
+void check_quotes(std::string_view text, const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Scalar: {
+      const auto mark = n.Mark();
+      if (mark.pos < 0 || std::size_t(mark.pos) >= text.size()) return;
+      const char c = text[std::size_t(mark.pos)];
+      if ((c == '"' || c == '\'') && !closed_quote(text, std::size_t(mark.pos)))
+        throw YAML::ParserException(mark, std::string("a ") + (c == '"' ? "double" : "single") +
+                                              "-quoted string starts here and is never closed");
+      return;
+    }
+    case YAML::NodeType::Sequence:
+      for (const auto& item : n) check_quotes(text, item);
+      return;
+    case YAML::NodeType::Map:
+      for (const auto& kv : n) {
+        check_quotes(text, kv.first);
+        check_quotes(text, kv.second);
+      }
+      return;
+    default:
+      return;
+  }
+}
+
+}  // namespace
+
+YAML::Node load_yaml(std::string_view text) {
+  const std::string s(text);
+  YAML::Node root = YAML::Load(s);
+  check_quotes(s, root);
+  return root;
+}
+
+}  // namespace gh::config
