@@ -92,6 +92,17 @@ class LoginAuthenticator::TokenExchange final : public AuthExchange {
       return failed(sqlstate, "token login failed for user \"" + ctx_.user + "\": " + e.message,
                     std::move(hint), e.detail.empty() ? e.message : e.detail);
     }
+    if (owner_.static_users_->has(r->identity.subject)) {
+      // Rules and logins match static users and token identities by the same subject: a token
+      // whose subject is a static user's name would get that user's login and rules (the
+      // break-glass account's superuser login, found by adversarial testing).
+      return failed("28000",
+                    "token login failed for user \"" + ctx_.user + "\": the token's subject \"" +
+                        r->identity.subject + "\" is also the name of a static user, and a token cannot take a static "
+                        "user's identity",
+                    "ask the operator to rename the static user in the configuration (users[].name)",
+                    "token subject collides with static user \"" + r->identity.subject + "\"");
+    }
     AuthStep s;
     s.state = AuthStep::State::Done;
     s.identity = std::move(r->identity);

@@ -169,6 +169,14 @@ def test_claims_with_control_characters_are_refused(proxy, oidc, claims):
     assert fields["C"] == "28000" and "control characters" in fields["M"], fields
 
 
+def test_a_token_cannot_take_a_static_users_name(proxy, oidc):
+    """Found by adversarial testing: a validly signed token with sub "alice" (a static user's
+    name) matched login mappings and rules written for the static user, and got its login."""
+    fields = refused(proxy, oidc.mint(oidc.standard_claims(sub="alice", groups=[])), user="someone@example.com")
+    assert fields["C"] == "28000", fields
+    assert 'subject "alice" is also the name of a static user' in fields["M"], fields
+
+
 def test_group_names_with_commas_reach_the_database_escaped(proxy, oidc):
     token = oidc.mint(oidc.standard_claims(sub="erin", email="erin@example.com",
                                            groups=["analysts", "cn=ops,ou=teams", "back\\slash"]))
