@@ -4,20 +4,46 @@
 
 namespace gh::proxy {
 
-std::chrono::milliseconds LoginThrottle::on_failure(const std::string& address, Clock::time_point now,
-                                                    std::chrono::milliseconds max_delay) {
-  std::lock_guard lk(mu_);
+void LoginThrottle::forget_stale(Clock::time_point now) {
   if (by_address_.size() > 100000)  // a scan from many addresses: forget the stale ones
-    std::erase_if(by_address_, [&](const auto& kv) { return now - kv.second.window_start > kWindow; });
+    std::erase_if(by_address_, [&](const auto& kv) {
+      return now - kv.second.window_start > kWindow && kv.second.next_turn <= now;
+    });
+}
+
+std::optional<std::chrono::milliseconds> LoginThrottle::admit(const std::string& address, Clock::time_point now,
+                                                              std::chrono::milliseconds max_delay,
+                                                              std::chrono::milliseconds max_wait) {
+  if (max_delay.count() <= 0) return std::chrono::milliseconds(0);
+  std::lock_guard lk(mu_);
+  auto it = by_address_.find(address);
+  if (it == by_address_.end()) return std::chrono::milliseconds(0);
+  Entry& e = it->second;
+  if (now - e.window_start > kWindow && e.next_turn <= now) {  // quiet for a minute: start over
+    by_address_.erase(it);
+    return std::chrono::milliseconds(0);
+  }
+  if (e.failures < kFree) return std::chrono::milliseconds(0);
+  const unsigned doublings = std::min(e.failures + e.waiting - kFree, 16u);
+  const auto delay = std::min(max_delay, std::chrono::milliseconds(250) * (1u << doublings));
+  const auto turn = std::max(now, e.next_turn) + delay;
+  const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(turn - now);
+  if (wait > max_wait) return std::nullopt;
+  e.next_turn = turn;
+  ++e.waiting;
+  return wait;
+}
+
+void LoginThrottle::on_failure(const std::string& address, Clock::time_point now) {
+  std::lock_guard lk(mu_);
+  forget_stale(now);
   auto& e = by_address_[address];
-  if (e.failures == 0 || now - e.window_start > kWindow) {
+  if (e.failures == 0 || (now - e.window_start > kWindow && e.next_turn <= now)) {
     e.failures = 0;
     e.window_start = now;
   }
   ++e.failures;
-  if (e.failures <= kFree || max_delay.count() <= 0) return std::chrono::milliseconds(0);
-  const unsigned doublings = std::min(e.failures - kFree - 1, 16u);
-  return std::min(max_delay, std::chrono::milliseconds(250) * (1u << doublings));
+  if (e.waiting > 0) --e.waiting;
 }
 
 void LoginThrottle::on_success(const std::string& address) {

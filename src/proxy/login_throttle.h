@@ -1,9 +1,14 @@
 #pragma once
-// Slows down repeated failed logins from one client address: after kFree failures within a
-// minute, each further failure is answered only after a delay that doubles from 250 ms up to
-// the configured maximum. One short lock per login, far below the cost of the login itself.
+// Slows down guessing from one client address. After kFree failed logins within a minute, every
+// further login attempt from the address (whatever its outcome) is checked only at its turn: the
+// turns are spaced by a delay that doubles from 250 ms up to the configured maximum, one after
+// another, so parallel connections do not guess faster than one (found by adversarial testing:
+// 200 parallel guesses were all answered within 5 s when each failure only waited for itself).
+// An attempt whose turn would come later than the caller can wait is refused at once, without
+// its credentials being checked. One short lock per login, far below the cost of the login.
 #include <chrono>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -15,16 +20,22 @@ class LoginThrottle {
   static constexpr unsigned kFree = 3;
   static constexpr std::chrono::seconds kWindow{60};
 
-  // Records a failure and returns how long to wait before answering it.
-  std::chrono::milliseconds on_failure(const std::string& address, Clock::time_point now,
-                                       std::chrono::milliseconds max_delay);
+  // Before an attempt from `address` is checked: how long it waits for its turn (zero while the
+  // address has few recent failures), or nullopt when its turn is more than `max_wait` away.
+  std::optional<std::chrono::milliseconds> admit(const std::string& address, Clock::time_point now,
+                                                 std::chrono::milliseconds max_delay,
+                                                 std::chrono::milliseconds max_wait);
+  void on_failure(const std::string& address, Clock::time_point now);
   void on_success(const std::string& address);
 
  private:
   struct Entry {
     unsigned failures = 0;
+    unsigned waiting = 0;  // attempts given a turn and not failed yet: the next turn is spaced as if they did
     Clock::time_point window_start;
+    Clock::time_point next_turn;  // the turn after the last one given
   };
+  void forget_stale(Clock::time_point now);
   std::mutex mu_;
   std::unordered_map<std::string, Entry> by_address_;
 };

@@ -418,6 +418,24 @@ awaitable<bool> Session::authenticate(const protocol::StartupMessage& startup) {
     co_await send_to_client(std::move(out));
   }
 
+  // Guessing is slowed per address: after a few failures each attempt waits for its turn first
+  // (login_throttle.h), within half the handshake timeout; beyond that it is refused unchecked.
+  {
+    const auto& limits = rt_->config->limits;
+    const auto max_wait = std::chrono::duration_cast<std::chrono::milliseconds>(limits.handshake_timeout) / 2;
+    const auto wait = server_.impl_->login_throttle.admit(
+        client_address_, Clock::now(), std::chrono::duration_cast<std::chrono::milliseconds>(limits.failed_login_max_delay),
+        max_wait);
+    if (!wait) {
+      metrics_.auth_failures.fetch_add(1, std::memory_order_relaxed);
+      co_await fail_client(fatal("28000", "too many failed logins from your address; try again in a minute",
+                                 "logins from an address with repeated failures are taken one at a time"),
+                           "too many failed logins from this address (not checked)");
+      co_return false;
+    }
+    if (wait->count() > 0) co_await sleep_for(*wait);
+    if (ending_) co_return false;
+  }
   identity::AuthContext ctx{*user, database_, client_->tls(), client_loopback_};
   auto exchange = rt_->authenticator->begin(ctx);
   auto step = exchange->start();
@@ -428,10 +446,7 @@ awaitable<bool> Session::authenticate(const protocol::StartupMessage& startup) {
       metrics_.auth_failures.fetch_add(1, std::memory_order_relaxed);
       spdlog::warn("session {} from {}: authentication failed for user \"{}\": {}", id_, peer_, *user,
                    step.log_reason.empty() ? step.error : step.log_reason);
-      // Repeated failures from one address are answered ever more slowly (guessing gets slow).
-      const auto delay = server_.impl_->login_throttle.on_failure(
-          client_address_, Clock::now(), rt_->config->limits.failed_login_max_delay);
-      if (delay.count() > 0) co_await sleep_for(delay);
+      server_.impl_->login_throttle.on_failure(client_address_, Clock::now());  // later attempts wait
       co_await fail_client(fatal(step.sqlstate, step.error, step.hint), "");
       co_return false;
     }
@@ -624,8 +639,8 @@ awaitable<bool> Session::connect_backend(const protocol::StartupMessage& startup
             break;
           case 3:
             if (!backend_->tls() && !backend_->loopback())
-              co_return co_await backend_fail(
-                  "28000", "the database server of " + where + " asked for a cleartext password over an unencrypted "
+              co_return co_await backend_fail(  // 08006 as for every problem of the proxy's own login:
+                  "08006", "the database server of " + where + " asked for a cleartext password over an unencrypted "
                   "connection; the proxy refused to send it", "cleartext password refused without TLS");
             protocol::write_password_message(reply, login.password);
             break;

@@ -275,6 +275,35 @@ def test_wrong_password_and_unknown_user_look_identical(gh):
     assert c1.auth_codes == c2.auth_codes == [10, 11]
 
 
+def test_parallel_password_guessing_is_taken_one_at_a_time(make_proxy):
+    """Found by adversarial testing: the delay after a failed login applied to that connection
+    only, so 200 parallel guesses were all checked within 5 s. After three failures, attempts
+    from the address are checked one at a time at growing intervals, and those that would wait
+    longer than half the handshake timeout are refused without being checked."""
+    from pgwire import startup_error
+    proxy = make_proxy()
+    for _ in range(3):
+        assert startup_error(proxy.port, "alice", "wrong")["C"] == "28P01"
+    results = []
+
+    def guess():
+        results.append(startup_error(proxy.port, "alice", "wrong", timeout=20))
+    started = time.monotonic()
+    threads = [threading.Thread(target=guess) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    checked = [r for r in results if r["C"] == "28P01"]
+    turned_away = [r for r in results if "too many failed logins" in r["M"]]
+    assert len(results) == 20
+    assert len(checked) <= 5, len(checked)  # turns at 0.25, 0.75, 1.75, 3.75 s: within 5 s
+    assert len(turned_away) == 20 - len(checked), results
+    assert all(r["C"] == "28000" for r in turned_away)
+    assert time.monotonic() - started < 15
+    assert "too many failed logins from this address" in proxy.log()
+
+
 def test_missing_user_in_startup(gh):
     c = Conn(gh.port, timeout=5)
     try:
