@@ -31,7 +31,8 @@ struct Identity {
   // oidc: the token came from the second or a later configured issuer, whose subjects may repeat
   // the first's; principal() then names the issuer too.
   bool qualified = false;
-  // oidc: when the token stops being valid; the epoch (default) for logins that never expire.
+  // oidc: when the token stops being accepted (exp + the issuer's leeway); the epoch (default)
+  // for logins that never expire.
   std::chrono::system_clock::time_point expires_at{};
 
   // Who this is for approvals and access grants, unique across issuers: the subject, or (from a

@@ -334,7 +334,10 @@ tl::expected<VerifiedToken, TokenError> verify_token(std::string_view token, con
   out.identity = std::move(*id);
   out.issuer = iss;
   out.expires_at = Clock::time_point(Seconds(exp.value));
-  out.identity.expires_at = out.expires_at;
+  // The session ends when the token stops being accepted at login, exp + leeway: ending it at exp
+  // let a token accepted within the leeway log in only to be cut off at once (found by adversarial
+  // testing).
+  out.identity.expires_at = out.expires_at + Seconds(leeway);
   return out;
 }
 

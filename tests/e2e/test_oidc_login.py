@@ -367,6 +367,18 @@ def test_a_flood_of_unknown_kids_does_not_hammer_the_provider(pg, user_hashes, o
 
 # ---- session lifetime ---------------------------------------------------------------------------
 
+def test_a_token_accepted_within_the_leeway_keeps_its_session_until_the_leeway_ends(proxy, oidc):
+    """Found by adversarial testing: a token 20 s past exp (leeway 60 s) logged in, and the session
+    was cut one second later. The session now ends when the login would be refused: exp + leeway."""
+    now = int(time.time())
+    token = oidc.mint(oidc.standard_claims(sub="carol", email="carol@example.com", groups=["analysts"],
+                                           iat=now - 300, exp=now - 5))
+    with token_connect(proxy, "carol@example.com", token) as c:
+        c.execute("select 1")
+        time.sleep(2.5)
+        assert c.execute("select 2").fetchone() == (2,)
+
+
 def test_a_session_ends_when_its_token_expires(pg, user_hashes, oidc, roles, tmp_path):
     p = Gatehouse(oidc_config(pg, user_hashes, oidc, issuer_overrides={"leeway": "0s"}),
                   workdir=workdir(tmp_path, "gh")).start()
