@@ -37,6 +37,10 @@ class Stream {
   awaitable<std::error_code> tls_accept(asio::ssl::context& ctx);
   // verify_host empty: no certificate verification (sslmode=require semantics).
   awaitable<std::error_code> tls_connect(asio::ssl::context& ctx, const std::string& sni_host, bool verify_host);
+  // After a failed tls_connect: why the server's certificate was not accepted, in OpenSSL's words
+  // ("IP address mismatch", "unable to get local issuer certificate", "certificate has expired");
+  // "" when verification was not the problem.
+  std::string tls_verify_error() const;
 
   void close();
 

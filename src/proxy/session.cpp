@@ -578,10 +578,20 @@ awaitable<bool> Session::connect_backend(const protocol::StartupMessage& startup
       co_return co_await backend_fail("08006", "the database server of " + where + " does not accept TLS",
                                       "backend answered SSLRequest with '" + std::string(1, answer) + "'");
     const bool verify = t.backend.tls == config::BackendTlsMode::VerifyFull;
-    if (auto tec = co_await backend_->tls_connect(*rt_->backend_tls.at(t.name), t.backend.host, verify))
-      co_return co_await backend_fail("08006",
-                                      "TLS with the database server of " + where + " failed: " + net::describe(tec),
-                                      "TLS handshake: " + net::describe(tec));
+    if (auto tec = co_await backend_->tls_connect(*rt_->backend_tls.at(t.name), t.backend.host, verify)) {
+      std::string why = net::describe(tec);
+      if (const auto cert = backend_->tls_verify_error(); !cert.empty()) {
+        why += " (" + cert;
+        if (cert.find("mismatch") != std::string::npos)
+          why += "; backend.host \"" + t.backend.host + "\" is not a name in the server's certificate";
+        else if (cert.find("issuer") != std::string::npos || cert.find("self-signed") != std::string::npos ||
+                 cert.find("unable to verify") != std::string::npos)
+          why += "; backend.ca_file does not hold the CA that signed the server's certificate";
+        why += ")";
+      }
+      co_return co_await backend_fail("08006", "TLS with the database server of " + where + " failed: " + why,
+                                      "TLS handshake: " + why);
+    }
   }
 
   // StartupMessage: the proxy's own login; the client's parameters pass through.

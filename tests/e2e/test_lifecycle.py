@@ -12,7 +12,7 @@ import urllib.request
 import psycopg
 import pytest
 
-from conftest import USERS, connect, wait_for
+from conftest import USERS, config_for, connect, wait_for
 from pgwire import WireError, startup_error
 from pgwire import connect as raw_connect
 from tests.harness import BINARY, hash_password, to_yaml
@@ -284,6 +284,31 @@ def test_check_bad_key_names_key_and_line(tmp_path, pg):
     out = r.stdout + r.stderr
     assert "idle_timout" in out, out
     assert re.search(r"(:|line )5\b", out), out
+
+
+def test_check_refuses_an_expired_tls_certificate(tmp_path, pg, user_hashes):
+    """Found by adversarial testing: a server certificate that expired yesterday passed check and
+    serve started; every verifying client then failed with a bare "certificate verify failed"."""
+    d = tmp_path / "ca"
+    d.mkdir()
+    (d / "index.txt").write_text("")
+    (d / "serial").write_text("01\n")
+    (d / "ca.cnf").write_text("[ca]\ndefault_ca = d\n[d]\ndir = .\ndatabase = index.txt\nserial = serial\n"
+                              "new_certs_dir = .\ndefault_md = sha256\npolicy = p\n[p]\ncommonName = supplied\n")
+
+    def ossl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
+    ossl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "old.key",
+         "-out", "old.csr")
+    ossl("ca", "-batch", "-config", "ca.cnf", "-selfsign", "-keyfile", "old.key", "-in", "old.csr",
+         "-startdate", "20200101000000Z", "-enddate", "20200102000000Z", "-out", "old.crt")
+    cfg = config_for(pg, user_hashes)
+    cfg["tls"] = {"mode": "require", "cert_file": str(d / "old.crt"), "key_file": str(d / "old.key")}
+    p = tmp_path / "tls.yaml"
+    p.write_text(to_yaml(cfg))
+    r = subprocess.run([str(BINARY), "check", "--config", str(p)], capture_output=True, text=True, timeout=20)
+    assert r.returncode != 0
+    assert "old.crt expired on Jan  2 00:00:00 2020 GMT" in r.stdout + r.stderr, r.stdout + r.stderr
 
 
 def test_check_bad_value_and_bad_yaml(tmp_path):

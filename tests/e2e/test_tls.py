@@ -135,6 +135,9 @@ def test_backend_verify_full_wrong_ca_fails_clearly(gh_backend_tls):
     msg = str(ei.value)
     assert 'target "wrongca"' in msg, msg
     assert "TLS" in msg and "certif" in msg.lower(), msg
+    # which check failed, in OpenSSL's words, and what to fix (found by adversarial testing: a
+    # wrong CA and a wrong host name gave the same bare "certificate verify failed")
+    assert "backend.ca_file does not hold the CA" in msg, msg
     # and the proxy keeps serving the good target
     with connect(gh_backend_tls, dbname="secure") as c:
         assert c.execute("select 1").fetchone() == (1,)
