@@ -18,7 +18,7 @@ import pytest
 
 from conftest import USERS
 from tests.harness import BINARY, Gatehouse, free_port
-from tests.harness.oidc import OIDC_PASSWORDS
+from tests.harness.oidc import OIDC_PASSWORDS, breakglass
 
 ROLES = {"gh_appr_analyst": "appr-analyst-pw", "gh_appr_dba": "appr-dba-pw", "gh_appr_etl": "appr-etl-pw"}
 HELD = re.compile(r"request (apr_[a-z0-9]+)")
@@ -46,7 +46,7 @@ def approvals_config(pg, user_hashes, idp, tmp: Path, timeout: str = "30s", **ap
         "log": {"level": "info"},
         "admin": {"address": "127.0.0.1", "port": free_port(),
                   "roles": {"reviewer": ["dba"], "admin": ["secops"], "auditor": ["compliance"]}},
-        "users": [{"name": n, "password": h, "groups": ["dba"]} for n, h in user_hashes.items()],
+        "users": [{"name": breakglass(n), "password": h, "groups": ["dba"]} for n, h in user_hashes.items()],
         "oidc": {"allow_loopback_plaintext": True,
                  "issuers": [{"issuer": idp.issuer, "audience": ["gatehouse", "gatehouse-cli"]}]},
         "approvals": {"timeout": timeout, "rerun_window": "1h", "store": str(tmp / "approvals.db"),
@@ -59,7 +59,7 @@ def approvals_config(pg, user_hashes, idp, tmp: Path, timeout: str = "30s", **ap
                 {"when": {"groups": ["dba"]}, "user": "gh_appr_dba", "password": ROLES["gh_appr_dba"]},
                 {"when": {"groups": ["analysts"]}, "user": "gh_appr_analyst", "password": ROLES["gh_appr_analyst"]},
                 {"when": {"kinds": ["agent"]}, "user": "gh_appr_etl", "password": ROLES["gh_appr_etl"]},
-                {"when": {"subjects": list(USERS)}, "user": pg.user, "password": pg.password},
+                {"when": {"subjects": [breakglass(n) for n in USERS]}, "user": pg.user, "password": pg.password},
             ],
         }],
         "rules": [

@@ -17,7 +17,7 @@ import pytest
 import pgwire
 from conftest import USERS
 from tests.harness import BINARY, Gatehouse
-from tests.harness.oidc import CLIENT_SECRETS, OIDC_PASSWORDS, OidcProvider, decode_jwt
+from tests.harness.oidc import CLIENT_SECRETS, OIDC_PASSWORDS, OidcProvider, breakglass, decode_jwt
 
 ROLES = {"gh_analyst": "analyst-pw", "gh_dba": "dba-pw", "gh_etl": "etl-pw"}
 
@@ -43,7 +43,7 @@ def oidc_config(pg, user_hashes, idp: OidcProvider, certs: Path | None = None, *
     cfg = {
         "threads": 2,
         "log": {"level": "info"},
-        "users": [{"name": n, "password": h, "groups": ["dba"]} for n, h in user_hashes.items()],
+        "users": [{"name": breakglass(n), "password": h, "groups": ["dba"]} for n, h in user_hashes.items()],
         "oidc": oidc,
         "targets": [{
             "name": "app",
@@ -54,7 +54,7 @@ def oidc_config(pg, user_hashes, idp: OidcProvider, certs: Path | None = None, *
                 {"when": {"groups": ["analysts"]}, "user": "gh_analyst", "password": ROLES["gh_analyst"]},
                 {"when": {"kinds": ["agent"]}, "user": "gh_etl", "password": ROLES["gh_etl"]},
                 # static users (break-glass) keep the proxy's own login
-                {"when": {"subjects": list(USERS)}, "user": pg.user, "password": pg.password},
+                {"when": {"subjects": [breakglass(n) for n in USERS]}, "user": pg.user, "password": pg.password},
             ],
         }],
     }
@@ -172,9 +172,10 @@ def test_claims_with_control_characters_are_refused(proxy, oidc, claims):
 def test_a_token_cannot_take_a_static_users_name(proxy, oidc):
     """Found by adversarial testing: a validly signed token with sub "alice" (a static user's
     name) matched login mappings and rules written for the static user, and got its login."""
-    fields = refused(proxy, oidc.mint(oidc.standard_claims(sub="alice", groups=[])), user="someone@example.com")
+    fields = refused(proxy, oidc.mint(oidc.standard_claims(sub=breakglass("alice"), groups=[])),
+                     user="someone@example.com")
     assert fields["C"] == "28000", fields
-    assert 'subject "alice" is also the name of a static user' in fields["M"], fields
+    assert f'subject "{breakglass("alice")}" is also the name of a static user' in fields["M"], fields
 
 
 def test_group_names_with_commas_reach_the_database_escaped(proxy, oidc):
@@ -195,7 +196,7 @@ def test_each_signing_algorithm_of_the_issuer_is_accepted(proxy, oidc, alg):
 
 
 def test_static_users_still_log_in_with_scram(proxy):
-    c = pgwire.connect(proxy.port, "alice", USERS["alice"])
+    c = pgwire.connect(proxy.port, breakglass("alice"), USERS["alice"])
     try:
         assert 10 in c.auth_codes and 3 not in c.auth_codes
         assert c.simple_query("select current_setting('gatehouse.identity_method')") == [["scram-sha-256"]]

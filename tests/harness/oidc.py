@@ -40,6 +40,12 @@ USER_SCOPE = "openid email profile groups"
 SIGNING_ALGS = ("RS256", "PS256", "ES256", "ES384", "EdDSA")
 
 OIDC_PASSWORDS = {"alice": "alice-oidc-pw", "bob": "bob-oidc-pw"}
+
+
+def breakglass(name: str) -> str:
+    """The static (break-glass) user's name for a person who also has an IdP account: a token
+    whose subject is a static user's name is refused, so the two must differ."""
+    return f"{name}-breakglass"
 DEFAULT_USERS = [
     {"id": "alice", "email": "alice@example.com", "name": "Alice Analyst", "password": OIDC_PASSWORDS["alice"],
      "groups": ["analysts"]},
