@@ -34,7 +34,7 @@ std::optional<std::chrono::milliseconds> LoginThrottle::admit(const std::string&
   return wait;
 }
 
-void LoginThrottle::on_failure(const std::string& address, Clock::time_point now) {
+void LoginThrottle::on_failure(const std::string& address, const std::string& user, Clock::time_point now) {
   std::lock_guard lk(mu_);
   forget_stale(now);
   auto& e = by_address_[address];
@@ -44,11 +44,18 @@ void LoginThrottle::on_failure(const std::string& address, Clock::time_point now
   }
   ++e.failures;
   if (e.waiting > 0) --e.waiting;
+  e.last_failed_user = user;
 }
 
-void LoginThrottle::on_success(const std::string& address) {
+void LoginThrottle::on_success(const std::string& address, const std::string& user) {
   std::lock_guard lk(mu_);
-  by_address_.erase(address);
+  auto it = by_address_.find(address);
+  if (it == by_address_.end()) return;
+  if (it->second.last_failed_user == user) {
+    by_address_.erase(it);
+  } else if (it->second.waiting > 0) {
+    --it->second.waiting;  // its turn is used; the failures stay
+  }
 }
 
 }  // namespace gh::proxy

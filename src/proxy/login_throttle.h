@@ -25,8 +25,10 @@ class LoginThrottle {
   std::optional<std::chrono::milliseconds> admit(const std::string& address, Clock::time_point now,
                                                  std::chrono::milliseconds max_delay,
                                                  std::chrono::milliseconds max_wait);
-  void on_failure(const std::string& address, Clock::time_point now);
-  void on_success(const std::string& address);
+  void on_failure(const std::string& address, const std::string& user, Clock::time_point now);
+  // Resets the address, unless its failures were for another user: a guesser with an account of
+  // its own must not clear its record by logging in to it between guesses.
+  void on_success(const std::string& address, const std::string& user);
 
  private:
   struct Entry {
@@ -34,6 +36,7 @@ class LoginThrottle {
     unsigned waiting = 0;  // attempts given a turn and not failed yet: the next turn is spaced as if they did
     Clock::time_point window_start;
     Clock::time_point next_turn;  // the turn after the last one given
+    std::string last_failed_user;
   };
   void forget_stale(Clock::time_point now);
   std::mutex mu_;

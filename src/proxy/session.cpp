@@ -446,7 +446,7 @@ awaitable<bool> Session::authenticate(const protocol::StartupMessage& startup) {
       metrics_.auth_failures.fetch_add(1, std::memory_order_relaxed);
       spdlog::warn("session {} from {}: authentication failed for user \"{}\": {}", id_, peer_, *user,
                    step.log_reason.empty() ? step.error : step.log_reason);
-      server_.impl_->login_throttle.on_failure(client_address_, Clock::now());  // later attempts wait
+      server_.impl_->login_throttle.on_failure(client_address_, *user, Clock::now());  // later attempts wait
       co_await fail_client(fatal(step.sqlstate, step.error, step.hint), "");
       co_return false;
     }
@@ -480,7 +480,7 @@ awaitable<bool> Session::authenticate(const protocol::StartupMessage& startup) {
     step = exchange->step(msg->body);
   }
   identity_ = std::move(step.identity);
-  server_.impl_->login_throttle.on_success(client_address_);
+  server_.impl_->login_throttle.on_success(client_address_, *user);
 
   target_ = rt_->config->find_target(database_);
   if (!target_) {

@@ -302,6 +302,14 @@ def test_parallel_password_guessing_is_taken_one_at_a_time(make_proxy):
     assert all(r["C"] == "28000" for r in turned_away)
     assert time.monotonic() - started < 15
     assert "too many failed logins from this address" in proxy.log()
+    # Another user's successful login waits for its turn too, and does not clear the record of
+    # alice's failures: a guesser cannot reset it by logging in to an account of its own.
+    t0 = time.monotonic()
+    raw_connect(proxy.port, "bob", USERS["bob"], timeout=20).close()
+    assert time.monotonic() - t0 >= 1.0
+    t0 = time.monotonic()
+    assert startup_error(proxy.port, "alice", "wrong", timeout=20)["C"] == "28P01"
+    assert time.monotonic() - t0 >= 1.0
 
 
 def test_missing_user_in_startup(gh):
