@@ -1141,6 +1141,13 @@ awaitable<End> Session::client_to_backend() {
       const std::size_t room = cin_.write_room();
       auto [ec, n] = co_await client_->read_some(at, room);
       if (ending_) co_return End{};
+      if (ec == asio::error::eof && inflight_ > 0 && !copy_in_) {
+        // The client closed its sending side after its last statements (a half-close, as
+        // `psql < file | ...` tools and scripts over nc do): their results still go to it, as
+        // PostgreSQL sends them, before the session ends.
+        while (inflight_ > 0 && !ending_) co_await wait_relay_signal();
+        if (ending_) co_return End{};
+      }
       if (ec) co_return client_io_end(ec);
       cin_.commit(n, room);
       last_activity_ = Clock::now();

@@ -202,6 +202,22 @@ def test_out_of_phase_message_during_authentication(gh):
         c.close()
 
 
+def test_a_client_that_half_closes_still_gets_its_results(gh):
+    """A client that sends its last statement and then shuts down its sending side (scripts over
+    nc, some drivers on exit) gets the results, as from PostgreSQL; the proxy ended the session at
+    the EOF and they were lost."""
+    c = raw_connect(gh.port, *ALICE)
+    try:
+        c.send(query("SELECT pg_sleep(0.3), 42 AS answer"))
+        c.sock.shutdown(socket.SHUT_WR)
+        msgs = c.until_ready()
+        rows = [body for t, body in msgs if t == b"D"]
+        assert len(rows) == 1 and b"42" in rows[0], msgs
+        c.expect_closed()
+    finally:
+        c.close()
+
+
 def test_truncated_connection_mid_message(gh, bystander):
     for payload in (b"Q" + struct.pack("!I", 1000) + b"select",  # mid-message
                     b"P" + struct.pack("!I", 50),                   # header only
