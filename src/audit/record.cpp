@@ -181,6 +181,14 @@ class Canonical {
     for (int c = 0x20; c < 0x80; ++c) t[std::size_t(c)] = c != '"' && c != '\\';
     return t;
   }();
+  // Whether any of the 8 bytes in x is not copied as it is: a control character (< 0x20), a
+  // byte >= 0x80, '"' or '\\'. Exact ("has a zero byte" tests), so a false answer is never wrong.
+  static bool needs_care(std::uint64_t x) {
+    constexpr std::uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    auto has_zero = [](std::uint64_t v) { return (v - ones) & ~v & highs; };
+    return ((x & highs) | has_zero(x ^ (ones * '"')) | has_zero(x ^ (ones * '\\')) | ((x - ones * 0x20) & ~x & highs)) !=
+           0;
+  }
   void str_raw(std::string_view s) {
     // Room for the quotes and every byte copied as it is; an escape makes its own room.
     room(s.size() + 2);
@@ -190,6 +198,12 @@ class Canonical {
     std::size_t i = 0;
     while (i < n) {
       std::size_t j = i;
+      // Eight bytes at a time while none needs escaping (most statement text): a quarter of
+      // sealing went to this loop byte by byte.
+      for (std::uint64_t x; j + 8 <= n; j += 8) {
+        std::memcpy(&x, p + j, 8);
+        if (needs_care(x)) break;
+      }
       while (j < n && kPlain[p[j]]) ++j;
       if (j > i) {
         put(s.substr(i, j - i));
