@@ -84,8 +84,11 @@ tl::expected<Vote, DecideError> check_vote(const R& r, std::string_view what, co
                                              ": only members of " + join(r.reviewer_groups) + " may"));
     v.break_glass = true;
   }
+  // One vote per person: the same subject, or the same email (any case, any issuer) as for
+  // self-approval above; two identities of one person were counted as two reviewers (found by
+  // adversarial testing: the two-person rule passed with bob's two accounts).
   for (const auto& prior : r.votes)
-    if (prior.reviewer.subject == reviewer.subject)
+    if (prior.reviewer.subject == reviewer.subject || same_email(prior.reviewer.email, reviewer.email))
       return tl::unexpected(decide_error(DecideError::Kind::AlreadyVoted,
                                          reviewer.display() + " has already voted on " + std::string(what)));
   return v;

@@ -238,6 +238,22 @@ TEST_F(ApprovalsTest, SecondVoteBySameReviewerIsRefused) {
   EXPECT_EQ(state_of(r.id), State::Pending);
 }
 
+TEST_F(ApprovalsTest, OnePersonWithTwoIdentitiesVotesOnce) {
+  // Found by adversarial testing: bob's second account (another subject, his email in other
+  // case) was counted as a second reviewer, so the two-person rule passed with one person.
+  const Request r = submit(2);
+  ASSERT_TRUE(service_->decide(r.id, kBob, true, ""));
+  Person bob_second = kBob;
+  bob_second.subject = "bob-second-account";
+  for (char& c : bob_second.email) c = char(std::toupper(static_cast<unsigned char>(c)));
+  auto d = service_->decide(r.id, bob_second, true, "");
+  ASSERT_FALSE(d);
+  EXPECT_EQ(d.error().kind, DecideError::Kind::AlreadyVoted);
+  EXPECT_EQ(state_of(r.id), State::Pending);
+  ASSERT_TRUE(service_->decide(r.id, kCarol, true, ""));  // a second person still can
+  EXPECT_EQ(state_of(r.id), State::Approved);
+}
+
 TEST_F(ApprovalsTest, ConsumeOnce) {
   const Request r = submit();
   EXPECT_EQ(service_->consume(r.id), false);  // pending
