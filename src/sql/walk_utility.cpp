@@ -424,14 +424,15 @@ bool Walker::utility(std::string_view name, const JValue& b, Mode mode) {
                       (name == "CreateSchemaStmt" && b.get("authrole")) ||
                       (name == "DropStmt" && b.get_str("removeType") == "OBJECT_POLICY");
     // A reloption that turns off a view's row-level security protections, in any statement.
-    const auto weakening_reloption = [](const JValue* options) {
+    // reset: the options are being RESET (to off), whatever their values.
+    const auto weakening_reloption = [](const JValue* options, bool reset) {
       if (options && options->node_name() == "List") options = options->node_body()->get("items");
       if (!options || !options->is_array()) return false;
       for (const JValue& o : *options) {
         const JValue* d = o.node_body();
         if (!d || o.node_name() != "DefElem") continue;
         const std::string_view n = d->get_str("defname");
-        if ((n == "security_invoker" || n == "security_barrier") && !def_elem_true(*d)) return true;
+        if ((n == "security_invoker" || n == "security_barrier") && (reset || !def_elem_true(*d))) return true;
       }
       return false;
     };
@@ -440,12 +441,42 @@ bool Walker::utility(std::string_view name, const JValue& b, Mode mode) {
         for (const JValue& c : *cmds) {
           const JValue* cb = c.node_body();
           const std::string_view sub = cb ? cb->get_str("subtype") : std::string_view{};
+          // Also (found by adversarial testing): a trigger or rule fired only in replica mode (that
+          // is, never) or disabled; a child or partition attached to a parent the rules do not
+          // name (rows then read and changed through the parent); a foreign key whose ON DELETE /
+          // ON UPDATE action changes this table's rows when another table's change.
           if (sub == "AT_ChangeOwner" || sub == "AT_DisableRowSecurity" || sub == "AT_NoForceRowSecurity" ||
-              sub == "AT_DisableTrig" || sub == "AT_DisableTrigAll" || sub == "AT_DisableTrigUser")
+              sub == "AT_DisableTrig" || sub == "AT_DisableTrigAll" || sub == "AT_DisableTrigUser" ||
+              sub == "AT_EnableReplicaTrig" || sub == "AT_DisableRule" || sub == "AT_EnableReplicaRule" ||
+              ((sub == "AT_AddInherit" || sub == "AT_AttachPartition") && b.get_str("objtype") != "OBJECT_INDEX"))
             privileges = true;
-          if (sub == "AT_SetRelOptions" && cb && weakening_reloption(cb->get("def"))) privileges = true;
+          if ((sub == "AT_SetRelOptions" || sub == "AT_ResetRelOptions") && cb &&
+              weakening_reloption(cb->get("def"), sub == "AT_ResetRelOptions"))
+            privileges = true;
+          if (sub == "AT_AddConstraint" && cb)
+            if (const JValue* con = cb->get("def"); con && con->node_name() == "Constraint")
+              if (const JValue* cn = con->node_body()) {
+                const std::string_view upd = cn->get_str("fk_upd_action"), del = cn->get_str("fk_del_action");
+                auto changes_rows = [](std::string_view a) { return a == "c" || a == "n" || a == "d"; };
+                if (cn->get_str("contype") == "CONSTR_FOREIGN" && (changes_rows(upd) || changes_rows(del)))
+                  privileges = true;
+              }
         }
-    if (name == "ViewStmt" && weakening_reloption(b.get("options"))) privileges = true;
+    if (name == "ViewStmt") {
+      // CREATE OR REPLACE VIEW without security_invoker = true drops the option a replaced view had.
+      const JValue* options = b.get("options");
+      bool invoker = false;
+      if (options && options->is_array())
+        for (const JValue& o : *options)
+          if (const JValue* d = o.node_body(); d && d->get_str("defname") == "security_invoker" && def_elem_true(*d))
+            invoker = true;
+      if (weakening_reloption(options, false) || (b.get_bool("replace") && !invoker)) privileges = true;
+    }
+    // Moving a table to another schema, or renaming a schema, moves its tables out of what
+    // schema-qualified rules and classifications name.
+    if (name == "AlterObjectSchemaStmt" ||
+        (name == "RenameStmt" && b.get_str("renameType") == "OBJECT_SCHEMA"))
+      privileges = true;
     if (name == "AlterFunctionStmt")
       if (const JValue* actions = b.get("actions"); actions && actions->is_array())
         for (const JValue& a : *actions)

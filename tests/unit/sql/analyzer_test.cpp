@@ -269,7 +269,8 @@ TEST(SqlRelations, DropTruncateGrant) {
 }
 
 TEST(SqlRelations, DdlNamesRelations) {
-  EXPECT_EQ(find(only(analyze_uncached("CREATE INDEX i ON s.t (a)")), "t", "s")->access, kDdl);
+  // An index's key columns are read (a unique violation shows their values).
+  EXPECT_EQ(find(only(analyze_uncached("CREATE INDEX i ON s.t (a)")), "t", "s")->access, kDdl | kRead);
   EXPECT_EQ(find(only(analyze_uncached("ALTER TABLE t ADD COLUMN c int")), "t")->access, kDdl);
   EXPECT_EQ(find(only(analyze_uncached("COMMENT ON COLUMN s.t.c IS 'x'")), "t", "s")->access, kDdl);
   const Statement& c = only(analyze_uncached("CREATE TABLE t (a text DEFAULT gen_random_uuid()::text)"));
@@ -1159,6 +1160,56 @@ TEST(SqlJson, EmptyAndInvalidUtf8) {
   EXPECT_EQ(to_json(analyze_uncached("")), "{\n  \"statements\": []\n}\n");
   const std::string j = to_json(analyze_uncached("SELECT '\xff'"));  // never throws
   EXPECT_FALSE(j.empty());
+}
+
+}  // namespace
+}  // namespace gh::sql
+
+namespace gh::sql {
+namespace {
+
+// Found by adversarial testing (policy bypass round of 2026-12-05): each of these moved rows or
+// values out of what name-based rules see, or showed classified values in an error.
+TEST(SqlBypasses, StatementsThatMoveTablesOutOfRulesAreRoleChanges) {
+  for (const char* sql : {"ALTER SCHEMA public RENAME TO pub2", "ALTER TABLE orders SET SCHEMA other",
+                          "ALTER TABLE customers INHERIT parent",
+                          "ALTER TABLE parent ATTACH PARTITION customers FOR VALUES FROM (0) TO (10)",
+                          "ALTER TABLE orders ADD FOREIGN KEY (id) REFERENCES k(id) ON DELETE CASCADE",
+                          "ALTER TABLE orders ADD FOREIGN KEY (id) REFERENCES k(id) ON UPDATE SET NULL",
+                          "ALTER TABLE orders ENABLE REPLICA TRIGGER audit", "ALTER TABLE orders DISABLE RULE r",
+                          "ALTER TABLE orders ENABLE REPLICA RULE r", "ALTER VIEW v RESET (security_invoker)",
+                          "ALTER VIEW v RESET (security_barrier)", "CREATE OR REPLACE VIEW v AS SELECT * FROM orders"})
+    EXPECT_TRUE(only(analyze_uncached(sql)).role_change) << sql;
+  for (const char* sql : {"ALTER TABLE orders ADD FOREIGN KEY (id) REFERENCES k(id)",
+                          "CREATE TABLE c (id int REFERENCES orders(id) ON DELETE CASCADE)",
+                          "ALTER INDEX parent_idx ATTACH PARTITION child_idx",
+                          "CREATE OR REPLACE VIEW v WITH (security_invoker = true) AS SELECT 1",
+                          "ALTER TABLE orders ENABLE TRIGGER audit"})
+    EXPECT_FALSE(only(analyze_uncached(sql)).role_change) << sql;
+}
+
+TEST(SqlBypasses, KeyColumnsOfConstraintsAndIndexesAreRead) {
+  const Statement& fk = only(analyze_uncached("ALTER TABLE customers ADD FOREIGN KEY (ssn) REFERENCES t (v)"));
+  EXPECT_EQ(find(fk, "customers")->columns_read, (Strings{"ssn"}));
+  EXPECT_EQ(find(fk, "t")->columns_read, (Strings{"v"}));
+  EXPECT_EQ(find(only(analyze_uncached("CREATE UNIQUE INDEX ON customers (ssn)")), "customers")->columns_read,
+            (Strings{"ssn"}));
+  EXPECT_EQ(find(only(analyze_uncached("ALTER TABLE customers ADD UNIQUE (email)")), "customers")->columns_read,
+            (Strings{"email"}));
+  const Statement& ref = only(analyze_uncached("CREATE TABLE t (x text REFERENCES customers (ssn))"));
+  EXPECT_EQ(find(ref, "customers")->columns_read, (Strings{"ssn"}));
+}
+
+TEST(SqlBypasses, NaturalJoinReadsEveryColumnOfBothSides) {
+  const Statement& s = only(analyze_uncached("SELECT name FROM customers NATURAL JOIN (VALUES ('1')) x(ssn)"));
+  EXPECT_TRUE(find(s, "customers")->all_columns);
+}
+
+TEST(SqlBypasses, PageLevelFunctionsAreOpaque) {
+  for (const char* sql : {"SELECT t_data FROM heap_page_items(get_raw_page('secrets', 0))",
+                          "SELECT * FROM bt_page_items('customers_ssn_idx', 1)",
+                          "SELECT heap_force_kill('orders'::regclass, ARRAY['(0,5)'::tid])"})
+    EXPECT_TRUE(only(analyze_uncached(sql)).opaque_code) << sql;
 }
 
 }  // namespace
