@@ -1,6 +1,8 @@
 #include "net/stream.h"
 #include "net/await.h"
 
+#include <poll.h>
+
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -104,6 +106,13 @@ std::string Stream::tls_verify_error() const {
   if (!tls_) return {};
   const long r = SSL_get_verify_result(tls_->native_handle());
   return r == X509_V_OK ? std::string() : std::string(X509_verify_cert_error_string(r));
+}
+
+bool Stream::peer_closed() const {
+  pollfd p{};
+  p.fd = const_cast<tcp::socket&>(sock_).native_handle();
+  p.events = POLLRDHUP;
+  return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
 void Stream::set_nonblocking() {

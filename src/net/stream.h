@@ -43,6 +43,9 @@ class Stream {
   std::string tls_verify_error() const;
 
   void close();
+  // The peer closed its sending side or the connection (POLLRDHUP/POLLHUP/POLLERR), also with
+  // unread data (a TLS close_notify) still queued. Does not read.
+  bool peer_closed() const;
 
  private:
   tcp::socket sock_;

@@ -431,15 +431,28 @@ asio::awaitable<std::optional<End>> Session::hold_front_query(std::optional<poli
     });
   });
   const auto deadline = Clock::now() + rt_->config->approvals.timeout;
+  // A client that goes away while held (closes, is killed) cancels the request: approved later,
+  // the statement ran for nobody, and a retry ran it again (found by adversarial testing).
+  bool client_gone = false;
   while (!hold_decided_ && !hold_cancelled_ && !ending_ && Clock::now() < deadline) {
-    relay_signal_.expires_at(deadline);
+    relay_signal_.expires_at(std::min(deadline, Clock::now() + std::chrono::milliseconds(500)));
     co_await relay_signal_.async_wait(net::use_tuple);
+    if (client_->peer_closed()) {
+      client_gone = true;
+      break;
+    }
   }
+  if (!client_gone && client_->peer_closed()) client_gone = true;  // gone as it was decided
   svc->unwatch(token);
   holding_ = false;
   held_now_.store(false, std::memory_order_release);
   svc->set_waiting(r.id, false);
   if (ending_) co_return End{};  // the request stays open (proxy shutdown, session ended)
+  if (client_gone) {
+    (void)svc->cancel(r.id, "the client went away while its statement was held");
+    spdlog::info("session {}: client went away while request {} was held; the request is cancelled", id_, r.id);
+    co_return client_io_end(asio::error::eof);
+  }
 
   if (hold_cancelled_) {
     (void)svc->cancel(r.id, "cancelled by the client (Ctrl-C)");

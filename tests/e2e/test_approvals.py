@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import USERS
+from conftest import USERS, wait_for
 from tests.harness import BINARY, Gatehouse, free_port
 from tests.harness.oidc import OIDC_PASSWORDS, breakglass
 
@@ -247,6 +247,22 @@ def test_ctrl_c_cancels_the_request(proxy, pg, tokens):
     status, body = api(proxy, "POST", f"/api/v1/approvals/{held.request_id}/approve", tokens["bob"], {})
     assert status == 409, body
     assert balance(pg, 5) != 9
+
+
+def test_a_client_that_goes_away_while_held_cancels_the_request(proxy, pg, tokens):
+    """Found by adversarial testing: after the held client was killed, the API still said it was
+    waiting, a reviewer approved, and the statement ran for nobody (a retry then ran it again)."""
+    held = HeldPsql(proxy, "alice@example.com", tokens["alice"], "UPDATE appr_accounts SET balance = 31 WHERE id = 5")
+    held.proc.kill()  # kill -9: the connection closes, no CancelRequest
+    held.proc.wait(timeout=10)
+
+    def cancelled():
+        status, req = api(proxy, "GET", f"/api/v1/approvals/{held.request_id}", tokens["bob"])
+        return req["state"] == "cancelled" and not req.get("waiting")
+    wait_for(cancelled, timeout=5, what="the request cancelled")
+    status, body = api(proxy, "POST", f"/api/v1/approvals/{held.request_id}/approve", tokens["bob"], {})
+    assert status == 409, body
+    assert balance(pg, 5) != 31
 
 
 def test_timeout_keeps_the_request_open(pg, user_hashes, oidc, schema, tokens, tmp_path):
