@@ -16,6 +16,7 @@
 // and later Executes of the same portal (fetching more rows) run too; a new Bind needs a new
 // approval. While held, the backend session sits inside the batch's implicit transaction with
 // the locks its Parse took (docs/policy.md says so).
+#include <algorithm>
 #include <cctype>
 
 #include <fmt/format.h>
@@ -344,10 +345,27 @@ asio::awaitable<std::optional<End>> Session::hold_front_query(std::optional<poli
     spdlog::info("session {}: {} runs statement approved in request {} by {}", id_, identity_.subject, r.id, who);
   };
 
+  // An approval counts only while the policy asks for no more than it was given: the same rule,
+  // no more approvals, the same reviewer groups (found by adversarial testing: an approval given
+  // under a weaker rule still ran after a reload tightened it). `now`: the decision now.
+  auto still_enough = [](const approvals::Request& r, const policy::Decision& now) {
+    if (now.action == policy::Action::Allow || now.action == policy::Action::Mask) return true;
+    if (now.action != policy::Action::Review || now.rule != r.rule || now.reviewers.approvals > r.approvals_required)
+      return false;
+    auto a = now.reviewers.groups, b = r.reviewer_groups;
+    std::sort(a.begin(), a.end());
+    std::sort(b.begin(), b.end());
+    return a == b;
+  };
+
   // Approved after an earlier wait ran out: the same identity may run exactly this once.
   if (auto again = svc->take_rerun(identity_.principal(), target_->name, key); again && *again) {
-    release(**again);
-    co_return std::nullopt;
+    if (still_enough(**again, d)) {
+      release(**again);
+      co_return std::nullopt;
+    }
+    spdlog::info("session {}: approval {} no longer meets rule \"{}\" (the policy changed); held again", id_,
+                 (*again)->id, d.rule);
   }
 
   approvals::Request req;
@@ -464,6 +482,16 @@ asio::awaitable<std::optional<End>> Session::hold_front_query(std::optional<poli
   const approvals::Request cur = now && *now ? **now : r;
   switch (cur.state) {
     case approvals::State::Approved: {
+      if (const policy::Decision now = given ? d : decide(*judged); !still_enough(cur, now)) {
+        outcome = now.action == policy::Action::Deny ? now : outcome;
+        if (now.action != policy::Action::Deny) {
+          outcome.message = fmt::format("approval request {} was approved under rule \"{}\", but the policy changed "
+                                        "while it was held and now asks for more; the statement was not run",
+                                        cur.id, cur.rule);
+          outcome.hint = "run the statement again to request an approval under the current policy";
+        }
+        co_return co_await refuse_front_query(outcome, analysis, "42501");
+      }
       auto consumed = svc->consume(cur.id);
       if (consumed && *consumed) {
         release(cur);

@@ -265,6 +265,27 @@ def test_a_client_that_goes_away_while_held_cancels_the_request(proxy, pg, token
     assert balance(pg, 5) != 31
 
 
+def test_an_approval_under_a_weaker_rule_does_not_run_after_the_policy_tightens(pg, user_hashes, oidc, schema,
+                                                                               tokens, tmp_path):
+    """Found by adversarial testing: a statement held under "1 approval from dba" ran on bob's
+    approval after a reload had changed the rule to 2 approvals from secops."""
+    cfg = approvals_config(pg, user_hashes, oidc, tmp_path)
+    p = Gatehouse(cfg, workdir=tmp_path).start()
+    try:
+        held = HeldPsql(p, "alice@example.com", tokens["alice"], "UPDATE appr_accounts SET balance = 41 WHERE id = 4")
+        cfg["rules"][0]["reviewers"] = {"groups": ["secops"], "approvals": 2}
+        p.write_config(cfg)
+        p.signal(signal.SIGHUP)
+        wait_for(lambda: p.log().count("configuration reloaded") >= 1, timeout=10, what="the reload")
+        status, body = api(p, "POST", f"/api/v1/approvals/{held.request_id}/approve", tokens["bob"], {})
+        assert status == 200, body
+        rc, out, err = held.finish()
+        assert rc != 0 and "the policy changed while it was held" in err, err
+        assert balance(pg, 4) != 41
+    finally:
+        p.stop()
+
+
 def test_timeout_keeps_the_request_open(pg, user_hashes, oidc, schema, tokens, tmp_path):
     p = Gatehouse(approvals_config(pg, user_hashes, oidc, tmp_path, timeout="2s"), workdir=tmp_path).start()
     try:
