@@ -167,18 +167,22 @@ bool only_members(Call& c, const json& body, std::initializer_list<std::string_v
 // A string member: absent -> "", wrong type -> error (nullopt, answered).
 std::optional<std::string> string_member(Call& c, const json& body, const char* key, bool required) {
   auto it = body.find(key);
-  if (it == body.end() || it->is_null()) {
+  if (it == body.end()) {
     if (required) {
       reply_error(c, 400, "bad_request", std::string(key) + ": missing");
       return std::nullopt;
     }
     return std::string();
   }
-  if (!it->is_string()) {
+  if (!it->is_string()) {  // null included: a wrong type is refused, as documented
     reply_error(c, 400, "bad_request", std::string(key) + ": expected a string");
     return std::nullopt;
   }
   auto s = it->get<std::string>();
+  if (s.find('\0') != std::string::npos) {  // stored and shown cut, or with a NUL: refused
+    reply_error(c, 400, "bad_request", std::string(key) + ": must not contain a NUL character");
+    return std::nullopt;
+  }
   if (required && s.find_first_not_of(" \t\r\n") == std::string::npos) {
     reply_error(c, 400, "bad_request", std::string(key) + ": must not be empty");
     return std::nullopt;

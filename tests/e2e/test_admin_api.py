@@ -304,6 +304,9 @@ def test_access_request_input_is_checked(proxy, tok):
         ({"target": "app", "role": "r", "reason": "  "}, "reason: must not be empty"),
         ({"target": 5, "role": "r", "reason": "x"}, "target: expected a string"),
         ({"target": "app", "role": "r", "reason": "x", "extra": 1}, "unknown member \"extra\""),
+        # found by adversarial testing: null passed as an absent string, a NUL was stored
+        ({"target": "app", "role": None, "reason": "x"}, "role: expected a string"),
+        ({"target": "app", "role": "read_write\u0000x", "reason": "x"}, "role: must not contain a NUL"),
     ]
     for body, text in cases:
         status, _, doc = post(proxy, "/api/v1/access-requests", tok.agent, body)
