@@ -512,6 +512,19 @@ void install_api_v1(httplib::Server& s, const Hooks& h) {
 }
 
 void install_error_bodies(httplib::Server& s) {
+  // Routes match the decoded path, so /api/v1/approvals/x%2Fapprove reached the approve action:
+  // a front proxy that filters by path would not see it (found by adversarial testing). No
+  // endpoint needs a percent-encoded path: such requests are refused before routing.
+  s.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+    const std::string_view target(req.target);
+    if (target.substr(0, target.find('?')).find('%') == std::string_view::npos)
+      return httplib::Server::HandlerResponse::Unhandled;
+    res.status = 400;
+    res.set_content(json{{"error", "bad_request"}, {"message", "percent-encoded characters in the path are not accepted"}}
+                            .dump() + "\n",
+                    "application/json");
+    return httplib::Server::HandlerResponse::Handled;
+  });
   s.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
     std::string code = "error", message = "HTTP " + std::to_string(res.status);

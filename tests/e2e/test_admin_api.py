@@ -349,6 +349,11 @@ def test_statement_approvals_unknown_ids_filters_and_authorization(proxy, tok):
         status, _, doc = get(proxy, f"/api/v1/approvals?{query}", tok.bob)
         assert status == 400 and text in doc["message"], (query, doc)
     assert post(proxy, "/api/v1/approvals/apr_x/reject", tok.bob, {})[0] == 400  # no reason
+    # Found by adversarial testing: routes matched the decoded path, so an encoded slash reached
+    # the approve action past any front proxy filtering by path.
+    for path in ("/api/v1/approvals/apr_x%2Fapprove", "/api/v1/%61pprovals/apr_x/approve"):
+        status, _, doc = post(proxy, path, tok.bob, {})
+        assert status == 400 and "percent-encoded" in doc["message"], (path, doc)
 
 
 def test_the_other_admin_endpoints_still_answer(proxy):
