@@ -331,6 +331,9 @@ class Session : public std::enable_shared_from_this<Session> {
     std::string error_bytes;  // ErrorResponse + ReadyForQuery, for the client when planning failed
   };
   ExplainCapture explain_;
+  // Runs `sql` (one simple Query) on the backend for the proxy itself, the backend idle: the first
+  // column of its rows, or its error, ends up in explain_. An End when the session must end.
+  asio::awaitable<std::optional<End>> capture_query(std::string sql);
   asio::steady_timer relay_signal_;  // wakes the client side when the backend side progresses
   std::shared_ptr<const Runtime> policy_rt_;  // the runtime whose policy judges statements
 

@@ -89,14 +89,7 @@ asio::awaitable<std::optional<End>> Session::estimate_front_query() {
 
   while (inflight_ > 0 && !ending_) co_await wait_relay_signal();  // the backend answers in order
   if (ending_) co_return End{};
-  std::string q;
-  protocol::write_query(q, "EXPLAIN (FORMAT JSON) " + st.text);
-  explain_ = ExplainCapture{};
-  explain_.active = true;
-  if (auto wec = co_await backend_->write_all(q.data(), q.size()); wec) co_return backend_io_end(wec);
-  while (!explain_.done && !ending_) co_await wait_relay_signal();
-  explain_.active = false;
-  if (ending_) co_return End{};
+  if (auto stop = co_await capture_query("EXPLAIN (FORMAT JSON) " + st.text)) co_return std::move(*stop);
 
   if (explain_.error) {
     // Planning failed; running it would fail the same way. The client gets that error for it.
@@ -157,6 +150,21 @@ asio::awaitable<std::optional<End>> Session::estimate_front_query() {
   const auto wec = co_await backend_->write_all(substitute.data(), substitute.size());
   if (ending_) co_return End{};
   if (wec) co_return backend_io_end(wec);
+  co_return std::nullopt;
+}
+
+asio::awaitable<std::optional<End>> Session::capture_query(std::string sql) {
+  std::string q;
+  protocol::write_query(q, sql);
+  explain_ = ExplainCapture{};
+  explain_.active = true;
+  if (auto wec = co_await backend_->write_all(q.data(), q.size()); wec) {
+    explain_.active = false;
+    co_return backend_io_end(wec);
+  }
+  while (!explain_.done && !ending_) co_await wait_relay_signal();
+  explain_.active = false;
+  if (ending_) co_return End{};
   co_return std::nullopt;
 }
 

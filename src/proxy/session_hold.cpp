@@ -368,6 +368,24 @@ asio::awaitable<std::optional<End>> Session::hold_front_query(std::optional<poli
                  (*again)->id, d.rule);
   }
 
+  if (type == 'Q' && tx_status_ != 'E') {
+    // gatehouse.wait and gatehouse.reason as the server holds them now: SET LOCAL, a rolled-back
+    // SET and set_config() all count as PostgreSQL counts them (found by adversarial testing: the
+    // proxy's own reading of SET statements ignored transactions). The backend is idle here (no
+    // extended-protocol batch is open before a simple Query). When it cannot be asked, the
+    // proxy's reading stands.
+    if (auto stop = co_await capture_query("SELECT coalesce(current_setting('gatehouse.wait', true), '') || E'\\n' || "
+                                           "coalesce(current_setting('gatehouse.reason', true), '')"))
+      co_return std::move(*stop);
+    if (!explain_.error) {
+      const std::string& got = explain_.json;
+      const auto nl = got.find('\n');
+      std::string wait = got.substr(0, nl);
+      for (char& c : wait) c = char(std::tolower(static_cast<unsigned char>(c)));
+      wait_for_approval_ = !(wait == "off" || wait == "false" || wait == "0" || wait == "no");
+      reason_ = nl == std::string::npos ? std::string() : got.substr(nl + 1);
+    }
+  }
   approvals::Request req;
   req.requester = approvals::person_of(identity_);
   req.target = target_->name;

@@ -115,11 +115,12 @@ def api(proxy, method: str, path: str, token: str | None, body: dict | None = No
 class HeldPsql:
     """psql running one statement that the proxy holds; reads the request id from the notice."""
 
-    def __init__(self, proxy, user: str, token: str, sql: str, env: dict | None = None):
+    def __init__(self, proxy, user: str, token: str, sql: str, env: dict | None = None, before: list[str] = ()):
         e = dict(os.environ, PGPASSWORD=token, PGSSLMODE="disable", PGCONNECT_TIMEOUT="15")
         e.update(env or {})
+        first = [a for c in before for a in ("-c", c)]  # statements run first, in the same session
         self.proc = subprocess.Popen(["psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p",
-                                      str(proxy.port), "-U", user, "-d", "app", "-c", sql],
+                                      str(proxy.port), "-U", user, "-d", "app", *first, "-c", sql],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e,
                                      start_new_session=True)
         self.stderr_lines: list[str] = []
@@ -209,6 +210,28 @@ def test_two_approvals_required(proxy, pg, tokens):
     assert status == 200 and body["state"] == "approved", body
     rc, out, err = held.finish()
     assert rc == 0 and "DELETE 1" in out, err
+
+
+def test_wait_and_reason_follow_transactions_as_postgresql_does(proxy, pg, tokens):
+    """Found by adversarial testing: the proxy read gatehouse.wait and gatehouse.reason from SET
+    statements alone, so SET LOCAL outlived its transaction and a rolled-back SET still counted."""
+    sql = "UPDATE appr_accounts SET balance = 77 WHERE id = 7"
+    # SET LOCAL ended with its transaction: the statement waits for approval (Ctrl-C ends it).
+    held = HeldPsql(proxy, "erin", tokens["erin"], sql, before=["BEGIN", "SET LOCAL gatehouse.wait = off", "COMMIT"])
+    os.killpg(held.proc.pid, signal.SIGINT)
+    rc, out, err = held.finish()
+    assert "canceling statement due to user request" in err, err
+    # A rolled-back SET of the reason does not count; a plain SET of wait does.
+    env = dict(os.environ, PGPASSWORD=tokens["erin"], PGSSLMODE="disable")
+    args = ["psql", "-X", "-A", "-t", "-h", "127.0.0.1", "-p", str(proxy.port), "-U", "erin", "-d", "app"]
+    for c in ("SET gatehouse.reason = 'kept'", "BEGIN", "SET gatehouse.reason = 'rolled back'", "ROLLBACK",
+              "SET gatehouse.wait = off", sql):
+        args += ["-c", c]
+    r = subprocess.run(args, capture_output=True, text=True, env=env, timeout=30)
+    assert r.returncode != 0 and "is open; the statement was not run" in r.stderr, r.stderr
+    status, req = api(proxy, "GET", f"/api/v1/approvals/{HELD.search(r.stderr).group(1)}", tokens["bob"])
+    assert req["justification"] == "kept", req
+    assert balance(pg, 7) != 77
 
 
 def test_no_wait_mode_then_rerun_after_approval(proxy, pg, tokens):
