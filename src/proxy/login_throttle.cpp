@@ -5,22 +5,23 @@
 namespace gh::proxy {
 
 void LoginThrottle::forget_stale(Clock::time_point now) {
-  if (by_address_.size() > 100000)  // a scan from many addresses: forget the stale ones
-    std::erase_if(by_address_, [&](const auto& kv) {
+  if (by_key_.size() > 100000)  // a scan from many addresses: forget the stale ones
+    std::erase_if(by_key_, [&](const auto& kv) {
       return now - kv.second.window_start > kWindow && kv.second.next_turn <= now;
     });
 }
 
-std::optional<std::chrono::milliseconds> LoginThrottle::admit(const std::string& address, Clock::time_point now,
+std::optional<std::chrono::milliseconds> LoginThrottle::admit(const std::string& address, const std::string& user,
+                                                              Clock::time_point now,
                                                               std::chrono::milliseconds max_delay,
                                                               std::chrono::milliseconds max_wait) {
   if (max_delay.count() <= 0) return std::chrono::milliseconds(0);
   std::lock_guard lk(mu_);
-  auto it = by_address_.find(address);
-  if (it == by_address_.end()) return std::chrono::milliseconds(0);
+  auto it = by_key_.find(key(address, user));
+  if (it == by_key_.end()) return std::chrono::milliseconds(0);
   Entry& e = it->second;
   if (now - e.window_start > kWindow && e.next_turn <= now) {  // quiet for a minute: start over
-    by_address_.erase(it);
+    by_key_.erase(it);
     return std::chrono::milliseconds(0);
   }
   if (e.failures < kFree) return std::chrono::milliseconds(0);
@@ -37,25 +38,18 @@ std::optional<std::chrono::milliseconds> LoginThrottle::admit(const std::string&
 void LoginThrottle::on_failure(const std::string& address, const std::string& user, Clock::time_point now) {
   std::lock_guard lk(mu_);
   forget_stale(now);
-  auto& e = by_address_[address];
+  auto& e = by_key_[key(address, user)];
   if (e.failures == 0 || (now - e.window_start > kWindow && e.next_turn <= now)) {
     e.failures = 0;
     e.window_start = now;
   }
   ++e.failures;
   if (e.waiting > 0) --e.waiting;
-  e.last_failed_user = user;
 }
 
 void LoginThrottle::on_success(const std::string& address, const std::string& user) {
   std::lock_guard lk(mu_);
-  auto it = by_address_.find(address);
-  if (it == by_address_.end()) return;
-  if (it->second.last_failed_user == user) {
-    by_address_.erase(it);
-  } else if (it->second.waiting > 0) {
-    --it->second.waiting;  // its turn is used; the failures stay
-  }
+  by_key_.erase(key(address, user));
 }
 
 }  // namespace gh::proxy

@@ -1,11 +1,14 @@
 #pragma once
-// Slows down guessing from one client address. After kFree failed logins within a minute, every
-// further login attempt from the address (whatever its outcome) is checked only at its turn: the
+// Slows down guessing a user's password from one client address. After kFree failed logins of a
+// user from an address within a minute, every further login attempt of that user from the
+// address (whatever its outcome) is checked only at its turn: the
 // turns are spaced by a delay that doubles from 250 ms up to the configured maximum, one after
 // another, so parallel connections do not guess faster than one (found by adversarial testing:
 // 200 parallel guesses were all answered within 5 s when each failure only waited for itself).
 // An attempt whose turn would come later than the caller can wait is refused at once, without
-// its credentials being checked. One short lock per login, far below the cost of the login.
+// its credentials being checked. Keyed by address and user, so that other users behind the same
+// address (a NAT, an application server) are not held up by one client's wrong password. One
+// short lock per login, far below the cost of the login.
 #include <chrono>
 #include <mutex>
 #include <optional>
@@ -20,14 +23,13 @@ class LoginThrottle {
   static constexpr unsigned kFree = 3;
   static constexpr std::chrono::seconds kWindow{60};
 
-  // Before an attempt from `address` is checked: how long it waits for its turn (zero while the
-  // address has few recent failures), or nullopt when its turn is more than `max_wait` away.
-  std::optional<std::chrono::milliseconds> admit(const std::string& address, Clock::time_point now,
+  // Before an attempt of `user` from `address` is checked: how long it waits for its turn (zero
+  // while there were few recent failures), or nullopt when its turn is more than `max_wait` away.
+  std::optional<std::chrono::milliseconds> admit(const std::string& address, const std::string& user,
+                                                 Clock::time_point now,
                                                  std::chrono::milliseconds max_delay,
                                                  std::chrono::milliseconds max_wait);
   void on_failure(const std::string& address, const std::string& user, Clock::time_point now);
-  // Resets the address, unless its failures were for another user: a guesser with an account of
-  // its own must not clear its record by logging in to it between guesses.
   void on_success(const std::string& address, const std::string& user);
 
  private:
@@ -36,11 +38,11 @@ class LoginThrottle {
     unsigned waiting = 0;  // attempts given a turn and not failed yet: the next turn is spaced as if they did
     Clock::time_point window_start;
     Clock::time_point next_turn;  // the turn after the last one given
-    std::string last_failed_user;
   };
   void forget_stale(Clock::time_point now);
   std::mutex mu_;
-  std::unordered_map<std::string, Entry> by_address_;
+  static std::string key(const std::string& address, const std::string& user) { return address + '\0' + user; }
+  std::unordered_map<std::string, Entry> by_key_;  // by key(address, user)
 };
 
 }  // namespace gh::proxy

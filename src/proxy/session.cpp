@@ -424,13 +424,14 @@ awaitable<bool> Session::authenticate(const protocol::StartupMessage& startup) {
     const auto& limits = rt_->config->limits;
     const auto max_wait = std::chrono::duration_cast<std::chrono::milliseconds>(limits.handshake_timeout) / 2;
     const auto wait = server_.impl_->login_throttle.admit(
-        client_address_, Clock::now(), std::chrono::duration_cast<std::chrono::milliseconds>(limits.failed_login_max_delay),
+        client_address_, *user, Clock::now(), std::chrono::duration_cast<std::chrono::milliseconds>(limits.failed_login_max_delay),
         max_wait);
     if (!wait) {
       metrics_.auth_failures.fetch_add(1, std::memory_order_relaxed);
-      co_await fail_client(fatal("28000", "too many failed logins from your address; try again in a minute",
-                                 "logins from an address with repeated failures are taken one at a time"),
-                           "too many failed logins from this address (not checked)");
+      co_await fail_client(fatal("28000", "too many failed logins for user \"" + *user +
+                                              "\" from your address; try again in a minute",
+                                 "logins after repeated failures are taken one at a time"),
+                           "too many failed logins for this user from this address (not checked)");
       co_return false;
     }
     if (wait->count() > 0) co_await sleep_for(*wait);

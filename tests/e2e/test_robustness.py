@@ -293,9 +293,9 @@ def test_wrong_password_and_unknown_user_look_identical(gh):
 
 def test_parallel_password_guessing_is_taken_one_at_a_time(make_proxy):
     """Found by adversarial testing: the delay after a failed login applied to that connection
-    only, so 200 parallel guesses were all checked within 5 s. After three failures, attempts
-    from the address are checked one at a time at growing intervals, and those that would wait
-    longer than half the handshake timeout are refused without being checked."""
+    only, so 200 parallel guesses were all checked within 5 s. After three failures, attempts of
+    the user from the address are checked one at a time at growing intervals, and those that
+    would wait longer than half the handshake timeout are refused without being checked."""
     from pgwire import startup_error
     proxy = make_proxy()
     for _ in range(3):
@@ -317,12 +317,12 @@ def test_parallel_password_guessing_is_taken_one_at_a_time(make_proxy):
     assert len(turned_away) == 20 - len(checked), results
     assert all(r["C"] == "28000" for r in turned_away)
     assert time.monotonic() - started < 15
-    assert "too many failed logins from this address" in proxy.log()
-    # Another user's successful login waits for its turn too, and does not clear the record of
-    # alice's failures: a guesser cannot reset it by logging in to an account of its own.
+    assert "too many failed logins for this user from this address" in proxy.log()
+    # Other users from the same address (a NAT, an application server) are not held up, and their
+    # logins do not clear the record of alice's failures.
     t0 = time.monotonic()
     raw_connect(proxy.port, "bob", USERS["bob"], timeout=20).close()
-    assert time.monotonic() - t0 >= 1.0
+    assert time.monotonic() - t0 < 1.0
     t0 = time.monotonic()
     assert startup_error(proxy.port, "alice", "wrong", timeout=20)["C"] == "28P01"
     assert time.monotonic() - t0 >= 1.0
