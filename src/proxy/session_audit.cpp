@@ -576,6 +576,15 @@ void Session::refuse_batch_for_audit(const Error& error, bool& rewritten, std::s
 
 void Session::watch_body(const protocol::ScanEvent& e, std::string_view chunk) {
   if (e.length < 4) return;
+  if (e.type == 'A' && e.length >= 8 && chunk.size() >= e.body_offset + 4) {
+    // A notification from this session's own backend names the process ID the client was given
+    // (BackendKeyData is the proxy's), so "is this my own NOTIFY" checks keep working (found by
+    // adversarial testing with node-postgres). Patched in place: `chunk` views bout_. Other
+    // sessions' PIDs pass unchanged; a PID split across two reads is left as it is.
+    char* pid = bout_.data() + (chunk.data() - bout_.data()) + e.body_offset;
+    if (load_be32(pid) == backend_key_.process_id) store_be32(pid, client_key_.process_id);
+    return;
+  }
   if (e.type != 'S' && !(auditing() && (e.type == 'C' || e.type == 'E'))) return;
   const std::size_t body_len = e.length - 4;
   const std::size_t avail = chunk.size() > e.body_offset ? chunk.size() - e.body_offset : 0;

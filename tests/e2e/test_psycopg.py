@@ -151,6 +151,22 @@ def test_listen_notify_between_two_proxy_sessions(gh):
         assert got[0].pid == talker.execute("select pg_backend_pid()").fetchone()[0]
 
 
+def test_own_notifications_carry_the_process_id_the_client_was_given(gh):
+    """Found by adversarial testing (node-postgres): BackendKeyData carries the proxy's process id,
+    notifications carried the backend's, so a client could not tell its own NOTIFY apart."""
+    with connect(gh, autocommit=True) as c:
+        got = []
+        c.add_notify_handler(got.append)
+        c.execute("listen own_channel")
+        c.execute("notify own_channel, 'mine'")
+        deadline = time.time() + 5
+        while not got and time.time() < deadline:
+            c.execute("select 1")
+        assert got and got[0].payload == "mine"
+        assert got[0].pid == c.info.backend_pid  # the id from BackendKeyData
+        assert got[0].pid != c.execute("select pg_backend_pid()").fetchone()[0]
+
+
 def test_listen_notify_delivered_while_idle(gh):
     """A notification must be forwarded to an idle client without it sending anything."""
     with connect(gh, autocommit=True) as listener, connect(gh, autocommit=True) as talker:
