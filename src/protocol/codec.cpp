@@ -147,6 +147,21 @@ std::optional<ParameterStatus> parse_parameter_status(std::string_view body) {
   return ParameterStatus{body.substr(0, a), body.substr(a + 1, b - a - 1)};
 }
 
+namespace {
+// One field of an ErrorResponse/NoticeResponse into `e` (V, the untranslated severity, wins over S).
+void set_error_field(ErrorFields& e, char code, std::string_view value) {
+  switch (code) {
+    case 'V': e.severity = value; break;
+    case 'S': if (e.severity.empty()) e.severity = value; break;
+    case 'C': e.sqlstate = value; break;
+    case 'M': e.message = value; break;
+    case 'D': e.detail = value; break;
+    case 'H': e.hint = value; break;
+    default: break;
+  }
+}
+}  // namespace
+
 ErrorFields parse_error_prefix(std::string_view body) {
   ErrorFields e;
   e.severity.clear();
@@ -161,15 +176,7 @@ ErrorFields parse_error_prefix(std::string_view body) {
     }
     const std::string_view value = body.substr(0, n);
     body.remove_prefix(n + 1);
-    switch (code) {
-      case 'V': e.severity = value; break;
-      case 'S': if (e.severity.empty()) e.severity = value; break;
-      case 'C': e.sqlstate = value; break;
-      case 'M': e.message = value; break;
-      case 'D': e.detail = value; break;
-      case 'H': e.hint = value; break;
-      default: break;
-    }
+    set_error_field(e, code, value);
   }
   return e;
 }
@@ -187,15 +194,7 @@ std::optional<ErrorFields> parse_error_fields(std::string_view body) {
     if (n == std::string_view::npos) return std::nullopt;
     const std::string_view value = body.substr(0, n);
     body.remove_prefix(n + 1);
-    switch (code) {
-      case 'V': e.severity = value; break;
-      case 'S': if (e.severity.empty()) e.severity = value; break;
-      case 'C': e.sqlstate = value; break;
-      case 'M': e.message = value; break;
-      case 'D': e.detail = value; break;
-      case 'H': e.hint = value; break;
-      default: break;
-    }
+    set_error_field(e, code, value);
   }
   return e;
 }

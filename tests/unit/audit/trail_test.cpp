@@ -327,6 +327,14 @@ TEST(AuditTrail, SealedIndexComesFromTheBody) {
 
 std::vector<Record> sealed_one(int i, ChainHead& head) { return {seal(statement(i), head, SealOptions{"n"})}; }
 
+int count_lines(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) ++n;
+  return n;
+}
+
 TEST(AuditTrail, JsonLinesSinkFollowsItsPathAfterRotation) {
   // logrotate moves the file away: the next records go to a new file at the path (they went into
   // the moved file before, where a shipper following the path never saw them).
@@ -337,15 +345,8 @@ TEST(AuditTrail, JsonLinesSinkFollowsItsPathAfterRotation) {
   ASSERT_TRUE(sink->write(sealed_one(1, head)));
   std::filesystem::rename(file, file + ".1");
   ASSERT_TRUE(sink->write(sealed_one(2, head)));
-  auto lines = [](const std::string& path) {
-    std::ifstream in(path);
-    std::string line;
-    int n = 0;
-    while (std::getline(in, line)) ++n;
-    return n;
-  };
-  EXPECT_EQ(lines(file + ".1"), 1);
-  EXPECT_EQ(lines(file), 1);
+  EXPECT_EQ(count_lines(file + ".1"), 1);
+  EXPECT_EQ(count_lines(file), 1);
 }
 
 TEST(AuditTrail, SqliteSinkFailsWhenItsFileIsDeleted) {
@@ -373,11 +374,7 @@ TEST(AuditTrail, JsonLinesSinkKeepsOneLinePerRecord) {
   (*t)->flush();
   for (int i = 1; i <= 10; ++i) (*t)->submit(statement(i));
   (*t)->close();
-  std::ifstream in(file);
-  std::string line;
-  int n = 0;
-  while (std::getline(in, line)) ++n;
-  EXPECT_EQ(n, 12);
+  EXPECT_EQ(count_lines(file), 12);
 }
 
 }  // namespace
