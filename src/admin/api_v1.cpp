@@ -511,7 +511,7 @@ void install_api_v1(httplib::Server& s, const Hooks& h) {
   route(s, kPost, "/api/v1/grants/" + id + "/revoke", "grants.revoke", h, revoke_grant);
 }
 
-void install_error_bodies(httplib::Server& s) {
+void refuse_encoded_paths(httplib::Server& s) {
   // Routes match the decoded path, so /api/v1/approvals/x%2Fapprove reached the approve action:
   // a front proxy that filters by path would not see it (found by adversarial testing). No
   // endpoint needs a percent-encoded path: such requests are refused before routing.
@@ -525,6 +525,9 @@ void install_error_bodies(httplib::Server& s) {
                     "application/json");
     return httplib::Server::HandlerResponse::Handled;
   });
+}
+
+void install_error_bodies(httplib::Server& s) {
   s.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
     std::string code = "error", message = "HTTP " + std::to_string(res.status);

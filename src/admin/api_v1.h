@@ -13,5 +13,7 @@ void install_api_v1(httplib::Server& server, const Hooks& hooks);
 // JSON bodies {"error","message"} for errors the HTTP library answers itself (404 of unknown
 // paths, 413 payload too large, 400 unparsable requests).
 void install_error_bodies(httplib::Server& server);
+// Refuses (400) a request whose path is percent-encoded, before any route sees it.
+void refuse_encoded_paths(httplib::Server& server);
 
 }  // namespace gh::admin

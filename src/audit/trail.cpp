@@ -536,9 +536,7 @@ void Trail::submit(std::vector<Event> events, Ack ack) {
     stats_.refused += events.size();
     const bool closing = stopping_;
     // Never silent: once a second at most, say how many records could not be kept.
-    const auto now = std::chrono::steady_clock::now();
-    const bool say = now - last_refusal_log_ >= std::chrono::seconds(1);
-    if (say) last_refusal_log_ = now;
+    const bool say = refusal_log_.admit().has_value();
     const auto refused = stats_.refused;
     lock.unlock();
     if (say)

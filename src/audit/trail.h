@@ -29,6 +29,7 @@
 #include "audit/record.h"
 #include "audit/signer.h"
 #include "audit/sink.h"
+#include "base/once_a_second.h"
 #include "base/result.h"
 #include "config/config.h"
 
@@ -193,7 +194,7 @@ class Trail {
   std::uint64_t enqueued_ = 0, done_ = 0;  // submit calls accepted / finished
   bool stopping_ = false;
   TrailStats stats_;
-  std::chrono::steady_clock::time_point last_refusal_log_{};
+  OnceASecond refusal_log_;  // under mu_
   std::thread writer_;
 
   // Between the writer and the store thread (store_mu_).

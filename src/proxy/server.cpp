@@ -17,13 +17,10 @@ constexpr auto tuple_awaitable = gh::net::use_tuple;
 
 // Refused connections are logged at most once a second per worker (a flood must not flood the log).
 void log_refused(Worker& w, const std::string& peer, const protocol::ErrorFields& e, std::string_view who) {
-  const auto now = std::chrono::steady_clock::now();
-  ++w.refused_unlogged;
-  if (now - w.refused_logged_at < std::chrono::seconds(1)) return;
+  const auto held = w.refused_log.admit();
+  if (!held) return;
   spdlog::warn("connection from {}{} refused: {} ({}){}", peer, who, e.message, e.sqlstate,
-               w.refused_unlogged > 1 ? fmt::format("; {} refused since the last such line", w.refused_unlogged) : "");
-  w.refused_logged_at = now;
-  w.refused_unlogged = 0;
+               *held > 0 ? fmt::format("; {} more refused since the last such line", *held) : "");
 }
 
 // g++ 12 warns (-Wmismatched-new-delete) on this coroutine frame's deallocation, as in

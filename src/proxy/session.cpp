@@ -418,8 +418,8 @@ awaitable<bool> Session::authenticate(const protocol::StartupMessage& startup) {
     co_await send_to_client(std::move(out));
   }
 
-  // Guessing is slowed per address: after a few failures each attempt waits for its turn first
-  // (login_throttle.h), within half the handshake timeout; beyond that it is refused unchecked.
+  // Guessing is slowed per user and address: after a few failures each attempt waits for its turn
+  // first (login_throttle.h), within half the handshake timeout; beyond that it is refused unchecked.
   {
     const auto& limits = rt_->config->limits;
     const auto max_wait = std::chrono::duration_cast<std::chrono::milliseconds>(limits.handshake_timeout) / 2;

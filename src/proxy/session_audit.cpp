@@ -529,22 +529,11 @@ asio::awaitable<std::optional<Error>> Session::audit_durable(std::vector<audit::
 }
 
 void Session::refuse_batch_for_audit(const Error& error, bool& rewritten, std::size_t pos) {
-  {
-    // At most one line a second for the whole process: while the trail fails, every statement of
-    // every session is refused, and the trail logs the failure itself.
-    static std::atomic<std::int64_t> last_ms{0};
-    static std::atomic<std::uint64_t> unlogged{0};
-    const std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                 std::chrono::steady_clock::now().time_since_epoch()).count();
-    std::int64_t last = last_ms.load(std::memory_order_relaxed);
-    if (now - last >= 1000 && last_ms.compare_exchange_strong(last, now, std::memory_order_relaxed)) {
-      const auto more = unlogged.exchange(0, std::memory_order_relaxed);
-      spdlog::error("session {}: statements refused: {}{}", id_, error.message,
-                    more ? fmt::format(" ({} more batches refused since the last such line)", more) : "");
-    } else {
-      unlogged.fetch_add(1, std::memory_order_relaxed);
-    }
-  }
+  // At most one line a second per worker: while the trail fails, every statement of every
+  // session is refused, and the trail logs the failure itself.
+  if (const auto held = worker_.audit_refusal_log.admit())
+    spdlog::error("session {}: statements refused: {}{}", id_, error.message,
+                  *held > 0 ? fmt::format(" ({} more batches refused since the last such line)", *held) : "");
   const std::string out = rewritten ? std::move(rewrite_) : std::string(cin_.data(), pos);
   rewrite_.clear();
   rewritten = true;

@@ -109,6 +109,13 @@ std::optional<std::string> set_value(std::string_view text, std::string_view nam
   return value;
 }
 
+// A gatehouse.wait value: anything but a false boolean (off, false, no, 0; any case) waits.
+bool waits(std::string_view v) {
+  std::string lower(v);
+  for (char& c : lower) c = char(std::tolower(static_cast<unsigned char>(c)));
+  return !(lower == "off" || lower == "false" || lower == "0" || lower == "no");
+}
+
 std::string minutes_text(std::chrono::milliseconds d) {
   const auto s = std::chrono::duration_cast<std::chrono::seconds>(d).count();
   if (s % 3600 == 0) return fmt::format("{} h", s / 3600);
@@ -123,7 +130,7 @@ void Session::note_proxy_settings(const sql::Analysis& a) {
     for (const auto& name : st.settings) {
       if (name == "gatehouse.wait" || name == "all" || name == "*") {
         if (auto v = set_value(st.text, "wait"))
-          wait_for_approval_ = !(*v == "off" || *v == "false" || *v == "0" || *v == "no");
+          wait_for_approval_ = waits(*v);
         else if (name != "gatehouse.wait")
           wait_for_approval_ = true;  // RESET ALL
       }
@@ -380,9 +387,7 @@ asio::awaitable<std::optional<End>> Session::hold_front_query(std::optional<poli
     if (!explain_.error) {
       const std::string& got = explain_.json;
       const auto nl = got.find('\n');
-      std::string wait = got.substr(0, nl);
-      for (char& c : wait) c = char(std::tolower(static_cast<unsigned char>(c)));
-      wait_for_approval_ = !(wait == "off" || wait == "false" || wait == "0" || wait == "no");
+      wait_for_approval_ = waits(std::string_view(got).substr(0, nl));
       reason_ = nl == std::string::npos ? std::string() : got.substr(nl + 1);
     }
   }

@@ -10,6 +10,7 @@
 #include <asio.hpp>
 
 #include "base/metrics.h"
+#include "base/once_a_second.h"
 #include "sql/analyzer.h"
 
 namespace gh::proxy {
@@ -25,9 +26,9 @@ struct Worker {
   std::unordered_set<std::shared_ptr<Session>> sessions;  // touched only on this thread
   sql::Analyzer analyzer;  // statement analysis cache of this thread
   std::thread thread;
-  // Connections refused before a session (limit, shutdown): logged at most once a second.
-  std::chrono::steady_clock::time_point refused_logged_at{};
-  std::uint64_t refused_unlogged = 0;
+  // Log lines a flood would repeat: connections refused before a session (limit, shutdown), and
+  // statements refused because the audit trail fails.
+  OnceASecond refused_log, audit_refusal_log;
 };
 
 }  // namespace gh::proxy

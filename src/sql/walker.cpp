@@ -146,15 +146,10 @@ void Walker::node(std::string_view name, const JValue& body) {
     // the referenced table's columns.
     auto ddl_columns = [&](const char* key) {
       if (const JValue* cols = body.get(key); cols && cols->is_array())
-        for (const JValue& c : *cols)
-          if (const std::string_view col = string_node(c); !col.empty())
-            for (std::size_t r = 0; r < rels_.size(); ++r)
-              if (rels_[r].access & kDdl) add_read(static_cast<int>(r), col);
+        for (const JValue& c : *cols) read_ddl_column(string_node(c));
     };
     if (name == "IndexElem") {
-      if (const std::string_view col = body.get_str("name"); !col.empty())
-        for (std::size_t r = 0; r < rels_.size(); ++r)
-          if (rels_[r].access & kDdl) add_read(static_cast<int>(r), col);
+      read_ddl_column(body.get_str("name"));
     } else {
       ddl_columns("keys");
       ddl_columns("fk_attrs");
@@ -163,7 +158,7 @@ void Walker::node(std::string_view name, const JValue& body) {
         const int r = rel(pk->get_str("schemaname"), pk->get_str("relname"));
         add_access(r, kRead);
         const JValue* cols = body.get("pk_attrs");
-        if (cols && cols->is_array() && cols->count > 0) {
+        if (non_empty_array(cols)) {
           for (const JValue& c : *cols) add_read(r, string_node(c));
         } else {
           rels_[static_cast<std::size_t>(r)].all = true;  // its primary key, whichever columns
@@ -220,6 +215,12 @@ void Walker::add_access(int r, std::uint8_t bits) {
   if (r < 0) return;
   if (plan_only_ && bits != 0) bits = kRead;
   rels_[static_cast<std::size_t>(r)].access |= bits;
+}
+
+void Walker::read_ddl_column(std::string_view column) {
+  if (column.empty()) return;
+  for (std::size_t r = 0; r < rels_.size(); ++r)
+    if (rels_[r].access & kDdl) add_read(static_cast<int>(r), column);
 }
 
 void Walker::add_read(int r, std::string_view column) {
@@ -510,9 +511,7 @@ void Walker::unqualified_column(std::string_view col) {
     // is one of the relation the statement names: it reads it, now or whenever the server
     // evaluates it (found by adversarial testing: GENERATED ALWAYS AS (email) copied a classified
     // column into an unclassified one).
-    if (in_ddl_ && !plan_only_)
-      for (std::size_t r = 0; r < rels_.size(); ++r)
-        if (rels_[r].access & kDdl) add_read(static_cast<int>(r), col);
+    if (in_ddl_ && !plan_only_) read_ddl_column(col);
     return;
   }
   add_read(bound->rel, col);

@@ -95,6 +95,9 @@ class Walker {
   int rel(std::string_view schema, std::string_view name);
   void add_access(int rel, std::uint8_t bits);
   void add_read(int rel, std::string_view column);
+  // A column a DDL statement names without a relation: one of the relation(s) the statement
+  // defines or alters, read (now, or whenever the server evaluates it).
+  void read_ddl_column(std::string_view column);
   void add_written(int rel, std::string_view column);
   void add_kind(StatementKind kind);
   void add_setting(std::string_view name);
