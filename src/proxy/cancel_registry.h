@@ -1,6 +1,10 @@
 #pragma once
 // Maps the BackendKeyData the proxy hands to clients onto the real backend's key and address.
-// Touched at connect, disconnect and cancel only — never per statement.
+// The client is given the server's own process id (so pg_backend_pid(), pg_stat_activity,
+// NOTIFY senders and pg_terminate_backend/pg_cancel_backend agree with what the client was told,
+// as client libraries and their test suites expect) with a secret of the proxy's own: the
+// server's secret never leaves the proxy. Process ids of different servers can be equal, so an
+// entry is found by the pair. Touched at connect, disconnect and cancel only, never per statement.
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -27,9 +31,10 @@ struct CancelRoute {
 
 class CancelRegistry {
  public:
-  // Returns a fresh key (unique process id, random secret) for `route`.
+  // Returns the key to give the client for `route`: the server's process id (a random one when
+  // the server sent none) and a fresh random secret, unique as a pair.
   protocol::BackendKeyData add(CancelRoute route);
-  void remove(std::uint32_t process_id);
+  void remove(const protocol::BackendKeyData& key);
   // The route when both process id and secret match.
   std::optional<CancelRoute> find(std::uint32_t process_id, std::uint32_t secret) const;
 
@@ -38,8 +43,9 @@ class CancelRegistry {
     std::uint32_t secret;
     CancelRoute route;
   };
+  bool taken(std::uint32_t process_id, std::uint32_t secret) const;  // under mu_
   mutable std::mutex mu_;
-  std::unordered_map<std::uint32_t, Entry> entries_;
+  std::unordered_multimap<std::uint32_t, Entry> entries_;  // by process id
   std::mt19937_64 rng_{std::random_device{}()};
 };
 

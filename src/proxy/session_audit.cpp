@@ -566,10 +566,12 @@ void Session::refuse_batch_for_audit(const Error& error, bool& rewritten, std::s
 void Session::watch_body(const protocol::ScanEvent& e, std::string_view chunk) {
   if (e.length < 4) return;
   if (e.type == 'A' && e.length >= 8 && chunk.size() >= e.body_offset + 4) {
-    // A notification from this session's own backend names the process ID the client was given
-    // (BackendKeyData is the proxy's), so "is this my own NOTIFY" checks keep working (found by
-    // adversarial testing with node-postgres). Patched in place: `chunk` views bout_. Other
-    // sessions' PIDs pass unchanged; a PID split across two reads is left as it is.
+    // Clients are given their server's process id (CancelRegistry), so notifications need no
+    // change, except from a server that sent no BackendKeyData: its own notifications name the
+    // id the client was given, so "is this my own NOTIFY" checks keep working (found by
+    // adversarial testing with node-postgres). Patched in place: `chunk` views bout_. A PID split
+    // across two reads is left as it is.
+    if (backend_key_.process_id == client_key_.process_id) return;
     char* pid = bout_.data() + (chunk.data() - bout_.data()) + e.body_offset;
     if (load_be32(pid) == backend_key_.process_id) store_be32(pid, client_key_.process_id);
     return;

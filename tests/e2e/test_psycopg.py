@@ -152,8 +152,9 @@ def test_listen_notify_between_two_proxy_sessions(gh):
 
 
 def test_own_notifications_carry_the_process_id_the_client_was_given(gh):
-    """Found by adversarial testing (node-postgres): BackendKeyData carries the proxy's process id,
-    notifications carried the backend's, so a client could not tell its own NOTIFY apart."""
+    """Found by adversarial testing (node-postgres): BackendKeyData carried a process id of the
+    proxy's, notifications the backend's, so a client could not tell its own NOTIFY apart. The
+    client is now given its server's process id, so all three agree."""
     with connect(gh, autocommit=True) as c:
         got = []
         c.add_notify_handler(got.append)
@@ -164,7 +165,7 @@ def test_own_notifications_carry_the_process_id_the_client_was_given(gh):
             c.execute("select 1")
         assert got and got[0].payload == "mine"
         assert got[0].pid == c.info.backend_pid  # the id from BackendKeyData
-        assert got[0].pid != c.execute("select pg_backend_pid()").fetchone()[0]
+        assert got[0].pid == c.execute("select pg_backend_pid()").fetchone()[0]
 
 
 def test_listen_notify_delivered_while_idle(gh):
@@ -274,6 +275,33 @@ def test_cancel_from_another_thread(gh):
         assert "canceling statement due to user request" in str(ei.value)
         c.rollback()
         assert c.execute("select 'alive'").fetchone() == ("alive",)
+
+
+def test_backend_pid_is_the_servers(gh):
+    """Client libraries' own test suites compare conn.info.backend_pid (BackendKeyData) with
+    pg_backend_pid() and end or cancel a connection with pg_terminate_backend/pg_cancel_backend
+    of that id. The proxy used to give out a process id of its own, so those calls returned false."""
+    with connect(gh, autocommit=True) as victim, connect(gh, autocommit=True) as other:
+        pid = victim.info.backend_pid
+        assert pid == victim.execute("select pg_backend_pid()").fetchone()[0]
+        assert other.info.backend_pid != pid
+        assert other.execute("select count(*) from pg_stat_activity where pid = %s", (pid,)).fetchone() == (1,)
+
+        timer = threading.Timer(1.0, lambda: other.execute("select pg_cancel_backend(%s)", (pid,)))
+        timer.start()
+        try:
+            with pytest.raises(errors.QueryCanceled):
+                victim.execute("select pg_sleep(30)")
+        finally:
+            timer.cancel()
+        assert victim.execute("select 'still here'").fetchone() == ("still here",)
+        victim.cancel()  # the protocol's cancel still reaches the server with the proxy's secret
+        assert victim.execute("select 'after cancel'").fetchone() == ("after cancel",)
+
+        assert other.execute("select pg_terminate_backend(%s)", (pid,)).fetchone() == (True,)
+        with pytest.raises(psycopg.OperationalError):
+            victim.execute("select 1")
+        assert other.execute("select 'other lives'").fetchone() == ("other lives",)
 
 
 def test_identity_setting_visible_to_database(gh):
