@@ -84,6 +84,22 @@ bool server_access(const sql::Statement& s, std::string* what) {
   return true;
 }
 
+bool remote_access(const sql::Statement& s, std::string* what) {
+  if (!s.remote_access) return false;
+  if (what) {
+    bool calls = false;
+    for (const auto& f : s.functions) calls |= f.rfind("dblink", 0) == 0 || f.find(".dblink") != std::string::npos;
+    *what = calls ? std::string("a dblink call") : describe_statement(s) + " (a link to another database server)";
+  }
+  return true;
+}
+
+bool extensions(const sql::Statement& s, std::string* what) {
+  if (!s.extension) return false;
+  if (what) *what = describe_statement(s) + " (installs or changes code that runs inside the database server)";
+  return true;
+}
+
 bool alter_system(const sql::Statement& s, std::string* what) {
   if (!has_kind(s, StatementKind::AlterSystem)) return false;
   if (what) *what = "ALTER SYSTEM";
@@ -163,6 +179,18 @@ const std::vector<Guardrail>& guardrails() {
        "it runs programs or touches files on the database server",
        "Use COPY ... FROM STDIN / TO STDOUT (psql's \\copy) to move data through your own client instead.",
        server_access},
+      {"guardrail.remote_access",
+       "dblink calls and links to other servers (CREATE/ALTER SERVER, USER MAPPING, SUBSCRIPTION, IMPORT FOREIGN "
+       "SCHEMA, CREATE EXTENSION dblink / postgres_fdw)",
+       "it runs SQL on another database server (or brings another server's data in) where the proxy cannot check it",
+       "Connect to the other database through its own Gatehouse target; if a link is intended, ask a policy owner to "
+       "allow it with a rule named guardrail.remote_access.",
+       remote_access},
+      {"guardrail.extensions", "CREATE EXTENSION and ALTER EXTENSION",
+       "an extension installs code that runs inside the database server with its privileges",
+       "Install and update extensions through your reviewed migration process, or ask a policy owner to allow it "
+       "with a rule named guardrail.extensions.",
+       extensions},
       {"guardrail.alter_system", "ALTER SYSTEM", "it changes the server's configuration for everyone",
        "Change server settings through configuration management, not a SQL session.", alter_system},
       {"guardrail.opaque_code", "DO blocks, CREATE FUNCTION/PROCEDURE bodies, dynamic SQL",

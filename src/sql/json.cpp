@@ -79,6 +79,7 @@ Json statement_json(const Statement& s) {
   put_flag(j, "server_file_access", s.server_file_access);
   put_flag(j, "server_program", s.server_program);
   put_flag(j, "remote_access", s.remote_access);
+  put_flag(j, "extension", s.extension);
   put_flag(j, "role_change", s.role_change);
   put_flag(j, "transaction_control", s.transaction_control);
   put_flag(j, "destructive_alter", s.destructive_alter);

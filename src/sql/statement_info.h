@@ -112,6 +112,7 @@ struct Statement {
                                    // pg_ls_dir, adminpack, file_fdw, ...
   bool server_program = false;     // COPY ... PROGRAM
   bool remote_access = false;      // dblink*, postgres_fdw foreign servers
+  bool extension = false;          // CREATE/ALTER EXTENSION: installs or changes code the server runs
   bool role_change = false;        // SET ROLE, SET SESSION AUTHORIZATION, role DDL
   std::vector<std::string> roles_altered;  // roles ALTER/DROP/RENAME ROLE and ALTER ROLE ... SET
                                            // change, as the server reads their names; "" for the

@@ -647,6 +647,7 @@ bool Walker::utility(std::string_view name, const JValue& b, Mode mode) {
     }
   } else if (name == "CreateExtensionStmt") {
     add_kind(K::Create);
+    out_.extension = true;
     std::string ext = lower(b.get_str("extname"));
     if (ext == "file_fdw" || ext == "adminpack") out_.server_file_access = true;
     if (ext == "dblink" || ext == "postgres_fdw") out_.remote_access = true;
@@ -697,6 +698,7 @@ bool Walker::utility(std::string_view name, const JValue& b, Mode mode) {
       return true;
     }
     add_kind(it->second.kind);
+    if (name == "AlterExtensionStmt" || name == "AlterExtensionContentsStmt") out_.extension = true;
     switch (it->second.how) {
       case How::Ddl:
         ddl_walk(kDdl);
@@ -788,6 +790,7 @@ void merge_executed(Statement& into, const Statement& from) {
   into.server_file_access = into.server_file_access || from.server_file_access;
   into.server_program = into.server_program || from.server_program;
   into.remote_access = into.remote_access || from.remote_access;
+  into.extension = into.extension || from.extension;
   into.role_change = into.role_change || from.role_change;
   into.transaction_control = into.transaction_control || from.transaction_control;
   into.destructive_alter = into.destructive_alter || from.destructive_alter;

@@ -242,6 +242,12 @@ def _auto_conf_untouched(direct, t, conn):
                           ).fetchone() == (0,)
 
 
+def _no_extension(name):
+    def check(direct, t, conn):
+        assert direct.execute("SELECT count(*) FROM pg_extension WHERE extname = %s", (name,)).fetchone() == (0,)
+    return check
+
+
 def _no_file(path):
     def check(direct, t, conn):
         p = path.format(t=t)
@@ -375,6 +381,15 @@ CASES = [
     Case("smuggle-insert-copy-program", "guardrail.server_access",
          "INSERT INTO {t} VALUES (100, 'x', 0); COPY {t} TO PROGRAM 'touch /tmp/gh_pol_pwned2_{t}'",
          check=_no_file("/tmp/gh_pol_pwned2_{t}")),
+    # guardrail.remote_access and guardrail.extensions
+    Case("create-extension-dblink", "guardrail.remote_access", "CREATE EXTENSION IF NOT EXISTS dblink",
+         check=_no_extension("dblink")),
+    Case("create-server", "guardrail.remote_access",
+         "CREATE SERVER gh_srv_{t} FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host '127.0.0.1')"),
+    Case("dblink-exec", "guardrail.remote_access",
+         "SELECT dblink_exec('dbname=postgres', 'DROP TABLE {t}')"),
+    Case("create-extension", "guardrail.extensions", "create extension if not exists pgcrypto",
+         check=_no_extension("pgcrypto")),
     # guardrail.alter_system
     Case("alter-system", "guardrail.alter_system", "ALTER SYSTEM SET work_mem = '77MB'", check=_auto_conf_untouched),
     Case("alter-system-reset", "guardrail.alter_system", "alter system reset all", check=_auto_conf_untouched),

@@ -304,6 +304,27 @@ def test_backend_pid_is_the_servers(gh):
         assert other.execute("select 'other lives'").fetchone() == ("other lives",)
 
 
+@pytest.mark.parametrize("text", ["select 1 +", "selec 1", "select 'unterminated", "select 1 /* open",
+                                  "select E'\\xff'"])
+def test_refused_syntax_errors_read_as_the_servers(gh, pg, text):
+    """Drivers' and their test suites' checks of a syntax error's message must pass through the
+    proxy: the text the proxy refuses because it cannot parse it gets the server's own message,
+    SQLSTATE and position; Gatehouse is named in the hint."""
+    def error_of(c):
+        with pytest.raises(psycopg.Error) as ei:
+            c.execute(text)
+        d = ei.value.diag
+        return d.sqlstate, d.message_primary, d.statement_position
+    with psycopg.connect(pg.dsn(), autocommit=True) as direct:
+        want = error_of(direct)
+    with connect(gh, autocommit=True) as c:
+        got = error_of(c)
+        with pytest.raises(psycopg.Error) as ei:
+            c.execute(text)
+        assert "Gatehouse" in (ei.value.diag.message_hint or "")
+    assert got == want
+
+
 def test_identity_setting_visible_to_database(gh):
     with connect(gh, user="bob", password="bob-secret") as c:
         assert c.execute("select current_setting('gatehouse.identity')").fetchone() == ("bob",)

@@ -177,7 +177,9 @@ TEST(Guardrails, IdentitySettingsAreProtectedEverywhere) {
 }
 
 TEST(Guardrails, Registry) {
-  EXPECT_EQ(guardrails().size(), 10u);
+  EXPECT_EQ(guardrails().size(), 12u);
+  EXPECT_EQ(find_guardrail("remote_access")->name, "guardrail.remote_access");
+  EXPECT_EQ(find_guardrail("guardrail.extensions")->name, "guardrail.extensions");
   EXPECT_EQ(find_guardrail("drop")->name, "guardrail.drop");
   EXPECT_EQ(find_guardrail("guardrail.drop_database")->name, "guardrail.drop_database");
   EXPECT_EQ(find_guardrail("guardrail.nope"), nullptr);
