@@ -475,7 +475,17 @@ void route(httplib::Server& s, bool post, const std::string& pattern, const char
     for (const auto& [k, v] : req.params) c.act.query += (c.act.query.empty() ? "" : "&") + k + "=" + v;
     if (req.matches.size() > 1) c.act.object = req.matches[1];
     try {
-      if (authenticate(c)) fn(c);
+      // A query parameter given twice is refused, not read as its first or last value: a filter in
+      // front of the API (a gateway, a log rule) may read the other one (parameter pollution).
+      std::string twice;
+      for (auto it = req.params.begin(); it != req.params.end() && twice.empty(); ++it)
+        if (req.params.count(it->first) > 1) twice = it->first;
+      if (!authenticate(c)) {
+      } else if (!twice.empty()) {
+        reply_error(c, 400, "bad_request", "query parameter \"" + twice + "\" given more than once");
+      } else {
+        fn(c);
+      }
     } catch (const std::exception& e) {
       spdlog::error("admin api {}: {}", action, e.what());
       reply_error(c, 500, "internal", "internal error");

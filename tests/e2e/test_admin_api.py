@@ -345,7 +345,10 @@ def test_statement_approvals_unknown_ids_filters_and_authorization(proxy, tok):
     rid = request_access(proxy, tok.agent, reason="wrong endpoint")["id"]
     assert post(proxy, f"/api/v1/approvals/{rid}/approve", tok.bob, {})[0] == 404
     for query, text in [("state=maybe", "state:"), ("limit=0", "limit:"), ("limit=abc", "limit:"),
-                        ("colour=red", "unknown query parameter"), ("state=%FF", "state:")]:
+                        ("colour=red", "unknown query parameter"), ("state=%FF", "state:"),
+                        # parameter pollution: a filter in front may read the other value
+                        ("state=pending&state=approved", "given more than once"),
+                        ("target=a&limit=5&target=b", "given more than once")]:
         status, _, doc = get(proxy, f"/api/v1/approvals?{query}", tok.bob)
         assert status == 400 and text in doc["message"], (query, doc)
     assert post(proxy, "/api/v1/approvals/apr_x/reject", tok.bob, {})[0] == 400  # no reason
@@ -374,6 +377,10 @@ def test_the_audit_trail_is_read_by_auditors_and_admins_only(proxy, tok):
     for who in (tok.carol, tok.sam):  # auditor, admin
         status, _, doc = get(proxy, "/api/v1/audit?limit=5&type=admin", who)
         assert status == 200 and isinstance(doc["records"], list) and "next_cursor" in doc, doc
+    # a filter given twice is refused (not read as one of its values), after the caller is known
+    status, _, doc = get(proxy, "/api/v1/audit?identity=alice&identity=bob", tok.carol)
+    assert status == 400 and "given more than once" in doc["message"], doc
+    assert get(proxy, "/api/v1/audit?identity=alice&identity=bob")[0] == 401
     # Refused reads are recorded with who tried, and so are the reads themselves.
     def reads(status: str, subject: str) -> list[dict]:
         _, _, d = get(proxy, "/api/v1/audit?limit=200&type=admin", tok.sam)
