@@ -314,7 +314,7 @@ int cmd_tail() {
         }
         audit::SearchFilter g = *f;
         if (g.type.empty() && h.record.index.type == "result") g.type = "result";
-        if (!audit::matches(h.record.index, g)) return true;
+        if (!audit::matches(h.record.index, g, h.record.body)) return true;
         print_hit(h, args().format);
         return true;
       });

@@ -175,8 +175,10 @@ Where where_of(const SearchFilter& f) {
   Where w;
   if (!f.identity.empty()) {
     // The pattern has no brackets (set_filter refuses them), so GLOB sees only * and ?.
+    // A failed login has no subject: the user name the client gave is in the body.
     w.add("(lower(a.subject) GLOB ?", lower(f.identity));
-    w.sql += " OR lower(a.email) GLOB ?)";
+    w.sql += " OR lower(a.email) GLOB ? OR (a.subject = '' AND lower(json_extract(a.body, '$.identity.user')) GLOB ?))";
+    w.binds.emplace_back(lower(f.identity));
     w.binds.emplace_back(lower(f.identity));
   }
   if (!f.group.empty()) w.add("instr(a.groups, ?) > 0", "," + f.group + ",");
@@ -371,7 +373,7 @@ class JsonLinesReader final : public AuditReader {
   Result<void> each(const SearchFilter& f, const std::function<bool(const Record&)>& fn) override {
     return lines(0, [&](const StoredRecord& s) {
       auto r = indexed(s);
-      if (!r || !matches(r->index, f)) return true;
+      if (!r || !matches(r->index, f, r->body)) return true;
       if (!f.outcome.empty() && r->index.type == "statement" && r->index.outcome != f.outcome) return true;
       return fn(*r);
     });
@@ -409,7 +411,7 @@ class JsonLinesReader final : public AuditReader {
       auto rec = indexed(s);
       if (!rec) return true;
       count_run(*rec);
-      if (!matches(rec->index, f)) return true;
+      if (!matches(rec->index, f, rec->body)) return true;
       if (!f.outcome.empty() && rec->index.type == "statement" && rec->index.outcome != f.outcome &&
           !outcome_keys.count(key(*rec)))
         return true;
@@ -513,10 +515,24 @@ std::int64_t days_from_civil(int y, unsigned m, unsigned d) {  // Howard Hinnant
 
 }  // namespace
 
-bool matches(const RecordIndex& x, const SearchFilter& f) {
+std::string login_user_of(std::string_view body) {
+  auto j = json::parse(body, nullptr, false);
+  if (!j.is_object()) return {};
+  auto id = j.find("identity");
+  if (id == j.end() || !id->is_object()) return {};
+  auto u = id->find("user");
+  return u != id->end() && u->is_string() ? u->get<std::string>() : std::string();
+}
+
+bool matches(const RecordIndex& x, const SearchFilter& f, std::string_view body) {
   if (!f.identity.empty()) {
     auto g = policy::Glob::parse(f.identity, true);
-    if (!g || !(g->matches(x.subject) || g->matches(x.email))) return false;
+    if (!g) return false;
+    if (!g->matches(x.subject) && !g->matches(x.email)) {
+      if (!x.subject.empty() || body.empty()) return false;
+      const std::string user = login_user_of(body);
+      if (user.empty() || !g->matches(user)) return false;
+    }
   }
   if (!f.group.empty() && !contains_item(x.groups, f.group)) return false;
   if (!f.target.empty() && x.target != f.target) return false;

@@ -79,8 +79,13 @@ class AuditReader {
 };
 
 // True when the record's index satisfies the filter, except `outcome` on a Statement (which needs
-// its Result) and the cursor. The reference semantics the SQLite query follows.
-bool matches(const RecordIndex& x, const SearchFilter& f);
+// its Result) and the cursor. The reference semantics the SQLite query follows. `identity` also
+// matches the user name a client gave in a record without a subject (a failed login): `body`
+// is read for it then.
+bool matches(const RecordIndex& x, const SearchFilter& f, std::string_view body = {});
+
+// The user name a client gave (the body's identity.user); "" when there is none.
+std::string login_user_of(std::string_view body);
 
 // Sets one filter field from a textual key/value (CLI option, HTTP query parameter): identity,
 // group, target, kind, table, tag, decision, rule, type, outcome, node, since, until, text, limit,

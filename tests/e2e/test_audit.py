@@ -198,6 +198,12 @@ def test_statements_are_recorded_with_identity_decision_rows_outcome_and_sqlstat
     assert failed[0]["sqlstate"] == "28P01" and failed[0]["outcome"] == "refused"
     assert failed[0]["identity"]["user"] == "alice"
     assert "wrong-password" not in store.read_bytes().decode(errors="replace")
+    # A failed login has no subject: searching by the user name the client gave finds it, as
+    # does the admin API's search (same reader). Before, --identity alice missed it.
+    by_name = [h for h in search(store, "--identity", "ALICE") if h["type"] == "connect_failed"]
+    assert [h["seq"] for h in by_name] == [failed[0]["seq"]]
+    assert not [h for h in search(store, "--identity", "bob") if h["type"] == "connect_failed"]
+    assert [h["seq"] for h in search(store, "--identity", "al*", "--type", "connect_failed")] == [failed[0]["seq"]]
 
     # The same facts straight from the SQLite columns.
     rows = db_rows(store, "SELECT s.type, s.subject, s.target, s.environment, s.decision, s.rule,"

@@ -16,7 +16,7 @@ using nlohmann::json;
 struct Spec {
   std::int64_t t = 0;  // seconds after 2026-01-01T00:00:00Z
   std::string type = "statement";
-  std::string subject = "alice", email = "Alice@Example.com";
+  std::string subject = "alice", email = "Alice@Example.com", user;
   std::vector<std::string> groups = {"eng"};
   std::string target = "prod";
   std::int64_t session = 1, statement = 0;
@@ -36,6 +36,7 @@ std::vector<Record> make(const std::vector<Spec>& specs) {
               {"time_us", (kBase + s.t) * 1'000'000}, {"type", s.type}, {"node", "n1"}};
     j["session"] = s.session;
     j["identity"] = {{"subject", s.subject}, {"email", s.email}, {"groups", s.groups}, {"kind", "human"}};
+    if (!s.user.empty()) j["identity"]["user"] = s.user;
     j["target"] = s.target;
     if (s.statement) j["statement"] = s.statement;
     if (s.type == "statement") {
@@ -90,8 +91,8 @@ std::vector<Spec> sample() {
 struct Stores {
   TempDir dir;
   std::unique_ptr<AuditReader> sqlite, jsonl;
-  Stores() {
-    auto records = make(sample());
+  explicit Stores(const std::vector<Spec>& specs = sample()) {
+    auto records = make(specs);
     const auto db = dir.file("a.db"), file = dir.file("a.jsonl");
     {
       auto s = open_sqlite_sink(db, false);
@@ -150,6 +151,24 @@ TEST(AuditSearch, Filters) {
   expect_both(s, filter({{"since", "2026-01-01T00:00:20Z"}, {"until", "2026-01-01T00:00:40Z"}}), {5, 3});
   expect_both(s, filter({{"text", "drop table"}}), {5});
   expect_both(s, filter({{"identity", "alice*"}, {"decision", "allow"}}), {1});
+}
+
+TEST(AuditSearch, IdentityFindsAFailedLoginByTheUserNameGiven) {
+  // A failed login has no subject (nobody was authenticated); the name the client gave is in
+  // identity.user. Searching for that name must find it, in both stores.
+  std::vector<Spec> v = sample();
+  Spec f;
+  f.t = 60, f.type = "connect_failed", f.subject = "", f.email = "", f.groups = {}, f.user = "Mallory";
+  f.text = "password authentication failed";
+  v.push_back(f);
+  Spec ok;  // a logged-in session whose client gave another name: found by its subject only
+  ok.t = 70, ok.type = "connect", ok.subject = "alice", ok.user = "mallory", ok.text = "";
+  v.push_back(ok);
+  Stores s(v);
+  expect_both(s, filter({{"identity", "mallory"}}), {8});
+  expect_both(s, filter({{"identity", "MALL*"}, {"type", "connect_failed"}}), {8});
+  expect_both(s, filter({{"identity", "alice"}, {"type", "connect"}}), {9});
+  expect_both(s, filter({{"identity", "bob"}, {"type", "connect_failed"}}), {});
 }
 
 TEST(AuditSearch, OutcomeComesFromTheResultRecord) {
