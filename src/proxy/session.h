@@ -165,6 +165,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void audit_parse_refused(const std::shared_ptr<const sql::Analysis>& analysis, const policy::Decision& d,
                            std::string_view text);
   void audit_bind(std::string_view body);
+  static void read_param_values(std::string_view body, std::size_t pos, std::vector<std::optional<std::string>>& out,
+                                bool& binary);
   // An Execute held for approval and then refused (session_hold.cpp).
   void audit_execute_refused(std::string_view body, const policy::Decision& d, std::string_view sqlstate);
   void audit_execute(std::string_view body);

@@ -204,7 +204,13 @@ void Session::audit_bind(std::string_view body) {
     p.decision.reset();
   }
   if (rt_->config->audit.parameters == config::Audit::Params::None) return;
-  // Parameter format codes, then the values.
+  read_param_values(body, pos, p.params, p.binary);
+}
+
+// Parameter format codes, then the values: the layout Bind and FunctionCall share. Binary values
+// are recorded by size. Stops at a malformed value (what was read stays).
+void Session::read_param_values(std::string_view body, std::size_t pos, std::vector<std::optional<std::string>>& out,
+                                bool& binary) {
   if (body.size() < pos + 2) return;
   const std::uint16_t nfmt = load_be16(body.data() + pos);
   pos += 2;
@@ -213,22 +219,22 @@ void Session::audit_bind(std::string_view body) {
   pos += 2u * nfmt;
   const std::uint16_t nparams = load_be16(body.data() + pos);
   pos += 2;
-  p.params.reserve(nparams);
+  out.reserve(nparams);
   for (std::uint16_t i = 0; i < nparams; ++i) {
     if (body.size() < pos + 4) return;
     const auto len = std::int32_t(load_be32(body.data() + pos));
     pos += 4;
     if (len < 0) {
-      p.params.emplace_back(std::nullopt);
+      out.emplace_back(std::nullopt);
       continue;
     }
     if (body.size() < pos + std::size_t(len)) return;
     const std::uint16_t fmt = nfmt == 0 ? 0 : load_be16(fmts + 2 * (nfmt == 1 ? 0 : std::min<std::uint16_t>(i, nfmt - 1)));
     if (fmt == 1) {
-      p.binary = true;
-      p.params.emplace_back(fmt::format("<binary {} bytes>", len));
+      binary = true;
+      out.emplace_back(fmt::format("<binary {} bytes>", len));
     } else {
-      p.params.emplace_back(std::string(body.substr(pos, std::size_t(len))));
+      out.emplace_back(std::string(body.substr(pos, std::size_t(len))));
     }
     pos += std::size_t(len);
   }

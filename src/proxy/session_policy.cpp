@@ -479,9 +479,12 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
       if (judged == a) judged = analysis.get();
       a = analysis.get();
     }
-    if (type != 'P')
+    if (type != 'P') {
       audit_query(type, analysis, d, !allowed, query_text_of(type, body));
-    else if (!allowed)
+      // A fast-path call's arguments are its parameters (lo_write's data, lo_open's mode, ...).
+      if (type == 'F' && rt_->config->audit.parameters != config::Audit::Params::None)
+        read_param_values(body, 4, audit_batch_.back().params, audit_batch_.back().params_binary);
+    } else if (!allowed)
       audit_parse_refused(analysis, d, query_text_of(type, body));
   }
   if (d.action == policy::Action::Allow || review_at_execute) {

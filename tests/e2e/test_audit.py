@@ -280,6 +280,23 @@ def recorded_values(store: Path, table: str) -> list[str]:
     return out
 
 
+def test_fast_path_calls_are_recorded_with_their_arguments(make_proxy, pg, tmp_path):
+    """psql's \\lo_import writes through fast-path FunctionCalls (lo_open, lowrite, lo_close):
+    each is a statement record whose parameters are the call's arguments (binary ones by size).
+    Before, the arguments were not recorded at all."""
+    proxy = make_proxy(targets=[target("app", pg.port, password=pg.password)])
+    store = store_of(proxy)
+    data = tmp_path / "blob.bin"
+    data.write_bytes(b"x" * 1234)
+    r = psql(proxy, "-c", f"\\lo_import {data}", check=False)
+    assert r.returncode == 0 and "lo_import" in r.stdout, (r.stdout, r.stderr)
+    assert proxy.stop() == 0
+    calls = [h for h in search(store) if h.get("sql", {}).get("protocol") == "F"]
+    assert calls, "no fast-path call recorded"
+    params = [p for h in calls for p in h["sql"].get("params", [])]
+    assert "<binary 1234 bytes>" in params, [h["sql"] for h in calls]
+
+
 @pytest.mark.parametrize("durability", ["required", "buffered"])
 def test_kill_9_under_load_keeps_the_chain_and_the_records_clients_saw(make_proxy, pg, durability, tmp_path):
     t = fresh_table(pg, "v text PRIMARY KEY")
