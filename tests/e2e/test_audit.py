@@ -290,6 +290,7 @@ def test_fast_path_calls_are_recorded_with_their_arguments(make_proxy, pg, tmp_p
     data.write_bytes(b"x" * 1234)
     r = psql(proxy, "-c", f"\\lo_import {data}", check=False)
     assert r.returncode == 0 and "lo_import" in r.stdout, (r.stdout, r.stderr)
+    pg.psql(f"SELECT lo_unlink({int(r.stdout.split()[-1])})")  # the cluster is shared with other tests
     assert proxy.stop() == 0
     calls = [h for h in search(store) if h.get("sql", {}).get("protocol") == "F"]
     assert calls, "no fast-path call recorded"
