@@ -5,10 +5,17 @@
 namespace gh::proxy {
 
 void LoginThrottle::forget_stale(Clock::time_point now) {
-  if (by_key_.size() > 100000)  // a scan from many addresses: forget the stale ones
-    std::erase_if(by_key_, [&](const auto& kv) {
-      return now - kv.second.window_start > kWindow && kv.second.next_turn <= now;
-    });
+  // A scan from many addresses: forget the stale entries.
+  for (auto* m : {&by_key_, &by_address_})
+    if (m->size() > 100000) std::erase_if(*m, [&](const auto& kv) { return stale(kv.second, now); });
+}
+
+LoginThrottle::Clock::time_point LoginThrottle::turn(const Entry& e, unsigned free, Clock::time_point now,
+                                                     std::chrono::milliseconds max_delay) {
+  if (e.failures < free) return now;
+  const unsigned doublings = std::min(e.failures + e.waiting - free, 16u);
+  const auto delay = std::min(max_delay, std::chrono::milliseconds(250) * (1u << doublings));
+  return std::max(now, e.next_turn) + delay;
 }
 
 std::optional<std::chrono::milliseconds> LoginThrottle::admit(const std::string& address, const std::string& user,
@@ -17,21 +24,34 @@ std::optional<std::chrono::milliseconds> LoginThrottle::admit(const std::string&
                                                               std::chrono::milliseconds max_wait) {
   if (max_delay.count() <= 0) return std::chrono::milliseconds(0);
   std::lock_guard lk(mu_);
-  auto it = by_key_.find(key(address, user));
-  if (it == by_key_.end()) return std::chrono::milliseconds(0);
-  Entry& e = it->second;
-  if (now - e.window_start > kWindow && e.next_turn <= now) {  // quiet for a minute: start over
-    by_key_.erase(it);
-    return std::chrono::milliseconds(0);
+  // Entries quiet for a minute start over.
+  Entry* u = nullptr;
+  if (auto it = by_key_.find(key(address, user)); it != by_key_.end()) {
+    if (stale(it->second, now))
+      by_key_.erase(it);
+    else
+      u = &it->second;
   }
-  if (e.failures < kFree) return std::chrono::milliseconds(0);
-  const unsigned doublings = std::min(e.failures + e.waiting - kFree, 16u);
-  const auto delay = std::min(max_delay, std::chrono::milliseconds(250) * (1u << doublings));
-  const auto turn = std::max(now, e.next_turn) + delay;
-  const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(turn - now);
+  Entry* a = nullptr;
+  if (auto it = by_address_.find(address); it != by_address_.end()) {
+    if (stale(it->second, now))
+      by_address_.erase(it);
+    else
+      a = &it->second;
+  }
+  const auto user_turn = u ? turn(*u, kFree, now, max_delay) : now;
+  const auto address_turn = a ? turn(*a, kFreeUsers, now, max_delay) : now;
+  const auto at = std::max(user_turn, address_turn);
+  const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(at - now);
   if (wait > max_wait) return std::nullopt;
-  e.next_turn = turn;
-  ++e.waiting;
+  if (u && user_turn > now) {
+    u->next_turn = user_turn;
+    ++u->waiting;
+  }
+  if (a && address_turn > now) {
+    a->next_turn = address_turn;
+    ++a->waiting;
+  }
   return wait;
 }
 
@@ -39,17 +59,31 @@ void LoginThrottle::on_failure(const std::string& address, const std::string& us
   std::lock_guard lk(mu_);
   forget_stale(now);
   auto& e = by_key_[key(address, user)];
-  if (e.failures == 0 || (now - e.window_start > kWindow && e.next_turn <= now)) {
+  if (e.failures == 0 || stale(e, now)) {
     e.failures = 0;
     e.window_start = now;
   }
   ++e.failures;
   if (e.waiting > 0) --e.waiting;
+
+  auto& a = by_address_[address];
+  if (a.users.empty() || stale(a, now)) {
+    a.failures = 0;
+    a.users.clear();
+    a.window_start = now;
+  }
+  if (a.waiting > 0) --a.waiting;
+  if (std::find(a.users.begin(), a.users.end(), user) == a.users.end() && a.users.size() < kFreeUsers + 64) {
+    a.users.push_back(user);
+    ++a.failures;
+  }
 }
 
 void LoginThrottle::on_success(const std::string& address, const std::string& user) {
   std::lock_guard lk(mu_);
   by_key_.erase(key(address, user));
+  // A login that got through does not forgive the address's failures, but its turn is over.
+  if (auto it = by_address_.find(address); it != by_address_.end() && it->second.waiting > 0) --it->second.waiting;
 }
 
 }  // namespace gh::proxy

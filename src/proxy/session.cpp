@@ -429,9 +429,9 @@ awaitable<bool> Session::authenticate(const protocol::StartupMessage& startup) {
     if (!wait) {
       metrics_.auth_failures.fetch_add(1, std::memory_order_relaxed);
       co_await fail_client(fatal("28000", "too many failed logins for user \"" + *user +
-                                              "\" from your address; try again in a minute",
+                                              "\" (or for many users) from your address; try again in a minute",
                                  "logins after repeated failures are taken one at a time"),
-                           "too many failed logins for this user from this address (not checked)");
+                           "too many failed logins for this user, or for many users, from this address (not checked)");
       co_return false;
     }
     if (wait->count() > 0) co_await sleep_for(*wait);

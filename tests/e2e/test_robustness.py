@@ -317,7 +317,7 @@ def test_parallel_password_guessing_is_taken_one_at_a_time(make_proxy):
     assert len(turned_away) == 20 - len(checked), results
     assert all(r["C"] == "28000" for r in turned_away)
     assert time.monotonic() - started < 15
-    assert "too many failed logins for this user from this address" in proxy.log()
+    assert "too many failed logins for this user, or for many users, from this address" in proxy.log()
     # Other users from the same address (a NAT, an application server) are not held up, and their
     # logins do not clear the record of alice's failures.
     t0 = time.monotonic()
@@ -326,6 +326,34 @@ def test_parallel_password_guessing_is_taken_one_at_a_time(make_proxy):
     t0 = time.monotonic()
     assert startup_error(proxy.port, "alice", "wrong", timeout=20)["C"] == "28P01"
     assert time.monotonic() - t0 >= 1.0
+
+
+def test_password_spraying_from_one_address_is_slowed(make_proxy):
+    """One password tried over many user names from one address: each name fails only once, so
+    the per-user throttle never starts. After 10 different users failed from an address within a
+    minute, every login from that address waits for its turn, and parallel guesses are turned away."""
+    from pgwire import startup_error
+    proxy = make_proxy()
+    t0 = time.monotonic()
+    for i in range(10):
+        assert startup_error(proxy.port, f"sprayed{i}", "Winter2026!")["C"] == "28P01"
+    assert time.monotonic() - t0 < 5  # the first ten are not held up
+    # A real user from that address now waits for a turn too (the address is being sprayed).
+    t0 = time.monotonic()
+    raw_connect(proxy.port, "bob", USERS["bob"], timeout=20).close()
+    assert time.monotonic() - t0 >= 0.2
+    results = []
+
+    def guess(i):
+        results.append(startup_error(proxy.port, f"burst{i}", "Winter2026!", timeout=20))
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    checked = [r for r in results if r["C"] == "28P01"]
+    assert len(results) == 20 and len(checked) <= 5, results
+    assert all(r["C"] == "28000" and "too many failed logins" in r["M"] for r in results if r not in checked)
 
 
 def test_missing_user_in_startup(gh):
