@@ -89,7 +89,12 @@ class Trail {
   // so a session that must wait for durability waits for one write(2), not for a thread switch.
   // Error: the journal cannot be written, or a sink is failing (the records are kept).
   // Falls back to submit() semantics (blocking until acknowledged) when the journal is fsynced.
-  [[nodiscard]] Result<void> write_now(std::vector<Event> events);
+  // `completed`: the events record what already happened (statements' outcomes, disconnects): when
+  // the journal cannot take them (full), they are kept in memory, in order, and journaled before
+  // the next records once it can (up to kMaxDeferred; beyond, they are counted as refused and
+  // logged), instead of being lost. Records that let something happen (a statement about to run)
+  // are never kept: their caller refuses what they were for.
+  [[nodiscard]] Result<void> write_now(std::vector<Event> events, bool completed = false);
   bool inline_writes() const { return !options_.fsync; }
 
   // One record per statement, written when it ends (with its outcome): before the statement
@@ -128,7 +133,12 @@ class Trail {
   void run();
   void write_batch(std::vector<Pending>& batch);
   // Under chain_mu_: seal, journal, hand over to the store thread. Error as for write_now.
-  Result<void> append(std::vector<Event>& events);
+  // Records deferred while the journal was full go first.
+  Result<void> append(std::vector<Event>& events, bool completed = false);
+  static constexpr std::size_t kMaxDeferred = 65536;
+  std::vector<Event> deferred_;  // under chain_mu_: completed records the full journal refused
+  std::atomic<bool> has_deferred_{false};
+  std::chrono::steady_clock::time_point deferred_retry_at_{};  // store thread only
   void maybe_checkpoint(bool force);
   // store thread: journal -> sinks
   void run_store();
@@ -195,12 +205,16 @@ class Trail {
   bool stopping_ = false;
   TrailStats stats_;
   OnceASecond refusal_log_;  // under mu_
+  OnceASecond deferred_log_;  // under mu_
   std::thread writer_;
 
   // Between the writer and the store thread (store_mu_).
   std::mutex store_mu_;
   std::condition_variable store_cv_;
   std::vector<Record> to_store_;            // journaled, not yet taken by the store thread
+  std::size_t to_store_bytes_ = 0;          // roughly what to_store_ holds (bounded)
+  bool to_store_skipping_ = false;          // records were journaled and not handed over, up to:
+  std::uint64_t to_store_skipped_through_ = 0;
   std::chrono::steady_clock::time_point to_store_since_{};
   std::uint64_t stored_all_seq_ = 0;        // every record up to here is in every sink
   bool sinks_healthy_ = true;
@@ -210,6 +224,7 @@ class Trail {
   // store thread only
   std::vector<std::unique_ptr<SinkState>> sinks_;
   std::vector<Record> pending_;  // journaled records not yet in every sink (all of them while pending_complete_)
+  std::size_t pending_bytes_ = 0;  // roughly what pending_ holds
   bool pending_complete_ = true;
   std::uint64_t last_seq_ = 0;   // newest record handed over
   std::uint64_t start_seq_ = 0;  // this run's Start record: retention waits until it is stored

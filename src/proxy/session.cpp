@@ -1135,6 +1135,19 @@ awaitable<End> Session::client_to_backend() {
   auto& m = metrics_;
   bool pending = !cin_.empty();  // bytes the client pipelined behind its authentication
   for (;;) {
+    if (!pending && audit_pending_.size() >= kMaxAuditInflight) {
+      // Backpressure: each statement in flight holds its audit record here (1-2.5 KB), while
+      // PostgreSQL holds only the bytes of its unread messages (found by adversarial testing: one
+      // session without Sync took the proxy to 3.4 GB). Read no more from the client until the
+      // server has answered half of them; a Flush makes it send the answers it holds back for a
+      // Sync (it has no answer of its own, and is ignored during COPY).
+      static constexpr char kFlush[] = {'H', 0, 0, 0, 4};
+      if (auto wec = co_await backend_->write_all(kFlush, sizeof kFlush)) co_return backend_io_end(wec);
+      audit_backpressure_ = true;
+      while (audit_pending_.size() >= kMaxAuditInflight / 2 && !ending_) co_await wait_relay_signal();
+      audit_backpressure_ = false;
+      if (ending_) co_return End{};
+    }
     if (!pending) {
       if (cin_.empty()) cin_.release_if_empty();
       if (cin_.write_room() == 0) cin_.compact();
@@ -1391,6 +1404,7 @@ awaitable<End> Session::backend_to_client() {
     if (ending_) co_return End{};
     if (wec) co_return client_io_end(wec);
     audit_flush_results();
+    if (audit_backpressure_ && audit_pending_.size() < kMaxAuditInflight / 2) relay_signal_.cancel();
     m.bytes_backend_to_client.fetch_add(consumed, std::memory_order_relaxed);
     if (saw_ready && server_.draining() && inflight_ == 0 && tx_status_ == 'I')
       co_return End{End::Kind::Shutdown,

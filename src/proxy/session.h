@@ -364,6 +364,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void audit_complete(AuditPending& p, const char* outcome);  // its record, with the outcome
   // The next n pending Queries were skipped by the backend; just_forwarded: the one just scanned.
   void audit_skipped(std::uint32_t n, bool just_forwarded);
+  // Statements in flight whose audit records wait here: beyond, the client is not read (backpressure).
+  static constexpr std::size_t kMaxAuditInflight = 10000;
+  bool audit_backpressure_ = false;  // the client side waits for answers (kMaxAuditInflight)
   // Executes of the current extended-protocol batch that ended well: recorded at its
   // ReadyForQuery, because the implicit commit at Sync can still fail (a deferred constraint).
   std::vector<audit::Event> batch_done_;

@@ -24,9 +24,11 @@ namespace gh::proxy {
 namespace {
 
 constexpr std::size_t kMaxPortals = 10000;
-// Executes kept for their batch's end (a few hundred bytes each); beyond, recorded at once with a
-// message that their batch's commit was still to come (found by adversarial testing at 1,000).
-constexpr std::size_t kMaxBatchDone = 100000;
+// Executes kept for their batch's end (their records, 1-2.5 KB each); beyond, recorded at once with
+// a message that their batch's commit was still to come (found by adversarial testing: at 1,000
+// JDBC batches lost the fact; at 100,000 one session without Sync held hundreds of MB, and with
+// its Executes also the audit intents every session uses).
+constexpr std::size_t kMaxBatchDone = 10000;
 constexpr std::size_t kKeptBody = 4096;  // of a long ErrorResponse, enough for SQLSTATE and message
 
 // "INSERT 0 5", "UPDATE 3", "SELECT 10", "COPY 7" -> the count; -1 when the tag has none.
@@ -322,7 +324,7 @@ void Session::audit_complete(AuditPending& p, const char* outcome) {
       batch_done_.push_back(std::move(r));
       return;
     }
-    r.message = "recorded before the end of its batch (over 100,000 Executes before Sync): if the commit at "
+    r.message = "recorded before the end of its batch (over 10,000 Executes before Sync): if the commit at "
                 "Sync failed, its changes were rolled back";
   }
   audit_results_.push_back(std::move(r));
@@ -455,7 +457,7 @@ void Session::audit_flush_results() {
     // On this thread, like the statements: no thread switch, and the chain keeps the session's
     // order. A failure is the store's: the records are kept in the journal or refused, and the
     // next statement is refused with the same error.
-    (void)trail->write_now(std::move(audit_results_));
+    (void)trail->write_now(std::move(audit_results_), true);
   } else {
     trail->submit(std::move(audit_results_), {});
   }
@@ -516,10 +518,9 @@ asio::awaitable<void> Session::audit_submit_batch(bool& rewritten, std::size_t p
     co_return;
   }
   if (trail->inline_writes() && !audit_results_.empty()) {
-    // Results of earlier statements first, so the chain keeps this session's order.
-    audit_results_.insert(audit_results_.end(), std::make_move_iterator(events.begin()),
-                          std::make_move_iterator(events.end()));
-    events = std::move(audit_results_);
+    // Results of earlier statements first, so the chain keeps this session's order; written as
+    // what already happened (kept for the journal if it is full), apart from the statements.
+    (void)trail->write_now(std::move(audit_results_), true);
     audit_results_.clear();
   }
   auto err = co_await audit_durable(std::move(events));

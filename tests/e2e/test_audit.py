@@ -280,6 +280,62 @@ def recorded_values(store: Path, table: str) -> list[str]:
     return out
 
 
+def test_a_long_pipeline_without_sync_keeps_the_proxy_small(make_proxy, pg):
+    """Found by adversarial testing: 1.2 million Executes sent without a Sync took the proxy to
+    3.4 GB (each statement in flight held its audit record, the store's queue held the rest), and
+    the allocator kept it. Statements in flight are now bounded per session (the client is read
+    again once the server answered), the store's queues are bounded, and every record arrives."""
+    import struct
+    import threading
+    import pgwire
+    proxy = make_proxy(targets=[target("app", pg.port, password=pg.password)])
+    store = store_of(proxy)
+
+    def anon_kib() -> int:
+        for line in open(f"/proc/{proxy.proc.pid}/status"):
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+        return 0
+    c = pgwire.Conn(proxy.port, timeout=300)
+    c.startup("alice", "alice-secret", "app")
+    n = 150_000
+    got = {"rows": 0, "ready": threading.Event(), "errors": []}
+
+    def reader():
+        while True:
+            t, body = c.read_message()
+            if t == b"C":
+                got["rows"] += 1
+            elif t == b"E":
+                got["errors"].append(pgwire.parse_error_fields(body))
+            elif t == b"Z":
+                got["ready"].set()
+                return
+    threading.Thread(target=reader, daemon=True).start()
+    before = anon_kib()
+    peak = before
+    c.send(pgwire.message(b"P", b"\0select $1::int, repeat('y', 100)\0" + struct.pack("!H", 0)))
+    for i in range(0, n, 2000):
+        c.send(b"".join(pgwire.message(b"B", b"\0\0" + struct.pack("!HH", 0, 1) + struct.pack("!i", len(str(j)))
+                                       + str(j).encode() + struct.pack("!H", 0))
+                        + pgwire.message(b"E", b"\0" + struct.pack("!i", 0)) for j in range(i, i + 2000)))
+        peak = max(peak, anon_kib())
+    c.send(pgwire.message(b"S"))
+    while not got["ready"].wait(0.2):
+        peak = max(peak, anon_kib())
+    c.close()
+    assert not got["errors"] and got["rows"] == n, (got["rows"], got["errors"][:3])
+    # ~2.5 KB per statement in flight before: 150,000 of them were ~370 MB.
+    assert peak - before < 120 * 1024, (before, peak)
+    assert proxy.stop() == 0
+    assert verify(store).returncode == 0
+    with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+        summary = db.execute("SELECT type, substr(text, 1, 30), outcome, count(*) FROM audit_records"
+                             " GROUP BY 1, 2, 3").fetchall()
+        assert db.execute("SELECT count(*) FROM audit_records WHERE type = 'statement' AND text LIKE 'select $1::int%'"
+                          ).fetchone() == (n,), summary
+
+
 def test_fast_path_calls_are_recorded_with_their_arguments(make_proxy, pg, tmp_path):
     """psql's \\lo_import writes through fast-path FunctionCalls (lo_open, lowrite, lo_close):
     each is a statement record whose parameters are the call's arguments (binary ones by size).

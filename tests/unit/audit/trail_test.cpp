@@ -294,6 +294,86 @@ TEST(AuditTrail, JournalStaysSmallUnderSteadyLoad) {
   (*t)->close();
 }
 
+// A sink that can be made to fail, in front of a real one.
+class GatedSink final : public AuditSink {
+ public:
+  GatedSink(std::unique_ptr<AuditSink> inner, std::shared_ptr<std::atomic<bool>> failing)
+      : inner_(std::move(inner)), failing_(std::move(failing)) {}
+  std::string_view name() const override { return inner_->name(); }
+  Result<std::optional<ChainHead>> head(std::string_view node) override { return inner_->head(node); }
+  Result<void> write(std::span<const Record> batch) override {
+    if (failing_->load()) return fail("08006", "the store is down (test)");
+    return inner_->write(batch);
+  }
+  Result<std::optional<Pruned>> prune(std::string_view node, std::optional<std::chrono::system_clock::time_point> before,
+                                      std::uint64_t keep) override {
+    return inner_->prune(node, before, keep);
+  }
+
+ private:
+  std::unique_ptr<AuditSink> inner_;
+  std::shared_ptr<std::atomic<bool>> failing_;
+};
+
+// Found by adversarial testing: while the journal was full, the records of statements that had
+// already run were dropped (29,960 outcomes missing from the store) and their intents stayed
+// taken until a restart. They now wait in memory and are journaled, in order, once the journal
+// has room again, also when no session writes anything more.
+TEST(AuditTrail, OutcomesRefusedByAFullJournalAreKeptAndWrittenLater) {
+  TempDir d;
+  const std::string db = d.file("a.db");
+  auto failing = std::make_shared<std::atomic<bool>>(false);
+  std::vector<std::unique_ptr<AuditSink>> sinks;
+  sinks.push_back(std::make_unique<GatedSink>(*open_sqlite_sink(db, false), failing));
+  auto o = options(d);
+  o.spool_max_size = 1u << 20;
+  o.retry_interval = std::chrono::milliseconds(50);
+  o.flush_interval = std::chrono::milliseconds(5);
+  auto t = Trail::open(std::move(o), std::move(sinks));
+  ASSERT_TRUE(t.has_value()) << t.error().message;
+  (*t)->flush();
+  // Three statements start (intents taken), then the store goes down and the journal fills up.
+  std::vector<Event> running;
+  for (std::uint64_t n = 1; n <= 3; ++n) {
+    auto e = testing::text_statement(n);
+    ASSERT_TRUE((*t)->intend(e));
+    running.push_back(std::move(e));
+  }
+  failing->store(true);
+  const std::string text = "SELECT " + std::string(2000, 'x');
+  std::uint64_t n = 100;
+  for (; n < 5000; ++n) {
+    std::vector<Event> one;
+    one.push_back(testing::text_statement(n, text));
+    auto r = (*t)->write_now(std::move(one));  // kept in the journal while the store is down...
+    if (!r && r.error().message.find("full") != std::string::npos) break;  // ...until it is full: refused
+  }
+  ASSERT_LT(n, 5000u) << "the journal never filled";
+  for (int k = 0; k < 5000; ++k) {  // to the last byte: the small records of the three do not fit either
+    std::vector<Event> one;
+    one.push_back(testing::text_statement(++n));
+    auto r = (*t)->write_now(std::move(one));
+    if (!r && r.error().message.find("full") != std::string::npos) break;
+  }
+  // The three end now: the journal cannot take their records, which are kept.
+  for (auto& e : running) {
+    e.outcome = "ok";
+    e.rows = 1;
+  }
+  EXPECT_FALSE((*t)->write_now(std::move(running), true));
+  EXPECT_EQ((*t)->stats().intents_open, 3u);
+  // The store comes back; nothing else is written, and the kept records still get through.
+  failing->store(false);
+  for (int i = 0; i < 400 && (*t)->stats().intents_open > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  EXPECT_EQ((*t)->stats().intents_open, 0u);
+  (*t)->close();
+  chained_records(db);
+  auto c = store::SqliteDb::open(db, store::SqliteDb::Mode::ReadOnly);
+  EXPECT_EQ(c->query_int("SELECT count(*) FROM audit_records WHERE type = 'statement' AND statement <= 3 AND outcome = 'ok'")
+                ->value_or(-1),
+            3);
+}
+
 // Parameters of a statement the proxy could not read (a portal of a SQL PREPAREd statement, a
 // refused Parse) may be sensitive values: they are masked, as for a classified column (found by
 // adversarial testing: an SSN reached the trail as it was sent).
