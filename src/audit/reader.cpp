@@ -515,6 +515,8 @@ std::int64_t days_from_civil(int y, unsigned m, unsigned d) {  // Howard Hinnant
 
 }  // namespace
 
+namespace {
+// The user name a client gave (the body's identity.user); "" when there is none.
 std::string login_user_of(std::string_view body) {
   auto j = json::parse(body, nullptr, false);
   if (!j.is_object()) return {};
@@ -523,6 +525,7 @@ std::string login_user_of(std::string_view body) {
   auto u = id->find("user");
   return u != id->end() && u->is_string() ? u->get<std::string>() : std::string();
 }
+}  // namespace
 
 bool matches(const RecordIndex& x, const SearchFilter& f, std::string_view body) {
   if (!f.identity.empty()) {

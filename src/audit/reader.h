@@ -84,8 +84,6 @@ class AuditReader {
 // is read for it then.
 bool matches(const RecordIndex& x, const SearchFilter& f, std::string_view body = {});
 
-// The user name a client gave (the body's identity.user); "" when there is none.
-std::string login_user_of(std::string_view body);
 
 // Sets one filter field from a textual key/value (CLI option, HTTP query parameter): identity,
 // group, target, kind, table, tag, decision, rule, type, outcome, node, since, until, text, limit,

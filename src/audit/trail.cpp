@@ -703,7 +703,7 @@ Result<void> Trail::append(std::vector<Event>& events, bool completed) {
                     lost, deferred_.size());
     return tl::unexpected(Error{r.error().sqlstate.empty() ? "58030" : r.error().sqlstate, r.error().message});
   }
-  has_deferred_.store(false, std::memory_order_relaxed);
+  if (!earlier.empty()) has_deferred_.store(false, std::memory_order_relaxed);  // not a store per append
   if (journal_failed_.exchange(false, std::memory_order_relaxed))
     spdlog::info("audit: the journal is written again");
   const std::uint64_t head_seq = head_.seq;
