@@ -1,11 +1,85 @@
 #include "net/stream.h"
 #include "net/await.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+
+// Relay reads on plain TCP sockets use their own buffer type so that asio's reactor learns when
+// a read drained the socket. asio 1.22 reports a receive as "exhausted" only at end of stream, so
+// after every completed read the next async_read_some first tries a speculative recv() that fails
+// with EAGAIN: one wasted system call per relayed message.
+//
+// A short read is not proof of a drained socket (a FIN that came with the last data consumed the
+// same epoll edge; an earlier attempt lost ends of stream that way, see docs/adr/0003). The kernel
+// can say it exactly: with TCP_INQ on, recvmsg() returns in a control message how many bytes are
+// still queued after the read, and reports 1 when a FIN has been received (tcp_inq_hint), so 0
+// means "nothing left and no end of stream yet". Anything arriving later raises a new edge on the
+// edge-triggered registration, so the reactor may queue the next read without trying it first.
+namespace gh::net::detail {
+struct InqBuffer : asio::mutable_buffer {
+  InqBuffer(void* p, std::size_t n) : asio::mutable_buffer(p, n) {}
+};
+}  // namespace gh::net::detail
+
+namespace asio::detail {
+template <>
+class reactive_socket_recv_op_base<gh::net::detail::InqBuffer> : public reactor_op {
+ public:
+  reactive_socket_recv_op_base(const asio::error_code& success_ec, socket_type socket, socket_ops::state_type,
+                               const gh::net::detail::InqBuffer& buffers, socket_base::message_flags flags,
+                               func_type complete_func)
+      : reactor_op(success_ec, &reactive_socket_recv_op_base::do_perform, complete_func),
+        socket_(socket),
+        buffers_(buffers),
+        flags_(flags) {}
+
+  static status do_perform(reactor_op* base) {
+    auto* o = static_cast<reactive_socket_recv_op_base*>(base);
+    for (;;) {
+      iovec iov{o->buffers_.data(), o->buffers_.size()};
+      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+      msghdr msg{};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof control;
+      const ssize_t got = ::recvmsg(o->socket_, &msg, o->flags_);
+      if (got > 0) {
+        o->bytes_transferred_ = static_cast<std::size_t>(got);
+        int inq = 1;  // no hint: assume more may be queued (plain speculative read next time)
+        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c))
+          if (c->cmsg_level == SOL_TCP && c->cmsg_type == TCP_CM_INQ && c->cmsg_len >= CMSG_LEN(sizeof(int)))
+            std::memcpy(&inq, CMSG_DATA(c), sizeof inq);
+        return inq == 0 ? done_and_exhausted : done;
+      }
+      if (got == 0) {
+        o->ec_ = asio::error::eof;
+        o->bytes_transferred_ = 0;
+        return done_and_exhausted;
+      }
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return not_done;
+      o->ec_ = asio::error_code(errno, asio::error::get_system_category());
+      o->bytes_transferred_ = 0;
+      return done;
+    }
+  }
+
+ private:
+  socket_type socket_;
+  gh::net::detail::InqBuffer buffers_;
+  socket_base::message_flags flags_;
+};
+}  // namespace asio::detail
 
 namespace gh::net {
 
@@ -31,9 +105,11 @@ awaitable<std::pair<std::error_code, std::size_t>> Stream::read_some(char* p, st
     auto [ec, got] = co_await tls_->async_read_some(asio::buffer(p, n), tuple_awaitable);
     co_return std::pair{ec, got};
   }
-  // A plain buffer: asio tries a speculative recv() before waiting for epoll. Reporting a short
-  // read as "drained" to skip that recv() lost the end of stream when a FIN came with the last
-  // data (FATAL + close on a server restart): see docs/adr/0003.
+  if (inq_) {
+    auto [ec, got] = co_await sock_.async_read_some(detail::InqBuffer(p, n), tuple_awaitable);
+    co_return std::pair{ec, got};
+  }
+  // Without TCP_INQ asio tries a speculative recv() before waiting for epoll (see above).
   auto [ec, got] = co_await sock_.async_read_some(asio::buffer(p, n), tuple_awaitable);
   co_return std::pair{ec, got};
 }
@@ -119,6 +195,8 @@ void Stream::set_nonblocking() {
   std::error_code ec;
   sock_.non_blocking(true, ec);
   nonblocking_ = !ec;
+  const int on = 1;
+  inq_ = !tls_ && ::setsockopt(sock_.native_handle(), SOL_TCP, TCP_INQ, &on, sizeof on) == 0;
 }
 
 void Stream::close() {

@@ -31,7 +31,8 @@ class Stream {
   awaitable<std::error_code> read_exact(char* p, std::size_t n);
 
   // After this, write_all on a plain socket first tries a non-blocking send and only waits
-  // for writability when the socket buffer is full.
+  // for writability when the socket buffer is full, and read_some asks the kernel (TCP_INQ)
+  // whether a read drained the socket, so the next read waits for epoll without a wasted recv().
   void set_nonblocking();
 
   awaitable<std::error_code> tls_accept(asio::ssl::context& ctx);
@@ -51,6 +52,7 @@ class Stream {
   tcp::socket sock_;
   std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls_;
   bool nonblocking_ = false;
+  bool inq_ = false;  // TCP_INQ is on: reads know when they drained the socket
 };
 
 // TLS contexts. Server: certificate chain + key. Client: CA file for verify-full, or none.

@@ -173,6 +173,7 @@ Result<Policy> Policy::build(PolicySpec spec) {
   p.rules_ = std::move(spec.rules);
   for (const auto& r : p.rules_) {
     p.uses_grants_ = p.uses_grants_ || !r.requires_grant.empty();
+    p.uses_time_ = p.uses_time_ || !r.when.time.empty() || !r.when.not_time.empty();
     p.may_review_ = p.may_review_ || (r.action == Action::Review && !r.audit_only);
   }
   p.classification_ = std::move(spec.classification);

@@ -84,6 +84,8 @@ class Policy {
   const std::vector<Rule>& rules() const { return rules_; }
   // True when some rule has requires_grant: only then do callers need to look grants up.
   bool uses_grants() const { return uses_grants_; }
+  // True when some rule has a time window (time / not_time): a decision then depends on the clock.
+  bool uses_time() const { return uses_time_; }
   // False when no decision can be review (no review rule, no review default or unknown action):
   // then the proxy need not look for statements to hold.
   bool may_review() const { return may_review_; }
@@ -102,6 +104,7 @@ class Policy {
 
   std::vector<Rule> rules_;  // the user's rules, in file order
   bool uses_grants_ = false;
+  bool uses_time_ = false;
   bool may_review_ = false;
   std::vector<ClassificationEntry> classification_;
   std::vector<TagSet> classification_tags_;  // interned tags per classification entry

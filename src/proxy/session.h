@@ -1,6 +1,7 @@
 #pragma once
 // One client connection: handshake (TLS, startup, authentication, backend login), then the
 // relay, then one teardown path that says why the session ended.
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -390,6 +391,18 @@ class Session : public std::enable_shared_from_this<Session> {
   std::uint32_t syncs_after_execute_ = 0;  // Syncs forwarded since the last Execute (0 after a Query)
   void copy_in_started();  // the proxy refused a Parse, Bind or Execute of the batch the client is sending
   std::uint64_t policy_generation_ = 0;
+  // Decisions of statements served from the analysis cache, by Analysis::cache_id: the same
+  // statement gets the same decision while the policy generation and the search_path state are
+  // the same and the policy has no time windows or grant rules (see decide()). Allocated on first
+  // use, so idle sessions do not hold it.
+  struct Memo {
+    std::uint64_t cache_id = 0;
+    std::uint64_t generation = 0;
+    bool search_path_changed = false;
+    policy::Decision decision;
+  };
+  static constexpr std::size_t kMemoSlots = 4;
+  std::unique_ptr<std::array<Memo, kMemoSlots>> memo_;
 };
 
 }  // namespace gh::proxy

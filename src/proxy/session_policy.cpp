@@ -328,6 +328,21 @@ bool Session::changes_search_path(const sql::Statement& st) {
 }
 
 policy::Decision Session::decide(const sql::Analysis& analysis) {
+  if (!search_path_changed_)
+    for (const auto& st : analysis.statements)
+      if (changes_search_path(st)) search_path_changed_ = true;  // also for the rest of this text
+  const auto& policy = live_policy();
+  // Everything else a decision depends on is fixed for the session (identity, target, database,
+  // client address, login), so a statement served from the analysis cache is judged once per
+  // policy generation, unless the clock (time windows) or grants can change the answer.
+  Memo* slot = nullptr;
+  if (analysis.cache_id != 0 && !policy.uses_time() && !policy.uses_grants()) {
+    if (!memo_) memo_ = std::make_unique<std::array<Memo, kMemoSlots>>();
+    slot = &(*memo_)[analysis.cache_id % kMemoSlots];
+    if (slot->cache_id == analysis.cache_id && slot->generation == policy_generation_ &&
+        slot->search_path_changed == search_path_changed_)
+      return slot->decision;
+  }
   policy::Request req;
   req.identity = &identity_;
   req.target = target_->name;
@@ -336,11 +351,7 @@ policy::Decision Session::decide(const sql::Analysis& analysis) {
   req.client_address = client_address_;
   req.analysis = &analysis;
   req.now = std::chrono::system_clock::now();
-  if (!search_path_changed_)
-    for (const auto& st : analysis.statements)
-      if (changes_search_path(st)) search_path_changed_ = true;  // also for the rest of this text
   req.search_path_changed = search_path_changed_;
-  const auto& policy = live_policy();
   std::vector<std::string> grants;
   if (policy.uses_grants() && server_.approvals()) {
     // Just-in-time access: checked per statement, so a grant ends when it expires or is revoked.
@@ -350,7 +361,14 @@ policy::Decision Session::decide(const sql::Analysis& analysis) {
     req.grants = &grants;
   }
   if (login_) req.login_user = login_->user;
-  return policy.evaluate(req);
+  policy::Decision d = policy.evaluate(req);
+  if (slot) {
+    slot->cache_id = analysis.cache_id;
+    slot->generation = policy_generation_;
+    slot->search_path_changed = search_path_changed_;
+    slot->decision = d;
+  }
+  return d;
 }
 
 // Whether a statement may change a setting that decides how the server tokenises SQL

@@ -21,7 +21,9 @@ struct Worker {
   explicit Worker(std::size_t i, WorkerMetrics& m) : index(i), metrics(m) {}
   std::size_t index;
   WorkerMetrics& metrics;
-  asio::io_context io{1};
+  // One thread runs it; other threads only post to it (never touch its sockets or timers), so the
+  // reactor needs no per-descriptor locking.
+  asio::io_context io{ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   std::optional<asio::ip::tcp::acceptor> acceptor;
   std::unordered_set<std::shared_ptr<Session>> sessions;  // touched only on this thread
   sql::Analyzer analyzer;  // statement analysis cache of this thread

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <new>
 
@@ -505,8 +506,11 @@ std::shared_ptr<const Analysis> Analyzer::analyze(std::string_view sql) {
     }
   }
   Counters::add(stats_.misses);
-  auto analysis = std::make_shared<const Analysis>(analyze_uncached(sql));
-  if (!cacheable) return analysis;
+  auto fresh = std::make_shared<Analysis>(analyze_uncached(sql));
+  if (!cacheable) return fresh;
+  static std::atomic<std::uint64_t> next_cache_id{1};
+  fresh->cache_id = next_cache_id.fetch_add(1, std::memory_order_relaxed);
+  std::shared_ptr<const Analysis> analysis = std::move(fresh);
   Entry entry;
   if (by_shape && shape_independent(*analysis)) {
     const Statement& st = analysis->statements.front();

@@ -134,6 +134,10 @@ struct ParseError {
 struct Analysis {
   std::vector<Statement> statements;   // empty input gives no statements
   std::optional<ParseError> error;     // set: the text could not be parsed; statements is empty
+  // Set by Analyzer for a result it caches: every result served from that entry (also the same
+  // statement with other numbers) carries the same id, and differs from it in statement text only.
+  // 0: not from the cache. Code that builds or changes an Analysis leaves it 0.
+  std::uint64_t cache_id = 0;
   bool multi_statement() const { return statements.size() > 1; }
 };
 
