@@ -831,11 +831,11 @@ void Session::units_skipped(std::uint32_t n, bool just_forwarded) {
   relay_signal_.cancel();  // a client side waiting for the backend to be idle
 }
 
-void Session::statement_finished(char status) {
+void Session::statement_finished(char status, Clock::time_point now) {
   tx_status_ = status;
   if (inflight_ > 0) --inflight_;
   if (started_head_ < started_.size()) {
-    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_[started_head_++]);
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now - started_[started_head_++]);
     metrics_.observe_latency_us(std::uint64_t(us.count()));
     if (started_head_ == started_.size()) {
       started_.clear();
@@ -1264,7 +1264,7 @@ void Session::on_backend_event(const protocol::ScanEvent& e, bool& saw_ready) {
   if (e.type == 'Z') {
     copy_in_ = false;
     last_activity_ = Clock::now();  // an idle timeout counts from here, as PostgreSQL's does
-    statement_finished(e.status);
+    statement_finished(e.status, last_activity_);
     saw_ready = true;
     ++ready_seen_;
     if (!name_ops_.empty()) name_ops_ended();

@@ -100,7 +100,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // Judges one Query, Parse or FunctionCall message. Returns true to forward it unchanged;
   // false: `substitute` holds the message to send instead and a refusal is queued.
   bool judge_client_message(char type, std::string_view body, std::string& substitute);
-  policy::Decision decide(const sql::Analysis& analysis);
+  policy::Decision decide(const sql::Analysis& analysis) { return *judge(analysis); }
+  // The same, shared: a statement served from the analysis cache gets the memo's decision object.
+  std::shared_ptr<const policy::Decision> judge(const sql::Analysis& analysis);
   static bool may_change_tokenising(const sql::Analysis& a);
   // EXECUTE name -> what was prepared under it; false when the text has no EXECUTE to resolve.
   bool resolve_executes(const sql::Analysis& a, sql::Analysis& out) const;
@@ -143,7 +145,7 @@ class Session : public std::enable_shared_from_this<Session> {
   End client_io_end(const std::error_code& ec);
   End backend_io_end(const std::error_code& ec);
   void statement_started();
-  void statement_finished(char status);
+  void statement_finished(char status, Clock::time_point now);
   // `type` was forwarded to the backend; a Query or FunctionCall the backend will skip (an
   // earlier error in its extended-protocol batch) is ended at once.
   void forwarded(char type);
@@ -157,6 +159,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void audit_connect_failed(const protocol::ErrorFields& e, const std::string& why);
   void audit_disconnect();
   // A Query or FunctionCall was judged (refused: it will not run).
+  void audit_query(char type, const std::shared_ptr<const sql::Analysis>& analysis,
+                   std::shared_ptr<const policy::Decision> d, bool refused, std::string_view text);
   void audit_query(char type, const std::shared_ptr<const sql::Analysis>& analysis, const policy::Decision& d,
                    bool refused, std::string_view text);
   // A statement refused before it could be analysed (malformed, settings barrier).
@@ -399,7 +403,7 @@ class Session : public std::enable_shared_from_this<Session> {
     std::uint64_t cache_id = 0;
     std::uint64_t generation = 0;
     bool search_path_changed = false;
-    policy::Decision decision;
+    std::shared_ptr<const policy::Decision> decision;
   };
   static constexpr std::size_t kMemoSlots = 4;
   std::unique_ptr<std::array<Memo, kMemoSlots>> memo_;

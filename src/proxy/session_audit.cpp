@@ -125,13 +125,19 @@ void Session::audit_disconnect() {
 
 void Session::audit_query(char type, const std::shared_ptr<const sql::Analysis>& analysis, const policy::Decision& d,
                           bool refused, std::string_view text) {
+  audit_query(type, analysis, std::make_shared<const policy::Decision>(d), refused, text);
+}
+
+void Session::audit_query(char type, const std::shared_ptr<const sql::Analysis>& analysis,
+                          std::shared_ptr<const policy::Decision> decision, bool refused, std::string_view text) {
+  const policy::Decision& d = *decision;
   auto e = audit_event(audit::EventType::Statement);
   e.statement = ++audit_seq_;
   e.protocol = type;
   e.analysis = analysis;
   if (!analysis || analysis->error) e.text = text;
   e.policy = policy_rt_ ? policy_rt_->config->policy : nullptr;
-  e.decision = std::make_shared<const policy::Decision>(d);
+  e.decision = std::move(decision);
   if (refused) {
     e.outcome = "refused";
     e.sqlstate = policy::refusal_sqlstate(d);  // a refused statement has no Result record: its own says it

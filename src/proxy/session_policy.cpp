@@ -327,7 +327,7 @@ bool Session::changes_search_path(const sql::Statement& st) {
   return false;
 }
 
-policy::Decision Session::decide(const sql::Analysis& analysis) {
+std::shared_ptr<const policy::Decision> Session::judge(const sql::Analysis& analysis) {
   if (!search_path_changed_)
     for (const auto& st : analysis.statements)
       if (changes_search_path(st)) search_path_changed_ = true;  // also for the rest of this text
@@ -361,7 +361,7 @@ policy::Decision Session::decide(const sql::Analysis& analysis) {
     req.grants = &grants;
   }
   if (login_) req.login_user = login_->user;
-  policy::Decision d = policy.evaluate(req);
+  auto d = std::make_shared<const policy::Decision>(policy.evaluate(req));
   if (slot) {
     slot->cache_id = analysis.cache_id;
     slot->generation = policy_generation_;
@@ -457,8 +457,8 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
   const sql::Analysis* judged = a;
   if (resolve_executes(*a, resolved)) judged = &resolved;
 
-  policy::Decision d = decide(*judged);
-  if (!held_portals_.empty() && d.action != policy::Action::Deny) {
+  std::shared_ptr<const policy::Decision> decision = judge(*judged);
+  if (!held_portals_.empty() && decision->action != policy::Action::Deny) {
     // FETCH or MOVE of a portal bound from a statement that waits for approval would run it
     // without one: its Execute is what a reviewer approves (found by adversarial testing).
     for (const auto& st : judged->statements) {
@@ -467,13 +467,14 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
         continue;
       auto h = held_portals_.find(st.object_name);
       if (h == held_portals_.end() || h->second.approved) continue;
-      d = policy::Decision{};
+      policy::Decision d;
       d.action = policy::Action::Deny;
       d.rule = "approvals.held_portal";
       d.reason = "FETCH from portal \"" + st.object_name + "\", bound from a statement that needs approval";
       d.message = "statement refused: portal \"" + st.object_name +
                   "\" was bound from a statement that needs approval, and FETCH would run it without one";
       d.hint = "send Execute for the portal, so that a reviewer can approve it";
+      decision = std::make_shared<const policy::Decision>(std::move(d));
       break;
     }
   }
@@ -481,8 +482,10 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
     // The Query a reviewer approved (session_hold.cpp): it runs once, exactly as submitted. A
     // policy that now denies it still wins.
     release_front_ = false;
-    if (d.action == policy::Action::Review || d.action == policy::Action::Allow) d = std::move(released_decision_);
+    if (decision->action == policy::Action::Review || decision->action == policy::Action::Allow)
+      decision = std::make_shared<const policy::Decision>(std::move(released_decision_));
   }
+  const policy::Decision& d = *decision;
   // A statement prepared with the extended protocol that needs review is parsed as usual; its
   // Executes wait for a reviewer, with their parameters (session_hold.cpp). Fail closed when the
   // session cannot keep track of it.
@@ -498,7 +501,7 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
       a = analysis.get();
     }
     if (type != 'P') {
-      audit_query(type, analysis, d, !allowed, query_text_of(type, body));
+      audit_query(type, analysis, decision, !allowed, query_text_of(type, body));
       // A fast-path call's arguments are its parameters (lo_write's data, lo_open's mode, ...).
       if (type == 'F' && rt_->config->audit.parameters != config::Audit::Params::None)
         read_param_values(body, 4, audit_batch_.back().params, audit_batch_.back().params_binary);
@@ -529,7 +532,7 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
                      policy::action_name(dr.action), dr.reason);
     if (type == 'P' && analysis) {
       std::shared_ptr<const policy::Decision> judged_by;
-      if (auditing() || review_at_execute) judged_by = std::make_shared<const policy::Decision>(std::move(d));
+      if (auditing() || review_at_execute) judged_by = decision;
       Judged j{analysis, policy_generation_, std::move(judged_by), review_at_execute, {}, {}};
       if (review_at_execute) {
         j.text = query_text_of('P', body);

@@ -1200,9 +1200,15 @@ def test_allow_rules_after_the_search_path_changed(make_proxy, direct, pg):
             assert ei.value.sqlstate == "42501", ei.value
             assert c.execute("SELECT * FROM public.sp_orders").fetchone() == (1,)
         with connect(proxy, autocommit=True) as c:
+            # The same statements allowed earlier in this session are judged again after the SET
+            # (a session remembers decisions per statement: the search_path is part of the key).
+            assert c.execute("SELECT * FROM sp_orders").fetchone() == (1,)
+            assert psycopg.ClientCursor(c).execute("SELECT * FROM sp_orders WHERE 1 = 1").fetchone() == (1,)
             c.execute("SET search_path = sp_hr")
             with pytest.raises(psycopg.Error):
                 c.execute("SELECT * FROM sp_orders")
+            with pytest.raises(psycopg.Error):  # the same shape with other numbers
+                psycopg.ClientCursor(c).execute("SELECT * FROM sp_orders WHERE 2 = 2")
         with connect(proxy, autocommit=True) as c:
             with pytest.raises(psycopg.Error):
                 psycopg.ClientCursor(c).execute("SET search_path = sp_hr; SELECT * FROM sp_orders")

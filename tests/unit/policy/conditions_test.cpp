@@ -139,6 +139,11 @@ TEST(Conditions, Time) {
   EXPECT_FALSE(denied(*p, kSelect, ask));
   ask.now = at(2024, 5, 11, 12, 0);  // Saturday
   EXPECT_TRUE(denied(*p, kSelect, ask));
+  // The proxy remembers decisions per statement only for policies whose answers cannot change
+  // with the clock.
+  EXPECT_TRUE(p->uses_time());
+  EXPECT_TRUE(load(deny_when("{not_time: {days: [sat, sun]}}"))->uses_time());
+  EXPECT_FALSE(load(deny_when("{statements: [delete]}"))->uses_time());
 }
 
 TEST(Conditions, NotTimeWithOffset) {
