@@ -114,6 +114,14 @@ awaitable<std::pair<std::error_code, std::size_t>> Stream::read_some(char* p, st
   co_return std::pair{ec, got};
 }
 
+std::size_t Stream::write_now(const char* p, std::size_t n, std::error_code& ec) {
+  ec.clear();
+  if (tls_ || !nonblocking_) return 0;
+  const std::size_t done = sock_.write_some(asio::buffer(p, n), ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) ec.clear();
+  return ec ? 0 : done;
+}
+
 awaitable<std::error_code> Stream::write_all(const char* p, std::size_t n) {
   if (!tls_ && nonblocking_) {
     // Try at once: in the common case the whole message fits the socket buffer and no

@@ -27,6 +27,10 @@ class Stream {
 
   awaitable<std::pair<std::error_code, std::size_t>> read_some(char* p, std::size_t n);
   awaitable<std::error_code> write_all(const char* p, std::size_t n);
+  // Without a coroutine: what a non-blocking send takes now (plain socket after set_nonblocking;
+  // otherwise 0). ec is set on a real error, not when the socket buffer is full. The relay sends
+  // with this first and awaits write_all only for the rest.
+  std::size_t write_now(const char* p, std::size_t n, std::error_code& ec);
   // Reads exactly n bytes.
   awaitable<std::error_code> read_exact(char* p, std::size_t n);
 

@@ -1182,8 +1182,8 @@ awaitable<End> Session::client_to_backend() {
       std::error_code wec;
       if (rewritten)
         wec = co_await backend_->write_all(rewrite_.data(), rewrite_.size());
-      else
-        wec = co_await backend_->write_all(cin_.data(), pos);
+      else if (const std::size_t sent = backend_->write_now(cin_.data(), pos, wec); !wec && sent < pos)
+        wec = co_await backend_->write_all(cin_.data() + sent, pos - sent);
       if (ending_) co_return End{};
       if (wec) co_return backend_io_end(wec);
       m.bytes_client_to_backend.fetch_add(pos, std::memory_order_relaxed);
@@ -1389,7 +1389,8 @@ awaitable<End> Session::backend_to_client() {
     if (slow) {
       if (!rewrite_back_.empty()) wec = co_await client_->write_all(rewrite_back_.data(), rewrite_back_.size());
     } else {
-      wec = co_await client_->write_all(chunk.data(), consumed);
+      const std::size_t sent = client_->write_now(chunk.data(), consumed, wec);
+      if (!wec && sent < consumed) wec = co_await client_->write_all(chunk.data() + sent, consumed - sent);
     }
     client_writer_ = ClientWriter::None;
     if (client_writer_waiter_) relay_signal_.cancel();

@@ -422,7 +422,10 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
   if (type == 'Q') {
     std::size_t pos = 0;
     const std::string_view text = protocol::c_string_at(body, pos, ok);
-    if (ok) analysis = offloaded ? offloaded : worker_.analyzer.analyze(text);
+    // Without audit, a Query's analysis is used only to judge it and is dropped after (a Query
+    // that waits for review or a row estimate was analysed again, with its text, before this):
+    // the statement text in it is not read, so a cached shape serves as it is.
+    if (ok) analysis = offloaded ? offloaded : worker_.analyzer.analyze(text, /*own_text=*/auditing());
   } else if (type == 'P') {
     std::size_t pos = 0;
     statement_name = protocol::c_string_at(body, pos, ok);

@@ -481,7 +481,7 @@ bool shape_independent(const Analysis& a) {
   return st.writes.empty() && st.settings.empty() && !st.opaque_code;
 }
 
-std::shared_ptr<const Analysis> Analyzer::analyze(std::string_view sql) {
+std::shared_ptr<const Analysis> Analyzer::analyze(std::string_view sql, bool own_text) {
   bool cacheable = max_entries_ > 0 && sql.size() <= max_text_;
   bool by_shape = false;
   if (cacheable) {
@@ -497,7 +497,7 @@ std::shared_ptr<const Analysis> Analyzer::analyze(std::string_view sql) {
         Counters::add(stats_.shape_hits);
         if (s->second != lru_.begin()) lru_.splice(lru_.begin(), lru_, s->second);
         const Entry& e = *s->second;
-        if (e.original == sql) return e.analysis;
+        if (e.original == sql || !own_text) return e.analysis;
         // The same statement with other numbers: only its own text differs.
         auto copy = std::make_shared<Analysis>(*e.analysis);
         copy->statements.front().text.assign(sql.substr(e.before, sql.size() - e.before - e.after));

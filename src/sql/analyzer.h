@@ -46,7 +46,11 @@ class Analyzer {
   Analyzer(const Analyzer&) = delete;
   Analyzer& operator=(const Analyzer&) = delete;
 
-  std::shared_ptr<const Analysis> analyze(std::string_view sql);
+  // own_text false: a caller that reads no statement's text (only what the statement does, which
+  // is the same for every text of one shape) may get the cached result of the same statement with
+  // other numbers as it is, without the copy that puts this text in it. Its `text` is then another
+  // statement's: not for audit, messages or reviewers.
+  std::shared_ptr<const Analysis> analyze(std::string_view sql, bool own_text = true);
 
   struct Stats {
     std::size_t hits = 0;

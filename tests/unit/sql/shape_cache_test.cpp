@@ -129,3 +129,21 @@ TEST(ShapeCache, CorpusTextsWithOtherNumbers) {
   }
   EXPECT_GT(shaped, 10);
 }
+
+TEST(ShapeCache, CacheIdsAndSharedResultsForCallersThatReadNoText) {
+  Analyzer a;
+  const auto first = a.analyze("SELECT abalance FROM pgbench_accounts WHERE aid = 1");
+  ASSERT_NE(first->cache_id, 0u);
+  // the same statement with other numbers: its own text in a copy, with the entry's id
+  const auto own = a.analyze("SELECT abalance FROM pgbench_accounts WHERE aid = 2");
+  EXPECT_NE(own.get(), first.get());
+  EXPECT_EQ(own->cache_id, first->cache_id);
+  EXPECT_EQ(own->statements.front().text, "SELECT abalance FROM pgbench_accounts WHERE aid = 2");
+  // a caller that reads no text gets the entry itself
+  const auto shared = a.analyze("SELECT abalance FROM pgbench_accounts WHERE aid = 3", /*own_text=*/false);
+  EXPECT_EQ(shared.get(), first.get());
+  // another statement: another id; an uncached one (too long for the cache): none
+  EXPECT_NE(a.analyze("SELECT bid FROM pgbench_branches WHERE bid = 1")->cache_id, first->cache_id);
+  Analyzer tiny(16, /*max_cached_text=*/8);
+  EXPECT_EQ(tiny.analyze("SELECT abalance FROM pgbench_accounts WHERE aid = 1")->cache_id, 0u);
+}
