@@ -854,8 +854,11 @@ End Session::backend_io_end(const std::error_code& ec) {
   End e{End::Kind::BackendClosed, std::nullopt,
         "lost the backend connection: " + (ec == asio::error::eof ? std::string("closed by the server") : net::describe(ec))};
   // A backend that ends a session says why in a FATAL ErrorResponse (57P01 on shutdown); the
-  // client has it already. Otherwise say it ourselves.
-  if (last_backend_type_ != 'E')
+  // client has it already. Otherwise say it ourselves, unless the stream broke off inside a
+  // message the client has the start of: an ErrorResponse there would be read as the rest of it
+  // (found by adversarial testing: a FATAL inside a cut DataRow). Then the client sees the end of
+  // the stream, as it would from the server.
+  if (last_backend_type_ != 'E' && scanner_.at_boundary())
     e.to_client = fatal("08006", "lost the connection to the database server of target \"" + target_->name + "\"",
                         "the database server closed the connection or is restarting; reconnect");
   return e;

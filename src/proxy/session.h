@@ -266,6 +266,10 @@ class Session : public std::enable_shared_from_this<Session> {
     bool review = false;  // its Executes wait for approval (session_hold.cpp)
     std::string text;     // review only: the statement exactly as parsed, for the request
     std::vector<std::uint32_t> param_types;  // review only: as the Parse gave them (0: unspecified)
+    // The session's search_path state when it was judged: the server re-plans a prepared statement
+    // for a new search_path, so a Bind after a change is judged again (found by adversarial testing:
+    // psycopg's automatic prepare read another schema's table after SET search_path).
+    bool search_path_changed = false;
   };
   struct NameHash {  // lookups by string_view: no copy of the name per Bind
     using is_transparent = void;

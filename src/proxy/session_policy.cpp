@@ -269,8 +269,9 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
       return prepared_.count(std::string(name)) ? judge_bind_of_sql_prepared(portal, name, substitute) : true;
   }
   const auto gen = server_.generation();
-  if (it->second.generation != gen) {
-    // The policy changed since this statement was judged: judge it again before it runs.
+  if (it->second.generation != gen || it->second.search_path_changed != search_path_changed_) {
+    // The policy or the session's search_path changed since this statement was judged: judge it
+    // again before it runs.
     const auto analysis = it->second.analysis;
     sql::Analysis resolved;
     const sql::Analysis* judged = resolve_executes(*analysis, resolved) ? &resolved : analysis.get();
@@ -278,6 +279,7 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
     const bool review = d.action == policy::Action::Review && server_.approvals();
     if (d.action == policy::Action::Allow || review) {
       it->second.generation = policy_generation_;
+      it->second.search_path_changed = search_path_changed_;
       if (auditing() || review) it->second.decision = std::make_shared<const policy::Decision>(d);
       if (review && !it->second.review) it->second.text = analysis->statements.empty() ? "" : analysis->statements[0].text;
       it->second.review = review;
@@ -324,6 +326,11 @@ const policy::Policy& Session::live_policy() {
 bool Session::changes_search_path(const sql::Statement& st) {
   for (const auto& name : st.settings)
     if (name == "search_path" || name == "*") return true;
+  // Code the proxy cannot see into may call set_config('search_path', ...) (found by adversarial
+  // testing: a DO block or a procedure switched the schema an allowed unqualified name read).
+  if (st.opaque_code) return true;
+  for (auto k : st.kinds)
+    if (k == sql::StatementKind::Do || k == sql::StatementKind::Call) return true;
   return false;
 }
 
@@ -537,6 +544,7 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
       std::shared_ptr<const policy::Decision> judged_by;
       if (auditing() || review_at_execute) judged_by = decision;
       Judged j{analysis, policy_generation_, std::move(judged_by), review_at_execute, {}, {}};
+      j.search_path_changed = search_path_changed_;
       if (review_at_execute) {
         j.text = query_text_of('P', body);
         // The parameter types the client named, to show binary values as text to reviewers.

@@ -481,6 +481,27 @@ bool shape_independent(const Analysis& a) {
   return st.writes.empty() && st.settings.empty() && !st.opaque_code;
 }
 
+namespace {
+// A number left in a normalized text (pg_query_normalize keeps ORDER BY / GROUP BY ordinals):
+// any digit that starts a token, i.e. is not part of an identifier or a $n placeholder.
+bool has_bare_number(std::string_view s) {
+  const auto alpha = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; };
+  const auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  for (std::size_t i = 0; i < s.size();) {
+    if (alpha(s[i])) {
+      while (i < s.size() && (alpha(s[i]) || digit(s[i]) || s[i] == '$')) ++i;
+    } else if (s[i] == '$') {
+      for (++i; i < s.size() && digit(s[i]);) ++i;
+    } else if (digit(s[i]) || (unsigned char)s[i] >= 0x80) {
+      return true;
+    } else {
+      ++i;
+    }
+  }
+  return false;
+}
+}  // namespace
+
 std::shared_ptr<const Analysis> Analyzer::analyze(std::string_view sql, bool own_text) {
   bool cacheable = max_entries_ > 0 && sql.size() <= max_text_;
   bool by_shape = false;
@@ -516,10 +537,14 @@ std::shared_ptr<const Analysis> Analyzer::analyze(std::string_view sql, bool own
     const Statement& st = analysis->statements.front();
     const auto at = std::size_t(std::max(st.location, 0));
     // Every number must have become a $n in the normalized text (pg_query_normalize keeps some,
-    // such as GROUP BY 2): otherwise the normalized text depends on the numbers too.
+    // such as GROUP BY 2): otherwise the normalized text depends on the numbers too. Counting is
+    // not enough, as true, false and NULL become $n too (found by adversarial testing: `WHERE false
+    // ORDER BY 2` gave its normalized text, with its ordinal, to `... ORDER BY 1` of another user),
+    // so no number may be left in it either.
     const auto numbers = std::count(key_.begin(), key_.end(), '\x01') + std::count(key_.begin(), key_.end(), '\x02');
     const auto params = std::count(st.normalized.begin(), st.normalized.end(), '$');
-    if (numbers == params && at + st.text.size() <= sql.size() && sql.substr(at, st.text.size()) == st.text) {
+    if (numbers == params && !has_bare_number(st.normalized) && at + st.text.size() <= sql.size() &&
+        sql.substr(at, st.text.size()) == st.text) {
       entry.shape = true;
       entry.original = std::string(sql);
       entry.before = at;

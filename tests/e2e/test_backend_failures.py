@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import signal
 import threading
 import time
@@ -12,6 +13,7 @@ import pytest
 from conftest import USERS, connect, target, wait_for
 from pgwire import WireError, startup_error
 from pgwire import connect as raw_connect
+import pgwire
 from tests.harness import PgCluster, free_port
 
 ALICE = ("alice", USERS["alice"])
@@ -161,3 +163,36 @@ def test_terminated_backends_end_idle_sessions_every_time(make_proxy, own_pg):
         for c in conns:
             c.close()
     assert proxy.proc.poll() is None
+
+
+def test_a_stream_cut_inside_a_message_gets_no_error_spliced_into_it(make_proxy, own_pg):
+    """Found by adversarial testing: when the server's connection broke off inside a DataRow (its
+    backend killed mid-result), the proxy sent its FATAL 08006 right after the partial row, so the
+    client read the error as the rest of the row's bytes. The client must see the stream end there,
+    as it would from the server itself."""
+    proxy = make_proxy(pg=own_pg)
+    c = raw_connect(proxy.port, *ALICE)
+    pid = int(c.simple_query("select pg_backend_pid()")[0][0])
+    c.send(pgwire.query("SELECT repeat('x', 1000) FROM generate_series(1, 3000000)"))
+    time.sleep(0.5)  # the server is streaming; the client does not read yet
+    os.kill(pid, signal.SIGKILL)
+    data = c.buf
+    c.sock.settimeout(15)
+    while True:
+        chunk = c.sock.recv(1 << 20)
+        if not chunk:
+            break  # end of stream: no hang
+        data += chunk
+    # Walk the messages: whatever follows the last complete one is the start of a cut message.
+    i, types = 0, set()
+    while i + 5 <= len(data):
+        (length,) = struct.unpack("!I", data[i + 1:i + 5])
+        if i + 1 + length > len(data):
+            break
+        types.add(data[i:i + 1])
+        i += 1 + length
+    tail = data[i:]
+    assert b"D" in types, types
+    assert b"08006" not in tail and b"lost the connection" not in tail, tail[-200:]
+    if not tail:  # the cut fell between messages: then the proxy says what happened
+        assert b"E" in types, types

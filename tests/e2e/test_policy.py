@@ -1217,6 +1217,42 @@ def test_allow_rules_after_the_search_path_changed(make_proxy, direct, pg):
         direct.execute("DROP TABLE sp_orders")
 
 
+def test_search_path_changes_reach_prepared_statements_and_opaque_code(make_proxy, direct, pg):
+    """Found by adversarial testing: a statement prepared with the extended protocol (psycopg
+    prepares a query it runs often by itself) was not judged again at Bind after SET search_path,
+    and the server re-planned it against the other schema; a DO block or procedure calling
+    set_config('search_path', ...) was not taken for a search_path change."""
+    direct.execute("DROP SCHEMA IF EXISTS sq_hr CASCADE")
+    direct.execute("DROP TABLE IF EXISTS sq_orders")
+    direct.execute("CREATE SCHEMA sq_hr")
+    direct.execute("CREATE TABLE sq_hr.sq_orders (salary int); INSERT INTO sq_hr.sq_orders VALUES (999999)")
+    direct.execute("CREATE TABLE sq_orders (id int); INSERT INTO sq_orders VALUES (1)")
+    direct.execute("GRANT USAGE ON SCHEMA sq_hr TO PUBLIC")
+    prod_target = target("app", pg.port, password=pg.password)
+    prod_target["policy"] = {"default_action": "deny"}
+    proxy = make_proxy(targets=[prod_target], rules=[
+        {"name": "orders", "when": {"tables": ["public.sq_orders"]}, "action": "allow"},
+        {"name": "sets", "when": {"statements": ["set", "show", "do"]}, "action": "allow"},
+    ])
+    try:
+        with connect(proxy, autocommit=True) as c:
+            assert c.execute("SELECT * FROM sq_orders", prepare=True).fetchall() == [(1,)]
+            c.execute("SET search_path = sq_hr")
+            with pytest.raises(psycopg.Error) as ei:  # the same prepared statement, bound again
+                c.execute("SELECT * FROM sq_orders", prepare=True)
+            assert ei.value.sqlstate == "42501", ei.value
+        with connect(proxy, autocommit=True) as c:
+            assert c.execute("SELECT * FROM sq_orders").fetchall() == [(1,)]
+            c.execute("DO $$BEGIN PERFORM set_config('search_path', 'sq_hr', false); END$$")
+            with pytest.raises(psycopg.Error) as ei:
+                c.execute("SELECT * FROM sq_orders")
+            assert ei.value.sqlstate == "42501", ei.value
+            assert c.execute("SELECT * FROM public.sq_orders").fetchall() == [(1,)]
+    finally:
+        direct.execute("DROP SCHEMA sq_hr CASCADE")
+        direct.execute("DROP TABLE sq_orders")
+
+
 def test_the_targets_login_role_cannot_be_changed_through_the_proxy(make_proxy, pg):
     """Found by adversarial testing: psql's \\password through the proxy asks for the password of
     the target's login role (the session runs as it) and, with a policy that allows everything,

@@ -147,3 +147,19 @@ TEST(ShapeCache, CacheIdsAndSharedResultsForCallersThatReadNoText) {
   Analyzer tiny(16, /*max_cached_text=*/8);
   EXPECT_EQ(tiny.analyze("SELECT abalance FROM pgbench_accounts WHERE aid = 1")->cache_id, 0u);
 }
+
+TEST(ShapeCache, AnOrdinalLeftInTheNormalizedTextIsNotShared) {
+  // pg_query_normalize keeps ORDER BY ordinals and makes $n of `false`: the counts of numbers and
+  // placeholders agree, but the normalized text still holds the first text's ordinal.
+  Analyzer a;
+  a.analyze("SELECT id, v FROM secret_t WHERE false ORDER BY 2");
+  const auto second = a.analyze("SELECT id, v FROM secret_t WHERE false ORDER BY 1");
+  EXPECT_EQ(second->statements.front().normalized, analyze_uncached("SELECT id, v FROM secret_t WHERE false ORDER BY 1")
+                                                       .statements.front().normalized);
+  EXPECT_NE(second->statements.front().normalized.find("ORDER BY 1"), std::string::npos)
+      << second->statements.front().normalized;
+  // numbers that all became placeholders still share one entry
+  const auto x = a.analyze("SELECT v FROM t WHERE id = 1 AND w = 2");
+  const auto y = a.analyze("SELECT v FROM t WHERE id = 3 AND w = 4");
+  EXPECT_EQ(x->cache_id, y->cache_id);
+}
