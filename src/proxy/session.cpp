@@ -850,6 +850,7 @@ End Session::client_io_end(const std::error_code& ec) {
 }
 
 End Session::backend_io_end(const std::error_code& ec) {
+  if (terminate_forwarded_ && inflight_ == 0) return End{End::Kind::ClientTerminate, std::nullopt, "client sent Terminate"};
   metrics_.backend_failures.fetch_add(1, std::memory_order_relaxed);
   End e{End::Kind::BackendClosed, std::nullopt,
         "lost the backend connection: " + (ec == asio::error::eof ? std::string("closed by the server") : net::describe(ec))};
@@ -1192,7 +1193,15 @@ awaitable<End> Session::client_to_backend() {
       m.bytes_client_to_backend.fetch_add(pos, std::memory_order_relaxed);
       cin_.consume(pos);
     }
-    if (terminate) co_return End{End::Kind::ClientTerminate, std::nullopt, "client sent Terminate"};
+    if (terminate) {
+      // As PostgreSQL does: what was sent before the Terminate runs to its end, and its results
+      // (and audit outcomes) are relayed before the session ends (found by adversarial testing:
+      // a Query and a Terminate in one packet committed, the client got nothing and the audit
+      // said "unknown"). The server closes after the Terminate: an expected end of stream.
+      terminate_forwarded_ = true;
+      while (inflight_ > 0 && !ending_) co_await wait_relay_signal();
+      co_return End{End::Kind::ClientTerminate, std::nullopt, "client sent Terminate"};
+    }
     if (settings_barrier_ == Barrier::Wait) {
       // Wait for the answer (and its ParameterStatus) before judging anything sent after it.
       while (inflight_ > 0 && !ending_ && !copy_in_) co_await wait_relay_signal();

@@ -235,6 +235,7 @@ class Session : public std::enable_shared_from_this<Session> {
   Clock::time_point last_activity_;
   bool ending_ = false;
   bool relay_started_ = false;
+  bool terminate_forwarded_ = false;  // the client's Terminate went to the server, which closes after it
   int loops_done_ = 0;
   std::uint64_t watchdog_generation_ = 0;
   End end_;

@@ -857,3 +857,24 @@ def test_idle_timeout_counts_from_ready_for_query_and_spares_copy(make_proxy, pg
         assert c.execute("SELECT 1").fetchone() == (1,)
         _extended_copy(c, "rb_copy_idle", b"5\n", wait=3.5)  # longer than the idle timeout
     assert _count(pg, "rb_copy_idle") == 1
+
+
+def test_statements_sent_with_the_terminate_finish_and_answer(gh, pg):
+    """Found by adversarial testing: a Query and a Terminate in one packet committed on the server
+    but the client got nothing (and the audit said "unknown"). As with PostgreSQL itself, what was
+    sent before the Terminate runs, its results reach the client, and then the session ends."""
+    direct = psycopg.connect(pg.dsn(), autocommit=True)
+    direct.execute("DROP TABLE IF EXISTS rb_term; CREATE TABLE rb_term (id int)")
+    c = raw_connect(gh.port, *ALICE)
+    c.send(query("INSERT INTO rb_term SELECT g FROM generate_series(1, 3) g, pg_sleep(0.2)") + message(b"X"))
+    types = []
+    try:
+        while True:
+            t, _ = c.read_message()
+            types.append(t)
+    except Exception:  # noqa: BLE001 - the end of the stream
+        pass
+    assert types == [b"C", b"Z"], types
+    assert direct.execute("SELECT count(*) FROM rb_term").fetchone() == (3,)
+    direct.execute("DROP TABLE rb_term")
+    direct.close()
