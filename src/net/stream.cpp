@@ -100,18 +100,11 @@ std::string Stream::peer() const {
   return ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 
-awaitable<std::pair<std::error_code, std::size_t>> Stream::read_some(char* p, std::size_t n) {
-  if (tls_) {
-    auto [ec, got] = co_await tls_->async_read_some(asio::buffer(p, n), tuple_awaitable);
-    co_return std::pair{ec, got};
-  }
-  if (inq_) {
-    auto [ec, got] = co_await sock_.async_read_some(detail::InqBuffer(p, n), tuple_awaitable);
-    co_return std::pair{ec, got};
-  }
+awaitable<std::tuple<std::error_code, std::size_t>> Stream::read_some(char* p, std::size_t n) {
+  if (tls_) return tls_->async_read_some(asio::buffer(p, n), tuple_awaitable);
+  if (inq_) return sock_.async_read_some(detail::InqBuffer(p, n), tuple_awaitable);
   // Without TCP_INQ asio tries a speculative recv() before waiting for epoll (see above).
-  auto [ec, got] = co_await sock_.async_read_some(asio::buffer(p, n), tuple_awaitable);
-  co_return std::pair{ec, got};
+  return sock_.async_read_some(asio::buffer(p, n), tuple_awaitable);
 }
 
 std::size_t Stream::write_now(const char* p, std::size_t n, std::error_code& ec) {

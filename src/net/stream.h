@@ -25,7 +25,9 @@ class Stream {
   bool loopback() const;
   std::string peer() const;  // "addr:port"
 
-  awaitable<std::pair<std::error_code, std::size_t>> read_some(char* p, std::size_t n);
+  // Not a coroutine itself: it returns asio's operation, so a relay read costs one coroutine
+  // frame (asio's), not two.
+  awaitable<std::tuple<std::error_code, std::size_t>> read_some(char* p, std::size_t n);
   awaitable<std::error_code> write_all(const char* p, std::size_t n);
   // Without a coroutine: what a non-blocking send takes now (plain socket after set_nonblocking;
   // otherwise 0). ec is set on a real error, not when the socket buffer is full. The relay sends
