@@ -807,9 +807,9 @@ void Session::copy_in_started() {
   relay_signal_.cancel();  // a barrier waiting for this statement lets the COPY data through
 }
 
-void Session::statement_started() {
+void Session::statement_started(Clock::time_point at) {
   ++inflight_;
-  started_.push_back(Clock::now());
+  started_.push_back(at);
 }
 
 void Session::forwarded(char type) {
@@ -1053,7 +1053,7 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
         }
         if (type != 'P') {
           m.statements.fetch_add(1, std::memory_order_relaxed);
-          statement_started();
+          statement_started(last_activity_);  // set at the read it came in
         }
         if (!judge_client_message(type, r.frame.body, substitute)) splice(pos, r.frame.wire_size);
         if (type != 'P') ++syncs_sent_;
@@ -1108,7 +1108,7 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
         break;
       case 'S':
         if (copy_in_) break;  // ignored by the backend while it reads COPY data
-        statement_started();
+        statement_started(last_activity_);  // set at the read it came in
         if (auditing()) audit_sync();
         forwarded(type);
         refused_in_batch_ = false;

@@ -144,7 +144,8 @@ class Session : public std::enable_shared_from_this<Session> {
   asio::awaitable<void> teardown();
   End client_io_end(const std::error_code& ec);
   End backend_io_end(const std::error_code& ec);
-  void statement_started();
+  // at: when it was sent (the relay passes the time of the read it came in; others: now).
+  void statement_started(Clock::time_point at = Clock::now());
   void statement_finished(char status, Clock::time_point now);
   // `type` was forwarded to the backend; a Query or FunctionCall the backend will skip (an
   // earlier error in its extended-protocol batch) is ended at once.
