@@ -1175,22 +1175,28 @@ def test_blocked_metric_and_log(conn, prod, t):
     assert f"TRUNCATE {t}" in log
 
 
+def _public_and_hidden_table(make_proxy, direct, pg, prefix: str, allowed_kinds: list[str]):
+    """public.<prefix>_orders (1) and <prefix>_hr.<prefix>_orders (999999, readable by all), and a
+    proxy whose only table rule allows public.<prefix>_orders (default deny)."""
+    direct.execute(f"DROP SCHEMA IF EXISTS {prefix}_hr CASCADE")
+    direct.execute(f"DROP TABLE IF EXISTS {prefix}_orders")
+    direct.execute(f"CREATE SCHEMA {prefix}_hr")
+    direct.execute(f"CREATE TABLE {prefix}_hr.{prefix}_orders (salary int); INSERT INTO {prefix}_hr.{prefix}_orders VALUES (999999)")
+    direct.execute(f"CREATE TABLE {prefix}_orders (id int); INSERT INTO {prefix}_orders VALUES (1)")
+    direct.execute(f"GRANT USAGE ON SCHEMA {prefix}_hr TO PUBLIC")
+    prod_target = target("app", pg.port, password=pg.password)
+    prod_target["policy"] = {"default_action": "deny"}
+    return make_proxy(targets=[prod_target], rules=[
+        {"name": "orders", "when": {"tables": [f"public.{prefix}_orders"]}, "action": "allow"},
+        {"name": "sets", "when": {"statements": allowed_kinds}, "action": "allow"},
+    ])
+
+
 def test_allow_rules_after_the_search_path_changed(make_proxy, direct, pg):
     """An allow rule for public.orders does not open hr.orders through an unqualified name once the
     session set its search_path: at startup (options), with SET, or in the same text (found by
     adversarial testing)."""
-    direct.execute("DROP SCHEMA IF EXISTS sp_hr CASCADE")
-    direct.execute("DROP TABLE IF EXISTS sp_orders")
-    direct.execute("CREATE SCHEMA sp_hr")
-    direct.execute("CREATE TABLE sp_hr.sp_orders (salary int); INSERT INTO sp_hr.sp_orders VALUES (999999)")
-    direct.execute("CREATE TABLE sp_orders (id int); INSERT INTO sp_orders VALUES (1)")
-    direct.execute("GRANT USAGE ON SCHEMA sp_hr TO PUBLIC")
-    prod_target = target("app", pg.port, password=pg.password)
-    prod_target["policy"] = {"default_action": "deny"}
-    proxy = make_proxy(targets=[prod_target], rules=[
-        {"name": "orders", "when": {"tables": ["public.sp_orders"]}, "action": "allow"},
-        {"name": "sets", "when": {"statements": ["set", "show"]}, "action": "allow"},
-    ])
+    proxy = _public_and_hidden_table(make_proxy, direct, pg, "sp", ["set", "show"])
     try:
         with connect(proxy, autocommit=True) as c:
             assert c.execute("SELECT * FROM sp_orders").fetchone() == (1,)
@@ -1222,18 +1228,7 @@ def test_search_path_changes_reach_prepared_statements_and_opaque_code(make_prox
     prepares a query it runs often by itself) was not judged again at Bind after SET search_path,
     and the server re-planned it against the other schema; a DO block or procedure calling
     set_config('search_path', ...) was not taken for a search_path change."""
-    direct.execute("DROP SCHEMA IF EXISTS sq_hr CASCADE")
-    direct.execute("DROP TABLE IF EXISTS sq_orders")
-    direct.execute("CREATE SCHEMA sq_hr")
-    direct.execute("CREATE TABLE sq_hr.sq_orders (salary int); INSERT INTO sq_hr.sq_orders VALUES (999999)")
-    direct.execute("CREATE TABLE sq_orders (id int); INSERT INTO sq_orders VALUES (1)")
-    direct.execute("GRANT USAGE ON SCHEMA sq_hr TO PUBLIC")
-    prod_target = target("app", pg.port, password=pg.password)
-    prod_target["policy"] = {"default_action": "deny"}
-    proxy = make_proxy(targets=[prod_target], rules=[
-        {"name": "orders", "when": {"tables": ["public.sq_orders"]}, "action": "allow"},
-        {"name": "sets", "when": {"statements": ["set", "show", "do"]}, "action": "allow"},
-    ])
+    proxy = _public_and_hidden_table(make_proxy, direct, pg, "sq", ["set", "show", "do"])
     try:
         with connect(proxy, autocommit=True) as c:
             assert c.execute("SELECT * FROM sq_orders", prepare=True).fetchall() == [(1,)]
