@@ -116,17 +116,14 @@ std::size_t Stream::write_now(const char* p, std::size_t n, std::error_code& ec)
 }
 
 awaitable<std::error_code> Stream::write_all(const char* p, std::size_t n) {
-  if (!tls_ && nonblocking_) {
+  {
     // Try at once: in the common case the whole message fits the socket buffer and no
     // writability registration (epoll_ctl) is needed.
     std::error_code ec;
-    const std::size_t done = sock_.write_some(asio::buffer(p, n), ec);
-    if (!ec && done == n) co_return ec;
-    if (ec && ec != asio::error::would_block) co_return ec;
-    if (!ec) {
-      p += done;
-      n -= done;
-    }
+    const std::size_t done = write_now(p, n, ec);
+    if (ec || done == n) co_return ec;
+    p += done;
+    n -= done;
   }
   if (tls_) {
     auto [ec, w] = co_await asio::async_write(*tls_, asio::buffer(p, n), tuple_awaitable);

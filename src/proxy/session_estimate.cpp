@@ -99,7 +99,7 @@ asio::awaitable<std::optional<End>> Session::estimate_front_query() {
       e.protocol = 'Q';
       e.analysis = analysis;
       e.policy = policy_rt_ ? policy_rt_->config->policy : nullptr;
-      e.decision = std::make_shared<const policy::Decision>(decide(*judged));
+      e.decision = judge(*judged);
       e.outcome = "error";
       e.message = "not run: planning it for the row estimate (max_rows_affected) failed";
       audit_batch_.push_back(std::move(e));

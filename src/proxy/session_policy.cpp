@@ -275,12 +275,13 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
     const auto analysis = it->second.analysis;
     sql::Analysis resolved;
     const sql::Analysis* judged = resolve_executes(*analysis, resolved) ? &resolved : analysis.get();
-    const policy::Decision d = decide(*judged);
+    const auto decision = judge(*judged);
+    const policy::Decision& d = *decision;
     const bool review = d.action == policy::Action::Review && server_.approvals();
     if (d.action == policy::Action::Allow || review) {
       it->second.generation = policy_generation_;
       it->second.search_path_changed = search_path_changed_;
-      if (auditing() || review) it->second.decision = std::make_shared<const policy::Decision>(d);
+      if (auditing() || review) it->second.decision = decision;
       if (review && !it->second.review) it->second.text = analysis->statements.empty() ? "" : analysis->statements[0].text;
       it->second.review = review;
       if (!review && !held_portals_.empty())
@@ -328,9 +329,9 @@ bool Session::changes_search_path(const sql::Statement& st) {
     if (name == "search_path" || name == "*") return true;
   // Code the proxy cannot see into may call set_config('search_path', ...) (found by adversarial
   // testing: a DO block or a procedure switched the schema an allowed unqualified name read).
-  if (st.opaque_code) return true;
+  if (st.opaque_code) return true;  // DO blocks among them
   for (auto k : st.kinds)
-    if (k == sql::StatementKind::Do || k == sql::StatementKind::Call) return true;
+    if (k == sql::StatementKind::Call) return true;
   return false;
 }
 
