@@ -8,6 +8,7 @@
 // substitute comes back, the relay replaces it with the policy's ErrorResponse (42501).
 // See docs/adr/0004-refusing-statements.md.
 #include <algorithm>
+#include <cctype>
 #include <random>
 
 #include <fmt/format.h>
@@ -78,6 +79,44 @@ sql::Analysis function_call_analysis(std::uint32_t oid) {
 std::string make_nonce() {
   std::random_device rd;
   return fmt::format("{:08x}{:08x}", rd(), rd());
+}
+
+// Whether a transaction block is open when statement `refused` of a multi-statement Query
+// starts: a BEGIN / START TRANSACTION before it that no COMMIT, ROLLBACK or PREPARE TRANSACTION
+// closed (ROLLBACK TO SAVEPOINT and ... AND CHAIN keep it open).
+bool opens_transaction_before(const sql::Analysis* a, int refused) {
+  if (!a || refused <= 0 || std::size_t(refused) > a->statements.size()) return false;
+  bool open = false;
+  for (int i = 0; i < refused; ++i) {
+    const auto& st = a->statements[std::size_t(i)];
+    if (!st.transaction_control || st.kinds.empty()) continue;
+    std::string upper = " ";  // the words, upper case, one space apart
+    for (unsigned char c : st.normalized) {
+      if (std::isspace(c)) {
+        if (upper.back() != ' ') upper.push_back(' ');
+      } else {
+        upper.push_back(char(std::toupper(c)));
+      }
+    }
+    upper.push_back(' ');
+    const bool chain = upper.find(" AND CHAIN ") != std::string::npos;
+    switch (st.kinds.front()) {
+      case sql::StatementKind::Begin:
+        open = true;
+        break;
+      case sql::StatementKind::Commit:
+        open = chain;
+        break;
+      case sql::StatementKind::Rollback:
+        if (upper.rfind(" ROLLBACK TO ", 0) != 0 && upper.rfind(" ROLLBACK WORK TO ", 0) != 0 &&
+            upper.rfind(" ROLLBACK TRANSACTION TO ", 0) != 0)
+          open = chain;
+        break;
+      default:
+        break;
+    }
+  }
+  return open;
 }
 
 }  // namespace
@@ -629,6 +668,12 @@ void Session::refuse_statement(const policy::Decision& d, const sql::Analysis* a
     body.push_back('\0');
     body.append(2, '\0');  // no parameter types
     protocol::write_message(substitute, 'P', body);
+  } else if (type == 'Q' && opens_transaction_before(analysis, d.statement)) {
+    // "BEGIN; ...; <refused>": PostgreSQL would run the BEGIN, fail at the refused statement and
+    // leave the session in a failed transaction block, whose later statements fail until ROLLBACK.
+    // The substitute does the same: BEGIN, then a statement that fails when it is analysed (after
+    // the BEGIN ran; a syntax error would stop the whole string before it), naming the marker.
+    protocol::write_query(substitute, "BEGIN;SELECT '" + marker + "'::int");
   } else {
     protocol::write_query(substitute, marker);  // Query and FunctionCall: one ReadyForQuery each
   }

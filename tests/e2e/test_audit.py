@@ -131,6 +131,11 @@ def test_statements_are_recorded_with_identity_decision_rows_outcome_and_sqlstat
                 cur.execute(f"DELETE FROM {t}")
             assert ei.value.sqlstate == "42501" and "guardrail.unbounded_write" in str(ei.value)
         assert c.execute("SELECT 'still here'").fetchone() == ("still here",)
+        # A refusal after a BEGIN of the same string: the session is left in a failed block.
+        with pytest.raises(psycopg.Error) as ei:
+            c.execute(f"BEGIN; DELETE FROM {t}")
+        assert ei.value.sqlstate == "42501"
+        c.execute("ROLLBACK")
 
     # A failed login.
     with pytest.raises(psycopg.OperationalError):
@@ -182,6 +187,9 @@ def test_statements_are_recorded_with_identity_decision_rows_outcome_and_sqlstat
         assert refused["sql"]["decision"]["rule"] == "guardrail.unbounded_write"
         assert refused["outcome"] == "refused" and refused["sqlstate"] == "42501", refused
         assert "result" not in refused  # it never reached the database
+    in_block = one(f"BEGIN; DELETE FROM {t}", "Q")
+    assert in_block["outcome"] == "refused" and in_block["sqlstate"] == "42501", in_block
+    assert "rows" not in in_block and "result" not in in_block, in_block
 
     ext = one(f"INSERT INTO {t} VALUES ($1, $2)", "E")
     assert ext["sql"]["params"] == ["<binary 2 bytes>", "psycopg-ext"]  # psycopg sends ints in binary: size only

@@ -428,6 +428,11 @@ def test_guardrail_simple(case, conn, direct, t):
     with pytest.raises(psycopg.Error) as ei:
         psycopg.ClientCursor(conn).execute(case.text(t))
     assert_refused(ei.value, case.rule)
+    # "BEGIN; ...; <refused>" leaves a failed transaction block, as PostgreSQL does (and nothing else)
+    expected = TransactionStatus.INERROR if case.text(t).upper().startswith("BEGIN") else TransactionStatus.IDLE
+    assert conn.info.transaction_status == expected
+    if expected == TransactionStatus.INERROR:
+        conn.execute("ROLLBACK")
     alive(conn)
     _after_refusal(direct, t, case, conn)
 
@@ -541,12 +546,46 @@ def test_savepoint_recovers_like_postgres(conn, direct, t):
 
 
 def test_refused_string_with_transaction_control_runs_nothing(conn, direct, t):
-    """`BEGIN; ...; COMMIT` in one string: nothing runs, not even the BEGIN."""
+    """`BEGIN; ...; <refused>; COMMIT` in one string: nothing of it runs, and the session is left in a
+    failed transaction block, as PostgreSQL leaves it when a statement after the BEGIN fails: later
+    statements fail (25P02) until ROLLBACK instead of running outside the transaction."""
     with pytest.raises(psycopg.Error) as ei:
         psycopg.ClientCursor(conn).execute(
             f"BEGIN; INSERT INTO {t} VALUES (4, 'd', 40); DELETE FROM {t} WHERE 1=1; COMMIT")
     assert_refused(ei.value, "guardrail.unbounded_write")
+    assert conn.info.transaction_status == TransactionStatus.INERROR
+    with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+        conn.execute(f"INSERT INTO {t} VALUES (5, 'e', 50)")
+    conn.execute("COMMIT")  # of a failed block: rolls back, as PostgreSQL does
     assert conn.info.transaction_status == TransactionStatus.IDLE
+    assert count(direct, t) == 3
+    alive(conn)
+
+
+@pytest.mark.parametrize("prefix,state", [
+    ("BEGIN; SAVEPOINT a; ROLLBACK TO a;", TransactionStatus.INERROR),
+    ("START TRANSACTION READ WRITE; SAVEPOINT b; ROLLBACK TRANSACTION TO SAVEPOINT b;", TransactionStatus.INERROR),
+    ("BEGIN; COMMIT AND CHAIN;", TransactionStatus.INERROR),
+    ("BEGIN; SELECT 1; COMMIT;", TransactionStatus.IDLE),
+    ("BEGIN; ROLLBACK;", TransactionStatus.IDLE),
+    ("SELECT 1;", TransactionStatus.IDLE),
+])
+def test_refused_string_leaves_the_transaction_state_postgres_would(prefix, state, conn, direct, pg, t):
+    """The transaction state after a refused statement of a multi-statement string is the one
+    PostgreSQL reaches when that statement fails: in a block the string opened (and did not close)
+    the block fails; otherwise the session stays idle. Checked against PostgreSQL itself, with a
+    statement that fails there in place of the refused one."""
+    refused = f"DELETE FROM {t} WHERE 1=1"
+    with pytest.raises(psycopg.Error) as ei:
+        psycopg.ClientCursor(conn).execute(f"{prefix} {refused}")
+    assert_refused(ei.value, "guardrail.unbounded_write")
+    assert conn.info.transaction_status == state
+    if state != TransactionStatus.IDLE:
+        conn.execute("ROLLBACK")
+    with psycopg.connect(pg.dsn(), autocommit=True) as d:
+        with pytest.raises(psycopg.Error):
+            psycopg.ClientCursor(d).execute(f"{prefix} SELECT 1/0")
+        assert d.info.transaction_status == state
     assert count(direct, t) == 3
     alive(conn)
 
@@ -1064,7 +1103,11 @@ def test_custom_deny_not_dodged(carol, sql, rule):
     with pytest.raises(psycopg.Error) as ei:
         psycopg.ClientCursor(c).execute(sql)
     assert_refused(ei.value, rule)
-    assert c.info.transaction_status == TransactionStatus.IDLE
+    # "BEGIN; <refused>" leaves a failed transaction block, as PostgreSQL does
+    expected = TransactionStatus.INERROR if sql.startswith("BEGIN") else TransactionStatus.IDLE
+    assert c.info.transaction_status == expected
+    if expected == TransactionStatus.INERROR:
+        c.execute("ROLLBACK")
     alive(c)
     assert c.execute("SELECT count(*) FROM pg_prepared_statements WHERE name = 'steal'").fetchone() == (0,)
     assert c.execute("SELECT to_regclass('pg_temp.stolen')").fetchone() == (None,)
