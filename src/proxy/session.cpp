@@ -833,6 +833,7 @@ void Session::units_skipped(std::uint32_t n, bool just_forwarded) {
 
 void Session::statement_finished(char status, Clock::time_point now) {
   tx_status_ = status;
+  if (status == 'I' && transient_cursors_) [[unlikely]] transaction_ended();
   if (inflight_ > 0) --inflight_;
   if (started_head_ < started_.size()) {
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now - started_[started_head_++]);

@@ -104,9 +104,14 @@ class Session : public std::enable_shared_from_this<Session> {
   // The same, shared: a statement served from the analysis cache gets the memo's decision object.
   std::shared_ptr<const policy::Decision> judge(const sql::Analysis& analysis);
   static bool may_change_tokenising(const sql::Analysis& a);
-  // EXECUTE name -> what was prepared under it; false when the text has no EXECUTE to resolve.
+  // EXECUTE name -> what was prepared under it, FETCH/MOVE cursor -> the query it was declared
+  // for; false when the text has nothing to resolve.
   bool resolve_executes(const sql::Analysis& a, sql::Analysis& out) const;
   void remember_prepared(const sql::Analysis& a);
+  // DECLARE records a cursor's query (FETCH is judged against it under the policy of the moment);
+  // CLOSE, CLOSE ALL and DISCARD ALL forget; the end of a transaction forgets those without HOLD.
+  void remember_cursors(const sql::Analysis& a);
+  void transaction_ended();
   // A Bind of a statement judged under an older policy is judged again (false: refused). A Bind
   // of a statement that needs review records its portal and parameters (held_portals_).
   bool rejudge_bind(std::string_view body, std::string& substitute);
@@ -259,6 +264,15 @@ class Session : public std::enable_shared_from_this<Session> {
   // kept (bounded), because the proxy cannot tell which PREPARE, DEALLOCATE or DISCARD the server
   // actually carried out; EXECUTE is judged against all of them.
   std::unordered_map<std::string, std::vector<std::shared_ptr<const sql::Analysis>>> prepared_;
+  // Cursors declared through the proxy, by name: every DECLARE accepted under the name since it
+  // was last closed (bounded; a null entry: too many to keep track of, FETCH is opaque).
+  struct Cursor {
+    std::vector<std::shared_ptr<const sql::Analysis>> versions;
+    bool hold = false;  // WITH HOLD: survives the end of its transaction
+  };
+  std::unordered_map<std::string, Cursor> cursors_;
+  bool transient_cursors_ = false;  // a cursor without HOLD is recorded: forget it at the transaction's end
+  bool cursors_overflow_ = false;   // a DECLARE was not recorded: FETCH of an unknown name is opaque
   // Extended-protocol statements by name, with the policy generation that judged them: a Bind
   // after a reload judges the statement again under the new policy.
   struct Judged {

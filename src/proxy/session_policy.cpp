@@ -121,33 +121,55 @@ bool opens_transaction_before(const sql::Analysis* a, int refused) {
 
 }  // namespace
 
+namespace {
+
+bool has_kind(const sql::Statement& st, sql::StatementKind k) {
+  return std::find(st.kinds.begin(), st.kinds.end(), k) != st.kinds.end();
+}
+
+}  // namespace
+
 bool Session::resolve_executes(const sql::Analysis& a, sql::Analysis& out) const {
+  // The versions a statement names (null: none to resolve; an empty list: the name is known but
+  // untrackable, or unknown after DECLAREs that were not recorded).
+  static const std::vector<std::shared_ptr<const sql::Analysis>> kUntracked{nullptr};
+  auto named = [&](const sql::Statement& st) -> const std::vector<std::shared_ptr<const sql::Analysis>>* {
+    if (st.object_name.empty()) return nullptr;
+    if (has_kind(st, sql::StatementKind::Execute)) {
+      auto it = prepared_.find(st.object_name);
+      return it == prepared_.end() ? nullptr : &it->second;
+    }
+    if (has_kind(st, sql::StatementKind::Fetch)) {
+      auto it = cursors_.find(st.object_name);
+      if (it != cursors_.end()) return &it->second.versions;
+      return cursors_overflow_ ? &kUntracked : nullptr;
+    }
+    return nullptr;
+  };
   bool any = false;
   for (const auto& st : a.statements)
-    if (!st.object_name.empty() && std::find(st.kinds.begin(), st.kinds.end(), sql::StatementKind::Execute) !=
-                                       st.kinds.end()) {
-      auto it = prepared_.find(st.object_name);
-      if (it != prepared_.end() && !it->second.empty() && it->second.front()) any = true;
-    }
+    if (named(st)) any = true;
   if (!any) return false;
   out.error = a.error;
   for (const auto& st : a.statements) {
-    const bool executes =
-        std::find(st.kinds.begin(), st.kinds.end(), sql::StatementKind::Execute) != st.kinds.end();
-    auto it = executes ? prepared_.find(st.object_name) : prepared_.end();
-    if (it == prepared_.end() || it->second.empty() || !it->second.front()) {
-      out.statements.push_back(st);  // not ours to resolve: stays opaque
+    const auto* versions = named(st);
+    const bool fetch = has_kind(st, sql::StatementKind::Fetch);
+    const sql::StatementKind own = fetch ? sql::StatementKind::Fetch : sql::StatementKind::Execute;
+    if (!versions || versions->empty() || !versions->front()) {
+      out.statements.push_back(st);  // not ours to resolve: stays opaque (EXECUTE of an unseen name is)
+      // A cursor the proxy lost track of may read anything.
+      if (fetch && versions) out.statements.back().opaque_code = true;
       continue;
     }
-    // One statement per text ever prepared under the name: the most restrictive decides.
-    for (const auto& version : it->second) {
+    // One statement per text ever prepared (declared) under the name: the most restrictive decides.
+    for (const auto& version : *versions) {
       const sql::Statement& p = version->statements.front();
       sql::Statement m = st;
       m.opaque_code = p.opaque_code;  // EXECUTE was opaque only because its target was unseen
-      m.kinds.erase(std::remove(m.kinds.begin(), m.kinds.end(), sql::StatementKind::Execute), m.kinds.end());
+      m.kinds.erase(std::remove(m.kinds.begin(), m.kinds.end(), own), m.kinds.end());
       for (auto k : p.kinds)
-        if (k != sql::StatementKind::Prepare) m.kinds.push_back(k);
-      if (m.kinds.empty()) m.kinds.push_back(sql::StatementKind::Execute);
+        if (k != sql::StatementKind::Prepare && k != sql::StatementKind::DeclareCursor) m.kinds.push_back(k);
+      if (m.kinds.empty()) m.kinds.push_back(own);
       m.relations.insert(m.relations.end(), p.relations.begin(), p.relations.end());
       m.functions.insert(m.functions.end(), p.functions.begin(), p.functions.end());
       m.writes.insert(m.writes.end(), p.writes.begin(), p.writes.end());
@@ -166,6 +188,56 @@ bool Session::resolve_executes(const sql::Analysis& a, sql::Analysis& out) const
     }
   }
   return true;
+}
+
+void Session::remember_cursors(const sql::Analysis& a) {
+  constexpr std::size_t kMaxCursorNames = 10000;
+  for (const auto& st : a.statements) {
+    if (st.kinds.empty()) continue;
+    const auto kind = st.kinds.front();
+    if (kind == sql::StatementKind::CloseCursor) {
+      if (st.object_name.empty()) {  // CLOSE ALL
+        cursors_.clear();
+        cursors_overflow_ = false;
+      } else {
+        cursors_.erase(st.object_name);
+      }
+      continue;
+    }
+    if (kind == sql::StatementKind::Discard) {
+      if (std::find(st.settings.begin(), st.settings.end(), "all") != st.settings.end()) {
+        cursors_.clear();
+        cursors_overflow_ = false;
+      }
+      continue;
+    }
+    if (kind != sql::StatementKind::DeclareCursor || st.object_name.empty()) continue;
+    auto it = cursors_.find(st.object_name);
+    if (it == cursors_.end()) {
+      if (cursors_.size() >= kMaxCursorNames) {
+        cursors_overflow_ = true;  // FETCH of a name the proxy does not know is judged opaque from now on
+        continue;
+      }
+      it = cursors_.emplace(st.object_name, Cursor{}).first;
+    }
+    auto& c = it->second;
+    c.hold = c.hold || st.cursor_with_hold;
+    if (!st.cursor_with_hold) transient_cursors_ = true;
+    if (!c.versions.empty() && !c.versions.front()) continue;  // already untrackable
+    if (c.versions.size() >= kMaxPreparedVersions) {
+      c.versions.assign(1, nullptr);
+      continue;
+    }
+    auto single = std::make_shared<sql::Analysis>();
+    single->statements.push_back(st);
+    c.versions.push_back(std::move(single));
+  }
+}
+
+void Session::transaction_ended() {
+  // Cursors without HOLD end with their transaction (committed or rolled back).
+  transient_cursors_ = false;
+  std::erase_if(cursors_, [](const auto& kv) { return !kv.second.hold; });
 }
 
 void Session::remember_prepared(const sql::Analysis& a) {
@@ -511,7 +583,7 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
   if (!held_portals_.empty() && decision->action != policy::Action::Deny) {
     // FETCH or MOVE of a portal bound from a statement that waits for approval would run it
     // without one: its Execute is what a reviewer approves (found by adversarial testing).
-    for (const auto& st : judged->statements) {
+    for (const auto& st : a->statements) {  // as written: a resolved FETCH has its cursor's kinds
       if (st.object_name.empty() ||
           std::find(st.kinds.begin(), st.kinds.end(), sql::StatementKind::Fetch) == st.kinds.end())
         continue;
@@ -560,6 +632,7 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
   }
   if (d.action == policy::Action::Allow || review_at_execute) {
     remember_prepared(*a);
+    remember_cursors(*a);
     for (const auto& st : a->statements)
       if (!st.settings.empty()) {
         note_proxy_settings(*a);  // SET gatehouse.wait / gatehouse.reason (session_hold.cpp)

@@ -38,6 +38,7 @@ Json statement_json(const Statement& s) {
   j["text"] = s.text;
   if (s.location != 0) j["location"] = s.location;
   if (!s.object_name.empty()) j["object_name"] = s.object_name;
+  if (s.cursor_with_hold) j["cursor_with_hold"] = true;
   if (!s.normalized.empty()) j["normalized"] = s.normalized;
   if (s.fingerprint != 0) {
     char hex[17];

@@ -123,7 +123,9 @@ struct Statement {
   std::uint64_t fingerprint = 0;  // pg_query_fingerprint: same shape, same value
   int location = 0;  // byte offset of the statement in the input
   bool destructive_alter = false;  // ALTER TABLE ... DROP COLUMN / ALTER COLUMN ... TYPE (data loss or rewrite)
-  std::string object_name;  // PREPARE/EXECUTE/DEALLOCATE: the prepared statement's name ("" for DEALLOCATE ALL)
+  std::string object_name;  // PREPARE/EXECUTE/DEALLOCATE: the prepared statement's name ("" for DEALLOCATE ALL);
+                            // DECLARE/FETCH/MOVE/CLOSE: the cursor's name ("" for CLOSE ALL)
+  bool cursor_with_hold = false;  // DECLARE ... WITH HOLD: the cursor outlives its transaction
 };
 
 struct ParseError {

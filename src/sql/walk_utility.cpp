@@ -543,7 +543,13 @@ bool Walker::utility(std::string_view name, const JValue& b, Mode mode) {
     out_.object_name = std::string(b.get_str("name"));  // "" for DEALLOCATE ALL
   } else if (name == "DeclareCursorStmt") {
     add_kind(K::DeclareCursor);
+    out_.object_name = std::string(b.get_str("portalname"));
+    constexpr std::int64_t kCursorOptHold = 0x0020;  // CURSOR_OPT_HOLD (parsenodes.h): WITH HOLD
+    if (auto o = b.get_int("options"); o && (*o & kCursorOptHold)) out_.cursor_with_hold = true;
     nested("query");
+  } else if (name == "ClosePortalStmt") {
+    add_kind(K::CloseCursor);
+    out_.object_name = std::string(b.get_str("portalname"));  // "" for CLOSE ALL
   } else if (name == "CreateTableAsStmt") {
     add_kind(K::Create);
     const JValue* into = b.get("into");

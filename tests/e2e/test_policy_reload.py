@@ -288,3 +288,69 @@ def test_protocol_prepared_statement_judged_by_new_policy(make_proxy, pg, t):
             row = c.execute(sql, prepare=True).fetchone()
             pytest.fail(f"the statement prepared before the reload ran: {row}")
         assert_denied(ei.value)
+
+
+# ---- cursors declared before the reload --------------------------------------------------------
+
+def test_cursor_fetch_judged_by_new_policy(make_proxy, pg, t):
+    """A cursor declared while reading t was allowed reads t at each FETCH: after a rule denying it
+    is loaded, FETCH and MOVE are refused (simple and extended protocol, WITH HOLD or within the
+    transaction), and a CLOSEd name, or one declared again over another table, reads what it names now."""
+    proxy = make_proxy(make_config(make_proxy, pg, []))
+    with connect(proxy, dbname="dev", autocommit=True) as c, connect(proxy, dbname="dev") as in_tx, \
+            connect(proxy, dbname="dev") as in_tx2:
+        cur = psycopg.ClientCursor(c)
+        cur.execute(f"DECLARE held CURSOR WITH HOLD FOR SELECT * FROM {t} ORDER BY id")
+        cur.execute(f"DECLARE  \"Other\"  NO SCROLL CURSOR WITH HOLD FOR SELECT * FROM {t} ORDER BY id")
+        assert cur.execute("FETCH 1 FROM held").fetchall() == [(1, "a")]
+        in_tx.execute(f"DECLARE tx_cur CURSOR FOR SELECT * FROM {t} ORDER BY id")
+        assert in_tx.execute("FETCH NEXT FROM tx_cur").fetchall() == [(1, "a")]
+        # psycopg's own server-side cursor (DECLARE ... / FETCH FORWARD n / CLOSE)
+        named = in_tx2.cursor(name="psy_cur")
+        named.execute(f"SELECT * FROM {t} ORDER BY id")
+        assert named.fetchone() == (1, "a")
+
+        reload(proxy, make_config(make_proxy, pg, [deny_select(t)]))
+
+        for sql in ("FETCH 1 FROM held", "FETCH ALL IN held", "MOVE NEXT IN held", 'FETCH "Other"'):
+            with pytest.raises(psycopg.Error) as ei:
+                cur.execute(sql)
+            assert_denied(ei.value)
+        with pytest.raises(psycopg.Error) as ei:  # FETCH sent with the extended protocol
+            c.execute("FETCH 1 FROM held", prepare=True)
+        assert_denied(ei.value)
+        with pytest.raises(psycopg.Error) as ei:
+            in_tx.execute("FETCH NEXT FROM tx_cur")
+        assert_denied(ei.value)
+        in_tx.rollback()
+        with pytest.raises(psycopg.Error) as ei:
+            named.fetchone()
+        assert_denied(ei.value)
+        in_tx2.rollback()
+
+        # CLOSE forgets the cursor; the same name declared over an allowed query reads that one
+        cur.execute("CLOSE held")
+        cur.execute("DECLARE held CURSOR WITH HOLD FOR SELECT 42")
+        assert cur.execute("FETCH 1 FROM held").fetchall() == [(42,)]
+        # a name declared again without CLOSE (the DECLARE fails: it exists) is judged by both
+        with pytest.raises(psycopg.Error):
+            cur.execute("DECLARE held CURSOR WITH HOLD FOR SELECT 43")
+        assert cur.execute("FETCH 1 FROM held").fetchall() == []
+        cur.execute("CLOSE ALL")
+        assert c.execute("SELECT count(*) FROM pg_cursors").fetchone() == (0,)
+
+
+def test_cursor_names_follow_transactions(make_proxy, pg, t):
+    """A cursor without HOLD ends with its transaction: the name declared again in the next one,
+    over another query, is judged by that query only (no refusal from the old one)."""
+    proxy = make_proxy(make_config(make_proxy, pg, [deny_select(t)]))
+    with connect(proxy, dbname="dev") as c:
+        cur = psycopg.ClientCursor(c)
+        with pytest.raises(psycopg.Error) as ei:
+            cur.execute(f"DECLARE c1 CURSOR FOR SELECT * FROM {t}")
+        assert_denied(ei.value)
+        c.rollback()
+        for i in range(20):  # more than the versions kept per name
+            cur.execute(f"DECLARE c1 CURSOR FOR SELECT {i}")
+            assert cur.execute("FETCH 1 FROM c1").fetchall() == [(i,)]
+            c.commit()
