@@ -10,6 +10,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <iterator>
 #include <queue>
 #include <set>
 #include <tuple>
@@ -89,6 +90,22 @@ constexpr const char* kColumns =
     "a.node, a.seq, a.prev, a.hash, a.body, a.time, a.time_us, a.type, a.session, a.statement, a.subject, a.email, "
     "a.groups, a.kind, a.client, a.target, a.environment, a.database, a.kinds, a.relations, a.tags, a.decision, "
     "a.rule, a.outcome, a.sqlstate, a.rows, a.duration_us, a.text";
+
+// The storage class each column of kColumns holds (in its order), as typeof() names it.
+struct ColumnType {
+  const char* name;
+  const char* type;
+};
+constexpr ColumnType kColumnTypes[] = {
+    {"node", "text"},     {"seq", "integer"},   {"prev", "text"},        {"hash", "text"},
+    {"body", "text"},     {"time", "text"},     {"time_us", "integer"},  {"type", "text"},
+    {"session", "integer"}, {"statement", "integer"}, {"subject", "text"}, {"email", "text"},
+    {"groups", "text"},   {"kind", "text"},     {"client", "text"},      {"target", "text"},
+    {"environment", "text"}, {"database", "text"}, {"kinds", "text"},    {"relations", "text"},
+    {"tags", "text"},     {"decision", "text"}, {"rule", "text"},        {"outcome", "text"},
+    {"sqlstate", "text"}, {"rows", "integer"},  {"duration_us", "integer"}, {"text", "text"},
+};
+static_assert(std::size(kColumnTypes) == 28);
 
 StoredRecord read_row(const store::SqliteStatement& st) {
   StoredRecord r;
@@ -237,17 +254,53 @@ class SqliteReader final : public AuditReader {
     return out;
   }
 
+  Result<std::string> integrity() override {
+    auto st = db_.prepare("PRAGMA integrity_check");
+    if (!st) return tl::unexpected(st.error());
+    std::string out;
+    for (;;) {
+      auto row = st->step();
+      if (!row) return tl::unexpected(row.error());
+      if (!*row) break;
+      const std::string line(st->column_text(0));
+      if (line == "ok") continue;
+      if (!out.empty()) out += "; ";
+      out += line;
+      if (out.size() > 1000) break;
+    }
+    return out;
+  }
+
   Result<void> scan(std::string_view node, std::int64_t after_seq,
                     const std::function<bool(const StoredRecord&)>& fn) override {
-    auto st = db_.prepare(std::string("SELECT ") + kColumns +
+    std::string types;
+    for (const auto& c : kColumnTypes) types += std::string(types.empty() ? "" : "||") + "typeof(a." + c.name + ")";
+    auto st = db_.prepare(std::string("SELECT ") + kColumns + ", " + types +
                           " FROM audit_records a WHERE a.node = ?1 AND a.seq > ?2 ORDER BY a.seq");
     if (!st) return tl::unexpected(st.error());
     st->bind(1, node).bind(2, after_seq);
+    static const std::string expected = [] {
+      std::string e;
+      for (const auto& c : kColumnTypes) e += c.type;
+      return e;
+    }();
     for (;;) {
       auto row = st->step();
       if (!row) return tl::unexpected(row.error());
       if (!*row) return {};
-      if (!fn(read_row(*st))) {
+      StoredRecord rec = read_row(*st);
+      if (const std::string_view got = st->column_text(28); got != expected) {
+        std::size_t at = 0;
+        for (const auto& c : kColumnTypes) {
+          if (got.substr(at, std::string_view(c.type).size()) != c.type) {
+            rec.mistyped_column = c.name;
+            break;
+          }
+          at += std::string_view(c.type).size();
+        }
+        if (rec.mistyped_column.empty()) rec.mistyped_column = "?";
+      }
+      if (!fn(rec)) {
         st->reset();
         return {};
       }

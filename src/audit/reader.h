@@ -25,6 +25,10 @@ struct StoredRecord {
   std::string body;
   std::optional<RecordIndex> columns;  // SQLite: the search columns as stored
   bool well_formed = true;  // JSON lines: false when the line is not {"hash":"<64 hex>","body":{...}}
+  // SQLite (scan only): the first column whose value is not stored as its declared type (e.g. a
+  // text column turned into a BLOB of the same bytes: searches compare types, so the row would
+  // drop out of them); "" when all are.
+  std::string mistyped_column;
 };
 
 // Search filters; empty fields do not filter. All values are bound as SQL parameters.
@@ -67,6 +71,9 @@ class AuditReader {
   virtual bool has_columns() const = 0;  // stores search columns beside the body (SQLite)
 
   [[nodiscard]] virtual Result<std::vector<std::string>> nodes() = 0;
+  // The store's own consistency (SQLite: PRAGMA integrity_check, which also finds indexes that
+  // do not list every row); "" when consistent or when the store has no such check.
+  [[nodiscard]] virtual Result<std::string> integrity() { return std::string(); }
   // Records of `node` with seq > after_seq in storage order (SQLite: by the seq column; JSON
   // lines: every line in file order whatever its node, a file holding one chain); stops early
   // when `fn` returns false.

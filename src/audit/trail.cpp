@@ -625,7 +625,7 @@ void Trail::run() {
     }
     if (!batch.empty()) write_batch(batch);
     if (stop) break;
-    maybe_checkpoint(false);
+    maybe_checkpoint(checkpoint_due_.exchange(false, std::memory_order_relaxed));
     batch.clear();
   }
   maybe_checkpoint(true);
@@ -1004,7 +1004,9 @@ void Trail::maybe_prune() {
                 {"pruned_through", std::to_string((*p)->through)},
                 {"anchor", (*p)->hash}};
     spdlog::info("audit: retention removed records up to {} from {}", (*p)->through, s->sink->name());
-    submit(std::move(e));  // into the chain like any other record
+    // Into the chain like any other record; a signed checkpoint follows it at once (verify, given
+    // the key, accepts pruned records only with a Retention record a checkpoint of its run covers).
+    submit(std::move(e), [this](const Error*) { checkpoint_due_.store(true, std::memory_order_relaxed); });
     std::lock_guard lock(mu_);
     ++stats_.retentions;
   }

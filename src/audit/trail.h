@@ -140,6 +140,9 @@ class Trail {
   std::atomic<bool> has_deferred_{false};
   std::chrono::steady_clock::time_point deferred_retry_at_{};  // store thread only
   void maybe_checkpoint(bool force);
+  // Set (on the writer thread) once a Retention record is journaled: the writer signs a checkpoint
+  // right after, so the record that explains pruned records is covered by a signature of its run.
+  std::atomic<bool> checkpoint_due_{false};
   // store thread: journal -> sinks
   void run_store();
   void flush_sinks(bool force);

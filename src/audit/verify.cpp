@@ -98,6 +98,7 @@ std::string_view problem_name(Problem p) {
     case Problem::BadSignature: return "bad checkpoint signature";
     case Problem::CheckpointMismatch: return "checkpoint does not match the chain";
     case Problem::AnchorMismatch: return "does not match the external anchor";
+    case Problem::EditedStore: return "edited store structure";
   }
   return "?";
 }
@@ -125,6 +126,12 @@ Result<VerifyReport> verify_chain(AuditReader& reader, std::string_view node, co
   std::string prev_hash, first_prev, prev_type;
   std::uint64_t prev_seq = 0;
   bool retention_ok = false;
+  // With a key, the Retention record that explains the missing start must be covered by a signed
+  // checkpoint of its own run (before any later Start): one appended to the chain by whoever
+  // deleted the start would not be (found by adversarial testing: the start of a trail deleted
+  // and one forged Retention record appended passed verify with the key).
+  std::uint64_t retention_seq = 0;
+  bool retention_signed = false, retention_run_ended = false;
   std::optional<Anomaly> anomaly;
   std::optional<std::string> anchor_hash;  // the hash of record expect_head->seq, when stored
   struct Deferred {  // a checkpoint covering an older record than its predecessor
@@ -180,6 +187,11 @@ Result<VerifyReport> verify_chain(AuditReader& reader, std::string_view node, co
       return stop(columns ? Problem::EditedColumn : Problem::Inserted, seq,
                   "record " + std::to_string(seq) + " belongs to the chain of node \"" + body_node + "\"");
     if (columns) {
+      if (!s.mistyped_column.empty())
+        return stop(Problem::EditedColumn, seq,
+                    "the " + s.mistyped_column + " column of record " + std::to_string(seq) +
+                        " is stored as another type than its own (the same bytes as a BLOB, say): searches "
+                        "compare types and would no longer find the record");
       if (s.prev != prev)
         return stop(Problem::EditedColumn, seq, "the prev column of record " + std::to_string(seq) + " was changed");
       auto idx = index_of(s.body);
@@ -216,12 +228,18 @@ Result<VerifyReport> verify_chain(AuditReader& reader, std::string_view node, co
         if (!o.signer->verify(CheckpointSigner::message(body_node, *covers, covers_hash), str_field(fields, "signature")))
           return stop(Problem::BadSignature, seq, "the signature of checkpoint " + std::to_string(seq) + " is not valid");
         ++rep.signatures_checked;
+        if (retention_seq && !retention_run_ended && *covers >= retention_seq) retention_signed = true;
       }
       rep.last_checkpoint_seq = seq;
       last_checkpoint_covers_stop = prev_type == "stop" && *covers == prev_seq;
     } else if (type == "retention") {
       const auto through = to_u64(str_field(fields, "pruned_through"));
-      if (through && *through + 1 == rep.first_seq && str_field(fields, "anchor") == first_prev) retention_ok = true;
+      if (through && *through + 1 == rep.first_seq && str_field(fields, "anchor") == first_prev && !retention_ok) {
+        retention_ok = true;
+        retention_seq = seq;
+      }
+    } else if (type == "start" && retention_seq && !retention_signed) {
+      retention_run_ended = true;
     }
     if (o.expect_head && o.expect_head->seq == seq) anchor_hash = s.hash;
     prev_hash = s.hash;
@@ -248,6 +266,24 @@ Result<VerifyReport> verify_chain(AuditReader& reader, std::string_view node, co
                           "the trail starts at record " + std::to_string(rep.first_seq) + " and no Retention record says "
                           "records up to " + std::to_string(rep.first_seq - 1) + " were pruned: they were deleted"};
     return rep;
+  }
+  if (rep.records > 0 && rep.first_seq > 1 && o.signer && !retention_signed) {
+    rep.problem = Finding{Problem::Deleted, rep.first_seq - 1,
+                          "the trail starts at record " + std::to_string(rep.first_seq) + "; Retention record " +
+                              std::to_string(retention_seq) + " says records up to " + std::to_string(rep.first_seq - 1) +
+                              " were pruned, but no signed checkpoint of its run covers it (the proxy signs one right "
+                              "after each Retention record): it may have been added by whoever deleted them"};
+    return rep;
+  }
+  if (columns) {
+    auto bad = reader.integrity();
+    if (!bad) return tl::unexpected(bad.error());
+    if (!bad->empty()) {
+      rep.problem = Finding{Problem::EditedStore, rep.first_seq,
+                            "the store's structure disagrees with its rows (PRAGMA integrity_check: " + *bad +
+                                "): an index was changed, so searches may not see every record"};
+      return rep;
+    }
   }
   for (const auto& d : deferred) {
     std::optional<std::string> have;

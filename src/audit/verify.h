@@ -7,7 +7,8 @@
 // the signed body; each checkpoint's signature is valid and covers the hash the chain has at
 // that point (so a chain recomputed after an edit is caught at the next checkpoint); records
 // missing at the start are explained by a Retention record that names the new first record's
-// predecessor. What is not proved without an external anchor: that no records were removed from
+// predecessor (with a key: one that a signed checkpoint of the same run covers, as the proxy
+// writes one right after each Retention record). What is not proved without an external anchor: that no records were removed from
 // the END after the last checkpoint (see VerifyOptions::expect_head and expect_stopped).
 #include <cstdint>
 #include <optional>
@@ -31,6 +32,8 @@ enum class Problem {
   BadSignature,        // a checkpoint's signature does not verify with the given key
   CheckpointMismatch,  // a checkpoint covers a hash the chain does not have (chain recomputed)
   AnchorMismatch,      // the record named by --expect-head has another hash
+  EditedStore,         // the store's own structure disagrees with its rows (SQLite: an index that
+                       // misses rows, found by PRAGMA integrity_check): searches would not see them
 };
 std::string_view problem_name(Problem p);  // "edited body", "deleted", ...
 

@@ -1,7 +1,7 @@
 // The policy phase of a session: every Query, Parse and FunctionCall is analysed and judged
 // before it is forwarded. A refused statement never reaches the database. In its place the
-// backend gets a substitute that fails at once with a syntax error naming this session's nonce
-// ("gatehouse_blocked_<nonce>"): the backend then does exactly what it does for any failing
+// backend gets a substitute that fails at once, when analysed: a cast to int of a text naming this
+// session's nonce ("gatehouse_blocked_<nonce>"). The backend then does exactly what it does for any failing
 // statement — aborts the transaction block if one is open, skips the rest of an extended-protocol
 // batch until Sync, answers ReadyForQuery with the right status — so the client's and the
 // backend's view of the session stay the same. When the backend's ErrorResponse for the
@@ -81,40 +81,13 @@ std::string make_nonce() {
   return fmt::format("{:08x}{:08x}", rd(), rd());
 }
 
-// Whether a transaction block is open when statement `refused` of a multi-statement Query
-// starts: a BEGIN / START TRANSACTION before it that no COMMIT, ROLLBACK or PREPARE TRANSACTION
-// closed (ROLLBACK TO SAVEPOINT and ... AND CHAIN keep it open).
-bool opens_transaction_before(const sql::Analysis* a, int refused) {
-  if (!a || refused <= 0 || std::size_t(refused) > a->statements.size()) return false;
+// Whether a transaction block the text itself opened is open when its statement `at` starts.
+bool opens_transaction_before(const sql::Analysis* a, int at) {
+  if (!a || at <= 0 || std::size_t(at) > a->statements.size()) return false;
   bool open = false;
-  for (int i = 0; i < refused; ++i) {
-    const auto& st = a->statements[std::size_t(i)];
-    if (!st.transaction_control || st.kinds.empty()) continue;
-    std::string upper = " ";  // the words, upper case, one space apart
-    for (unsigned char c : st.normalized) {
-      if (std::isspace(c)) {
-        if (upper.back() != ' ') upper.push_back(' ');
-      } else {
-        upper.push_back(char(std::toupper(c)));
-      }
-    }
-    upper.push_back(' ');
-    const bool chain = upper.find(" AND CHAIN ") != std::string::npos;
-    switch (st.kinds.front()) {
-      case sql::StatementKind::Begin:
-        open = true;
-        break;
-      case sql::StatementKind::Commit:
-        open = chain;
-        break;
-      case sql::StatementKind::Rollback:
-        if (upper.rfind(" ROLLBACK TO ", 0) != 0 && upper.rfind(" ROLLBACK WORK TO ", 0) != 0 &&
-            upper.rfind(" ROLLBACK TRANSACTION TO ", 0) != 0)
-          open = chain;
-        break;
-      default:
-        break;
-    }
+  for (int i = 0; i < at; ++i) {
+    const auto b = a->statements[std::size_t(i)].transaction_block;
+    if (b != 0) open = b > 0;
   }
   return open;
 }
@@ -732,23 +705,37 @@ void Session::refuse_statement(const policy::Decision& d, const sql::Analysis* a
   std::string marker = fmt::format("gatehouse_blocked_{}_{}_", nonce_, ++refusal_seq_);
   substitute.clear();
   if (type == 'P' || type == 'B' || type == 'E') {
-    // A Bind or Execute is replaced by a Parse under a throwaway name: it fails at parsing,
+    // A Bind or Execute is replaced by a Parse under a throwaway name: it fails at Parse,
     // before the backend stores or drops anything, and the rest of the batch is skipped as for a
     // failed Bind or Execute.
     std::string body(type != 'P' ? std::string_view(marker) : name);
     body.push_back('\0');
-    body += marker;
+    body += fmt::format("SELECT '{}'::int", marker);  // fails when analysed, at Parse (25P02 first in a failed block)
     body.push_back('\0');
     body.append(2, '\0');  // no parameter types
     protocol::write_message(substitute, 'P', body);
-  } else if (type == 'Q' && opens_transaction_before(analysis, d.statement)) {
-    // "BEGIN; ...; <refused>": PostgreSQL would run the BEGIN, fail at the refused statement and
-    // leave the session in a failed transaction block, whose later statements fail until ROLLBACK.
-    // The substitute does the same: BEGIN, then a statement that fails when it is analysed (after
-    // the BEGIN ran; a syntax error would stop the whole string before it), naming the marker.
-    protocol::write_query(substitute, "BEGIN;SELECT '" + marker + "'::int");
   } else {
-    protocol::write_query(substitute, marker);  // Query and FunctionCall: one ReadyForQuery each
+    // Query and FunctionCall: one ReadyForQuery each. A statement that fails when it is analysed
+    // (not a syntax error): in a failed transaction block the backend answers it with 25P02 first,
+    // as it would the refused statement, and that error is passed on unchanged.
+    // "BEGIN; ...; <refused>": PostgreSQL would run the BEGIN, fail at the first refused statement
+    // and leave the session in a failed transaction block, whose later statements fail until
+    // ROLLBACK. The substitute then does the same: BEGIN, then the failing statement (a syntax
+    // error would stop the whole string before the BEGIN ran).
+    int first = d.statement;
+    if (type == 'Q' && analysis && analysis->statements.size() > 1) {
+      // The decision names the most restrictive statement; PostgreSQL stops at the first that fails.
+      for (std::size_t i = 0; i < analysis->statements.size() && int(i) < first; ++i) {
+        sql::Analysis one;
+        one.statements.push_back(analysis->statements[i]);
+        if (judge(one)->action != policy::Action::Allow) {
+          first = int(i);
+          break;
+        }
+      }
+    }
+    const bool begin = type == 'Q' && opens_transaction_before(analysis, first);
+    protocol::write_query(substitute, fmt::format("{}SELECT '{}'::int", begin ? "BEGIN;" : "", marker));
   }
   refusals_.push_back(Refusal{std::move(marker), syncs_sent_, std::move(e)});
   if (refusals_.size() > 64) refusals_.pop_front();  // substitutes skipped long ago

@@ -39,6 +39,7 @@ Json statement_json(const Statement& s) {
   if (s.location != 0) j["location"] = s.location;
   if (!s.object_name.empty()) j["object_name"] = s.object_name;
   if (s.cursor_with_hold) j["cursor_with_hold"] = true;
+  if (s.transaction_block != 0) j["transaction_block"] = int(s.transaction_block);
   if (!s.normalized.empty()) j["normalized"] = s.normalized;
   if (s.fingerprint != 0) {
     char hex[17];

@@ -118,6 +118,10 @@ struct Statement {
                                            // change, as the server reads their names; "" for the
                                            // session's own role (CURRENT_USER, ...) and ALTER ROLE ALL
   bool transaction_control = false;
+  // What the statement does to a transaction block: +1 one is open after it (BEGIN, START
+  // TRANSACTION, COMMIT/ROLLBACK AND CHAIN); -1 it ends the block (COMMIT, END, ROLLBACK, ABORT,
+  // PREPARE TRANSACTION); 0 neither (savepoints, COMMIT/ROLLBACK PREPARED, everything else).
+  std::int8_t transaction_block = 0;
   std::string text;        // this statement's own text (a slice of the input)
   std::string normalized;  // literals replaced by $n (pg_query_normalize)
   std::uint64_t fingerprint = 0;  // pg_query_fingerprint: same shape, same value

@@ -611,6 +611,10 @@ bool Walker::utility(std::string_view name, const JValue& b, Mode mode) {
   } else if (name == "TransactionStmt") {
     std::string_view k = b.get_str("kind");
     out_.transaction_control = true;
+    if (k == "TRANS_STMT_BEGIN" || k == "TRANS_STMT_START")
+      out_.transaction_block = 1;
+    else if (k == "TRANS_STMT_COMMIT" || k == "TRANS_STMT_ROLLBACK" || k == "TRANS_STMT_PREPARE")
+      out_.transaction_block = b.get_bool("chain") && k != "TRANS_STMT_PREPARE" ? 1 : -1;
     if (k == "TRANS_STMT_BEGIN" || k == "TRANS_STMT_START") {
       add_kind(K::Begin);
     } else if (k == "TRANS_STMT_COMMIT" || k == "TRANS_STMT_COMMIT_PREPARED" || k == "TRANS_STMT_PREPARE") {
