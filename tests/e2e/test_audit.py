@@ -631,11 +631,58 @@ def test_verify_catches_tampering_with_a_proxy_written_store(make_proxy, tmp_pat
     caught(p, k + 1, "truncated", "--expect-head", head)
     assert head_seq > k + 1
 
+    # The same bytes stored as a BLOB: searches compare types, so the record would drop out of
+    # `--outcome`, `--type`, `--decision` and `--target` searches (found by adversarial testing).
+    for col in ("outcome", "type", "decision", "target", "subject"):
+        p = attacked(f"blob-{col}")
+        sqlite_cli(p, f"UPDATE audit_records SET {col} = CAST({col} AS BLOB) WHERE seq = {k}")
+        caught(p, k, "edited column")
+        r = verify(p, "--key", key)
+        assert f"the {col} column of record {k}" in r.stdout, r.stdout
+
+    # An index rebuilt without one row (its SQL put back as it was): searches over the time index
+    # miss the record, PRAGMA integrity_check does not.
+    p = attacked("index")
+    sqlite_cli(p, f"DROP INDEX audit_records_time; CREATE INDEX audit_records_time ON audit_records (time_us) "
+                  f"WHERE seq <> {k}; PRAGMA writable_schema = ON; UPDATE sqlite_schema SET sql = "
+                  f"'CREATE INDEX audit_records_time ON audit_records (time_us)' WHERE name = 'audit_records_time'")
+    r = verify(p, "--key", key)
+    assert r.returncode == 1 and "edited store structure" in r.stdout, r.stdout
+
+    # The start deleted and a Retention record forged at the end to explain it: the hash chain is
+    # intact and the forged record is not signed; with the key, a Retention record must be covered
+    # by a signed checkpoint of its own run (found by adversarial testing).
+    p = attacked("forged-retention")
+    db = sqlite3.connect(p)
+    with db:
+        first_kept = k
+        anchor = db.execute("SELECT prev FROM audit_records WHERE seq = ?", (first_kept,)).fetchone()[0]
+        last = db.execute("SELECT * FROM audit_records ORDER BY seq DESC LIMIT 1").fetchone()
+        names = [d[0] for d in db.execute("SELECT * FROM audit_records LIMIT 1").description]
+        last = dict(zip(names, last))
+        db.execute("DELETE FROM audit_records WHERE seq < ?", (first_kept,))
+        body = json.loads(last["body"])
+        forged = {"fields": {"anchor": anchor, "pruned_through": str(first_kept - 1), "sink": "sqlite:x"},
+                  "node": "tamper", "prev": last["hash"], "seq": last["seq"] + 1, "time": body["time"],
+                  "time_us": body["time_us"], "type": "retention", "v": 1}
+        fbody = json.dumps(forged, sort_keys=True, separators=(",", ":"))
+        fhash = hashlib.sha256(bytes.fromhex(last["hash"]) + fbody.encode()).hexdigest()
+        row = {n: ("" if isinstance(last[n], str) else -1) for n in names}
+        row.update(seq=last["seq"] + 1, node="tamper", prev=last["hash"], hash=fhash, body=fbody, time=body["time"],
+                   time_us=body["time_us"], type="retention", session=0, statement=0)
+        db.execute(f"INSERT INTO audit_records ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                   [row[n] for n in names])
+    db.close()
+    assert verify(p).returncode == 0  # without the key nothing is signed: consistent, as documented
+    caught(p, first_kept - 1, "deleted", "--expect-head", head)
+
 
 # ---- 5. retention ------------------------------------------------------------------------------
 
-def test_retention_prunes_and_the_chain_still_verifies(make_proxy):
-    cfg = {"node": "ret", "retention": {"max_records": 50}}
+def test_retention_prunes_and_the_chain_still_verifies(make_proxy, tmp_path):
+    key = tmp_path / "checkpoint.key"
+    assert audit_cli("keygen", "--out", key).returncode == 0
+    cfg = {"node": "ret", "retention": {"max_records": 50}, "checkpoint": {"key_file": str(key), "interval": "1h"}}
     proxy = make_proxy(audit=cfg)
     store = store_of(proxy)
     with connect(proxy, autocommit=True) as c:
@@ -655,11 +702,15 @@ def test_retention_prunes_and_the_chain_still_verifies(make_proxy):
     first = db_rows(store, "SELECT seq, prev FROM audit_records ORDER BY seq LIMIT 1")[0]
     assert int(fields["pruned_through"]) + 1 == first["seq"] and fields["anchor"] == first["prev"], (fields, first)
     assert first["seq"] > 60
-    v = verify(store)
+    # the proxy signs a checkpoint right after its Retention record (the interval is an hour)
+    ret_seq = db_rows(store, "SELECT seq FROM audit_records WHERE type = 'retention'")[0]["seq"]
+    wait_for(lambda: db_rows(store, "SELECT seq FROM audit_records WHERE type = 'checkpoint' AND seq > ?", (ret_seq,)),
+             timeout=5, what="a checkpoint after the retention record")
+    v = verify(store, "--key", key)
     assert v.returncode == 0, v.stdout + v.stderr
     assert f"intact: records {first['seq']}.." in v.stdout, v.stdout
     assert proxy.stop() == 0
-    assert verify(store).returncode == 0
+    assert verify(store, "--key", key, "--expect-stopped").returncode == 0
     # Deleting one more record at the start than the Retention record accounts for is caught.
     sqlite_cli(store, f"DELETE FROM audit_records WHERE seq = {first['seq']}")
     r = verify(store)
