@@ -403,6 +403,7 @@ class Session : public std::enable_shared_from_this<Session> {
   };
   std::unordered_map<std::string, Portal, NameHash, std::equal_to<>> portals_;
   bool batch_failed_ = false;  // an error in the current extended-protocol batch: Executes until Sync are skipped
+  std::string batch_error_;    // the SQLSTATE of the Execute that failed it
   bool refused_in_batch_ = false;
   // The session set its search_path (or may have): allow rules no longer take an unqualified name
   // for one in public. Set when a statement that sets it is judged (allowed or not: fail closed).

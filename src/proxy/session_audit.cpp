@@ -376,7 +376,7 @@ void Session::audit_backend(char type, std::string_view body, const protocol::Er
       if (commit_error_sqlstate) {
         r.outcome = "error";
         r.sqlstate = *commit_error_sqlstate;
-        r.message = "the batch's commit at Sync failed, so this statement's changes were rolled back: " + *commit_error;
+        r.message = *commit_error;
       }
       audit_results_.push_back(std::move(r));
     }
@@ -422,7 +422,10 @@ void Session::audit_backend(char type, std::string_view body, const protocol::Er
       if (head->kind == K::Sync) {
         // After every Execute of the batch: the implicit commit at Sync failed (a deferred
         // constraint, a serialization failure), and their changes are gone.
-        if (!batch_done_.empty() && !batch_failed_) batch_ended(&sqlstate, &message);
+        if (!batch_done_.empty() && !batch_failed_) {
+          const std::string why = "the batch's commit at Sync failed, so this statement's changes were rolled back: " + message;
+          batch_ended(&sqlstate, &why);
+        }
         batch_failed_ = true;
         return;
       }
@@ -430,6 +433,7 @@ void Session::audit_backend(char type, std::string_view body, const protocol::Er
       head->sqlstate = std::move(sqlstate);
       head->message = std::move(message);
       if (head->kind == K::Execute) {
+        if (!batch_failed_) batch_error_ = head->sqlstate;
         complete(*head, "error");
         audit_pending_.pop_front();
         batch_failed_ = true;
@@ -447,6 +451,25 @@ void Session::audit_backend(char type, std::string_view body, const protocol::Er
         }
         if (p.kind == K::Query) complete(p, "ok");
         break;
+      }
+      if (batch_failed_ && !batch_done_.empty() && tx_status_ == 'I') {  // tx_status_: this ReadyForQuery's
+        // Executes of a batch outside a transaction block run in one implicit transaction,
+        // committed at Sync: an Execute that failed after them rolled theirs back (found by
+        // adversarial testing: pipelined INSERTs before a failing one were recorded as committed).
+        // Unless the batch itself holds transaction control (BEGIN ... COMMIT), which leaves
+        // what was committed by it committed: those stay as they ended.
+        bool control = false;
+        for (const auto& r : batch_done_)
+          if (r.analysis)
+            for (const auto& st : r.analysis->statements) control |= st.transaction_control;
+        if (!control) {
+          const std::string why =
+              "its batch ran as one implicit transaction and a later statement of it failed (" + batch_error_ +
+              "), so this statement's changes were rolled back";
+          batch_ended(&batch_error_, &why);
+          batch_failed_ = false;
+          break;
+        }
       }
       batch_ended(nullptr, nullptr);
       batch_failed_ = false;

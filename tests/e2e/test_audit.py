@@ -900,6 +900,41 @@ def test_extended_outcomes_commit_failure_not_run_and_suspended_portals(make_pro
     assert outcome("SELECT g AS suspended FROM generate_series(1, 5) g")["rows"] == 3
 
 
+def test_pipelined_statements_rolled_back_by_a_later_error_are_not_recorded_as_committed(make_proxy, pg):
+    """A psycopg pipeline in autocommit (one Sync) runs as one implicit transaction: when its 6th
+    INSERT fails, the 5 before it are rolled back, and their records say so (found by adversarial
+    testing: they were recorded ok). A batch with its own BEGIN ... COMMIT keeps what it committed."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as d:
+        d.execute("DROP TABLE IF EXISTS aud_pipe")
+        d.execute("CREATE TABLE aud_pipe (id int PRIMARY KEY, tag text)")
+        d.execute("INSERT INTO aud_pipe VALUES (5, 'existing')")
+    proxy = make_proxy()
+    with connect(proxy, autocommit=True) as c:
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            with c.pipeline():
+                for i in range(10):
+                    c.execute("INSERT INTO aud_pipe VALUES (%s, %s)", (i, f"implicit-{i}"))
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            with c.pipeline():
+                c.execute("BEGIN")
+                c.execute("INSERT INTO aud_pipe VALUES (%s, %s)", (100, "explicit"))
+                c.execute("COMMIT")
+                c.execute("INSERT INTO aud_pipe VALUES (%s, %s)", (5, "dup"))
+    proxy.stop()
+    with psycopg.connect(pg.dsn(), autocommit=True) as d:
+        assert d.execute("SELECT id FROM aud_pipe ORDER BY id").fetchall() == [(5,), (100,)]
+    hits = [h for h in search(store_of(proxy)) if h.get("type") == "statement"
+            and h.get("sql", {}).get("text") == "INSERT INTO aud_pipe VALUES ($1, $2)"]
+    results = [h.get("result", h) for h in hits]
+    by_outcome: dict[str, int] = {}
+    for r in results:
+        by_outcome[r["outcome"]] = by_outcome.get(r["outcome"], 0) + 1
+    # implicit: 5 rolled back (error 23505), 1 failed (error), 4 not run; explicit: 1 ok, 1 error
+    assert by_outcome == {"error": 7, "not_run": 4, "ok": 1}, by_outcome
+    rolled_back = [r for r in results if "rolled back" in r.get("message", "")]
+    assert len(rolled_back) == 5 and all(r["sqlstate"] == "23505" for r in rolled_back), rolled_back
+
+
 def test_a_statement_running_when_the_client_leaves_is_recorded_as_it_ended(make_proxy, pg):
     """The client disconnects while its INSERT runs; the server finishes and commits it. Its record
     said error (found by adversarial testing), then unknown; the session now waits for what is
