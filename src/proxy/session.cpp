@@ -192,6 +192,15 @@ awaitable<void> Session::run() {
                                                      limits.handshake_timeout.count() / 1000.0)),
                          "handshake timeout");
   }
+  if (!ok && !timed_out && !startup_user_.empty() && !connect_failed_recorded_) {
+    // A login given up by the client (closed during authentication, or while the backend was being
+    // reached) is an attempt too (found by adversarial testing: SCRAM exchanges abandoned after the
+    // server's challenge left no record).
+    const char* why = ending_ ? "the proxy ended the session before its login completed"
+                              : "the client closed the connection before its login completed";
+    spdlog::info("session {} from {}: {}", id_, peer_, why);
+    audit_connect_failed(fatal(ending_ ? "57P01" : "08006", why), "");
+  }
   if (ok) {
     spdlog::info("session {}: {} connected from {} to target \"{}\" (database \"{}\")", id_, identity_.subject, peer_,
                  target_->name, target_->backend_database(database_));

@@ -368,6 +368,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::shared_ptr<const audit::SessionContext> audit_ctx_;  // null: not auditing
   bool audit_required_ = false;
   std::string startup_user_;
+  bool connect_failed_recorded_ = false;  // a login that did not succeed has its audit record
   std::string application_name_;
   std::uint64_t audit_seq_ = 0;             // statements numbered per session
   std::vector<audit::Event> audit_batch_;   // statement events of the client batch being scanned

@@ -70,7 +70,8 @@ audit::Event Session::audit_event(audit::EventType type) const {
 
 void Session::audit_connect_failed(const protocol::ErrorFields& err, const std::string& why) {
   auto* trail = server_.audit();
-  if (!trail || relay_started_) return;
+  if (!trail || relay_started_ || connect_failed_recorded_) return;
+  connect_failed_recorded_ = true;
   auto ctx = std::make_shared<audit::SessionContext>();
   ctx->session = id_;
   ctx->identity = identity_;

@@ -1057,3 +1057,26 @@ def test_a_store_deleted_while_running_fails_closed_and_the_gap_shows(make_proxy
     assert "are in no configured store" in proxy.log()
     v = verify(store)
     assert v.returncode != 0 and "deleted" in v.stdout + v.stderr, v.stdout + v.stderr
+
+
+def test_a_login_given_up_during_scram_is_recorded(make_proxy):
+    """A client that sends its startup and closes the connection after the server's SCRAM challenge
+    made no record at all (found by adversarial testing); every attempt is one."""
+    import pgwire
+    proxy = make_proxy()
+    for user in ("alice", "mallory\u202e"):
+        s = pgwire.Conn(proxy.port)
+        s.send(pgwire.startup_packet({"user": user, "database": "app"}))
+        t, body = s.read_message()
+        assert t == b"R", (t, body)  # AuthenticationSASL
+        s.close()
+    with connect(proxy, autocommit=True) as c:  # and a login that completes is not one of them
+        c.execute("SELECT 1")
+    wait_for(lambda: proxy.log().count("closed the connection before its login completed") >= 2, timeout=10,
+             what="both abandoned logins in the log")
+    proxy.stop()
+    failed = [h for h in search(store_of(proxy)) if h["type"] == "connect_failed"]
+    assert sorted(h["identity"]["user"] for h in failed) == ["alice", "mallory\u202e"], failed
+    for h in failed:
+        assert h["outcome"] == "refused" and h["sqlstate"] == "08006", h
+        assert "closed the connection before its login completed" in h["message"], h
