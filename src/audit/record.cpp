@@ -598,7 +598,8 @@ Record seal(const Event& e, ChainHead& head, const SealOptions& o) {
 std::shared_ptr<Draft> draft(const Event& e, const SealOptions& o) {
   // Only what encode() leaves for the end may differ at the end: an event that already has an
   // outcome is sealed the ordinary way.
-  if (e.type != EventType::Statement || !e.session || !e.outcome.empty() || !e.message.empty() || !e.sqlstate.empty() ||
+  if ((e.type != EventType::Statement && e.type != EventType::Result) || !e.session || !e.outcome.empty() ||
+      !e.message.empty() || !e.sqlstate.empty() ||
       e.rows >= 0 || e.duration_us >= 0)
     return nullptr;
   auto d = std::make_shared<Draft>();

@@ -66,7 +66,8 @@ Record seal(const Event& e, ChainHead& head, const SealOptions& options);
 // A statement's record encoded before it runs, without its outcome: the body of its intent
 // (Trail::intend), and the bytes its record is sealed from when it ends, with the outcome
 // (outcome, sqlstate, message, rows, duration_us) spliced in instead of encoding it all again.
-// Null for an event that is not a statement about to run.
+// Null for an event that is not a statement about to run (or the Result record of one, for a
+// statement recorded before it runs).
 struct Draft;
 std::shared_ptr<Draft> draft(const Event& e, const SealOptions& options);
 std::string_view draft_body(const Draft& d);

@@ -248,9 +248,10 @@ void Trail::open_intents(std::vector<Record>& replay) {
   }
   char* base = static_cast<char*>(map);
   // What the journal already holds a record of: its intent outlived it by the last instant.
-  std::set<std::tuple<std::int64_t, std::int64_t, std::int64_t>> recorded;
+  std::set<std::tuple<std::string, std::int64_t, std::int64_t, std::int64_t>> recorded;
   for (const auto& r : replay)
-    if (r.index.type == "statement") recorded.insert({r.index.session, r.index.statement, r.index.time_us});
+    if (r.index.type == "statement" || r.index.type == "result")
+      recorded.insert({r.index.type, r.index.session, r.index.statement, r.index.time_us});
   // In the order the statements started (each session's in its own order), not slot order.
   std::vector<std::tuple<std::int64_t, std::int64_t, std::int64_t, std::string_view>> left;
   for (std::size_t i = 0; i < kIntentSlots; ++i) {
@@ -261,7 +262,7 @@ void Trail::open_intents(std::vector<Record>& replay) {
     if (len > kIntentSlot - 16) continue;
     const std::string_view body(slot + 16, len);
     auto idx = index_of(body);
-    if (!idx || recorded.count({idx->session, idx->statement, idx->time_us})) continue;
+    if (!idx || recorded.count({idx->type, idx->session, idx->statement, idx->time_us})) continue;
     left.emplace_back(idx->time_us, idx->session, idx->statement, body);
   }
   std::sort(left.begin(), left.end());

@@ -108,6 +108,11 @@ class Trail {
   // On success sets e.intent (the slot) and e.draft (what its record is sealed from) and returns true.
   [[nodiscard]] bool intend(Event& e);
   bool intents() const { return intents_map_ != nullptr; }
+  // An intended event that will not be sealed (its statement's record says how it ended): frees its slot.
+  void forget_intent(Event& e) {
+    release_intent(e.intent);
+    e.intent = 0;
+  }
   // Waits until everything submitted before this call is stored or refused.
   void flush();
   // Writes a Stop record and a final checkpoint, drains the queue and stops the writer.

@@ -929,8 +929,10 @@ def test_pipelined_statements_rolled_back_by_a_later_error_are_not_recorded_as_c
     by_outcome: dict[str, int] = {}
     for r in results:
         by_outcome[r["outcome"]] = by_outcome.get(r["outcome"], 0) + 1
-    # implicit: 5 rolled back (error 23505), 1 failed (error), 4 not run; explicit: 1 ok, 1 error
-    assert by_outcome == {"error": 7, "not_run": 4, "ok": 1}, by_outcome
+    # implicit: 5 rolled back (error 23505), 1 failed (error), up to 4 not run (psycopg stops
+    # sending the pipeline's statements once it has seen the error); explicit: 1 ok, 1 error
+    not_run = by_outcome.pop("not_run", 0)
+    assert by_outcome == {"error": 7, "ok": 1} and 1 <= not_run <= 4, (by_outcome, not_run)
     rolled_back = [r for r in results if "rolled back" in r.get("message", "")]
     assert len(rolled_back) == 5 and all(r["sqlstate"] == "23505" for r in rolled_back), rolled_back
 
@@ -1080,3 +1082,40 @@ def test_a_login_given_up_during_scram_is_recorded(make_proxy):
     for h in failed:
         assert h["outcome"] == "refused" and h["sqlstate"] == "08006", h
         assert "closed the connection before its login completed" in h["message"], h
+
+
+def _ignore_errors(fn) -> None:
+    try:
+        fn()
+    except Exception:  # the proxy is killed under these clients: their errors are expected
+        pass
+
+
+def test_a_large_statement_running_at_kill_9_gets_an_unknown_outcome(make_proxy):
+    """A statement too large for an intent slot is recorded before it runs; its Result record-to-be
+    takes a slot instead, so a proxy killed while it runs records it as unknown at the next start
+    (found by adversarial testing: it had no outcome at all). Small statements keep theirs."""
+    proxy = make_proxy()
+    store = store_of(proxy)
+    big = "SELECT pg_sleep(30), '" + "z" * 6000 + "' /*bigkill*/"
+    small = "SELECT pg_sleep(30) /*smallkill*/"
+    threads, conns = [], []
+    for sql in (big, small):
+        c = connect(proxy, autocommit=True)
+        conns.append(c)
+        th = threading.Thread(target=lambda c=c, sql=sql: _ignore_errors(lambda: c.execute(sql)), daemon=True)
+        th.start()
+        threads.append(th)
+    wait_for(lambda: len(db_rows(store, "SELECT seq FROM audit_records WHERE text LIKE '%bigkill%'")) == 1,
+             timeout=10, what="the large statement's record (written before it runs)")
+    time.sleep(0.5)  # the small one is in its intent slot
+    proxy.proc.send_signal(signal.SIGKILL)
+    proxy.proc.wait(10)
+    for c in conns:
+        _ignore_errors(c.close)
+    proxy.start()
+    proxy.stop()
+    outcome = statement_outcomes(store)
+    for sql in (big, small):
+        o = outcome(sql)
+        assert o["outcome"] == "unknown" and "stopped before this statement ended" in o["message"], o
