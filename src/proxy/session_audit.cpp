@@ -390,6 +390,15 @@ void Session::audit_backend(char type, std::string_view body, const protocol::Er
     case 'C': {
       if (!head) return;
       const auto n = tag_rows(body);
+      if (body.substr(0, 9) == std::string_view("ROLLBACK\0", 9) && head->message.empty() && head->event &&
+          head->event->analysis) {
+        // COMMIT (or END) of a failed transaction answers ROLLBACK: the record says so.
+        for (const auto& st : head->event->analysis->statements)
+          if (!st.kinds.empty() && st.kinds.front() == sql::StatementKind::Commit && st.transaction_block < 0) {
+            head->message = "the transaction had failed: the server rolled it back instead of committing (command tag ROLLBACK)";
+            break;
+          }
+      }
       if (head->kind == K::Query) {
         if (n >= 0) head->rows = std::max<std::int64_t>(head->rows, 0) + n;
       } else if (head->kind == K::Execute) {

@@ -903,7 +903,8 @@ def test_extended_outcomes_commit_failure_not_run_and_suspended_portals(make_pro
 def test_pipelined_statements_rolled_back_by_a_later_error_are_not_recorded_as_committed(make_proxy, pg):
     """A psycopg pipeline in autocommit (one Sync) runs as one implicit transaction: when its 6th
     INSERT fails, the 5 before it are rolled back, and their records say so (found by adversarial
-    testing: they were recorded ok). A batch with its own BEGIN ... COMMIT keeps what it committed."""
+    testing: they were recorded ok). A batch with its own BEGIN ... COMMIT keeps what it committed.
+    A COMMIT of a failed transaction, answered ROLLBACK, says so."""
     with psycopg.connect(pg.dsn(), autocommit=True) as d:
         d.execute("DROP TABLE IF EXISTS aud_pipe")
         d.execute("CREATE TABLE aud_pipe (id int PRIMARY KEY, tag text)")
@@ -920,9 +921,20 @@ def test_pipelined_statements_rolled_back_by_a_later_error_are_not_recorded_as_c
                 c.execute("INSERT INTO aud_pipe VALUES (%s, %s)", (100, "explicit"))
                 c.execute("COMMIT")
                 c.execute("INSERT INTO aud_pipe VALUES (%s, %s)", (5, "dup"))
-    proxy.stop()
     with psycopg.connect(pg.dsn(), autocommit=True) as d:
         assert d.execute("SELECT id FROM aud_pipe ORDER BY id").fetchall() == [(5,), (100,)]
+    with connect(proxy, autocommit=True) as c:
+        c.execute("BEGIN")
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            c.execute("SELECT 1/0 AS fail_tx")
+        psycopg.ClientCursor(c).execute("COMMIT /* of a failed tx */")
+        c.execute("COMMIT /* extended */")  # no transaction: a warning, and COMMIT
+    proxy.stop()
+    commits = {h["sql"]["text"]: h.get("result", h) for h in search(store_of(proxy)) if h.get("type") == "statement"
+               and h.get("sql", {}).get("text", "").startswith("COMMIT")}
+    # COMMIT of the failed transaction answered ROLLBACK
+    assert "rolled it back" in commits["COMMIT /* of a failed tx */"].get("message", ""), commits
+    assert "rolled it back" not in commits["COMMIT /* extended */"].get("message", ""), commits
     hits = [h for h in search(store_of(proxy)) if h.get("type") == "statement"
             and h.get("sql", {}).get("text") == "INSERT INTO aud_pipe VALUES ($1, $2)"]
     results = [h.get("result", h) for h in hits]
