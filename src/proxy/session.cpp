@@ -842,7 +842,8 @@ void Session::units_skipped(std::uint32_t n, bool just_forwarded) {
 
 void Session::statement_finished(char status, Clock::time_point now) {
   tx_status_ = status;
-  if (status == 'I' && transient_cursors_) [[unlikely]] transaction_ended();
+  if ((status == 'I' && transient_cursors_) || !cursor_closes_.empty() || cursor_batch_error_) [[unlikely]]
+    cursors_at_ready(status);
   if (inflight_ > 0) --inflight_;
   if (started_head_ < started_.size()) {
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now - started_[started_head_++]);
@@ -1295,6 +1296,7 @@ void Session::on_backend_event(const protocol::ScanEvent& e, bool& saw_ready) {
     while (!refusals_.empty() && refusals_.front().group < ready_seen_) refusals_.pop_front();
   } else if (e.type == 'E') {
     metrics_.statement_errors.fetch_add(1, std::memory_order_relaxed);
+    cursor_batch_error_ = true;
   } else if ((e.type == '1' || e.type == '3') && !name_ops_.empty()) {
     name_op_answered(e.type);
   } else if (e.type == 'G') {

@@ -110,8 +110,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void remember_prepared(const sql::Analysis& a);
   // DECLARE records a cursor's query (FETCH is judged against it under the policy of the moment);
   // CLOSE, CLOSE ALL and DISCARD ALL forget; the end of a transaction forgets those without HOLD.
-  void remember_cursors(const sql::Analysis& a);
-  void transaction_ended();
+  void remember_cursors(const sql::Analysis& a, char type);
+  void cursors_at_ready(char status);
   // A Bind of a statement judged under an older policy is judged again (false: refused). A Bind
   // of a statement that needs review records its portal and parameters (held_portals_).
   bool rejudge_bind(std::string_view body, std::string& substitute);
@@ -268,11 +268,23 @@ class Session : public std::enable_shared_from_this<Session> {
   // was last closed (bounded; a null entry: too many to keep track of, FETCH is opaque).
   struct Cursor {
     std::vector<std::shared_ptr<const sql::Analysis>> versions;
-    bool hold = false;  // WITH HOLD: survives the end of its transaction
+    bool hold = false;        // WITH HOLD: survives the end of its transaction
+    std::uint64_t group = 0;  // syncs_sent_ when last declared: a ReadyForQuery before that one is not its end
   };
   std::unordered_map<std::string, Cursor> cursors_;
   bool transient_cursors_ = false;  // a cursor without HOLD is recorded: forget it at the transaction's end
-  bool cursors_overflow_ = false;   // a DECLARE was not recorded: FETCH of an unknown name is opaque
+  bool cursors_overflow_ = false;   // a DECLARE was not recorded: FETCH of an unknown name is refused
+  // CLOSE / CLOSE ALL / DISCARD ALL sent with the simple protocol: the proxy forgets the cursors
+  // when the Query's ReadyForQuery comes without an error in its answer (a CLOSE that failed, or
+  // was skipped after an earlier error, closed nothing — found by adversarial testing).
+  struct CursorClose {
+    std::uint64_t group;
+    std::string name;  // "" with all = true
+    bool all = false;
+  };
+  std::vector<CursorClose> cursor_closes_;
+  bool cursor_batch_error_ = false;  // an ErrorResponse since the last ReadyForQuery
+  mutable bool untracked_cursor_ = false;  // resolve_executes met a FETCH of a cursor it lost track of
   // Extended-protocol statements by name, with the policy generation that judged them: a Bind
   // after a reload judges the statement again under the new policy.
   struct Judged {

@@ -114,7 +114,11 @@ bool Session::resolve_executes(const sql::Analysis& a, sql::Analysis& out) const
     }
     if (has_kind(st, sql::StatementKind::Fetch)) {
       auto it = cursors_.find(st.object_name);
-      if (it != cursors_.end()) return &it->second.versions;
+      if (it != cursors_.end()) {
+        if (!it->second.versions.empty() && !it->second.versions.front()) untracked_cursor_ = true;
+        return &it->second.versions;
+      }
+      if (cursors_overflow_) untracked_cursor_ = true;
       return cursors_overflow_ ? &kUntracked : nullptr;
     }
     return nullptr;
@@ -163,38 +167,34 @@ bool Session::resolve_executes(const sql::Analysis& a, sql::Analysis& out) const
   return true;
 }
 
-void Session::remember_cursors(const sql::Analysis& a) {
+void Session::remember_cursors(const sql::Analysis& a, char type) {
   constexpr std::size_t kMaxCursorNames = 10000;
   for (const auto& st : a.statements) {
     if (st.kinds.empty()) continue;
     const auto kind = st.kinds.front();
-    if (kind == sql::StatementKind::CloseCursor) {
-      if (st.object_name.empty()) {  // CLOSE ALL
-        cursors_.clear();
-        cursors_overflow_ = false;
-      } else {
-        cursors_.erase(st.object_name);
-      }
-      continue;
-    }
-    if (kind == sql::StatementKind::Discard) {
-      if (std::find(st.settings.begin(), st.settings.end(), "all") != st.settings.end()) {
-        cursors_.clear();
-        cursors_overflow_ = false;
-      }
+    const bool discard_all = kind == sql::StatementKind::Discard &&
+                             std::find(st.settings.begin(), st.settings.end(), "all") != st.settings.end();
+    if (kind == sql::StatementKind::CloseCursor || discard_all) {
+      // Forgotten once the server has answered without an error (cursors_at_ready). Only for the
+      // simple protocol: a Parse of CLOSE may never be executed; cursors closed through the
+      // extended protocol are forgotten at the transaction's end (without HOLD) or kept.
+      if (type == 'Q')
+        cursor_closes_.push_back(CursorClose{syncs_sent_, discard_all ? std::string() : st.object_name,
+                                             discard_all || st.object_name.empty()});
       continue;
     }
     if (kind != sql::StatementKind::DeclareCursor || st.object_name.empty()) continue;
     auto it = cursors_.find(st.object_name);
     if (it == cursors_.end()) {
       if (cursors_.size() >= kMaxCursorNames) {
-        cursors_overflow_ = true;  // FETCH of a name the proxy does not know is judged opaque from now on
+        cursors_overflow_ = true;  // FETCH of a name the proxy does not know is refused from now on
         continue;
       }
       it = cursors_.emplace(st.object_name, Cursor{}).first;
     }
     auto& c = it->second;
     c.hold = c.hold || st.cursor_with_hold;
+    c.group = syncs_sent_;
     if (!st.cursor_with_hold) transient_cursors_ = true;
     if (!c.versions.empty() && !c.versions.front()) continue;  // already untrackable
     if (c.versions.size() >= kMaxPreparedVersions) {
@@ -207,10 +207,37 @@ void Session::remember_cursors(const sql::Analysis& a) {
   }
 }
 
-void Session::transaction_ended() {
-  // Cursors without HOLD end with their transaction (committed or rolled back).
-  transient_cursors_ = false;
-  std::erase_if(cursors_, [](const auto& kv) { return !kv.second.hold; });
+void Session::cursors_at_ready(char status) {
+  // This ReadyForQuery ends the messages judged while syncs_sent_ was ready_seen_ (or less).
+  const std::uint64_t ended = ready_seen_;
+  const bool failed = cursor_batch_error_;
+  cursor_batch_error_ = false;
+  std::size_t done = 0;
+  while (done < cursor_closes_.size() && cursor_closes_[done].group <= ended) {
+    const auto& c = cursor_closes_[done++];
+    if (failed) continue;  // the CLOSE may have failed or been skipped: keep what it named
+    if (c.all) {
+      cursors_.clear();
+      cursors_overflow_ = false;
+    } else {
+      cursors_.erase(c.name);
+    }
+  }
+  cursor_closes_.erase(cursor_closes_.begin(), cursor_closes_.begin() + std::ptrdiff_t(done));
+  if (status == 'I' && transient_cursors_) {
+    // Cursors without HOLD end with their transaction; one declared in a later, pipelined batch
+    // is not ended by this ReadyForQuery (found by adversarial testing).
+    bool more = false;
+    std::erase_if(cursors_, [&](const auto& kv) {
+      if (kv.second.hold) return false;
+      if (kv.second.group > ended) {
+        more = true;
+        return false;
+      }
+      return true;
+    });
+    transient_cursors_ = more;
+  }
 }
 
 void Session::remember_prepared(const sql::Analysis& a) {
@@ -345,6 +372,18 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
   const std::string_view name = ok ? protocol::c_string_at(body, pos, ok) : std::string_view();
   if (!ok) return true;  // the backend rejects a malformed Bind itself
   auto it = statements_.find(name);
+  if (it != statements_.end() && it->second.analysis) {
+    // CLOSE / DISCARD ALL bound to run (psycopg closes its named cursors this way): forgotten at
+    // the batch's ReadyForQuery if no error came (cursors_at_ready). A Parse alone closes nothing.
+    for (const auto& st : it->second.analysis->statements) {
+      if (st.kinds.empty()) continue;
+      const bool discard_all = st.kinds.front() == sql::StatementKind::Discard &&
+                               std::find(st.settings.begin(), st.settings.end(), "all") != st.settings.end();
+      if (st.kinds.front() == sql::StatementKind::CloseCursor || discard_all)
+        cursor_closes_.push_back(CursorClose{syncs_sent_, discard_all ? std::string() : st.object_name,
+                                             discard_all || st.object_name.empty()});
+    }
+  }
   if (it == statements_.end() || !it->second.review) {
     // The portal is (re)bound from a statement that needs no review.
     if (!held_portals_.empty())
@@ -358,8 +397,17 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
     // again before it runs.
     const auto analysis = it->second.analysis;
     sql::Analysis resolved;
+    untracked_cursor_ = false;
     const sql::Analysis* judged = resolve_executes(*analysis, resolved) ? &resolved : analysis.get();
-    const auto decision = judge(*judged);
+    auto decision = judge(*judged);
+    if (untracked_cursor_) {
+      policy::Decision u;
+      u.action = policy::Action::Deny;
+      u.rule = "policy.untracked_cursor";
+      u.reason = "FETCH or MOVE of a cursor the proxy lost track of";
+      u.message = "statement refused: this session declared the cursor more often than the proxy keeps track of";
+      decision = std::make_shared<const policy::Decision>(std::move(u));
+    }
     const policy::Decision& d = *decision;
     const bool review = d.action == policy::Action::Review && server_.approvals();
     if (d.action == policy::Action::Allow || review) {
@@ -550,9 +598,23 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
   // multi-statement texts): judge what was prepared under that name.
   sql::Analysis resolved;
   const sql::Analysis* judged = a;
+  untracked_cursor_ = false;
   if (resolve_executes(*a, resolved)) judged = &resolved;
 
   std::shared_ptr<const policy::Decision> decision = judge(*judged);
+  if (untracked_cursor_ && decision->action != policy::Action::Deny) {
+    // A cursor the session declared too often (or beyond the names the proxy keeps) may read
+    // anything: refused whatever the environment (found by adversarial testing: as opaque code
+    // it was allowed on targets that allow opaque code).
+    policy::Decision d;
+    d.action = policy::Action::Deny;
+    d.rule = "policy.untracked_cursor";
+    d.reason = "FETCH or MOVE of a cursor the proxy lost track of";
+    d.message = "statement refused: this session declared the cursor (or cursors) more often than the proxy keeps "
+                "track of, so what it reads cannot be checked";
+    d.hint = "CLOSE the cursor and DECLARE it again";
+    decision = std::make_shared<const policy::Decision>(std::move(d));
+  }
   if (!held_portals_.empty() && decision->action != policy::Action::Deny) {
     // FETCH or MOVE of a portal bound from a statement that waits for approval would run it
     // without one: its Execute is what a reviewer approves (found by adversarial testing).
@@ -605,7 +667,7 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
   }
   if (d.action == policy::Action::Allow || review_at_execute) {
     remember_prepared(*a);
-    remember_cursors(*a);
+    remember_cursors(*a, type);
     for (const auto& st : a->statements)
       if (!st.settings.empty()) {
         note_proxy_settings(*a);  // SET gatehouse.wait / gatehouse.reason (session_hold.cpp)

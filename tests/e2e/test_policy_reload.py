@@ -354,3 +354,71 @@ def test_cursor_names_follow_transactions(make_proxy, pg, t):
             cur.execute(f"DECLARE c1 CURSOR FOR SELECT {i}")
             assert cur.execute("FETCH 1 FROM c1").fetchall() == [(i,)]
             c.commit()
+
+
+def test_cursor_is_forgotten_only_when_its_close_ran(make_proxy, pg, t):
+    """A CLOSE, CLOSE ALL or DISCARD ALL that failed, was skipped after an earlier error, or was only
+    parsed closed nothing: the cursor still reads t, and its FETCH is still judged (found by
+    adversarial testing: the proxy forgot the cursor when it judged the CLOSE, and FETCH read t)."""
+    import pgwire
+    from conftest import USERS
+    proxy = make_proxy(make_config(make_proxy, pg, []))
+    with connect(proxy, dbname="dev", autocommit=True) as c:
+        cur = psycopg.ClientCursor(c)
+        cur.execute(f"DECLARE h CURSOR WITH HOLD FOR SELECT * FROM {t} ORDER BY id")
+        reload(proxy, make_config(make_proxy, pg, [deny_select(t)]))
+        for text in ("SELECT 1/0; CLOSE h", "SELECT 1/0; CLOSE ALL", "SELECT 1; DISCARD ALL",
+                     "BEGIN; SELECT 1/0; CLOSE h"):
+            with pytest.raises(psycopg.Error):
+                cur.execute(text)
+            if c.info.transaction_status != TransactionStatus.IDLE:
+                c.execute("ROLLBACK")
+            select_denied(c, "FETCH ALL FROM h")
+        # only parsed, never executed
+        res = c.pgconn.prepare(b"only_parsed", b"CLOSE h")
+        assert res.status == psycopg.pq.ExecStatus.COMMAND_OK, res.error_message
+        select_denied(c, "FETCH ALL FROM h")
+        # closed for real (simple and extended protocol): forgotten; the name reads what it names now
+        cur.execute("CLOSE h")
+        cur.execute("DECLARE h CURSOR WITH HOLD FOR SELECT 7")
+        assert cur.execute("FETCH ALL FROM h").fetchall() == [(7,)]
+        c.execute("CLOSE h")
+        cur.execute("DECLARE h CURSOR WITH HOLD FOR SELECT 8")
+        assert cur.execute("FETCH ALL FROM h").fetchall() == [(8,)]
+
+    # pipelined: the idle ReadyForQuery of an earlier Query is not the end of a later DECLARE's transaction
+    proxy2 = make_proxy(make_config(make_proxy, pg, []))
+    s = pgwire.Conn(proxy2.port)
+    try:
+        s.startup("alice", USERS["alice"], database="dev")
+        s.send(pgwire.query("SELECT 1") + pgwire.query(f"BEGIN; DECLARE c CURSOR FOR SELECT * FROM {t} ORDER BY id"))
+        s.until_ready()
+        s.until_ready()
+        reload(proxy2, make_config(make_proxy, pg, [deny_select(t)]))
+        s.send(pgwire.query("FETCH ALL FROM c"))
+        msgs = s.until_ready()
+        errors = [pgwire.parse_error_fields(body) for typ, body in msgs if typ == b"E"]
+        assert errors and errors[0].get("C") == "42501", msgs
+        assert not [m for m in msgs if m[0] == b"D"], msgs
+    finally:
+        s.close()
+
+
+def test_a_cursor_declared_too_often_is_refused_on_every_target(make_proxy, pg, t):
+    """More DECLAREs of one name than the proxy keeps (failed ones count: the proxy cannot tell):
+    FETCH is refused with policy.untracked_cursor, on a non-production target too (found by
+    adversarial testing: as opaque code it ran there). psycopg's named cursors, closed each time,
+    are not affected."""
+    proxy = make_proxy(make_config(make_proxy, pg, []))
+    with connect(proxy, dbname="dev", autocommit=True) as c:
+        cur = psycopg.ClientCursor(c)
+        cur.execute(f"DECLARE h CURSOR WITH HOLD FOR SELECT * FROM {t}")
+        for i in range(9):
+            with pytest.raises(psycopg.errors.DuplicateCursor):
+                cur.execute(f"DECLARE h CURSOR WITH HOLD FOR SELECT {i}")
+        select_denied(c, "FETCH ALL FROM h", rule="policy.untracked_cursor")
+        cur.execute("CLOSE h")
+        for i in range(12):
+            with c.cursor(name="reused", withhold=True) as named:
+                named.execute(f"SELECT * FROM {t} WHERE id = %s", (1 + i % 3,))
+                assert named.fetchone()[0] == 1 + i % 3
