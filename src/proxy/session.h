@@ -111,6 +111,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // DECLARE records a cursor's query (FETCH is judged against it under the policy of the moment);
   // CLOSE, CLOSE ALL and DISCARD ALL forget; the end of a transaction forgets those without HOLD.
   void remember_cursors(const sql::Analysis& a, char type);
+  void note_cursor_closes(const sql::Analysis& a);
   void cursors_at_ready(char status);
   // A Bind of a statement judged under an older policy is judged again (false: refused). A Bind
   // of a statement that needs review records its portal and parameters (held_portals_).

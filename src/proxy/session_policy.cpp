@@ -100,6 +100,23 @@ bool has_kind(const sql::Statement& st, sql::StatementKind k) {
   return std::find(st.kinds.begin(), st.kinds.end(), k) != st.kinds.end();
 }
 
+// FETCH or MOVE of a cursor declared more often than the proxy keeps (or beyond the names it
+// keeps) may read anything: refused whatever the environment (found by adversarial testing: as
+// opaque code it was allowed on targets that allow opaque code).
+std::shared_ptr<const policy::Decision> untracked_cursor_decision() {
+  static const auto d = [] {
+    policy::Decision u;
+    u.action = policy::Action::Deny;
+    u.rule = "policy.untracked_cursor";
+    u.reason = "FETCH or MOVE of a cursor the proxy lost track of";
+    u.message = "statement refused: this session declared the cursor (or cursors) more often than the proxy keeps "
+                "track of, so what it reads cannot be checked";
+    u.hint = "CLOSE the cursor and DECLARE it again";
+    return std::make_shared<const policy::Decision>(std::move(u));
+  }();
+  return d;
+}
+
 }  // namespace
 
 bool Session::resolve_executes(const sql::Analysis& a, sql::Analysis& out) const {
@@ -167,23 +184,24 @@ bool Session::resolve_executes(const sql::Analysis& a, sql::Analysis& out) const
   return true;
 }
 
-void Session::remember_cursors(const sql::Analysis& a, char type) {
-  constexpr std::size_t kMaxCursorNames = 10000;
+void Session::note_cursor_closes(const sql::Analysis& a) {
   for (const auto& st : a.statements) {
     if (st.kinds.empty()) continue;
-    const auto kind = st.kinds.front();
-    const bool discard_all = kind == sql::StatementKind::Discard &&
+    const bool discard_all = st.kinds.front() == sql::StatementKind::Discard &&
                              std::find(st.settings.begin(), st.settings.end(), "all") != st.settings.end();
-    if (kind == sql::StatementKind::CloseCursor || discard_all) {
-      // Forgotten once the server has answered without an error (cursors_at_ready). Only for the
-      // simple protocol: a Parse of CLOSE may never be executed; cursors closed through the
-      // extended protocol are forgotten at the transaction's end (without HOLD) or kept.
-      if (type == 'Q')
-        cursor_closes_.push_back(CursorClose{syncs_sent_, discard_all ? std::string() : st.object_name,
-                                             discard_all || st.object_name.empty()});
-      continue;
-    }
-    if (kind != sql::StatementKind::DeclareCursor || st.object_name.empty()) continue;
+    if (st.kinds.front() == sql::StatementKind::CloseCursor || discard_all)
+      cursor_closes_.push_back(CursorClose{syncs_sent_, discard_all ? std::string() : st.object_name,
+                                           discard_all || st.object_name.empty()});
+  }
+}
+
+void Session::remember_cursors(const sql::Analysis& a, char type) {
+  constexpr std::size_t kMaxCursorNames = 10000;
+  // CLOSE / DISCARD ALL in a Query: forgotten once the server has answered without an error
+  // (cursors_at_ready). A Parse of CLOSE may never be executed: its Bind notes it (rejudge_bind).
+  if (type == 'Q') note_cursor_closes(a);
+  for (const auto& st : a.statements) {
+    if (st.kinds.empty() || st.kinds.front() != sql::StatementKind::DeclareCursor || st.object_name.empty()) continue;
     auto it = cursors_.find(st.object_name);
     if (it == cursors_.end()) {
       if (cursors_.size() >= kMaxCursorNames) {
@@ -372,18 +390,9 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
   const std::string_view name = ok ? protocol::c_string_at(body, pos, ok) : std::string_view();
   if (!ok) return true;  // the backend rejects a malformed Bind itself
   auto it = statements_.find(name);
-  if (it != statements_.end() && it->second.analysis) {
-    // CLOSE / DISCARD ALL bound to run (psycopg closes its named cursors this way): forgotten at
-    // the batch's ReadyForQuery if no error came (cursors_at_ready). A Parse alone closes nothing.
-    for (const auto& st : it->second.analysis->statements) {
-      if (st.kinds.empty()) continue;
-      const bool discard_all = st.kinds.front() == sql::StatementKind::Discard &&
-                               std::find(st.settings.begin(), st.settings.end(), "all") != st.settings.end();
-      if (st.kinds.front() == sql::StatementKind::CloseCursor || discard_all)
-        cursor_closes_.push_back(CursorClose{syncs_sent_, discard_all ? std::string() : st.object_name,
-                                             discard_all || st.object_name.empty()});
-    }
-  }
+  // CLOSE / DISCARD ALL bound to run (psycopg closes its named cursors this way): forgotten at
+  // the batch's ReadyForQuery if no error came (cursors_at_ready). A Parse alone closes nothing.
+  if (it != statements_.end() && it->second.analysis) note_cursor_closes(*it->second.analysis);
   if (it == statements_.end() || !it->second.review) {
     // The portal is (re)bound from a statement that needs no review.
     if (!held_portals_.empty())
@@ -400,14 +409,7 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
     untracked_cursor_ = false;
     const sql::Analysis* judged = resolve_executes(*analysis, resolved) ? &resolved : analysis.get();
     auto decision = judge(*judged);
-    if (untracked_cursor_) {
-      policy::Decision u;
-      u.action = policy::Action::Deny;
-      u.rule = "policy.untracked_cursor";
-      u.reason = "FETCH or MOVE of a cursor the proxy lost track of";
-      u.message = "statement refused: this session declared the cursor more often than the proxy keeps track of";
-      decision = std::make_shared<const policy::Decision>(std::move(u));
-    }
+    if (untracked_cursor_) decision = untracked_cursor_decision();
     const policy::Decision& d = *decision;
     const bool review = d.action == policy::Action::Review && server_.approvals();
     if (d.action == policy::Action::Allow || review) {
@@ -602,19 +604,7 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
   if (resolve_executes(*a, resolved)) judged = &resolved;
 
   std::shared_ptr<const policy::Decision> decision = judge(*judged);
-  if (untracked_cursor_ && decision->action != policy::Action::Deny) {
-    // A cursor the session declared too often (or beyond the names the proxy keeps) may read
-    // anything: refused whatever the environment (found by adversarial testing: as opaque code
-    // it was allowed on targets that allow opaque code).
-    policy::Decision d;
-    d.action = policy::Action::Deny;
-    d.rule = "policy.untracked_cursor";
-    d.reason = "FETCH or MOVE of a cursor the proxy lost track of";
-    d.message = "statement refused: this session declared the cursor (or cursors) more often than the proxy keeps "
-                "track of, so what it reads cannot be checked";
-    d.hint = "CLOSE the cursor and DECLARE it again";
-    decision = std::make_shared<const policy::Decision>(std::move(d));
-  }
+  if (untracked_cursor_ && decision->action != policy::Action::Deny) decision = untracked_cursor_decision();
   if (!held_portals_.empty() && decision->action != policy::Action::Deny) {
     // FETCH or MOVE of a portal bound from a statement that waits for approval would run it
     // without one: its Execute is what a reviewer approves (found by adversarial testing).
