@@ -107,7 +107,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // EXECUTE name -> what was prepared under it, FETCH/MOVE cursor -> the query it was declared
   // for; false when the text has nothing to resolve.
   bool resolve_executes(const sql::Analysis& a, sql::Analysis& out) const;
-  void remember_prepared(const sql::Analysis& a);
+  void remember_prepared(const sql::Analysis& a, std::string_view protocol_name = {});
   // DECLARE records a cursor's query (FETCH is judged against it under the policy of the moment);
   // CLOSE, CLOSE ALL and DISCARD ALL forget; the end of a transaction forgets those without HOLD.
   void remember_cursors(const sql::Analysis& a, char type);

@@ -164,6 +164,9 @@ bool Session::resolve_executes(const sql::Analysis& a, sql::Analysis& out) const
       for (auto k : p.kinds)
         if (k != sql::StatementKind::Prepare && k != sql::StatementKind::DeclareCursor) m.kinds.push_back(k);
       if (m.kinds.empty()) m.kinds.push_back(own);
+      // EXECUTE of a protocol statement that is a FETCH: it reads that FETCH's cursor (resolved
+      // by a second pass, found by adversarial testing).
+      if (!fetch && has_kind(p, sql::StatementKind::Fetch)) m.object_name = p.object_name;
       m.relations.insert(m.relations.end(), p.relations.begin(), p.relations.end());
       m.functions.insert(m.functions.end(), p.functions.begin(), p.functions.end());
       m.writes.insert(m.writes.end(), p.writes.begin(), p.writes.end());
@@ -258,13 +261,15 @@ void Session::cursors_at_ready(char status) {
   }
 }
 
-void Session::remember_prepared(const sql::Analysis& a) {
+void Session::remember_prepared(const sql::Analysis& a, std::string_view protocol_name) {
   for (const auto& st : a.statements) {
-    if (st.kinds.empty() || st.kinds[0] != sql::StatementKind::Prepare || st.object_name.empty()) continue;
-    auto it = prepared_.find(st.object_name);
+    // A protocol statement's own object_name stays (a FETCH's cursor); it is kept under its name.
+    const std::string& key = protocol_name.empty() ? st.object_name : std::string(protocol_name);
+    if (st.kinds.empty() || st.kinds[0] != sql::StatementKind::Prepare || key.empty()) continue;
+    auto it = prepared_.find(key);
     if (it == prepared_.end()) {
       if (prepared_.size() >= kMaxPreparedNames) continue;  // not recorded: its EXECUTE stays opaque
-      it = prepared_.emplace(st.object_name, std::vector<std::shared_ptr<const sql::Analysis>>{}).first;
+      it = prepared_.emplace(key, std::vector<std::shared_ptr<const sql::Analysis>>{}).first;
     }
     auto& versions = it->second;
     if (!versions.empty() && !versions.front()) continue;  // already too many: opaque for good
@@ -297,8 +302,7 @@ void Session::note_parse(std::string_view name, Judged j) {
       as_prepare.statements.push_back(a->statements.front());
       auto& st = as_prepare.statements.back();
       st.kinds.insert(st.kinds.begin(), sql::StatementKind::Prepare);
-      st.object_name = std::string(name);
-      remember_prepared(as_prepare);
+      remember_prepared(as_prepare, name);
     }
   }
 }
@@ -601,7 +605,10 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
   sql::Analysis resolved;
   const sql::Analysis* judged = a;
   untracked_cursor_ = false;
-  if (resolve_executes(*a, resolved)) judged = &resolved;
+  if (resolve_executes(*a, resolved)) {
+    judged = &resolved;
+    if (sql::Analysis again; resolve_executes(resolved, again)) resolved = std::move(again);  // EXECUTE of a FETCH
+  }
 
   std::shared_ptr<const policy::Decision> decision = judge(*judged);
   if (untracked_cursor_ && decision->action != policy::Action::Deny) decision = untracked_cursor_decision();

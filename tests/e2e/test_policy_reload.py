@@ -422,3 +422,23 @@ def test_a_cursor_declared_too_often_is_refused_on_every_target(make_proxy, pg, 
             with c.cursor(name="reused", withhold=True) as named:
                 named.execute(f"SELECT * FROM {t} WHERE id = %s", (1 + i % 3,))
                 assert named.fetchone()[0] == 1 + i % 3
+
+
+def test_sql_execute_of_a_protocol_fetch_reads_its_cursor(make_proxy, pg, t):
+    """A FETCH prepared with the extended protocol and run with SQL EXECUTE reads its cursor: judged
+    as the cursor's query (found by adversarial testing: it was judged as a plain FETCH)."""
+    proxy = make_proxy(make_config(make_proxy, pg, []))
+    with connect(proxy, dbname="dev", autocommit=True) as c:
+        cur = psycopg.ClientCursor(c)
+        cur.execute(f"DECLARE h CURSOR WITH HOLD FOR SELECT * FROM {t} ORDER BY id")
+        res = c.pgconn.prepare(b"sf", b"FETCH 1 FROM h")
+        assert res.status == psycopg.pq.ExecStatus.COMMAND_OK, res.error_message
+        assert cur.execute("EXECUTE sf").fetchall() == [(1, "a")]
+        reload(proxy, make_config(make_proxy, pg, [deny_select(t)]))
+        select_denied(c, "EXECUTE sf")
+        with pytest.raises(psycopg.Error) as ei:
+            cur.execute("SELECT 1; EXECUTE sf")
+        assert_denied(ei.value)
+        cur.execute("CLOSE h")
+        cur.execute("DECLARE h CURSOR WITH HOLD FOR SELECT 5, 'x'")
+        assert cur.execute("EXECUTE sf").fetchall() == [(5, "x")]
