@@ -263,13 +263,14 @@ void Session::cursors_at_ready(char status) {
 
 void Session::remember_prepared(const sql::Analysis& a, std::string_view protocol_name) {
   for (const auto& st : a.statements) {
+    if (st.kinds.empty() || st.kinds[0] != sql::StatementKind::Prepare) continue;
     // A protocol statement's own object_name stays (a FETCH's cursor); it is kept under its name.
-    const std::string& key = protocol_name.empty() ? st.object_name : std::string(protocol_name);
-    if (st.kinds.empty() || st.kinds[0] != sql::StatementKind::Prepare || key.empty()) continue;
-    auto it = prepared_.find(key);
+    const std::string_view key = protocol_name.empty() ? std::string_view(st.object_name) : protocol_name;
+    if (key.empty()) continue;
+    auto it = prepared_.find(std::string(key));
     if (it == prepared_.end()) {
       if (prepared_.size() >= kMaxPreparedNames) continue;  // not recorded: its EXECUTE stays opaque
-      it = prepared_.emplace(key, std::vector<std::shared_ptr<const sql::Analysis>>{}).first;
+      it = prepared_.emplace(std::string(key), std::vector<std::shared_ptr<const sql::Analysis>>{}).first;
     }
     auto& versions = it->second;
     if (!versions.empty() && !versions.front()) continue;  // already too many: opaque for good
