@@ -378,6 +378,13 @@ bool Evaluator::matches(const Conditions& c, const sql::Statement& s, std::vecto
   if (!c.functions.empty()) {
     const std::string* hit = nullptr;
     for (const auto& fn : s.functions) {
+      // A fast-path call of a function the proxy cannot name ("oid:N") may be any function: a
+      // restricting rule matches it, an allowing one does not (found by adversarial testing:
+      // pg_read_file called by OID got past a functions: deny rule).
+      if (any_schema && fn.rfind("oid:", 0) == 0) {
+        hit = &fn;
+        break;
+      }
       for (const auto& p : c.functions)
         if (function_matches(p, fn)) {
           hit = &fn;

@@ -82,6 +82,11 @@ std::optional<std::string> forbidden_startup_setting(std::string_view name) {
     return "setting \"" + std::string(name.substr(0, 64)) +
            "\" cannot be set at connection: the database role is the target's login (SET ROLE is checked by "
            "guardrail.privileges)";
+  // Replica mode turns off triggers and foreign keys; SET of it is checked by guardrail.privileges,
+  // which a connection option would go around (found by adversarial testing).
+  if (l == "session_replication_role")
+    return "setting \"" + std::string(name.substr(0, 64)) +
+           "\" cannot be set at connection: SET it in the session, where guardrail.privileges checks it";
   return std::nullopt;
 }
 

@@ -706,9 +706,15 @@ awaitable<bool> Session::connect_backend(const protocol::StartupMessage& startup
       }
       case 'E': {
         auto e = protocol::parse_error_fields(body).value_or(ErrorFields{});
-        metrics_.backend_failures.fetch_add(1, std::memory_order_relaxed);
-        spdlog::error("session {}: {} refused the proxy's login as \"{}\": {} {}", id_, where, login.user,
-                      e.sqlstate, e.message);
+        if (e.sqlstate == "3D000") {
+          // The database the client named (through a pass-through target) does not exist: the
+          // client's mistake, passed on as PostgreSQL words it, not a failure of the proxy's login.
+          spdlog::warn("session {}: {}: {} ({})", id_, where, e.message, e.sqlstate);
+        } else {
+          metrics_.backend_failures.fetch_add(1, std::memory_order_relaxed);
+          spdlog::error("session {}: {} refused the proxy's login as \"{}\": {} {}", id_, where, login.user,
+                        e.sqlstate, e.message);
+        }
         ErrorFields out = e;
         out.severity = "FATAL";
         // Backend credential problems are the operator's to fix, not the client's.
@@ -844,6 +850,8 @@ void Session::statement_finished(char status, Clock::time_point now) {
   tx_status_ = status;
   if ((status == 'I' && transient_cursors_) || !cursor_closes_.empty() || cursor_batch_error_) [[unlikely]]
     cursors_at_ready(status);
+  if (status == 'I' && (!unnamed_portal_.versions.empty() || !bound_portals_.empty() || portals_overflow_))
+    portals_at_ready();
   if (inflight_ > 0) --inflight_;
   if (started_head_ < started_.size()) {
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now - started_[started_head_++]);
@@ -1109,7 +1117,10 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
           return stop_at(pos);
         }
         m.statements.fetch_add(1, std::memory_order_relaxed);
-        if (auditing()) audit_execute(r.frame.body);
+        if (!rejudge_execute(r.frame.body, substitute))
+          splice(pos, r.frame.wire_size);
+        else if (auditing())
+          audit_execute(r.frame.body);
         syncs_after_execute_ = 0;
         forwarded(type);
         break;

@@ -282,6 +282,7 @@ class Session : public std::enable_shared_from_this<Session> {
     std::uint64_t group;
     std::string name;  // "" with all = true
     bool all = false;
+    std::uint64_t seq = 0;  // portal_ops_ when sent: a portal bound after it (same batch) stays
   };
   std::vector<CursorClose> cursor_closes_;
   bool cursor_batch_error_ = false;  // an ErrorResponse since the last ReadyForQuery
@@ -305,6 +306,35 @@ class Session : public std::enable_shared_from_this<Session> {
     std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
   };
   std::unordered_map<std::string, Judged, NameHash, std::equal_to<>> statements_;
+  // Portals bound through the proxy, with the policy generation and search_path state that judged
+  // their statement: an Execute (or SQL FETCH of a named portal) after a reload or a search_path
+  // change judges the statement again, so a rule loaded while a portal is open stops further rows.
+  // Every statement bound under a name since it was last closed is kept (a Bind that fails because
+  // the name is taken leaves the old portal, which a ROLLBACK TO can make usable again); the end of
+  // a transaction ends them all. Without a tracked statement (too many names), a named portal's
+  // Execute after a reload is refused.
+  struct BoundPortal {
+    std::vector<std::shared_ptr<const sql::Analysis>> versions;  // one statement each
+    std::uint64_t generation = 0;
+    bool search_path_changed = false;
+    std::uint64_t group = 0;  // syncs_sent_ at the last Bind: a ReadyForQuery before that one is not its end
+    std::uint64_t seq = 0;    // portal_ops_ at the last Bind
+  };
+  static constexpr std::size_t kMaxPortalNames = 10000;
+  static constexpr std::size_t kMaxPortalVersions = 8;
+  BoundPortal unnamed_portal_;  // versions: empty, or the one statement of the unnamed portal
+  std::unordered_map<std::string, BoundPortal, NameHash, std::equal_to<>> bound_portals_;
+  bool portals_overflow_ = false;  // a named portal was not recorded (until the transaction ends)
+  std::uint64_t portal_ops_ = 0;
+  BoundPortal overflow_portal_;  // stands for every named portal not recorded while portals_overflow_
+  static constexpr std::uint64_t kStale = ~std::uint64_t{0};  // BoundPortal::generation: judge again at Execute
+  // A Bind of `portal` from `a` (null: a statement the proxy does not know), judged under `generation`.
+  void note_portal(std::string_view portal, std::shared_ptr<const sql::Analysis> a, std::uint64_t generation);
+  void portals_at_ready();  // idle ReadyForQuery: portals bound up to it are gone
+  // false: the Execute is refused (`substitute` holds what to send instead).
+  bool rejudge_execute(std::string_view body, std::string& substitute);
+  // FETCH of a named portal: its statements, as a cursor's (resolve_executes). Null: not a portal.
+  const std::vector<std::shared_ptr<const sql::Analysis>>* portal_versions(std::string_view name) const;
   // Parse and Close messages forwarded whose answer (ParseComplete, CloseComplete) has not come
   // back. statements_ shows their effect at once; at the ReadyForQuery that ends their batch,
   // those the backend did not carry out (an error in them or earlier in the batch, a name already

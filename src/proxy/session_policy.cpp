@@ -67,6 +67,13 @@ sql::Analysis function_call_analysis(std::uint32_t oid) {
       st.functions.back() = "set_config";
       st.settings.push_back("*");
       st.kinds.push_back(sql::StatementKind::Set);
+      st.role_change = true;  // any setting: replica mode among them
+    } else {
+      // Any function: one that reads server files (pg_read_file), runs queries (query_to_xml) or
+      // reaches other servers (dblink). Restricting functions: rules match it too (found by
+      // adversarial testing: pg_read_file by OID got past a functions: rule).
+      st.server_file_access = true;
+      st.remote_access = true;
     }
   }
   st.text = fmt::format("<fast-path function call {}>", st.functions.front());
@@ -117,6 +124,21 @@ std::shared_ptr<const policy::Decision> untracked_cursor_decision() {
   return d;
 }
 
+std::shared_ptr<const policy::Decision> untracked_portal_decision() {
+  static const auto d = [] {
+    policy::Decision u;
+    u.action = policy::Action::Deny;
+    u.rule = "policy.untracked_portal";
+    u.reason = "Execute of a portal the proxy lost track of, after the policy or search_path changed";
+    u.message = "statement refused: the policy (or the session's search_path) changed after this portal was bound, "
+                "and the session bound more portals than the proxy keeps track of, so what it reads cannot be "
+                "checked again";
+    u.hint = "bind the portal again (or end the transaction and run the statement again)";
+    return std::make_shared<const policy::Decision>(std::move(u));
+  }();
+  return d;
+}
+
 }  // namespace
 
 bool Session::resolve_executes(const sql::Analysis& a, sql::Analysis& out) const {
@@ -134,6 +156,11 @@ bool Session::resolve_executes(const sql::Analysis& a, sql::Analysis& out) const
       if (it != cursors_.end()) {
         if (!it->second.versions.empty() && !it->second.versions.front()) untracked_cursor_ = true;
         return &it->second.versions;
+      }
+      // A portal bound with the extended protocol is a cursor to SQL: FETCH reads its statement.
+      if (const auto* versions = portal_versions(st.object_name)) {
+        if (!versions->front()) untracked_cursor_ = true;
+        return versions;
       }
       if (cursors_overflow_) untracked_cursor_ = true;
       return cursors_overflow_ ? &kUntracked : nullptr;
@@ -194,7 +221,7 @@ void Session::note_cursor_closes(const sql::Analysis& a) {
                              std::find(st.settings.begin(), st.settings.end(), "all") != st.settings.end();
     if (st.kinds.front() == sql::StatementKind::CloseCursor || discard_all)
       cursor_closes_.push_back(CursorClose{syncs_sent_, discard_all ? std::string() : st.object_name,
-                                           discard_all || st.object_name.empty()});
+                                           discard_all || st.object_name.empty(), ++portal_ops_});
   }
 }
 
@@ -240,8 +267,11 @@ void Session::cursors_at_ready(char status) {
     if (c.all) {
       cursors_.clear();
       cursors_overflow_ = false;
+      // Portals bound after the CLOSE ALL (later in its batch) stay.
+      std::erase_if(bound_portals_, [&](const auto& kv) { return kv.second.seq < c.seq; });
     } else {
       cursors_.erase(c.name);
+      if (auto p = bound_portals_.find(c.name); p != bound_portals_.end() && p->second.seq < c.seq) bound_portals_.erase(p);
     }
   }
   cursor_closes_.erase(cursor_closes_.begin(), cursor_closes_.begin() + std::ptrdiff_t(done));
@@ -259,6 +289,133 @@ void Session::cursors_at_ready(char status) {
     });
     transient_cursors_ = more;
   }
+}
+
+void Session::note_portal(std::string_view portal, std::shared_ptr<const sql::Analysis> a, std::uint64_t generation) {
+  const std::uint64_t seq = ++portal_ops_;
+  if (a && a->statements.size() != 1) a = nullptr;  // an empty query: nothing to judge again
+  if (portal.empty()) {
+    // A Bind to the unnamed portal replaces it (or fails, and the batch with it: the old one is
+    // gone at Sync, or unusable in the failed transaction).
+    unnamed_portal_.versions.clear();  // keeps its capacity: no allocation per Bind
+    if (a) unnamed_portal_.versions.push_back(std::move(a));
+    unnamed_portal_.generation = generation;
+    unnamed_portal_.search_path_changed = search_path_changed_;
+    unnamed_portal_.group = syncs_sent_;
+    unnamed_portal_.seq = seq;
+    return;
+  }
+  auto it = bound_portals_.find(portal);
+  if (it == bound_portals_.end()) {
+    if (!a) return;
+    if (bound_portals_.size() >= kMaxPortalNames) {
+      if (!portals_overflow_) {
+        portals_overflow_ = true;
+        overflow_portal_.versions.assign(1, nullptr);
+        overflow_portal_.generation = generation;
+        overflow_portal_.search_path_changed = search_path_changed_;
+      }
+      overflow_portal_.group = syncs_sent_;
+      return;
+    }
+    it = bound_portals_.emplace(std::string(portal), BoundPortal{}).first;
+    it->second.generation = generation;
+    it->second.search_path_changed = search_path_changed_;
+  } else if (it->second.generation != generation || it->second.search_path_changed != search_path_changed_) {
+    it->second.generation = kStale;  // an older statement under the name was judged under another policy
+  }
+  auto& p = it->second;
+  p.group = syncs_sent_;
+  p.seq = seq;
+  if (!a || (!p.versions.empty() && !p.versions.front())) return;  // already untracked
+  if (p.versions.size() >= kMaxPortalVersions) {
+    p.versions.assign(1, nullptr);  // too many to keep: its Execute after a reload is refused
+    return;
+  }
+  p.versions.push_back(std::move(a));
+}
+
+const std::vector<std::shared_ptr<const sql::Analysis>>* Session::portal_versions(std::string_view name) const {
+  if (name.empty()) return nullptr;
+  if (auto it = bound_portals_.find(name); it != bound_portals_.end() && !it->second.versions.empty()) return &it->second.versions;
+  if (portals_overflow_) return &overflow_portal_.versions;
+  return nullptr;
+}
+
+void Session::portals_at_ready() {
+  // Called for an idle ReadyForQuery: portals end with their transaction; one bound in a later,
+  // pipelined batch is not ended by it.
+  const std::uint64_t ended = ready_seen_;
+  if (unnamed_portal_.group <= ended) unnamed_portal_.versions.clear();
+  if (!bound_portals_.empty()) std::erase_if(bound_portals_, [&](const auto& kv) { return kv.second.group <= ended; });
+  if (portals_overflow_ && overflow_portal_.group <= ended) portals_overflow_ = false;
+}
+
+bool Session::rejudge_execute(std::string_view body, std::string& substitute) {
+  std::size_t pos = 0;
+  bool ok = true;
+  const std::string_view name = protocol::c_string_at(body, pos, ok);
+  if (!ok) return true;  // the backend rejects a malformed Execute itself
+  BoundPortal* p = nullptr;
+  if (name.empty()) {
+    if (unnamed_portal_.versions.empty()) return true;
+    p = &unnamed_portal_;
+  } else {
+    if (bound_portals_.empty() && !portals_overflow_) return true;
+    if (auto it = bound_portals_.find(name); it != bound_portals_.end())
+      p = &it->second;
+    else if (portals_overflow_)
+      p = &overflow_portal_;
+    else
+      return true;
+    if (p->versions.empty()) return true;
+  }
+  const auto gen = server_.generation();
+  if (p->generation == gen && p->search_path_changed == search_path_changed_) return true;
+  // The policy or the session's search_path changed since the portal was bound: every statement
+  // bound under its name is judged again; the most restrictive decides.
+  std::shared_ptr<const policy::Decision> decision;
+  std::shared_ptr<const sql::Analysis> analysis;
+  for (const auto& v : p->versions) {
+    std::shared_ptr<const policy::Decision> d;
+    if (!v) {
+      d = untracked_portal_decision();
+    } else {
+      sql::Analysis resolved;
+      untracked_cursor_ = false;
+      const sql::Analysis* judged = resolve_executes(*v, resolved) ? &resolved : v.get();
+      d = judge(*judged);
+      if (untracked_cursor_) d = untracked_cursor_decision();
+    }
+    if (!decision || d->action > decision->action) {
+      decision = std::move(d);
+      analysis = v;
+    }
+  }
+  if (decision->action == policy::Action::Allow) {
+    live_policy();  // policy_generation_ is the generation just judged under
+    p->generation = policy_generation_;
+    p->search_path_changed = search_path_changed_;
+    return true;
+  }
+  policy::Decision d = *decision;
+  if (d.action == policy::Action::Review) {
+    // Its Bind was not held (the policy then allowed it): a reviewer approves a Bind's Execute.
+    d.action = policy::Action::Deny;
+    d.message = "statement refused: it needs approval under the policy loaded after its portal was bound";
+    d.hint = "bind the portal again so that a reviewer can approve it";
+  }
+  if (auditing()) {
+    audit_parse_refused(analysis, d, {});
+    audit_close_portal(name);
+  }
+  refuse_statement(d, analysis.get(), 'E', {}, substitute);
+  // The refusal fails the batch (and the transaction it is in): the portal cannot be read again.
+  if (p == &unnamed_portal_)
+    unnamed_portal_.versions.clear();
+  else if (p != &overflow_portal_)
+    bound_portals_.erase(std::string(name));
+  return false;
 }
 
 void Session::remember_prepared(const sql::Analysis& a, std::string_view protocol_name) {
@@ -366,8 +523,10 @@ bool Session::judge_bind_of_sql_prepared(std::string_view portal, std::string_vi
   if (!resolve_executes(exec, resolved)) return true;
   policy::Decision d = decide(resolved);
   if (d.action == policy::Action::Allow) {
+    auto bound = std::make_shared<const sql::Analysis>(std::move(resolved));
+    note_portal(portal, bound, policy_generation_);
     if (auditing()) {  // for audit_bind, which follows
-      bound_sql_prepared_.analysis = std::make_shared<const sql::Analysis>(std::move(resolved));
+      bound_sql_prepared_.analysis = std::move(bound);
       bound_sql_prepared_.decision = std::make_shared<const policy::Decision>(std::move(d));
     }
     return true;
@@ -388,7 +547,9 @@ bool Session::judge_bind_of_sql_prepared(std::string_view portal, std::string_vi
 }
 
 bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
-  if (statements_.empty() && held_portals_.empty() && prepared_.empty()) return true;
+  if (statements_.empty() && held_portals_.empty() && prepared_.empty() && unnamed_portal_.versions.empty() &&
+      bound_portals_.empty())
+    return true;
   std::size_t pos = 0;
   bool ok = true;
   const std::string_view portal = protocol::c_string_at(body, pos, ok);
@@ -402,8 +563,11 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
     // The portal is (re)bound from a statement that needs no review.
     if (!held_portals_.empty())
       if (auto h = held_portals_.find(portal); h != held_portals_.end()) held_portals_.erase(h);
-    if (it == statements_.end())
-      return prepared_.count(std::string(name)) ? judge_bind_of_sql_prepared(portal, name, substitute) : true;
+    if (it == statements_.end()) {
+      if (prepared_.count(std::string(name))) return judge_bind_of_sql_prepared(portal, name, substitute);
+      note_portal(portal, nullptr, 0);  // its statement is not known: the name no longer holds what it held
+      return true;
+    }
   }
   const auto gen = server_.generation();
   if (it->second.generation != gen || it->second.search_path_changed != search_path_changed_) {
@@ -451,6 +615,8 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
     refuse_statement(d, it->second.analysis.get(), 'B', {}, substitute);
     return false;
   }
+  // A portal held for review is judged by its reviewer, and once approved its further Executes run.
+  if (!it->second.review) note_portal(portal, it->second.analysis, it->second.generation);
   return true;
 }
 

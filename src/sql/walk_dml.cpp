@@ -222,6 +222,7 @@ void Walker::update_stmt(const JValue& b) {
     if (one.empty()) {
       add_setting("*");
       out_.opaque_code = true;
+      out_.role_change = true;  // any setting: the role, or replica mode among them (fail closed)
     } else {
       std::string l(one);
       for (char& c : l)
@@ -230,6 +231,8 @@ void Walker::update_stmt(const JValue& b) {
       if (l == "role" || l == "session_authorization") {
         add_kind(StatementKind::SetRole);
         out_.role_change = true;
+      } else if (l == "session_replication_role") {
+        out_.role_change = true;  // replica mode turns off triggers and foreign keys, as SET does
       }
     }
   }

@@ -44,6 +44,16 @@ constexpr std::string_view kFileFunctions[] = {
 
 // Functions that run a query given as text (or read a table named by a value): the analyzer
 // cannot see what they touch.
+// Built-in functions of one argument that take a whole row (record, "any", anyelement, ...) and
+// return its values, so that t.f, PostgreSQL's attribute notation for f(t), reads every column of
+// t (found by adversarial testing: p.row_to_json read a classified column past a tag rule).
+// Functions a user defines over a table's row type are not known here (docs/policy.md).
+constexpr std::string_view kRowFunctions[] = {
+    "any_out", "anycompatible_out", "anyelement_out", "anynonarray_out", "array_agg", "concat", "hstore",
+    "json_agg", "json_build_array", "jsonb_agg", "jsonb_build_array", "quote_literal", "quote_nullable",
+    "record_out", "record_send", "row_to_json", "to_json", "to_jsonb",
+};
+
 constexpr std::string_view kDynamicSqlFunctions[] = {
     "query_to_xml",   "query_to_xmlschema",  "query_to_xml_and_xmlschema", "table_to_xml",
     "table_to_xmlschema", "table_to_xml_and_xmlschema", "cursor_to_xml",  "cursor_to_xmlschema",
@@ -578,18 +588,37 @@ void Walker::column_ref(const JValue& body) {
     if (e) whole_row(e);
     return;
   }
+  // t.f where f is a row function: f(t), a read of the whole row and a call of f. (A column of
+  // that name would be read instead; counting both is the safe side.)
+  auto row_function = [&](const RangeEntry* e, std::string_view f) {
+    if (!one_of(f, kRowFunctions)) return false;
+    whole_row(e);
+    std::string fn(f);
+    if (std::find(out_.functions.begin(), out_.functions.end(), fn) == out_.functions.end())
+      out_.functions.push_back(std::move(fn));
+    return true;
+  };
   switch (named) {
     case 1:
       return unqualified(names[0]);
     case 2:
-      if (const RangeEntry* e = find_entry(names[0], {})) return read_via(e, names[1]);
+      if (const RangeEntry* e = find_entry(names[0], {})) {
+        if (row_function(e, names[1])) return;
+        return read_via(e, names[1]);
+      }
       return unqualified(names[0]);  // composite field access: col.field
     case 3:
-      if (const RangeEntry* e = find_entry(names[1], names[0])) return add_read(e->rel, names[2]);
+      if (const RangeEntry* e = find_entry(names[1], names[0])) {
+        if (row_function(e, names[2])) return;
+        return add_read(e->rel, names[2]);
+      }
       if (const RangeEntry* e = find_entry(names[0], {})) return add_read(e->rel, names[1]);
       return unqualified(names[0]);
     default:
-      if (const RangeEntry* e = find_entry(names[2], names[1])) return add_read(e->rel, names[3]);
+      if (const RangeEntry* e = find_entry(names[2], names[1])) {
+        if (row_function(e, names[3])) return;
+        return add_read(e->rel, names[3]);
+      }
       if (const RangeEntry* e = find_entry(names[0], {})) return add_read(e->rel, names[1]);
       return unqualified(names[0]);
   }
@@ -643,6 +672,7 @@ void Walker::func_call(const JValue& body) {
       if (!literal) {
         add_setting("*");
         out_.opaque_code = true;
+        out_.role_change = true;  // any setting: the role, or replica mode among them (fail closed)
         add_kind(StatementKind::Set);
       } else {
         std::string l = lower(setting);
@@ -652,6 +682,9 @@ void Walker::func_call(const JValue& body) {
           out_.role_change = true;
         } else {
           add_kind(StatementKind::Set);
+          // Replica mode turns off triggers (audit triggers among them) and foreign keys, as SET
+          // does (found by adversarial testing: set_config got past guardrail.privileges).
+          if (l == "session_replication_role") out_.role_change = true;
         }
       }
     }

@@ -893,14 +893,15 @@ def test_function_call_lo_import_refused(prod, direct):
 
 def test_function_call_unknown_oid_is_opaque(prod, direct):
     """A fast-path call of a function the proxy does not know (pg_read_file(text), OID 2624) is
-    opaque code: refused."""
+    opaque code that may read server files: refused."""
     c = _raw(prod)
     try:
         c.send(_function_call(2624, [(0, b"/etc/passwd")]))
         msgs = _read_until_ready(c)
         assert [m[0] for m in msgs] == [b"E", b"Z"], msgs
         fields = pgwire.parse_error_fields(msgs[0][1])
-        assert (fields["C"], fields["D"]) == ("42501", "rule: guardrail.opaque_code")
+        assert fields["C"] == "42501", fields
+        assert fields["D"] in ("rule: guardrail.server_access", "rule: guardrail.opaque_code"), fields
         assert c.simple_query("SELECT 1") == [["1"]]
     finally:
         c.close()
@@ -916,8 +917,10 @@ def test_function_call_set_config_refused_on_every_target(prod):
             msgs = _read_until_ready(c)
             assert [m[0] for m in msgs] == [b"E", b"Z"], msgs
             fields = pgwire.parse_error_fields(msgs[0][1])
-            # On production opaque_code (also true of it) is the first guardrail to say no.
-            rules = {"rule: guardrail.identity_settings"} | ({"rule: guardrail.opaque_code"} if db == "app" else set())
+            # On production opaque_code or privileges (it may set the role or replica mode), also
+            # true of it, can be the first guardrail to say no.
+            rules = {"rule: guardrail.identity_settings"} | (
+                {"rule: guardrail.opaque_code", "rule: guardrail.privileges"} if db == "app" else set())
             assert fields["C"] == "42501" and fields["D"] in rules, (db, fields)
             assert c.simple_query("SELECT current_setting('gatehouse.identity')") == [["alice"]]
         finally:
@@ -1086,7 +1089,10 @@ def test_identity_settings_named_at_run_time_are_refused_on_every_target(prod, s
             with pytest.raises(psycopg.Error) as ei:
                 c.execute(sql, params)
             assert ei.value.sqlstate == "42501", (db, sql, ei.value)
-            assert "guardrail.identity_settings" in str(ei.value) or "guardrail.opaque_code" in str(ei.value), ei.value
+            # On production, privileges (a setting the proxy cannot name may be the role) can be first.
+            rules = ("guardrail.identity_settings", "guardrail.opaque_code") + (
+                ("guardrail.privileges",) if db == "app" else ())
+            assert any(r in str(ei.value) for r in rules), (db, ei.value)
             assert c.execute("SELECT current_setting('gatehouse.identity'), current_setting('gatehouse.identity_kind')"
                              ).fetchone() == ("alice", "human")
 
@@ -1334,3 +1340,77 @@ def test_the_targets_login_role_cannot_be_changed_through_the_proxy(make_proxy, 
         c.execute("DROP ROLE gh_other_role")
     with connect(proxy) as c:  # the proxy still logs in
         assert c.execute("select 1").fetchone() == (1,)
+
+
+# ---- found by adversarial testing (round 6): attribute notation, replica mode, fast path by OID -----
+
+@pytest.fixture
+def leaky(make_proxy, pg, direct):
+    direct.execute("DROP TABLE IF EXISTS adv_people")
+    direct.execute("CREATE TABLE adv_people (id int PRIMARY KEY, name text, topsecret text)")
+    direct.execute("INSERT INTO adv_people VALUES (1, 'a', 'TS-RAW-1')")
+    cfg = config_for(pg, make_proxy.hashes)
+    prod_target = target("app", pg.port, password=pg.password)
+    prod_target["environment"] = "production"
+    cfg["targets"] = [prod_target, target("dev", pg.port, password=pg.password)]  # dev: no guardrails
+    cfg["classification"] = [{"columns": ["public.adv_people.topsecret"], "tags": ["classified"]}]
+    cfg["rules"] = [
+        {"name": "no-classified", "when": {"tags": ["classified"]}, "action": "deny"},
+        {"name": "no-readfile", "when": {"functions": ["pg_read_file", "query_to_xml"]}, "action": "deny"},
+    ]
+    yield make_proxy(cfg)
+    direct.execute("DROP TABLE IF EXISTS adv_people")
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT p.row_to_json FROM adv_people p",
+    "SELECT adv_people.to_jsonb FROM adv_people",
+    "SELECT p.concat FROM adv_people p",
+    "SELECT p.json_agg FROM adv_people p",
+    "SELECT public.adv_people.record_out FROM public.adv_people",
+    "UPDATE adv_people p SET name = name WHERE id = 1 RETURNING p.to_jsonb",
+])
+def test_attribute_notation_of_a_row_function_reads_the_whole_row(leaky, sql):
+    """t.f is PostgreSQL's attribute notation for f(t): with row_to_json, to_jsonb, concat, an
+    aggregate... it returns every column of the row, the classified one too. Before, the proxy took
+    it for a column named f and the row left with the classified value in it."""
+    for dbname in ("app", "dev"):
+        with connect(leaky, dbname=dbname, autocommit=True) as c:
+            with pytest.raises(psycopg.Error) as ei:
+                rows = c.execute(sql).fetchall()
+                pytest.fail(f"{sql} returned {rows}")
+            assert_refused(ei.value, "no-classified")
+            assert c.execute("SELECT p.name FROM adv_people p").fetchall() == [("a",)]
+
+
+def test_replica_mode_is_a_privilege_change(leaky, pg):
+    """session_replication_role = replica turns off triggers (audit triggers among them) and foreign
+    keys. SET of it was refused by guardrail.privileges; set_config, UPDATE pg_settings and a
+    connection option were not."""
+    with connect(leaky, autocommit=True) as c:
+        for sql in ("SELECT set_config('session_replication_role', 'replica', false)",
+                    "UPDATE pg_settings SET setting = 'replica' WHERE name = 'session_replication_role'",
+                    "SET session_replication_role = replica"):
+            with pytest.raises(psycopg.Error) as ei:
+                c.execute(sql)
+            assert_refused(ei.value, "guardrail.privileges")
+        assert c.execute("SHOW session_replication_role").fetchone() == ("origin",)
+    with pytest.raises(psycopg.OperationalError) as ei:
+        connect(leaky, options="-c session_replication_role=replica")
+    assert "session_replication_role" in str(ei.value), str(ei.value)
+
+
+def test_function_call_by_unknown_oid_meets_functions_rules(leaky):
+    """A fast-path call the proxy cannot name may be any function: a functions: deny rule and the
+    server-access guardrails stop it on a target without opaque-code checks (before: pg_read_file
+    by OID read /etc/passwd on dev while the same call in SQL was refused)."""
+    c = pgwire.connect(leaky.port, "alice", USERS["alice"], "dev")
+    try:
+        c.send(_function_call(2624, [(0, b"/etc/passwd")]))
+        msgs = _read_until_ready(c)
+        assert [m[0] for m in msgs] == [b"E", b"Z"], msgs
+        fields = pgwire.parse_error_fields(msgs[0][1])
+        assert (fields["C"], fields["D"]) == ("42501", "rule: no-readfile"), fields
+        assert c.simple_query("SELECT 1") == [["1"]]
+    finally:
+        c.close()

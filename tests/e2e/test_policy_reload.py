@@ -442,3 +442,106 @@ def test_sql_execute_of_a_protocol_fetch_reads_its_cursor(make_proxy, pg, t):
         cur.execute("CLOSE h")
         cur.execute("DECLARE h CURSOR WITH HOLD FOR SELECT 5, 'x'")
         assert cur.execute("EXECUTE sf").fetchall() == [(5, "x")]
+
+
+# ---- protocol portals bound before the reload ----------------------------------------------------
+
+def _wire_helpers():
+    import struct
+
+    import pgwire
+
+    def parse(name: bytes, sql: bytes) -> bytes:
+        return pgwire.message(b"P", name + b"\0" + sql + b"\0" + struct.pack("!H", 0))
+
+    def bind(portal: bytes, stmt: bytes) -> bytes:
+        return pgwire.message(b"B", portal + b"\0" + stmt + b"\0" + struct.pack("!HHH", 0, 0, 0))
+
+    def execute(portal: bytes, n: int) -> bytes:
+        return pgwire.message(b"E", portal + b"\0" + struct.pack("!I", n))
+
+    sync = pgwire.message(b"S")
+    return pgwire, parse, bind, execute, sync
+
+
+def _rows_and_error(msgs) -> tuple[list[bytes], dict | None]:
+    import pgwire
+    rows = [body for t, body in msgs if t == b"D"]
+    err = next((pgwire.parse_error_fields(body) for t, body in msgs if t == b"E"), None)
+    return rows, err
+
+
+def test_portal_bound_before_reload_is_judged_again(make_proxy, pg, t):
+    """A portal bound while reading t was allowed, and read a few rows at a time (Execute with a row
+    limit, as JDBC's fetch size and pipelining drivers do), is judged again at its next Execute
+    after a rule denying t is loaded: named and unnamed portals, and SQL FETCH of a named portal's
+    name. Before, the rows kept coming under the old policy."""
+    pgwire, parse, bind, execute, sync = _wire_helpers()
+    proxy = make_proxy(make_config(make_proxy, pg, []))
+    from conftest import USERS
+    s = pgwire.connect(proxy.port, "alice", USERS["alice"], database="dev")
+    try:
+        sql = f"SELECT id FROM {t} ORDER BY id".encode()
+        for portal in (b"p1", b""):
+            reload(proxy, make_config(make_proxy, pg, []))
+            s.send(pgwire.query("BEGIN"))
+            s.until_ready()
+            st = b"st_" + (portal or b"unnamed")
+            s.send(parse(st, sql) + bind(portal, st) + execute(portal, 1) + bind(b"other", st) +
+                   execute(b"other", 1) + sync)
+            rows, err = _rows_and_error(s.until_ready())
+            assert err is None and len(rows) == 2, (portal, rows, err)
+
+            reload(proxy, make_config(make_proxy, pg, [deny_select(t)]))
+
+            s.send(execute(portal, 1) + sync)
+            rows, err = _rows_and_error(s.until_ready())
+            assert rows == [] and err is not None, (portal, rows, err)
+            assert err["C"] == "42501" and err.get("D") == f"rule: {RULE}", (portal, err)
+            s.send(pgwire.query("ROLLBACK"))
+            s.until_ready()
+            # bound again under the new policy: the Bind is refused
+            s.send(pgwire.query("BEGIN"))
+            s.until_ready()
+            s.send(parse(b"", sql) + bind(portal, b"") + execute(portal, 1) + sync)
+            rows, err = _rows_and_error(s.until_ready())
+            assert rows == [] and err is not None and err["C"] == "42501", (portal, rows, err)
+            s.send(pgwire.query("ROLLBACK"))
+            s.until_ready()
+    finally:
+        s.close()
+
+    # SQL FETCH of a protocol portal's name reads the portal's statement, under today's policy
+    reload(proxy, make_config(make_proxy, pg, []))
+    s = pgwire.connect(proxy.port, "alice", USERS["alice"], database="dev")
+    try:
+        s.send(pgwire.query("BEGIN"))
+        s.until_ready()
+        s.send(parse(b"st3", f"SELECT id FROM {t} ORDER BY id".encode()) + bind(b"p3", b"st3") + execute(b"p3", 1) +
+               sync)
+        rows, err = _rows_and_error(s.until_ready())
+        assert err is None and len(rows) == 1, (rows, err)
+        assert s.simple_query("FETCH 1 FROM p3") == [["2"]]
+        reload(proxy, make_config(make_proxy, pg, [deny_select(t)]))
+        s.send(pgwire.query("FETCH 1 FROM p3"))
+        rows, err = _rows_and_error(s.until_ready())
+        assert rows == [] and err is not None and err["C"] == "42501" and err.get("D") == f"rule: {RULE}", (rows, err)
+        s.send(pgwire.query("ROLLBACK"))
+        s.until_ready()
+        # A portal of an unrelated statement keeps running after the reload; portals end with their
+        # transaction, so the same name bound again in the next one is judged by what it holds then.
+        s.send(pgwire.query("BEGIN"))
+        s.until_ready()
+        s.send(parse(b"ok", b"SELECT g FROM generate_series(1, 3) g") + bind(b"p3", b"ok") + execute(b"p3", 1) + sync)
+        rows, err = _rows_and_error(s.until_ready())
+        assert err is None and len(rows) == 1, (rows, err)
+        reload(proxy, make_config(make_proxy, pg, [deny_select(t), {"name": "other", "when": {"tables": ["nothing_here"]},
+                                                                       "action": "deny"}]))
+        s.send(execute(b"p3", 1) + sync)
+        rows, err = _rows_and_error(s.until_ready())
+        assert err is None and rows and rows[0].endswith(b"2"), (rows, err)
+        assert s.simple_query("FETCH 1 FROM p3") == [["3"]]
+        s.send(pgwire.query("COMMIT"))
+        s.until_ready()
+    finally:
+        s.close()

@@ -283,6 +283,13 @@ TEST(Conditions, Functions) {
   EXPECT_TRUE(denied(*p, Stmt(K::Select).fn("lo_import")));  // unqualified: on the search path
   EXPECT_TRUE(denied(*p, Stmt(K::Select).fn("ext.danger")));
   EXPECT_FALSE(denied(*p, Stmt(K::Select).fn("danger")));
+  // A fast-path call the proxy cannot name may be any function: a restricting rule matches it
+  // (found by adversarial testing: pg_read_file called by OID got past this rule) ...
+  EXPECT_TRUE(denied(*p, Stmt(K::FunctionCall).fn("oid:3826")));
+  // ... an allowing rule does not.
+  auto allow = load("policy: {default_action: deny}\nrules:\n  - {name: r, when: {functions: [lower]}, action: allow}\n");
+  EXPECT_EQ(Ask{}(*allow, Stmt(K::FunctionCall).fn("oid:3826")).action, Action::Deny);
+  EXPECT_EQ(Ask{}(*allow, Stmt(K::Select).fn("lower")).action, Action::Allow);
 }
 
 TEST(Conditions, Settings) {

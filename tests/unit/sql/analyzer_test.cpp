@@ -157,6 +157,26 @@ TEST(SqlRelations, StarAndQualifiedStar) {
   EXPECT_TRUE(q.whole_row);
 }
 
+// t.f is PostgreSQL's attribute notation for f(t): with a row function it reads the whole row
+// (found by adversarial testing: p.row_to_json read a classified column past a tag rule).
+TEST(SqlRelations, AttributeNotationOfARowFunction) {
+  for (const char* sql : {"SELECT p.row_to_json FROM people p", "SELECT people.to_jsonb FROM people",
+                          "SELECT public.people.json_agg FROM public.people",
+                          "UPDATE people p SET name = name WHERE id = 1 RETURNING p.record_out",
+                          "SELECT x.concat FROM (SELECT * FROM people) x JOIN people q ON true"}) {
+    const Statement& s = only(analyze_uncached(sql));
+    EXPECT_TRUE(s.whole_row) << sql;
+    bool all = false;
+    for (const auto& r : s.relations) all |= r.name == "people" && r.all_columns;
+    EXPECT_TRUE(all) << sql;
+    EXPECT_FALSE(s.functions.empty()) << sql;
+  }
+  const Statement& col = only(analyze_uncached("SELECT p.name, p.email FROM people p"));
+  EXPECT_FALSE(col.whole_row);
+  EXPECT_FALSE(find(col, "people")->all_columns);
+  EXPECT_TRUE(col.functions.empty());
+}
+
 TEST(SqlRelations, WholeRowReference) {
   const Statement& s = only(analyze_uncached("SELECT row_to_json(t) FROM t"));
   EXPECT_TRUE(s.whole_row);
@@ -643,7 +663,14 @@ TEST(SqlFlags, RoleChange) {
   for (const char* sql : {"SET ROLE admin", "SET SESSION AUTHORIZATION bob", "RESET ROLE", "CREATE ROLE x SUPERUSER",
                           "ALTER ROLE x WITH PASSWORD 'y'", "DROP USER x", "GRANT admin TO bob",
                           "ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO bob",
-                          "SELECT set_config('role', 'admin', false)"}) {
+                          "SELECT set_config('role', 'admin', false)",
+                          // replica mode turns off triggers and foreign keys (found by adversarial testing)
+                          "SELECT set_config('session_replication_role', 'replica', false)",
+                          "SET session_replication_role = replica",
+                          "UPDATE pg_settings SET setting = 'replica' WHERE name = 'session_replication_role'",
+                          // a setting the proxy cannot name may be any of them
+                          "SELECT set_config(n, 'replica', false) FROM (VALUES ('x')) v(n)",
+                          "UPDATE pg_settings SET setting = 'replica'"}) {
     EXPECT_TRUE(only(analyze_uncached(sql)).role_change) << sql;
   }
   EXPECT_FALSE(only(analyze_uncached("SET work_mem = '1MB'")).role_change);
