@@ -53,8 +53,8 @@ AdminServer::AdminServer(Hooks hooks) : impl_(std::make_unique<Impl>()) {
     res.set_content(h.metrics ? h.metrics() : std::string(), "text/plain; version=0.0.4");
   });
   install_api_v1(impl_->http, h);
-  install_error_bodies(impl_->http);
-  refuse_encoded_paths(impl_->http);
+  install_error_bodies(impl_->http, h);
+  refuse_encoded_paths(impl_->http, h);
   impl_->http.set_payload_max_length(64 * 1024);
   // cpp-httplib serves each connection on one pool thread for as long as the client keeps it
   // (reading a request, or idle between keep-alive requests). Its default pool is 8 threads here:

@@ -191,6 +191,10 @@ json access_json(const approvals::AccessRequest& a, const std::string& public_ur
 
 bool is_own(const approvals::Person& requester, const identity::Identity& who) {
   if (!who.subject.empty() && requester.subject == who.principal()) return true;
+  // The same address from the first issuer (or a static user's, set by the operator): another
+  // issuer vouches only for its own users (found by adversarial testing: a second issuer's token
+  // claiming alice's email read and revoked her requests and grants).
+  if (who.qualified || requester.subject.find('#') != std::string::npos) return false;
   if (who.email.empty() || requester.email.size() != who.email.size()) return false;
   for (std::size_t i = 0; i < who.email.size(); ++i)
     if (std::tolower(static_cast<unsigned char>(who.email[i])) !=

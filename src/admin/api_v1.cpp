@@ -521,11 +521,35 @@ void install_api_v1(httplib::Server& s, const Hooks& h) {
   route(s, kPost, "/api/v1/grants/" + id + "/revoke", "grants.revoke", h, revoke_grant);
 }
 
-void refuse_encoded_paths(httplib::Server& s) {
+namespace {
+// A request the HTTP library or the pre-routing check refused before any route ran (unknown path
+// or method, body over 64 KiB, percent-encoded path, malformed request): recorded like every
+// other /api call (found by adversarial testing: they left no admin record). Who sent it is
+// recorded when its bearer token checks out.
+void record_refused(const Hooks& h, const httplib::Request& req, int status, const std::string& message) {
+  if (!h.on_action || req.path.rfind("/api", 0) != 0) return;
+  Action a;
+  a.action = "api.refused";
+  a.client = req.remote_addr;
+  a.status = status;
+  a.message = message;
+  a.object = req.method + " " + req.path.substr(0, 256);
+  const std::string header = req.get_header_value("Authorization");
+  if (h.authenticate && header.size() > 7 && strncasecmp(header.c_str(), "Bearer ", 7) == 0) {
+    std::string token = header.substr(7);
+    while (!token.empty() && token.front() == ' ') token.erase(token.begin());
+    while (!token.empty() && token.back() == ' ') token.pop_back();
+    if (auto who = h.authenticate(token)) a.who = std::move(*who);
+  }
+  h.on_action(a);
+}
+}  // namespace
+
+void refuse_encoded_paths(httplib::Server& s, const Hooks& h) {
   // Routes match the decoded path, so /api/v1/approvals/x%2Fapprove reached the approve action:
   // a front proxy that filters by path would not see it (found by adversarial testing). No
   // endpoint needs a percent-encoded path: such requests are refused before routing.
-  s.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+  s.set_pre_routing_handler([&h](const httplib::Request& req, httplib::Response& res) {
     const std::string_view target(req.target);
     if (target.substr(0, target.find('?')).find('%') == std::string_view::npos)
       return httplib::Server::HandlerResponse::Unhandled;
@@ -533,17 +557,19 @@ void refuse_encoded_paths(httplib::Server& s) {
     res.set_content(json{{"error", "bad_request"}, {"message", "percent-encoded characters in the path are not accepted"}}
                             .dump() + "\n",
                     "application/json");
+    record_refused(h, req, 400, "percent-encoded characters in the path are not accepted");
     return httplib::Server::HandlerResponse::Handled;
   });
 }
 
-void install_error_bodies(httplib::Server& s) {
-  s.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+void install_error_bodies(httplib::Server& s, const Hooks& h) {
+  s.set_error_handler(httplib::Server::HandlerWithResponse([&h](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;  // a route answered (and recorded) it
     std::string code = "error", message = "HTTP " + std::to_string(res.status);
     if (res.status == 404) code = "not_found", message = "no such endpoint: " + req.method + " " + req.path;
     if (res.status == 413) code = "payload_too_large", message = "the request body is larger than 64 KiB";
     if (res.status == 400) code = "bad_request", message = "malformed HTTP request";
+    record_refused(h, req, res.status, message);
     res.set_content(json{{"error", code}, {"message", message}}.dump(-1, ' ', false, json::error_handler_t::replace) + "\n",
                     "application/json");
     return httplib::Server::HandlerResponse::Handled;

@@ -154,6 +154,8 @@ class Service {
   ~Service();
 
   // ---- statement reviews
+  // Open (pending) requests one requester may have at once; submit() refuses more (53400).
+  static constexpr std::size_t kMaxPendingPerRequester = 100;
   // Stores a new pending request (id, created_us, node, state filled in) and returns it.
   Result<Request> submit(Request r);
   Result<std::optional<Request>> get(const std::string& id);

@@ -492,6 +492,22 @@ Result<Request> Service::submit(Request r) {
   Impl::Notes n;
   {
     std::lock_guard lock(impl_->mu);
+    // A bounded number of open requests per requester (found by adversarial testing: one session
+    // opened 20,000 with SET gatehouse.wait = off, and every listing slowed down).
+    Filter mine;
+    mine.state = State::Pending;
+    mine.requester = r.requester.subject;
+    mine.limit = kMaxPendingPerRequester + 1;
+    if (auto open = impl_->store->list(mine); !open) {
+      return tl::unexpected(open.error());
+    } else {
+      std::size_t count = 0;
+      for (const auto& o : *open) count += o.state == State::Pending && o.requester.subject == r.requester.subject;
+      if (count >= kMaxPendingPerRequester)
+        return fail("53400", "too many approval requests of yours are still pending (" +
+                                 std::to_string(kMaxPendingPerRequester) +
+                                 "); wait for reviewers to decide them, or cancel some, before asking again");
+    }
     if (auto p = impl_->save(r); !p) return tl::unexpected(p.error());
     impl_->changed(r, n);
   }

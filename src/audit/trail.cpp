@@ -4,6 +4,7 @@
 
 #include <malloc.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -142,7 +143,22 @@ Result<std::unique_ptr<Trail>> Trail::open(Options options, std::vector<std::uni
   std::error_code ec;
   std::filesystem::create_directories(options.spool_dir, ec);
   if (ec) return fail("58030", "cannot create the audit spool directory " + options.spool_dir + ": " + ec.message());
+  // One writer per chain: a second process on the same spool (a manual start beside a service
+  // manager's) would seal the same sequence numbers and fork the chain (found by adversarial
+  // testing: verify then reported the store as tampered). The lock ends with the process.
+  const std::string lock_path = options.spool_dir + "/lock";
+  const int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd < 0) return tl::unexpected(io_error("cannot open " + lock_path, errno));
+  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(lock_fd);
+    if (err == EWOULDBLOCK)
+      return fail("55006", "another gatehouse process is writing this audit trail (its spool " + options.spool_dir +
+                               " is locked); two writers would fork the chain: stop the other process first");
+    return tl::unexpected(io_error("cannot lock " + lock_path, err));
+  }
   std::unique_ptr<Trail> t(new Trail(std::move(options), std::move(sinks)));
+  t->lock_fd_ = lock_fd;
   // Continue the chain where the newest copy of it ends: a sink, or the journal.
   for (auto& s : t->sinks_) {
     auto h = s->sink->head(t->options_.node);
@@ -184,11 +200,24 @@ Result<std::unique_ptr<Trail>> Trail::open(Options options, std::vector<std::uni
   t->to_store_ = std::move(replay);
   t->to_store_since_ = std::chrono::steady_clock::now() - t->options_.flush_interval;
   t->checkpointed_seq_ = t->head_.seq;
-  // Queued before the threads start, so the Start record comes first, before retention's.
+  // Written before the threads start, so the Start record comes first, before retention's and any
+  // session's. With a key, a checkpoint right after it: every run's trail is signed from its
+  // start, so a store whose checkpoints were all deleted (and whose chain was then recomputed)
+  // fails `verify --key` (found by adversarial testing).
   Event start;
   start.type = EventType::Start;
   start.time = std::chrono::system_clock::now();
-  t->submit(std::move(start));
+  {
+    std::vector<Pending> first;
+    first.push_back(Pending{{std::move(start)}, {}});
+    {
+      std::lock_guard lock(t->mu_);
+      ++t->enqueued_;
+      ++t->stats_.submitted;
+    }
+    t->write_batch(first);
+  }
+  if (t->options_.signer && t->options_.checkpoint_at_start) t->maybe_checkpoint(true);
   t->store_ = std::thread([p = t.get()] { p->run_store(); });
   t->writer_ = std::thread([p = t.get()] { p->run(); });
   return t;
@@ -219,6 +248,7 @@ Trail::~Trail() {
   if (intents_map_) ::munmap(intents_map_, kIntentSlot * kIntentSlots);
   if (intents_fd_ >= 0) ::close(intents_fd_);
   if (head_fd_ >= 0) ::close(head_fd_);
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // last: the files above are no longer written
 }
 
 // ---- intents ----------------------------------------------------------------------------------

@@ -72,6 +72,7 @@ class Trail {
     bool fsync = false;                              // fdatasync the journal on every batch
     bool map_journal = true;  // false: append with write(2), as where fallocate/mmap are missing
     bool intents = true;      // false: statements are recorded before they run and again when they end
+    bool checkpoint_at_start = true;  // with a signer: a checkpoint right after the Start record (tests turn it off)
   };
 
   // What `gatehouse check` can tell without opening the store: the checkpoint key loads and can
@@ -180,6 +181,7 @@ class Trail {
   // journal end before it (the store was deleted, replaced, or is a new one) continues the chain
   // after it, so verify reports the missing records instead of a new chain looking intact.
   int head_fd_ = -1;
+  int lock_fd_ = -1;  // flock'ed "lock" file in the spool: one process writes a chain
   std::uint64_t saved_head_seq_ = 0;
   void save_head(std::uint64_t seq, const std::string& hash);
   std::optional<ChainHead> read_saved_head() const;

@@ -99,6 +99,7 @@ std::string_view problem_name(Problem p) {
     case Problem::CheckpointMismatch: return "checkpoint does not match the chain";
     case Problem::AnchorMismatch: return "does not match the external anchor";
     case Problem::EditedStore: return "edited store structure";
+    case Problem::Unsigned: return "no signed checkpoint";
   }
   return "?";
 }
@@ -320,6 +321,15 @@ Result<VerifyReport> verify_chain(AuditReader& reader, std::string_view node, co
     }
     if (!anchor_hash)
       rep.notes.push_back("the anchor's record " + std::to_string(h.seq) + " is no longer stored (pruned); not checked");
+  }
+  if (o.signer && rep.records > 0 && rep.checkpoints == 0) {
+    // A proxy with a checkpoint key signs one right after its Start record: none at all means the
+    // checkpoints were deleted (and the chain possibly recomputed), or the store was written
+    // without a key. Either way nothing proves it (found by adversarial testing).
+    rep.problem = Finding{Problem::Unsigned, rep.first_seq,
+                          "a checkpoint key was given, but the trail holds no signed checkpoint: its checkpoints were "
+                          "deleted (and the chain may have been recomputed), or it was written without a key"};
+    return rep;
   }
   if (o.expect_stopped && !rep.clean_end && rep.checkpoints == 0 && prev_type == "stop") {
     // No checkpoint key configured: the proxy signs nothing, so the Stop record at the end is all

@@ -34,6 +34,7 @@ enum class Problem {
   AnchorMismatch,      // the record named by --expect-head has another hash
   EditedStore,         // the store's own structure disagrees with its rows (SQLite: an index that
                        // misses rows, found by PRAGMA integrity_check): searches would not see them
+  Unsigned,            // a key was given but no checkpoint is stored: nothing proves the chain
 };
 std::string_view problem_name(Problem p);  // "edited body", "deleted", ...
 

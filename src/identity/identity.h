@@ -13,9 +13,19 @@ enum class Kind { Human, Agent };
 // A name the identity is made of that cannot be used: it reaches the database's startup packet,
 // logs and terminals, where a tab or newline starts a setting of its own, a NUL ends the
 // parameter, an ESC redraws a screen.
+// Also the C1 controls (U+0080..U+009F) and the bidirectional overrides and isolates
+// (U+202A..U+202E, U+2066..U+2069), which make a name read differently from what it is (found by
+// adversarial testing: U+202E in a token's sub reached gatehouse.identity).
 inline bool has_control_characters(std::string_view v) {
-  for (char c : v)
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return true;
+  const auto* p = reinterpret_cast<const unsigned char*>(v.data());
+  const std::size_t n = v.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    const unsigned char c = p[i];
+    if (c < 0x20 || c == 0x7f) return true;
+    if (c == 0xC2 && i + 1 < n && p[i + 1] >= 0x80 && p[i + 1] <= 0x9F) return true;  // C1
+    if (c == 0xE2 && i + 2 < n && p[i + 1] == 0x80 && p[i + 2] >= 0xAA && p[i + 2] <= 0xAE) return true;
+    if (c == 0xE2 && i + 2 < n && p[i + 1] == 0x81 && p[i + 2] >= 0xA6 && p[i + 2] <= 0xA9) return true;
+  }
   return false;
 }
 

@@ -92,12 +92,14 @@ NumericDate numeric_date(const Json& payload, const char* name) {
   auto it = payload.find(name);
   if (it == payload.end()) return d;
   d.present = true;
-  if (it->is_number_integer()) {
-    d.value = it->get<std::int64_t>();
-    d.valid = true;
-  } else if (it->is_number_unsigned()) {
+  // Unsigned first: nlohmann's is_number_integer() is also true of a value above INT64_MAX, which
+  // get<int64_t> would wrap (found by adversarial testing: "expired at -9223372036854775616").
+  if (it->is_number_unsigned()) {
     auto u = it->get<std::uint64_t>();
     d.value = u > std::uint64_t(INT64_MAX) ? INT64_MAX : std::int64_t(u);
+    d.valid = true;
+  } else if (it->is_number_integer()) {
+    d.value = it->get<std::int64_t>();
     d.valid = true;
   } else if (it->is_number_float()) {
     double f = it->get<double>();
@@ -106,6 +108,10 @@ NumericDate numeric_date(const Json& payload, const char* name) {
       d.valid = true;
     }
   }
+  // Within years 0..9999: later instants overflow the clocks that deadlines are kept in (an exp of
+  // 2^62 ended the session at once as expired).
+  constexpr std::int64_t kLast = 253402300799, kFirst = -62167219200;
+  d.value = std::clamp(d.value, kFirst, kLast);
   return d;
 }
 
@@ -176,6 +182,10 @@ tl::expected<Identity, TokenError> map_claims(const IssuerConfig& iss, std::stri
                   "the token has no subject (claim " + joined(iss.subject_claims) + "); ask your administrator to "
                   "check the issuer's claim mapping");
   id.email = first_string(*payload, iss.email_claims);
+  // An address the IdP says it has not verified is anyone's to type: it is not taken (rules and
+  // logins match emails; found by adversarial testing).
+  if (const auto v = payload->find("email_verified"); v != payload->end() && v->is_boolean() && !v->get<bool>())
+    id.email.clear();
   id.display_name = first_string(*payload, iss.name_claims);
   for (const auto& path : iss.groups_claims)
     if (const Json* v = claim(*payload, path))
@@ -320,7 +330,9 @@ tl::expected<VerifiedToken, TokenError> verify_token(std::string_view token, con
                                          (iat.valid ? utc_text(iat.value) : "?") + "); check the clocks");
   if (!cfg->audiences.empty()) {
     std::vector<std::string> aud;
-    if (auto a = payload->find("aud"); a != payload->end()) aud = string_list(*a);
+    // One string is one audience (RFC 7519 4.1.3), not a space-separated list like `scope`.
+    if (auto a = payload->find("aud"); a != payload->end())
+      aud = a->is_string() ? std::vector<std::string>{a->get<std::string>()} : string_list(*a);
     bool ok = false;
     for (const auto& x : aud) ok = ok || contains(cfg->audiences, x);
     if (!ok)

@@ -103,6 +103,17 @@ class LoginAuthenticator::TokenExchange final : public AuthExchange {
                     "ask the operator to rename the static user in the configuration (users[].name)",
                     "token subject collides with static user \"" + r->identity.subject + "\"");
     }
+    if (!r->identity.email.empty() && owner_.static_users_->has(r->identity.email)) {
+      // Logins and rules match subjects or emails: an email that is a static user's name would
+      // take that user's login (the break-glass account's superuser one; found by adversarial
+      // testing, with the address in upn or preferred_username).
+      return failed("28000",
+                    "token login failed for user \"" + ctx_.user + "\": the token's email \"" +
+                        r->identity.email + "\" is the name of a static user, and a token cannot take a static "
+                        "user's identity",
+                    "ask the operator to rename the static user in the configuration (users[].name)",
+                    "token email collides with static user \"" + r->identity.email + "\"");
+    }
     AuthStep s;
     s.state = AuthStep::State::Done;
     s.identity = std::move(r->identity);
@@ -135,6 +146,12 @@ IssuerKeys* LoginAuthenticator::cache_mut(const std::string& issuer) const {
   for (std::size_t i = 0; i < issuers_.size() && i < caches_.size(); ++i)
     if (issuers_[i].issuer == issuer) return caches_[i].get();
   return nullptr;
+}
+
+std::string LoginAuthenticator::collides_with_static_user(const Identity& id) const {
+  if (static_users_->has(id.subject)) return "subject";
+  if (!id.email.empty() && static_users_->has(id.email)) return "email";
+  return {};
 }
 
 tl::expected<VerifiedToken, TokenError> LoginAuthenticator::verify_now(std::string_view token) const {

@@ -28,6 +28,10 @@ class LoginAuthenticator final : public Authenticator {
   // The check a token login makes, without a connection (`gatehouse whoami`). Waits for keys
   // (up to `wait`) when none are held yet or the token's kid is unknown.
   tl::expected<VerifiedToken, TokenError> verify(std::string_view token, std::chrono::seconds wait) const;
+  // What of a token's identity is a static user's name ("subject", "email"), or "": logins,
+  // rules, approvals and grants match subjects and emails, so a token cannot take a static user's
+  // identity, at the database login or at the admin API.
+  std::string collides_with_static_user(const Identity& id) const;
 
   const std::vector<IssuerConfig>& issuers() const { return issuers_; }
   const IssuerKeys* cache_for(const std::string& issuer) const;

@@ -90,7 +90,11 @@ constexpr auto tuple_awaitable = gh::net::use_tuple;
 bool Stream::loopback() const {
   std::error_code ec;
   const auto ep = sock_.remote_endpoint(ec);
-  return !ec && ep.address().is_loopback();
+  if (ec) return false;
+  const auto a = ep.address();
+  // On a dual-stack listener ("::") an IPv4 client is ::ffff:127.0.0.1 (found by adversarial testing).
+  if (a.is_v6() && a.to_v6().is_v4_mapped()) return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).is_loopback();
+  return a.is_loopback();
 }
 
 std::string Stream::peer() const {

@@ -312,8 +312,12 @@ awaitable<bool> Session::read_startup(protocol::StartupMessage& out) {
 }
 
 awaitable<void> Session::handle_cancel(protocol::CancelRequest req) {
-  client_->close();  // the protocol sends no reply to a CancelRequest
+  // The protocol sends no reply to a CancelRequest: the client takes the closed connection as
+  // "delivered" and moves on. So it is closed only once the server took the cancel (as the
+  // postmaster does), or it would land on the client's next statement (found by adversarial
+  // testing: 27 of 30 cancels sent while idle cancelled the statement after).
   co_await forward_cancel(server_, metrics_, peer_, req);
+  client_->close();
 }
 
 awaitable<void> Session::forward_cancel(Server& server, WorkerMetrics& metrics, std::string peer,
@@ -621,6 +625,12 @@ awaitable<bool> Session::connect_backend(const protocol::StartupMessage& startup
     params.emplace_back(k, v);
   }
   const std::string groups = joined_groups(identity_.groups);
+  // A trailing backslash escapes nothing for PostgreSQL; before the proxy's settings it would
+  // escape the space after it (found by adversarial testing: the login failed with the proxy's
+  // own setting in the message). Dropped, so the client's last value reads as PostgreSQL reads it.
+  std::size_t slashes = 0;
+  while (slashes < options.size() && options[options.size() - 1 - slashes] == '\\') ++slashes;
+  if (slashes % 2 == 1) options.pop_back();
   if (!options.empty()) options += ' ';
   options += "-c gatehouse.identity=" + escape_option_value(identity_.subject);
   options += " -c gatehouse.identity_groups=" + escape_option_value(groups);
@@ -810,11 +820,21 @@ awaitable<bool> Session::connect_backend(const protocol::StartupMessage& startup
 // ---- relay ----------------------------------------------------------------------------------
 
 void Session::copy_in_started() {
-  copy_in_ = true;
   // A COPY started by an Execute: the Syncs the client sent after it arrive while the backend
   // reads COPY data, and are ignored (libpq sends one with the Execute and one after CopyDone).
-  responses_.syncs_ignored(syncs_after_execute_);
-  for (; syncs_after_execute_ > 0; --syncs_after_execute_) {
+  // When the client's CopyDone (or CopyFail) went out before this CopyInResponse came, the COPY
+  // has all its data and is over for the client: only the Syncs sent before that CopyDone were
+  // read by it, and what follows is not COPY data (found by adversarial testing: copy_in_ stayed
+  // set, the next Sync was not counted, and the proxy's batch count fell out of step).
+  std::uint32_t ignored = syncs_after_execute_;
+  if (copy_end_ahead_) {
+    copy_end_ahead_ = false;
+    ignored = std::min(ignored, copy_end_ahead_syncs_);
+  } else {
+    copy_in_ = true;
+  }
+  responses_.syncs_ignored(ignored);
+  for (; ignored > 0; --ignored, --syncs_after_execute_) {
     if (inflight_ > 0) --inflight_;
     if (started_head_ < started_.size()) started_.pop_back();
     if (auditing()) audit_sync_ignored();
@@ -949,7 +969,7 @@ void Session::on_watchdog() {
   const auto now = Clock::now();
   if (server_.draining()) {
     const auto deadline = Clock::time_point(Clock::duration(server_.impl_->drain_deadline_ns.load()));
-    if ((inflight_ == 0 && tx_status_ == 'I') || now >= deadline)
+    if ((inflight_ == 0 && !execute_unsynced_ && tx_status_ == 'I') || now >= deadline)
       return end_session(End{End::Kind::Shutdown,
                              fatal("57P01", "terminating connection because the proxy is shutting down",
                                    "reconnect; another proxy instance or the restarted one will serve you"),
@@ -977,7 +997,9 @@ void Session::on_watchdog() {
     // Idle: nothing running or being analysed, no COPY data awaited, and quiet since the client's
     // last message or the last ReadyForQuery (found by adversarial testing: the timer ran from the
     // client's last message, during the proxy's analysis, and during an extended COPY).
-    if (inflight_ == 0 && !copy_in_ && !analysing_ && now - last_activity_ >= idle)
+    // An Execute sent without Sync (pipeline mode's Flush) may still be running: not idle (found
+    // by adversarial testing: it was ended mid-run).
+    if (inflight_ == 0 && !execute_unsynced_ && !copy_in_ && !analysing_ && now - last_activity_ >= idle)
       return end_session(End{End::Kind::IdleTimeout, fatal("57P05", "terminating connection due to idle-session timeout"),
                              "idle timeout"});
   }
@@ -1077,7 +1099,10 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
         if (!judge_client_message(type, r.frame.body, substitute)) splice(pos, r.frame.wire_size);
         if (type != 'P') ++syncs_sent_;
         forwarded(type);
-        if (type == 'Q') syncs_after_execute_ = 0;
+        if (type == 'Q') {
+          syncs_after_execute_ = 0;
+          execute_unsynced_ = false;
+        }
         if (settings_barrier_ == Barrier::AfterThis) {
           settings_barrier_ = Barrier::Wait;
           return stop_at(pos + r.frame.wire_size);
@@ -1102,13 +1127,20 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
         } else if (!r.frame.body.empty() && r.frame.body[0] == 'P') {
           const auto name = r.frame.body.substr(1, r.frame.body.find('\0', 1) - 1);
           note_close('C', name);
+          // The portal (or the SQL cursor of that name: they share one namespace) is forgotten
+          // once the batch's ReadyForQuery comes without an error (cursors_at_ready).
+          if (!name.empty())
+            cursor_closes_.push_back(CursorClose{syncs_sent_, std::string(name), false, ++portal_ops_});
           if (auditing()) audit_close_portal(name);
           if (!held_portals_.empty())
             if (auto h = held_portals_.find(name); h != held_portals_.end()) held_portals_.erase(h);
         }
         break;
       case 'E':
-        if (!held_portals_.empty() && wants_hold_execute(r.frame.body)) {
+        // After a refusal in this batch the server skips this Execute: it is not held either (found
+        // by adversarial testing: a Bind/Execute after a refused Parse was taken for one of the
+        // previous statement, held again, and a phantom approval request recorded).
+        if (!held_portals_.empty() && !refused_in_batch_ && wants_hold_execute(r.frame.body)) {
           // The portal's statement needs review: what is before it goes first, then the hold.
           if (pos == 0)
             hold_request_ = true;
@@ -1122,10 +1154,17 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
         else if (auditing())
           audit_execute(r.frame.body);
         syncs_after_execute_ = 0;
+        execute_unsynced_ = true;
         forwarded(type);
         break;
       case 'c':
       case 'f':
+        if (!copy_in_ && !copy_end_ahead_) {
+          // Sent before the backend's CopyInResponse came (data pipelined behind the COPY): the
+          // COPY it ends has not been seen starting yet (copy_in_started).
+          copy_end_ahead_ = true;
+          copy_end_ahead_syncs_ = syncs_after_execute_;
+        }
         copy_in_ = false;
         break;
       case 'S':
@@ -1133,6 +1172,7 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
         statement_started(last_activity_);  // set at the read it came in
         if (auditing()) audit_sync();
         forwarded(type);
+        execute_unsynced_ = false;  // its ReadyForQuery (inflight_) covers the batch's Executes
         refused_in_batch_ = false;
         ++syncs_after_execute_;
         ++syncs_sent_;
@@ -1184,8 +1224,11 @@ awaitable<End> Session::client_to_backend() {
       if (ec == asio::error::eof && inflight_ > 0 && !copy_in_) {
         // The client closed its sending side after its last statements (a half-close, as
         // `psql < file | ...` tools and scripts over nc do): their results still go to it, as
-        // PostgreSQL sends them, before the session ends.
-        while (inflight_ > 0 && !ending_) co_await wait_relay_signal();
+        // PostgreSQL sends them, before the session ends. Unless one of them waits for COPY data
+        // the client can no longer send: then the session ends now, as PostgreSQL's does at an
+        // unexpected EOF (found by adversarial testing: the backend stayed in COPY, holding its
+        // locks, until the proxy stopped).
+        while (inflight_ > 0 && !ending_ && !copy_in_) co_await wait_relay_signal();
         if (ending_) co_return End{};
       }
       if (ec) co_return client_io_end(ec);
@@ -1297,6 +1340,7 @@ void Session::on_backend_event(const protocol::ScanEvent& e, bool& saw_ready) {
   if (const auto skipped = responses_.server(e.type); skipped > 0) units_skipped(skipped, false);
   if (e.type == 'Z') {
     copy_in_ = false;
+    copy_end_ahead_ = false;
     last_activity_ = Clock::now();  // an idle timeout counts from here, as PostgreSQL's does
     statement_finished(e.status, last_activity_);
     saw_ready = true;
@@ -1442,7 +1486,7 @@ awaitable<End> Session::backend_to_client() {
     audit_flush_results();
     if (audit_backpressure_ && audit_pending_.size() < kMaxAuditInflight / 2) relay_signal_.cancel();
     m.bytes_backend_to_client.fetch_add(consumed, std::memory_order_relaxed);
-    if (saw_ready && server_.draining() && inflight_ == 0 && tx_status_ == 'I')
+    if (saw_ready && server_.draining() && inflight_ == 0 && !execute_unsynced_ && tx_status_ == 'I')
       co_return End{End::Kind::Shutdown,
                     fatal("57P01", "terminating connection because the proxy is shutting down",
                           "reconnect; another proxy instance or the restarted one will serve you"),
@@ -1459,6 +1503,19 @@ awaitable<void> Session::teardown() {
     protocol::write_error_response(out, *end.to_client);
     try {
       co_await (client_->write_all(out.data(), out.size()) || sleep_for(std::chrono::seconds(2)));
+    } catch (...) {
+    }
+  }
+  if (backend_ && registered_cancel_ && (inflight_ > 0 || execute_unsynced_) &&
+      (end.kind == End::Kind::TokenExpired || end.kind == End::Kind::GrantEnded || end.kind == End::Kind::Shutdown)) {
+    // The proxy ends the session (the login token expired, the access grant ended, the shutdown
+    // deadline passed) while a statement runs: the statement is cancelled, not left to finish and
+    // commit after its session ended (the server reads the Terminate only after it; found by
+    // adversarial testing: an INSERT after a pg_sleep committed 5 s after the token expired).
+    try {
+      co_await (forward_cancel(server_, metrics_, "the proxy (" + end.log + ")",
+                               protocol::CancelRequest{client_key_.process_id, client_key_.secret_key}) ||
+                sleep_for(std::chrono::seconds(3)));
     } catch (...) {
     }
   }

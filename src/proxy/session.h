@@ -325,6 +325,11 @@ class Session : public std::enable_shared_from_this<Session> {
   BoundPortal unnamed_portal_;  // versions: empty, or the one statement of the unnamed portal
   std::unordered_map<std::string, BoundPortal, NameHash, std::equal_to<>> bound_portals_;
   bool portals_overflow_ = false;  // a named portal was not recorded (until the transaction ends)
+  // A Parse was not recorded (kMaxProtocolStatements): a Bind of a statement the proxy does not know
+  // is refused once the policy generation or search_path state differs from these.
+  bool statements_overflow_ = false;
+  std::uint64_t statements_overflow_generation_ = 0;
+  bool statements_overflow_search_path_ = false;
   std::uint64_t portal_ops_ = 0;
   BoundPortal overflow_portal_;  // stands for every named portal not recorded while portals_overflow_
   static constexpr std::uint64_t kStale = ~std::uint64_t{0};  // BoundPortal::generation: judge again at Execute
@@ -333,6 +338,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void portals_at_ready();  // idle ReadyForQuery: portals bound up to it are gone
   // false: the Execute is refused (`substitute` holds what to send instead).
   bool rejudge_execute(std::string_view body, std::string& substitute);
+  // An approval's match key for a statement's key here: bound to this session's database and
+  // search_path state (session_hold.cpp).
+  std::string scoped_match_key(const std::string& statement_key) const;
   // FETCH of a named portal: its statements, as a cursor's (resolve_executes). Null: not a portal.
   const std::vector<std::shared_ptr<const sql::Analysis>>* portal_versions(std::string_view name) const;
   // Parse and Close messages forwarded whose answer (ParseComplete, CloseComplete) has not come
@@ -458,6 +466,9 @@ class Session : public std::enable_shared_from_this<Session> {
   bool copy_in_ = false;
   bool analysing_ = false;  // a long statement is being analysed on the analysis pool
   std::uint32_t syncs_after_execute_ = 0;  // Syncs forwarded since the last Execute (0 after a Query)
+  bool execute_unsynced_ = false;  // an Execute was forwarded and no Sync (or Query) after it yet
+  bool copy_end_ahead_ = false;    // a CopyDone/CopyFail was forwarded before the COPY's CopyInResponse came
+  std::uint32_t copy_end_ahead_syncs_ = 0;  // syncs_after_execute_ when it was
   void copy_in_started();  // the proxy refused a Parse, Bind or Execute of the batch the client is sending
   std::uint64_t policy_generation_ = 0;
   // Decisions of statements served from the analysis cache, by Analysis::cache_id: the same

@@ -225,8 +225,20 @@ bool Session::note_held_portal(std::string_view portal, std::string_view body, s
       h.params.emplace_back(std::move(shown));
     }
   } while (false);
-  h.key = approvals::match_key(text, exact);
+  h.key = scoped_match_key(approvals::match_key(text, exact));
   return true;
+}
+
+std::string Session::scoped_match_key(const std::string& statement_key) const {
+  // An approval covers the statement in the database and search_path it was held in: the same
+  // text elsewhere (another database through a "*" target, another schema after SET search_path)
+  // is another request (found by adversarial testing: an approved DELETE re-run in another database).
+  std::string scope = statement_key;
+  scope += '\0';
+  scope += database_;
+  scope += '\0';
+  scope += search_path_changed_ ? "search_path set" : "search_path default";
+  return approvals::match_key(scope, {});
 }
 
 void Session::approve_held_portal(const std::string& portal, const policy::Decision& by) {
@@ -313,7 +325,7 @@ asio::awaitable<std::optional<End>> Session::hold_front_query(std::optional<poli
   } else {
     text = std::string(query_text(body));
     analysis = front_analysis_ ? front_analysis_ : worker_.analyzer.analyze(text);
-    key = approvals::match_key(text, {});
+    key = scoped_match_key(approvals::match_key(text, {}));
   }
   sql::Analysis resolved;
   const sql::Analysis* judged = resolve_executes(*analysis, resolved) ? &resolved : analysis.get();

@@ -357,6 +357,37 @@ bool Session::rejudge_execute(std::string_view body, std::string& substitute) {
   const std::string_view name = protocol::c_string_at(body, pos, ok);
   if (!ok) return true;  // the backend rejects a malformed Execute itself
   BoundPortal* p = nullptr;
+  if (!name.empty() && (cursors_overflow_ || cursors_.count(std::string(name)))) {
+    // A cursor DECLAREd with SQL is a portal too: an Execute of its name reads it like a FETCH,
+    // and is judged like one, every time (found by adversarial testing: Execute("c1") read a
+    // cursor that FETCH was refused).
+    sql::Analysis fetch;
+    sql::Statement st;
+    st.kinds.push_back(sql::StatementKind::Fetch);
+    st.object_name = std::string(name);
+    st.text = "FETCH (protocol Execute) " + st.object_name;
+    st.normalized = st.text;
+    fetch.statements.push_back(std::move(st));
+    sql::Analysis resolved;
+    untracked_cursor_ = false;
+    if (resolve_executes(fetch, resolved)) {
+      auto decision = judge(resolved);
+      if (untracked_cursor_) decision = untracked_cursor_decision();
+      if (decision->action != policy::Action::Allow) {
+        policy::Decision d = *decision;
+        if (d.action == policy::Action::Review) {
+          d.action = policy::Action::Deny;
+          d.message = "statement refused: reading this cursor needs approval, and an Execute of a cursor is not held "
+                      "for a reviewer";
+          d.hint = "FETCH from it with a Query so that it can be held for a reviewer";
+        }
+        auto a = std::make_shared<const sql::Analysis>(std::move(resolved));
+        if (auditing()) audit_parse_refused(a, d, {});
+        refuse_statement(d, a.get(), 'E', {}, substitute);
+        return false;
+      }
+    }
+  }
   if (name.empty()) {
     if (unnamed_portal_.versions.empty()) return true;
     p = &unnamed_portal_;
@@ -409,12 +440,10 @@ bool Session::rejudge_execute(std::string_view body, std::string& substitute) {
     audit_parse_refused(analysis, d, {});
     audit_close_portal(name);
   }
+  // The portal stays known: the server never saw this Execute, and a portal bound before a
+  // SAVEPOINT survives a ROLLBACK TO it (found by adversarial testing: forgotten here, its next
+  // Execute went unjudged). Its generation stays old, so every Execute of it is judged again.
   refuse_statement(d, analysis.get(), 'E', {}, substitute);
-  // The refusal fails the batch (and the transaction it is in): the portal cannot be read again.
-  if (p == &unnamed_portal_)
-    unnamed_portal_.versions.clear();
-  else if (p != &overflow_portal_)
-    bound_portals_.erase(std::string(name));
   return false;
 }
 
@@ -450,6 +479,10 @@ void Session::note_parse(std::string_view name, Judged j) {
     it->second = std::move(j);  // no allocation when a name is reused
   } else if (statements_.size() < kMaxProtocolStatements) {
     statements_.emplace(std::string(name), std::move(j));
+  } else if (!statements_overflow_) {
+    statements_overflow_ = true;  // until DISCARD ALL / the session ends: judged again at Bind only if nothing changed
+    statements_overflow_generation_ = j.generation;
+    statements_overflow_search_path_ = j.search_path_changed;
   }
   name_ops_.push_back(std::move(op));
   if (!name.empty()) {
@@ -565,6 +598,22 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
       if (auto h = held_portals_.find(portal); h != held_portals_.end()) held_portals_.erase(h);
     if (it == statements_.end()) {
       if (prepared_.count(std::string(name))) return judge_bind_of_sql_prepared(portal, name, substitute);
+      if (statements_overflow_ && (server_.generation() != statements_overflow_generation_ ||
+                                   search_path_changed_ != statements_overflow_search_path_)) {
+        // A statement parsed while the session kept too many to track: judged at its Parse only,
+        // it cannot be judged again under today's policy or search_path (found by adversarial testing).
+        policy::Decision d;
+        d.action = policy::Action::Deny;
+        d.rule = "policy.untracked_statement";
+        d.reason = "Bind of a prepared statement the proxy did not keep, after the policy or search_path changed";
+        d.message = "statement refused: the session prepared more statements than the proxy keeps track of, and the "
+                    "policy (or the session's search_path) changed since this one was prepared, so it cannot be "
+                    "checked again";
+        d.hint = "close prepared statements the session no longer needs, and prepare this one again";
+        if (auditing()) audit_close_portal(portal);
+        refuse_statement(d, nullptr, 'B', {}, substitute);
+        return false;
+      }
       note_portal(portal, nullptr, 0);  // its statement is not known: the name no longer holds what it held
       return true;
     }
@@ -594,7 +643,10 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
         audit_parse_refused(analysis, d, {});
         audit_close_portal(portal);
       }
-      statements_.erase(it);
+      // The server still has the statement (a refused Bind leaves it): kept, and judged again at
+      // every Bind until a policy allows it (found by adversarial testing: erased here, the next
+      // Bind of the unnamed statement went through unjudged).
+      it->second.generation = kStale;
       refuse_statement(d, analysis.get(), 'B', {}, substitute);
       return false;
     }

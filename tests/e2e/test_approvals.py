@@ -448,3 +448,72 @@ def test_pending_requests_survive_a_restart_and_held_clients_get_a_clear_error(p
         assert balance(pg, 10) == 77
     finally:
         p.stop()
+
+
+# ---- found by adversarial testing (round 6) ---------------------------------------------------
+
+def _token_session(proxy, user: str, token: str) -> psycopg.Connection:
+    return psycopg.connect(host="127.0.0.1", port=proxy.port, user=user, password=token, dbname="app",
+                           autocommit=True, sslmode="disable", connect_timeout=15)
+
+
+def test_an_approval_covers_the_search_path_it_was_held_under(proxy, pg, tokens):
+    """An approved statement re-run after SET search_path (another schema's table of that name)
+    ran there. The re-run is bound to the database and search_path it was held under: elsewhere
+    the same text is a new request; where it was approved it runs once."""
+    sql = "UPDATE appr_accounts SET balance = 613 WHERE id = 6"
+    with _token_session(proxy, "erin", tokens["erin"]) as c:
+        c.execute("SET gatehouse.wait = off")
+        with pytest.raises(psycopg.Error) as ei:
+            c.execute(sql)
+        request_id = HELD.search(str(ei.value)).group(1)
+    status, body = api(proxy, "POST", f"/api/v1/approvals/{request_id}/approve", tokens["bob"], {})
+    assert status == 200, body
+    with _token_session(proxy, "erin", tokens["erin"]) as c:
+        c.execute("SET gatehouse.wait = off")
+        c.execute("SET search_path = public")
+        with pytest.raises(psycopg.Error) as ei:
+            c.execute(sql)
+        assert HELD.search(str(ei.value)).group(1) != request_id, str(ei.value)
+    assert balance(pg, 6) != 613
+    with _token_session(proxy, "erin", tokens["erin"]) as c:
+        c.execute(sql)  # where it was held: the approval runs it, once
+    assert balance(pg, 6) == 613
+    status, body = api(proxy, "GET", f"/api/v1/approvals/{request_id}", tokens["bob"])
+    assert status == 200 and body["state"] == "consumed", body
+
+
+def test_a_requester_has_a_bounded_number_of_open_requests(proxy, tokens):
+    """One session opened 20,000 requests in 11 s with SET gatehouse.wait = off, and every listing
+    slowed down. A requester has at most 100 open at once; the next is refused, saying why."""
+    with _token_session(proxy, "erin", tokens["erin"]) as c:
+        c.execute("SET gatehouse.wait = off")
+        opened = 0
+        for i in range(1000, 1101):
+            try:
+                c.execute(f"UPDATE appr_accounts SET balance = {i} WHERE id = 7")
+                pytest.fail("an UPDATE of appr_accounts ran without approval")
+            except psycopg.Error as e:
+                if HELD.search(str(e)) and "not run" in str(e):
+                    opened += 1
+                    continue
+                assert "too many approval requests" in str(e) and "pending" in str(e), str(e)
+                break
+        else:
+            pytest.fail("101 requests were opened")
+        status, mine = api(proxy, "GET", "/api/v1/approvals?state=pending&limit=500", tokens["carol"])
+        assert status == 200, mine
+        assert opened <= 100
+    # cancel them again (the module's other tests share the requester)
+    for r in mine.get("items", mine.get("approvals", [])):
+        if r.get("requester", {}).get("subject") == "erin":
+            api(proxy, "POST", f"/api/v1/approvals/{r['id']}/reject", tokens["bob"], {"comment": "cleanup"})
+
+
+def test_the_admin_api_refuses_a_token_that_takes_a_static_users_name(proxy, oidc):
+    """The database login refused a token whose subject was a static user's name; the admin API
+    accepted it, and the token read and acted on the static user's requests and grants."""
+    for claims in ({"sub": breakglass("alice")}, {"sub": "mallory", "email": breakglass("alice")}):
+        token = oidc.mint(oidc.standard_claims(groups=["dba"], lifetime=600, **claims))
+        status, body = api(proxy, "GET", "/api/v1/whoami", token)
+        assert status == 401 and "static user" in json.dumps(body), (claims, status, body)

@@ -14,6 +14,7 @@ clients run statements against a real PostgreSQL, and `gatehouse audit` reads it
 """
 from __future__ import annotations
 
+import copy
 import errno
 import hashlib
 import itertools
@@ -32,7 +33,7 @@ import psycopg
 import pytest
 
 from conftest import connect, psql, target, wait_for
-from tests.harness import BINARY
+from tests.harness import BINARY, Gatehouse
 
 _counter = itertools.count(1)
 
@@ -387,7 +388,8 @@ def test_kill_9_under_load_keeps_the_chain_and_the_records_clients_saw(make_prox
     v = verify(store, "--key", key)
     assert v.returncode == 0, v.stdout + v.stderr
     assert "intact" in v.stdout and "clean shutdown" not in v.stdout, v.stdout
-    assert "note: no record is covered by a checkpoint" in v.stdout, v.stdout
+    # Signed from its start (a checkpoint right after the Start record); the rest is not covered.
+    assert "record(s) after the last checkpoint (seq 2)" in v.stdout, v.stdout
     v = verify(store, "--key", key, "--expect-stopped")
     assert v.returncode == 1 and tamper_line(v.stdout)[1] == "truncated", v.stdout
     head_before = db_rows(store, "SELECT max(seq) AS s FROM audit_records")[0]["s"]
@@ -1131,3 +1133,77 @@ def test_a_large_statement_running_at_kill_9_gets_an_unknown_outcome(make_proxy)
     for sql in (big, small):
         o = outcome(sql)
         assert o["outcome"] == "unknown" and "stopped before this statement ended" in o["message"], o
+
+
+def test_a_second_process_on_the_same_audit_trail_does_not_start(make_proxy, tmp_path):
+    """Found by adversarial testing: a second `gatehouse serve` on the same configuration (a manual
+    start beside a service manager's) started, split the connections with the first one, sealed
+    the same sequence numbers and left a chain that verify called tampered. Now the audit spool is
+    locked by its writer: the second process refuses to start and says why; the first is unharmed."""
+    store = tmp_path / "shared-audit.db"
+    cfg = make_proxy.config(audit={"sinks": [{"type": "sqlite", "path": str(store)}]})
+    first = make_proxy(copy.deepcopy(cfg))
+    with connect(first, autocommit=True) as c:
+        c.execute("SELECT 'first'")
+    second = Gatehouse(copy.deepcopy(cfg), workdir=tmp_path / "second")
+    (tmp_path / "second").mkdir()
+    with pytest.raises(RuntimeError) as ei:
+        second.start()
+    assert "another gatehouse process" in str(ei.value) and "audit" in str(ei.value), str(ei.value)
+    with connect(first, autocommit=True) as c:
+        assert c.execute("SELECT 'still here'").fetchone() == ("still here",)
+    assert first.stop() == 0
+    r = verify(store)
+    assert r.returncode == 0 and "TAMPERED" not in r.stdout, r.stdout + r.stderr
+
+
+def _recompute_chain_without(store: Path, dropped_type: str) -> None:
+    """What someone with write access and no key can do: drop every record of a type, renumber,
+    and recompute every prev and hash so the chain is internally consistent again."""
+    db = sqlite3.connect(store)
+    db.row_factory = sqlite3.Row
+    rows = [dict(r) for r in db.execute("SELECT * FROM audit_records ORDER BY seq")]
+    keep = [r for r in rows if r["type"] != dropped_type]
+    db.execute("DELETE FROM audit_records")
+    prev, seq = keep[0]["prev"], keep[0]["seq"]
+    for r in keep:
+        body = json.loads(r["body"])
+        body["seq"], body["prev"] = seq, prev
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        h = hashlib.sha256(bytes.fromhex(prev) + text.encode()).hexdigest()
+        r.update(seq=seq, prev=prev, hash=h, body=text)
+        db.execute(f"INSERT INTO audit_records ({','.join(r)}) VALUES ({','.join('?' * len(r))})", list(r.values()))
+        prev, seq = h, seq + 1
+    db.commit()
+    db.close()
+
+
+def test_a_store_with_all_its_checkpoints_deleted_fails_verify_with_the_key(make_proxy, tmp_path):
+    """Found by adversarial testing: deleting every checkpoint record and recomputing the chain
+    (no key needed) passed `verify --key --expect-stopped` as intact with 0 checkpoints. A keyed
+    proxy now signs a checkpoint right after its Start record, and verify with a key refuses a
+    trail that holds none."""
+    key = tmp_path / "checkpoint.key"
+    assert audit_cli("keygen", "--out", key).returncode == 0
+    proxy = make_proxy(audit={"node": "unsigned", "checkpoint": {"key_file": str(key), "interval": "1h"}})
+    store = store_of(proxy)
+    with connect(proxy, autocommit=True) as c:
+        c.execute("SELECT 'one statement'")
+    proxy.proc.kill()  # no shutdown checkpoint: only the one after Start signs this run
+    proxy.proc.wait(10)
+    ok = verify(store, "--key", key)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "1 signature(s) verified" in ok.stdout or "signature(s) verified" in ok.stdout, ok.stdout
+
+    attacked = tmp_path / "no-checkpoints.db"
+    src = sqlite3.connect(store)
+    dst = sqlite3.connect(attacked)
+    src.backup(dst)  # with what is still in the WAL (the proxy was killed)
+    src.close()
+    dst.close()
+    _recompute_chain_without(attacked, "checkpoint")
+    assert verify(attacked).returncode == 0  # internally consistent: only the key can tell
+    for extra in ((), ("--expect-stopped",)):
+        r = verify(attacked, "--key", key, *extra)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert "no signed checkpoint" in r.stdout, r.stdout

@@ -493,3 +493,77 @@ def test_check_reports_whether_each_issuers_keys_can_be_fetched(proxy, pg, user_
                        timeout=60)
     assert r.returncode == 0, r.stderr
     assert "warning: oidc issuer http://127.0.0.1:9: discovery:" in r.stderr, r.stderr
+
+
+# ---- found by adversarial testing (round 6) ---------------------------------------------------
+
+@pytest.mark.parametrize("claims,why", [
+    ({"email": "BREAKGLASS"}, "is the name of a static user"),                # the email claim
+    ({"preferred_username": "BREAKGLASS"}, "is the name of a static user"),   # a fallback email claim
+    # unverified: no email at all, so nothing maps it to the static user's login
+    ({"upn": "BREAKGLASS", "email_verified": False}, "no database login"),
+])
+def test_a_token_cannot_take_a_static_users_name_through_its_email(proxy, oidc, claims, why):
+    """Logins (and rules) match a subject or an email: a token whose email (or upn, or
+    preferred_username, the fallbacks) was a static user's name got the break-glass account's
+    superuser login."""
+    claims = {k: (breakglass("alice") if v == "BREAKGLASS" else v) for k, v in claims.items()}
+    fields = refused(proxy, oidc.mint(oidc.standard_claims(sub="mallory", groups=[], **claims)))
+    assert fields["C"] == "28000", fields
+    assert why in fields["M"], fields
+
+
+def test_an_unverified_email_is_not_taken(proxy, oidc):
+    """An address the IdP says it has not verified is anyone's to type: with email_verified false
+    the identity has no email (so rules and login mappings cannot match on it)."""
+    token = oidc.mint(oidc.standard_claims(sub="eve-unverified", email="bob@example.com", email_verified=False,
+                                           groups=["analysts"]))
+    with token_connect(proxy, "eve", token) as c:
+        assert c.execute("SELECT current_setting('gatehouse.identity'), current_setting('gatehouse.identity_email')"
+                         ).fetchone() == ("eve-unverified", "")
+
+
+def test_a_single_string_audience_is_one_audience(proxy, oidc):
+    """RFC 7519: a string aud is one value. "other gatehouse" was split on the space like a scope
+    and accepted as "gatehouse"."""
+    fields = refused(proxy, oidc.mint(oidc.standard_claims(sub="mallory", aud="other gatehouse", groups=["analysts"])))
+    assert fields["C"] == "28P01" and "audience" in fields["M"], fields
+
+
+@pytest.mark.parametrize("exp", [2 ** 62, 2 ** 63 + 5])
+def test_far_future_expiry_times_do_not_overflow(proxy, oidc, exp):
+    """exp = 2^62 logged in and the session ended at once as expired (the deadline overflowed);
+    a value above INT64_MAX was refused as "expired at -9223372036854775616"."""
+    token = oidc.mint(oidc.standard_claims(sub="far-future", groups=["analysts"], exp=exp))
+    with token_connect(proxy, "far", token) as c:
+        time.sleep(0.5)
+        assert c.execute("SELECT current_setting('gatehouse.identity')").fetchone() == ("far-future",)
+
+
+@pytest.mark.parametrize("sub", ["mallory\u202ealice", "mallory\u0085x", "a\u2066b"])
+def test_bidirectional_and_c1_control_characters_are_refused(proxy, oidc, sub):
+    fields = refused(proxy, oidc.mint(oidc.standard_claims(sub=sub, groups=["analysts"])))
+    assert fields["C"] == "28000" and "control characters" in fields["M"], fields
+
+
+def test_a_statement_running_when_the_token_expires_is_cancelled(pg, user_hashes, oidc, roles, tmp_path):
+    """The session ended at the token's expiry, but its statement ran on and committed afterwards
+    (an INSERT after a pg_sleep, 5 s after the session had ended). It is cancelled now."""
+    pg.psql("DROP TABLE IF EXISTS oidc_expiry_writes; CREATE TABLE oidc_expiry_writes (x int); "
+            "GRANT ALL ON oidc_expiry_writes TO PUBLIC")
+    p = Gatehouse(oidc_config(pg, user_hashes, oidc, issuer_overrides={"leeway": "0s"}),
+                  workdir=workdir(tmp_path, "gh")).start()
+    try:
+        token = oidc.client_credentials("short-agent")["access_token"]
+        _, claims = decode_jwt(token)
+        with token_connect(p, "short-agent", token, autocommit=True) as c:
+            wait = max(0.0, claims["exp"] - time.time())
+            with pytest.raises(psycopg.OperationalError) as ei:
+                c.execute(f"SELECT pg_sleep({wait + 4}); INSERT INTO oidc_expiry_writes VALUES (1)")
+            assert "token has expired" in str(ei.value), str(ei.value)
+        time.sleep(wait + 5)
+        assert pg.psql("SELECT count(*) FROM oidc_expiry_writes") == "0"
+        assert pg.psql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%oidc_expiry_writes%' "
+                       "AND pid <> pg_backend_pid()") == "0"
+    finally:
+        p.stop()

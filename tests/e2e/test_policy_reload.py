@@ -543,5 +543,104 @@ def test_portal_bound_before_reload_is_judged_again(make_proxy, pg, t):
         assert s.simple_query("FETCH 1 FROM p3") == [["3"]]
         s.send(pgwire.query("COMMIT"))
         s.until_ready()
+        # A portal closed (protocol Close) and bound again under its name reads only the new statement.
+        reload(proxy, make_config(make_proxy, pg, []))
+        s.send(pgwire.query("BEGIN"))
+        s.until_ready()
+        close_p4 = pgwire.message(b"C", b"Pp4\0")
+        s.send(bind(b"p4", b"st3") + execute(b"p4", 1) + close_p4 + sync)
+        rows, err = _rows_and_error(s.until_ready())
+        assert err is None and len(rows) == 1, (rows, err)
+        s.send(bind(b"p4", b"ok") + execute(b"p4", 1) + sync)
+        rows, err = _rows_and_error(s.until_ready())
+        assert err is None and len(rows) == 1, (rows, err)
+        reload(proxy, make_config(make_proxy, pg, [deny_select(t)]))
+        s.send(execute(b"p4", 1) + sync)
+        rows, err = _rows_and_error(s.until_ready())
+        assert err is None and rows and rows[0].endswith(b"2"), (rows, err)
+        s.send(pgwire.query("COMMIT"))
+        s.until_ready()
     finally:
         s.close()
+
+
+def test_refusals_after_a_reload_stick_on_retry_savepoint_and_cursor_execute(make_proxy, pg, t):
+    """Found by adversarial testing (round 2 on the portal fix): a refused Bind of the unnamed
+    statement was forgotten and the retry ran it; a refused Execute forgot its portal and, after
+    ROLLBACK TO SAVEPOINT (the portal predates the savepoint), the next Execute read it; a SQL
+    cursor read with a protocol Execute of its name was never judged again."""
+    pgwire, parse, bind, execute, sync = _wire_helpers()
+    from conftest import USERS
+    proxy = make_proxy(make_config(make_proxy, pg, []))
+    s = pgwire.connect(proxy.port, "alice", USERS["alice"], database="dev")
+    sql = f"SELECT id FROM {t} ORDER BY id".encode()
+
+    def refused(msgs) -> None:
+        rows, err = _rows_and_error(msgs)
+        assert rows == [] and err is not None and err["C"] == "42501" and err.get("D") == f"rule: {RULE}", (rows, err)
+
+    try:
+        s.send(parse(b"", sql) + sync)
+        s.until_ready()
+        s.send(pgwire.query("BEGIN"))
+        s.until_ready()
+        s.send(parse(b"s1", sql) + bind(b"p1", b"s1") + sync)
+        s.until_ready()
+        s.send(pgwire.query("SAVEPOINT sp"))
+        s.until_ready()
+        s.send(pgwire.query(f"DECLARE c1 CURSOR WITH HOLD FOR SELECT * FROM {t} ORDER BY id"))
+        s.until_ready()
+
+        reload(proxy, make_config(make_proxy, pg, [deny_select(t)]))
+
+        s.send(execute(b"p1", 1) + sync)
+        refused(s.until_ready())
+        s.send(pgwire.query("ROLLBACK TO SAVEPOINT sp"))
+        s.until_ready()
+        s.send(execute(b"p1", 1) + sync)
+        refused(s.until_ready())
+        s.send(pgwire.query("ROLLBACK"))
+        s.until_ready()
+        for _ in range(2):  # the unnamed statement, bound again and again
+            s.send(bind(b"", b"") + execute(b"", 0) + sync)
+            refused(s.until_ready())
+        s.send(execute(b"c1", 1) + sync)
+        refused(s.until_ready())
+        s.send(pgwire.query("CLOSE c1"))
+        s.until_ready()
+        assert s.simple_query("SELECT 'alive'") == [["alive"]]
+    finally:
+        s.close()
+
+
+def test_copy_data_pipelined_behind_the_copy_keeps_the_batch_count(make_proxy, pg, t):
+    """Found by adversarial testing: CopyData and CopyDone sent in one write with the COPY's
+    Execute (before the CopyInResponse came back) left the proxy believing the COPY was still
+    reading; the next Sync was not counted, and a later idle ReadyForQuery made it forget a portal
+    bound inside a transaction, which then read a table a reloaded rule denied."""
+    pgwire, parse, bind, execute, sync = _wire_helpers()
+    from conftest import USERS
+    pg.psql("DROP TABLE IF EXISTS rl_copy_target; CREATE TABLE rl_copy_target (x int)")
+    proxy = make_proxy(make_config(make_proxy, pg, []))
+    s = pgwire.connect(proxy.port, "alice", USERS["alice"], database="dev")
+    try:
+        s.send(parse(b"", b"COPY rl_copy_target FROM STDIN") + bind(b"", b"") + execute(b"", 0) +
+               pgwire.message(b"d", b"1\n") + pgwire.message(b"c") + pgwire.message(b"H"))
+        got = []
+        while not got or got[-1][0] != b"C":
+            got.append(s.read_message())
+        s.send(sync)
+        assert s.until_ready()[-1] == (b"Z", b"I")
+        s.send(pgwire.query("SELECT 1") + parse(b"", b"BEGIN") + bind(b"", b"") + execute(b"", 0) +
+               parse(b"sx", f"SELECT id FROM {t} ORDER BY id".encode()) + bind(b"px", b"sx") + sync)
+        s.until_ready()
+        s.until_ready()
+        reload(proxy, make_config(make_proxy, pg, [deny_select(t)]))
+        s.send(execute(b"px", 1) + sync)
+        rows, err = _rows_and_error(s.until_ready())
+        assert rows == [] and err is not None and err["C"] == "42501", (rows, err)
+        s.send(pgwire.query("ROLLBACK"))
+        s.until_ready()
+    finally:
+        s.close()
+    assert pg.psql("SELECT count(*) FROM rl_copy_target") == "1"

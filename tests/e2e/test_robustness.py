@@ -878,3 +878,73 @@ def test_statements_sent_with_the_terminate_finish_and_answer(gh, pg):
     assert direct.execute("SELECT count(*) FROM rb_term").fetchone() == (3,)
     direct.execute("DROP TABLE rb_term")
     direct.close()
+
+
+# ---- found by adversarial testing (round 6) ---------------------------------------------------
+
+@pytest.mark.parametrize("how", ["close", "shutdown"])
+def test_a_client_gone_during_copy_from_stdin_ends_its_backend(gh, pg, how):
+    """A client that sends COPY ... FROM STDIN and then closes (or half-closes) before the
+    CopyInResponse: PostgreSQL ends the backend at the unexpected EOF. Through the proxy the
+    backend stayed in COPY, holding its table lock and an open transaction, until the proxy stopped."""
+    table = f"rb_copy_gone_{how}"
+    _copy_table(pg, table)
+    c = raw_connect(gh.port, *ALICE)
+    try:
+        c.send(query(f"COPY {table} FROM STDIN"))
+        if how == "shutdown":
+            c.sock.shutdown(socket.SHUT_WR)
+        else:
+            c.close()
+    finally:
+        c.close()
+
+    def copies() -> int:
+        with psycopg.connect(pg.dsn(), autocommit=True) as d:
+            return d.execute("SELECT count(*) FROM pg_stat_activity WHERE query ILIKE %s",
+                             (f"COPY {table} FROM STDIN%",)).fetchone()[0]
+    wait_for(lambda: copies() == 0, timeout=10, what="the COPY's backend to end")
+    with psycopg.connect(pg.dsn(), autocommit=True) as d:
+        d.execute("SET lock_timeout = '2s'")
+        d.execute(f"ALTER TABLE {table} ADD COLUMN extra int")  # no lock left behind
+    assert _count(pg, table) == 0
+
+
+def test_a_cancel_sent_while_idle_does_not_hit_the_next_statement(gh):
+    """libpq takes the closing of the cancel connection for "delivered" and goes on; the proxy
+    closed it before it had forwarded the cancel, so the cancel landed on the client's next
+    statement (27 of 30 times). PostgreSQL: never."""
+    with connect(gh, autocommit=True) as c:
+        for _ in range(15):
+            c.cancel()
+            assert c.execute("SELECT pg_sleep(0.05), 1").fetchone()[1] == 1
+
+
+def test_an_execute_without_sync_is_not_idle(make_proxy):
+    """Pipeline mode sends Execute then Flush, and Sync later: the statement runs meanwhile. The
+    idle timeout ended such a session mid-statement (PostgreSQL's idle_session_timeout does not)."""
+    proxy = make_proxy(limits={"idle_timeout": "1s"})
+    c = raw_connect(proxy.port, *ALICE)
+    try:
+        c.send(message(b"P", b"\0SELECT pg_sleep(2.2), 7 AS seven\0" + struct.pack("!H", 0)) +
+               message(b"B", b"\0\0" + struct.pack("!HHH", 0, 0, 0)) +
+               message(b"E", b"\0" + struct.pack("!I", 0)) + message(b"H"))
+        got = []
+        while not got or got[-1][0] != b"C":
+            got.append(c.read_message())
+        assert got[-1][1].startswith(b"SELECT 1"), got
+        assert any(t == b"D" and b"7" in body for t, body in got), got
+        c.send(message(b"S"))
+        assert c.until_ready()[-1][0] == b"Z"
+        fields = c.read_error()  # idle from here: the timeout applies
+        assert fields["C"] == "57P05", fields
+    finally:
+        c.close()
+
+
+def test_options_ending_in_a_backslash_read_as_postgresql_reads_them(gh):
+    """A trailing backslash in `options` escaped the space before the proxy's own settings and the
+    login failed with a message naming them; PostgreSQL takes the value without it."""
+    with connect(gh, autocommit=True, options="-c application_name=trail\\") as c:
+        assert c.execute("SHOW application_name").fetchone() == ("trail",)
+        assert c.execute("SELECT current_setting('gatehouse.identity')").fetchone() == ("alice",)

@@ -601,3 +601,27 @@ TEST(AuditRecord, DraftSplicedWithTheOutcomeEqualsTheWholeEncoding) {
 
 }  // namespace
 }  // namespace gh::audit
+
+namespace gh::audit {
+namespace {
+
+// A text that is not UTF-8 (a client_encoding such as LATIN1) keeps the SHA-256 of its bytes as
+// sent, so that statements that differ only in those bytes stay told apart (found by adversarial
+// testing: 'Müller' and 'Mäller' in LATIN1 were recorded alike).
+TEST(AuditRecord, TextThatIsNotUtf8KeepsTheSha256OfItsBytes) {
+  ChainHead head;
+  auto a = statement(1), b = statement(2), ok = statement(3);
+  a.text = "DELETE FROM t WHERE n = 'M\xfcller'";
+  b.text = "DELETE FROM t WHERE n = 'M\xe4ller'";
+  ok.text = "DELETE FROM t WHERE n = 'M\xc3\xbcller'";
+  const auto ja = nlohmann::json::parse(seal(a, head, SealOptions{"n1"}).body);
+  const auto jb = nlohmann::json::parse(seal(b, head, SealOptions{"n1"}).body);
+  const auto jok = nlohmann::json::parse(seal(ok, head, SealOptions{"n1"}).body);
+  EXPECT_EQ(ja["sql"]["text"], jb["sql"]["text"]);  // both shown with U+FFFD
+  EXPECT_EQ(ja["sql"]["text_sha256"], sha256_hex(a.text));
+  EXPECT_NE(ja["sql"]["text_sha256"], jb["sql"]["text_sha256"]);
+  EXPECT_FALSE(jok["sql"].contains("text_sha256"));  // valid UTF-8: the text says it all
+}
+
+}  // namespace
+}  // namespace gh::audit

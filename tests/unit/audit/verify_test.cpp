@@ -50,6 +50,7 @@ struct Store {
       o.node = "n1";
       o.spool_dir = dir.file("spool");
       o.signer = *CheckpointSigner::load(alg, key);
+      o.checkpoint_at_start = false;  // the layout above (TrailCheckpoints.SignedRightAfterStart tests it)
       auto t = Trail::open(std::move(o), std::move(sinks));
       EXPECT_TRUE(t.has_value());
       for (int i = 1; i <= 10; ++i) (*t)->submit(statement(run * 10 + i));
@@ -307,6 +308,52 @@ TEST(VerifySqlite, WithoutAKeySaysWhatItCannotProve) {
   EXPECT_EQ(r->signatures_checked, 0u);
   ASSERT_FALSE(r->notes.empty());
   EXPECT_NE(r->notes[0].find("not checked"), std::string::npos);
+}
+
+// A key given, no checkpoint stored: nothing proves the chain (its checkpoints were deleted and the
+// chain recomputed, or it was written without a key) — found by adversarial testing.
+TEST(VerifySqlite, AKeyWithoutAnyCheckpointIsUnsigned) {
+  TempDir d;
+  const std::string path = d.file("audit.db");
+  ChainHead head;
+  std::vector<Record> records;
+  for (int i = 1; i <= 5; ++i) records.push_back(seal(statement(i), head, SealOptions{"n1"}));
+  {
+    auto sink = open_sqlite_sink(path, false);
+    ASSERT_TRUE((*sink)->write(records).has_value());
+  }
+  const std::string key = d.file("k");
+  ASSERT_TRUE(CheckpointSigner::generate(CheckpointSigner::Algorithm::Ed25519, key).has_value());
+  auto signer = *CheckpointSigner::load(CheckpointSigner::Algorithm::Ed25519, key);
+  auto reader = AuditReader::open(path);
+  VerifyOptions o;
+  o.signer = &signer;
+  auto r = verify_chain(**reader, "n1", o);
+  ASSERT_TRUE(r.has_value());
+  expect_problem(*r, Problem::Unsigned, 1);
+  EXPECT_FALSE(verify_chain(**reader, "n1", VerifyOptions{})->problem);  // without a key: consistent
+}
+
+// A proxy with a key signs a checkpoint right after each Start record.
+TEST(TrailCheckpoints, SignedRightAfterStart) {
+  TempDir d;
+  const std::string path = d.file("audit.db"), key = d.file("k");
+  ASSERT_TRUE(CheckpointSigner::generate(CheckpointSigner::Algorithm::HmacSha256, key).has_value());
+  {
+    std::vector<std::unique_ptr<AuditSink>> sinks;
+    sinks.push_back(*open_sqlite_sink(path, false));
+    Trail::Options o;
+    o.node = "n1";
+    o.spool_dir = d.file("spool");
+    o.signer = *CheckpointSigner::load(CheckpointSigner::Algorithm::HmacSha256, key);
+    auto t = Trail::open(std::move(o), std::move(sinks));
+    ASSERT_TRUE(t.has_value());
+    (*t)->submit(statement(1));
+    (*t)->flush();
+  }
+  EXPECT_EQ(column(path, "SELECT type FROM audit_records WHERE seq = 1"), "start");
+  EXPECT_EQ(column(path, "SELECT type FROM audit_records WHERE seq = 2"), "checkpoint");
+  EXPECT_EQ(json::parse(column(path, "SELECT body FROM audit_records WHERE seq = 2"))["fields"]["covers_seq"], "1");
 }
 
 // Retention: the oldest records may go, when a Retention record names the new first record's

@@ -90,6 +90,11 @@ TEST_F(OidcVerify, RefusesExpiredNotYetValidAndFutureTokensOutsideTheLeeway) {
   EXPECT_NE(r.error().message.find("expired at"), std::string::npos) << r.error().message;
   c["exp"] = now() - 30;  // within the 60 s leeway
   EXPECT_TRUE(check(rs256(c)));
+  // Far-future and out-of-range expiry times neither wrap nor overflow (found by adversarial testing)
+  c["exp"] = std::uint64_t(1) << 63 | 5;
+  EXPECT_TRUE(check(rs256(c)));
+  c["exp"] = std::int64_t(1) << 62;
+  EXPECT_TRUE(check(rs256(c)));
 
   c = claims();
   c["nbf"] = now() + 120;
@@ -124,6 +129,8 @@ TEST_F(OidcVerify, ChecksTheAudience) {
   EXPECT_NE(r.error().message.find("gatehouse"), std::string::npos);
   c["aud"] = Json::array({"another-app", "gatehouse"});
   EXPECT_TRUE(check(rs256(c)));
+  c["aud"] = "another-app gatehouse";  // one string is one audience (RFC 7519), not a scope list
+  EXPECT_FALSE(check(rs256(c)));
   c.erase("aud");
   EXPECT_FALSE(check(rs256(c)));
   issuers_[0].audiences.clear();  // not checked when none is configured
@@ -388,6 +395,24 @@ TEST(OidcClaims, ControlCharactersInAnIdentityClaimRefuseTheToken) {
     EXPECT_NE(id.error().message.find("control characters"), std::string::npos);
   }
   EXPECT_TRUE(map_claims(issuer("https://idp.example.com"), R"({"sub":"m","groups":["cn=ops,ou=teams"]})"));
+  // C1 controls and the bidirectional overrides and isolates read a name differently from what it is
+  for (const char* payload : {R"({"sub":"mallory\u202ealice"})", R"({"sub":"m\u0085x"})", R"({"sub":"a\u2066b"})",
+                              R"({"sub":"m","email":"x\u202d@example.com"})"}) {
+    auto id = map_claims(issuer("https://idp.example.com"), payload);
+    ASSERT_FALSE(id) << payload;
+    EXPECT_EQ(id.error().kind, TokenError::Kind::BadClaim) << payload;
+  }
+  EXPECT_TRUE(map_claims(issuer("https://idp.example.com"), R"({"sub":"Jos\u00e9 \u00c5ngstr\u00f6m \u4e2d"})"));
+}
+
+// An address the IdP has not verified is not taken as the identity's email.
+TEST(OidcClaims, AnUnverifiedEmailIsNotTaken) {
+  auto id = map_claims(issuer("https://idp.example.com"), R"({"sub":"m","email":"bob@example.com","email_verified":false})");
+  ASSERT_TRUE(id);
+  EXPECT_EQ(id->email, "");
+  id = map_claims(issuer("https://idp.example.com"), R"({"sub":"m","email":"bob@example.com","email_verified":true})");
+  ASSERT_TRUE(id);
+  EXPECT_EQ(id->email, "bob@example.com");
 }
 
 // Subjects are unique only within their issuer: an identity from the second or a later configured
