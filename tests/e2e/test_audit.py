@@ -1207,3 +1207,35 @@ def test_a_store_with_all_its_checkpoints_deleted_fails_verify_with_the_key(make
         r = verify(attacked, "--key", key, *extra)
         assert r.returncode == 1, r.stdout + r.stderr
         assert "no signed checkpoint" in r.stdout, r.stdout
+
+
+def test_api_calls_refused_before_any_route_are_audited(make_proxy, oidc):
+    """Found by adversarial testing: an unknown path or method (404), a body over 64 KiB (413) and
+    a percent-encoded path (400) left no admin record, although every /api call is to be recorded,
+    refused ones included. They are recorded as api.refused, with who sent them when the bearer
+    token checks out."""
+    import urllib.error
+    import urllib.request
+    proxy = make_proxy(audit={"node": "api-refused"}, admin={"roles": {"auditor": ["compliance"]}},
+                       oidc={"allow_loopback_plaintext": True,
+                             "issuers": [{"issuer": oidc.issuer, "audience": ["gatehouse", "gatehouse-cli"]}]})
+    token = oidc.mint(oidc.standard_claims(sub="carol", email="carol@example.com", groups=["compliance"],
+                                           lifetime=600))
+    base = f"http://127.0.0.1:{proxy.admin_port}"
+    calls = [("GET", "/api/v1/nothing-here", None), ("PUT", "/api/v1/approvals", None),
+             ("GET", "/api/v1/approvals/x%2Fapprove", None), ("POST", "/api/v1/access-requests", b"{" + b" " * 70000 + b"}")]
+    for method, path, body in calls:
+        req = urllib.request.Request(base + path, data=body, method=method,
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as ei:
+            urllib.request.urlopen(req, timeout=10)
+        assert ei.value.code in (400, 404, 405, 413), (path, ei.value.code)
+
+    def refused() -> list[dict]:
+        return [json.loads(r["body"]) for r in db_rows(store_of(proxy), "SELECT body FROM audit_records WHERE type = 'admin'")
+                if json.loads(r["body"])["fields"].get("action") == "api.refused"]
+    wait_for(lambda: len(refused()) >= len(calls), timeout=10, what="api.refused records")
+    recs = refused()
+    assert all(r["fields"]["subject"] == "carol" and r["fields"]["client"] == "127.0.0.1" for r in recs), recs
+    statuses = sorted(r["fields"]["status"] for r in recs)
+    assert "413" in statuses and "400" in statuses, statuses
