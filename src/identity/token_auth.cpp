@@ -92,27 +92,17 @@ class LoginAuthenticator::TokenExchange final : public AuthExchange {
       return failed(sqlstate, "token login failed for user \"" + ctx_.user + "\": " + e.message,
                     std::move(hint), e.detail.empty() ? e.message : e.detail);
     }
-    if (owner_.static_users_->has(r->identity.subject)) {
-      // Rules and logins match static users and token identities by the same subject: a token
-      // whose subject is a static user's name would get that user's login and rules (the
-      // break-glass account's superuser login, found by adversarial testing).
+    if (const auto what = owner_.collides_with_static_user(r->identity); !what.empty()) {
+      // Rules and logins match static users and token identities by the same subject or email: a
+      // token whose subject (or email: upn, preferred_username) is a static user's name would get
+      // that user's login and rules (the break-glass account's superuser login; found by
+      // adversarial testing).
+      const std::string& value = what == "subject" ? r->identity.subject : r->identity.email;
       return failed("28000",
-                    "token login failed for user \"" + ctx_.user + "\": the token's subject \"" +
-                        r->identity.subject + "\" is also the name of a static user, and a token cannot take a static "
-                        "user's identity",
+                    "token login failed for user \"" + ctx_.user + "\": the token's " + what + " \"" + value +
+                        "\" is also the name of a static user, and a token cannot take a static user's identity",
                     "ask the operator to rename the static user in the configuration (users[].name)",
-                    "token subject collides with static user \"" + r->identity.subject + "\"");
-    }
-    if (!r->identity.email.empty() && owner_.static_users_->has(r->identity.email)) {
-      // Logins and rules match subjects or emails: an email that is a static user's name would
-      // take that user's login (the break-glass account's superuser one; found by adversarial
-      // testing, with the address in upn or preferred_username).
-      return failed("28000",
-                    "token login failed for user \"" + ctx_.user + "\": the token's email \"" +
-                        r->identity.email + "\" is the name of a static user, and a token cannot take a static "
-                        "user's identity",
-                    "ask the operator to rename the static user in the configuration (users[].name)",
-                    "token email collides with static user \"" + r->identity.email + "\"");
+                    "token " + what + " collides with static user \"" + value + "\"");
     }
     AuthStep s;
     s.state = AuthStep::State::Done;

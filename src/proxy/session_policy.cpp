@@ -110,32 +110,43 @@ bool has_kind(const sql::Statement& st, sql::StatementKind k) {
 // FETCH or MOVE of a cursor declared more often than the proxy keeps (or beyond the names it
 // keeps) may read anything: refused whatever the environment (found by adversarial testing: as
 // opaque code it was allowed on targets that allow opaque code).
+// A refusal of the proxy's own (not a policy rule's): shared, made once.
+std::shared_ptr<const policy::Decision> proxy_refusal(std::string rule, std::string reason, std::string message,
+                                                      std::string hint) {
+  policy::Decision u;
+  u.action = policy::Action::Deny;
+  u.rule = std::move(rule);
+  u.reason = std::move(reason);
+  u.message = std::move(message);
+  u.hint = std::move(hint);
+  return std::make_shared<const policy::Decision>(std::move(u));
+}
+
 std::shared_ptr<const policy::Decision> untracked_cursor_decision() {
-  static const auto d = [] {
-    policy::Decision u;
-    u.action = policy::Action::Deny;
-    u.rule = "policy.untracked_cursor";
-    u.reason = "FETCH or MOVE of a cursor the proxy lost track of";
-    u.message = "statement refused: this session declared the cursor (or cursors) more often than the proxy keeps "
-                "track of, so what it reads cannot be checked";
-    u.hint = "CLOSE the cursor and DECLARE it again";
-    return std::make_shared<const policy::Decision>(std::move(u));
-  }();
+  static const auto d = proxy_refusal(
+      "policy.untracked_cursor", "FETCH or MOVE of a cursor the proxy lost track of",
+      "statement refused: this session declared the cursor (or cursors) more often than the proxy keeps track of, so "
+      "what it reads cannot be checked",
+      "CLOSE the cursor and DECLARE it again");
   return d;
 }
 
 std::shared_ptr<const policy::Decision> untracked_portal_decision() {
-  static const auto d = [] {
-    policy::Decision u;
-    u.action = policy::Action::Deny;
-    u.rule = "policy.untracked_portal";
-    u.reason = "Execute of a portal the proxy lost track of, after the policy or search_path changed";
-    u.message = "statement refused: the policy (or the session's search_path) changed after this portal was bound, "
-                "and the session bound more portals than the proxy keeps track of, so what it reads cannot be "
-                "checked again";
-    u.hint = "bind the portal again (or end the transaction and run the statement again)";
-    return std::make_shared<const policy::Decision>(std::move(u));
-  }();
+  static const auto d = proxy_refusal(
+      "policy.untracked_portal", "Execute of a portal the proxy lost track of, after the policy or search_path changed",
+      "statement refused: the policy (or the session's search_path) changed after this portal was bound, and the "
+      "session bound more portals than the proxy keeps track of, so what it reads cannot be checked again",
+      "bind the portal again (or end the transaction and run the statement again)");
+  return d;
+}
+
+std::shared_ptr<const policy::Decision> untracked_statement_decision() {
+  static const auto d = proxy_refusal(
+      "policy.untracked_statement",
+      "Bind of a prepared statement the proxy did not keep, after the policy or search_path changed",
+      "statement refused: the session prepared more statements than the proxy keeps track of, and the policy (or the "
+      "session's search_path) changed since this one was prepared, so it cannot be checked again",
+      "close prepared statements the session no longer needs, and prepare this one again");
   return d;
 }
 
@@ -602,16 +613,8 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
                                    search_path_changed_ != statements_overflow_search_path_)) {
         // A statement parsed while the session kept too many to track: judged at its Parse only,
         // it cannot be judged again under today's policy or search_path (found by adversarial testing).
-        policy::Decision d;
-        d.action = policy::Action::Deny;
-        d.rule = "policy.untracked_statement";
-        d.reason = "Bind of a prepared statement the proxy did not keep, after the policy or search_path changed";
-        d.message = "statement refused: the session prepared more statements than the proxy keeps track of, and the "
-                    "policy (or the session's search_path) changed since this one was prepared, so it cannot be "
-                    "checked again";
-        d.hint = "close prepared statements the session no longer needs, and prepare this one again";
         if (auditing()) audit_close_portal(portal);
-        refuse_statement(d, nullptr, 'B', {}, substitute);
+        refuse_statement(*untracked_statement_decision(), nullptr, 'B', {}, substitute);
         return false;
       }
       note_portal(portal, nullptr, 0);  // its statement is not known: the name no longer holds what it held

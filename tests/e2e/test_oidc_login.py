@@ -498,8 +498,8 @@ def test_check_reports_whether_each_issuers_keys_can_be_fetched(proxy, pg, user_
 # ---- found by adversarial testing (round 6) ---------------------------------------------------
 
 @pytest.mark.parametrize("claims,why", [
-    ({"email": "BREAKGLASS"}, "is the name of a static user"),                # the email claim
-    ({"preferred_username": "BREAKGLASS"}, "is the name of a static user"),   # a fallback email claim
+    ({"email": "BREAKGLASS"}, "is also the name of a static user"),                # the email claim
+    ({"preferred_username": "BREAKGLASS"}, "is also the name of a static user"),   # a fallback email claim
     # unverified: no email at all, so nothing maps it to the static user's login
     ({"upn": "BREAKGLASS", "email_verified": False}, "no database login"),
 ])
