@@ -505,11 +505,7 @@ awaitable<bool> Session::authenticate(const protocol::StartupMessage& startup) {
     co_return false;
   }
   std::vector<std::string> grants;
-  if (target_->logins_use_grants() && server_.approvals())
-    grants = server_.approvals()->active_roles(
-        identity_.principal(), target_->name,
-        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
-            .count());
+  if (target_->logins_use_grants() && server_.approvals()) grants = active_grants(std::chrono::system_clock::now());
   login_ = target_->login_for(identity_, grants);
   if (login_ && !login_->grants.empty() &&
       rt_->config->approvals.on_grant_end == config::Approvals::OnGrantEnd::EndSession) {
@@ -976,11 +972,7 @@ void Session::on_watchdog() {
                              now >= deadline ? "shutdown deadline reached" : "shutdown while idle"});
   } else if (!login_grant_.empty() && server_.approvals() &&
              [&] {
-               auto roles = server_.approvals()->active_roles(
-                   identity_.principal(), target_->name,
-                   std::chrono::duration_cast<std::chrono::microseconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count());
+               auto roles = active_grants(std::chrono::system_clock::now());
                return std::find(roles.begin(), roles.end(), login_grant_) == roles.end();
              }()) {
     return end_session(End{End::Kind::GrantEnded,

@@ -341,6 +341,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // An approval's match key for a statement's key here: bound to this session's database and
   // search_path state (session_hold.cpp).
   std::string scoped_match_key(const std::string& statement_key) const;
+  // Access-grant roles active now on this session's target (and, through a "*" target, on the
+  // database the session opened). Needs server_.approvals().
+  std::vector<std::string> active_grants(std::chrono::system_clock::time_point now) const;
   // FETCH of a named portal: its statements, as a cursor's (resolve_executes). Null: not a portal.
   const std::vector<std::shared_ptr<const sql::Analysis>>* portal_versions(std::string_view name) const;
   // Parse and Close messages forwarded whose answer (ParseComplete, CloseComplete) has not come

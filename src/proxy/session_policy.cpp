@@ -302,6 +302,19 @@ void Session::cursors_at_ready(char status) {
   }
 }
 
+std::vector<std::string> Session::active_grants(std::chrono::system_clock::time_point now) const {
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count();
+  auto roles = server_.approvals()->active_roles(identity_.principal(), target_->name, us);
+  if (target_->name == "*" && !database_.empty() && database_ != "*") {
+    // Through the pass-through target, a grant for the database the session opened counts too (the
+    // API takes access requests for any name that target covers; found by adversarial testing:
+    // such a grant never took effect, only one for "*", which covers every database).
+    for (auto& r : server_.approvals()->active_roles(identity_.principal(), database_, us))
+      if (std::find(roles.begin(), roles.end(), r) == roles.end()) roles.push_back(std::move(r));
+  }
+  return roles;
+}
+
 void Session::note_portal(std::string_view portal, std::shared_ptr<const sql::Analysis> a, std::uint64_t generation) {
   const std::uint64_t seq = ++portal_ops_;
   if (a && a->statements.size() != 1) a = nullptr;  // an empty query: nothing to judge again
@@ -723,9 +736,7 @@ std::shared_ptr<const policy::Decision> Session::judge(const sql::Analysis& anal
   std::vector<std::string> grants;
   if (policy.uses_grants() && server_.approvals()) {
     // Just-in-time access: checked per statement, so a grant ends when it expires or is revoked.
-    grants = server_.approvals()->active_roles(identity_.principal(), target_->name,
-                                               std::chrono::duration_cast<std::chrono::microseconds>(
-                                                   req.now.time_since_epoch()).count());
+    grants = active_grants(req.now);
     req.grants = &grants;
   }
   if (login_) req.login_user = login_->user;

@@ -517,3 +517,37 @@ def test_the_admin_api_refuses_a_token_that_takes_a_static_users_name(proxy, oid
         token = oidc.mint(oidc.standard_claims(groups=["dba"], lifetime=600, **claims))
         status, body = api(proxy, "GET", "/api/v1/whoami", token)
         assert status == 401 and "static user" in json.dumps(body), (claims, status, body)
+
+
+def test_a_grant_for_a_database_through_the_pass_through_target_takes_effect(pg, user_hashes, oidc, schema, tokens,
+                                                                             tmp_path):
+    """Found by adversarial testing: through a "*" target the API accepted an access request for a
+    database name, but the grant never took effect (sessions looked grants up under "*"). A grant
+    for the database the session opens counts now; it does not reach other databases."""
+    pg.psql("DROP DATABASE IF EXISTS jit_other")
+    pg.psql("CREATE DATABASE jit_other")
+    cfg = jit_config(pg, user_hashes, oidc, tmp_path)
+    star = dict(cfg["targets"][0])
+    star["name"] = "*"
+    star["backend"] = {k: v for k, v in star["backend"].items() if k != "database"}
+    cfg["targets"].append(star)
+    p = Gatehouse(cfg, workdir=tmp_path).start()
+    try:
+        agent = oidc.client_credentials("etl-agent")["access_token"]
+
+        def connect(db):
+            return psycopg.connect(host="127.0.0.1", port=p.port, user="etl-agent", password=agent, dbname=db,
+                                   sslmode="disable", connect_timeout=15, autocommit=True)
+
+        status, req = api(p, "POST", "/api/v1/access-requests", agent,
+                          {"target": "postgres", "role": "read_write", "duration": 60, "reason": "fix balances"})
+        assert status == 201, req
+        status, body = api(p, "POST", f"/api/v1/access-requests/{req['id']}/approve", tokens["bob"], {})
+        assert status == 200 and body["state"] == "approved", body
+        with connect("postgres") as c:
+            assert c.execute("select session_user").fetchone() == ("gh_appr_dba",)  # the grant's login
+        with connect("jit_other") as c:  # another database through the same target: not granted
+            assert c.execute("select session_user").fetchone() == ("gh_appr_etl",)
+    finally:
+        p.stop()
+        pg.psql("DROP DATABASE IF EXISTS jit_other")
