@@ -319,8 +319,9 @@ void Session::note_portal(std::string_view portal, std::shared_ptr<const sql::An
   const std::uint64_t seq = ++portal_ops_;
   if (a && a->statements.size() != 1) a = nullptr;  // an empty query: nothing to judge again
   if (portal.empty()) {
-    // A Bind to the unnamed portal replaces it (or fails, and the batch with it: the old one is
-    // gone at Sync, or unusable in the failed transaction).
+    // A Bind to the unnamed portal replaces it, or fails, and the batch with it (outside a
+    // transaction block the old one is gone at Sync). Not covered: in a block, a Bind that fails
+    // before replacing it (a wrong parameter count), then ROLLBACK TO SAVEPOINT (docs/policy.md).
     unnamed_portal_.versions.clear();  // keeps its capacity: no allocation per Bind
     if (a) unnamed_portal_.versions.push_back(std::move(a));
     unnamed_portal_.generation = generation;
@@ -380,8 +381,11 @@ bool Session::rejudge_execute(std::string_view body, std::string& substitute) {
   bool ok = true;
   const std::string_view name = protocol::c_string_at(body, pos, ok);
   if (!ok) return true;  // the backend rejects a malformed Execute itself
+  // After a refusal in this batch the server skips this Execute: nothing to judge (a second
+  // refusal would only add a substitute the server skips).
+  if (refused_in_batch_) return true;
   BoundPortal* p = nullptr;
-  if (!name.empty() && (cursors_overflow_ || cursors_.count(std::string(name)))) {
+  if (!name.empty() && (cursors_overflow_ || (!cursors_.empty() && cursors_.count(std::string(name))))) {
     // A cursor DECLAREd with SQL is a portal too: an Execute of its name reads it like a FETCH,
     // and is judged like one, every time (found by adversarial testing: Execute("c1") read a
     // cursor that FETCH was refused).
