@@ -315,7 +315,61 @@ bool Evaluator::matches(const Conditions& c, const sql::Statement& s, std::vecto
   if (!identity_matches(c, why) || !where_matches(c, why)) return false;
 
   const auto access_ok = [&](const sql::Relation& r) { return c.access == 0 || (r.access & c.access); };
-  if (!c.schemas.empty()) {
+  // An allow rule names what it opens: with schemas, tables or columns it matches only when every
+  // relation (and column) of the statement is among them, so a rule for orders does not also open
+  // secrets joined to it (found by adversarial testing). Restricting rules match when any one is.
+  if (!any_schema && (!c.schemas.empty() || !c.tables.empty() || !c.columns.empty())) {
+    const auto u = unqualified(false);
+    auto schema_ok = [&](const sql::Relation& r) {
+      return r.schema.empty() ? taken_for_public(r, u) && any_matches(c.schemas, "public") : any_matches(c.schemas, r.schema);
+    };
+    auto table_ok = [&](const sql::Relation& r) {
+      for (const auto& p : c.tables)
+        if (table_matches(p, r, u)) return true;
+      return false;
+    };
+    auto column_ok = [&](const sql::Relation& r, const std::string& col) {
+      for (const auto& p : c.columns) {
+        if (p.size() == 3 && !(schema_matches(p.part(0), r, u) && p.part(1).matches(r.name))) continue;
+        if (p.size() == 2 && !p.part(0).matches(r.name)) continue;
+        if (p.last().matches(col)) return true;
+      }
+      return false;
+    };
+    bool any = false, any_column = false;
+    for (const auto& r : s.relations) {
+      if (!access_ok(r)) continue;
+      any = true;
+      if (!c.schemas.empty() && !schema_ok(r)) return false;
+      if (!c.tables.empty() && !table_ok(r)) return false;
+      if (!c.columns.empty()) {
+        if (r.all_columns) return false;  // every column, named or not
+        for (const auto* cols : {&r.columns_read, &r.columns_written})
+          for (const auto& col : *cols) {
+            if (!column_ok(r, col)) return false;
+            any_column = true;
+          }
+      }
+    }
+    if (!c.columns.empty()) {
+      // A column not tied to one relation must be an allowed column of one of them.
+      for (const auto& col : s.unresolved_columns) {
+        bool ok = false;
+        for (const auto& r : s.relations)
+          if (access_ok(r) && column_ok(r, col)) ok = true;
+        if (!ok) return false;
+        any_column = true;
+      }
+      if (!any_column) return false;
+    }
+    if (!any) return false;
+    if (why) {
+      std::vector<std::string> names;
+      for (const auto& r : s.relations)
+        if (access_ok(r)) names.push_back(relation_name(r));
+      why->push_back((c.columns.empty() ? "tables: " : "columns of: ") + join(names));
+    }
+  } else if (!c.schemas.empty()) {
     const sql::Relation* hit = nullptr;
     for (const auto& r : s.relations)
       if (access_ok(r) && (r.schema.empty() ? unqualified(any_schema) == Unqualified::AnySchema ||
@@ -328,7 +382,7 @@ bool Evaluator::matches(const Conditions& c, const sql::Statement& s, std::vecto
     if (!hit) return false;
     if (why) why->push_back("schemas: " + relation_name(*hit));
   }
-  if (!c.tables.empty()) {
+  if (any_schema && !c.tables.empty()) {
     const sql::Relation* hit = nullptr;
     for (const auto& r : s.relations) {
       if (!access_ok(r)) continue;
@@ -342,7 +396,7 @@ bool Evaluator::matches(const Conditions& c, const sql::Statement& s, std::vecto
     if (!hit) return false;
     if (why) why->push_back("tables: " + relation_name(*hit));
   }
-  if (!c.columns.empty()) {
+  if (any_schema && !c.columns.empty()) {
     bool found = false;
     for (const auto& r : s.relations) {
       if (!access_ok(r)) continue;

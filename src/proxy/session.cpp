@@ -1114,10 +1114,10 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
       case 'C':
         forwarded(type);
         if (!r.frame.body.empty() && r.frame.body[0] == 'S') {  // Close statement
-          const auto name = r.frame.body.substr(1, r.frame.body.find('\0', 1) - 1);
+          const auto name = server_name(r.frame.body.substr(1, r.frame.body.find('\0', 1) - 1));
           note_close('S', name);
         } else if (!r.frame.body.empty() && r.frame.body[0] == 'P') {
-          const auto name = r.frame.body.substr(1, r.frame.body.find('\0', 1) - 1);
+          const auto name = server_name(r.frame.body.substr(1, r.frame.body.find('\0', 1) - 1));
           note_close('C', name);
           // The portal (or the SQL cursor of that name: they share one namespace) is forgotten
           // once the batch's ReadyForQuery comes without an error (cursors_at_ready).

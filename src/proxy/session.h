@@ -44,6 +44,12 @@ struct End {
   std::string log;
 };
 
+// A prepared statement's or portal's name as the server keys it: the first 63 bytes
+// (NAMEDATALEN - 1), so that names that differ only after that are one object to the proxy too
+// (found by adversarial testing: a Bind under a longer spelling of a statement's name reached it
+// without being judged again).
+inline std::string_view server_name(std::string_view name) { return name.substr(0, 63); }
+
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(Server& server, Worker& worker, asio::ip::tcp::socket socket, std::uint32_t id);

@@ -186,8 +186,8 @@ void Session::audit_parse_refused(const std::shared_ptr<const sql::Analysis>& an
 void Session::audit_bind(std::string_view body) {
   std::size_t pos = 0;
   bool ok = true;
-  const auto portal = protocol::c_string_at(body, pos, ok);
-  const auto name = ok ? protocol::c_string_at(body, pos, ok) : std::string_view();
+  const auto portal = server_name(protocol::c_string_at(body, pos, ok));
+  const auto name = server_name(ok ? protocol::c_string_at(body, pos, ok) : std::string_view());
   if (!ok) return;
   auto it = portals_.find(portal);
   if (it == portals_.end()) {
@@ -255,7 +255,7 @@ void Session::audit_execute(std::string_view body) {
   if (refused_in_batch_) return;
   std::size_t pos = 0;
   bool ok = true;
-  const auto portal = protocol::c_string_at(body, pos, ok);
+  const auto portal = server_name(protocol::c_string_at(body, pos, ok));
   if (!ok) return;
   auto e = audit_event(audit::EventType::Statement);
   e.statement = ++audit_seq_;

@@ -159,7 +159,7 @@ void Session::on_client_cancel() {
 }
 
 bool Session::wants_hold_execute(std::string_view body) {
-  const auto portal = body.substr(0, body.find('\0'));
+  const auto portal = server_name(body.substr(0, body.find('\0')));
   const auto h = held_portals_.find(portal);
   return h != held_portals_.end() && !h->second.approved;
 }
@@ -315,7 +315,7 @@ asio::awaitable<std::optional<End>> Session::hold_front_query(std::optional<poli
   std::vector<std::optional<std::string>> params;
   std::shared_ptr<const sql::Analysis> analysis;
   if (type == 'E') {
-    portal = std::string(body.substr(0, body.find('\0')));
+    portal = std::string(server_name(body.substr(0, body.find('\0'))));
     const auto h = held_portals_.find(portal);
     if (h == held_portals_.end()) co_return std::nullopt;  // the scan found it; nothing else removes it
     text = h->second.text;

@@ -379,7 +379,7 @@ void Session::portals_at_ready() {
 bool Session::rejudge_execute(std::string_view body, std::string& substitute) {
   std::size_t pos = 0;
   bool ok = true;
-  const std::string_view name = protocol::c_string_at(body, pos, ok);
+  const std::string_view name = server_name(protocol::c_string_at(body, pos, ok));
   if (!ok) return true;  // the backend rejects a malformed Execute itself
   // After a refusal in this batch the server skips this Execute: nothing to judge (a second
   // refusal would only add a substitute the server skips).
@@ -613,8 +613,8 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
     return true;
   std::size_t pos = 0;
   bool ok = true;
-  const std::string_view portal = protocol::c_string_at(body, pos, ok);
-  const std::string_view name = ok ? protocol::c_string_at(body, pos, ok) : std::string_view();
+  const std::string_view portal = server_name(protocol::c_string_at(body, pos, ok));
+  const std::string_view name = server_name(ok ? protocol::c_string_at(body, pos, ok) : std::string_view());
   if (!ok) return true;  // the backend rejects a malformed Bind itself
   auto it = statements_.find(name);
   // CLOSE / DISCARD ALL bound to run (psycopg closes its named cursors this way): forgotten at
@@ -811,7 +811,7 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
     if (ok) analysis = offloaded ? offloaded : worker_.analyzer.analyze(text, /*own_text=*/auditing());
   } else if (type == 'P') {
     std::size_t pos = 0;
-    statement_name = protocol::c_string_at(body, pos, ok);
+    statement_name = server_name(protocol::c_string_at(body, pos, ok));
     if (ok) {
       const std::string_view text = protocol::c_string_at(body, pos, ok);
       if (ok) analysis = offloaded ? offloaded : worker_.analyzer.analyze(text);

@@ -415,6 +415,11 @@ bool Walker::utility(std::string_view name, const JValue& b, Mode mode) {
   }
 
   if (names_functions(name) && !plan_only_) functions_named_in(b);
+  // Any cast (WITH INOUT or WITHOUT FUNCTION too) changes what later expressions over a type do,
+  // in statements that never name it: a cast of a table's row type to text-like types makes t.type
+  // (attribute notation) read every column (found by adversarial testing). Opaque code, like a
+  // cast WITH FUNCTION.
+  if (name == "CreateCastStmt" && !plan_only_) out_.opaque_code = true;
   bool privilege_change = false;
   if (!plan_only_) {
     // Changes of who owns an object or of row-level security weaken what privileges and policies

@@ -217,6 +217,11 @@ int Walker::rel(std::string_view schema, std::string_view name) {
   for (std::size_t i = 0; i < rels_.size(); ++i) {
     if (rels_[i].name == name && rels_[i].schema == schema) return static_cast<int>(i);
   }
+  // Catalog views that show the server's configuration files (postgresql.conf, pg_hba.conf,
+  // pg_ident.conf) line by line: server file access, like pg_read_file (found by adversarial testing).
+  if ((schema.empty() || schema == "pg_catalog") &&
+      (name == "pg_file_settings" || name == "pg_hba_file_rules" || name == "pg_ident_file_mappings"))
+    out_.server_file_access = true;
   rels_.push_back(RelAcc{schema, name, 0, false, {}, {}});
   return static_cast<int>(rels_.size() - 1);
 }

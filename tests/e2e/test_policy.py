@@ -1414,3 +1414,45 @@ def test_function_call_by_unknown_oid_meets_functions_rules(leaky):
         assert c.simple_query("SELECT 1") == [["1"]]
     finally:
         c.close()
+
+
+def test_a_cast_is_opaque_code(leaky, direct):
+    """CREATE CAST (people AS bytea) WITH INOUT, then `SELECT convert_from(p.bytea, 'UTF8') FROM
+    people p`: attribute notation runs the cast of the whole row, classified column included. A
+    cast with a function was opaque code already; every cast is now (found by adversarial testing)."""
+    with connect(leaky, autocommit=True) as c:
+        with pytest.raises(psycopg.Error) as ei:
+            c.execute("CREATE CAST (adv_people AS bytea) WITH INOUT")
+        assert_refused(ei.value, "guardrail.opaque_code")
+    assert direct.execute("SELECT count(*) FROM pg_cast WHERE castsource = 'adv_people'::regtype").fetchone() == (0,)
+
+
+def test_an_allow_rule_opens_only_what_it_names(make_proxy, pg, direct):
+    """With default_action deny, an allow rule for one table (or some columns) also opened every
+    other table joined to it and every other column read beside them (found by adversarial testing)."""
+    direct.execute("DROP TABLE IF EXISTS al_orders, al_secrets, al_people")
+    direct.execute("CREATE TABLE al_orders (id int); INSERT INTO al_orders VALUES (1)")
+    direct.execute("CREATE TABLE al_secrets (id int, s text); INSERT INTO al_secrets VALUES (1, 'RAW-SECRET')")
+    direct.execute("CREATE TABLE al_people (id int, name text, ssn text); INSERT INTO al_people VALUES (1, 'a', 'RAW-SSN')")
+    cfg = config_for(pg, make_proxy.hashes)
+    t = target("app", pg.port, password=pg.password)
+    t["policy"] = {"default_action": "deny"}
+    cfg["targets"] = [t]
+    cfg["rules"] = [
+        {"name": "read-orders", "when": {"statements": ["select"], "tables": ["public.al_orders"]}, "action": "allow"},
+        {"name": "read-names", "when": {"statements": ["select"], "columns": ["public.al_people.id", "public.al_people.name"]},
+         "action": "allow"},
+    ]
+    proxy = make_proxy(cfg)
+    try:
+        with connect(proxy, autocommit=True) as c:
+            assert c.execute("SELECT id FROM al_orders").fetchall() == [(1,)]
+            assert c.execute("SELECT id, name FROM al_people").fetchall() == [(1, "a")]
+            for sql in ("SELECT o.id, s.s FROM al_orders o, al_secrets s WHERE o.id = s.id",
+                        "SELECT name, ssn FROM al_people", "SELECT * FROM al_people"):
+                with pytest.raises(psycopg.Error) as ei:
+                    rows = c.execute(sql).fetchall()
+                    pytest.fail(f"{sql} returned {rows}")
+                assert ei.value.sqlstate == "42501", (sql, ei.value)
+    finally:
+        direct.execute("DROP TABLE IF EXISTS al_orders, al_secrets, al_people")

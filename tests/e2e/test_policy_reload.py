@@ -644,3 +644,35 @@ def test_copy_data_pipelined_behind_the_copy_keeps_the_batch_count(make_proxy, p
     finally:
         s.close()
     assert pg.psql("SELECT count(*) FROM rl_copy_target") == "1"
+
+
+def test_names_longer_than_the_server_keeps_are_one_name(make_proxy, pg, t):
+    """The server keys prepared statements and portals by their first 63 bytes; the proxy keyed
+    them by the whole name, so a Bind (or Execute) under another spelling of the same 63 bytes
+    reached a statement (or portal) judged under the old policy without being judged again (found
+    by adversarial testing)."""
+    pgwire, parse, bind, execute, sync = _wire_helpers()
+    from conftest import USERS
+    proxy = make_proxy(make_config(make_proxy, pg, []))
+    s = pgwire.connect(proxy.port, "alice", USERS["alice"], database="dev")
+    sql = f"SELECT id FROM {t} ORDER BY id".encode()
+    stmt, portal = b"s" * 63, b"p" * 63
+    try:
+        s.send(parse(stmt + b"A", sql) + sync)
+        s.until_ready()
+        s.send(pgwire.query("BEGIN"))
+        s.until_ready()
+        s.send(bind(portal + b"A", stmt + b"A") + sync)
+        s.until_ready()
+        reload(proxy, make_config(make_proxy, pg, [deny_select(t)]))
+        s.send(execute(portal + b"B", 1) + sync)  # the same portal to the server
+        rows, err = _rows_and_error(s.until_ready())
+        assert rows == [] and err is not None and err["C"] == "42501", (rows, err)
+        s.send(pgwire.query("ROLLBACK"))
+        s.until_ready()
+        for name in (stmt + b"B", stmt):  # the same statement to the server
+            s.send(bind(b"", name) + execute(b"", 0) + sync)
+            rows, err = _rows_and_error(s.until_ready())
+            assert rows == [] and err is not None and err["C"] == "42501", (name, rows, err)
+    finally:
+        s.close()

@@ -369,3 +369,32 @@ TEST(Conditions, AllKeysAreAnded) {
 
 }  // namespace
 }  // namespace gh::policy::test
+
+namespace gh::policy::test {
+namespace {
+
+// An allow rule opens what it names: with tables or columns, only when every relation (and column)
+// of the statement is among them (found by adversarial testing: a rule for orders also opened
+// secrets joined to it, and a rule for people.name opened people.ssn read beside it).
+TEST(Conditions, AllowRulesOpenOnlyWhatTheyName) {
+  auto p = load(
+      "policy: {default_action: deny}\n"
+      "rules:\n"
+      "  - {name: orders, when: {statements: [select], tables: [public.orders]}, action: allow}\n"
+      "  - {name: names, when: {statements: [select], columns: [public.people.name, public.people.id]}, action: allow}\n");
+  auto action = [&](const sql::Statement& s) { return Ask{}(*p, s).action; };
+  EXPECT_EQ(action(Stmt(K::Select).rel("public.orders", sql::kRead, {"id"})), Action::Allow);
+  EXPECT_EQ(action(Stmt(K::Select).rel("public.orders", sql::kRead, {"id"}).rel("public.secrets", sql::kRead, {"x"})),
+            Action::Deny);
+  EXPECT_EQ(action(Stmt(K::Select).rel("public.people", sql::kRead, {"id", "name"})), Action::Allow);
+  EXPECT_EQ(action(Stmt(K::Select).rel("public.people", sql::kRead, {"name", "ssn"})), Action::Deny);
+  EXPECT_EQ(action(Stmt(K::Select).rel("public.people", sql::kRead, {}, /*all_columns=*/true)), Action::Deny);
+  // Restricting rules still match when any one relation is named.
+  auto d = load("rules:\n  - {name: r, when: {tables: [secrets]}, action: deny}\n");
+  EXPECT_EQ(Ask{}(*d, Stmt(K::Select).rel("public.orders", sql::kRead, {"id"}).rel("public.secrets", sql::kRead, {"x"}))
+                .action,
+            Action::Deny);
+}
+
+}  // namespace
+}  // namespace gh::policy::test

@@ -854,8 +854,16 @@ TEST(SqlFunctions, NamedByDdlCountAsCalled) {
   EXPECT_TRUE(only(analyze_uncached("ALTER OPERATOR === (int, int) SET (RESTRICT = pg_read_file)")).server_file_access);
   EXPECT_EQ(only(analyze_uncached("CREATE TYPE t2 (input = set_config, output = textout)")).settings, Strings{"*"});
   EXPECT_TRUE(only(analyze_uncached("CREATE FOREIGN DATA WRAPPER w HANDLER dblink_fdw_validator")).remote_access);
-  // A cast without a function runs no code.
-  EXPECT_FALSE(only(analyze_uncached("CREATE CAST (int AS text) WITHOUT FUNCTION")).opaque_code);
+  // Every cast changes what later expressions over a type do, in statements that never name it: a
+  // cast of a table's row type WITH INOUT made t.bytea (attribute notation) read every column
+  // (found by adversarial testing).
+  EXPECT_TRUE(only(analyze_uncached("CREATE CAST (int AS text) WITHOUT FUNCTION")).opaque_code);
+  EXPECT_TRUE(only(analyze_uncached("CREATE CAST (people AS bytea) WITH INOUT")).opaque_code);
+  // Catalog views that print the server's configuration files are server file access.
+  for (const char* sql : {"SELECT * FROM pg_file_settings", "SELECT * FROM pg_catalog.pg_hba_file_rules",
+                          "TABLE pg_ident_file_mappings"})
+    EXPECT_TRUE(only(analyze_uncached(sql)).server_file_access) << sql;
+  EXPECT_FALSE(only(analyze_uncached("SELECT * FROM pg_settings")).server_file_access);
   // ts_rewrite(query, text) runs the text as a query.
   EXPECT_TRUE(only(analyze_uncached("SELECT ts_rewrite('a'::tsquery, 'SELECT secret::tsquery FROM secrets')")).opaque_code);
 }
