@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <functional>
 #include <initializer_list>
+#include <optional>
 #include <set>
 
 #include <httplib.h>
@@ -60,6 +61,16 @@ void unauthorized(Call& c, std::string_view code, const std::string& message, bo
   reply_error(c, 401, code, message);
 }
 
+// The token of an "Authorization: Bearer <token>" header, without surrounding spaces; nullopt when
+// the header is not of that form (empty when the token is).
+std::optional<std::string> bearer_token(const std::string& header) {
+  if (header.size() < 7 || strncasecmp(header.c_str(), "Bearer ", 7) != 0) return std::nullopt;
+  std::string token = header.substr(7);
+  while (!token.empty() && token.front() == ' ') token.erase(token.begin());
+  while (!token.empty() && token.back() == ' ') token.pop_back();
+  return token;
+}
+
 bool authenticate(Call& c) {
   const std::string header = c.req.get_header_value("Authorization");
   if (header.empty()) {
@@ -69,13 +80,12 @@ bool authenticate(Call& c) {
                  false);
     return false;
   }
-  if (header.size() < 7 || strncasecmp(header.c_str(), "Bearer ", 7) != 0) {
+  const auto bearer = bearer_token(header);
+  if (!bearer) {
     unauthorized(c, "unauthorized", "the Authorization header must be \"Bearer <token>\"", true);
     return false;
   }
-  std::string token = header.substr(7);
-  while (!token.empty() && token.front() == ' ') token.erase(token.begin());
-  while (!token.empty() && token.back() == ' ') token.pop_back();
+  const std::string& token = *bearer;
   if (token.empty()) {
     unauthorized(c, "unauthorized", "the bearer token is empty", true);
     return false;
@@ -534,13 +544,8 @@ void record_refused(const Hooks& h, const httplib::Request& req, int status, con
   a.status = status;
   a.message = message;
   a.object = req.method + " " + req.path.substr(0, 256);
-  const std::string header = req.get_header_value("Authorization");
-  if (h.authenticate && header.size() > 7 && strncasecmp(header.c_str(), "Bearer ", 7) == 0) {
-    std::string token = header.substr(7);
-    while (!token.empty() && token.front() == ' ') token.erase(token.begin());
-    while (!token.empty() && token.back() == ' ') token.pop_back();
-    if (auto who = h.authenticate(token)) a.who = std::move(*who);
-  }
+  if (const auto token = bearer_token(req.get_header_value("Authorization")); h.authenticate && token && !token->empty())
+    if (auto who = h.authenticate(*token)) a.who = std::move(*who);
   h.on_action(a);
 }
 }  // namespace

@@ -4,6 +4,7 @@
 #include <array>
 #include <charconv>
 #include <type_traits>
+#include <utility>
 #include <cstring>
 #include <ctime>
 #include <limits>
@@ -140,6 +141,8 @@ class Canonical {
     used_ = std::size_t(p - out_.data());
   }
   void null() { sep(); put("null"); }
+  // Whether a string written since the last call had invalid UTF-8 replaced (and forget it).
+  bool take_replaced() { return std::exchange(replaced_, false); }
   // Bytes already encoded (a span of another body), as they are.
   void raw(std::string_view v) { put(v); }
   template <class T>
@@ -232,6 +235,7 @@ class Canonical {
       const std::size_t len = utf8_length(p + i, n - i);
       if (len == 0) {
         put("\xEF\xBF\xBD");  // U+FFFD for an invalid byte
+        replaced_ = true;
         ++i;
       } else {
         put(s.substr(i, len));
@@ -270,6 +274,7 @@ class Canonical {
   std::string& out_;
   std::size_t used_;
   bool first_ = true;
+  bool replaced_ = false;  // str_raw wrote U+FFFD for invalid UTF-8
 };
 
 // `s` as it reads back from a body: invalid UTF-8 replaced by U+FFFD.
@@ -285,46 +290,15 @@ std::string utf8_clean(std::string_view s) {
   return nlohmann::json::parse(quoted).get<std::string>();
 }
 
-// Whether `s` is well-formed UTF-8 (RFC 3629), as the record keeps it without replacements.
-bool valid_utf8(std::string_view s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const std::size_t n = s.size();
-  for (std::size_t i = 0; i < n;) {
-    if (p[i] < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t len;
-    std::uint32_t cp;
-    if (p[i] >= 0xC2 && p[i] <= 0xDF) {
-      len = 2, cp = p[i] & 0x1F;
-    } else if (p[i] >= 0xE0 && p[i] <= 0xEF) {
-      len = 3, cp = p[i] & 0x0F;
-    } else if (p[i] >= 0xF0 && p[i] <= 0xF4) {
-      len = 4, cp = p[i] & 0x07;
-    } else {
-      return false;
-    }
-    if (n - i < len) return false;
-    for (std::size_t k = 1; k < len; ++k) {
-      if ((p[i + k] & 0xC0) != 0x80) return false;
-      cp = cp << 6 | (p[i + k] & 0x3F);
-    }
-    if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-      return false;
-    i += len;
-  }
-  return true;
-}
-
 // key, and when cut: key_length and key_sha256 (they sort right after key). A text that is not
 // UTF-8 (a client_encoding such as LATIN1) is kept with U+FFFD for what cannot be shown, and with
 // key_sha256 of its bytes as sent, so that two statements that differ only there stay told apart
 // (found by adversarial testing: 'Müller' and 'Mäller' were recorded alike).
 void put_text(Canonical& w, std::string_view key, std::string_view text, std::size_t max) {
   if (text.size() <= max) {
+    w.take_replaced();
     w.member(key, text);
-    if (!valid_utf8(text)) w.member(std::string(key) + "_sha256", sha256_hex(text));
+    if (w.take_replaced()) w.member(std::string(key) + "_sha256", sha256_hex(text));
     return;
   }
   w.member(key, cut(text, max));

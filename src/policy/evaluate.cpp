@@ -46,10 +46,16 @@ bool table_matches(const NamePattern& p, const sql::Relation& r, Unqualified any
 // A column pattern (column, table.column or schema.table.column) against the columns a statement
 // touches in one relation. A relation read or written as a whole touches every column; a column
 // the analyzer could not tie to one relation (`unresolved`) may be a column of any of them.
+// Whether a column pattern's table part (if any) names relation `r`.
+bool column_pattern_names(const NamePattern& p, const sql::Relation& r, Unqualified any_schema) {
+  if (p.size() == 3) return schema_matches(p.part(0), r, any_schema) && p.part(1).matches(r.name);
+  if (p.size() == 2) return p.part(0).matches(r.name);
+  return true;
+}
+
 bool column_matches(const NamePattern& p, const sql::Relation& r, const std::vector<std::string>& unresolved,
                     std::string* which, Unqualified any_schema) {
-  if (p.size() == 3 && !(schema_matches(p.part(0), r, any_schema) && p.part(1).matches(r.name))) return false;
-  if (p.size() == 2 && !p.part(0).matches(r.name)) return false;
+  if (!column_pattern_names(p, r, any_schema)) return false;
   if (r.all_columns) {
     if (which) *which = relation_name(r) + ".* (all columns)";
     return true;
@@ -329,11 +335,8 @@ bool Evaluator::matches(const Conditions& c, const sql::Statement& s, std::vecto
       return false;
     };
     auto column_ok = [&](const sql::Relation& r, const std::string& col) {
-      for (const auto& p : c.columns) {
-        if (p.size() == 3 && !(schema_matches(p.part(0), r, u) && p.part(1).matches(r.name))) continue;
-        if (p.size() == 2 && !p.part(0).matches(r.name)) continue;
-        if (p.last().matches(col)) return true;
-      }
+      for (const auto& p : c.columns)
+        if (column_pattern_names(p, r, u) && p.last().matches(col)) return true;
       return false;
     };
     bool any = false, any_column = false;

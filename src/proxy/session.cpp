@@ -965,7 +965,7 @@ void Session::on_watchdog() {
   const auto now = Clock::now();
   if (server_.draining()) {
     const auto deadline = Clock::time_point(Clock::duration(server_.impl_->drain_deadline_ns.load()));
-    if ((inflight_ == 0 && !execute_unsynced_ && tx_status_ == 'I') || now >= deadline)
+    if ((!running() && tx_status_ == 'I') || now >= deadline)
       return end_session(End{End::Kind::Shutdown,
                              fatal("57P01", "terminating connection because the proxy is shutting down",
                                    "reconnect; another proxy instance or the restarted one will serve you"),
@@ -991,7 +991,7 @@ void Session::on_watchdog() {
     // client's last message, during the proxy's analysis, and during an extended COPY).
     // An Execute sent without Sync (pipeline mode's Flush) may still be running: not idle (found
     // by adversarial testing: it was ended mid-run).
-    if (inflight_ == 0 && !execute_unsynced_ && !copy_in_ && !analysing_ && now - last_activity_ >= idle)
+    if (!running() && !copy_in_ && !analysing_ && now - last_activity_ >= idle)
       return end_session(End{End::Kind::IdleTimeout, fatal("57P05", "terminating connection due to idle-session timeout"),
                              "idle timeout"});
   }
@@ -1478,7 +1478,7 @@ awaitable<End> Session::backend_to_client() {
     audit_flush_results();
     if (audit_backpressure_ && audit_pending_.size() < kMaxAuditInflight / 2) relay_signal_.cancel();
     m.bytes_backend_to_client.fetch_add(consumed, std::memory_order_relaxed);
-    if (saw_ready && server_.draining() && inflight_ == 0 && !execute_unsynced_ && tx_status_ == 'I')
+    if (saw_ready && server_.draining() && !running() && tx_status_ == 'I')
       co_return End{End::Kind::Shutdown,
                     fatal("57P01", "terminating connection because the proxy is shutting down",
                           "reconnect; another proxy instance or the restarted one will serve you"),
@@ -1498,7 +1498,7 @@ awaitable<void> Session::teardown() {
     } catch (...) {
     }
   }
-  if (backend_ && registered_cancel_ && (inflight_ > 0 || execute_unsynced_) &&
+  if (backend_ && registered_cancel_ && running() &&
       (end.kind == End::Kind::TokenExpired || end.kind == End::Kind::GrantEnded || end.kind == End::Kind::Shutdown)) {
     // The proxy ends the session (the login token expired, the access grant ended, the shutdown
     // deadline passed) while a statement runs: the statement is cancelled, not left to finish and

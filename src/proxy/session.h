@@ -113,6 +113,10 @@ class Session : public std::enable_shared_from_this<Session> {
   // EXECUTE name -> what was prepared under it, FETCH/MOVE cursor -> the query it was declared
   // for; false when the text has nothing to resolve.
   bool resolve_executes(const sql::Analysis& a, sql::Analysis& out) const;
+  // Judges `a` as the server runs it: EXECUTE and FETCH resolved to what they read (`judged`
+  // points at `a` or at `resolved`); a cursor the proxy lost track of is refused.
+  std::shared_ptr<const policy::Decision> judge_as_run(const sql::Analysis& a, sql::Analysis& resolved,
+                                                       const sql::Analysis*& judged);
   void remember_prepared(const sql::Analysis& a, std::string_view protocol_name = {});
   // DECLARE records a cursor's query (FETCH is judged against it under the policy of the moment);
   // CLOSE, CLOSE ALL and DISCARD ALL forget; the end of a transaction forgets those without HOLD.
@@ -476,6 +480,9 @@ class Session : public std::enable_shared_from_this<Session> {
   bool analysing_ = false;  // a long statement is being analysed on the analysis pool
   std::uint32_t syncs_after_execute_ = 0;  // Syncs forwarded since the last Execute (0 after a Query)
   bool execute_unsynced_ = false;  // an Execute was forwarded and no Sync (or Query) after it yet
+  // A statement may be running: one answered by a ReadyForQuery not yet seen, or an Execute sent
+  // without its Sync (pipeline mode's Flush).
+  bool running() const { return inflight_ > 0 || execute_unsynced_; }
   bool copy_end_ahead_ = false;    // a CopyDone/CopyFail was forwarded before the COPY's CopyInResponse came
   std::uint32_t copy_end_ahead_syncs_ = 0;  // syncs_after_execute_ when it was
   void copy_in_started();  // the proxy refused a Parse, Bind or Execute of the batch the client is sending

@@ -107,9 +107,6 @@ bool has_kind(const sql::Statement& st, sql::StatementKind k) {
   return std::find(st.kinds.begin(), st.kinds.end(), k) != st.kinds.end();
 }
 
-// FETCH or MOVE of a cursor declared more often than the proxy keeps (or beyond the names it
-// keeps) may read anything: refused whatever the environment (found by adversarial testing: as
-// opaque code it was allowed on targets that allow opaque code).
 // A refusal of the proxy's own (not a policy rule's): shared, made once.
 std::shared_ptr<const policy::Decision> proxy_refusal(std::string rule, std::string reason, std::string message,
                                                       std::string hint) {
@@ -122,6 +119,9 @@ std::shared_ptr<const policy::Decision> proxy_refusal(std::string rule, std::str
   return std::make_shared<const policy::Decision>(std::move(u));
 }
 
+// FETCH or MOVE of a cursor declared more often than the proxy keeps (or beyond the names it
+// keeps) may read anything: refused whatever the environment (found by adversarial testing: as
+// opaque code it was allowed on targets that allow opaque code).
 std::shared_ptr<const policy::Decision> untracked_cursor_decision() {
   static const auto d = proxy_refusal(
       "policy.untracked_cursor", "FETCH or MOVE of a cursor the proxy lost track of",
@@ -397,10 +397,9 @@ bool Session::rejudge_execute(std::string_view body, std::string& substitute) {
     st.normalized = st.text;
     fetch.statements.push_back(std::move(st));
     sql::Analysis resolved;
-    untracked_cursor_ = false;
-    if (resolve_executes(fetch, resolved)) {
-      auto decision = judge(resolved);
-      if (untracked_cursor_) decision = untracked_cursor_decision();
+    const sql::Analysis* judged = nullptr;
+    auto decision = judge_as_run(fetch, resolved, judged);
+    if (judged != &fetch) {  // a cursor of that name is known (or lost track of)
       if (decision->action != policy::Action::Allow) {
         policy::Decision d = *decision;
         if (d.action == policy::Action::Review) {
@@ -441,10 +440,8 @@ bool Session::rejudge_execute(std::string_view body, std::string& substitute) {
       d = untracked_portal_decision();
     } else {
       sql::Analysis resolved;
-      untracked_cursor_ = false;
-      const sql::Analysis* judged = resolve_executes(*v, resolved) ? &resolved : v.get();
-      d = judge(*judged);
-      if (untracked_cursor_) d = untracked_cursor_decision();
+      const sql::Analysis* judged = nullptr;
+      d = judge_as_run(*v, resolved, judged);
     }
     if (!decision || d->action > decision->action) {
       decision = std::move(d);
@@ -473,6 +470,19 @@ bool Session::rejudge_execute(std::string_view body, std::string& substitute) {
   // Execute went unjudged). Its generation stays old, so every Execute of it is judged again.
   refuse_statement(d, analysis.get(), 'E', {}, substitute);
   return false;
+}
+
+std::shared_ptr<const policy::Decision> Session::judge_as_run(const sql::Analysis& a, sql::Analysis& resolved,
+                                                             const sql::Analysis*& judged) {
+  judged = &a;
+  untracked_cursor_ = false;
+  if (resolve_executes(a, resolved)) {
+    judged = &resolved;
+    if (sql::Analysis again; resolve_executes(resolved, again)) resolved = std::move(again);  // EXECUTE of a FETCH
+  }
+  auto d = judge(*judged);
+  if (untracked_cursor_ && d->action != policy::Action::Deny) d = untracked_cursor_decision();
+  return d;
 }
 
 void Session::remember_prepared(const sql::Analysis& a, std::string_view protocol_name) {
@@ -508,7 +518,7 @@ void Session::note_parse(std::string_view name, Judged j) {
   } else if (statements_.size() < kMaxProtocolStatements) {
     statements_.emplace(std::string(name), std::move(j));
   } else if (!statements_overflow_) {
-    statements_overflow_ = true;  // until DISCARD ALL / the session ends: judged again at Bind only if nothing changed
+    statements_overflow_ = true;  // for the rest of the session: such a Bind is refused once anything changed
     statements_overflow_generation_ = j.generation;
     statements_overflow_search_path_ = j.search_path_changed;
   }
@@ -644,10 +654,8 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
     // again before it runs.
     const auto analysis = it->second.analysis;
     sql::Analysis resolved;
-    untracked_cursor_ = false;
-    const sql::Analysis* judged = resolve_executes(*analysis, resolved) ? &resolved : analysis.get();
-    auto decision = judge(*judged);
-    if (untracked_cursor_) decision = untracked_cursor_decision();
+    const sql::Analysis* judged = nullptr;
+    const auto decision = judge_as_run(*analysis, resolved, judged);
     const policy::Decision& d = *decision;
     const bool review = d.action == policy::Action::Review && server_.approvals();
     if (d.action == policy::Action::Allow || review) {
@@ -840,15 +848,8 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
   // EXECUTE of a statement prepared with SQL PREPARE (also inside EXPLAIN, CREATE TABLE AS and
   // multi-statement texts): judge what was prepared under that name.
   sql::Analysis resolved;
-  const sql::Analysis* judged = a;
-  untracked_cursor_ = false;
-  if (resolve_executes(*a, resolved)) {
-    judged = &resolved;
-    if (sql::Analysis again; resolve_executes(resolved, again)) resolved = std::move(again);  // EXECUTE of a FETCH
-  }
-
-  std::shared_ptr<const policy::Decision> decision = judge(*judged);
-  if (untracked_cursor_ && decision->action != policy::Action::Deny) decision = untracked_cursor_decision();
+  const sql::Analysis* judged = nullptr;
+  std::shared_ptr<const policy::Decision> decision = judge_as_run(*a, resolved, judged);
   if (!held_portals_.empty() && decision->action != policy::Action::Deny) {
     // FETCH or MOVE of a portal bound from a statement that waits for approval would run it
     // without one: its Execute is what a reviewer approves (found by adversarial testing).

@@ -42,8 +42,6 @@ constexpr std::string_view kFileFunctions[] = {
     "pg_file_length",
 };
 
-// Functions that run a query given as text (or read a table named by a value): the analyzer
-// cannot see what they touch.
 // Built-in functions of one argument that take a whole row (record, "any", anyelement, ...) and
 // return its values, so that t.f, PostgreSQL's attribute notation for f(t), reads every column of
 // t (found by adversarial testing: p.row_to_json read a classified column past a tag rule).
@@ -54,6 +52,8 @@ constexpr std::string_view kRowFunctions[] = {
     "record_out", "record_send", "row_to_json", "to_json", "to_jsonb",
 };
 
+// Functions that run a query given as text (or read a table named by a value): the analyzer
+// cannot see what they touch.
 constexpr std::string_view kDynamicSqlFunctions[] = {
     "query_to_xml",   "query_to_xmlschema",  "query_to_xml_and_xmlschema", "table_to_xml",
     "table_to_xmlschema", "table_to_xml_and_xmlschema", "cursor_to_xml",  "cursor_to_xmlschema",
@@ -267,9 +267,12 @@ void Walker::add_function(const JValue& funcname) {
     if (!full.empty()) full += '.';
     full += lower(string_node(part));
   }
-  if (std::find(out_.functions.begin(), out_.functions.end(), full) == out_.functions.end()) {
-    out_.functions.push_back(std::move(full));
-  }
+  add_function_name(std::move(full));
+}
+
+void Walker::add_function_name(std::string name) {
+  if (std::find(out_.functions.begin(), out_.functions.end(), name) == out_.functions.end())
+    out_.functions.push_back(std::move(name));
 }
 
 Walker::RangeEntry& Walker::add_entry(std::string_view name, std::string_view schema, int r, bool aliased,
@@ -598,9 +601,7 @@ void Walker::column_ref(const JValue& body) {
   auto row_function = [&](const RangeEntry* e, std::string_view f) {
     if (!one_of(f, kRowFunctions)) return false;
     whole_row(e);
-    std::string fn(f);
-    if (std::find(out_.functions.begin(), out_.functions.end(), fn) == out_.functions.end())
-      out_.functions.push_back(std::move(fn));
+    add_function_name(std::string(f));
     return true;
   };
   switch (named) {

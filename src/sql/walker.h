@@ -102,6 +102,7 @@ class Walker {
   void add_kind(StatementKind kind);
   void add_setting(std::string_view name);
   void add_function(const JValue& funcname);
+  void add_function_name(std::string name);  // "schema.name" or "name", lower case; once
   void add_write(StatementKind kind, int rel, const JValue* where);
   void push_level() { levels_.emplace_back(); }
   void pop_level() { levels_.pop_back(); }
