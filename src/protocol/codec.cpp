@@ -1,5 +1,7 @@
 #include "protocol/codec.h"
 
+#include <charconv>
+
 #include "base/bytes.h"
 
 namespace gh::protocol {
@@ -197,6 +199,36 @@ std::optional<ErrorFields> parse_error_fields(std::string_view body) {
     set_error_field(e, code, value);
   }
   return e;
+}
+
+std::optional<std::string> shift_error_position(std::string_view body, std::size_t shift) {
+  std::string out;
+  out.reserve(body.size());
+  while (true) {
+    if (body.empty()) return std::nullopt;
+    const char code = body[0];
+    if (code == '\0') break;
+    body.remove_prefix(1);
+    const auto n = body.find('\0');
+    if (n == std::string_view::npos) return std::nullopt;
+    const std::string_view value = body.substr(0, n);
+    body.remove_prefix(n + 1);
+    if (code == 'P') {
+      std::uint64_t pos = 0;
+      const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), pos);
+      if (ec != std::errc() || end != value.data() + value.size()) return std::nullopt;
+      if (pos <= shift) continue;  // in the prefix: not a place in the client's text
+      out.push_back('P');
+      out += std::to_string(pos - shift);
+      out.push_back('\0');
+      continue;
+    }
+    out.push_back(code);
+    out.append(value);
+    out.push_back('\0');
+  }
+  out.push_back('\0');
+  return out;
 }
 
 std::vector<std::string_view> parse_sasl_mechanisms(std::string_view data) {

@@ -112,6 +112,10 @@ struct ErrorFields {
   int position = 0;  // 'P': 1-based character of the statement text the error is at; 0: none
 };
 std::optional<ErrorFields> parse_error_fields(std::string_view body);
+// An ErrorResponse/NoticeResponse body with its position field ('P') moved `shift` characters
+// back (a statement text the server saw behind a prefix of that many ASCII characters); a
+// position inside the prefix is dropped. Every other field is kept as it is. nullopt: malformed.
+std::optional<std::string> shift_error_position(std::string_view body, std::size_t shift);
 // The fields of the first bytes of a longer ErrorResponse (a kept prefix): those before the cut,
 // the message cut short ending in "..." (severity "" and SQLSTATE "" when cut off).
 ErrorFields parse_error_prefix(std::string_view prefix);

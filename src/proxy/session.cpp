@@ -1394,6 +1394,20 @@ bool Session::relay_backend_slow(std::string_view chunk, std::size_t& consumed, 
         pos += std::size_t(len) + 1;
         continue;
       }
+      // The server's own error for a Query text the proxy could not parse (Refusal::probe): its
+      // answer to the substitute, since the whole Query is the substitute.
+      for (auto it = refusals_.begin(); it != refusals_.end(); ++it)
+        if (it->probe && it->group == ready_seen_) hit = it;
+      if (hit != refusals_.end()) {
+        if (auto shifted = protocol::shift_error_position(body, hit->probe)) {
+          if (auditing()) audit_backend('E', *shifted, nullptr);
+          protocol::write_message(rewrite_back_, 'E', *shifted);
+          refusals_.erase(refusals_.begin(), hit + 1);
+          on_backend_event(protocol::ScanEvent{'E', len, 0}, saw_ready);
+          pos += std::size_t(len) + 1;
+          continue;
+        }
+      }
     }
     const std::size_t k = std::min<std::size_t>(std::size_t(len) + 1, n - pos);
     piece = chunk.substr(pos, k);

@@ -945,12 +945,13 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
   }
   // A refused Parse leaves the name as it was: the backend gets a Parse that fails (and keeps a
   // named statement it already has under that name).
-  refuse_statement(d, a, type, statement_name, substitute);
+  refuse_statement(d, a, type, statement_name, substitute, {}, type == 'Q' ? query_text_of('Q', body) : std::string_view());
   return false;
 }
 
 void Session::refuse_statement(const policy::Decision& d, const sql::Analysis* analysis, char type,
-                               std::string_view name, std::string& substitute, std::string_view sqlstate) {
+                               std::string_view name, std::string& substitute, std::string_view sqlstate,
+                               std::string_view text) {
   protocol::ErrorFields e;
   e.severity = "ERROR";
   e.sqlstate = sqlstate.empty() ? policy::refusal_sqlstate(d) : sqlstate;
@@ -1001,6 +1002,7 @@ void Session::refuse_statement(const policy::Decision& d, const sql::Analysis* a
   // Unique per refusal ("_" + sequence, then a non-digit so _1 never matches inside _12).
   std::string marker = fmt::format("gatehouse_blocked_{}_{}_", nonce_, ++refusal_seq_);
   substitute.clear();
+  std::size_t probe = 0;
   if (type == 'P' || type == 'B' || type == 'E') {
     // A Bind or Execute is replaced by a Parse under a throwaway name: it fails at Parse,
     // before the backend stores or drops anything, and the rest of the batch is skipped as for a
@@ -1032,9 +1034,21 @@ void Session::refuse_statement(const policy::Decision& d, const sql::Analysis* a
       }
     }
     const bool begin = type == 'Q' && opens_transaction_before(analysis, first);
-    protocol::write_query(substitute, fmt::format("{}SELECT '{}'::int", begin ? "BEGIN;" : "", marker));
+    std::string query = fmt::format("{}SELECT '{}'::int", begin ? "BEGIN;" : "", marker);
+    // Text the proxy's parser rejects: the server parses it too, behind the failing statement
+    // (found by running PostgreSQL's regression suite through the proxy: the proxy's parser
+    // error lacked the server's SQLSTATE for some, its hints, and matched an older minor release's
+    // wording). Only a deny of unparsable text that the server would read as the client sent it.
+    if (type == 'Q' && analysis && analysis->error && analysis->error->cursor > 0 &&
+        d.rule == "policy.unknown_action" && d.action == policy::Action::Deny && !text.empty() &&
+        text.find('\0') == std::string_view::npos) {
+      query += ';';
+      probe = query.size();
+      query += text;
+    }
+    protocol::write_query(substitute, query);
   }
-  refusals_.push_back(Refusal{std::move(marker), syncs_sent_, std::move(e)});
+  refusals_.push_back(Refusal{std::move(marker), syncs_sent_, std::move(e), probe});
   if (refusals_.size() > 64) refusals_.pop_front();  // substitutes skipped long ago
 }
 

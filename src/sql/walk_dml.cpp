@@ -289,7 +289,9 @@ void Walker::merge_stmt(const JValue& b) {
   add_target_entry(*rv, target);
   const JValue* on = b.get("joinCondition");
   if (on) walk(*on);
-  bool on_true = on && eval(*on) == Truth::True;
+  // An ON condition that does not tell the target's rows apart matches all of them (or none).
+  const std::string_view target_as = target_name(target);
+  bool on_true = on && may_select_all(*on, target_as);
   if (const JValue* whens = b.get("mergeWhenClauses"); whens && whens->is_array()) {
     for (const JValue& w : *whens) {
       const JValue* mw = w.node_body();
@@ -334,7 +336,7 @@ void Walker::merge_stmt(const JValue& b) {
           wf.relation =
               ra.schema.empty() ? std::string(ra.name) : std::string(ra.schema) + "." + std::string(ra.name);
           wf.has_where = true;
-          wf.where_trivially_true = on_true && (!cond || eval(*cond) == Truth::True);
+          wf.where_trivially_true = on_true && (!cond || may_select_all(*cond, target_as));
           out_.writes.push_back(std::move(wf));
         }
       }

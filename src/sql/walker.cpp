@@ -256,8 +256,53 @@ void Walker::add_write(StatementKind kind, int r, const JValue* where) {
   const RelAcc& ra = rels_[static_cast<std::size_t>(r)];
   w.relation = ra.schema.empty() ? std::string(ra.name) : std::string(ra.schema) + "." + std::string(ra.name);
   w.has_where = where != nullptr;
-  w.where_trivially_true = where != nullptr && eval(*where) == Truth::True;
+  w.where_trivially_true = where != nullptr && may_select_all(*where, target_name(r));
   out_.writes.push_back(std::move(w));
+}
+
+std::string_view Walker::target_name(int r) const {
+  if (levels_.empty()) return {};
+  for (const RangeEntry& e : levels_.back().entries)
+    if (e.rel == r && e.kind == EntryKind::Relation) return e.name;
+  return {};
+}
+
+bool Walker::row_dependent(const JValue& expr, std::string_view target) const {
+  if (expr.is_array()) {
+    for (const JValue& item : expr)
+      if (row_dependent(item, target)) return true;
+    return false;
+  }
+  if (!expr.is_object()) return false;
+  const std::string_view name = expr.node_name();
+  if (name == "CurrentOfExpr") return true;
+  if (name == "ColumnRef") {
+    const JValue* b = expr.node_body();
+    const JValue* fields = b ? b->get("fields") : nullptr;
+    if (!fields || !fields->is_array() || fields->count < 2) return true;  // unqualified: may be the target's
+    // table.column, schema.table.column, db.schema.table.column; table.* is the whole row.
+    return target.empty() || string_node(fields->items[fields->count - 2]) == target;
+  }
+  for (std::uint32_t i = 0; i < expr.count; ++i)
+    if (row_dependent(expr.members[i].value, target)) return true;
+  return false;
+}
+
+bool Walker::may_select_all(const JValue& expr, std::string_view target) const {
+  const Truth t = eval(expr);
+  if (t != Truth::Unknown) return t == Truth::True;
+  if (expr.node_name() == "BoolExpr") {
+    const JValue* b = expr.node_body();
+    const std::string_view op = b->get_str("boolop");
+    const JValue* args = b->get("args");
+    if (args && args->is_array() && args->count > 0 && (op == "OR_EXPR" || op == "AND_EXPR")) {
+      const bool any = op == "OR_EXPR";
+      for (const JValue& a : *args)
+        if (may_select_all(a, target) == any) return any;
+      return !any;
+    }
+  }
+  return !row_dependent(expr, target);
 }
 
 void Walker::add_function(const JValue& funcname) {

@@ -104,6 +104,16 @@ class Walker {
   void add_function(const JValue& funcname);
   void add_function_name(std::string name);  // "schema.name" or "name", lower case; once
   void add_write(StatementKind kind, int rel, const JValue* where);
+  // The name the statement's target relation `rel` goes by in the current level (its alias, or
+  // its name when it has none); "" when it has no entry there.
+  std::string_view target_name(int rel) const;
+  // Whether `expr` can tell one row of the target (named `target`) from another: it references a
+  // column of it (qualified by its name, or unqualified, which may be its), or is WHERE CURRENT
+  // OF. A condition that cannot is the same for every row: it selects all of them or none.
+  bool row_dependent(const JValue& expr, std::string_view target) const;
+  // A condition that may select every row of the target: provably true (eval), independent of
+  // the row and not provably false, an OR with such a branch, or an AND of only such parts.
+  bool may_select_all(const JValue& expr, std::string_view target) const;
   void push_level() { levels_.emplace_back(); }
   void pop_level() { levels_.pop_back(); }
   RangeEntry& add_entry(std::string_view name, std::string_view schema, int rel, bool aliased,

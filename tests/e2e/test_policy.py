@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import os
 import struct
+import subprocess
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -335,6 +336,20 @@ CASES = [
     Case("delete-where-parenthesised", "guardrail.unbounded_write", "DELETE FROM {t} WHERE ((1 = 1))"),
     Case("merge-on-true-delete", "guardrail.unbounded_write",
          "MERGE INTO {t} USING (SELECT 1 AS x) s ON true WHEN MATCHED THEN DELETE"),
+    # A condition that references no column of the row is the same for every row (all or none).
+    Case("delete-where-string-true", "guardrail.unbounded_write", "DELETE FROM {t} WHERE 'true'"),
+    Case("delete-where-coalesce", "guardrail.unbounded_write", "DELETE FROM {t} WHERE coalesce(true, false)"),
+    Case("delete-where-function-of-constants", "guardrail.unbounded_write", "DELETE FROM {t} WHERE length('x') = 1"),
+    Case("delete-where-scalar-subquery", "guardrail.unbounded_write", "DELETE FROM {t} WHERE (SELECT true)"),
+    Case("delete-where-exists-elsewhere", "guardrail.unbounded_write",
+         "DELETE FROM {t} WHERE EXISTS (SELECT 1 FROM pg_class c WHERE c.relname = 'pg_class')"),
+    Case("update-where-session-value", "guardrail.unbounded_write",
+         "UPDATE {t} SET v = 'gone' WHERE current_user IS NOT NULL"),
+    Case("delete-where-or-constant-function", "guardrail.unbounded_write",
+         "DELETE FROM {t} WHERE id = -1 OR now() IS NOT NULL"),
+    Case("delete-where-random", "guardrail.unbounded_write", "DELETE FROM {t} WHERE random() < 2"),
+    Case("merge-on-source-only", "guardrail.unbounded_write",
+         "MERGE INTO {t} USING (SELECT 1 AS x) s ON s.x = 1 WHEN MATCHED THEN DELETE"),
     # guardrail.alter_destructive
     Case("alter-drop-column", "guardrail.alter_destructive", "ALTER TABLE {t} DROP COLUMN extra"),
     Case("alter-drop-column-short", "guardrail.alter_destructive", 'alter table "{t}" drop extra'),
@@ -971,6 +986,15 @@ def test_bounded_writes_allowed(conn, direct, t):
     assert direct.execute(f"SELECT id, v FROM {t}").fetchall() == [(2, "B")]
 
 
+def test_bounded_writes_by_alias_and_correlation_allowed(conn, direct, t):
+    """WHEREs that tell rows apart through an alias, a correlated subquery or a join stay allowed."""
+    cur = psycopg.ClientCursor(conn)
+    cur.execute(f"UPDATE {t} AS x SET v = 'A' WHERE x.id = 1")
+    cur.execute(f"DELETE FROM {t} x WHERE EXISTS (SELECT 1 FROM (VALUES (2)) AS k(id) WHERE k.id = x.id)")
+    cur.execute(f"DELETE FROM {t} USING (VALUES (3)) AS k(id) WHERE {t}.id = k.id")
+    assert direct.execute(f"SELECT id, v FROM {t}").fetchall() == [(1, "A")]
+
+
 def test_select_insert_allowed_both_protocols(conn, direct, t):
     psycopg.ClientCursor(conn).execute(f"INSERT INTO {t} VALUES (4, 'd', 40)")
     conn.execute(f"INSERT INTO {t} VALUES (%s, %s, %s)", (5, "e", 50))
@@ -1201,15 +1225,22 @@ def test_audit_only_rule_lets_statement_pass(prod, direct):
 
 def test_unparseable_sql_refused(conn, prod):
     before = prod.metrics()
-    for run in (lambda sql: psycopg.ClientCursor(conn).execute(sql),
-                lambda sql: conn.cursor(binary=True).execute(sql),
+    # Extended protocol: the proxy's refusal, with the parser's words (42601) and the rule.
+    for run in (lambda sql: conn.cursor(binary=True).execute(sql),
                 lambda sql: conn.execute(sql, prepare=True)):
         with pytest.raises(psycopg.Error) as ei:
             run("SELEC 1")
-        # A syntax error, as PostgreSQL would report it (42601), refused by Gatehouse's policy.
         assert_refused(ei.value, "policy.unknown_action", sqlstate="42601")
         assert "SELEC" in ei.value.diag.message_primary
         alive(conn)
+    # Simple protocol: the server parsed it too (nothing of it ran) and its own error is passed on.
+    with pytest.raises(psycopg.Error) as ei:
+        psycopg.ClientCursor(conn).execute("SELEC 1")
+    assert ei.value.sqlstate == "42601"
+    assert ei.value.diag.message_primary == 'syntax error at or near "SELEC"'
+    assert ei.value.diag.message_detail is None and ei.value.diag.message_hint is None
+    assert ei.value.diag.statement_position == "1"
+    alive(conn)
     after = prod.metrics()
     assert after["gatehouse_statements_unknown_total"] >= before["gatehouse_statements_unknown_total"] + 3
 
@@ -1219,19 +1250,27 @@ def test_unparseable_sql_in_transaction(prod, direct, t):
         c.execute(f"INSERT INTO {t} VALUES (4, 'd', 40)")
         with pytest.raises(psycopg.Error) as ei:
             psycopg.ClientCursor(c).execute(f"INSERT INTO {t} VALUES (5, 'e', 50); SELEC 1")
-        assert_refused(ei.value, "policy.unknown_action", sqlstate="42601")
+        assert ei.value.sqlstate == "42601"
+        assert ei.value.diag.statement_position == str(len(f"INSERT INTO {t} VALUES (5, 'e', 50); ") + 1)
         assert c.info.transaction_status == TransactionStatus.INERROR
         c.rollback()
         alive(c)
     assert count(direct, t) == 3
 
 
-def test_unparseable_sql_psql(prod):
-    r = psql(prod, "-v", "VERBOSITY=verbose", "-tA", input="SELEC 1;\nSELECT 'after';\n", check=False)
-    # PostgreSQL's own words and position (psql draws the caret), and the rule.
+def test_unparseable_sql_psql(prod, pg):
+    """psql shows exactly what PostgreSQL shows: its words, SQLSTATE, hint and caret."""
+    script = ("SELEC 1;\nSELECT 'after';\nSELECT 123abc;\nSELECT E'\\u061';\n"
+              "SELECT U&'wrong: \\061';\nSELECT 'ünïcödé', 1 +;\nCREATE SCHEMA IF NOT EXISTS s1 CREATE TABLE t1(a int);\n"
+              "SELECT 1 FROM (SELECT 2);\n")
+    r = psql(prod, "-v", "VERBOSITY=verbose", "-tA", input=script, check=False)
+    want = subprocess.run(["psql", "-X", "-v", "VERBOSITY=verbose", "-tA", "-h", "127.0.0.1", "-p", str(pg.port),
+                           "-U", pg.user, "-d", "postgres"], input=script, capture_output=True, text=True,
+                          env=dict(os.environ, PGPASSWORD=pg.password, PGSSLMODE="disable"))
     assert 'ERROR:  42601: syntax error at or near "SELEC"' in r.stderr, r.stderr
     assert "LINE 1: SELEC 1;\n        ^" in r.stderr, r.stderr
-    assert "policy.unknown_action" in r.stderr
+    assert r.stderr.replace("psql:<stdin>", "") == want.stderr.replace("psql:<stdin>", ""), (r.stderr, want.stderr)
+    assert "policy.unknown_action" not in r.stderr
     assert r.stdout.strip() == "after"
 
 

@@ -882,18 +882,51 @@ TEST(SqlWhere, TriviallyTrue) {
                         "1=1", "'a'='a'", "-1 = -1", "1 < 2", "2 >= 2", "1 <> 2", "id = id", "t.id = t.id",
                         "id IS NOT DISTINCT FROM id", "1 IS NOT DISTINCT FROM 1", "x = 5 OR true",
                         "true AND 1=1", "NOT false", "NOT (1 = 2)", "x IS NOT NULL OR x IS NULL",
-                        "NULL IS NULL", "EXISTS (SELECT 1)", "(true)", "true IS TRUE", "'1'::int::text = '1'::int::text"}) {
+                        "NULL IS NULL", "EXISTS (SELECT 1)", "(true)", "true IS TRUE", "'1'::int::text = '1'::int::text",
+                        // A condition that references no column of the row is the same for every
+                        // row: all of them or none (found by adversarial testing: WHERE 'true').
+                        "'true'", "'t'", "coalesce(true, false)", "length('x') = 1", "now() IS NOT NULL",
+                        "(SELECT true)", "1 IN (1, 2)", "$1", "$1 = $1", "current_user = 'bob'", "1.0 = 1.00",
+                        "'a' < 'b'", "EXISTS (SELECT 1 FROM u)", "EXISTS (SELECT 1 FROM u WHERE u.k = 1)",
+                        "(SELECT count(*) FROM u) >= 0", "id = 5 OR 'a' = 'a'", "id = 5 OR length('x') > 0",
+                        "CASE WHEN true THEN true END", "random() < 0.5", "random() = random()",
+                        "current_setting('app.on') = 'on'", "t2.id = 1", "NOT (u.x = 1)"}) {
     EXPECT_TRUE(trivially_true(w)) << w;
   }
 }
 
 TEST(SqlWhere, NotTriviallyTrue) {
   for (const char* w : {"id = 5", "false", "1 = 2", "-1 = -2", "'a' = 'b'", "true AND id = 1", "id = id + 0",
-                        "random() = random()", "x = y", "NOT true", "a IS NULL OR b IS NOT NULL",
-                        "EXISTS (SELECT 1 FROM u)", "1.0 = 1.00", "NULL = NULL", "id IS DISTINCT FROM id",
-                        "'a' < 'b'", "CURRENT OF c"}) {
+                        "x = y", "NOT true", "a IS NULL OR b IS NOT NULL",
+                        "id IS DISTINCT FROM id", "CURRENT OF c", "t.id = 1", "public.t.id = 1",
+                        "EXISTS (SELECT 1 FROM u WHERE u.tid = t.id)", "id IN (SELECT tid FROM u)",
+                        "t = ROW(1)", "f(t.*)", "id = 5 AND 'a' = 'a'", "(id = 5 OR true) AND id = 6",
+                        "false OR id = 1", "NOT (id = 1)"}) {
     EXPECT_FALSE(trivially_true(w)) << w;
   }
+}
+
+// Column references count when they can be the target's: by its alias once it has one, by its
+// name otherwise; other relations' columns (USING, FROM, subqueries) do not tell its rows apart.
+TEST(SqlWhere, RowReferencesByAliasAndOtherRelations) {
+  auto flagged = [](const std::string& sql) {
+    const Statement& s = only(analyze_uncached(sql));
+    EXPECT_EQ(s.writes.size(), 1u) << sql;
+    return !s.writes.empty() && s.writes[0].where_trivially_true;
+  };
+  EXPECT_FALSE(flagged("DELETE FROM t AS a WHERE a.id = 1"));
+  EXPECT_FALSE(flagged("DELETE FROM t a WHERE EXISTS (SELECT 1 FROM u WHERE u.tid = a.id)"));
+  EXPECT_TRUE(flagged("DELETE FROM t a WHERE EXISTS (SELECT 1 FROM u WHERE u.k = 1)"));
+  EXPECT_FALSE(flagged("DELETE FROM s.t WHERE s.t.id = 1"));
+  EXPECT_FALSE(flagged("DELETE FROM t USING u WHERE t.id = u.id AND u.gone"));
+  EXPECT_TRUE(flagged("DELETE FROM t USING u WHERE u.gone"));
+  EXPECT_FALSE(flagged("DELETE FROM t USING u WHERE gone"));  // unqualified: may be t's column
+  EXPECT_TRUE(flagged("UPDATE t SET a = 1 WHERE current_setting('app.flag') = 'on'"));
+  EXPECT_FALSE(flagged("UPDATE t SET a = 1 FROM u WHERE t.id = u.id"));
+  EXPECT_TRUE(flagged("UPDATE t SET a = 1 FROM u WHERE u.id = 7"));
+  EXPECT_TRUE(flagged("MERGE INTO t USING s ON s.k = 1 WHEN MATCHED THEN DELETE"));
+  EXPECT_FALSE(flagged("MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE"));
+  EXPECT_FALSE(flagged("MERGE INTO t USING s ON s.k = 1 WHEN MATCHED AND t.id = 3 THEN DELETE"));
 }
 
 TEST(SqlWhere, UpdateWhere) {
