@@ -687,6 +687,25 @@ TEST(CodecParseErrorFields, SeverityPrefersNonLocalizedV) {
   EXPECT_EQ(p->severity, "WARNING");
 }
 
+TEST(CodecShiftErrorPosition, MovesPositionBackAndKeepsTheRest) {
+  const auto body = "SERROR\0VERROR\0C42601\0Msyntax error at or near \"x\"\0P45\0Fscan.l\0L1188\0\0"s;
+  auto out = shift_error_position(body, 40);
+  ASSERT_TRUE(out);
+  EXPECT_EQ(*out, "SERROR\0VERROR\0C42601\0Msyntax error at or near \"x\"\0P5\0Fscan.l\0L1188\0\0"s);
+  // A position inside the prefix is no place in the client's text: dropped.
+  out = shift_error_position(body, 45);
+  ASSERT_TRUE(out);
+  EXPECT_EQ(out->find("\0P"s), std::string::npos);
+  EXPECT_FALSE(parse_error_fields(*out)->position);
+  EXPECT_EQ(parse_error_fields(*out)->message, "syntax error at or near \"x\"");
+  // Without a position: unchanged.
+  const auto none = "SERROR\0C22021\0Minvalid byte sequence\0\0"s;
+  EXPECT_EQ(shift_error_position(none, 40), none);
+  // Malformed: unterminated field, a position that is not a number.
+  EXPECT_FALSE(shift_error_position("SERROR\0Mx"s, 1));
+  EXPECT_FALSE(shift_error_position("SERROR\0P1x\0\0"s, 1));
+}
+
 TEST(CodecParseErrorFields, UnknownFieldsIgnored) {
   const auto p = parse_error_fields("SERROR\0VERROR\0C42601\0Msyntax error\0P15\0Fscan.l\0L1176\0Rscanner_yyerror\0\0"s);
   ASSERT_TRUE(p);
