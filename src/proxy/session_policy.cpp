@@ -893,7 +893,24 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
       a = analysis.get();
     }
     if (type != 'P') {
-      audit_query(type, analysis, decision, !allowed, query_text_of(type, body));
+      // EXECUTE and FETCH are recorded with what they run: the prepared statement's or the cursor's
+      // kinds and relations besides their own kind, so that searches by table, kind and tag (and
+      // the compliance report) find them (they listed only "execute" or "fetch").
+      std::shared_ptr<const sql::Analysis> recorded = analysis;
+      if (judged == &resolved && analysis) {
+        auto r = std::make_shared<sql::Analysis>(resolved);
+        r->cache_id = 0;
+        for (auto& st : r->statements)
+          for (const auto& o : analysis->statements) {
+            if (o.text != st.text) continue;
+            for (auto k : {sql::StatementKind::Fetch, sql::StatementKind::Execute})
+              if (has_kind(o, k) && !has_kind(st, k)) st.kinds.insert(st.kinds.begin(), k);
+            break;
+          }
+        recorded = std::move(r);
+      }
+      audit_query(type, recorded, decision, !allowed, query_text_of(type, body));
+      if (recorded != analysis) audit_batch_.back().text = query_text_of(type, body);  // as sent, once
       // A fast-path call's arguments are its parameters (lo_write's data, lo_open's mode, ...).
       if (type == 'F' && rt_->config->audit.parameters != config::Audit::Params::None)
         read_param_values(body, 4, audit_batch_.back().params, audit_batch_.back().params_binary);

@@ -363,6 +363,32 @@ def test_fast_path_calls_are_recorded_with_their_arguments(make_proxy, pg, tmp_p
     assert "<binary 1234 bytes>" in params, [h["sql"] for h in calls]
 
 
+def test_execute_and_fetch_are_found_by_what_they_run(make_proxy, pg):
+    """SQL EXECUTE of a prepared DELETE and FETCH from a cursor are recorded with the kinds and
+    relations of what they run, besides their own kind: a search by table or by kind finds them
+    (before, they listed only "execute" / "fetch" and no relation)."""
+    proxy = make_proxy(targets=[target("app", pg.port, password=pg.password)])
+    store = store_of(proxy)
+    t = fresh_table(pg)
+    pg.psql(f"INSERT INTO {t} VALUES (1, 'a'), (2, 'b')")
+    r = psql(proxy, "-c", f"PREPARE del_{t}(int) AS DELETE FROM {t} WHERE id = $1",
+             "-c", f"EXECUTE del_{t}(1)",
+             "-c", f"BEGIN; DECLARE cur_{t} CURSOR FOR SELECT v FROM {t}; FETCH 1 FROM cur_{t}; COMMIT",
+             check=False)
+    assert r.returncode == 0, r.stderr
+    assert proxy.stop() == 0
+    executes = [h for h in search(store, "--table", t) if h["sql"]["text"].startswith("EXECUTE")]
+    assert len(executes) == 1, [h["sql"]["text"] for h in search(store, "--table", t)]
+    st = executes[0]["sql"]["statements"][0]
+    assert st["kinds"] == ["execute", "delete"] and st["relations"] == [t], st
+    assert executes[0]["sql"]["text"] == f"EXECUTE del_{t}(1)"
+    assert f"EXECUTE del_{t}(1)" in [h["sql"]["text"] for h in search(store, "--kind", "delete", "--table", t)]
+    fetches = [h for h in search(store, "--table", t) if "FETCH" in h["sql"]["text"]]
+    assert len(fetches) == 1
+    kinds = [k for one in fetches[0]["sql"]["statements"] for k in one["kinds"]]
+    assert "fetch" in kinds and "select" in kinds, fetches[0]["sql"]
+
+
 @pytest.mark.parametrize("durability", ["required", "buffered"])
 def test_kill_9_under_load_keeps_the_chain_and_the_records_clients_saw(make_proxy, pg, durability, tmp_path):
     t = fresh_table(pg, "v text PRIMARY KEY")
