@@ -850,6 +850,21 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
   sql::Analysis resolved;
   const sql::Analysis* judged = nullptr;
   std::shared_ptr<const policy::Decision> decision = judge_as_run(*a, resolved, judged);
+  // SET standard_conforming_strings = off (or a client-only encoding): refused before it runs, so
+  // the session goes on; the server's report of such a change (set_config, ...) ends it instead.
+  if (decision->action != policy::Action::Deny)
+    for (const auto& st : a->statements)
+      for (const auto& [setting, value] : st.setting_values)
+        if (unsafe_for_analysis(setting, value) && decision->rule != "policy.unsafe_setting") {
+          policy::Decision u = *proxy_refusal(
+              "policy.unsafe_setting", "SET " + setting + " = " + value,
+              "statement refused: " + setting + " = " + value +
+                  " is not supported through Gatehouse: it changes how the server reads SQL, and the proxy checks "
+                  "SQL only with standard_conforming_strings on and an ASCII-safe client_encoding",
+              kUnsafeSettingHint);
+          u.sqlstate = "0A000";
+          decision = std::make_shared<const policy::Decision>(std::move(u));
+        }
   if (!held_portals_.empty() && decision->action != policy::Action::Deny) {
     // FETCH or MOVE of a portal bound from a statement that waits for approval would run it
     // without one: its Execute is what a reviewer approves (found by adversarial testing).

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace gh::sql {
@@ -100,6 +101,9 @@ struct Statement {
   std::vector<std::string> settings;   // settings changed: SET x / RESET x / set_config('x') /
                                        // "all" for RESET ALL and DISCARD ALL; "role",
                                        // "session_authorization", "search_path"
+  // SET of a setting that changes how the server reads SQL (standard_conforming_strings,
+  // client_encoding) to a constant: the setting and its value (the boolean as "on"/"off").
+  std::vector<std::pair<std::string, std::string>> setting_values;
   std::vector<std::string> unresolved_columns;  // columns named where several relations were in
                                                 // scope, so no relation could be told: sorted,
                                                 // unique (a column rule should treat them as

@@ -250,6 +250,23 @@ void Walker::variable_set(const JValue& b, bool) {
     if (name == "session_replication_role") out_.role_change = true;
   }
   add_setting(name);
+  if ((name == "standard_conforming_strings" || name == "client_encoding") && b.get_str("kind") == "VAR_SET_VALUE") {
+    const JValue* args = b.get("args");
+    const JValue* v = args && args->is_array() && args->count == 1 ? args->items[0].node_body() : nullptr;
+    if (!v || args->items[0].node_name() != "A_Const") return;
+    std::string value;
+    if (const JValue* sv = v->get("sval"))
+      value = std::string(sv->get_str("sval"));
+    else if (const JValue* iv = v->get("ival"))
+      value = std::to_string(iv->get_int("ival").value_or(0));
+    else
+      return;
+    if (name == "standard_conforming_strings") {
+      const Truth t = parse_bool_text(value);
+      if (t != Truth::Unknown) value = t == Truth::True ? "on" : "off";
+    }
+    out_.setting_values.emplace_back(name, std::move(value));
+  }
 }
 
 void Walker::copy_stmt(const JValue& b) {

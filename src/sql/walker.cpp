@@ -75,6 +75,19 @@ bool one_of(std::string_view s, const std::string_view (&list)[N]) {
   return std::find(std::begin(list), std::end(list), s) != std::end(list);
 }
 
+bool is_bool_type(const JValue& type_name) {
+  const JValue* names = type_name.get("names");
+  if (!names || !names->is_array() || names->count == 0) return false;
+  std::string_view last = string_node(names->items[names->count - 1]);
+  return last == "bool" || last == "boolean";
+}
+
+Truth negate(Truth t) {
+  return t == Truth::True ? Truth::False : t == Truth::False ? Truth::True : Truth::Unknown;
+}
+
+}  // namespace
+
 // PostgreSQL's boolin: accepts unique prefixes of true/false/yes/no, on/off, 1/0.
 Truth parse_bool_text(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\n' || s.front() == '\r')) {
@@ -93,18 +106,6 @@ Truth parse_bool_text(std::string_view s) {
   return Truth::Unknown;
 }
 
-bool is_bool_type(const JValue& type_name) {
-  const JValue* names = type_name.get("names");
-  if (!names || !names->is_array() || names->count == 0) return false;
-  std::string_view last = string_node(names->items[names->count - 1]);
-  return last == "bool" || last == "boolean";
-}
-
-Truth negate(Truth t) {
-  return t == Truth::True ? Truth::False : t == Truth::False ? Truth::True : Truth::Unknown;
-}
-
-}  // namespace
 
 void Walker::walk(const JValue& v) {
   if (v.type == JType::Array) {

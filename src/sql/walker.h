@@ -18,6 +18,9 @@ inline bool non_empty_array(const JValue* v) { return v && v->is_array() && v->c
 
 enum class Truth : std::uint8_t { Unknown, True, False };
 
+// PostgreSQL's boolin: unique prefixes of true/false/yes/no, on/off, 1/0; Unknown otherwise.
+Truth parse_bool_text(std::string_view s);
+
 // Adds what `from` (a PREPARE's analysis) does to `into` (an EXECUTE of it): kinds other than
 // prepare, relations, functions, writes, settings and flags.
 void merge_executed(Statement& into, const Statement& from);

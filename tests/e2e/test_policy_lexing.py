@@ -31,9 +31,31 @@ def test_startup_with_sjis_refused(gh):
 
 @pytest.mark.parametrize("sql", [
     "SET standard_conforming_strings = off",
-    "SELECT set_config('standard_conforming_strings', 'off', false)",
+    "set standard_conforming_strings to 'false'",
+    "SET SESSION standard_conforming_strings = 0",
+    "SET LOCAL standard_conforming_strings = off",
     "SET client_encoding = 'SJIS'",
+    "SET NAMES 'big5'",
+    "SELECT 1; SET standard_conforming_strings = off",
+])
+def test_a_set_that_turns_it_off_is_refused_and_the_session_goes_on(gh, sql):
+    """PostgreSQL's own regression suite (strings, plpgsql) turns it off with SET: refused before
+    it runs (0A000, saying why), instead of the session being ended once the server reported it."""
+    with connect(gh, autocommit=True) as c:
+        for run in (lambda: psycopg.ClientCursor(c).execute(sql),
+                    lambda: c.execute(sql, prepare=True) if ";" not in sql else psycopg.ClientCursor(c).execute(sql)):
+            with pytest.raises(psycopg.errors.FeatureNotSupported) as ei:
+                run()
+            assert "not supported through Gatehouse" in str(ei.value), str(ei.value)
+            assert ei.value.diag.message_detail == "rule: policy.unsafe_setting"
+            assert c.execute("SHOW standard_conforming_strings").fetchone() == ("on",)
+            assert c.execute("SHOW client_encoding").fetchone() == ("UTF8",)
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT set_config('standard_conforming_strings', 'off', false)",
     "DO $$ BEGIN PERFORM set_config('standard_conforming_strings', 'off', false); END $$",
+    "DO $$ BEGIN SET client_encoding = 'SJIS'; END $$",
 ])
 def test_turning_it_off_ends_the_session(gh, sql):
     c = connect(gh, autocommit=True)
@@ -83,7 +105,7 @@ def test_pipelined_simple_queries_wait_for_the_setting(gh, lex_table):
     import pgwire
     s = pgwire.connect(gh.port, "alice", USERS["alice"])
     try:
-        s.send(pgwire.query("SET standard_conforming_strings = off") + pgwire.query(SMUGGLE))
+        s.send(pgwire.query("SELECT set_config('standard_conforming_strings', 'off', false)") + pgwire.query(SMUGGLE))
         fields = s.read_error()
         assert fields["C"] == "0A000", fields
         s.expect_closed()

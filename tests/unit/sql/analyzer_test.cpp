@@ -687,6 +687,22 @@ TEST(SqlFlags, TransactionControl) {
 
 // ---------------------------------------------------------------- settings
 
+// The values of settings that change how the server reads SQL, for the proxy to refuse the SET.
+TEST(SqlSettings, ValuesOfSettingsThatChangeTokenising) {
+  using V = std::vector<std::pair<std::string, std::string>>;
+  auto values = [](const char* sql) { return only(analyze_uncached(sql)).setting_values; };
+  EXPECT_EQ(values("SET standard_conforming_strings = off"), (V{{"standard_conforming_strings", "off"}}));
+  EXPECT_EQ(values("set standard_conforming_strings to 'FALSE'"), (V{{"standard_conforming_strings", "off"}}));
+  EXPECT_EQ(values("SET LOCAL standard_conforming_strings = 0"), (V{{"standard_conforming_strings", "off"}}));
+  EXPECT_EQ(values("SET standard_conforming_strings = true"), (V{{"standard_conforming_strings", "on"}}));
+  EXPECT_EQ(values("SET standard_conforming_strings = 'maybe'"), (V{{"standard_conforming_strings", "maybe"}}));
+  EXPECT_EQ(values("SET NAMES 'SJIS'"), (V{{"client_encoding", "SJIS"}}));
+  EXPECT_EQ(values("SET client_encoding TO big5"), (V{{"client_encoding", "big5"}}));
+  EXPECT_TRUE(values("SET standard_conforming_strings TO DEFAULT").empty());
+  EXPECT_TRUE(values("RESET standard_conforming_strings").empty());
+  EXPECT_TRUE(values("SET search_path = off").empty());
+}
+
 TEST(SqlSettings, SetResetDiscard) {
   EXPECT_EQ(only(analyze_uncached("SET search_path = a, b")).settings, Strings{"search_path"});
   EXPECT_EQ(only(analyze_uncached("SET LOCAL statement_timeout = 0")).settings, Strings{"statement_timeout"});
