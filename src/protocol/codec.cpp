@@ -183,50 +183,57 @@ ErrorFields parse_error_prefix(std::string_view body) {
   return e;
 }
 
+namespace {
+// Calls fn(code, value) for each field of a whole ErrorResponse/NoticeResponse body, in order,
+// while fn returns true. False: malformed (a field without its terminator, no final NUL), or fn
+// refused a field.
+template <class Fn>
+bool each_error_field(std::string_view body, Fn&& fn) {
+  while (true) {
+    if (body.empty()) return false;
+    const char code = body[0];
+    if (code == '\0') return true;
+    body.remove_prefix(1);
+    const auto n = body.find('\0');
+    if (n == std::string_view::npos) return false;
+    if (!fn(code, body.substr(0, n))) return false;
+    body.remove_prefix(n + 1);
+  }
+}
+}  // namespace
+
 std::optional<ErrorFields> parse_error_fields(std::string_view body) {
   ErrorFields e;
   e.severity.clear();
   e.sqlstate.clear();
-  while (true) {
-    if (body.empty()) return std::nullopt;
-    const char code = body[0];
-    if (code == '\0') break;
-    body.remove_prefix(1);
-    const auto n = body.find('\0');
-    if (n == std::string_view::npos) return std::nullopt;
-    const std::string_view value = body.substr(0, n);
-    body.remove_prefix(n + 1);
-    set_error_field(e, code, value);
-  }
+  if (!each_error_field(body, [&](char code, std::string_view value) {
+        set_error_field(e, code, value);
+        return true;
+      }))
+    return std::nullopt;
   return e;
 }
 
 std::optional<std::string> shift_error_position(std::string_view body, std::size_t shift) {
   std::string out;
   out.reserve(body.size());
-  while (true) {
-    if (body.empty()) return std::nullopt;
-    const char code = body[0];
-    if (code == '\0') break;
-    body.remove_prefix(1);
-    const auto n = body.find('\0');
-    if (n == std::string_view::npos) return std::nullopt;
-    const std::string_view value = body.substr(0, n);
-    body.remove_prefix(n + 1);
+  const bool ok = each_error_field(body, [&](char code, std::string_view value) {
     if (code == 'P') {
       std::uint64_t pos = 0;
       const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), pos);
-      if (ec != std::errc() || end != value.data() + value.size()) return std::nullopt;
-      if (pos <= shift) continue;  // in the prefix: not a place in the client's text
+      if (ec != std::errc() || end != value.data() + value.size()) return false;
+      if (pos <= shift) return true;  // in the prefix: not a place in the client's text
       out.push_back('P');
       out += std::to_string(pos - shift);
       out.push_back('\0');
-      continue;
+      return true;
     }
     out.push_back(code);
     out.append(value);
     out.push_back('\0');
-  }
+    return true;
+  });
+  if (!ok) return std::nullopt;
   out.push_back('\0');
   return out;
 }

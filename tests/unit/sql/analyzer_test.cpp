@@ -886,12 +886,14 @@ TEST(SqlFunctions, NamedByDdlCountAsCalled) {
 
 // ---------------------------------------------------------------- trivially-true WHERE
 
-bool trivially_true(const std::string& where) {
-  const Analysis a = analyze_uncached("DELETE FROM t WHERE " + where);
-  const Statement& s = only(a);
-  EXPECT_EQ(s.writes.size(), 1u) << where;
+// Whether the one write of `sql` has a WHERE (or MERGE ON) that may select every row.
+bool flagged(const std::string& sql) {
+  const Statement& s = only(analyze_uncached(sql));
+  EXPECT_EQ(s.writes.size(), 1u) << sql;
   return !s.writes.empty() && s.writes[0].has_where && s.writes[0].where_trivially_true;
 }
+
+bool trivially_true(const std::string& where) { return flagged("DELETE FROM t WHERE " + where); }
 
 TEST(SqlWhere, TriviallyTrue) {
   for (const char* w : {"true", "TRUE", "'t'::bool", "'yes'::boolean", "CAST('on' AS boolean)", "1::bool",
@@ -925,11 +927,6 @@ TEST(SqlWhere, NotTriviallyTrue) {
 // Column references count when they can be the target's: by its alias once it has one, by its
 // name otherwise; other relations' columns (USING, FROM, subqueries) do not tell its rows apart.
 TEST(SqlWhere, RowReferencesByAliasAndOtherRelations) {
-  auto flagged = [](const std::string& sql) {
-    const Statement& s = only(analyze_uncached(sql));
-    EXPECT_EQ(s.writes.size(), 1u) << sql;
-    return !s.writes.empty() && s.writes[0].where_trivially_true;
-  };
   EXPECT_FALSE(flagged("DELETE FROM t AS a WHERE a.id = 1"));
   EXPECT_FALSE(flagged("DELETE FROM t a WHERE EXISTS (SELECT 1 FROM u WHERE u.tid = a.id)"));
   EXPECT_TRUE(flagged("DELETE FROM t a WHERE EXISTS (SELECT 1 FROM u WHERE u.k = 1)"));
