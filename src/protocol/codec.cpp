@@ -159,6 +159,12 @@ void set_error_field(ErrorFields& e, char code, std::string_view value) {
     case 'M': e.message = value; break;
     case 'D': e.detail = value; break;
     case 'H': e.hint = value; break;
+    case 'P': {
+      int pos = 0;
+      const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), pos);
+      if (ec == std::errc() && end == value.data() + value.size() && pos > 0) e.position = pos;
+      break;
+    }
     default: break;
   }
 }

@@ -845,6 +845,10 @@ void Session::statement_started(Clock::time_point at) {
 
 void Session::forwarded(char type) {
   if (!responses_.client(type)) units_skipped(1, true);
+  if (type == 'S')
+    batch_open_ = false;
+  else if (type == 'P' || type == 'B' || type == 'D' || type == 'E' || type == 'C')
+    batch_open_ = true;
 }
 
 void Session::units_skipped(std::uint32_t n, bool just_forwarded) {
@@ -1394,10 +1398,25 @@ bool Session::relay_backend_slow(std::string_view chunk, std::size_t& consumed, 
         pos += std::size_t(len) + 1;
         continue;
       }
-      // The server's own error for a Query text the proxy could not parse (Refusal::probe): its
-      // answer to the substitute, since the whole Query is the substitute.
+      // The server's own error for a text the proxy could not parse (Refusal::probe): the answer
+      // to the substitute (a Query's only message; a Parse that began its batch, so an error
+      // before the batch's ReadyForQuery is its own).
       for (auto it = refusals_.begin(); it != refusals_.end(); ++it)
         if (it->probe && it->group == ready_seen_) hit = it;
+      if (hit != refusals_.end() && hit->parse) {
+        // A Parse of two statements the server could parse: "cannot insert multiple commands
+        // into a prepared statement" (42601, no position), in whatever language the server
+        // speaks. The policy's refusal goes instead.
+        const auto f = protocol::parse_error_fields(body);
+        if (!f || (f->position == 0 && f->sqlstate == "42601")) {
+          protocol::write_error_response(rewrite_back_, hit->error);
+          if (auditing()) audit_backend('E', {}, &hit->error);
+          refusals_.erase(refusals_.begin(), hit + 1);
+          on_backend_event(protocol::ScanEvent{'E', len, 0}, saw_ready);
+          pos += std::size_t(len) + 1;
+          continue;
+        }
+      }
       if (hit != refusals_.end()) {
         if (auto shifted = protocol::shift_error_position(body, hit->probe)) {
           if (auditing()) audit_backend('E', *shifted, nullptr);

@@ -273,11 +273,13 @@ class Session : public std::enable_shared_from_this<Session> {
     // (a syntax error with its SQLSTATE, message, hint and position), passed on with the
     // position moved back; with the marker, the server could parse it and the policy's error goes.
     std::size_t probe = 0;
+    bool parse = false;  // the probe is a Parse (the first message of its batch)
   };
   std::string nonce_;              // marks this session's substitutes; unguessable by the client
   std::uint64_t refusal_seq_ = 0;
   std::deque<Refusal> refusals_;   // substitutes sent whose ErrorResponse has not come back yet
   std::uint64_t syncs_sent_ = 0;   // Query, Sync and FunctionCall messages forwarded
+  bool batch_open_ = false;        // an extended-protocol message was forwarded since the last Sync
   std::uint64_t ready_seen_ = 0;   // ReadyForQuery messages relayed
   std::string rewrite_;            // client bytes to forward when a statement was replaced
   std::string rewrite_back_;       // backend bytes to forward on the slow path

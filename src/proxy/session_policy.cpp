@@ -977,7 +977,7 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
   }
   // A refused Parse leaves the name as it was: the backend gets a Parse that fails (and keeps a
   // named statement it already has under that name).
-  refuse_statement(d, a, type, statement_name, substitute, {}, type == 'Q' ? query_text_of('Q', body) : std::string_view());
+  refuse_statement(d, a, type, statement_name, substitute, {}, query_text_of(type, body));
   return false;
 }
 
@@ -1035,6 +1035,15 @@ void Session::refuse_statement(const policy::Decision& d, const sql::Analysis* a
   std::string marker = fmt::format("gatehouse_blocked_{}_{}_", nonce_, ++refusal_seq_);
   substitute.clear();
   std::size_t probe = 0;
+  // Text the proxy's parser rejects: the server parses it too, behind the failing statement
+  // (found by running PostgreSQL's regression suite through the proxy: the proxy's parser
+  // error lacked the server's SQLSTATE for some, its hints, and matched an older minor release's
+  // wording). Only a deny of unparsable text that the server reads as the client sent it, and a
+  // Parse only when it begins its batch (an error before the batch's end is then its own).
+  const bool probe_text = (type == 'Q' || (type == 'P' && !batch_open_)) && analysis && analysis->error &&
+                          analysis->error->cursor > 0 && d.rule == "policy.unknown_action" &&
+                          d.action == policy::Action::Deny && !text.empty() &&
+                          text.find('\0') == std::string_view::npos;
   if (type == 'P' || type == 'B' || type == 'E') {
     // A Bind or Execute is replaced by a Parse under a throwaway name: it fails at Parse,
     // before the backend stores or drops anything, and the rest of the batch is skipped as for a
@@ -1042,6 +1051,11 @@ void Session::refuse_statement(const policy::Decision& d, const sql::Analysis* a
     std::string body(type != 'P' ? std::string_view(marker) : name);
     body.push_back('\0');
     body += fmt::format("SELECT '{}'::int", marker);  // fails when analysed, at Parse (25P02 first in a failed block)
+    if (probe_text) {
+      body += ';';
+      probe = body.size() - name.size() - 1;
+      body += text;
+    }
     body.push_back('\0');
     body.append(2, '\0');  // no parameter types
     protocol::write_message(substitute, 'P', body);
@@ -1067,20 +1081,14 @@ void Session::refuse_statement(const policy::Decision& d, const sql::Analysis* a
     }
     const bool begin = type == 'Q' && opens_transaction_before(analysis, first);
     std::string query = fmt::format("{}SELECT '{}'::int", begin ? "BEGIN;" : "", marker);
-    // Text the proxy's parser rejects: the server parses it too, behind the failing statement
-    // (found by running PostgreSQL's regression suite through the proxy: the proxy's parser
-    // error lacked the server's SQLSTATE for some, its hints, and matched an older minor release's
-    // wording). Only a deny of unparsable text that the server would read as the client sent it.
-    if (type == 'Q' && analysis && analysis->error && analysis->error->cursor > 0 &&
-        d.rule == "policy.unknown_action" && d.action == policy::Action::Deny && !text.empty() &&
-        text.find('\0') == std::string_view::npos) {
+    if (probe_text) {
       query += ';';
       probe = query.size();
       query += text;
     }
     protocol::write_query(substitute, query);
   }
-  refusals_.push_back(Refusal{std::move(marker), syncs_sent_, std::move(e), probe});
+  refusals_.push_back(Refusal{std::move(marker), syncs_sent_, std::move(e), probe, type == 'P' && probe > 0});
   if (refusals_.size() > 64) refusals_.pop_front();  // substitutes skipped long ago
 }
 

@@ -1224,25 +1224,52 @@ def test_audit_only_rule_lets_statement_pass(prod, direct):
 # ---- unparseable SQL -----------------------------------------------------------------------
 
 def test_unparseable_sql_refused(conn, prod):
+    """Text the proxy cannot parse never runs; the server parses it too (behind a statement that
+    fails first), and its own error is what the client gets: simple protocol, and extended
+    protocol when the Parse begins its batch."""
     before = prod.metrics()
-    # Extended protocol: the proxy's refusal, with the parser's words (42601) and the rule.
-    for run in (lambda sql: conn.cursor(binary=True).execute(sql),
+    for run in (lambda sql: psycopg.ClientCursor(conn).execute(sql),
+                lambda sql: conn.cursor(binary=True).execute(sql),
                 lambda sql: conn.execute(sql, prepare=True)):
         with pytest.raises(psycopg.Error) as ei:
             run("SELEC 1")
-        assert_refused(ei.value, "policy.unknown_action", sqlstate="42601")
-        assert "SELEC" in ei.value.diag.message_primary
+        assert ei.value.sqlstate == "42601"
+        assert ei.value.diag.message_primary == 'syntax error at or near "SELEC"'
+        assert ei.value.diag.message_detail is None and ei.value.diag.message_hint is None
+        assert ei.value.diag.statement_position == "1"
         alive(conn)
-    # Simple protocol: the server parsed it too (nothing of it ran) and its own error is passed on.
-    with pytest.raises(psycopg.Error) as ei:
-        psycopg.ClientCursor(conn).execute("SELEC 1")
-    assert ei.value.sqlstate == "42601"
-    assert ei.value.diag.message_primary == 'syntax error at or near "SELEC"'
-    assert ei.value.diag.message_detail is None and ei.value.diag.message_hint is None
-    assert ei.value.diag.statement_position == "1"
-    alive(conn)
     after = prod.metrics()
     assert after["gatehouse_statements_unknown_total"] >= before["gatehouse_statements_unknown_total"] + 3
+
+
+def test_unparseable_parse_later_in_a_batch_gets_the_proxys_refusal(prod):
+    """A Parse that does not begin its batch: an error before the batch's end could be an earlier
+    message's, so the proxy answers itself (the parser's words, 42601, the rule, a hint)."""
+    import pgwire
+    s = pgwire.connect(prod.port, "alice", USERS["alice"])
+    try:
+        def parse(sql: str) -> bytes:
+            return pgwire.message(b"P", b"\0" + sql.encode() + b"\0\0\0")
+        s.send(parse("SELECT 1") + parse("SELEC 1") + pgwire.message(b"S"))
+        msgs = s.until_ready()
+        errors = [pgwire.parse_error_fields(body) for t, body in msgs if t == b"E"]
+        assert [t for t, _ in msgs] == [b"1", b"E", b"Z"], msgs
+        assert errors[0]["C"] == "42601" and errors[0]["D"] == "rule: policy.unknown_action", errors
+        assert 'syntax error at or near "SELEC"' in errors[0]["M"] and errors[0]["P"] == "1"
+        # Beginning its batch: the server's own error, nothing added.
+        s.send(parse("SELEC 1") + pgwire.message(b"S"))
+        msgs = s.until_ready()
+        errors = [pgwire.parse_error_fields(body) for t, body in msgs if t == b"E"]
+        assert [t for t, _ in msgs] == [b"E", b"Z"], msgs
+        assert errors[0]["C"] == "42601" and "D" not in errors[0] and errors[0]["P"] == "1", errors
+        # The server can parse the text as two statements only with the marker in front: the
+        # parse error is the server's verdict on the client's text alone.
+        s.send(parse("SELECT 1; SELEC 2") + pgwire.message(b"S"))
+        msgs = s.until_ready()
+        errors = [pgwire.parse_error_fields(body) for t, body in msgs if t == b"E"]
+        assert errors[0]["C"] == "42601" and errors[0]["P"] == "11", errors
+    finally:
+        s.close()
 
 
 def test_unparseable_sql_in_transaction(prod, direct, t):

@@ -689,8 +689,10 @@ TEST(CodecParseErrorFields, SeverityPrefersNonLocalizedV) {
 
 TEST(CodecShiftErrorPosition, MovesPositionBackAndKeepsTheRest) {
   const auto body = "SERROR\0VERROR\0C42601\0Msyntax error at or near \"x\"\0P45\0Fscan.l\0L1188\0\0"s;
+  EXPECT_EQ(parse_error_fields(body)->position, 45);
   auto out = shift_error_position(body, 40);
   ASSERT_TRUE(out);
+  EXPECT_EQ(parse_error_fields(*out)->position, 5);
   EXPECT_EQ(*out, "SERROR\0VERROR\0C42601\0Msyntax error at or near \"x\"\0P5\0Fscan.l\0L1188\0\0"s);
   // A position inside the prefix is no place in the client's text: dropped.
   out = shift_error_position(body, 45);
