@@ -564,7 +564,9 @@ Decision Policy::evaluate_rules(const Request& req) const {
     if (d.action == Action::Deny) {
       // As PostgreSQL says it (clients show the position with a caret, and drivers' and their test
       // suites' checks of the message keep working); the rule and Gatehouse are named in DETAIL and HINT.
-      d.sqlstate = a.error->message.rfind("invalid byte sequence", 0) == 0 ? "22021" : "42601";
+      d.sqlstate = !a.error->sqlstate.empty()                              ? a.error->sqlstate
+                   : a.error->message.rfind("invalid byte sequence", 0) == 0 ? "22021"
+                                                                             : "42601";
       d.message = a.error->message;
       d.position = a.error->cursor;
       d.hint = "Gatehouse refuses SQL it cannot parse (policy.unknown_action). " + d.hint;

@@ -712,9 +712,10 @@ awaitable<bool> Session::connect_backend(const protocol::StartupMessage& startup
       }
       case 'E': {
         auto e = protocol::parse_error_fields(body).value_or(ErrorFields{});
-        if (e.sqlstate == "3D000") {
-          // The database the client named (through a pass-through target) does not exist: the
-          // client's mistake, passed on as PostgreSQL words it, not a failure of the proxy's login.
+        if (e.sqlstate == "3D000" || e.sqlstate == "55000") {
+          // The database the client named (through a pass-through target) does not exist or takes
+          // no connections (template0): the client's mistake, passed on as PostgreSQL words it, not
+          // a failure of the proxy's login.
           spdlog::warn("session {}: {}: {} ({})", id_, where, e.message, e.sqlstate);
         } else {
           metrics_.backend_failures.fetch_add(1, std::memory_order_relaxed);
@@ -1290,7 +1291,7 @@ awaitable<End> Session::client_to_backend() {
                                                       "(limits.max_statement_size, {} bytes); send large data with COPY "
                                                       "or as parameters",
                                                       text.size(), limit),
-                                          0};
+                                          0, "54000"};
         analysis = std::move(too_long);
       } else {
         analysing_ = true;
@@ -1387,45 +1388,38 @@ bool Session::relay_backend_slow(std::string_view chunk, std::size_t& consumed, 
     if (type == 'E' && len <= (1u << 20) && !refusals_.empty()) {
       if (n - pos < std::size_t(len) + 1) break;  // the whole ErrorResponse first
       const std::string_view body = chunk.substr(pos + 5, len - 4);
+      // The refusal this error answers: the one whose marker it names (older ones were skipped by
+      // the backend), else a probe of this batch (Refusal::probe): a Query's only answer, or the
+      // first error of a batch that a probed Parse began.
       auto hit = refusals_.end();
       for (auto it = refusals_.begin(); it != refusals_.end(); ++it)
         if (body.find(it->marker) != std::string_view::npos) hit = it;
+      const bool marked = hit != refusals_.end();
+      if (!marked)
+        for (auto it = refusals_.begin(); it != refusals_.end(); ++it)
+          if (it->probe && it->group == ready_seen_) hit = it;
       if (hit != refusals_.end()) {
-        protocol::write_error_response(rewrite_back_, hit->error);
-        if (auditing()) audit_backend('E', {}, &hit->error);
-        refusals_.erase(refusals_.begin(), hit + 1);  // older ones were skipped by the backend
+        // A probe's error is the server's verdict on the client's text, passed on with the
+        // position moved back; except, for a Parse, "cannot insert multiple commands into a
+        // prepared statement" (42601 without a position, in whatever language the server speaks):
+        // the server could parse the text, and the policy's refusal goes as for a marked error.
+        std::optional<std::string> own;
+        if (!marked) {
+          const auto f = protocol::parse_error_fields(body);
+          if (!hit->parse || (f && (f->position > 0 || f->sqlstate != "42601")))
+            own = protocol::shift_error_position(body, hit->probe);
+        }
+        if (own) {
+          protocol::write_message(rewrite_back_, 'E', *own);
+          if (auditing()) audit_backend('E', *own, nullptr);
+        } else {
+          protocol::write_error_response(rewrite_back_, hit->error);
+          if (auditing()) audit_backend('E', {}, &hit->error);
+        }
+        refusals_.erase(refusals_.begin(), hit + 1);
         on_backend_event(protocol::ScanEvent{'E', len, 0}, saw_ready);
         pos += std::size_t(len) + 1;
         continue;
-      }
-      // The server's own error for a text the proxy could not parse (Refusal::probe): the answer
-      // to the substitute (a Query's only message; a Parse that began its batch, so an error
-      // before the batch's ReadyForQuery is its own).
-      for (auto it = refusals_.begin(); it != refusals_.end(); ++it)
-        if (it->probe && it->group == ready_seen_) hit = it;
-      if (hit != refusals_.end() && hit->parse) {
-        // A Parse of two statements the server could parse: "cannot insert multiple commands
-        // into a prepared statement" (42601, no position), in whatever language the server
-        // speaks. The policy's refusal goes instead.
-        const auto f = protocol::parse_error_fields(body);
-        if (!f || (f->position == 0 && f->sqlstate == "42601")) {
-          protocol::write_error_response(rewrite_back_, hit->error);
-          if (auditing()) audit_backend('E', {}, &hit->error);
-          refusals_.erase(refusals_.begin(), hit + 1);
-          on_backend_event(protocol::ScanEvent{'E', len, 0}, saw_ready);
-          pos += std::size_t(len) + 1;
-          continue;
-        }
-      }
-      if (hit != refusals_.end()) {
-        if (auto shifted = protocol::shift_error_position(body, hit->probe)) {
-          if (auditing()) audit_backend('E', *shifted, nullptr);
-          protocol::write_message(rewrite_back_, 'E', *shifted);
-          refusals_.erase(refusals_.begin(), hit + 1);
-          on_backend_event(protocol::ScanEvent{'E', len, 0}, saw_ready);
-          pos += std::size_t(len) + 1;
-          continue;
-        }
       }
     }
     const std::size_t k = std::min<std::size_t>(std::size_t(len) + 1, n - pos);

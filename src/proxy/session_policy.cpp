@@ -1041,7 +1041,7 @@ void Session::refuse_statement(const policy::Decision& d, const sql::Analysis* a
   // wording). Only a deny of unparsable text that the server reads as the client sent it, and a
   // Parse only when it begins its batch (an error before the batch's end is then its own).
   const bool probe_text = (type == 'Q' || (type == 'P' && !batch_open_)) && analysis && analysis->error &&
-                          analysis->error->cursor > 0 && d.rule == "policy.unknown_action" &&
+                          analysis->error->parser && d.rule == "policy.unknown_action" &&
                           d.action == policy::Action::Deny && !text.empty() &&
                           text.find('\0') == std::string_view::npos;
   if (type == 'P' || type == 'B' || type == 'E') {

@@ -157,7 +157,7 @@ Analysis analyze_here(std::string_view sql) {
   ParseGuard parsed{pg_query_parse(text.c_str())};
   if (parsed.r.error) {
     out.error = ParseError{parsed.r.error->message ? parsed.r.error->message : "syntax error",
-                           parsed.r.error->cursorpos};
+                           parsed.r.error->cursorpos, {}, true};
     return out;
   }
   if (!parsed.r.parse_tree) {
@@ -345,7 +345,7 @@ void* big_stack_main(void* arg) {
     job->result = analyze_here(job->sql);
   } catch (const std::bad_alloc&) {
     job->result = Analysis{};
-    job->result.error = ParseError{"out of memory while analysing the statement", 0};
+    job->result.error = ParseError{"out of memory while analysing the statement", 0, "53200"};
   }
   return nullptr;
 }
@@ -353,7 +353,7 @@ void* big_stack_main(void* arg) {
 Analysis analyze_on_big_stack(std::string_view sql) {
   auto refuse = [] {
     Analysis a;
-    a.error = ParseError{"statement text too large to analyse", 0};
+    a.error = ParseError{"statement text too large to analyse", 0, "54000"};
     return a;
   };
   const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
@@ -383,7 +383,7 @@ Analysis analyze_uncached(std::string_view sql) {
   if (sql.size() <= kInlineLimit) return analyze_here(sql);
   if (estimated_depth(sql) > kMaxEstimatedDepth) {
     Analysis a;
-    a.error = ParseError{"statement could not be analysed: parse tree nested too deeply", 0};
+    a.error = ParseError{"statement could not be analysed: parse tree nested too deeply", 0, "54001"};
     return a;
   }
   return analyze_on_big_stack(sql);

@@ -139,6 +139,11 @@ struct Statement {
 struct ParseError {
   std::string message;  // the parser's own message
   int cursor = 0;       // 1-based character position in the input, 0 when unknown
+  // The SQLSTATE a refusal for it carries when it is not the parser's verdict on the text: 54000
+  // for a text longer than the proxy analyses, 54001 for one nested too deeply; "" for what the
+  // parser said (42601, or 22021 for invalid UTF-8).
+  std::string sqlstate = {};
+  bool parser = false;  // libpg_query rejected the text (not a limit or a NUL byte of the proxy's)
 };
 
 struct Analysis {

@@ -100,6 +100,7 @@ def test_statement_over_max_statement_size_is_refused_and_the_session_carries_on
             with pytest.raises(psycopg.Error) as ei:
                 c.execute(sql, prepare=prepare)
             assert "limits.max_statement_size" in str(ei.value), ei.value
+            assert ei.value.sqlstate == "54000"  # program_limit_exceeded, not a syntax error
             assert c.execute("SELECT 1").fetchone() == (1,)
         c.execute(big_insert(1, 100))  # under the limit: analysed and run
     assert direct.execute("SELECT count(*) FROM big_t").fetchone() == (100,)

@@ -1289,7 +1289,9 @@ def test_unparseable_sql_psql(prod, pg):
     """psql shows exactly what PostgreSQL shows: its words, SQLSTATE, hint and caret."""
     script = ("SELEC 1;\nSELECT 'after';\nSELECT 123abc;\nSELECT E'\\u061';\n"
               "SELECT U&'wrong: \\061';\nSELECT 'ünïcödé', 1 +;\nCREATE SCHEMA IF NOT EXISTS s1 CREATE TABLE t1(a int);\n"
-              "SELECT 1 FROM (SELECT 2);\n")
+              "SELECT 1 FROM (SELECT 2);\nSELECT 1 FETCH FIRST 1 ROW WITH TIES;\n"
+              "ALTER TABLE no_such_t ALTER CONSTRAINT c NO INHERIT;\nSELECT 1 + \\gdesc\n"
+              "BEGIN;\nSELECT 1/0;\nSELECT 1 + \\gdesc\nROLLBACK;\n")
     r = psql(prod, "-v", "VERBOSITY=verbose", "-tA", input=script, check=False)
     want = subprocess.run(["psql", "-X", "-v", "VERBOSITY=verbose", "-tA", "-h", "127.0.0.1", "-p", str(pg.port),
                            "-U", pg.user, "-d", "postgres"], input=script, capture_output=True, text=True,
