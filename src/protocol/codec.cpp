@@ -107,9 +107,11 @@ StartupResult decode_startup(std::string_view data, std::size_t max_packet) {
   StartupMessage m;
   m.major = std::uint16_t(code >> 16);
   m.minor = std::uint16_t(code & 0xffff);
-  if (m.major != 3)
+  if (m.major != 3) {
+    r.sqlstate = "0A000";  // feature_not_supported, as PostgreSQL answers it
     return error("unsupported frontend protocol " + std::to_string(m.major) + "." + std::to_string(m.minor) +
                  ": server supports 3.0 to 3.0");
+  }
   // name\0value\0 ... \0
   std::string_view rest = data.substr(8, len - 8);
   while (true) {

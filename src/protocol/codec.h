@@ -81,6 +81,7 @@ struct StartupResult {
   StartupPacket packet;
   std::size_t consumed = 0;
   std::string error;
+  std::string sqlstate = "08P01";  // of `error`: 0A000 for a protocol version the proxy does not speak
 };
 StartupResult decode_startup(std::string_view data, std::size_t max_packet = kMaxStartupPacket);
 

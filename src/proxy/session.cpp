@@ -262,7 +262,7 @@ awaitable<bool> Session::read_startup(protocol::StartupMessage& out) {
     }
     if (r.status == protocol::Decode::Error) {
       metrics_.protocol_errors.fetch_add(1, std::memory_order_relaxed);
-      co_await fail_client(fatal("08P01", r.error), "malformed startup packet");
+      co_await fail_client(fatal(r.sqlstate, r.error), "malformed startup packet");
       co_return false;
     }
     startup_buf_.erase(0, r.consumed);
