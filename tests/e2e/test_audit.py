@@ -977,6 +977,25 @@ def test_pipelined_statements_rolled_back_by_a_later_error_are_not_recorded_as_c
     assert len(rolled_back) == 5 and all(r["sqlstate"] == "23505" for r in rolled_back), rolled_back
 
 
+def test_a_statement_whose_backend_is_terminated_is_recorded_as_an_error(make_proxy, pg):
+    """pg_terminate_backend while a statement runs: the server answers FATAL 57P01 and closes. The
+    record says error 57P01 (it did not complete), not unknown."""
+    import threading
+    proxy = make_proxy(targets=[target("app", pg.port, password=pg.password)])
+    with connect(proxy, autocommit=True) as c:
+        pid = c.info.backend_pid
+        killer = threading.Timer(1.0, lambda: pg.psql(f"SELECT pg_terminate_backend({pid})"))
+        killer.start()
+        with pytest.raises(psycopg.OperationalError):
+            c.execute("SELECT pg_sleep(30) AS terminated_here")
+        killer.join()
+    assert proxy.stop() == 0
+    hits = [h for h in search(store_of(proxy)) if "terminated_here" in h.get("sql", {}).get("text", "")]
+    assert len(hits) == 1, hits
+    r = hits[0].get("result", hits[0])
+    assert r["outcome"] == "error" and r["sqlstate"] == "57P01", r
+
+
 def test_a_statement_running_when_the_client_leaves_is_recorded_as_it_ended(make_proxy, pg):
     """The client disconnects while its INSERT runs; the server finishes and commits it. Its record
     said error (found by adversarial testing), then unknown; the session now waits for what is
