@@ -1335,6 +1335,10 @@ awaitable<End> Session::client_to_backend() {
 void Session::on_backend_event(const protocol::ScanEvent& e, bool& saw_ready) {
   last_backend_type_ = e.type;
   if (const auto skipped = responses_.server(e.type); skipped > 0) units_skipped(skipped, false);
+  if (e.type == 'D') {
+    ++data_rows_;
+    return;
+  }
   if (e.type == 'Z') {
     copy_in_ = false;
     copy_end_ahead_ = false;

@@ -463,6 +463,9 @@ class Session : public std::enable_shared_from_this<Session> {
     std::optional<audit::Event> event;
   };
   std::deque<AuditPending> audit_pending_;
+  // DataRows relayed since the last CommandComplete, ErrorResponse or ReadyForQuery: the rows a
+  // statement returned before an error or a cancel ended it (no CommandComplete counts them).
+  std::uint64_t data_rows_ = 0;
   void audit_complete(AuditPending& p, const char* outcome);  // its record, with the outcome
   // The next n pending Queries were skipped by the backend; just_forwarded: the one just scanned.
   void audit_skipped(std::uint32_t n, bool just_forwarded);

@@ -391,6 +391,7 @@ void Session::audit_backend(char type, std::string_view body, const protocol::Er
   };
   using K = AuditPending::Kind;
   AuditPending* head = audit_pending_.empty() ? nullptr : &audit_pending_.front();
+  const std::uint64_t streamed = std::exchange(data_rows_, 0);
   switch (type) {
     case 'C': {
       if (!head) return;
@@ -448,6 +449,8 @@ void Session::audit_backend(char type, std::string_view body, const protocol::Er
       head->failed = true;
       head->sqlstate = std::move(sqlstate);
       head->message = std::move(message);
+      // Rows it had returned before the error (a cancelled SELECT): they left the database.
+      if (streamed > 0) head->rows = std::max<std::int64_t>(head->rows, 0) + std::int64_t(streamed);
       if (head->kind == K::Execute) {
         if (!batch_failed_) batch_error_ = head->sqlstate;
         complete(*head, "error");

@@ -996,6 +996,28 @@ def test_a_statement_whose_backend_is_terminated_is_recorded_as_an_error(make_pr
     assert r["outcome"] == "error" and r["sqlstate"] == "57P01", r
 
 
+def test_rows_returned_before_an_error_are_counted(make_proxy, pg):
+    """A SELECT that streamed rows and was then cancelled (statement_timeout) or failed: its record
+    counts the rows that left the database (no CommandComplete says how many)."""
+    proxy = make_proxy(targets=[target("app", pg.port, password=pg.password)])
+    with connect(proxy, autocommit=True) as c:
+        c.execute("SET statement_timeout = '1s'")
+        for prepare in (False, True):
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                c.execute("SELECT g, pg_sleep(CASE WHEN g = 1000 THEN 30 ELSE 0 END) AS rows_then_cancel "
+                          "FROM generate_series(1, 2000) g", prepare=prepare)
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            c.execute("SELECT 10 / (500 - g) AS rows_then_error FROM generate_series(1, 1000) g")
+    assert proxy.stop() == 0
+    def result_of(word):
+        hits = [h for h in search(store_of(proxy)) if word in h.get("sql", {}).get("text", "")]
+        return [h.get("result", h) for h in hits]
+    cancelled = result_of("rows_then_cancel")
+    assert [(r["outcome"], r["rows"]) for r in cancelled] == [("cancelled", 999)] * 2, cancelled
+    failed = result_of("rows_then_error")
+    assert [(r["outcome"], r["sqlstate"], r["rows"]) for r in failed] == [("error", "22012", 499)], failed
+
+
 def test_a_statement_running_when_the_client_leaves_is_recorded_as_it_ended(make_proxy, pg):
     """The client disconnects while its INSERT runs; the server finishes and commits it. Its record
     said error (found by adversarial testing), then unknown; the session now waits for what is
