@@ -835,6 +835,12 @@ void Session::copy_in_started() {
     if (inflight_ > 0) --inflight_;
     if (started_head_ < started_.size()) started_.pop_back();
     if (auditing()) audit_sync_ignored();
+    // Counted in syncs_sent_ when forwarded, and no ReadyForQuery will answer it: as if one had
+    // (as units_skipped does), so batch groups keep matching ReadyForQuery messages (found by
+    // adversarial testing: libpq's PQexecParams of a COPY FROM STDIN left every later batch one
+    // behind, a Parse the server refused was taken for a statement's new text, and a statement
+    // that needed review ran without one).
+    ++ready_seen_;
   }
   relay_signal_.cancel();  // a barrier waiting for this statement lets the COPY data through
 }

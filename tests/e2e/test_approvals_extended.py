@@ -301,7 +301,7 @@ def _round(c, data: bytes) -> list[dict]:
 UPD10 = b"UPDATE appr_accounts SET balance = balance + 1000 WHERE id = 10 RETURNING id"
 
 
-@pytest.mark.parametrize("variant", ["fetch", "sql_execute", "reparse", "close_in_failed_batch"])
+@pytest.mark.parametrize("variant", ["fetch", "sql_execute", "reparse", "close_in_failed_batch", "after_copy_sync"])
 def test_a_statement_that_needs_approval_cannot_run_around_it(proxy, pg, tokens, variant):  # noqa: F811
     """Ways found by adversarial testing to run a Parse that needs review without a reviewer:
     FETCH from its portal, SQL EXECUTE of its name (after a PREPARE that failed on the server), a
@@ -328,6 +328,23 @@ def test_a_statement_that_needs_approval_cannot_run_around_it(proxy, pg, tokens,
             assert _round(c, _parse(b"s3", UPD10) + S) == []
             assert _round(c, _parse(b"s3", b"SELEC 1") + S)  # refused by the proxy
             errors = _round(c, _bind(b"", b"s3", []) + _execute(b"", 0) + S)
+            assert errors and errors[0]["C"] == "RV001", errors
+        elif variant == "after_copy_sync":
+            # libpq's PQexecParams("COPY ... FROM STDIN") sends Sync with the Execute: the server
+            # ignores it (it reads COPY data by then). The proxy counted it, every later
+            # ReadyForQuery was matched to the wrong batch, and a Parse the server refused (42P05)
+            # was taken for the statement's new text (found by adversarial testing: a DELETE that
+            # needed review ran without one).
+            assert _round(c, pgwire.query("CREATE TEMP TABLE copy_t(a int)")) == []
+            c.send(_parse(b"", b"COPY copy_t FROM STDIN") + _bind(b"", b"", []) + _execute(b"", 0) + S)
+            while c.read_message()[0] != b"G":
+                pass
+            assert _round(c, pgwire.message(b"d", b"1\n") + pgwire.message(b"c") + S) == []
+            assert _round(c, _parse(b"s5", UPD10) + S) == []
+            errors = _round(c, _parse(b"s5", b"SELECT 1") + S)
+            assert errors and errors[0]["C"] == "42P05", errors
+            assert _round(c, _parse(b"s6", b"SELECT 2") + S) == []
+            errors = _round(c, _bind(b"", b"s5", []) + _execute(b"", 0) + S)
             assert errors and errors[0]["C"] == "RV001", errors
         else:
             assert _round(c, _parse(b"s4", UPD10) + S) == []
