@@ -214,7 +214,19 @@ Result<std::shared_ptr<asio::ssl::context>> make_server_tls(const std::string& c
   std::error_code ec;
   ctx->use_certificate_chain_file(cert_file, ec);
   if (ec) return fail("", "cannot load TLS certificate " + cert_file + ": " + describe(ec));
+  // An encrypted key must not make OpenSSL ask for a passphrase on the terminal: that blocked
+  // the start, and a reload thread for good (SIGHUP and SIGTERM then went unheard; found by
+  // adversarial testing). No passphrase is given: such a key fails to load, and says why.
+  auto asked = std::make_shared<bool>(false);
+  ctx->set_password_callback([asked](std::size_t, asio::ssl::context::password_purpose) {
+    *asked = true;
+    return std::string();
+  });
   ctx->use_private_key_file(key_file, asio::ssl::context::pem, ec);
+  if (ec && *asked)
+    return fail("", "cannot load TLS key " + key_file +
+                        ": it is encrypted (has a passphrase); Gatehouse needs an unencrypted key file (decrypt it "
+                        "with `openssl pkey -in KEY -out KEY.plain` and keep it readable by the proxy's user only)");
   if (ec) return fail("", "cannot load TLS key " + key_file + ": " + describe(ec));
   if (SSL_CTX_check_private_key(ctx->native_handle()) != 1)
     return fail("", "TLS key " + key_file + " does not match certificate " + cert_file);

@@ -15,7 +15,7 @@ import pytest
 from conftest import USERS, config_for, connect, wait_for
 from pgwire import WireError, startup_error
 from pgwire import connect as raw_connect
-from tests.harness import BINARY, hash_password, to_yaml
+from tests.harness import BINARY, hash_password, make_certs, to_yaml
 
 ALICE = ("alice", USERS["alice"])
 
@@ -309,6 +309,26 @@ def test_check_refuses_an_expired_tls_certificate(tmp_path, pg, user_hashes):
     r = subprocess.run([str(BINARY), "check", "--config", str(p)], capture_output=True, text=True, timeout=20)
     assert r.returncode != 0
     assert "old.crt expired on Jan  2 00:00:00 2020 GMT" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_an_encrypted_tls_key_is_refused_without_asking_for_a_passphrase(tmp_path, pg, user_hashes):
+    """Found by adversarial testing: OpenSSL asked for the key's passphrase on the terminal, so
+    serve waited forever at start (and a reload thread for good: SIGHUP and SIGTERM went unheard).
+    Now the key fails to load, saying it is encrypted, also when a terminal is attached."""
+    certs = make_certs(tmp_path / "certs")
+    subprocess.run(["openssl", "pkey", "-in", str(certs / "server.key"), "-aes256", "-passout", "pass:secret",
+                    "-out", str(certs / "enc.key")], check=True, capture_output=True)
+    cfg = config_for(pg, user_hashes)
+    cfg["tls"] = {"mode": "require", "cert_file": str(certs / "server.crt"), "key_file": str(certs / "enc.key")}
+    p = tmp_path / "tls.yaml"
+    p.write_text(to_yaml(cfg))
+    r = subprocess.run([str(BINARY), "check", "--config", str(p)], capture_output=True, text=True, timeout=20)
+    assert r.returncode != 0 and "is encrypted (has a passphrase)" in r.stdout + r.stderr, r.stdout + r.stderr
+    # Under a pseudo-terminal, where OpenSSL's default would prompt and wait.
+    r = subprocess.run(["script", "-qfec", f"{BINARY} serve --config {p}", "/dev/null"], capture_output=True,
+                       text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert r.returncode != 0 and "is encrypted (has a passphrase)" in r.stdout + r.stderr, r.stdout + r.stderr
+    assert "pass phrase" not in (r.stdout + r.stderr).lower()
 
 
 def test_check_bad_value_and_bad_yaml(tmp_path):
