@@ -375,6 +375,7 @@ void write_sql(Canonical& w, const Event& e, const SealOptions& o, RecordIndex& 
   const char protocol = e.protocol ? e.protocol : '?';
   w.member("protocol", std::string_view(&protocol, 1));
   std::string text;
+  bool secret = false;
   if (parsed) {
     std::vector<std::string> kinds, rels;
     // Past kMaxStatementsInRecord, the statements of one text are summed up in one last element
@@ -388,7 +389,8 @@ void write_sql(Canonical& w, const Event& e, const SealOptions& o, RecordIndex& 
     std::size_t index = 0;
     for (const auto& st : e.analysis->statements) {
       if (!text.empty()) text += "; ";
-      text += st.text;
+      text += st.secret ? st.normalized : st.text;  // a password stays out of the trail
+      secret |= st.secret;
       if (index++ >= kMaxStatementsInRecord) {
         ++more;
         for (auto k : st.kinds) {
@@ -439,7 +441,8 @@ void write_sql(Canonical& w, const Event& e, const SealOptions& o, RecordIndex& 
   }
   if (!tags.empty()) w.strings("tags", tags);
   x.tags = utf8_clean(joined_list(tags));
-  const std::string_view shown = !e.text.empty() || !parsed ? std::string_view(e.text) : std::string_view(text);
+  const std::string_view shown =
+      (!e.text.empty() && !secret) || !parsed ? std::string_view(e.text) : std::string_view(text);
   put_text(w, "text", shown, o.max_text);
   x.text = utf8_clean(cut(shown, o.max_text));
   w.close();

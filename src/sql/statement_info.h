@@ -101,6 +101,9 @@ struct Statement {
   std::vector<std::string> settings;   // settings changed: SET x / RESET x / set_config('x') /
                                        // "all" for RESET ALL and DISCARD ALL; "role",
                                        // "session_authorization", "search_path"
+  // The text holds a password (CREATE/ALTER ROLE ... PASSWORD '...'): records keep the normalized
+  // text of this statement, whose literals are $n, instead of the text as sent.
+  bool secret = false;
   // SET of a setting that changes how the server reads SQL (standard_conforming_strings,
   // client_encoding) to a constant: the setting and its value (the boolean as "on"/"off").
   std::vector<std::pair<std::string, std::string>> setting_values;

@@ -422,6 +422,12 @@ bool Walker::utility(std::string_view name, const JValue& b, Mode mode) {
     if (type == "ROLESPEC_PUBLIC") return;
     out_.roles_altered.push_back(type == "ROLESPEC_CSTRING" ? std::string(spec->get_str("rolename")) : std::string());
   };
+  if (name == "CreateRoleStmt" || name == "AlterRoleStmt") {
+    if (const JValue* options = b.get("options"); options && options->is_array())
+      for (const JValue& o : *options)
+        if (const JValue* d = o.node_body(); d && o.node_name() == "DefElem" && d->get_str("defname") == "password")
+          out_.secret = true;
+  }
   if (name == "AlterRoleStmt" || name == "AlterRoleSetStmt") {
     role_altered(b.get("role"));
   } else if (name == "DropRoleStmt") {

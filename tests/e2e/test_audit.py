@@ -996,6 +996,30 @@ def test_a_statement_whose_backend_is_terminated_is_recorded_as_an_error(make_pr
     assert r["outcome"] == "error" and r["sqlstate"] == "57P01", r
 
 
+def test_role_passwords_stay_out_of_the_trail(make_proxy, pg):
+    """CREATE/ALTER ROLE ... PASSWORD: the record keeps the statement's normalized text ($n for the
+    literal), so the password is in no record, search result or file of the trail (found by
+    adversarial testing: auditors could read it)."""
+    proxy = make_proxy(targets=[target("app", pg.port, password=pg.password)])
+    store = store_of(proxy)
+    secrets = ["Hunter2Secret", "Other2Secret", "Third3Secret"]
+    try:
+        r = psql(proxy, "-c", f"CREATE ROLE gh_pw_role LOGIN PASSWORD '{secrets[0]}'",
+                 "-c", f"SELECT 1; ALTER ROLE gh_pw_role WITH PASSWORD '{secrets[1]}' VALID UNTIL 'infinity'",
+                 "-c", f"ALTER USER gh_pw_role ENCRYPTED PASSWORD '{secrets[2]}'", check=False)
+        assert r.returncode == 0, r.stderr
+    finally:
+        pg.psql("DROP ROLE IF EXISTS gh_pw_role")
+    assert proxy.stop() == 0
+    texts = [h["sql"]["text"] for h in search(store) if "gh_pw_role" in h.get("sql", {}).get("text", "")]
+    assert len(texts) == 3 and "PASSWORD $" in texts[0] and "SELECT 1; ALTER ROLE" in texts[1], texts
+    for f in [store, *store.parent.glob(store.name + "*"), *store.parent.rglob("*.spool/*"),
+              *proxy.workdir.glob("*.log")]:
+        if f.is_file():
+            data = f.read_bytes()
+            assert not any(s.encode() in data for s in secrets), f
+
+
 def test_rows_returned_before_an_error_are_counted(make_proxy, pg):
     """A SELECT that streamed rows and was then cancelled (statement_timeout) or failed: its record
     counts the rows that left the database (no CommandComplete says how many)."""

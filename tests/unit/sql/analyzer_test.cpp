@@ -687,6 +687,18 @@ TEST(SqlFlags, TransactionControl) {
 
 // ---------------------------------------------------------------- settings
 
+TEST(SqlSettings, RolePasswordsAreSecret) {
+  for (const char* sql : {"CREATE ROLE r LOGIN PASSWORD 'x'", "CREATE USER r WITH ENCRYPTED PASSWORD 'x'",
+                          "ALTER ROLE r PASSWORD 'x'", "ALTER USER r WITH PASSWORD 'x' VALID UNTIL 'infinity'",
+                          "ALTER ROLE r PASSWORD NULL"}) {
+    const Statement& s = only(analyze_uncached(sql));
+    EXPECT_TRUE(s.secret) << sql;
+    EXPECT_EQ(s.normalized.find("'x'"), std::string::npos) << s.normalized;
+  }
+  for (const char* sql : {"CREATE ROLE r LOGIN", "ALTER ROLE r SET search_path = 'x'", "SELECT 'PASSWORD'"})
+    EXPECT_FALSE(only(analyze_uncached(sql)).secret) << sql;
+}
+
 // The values of settings that change how the server reads SQL, for the proxy to refuse the SET.
 TEST(SqlSettings, ValuesOfSettingsThatChangeTokenising) {
   using V = std::vector<std::pair<std::string, std::string>>;
