@@ -165,6 +165,13 @@ void read_backend(const Reader& r, const YAML::Node& n, const std::string& path,
   }
   if (b.tls == BackendTlsMode::VerifyFull && b.ca_file.empty())
     r.fail_at(n, path + ".ca_file", "required when tls is verify-full");
+  // libpq verifies the server's certificate with sslmode=require when a root CA file is given;
+  // the proxy's require does not (it only encrypts): a ca_file there would look like verification
+  // that never happens (found by adversarial testing).
+  if (b.tls != BackendTlsMode::VerifyFull && n["ca_file"])
+    r.fail_at(n["ca_file"], path + ".ca_file",
+              "is used only with tls: verify-full (the certificate is then checked against it and the host name); "
+              "with tls: require or disable it would not be checked at all");
 }
 
 void read_login(const Reader& r, const YAML::Node& n, const std::string& path, Login& l, bool with_when) {

@@ -331,6 +331,20 @@ def test_an_encrypted_tls_key_is_refused_without_asking_for_a_passphrase(tmp_pat
     assert "pass phrase" not in (r.stdout + r.stderr).lower()
 
 
+def test_check_refuses_a_backend_ca_file_that_would_not_be_used(tmp_path, pg, user_hashes):
+    """Found by adversarial testing: with tls: require (or disable) a ca_file was accepted and
+    silently ignored; libpq users expect sslmode=require with a root CA to check the certificate."""
+    certs = make_certs(tmp_path / "certs")
+    for mode in ("require", "disable"):
+        cfg = config_for(pg, user_hashes)
+        cfg["targets"][0]["backend"].update({"tls": mode, "ca_file": str(certs / "ca.crt")})
+        p = tmp_path / f"{mode}.yaml"
+        p.write_text(to_yaml(cfg))
+        r = subprocess.run([str(BINARY), "check", "--config", str(p)], capture_output=True, text=True, timeout=20)
+        out = r.stdout + r.stderr
+        assert r.returncode != 0 and "ca_file" in out and "used only with tls: verify-full" in out, out
+
+
 def test_check_bad_value_and_bad_yaml(tmp_path):
     p = tmp_path / "v.yaml"
     p.write_text("threads: 2\nlimits:\n  max_message_size: lots\n")
