@@ -65,6 +65,12 @@ Result<Api> connect() {
   }
   if (api.base.empty()) api.base = default_admin_url();
   while (api.base.size() > 8 && api.base.back() == '/') api.base.pop_back();
+  // A bearer token is a password: not over plain HTTP to another machine (found by adversarial
+  // testing: the CLI sent it in clear to whatever --admin-url named).
+  if (api.base.rfind("http://", 0) == 0 && !http::loopback_url(api.base))
+    return fail("", "refusing to send your token over plain HTTP to " + api.base +
+                        ": use an https:// URL (a TLS-terminating proxy in front of the admin port) or a loopback "
+                        "address (an SSH tunnel to the proxy's admin port)");
   std::string token = a.token;
   if (token.empty()) {
     auto saved = load_saved_token(a.token_file.empty() ? default_token_file() : a.token_file);

@@ -560,3 +560,7 @@ def test_cli_errors_print_the_api_message(proxy, tok, tmp_path):
     assert r.returncode == 1 and "longest grant" in r.stderr, r.stderr
     r = cli("grants", "list", "--admin-url", "http://127.0.0.1:1", token=tok.alice)
     assert r.returncode == 1 and "127.0.0.1:1" in r.stderr, r.stderr
+    # A token is not sent over plain HTTP to another machine (found by adversarial testing).
+    for where in ("http://192.0.2.1:9187", "http://proxy.example.com"):
+        r = cli("approvals", "list", "--admin-url", where, token=tok.alice)
+        assert r.returncode == 1 and "refusing to send your token over plain HTTP" in r.stderr, r.stderr
