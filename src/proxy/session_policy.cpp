@@ -1031,8 +1031,11 @@ void Session::refuse_statement(const policy::Decision& d, const sql::Analysis* a
 
   if (type == 'P' || type == 'B' || type == 'E') refused_in_batch_ = true;
   if (nonce_.empty()) nonce_ = make_nonce();
-  // Unique per refusal ("_" + sequence, then a non-digit so _1 never matches inside _12).
-  std::string marker = fmt::format("gatehouse_blocked_{}_{}_", nonce_, ++refusal_seq_);
+  // Unique per refusal ("_" + sequence, then a non-digit so _1 never matches inside _12), and
+  // unpredictable each time: a substitute's text is visible in pg_stat_activity and the server's
+  // log, and a client that knew the next marker could put it in an error of a statement that
+  // runs, to have that error taken for the refusal's (found by adversarial testing).
+  std::string marker = fmt::format("gatehouse_blocked_{}{}_{}_", nonce_, make_nonce(), ++refusal_seq_);
   substitute.clear();
   std::size_t probe = 0;
   // Text the proxy's parser rejects: the server parses it too, behind the failing statement
@@ -1040,7 +1043,9 @@ void Session::refuse_statement(const policy::Decision& d, const sql::Analysis* a
   // error lacked the server's SQLSTATE for some, its hints, and matched an older minor release's
   // wording). Only a deny of unparsable text that the server reads as the client sent it, and a
   // Parse only when it begins its batch (an error before the batch's end is then its own).
-  const bool probe_text = (type == 'Q' || (type == 'P' && !batch_open_)) && analysis && analysis->error &&
+  // Only when nothing of an extended batch waits before it: an error of an earlier unsynced message
+  // would otherwise be taken for the server's verdict (found by adversarial testing).
+  const bool probe_text = (type == 'Q' || type == 'P') && !batch_open_ && analysis && analysis->error &&
                           analysis->error->parser && d.rule == "policy.unknown_action" &&
                           d.action == policy::Action::Deny && !text.empty() &&
                           text.find('\0') == std::string_view::npos;

@@ -169,7 +169,8 @@ Analysis analyze_here(std::string_view sql) {
   detail::JsonParseError json_error;
   const detail::JValue* root = detail::parse_json(parsed.r.parse_tree, arena, &json_error);
   if (!root) {
-    out.error = ParseError{std::string("statement could not be analysed: ") + std::string(json_error.message), 0};
+    out.error = ParseError{std::string("statement could not be analysed: ") + std::string(json_error.message), 0,
+                           "54001"};  // the parse tree is deeper than the proxy reads (statement_too_complex)
     return out;
   }
   const detail::JValue* stmts = root->get("stmts");

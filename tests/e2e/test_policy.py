@@ -1262,6 +1262,14 @@ def test_unparseable_parse_later_in_a_batch_gets_the_proxys_refusal(prod):
         errors = [pgwire.parse_error_fields(body) for t, body in msgs if t == b"E"]
         assert [t for t, _ in msgs] == [b"E", b"Z"], msgs
         assert errors[0]["C"] == "42601" and "D" not in errors[0] and errors[0]["P"] == "1", errors
+        # An unsynced extended message before a refused Query: its error is its own (the Query is
+        # skipped by the server), with its position (found by adversarial testing).
+        bind = pgwire.message(b"B", b"\0\0" + b"\0\0" * 3)
+        s.send(parse("SELECT nocol") + bind + pgwire.message(b"E", b"\0\0\0\0\0") + pgwire.query("SELEC 1")
+               + pgwire.message(b"S"))
+        msgs = s.until_ready()
+        errors = [pgwire.parse_error_fields(body) for t, body in msgs if t == b"E"]
+        assert [e["C"] for e in errors] == ["42703"] and errors[0].get("P") == "8", errors
         # The server can parse the text as two statements only with the marker in front: the
         # parse error is the server's verdict on the client's text alone.
         s.send(parse("SELECT 1; SELEC 2") + pgwire.message(b"S"))
