@@ -46,6 +46,7 @@ struct SessionContext {
   std::string environment;
   std::string database;
   std::string application_name;
+  std::string tls;  // the client connection's TLS ("TLSv1.3 TLS_AES_256_GCM_SHA384"); "" when plain
 };
 
 struct Event {

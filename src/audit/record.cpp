@@ -614,6 +614,9 @@ std::string encode(const Event& e, std::uint64_t seq, std::string_view prev, con
   if (s) x.target = utf8_clean(s->target);
   w.member("time", x.time);
   w.member("time_us", us);
+  // How the client connected, on the records of its logins (not repeated on every statement).
+  if (s && (e.type == EventType::Connect || e.type == EventType::ConnectFailed))
+    w.member("tls", s->tls.empty() ? std::string_view("none") : std::string_view(s->tls));
   w.member("type", x.type);
   w.member("v", 1);
   w.close();

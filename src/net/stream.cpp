@@ -186,6 +186,14 @@ std::string Stream::tls_verify_error() const {
   return r == X509_V_OK ? std::string() : std::string(X509_verify_cert_error_string(r));
 }
 
+std::string Stream::tls_description() const {
+  if (!tls_) return {};
+  SSL* ssl = tls_->native_handle();
+  std::string out = SSL_get_version(ssl);
+  if (const char* cipher = SSL_get_cipher_name(ssl); cipher && *cipher) out += std::string(" ") + cipher;
+  return out;
+}
+
 bool Stream::peer_closed() const {
   pollfd p{};
   p.fd = const_cast<tcp::socket&>(sock_).native_handle();

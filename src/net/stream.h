@@ -48,6 +48,9 @@ class Stream {
   // ("IP address mismatch", "unable to get local issuer certificate", "certificate has expired");
   // "" when verification was not the problem.
   std::string tls_verify_error() const;
+  // "TLSv1.3" (the protocol and cipher, "TLSv1.3 TLS_AES_256_GCM_SHA384") once a handshake is
+  // done; "" on a plain connection.
+  std::string tls_description() const;
 
   void close();
   // The peer closed its sending side or the connection (POLLRDHUP/POLLHUP/POLLERR), also with

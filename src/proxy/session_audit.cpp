@@ -56,6 +56,7 @@ void Session::audit_begin() {
   ctx->environment = target_->environment;
   ctx->database = target_->backend_database(database_);
   ctx->application_name = application_name_;
+  ctx->tls = client_->tls_description();
   audit_ctx_ = std::move(ctx);
   audit_required_ = target_->audit_durability.value_or(rt_->config->audit.durability) == config::AuditDurability::Required;
 }
@@ -83,6 +84,7 @@ void Session::audit_connect_failed(const protocol::ErrorFields& err, const std::
   }
   ctx->database = database_;
   ctx->application_name = application_name_;
+  ctx->tls = client_->tls_description();
   trail->submit(audit::connect_failed_event(std::move(ctx), err.sqlstate,
                                             why.empty() ? err.message : why + ": " + err.message));
 }

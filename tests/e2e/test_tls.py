@@ -79,11 +79,23 @@ def test_plaintext_sent_with_ssl_request_is_refused(gh_tls):
 
 def test_tls_mode_allow_uses_tls_when_asked(pg, certs, make_proxy):
     proxy = make_proxy(tls=tls_listener(certs, "allow"))
-    with connect(proxy, sslmode="require") as c:
+    with connect(proxy, sslmode="require", application_name="over-tls") as c:
         assert c.pgconn.ssl_in_use
-    with connect(proxy, sslmode="disable") as c:
+    with connect(proxy, sslmode="disable", application_name="in-clear") as c:
         assert not c.pgconn.ssl_in_use
         assert c.execute("select 1").fetchone() == (1,)
+    assert proxy.stop() == 0
+    # Connect records say how the client connected (found by adversarial testing: with mode
+    # allow an auditor could not tell plaintext sessions from encrypted ones).
+    import json
+    import subprocess
+    from tests.harness import BINARY
+    r = subprocess.run([str(BINARY), "audit", "search", "--store", str(proxy.workdir / "gatehouse-audit.db"),
+                        "--type", "connect", "--format", "jsonl"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    tls = {h.get("application_name"): h.get("tls") for h in map(json.loads, r.stdout.splitlines())}
+    assert tls["in-clear"] == "none", tls
+    assert tls["over-tls"].startswith("TLSv1.3 "), tls
 
 
 # ---- backend TLS ----------------------------------------------------------------------------
