@@ -852,19 +852,21 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
   std::shared_ptr<const policy::Decision> decision = judge_as_run(*a, resolved, judged);
   // SET standard_conforming_strings = off (or a client-only encoding): refused before it runs, so
   // the session goes on; the server's report of such a change (set_config, ...) ends it instead.
-  if (decision->action != policy::Action::Deny)
-    for (const auto& st : a->statements)
-      for (const auto& [setting, value] : st.setting_values)
-        if (unsafe_for_analysis(setting, value) && decision->rule != "policy.unsafe_setting") {
-          policy::Decision u = *proxy_refusal(
-              "policy.unsafe_setting", "SET " + setting + " = " + value,
-              "statement refused: " + setting + " = " + value +
-                  " is not supported through Gatehouse: it changes how the server reads SQL, and the proxy checks "
-                  "SQL only with standard_conforming_strings on and an ASCII-safe client_encoding",
-              kUnsafeSettingHint);
-          u.sqlstate = "0A000";
-          decision = std::make_shared<const policy::Decision>(std::move(u));
-        }
+  for (const auto& st : a->statements) {
+    if (decision->action == policy::Action::Deny) break;
+    for (const auto& [setting, value] : st.setting_values) {
+      if (!unsafe_for_analysis(setting, value)) continue;
+      policy::Decision u = *proxy_refusal(
+          "policy.unsafe_setting", "SET " + setting + " = " + value,
+          "statement refused: " + setting + " = " + value +
+              " is not supported through Gatehouse: it changes how the server reads SQL, and the proxy checks SQL "
+              "only with standard_conforming_strings on and an ASCII-safe client_encoding",
+          kUnsafeSettingHint);
+      u.sqlstate = "0A000";
+      decision = std::make_shared<const policy::Decision>(std::move(u));
+      break;
+    }
+  }
   if (!held_portals_.empty() && decision->action != policy::Action::Deny) {
     // FETCH or MOVE of a portal bound from a statement that waits for approval would run it
     // without one: its Execute is what a reviewer approves (found by adversarial testing).
@@ -1041,10 +1043,9 @@ void Session::refuse_statement(const policy::Decision& d, const sql::Analysis* a
   // Text the proxy's parser rejects: the server parses it too, behind the failing statement
   // (found by running PostgreSQL's regression suite through the proxy: the proxy's parser
   // error lacked the server's SQLSTATE for some, its hints, and matched an older minor release's
-  // wording). Only a deny of unparsable text that the server reads as the client sent it, and a
-  // Parse only when it begins its batch (an error before the batch's end is then its own).
-  // Only when nothing of an extended batch waits before it: an error of an earlier unsynced message
-  // would otherwise be taken for the server's verdict (found by adversarial testing).
+  // wording). Only a deny of unparsable text that the server reads as the client sent it, and
+  // only when no unsynced extended message precedes it, so that an error before the batch's end
+  // is the substitute's own (found by adversarial testing). See ADR 0004.
   const bool probe_text = (type == 'Q' || type == 'P') && !batch_open_ && analysis && analysis->error &&
                           analysis->error->parser && d.rule == "policy.unknown_action" &&
                           d.action == policy::Action::Deny && !text.empty() &&
