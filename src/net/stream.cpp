@@ -189,6 +189,7 @@ std::string Stream::tls_verify_error() const {
 std::string Stream::tls_description() const {
   if (!tls_) return {};
   SSL* ssl = tls_->native_handle();
+  if (!SSL_is_init_finished(ssl)) return "handshake not completed";
   std::string out = SSL_get_version(ssl);
   if (const char* cipher = SSL_get_cipher_name(ssl); cipher && *cipher) out += std::string(" ") + cipher;
   return out;

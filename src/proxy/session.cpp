@@ -283,6 +283,9 @@ awaitable<bool> Session::read_startup(protocol::StartupMessage& out) {
       co_await send_to_client("S");
       if (auto ec = co_await client_->tls_accept(*rt_->client_tls)) {
         spdlog::info("session {} from {}: TLS handshake failed: {}", id_, peer_, net::describe(ec));
+        // A failed connection attempt like a refused login (found by adversarial testing: TLS 1.1
+        // clients and other failed handshakes left no audit record).
+        audit_connect_failed(fatal("08P01", "TLS handshake failed: " + net::describe(ec)), "");
         client_->close();
         co_return false;
       }

@@ -98,6 +98,43 @@ def test_tls_mode_allow_uses_tls_when_asked(pg, certs, make_proxy):
     assert tls["over-tls"].startswith("TLSv1.3 "), tls
 
 
+def test_a_failed_tls_handshake_is_a_recorded_connection_attempt(pg, certs, make_proxy):
+    """A client that asks for TLS and then fails the handshake (TLS 1.1 only, or garbage instead of
+    a ClientHello) is a failed connection attempt: audited with the reason (found by adversarial
+    testing: only an info log line)."""
+    import json
+    import subprocess
+    from tests.harness import BINARY
+    proxy = make_proxy(tls=tls_listener(certs, "require"))
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+        s.sendall(struct.pack("!II", 8, SSL_REQUEST))
+        assert s.recv(1) == b"S"
+        s.sendall(b"\x16\x03\x01\x00\x05garbage, not a ClientHello")
+        try:
+            s.recv(100)
+        except OSError:
+            pass
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    try:
+        ctx.set_ciphers("ALL:@SECLEVEL=0")
+    except ssl.SSLError:
+        pass
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+        s.sendall(struct.pack("!II", 8, SSL_REQUEST))
+        assert s.recv(1) == b"S"
+        with pytest.raises((ssl.SSLError, OSError)):
+            ctx.wrap_socket(s).do_handshake()
+    assert proxy.stop() == 0
+    r = subprocess.run([str(BINARY), "audit", "search", "--store", str(proxy.workdir / "gatehouse-audit.db"),
+                        "--type", "connect_failed", "--format", "jsonl"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    failed = [h for h in map(json.loads, r.stdout.splitlines()) if "TLS handshake failed" in h.get("message", "")]
+    assert len(failed) == 2 and all(h["client"] == "127.0.0.1" for h in failed), r.stdout
+
+
 # ---- backend TLS ----------------------------------------------------------------------------
 
 def _backend_target(name, pg_tls, tls, ca_file=None, host="127.0.0.1"):
