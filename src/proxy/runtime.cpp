@@ -1,5 +1,7 @@
 #include "proxy/runtime.h"
 
+#include <sys/stat.h>
+
 #include <spdlog/spdlog.h>
 
 #include "identity/static_users.h"
@@ -34,6 +36,13 @@ Result<std::shared_ptr<const Runtime>> build_runtime(std::shared_ptr<const confi
     auto ctx = net::make_server_tls(cfg->tls.cert_file, cfg->tls.key_file);
     if (!ctx) return tl::unexpected(ctx.error());
     rt->client_tls = *ctx;
+    // PostgreSQL refuses a key file others can read; say so here (found by adversarial testing:
+    // a world-readable key passed check, start and reload without a word).
+    struct stat st {};
+    if (::stat(cfg->tls.key_file.c_str(), &st) == 0 && (st.st_mode & 077) != 0)
+      spdlog::warn("tls.key_file {} can be read by other users (mode {:o}): make it readable by the proxy's user "
+                   "only (chmod 600)",
+                   cfg->tls.key_file, st.st_mode & 0777);
   }
   for (const auto& t : cfg->targets) {
     if (t.backend.tls == config::BackendTlsMode::Disable) continue;

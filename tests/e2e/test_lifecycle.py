@@ -331,6 +331,23 @@ def test_an_encrypted_tls_key_is_refused_without_asking_for_a_passphrase(tmp_pat
     assert "pass phrase" not in (r.stdout + r.stderr).lower()
 
 
+def test_a_tls_key_others_can_read_is_warned_about(tmp_path, pg, user_hashes):
+    """PostgreSQL refuses a key file others can read; the proxy says so (found by adversarial
+    testing: a world-readable key passed check, start and reload without a word)."""
+    import os
+    certs = make_certs(tmp_path / "certs")
+    os.chmod(certs / "server.key", 0o644)
+    cfg = config_for(pg, user_hashes)
+    cfg["tls"] = {"mode": "require", "cert_file": str(certs / "server.crt"), "key_file": str(certs / "server.key")}
+    p = tmp_path / "tls.yaml"
+    p.write_text(to_yaml(cfg))
+    r = subprocess.run([str(BINARY), "check", "--config", str(p)], capture_output=True, text=True, timeout=20)
+    assert "can be read by other users (mode 644)" in r.stdout + r.stderr, r.stdout + r.stderr
+    os.chmod(certs / "server.key", 0o600)
+    r = subprocess.run([str(BINARY), "check", "--config", str(p)], capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0 and "can be read by other users" not in r.stdout + r.stderr, r.stdout + r.stderr
+
+
 def test_check_refuses_a_backend_ca_file_that_would_not_be_used(tmp_path, pg, user_hashes):
     """Found by adversarial testing: with tls: require (or disable) a ca_file was accepted and
     silently ignored; libpq users expect sslmode=require with a root CA to check the certificate."""
