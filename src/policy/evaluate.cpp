@@ -43,9 +43,6 @@ bool table_matches(const NamePattern& p, const sql::Relation& r, Unqualified any
   return schema_matches(p.part(0), r, any_schema) && p.part(1).matches(r.name);
 }
 
-// A column pattern (column, table.column or schema.table.column) against the columns a statement
-// touches in one relation. A relation read or written as a whole touches every column; a column
-// the analyzer could not tie to one relation (`unresolved`) may be a column of any of them.
 // Whether a column pattern's table part (if any) names relation `r`.
 bool column_pattern_names(const NamePattern& p, const sql::Relation& r, Unqualified any_schema) {
   if (p.size() == 3) return schema_matches(p.part(0), r, any_schema) && p.part(1).matches(r.name);
@@ -53,6 +50,9 @@ bool column_pattern_names(const NamePattern& p, const sql::Relation& r, Unqualif
   return true;
 }
 
+// A column pattern (column, table.column or schema.table.column) against the columns a statement
+// touches in one relation. A relation read or written as a whole touches every column; a column
+// the analyzer could not tie to one relation (`unresolved`) may be a column of any of them.
 bool column_matches(const NamePattern& p, const sql::Relation& r, const std::vector<std::string>& unresolved,
                     std::string* which, Unqualified any_schema) {
   if (!column_pattern_names(p, r, any_schema)) return false;

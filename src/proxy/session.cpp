@@ -1417,11 +1417,11 @@ bool Session::relay_backend_slow(std::string_view chunk, std::size_t& consumed, 
         // prepared statement" (42601 without a position, in whatever language the server speaks):
         // the server could parse the text, and the policy's refusal goes as for a marked error.
         std::optional<std::string> own;
-        if (!marked) {
+        const auto two_statements = [&] {
           const auto f = protocol::parse_error_fields(body);
-          if (!hit->parse || (f && (f->position > 0 || f->sqlstate != "42601")))
-            own = protocol::shift_error_position(body, hit->probe);
-        }
+          return !f || (f->position == 0 && f->sqlstate == "42601");
+        };
+        if (!marked && !(hit->parse && two_statements())) own = protocol::shift_error_position(body, hit->probe);
         if (own) {
           protocol::write_message(rewrite_back_, 'E', *own);
           if (auditing()) audit_backend('E', *own, nullptr);

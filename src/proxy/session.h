@@ -134,9 +134,9 @@ class Session : public std::enable_shared_from_this<Session> {
   asio::awaitable<std::optional<End>> estimate_front_query();
   bool capture_explain(std::string_view chunk, std::size_t& consumed);
   asio::awaitable<void> wait_relay_signal();
-  // `text`: a Query's text, for a refusal because the proxy cannot parse it: the server is asked
-  // to parse it too (behind a failing statement, so nothing of it runs), and its own error goes
-  // to the client when it cannot either.
+  // `text`: a Query's or Parse's text, for a refusal because the proxy cannot parse it: the server
+  // is asked to parse it too (behind a failing statement, so nothing of it runs), and its own
+  // error goes to the client when it cannot either.
   void refuse_statement(const policy::Decision& d, const sql::Analysis* analysis, char type, std::string_view name,
                         std::string& substitute, std::string_view sqlstate = {},  // {}: the decision's
                         std::string_view text = {});
@@ -267,9 +267,9 @@ class Session : public std::enable_shared_from_this<Session> {
     std::uint64_t group;  // ReadyForQuery count by which its batch has surely ended (never early:
                           // a Sync the backend ignores only makes this later)
     protocol::ErrorFields error;
-    // > 0: the substitute is "<failing statement>;" (this many characters) + the Query's text,
-    // which the proxy could not parse. The server parses the whole string before it runs any of
-    // it: an error of this Query without the marker is the server's own verdict on the text
+    // > 0: the substitute's text is "<failing statement>;" (this many characters) + the Query's or
+    // Parse's text, which the proxy could not parse. The server parses the whole string before it
+    // runs any of it: an error of the substitute without the marker is the server's verdict on the text
     // (a syntax error with its SQLSTATE, message, hint and position), passed on with the
     // position moved back; with the marker, the server could parse it and the policy's error goes.
     std::size_t probe = 0;

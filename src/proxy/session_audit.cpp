@@ -95,12 +95,13 @@ void Session::audit_disconnect() {
   // Statements still running when the session ended: their outcome is the session's end.
   while (!audit_pending_.empty()) {
     auto& p = audit_pending_.front();
-    if (p.kind != AuditPending::Kind::Sync && !p.refused && p.failed) {
+    const bool statement = p.kind != AuditPending::Kind::Sync && !p.refused;  // one that was sent to run
+    if (statement && p.failed) {
       // The server answered it with an error before the end (a FATAL such as 57P01 from
       // pg_terminate_backend or a server shutdown): it did not complete, as its ReadyForQuery
       // would have said.
       audit_complete(p, "error");
-    } else if (p.kind != AuditPending::Kind::Sync && !p.refused) {
+    } else if (statement) {
       auto r = p.event ? std::move(*p.event) : audit_event(audit::EventType::Result);
       r.statement = p.statement;
       // The server may well have finished it (a client that leaves does not stop a running

@@ -106,7 +106,6 @@ Truth parse_bool_text(std::string_view s) {
   return Truth::Unknown;
 }
 
-
 void Walker::walk(const JValue& v) {
   if (v.type == JType::Array) {
     for (const JValue& item : v) walk(item);

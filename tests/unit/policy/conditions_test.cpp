@@ -367,12 +367,6 @@ TEST(Conditions, AllKeysAreAnded) {
   EXPECT_EQ(d.reason, "UPDATE on billing.invoices: statements: update; groups: contractors; tables: billing.invoices");
 }
 
-}  // namespace
-}  // namespace gh::policy::test
-
-namespace gh::policy::test {
-namespace {
-
 // An allow rule opens what it names: with tables or columns, only when every relation (and column)
 // of the statement is among them (found by adversarial testing: a rule for orders also opened
 // secrets joined to it, and a rule for people.name opened people.ssn read beside it).
