@@ -451,6 +451,12 @@ asio::awaitable<std::optional<End>> Session::hold_front_query(std::optional<poli
     co_return co_await refuse_front_query(outcome, analysis, kApprovalPending);
   }
 
+  // Held from before the notice is sent: a client that reads it and presses Ctrl-C at once must
+  // find its cancel taken here, not forwarded to a server that runs nothing (a race CI hit).
+  holding_ = true;
+  held_now_.store(true, std::memory_order_release);
+  hold_cancelled_ = false;
+  hold_decided_ = false;
   {
     protocol::ErrorFields n;
     n.severity = "NOTICE";
@@ -465,15 +471,13 @@ asio::awaitable<std::optional<End>> Session::hold_front_query(std::optional<poli
     std::string out;
     protocol::write_notice_response(out, n);
     if (auto wec = co_await write_client_between_messages(out); wec) {
+      holding_ = false;
+      held_now_.store(false, std::memory_order_release);
       (void)svc->cancel(r.id, "the client went away");
       co_return client_io_end(wec);
     }
   }
 
-  holding_ = true;
-  held_now_.store(true, std::memory_order_release);
-  hold_cancelled_ = false;
-  hold_decided_ = false;
   auto ex = co_await asio::this_coro::executor;
   const auto token = svc->watch(r.id, [weak = weak_from_this(), ex](const approvals::Request&) {
     asio::post(ex, [weak] {

@@ -7,6 +7,8 @@ import json
 import os
 import re
 import signal
+import socket
+import struct
 import subprocess
 import time
 import urllib.error
@@ -16,6 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+import pgwire
 from conftest import USERS, wait_for
 from tests.harness import BINARY, Gatehouse, free_port
 from tests.harness.oidc import OIDC_PASSWORDS, breakglass
@@ -270,6 +273,33 @@ def test_ctrl_c_cancels_the_request(proxy, pg, tokens):
     status, body = api(proxy, "POST", f"/api/v1/approvals/{held.request_id}/approve", tokens["bob"], {})
     assert status == 409, body
     assert balance(pg, 5) != 9
+
+
+def test_a_cancel_sent_the_moment_the_hold_notice_arrives_is_not_lost(proxy, pg, tokens):
+    """Found by CI: the session marked itself held only after its notice was written, so a client
+    that read the notice and cancelled at once had its cancel forwarded to a server running
+    nothing, and waited for the approval timeout. Raw protocol, the CancelRequest socket opened
+    in advance, repeated to hit the window."""
+    for attempt in range(30):
+        c = pgwire.connect(proxy.port, "alice@example.com", tokens["alice"])
+        cancel = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+        try:
+            c.send(pgwire.query(f"UPDATE appr_accounts SET balance = {200 + attempt} WHERE id = 6"))
+            while True:
+                t, body = c.read_message()
+                if t == b"N" and b"held for approval" in body:
+                    break
+                assert t == b"N", (t, body[:200])
+            cancel.sendall(struct.pack("!IIII", 16, 80877102, *c.backend_key))
+            err = c.read_error()  # within the socket timeout (10 s), not the approval timeout
+            assert err["C"] == "57014" and "approval request" in err["M"], err
+            request_id = HELD.search(err["M"]).group(1)
+            status, req = api(proxy, "GET", f"/api/v1/approvals/{request_id}", tokens["bob"])
+            assert req["state"] == "cancelled", (attempt, req)
+        finally:
+            cancel.close()
+            c.close()
+    assert balance(pg, 6) < 200
 
 
 def test_a_client_that_goes_away_while_held_cancels_the_request(proxy, pg, tokens):
