@@ -42,6 +42,8 @@ std::string audit_metrics(const audit::TrailStats& st) {
        st.head_seq > st.stored ? st.head_seq - st.stored : 0},
       {"gatehouse_audit_journal_bytes", "gauge", "Bytes of records waiting in the journal for some sink.",
        st.journal_bytes},
+      {"gatehouse_audit_journal_reads_total", "counter",
+       "Journal lines read back for a sink that had fallen behind what memory holds.", st.journal_reads},
       {"gatehouse_audit_statements_running", "gauge",
        "Statements running whose record is written when they end (intents in the spool).", st.intents_open},
       {"gatehouse_audit_intents_recovered", "gauge",

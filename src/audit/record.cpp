@@ -749,6 +749,18 @@ Result<RecordIndex> index_of(std::string_view body) {
   return index_of_json(j);
 }
 
+Result<Record> record_of(std::string hash, std::string body) {
+  json j = json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return fail("", "record body is not a JSON object");
+  Record r;
+  r.seq = j.value("seq", std::uint64_t(0));
+  r.prev = j.value("prev", std::string());
+  r.index = index_of_json(j);
+  r.hash = std::move(hash);
+  r.body = std::move(body);
+  return r;
+}
+
 namespace {
 RecordIndex index_of_json(const nlohmann::json& j) {
   RecordIndex x;

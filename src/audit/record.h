@@ -97,6 +97,10 @@ std::string chain_hash(std::string_view prev_hex, std::string_view body);
 // The search columns a body implies; fails when the body is not a JSON object of a record.
 Result<RecordIndex> index_of(std::string_view body);
 
+// A stored record back from its hash and body: seq and prev from the body, the index as index_of
+// (one parse of the body); fails as index_of does.
+Result<Record> record_of(std::string hash, std::string body);
+
 std::string hex(std::string_view raw);
 std::string sha256_hex(std::string_view data);
 

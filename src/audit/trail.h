@@ -45,6 +45,7 @@ struct TrailStats {
   std::uint64_t retentions = 0;    // prunes done (each adds a Retention record)
   std::uint64_t head_seq = 0;
   std::uint64_t journal_bytes = 0;  // records waiting in the journal files for some sink
+  std::uint64_t journal_reads = 0;  // journal lines read back for a sink that memory no longer served
   std::uint64_t intents_open = 0;   // statements running whose record is written when they end
   std::uint64_t intents_recovered = 0;  // left by a stopped process, recorded at this start
   bool sinks_healthy = true;
@@ -193,8 +194,16 @@ class Trail {
   // Maps f with room for `need` bytes and the end mark, reserving the blocks first.
   [[nodiscard]] Result<void> journal_reserve(JournalFile& f, std::size_t need);
   static void journal_unmap(JournalFile& f);
-  // Journal records with seq in (after, through], oldest first, from both files.
-  void read_journal(std::uint64_t after, std::uint64_t through, const std::function<bool(Record&&)>& each) const;
+  // Journal records with seq in (after, through], oldest first, from both files. Store thread.
+  void read_journal(std::uint64_t after, std::uint64_t through, const std::function<bool(Record&&)>& each);
+  struct JournalCursor {
+    int file = -1;             // journal_ index; -1: none
+    std::uint64_t offset = 0;  // just after the line of `seq`
+    std::uint64_t seq = 0;
+    std::uint64_t first = 0;   // the seq the file began with then
+  };
+  JournalCursor journal_cursor_;          // store thread: where read_journal last stopped
+  std::uint64_t journal_lines_read_ = 0;  // store thread: lines read back from the journal
 
   // Intents: fixed slots of a mapped file; a slot is [u32 length][u32 0][u64 live][body].
   static constexpr std::size_t kIntentSlot = 4096;
@@ -223,8 +232,6 @@ class Trail {
   std::condition_variable store_cv_;
   std::vector<Record> to_store_;            // journaled, not yet taken by the store thread
   std::size_t to_store_bytes_ = 0;          // roughly what to_store_ holds (bounded)
-  bool to_store_skipping_ = false;          // records were journaled and not handed over, up to:
-  std::uint64_t to_store_skipped_through_ = 0;
   std::chrono::steady_clock::time_point to_store_since_{};
   std::uint64_t stored_all_seq_ = 0;        // every record up to here is in every sink
   bool sinks_healthy_ = true;
@@ -233,9 +240,9 @@ class Trail {
 
   // store thread only
   std::vector<std::unique_ptr<SinkState>> sinks_;
-  std::vector<Record> pending_;  // journaled records not yet in every sink (all of them while pending_complete_)
+  std::vector<Record> pending_;  // the newest journaled records not yet in every sink, gapless (keep_pending)
   std::size_t pending_bytes_ = 0;  // roughly what pending_ holds
-  bool pending_complete_ = true;
+  void keep_pending(Record&& r);
   std::uint64_t last_seq_ = 0;   // newest record handed over
   std::uint64_t start_seq_ = 0;  // this run's Start record: retention waits until it is stored
   std::chrono::steady_clock::time_point next_prune_;

@@ -316,6 +316,93 @@ class GatedSink final : public AuditSink {
   std::shared_ptr<std::atomic<bool>> failing_;
 };
 
+// A store that fell further behind than memory holds (the newest ~16 MiB of records) reads the
+// gap back from the journal while the load goes on, and every record reaches it once, in order.
+TEST(AuditTrail, AStoreThatFellBehindCatchesUpWhileTheLoadGoesOn) {
+  TempDir d;
+  const std::string db = d.file("a.db");
+  auto failing = std::make_shared<std::atomic<bool>>(true);
+  std::vector<std::unique_ptr<AuditSink>> sinks;
+  sinks.push_back(std::make_unique<GatedSink>(*open_sqlite_sink(db, false), failing));
+  auto o = options(d);
+  o.retry_interval = std::chrono::milliseconds(20);
+  o.flush_interval = std::chrono::milliseconds(5);
+  auto t = Trail::open(std::move(o), std::move(sinks));
+  ASSERT_TRUE(t.has_value()) << t.error().message;
+  const std::string text = "SELECT " + std::string(2000, 'x');  // ~4.5k records fill memory's 16 MiB
+  std::uint64_t n = 0;
+  auto write = [&](int count) {
+    for (int i = 0; i < count; ++i) {
+      std::vector<Event> one;
+      one.push_back(testing::text_statement(++n, text));
+      (void)(*t)->write_now(std::move(one));  // journaled; refused while the store is down
+    }
+  };
+  write(12'000);  // the store is down: 12,000 records wait, more than memory holds
+  failing->store(false);
+  write(12'000);  // it is back while the load goes on
+  for (int i = 0; i < 1000 && (*t)->stats().stored < (*t)->stats().head_seq; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const auto st = (*t)->stats();
+  EXPECT_EQ(st.journaled, n + 1);
+  EXPECT_EQ(st.stored, st.head_seq);
+  EXPECT_GT(st.journal_reads, 0u);  // the oldest of the 12,000 came from the journal
+  (*t)->close();
+  EXPECT_EQ(chained_records(db), n + 2);  // start, the statements, stop
+}
+
+// A sink that fails every third write: a store catching up from the journal in pieces goes on
+// where it stopped, and what failed is read again, in order.
+class FlakySink final : public AuditSink {
+ public:
+  FlakySink(std::unique_ptr<AuditSink> inner, std::shared_ptr<std::atomic<bool>> flaky)
+      : inner_(std::move(inner)), flaky_(std::move(flaky)) {}
+  std::string_view name() const override { return inner_->name(); }
+  Result<std::optional<ChainHead>> head(std::string_view node) override { return inner_->head(node); }
+  Result<void> write(std::span<const Record> batch) override {
+    if (flaky_->load() && ++calls_ % 3 == 0) return fail("08006", "the store hiccups (test)");
+    return inner_->write(batch);
+  }
+  Result<std::optional<Pruned>> prune(std::string_view node, std::optional<std::chrono::system_clock::time_point> before,
+                                      std::uint64_t keep) override {
+    return inner_->prune(node, before, keep);
+  }
+
+ private:
+  std::unique_ptr<AuditSink> inner_;
+  std::shared_ptr<std::atomic<bool>> flaky_;
+  int calls_ = 0;
+};
+
+TEST(AuditTrail, AStoreThatFailsNowAndThenWhileCatchingUpStoresEveryRecordInOrder) {
+  TempDir d;
+  const std::string db = d.file("a.db");
+  std::vector<std::unique_ptr<AuditSink>> sinks;
+  auto flaky = std::make_shared<std::atomic<bool>>(true);
+  sinks.push_back(std::make_unique<FlakySink>(*open_sqlite_sink(db, false), flaky));
+  auto o = options(d);
+  o.retry_interval = std::chrono::milliseconds(5);
+  o.flush_interval = std::chrono::milliseconds(2);
+  auto t = Trail::open(std::move(o), std::move(sinks));
+  ASSERT_TRUE(t.has_value()) << t.error().message;
+  const std::string text = "SELECT " + std::string(1500, 'y');
+  std::uint64_t n = 0;
+  for (int round = 0; round < 30; ++round) {
+    for (int i = 0; i < 1000; ++i) {
+      std::vector<Event> one;
+      one.push_back(testing::text_statement(++n, text));
+      (void)(*t)->write_now(std::move(one));  // journaled; refused while the store is failing
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(3));
+  }
+  for (int i = 0; i < 1000 && (*t)->stats().stored < (*t)->stats().head_seq; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ((*t)->stats().stored, (*t)->stats().head_seq);
+  flaky->store(false);  // the Stop record at close is stored too
+  (*t)->close();
+  EXPECT_EQ(chained_records(db), n + 2);
+}
+
 // Found by adversarial testing: while the journal was full, the records of statements that had
 // already run were dropped (29,960 outcomes missing from the store) and their intents stayed
 // taken until a restart. They now wait in memory and are journaled, in order, once the journal
