@@ -880,7 +880,8 @@ void Session::statement_finished(char status, Clock::time_point now) {
   tx_status_ = status;
   if ((status == 'I' && transient_cursors_) || !cursor_closes_.empty() || cursor_batch_error_) [[unlikely]]
     cursors_at_ready(status);
-  if (status == 'I' && (!unnamed_portal_.versions.empty() || !bound_portals_.empty() || portals_overflow_))
+  if (status == 'I' &&
+      (!unnamed_portal_.versions.empty() || !bound_portals_.empty() || portals_overflow_ || !held_portals_.empty()))
     portals_at_ready();
   if (inflight_ > 0) --inflight_;
   if (started_head_ < started_.size()) {
@@ -1138,8 +1139,6 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
           if (!name.empty())
             cursor_closes_.push_back(CursorClose{syncs_sent_, std::string(name), false, ++portal_ops_});
           if (auditing()) audit_close_portal(name);
-          if (!held_portals_.empty())
-            if (auto h = held_portals_.find(name); h != held_portals_.end()) held_portals_.erase(h);
         }
         break;
       case 'E':

@@ -8,6 +8,7 @@
 #include <deque>
 #include <memory>
 #include <unordered_map>
+#include <unordered_set>
 #include <optional>
 #include <string>
 #include <vector>
@@ -287,6 +288,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // kept (bounded), because the proxy cannot tell which PREPARE, DEALLOCATE or DISCARD the server
   // actually carried out; EXECUTE is judged against all of them.
   std::unordered_map<std::string, std::vector<std::shared_ptr<const sql::Analysis>>> prepared_;
+  std::unordered_set<std::string> sql_prepared_names_;  // names of prepared_ used by SQL PREPARE (not only Parse)
   // Cursors declared through the proxy, by name: every DECLARE accepted under the name since it
   // was last closed (bounded; a null entry: too many to keep track of, FETCH is opaque).
   struct Cursor {
@@ -377,12 +379,14 @@ class Session : public std::enable_shared_from_this<Session> {
     char kind = 'P';            // 'P' Parse, 'S' Close of a statement, 'C' Close of a portal
     std::uint64_t group = 0;    // as Refusal::group
     std::string name;
-    std::optional<Judged> before;  // the entry it replaced or removed
+    std::optional<Judged> before;  // 'P': the entry it replaced
+    std::uint64_t seq = 0;         // 'C': portal_ops_ when sent (a portal held after it stays)
   };
   std::deque<NameOp> name_ops_;
   Judged bound_sql_prepared_;  // judge_bind_of_sql_prepared -> audit_bind: what the Bind was judged as
   void note_parse(std::string_view name, Judged j);
   void note_close(char what, std::string_view name);
+  void held_portal_rebound(std::string_view portal);  // a Bind of the name from a statement without review
   void name_op_answered(char reply);  // ParseComplete '1' or CloseComplete '3'
   void name_ops_ended();              // at ReadyForQuery: undo what the backend did not carry out
   // Portals bound from a statement that needs review, with their parameters: their Execute is
@@ -393,7 +397,16 @@ class Session : public std::enable_shared_from_this<Session> {
     std::vector<std::optional<std::string>> params;       // as shown to reviewers
     std::string key;                                      // approvals::match_key over text and exact values
     bool approved = false;
+    // Forgotten only once the server is known to have dropped the portal: at its CloseComplete,
+    // or at the idle ReadyForQuery that ends its transaction. A Bind of the name from another
+    // statement may fail (the name is taken, the batch aborted) and leave this portal, which a
+    // ROLLBACK TO makes usable again (found by adversarial testing: forgotten at that Bind, the
+    // held DELETE then ran unreviewed); only Executes in the same batch as that Bind are its.
+    std::uint64_t group = 0;                  // syncs_sent_ at its Bind
+    std::uint64_t seq = 0;                    // portal_ops_ at its Bind
+    std::uint64_t rebound_group = kNoGroup;   // syncs_sent_ at a later Bind of the name from another statement
   };
+  static constexpr std::uint64_t kNoGroup = ~std::uint64_t{0};
   std::unordered_map<std::string, HeldPortal, NameHash, std::equal_to<>> held_portals_;
   // Who writes to the client right now: the relay (backend_to_client) or a hold's notice.
   enum class ClientWriter : std::uint8_t { None, Relay, Hold };

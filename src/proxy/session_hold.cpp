@@ -161,7 +161,9 @@ void Session::on_client_cancel() {
 bool Session::wants_hold_execute(std::string_view body) {
   const auto portal = server_name(body.substr(0, body.find('\0')));
   const auto h = held_portals_.find(portal);
-  return h != held_portals_.end() && !h->second.approved;
+  // Rebound from another statement in this very batch: this Execute runs that portal, or nothing
+  // if the Bind failed (the server skips the rest of the batch).
+  return h != held_portals_.end() && !h->second.approved && h->second.rebound_group != syncs_sent_;
 }
 
 bool Session::note_held_portal(std::string_view portal, std::string_view body, std::size_t pos,
@@ -174,6 +176,8 @@ bool Session::note_held_portal(std::string_view portal, std::string_view body, s
   }
   HeldPortal& h = it->second;
   h = HeldPortal{};
+  h.group = syncs_sent_;
+  h.seq = ++portal_ops_;
   h.analysis = analysis;
   h.text = text;
   // The values as reviewers see them, and the exact bytes with their format for the match key
@@ -317,7 +321,9 @@ asio::awaitable<std::optional<End>> Session::hold_front_query(std::optional<poli
   if (type == 'E') {
     portal = std::string(server_name(body.substr(0, body.find('\0'))));
     const auto h = held_portals_.find(portal);
-    if (h == held_portals_.end()) co_return std::nullopt;  // the scan found it; nothing else removes it
+    // Gone since the scan found it: the server closed the portal or ended its transaction, so
+    // the Execute finds no portal there.
+    if (h == held_portals_.end()) co_return std::nullopt;
     text = h->second.text;
     params = h->second.params;
     key = h->second.key;

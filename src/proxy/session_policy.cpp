@@ -372,6 +372,7 @@ void Session::portals_at_ready() {
   // pipelined batch is not ended by it.
   const std::uint64_t ended = ready_seen_;
   if (unnamed_portal_.group <= ended) unnamed_portal_.versions.clear();
+  if (!held_portals_.empty()) std::erase_if(held_portals_, [&](const auto& kv) { return kv.second.group <= ended; });
   if (!bound_portals_.empty()) std::erase_if(bound_portals_, [&](const auto& kv) { return kv.second.group <= ended; });
   if (portals_overflow_ && overflow_portal_.group <= ended) portals_overflow_ = false;
 }
@@ -496,6 +497,7 @@ void Session::remember_prepared(const sql::Analysis& a, std::string_view protoco
       if (prepared_.size() >= kMaxPreparedNames) continue;  // not recorded: its EXECUTE stays opaque
       it = prepared_.emplace(std::string(key), std::vector<std::shared_ptr<const sql::Analysis>>{}).first;
     }
+    if (protocol_name.empty()) sql_prepared_names_.insert(it->first);
     auto& versions = it->second;
     if (!versions.empty() && !versions.front()) continue;  // already too many: opaque for good
     if (versions.size() >= kMaxPreparedVersions) {
@@ -537,44 +539,63 @@ void Session::note_parse(std::string_view name, Judged j) {
 }
 
 void Session::note_close(char what, std::string_view name) {
-  NameOp op{what, syncs_sent_, std::string(name), std::nullopt};
-  if (what == 'S')
-    if (auto it = statements_.find(name); it != statements_.end()) {
-      op.before = std::move(it->second);
-      statements_.erase(it);
-    }
-  name_ops_.push_back(std::move(op));
+  // Nothing is forgotten until the server says it closed the name (CloseComplete): a Close it
+  // skips after an earlier error in the batch leaves the statement or portal in place, and a
+  // Bind or Execute of the name in a batch pipelined behind it must still be judged as what the
+  // server holds (found by adversarial testing: the statement was dropped at once and a Bind of
+  // the surviving DELETE in the next batch ran unjudged, a held portal's Execute unheld).
+  name_ops_.push_back(NameOp{what, syncs_sent_, std::string(name), std::nullopt, what == 'C' ? ++portal_ops_ : 0});
+}
+
+void Session::held_portal_rebound(std::string_view portal) {
+  if (auto h = held_portals_.find(portal); h != held_portals_.end()) h->second.rebound_group = syncs_sent_;
 }
 
 void Session::name_op_answered(char reply) {
   // Answers come in the order of the messages; one that was not carried out has none.
   const auto wanted = [reply](const NameOp& op) { return reply == '1' ? op.kind == 'P' : op.kind != 'P'; };
   while (!name_ops_.empty()) {
-    const bool match = wanted(name_ops_.front());
+    NameOp op = std::move(name_ops_.front());
     name_ops_.pop_front();  // carried out: its effect stays
-    if (match) return;
+    if (op.kind == 'S') {   // closed: gone, unless a later Parse (pipelined) holds the name now
+      NameOp* later = nullptr;
+      for (auto& k : name_ops_)
+        if (k.kind == 'P' && k.name == op.name) {
+          later = &k;
+          break;
+        }
+      if (later)
+        later->before.reset();  // undone, that Parse leaves the name empty, as the server has it
+      else if (auto it = statements_.find(op.name); it != statements_.end())
+        statements_.erase(it);
+    } else if (op.kind == 'C' && !held_portals_.empty()) {
+      if (auto h = held_portals_.find(op.name); h != held_portals_.end() && h->second.seq < op.seq)
+        held_portals_.erase(h);
+    }
+    if (wanted(op)) return;
   }
 }
 
 void Session::name_ops_ended() {
-  // The batches that ended: what is still waiting for an answer never got one. Undone newest
-  // first; an op on the same name in a later batch (pipelined) inherits what this one replaced.
+  // The batches that ended: what is still waiting for an answer never got one. Parses are undone
+  // newest first; a Parse of the same name in a later batch (pipelined) inherits what this one
+  // replaced. A Close that got no answer changed nothing.
   std::size_t ended = 0;
   while (ended < name_ops_.size() && name_ops_[ended].group < ready_seen_) ++ended;
   for (std::size_t i = ended; i-- > 0;) {
     NameOp& op = name_ops_[i];
-    if (op.kind == 'C') continue;
+    if (op.kind != 'P') continue;
     NameOp* later = nullptr;
     for (std::size_t k = i + 1; k < name_ops_.size() && !later; ++k)
-      if (name_ops_[k].kind != 'C' && name_ops_[k].name == op.name) later = &name_ops_[k];
+      if (name_ops_[k].kind == 'P' && name_ops_[k].name == op.name) later = &name_ops_[k];
     if (later) {
       later->before = std::move(op.before);
       continue;
     }
     if (op.before) {
       statements_.insert_or_assign(op.name, std::move(*op.before));
-    } else if (op.kind == 'P') {
-      if (auto it = statements_.find(op.name); it != statements_.end()) statements_.erase(it);
+    } else if (auto it = statements_.find(op.name); it != statements_.end()) {
+      statements_.erase(it);
     }
   }
   name_ops_.erase(name_ops_.begin(), name_ops_.begin() + std::ptrdiff_t(ended));
@@ -627,13 +648,20 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
   const std::string_view name = server_name(ok ? protocol::c_string_at(body, pos, ok) : std::string_view());
   if (!ok) return true;  // the backend rejects a malformed Bind itself
   auto it = statements_.find(name);
+  // The name was also used by SQL PREPARE: the session may have DEALLOCATEd the protocol
+  // statement and PREPAREd another under its name, which the proxy cannot tell from here (found
+  // by adversarial testing: after a reload denied UPDATE, a Bind ran the PREPAREd UPDATE as the
+  // SELECT once parsed under the name). The Bind must pass as EXECUTE of every text PREPAREd
+  // under the name too.
+  if (it != statements_.end() && !name.empty() && !sql_prepared_names_.empty() &&
+      sql_prepared_names_.count(std::string(name)) && !judge_bind_of_sql_prepared(portal, name, substitute))
+    return false;
   // CLOSE / DISCARD ALL bound to run (psycopg closes its named cursors this way): forgotten at
   // the batch's ReadyForQuery if no error came (cursors_at_ready). A Parse alone closes nothing.
   if (it != statements_.end() && it->second.analysis) note_cursor_closes(*it->second.analysis);
   if (it == statements_.end() || !it->second.review) {
     // The portal is (re)bound from a statement that needs no review.
-    if (!held_portals_.empty())
-      if (auto h = held_portals_.find(portal); h != held_portals_.end()) held_portals_.erase(h);
+    if (!held_portals_.empty()) held_portal_rebound(portal);
     if (it == statements_.end()) {
       if (prepared_.count(std::string(name))) return judge_bind_of_sql_prepared(portal, name, substitute);
       if (statements_overflow_ && (server_.generation() != statements_overflow_generation_ ||
@@ -664,8 +692,7 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
       if (auditing() || review) it->second.decision = decision;
       if (review && !it->second.review) it->second.text = analysis->statements.empty() ? "" : analysis->statements[0].text;
       it->second.review = review;
-      if (!review && !held_portals_.empty())
-        if (auto h = held_portals_.find(portal); h != held_portals_.end()) held_portals_.erase(h);
+      if (!review && !held_portals_.empty()) held_portal_rebound(portal);
     } else {
       if (auditing()) {
         audit_parse_refused(analysis, d, {});

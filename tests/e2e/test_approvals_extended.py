@@ -301,7 +301,9 @@ def _round(c, data: bytes) -> list[dict]:
 UPD10 = b"UPDATE appr_accounts SET balance = balance + 1000 WHERE id = 10 RETURNING id"
 
 
-@pytest.mark.parametrize("variant", ["fetch", "sql_execute", "reparse", "close_in_failed_batch", "after_copy_sync"])
+@pytest.mark.parametrize("variant", ["fetch", "sql_execute", "reparse", "close_in_failed_batch", "after_copy_sync",
+                                     "close_then_pipelined_bind", "held_portal_failed_rebind",
+                                     "held_portal_skipped_close", "unnamed_held_portal_failed_rebind"])
 def test_a_statement_that_needs_approval_cannot_run_around_it(proxy, pg, tokens, variant):  # noqa: F811
     """Ways found by adversarial testing to run a Parse that needs review without a reviewer:
     FETCH from its portal, SQL EXECUTE of its name (after a PREPARE that failed on the server), a
@@ -346,6 +348,44 @@ def test_a_statement_that_needs_approval_cannot_run_around_it(proxy, pg, tokens,
             assert _round(c, _parse(b"s6", b"SELECT 2") + S) == []
             errors = _round(c, _bind(b"", b"s5", []) + _execute(b"", 0) + S)
             assert errors and errors[0]["C"] == "RV001", errors
+        elif variant == "close_then_pipelined_bind":
+            # The Close is skipped after the error, and the next batch is sent at once: its Bind was
+            # scanned before the first batch's answer and found the name closed (found by
+            # adversarial testing: the surviving UPDATE ran unjudged).
+            assert _round(c, _parse(b"", UPD10) + S) == []
+            close = pgwire.message(b"C", b"S\0")
+            c.send(_parse(b"z", b"SELECT 1/0") + _bind(b"", b"z", []) + _execute(b"", 0) + close + S
+                   + _bind(b"", b"", []) + _execute(b"", 0) + S)
+            first = [pgwire.parse_error_fields(b) for t, b in c.until_ready() if t == b"E"]
+            assert first and first[0]["C"] == "22012", first
+            errors = [pgwire.parse_error_fields(b) for t, b in c.until_ready() if t == b"E"]
+            assert errors and errors[0]["C"] == "RV001", errors
+        elif variant in ("held_portal_failed_rebind", "held_portal_skipped_close", "unnamed_held_portal_failed_rebind"):
+            # A held portal outlives a Bind of its name that fails (the name is taken) or a Close the
+            # server skips, and ROLLBACK TO makes it usable again (found by adversarial testing: the
+            # proxy forgot the hold at that Bind or Close and the UPDATE ran unreviewed).
+            assert _round(c, _parse(b"s7", UPD10) + _parse(b"ok7", b"SELECT 1") + S) == []
+            assert _round(c, pgwire.query("BEGIN")) == []
+            portal = b"" if variant.startswith("unnamed") else b"p7"
+            assert _round(c, _bind(portal, b"s7", []) + S) == []
+            assert _round(c, pgwire.query("SAVEPOINT s")) == []
+            if variant == "held_portal_failed_rebind":
+                errors = _round(c, _bind(portal, b"ok7", []) + S)
+                assert errors and errors[0]["C"] == "42P03", errors  # the name is taken: the old portal stays
+            elif variant == "unnamed_held_portal_failed_rebind":
+                errors = _round(c, _bind(portal, b"ok7", [b"1"]) + S)  # one parameter too many
+                assert errors and errors[0]["C"] == "08P01", errors
+            else:
+                close = pgwire.message(b"C", b"P" + portal + b"\0")
+                errors = _round(c, _parse(b"", b"SELECT 1/0") + _bind(b"", b"", []) + _execute(b"", 0) + close + S)
+                assert errors and errors[0]["C"] == "22012", errors
+            assert _round(c, pgwire.query("ROLLBACK TO SAVEPOINT s")) == []
+            errors = _round(c, _execute(portal, 0) + S)
+            assert errors and errors[0]["C"] == "RV001", errors
+            _round(c, pgwire.query("ROLLBACK"))
+            # A rebind in the same batch as its Execute is that statement's: not held.
+            assert _round(c, _bind(b"", b"s7", []) + S) == []
+            assert _round(c, _bind(b"", b"ok7", []) + _execute(b"", 0) + S) == []
         else:
             assert _round(c, _parse(b"s4", UPD10) + S) == []
             close = pgwire.message(b"C", b"Ss4\0")

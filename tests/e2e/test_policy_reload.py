@@ -676,3 +676,30 @@ def test_names_longer_than_the_server_keeps_are_one_name(make_proxy, pg, t):
             assert rows == [] and err is not None and err["C"] == "42501", (name, rows, err)
     finally:
         s.close()
+
+
+def test_a_protocol_statement_name_reused_by_sql_prepare_is_judged_as_both(make_proxy, pg, t, direct):
+    """Found by adversarial testing: the session DEALLOCATEs a statement it parsed with the
+    extended protocol and PREPAREs an UPDATE under its name with SQL; after a reload denied
+    UPDATE, a protocol Bind of the name was judged as the SELECT once parsed and ran the UPDATE."""
+    import pgwire
+    import struct
+    from conftest import USERS
+
+    proxy = make_proxy(make_config(make_proxy, pg, []))
+    user, password = next(iter(USERS.items()))
+    c = pgwire.connect(proxy.port, user, password, database="dev")
+    try:
+        S = pgwire.message(b"S")
+        c.send(pgwire.message(b"P", b"foo\0SELECT id FROM " + t.encode() + b" WHERE id = $1\0" + struct.pack("!H", 0)) + S)
+        c.until_ready()
+        c.simple_query(f"DEALLOCATE foo; PREPARE foo(int) AS UPDATE {t} SET v = 'changed' WHERE id = $1")
+        deny_update = {"name": RULE, "when": {"tables": [t], "statements": ["update"]}, "action": "deny"}
+        reload(proxy, make_config(make_proxy, pg, [deny_update]))
+        bind = pgwire.message(b"B", b"\0foo\0" + struct.pack("!HHi", 0, 1, 1) + b"1" + struct.pack("!H", 0))
+        c.send(bind + pgwire.message(b"E", b"\0" + struct.pack("!I", 0)) + S)
+        errors = [pgwire.parse_error_fields(b) for tp, b in c.until_ready() if tp == b"E"]
+        assert errors and errors[0]["C"] == "42501", errors
+    finally:
+        c.close()
+    assert direct.execute(f"SELECT v FROM {t} WHERE id = 1").fetchone() == ("a",)
