@@ -170,12 +170,16 @@ bool Session::note_held_portal(std::string_view portal, std::string_view body, s
                                const std::shared_ptr<const sql::Analysis>& analysis, const std::string& text,
                                const std::vector<std::uint32_t>& param_types) {
   auto it = held_portals_.find(portal);
-  if (it == held_portals_.end()) {
+  const bool existed = it != held_portals_.end();
+  if (!existed) {
     if (held_portals_.size() >= kMaxHeldPortals) return false;
     it = held_portals_.emplace(std::string(portal), HeldPortal{}).first;
   }
   HeldPortal& h = it->second;
+  // Replacing a held portal bound in an earlier batch (this Bind may yet fail and leave it).
+  const bool shadows = existed && !h.approved && h.group < syncs_sent_;
   h = HeldPortal{};
+  h.shadows = shadows;
   h.group = syncs_sent_;
   h.seq = ++portal_ops_;
   h.analysis = analysis;
@@ -345,6 +349,24 @@ asio::awaitable<std::optional<End>> Session::hold_front_query(std::optional<poli
   if (type == 'E' && (!svc || d.action != policy::Action::Review)) {
     // Denied now, or approvals were turned off: refused (fail closed).
     co_return co_await refuse_front_query(d, analysis, "42501");
+  }
+  if (type == 'E') {
+    const auto h = held_portals_.find(portal);
+    if (h != held_portals_.end() && h->second.shadows && h->second.group != syncs_sent_) {
+      // Bound over another held portal of the name in an earlier batch: if that Bind failed (the
+      // name taken, then ROLLBACK TO), the server runs the other portal, and a reviewer would
+      // approve a statement that is not the one that runs. Refused; a Bind in the same batch as
+      // its Execute is unambiguous.
+      policy::Decision refuse = d;
+      refuse.action = policy::Action::Deny;
+      refuse.rule = "approvals.held_portal";
+      refuse.reason = "the portal was bound over another portal waiting for approval, in an earlier batch";
+      refuse.message = fmt::format("statement refused: portal \"{}\" was bound over a portal waiting for approval, "
+                                   "and the proxy cannot tell which of the two the server holds",
+                                   portal);
+      refuse.hint = "send the Bind and the Execute in one batch (before one Sync), or close the portal first";
+      co_return co_await refuse_front_query(refuse, analysis, "42501");
+    }
   }
   if (!svc || d.action != policy::Action::Review) co_return std::nullopt;  // judged as usual by the scan
 

@@ -303,7 +303,8 @@ UPD10 = b"UPDATE appr_accounts SET balance = balance + 1000 WHERE id = 10 RETURN
 
 @pytest.mark.parametrize("variant", ["fetch", "sql_execute", "reparse", "close_in_failed_batch", "after_copy_sync",
                                      "close_then_pipelined_bind", "held_portal_failed_rebind",
-                                     "held_portal_skipped_close", "unnamed_held_portal_failed_rebind"])
+                                     "held_portal_skipped_close", "unnamed_held_portal_failed_rebind",
+                                     "held_portal_failed_rebind_to_another_held"])
 def test_a_statement_that_needs_approval_cannot_run_around_it(proxy, pg, tokens, variant):  # noqa: F811
     """Ways found by adversarial testing to run a Parse that needs review without a reviewer:
     FETCH from its portal, SQL EXECUTE of its name (after a PREPARE that failed on the server), a
@@ -386,6 +387,20 @@ def test_a_statement_that_needs_approval_cannot_run_around_it(proxy, pg, tokens,
             # A rebind in the same batch as its Execute is that statement's: not held.
             assert _round(c, _bind(b"", b"s7", []) + S) == []
             assert _round(c, _bind(b"", b"ok7", []) + _execute(b"", 0) + S) == []
+        elif variant == "held_portal_failed_rebind_to_another_held":
+            # The failed Bind was of another statement that needs review: held, a reviewer would see
+            # that one and approve the portal that the server still holds (the UPDATE of row 10).
+            upd9 = b"UPDATE appr_accounts SET balance = balance WHERE id = 9"
+            assert _round(c, _parse(b"s8", UPD10) + _parse(b"t8", upd9) + S) == []
+            assert _round(c, pgwire.query("BEGIN")) == []
+            assert _round(c, _bind(b"p8", b"s8", []) + S) == []
+            assert _round(c, pgwire.query("SAVEPOINT s")) == []
+            errors = _round(c, _bind(b"p8", b"t8", []) + S)
+            assert errors and errors[0]["C"] == "42P03", errors
+            assert _round(c, pgwire.query("ROLLBACK TO SAVEPOINT s")) == []
+            errors = _round(c, _execute(b"p8", 0) + S)
+            assert errors and errors[0]["C"] == "42501" and "cannot tell which" in errors[0]["M"], errors
+            _round(c, pgwire.query("ROLLBACK"))
         else:
             assert _round(c, _parse(b"s4", UPD10) + S) == []
             close = pgwire.message(b"C", b"Ss4\0")
