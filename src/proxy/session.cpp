@@ -883,6 +883,7 @@ void Session::statement_finished(char status, Clock::time_point now) {
   if (status == 'I' &&
       (!unnamed_portal_.versions.empty() || !bound_portals_.empty() || portals_overflow_ || !held_portals_.empty()))
     portals_at_ready();
+  if (status == 'I' && !portals_.empty()) audit_portals_at_ready();  // the named ones (the unnamed stays)
   if (inflight_ > 0) --inflight_;
   if (started_head_ < started_.size()) {
     const auto us = std::chrono::duration_cast<std::chrono::microseconds>(now - started_[started_head_++]);

@@ -494,8 +494,10 @@ class Session : public std::enable_shared_from_this<Session> {
     std::shared_ptr<const policy::Decision> decision;
     std::vector<std::optional<std::string>> params;
     bool binary = false;
+    std::uint64_t group = 0;  // syncs_sent_ at its Bind: named portals end with their transaction
   };
   std::unordered_map<std::string, Portal, NameHash, std::equal_to<>> portals_;
+  void audit_portals_at_ready();  // idle ReadyForQuery: the named portals bound up to it are gone
   bool batch_failed_ = false;  // an error in the current extended-protocol batch: Executes until Sync are skipped
   std::string batch_error_;    // the SQLSTATE of the Execute that failed it
   bool refused_in_batch_ = false;

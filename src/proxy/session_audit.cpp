@@ -199,13 +199,19 @@ void Session::audit_bind(std::string_view body) {
   if (!ok) return;
   auto it = portals_.find(portal);
   if (it == portals_.end()) {
-    // Portals end with their transaction, which the proxy does not follow here: when the map is
-    // full, those of earlier transactions go (JDBC names a new portal for every cursor; the
-    // 10,001st lost its text, found by adversarial testing).
+    // Named portals end with their transaction (audit_portals_at_ready); when the map is full
+    // anyway, those of earlier batches go (JDBC names a new portal for every cursor; the 10,001st
+    // lost its text, found by adversarial testing).
     if (portals_.size() >= kMaxPortals) portals_.clear();
     it = portals_.emplace(std::string(portal), Portal{}).first;
+  } else if (!portal.empty()) {
+    // A named portal that is still open: the server refuses this Bind (42P03) and keeps the open
+    // one, which a ROLLBACK TO can make usable again; its Executes are that portal's (found by
+    // adversarial testing: an UPDATE's rows were recorded as a harmless SELECT's).
+    return;
   }
   Portal& p = it->second;
+  p.group = syncs_sent_;
   p.params.clear();
   p.binary = false;
   if (auto s = statements_.find(name); s != statements_.end()) {
@@ -314,6 +320,11 @@ void Session::audit_sync_ignored() {
       audit_pending_.erase(std::next(it).base());
       return;
     }
+}
+
+void Session::audit_portals_at_ready() {
+  const std::uint64_t ended = ready_seen_;  // as portals_at_ready
+  std::erase_if(portals_, [&](const auto& kv) { return !kv.first.empty() && kv.second.group <= ended; });
 }
 
 void Session::audit_close_portal(std::string_view name) {

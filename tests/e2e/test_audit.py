@@ -1330,3 +1330,49 @@ def test_api_calls_refused_before_any_route_are_audited(make_proxy, oidc):
     assert all(r["fields"]["subject"] == "carol" and r["fields"]["client"] == "127.0.0.1" for r in recs), recs
     statuses = sorted(r["fields"]["status"] for r in recs)
     assert "413" in statuses and "400" in statuses, statuses
+
+
+def test_a_named_portal_bind_the_server_refuses_leaves_the_open_portal_in_the_record(make_proxy, pg):
+    """Found by adversarial testing: a Bind of an open named portal's name fails (42P03) and leaves
+    that portal, which ROLLBACK TO makes usable again; its rows were recorded as the failed Bind's
+    harmless SELECT."""
+    import struct
+    import pgwire
+    table = fresh_table(pg)
+    pg.psql(f"INSERT INTO {table} SELECT g, 'x' FROM generate_series(1, 5) g")
+    proxy = make_proxy(targets=[target("app", pg.port, password=pg.password)])
+    c = pgwire.connect(proxy.port, "alice", "alice-secret")
+    S = pgwire.message(b"S")
+
+    def parse(name: bytes, sql: str) -> bytes:
+        return pgwire.message(b"P", name + b"\0" + sql.encode() + b"\0" + struct.pack("!H", 0))
+
+    def bind(portal: bytes, stmt: bytes) -> bytes:
+        return pgwire.message(b"B", portal + b"\0" + stmt + b"\0" + struct.pack("!HHH", 0, 0, 0))
+
+    def execute(portal: bytes, rows: int) -> bytes:
+        return pgwire.message(b"E", portal + b"\0" + struct.pack("!I", rows))
+
+    try:
+        c.simple_query("BEGIN")
+        c.send(parse(b"sa", f"UPDATE {table} SET v = 'upd' RETURNING id /*named-portal*/")
+               + parse(b"sb", "SELECT 42 AS harmless /*named-portal*/") + S)
+        c.until_ready()
+        c.send(bind(b"p1", b"sa") + execute(b"p1", 1) + S)
+        c.until_ready()
+        c.simple_query("SAVEPOINT s")
+        c.send(bind(b"p1", b"sb") + execute(b"p1", 0) + S)
+        assert any(t == b"E" and pgwire.parse_error_fields(b)["C"] == "42P03" for t, b in c.until_ready())
+        c.simple_query("ROLLBACK TO SAVEPOINT s")
+        c.send(execute(b"p1", 0) + S)
+        rows = [b for t, b in c.until_ready() if t == b"D"]
+        assert len(rows) == 4  # the UPDATE's other rows
+        c.simple_query("COMMIT")
+    finally:
+        c.close()
+    proxy.stop()
+    executes = [h for h in search(store_of(proxy), "--text", "named-portal")
+                if h.get("type") == "statement" and h["sql"].get("protocol") == "E"]
+    assert executes, executes
+    last = max(executes, key=lambda h: h["seq"])
+    assert "UPDATE" in last["sql"]["text"] and "update" in last["sql"]["statements"][0]["kinds"], last
