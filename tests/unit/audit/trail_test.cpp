@@ -295,15 +295,16 @@ TEST(AuditTrail, JournalStaysSmallUnderSteadyLoad) {
   (*t)->close();
 }
 
-// A sink that can be made to fail, in front of a real one.
+// A sink that can be made to fail, in front of a real one: while `failing`, every write fails, or
+// with `every` = n, every n-th.
 class GatedSink final : public AuditSink {
  public:
-  GatedSink(std::unique_ptr<AuditSink> inner, std::shared_ptr<std::atomic<bool>> failing)
-      : inner_(std::move(inner)), failing_(std::move(failing)) {}
+  GatedSink(std::unique_ptr<AuditSink> inner, std::shared_ptr<std::atomic<bool>> failing, int every = 1)
+      : inner_(std::move(inner)), failing_(std::move(failing)), every_(every) {}
   std::string_view name() const override { return inner_->name(); }
   Result<std::optional<ChainHead>> head(std::string_view node) override { return inner_->head(node); }
   Result<void> write(std::span<const Record> batch) override {
-    if (failing_->load()) return fail("08006", "the store is down (test)");
+    if (failing_->load() && ++calls_ % every_ == 0) return fail("08006", "the store is down (test)");
     return inner_->write(batch);
   }
   Result<std::optional<Pruned>> prune(std::string_view node, std::optional<std::chrono::system_clock::time_point> before,
@@ -314,6 +315,8 @@ class GatedSink final : public AuditSink {
  private:
   std::unique_ptr<AuditSink> inner_;
   std::shared_ptr<std::atomic<bool>> failing_;
+  int every_;
+  int calls_ = 0;
 };
 
 // A store that fell further behind than memory holds (the newest ~16 MiB of records) reads the
@@ -353,33 +356,12 @@ TEST(AuditTrail, AStoreThatFellBehindCatchesUpWhileTheLoadGoesOn) {
 
 // A sink that fails every third write: a store catching up from the journal in pieces goes on
 // where it stopped, and what failed is read again, in order.
-class FlakySink final : public AuditSink {
- public:
-  FlakySink(std::unique_ptr<AuditSink> inner, std::shared_ptr<std::atomic<bool>> flaky)
-      : inner_(std::move(inner)), flaky_(std::move(flaky)) {}
-  std::string_view name() const override { return inner_->name(); }
-  Result<std::optional<ChainHead>> head(std::string_view node) override { return inner_->head(node); }
-  Result<void> write(std::span<const Record> batch) override {
-    if (flaky_->load() && ++calls_ % 3 == 0) return fail("08006", "the store hiccups (test)");
-    return inner_->write(batch);
-  }
-  Result<std::optional<Pruned>> prune(std::string_view node, std::optional<std::chrono::system_clock::time_point> before,
-                                      std::uint64_t keep) override {
-    return inner_->prune(node, before, keep);
-  }
-
- private:
-  std::unique_ptr<AuditSink> inner_;
-  std::shared_ptr<std::atomic<bool>> flaky_;
-  int calls_ = 0;
-};
-
 TEST(AuditTrail, AStoreThatFailsNowAndThenWhileCatchingUpStoresEveryRecordInOrder) {
   TempDir d;
   const std::string db = d.file("a.db");
   std::vector<std::unique_ptr<AuditSink>> sinks;
   auto flaky = std::make_shared<std::atomic<bool>>(true);
-  sinks.push_back(std::make_unique<FlakySink>(*open_sqlite_sink(db, false), flaky));
+  sinks.push_back(std::make_unique<GatedSink>(*open_sqlite_sink(db, false), flaky, 3));
   auto o = options(d);
   o.retry_interval = std::chrono::milliseconds(5);
   o.flush_interval = std::chrono::milliseconds(2);
