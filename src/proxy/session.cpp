@@ -739,6 +739,8 @@ awaitable<bool> Session::connect_backend(const protocol::StartupMessage& startup
       }
       case 'S':
         if (auto ps = protocol::parse_parameter_status(body)) {
+          if (iequals(ps->name, "client_encoding"))
+            client_utf8_ = iequals(ps->value, "UTF8") || iequals(ps->value, "SQL_ASCII");
           if (auto why = unsafe_for_analysis(ps->name, ps->value)) {
             spdlog::warn("session {}: refused: {}", id_, *why);
             co_await fail_client(fatal("0A000", *why, kUnsafeSettingHint), "");
@@ -1068,6 +1070,18 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
         return 0;
       }
     }
+    if (!client_utf8_ && (type == 'P' || type == 'B' || type == 'E' || type == 'C' || type == 'D') &&
+        converted_name_may_differ(type, r.frame.body)) [[unlikely]] {
+      // The server converts names to UTF-8 before it cuts them at 63 bytes; the proxy cuts the
+      // bytes it sees: two names one to the server, two to the proxy (found by adversarial testing).
+      m.protocol_errors.fetch_add(1, std::memory_order_relaxed);
+      const std::string why =
+          "a statement or portal name with non-ASCII characters longer than 21 bytes is not supported through "
+          "Gatehouse with a client_encoding other than UTF8";
+      end = End{End::Kind::ClientProtocolError, fatal("0A000", why, "use ASCII names, or client_encoding UTF8"),
+                "client protocol error: " + why};
+      return 0;
+    }
     switch (type) {
       case 'Q':
       case 'F':
@@ -1370,9 +1384,24 @@ void Session::on_backend_event(const protocol::ScanEvent& e, bool& saw_ready) {
   if (auditing() && (e.type == 'Z' || e.type == 'I' || e.type == 's')) audit_backend(e.type, {}, nullptr);
 }
 
+bool Session::converted_name_may_differ(char type, std::string_view body) {
+  // Up to 21 bytes a name stays within 63 bytes in UTF-8 (3 bytes per character at most).
+  auto risky = [](std::string_view name) {
+    if (name.size() <= 21) return false;
+    for (unsigned char c : name)
+      if (c >= 0x80) return true;
+    return false;
+  };
+  std::size_t pos = (type == 'C' || type == 'D') ? 1 : 0;
+  bool ok = true;
+  if (risky(protocol::c_string_at(body, pos, ok))) return true;
+  return type == 'B' && ok && risky(protocol::c_string_at(body, pos, ok));
+}
+
 void Session::check_parameter_status(std::string_view body) {
   auto ps = protocol::parse_parameter_status(body);
   if (!ps) return;
+  if (iequals(ps->name, "client_encoding")) client_utf8_ = iequals(ps->value, "UTF8") || iequals(ps->value, "SQL_ASCII");
   if (auto why = unsafe_for_analysis(ps->name, ps->value); why && !unsafe_setting_) unsafe_setting_ = std::move(why);
 }
 

@@ -288,7 +288,10 @@ class Session : public std::enable_shared_from_this<Session> {
   // kept (bounded), because the proxy cannot tell which PREPARE, DEALLOCATE or DISCARD the server
   // actually carried out; EXECUTE is judged against all of them.
   std::unordered_map<std::string, std::vector<std::shared_ptr<const sql::Analysis>>> prepared_;
+  bool client_utf8_ = true;  // client_encoding UTF8 or SQL_ASCII: names reach the server as sent
+  static bool converted_name_may_differ(char type, std::string_view body);
   std::unordered_set<std::string> sql_prepared_names_;  // names of prepared_ used by SQL PREPARE (not only Parse)
+  bool sql_prepared_overflow_ = false;  // a SQL PREPARE was not recorded (kMaxPreparedNames)
   // Cursors declared through the proxy, by name: every DECLARE accepted under the name since it
   // was last closed (bounded; a null entry: too many to keep track of, FETCH is opaque).
   struct Cursor {
@@ -387,6 +390,10 @@ class Session : public std::enable_shared_from_this<Session> {
   void note_parse(std::string_view name, Judged j);
   void note_close(char what, std::string_view name);
   void held_portal_rebound(std::string_view portal);  // a Bind of the name from a statement without review
+  // What an unanswered Parse of `name` in an earlier batch replaced (null: none, or in this batch).
+  const Judged* replaced_by_pending_parse(std::string_view name) const;
+  // A refusal when `a` FETCHes or MOVEs in a portal held for approval (null: none).
+  std::shared_ptr<const policy::Decision> held_portal_fetch(const sql::Analysis& a) const;
   void name_op_answered(char reply);  // ParseComplete '1' or CloseComplete '3'
   void name_ops_ended();              // at ReadyForQuery: undo what the backend did not carry out
   // Portals bound from a statement that needs review, with their parameters: their Execute is

@@ -494,7 +494,10 @@ void Session::remember_prepared(const sql::Analysis& a, std::string_view protoco
     if (key.empty()) continue;
     auto it = prepared_.find(std::string(key));
     if (it == prepared_.end()) {
-      if (prepared_.size() >= kMaxPreparedNames) continue;  // not recorded: its EXECUTE stays opaque
+      if (prepared_.size() >= kMaxPreparedNames) {  // not recorded: its EXECUTE stays opaque
+        if (protocol_name.empty()) sql_prepared_overflow_ = true;
+        continue;
+      }
       it = prepared_.emplace(std::string(key), std::vector<std::shared_ptr<const sql::Analysis>>{}).first;
     }
     if (protocol_name.empty()) sql_prepared_names_.insert(it->first);
@@ -545,6 +548,14 @@ void Session::note_close(char what, std::string_view name) {
   // server holds (found by adversarial testing: the statement was dropped at once and a Bind of
   // the surviving DELETE in the next batch ran unjudged, a held portal's Execute unheld).
   name_ops_.push_back(NameOp{what, syncs_sent_, std::string(name), std::nullopt, what == 'C' ? ++portal_ops_ : 0});
+}
+
+const Session::Judged* Session::replaced_by_pending_parse(std::string_view name) const {
+  // The newest Parse of the name: in this batch, a failure skips the Bind as well.
+  for (auto k = name_ops_.rbegin(); k != name_ops_.rend(); ++k)
+    if (k->kind == 'P' && k->name == name)
+      return k->group < syncs_sent_ && k->before ? &*k->before : nullptr;
+  return nullptr;
 }
 
 void Session::held_portal_rebound(std::string_view portal) {
@@ -638,6 +649,25 @@ bool Session::judge_bind_of_sql_prepared(std::string_view portal, std::string_vi
   return false;
 }
 
+std::shared_ptr<const policy::Decision> Session::held_portal_fetch(const sql::Analysis& a) const {
+  // FETCH or MOVE of a portal bound from a statement that waits for approval would run it without
+  // one: its Execute is what a reviewer approves (found by adversarial testing).
+  for (const auto& st : a.statements) {
+    if (st.object_name.empty() || !has_kind(st, sql::StatementKind::Fetch)) continue;
+    auto h = held_portals_.find(st.object_name);
+    if (h == held_portals_.end() || h->second.approved) continue;
+    policy::Decision d;
+    d.action = policy::Action::Deny;
+    d.rule = "approvals.held_portal";
+    d.reason = "FETCH from portal \"" + st.object_name + "\", bound from a statement that needs approval";
+    d.message = "statement refused: portal \"" + st.object_name +
+                "\" was bound from a statement that needs approval, and FETCH would run it without one";
+    d.hint = "send Execute for the portal, so that a reviewer can approve it";
+    return std::make_shared<const policy::Decision>(std::move(d));
+  }
+  return nullptr;
+}
+
 bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
   if (statements_.empty() && held_portals_.empty() && prepared_.empty() && unnamed_portal_.versions.empty() &&
       bound_portals_.empty())
@@ -648,14 +678,76 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
   const std::string_view name = server_name(ok ? protocol::c_string_at(body, pos, ok) : std::string_view());
   if (!ok) return true;  // the backend rejects a malformed Bind itself
   auto it = statements_.find(name);
+  if (it != statements_.end() && it->second.analysis) {
+    // A FETCH or MOVE parsed before the portal it names was held (found by adversarial testing).
+    std::shared_ptr<const policy::Decision> held;
+    if (!held_portals_.empty()) {
+      held = held_portal_fetch(*it->second.analysis);
+      sql::Analysis resolved;
+      if (!held && resolve_executes(*it->second.analysis, resolved)) held = held_portal_fetch(resolved);
+    }
+    // A Parse of the name in an earlier batch the server has not answered yet may fail (the name
+    // taken, an error before it): the server would then run the statement it replaced, which is
+    // judged too (found by adversarial testing: a Bind pipelined behind a failed Parse ran the
+    // DELETE under review, or the UPDATE a reload had denied).
+    if (!held)
+      if (const Judged* before = replaced_by_pending_parse(name); before && before->analysis) {
+        sql::Analysis resolved;
+        const sql::Analysis* judged = nullptr;
+        auto d = judge_as_run(*before->analysis, resolved, judged);
+        if (before->review || d->action != policy::Action::Allow) {
+          policy::Decision r;
+          r.action = policy::Action::Deny;
+          r.rule = "policy.pending_parse";
+          r.reason = "a Parse of the statement name is not answered yet, and the statement it replaces is not allowed";
+          r.message = fmt::format("statement refused: statement \"{}\" was parsed again in a batch the server has not "
+                                  "answered yet; if that Parse fails, this Bind runs the statement it replaced, which "
+                                  "{}",
+                                  name, before->review ? "needs approval" : "the policy does not allow");
+          r.hint = "send the Bind in the same batch as its Parse, or after the Parse's answer";
+          held = std::make_shared<const policy::Decision>(std::move(r));
+        }
+      }
+    if (held) {
+      if (auditing()) {
+        audit_parse_refused(it->second.analysis, *held, {});
+        audit_close_portal(portal);
+      }
+      refuse_statement(*held, it->second.analysis.get(), 'B', {}, substitute);
+      return false;
+    }
+  }
   // The name was also used by SQL PREPARE: the session may have DEALLOCATEd the protocol
   // statement and PREPAREd another under its name, which the proxy cannot tell from here (found
   // by adversarial testing: after a reload denied UPDATE, a Bind ran the PREPAREd UPDATE as the
   // SELECT once parsed under the name). The Bind must pass as EXECUTE of every text PREPAREd
   // under the name too.
-  if (it != statements_.end() && !name.empty() && !sql_prepared_names_.empty() &&
-      sql_prepared_names_.count(std::string(name)) && !judge_bind_of_sql_prepared(portal, name, substitute))
-    return false;
+  if (it != statements_.end() && !name.empty() && (sql_prepared_overflow_ || !sql_prepared_names_.empty())) {
+    const auto p = prepared_.find(std::string(name));
+    const bool sql_used = sql_prepared_names_.count(std::string(name)) > 0;
+    // Beyond what the proxy keeps (too many texts under the name, or too many names): it cannot
+    // tell what the server holds under the name, so the Bind is refused (found by adversarial
+    // testing: an untracked EXECUTE counted as opaque code, which the target allowed).
+    const bool untracked = (sql_used && p != prepared_.end() && !p->second.empty() && !p->second.front()) ||
+                           (sql_prepared_overflow_ && !sql_used);
+    if (untracked) {
+      policy::Decision r;
+      r.action = policy::Action::Deny;
+      r.rule = "policy.untracked_statement";
+      r.reason = "the statement name was also used by SQL PREPARE more often than the proxy keeps track of";
+      r.message = fmt::format("statement refused: statement \"{}\" may have been replaced with SQL PREPARE, and this "
+                              "session prepared more than the proxy keeps track of",
+                              name);
+      r.hint = "use new statement names rather than DEALLOCATE and PREPARE again under one name";
+      if (auditing()) {
+        audit_parse_refused(it->second.analysis, r, {});
+        audit_close_portal(portal);
+      }
+      refuse_statement(r, it->second.analysis.get(), 'B', {}, substitute);
+      return false;
+    }
+    if (sql_used && !judge_bind_of_sql_prepared(portal, name, substitute)) return false;
+  }
   // CLOSE / DISCARD ALL bound to run (psycopg closes its named cursors this way): forgotten at
   // the batch's ReadyForQuery if no error came (cursors_at_ready). A Parse alone closes nothing.
   if (it != statements_.end() && it->second.analysis) note_cursor_closes(*it->second.analysis);
@@ -895,24 +987,10 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
     }
   }
   if (!held_portals_.empty() && decision->action != policy::Action::Deny) {
-    // FETCH or MOVE of a portal bound from a statement that waits for approval would run it
-    // without one: its Execute is what a reviewer approves (found by adversarial testing).
-    for (const auto& st : a->statements) {  // as written: a resolved FETCH has its cursor's kinds
-      if (st.object_name.empty() ||
-          std::find(st.kinds.begin(), st.kinds.end(), sql::StatementKind::Fetch) == st.kinds.end())
-        continue;
-      auto h = held_portals_.find(st.object_name);
-      if (h == held_portals_.end() || h->second.approved) continue;
-      policy::Decision d;
-      d.action = policy::Action::Deny;
-      d.rule = "approvals.held_portal";
-      d.reason = "FETCH from portal \"" + st.object_name + "\", bound from a statement that needs approval";
-      d.message = "statement refused: portal \"" + st.object_name +
-                  "\" was bound from a statement that needs approval, and FETCH would run it without one";
-      d.hint = "send Execute for the portal, so that a reviewer can approve it";
-      decision = std::make_shared<const policy::Decision>(std::move(d));
-      break;
-    }
+    // As written, and as resolved: EXECUTE of a statement that is a FETCH of the portal.
+    if (auto h = held_portal_fetch(*a); h) decision = std::move(h);
+    else if (judged && judged != a)
+      if (auto hr = held_portal_fetch(*judged); hr) decision = std::move(hr);
   }
   if (type == 'Q' && release_front_) {
     // The Query a reviewer approved (session_hold.cpp): it runs once, exactly as submitted. A

@@ -304,7 +304,8 @@ UPD10 = b"UPDATE appr_accounts SET balance = balance + 1000 WHERE id = 10 RETURN
 @pytest.mark.parametrize("variant", ["fetch", "sql_execute", "reparse", "close_in_failed_batch", "after_copy_sync",
                                      "close_then_pipelined_bind", "held_portal_failed_rebind",
                                      "held_portal_skipped_close", "unnamed_held_portal_failed_rebind",
-                                     "held_portal_failed_rebind_to_another_held"])
+                                     "held_portal_failed_rebind_to_another_held", "bind_behind_a_failed_parse",
+                                     "fetch_parsed_before_the_hold", "execute_of_a_move_parsed_before_the_hold"])
 def test_a_statement_that_needs_approval_cannot_run_around_it(proxy, pg, tokens, variant):  # noqa: F811
     """Ways found by adversarial testing to run a Parse that needs review without a reviewer:
     FETCH from its portal, SQL EXECUTE of its name (after a PREPARE that failed on the server), a
@@ -387,6 +388,29 @@ def test_a_statement_that_needs_approval_cannot_run_around_it(proxy, pg, tokens,
             # A rebind in the same batch as its Execute is that statement's: not held.
             assert _round(c, _bind(b"", b"s7", []) + S) == []
             assert _round(c, _bind(b"", b"ok7", []) + _execute(b"", 0) + S) == []
+        elif variant == "bind_behind_a_failed_parse":
+            # The name is parsed again (refused by the server: it is taken) and a Bind follows in the
+            # next batch, sent at once: scanned before the answer, it was judged as the new text and
+            # ran the UPDATE (found by adversarial testing).
+            assert _round(c, _parse(b"s9", UPD10) + S) == []
+            c.send(_parse(b"s9", b"SELECT 1") + S + _bind(b"", b"s9", []) + _execute(b"", 0) + S)
+            first = [pgwire.parse_error_fields(b) for t, b in c.until_ready() if t == b"E"]
+            assert first and first[0]["C"] == "42P05", first
+            errors = [pgwire.parse_error_fields(b) for t, b in c.until_ready() if t == b"E"]
+            assert errors and errors[0]["C"] == "42501" and "parsed again" in errors[0]["M"], errors
+        elif variant in ("fetch_parsed_before_the_hold", "execute_of_a_move_parsed_before_the_hold"):
+            # A FETCH (MOVE) of the portal parsed before the portal was bound and held, then run by
+            # Bind/Execute or by SQL EXECUTE: it ran the held UPDATE (found by adversarial testing).
+            fetch = b"FETCH ALL FROM pf" if variant.startswith("fetch") else b"MOVE ALL IN pf"
+            assert _round(c, _parse(b"sf", fetch) + _parse(b"su", UPD10) + S) == []
+            assert _round(c, pgwire.query("BEGIN")) == []
+            assert _round(c, _bind(b"pf", b"su", []) + S) == []  # held at its Execute
+            if variant.startswith("fetch"):
+                errors = _round(c, _bind(b"", b"sf", []) + _execute(b"", 0) + S)
+            else:
+                errors = _round(c, pgwire.query("EXECUTE sf"))
+            assert errors and errors[0]["C"] == "42501" and "approvals.held_portal" in errors[0].get("D", ""), errors
+            _round(c, pgwire.query("ROLLBACK"))
         elif variant == "held_portal_failed_rebind_to_another_held":
             # The failed Bind was of another statement that needs review: held, a reviewer would see
             # that one and approve the portal that the server still holds (the UPDATE of row 10).
@@ -412,3 +436,19 @@ def test_a_statement_that_needs_approval_cannot_run_around_it(proxy, pg, tokens,
     finally:
         c.close()
     assert balance(pg, 10) == before
+
+
+def test_long_non_ascii_names_under_another_client_encoding_are_refused(proxy, pg, tokens):  # noqa: F811
+    """Found by adversarial testing: the server converts a name to UTF-8 before it cuts it at 63
+    bytes, the proxy cut the bytes it saw, so under LATIN1 two names were one statement to the
+    server and two to the proxy: a Bind of the alias ran a held DELETE unjudged."""
+    c = pgwire.connect(proxy.port, "alice@example.com", tokens["alice"])
+    try:
+        assert _round(c, pgwire.query("SET client_encoding = 'LATIN1'")) == []
+        assert _round(c, _parse(b"\xe9t\xe9", b"SELECT 1") + pgwire.message(b"S")) == []  # short: fine
+        c.send(_parse(b"\xe9" * 32 + b"A", UPD10) + pgwire.message(b"S"))
+        err = c.read_error()
+        assert err["C"] == "0A000" and "non-ASCII" in err["M"], err
+        c.expect_closed()
+    finally:
+        c.close()

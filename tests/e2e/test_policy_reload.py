@@ -703,3 +703,29 @@ def test_a_protocol_statement_name_reused_by_sql_prepare_is_judged_as_both(make_
     finally:
         c.close()
     assert direct.execute(f"SELECT v FROM {t} WHERE id = 1").fetchone() == ("a",)
+
+
+def test_a_protocol_statement_name_prepared_again_too_often_is_refused_at_bind(make_proxy, pg, t, direct):
+    """Found by adversarial testing: after nine DEALLOCATE/PREPARE rounds under a protocol
+    statement's name the proxy stopped tracking the texts, and the Bind passed as the SELECT."""
+    import pgwire
+    import struct
+    from conftest import USERS
+
+    proxy = make_proxy(make_config(make_proxy, pg, []))
+    user, password = next(iter(USERS.items()))
+    c = pgwire.connect(proxy.port, user, password, database="dev")
+    try:
+        S = pgwire.message(b"S")
+        c.send(pgwire.message(b"P", b"bar\0SELECT id FROM " + t.encode() + b" WHERE id = $1\0" + struct.pack("!H", 0)) + S)
+        c.until_ready()
+        for i in range(9):
+            what = f"UPDATE {t} SET v = 'changed' WHERE id = $1" if i == 8 else f"SELECT {i} + $1"
+            c.simple_query(f"DEALLOCATE bar; PREPARE bar(int) AS {what}")
+        bind = pgwire.message(b"B", b"\0bar\0" + struct.pack("!HHi", 0, 1, 1) + b"1" + struct.pack("!H", 0))
+        c.send(bind + pgwire.message(b"E", b"\0" + struct.pack("!I", 0)) + S)
+        errors = [pgwire.parse_error_fields(b) for tp, b in c.until_ready() if tp == b"E"]
+        assert errors and errors[0]["C"] == "42501" and "policy.untracked_statement" in errors[0].get("D", ""), errors
+    finally:
+        c.close()
+    assert direct.execute(f"SELECT v FROM {t} WHERE id = 1").fetchone() == ("a",)
