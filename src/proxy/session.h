@@ -367,7 +367,11 @@ class Session : public std::enable_shared_from_this<Session> {
   bool rejudge_execute(std::string_view body, std::string& substitute);
   // An approval's match key for a statement's key here: bound to this session's database and
   // search_path state (session_hold.cpp).
-  std::string scoped_match_key(const std::string& statement_key) const;
+  // `search_path`: its value as the server holds it, when known (a Query held).
+  std::string scoped_match_key(const std::string& statement_key, const std::string* search_path = nullptr) const;
+  // The statements prepared (cursors declared) under the name `st` EXECUTEs (FETCHes); null: none.
+  const std::vector<std::shared_ptr<const sql::Analysis>>* prepared_versions(const sql::Statement& st) const;
+  const std::vector<std::shared_ptr<const sql::Analysis>>* cursor_versions(const sql::Statement& st) const;
   // Access-grant roles active now on this session's target (and, through a "*" target, on the
   // database the session opened). Needs server_.approvals().
   std::vector<std::string> active_grants(std::chrono::system_clock::time_point now) const;

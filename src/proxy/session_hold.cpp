@@ -237,15 +237,19 @@ bool Session::note_held_portal(std::string_view portal, std::string_view body, s
   return true;
 }
 
-std::string Session::scoped_match_key(const std::string& statement_key) const {
+std::string Session::scoped_match_key(const std::string& statement_key, const std::string* search_path) const {
   // An approval covers the statement in the database and search_path it was held in: the same
   // text elsewhere (another database through a "*" target, another schema after SET search_path)
-  // is another request (found by adversarial testing: an approved DELETE re-run in another database).
+  // is another request (found by adversarial testing: an approved DELETE re-run in another
+  // database; then in another schema, when only "search_path set" was part of the key).
   std::string scope = statement_key;
   scope += '\0';
   scope += database_;
   scope += '\0';
-  scope += search_path_changed_ ? "search_path set" : "search_path default";
+  if (search_path)
+    scope += "search_path=" + *search_path;
+  else
+    scope += search_path_changed_ ? "search_path set" : "search_path default";
   return approvals::match_key(scope, {});
 }
 
@@ -319,7 +323,7 @@ asio::awaitable<std::optional<End>> Session::hold_front_query(std::optional<poli
   const std::uint32_t wire = load_be32(cin_.data() + 1) + 1;
   const std::string_view body(cin_.data() + 5, wire - 5);
   // What is held: the Query's text, or the statement and parameters of the Execute's portal.
-  std::string text, key, portal;
+  std::string text, key, portal, search_path_now;
   std::vector<std::optional<std::string>> params;
   std::shared_ptr<const sql::Analysis> analysis;
   if (type == 'E') {
@@ -335,7 +339,45 @@ asio::awaitable<std::optional<End>> Session::hold_front_query(std::optional<poli
   } else {
     text = std::string(query_text(body));
     analysis = front_analysis_ ? front_analysis_ : worker_.analyzer.analyze(text);
-    key = scoped_match_key(approvals::match_key(text, {}));
+  }
+  if (type == 'Q' && tx_status_ != 'E') {
+    // gatehouse.wait and gatehouse.reason as the server holds them now: SET LOCAL, a rolled-back
+    // SET and set_config() all count as PostgreSQL counts them (found by adversarial testing: the
+    // proxy's own reading of SET statements ignored transactions); and the search_path, which an
+    // approval is bound to. The backend is idle here (no extended-protocol batch is open before a
+    // simple Query). When it cannot be asked, the proxy's reading stands.
+    if (auto stop = co_await capture_query(
+            "SELECT octet_length(current_setting('search_path')) || ':' || current_setting('search_path') || "
+            "coalesce(current_setting('gatehouse.wait', true), '') || E'\\n' || "
+            "coalesce(current_setting('gatehouse.reason', true), '')"))
+      co_return std::move(*stop);
+    if (!explain_.error) {
+      const std::string& got = explain_.json;
+      const auto colon = got.find(':');
+      std::size_t n = 0;
+      for (std::size_t i = 0; i < colon && colon != std::string::npos; ++i) n = n * 10 + std::size_t(got[i] - '0');
+      if (colon != std::string::npos && colon + 1 + n <= got.size()) {
+        search_path_now = got.substr(colon + 1, n);
+        const std::string rest = got.substr(colon + 1 + n);
+        const auto nl = rest.find('\n');
+        wait_for_approval_ = waits(std::string_view(rest).substr(0, nl));
+        reason_ = nl == std::string::npos ? std::string() : rest.substr(nl + 1);
+      }
+    }
+  }
+  if (type == 'Q') {
+    // What the text runs: for EXECUTE (or FETCH) the statements prepared (declared) under the
+    // name now, so that an approval of `EXECUTE x` does not cover another statement prepared as
+    // x later (found by adversarial testing: a one-row DELETE's approval ran an all-rows DELETE).
+    std::string material = text;
+    for (const auto& st : analysis->statements)
+      for (const auto* versions : {prepared_versions(st), cursor_versions(st)})
+        if (versions)
+          for (const auto& v : *versions) {
+            material += '\0';
+            material += v && !v->statements.empty() ? v->statements.front().text : std::string("<untracked>");
+          }
+    key = scoped_match_key(approvals::match_key(material, {}), search_path_now.empty() ? nullptr : &search_path_now);
   }
   sql::Analysis resolved;
   const sql::Analysis* judged = resolve_executes(*analysis, resolved) ? &resolved : analysis.get();
@@ -415,22 +457,6 @@ asio::awaitable<std::optional<End>> Session::hold_front_query(std::optional<poli
                  (*again)->id, d.rule);
   }
 
-  if (type == 'Q' && tx_status_ != 'E') {
-    // gatehouse.wait and gatehouse.reason as the server holds them now: SET LOCAL, a rolled-back
-    // SET and set_config() all count as PostgreSQL counts them (found by adversarial testing: the
-    // proxy's own reading of SET statements ignored transactions). The backend is idle here (no
-    // extended-protocol batch is open before a simple Query). When it cannot be asked, the
-    // proxy's reading stands.
-    if (auto stop = co_await capture_query("SELECT coalesce(current_setting('gatehouse.wait', true), '') || E'\\n' || "
-                                           "coalesce(current_setting('gatehouse.reason', true), '')"))
-      co_return std::move(*stop);
-    if (!explain_.error) {
-      const std::string& got = explain_.json;
-      const auto nl = got.find('\n');
-      wait_for_approval_ = waits(std::string_view(got).substr(0, nl));
-      reason_ = nl == std::string::npos ? std::string() : got.substr(nl + 1);
-    }
-  }
   approvals::Request req;
   req.requester = approvals::person_of(identity_);
   req.target = target_->name;

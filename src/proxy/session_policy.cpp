@@ -152,6 +152,18 @@ std::shared_ptr<const policy::Decision> untracked_statement_decision() {
 
 }  // namespace
 
+const std::vector<std::shared_ptr<const sql::Analysis>>* Session::prepared_versions(const sql::Statement& st) const {
+  if (st.object_name.empty() || !has_kind(st, sql::StatementKind::Execute)) return nullptr;
+  auto it = prepared_.find(st.object_name);
+  return it == prepared_.end() ? nullptr : &it->second;
+}
+
+const std::vector<std::shared_ptr<const sql::Analysis>>* Session::cursor_versions(const sql::Statement& st) const {
+  if (st.object_name.empty() || !has_kind(st, sql::StatementKind::Fetch)) return nullptr;
+  if (auto it = cursors_.find(st.object_name); it != cursors_.end()) return &it->second.versions;
+  return portal_versions(st.object_name);
+}
+
 bool Session::resolve_executes(const sql::Analysis& a, sql::Analysis& out) const {
   // The versions a statement names (null: none to resolve; an empty list: the name is known but
   // untrackable, or unknown after DECLAREs that were not recorded).

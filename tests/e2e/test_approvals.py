@@ -537,7 +537,9 @@ def test_a_requester_has_a_bounded_number_of_open_requests(proxy, tokens):
     # cancel them again (the module's other tests share the requester)
     for r in mine.get("items", mine.get("approvals", [])):
         if r.get("requester", {}).get("subject") == "erin":
-            api(proxy, "POST", f"/api/v1/approvals/{r['id']}/reject", tokens["bob"], {"comment": "cleanup"})
+            status, answer = api(proxy, "POST", f"/api/v1/approvals/{r['id']}/reject", tokens["bob"],
+                                 {"reason": "cleanup"})
+            assert status == 200, answer  # (it sent "comment", refused with 400: nothing was cleaned up)
 
 
 def test_the_admin_api_refuses_a_token_that_takes_a_static_users_name(proxy, oidc):
@@ -581,3 +583,96 @@ def test_a_grant_for_a_database_through_the_pass_through_target_takes_effect(pg,
     finally:
         p.stop()
         pg.psql("DROP DATABASE IF EXISTS jit_other")
+
+
+def _reject_pending_of(proxy, tokens, subject: str) -> None:
+    """Other tests of the module leave requests of `subject` open; a requester may have 100."""
+    for _ in range(20):
+        status, body = api(proxy, "GET", f"/api/v1/approvals?state=pending&requester={subject}&limit=100",
+                           tokens["carol"])
+        items = [r for r in body.get("approvals", body.get("items", []))
+                 if r.get("requester", {}).get("subject") == subject]
+        if status != 200 or not items:
+            return
+        for r in items:
+            status, answer = api(proxy, "POST", f"/api/v1/approvals/{r['id']}/reject", tokens["bob"], {"reason": "cleanup"})
+            assert status == 200, answer
+
+
+def _erin_psql(proxy, tokens, *commands: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PGPASSWORD=tokens["erin"], PGSSLMODE="disable")
+    args = ["psql", "-X", "-A", "-t", "-h", "127.0.0.1", "-p", str(proxy.port), "-U", "erin", "-d", "app",
+            "-c", "SET gatehouse.wait = off"]
+    for c in commands:
+        args += ["-c", c]
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=30)
+
+
+def test_an_approval_covers_the_search_path_it_was_held_in_not_another(proxy, pg, tokens):
+    """Found by adversarial testing: the approval was scoped to "search_path set", not to its
+    value, so a statement approved in one schema ran once in another."""
+    _reject_pending_of(proxy, tokens, "erin")
+    for sch in ("sp_a", "sp_b"):
+        pg.psql(f"drop schema if exists {sch} cascade; create schema {sch}; "
+                f"create table {sch}.appr_accounts(id int primary key, balance int); "
+                f"insert into {sch}.appr_accounts values (1, 100); "
+                f"grant usage on schema {sch} to gh_appr_analyst; "
+                f"grant select, update on {sch}.appr_accounts to gh_appr_analyst")
+    sql = "UPDATE appr_accounts SET balance = 1 WHERE id = 1"
+    r = _erin_psql(proxy, tokens, "SET search_path = sp_a", sql)
+    m = HELD.search(r.stderr)
+    assert r.returncode != 0 and m, r.stderr
+    status, body = api(proxy, "POST", f"/api/v1/approvals/{m.group(1)}/approve", tokens["bob"], {})
+    assert status == 200, body
+    r = _erin_psql(proxy, tokens, "SET search_path = sp_b", sql)  # another schema: held again
+    assert r.returncode != 0 and HELD.search(r.stderr) and HELD.search(r.stderr).group(1) != m.group(1), r.stderr
+    assert pg.psql("select balance from sp_b.appr_accounts") == "100"
+    r = _erin_psql(proxy, tokens, "SET search_path = sp_a", sql)  # where it was approved: runs once
+    assert r.returncode == 0, r.stderr
+    assert pg.psql("select balance from sp_a.appr_accounts") == "1"
+
+
+def test_an_approval_of_execute_covers_the_statement_prepared_then_not_another(proxy, pg, tokens):
+    """Found by adversarial testing: the approval of `EXECUTE x` was keyed on that text alone, so
+    a one-row UPDATE's approval ran an all-rows UPDATE prepared as x later."""
+    _reject_pending_of(proxy, tokens, "erin")
+    import struct
+    import pgwire
+    before = [balance(pg, i) for i in (2, 3)]
+    one = b"UPDATE appr_accounts SET balance = balance + 7 WHERE id = 2"
+    every = b"UPDATE appr_accounts SET balance = balance + 7 WHERE id IN (2, 3)"
+    S = pgwire.message(b"S")
+
+    def run(c, sql: str) -> list[dict]:
+        c.send(pgwire.query(sql))
+        return [pgwire.parse_error_fields(b) for t, b in c.until_ready() if t == b"E"]
+
+    def prepare(c, text: bytes) -> None:  # with the extended protocol: the Parse itself is not held
+        c.send(pgwire.message(b"C", b"Supd_x\0") + pgwire.message(b"P", b"upd_x\0" + text + b"\0" + struct.pack("!H", 0)) + S)
+        assert not [b for t, b in c.until_ready() if t == b"E"]
+
+    c = pgwire.connect(proxy.port, "erin", tokens["erin"])
+    try:
+        assert run(c, "SET gatehouse.wait = off") == []
+        prepare(c, one)
+        errors = run(c, "EXECUTE upd_x")
+        assert errors and errors[0]["C"] == "RV001", errors
+        first = HELD.search(errors[0]["M"]).group(1)
+        status, body = api(proxy, "POST", f"/api/v1/approvals/{first}/approve", tokens["bob"], {})
+        assert status == 200, body
+        prepare(c, every)  # another statement under the name: held again, with a new request
+        errors = run(c, "EXECUTE upd_x")
+        assert errors and errors[0]["C"] == "RV001" and HELD.search(errors[0]["M"]).group(1) != first, errors
+        assert [balance(pg, i) for i in (2, 3)] == before
+    finally:
+        c.close()
+    # The approved one, in a session that prepared only it under the name (a session keeps every
+    # text it prepared under a name, and EXECUTE counts them all): runs once.
+    c = pgwire.connect(proxy.port, "erin", tokens["erin"])
+    try:
+        assert run(c, "SET gatehouse.wait = off") == []
+        prepare(c, one)
+        assert run(c, "EXECUTE upd_x") == []
+    finally:
+        c.close()
+    assert [balance(pg, i) for i in (2, 3)] == [before[0] + 7, before[1]]
