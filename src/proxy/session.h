@@ -417,6 +417,7 @@ class Session : public std::enable_shared_from_this<Session> {
     std::uint64_t seq = 0;                    // portal_ops_ at its Bind
     std::uint64_t rebound_group = kNoGroup;   // syncs_sent_ at a later Bind of the name from another statement
     bool shadows = false;  // bound over a held, unapproved portal of an earlier batch (hold_front_query)
+    std::uint64_t approved_generation = 0;  // the policy generation it was approved under
   };
   static constexpr std::uint64_t kNoGroup = ~std::uint64_t{0};
   std::unordered_map<std::string, HeldPortal, NameHash, std::equal_to<>> held_portals_;

@@ -254,7 +254,9 @@ std::string Session::scoped_match_key(const std::string& statement_key, const st
 }
 
 void Session::approve_held_portal(const std::string& portal, const policy::Decision& by) {
-  held_portals_[portal].approved = true;
+  auto& h = held_portals_[portal];
+  h.approved = true;
+  h.approved_generation = server_.generation();
   if (auditing())
     if (auto p = portals_.find(portal); p != portals_.end()) p->second.decision = std::make_shared<const policy::Decision>(by);
 }

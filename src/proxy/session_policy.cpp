@@ -397,6 +397,24 @@ bool Session::rejudge_execute(std::string_view body, std::string& substitute) {
   // After a refusal in this batch the server skips this Execute: nothing to judge (a second
   // refusal would only add a substitute the server skips).
   if (refused_in_batch_) return true;
+  if (!held_portals_.empty()) {
+    // An approved portal runs its further Executes; after a reload, a policy that now denies its
+    // statement stops it, as it stops any other portal and an approved Query (found by adversarial
+    // testing: an approved portal kept returning rows of a table a reload had denied).
+    auto h = held_portals_.find(name);
+    if (h != held_portals_.end() && h->second.approved && h->second.analysis &&
+        h->second.approved_generation != server_.generation()) {
+      sql::Analysis resolved;
+      const sql::Analysis* judged = nullptr;
+      auto decision = judge_as_run(*h->second.analysis, resolved, judged);
+      if (decision->action == policy::Action::Deny) {
+        if (auditing()) audit_parse_refused(h->second.analysis, *decision, {});
+        refuse_statement(*decision, h->second.analysis.get(), 'E', {}, substitute);
+        return false;
+      }
+      h->second.approved_generation = server_.generation();
+    }
+  }
   BoundPortal* p = nullptr;
   if (!name.empty() && (cursors_overflow_ || (!cursors_.empty() && cursors_.count(std::string(name))))) {
     // A cursor DECLAREd with SQL is a portal too: an Execute of its name reads it like a FETCH,

@@ -452,3 +452,48 @@ def test_long_non_ascii_names_under_another_client_encoding_are_refused(proxy, p
         c.expect_closed()
     finally:
         c.close()
+
+
+def test_an_approved_portal_stops_when_a_reload_denies_its_statement(pg, user_hashes, oidc, schema, tokens,  # noqa: F811
+                                                                     tmp_path):
+    """Found by adversarial testing: an approved portal kept returning rows after a reload denied
+    its table (an ordinary portal, and an approved Query, are stopped by such a reload)."""
+    import signal
+    from conftest import wait_for
+    from test_approvals import approvals_config
+    cfg = approvals_config(pg, user_hashes, oidc, tmp_path)
+    p = Gatehouse(cfg, workdir=tmp_path).start()
+    try:
+        c = pgwire.connect(p.port, "alice@example.com", tokens["alice"])
+        c.send(pgwire.query("BEGIN"))
+        c.until_ready()
+        c.send(_parse(b"upd", b"UPDATE appr_accounts SET balance = balance WHERE id <= 6 RETURNING id")
+               + _bind(b"p1", b"upd", []) + _execute(b"p1", 2) + pgwire.message(b"H"))
+        rid = None
+        while rid is None:
+            t, body = c.read_message()
+            if t == b"N":
+                m = HELD.search(body.decode(errors="replace"))
+                rid = m.group(1) if m else None
+        approve(p, tokens, rid)
+        rows = 0
+        while True:
+            t, body = c.read_message()
+            rows += t == b"D"
+            if t == b"s":
+                break
+        assert rows == 2
+        deny = dict(cfg, rules=cfg["rules"] + [{"name": "no-accounts", "when": {"tables": ["appr_accounts"]},
+                                                "action": "deny"}])
+        before = p.log().count("configuration reloaded")
+        p.write_config(deny)
+        p.signal(signal.SIGHUP)
+        wait_for(lambda: p.log().count("configuration reloaded") > before, timeout=10, what="the reload")
+        c.send(_execute(b"p1", 0) + pgwire.message(b"S"))
+        got = c.until_ready()
+        assert not [b for t, b in got if t == b"D"], got  # no more rows
+        errors = [pgwire.parse_error_fields(b) for t, b in got if t == b"E"]
+        assert errors and errors[0]["C"] == "42501" and "no-accounts" in errors[0].get("D", ""), errors
+        c.close()
+    finally:
+        p.stop()
