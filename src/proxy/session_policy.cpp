@@ -292,9 +292,13 @@ void Session::cursors_at_ready(char status) {
       cursors_overflow_ = false;
       // Portals bound after the CLOSE ALL (later in its batch) stay.
       std::erase_if(bound_portals_, [&](const auto& kv) { return kv.second.seq < c.seq; });
+      std::erase_if(held_portals_, [&](const auto& kv) { return kv.second.seq < c.seq; });
     } else {
       cursors_.erase(c.name);
       if (auto p = bound_portals_.find(c.name); p != bound_portals_.end() && p->second.seq < c.seq) bound_portals_.erase(p);
+      // SQL CLOSE of a held portal closed it (found by adversarial testing: a SELECT bound under
+      // the name later was held as the DELETE that portal had held).
+      if (auto h = held_portals_.find(c.name); h != held_portals_.end() && h->second.seq < c.seq) held_portals_.erase(h);
     }
   }
   cursor_closes_.erase(cursor_closes_.begin(), cursor_closes_.begin() + std::ptrdiff_t(done));

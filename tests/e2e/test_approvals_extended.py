@@ -305,7 +305,8 @@ UPD10 = b"UPDATE appr_accounts SET balance = balance + 1000 WHERE id = 10 RETURN
                                      "close_then_pipelined_bind", "held_portal_failed_rebind",
                                      "held_portal_skipped_close", "unnamed_held_portal_failed_rebind",
                                      "held_portal_failed_rebind_to_another_held", "bind_behind_a_failed_parse",
-                                     "fetch_parsed_before_the_hold", "execute_of_a_move_parsed_before_the_hold"])
+                                     "fetch_parsed_before_the_hold", "execute_of_a_move_parsed_before_the_hold",
+                                     "sql_close_then_rebind"])
 def test_a_statement_that_needs_approval_cannot_run_around_it(proxy, pg, tokens, variant):  # noqa: F811
     """Ways found by adversarial testing to run a Parse that needs review without a reviewer:
     FETCH from its portal, SQL EXECUTE of its name (after a PREPARE that failed on the server), a
@@ -410,6 +411,18 @@ def test_a_statement_that_needs_approval_cannot_run_around_it(proxy, pg, tokens,
             else:
                 errors = _round(c, pgwire.query("EXECUTE sf"))
             assert errors and errors[0]["C"] == "42501" and "approvals.held_portal" in errors[0].get("D", ""), errors
+            _round(c, pgwire.query("ROLLBACK"))
+        elif variant == "sql_close_then_rebind":
+            # SQL CLOSE of the held portal closes it: a SELECT bound under the name later is not
+            # held as the UPDATE (found by adversarial testing), and the UPDATE never runs.
+            assert _round(c, _parse(b"s11", UPD10) + _parse(b"ok11", b"SELECT 11") + S) == []
+            assert _round(c, pgwire.query("BEGIN")) == []
+            assert _round(c, _bind(b"p11", b"s11", []) + S) == []
+            assert _round(c, pgwire.query("CLOSE p11")) == []
+            assert _round(c, _bind(b"p11", b"ok11", []) + S) == []
+            c.send(_execute(b"p11", 0) + S)
+            got = c.until_ready()
+            assert [b for t, b in got if t == b"D"] == [b"\x00\x01\x00\x00\x00\x0211"], got
             _round(c, pgwire.query("ROLLBACK"))
         elif variant == "held_portal_failed_rebind_to_another_held":
             # The failed Bind was of another statement that needs review: held, a reviewer would see
