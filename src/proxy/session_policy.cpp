@@ -152,6 +152,25 @@ std::shared_ptr<const policy::Decision> untracked_statement_decision() {
 
 }  // namespace
 
+bool Session::names_non_ascii(const sql::Analysis& a) {
+  auto non_ascii = [](std::string_view s) {
+    for (unsigned char c : s)
+      if (c >= 0x80) return true;
+    return false;
+  };
+  auto any = [&](const std::vector<std::string>& v) { return std::any_of(v.begin(), v.end(), non_ascii); };
+  for (const auto& st : a.statements) {
+    if (non_ascii(st.object_name) || any(st.functions) || any(st.settings) || any(st.unresolved_columns) ||
+        any(st.roles_altered))
+      return true;
+    for (const auto& r : st.relations)
+      if (non_ascii(r.schema) || non_ascii(r.name) || any(r.columns_read) || any(r.columns_written)) return true;
+    for (const auto& w : st.writes)
+      if (non_ascii(w.relation)) return true;
+  }
+  return false;
+}
+
 const std::vector<std::shared_ptr<const sql::Analysis>>* Session::prepared_versions(const sql::Statement& st) const {
   if (st.object_name.empty() || !has_kind(st, sql::StatementKind::Execute)) return nullptr;
   auto it = prepared_.find(st.object_name);
@@ -1003,6 +1022,18 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
   sql::Analysis resolved;
   const sql::Analysis* judged = nullptr;
   std::shared_ptr<const policy::Decision> decision = judge_as_run(*a, resolved, judged);
+  if (!client_utf8_ && decision->action != policy::Action::Deny && names_non_ascii(*a)) [[unlikely]] {
+    // The policy names tables, columns and functions in UTF-8, and the server converts the text to
+    // UTF-8 before it reads (and cuts at 63 bytes) identifiers; the proxy reads the client's bytes.
+    // A non-ASCII name in another encoding would match no rule (found by adversarial testing).
+    policy::Decision u = *proxy_refusal(
+        "policy.client_encoding", "a non-ASCII name under client_encoding other than UTF8",
+        "statement refused: it names a table, column, function, cursor or prepared statement with non-ASCII "
+        "characters, which Gatehouse checks only with client_encoding UTF8",
+        "SET client_encoding = 'UTF8' (the data itself may stay in any encoding PostgreSQL converts)");
+    u.sqlstate = "0A000";
+    decision = std::make_shared<const policy::Decision>(std::move(u));
+  }
   // SET standard_conforming_strings = off (or a client-only encoding): refused before it runs, so
   // the session goes on; the server's report of such a change (set_config, ...) ends it instead.
   for (const auto& st : a->statements) {

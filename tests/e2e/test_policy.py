@@ -1532,3 +1532,30 @@ def test_an_allow_rule_opens_only_what_it_names(make_proxy, pg, direct):
                 assert ei.value.sqlstate == "42501", (sql, ei.value)
     finally:
         direct.execute("DROP TABLE IF EXISTS al_orders, al_secrets, al_people")
+
+
+def test_non_ascii_names_need_client_encoding_utf8(make_proxy, pg):
+    """Found by adversarial testing: under LATIN1 the proxy read a name's LATIN1 bytes, the policy
+    names tables in UTF-8 and the server converts before it reads: a rule on a non-ASCII table
+    matched nothing. Such names are refused unless the client encoding is UTF8; literals are not
+    names and pass."""
+    import pgwire
+    from conftest import target
+    pg.psql('DROP TABLE IF EXISTS "donnÉes_secrètes"; CREATE TABLE "donnÉes_secrètes" (v text); '
+            'INSERT INTO "donnÉes_secrètes" VALUES (\'top\')')
+    cfg_rules = [{"name": "no-secret-data", "when": {"tables": ["donnÉes_secrètes"]}, "action": "deny"}]
+    proxy = make_proxy(targets=[target("app", pg.port, password=pg.password)], rules=cfg_rules)
+    c = pgwire.connect(proxy.port, "alice", "alice-secret")
+    try:
+        with pytest.raises(pgwire.WireError) as e:  # UTF-8: the rule matches
+            c.simple_query('SELECT v FROM "donnÉes_secrètes"')
+        assert e.value.code == "42501", e.value.fields
+        c.simple_query("SET client_encoding = 'LATIN1'")
+        c.send(pgwire.message(b"Q", "SELECT 'café'".encode("latin-1") + b"\0"))  # a literal: not a name
+        assert not [b for t, b in c.until_ready() if t == b"E"]
+        c.send(pgwire.message(b"Q", 'SELECT v FROM "donnÉes_secrètes"'.encode("latin-1") + b"\0"))
+        errors = [pgwire.parse_error_fields(b) for t, b in c.until_ready() if t == b"E"]
+        assert errors and errors[0]["C"] == "0A000" and "client_encoding UTF8" in errors[0]["M"], errors
+        assert c.simple_query("SELECT 1") == [["1"]]
+    finally:
+        c.close()
