@@ -228,7 +228,8 @@ bool Session::resolve_executes(const sql::Analysis& a, sql::Analysis& out) const
     for (const auto& version : *versions) {
       const sql::Statement& p = version->statements.front();
       sql::Statement m = st;
-      m.opaque_code = p.opaque_code;  // EXECUTE was opaque only because its target was unseen
+      // EXECUTE was opaque because its target was unseen, or for code in its own arguments.
+      m.opaque_code = p.opaque_code || st.opaque_args;
       m.kinds.erase(std::remove(m.kinds.begin(), m.kinds.end(), own), m.kinds.end());
       for (auto k : p.kinds)
         if (k != sql::StatementKind::Prepare && k != sql::StatementKind::DeclareCursor) m.kinds.push_back(k);

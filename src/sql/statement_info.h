@@ -129,6 +129,7 @@ struct Statement {
   // TRANSACTION, COMMIT/ROLLBACK AND CHAIN); -1 it ends the block (COMMIT, END, ROLLBACK, ABORT,
   // PREPARE TRANSACTION); 0 neither (savepoints, COMMIT/ROLLBACK PREPARED, everything else).
   std::int8_t transaction_block = 0;
+  bool opaque_args = false;  // EXECUTE: its own argument expressions hold opaque code
   std::string text;        // this statement's own text (a slice of the input)
   std::string normalized;  // literals replaced by $n (pg_query_normalize)
   std::uint64_t fingerprint = 0;  // pg_query_fingerprint: same shape, same value

@@ -515,16 +515,19 @@ bool Walker::utility(std::string_view name, const JValue& b, Mode mode) {
 
   if (name == "RenameStmt" && !plan_only_) {
     // Renaming a column or a table moves it out of what name-based rules and classifications
-    // name: it touches what it renames as a read would (found by adversarial testing).
+    // name: it touches what it renames as a read and a write would, so that rules scoped to
+    // either see it (found by adversarial testing: twice, reads and then writes).
     const std::string_view type = b.get_str("renameType");
     if (const JValue* rv = b.get("relation")) {
       const int r = rel(rv->get_str("schemaname"), rv->get_str("relname"));
       add_access(r, kDdl);
       if (type == "OBJECT_COLUMN") {
         add_read(r, b.get_str("subname"));
+        add_written(r, b.get_str("subname"));
+        add_access(r, kInsert | kUpdate);
       } else if (relation_object(type)) {
         rels_[static_cast<std::size_t>(r)].all = true;
-        add_access(r, kRead);
+        add_access(r, kRead | kInsert | kUpdate | kDelete | kTruncate);
       }
     }
   }
@@ -564,8 +567,11 @@ bool Walker::utility(std::string_view name, const JValue& b, Mode mode) {
         }
       }
     }
-    if (!executes_) out_.opaque_code = true;
+    // Its own arguments are judged as any expression (found by adversarial testing: their opaque
+    // code was dropped when the proxy matched the name to a statement it had seen prepared).
     walk_member(b, "params");
+    out_.opaque_args = out_.opaque_code;
+    if (!executes_) out_.opaque_code = true;
   } else if (name == "DeallocateStmt") {
     add_kind(K::Deallocate);
     out_.object_name = std::string(b.get_str("name"));  // "" for DEALLOCATE ALL

@@ -699,6 +699,8 @@ void Walker::func_call(const JValue& body) {
     if (one_of(name, kFileFunctions)) out_.server_file_access = true;
     if (name.rfind("dblink", 0) == 0) out_.remote_access = true;
     if (one_of(name, kDynamicSqlFunctions)) out_.opaque_code = true;
+    // pg_notify() is NOTIFY: a rule on the statement kind covers it (found by adversarial testing).
+    if (name == "pg_notify" && !plan_only_) add_kind(StatementKind::Notify);
     if (name == "set_config" && !plan_only_) {
       // Inside DDL (a view, a default, a check, a generated column) it runs later, in other
       // statements that never name it (found by adversarial testing: a view changed the

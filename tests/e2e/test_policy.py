@@ -1559,3 +1559,36 @@ def test_non_ascii_names_need_client_encoding_utf8(make_proxy, pg):
         assert c.simple_query("SELECT 1") == [["1"]]
     finally:
         c.close()
+
+
+def test_code_in_the_arguments_of_execute_is_judged(conn):
+    """Found by adversarial testing: the opaque code in EXECUTE's own arguments was dropped when
+    the name was matched to its PREPARE, and query_to_xml ran a denied query (or set
+    gatehouse.identity)."""
+    conn.execute("PREPARE xml_args(xml) AS SELECT $1")
+    try:
+        with pytest.raises(psycopg.Error) as e:
+            conn.execute("EXECUTE xml_args(query_to_xml('SELECT * FROM secrets', true, false, ''))")
+        assert e.value.sqlstate == "42501" and e.value.diag.message_detail == "rule: guardrail.opaque_code", str(e.value)
+        assert conn.execute("EXECUTE xml_args('<a/>'::xml)").fetchone() is not None  # plain arguments run
+    finally:
+        conn.execute("DEALLOCATE xml_args")
+
+
+def test_renames_count_as_writes_and_pg_notify_as_notify(make_proxy, pg):
+    """Found by adversarial testing: renaming a table moved it out of a rule scoped to writes (a
+    write then ran under the new name, and the old name came back), and pg_notify() passed a rule
+    on NOTIFY."""
+    from conftest import connect, target
+    pg.psql("DROP TABLE IF EXISTS ren_w, ren_free; CREATE TABLE ren_w (id int, v text)")
+    rules = [{"name": "no-ren-w-writes", "when": {"tables": ["ren_w"], "access": "write"}, "action": "deny"},
+             {"name": "no-notify", "when": {"statements": ["notify"]}, "action": "deny"}]
+    proxy = make_proxy(targets=[target("app", pg.port, password=pg.password)], rules=rules)
+    with connect(proxy, autocommit=True) as c:
+        for sql, rule in (("ALTER TABLE ren_w RENAME TO ren_free", "no-ren-w-writes"),
+                          ("ALTER TABLE ren_w RENAME COLUMN v TO w", "no-ren-w-writes"),
+                          ("SELECT pg_notify('chan', 'x')", "no-notify")):
+            with pytest.raises(psycopg.Error) as e:
+                c.execute(sql)
+            assert e.value.sqlstate == "42501" and e.value.diag.message_detail == f"rule: {rule}", (sql, str(e.value))
+        assert c.execute("SELECT count(*) FROM ren_w").fetchone() == (0,)  # reading is not writing
