@@ -342,45 +342,6 @@ asio::awaitable<std::optional<End>> Session::hold_front_query(std::optional<poli
     text = std::string(query_text(body));
     analysis = front_analysis_ ? front_analysis_ : worker_.analyzer.analyze(text);
   }
-  if (type == 'Q' && tx_status_ != 'E') {
-    // gatehouse.wait and gatehouse.reason as the server holds them now: SET LOCAL, a rolled-back
-    // SET and set_config() all count as PostgreSQL counts them (found by adversarial testing: the
-    // proxy's own reading of SET statements ignored transactions); and the search_path, which an
-    // approval is bound to. The backend is idle here (no extended-protocol batch is open before a
-    // simple Query). When it cannot be asked, the proxy's reading stands.
-    if (auto stop = co_await capture_query(
-            "SELECT octet_length(current_setting('search_path')) || ':' || current_setting('search_path') || "
-            "coalesce(current_setting('gatehouse.wait', true), '') || E'\\n' || "
-            "coalesce(current_setting('gatehouse.reason', true), '')"))
-      co_return std::move(*stop);
-    if (!explain_.error) {
-      const std::string& got = explain_.json;
-      const auto colon = got.find(':');
-      std::size_t n = 0;
-      for (std::size_t i = 0; i < colon && colon != std::string::npos; ++i) n = n * 10 + std::size_t(got[i] - '0');
-      if (colon != std::string::npos && colon + 1 + n <= got.size()) {
-        search_path_now = got.substr(colon + 1, n);
-        const std::string rest = got.substr(colon + 1 + n);
-        const auto nl = rest.find('\n');
-        wait_for_approval_ = waits(std::string_view(rest).substr(0, nl));
-        reason_ = nl == std::string::npos ? std::string() : rest.substr(nl + 1);
-      }
-    }
-  }
-  if (type == 'Q') {
-    // What the text runs: for EXECUTE (or FETCH) the statements prepared (declared) under the
-    // name now, so that an approval of `EXECUTE x` does not cover another statement prepared as
-    // x later (found by adversarial testing: a one-row DELETE's approval ran an all-rows DELETE).
-    std::string material = text;
-    for (const auto& st : analysis->statements)
-      for (const auto* versions : {prepared_versions(st), cursor_versions(st)})
-        if (versions)
-          for (const auto& v : *versions) {
-            material += '\0';
-            material += v && !v->statements.empty() ? v->statements.front().text : std::string("<untracked>");
-          }
-    key = scoped_match_key(approvals::match_key(material, {}), search_path_now.empty() ? nullptr : &search_path_now);
-  }
   sql::Analysis resolved;
   const sql::Analysis* judged = resolve_executes(*analysis, resolved) ? &resolved : analysis.get();
   // `given`: a review decided outside the policy (the row-estimate limit, session_estimate.cpp).
@@ -415,9 +376,50 @@ asio::awaitable<std::optional<End>> Session::hold_front_query(std::optional<poli
   if (!svc || d.action != policy::Action::Review) co_return std::nullopt;  // judged as usual by the scan
 
   // Everything sent before it is answered first: then the client may hear from the proxy
-  // without interleaving with the backend's answers.
+  // without interleaving with the backend's answers, and the server can be asked for its settings
+  // (before, a Query pipelined ahead of it answered the proxy's question: found by adversarial
+  // testing, the client chose the search_path an approval was matched against).
   while (inflight_ > 0 && !ending_) co_await wait_relay_signal();
   if (ending_) co_return End{};
+  if (type == 'Q' && tx_status_ != 'E') {
+    // gatehouse.wait and gatehouse.reason as the server holds them now: SET LOCAL, a rolled-back
+    // SET and set_config() all count as PostgreSQL counts them (found by adversarial testing: the
+    // proxy's own reading of SET statements ignored transactions); and the search_path, which an
+    // approval is bound to. The backend is idle here (everything sent before was answered, and no
+    // extended-protocol batch is open before a simple Query). When it cannot be asked, the proxy's reading stands.
+    if (auto stop = co_await capture_query(
+            "SELECT octet_length(current_setting('search_path')) || ':' || current_setting('search_path') || "
+            "coalesce(current_setting('gatehouse.wait', true), '') || E'\\n' || "
+            "coalesce(current_setting('gatehouse.reason', true), '')"))
+      co_return std::move(*stop);
+    if (!explain_.error) {
+      const std::string& got = explain_.json;
+      const auto colon = got.find(':');
+      std::size_t n = 0;
+      for (std::size_t i = 0; i < colon && colon != std::string::npos; ++i) n = n * 10 + std::size_t(got[i] - '0');
+      if (colon != std::string::npos && colon + 1 + n <= got.size()) {
+        search_path_now = got.substr(colon + 1, n);
+        const std::string rest = got.substr(colon + 1 + n);
+        const auto nl = rest.find('\n');
+        wait_for_approval_ = waits(std::string_view(rest).substr(0, nl));
+        reason_ = nl == std::string::npos ? std::string() : rest.substr(nl + 1);
+      }
+    }
+  }
+  if (type == 'Q') {
+    // What the text runs: for EXECUTE (or FETCH) the statements prepared (declared) under the
+    // name now, so that an approval of `EXECUTE x` does not cover another statement prepared as
+    // x later (found by adversarial testing: a one-row DELETE's approval ran an all-rows DELETE).
+    std::string material = text;
+    for (const auto& st : analysis->statements)
+      for (const auto* versions : {prepared_versions(st), cursor_versions(st)})
+        if (versions)
+          for (const auto& v : *versions) {
+            material += '\0';
+            material += v && !v->statements.empty() ? v->statements.front().text : std::string("<untracked>");
+          }
+    key = scoped_match_key(approvals::match_key(material, {}), search_path_now.empty() ? nullptr : &search_path_now);
+  }
 
   auto release = [&](const approvals::Request& r) {
     policy::Decision released = d;

@@ -676,3 +676,38 @@ def test_an_approval_of_execute_covers_the_statement_prepared_then_not_another(p
     finally:
         c.close()
     assert [balance(pg, i) for i in (2, 3)] == [before[0] + 7, before[1]]
+
+
+def test_a_query_pipelined_ahead_cannot_answer_the_proxys_settings_question(proxy, pg, tokens):
+    """Found by adversarial testing: before a held Query the proxy asks the server for the session's
+    search_path (the approval is bound to it) without waiting for what was sent before; a SELECT
+    pipelined ahead of it answered instead, chose the search_path, and an approval given in one
+    schema ran in another. The client got the proxy's row as its SELECT's result, too."""
+    import pgwire
+    _reject_pending_of(proxy, tokens, "erin")
+    for sch in ("sp_c", "sp_d"):
+        pg.psql(f"drop schema if exists {sch} cascade; create schema {sch}; "
+                f"create table {sch}.appr_accounts(id int primary key, balance int); "
+                f"insert into {sch}.appr_accounts values (1, 100); "
+                f"grant usage on schema {sch} to gh_appr_analyst; "
+                f"grant select, update on {sch}.appr_accounts to gh_appr_analyst")
+    sql = "UPDATE appr_accounts SET balance = 5 WHERE id = 1 /*pipelined-probe*/"
+    r = _erin_psql(proxy, tokens, "SET search_path = sp_c", sql)
+    m = HELD.search(r.stderr)
+    assert r.returncode != 0 and m, r.stderr
+    status, body = api(proxy, "POST", f"/api/v1/approvals/{m.group(1)}/approve", tokens["bob"], {})
+    assert status == 200, body
+    forged = "SELECT '4:sp_coff' || E'\\n' || '' AS forged FROM pg_sleep(0.3)"
+    c = pgwire.connect(proxy.port, "erin", tokens["erin"])
+    try:
+        c.simple_query("SET gatehouse.wait = off")
+        c.simple_query("SET search_path = sp_d")
+        c.send(pgwire.query(forged) + pgwire.query(sql))
+        first = c.until_ready()
+        assert [b for t, b in first if t == b"D"] == [b"\x00\x01\x00\x00\x00\x0a4:sp_coff\n"], first  # its own row
+        second = [pgwire.parse_error_fields(b) for t, b in c.until_ready() if t == b"E"]
+        assert second and second[0]["C"] == "RV001", second  # another schema: held again
+    finally:
+        c.close()
+    assert pg.psql("select balance from sp_d.appr_accounts") == "100"
+    assert pg.psql("select balance from sp_c.appr_accounts") == "100"
