@@ -211,17 +211,39 @@ class Gatehouse:
         self.config_path.write_text(to_yaml(self.config) + "\n")
 
     def start(self, extra_env: dict | None = None) -> "Gatehouse":
-        self.write_config()
-        env = dict(os.environ, **(extra_env or {}))
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([str(BINARY), "serve", "--config", str(self.config_path)], stdout=self._log,
-                                     stderr=subprocess.STDOUT, env=env)
-        try:
-            wait_port(self.port)
-        except TimeoutError:
-            self.proc.kill()
-            raise RuntimeError("gatehouse did not start:\n" + self.log())
-        return self
+        # A port free when it was picked may be taken by another process before the proxy binds
+        # it; then the proxy exits ("Address already in use") while the other process answers on
+        # the port, and a test talks to that (seen once in CI, while other test environments ran
+        # on the machine). Wait for the proxy's own "listening on" line; on such a clash, retry
+        # with new ports.
+        for attempt in range(5):
+            self.write_config()
+            env = dict(os.environ, **(extra_env or {}))
+            log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+            self._log = open(self.log_path, "ab")
+            self.proc = subprocess.Popen([str(BINARY), "serve", "--config", str(self.config_path)], stdout=self._log,
+                                         stderr=subprocess.STDOUT, env=env)
+            deadline = time.time() + 15
+            while time.time() < deadline:
+                listening = f"listening on {self.config['listen'].get('address', '127.0.0.1')}:{self.port} "
+                if self.proc.poll() is not None or listening in self.log()[log_start:]:
+                    break
+                time.sleep(0.05)
+            clash = "Address already in use" in self.log()[log_start:]
+            if self.proc.poll() is not None and clash and attempt < 4:
+                self._log.close()
+                self.config["listen"]["port"] = free_port()
+                self.config["admin"]["port"] = free_port()
+                continue
+            try:
+                wait_port(self.port, timeout=max(1.0, deadline - time.time()))
+            except TimeoutError:
+                self.proc.kill()
+                raise RuntimeError("gatehouse did not start:\n" + self.log())
+            if self.proc.poll() is not None:
+                raise RuntimeError("gatehouse exited at start:\n" + self.log())
+            return self
+        raise RuntimeError("gatehouse did not start:\n" + self.log())
 
     def log(self) -> str:
         try:
