@@ -710,14 +710,11 @@ std::shared_ptr<const policy::Decision> Session::held_portal_fetch(const sql::An
     if (st.object_name.empty() || !has_kind(st, sql::StatementKind::Fetch)) continue;
     auto h = held_portals_.find(st.object_name);
     if (h == held_portals_.end() || h->second.approved) continue;
-    policy::Decision d;
-    d.action = policy::Action::Deny;
-    d.rule = "approvals.held_portal";
-    d.reason = "FETCH from portal \"" + st.object_name + "\", bound from a statement that needs approval";
-    d.message = "statement refused: portal \"" + st.object_name +
-                "\" was bound from a statement that needs approval, and FETCH would run it without one";
-    d.hint = "send Execute for the portal, so that a reviewer can approve it";
-    return std::make_shared<const policy::Decision>(std::move(d));
+    return proxy_refusal("approvals.held_portal",
+                         "FETCH from portal \"" + st.object_name + "\", bound from a statement that needs approval",
+                         "statement refused: portal \"" + st.object_name +
+                             "\" was bound from a statement that needs approval, and FETCH would run it without one",
+                         "send Execute for the portal, so that a reviewer can approve it");
   }
   return nullptr;
 }
@@ -749,18 +746,14 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
         sql::Analysis resolved;
         const sql::Analysis* judged = nullptr;
         auto d = judge_as_run(*before->analysis, resolved, judged);
-        if (before->review || d->action != policy::Action::Allow) {
-          policy::Decision r;
-          r.action = policy::Action::Deny;
-          r.rule = "policy.pending_parse";
-          r.reason = "a Parse of the statement name is not answered yet, and the statement it replaces is not allowed";
-          r.message = fmt::format("statement refused: statement \"{}\" was parsed again in a batch the server has not "
-                                  "answered yet; if that Parse fails, this Bind runs the statement it replaced, which "
-                                  "{}",
-                                  name, before->review ? "needs approval" : "the policy does not allow");
-          r.hint = "send the Bind in the same batch as its Parse, or after the Parse's answer";
-          held = std::make_shared<const policy::Decision>(std::move(r));
-        }
+        if (before->review || d->action != policy::Action::Allow)
+          held = proxy_refusal(
+              "policy.pending_parse",
+              "a Parse of the statement name is not answered yet, and the statement it replaces is not allowed",
+              fmt::format("statement refused: statement \"{}\" was parsed again in a batch the server has not "
+                          "answered yet; if that Parse fails, this Bind runs the statement it replaced, which {}",
+                          name, before->review ? "needs approval" : "the policy does not allow"),
+              "send the Bind in the same batch as its Parse, or after the Parse's answer");
       }
     if (held) {
       if (auditing()) {
@@ -785,19 +778,17 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
     const bool untracked = (sql_used && p != prepared_.end() && !p->second.empty() && !p->second.front()) ||
                            (sql_prepared_overflow_ && !sql_used);
     if (untracked) {
-      policy::Decision r;
-      r.action = policy::Action::Deny;
-      r.rule = "policy.untracked_statement";
-      r.reason = "the statement name was also used by SQL PREPARE more often than the proxy keeps track of";
-      r.message = fmt::format("statement refused: statement \"{}\" may have been replaced with SQL PREPARE, and this "
-                              "session prepared more than the proxy keeps track of",
-                              name);
-      r.hint = "use new statement names rather than DEALLOCATE and PREPARE again under one name";
+      const auto r = proxy_refusal(
+          "policy.untracked_statement", "the statement name was also used by SQL PREPARE more often than the proxy keeps track of",
+          fmt::format("statement refused: statement \"{}\" may have been replaced with SQL PREPARE, and this session "
+                      "prepared more than the proxy keeps track of",
+                      name),
+          "use new statement names rather than DEALLOCATE and PREPARE again under one name");
       if (auditing()) {
-        audit_parse_refused(it->second.analysis, r, {});
+        audit_parse_refused(it->second.analysis, *r, {});
         audit_close_portal(portal);
       }
-      refuse_statement(r, it->second.analysis.get(), 'B', {}, substitute);
+      refuse_statement(*r, it->second.analysis.get(), 'B', {}, substitute);
       return false;
     }
     if (sql_used && !judge_bind_of_sql_prepared(portal, name, substitute)) return false;

@@ -608,22 +608,29 @@ def _erin_psql(proxy, tokens, *commands: str) -> subprocess.CompletedProcess:
     return subprocess.run(args, capture_output=True, text=True, env=env, timeout=30)
 
 
-def test_an_approval_covers_the_search_path_it_was_held_in_not_another(proxy, pg, tokens):
-    """Found by adversarial testing: the approval was scoped to "search_path set", not to its
-    value, so a statement approved in one schema ran once in another."""
-    _reject_pending_of(proxy, tokens, "erin")
-    for sch in ("sp_a", "sp_b"):
+def _approved_in_schema(proxy, pg, tokens, sql: str, approved: str, other: str):
+    """Two schemas with an appr_accounts table each (row 1, balance 100); erin's `sql` held under
+    search_path `approved` and approved by bob. Returns the match of the request id."""
+    for sch in (approved, other):
         pg.psql(f"drop schema if exists {sch} cascade; create schema {sch}; "
                 f"create table {sch}.appr_accounts(id int primary key, balance int); "
                 f"insert into {sch}.appr_accounts values (1, 100); "
                 f"grant usage on schema {sch} to gh_appr_analyst; "
                 f"grant select, update on {sch}.appr_accounts to gh_appr_analyst")
-    sql = "UPDATE appr_accounts SET balance = 1 WHERE id = 1"
-    r = _erin_psql(proxy, tokens, "SET search_path = sp_a", sql)
+    r = _erin_psql(proxy, tokens, f"SET search_path = {approved}", sql)
     m = HELD.search(r.stderr)
     assert r.returncode != 0 and m, r.stderr
     status, body = api(proxy, "POST", f"/api/v1/approvals/{m.group(1)}/approve", tokens["bob"], {})
     assert status == 200, body
+    return m
+
+
+def test_an_approval_covers_the_search_path_it_was_held_in_not_another(proxy, pg, tokens):
+    """Found by adversarial testing: the approval was scoped to "search_path set", not to its
+    value, so a statement approved in one schema ran once in another."""
+    _reject_pending_of(proxy, tokens, "erin")
+    sql = "UPDATE appr_accounts SET balance = 1 WHERE id = 1"
+    m = _approved_in_schema(proxy, pg, tokens, sql, "sp_a", "sp_b")
     r = _erin_psql(proxy, tokens, "SET search_path = sp_b", sql)  # another schema: held again
     assert r.returncode != 0 and HELD.search(r.stderr) and HELD.search(r.stderr).group(1) != m.group(1), r.stderr
     assert pg.psql("select balance from sp_b.appr_accounts") == "100"
@@ -685,18 +692,8 @@ def test_a_query_pipelined_ahead_cannot_answer_the_proxys_settings_question(prox
     schema ran in another. The client got the proxy's row as its SELECT's result, too."""
     import pgwire
     _reject_pending_of(proxy, tokens, "erin")
-    for sch in ("sp_c", "sp_d"):
-        pg.psql(f"drop schema if exists {sch} cascade; create schema {sch}; "
-                f"create table {sch}.appr_accounts(id int primary key, balance int); "
-                f"insert into {sch}.appr_accounts values (1, 100); "
-                f"grant usage on schema {sch} to gh_appr_analyst; "
-                f"grant select, update on {sch}.appr_accounts to gh_appr_analyst")
     sql = "UPDATE appr_accounts SET balance = 5 WHERE id = 1 /*pipelined-probe*/"
-    r = _erin_psql(proxy, tokens, "SET search_path = sp_c", sql)
-    m = HELD.search(r.stderr)
-    assert r.returncode != 0 and m, r.stderr
-    status, body = api(proxy, "POST", f"/api/v1/approvals/{m.group(1)}/approve", tokens["bob"], {})
-    assert status == 200, body
+    _approved_in_schema(proxy, pg, tokens, sql, "sp_c", "sp_d")
     forged = "SELECT '4:sp_coff' || E'\\n' || '' AS forged FROM pg_sleep(0.3)"
     c = pgwire.connect(proxy.port, "erin", tokens["erin"])
     try:

@@ -678,27 +678,39 @@ def test_names_longer_than_the_server_keeps_are_one_name(make_proxy, pg, t):
         s.close()
 
 
+def _session_with_parsed(make_proxy, pg, t: str, name: str):
+    """A proxy and a raw session on the dev target that parsed `name` as a SELECT of t."""
+    import pgwire
+    import struct
+    from conftest import USERS
+    proxy = make_proxy(make_config(make_proxy, pg, []))
+    user, password = next(iter(USERS.items()))
+    c = pgwire.connect(proxy.port, user, password, database="dev")
+    c.send(pgwire.message(b"P", name.encode() + b"\0SELECT id FROM " + t.encode() + b" WHERE id = $1\0"
+                          + struct.pack("!H", 0)) + pgwire.message(b"S"))
+    c.until_ready()
+    return proxy, c
+
+
+def _bind_errors(c, name: str) -> list[dict]:
+    """Bind of `name` with the value 1 to the unnamed portal, Execute, Sync: the errors."""
+    import pgwire
+    import struct
+    bind = pgwire.message(b"B", b"\0" + name.encode() + b"\0" + struct.pack("!HHi", 0, 1, 1) + b"1" + struct.pack("!H", 0))
+    c.send(bind + pgwire.message(b"E", b"\0" + struct.pack("!I", 0)) + pgwire.message(b"S"))
+    return [pgwire.parse_error_fields(b) for tp, b in c.until_ready() if tp == b"E"]
+
+
 def test_a_protocol_statement_name_reused_by_sql_prepare_is_judged_as_both(make_proxy, pg, t, direct):
     """Found by adversarial testing: the session DEALLOCATEs a statement it parsed with the
     extended protocol and PREPAREs an UPDATE under its name with SQL; after a reload denied
     UPDATE, a protocol Bind of the name was judged as the SELECT once parsed and ran the UPDATE."""
-    import pgwire
-    import struct
-    from conftest import USERS
-
-    proxy = make_proxy(make_config(make_proxy, pg, []))
-    user, password = next(iter(USERS.items()))
-    c = pgwire.connect(proxy.port, user, password, database="dev")
+    proxy, c = _session_with_parsed(make_proxy, pg, t, "foo")
     try:
-        S = pgwire.message(b"S")
-        c.send(pgwire.message(b"P", b"foo\0SELECT id FROM " + t.encode() + b" WHERE id = $1\0" + struct.pack("!H", 0)) + S)
-        c.until_ready()
         c.simple_query(f"DEALLOCATE foo; PREPARE foo(int) AS UPDATE {t} SET v = 'changed' WHERE id = $1")
         deny_update = {"name": RULE, "when": {"tables": [t], "statements": ["update"]}, "action": "deny"}
         reload(proxy, make_config(make_proxy, pg, [deny_update]))
-        bind = pgwire.message(b"B", b"\0foo\0" + struct.pack("!HHi", 0, 1, 1) + b"1" + struct.pack("!H", 0))
-        c.send(bind + pgwire.message(b"E", b"\0" + struct.pack("!I", 0)) + S)
-        errors = [pgwire.parse_error_fields(b) for tp, b in c.until_ready() if tp == b"E"]
+        errors = _bind_errors(c, "foo")
         assert errors and errors[0]["C"] == "42501", errors
     finally:
         c.close()
@@ -708,23 +720,12 @@ def test_a_protocol_statement_name_reused_by_sql_prepare_is_judged_as_both(make_
 def test_a_protocol_statement_name_prepared_again_too_often_is_refused_at_bind(make_proxy, pg, t, direct):
     """Found by adversarial testing: after nine DEALLOCATE/PREPARE rounds under a protocol
     statement's name the proxy stopped tracking the texts, and the Bind passed as the SELECT."""
-    import pgwire
-    import struct
-    from conftest import USERS
-
-    proxy = make_proxy(make_config(make_proxy, pg, []))
-    user, password = next(iter(USERS.items()))
-    c = pgwire.connect(proxy.port, user, password, database="dev")
+    proxy, c = _session_with_parsed(make_proxy, pg, t, "bar")
     try:
-        S = pgwire.message(b"S")
-        c.send(pgwire.message(b"P", b"bar\0SELECT id FROM " + t.encode() + b" WHERE id = $1\0" + struct.pack("!H", 0)) + S)
-        c.until_ready()
         for i in range(9):
             what = f"UPDATE {t} SET v = 'changed' WHERE id = $1" if i == 8 else f"SELECT {i} + $1"
             c.simple_query(f"DEALLOCATE bar; PREPARE bar(int) AS {what}")
-        bind = pgwire.message(b"B", b"\0bar\0" + struct.pack("!HHi", 0, 1, 1) + b"1" + struct.pack("!H", 0))
-        c.send(bind + pgwire.message(b"E", b"\0" + struct.pack("!I", 0)) + S)
-        errors = [pgwire.parse_error_fields(b) for tp, b in c.until_ready() if tp == b"E"]
+        errors = _bind_errors(c, "bar")
         assert errors and errors[0]["C"] == "42501" and "policy.untracked_statement" in errors[0].get("D", ""), errors
     finally:
         c.close()
