@@ -18,7 +18,6 @@
 #include <set>
 #include <tuple>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 namespace gh::audit {

@@ -739,8 +739,7 @@ awaitable<bool> Session::connect_backend(const protocol::StartupMessage& startup
       }
       case 'S':
         if (auto ps = protocol::parse_parameter_status(body)) {
-          if (iequals(ps->name, "client_encoding"))
-            client_utf8_ = iequals(ps->value, "UTF8") || iequals(ps->value, "SQL_ASCII");
+          note_client_encoding(ps->name, ps->value);
           if (auto why = unsafe_for_analysis(ps->name, ps->value)) {
             spdlog::warn("session {}: refused: {}", id_, *why);
             co_await fail_client(fatal("0A000", *why, kUnsafeSettingHint), "");
@@ -1398,10 +1397,15 @@ bool Session::converted_name_may_differ(char type, std::string_view body) {
   return type == 'B' && ok && risky(protocol::c_string_at(body, pos, ok));
 }
 
+void Session::note_client_encoding(std::string_view name, std::string_view value) {
+  // UTF8, or SQL_ASCII (no conversion): names reach the server as the proxy reads them.
+  if (iequals(name, "client_encoding")) client_utf8_ = iequals(value, "UTF8") || iequals(value, "SQL_ASCII");
+}
+
 void Session::check_parameter_status(std::string_view body) {
   auto ps = protocol::parse_parameter_status(body);
   if (!ps) return;
-  if (iequals(ps->name, "client_encoding")) client_utf8_ = iequals(ps->value, "UTF8") || iequals(ps->value, "SQL_ASCII");
+  note_client_encoding(ps->name, ps->value);
   if (auto why = unsafe_for_analysis(ps->name, ps->value); why && !unsafe_setting_) unsafe_setting_ = std::move(why);
 }
 

@@ -289,6 +289,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // actually carried out; EXECUTE is judged against all of them.
   std::unordered_map<std::string, std::vector<std::shared_ptr<const sql::Analysis>>> prepared_;
   bool client_utf8_ = true;  // client_encoding UTF8 or SQL_ASCII: names reach the server as sent
+  void note_client_encoding(std::string_view name, std::string_view value);  // a ParameterStatus
   static bool converted_name_may_differ(char type, std::string_view body);
   static bool names_non_ascii(const sql::Analysis& a);  // an identifier with a byte >= 0x80
   std::unordered_set<std::string> sql_prepared_names_;  // names of prepared_ used by SQL PREPARE (not only Parse)

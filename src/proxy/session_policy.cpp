@@ -770,8 +770,9 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
   // SELECT once parsed under the name). The Bind must pass as EXECUTE of every text PREPAREd
   // under the name too.
   if (it != statements_.end() && !name.empty() && (sql_prepared_overflow_ || !sql_prepared_names_.empty())) {
-    const auto p = prepared_.find(std::string(name));
-    const bool sql_used = sql_prepared_names_.count(std::string(name)) > 0;
+    const std::string key(name);
+    const auto p = prepared_.find(key);
+    const bool sql_used = sql_prepared_names_.count(key) > 0;
     // Beyond what the proxy keeps (too many texts under the name, or too many names): it cannot
     // tell what the server holds under the name, so the Bind is refused (found by adversarial
     // testing: an untracked EXECUTE counted as opaque code, which the target allowed).
