@@ -1216,6 +1216,12 @@ def test_a_large_statement_running_at_kill_9_gets_an_unknown_outcome(make_proxy)
     time.sleep(0.5)  # the small one is in its intent slot
     proxy.proc.send_signal(signal.SIGKILL)
     proxy.proc.wait(10)
+    # The statements end with the killed proxy's connections; only then are their connections
+    # closed, from this thread: libpq is not safe on one connection from two threads at once (a
+    # close racing an execute aborted the whole test process twice with a double free).
+    for th in threads:
+        th.join(30)
+        assert not th.is_alive(), "a statement did not end with the killed proxy"
     for c in conns:
         _ignore_errors(c.close)
     proxy.start()
