@@ -470,6 +470,15 @@ void Session::audit_backend(char type, std::string_view body, const protocol::Er
         complete(*head, "error");
         audit_pending_.pop_front();
         batch_failed_ = true;
+      } else if (!batch_done_.empty() && !batch_failed_ && head->event && head->event->analysis) {
+        // A Query after Executes sent with Flush, not Sync, runs in their implicit transaction:
+        // failing, it rolls their changes back too (unless it ended that transaction itself).
+        bool control = false;
+        for (const auto& st : head->event->analysis->statements) control |= st.transaction_control;
+        if (!control) {
+          batch_error_ = head->sqlstate;
+          batch_failed_ = true;
+        }
       }
       break;
     }

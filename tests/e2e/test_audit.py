@@ -1382,3 +1382,46 @@ def test_a_named_portal_bind_the_server_refuses_leaves_the_open_portal_in_the_re
     assert executes, executes
     last = max(executes, key=lambda h: h["seq"])
     assert "UPDATE" in last["sql"]["text"] and "update" in last["sql"]["statements"][0]["kinds"], last
+
+
+def test_executes_rolled_back_by_a_failing_query_before_sync_say_so(make_proxy, pg):
+    """An Execute sent with Flush instead of Sync leaves its implicit transaction open; a simple
+    Query that follows runs in that same transaction, so when the Query fails the Execute's
+    changes are rolled back with it. Its record said ok (a known limit until now). When the Query
+    succeeds, it commits them: ok."""
+    import struct
+    import pgwire
+    from conftest import USERS
+    table = fresh_table(pg, "id int")
+    proxy = make_proxy()
+    s = pgwire.connect(proxy.port, "alice", USERS["alice"])
+    try:
+        def msg(t, body=b""):
+            return pgwire.message(t, body)
+
+        def execute_then_flush(sql):
+            s.send(msg(b"P", b"\0" + sql + b"\0" + struct.pack("!H", 0)) +
+                   msg(b"B", b"\0\0" + struct.pack("!HHH", 0, 0, 0)) +
+                   msg(b"E", b"\0" + struct.pack("!I", 0)) + msg(b"H"))
+            types = []
+            while not types or types[-1] != b"C":
+                types.append(s.read_message()[0])
+            assert types == [b"1", b"2", b"C"], types
+        execute_then_flush(f"INSERT INTO {table} VALUES (1) -- rolled_back_by_query".encode())
+        s.send(pgwire.query("SELECT 1/0 AS query_fails"))
+        types = [t for t, _ in s.until_ready()]
+        assert b"E" in types, types
+        execute_then_flush(f"INSERT INTO {table} VALUES (2) -- committed_by_query".encode())
+        assert s.simple_query("SELECT 3 AS query_commits") == [["3"]]
+    finally:
+        s.close()
+    with psycopg.connect(pg.dsn(), autocommit=True) as d:
+        assert d.execute(f"SELECT id FROM {table} ORDER BY id").fetchall() == [(2,)]
+    proxy.stop()
+    outcome = statement_outcomes(store_of(proxy))
+    gone = outcome(f"INSERT INTO {table} VALUES (1) -- rolled_back_by_query")
+    assert gone["outcome"] == "error" and gone["sqlstate"] == "22012", gone
+    assert "rolled back" in gone["message"], gone
+    assert outcome("SELECT 1/0 AS query_fails")["outcome"] == "error"
+    kept = outcome(f"INSERT INTO {table} VALUES (2) -- committed_by_query")
+    assert kept["outcome"] == "ok" and kept["rows"] == 1, kept
