@@ -111,9 +111,14 @@ void Session::audit_disconnect() {
       r.message = "the session ended before the statement's answer came (" + end_.log +
                   "): whether it completed is not known";
       r.rows = p.rows;
+      // Rows it had returned when the session ended (a client leaving mid-result): they left the
+      // database (only the first statement in line was answering).
+      if (const auto streamed = std::exchange(data_rows_, 0); streamed > 0)
+        r.rows = std::max<std::int64_t>(r.rows, 0) + std::int64_t(streamed);
       r.duration_us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - p.start).count();
       audit_results_.push_back(std::move(r));
     }
+    data_rows_ = 0;
     audit_pending_.pop_front();
   }
   // Executes that ended well in a batch whose ReadyForQuery never came: committed or not is unknown.

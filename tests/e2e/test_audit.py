@@ -1425,3 +1425,28 @@ def test_executes_rolled_back_by_a_failing_query_before_sync_say_so(make_proxy, 
     assert outcome("SELECT 1/0 AS query_fails")["outcome"] == "error"
     kept = outcome(f"INSERT INTO {table} VALUES (2) -- committed_by_query")
     assert kept["outcome"] == "ok" and kept["rows"] == 1, kept
+
+
+def test_rows_a_statement_returned_before_its_session_ended_are_counted(make_proxy, pg):
+    """The client leaves while a statement streams large rows: the proxy's next write to it fails
+    and the session ends with the statement unanswered. Its record's outcome is unknown, and it
+    counts the rows that had left the database by then (it said none)."""
+    import socket
+    import pgwire
+    from conftest import USERS
+    proxy = make_proxy()
+    s = pgwire.connect(proxy.port, "alice", USERS["alice"])
+    s.send(pgwire.query("SELECT g, repeat('x', 300000), pg_sleep(0.2) FROM generate_series(1, 50) g -- mid_result"))
+    got = 0
+    while got < 3:
+        t, _ = s.read_message()
+        got += t == b"D"
+    s.sock.shutdown(socket.SHUT_RDWR)
+    s.close()
+    time.sleep(1.5)
+    proxy.stop()
+    hits = [h for h in search(store_of(proxy)) if "mid_result" in h.get("sql", {}).get("text", "")]
+    assert len(hits) == 1, hits
+    h = hits[0].get("result", hits[0])
+    assert h["outcome"] == "unknown", h
+    assert h.get("rows") is not None and h["rows"] >= 3, h
