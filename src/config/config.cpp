@@ -509,7 +509,13 @@ Config read_config(const Reader& r, const YAML::Node& root) {
   if (auto n = root["approvals"]) read_approvals(r, n, c.approvals);
   if (c.approvals.store.empty()) c.approvals.store = beside(r.source(), "gatehouse-approvals.db");
   if (auto n = root["tls"]) {
-    r.allowed_keys(n, "tls", {"mode", "cert_file", "key_file"});
+    r.allowed_keys(n, "tls", {"mode", "cert_file", "key_file", "min_version", "ciphers"});
+    if (n["min_version"])
+      c.tls.tls13_only = r.choice<bool>(n["min_version"], "tls.min_version", {{"TLSv1.2", false}, {"TLSv1.3", true}});
+    if (n["ciphers"]) {
+      c.tls.ciphers = r.str(n["ciphers"], "tls.ciphers");
+      if (c.tls.ciphers.empty()) r.fail_at(n["ciphers"], "tls.ciphers", "must not be empty (leave it out for OpenSSL's defaults)");
+    }
     if (n["mode"])
       c.tls.mode = r.choice<ClientTlsMode>(n["mode"], "tls.mode",
                                            {{"disable", ClientTlsMode::Disable},

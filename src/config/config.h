@@ -64,6 +64,8 @@ struct ClientTls {
   ClientTlsMode mode = ClientTlsMode::Disable;
   std::string cert_file;
   std::string key_file;
+  bool tls13_only = false;  // min_version: TLSv1.3 (default TLSv1.2)
+  std::string ciphers;      // OpenSSL cipher list for TLS 1.2; empty: OpenSSL's defaults
 };
 
 struct Limits {

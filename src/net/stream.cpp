@@ -216,10 +216,19 @@ void Stream::close() {
   sock_.close(ec);
 }
 
-Result<std::shared_ptr<asio::ssl::context>> make_server_tls(const std::string& cert_file, const std::string& key_file) {
+Result<std::shared_ptr<asio::ssl::context>> make_server_tls(const std::string& cert_file, const std::string& key_file,
+                                                            bool tls13_only, const std::string& ciphers) {
   auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
   ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
                    asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+  if (tls13_only && SSL_CTX_set_min_proto_version(ctx->native_handle(), TLS1_3_VERSION) != 1)
+    return fail("", "tls.min_version: this OpenSSL cannot require TLS 1.3");
+  if (!ciphers.empty() && SSL_CTX_set_cipher_list(ctx->native_handle(), ciphers.c_str()) != 1) {
+    ERR_clear_error();
+    return fail("", "tls.ciphers: \"" + ciphers +
+                        "\" names no cipher this OpenSSL can use (an OpenSSL cipher list, e.g. "
+                        "\"ECDHE+AESGCM:ECDHE+CHACHA20\"; see `openssl ciphers -v 'LIST'`)");
+  }
   std::error_code ec;
   ctx->use_certificate_chain_file(cert_file, ec);
   if (ec) return fail("", "cannot load TLS certificate " + cert_file + ": " + describe(ec));

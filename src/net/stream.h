@@ -65,7 +65,10 @@ class Stream {
 };
 
 // TLS contexts. Server: certificate chain + key. Client: CA file for verify-full, or none.
-Result<std::shared_ptr<asio::ssl::context>> make_server_tls(const std::string& cert_file, const std::string& key_file);
+// tls13_only: refuse TLS 1.2 (the minimum otherwise). ciphers: OpenSSL cipher list for TLS 1.2
+// (empty: OpenSSL's defaults); an error names `tls.ciphers` when nothing in it is usable.
+Result<std::shared_ptr<asio::ssl::context>> make_server_tls(const std::string& cert_file, const std::string& key_file,
+                                                            bool tls13_only = false, const std::string& ciphers = {});
 Result<std::shared_ptr<asio::ssl::context>> make_client_tls(const std::string& ca_file);
 
 std::string describe(const std::error_code& ec);

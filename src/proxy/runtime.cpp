@@ -33,7 +33,7 @@ Result<std::shared_ptr<const Runtime>> build_runtime(std::shared_ptr<const confi
   rt->login = login.get();
   rt->authenticator = std::move(login);
   if (cfg->tls.mode != config::ClientTlsMode::Disable) {
-    auto ctx = net::make_server_tls(cfg->tls.cert_file, cfg->tls.key_file);
+    auto ctx = net::make_server_tls(cfg->tls.cert_file, cfg->tls.key_file, cfg->tls.tls13_only, cfg->tls.ciphers);
     if (!ctx) return tl::unexpected(ctx.error());
     rt->client_tls = *ctx;
     // PostgreSQL refuses a key file others can read; say so here (found by adversarial testing:

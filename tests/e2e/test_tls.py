@@ -212,3 +212,42 @@ def test_cancel_through_tls_backend(gh_backend_tls):
         finally:
             timer.cancel()
         assert time.time() - t0 < 6
+
+
+def test_min_version_and_ciphers_are_enforced(pg, certs, make_proxy, tmp_path):
+    """tls.min_version TLSv1.3 refuses a TLS 1.2 client; tls.ciphers limits TLS 1.2 to the list;
+    `check` names tls.ciphers when nothing in the list is usable, and tls.min_version when the
+    value is not a version."""
+    import subprocess
+    from tests.harness import BINARY
+    proxy = make_proxy(tls={**tls_listener(certs, "require"), "min_version": "TLSv1.3"})
+    r = psql(proxy, "-c", "select 1", check=False,
+             env={"PGSSLMODE": "require", "PGSSLMAXPROTOCOLVERSION": "TLSv1.2"})
+    assert r.returncode != 0 and "protocol version" in r.stderr, r.stderr
+    r = psql(proxy, "-tA", "-c", r"\conninfo", env={"PGSSLMODE": "require"})
+    assert "protocol: TLSv1.3" in r.stdout, r.stdout
+    proxy.stop()
+
+    proxy = make_proxy(tls={**tls_listener(certs, "require"), "ciphers": "ECDHE-RSA-CHACHA20-POLY1305"})
+    r = psql(proxy, "-tA", "-c", r"\conninfo", env={"PGSSLMODE": "require", "PGSSLMAXPROTOCOLVERSION": "TLSv1.2"})
+    assert "protocol: TLSv1.2, cipher: ECDHE-RSA-CHACHA20-POLY1305" in r.stdout, r.stdout
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers("ECDHE-RSA-AES128-GCM-SHA256")
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as raw:
+        raw.sendall(struct.pack("!II", 8, SSL_REQUEST))
+        assert raw.recv(1) == b"S"
+        with pytest.raises(ssl.SSLError):
+            ctx.wrap_socket(raw, server_hostname="localhost")
+    proxy.stop()
+
+    base = ("targets:\n  - name: app\n    backend: {host: 127.0.0.1, port: 5432}\n"
+            "    login: {user: x, password: y}\n"
+            f"tls:\n  mode: require\n  cert_file: {certs / 'server.crt'}\n  key_file: {certs / 'server.key'}\n")
+    for extra, key in {"  ciphers: NOT-A-CIPHER\n": "tls.ciphers", "  min_version: TLSv1.1\n": "tls.min_version"}.items():
+        cfg = tmp_path / "gh.yaml"
+        cfg.write_text(base + extra)
+        r = subprocess.run([str(BINARY), "check", "--config", str(cfg)], capture_output=True, text=True, timeout=30)
+        assert r.returncode != 0 and key in r.stderr, (extra, r.stdout, r.stderr)
