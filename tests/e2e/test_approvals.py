@@ -708,3 +708,38 @@ def test_a_query_pipelined_ahead_cannot_answer_the_proxys_settings_question(prox
         c.close()
     assert pg.psql("select balance from sp_d.appr_accounts") == "100"
     assert pg.psql("select balance from sp_c.appr_accounts") == "100"
+
+
+def test_reviewers_do_not_see_a_role_password_in_a_held_statement(pg, user_hashes, oidc, schema, tokens, tmp_path):
+    """A held CREATE ROLE ... PASSWORD is shown to reviewers (API, audit) with the password as $n,
+    as the audit records it; the statement that runs once approved is the one sent, password and
+    all (known limit until now: reviewers read the password)."""
+    cfg = approvals_config(pg, user_hashes, oidc, tmp_path)
+    cfg["targets"][0]["guardrails"] = False
+    cfg["rules"].insert(0, {"name": "review-roles", "when": {"statements": ["role_change"]}, "action": "review",
+                            "reviewers": {"groups": ["dba"], "approvals": 1}})
+    pg.psql("DROP ROLE IF EXISTS gh_appr_pw_role")
+    pg.psql("ALTER ROLE gh_appr_analyst CREATEROLE")  # erin's login
+    proxy = Gatehouse(cfg, workdir=tmp_path).start()
+    secret = "Sw0rdfish-Held-Secret"
+    try:
+        r = _erin_psql(proxy, tokens, f"CREATE ROLE gh_appr_pw_role LOGIN PASSWORD '{secret}'")
+        m = HELD.search(r.stderr)
+        assert r.returncode != 0 and m, r.stderr
+        status, body = api(proxy, "GET", f"/api/v1/approvals/{m.group(1)}", tokens["bob"])
+        assert status == 200, body
+        shown = json.dumps(body)
+        assert secret not in shown and "PASSWORD $1" in body.get("statement", shown), body
+        status, body = api(proxy, "POST", f"/api/v1/approvals/{m.group(1)}/approve", tokens["bob"], {})
+        assert status == 200, body
+        r = _erin_psql(proxy, tokens, f"CREATE ROLE gh_appr_pw_role LOGIN PASSWORD '{secret}'")
+        assert r.returncode == 0, r.stderr
+        with psycopg.connect(f"host=127.0.0.1 port={pg.port} user=gh_appr_pw_role password={secret} dbname=postgres"):
+            pass
+    finally:
+        proxy.stop()
+        pg.psql("DROP ROLE IF EXISTS gh_appr_pw_role")
+        pg.psql("ALTER ROLE gh_appr_analyst NOCREATEROLE")
+    for f in tmp_path.rglob("*"):
+        if f.is_file():
+            assert secret.encode() not in f.read_bytes(), f
