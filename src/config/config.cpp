@@ -728,25 +728,15 @@ Result<std::uint64_t> parse_size(std::string_view s) {
 
 // yaml-cpp keeps one of two equal keys silently; a second `rules:` block that is ignored is the
 // kind of mistake a security team must hear about.
-void reject_duplicate_keys(const Reader& r, const YAML::Node& n, const std::string& path) {
-  if (n.IsMap()) {
-    std::set<std::string> seen;
-    for (const auto& kv : n) {
-      const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : std::string();
-      if (!key.empty() && !seen.insert(key).second)
-        r.fail_at(kv.first, path.empty() ? key : path + "." + key, "given twice; keep one");
-      reject_duplicate_keys(r, kv.second, path.empty() ? key : path + "." + key);
-    }
-  } else if (n.IsSequence()) {
-    for (std::size_t i = 0; i < n.size(); ++i) reject_duplicate_keys(r, n[i], path + "[" + std::to_string(i) + "]");
-  }
+void reject_duplicate_keys(const Reader& r, const YAML::Node& n) {
+  if (auto d = find_duplicate_key(n)) r.fail_at(d->key, d->path, "given twice; keep one");
 }
 
 Result<Config> parse(std::string_view text, std::string_view source_name) {
   Reader r{std::string(source_name)};
   try {
     const YAML::Node root = load_yaml(text);
-    reject_duplicate_keys(r, root, "");
+    reject_duplicate_keys(r, root);
     Config c = read_config(r, root);
     auto policy = read_policy(root, r.source());
     if (!policy) return tl::unexpected(policy.error());

@@ -92,17 +92,8 @@ class Reader {
 
 // yaml-cpp keeps one of two equal keys silently; a second `expect:` that is ignored would make
 // a case test less than it says.
-void reject_duplicate_keys(const Reader& r, const YAML::Node& n, const std::string& path) {
-  if (n.IsMap()) {
-    std::set<std::string> seen;
-    for (const auto& kv : n) {
-      const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : std::string();
-      if (!key.empty() && !seen.insert(key).second) r.fail_at(kv.first, Reader::join(path, key), "given twice; keep one");
-      reject_duplicate_keys(r, kv.second, Reader::join(path, key));
-    }
-  } else if (n.IsSequence()) {
-    for (std::size_t i = 0; i < n.size(); ++i) reject_duplicate_keys(r, n[i], Reader::at(path, i));
-  }
+void reject_duplicate_keys(const Reader& r, const YAML::Node& n) {
+  if (auto d = find_duplicate_key(n)) r.fail_at(d->key, d->path, "given twice; keep one");
 }
 
 std::uint8_t access_bits(const Reader& r, const YAML::Node& n, const std::string& path) {
@@ -340,7 +331,7 @@ PolicyCase read_case(const Reader& r, const YAML::Node& c, const std::string& pa
 std::vector<PolicyCase> read_file(const Reader& r, const YAML::Node& root, PolicyKeys policy_keys) {
   if (root.IsNull()) r.fail_at(root, "(root)", "empty file: expected `cases:` with a list of cases");
   if (!root.IsMap()) r.fail_at(root, "(root)", "expected a mapping with `cases:`");
-  reject_duplicate_keys(r, root, "");
+  reject_duplicate_keys(r, root);
   for (const auto& kv : root) {
     const auto k = kv.first.as<std::string>();
     if (k == "cases") continue;

@@ -7,6 +7,8 @@
 #include <set>
 #include <sstream>
 
+#include <sys/stat.h>
+
 #include <yaml-cpp/yaml.h>
 
 #include "policy/guardrails.h"
@@ -470,6 +472,9 @@ Result<std::shared_ptr<const policy::Policy>> read_all(const YAML::Node& root, c
     read_targets(r, root, b);
     if (auto f = root["policy_file"]) {
       const auto path = resolve(r.str(f, "policy_file"), source);
+      struct stat st {};
+      if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+        r.fail_at(f, "policy_file", path + " is not a file");
       std::ifstream in(path, std::ios::binary);
       if (!in) r.fail_at(f, "policy_file", "cannot read " + path);
       std::stringstream ss;
@@ -483,10 +488,14 @@ Result<std::shared_ptr<const policy::Policy>> read_all(const YAML::Node& root, c
         if (e.mark.line >= 0) where += ":" + std::to_string(e.mark.line + 1);
         return fail("", where + ": invalid YAML: " + e.msg);
       }
-      if (!doc.IsNull()) {
-        file_reader->allowed_keys(doc, "", {"rules", "classification", "policy"});
-        read_document(*file_reader, doc, b);
-      }
+      // Empty (or only comments): refused, as an empty configuration is. A policy file truncated
+      // while being rewritten was read as "no rules" and reloaded (found by adversarial testing);
+      // a policy without rules says `rules: []`.
+      if (doc.IsNull())
+        r.fail_at(f, "policy_file", path + " is empty (a policy without rules says `rules: []`)");
+      if (auto d = find_duplicate_key(doc)) file_reader->fail_at(d->key, d->path, "given twice; keep one");
+      file_reader->allowed_keys(doc, "", {"rules", "classification", "policy"});
+      read_document(*file_reader, doc, b);
     }
     return finish(b, source);
   } catch (const PolicyError& e) {

@@ -1,6 +1,8 @@
 #include "config/yaml_load.h"
 
+#include <set>
 #include <string>
+#include <vector>
 
 namespace gh::config {
 
@@ -52,9 +54,31 @@ void check_quotes(std::string_view text, const YAML::Node& n) {
 
 YAML::Node load_yaml(std::string_view text) {
   const std::string s(text);
-  YAML::Node root = YAML::Load(s);
+  std::vector<YAML::Node> docs = YAML::LoadAll(s);
+  if (docs.size() > 1)
+    throw YAML::ParserException(docs[1].Mark(),
+                                "a second YAML document starts here (a `---` or `...` line ends the first one); a "
+                                "Gatehouse file is one document, and everything from here on would be ignored: "
+                                "remove that line");
+  YAML::Node root = docs.empty() ? YAML::Node() : docs.front();
   check_quotes(s, root);
   return root;
+}
+
+std::optional<DuplicateKey> find_duplicate_key(const YAML::Node& n, const std::string& path) {
+  if (n.IsMap()) {
+    std::set<std::string> seen;
+    for (const auto& kv : n) {
+      const std::string key = kv.first.IsScalar() ? kv.first.Scalar() : std::string();
+      const std::string here = path.empty() ? key : path + "." + key;
+      if (!key.empty() && !seen.insert(key).second) return DuplicateKey{kv.first, here};
+      if (auto d = find_duplicate_key(kv.second, here)) return d;
+    }
+  } else if (n.IsSequence()) {
+    for (std::size_t i = 0; i < n.size(); ++i)
+      if (auto d = find_duplicate_key(n[i], path + "[" + std::to_string(i) + "]")) return d;
+  }
+  return std::nullopt;
 }
 
 }  // namespace gh::config

@@ -119,6 +119,45 @@ TEST(PolicyConfig, PolicyFileRelativeToTheConfig) {
   ASSERT_FALSE(c);
   EXPECT_NE(c.error().message.find("t.yaml:6: policy_file: cannot read /nonexistent/policy.yaml"), std::string::npos)
       << c.error().message;
+
+  // Found by adversarial testing, each read as fewer rules than the file shows, with check ok:
+  // a key given twice (yaml-cpp kept the first), a second document (dropped), an empty file
+  // (truncated while being rewritten) and a directory (read as empty).
+  auto write = [&](const char* content) {
+    f = std::fopen(policy_path.c_str(), "w");
+    std::fputs(content, f);
+    std::fclose(f);
+    return parse(text, dir + "/gatehouse.yaml");
+  };
+  c = write("rules:\n  - {name: a, when: {statements: select}, action: allow}\n"
+            "rules:\n  - {name: deny-drop, when: {statements: drop}, action: deny}\n");
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find(policy_path + ":3: rules: given twice; keep one"), std::string::npos)
+      << c.error().message;
+  c = write("rules:\n  - name: a\n    when: {statements: drop}\n    when: {statements: select}\n    action: deny\n");
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find(policy_path + ":4: rules[0].when: given twice"), std::string::npos)
+      << c.error().message;
+  c = write("rules: []\n---\nrules:\n  - {name: deny-drop, when: {statements: drop}, action: deny}\n");
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find(policy_path + ":3: invalid YAML: a second YAML document starts here"),
+            std::string::npos)
+      << c.error().message;
+  c = write("# nothing yet\n");
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find("policy_file: " + policy_path + " is empty"), std::string::npos)
+      << c.error().message;
+  c = parse(std::string(kTarget) + "policy_file: /tmp\n", "t.yaml");
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find("t.yaml:6: policy_file: /tmp is not a file"), std::string::npos)
+      << c.error().message;
+  // The same marker in the main file.
+  c = parse(std::string(kTarget) + "...\nrules:\n  - {name: deny-drop, when: {statements: drop}, action: deny}\n",
+            "t.yaml");
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find("t.yaml:7: invalid YAML: a second YAML document starts here"), std::string::npos)
+      << c.error().message;
+  std::remove(policy_path.c_str());
 }
 
 TEST(PolicyConfig, StandalonePolicyDocument) {
