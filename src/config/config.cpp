@@ -1,6 +1,8 @@
 #include "config/config.h"
 #include "config/yaml_load.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -146,6 +148,27 @@ class Reader {
   std::string source_;
 };
 
+// A path relative to the configuration file's directory.
+std::string beside(const std::string& source, const std::string& file) {
+  const auto slash = source.rfind('/');
+  if (file.empty() || file[0] == '/' || file == "-" || slash == std::string::npos) return file;
+  return source.substr(0, slash + 1) + file;
+}
+
+// A file the proxy creates and writes (a store): not a directory, in a directory that exists
+// (found by adversarial testing: check said ok, serve then failed).
+void writable_file(const Reader& r, const YAML::Node& n, const std::string& key, const std::string& file) {
+  struct stat st {};
+  if (::stat(file.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+    r.fail_at(n, key, file + " is a directory (give the path of a file)");
+  const auto slash = file.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : file.substr(0, slash);
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    r.fail_at(n, key, "the directory of " + file + " does not exist");
+}
+
+std::string secret_value(const Reader& r, const YAML::Node& n, const std::string& path, const char* key);
+
 void read_backend(const Reader& r, const YAML::Node& n, const std::string& path, Backend& b) {
   r.allowed_keys(n, path, {"host", "port", "database", "tls", "ca_file"});
   if (n["host"]) b.host = r.str(n["host"], path + ".host");
@@ -160,7 +183,7 @@ void read_backend(const Reader& r, const YAML::Node& n, const std::string& path,
                                       {"require", BackendTlsMode::Require},
                                       {"verify-full", BackendTlsMode::VerifyFull}});
   if (n["ca_file"]) {
-    b.ca_file = r.str(n["ca_file"], path + ".ca_file");
+    b.ca_file = beside(r.source(), r.str(n["ca_file"], path + ".ca_file"));
     r.readable(n["ca_file"], path + ".ca_file", b.ca_file);
   }
   if (b.tls == BackendTlsMode::VerifyFull && b.ca_file.empty())
@@ -201,28 +224,7 @@ void read_login(const Reader& r, const YAML::Node& n, const std::string& path, L
   if (n["password"]) {
     l.password = r.str(n["password"], path + ".password", false);
   }
-  if (n["password_env"]) {
-    const auto var = r.str(n["password_env"], path + ".password_env");
-    const char* v = std::getenv(var.c_str());
-    if (!v) r.fail_at(n["password_env"], path + ".password_env", "environment variable " + var + " is not set");
-    l.password = v;
-  }
-  if (n["password_file"]) {
-    const auto file = r.str(n["password_file"], path + ".password_file");
-    std::ifstream in(file, std::ios::binary);
-    if (!in) r.fail_at(n["password_file"], path + ".password_file", "cannot read " + file);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    l.password = ss.str();
-    while (!l.password.empty() && (l.password.back() == '\n' || l.password.back() == '\r')) l.password.pop_back();
-  }
-}
-
-// A path relative to the configuration file's directory.
-std::string beside(const std::string& source, const std::string& file) {
-  const auto slash = source.rfind('/');
-  if (file.empty() || file[0] == '/' || file == "-" || slash == std::string::npos) return file;
-  return source.substr(0, slash + 1) + file;
+  if (!n["password"]) l.password = secret_value(r, n, path, "password");
 }
 
 std::string secret_value(const Reader& r, const YAML::Node& n, const std::string& path, const char* key) {
@@ -230,20 +232,28 @@ std::string secret_value(const Reader& r, const YAML::Node& n, const std::string
   const int sources = int(bool(n[k])) + int(bool(n[k + "_env"])) + int(bool(n[k + "_file"]));
   if (sources > 1) r.fail_at(n, path, "give only one of " + k + ", " + k + "_env, " + k + "_file");
   if (n[k]) return r.str(n[k], path + "." + k);
+  // An empty value from the environment or a file is refused like an empty literal (found by
+  // adversarial testing: an empty secret file sent webhooks unsigned, a directory given as a
+  // password file logged in with an empty password).
   if (n[k + "_env"]) {
     const auto var = r.str(n[k + "_env"], path + "." + k + "_env");
     const char* v = std::getenv(var.c_str());
     if (!v) r.fail_at(n[k + "_env"], path + "." + k + "_env", "environment variable " + var + " is not set");
+    if (!*v) r.fail_at(n[k + "_env"], path + "." + k + "_env", "environment variable " + var + " is empty");
     return v;
   }
   if (n[k + "_file"]) {
     const auto file = beside(r.source(), r.str(n[k + "_file"], path + "." + k + "_file"));
+    struct stat st {};
+    if (::stat(file.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+      r.fail_at(n[k + "_file"], path + "." + k + "_file", file + " is not a file");
     std::ifstream in(file, std::ios::binary);
     if (!in) r.fail_at(n[k + "_file"], path + "." + k + "_file", "cannot read " + file);
     std::stringstream ss;
     ss << in.rdbuf();
     auto v = ss.str();
     while (!v.empty() && (v.back() == '\n' || v.back() == '\r')) v.pop_back();
+    if (v.empty()) r.fail_at(n[k + "_file"], path + "." + k + "_file", file + " is empty");
     return v;
   }
   r.fail_at(n, path + "." + k, "missing");
@@ -355,7 +365,10 @@ void read_approvals(const Reader& r, const YAML::Node& n, Approvals& a) {
     a.on_grant_end = r.choice<Approvals::OnGrantEnd>(n["on_grant_end"], "approvals.on_grant_end",
                                                      {{"end_session", Approvals::OnGrantEnd::EndSession},
                                                       {"keep_session", Approvals::OnGrantEnd::KeepSession}});
-  if (n["store"]) a.store = beside(r.source(), r.str(n["store"], "approvals.store"));
+  if (n["store"]) {
+    a.store = beside(r.source(), r.str(n["store"], "approvals.store"));
+    writable_file(r, n["store"], "approvals.store", a.store);
+  }
   if (n["store_dsn"] || n["store_dsn_env"] || n["store_dsn_file"]) {
     if (n["store"]) r.fail_at(n["store"], "approvals.store", "give either store (SQLite) or store_dsn (PostgreSQL)");
     a.store_dsn = secret_value(r, n, "approvals", "store_dsn");
@@ -434,6 +447,7 @@ void read_audit(const Reader& r, const YAML::Node& n, Audit& a) {
         sink.path = beside(r.source(), r.str(e["path"], path + ".path"));
         if (sink.type == AuditSink::Type::Sqlite && sink.path == "-")
           r.fail_at(e["path"], path + ".path", "an SQLite store needs a file");
+        if (sink.path != "-") writable_file(r, e["path"], path + ".path", sink.path);
         if (e["fsync"]) sink.fsync = r.choice<bool>(e["fsync"], path + ".fsync", {{"true", true}, {"false", false}});
       }
       a.sinks.push_back(std::move(sink));
@@ -441,7 +455,12 @@ void read_audit(const Reader& r, const YAML::Node& n, Audit& a) {
   }
   if (auto s = n["spool"]) {
     r.allowed_keys(s, "audit.spool", {"dir", "max_size"});
-    if (s["dir"]) a.spool_dir = beside(r.source(), r.str(s["dir"], "audit.spool.dir"));
+    if (s["dir"]) {
+      a.spool_dir = beside(r.source(), r.str(s["dir"], "audit.spool.dir"));
+      struct stat st {};
+      if (::stat(a.spool_dir.c_str(), &st) == 0 && !S_ISDIR(st.st_mode))
+        r.fail_at(s["dir"], "audit.spool.dir", a.spool_dir + " is not a directory");
+    }
     if (s["max_size"]) a.spool_max_size = r.size(s["max_size"], "audit.spool.max_size", 1u << 20, 1ull << 40);
   }
   if (n["queue_size"]) a.queue_size = std::uint32_t(r.uint(n["queue_size"], "audit.queue_size", 64, 1u << 24));
@@ -503,9 +522,14 @@ Config read_config(const Reader& r, const YAML::Node& root) {
       if (roles["requester"]) c.admin.requester_groups = r.strings(roles["requester"], "admin.roles.requester");
     }
   }
-  if (c.admin.public_url.empty())
-    c.admin.public_url = "http://" + (c.admin.address == "0.0.0.0" ? std::string("127.0.0.1") : c.admin.address) + ":" +
-                         std::to_string(c.admin.port);
+  if (c.admin.public_url.empty()) {
+    // An IPv6 address goes in brackets; the any-address is reached through loopback.
+    std::string host = c.admin.address == "0.0.0.0" ? std::string("127.0.0.1")
+                       : c.admin.address == "::"    ? std::string("::1")
+                                                    : c.admin.address;
+    if (host.find(':') != std::string::npos) host = "[" + host + "]";
+    c.admin.public_url = "http://" + host + ":" + std::to_string(c.admin.port);
+  }
   if (auto n = root["approvals"]) read_approvals(r, n, c.approvals);
   if (c.approvals.store.empty()) c.approvals.store = beside(r.source(), "gatehouse-approvals.db");
   if (auto n = root["tls"]) {
@@ -522,11 +546,11 @@ Config read_config(const Reader& r, const YAML::Node& root) {
                                             {"allow", ClientTlsMode::Allow},
                                             {"require", ClientTlsMode::Require}});
     if (n["cert_file"]) {
-      c.tls.cert_file = r.str(n["cert_file"], "tls.cert_file");
+      c.tls.cert_file = beside(r.source(), r.str(n["cert_file"], "tls.cert_file"));
       r.readable(n["cert_file"], "tls.cert_file", c.tls.cert_file);
     }
     if (n["key_file"]) {
-      c.tls.key_file = r.str(n["key_file"], "tls.key_file");
+      c.tls.key_file = beside(r.source(), r.str(n["key_file"], "tls.key_file"));
       r.readable(n["key_file"], "tls.key_file", c.tls.key_file);
     }
     if (c.tls.mode != ClientTlsMode::Disable) {

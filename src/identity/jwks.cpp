@@ -14,6 +14,14 @@ namespace gh::identity {
 
 using SteadyClock = std::chrono::steady_clock;
 
+namespace {
+// OIDC Discovery §4: an issuer that ends in '/' (Auth0's do) loses it before the well-known path.
+std::string without_trailing_slash(std::string s) {
+  if (!s.empty() && s.back() == '/') s.pop_back();
+  return s;
+}
+}  // namespace
+
 struct IssuerKeys::State {
   IssuerConfig cfg;
   KeyLog log;
@@ -40,7 +48,7 @@ struct IssuerKeys::State {
 
   // Discovery: the document's issuer must be the configured one (OIDC Discovery §4.3).
   bool discover(std::string& error) {
-    const std::string url = cfg.discovery_url.empty() ? cfg.issuer + "/.well-known/openid-configuration"
+    const std::string url = cfg.discovery_url.empty() ? without_trailing_slash(cfg.issuer) + "/.well-known/openid-configuration"
                                                       : cfg.discovery_url;
     auto r = http::get(url, options());
     if (!r) return error = "discovery: " + r.error().message, false;

@@ -231,7 +231,7 @@ Result<std::shared_ptr<asio::ssl::context>> make_server_tls(const std::string& c
   }
   std::error_code ec;
   ctx->use_certificate_chain_file(cert_file, ec);
-  if (ec) return fail("", "cannot load TLS certificate " + cert_file + ": " + describe(ec));
+  if (ec) return fail("", "tls.cert_file: cannot load TLS certificate " + cert_file + ": " + describe(ec));
   // An encrypted key must not make OpenSSL ask for a passphrase on the terminal: that blocked
   // the start, and a reload thread for good (SIGHUP and SIGTERM then went unheard; found by
   // adversarial testing). No passphrase is given: such a key fails to load, and says why.
@@ -242,12 +242,12 @@ Result<std::shared_ptr<asio::ssl::context>> make_server_tls(const std::string& c
   });
   ctx->use_private_key_file(key_file, asio::ssl::context::pem, ec);
   if (ec && *asked)
-    return fail("", "cannot load TLS key " + key_file +
+    return fail("", "tls.key_file: cannot load TLS key " + key_file +
                         ": it is encrypted (has a passphrase); Gatehouse needs an unencrypted key file (decrypt it "
                         "with `openssl pkey -in KEY -out KEY.plain` and keep it readable by the proxy's user only)");
-  if (ec) return fail("", "cannot load TLS key " + key_file + ": " + describe(ec));
+  if (ec) return fail("", "tls.key_file: cannot load TLS key " + key_file + ": " + describe(ec));
   if (SSL_CTX_check_private_key(ctx->native_handle()) != 1)
-    return fail("", "TLS key " + key_file + " does not match certificate " + cert_file);
+    return fail("", "tls.key_file: TLS key " + key_file + " does not match certificate " + cert_file);
   // An expired certificate fails every client that verifies it; say so at start and at `check`
   // instead (found by adversarial testing: check said ok).
   if (X509* cert = SSL_CTX_get0_certificate(ctx->native_handle())) {
@@ -264,9 +264,9 @@ Result<std::shared_ptr<asio::ssl::context>> make_server_tls(const std::string& c
       return out;
     };
     if (X509_cmp_current_time(X509_get0_notAfter(cert)) < 0)
-      return fail("", "TLS certificate " + cert_file + " expired on " + when(X509_get0_notAfter(cert)));
+      return fail("", "tls.cert_file: TLS certificate " + cert_file + " expired on " + when(X509_get0_notAfter(cert)));
     if (X509_cmp_current_time(X509_get0_notBefore(cert)) > 0)
-      return fail("", "TLS certificate " + cert_file + " is not valid before " + when(X509_get0_notBefore(cert)));
+      return fail("", "tls.cert_file: TLS certificate " + cert_file + " is not valid before " + when(X509_get0_notBefore(cert)));
   }
   return ctx;
 }

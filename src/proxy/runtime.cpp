@@ -44,10 +44,13 @@ Result<std::shared_ptr<const Runtime>> build_runtime(std::shared_ptr<const confi
                    "only (chmod 600)",
                    cfg->tls.key_file, st.st_mode & 0777);
   }
-  for (const auto& t : cfg->targets) {
+  for (std::size_t i = 0; i < cfg->targets.size(); ++i) {
+    const auto& t = cfg->targets[i];
     if (t.backend.tls == config::BackendTlsMode::Disable) continue;
     auto ctx = net::make_client_tls(t.backend.tls == config::BackendTlsMode::VerifyFull ? t.backend.ca_file : "");
-    if (!ctx) return tl::unexpected(Error{"", "targets." + t.name + ": " + ctx.error().message});
+    if (!ctx)
+      return tl::unexpected(Error{"", "targets[" + std::to_string(i) + "].backend.ca_file (target \"" + t.name +
+                                          "\"): " + ctx.error().message});
     rt->backend_tls[t.name] = *ctx;
   }
   rt->config = std::move(cfg);

@@ -168,5 +168,54 @@ TEST(Config, Durations) {
   EXPECT_FALSE(parse_size("3 MiB"));
 }
 
+
+// Found by adversarial testing: each passed `check` and then failed at serve, or ran weaker
+// than the file said (an empty webhook secret sent webhooks unsigned).
+TEST(Config, EmptySecretsDirectoriesAndMissingDirectoriesAreRefusedWithTheirKey) {
+  const std::string dir = ::testing::TempDir();
+  const std::string empty = dir + "/gh_empty_secret";
+  std::fclose(std::fopen(empty.c_str(), "w"));
+  auto error_of = [](const std::string& text) {
+    auto c = parse(text, "t.yaml");
+    return c ? std::string("accepted") : c.error().message;
+  };
+  const std::string hook = "approvals:\n  webhooks:\n    - url: http://127.0.0.1:9/hook\n      ";
+  EXPECT_NE(error_of(minimal(hook + "secret_file: " + empty + "\n")).find("approvals.webhooks[0].secret_file: " + empty + " is empty"),
+            std::string::npos);
+  EXPECT_NE(error_of(minimal(hook + "secret_file: /tmp\n")).find("secret_file: /tmp is not a file"), std::string::npos);
+  ::setenv("GH_TEST_EMPTY_SECRET", "", 1);
+  EXPECT_NE(error_of(minimal(hook + "secret_env: GH_TEST_EMPTY_SECRET\n")).find("environment variable GH_TEST_EMPTY_SECRET is empty"),
+            std::string::npos);
+  const std::string login = "targets:\n  - name: app\n    backend: {host: h, port: 1}\n    login: {user: u, password_file: ";
+  EXPECT_NE(error_of(login + "/tmp}\n").find("t.yaml:4: targets[0].login.password_file: /tmp is not a file"),
+            std::string::npos)
+      << error_of(login + "/tmp}\n");
+  EXPECT_NE(error_of(minimal("audit:\n  sinks: [{type: sqlite, path: /tmp}]\n")).find("audit.sinks[0].path: /tmp is a directory"),
+            std::string::npos);
+  EXPECT_NE(error_of(minimal("audit:\n  sinks: [{type: jsonl, path: /nonexistent/dir/a.jsonl}]\n"))
+                .find("audit.sinks[0].path: the directory of /nonexistent/dir/a.jsonl does not exist"),
+            std::string::npos);
+  EXPECT_NE(error_of(minimal("audit:\n  spool: {dir: /etc/hostname}\n")).find("audit.spool.dir: /etc/hostname is not a directory"),
+            std::string::npos);
+  EXPECT_NE(error_of(minimal("approvals:\n  store: /nonexistent/dir/a.db\n")).find("approvals.store: the directory of"),
+            std::string::npos);
+  std::remove(empty.c_str());
+}
+
+TEST(Config, RelativeFilesAreBesideTheConfigAndIpv6AdminUrlsHaveBrackets) {
+  const std::string dir = ::testing::TempDir();
+  for (const char* f : {"/gh_rel_server.crt", "/gh_rel_server.key"}) std::fclose(std::fopen((dir + f).c_str(), "w"));
+  auto c = parse(minimal("tls: {mode: disable, cert_file: gh_rel_server.crt, key_file: gh_rel_server.key}\n"
+                         "admin: {address: \"::1\", port: 9}\n"),
+                 dir + "/gatehouse.yaml");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->tls.cert_file, dir + "/gh_rel_server.crt");
+  EXPECT_EQ(c->tls.key_file, dir + "/gh_rel_server.key");
+  EXPECT_EQ(c->admin.public_url, "http://[::1]:9");
+  c = parse(minimal("admin: {address: \"::\", port: 9}\n"), "t.yaml");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->admin.public_url, "http://[::1]:9");
+}
+
 }  // namespace
 }  // namespace gh::config
