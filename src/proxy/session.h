@@ -114,6 +114,10 @@ class Session : public std::enable_shared_from_this<Session> {
   // EXECUTE name -> what was prepared under it, FETCH/MOVE cursor -> the query it was declared
   // for; false when the text has nothing to resolve.
   bool resolve_executes(const sql::Analysis& a, sql::Analysis& out) const;
+  // What an EXECUTE or FETCH runs, for its audit record: the resolved statements with EXECUTE/FETCH
+  // added to their kinds; `analysis` itself when it names nothing the session knows.
+  std::shared_ptr<const sql::Analysis> recorded_analysis(const std::shared_ptr<const sql::Analysis>& analysis) const;
+  static std::shared_ptr<const sql::Analysis> as_recorded(const sql::Analysis& analysis, const sql::Analysis& resolved);
   // Judges `a` as the server runs it: EXECUTE and FETCH resolved to what they read (`judged`
   // points at `a` or at `resolved`); a cursor the proxy lost track of is refused.
   std::shared_ptr<const policy::Decision> judge_as_run(const sql::Analysis& a, sql::Analysis& resolved,

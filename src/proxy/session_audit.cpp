@@ -282,7 +282,11 @@ void Session::audit_execute(std::string_view body) {
   e.policy = policy_rt_ ? policy_rt_->config->policy : nullptr;
   if (auto it = portals_.find(portal); it != portals_.end()) {
     const Portal& p = it->second;
-    e.analysis = p.analysis;
+    // EXECUTE and FETCH with what they run, as over the simple protocol (found by adversarial
+    // testing: recorded with no tables, kinds or tags, searches by table missed them).
+    e.analysis = recorded_analysis(p.analysis);
+    if (e.analysis != p.analysis)  // the text as sent (EXECUTE x(...)), not what it runs
+      for (const auto& st : p.analysis->statements) e.text += (e.text.empty() ? "" : "; ") + st.text;
     e.decision = p.decision;  // shared, not copied, per Execute
     e.params = p.params;
     e.params_binary = p.binary;

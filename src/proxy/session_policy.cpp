@@ -183,6 +183,34 @@ const std::vector<std::shared_ptr<const sql::Analysis>>* Session::cursor_version
   return portal_versions(st.object_name);
 }
 
+std::shared_ptr<const sql::Analysis> Session::as_recorded(const sql::Analysis& analysis, const sql::Analysis& resolved) {
+  auto r = std::make_shared<sql::Analysis>(resolved);
+  r->cache_id = 0;
+  for (auto& st : r->statements)
+    for (const auto& o : analysis.statements) {
+      if (o.text != st.text) continue;
+      for (auto k : {sql::StatementKind::Fetch, sql::StatementKind::Execute})
+        if (has_kind(o, k) && !has_kind(st, k)) st.kinds.insert(st.kinds.begin(), k);
+      break;
+    }
+  return r;
+}
+
+std::shared_ptr<const sql::Analysis> Session::recorded_analysis(const std::shared_ptr<const sql::Analysis>& analysis) const {
+  if (!analysis) return analysis;
+  bool names = false;
+  for (const auto& st : analysis->statements)
+    names |= has_kind(st, sql::StatementKind::Execute) || has_kind(st, sql::StatementKind::Fetch);
+  if (!names) return analysis;
+  const bool untracked = untracked_cursor_;  // resolving notes it; the judgment already has
+  sql::Analysis resolved;
+  const bool any = resolve_executes(*analysis, resolved);
+  if (any)
+    if (sql::Analysis again; resolve_executes(resolved, again)) resolved = std::move(again);  // EXECUTE of a FETCH
+  untracked_cursor_ = untracked;
+  return any ? as_recorded(*analysis, resolved) : analysis;
+}
+
 bool Session::resolve_executes(const sql::Analysis& a, sql::Analysis& out) const {
   // The versions a statement names (null: none to resolve; an empty list: the name is known but
   // untrackable, or unknown after DECLAREs that were not recorded).
@@ -1076,19 +1104,8 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
       // EXECUTE and FETCH are recorded with what they run: the prepared statement's or the cursor's
       // kinds and relations besides their own kind, so that searches by table, kind and tag (and
       // the compliance report) find them (they listed only "execute" or "fetch").
-      std::shared_ptr<const sql::Analysis> recorded = analysis;
-      if (judged == &resolved && analysis) {
-        auto r = std::make_shared<sql::Analysis>(resolved);
-        r->cache_id = 0;
-        for (auto& st : r->statements)
-          for (const auto& o : analysis->statements) {
-            if (o.text != st.text) continue;
-            for (auto k : {sql::StatementKind::Fetch, sql::StatementKind::Execute})
-              if (has_kind(o, k) && !has_kind(st, k)) st.kinds.insert(st.kinds.begin(), k);
-            break;
-          }
-        recorded = std::move(r);
-      }
+      std::shared_ptr<const sql::Analysis> recorded =
+          judged == &resolved && analysis ? as_recorded(*analysis, resolved) : analysis;
       audit_query(type, recorded, decision, !allowed, query_text_of(type, body));
       if (recorded != analysis) audit_batch_.back().text = query_text_of(type, body);  // as sent, once
       // A fast-path call's arguments are its parameters (lo_write's data, lo_open's mode, ...).

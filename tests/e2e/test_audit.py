@@ -389,6 +389,31 @@ def test_execute_and_fetch_are_found_by_what_they_run(make_proxy, pg):
     assert "fetch" in kinds and "select" in kinds, fetches[0]["sql"]
 
 
+def test_execute_and_fetch_sent_over_the_extended_protocol_are_found_by_what_they_run(make_proxy, pg):
+    """The same over the extended protocol (psycopg binary cursors, server-side cursors: JDBC and
+    pgx send everything so): they were recorded with kind execute/fetch only, no table or tag, so
+    a search by table missed an UPDATE of a pii column (found by adversarial testing)."""
+    proxy = make_proxy(targets=[target("app", pg.port, password=pg.password)])
+    store = store_of(proxy)
+    t = fresh_table(pg)
+    pg.psql(f"INSERT INTO {t} VALUES (1, 'a'), (2, 'b')")
+    with connect(proxy, autocommit=True) as c:
+        c.execute(f"PREPARE upd_{t} AS UPDATE {t} SET v = $1 WHERE id = $2")
+        c.cursor(binary=True).execute(f"EXECUTE upd_{t}('x', 1)")
+    with connect(proxy) as c:
+        with c.cursor(name=f"sc_{t}") as cur:
+            cur.execute(f"SELECT v FROM {t}")
+            assert len(cur.fetchmany(1)) == 1
+    assert proxy.stop() == 0
+    texts = [h["sql"]["text"] for h in search(store, "--table", t, "--kind", "update")]
+    assert f"EXECUTE upd_{t}('x', 1)" in texts, texts
+    fetches = [h for h in search(store, "--table", t) if h["sql"]["text"].startswith("FETCH")]
+    assert fetches, [h["sql"]["text"] for h in search(store, "--table", t)]
+    kinds = [k for one in fetches[0]["sql"]["statements"] for k in one["kinds"]]
+    assert "fetch" in kinds and "select" in kinds, fetches[0]["sql"]
+    assert fetches[0]["sql"]["statements"][0]["relations"] == [t], fetches[0]["sql"]
+
+
 @pytest.mark.parametrize("durability", ["required", "buffered"])
 def test_kill_9_under_load_keeps_the_chain_and_the_records_clients_saw(make_proxy, pg, durability, tmp_path):
     t = fresh_table(pg, "v text PRIMARY KEY")
