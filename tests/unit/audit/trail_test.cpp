@@ -444,6 +444,25 @@ TEST(AuditTrail, OutcomesRefusedByAFullJournalAreKeptAndWrittenLater) {
             3);
 }
 
+// A masked binary value gives its own size, not its placeholder's; a long value that is kept is
+// cut with its size said (found by adversarial testing: "<masked 16 bytes>" for every integer,
+// and a silent cut at 1,024 characters).
+TEST(AuditTrail, MaskedBinaryParametersGiveTheirSizeAndCutValuesSaySo) {
+  auto e = statement(1);
+  e.analysis.reset();
+  e.params = {std::string("<binary 8 bytes>"), std::string("<binary 1000 bytes>")};
+  e.params_binary = true;
+  ChainHead head;
+  auto j = nlohmann::json::parse(seal(e, head, SealOptions{"n1"}).body);
+  EXPECT_EQ(j["sql"]["params"], nlohmann::json::parse(R"(["<masked 8 bytes>", "<masked 1000 bytes>"])"));
+  e = statement(2);
+  e.params = {std::string(3000, 'x')};
+  SealOptions full{"n1"};
+  full.params = SealOptions::Params::Full;
+  j = nlohmann::json::parse(seal(e, head, full).body);
+  EXPECT_EQ(j["sql"]["params"][0], std::string(1024, 'x') + "... (3000 bytes)");
+}
+
 // Parameters of a statement the proxy could not read (a portal of a SQL PREPAREd statement, a
 // refused Parse) may be sensitive values: they are masked, as for a classified column (found by
 // adversarial testing: an SSN reached the trail as it was sent).
