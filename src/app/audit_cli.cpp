@@ -147,10 +147,15 @@ Row row_of(const audit::SearchHit& h) {
   return row;
 }
 
+// RFC 4180 quoting; and a field that a spreadsheet would run as a formula (=, +, -, @, tab or CR
+// first: any client can put such a statement text in the trail) gets a leading ' (OWASP's advice
+// for CSV injection; found by adversarial testing).
 std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  const bool formula = !s.empty() && std::string_view("=+-@\t\r").find(s.front()) != std::string_view::npos;
+  const std::string v = formula ? "'" + s : s;
+  if (v.find_first_of(",\"\n\r") == std::string::npos) return v;
   std::string out = "\"";
-  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  for (char c : v) out += c == '"' ? std::string("\"\"") : std::string(1, c);
   return out + "\"";
 }
 

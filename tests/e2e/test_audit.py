@@ -1475,3 +1475,19 @@ def test_rows_a_statement_returned_before_its_session_ended_are_counted(make_pro
     h = hits[0].get("result", hits[0])
     assert h["outcome"] == "unknown", h
     assert h.get("rows") is not None and h["rows"] >= 3, h
+
+
+def test_csv_output_does_not_hand_a_spreadsheet_a_formula(make_proxy):
+    """Any client can put a statement text starting with = in the trail (refused or not); the CSV an
+    auditor opens in a spreadsheet must not run it (found by adversarial testing)."""
+    proxy = make_proxy()
+    psql(proxy, "-c", '=HYPERLINK("http://evil.example/","x")', check=False)
+    psql(proxy, "-c", "-- @SUM(1+1)\nSELECT 1", check=False)
+    assert proxy.stop() == 0
+    r = audit_cli("search", "--store", str(store_of(proxy)), "--type", "statement", "--format", "csv")
+    assert r.returncode == 0, r.stderr
+    import csv
+    import io
+    texts = [row["text"] for row in csv.DictReader(io.StringIO(r.stdout))]
+    assert "'=HYPERLINK(\"http://evil.example/\",\"x\")" in texts, texts
+    assert all(not t or t[0] not in "=+-@\t\r" for t in texts), texts
