@@ -780,7 +780,7 @@ awaitable<bool> Session::connect_backend(const protocol::StartupMessage& startup
             auto err = co_await audit_durable(std::move(one));
             if (err) {
               audit_ctx_.reset();  // the refusal is recorded as a failed connection attempt
-              std::string code = err->sqlstate.empty() ? "58030" : err->sqlstate;  // not inside co_await (g++ 12)
+              std::string code = audit_refusal_sqlstate(*err);  // not inside co_await (g++ 12)
               co_return co_await backend_fail(std::move(code),
                                               "login refused: the audit trail cannot record it (" + err->message +
                                                   "); target \"" + t.name + "\" requires every session to be audited",

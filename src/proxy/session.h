@@ -201,6 +201,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // An Execute held for approval and then refused (session_hold.cpp).
   void audit_execute_refused(std::string_view body, const policy::Decision& d, std::string_view sqlstate);
   void audit_execute(std::string_view body);
+  // The SQLSTATE a client gets when the trail cannot record what it asked for.
+  static std::string audit_refusal_sqlstate(const Error& error);
   void audit_sync();
   void audit_close_portal(std::string_view name);
   void audit_sync_ignored();

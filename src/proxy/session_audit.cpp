@@ -622,6 +622,14 @@ asio::awaitable<std::optional<Error>> Session::audit_durable(std::vector<audit::
   co_return std::nullopt;
 }
 
+std::string Session::audit_refusal_sqlstate(const Error& error) {
+  // The journal full (53100) and the trail closing (53400) as they are; anything a store said
+  // (a PostgreSQL sink's 08006 from its own connection, which pools read as this connection
+  // failing: found by adversarial testing) is the documented 58030.
+  if (error.sqlstate == "53100" || error.sqlstate == "53400") return error.sqlstate;
+  return "58030";
+}
+
 void Session::refuse_batch_for_audit(const Error& error, bool& rewritten, std::size_t pos) {
   // At most one line a second per worker: while the trail fails, every statement of every
   // session is refused, and the trail logs the failure itself.
@@ -637,7 +645,7 @@ void Session::refuse_batch_for_audit(const Error& error, bool& rewritten, std::s
   d.reason = error.message;
   d.message = "statement not run: the audit trail could not record it (" + error.message + ")";
   d.hint = "this target runs statements only once they are recorded; ask the operator to check the audit store";
-  d.sqlstate = error.sqlstate.empty() ? "58030" : error.sqlstate;
+  d.sqlstate = audit_refusal_sqlstate(error);
   std::string_view view(out);
   std::size_t at = 0;
   std::string substitute;
