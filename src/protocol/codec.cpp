@@ -35,7 +35,8 @@ FrameResult decode_typed(std::string_view data, std::size_t max_message, bool (*
     r.status = Decode::Error;
     const unsigned char c = static_cast<unsigned char>(data[0]);
     r.error = (c >= 0x20 && c < 0x7f) ? std::string("invalid message type '") + char(c) + "'"
-                                      : "invalid message type 0x" + std::to_string(c);
+                                      : std::string("invalid message type 0x") + "0123456789abcdef"[c >> 4] +
+                                            "0123456789abcdef"[c & 15];
     return r;
   }
   if (data.size() < 5) return r;
@@ -463,6 +464,15 @@ std::string malformed_statement_message(char type, std::string_view body) {
       if (body.size() - pos != 2) return "invalid message format: FunctionCall has no result format, or bytes after it";
       return {};
     }
+    case 'H':
+    case 'S':
+      // No body. PostgreSQL answers one with an ERROR and then skips everything up to the next
+      // Sync, a Query included, without a word: the proxy would match every later answer to the
+      // wrong statement (found by fuzzing: a successful DELETE recorded as failed).
+      if (!body.empty())
+        return std::string("invalid message format: ") + (type == 'H' ? "Flush" : "Sync") + " carries " +
+               std::to_string(body.size()) + " byte(s); it has no body";
+      return {};
     default:
       return {};
   }

@@ -54,8 +54,9 @@ inline std::string_view c_string_at(std::string_view body, std::size_t& pos, boo
   return s;
 }
 // Why a Query, Parse or FunctionCall body does not have the layout the protocol gives it (a string
-// without its terminator, bytes after the last field, counts that do not match), or empty when it
-// does. PostgreSQL ends the session with 08P01 "invalid message format" for these.
+// without its terminator, bytes after the last field, counts that do not match), or a Flush or Sync
+// has a body at all, or empty when it does. The proxy ends the session with 08P01 "invalid message
+// format" for these.
 std::string malformed_statement_message(char type, std::string_view body);
 
 // Same for backend messages (used during startup, where whole messages are needed).

@@ -1062,7 +1062,7 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
       pos += r.frame.wire_size;
       continue;
     }
-    if (type == 'Q' || type == 'F' || type == 'P') {
+    if (type == 'Q' || type == 'F' || type == 'P' || ((type == 'H' || type == 'S') && !r.frame.body.empty())) {
       if (auto bad_format = protocol::malformed_statement_message(type, r.frame.body); !bad_format.empty()) {
         m.protocol_errors.fetch_add(1, std::memory_order_relaxed);
         end = End{End::Kind::ClientProtocolError, fatal("08P01", bad_format), "client protocol error: " + bad_format};

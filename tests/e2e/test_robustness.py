@@ -49,6 +49,10 @@ def test_garbage_type_byte_after_startup(gh, bystander, type_byte):
         fields = _fatal_after(c, type_byte + struct.pack("!I", 8) + b"abcd")
         assert fields["C"] == "08P01"
         assert "invalid message type" in fields["M"]
+        if type_byte == b"\x01":
+            assert "0x01" in fields["M"], fields  # hex, not "0x1" in decimal (0xff said 0x255)
+        if type_byte == b"\xff":
+            assert "0xff" in fields["M"], fields
     finally:
         c.close()
     with raw_connect(gh.port, *ALICE).sock:
@@ -61,6 +65,8 @@ def test_garbage_type_byte_after_startup(gh, bystander, type_byte):
     (b"P", b"s1\0select $1\0\0\x02\0\0\0\x17"),           # two parameter types announced, one sent
     (b"P", b"s1\0select 1"),                             # the query without its NUL, no count
     (b"F", b"\0\0\x03\xb8\0\0\0\x01\0\0\0\x09ab"),       # an argument longer than the message
+    (b"H", b"x"),                                         # Flush has no body (found by fuzzing: the
+    (b"S", b"xyz"),                                       # server skipped to Sync, the proxy did not)
 ])
 def test_malformed_statement_message_is_a_protocol_violation(gh, bystander, type_byte, body):
     """PostgreSQL ends the session with 08P01 "invalid message format"; so does the proxy, and
@@ -949,3 +955,39 @@ def test_options_ending_in_a_backslash_read_as_postgresql_reads_them(gh):
     with connect(gh, autocommit=True, options="-c application_name=trail\\") as c:
         assert c.execute("SHOW application_name").fetchone() == ("trail",)
         assert c.execute("SELECT current_setting('gatehouse.identity')").fetchone() == ("alice",)
+
+
+def test_a_flush_with_a_body_cannot_shift_the_audit_records(make_proxy, pg):
+    """Found by fuzzing: a Flush carrying a byte got an ERROR from PostgreSQL, which then skipped
+    the pipelined Query without answering it; the proxy still waited for that answer, so every
+    later record got the next statement's outcome (a DELETE that ran recorded as failed), the
+    session was never released, and a settings barrier hung. Now the proxy ends such a session with
+    FATAL 08P01 before anything reaches the server, and the statements recorded stay right."""
+    import json
+    import subprocess
+    from tests.harness import BINARY
+    with psycopg.connect(pg.dsn(), autocommit=True) as d:
+        d.execute("DROP TABLE IF EXISTS rob_flush; CREATE TABLE rob_flush (id int); INSERT INTO rob_flush VALUES (1), (2)")
+    proxy = make_proxy()
+    c = raw_connect(proxy.port, *ALICE)
+    try:
+        fields = _fatal_after(c, b"H" + struct.pack("!I", 5) + b"x" + query("select 'desync'") + b"S" + struct.pack("!I", 4))
+        assert fields["C"] == "08P01", fields
+    finally:
+        c.close()
+    c = raw_connect(proxy.port, *ALICE)
+    try:
+        c.send(query("delete from rob_flush -- flush_case"))
+        c.until_ready()
+        c.send(query("select 1/0 -- flush_case"))
+        c.until_ready()
+    finally:
+        c.close()
+    assert proxy.stop() == 0
+    r = subprocess.run([str(BINARY), "audit", "search", "--store", str(proxy.workdir / "gatehouse-audit.db"),
+                        "--text", "flush_case", "--format", "jsonl"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    got = {h["sql"]["text"]: h.get("result", h) for h in map(json.loads, r.stdout.splitlines())}
+    assert got["delete from rob_flush -- flush_case"]["outcome"] == "ok", got
+    assert got["delete from rob_flush -- flush_case"]["rows"] == 2, got
+    assert got["select 1/0 -- flush_case"]["outcome"] == "error", got

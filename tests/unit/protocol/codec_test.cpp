@@ -171,6 +171,14 @@ TEST(CodecDecodeFrontend, TrailingBytesAreNotConsumed) {
   EXPECT_EQ(r.frame.body, "x\0"s);
 }
 
+TEST(CodecDecodeFrontend, AnInvalidTypeIsNamedInHex) {
+  auto r = decode_frontend(msg('\x10', "abcd"), kMax);
+  ASSERT_EQ(r.status, Decode::Error);
+  EXPECT_EQ(r.error, "invalid message type 0x10");  // it said 0x16
+  r = decode_frontend(msg('\xfe', "abcd"), kMax);
+  EXPECT_EQ(r.error, "invalid message type 0xfe");
+}
+
 TEST(CodecDecodeFrontend, EmptyInputNeedsMore) {
   EXPECT_EQ(decode_frontend({}, kMax).status, Decode::NeedMore);
   EXPECT_EQ(decode_backend({}, kMax).status, Decode::NeedMore);
@@ -1391,6 +1399,9 @@ TEST(CodecFuzz, GarbageNeverCrashesOrOverreads) {
 TEST(Codec, StatementMessagesMustHaveTheirLayout) {
   using gh::protocol::malformed_statement_message;
   using namespace std::string_literals;
+  EXPECT_EQ(malformed_statement_message('H', ""s), "");
+  EXPECT_EQ(malformed_statement_message('H', "x"s), "invalid message format: Flush carries 1 byte(s); it has no body");
+  EXPECT_EQ(malformed_statement_message('S', "abc"s), "invalid message format: Sync carries 3 byte(s); it has no body");
   EXPECT_EQ(malformed_statement_message('Q', "SELECT 1\0"s), "");
   EXPECT_NE(malformed_statement_message('Q', "SELECT 1"s), "");          // no terminator
   EXPECT_NE(malformed_statement_message('Q', "SELECT 1\0junk"s), "");    // bytes after it
