@@ -164,7 +164,13 @@ Session::Session(Server& server, Worker& worker, asio::ip::tcp::socket socket, s
 Session::~Session() = default;
 
 void Session::kick() {
-  asio::post(worker_.io, [self = shared_from_this()] { self->on_watchdog(); });
+  asio::post(worker_.io, [self = shared_from_this()] {
+    if (!self->relay_started_) {
+      self->watchdog_timer_.cancel();  // still logging in: run() ends it (see there)
+      return;
+    }
+    self->on_watchdog();
+  });
 }
 
 // ---- top level ------------------------------------------------------------------------------
@@ -176,14 +182,30 @@ awaitable<void> Session::run() {
 
   bool ok = false;
   bool timed_out = false;
+  bool shut_down = server_.draining();  // accepted just before the listener closed
   try {
-    auto r = co_await (handshake() || sleep_for(limits.handshake_timeout));
-    if (r.index() == 0)
-      ok = std::get<0>(r);
-    else
-      timed_out = true;
+    // Until the relay starts, the watchdog timer is the shutdown's signal: kick() cancels it, so a
+    // login in progress ends at once instead of holding the shutdown for the handshake timeout
+    // (found by adversarial testing: a silent connection delayed the exit by handshake_timeout).
+    watchdog_timer_.expires_at(Clock::time_point::max());
+    if (!shut_down) {
+      auto r = co_await (handshake() || sleep_for(limits.handshake_timeout) ||
+                         watchdog_timer_.async_wait(tuple_awaitable));
+      if (r.index() == 0)
+        ok = std::get<0>(r);
+      else if (r.index() == 1)
+        timed_out = true;
+      else
+        shut_down = true;
+    }
   } catch (const std::exception& e) {
     spdlog::error("session {}: handshake failed: {}", id_, e.what());
+  }
+  if (shut_down) {
+    ending_ = true;
+    co_await fail_client(fatal("57P01", "terminating connection because the proxy is shutting down",
+                               "reconnect; another proxy instance or the restarted one will serve you"),
+                         "shutdown during login");
   }
   if (timed_out) {
     spdlog::info("session {} from {}: handshake not completed within {} ms", id_, peer_, limits.handshake_timeout.count());

@@ -163,6 +163,30 @@ def test_sigterm_right_after_login(make_proxy):
                 proxy.proc.wait(5)
 
 
+def test_sigterm_ends_logins_in_progress_at_once(make_proxy):
+    """A connection that has sent nothing, and one waiting for its password, held the shutdown for
+    the handshake timeout, not shutdown_timeout (found by adversarial testing: exit after 7 s with
+    shutdown_timeout 1s). Now they end at once; the one mid-login is told why."""
+    import socket
+    from pgwire import Conn, startup_packet
+    proxy = make_proxy(limits={"shutdown_timeout": "1s", "handshake_timeout": "20s"})
+    silent = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+    mid = Conn(proxy.port, timeout=5)
+    try:
+        mid.send(startup_packet({"user": "alice", "database": "app"}))
+        t, _ = mid.read_message()
+        assert t == b"R", t  # asked for its password
+        t0 = time.time()
+        proxy.signal(signal.SIGTERM)
+        fields = mid.read_error()
+        assert fields["C"] == "57P01" and "shutting down" in fields["M"], fields
+        assert proxy.proc.wait(5) == 0
+        assert time.time() - t0 < 3, time.time() - t0
+    finally:
+        silent.close()
+        mid.close()
+
+
 def test_sigterm_with_open_transaction_waits(make_proxy):
     """An idle session inside a transaction is not cut at once (its transaction may still commit)."""
     proxy = make_proxy(limits={"shutdown_timeout": "2s"})
