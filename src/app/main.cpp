@@ -128,6 +128,10 @@ std::vector<FileStamp> stamp(const std::vector<std::string>& files) {
 }
 
 int cmd_serve(const std::string& path) {
+  // A SIGHUP before the handlers below are in place (opening the trail and the stores takes a
+  // while) would end the process by default (found by adversarial testing: a reload right after
+  // start killed it). Until then it is ignored: the configuration is read fresh anyway.
+  std::signal(SIGHUP, SIG_IGN);
   auto loaded = gh::config::load_file(path);
   if (!loaded) {
     std::cerr << "error: " << loaded.error().message << "\n";
