@@ -3,6 +3,8 @@
 
 #include <sys/stat.h>
 
+#include <limits>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -743,10 +745,17 @@ Result<std::uint64_t> parse_size(std::string_view s) {
   if (ec != std::errc() || p == s.data())
     return fail("", "expected a size such as 65536, 64KiB, 16MiB or 1GiB; got \"" + std::string(s) + "\"");
   const std::string_view unit(p, std::size_t(s.data() + s.size() - p));
-  if (unit.empty() || unit == "B") return v;
-  if (unit == "KiB" || unit == "kB") return v << 10;
-  if (unit == "MiB" || unit == "MB") return v << 20;
-  if (unit == "GiB" || unit == "GB") return v << 30;
+  // kB, MB and GB count in 1024s, as in postgresql.conf.
+  int shift = -1;
+  if (unit.empty() || unit == "B") shift = 0;
+  if (unit == "KiB" || unit == "kB") shift = 10;
+  if (unit == "MiB" || unit == "MB") shift = 20;
+  if (unit == "GiB" || unit == "GB") shift = 30;
+  if (shift >= 0) {
+    if (v > (std::numeric_limits<std::uint64_t>::max() >> shift))  // it wrapped around (found by adversarial testing)
+      return fail("", "\"" + std::string(s) + "\" is too large");
+    return v << shift;
+  }
   return fail("", "expected a size such as 65536, 64KiB, 16MiB or 1GiB; got \"" + std::string(s) + "\"");
 }
 

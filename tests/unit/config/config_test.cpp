@@ -104,6 +104,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"bad_duration", "limits: {idle_timeout: 5 minutes}\n" + minimal(), "limits.idle_timeout: expected a duration"},
         BadCase{"bad_size", "limits: {max_message_size: lots}\n" + minimal(), "limits.max_message_size"},
         BadCase{"tiny_size", "limits: {max_message_size: 10}\n" + minimal(), "limits.max_message_size: must be between"},
+        BadCase{"wrapping_size", "limits: {max_message_size: 18014398509482048KiB}\n" + minimal(),
+                "limits.max_message_size: \"18014398509482048KiB\" is too large"},
         BadCase{"bad_tls_mode", "tls: {mode: maybe}\n" + minimal(), "tls.mode: expected one of: disable, allow, require"},
         BadCase{"tls_without_cert", "tls: {mode: require}\n" + minimal(), "tls.cert_file: required"},
         BadCase{"no_targets", "threads: 1\n", "targets: at least one target"},
