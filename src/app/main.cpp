@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <csignal>
+#include <tuple>
 #include <cstdio>
 #include <iostream>
 #include <thread>
@@ -223,19 +224,50 @@ int cmd_serve(const std::string& path) {
       return;
     }
     audit_reload("");
-    if ((*nrt)->config->audit.sinks.size() != cfg->audit.sinks.size() ||
-        (*nrt)->config->audit.enabled != cfg->audit.enabled)
-      spdlog::warn("audit sinks and audit.enabled take effect at restart; per-target durability applies to new sessions now");
     {
-      // Sockets and threads are made once, at start (found by adversarial testing: a changed
-      // port was silently ignored).
+      // Sockets, threads, the audit trail, the approvals service and the log sink are made once,
+      // at start: a change to them is said, not silently ignored (found by adversarial testing:
+      // a changed port, sink path, checkpoint key or webhook list had no effect and no warning).
       const auto& n = *(*nrt)->config;
       std::vector<std::string> fixed;
       if (n.listen.address != cfg->listen.address || n.listen.port != cfg->listen.port) fixed.push_back("listen");
       if (n.threads != cfg->threads) fixed.push_back("threads");
       if (n.admin.address != cfg->admin.address || n.admin.port != cfg->admin.port) fixed.push_back("admin.address/port");
+      const auto& a = n.audit;
+      const auto& o = cfg->audit;
+      auto sinks = [](const gh::config::Audit& x) {
+        std::vector<std::tuple<int, std::string, bool, std::string, std::string>> v;
+        for (const auto& k : x.sinks) v.emplace_back(int(k.type), k.path, k.fsync, k.dsn, k.table);
+        return v;
+      };
+      if (a.enabled != o.enabled) fixed.push_back("audit.enabled");
+      if (sinks(a) != sinks(o)) fixed.push_back("audit.sinks");
+      if (a.node != o.node) fixed.push_back("audit.node");
+      if (a.spool_dir != o.spool_dir || a.spool_max_size != o.spool_max_size) fixed.push_back("audit.spool");
+      if (a.queue_size != o.queue_size || a.flush_interval != o.flush_interval || a.max_text != o.max_text ||
+          a.parameters != o.parameters)
+        fixed.push_back("audit.queue_size/flush_interval/max_text/parameters");
+      if (a.checkpoint_interval != o.checkpoint_interval || a.checkpoint_key_file != o.checkpoint_key_file ||
+          a.checkpoint_algorithm != o.checkpoint_algorithm)
+        fixed.push_back("audit.checkpoint");
+      if (a.retention_max_age != o.retention_max_age || a.retention_max_records != o.retention_max_records)
+        fixed.push_back("audit.retention");
+      const auto& p = n.approvals;
+      const auto& q = cfg->approvals;
+      auto hooks = [](const gh::config::Approvals& x) {
+        std::vector<std::tuple<std::string, std::string, int>> v;
+        for (const auto& h : x.webhooks) v.emplace_back(h.url, h.secret, int(h.format));
+        return v;
+      };
+      if (p.store != q.store || p.store_dsn != q.store_dsn) fixed.push_back("approvals.store");
+      if (hooks(p) != hooks(q)) fixed.push_back("approvals.webhooks");
+      if (p.rerun_window != q.rerun_window || p.pending_ttl != q.pending_ttl ||
+          p.break_glass_groups != q.break_glass_groups || p.max_grant != q.max_grant)
+        fixed.push_back("approvals.rerun_window/pending_ttl/break_glass_groups/max_grant");
+      if (n.log.format != cfg->log.format) fixed.push_back("log.format");
       if (!fixed.empty())
-        spdlog::warn("reload: {} changed in {}, which takes effect only at restart; still serving as started",
+        spdlog::warn("reload: {} changed in {}, which takes effect only at restart; still running as started "
+                     "(the rest of the new configuration applies now)",
                      fmt::join(fixed, ", "), path);
     }
     watched = (*nrt)->config->files;

@@ -53,6 +53,27 @@ def test_sighup_with_bad_config_keeps_serving(make_proxy):
         held.close()
 
 
+def test_sighup_says_which_changes_wait_for_a_restart(make_proxy):
+    """A reload that changes what is built once at start (the audit trail, the approvals service,
+    the log format) says so; it said "configuration reloaded" and nothing else (found by
+    adversarial testing: a new checkpoint key and node name were silently ignored)."""
+    import copy
+    proxy = make_proxy()
+    cfg = copy.deepcopy(proxy.config)
+    cfg.setdefault("audit", {})["node"] = "renamed-node"
+    cfg.setdefault("approvals", {})["webhooks"] = [{"url": "http://127.0.0.1:9/hook"}]
+    cfg.setdefault("log", {})["format"] = "json" if cfg.get("log", {}).get("format") != "json" else "text"
+    proxy.write_config(cfg)
+    proxy.signal(signal.SIGHUP)
+    wait_for(lambda: "takes effect only at restart" in proxy.log(), timeout=5, what="the restart warning")
+    line = [ln for ln in proxy.log().splitlines() if "takes effect only at restart" in ln][-1]
+    for key in ("audit.node", "approvals.webhooks", "log.format"):
+        assert key in line, line
+    assert "listen" not in line, line
+    with connect(proxy) as c:
+        assert c.execute("select 1").fetchone() == (1,)
+
+
 def test_sighup_with_new_user(make_proxy):
     proxy = make_proxy()
     fields = startup_error(proxy.port, "carol", "carol-secret")
