@@ -211,6 +211,9 @@ int cmd_serve(const std::string& path) {
       e.fields = {{"trigger", why}, {"file", path}};
       trail->submit(std::move(e));
     };
+    // What is read now counts as seen, also when it fails: the watcher reports a change once,
+    // not again after a SIGHUP already did (found by adversarial testing: reported twice).
+    stamps = stamp(watched);
     auto next = gh::config::load_file(path);
     if (!next) {
       spdlog::error("reload failed ({}), keeping the running configuration: {}", why, next.error().message);

@@ -74,6 +74,17 @@ def test_sighup_says_which_changes_wait_for_a_restart(make_proxy):
         assert c.execute("select 1").fetchone() == (1,)
 
 
+def test_a_broken_config_is_reported_once(make_proxy):
+    """A SIGHUP reload that fails, then the file watcher seeing the same change 2 s later: one
+    report, one audit record (it was reported twice)."""
+    proxy = make_proxy()
+    proxy.config_path.write_text(proxy.config_path.read_text() + "bogus_key: 1\n")
+    proxy.signal(signal.SIGHUP)
+    wait_for(lambda: "reload failed" in proxy.log(), timeout=5, what="'reload failed' in the log")
+    time.sleep(4.5)  # two turns of the watcher
+    assert proxy.log().count("reload failed") == 1, proxy.log()[-2000:]
+
+
 def test_sighup_with_new_user(make_proxy):
     proxy = make_proxy()
     fields = startup_error(proxy.port, "carol", "carol-secret")
