@@ -31,7 +31,7 @@ struct Args {
   CLI::App *verify = nullptr, *search = nullptr, *tail = nullptr, *report = nullptr, *keygen = nullptr;
   std::string config, store, node;
   // verify
-  std::string key, algorithm, expect_head;
+  std::string key, algorithm, expect_head, continues;
   bool expect_stopped = false;
   // search / tail / report
   std::map<std::string, std::string> filters;  // key -> value, for set_filter
@@ -216,6 +216,11 @@ int cmd_verify() {
     if (!h) return usage_error(h.error().message);
     o.expect_head = *h;
   }
+  if (!args().continues.empty()) {
+    auto h = audit::parse_head(args().continues, "--continues");
+    if (!h) return usage_error(h.error().message);
+    o.continues = *h;
+  }
   std::vector<std::string> nodes;
   if (!args().node.empty()) {
     nodes.push_back(args().node);
@@ -226,6 +231,7 @@ int cmd_verify() {
   }
   if (nodes.empty()) return usage_error(std::string((*reader)->description()) + " holds no audit records");
   if (o.expect_head && nodes.size() > 1) return usage_error("--expect-head names one node's record: give --node too");
+  if (o.continues && nodes.size() > 1) return usage_error("--continues names one node's record: give --node too");
   int rc = 0;
   for (const auto& node : nodes) {
     auto rep = audit::verify_chain(**reader, node, o);
@@ -525,6 +531,9 @@ void add_audit_commands(CLI::App& app) {
       ->check(CLI::IsMember({"ed25519", "hmac-sha256"}));
   a.verify->add_option("--expect-head", a.expect_head,
                        "SEQ:HASH that must be in the trail (from the log line \"audit checkpoint: ... seq= hash=\")");
+  a.verify->add_option("--continues", a.continues,
+                       "SEQ:HASH: the store continues an earlier one (a rotated JSON-lines file) whose head this is "
+                       "(the \"head\" that verify printed for it): the store must start right after it");
   a.verify->add_flag("--expect-stopped", a.expect_stopped,
                      "the proxy is stopped: the trail must end with a Stop record and a checkpoint covering it");
 

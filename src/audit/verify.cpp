@@ -104,17 +104,17 @@ std::string_view problem_name(Problem p) {
   return "?";
 }
 
-Result<VerifyOptions::Head> parse_head(std::string_view text) {
+Result<VerifyOptions::Head> parse_head(std::string_view text, std::string_view option) {
   const auto colon = text.find(':');
   VerifyOptions::Head h;
   auto seq = colon == std::string_view::npos ? std::nullopt : to_u64(text.substr(0, colon));
   if (!seq || *seq == 0 || text.size() - colon - 1 != 64)
-    return fail("", "--expect-head: expected SEQ:HASH (a sequence number and 64 hex digits), got \"" +
+    return fail("", std::string(option) + ": expected SEQ:HASH (a sequence number and 64 hex digits), got \"" +
                         std::string(text) + "\"");
   h.seq = *seq;
   h.hash = std::string(text.substr(colon + 1));
   for (auto& c : h.hash) c = char(std::tolower(static_cast<unsigned char>(c)));
-  if (chain_hash(h.hash, "").empty()) return fail("", "--expect-head: the hash must be 64 hex digits");
+  if (chain_hash(h.hash, "").empty()) return fail("", std::string(option) + ": the hash must be 64 hex digits");
   return h;
 }
 
@@ -175,6 +175,19 @@ Result<VerifyReport> verify_chain(AuditReader& reader, std::string_view node, co
     if (first) {
       if (seq == 1 && prev != kGenesisHash)
         return stop(Problem::EditedBody, 1, "record 1 does not start from the genesis hash");
+      if (o.continues) {
+        // A rotated file: its start is proven by the end of the file before it.
+        if (seq != o.continues->seq + 1)
+          return stop(Problem::Deleted, o.continues->seq + 1,
+                      "the trail starts at record " + std::to_string(seq) + ", not at " +
+                          std::to_string(o.continues->seq + 1) + " right after the given record " +
+                          std::to_string(o.continues->seq) + ": records between them are missing");
+        if (prev != o.continues->hash)
+          return stop(Problem::EditedBody, seq,
+                      "record " + std::to_string(seq) + " does not follow the given record " +
+                          std::to_string(o.continues->seq) + " (its prev is another hash)");
+        retention_ok = retention_signed = true;  // the start is accounted for
+      }
       first_prev = prev;
       rep.first_seq = seq;
     } else if (prev != prev_hash) {

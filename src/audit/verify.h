@@ -51,6 +51,9 @@ struct VerifyOptions {
     std::string hash;
   };
   std::optional<Head> expect_head;  // an external anchor: this record must exist with this hash
+  // The store continues an earlier one (a rotated JSON-lines file) whose last record is this: the
+  // store's first record must be the next one and name it as its predecessor.
+  std::optional<Head> continues;
   bool expect_stopped = false;      // the proxy is stopped: the trail must end with Stop + Checkpoint
 };
 
@@ -69,7 +72,7 @@ struct VerifyReport {
 };
 
 // Parses "SEQ:HASH" (e.g. from the log line "audit checkpoint: node=n seq=120 hash=ab12...").
-[[nodiscard]] Result<VerifyOptions::Head> parse_head(std::string_view text);
+[[nodiscard]] Result<VerifyOptions::Head> parse_head(std::string_view text, std::string_view option = "--expect-head");
 
 // IO errors are errors; tampering is a report with `problem` set.
 [[nodiscard]] Result<VerifyReport> verify_chain(AuditReader& reader, std::string_view node, const VerifyOptions& options);

@@ -1491,3 +1491,30 @@ def test_csv_output_does_not_hand_a_spreadsheet_a_formula(make_proxy):
     texts = [row["text"] for row in csv.DictReader(io.StringIO(r.stdout))]
     assert "'=HYPERLINK(\"http://evil.example/\",\"x\")" in texts, texts
     assert all(not t or t[0] not in "=+-@\t\r" for t in texts), texts
+
+
+def test_a_rotated_json_lines_file_verifies_with_the_head_of_the_one_before(make_proxy, tmp_path):
+    """Moving the JSON-lines file away is the documented rotation; the new file starts mid-chain,
+    and verify called that deleted records with no way to say it was a rotation (found by
+    adversarial testing). --continues SEQ:HASH, the head verify printed for the earlier file,
+    proves the new file's start; a wrong or missing one is still reported."""
+    lines = tmp_path / "audit.jsonl"
+    proxy = make_proxy(audit={"sinks": [{"type": "sqlite", "path": str(tmp_path / "audit.db")},
+                                        {"type": "jsonl", "path": str(lines)}]})
+    psql(proxy, "-c", "SELECT 'before rotation'")
+    wait_for(lambda: lines.exists() and "before rotation" in lines.read_text(), timeout=10, what="the first lines")
+    old = tmp_path / "audit.jsonl.1"
+    lines.rename(old)
+    psql(proxy, "-c", "SELECT 'after rotation'")
+    assert proxy.stop() == 0
+    r = verify(old)
+    assert r.returncode == 0, r.stdout + r.stderr
+    head = re.search(r"head (\d+:[0-9a-f]{64})", r.stdout).group(1)
+    assert verify(lines).returncode == 1  # the missing start, without the earlier head
+    r = verify(lines, "--continues", head)
+    assert r.returncode == 0 and "intact" in r.stdout, r.stdout + r.stderr
+    seq, h = head.split(":")
+    r = verify(lines, "--continues", f"{int(seq) - 1}:{h}")
+    assert r.returncode == 1 and "missing" in r.stdout, r.stdout
+    r = verify(lines, "--continues", f"{seq}:{'0' * 64}")
+    assert r.returncode == 1 and "does not follow" in r.stdout, r.stdout
