@@ -2,6 +2,8 @@
 
 #include "audit/lines.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cctype>
 #include <map>
@@ -529,6 +531,16 @@ class JsonLinesReader final : public AuditReader {
   // Every complete line from byte `offset`; a last line without its newline is a write still in
   // progress (or torn by a crash, which the sink cuts off at its next start) and is skipped.
   Result<void> lines(std::uint64_t offset, const std::function<bool(const StoredRecord&)>& fn) {
+    // Resuming in another file at the path (rotated: moved away, a new one written) or in one
+    // that shrank starts at its beginning (found by adversarial testing: tail -f printed nothing
+    // more after a rotation, seeking past the end of the new file).
+    struct stat st {};
+    if (::stat(path_.c_str(), &st) == 0) {
+      if (offset > 0 && (st.st_ino != resume_ino_ || st.st_dev != resume_dev_ || std::uint64_t(st.st_size) < offset))
+        offset = 0;
+      resume_ino_ = st.st_ino;
+      resume_dev_ = st.st_dev;
+    }
     std::ifstream in(path_, std::ios::binary);
     if (!in) return fail("58030", "cannot read " + path_);
     in.seekg(std::streamoff(offset));
@@ -555,6 +567,8 @@ class JsonLinesReader final : public AuditReader {
   std::string path_, description_;
   std::int64_t resume_seq_ = -1;
   std::uint64_t resume_offset_ = 0, resume_line_ = 0;
+  ino_t resume_ino_ = 0;
+  dev_t resume_dev_ = 0;
 };
 
 std::int64_t days_from_civil(int y, unsigned m, unsigned d) {  // Howard Hinnant's algorithm

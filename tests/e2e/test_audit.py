@@ -1518,3 +1518,30 @@ def test_a_rotated_json_lines_file_verifies_with_the_head_of_the_one_before(make
     assert r.returncode == 1 and "missing" in r.stdout, r.stdout
     r = verify(lines, "--continues", f"{seq}:{'0' * 64}")
     assert r.returncode == 1 and "does not follow" in r.stdout, r.stdout
+
+
+def test_tail_follows_a_json_lines_file_across_a_rotation(make_proxy, tmp_path):
+    """tail -f printed nothing more once the file was moved away and a new one written at the
+    path (it read on at the old file's offset; found by adversarial testing)."""
+    lines = tmp_path / "audit.jsonl"
+    proxy = make_proxy(audit={"sinks": [{"type": "sqlite", "path": str(tmp_path / "audit.db")},
+                                        {"type": "jsonl", "path": str(lines)}]})
+    # The file before is much longer than what follows (the old offset lies past the new file's end).
+    psql(proxy, *[a for i in range(60) for a in ("-c", f"SELECT 'tail before rotation {i}'")])
+    wait_for(lambda: lines.exists() and "tail before rotation 59" in lines.read_text(), timeout=10,
+             what="the first lines")
+    out = tmp_path / "tail.out"
+    with open(out, "w") as f:
+        tail = subprocess.Popen([str(BINARY), "audit", "tail", "--store", str(lines), "-n", "1", "-f",
+                                 "--interval", "200", "--format", "jsonl"], stdout=f, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(1)
+        lines.rename(tmp_path / "audit.jsonl.1")
+        for i in range(3):
+            psql(proxy, "-c", f"SELECT 'tail after rotation {i}'")
+        wait_for(lambda: "tail after rotation 2" in out.read_text(), timeout=10,
+                 what="records of the new file in tail -f's output")
+    finally:
+        tail.terminate()
+        tail.wait(10)
+        proxy.stop()
