@@ -22,6 +22,7 @@
 #include "audit/event.h"
 #include "audit/sqlite_schema.h"
 #include "policy/glob.h"
+#include "sql/statement_info.h"
 #include "store/sqlite.h"
 
 namespace gh::audit {
@@ -682,9 +683,41 @@ Result<void> set_filter(SearchFilter& f, std::string_view key, std::string_view 
   } else if (key == "target") {
     f.target = v;
   } else if (key == "kind") {
+    // Unknown values were accepted and matched nothing (found by adversarial testing).
+    if (!sql::kind_from_name(lower(v)))
+      return fail("", "kind: unknown statement kind \"" + v + "\" (select, insert, update, delete, ddl kinds such as "
+                      "create or drop, ...; see docs/policy.md)");
     f.kind = lower(v);
   } else if (key == "table") {
-    f.table = v;
+    // As SQL reads a name: unquoted parts fold to lower case, "Quoted" ones keep theirs (found by
+    // adversarial testing: --table T1 found nothing of table t1).
+    std::string name;
+    std::size_t i = 0;
+    while (i <= v.size()) {
+      std::size_t dot = i;
+      std::string part;
+      if (i < v.size() && v[i] == '"') {
+        for (dot = i + 1; dot < v.size(); ++dot) {
+          if (v[dot] == '"' && dot + 1 < v.size() && v[dot + 1] == '"') {
+            part += '"';
+            ++dot;
+          } else if (v[dot] == '"') {
+            break;
+          } else {
+            part += v[dot];
+          }
+        }
+        if (dot >= v.size()) return fail("", "table: a quoted name is not closed: " + v);
+        ++dot;
+        if (dot < v.size() && v[dot] != '.') return fail("", "table: expected . after a quoted name: " + v);
+      } else {
+        dot = std::min(v.find('.', i), v.size());
+        part = lower(v.substr(i, dot - i));
+      }
+      name += (name.empty() ? "" : ".") + part;
+      i = dot + 1;
+    }
+    f.table = name;
   } else if (key == "tag") {
     f.tag = v;
   } else if (key == "decision") {
@@ -697,6 +730,9 @@ Result<void> set_filter(SearchFilter& f, std::string_view key, std::string_view 
     if (!type_from_name(v)) return fail("", "type: unknown record type \"" + v + "\"");
     f.type = v;
   } else if (key == "outcome") {
+    static constexpr std::string_view kOutcomes[] = {"ok", "error", "cancelled", "refused", "not_run", "unknown"};
+    if (std::find(std::begin(kOutcomes), std::end(kOutcomes), v) == std::end(kOutcomes))
+      return fail("", "outcome: expected ok, error, cancelled, refused, not_run or unknown, got \"" + v + "\"");
     f.outcome = v;
   } else if (key == "node") {
     f.node = v;

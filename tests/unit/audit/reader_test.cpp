@@ -349,6 +349,23 @@ TEST(AuditSearch, BadFiltersAreRefused) {
   EXPECT_FALSE(set_filter(f, "cursor", "x", 0));
   EXPECT_FALSE(set_filter(f, "colour", "red", 0));
   EXPECT_FALSE(set_filter(f, "since", "yesterday", 0));
+  // Found by adversarial testing: accepted, and matched nothing.
+  EXPECT_FALSE(set_filter(f, "kind", "nonsense", 0));
+  EXPECT_FALSE(set_filter(f, "outcome", "weird", 0));
+  EXPECT_FALSE(set_filter(f, "table", "\"unclosed", 0));
+  EXPECT_TRUE(set_filter(f, "kind", "UPDATE", 0));
+  EXPECT_EQ(f.kind, "update");
+  EXPECT_TRUE(set_filter(f, "outcome", "not_run", 0));
+}
+
+TEST(AuditSearch, TableNamesFoldAsSqlReadsThem) {
+  SearchFilter f;
+  ASSERT_TRUE(set_filter(f, "table", "T1", 0));
+  EXPECT_EQ(f.table, "t1");
+  ASSERT_TRUE(set_filter(f, "table", "Public.\"Mixed\"\"Case\"", 0));
+  EXPECT_EQ(f.table, "public.Mixed\"Case");
+  ASSERT_TRUE(set_filter(f, "table", "\"S.x\".t", 0));
+  EXPECT_EQ(f.table, "S.x.t");
 }
 
 TEST(AuditSearch, ParsesTimes) {
