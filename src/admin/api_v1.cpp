@@ -46,6 +46,22 @@ void reply_error(Call& c, int status, std::string_view code, const std::string& 
   c.act.message = message;
 }
 
+// Percent-encoding of a query parameter's name or value: what is not unreserved (RFC 3986).
+std::string query_encode(std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == ',' || c == ':' || c == '*') {
+      out += char(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
 std::string quote_header(const std::string& s) {
   std::string out;
   for (char ch : s)
@@ -482,7 +498,10 @@ void route(httplib::Server& s, bool post, const std::string& pattern, const char
     Call c{req, res, h, {}, {}, {}};
     c.act.action = action;
     c.act.client = req.remote_addr;
-    for (const auto& [k, v] : req.params) c.act.query += (c.act.query.empty() ? "" : "&") + k + "=" + v;
+    // Encoded again, so the record reads back as exactly the parameters given (decoded, a value
+    // holding "&identity=bob" read as a filter of its own; found by adversarial testing).
+    for (const auto& [k, v] : req.params)
+      c.act.query += (c.act.query.empty() ? "" : "&") + query_encode(k) + "=" + query_encode(v);
     if (req.matches.size() > 1) c.act.object = req.matches[1];
     try {
       // A query parameter given twice is refused, not read as its first or last value: a filter in
