@@ -800,6 +800,16 @@ Result<void> Trail::append(std::vector<Event>& events, bool completed) {
   return {};
 }
 
+std::optional<Error> Trail::failing() {
+  if (sinks_failing_.load(std::memory_order_relaxed)) {
+    std::lock_guard lock(store_mu_);
+    if (!sinks_healthy_) return sink_error_;
+  }
+  if (journal_failed_.load(std::memory_order_relaxed))
+    return Error{"58030", "the audit journal in " + journal_path_ + " cannot be written"};
+  return std::nullopt;
+}
+
 Result<void> Trail::write_now(std::vector<Event> events, bool completed) {
   if (!inline_writes()) {  // fsync per batch belongs on the writer thread (group commit)
     std::mutex m;

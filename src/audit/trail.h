@@ -120,6 +120,9 @@ class Trail {
   // Writes a Stop record and a final checkpoint, drains the queue and stops the writer.
   void close();
 
+  // Why the trail refuses records now (a sink failing, the journal unwritable), if it does: a
+  // caller about to record what it may then not do (a login) asks first.
+  std::optional<Error> failing();
   TrailStats stats() const;
   const std::string& node() const { return options_.node; }
 

@@ -128,6 +128,11 @@ def test_required_refuses_statements_while_the_store_is_down(make_proxy, store):
         # 58030, not the store connection's own 08006 (a pool drops a connection on class 08;
         # found by adversarial testing)
         assert err.sqlstate == "58030", err.sqlstate
+        # A login while it is down is refused with one record, connect_failed (it also got a
+        # connect record, kept for the store: found by adversarial testing).
+        with pytest.raises(psycopg.OperationalError) as login:
+            connect(proxy, application_name="login-while-down")
+        assert "login refused: the audit trail cannot record it" in str(login.value), login.value
         store.start()
 
         # Once the journal is stored the session runs statements again, unchanged.
@@ -142,6 +147,8 @@ def test_required_refuses_statements_while_the_store_is_down(make_proxy, store):
     texts = statements(recs)
     assert texts[0] == "SELECT 1" and "SELECT 'while down'" in texts and texts[-1] == "SELECT 'back'"
     check_chain(recs)
+    down = [json.loads(r["body"]) for r in recs if "login-while-down" in r["body"]]
+    assert [d["type"] for d in down] == ["connect_failed"], down
 
 
 def test_store_down_at_start_does_not_stop_the_proxy(make_proxy, store):
