@@ -781,6 +781,11 @@ std::string hit_json(const SearchHit& hit) {
 
 Result<std::unique_ptr<AuditReader>> AuditReader::open(const std::string& path) {
   std::ifstream probe(path, std::ios::binary);
+  if (!probe && (path.find("://") != std::string::npos || path.find('=') != std::string::npos))
+    // A connection string, which may hold a password: not echoed (found by adversarial testing).
+    return fail("58030", "--store names a file (an SQLite or JSON-lines store); this looks like a database connection "
+                         "string, which is not echoed here. A PostgreSQL store is read with SQL: see "
+                         "docs/operations.md");
   if (!probe) return fail("58030", "cannot open the audit store " + path);
   probe.close();
   const bool jsonl_name = path.size() >= 6 && path.compare(path.size() - 6, 6, ".jsonl") == 0;
