@@ -141,6 +141,7 @@ Result<VerifyReport> verify_chain(AuditReader& reader, std::string_view node, co
   };
   std::vector<Deferred> deferred;
   bool last_checkpoint_covers_stop = false;
+  std::string wrong_algorithm;  // set: a usage error, not a finding
 
   auto stop = [&](Problem k, std::uint64_t seq, std::string msg) {
     rep.problem = Finding{k, seq, std::move(msg)};
@@ -234,6 +235,15 @@ Result<VerifyReport> verify_chain(AuditReader& reader, std::string_view node, co
       }
       if (o.signer) {
         const std::string alg = str_field(fields, "algorithm"), key_id = str_field(fields, "key_id");
+        if (alg != CheckpointSigner::name(o.signer->algorithm()) && rep.signatures_checked == 0 &&
+            CheckpointSigner::algorithm_from_name(alg)) {
+          // The first signed checkpoint names another algorithm than the one given: most likely
+          // --algorithm (or the key) is wrong, not the trail (it said TAMPERED).
+          wrong_algorithm = "the trail's checkpoints are signed with " + alg + " (checkpoint " + std::to_string(seq) +
+                            "), not " + std::string(CheckpointSigner::name(o.signer->algorithm())) +
+                            ": give --algorithm " + alg + " and that key";
+          return false;
+        }
         if (alg != CheckpointSigner::name(o.signer->algorithm()) || key_id != o.signer->key_id())
           return stop(Problem::BadSignature, seq,
                       "checkpoint " + std::to_string(seq) + " says it is signed with " + alg + " key " + key_id +
@@ -268,6 +278,7 @@ Result<VerifyReport> verify_chain(AuditReader& reader, std::string_view node, co
     return true;
   });
   if (!scanned) return tl::unexpected(scanned.error());
+  if (!wrong_algorithm.empty()) return fail("", wrong_algorithm);
   if (anomaly) {
     auto f = classify(reader, node, *anomaly);
     if (!f) return tl::unexpected(f.error());

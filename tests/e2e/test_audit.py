@@ -632,6 +632,10 @@ def test_verify_catches_tampering_with_a_proxy_written_store(make_proxy, tmp_pat
     ok = verify(store, "--key", key, "--expect-head", head, "--expect-stopped")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "ends with a clean shutdown" in ok.stdout and "signature(s) verified" in ok.stdout, ok.stdout
+    # The key's algorithm given wrong is a usage error (exit 2) that says which one signed the
+    # trail, not a tampered trail (found by adversarial testing).
+    wrong = verify(store, "--key", key, "--algorithm", "hmac-sha256")
+    assert wrong.returncode == 2 and "signed with ed25519" in wrong.stderr, wrong.stdout + wrong.stderr
 
     k = db_rows(store, "SELECT seq FROM audit_records WHERE text = ?", ("SELECT 'tamper-3'",))[0]["seq"]
 
