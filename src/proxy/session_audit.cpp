@@ -149,7 +149,9 @@ void Session::audit_query(char type, const std::shared_ptr<const sql::Analysis>&
   e.statement = ++audit_seq_;
   e.protocol = type;
   e.analysis = analysis;
-  if (!analysis || analysis->error) e.text = text;
+  // Unread, or no statement at all (only comments or semicolons): the text as sent (it was
+  // recorded empty; found by adversarial testing).
+  if (!analysis || analysis->error || analysis->statements.empty()) e.text = text;
   e.policy = policy_rt_ ? policy_rt_->config->policy : nullptr;
   e.decision = std::move(decision);
   if (refused) {

@@ -1555,3 +1555,21 @@ def test_tail_follows_a_json_lines_file_across_a_rotation(make_proxy, tmp_path):
         tail.terminate()
         tail.wait(10)
         proxy.stop()
+
+
+def test_a_query_of_only_comments_is_recorded_with_its_text(make_proxy):
+    """A Query with no statement in it (only a comment, or semicolons) was recorded with an empty
+    text: what the client sent could not be told (found by adversarial testing)."""
+    import pgwire
+    from conftest import USERS
+    proxy = make_proxy()
+    s = pgwire.connect(proxy.port, "alice", USERS["alice"])
+    try:
+        for text in ("-- only a comment /*x2*/", ";;;"):
+            s.send(pgwire.query(text))
+            s.until_ready()
+    finally:
+        s.close()
+    assert proxy.stop() == 0
+    texts = [h["sql"]["text"] for h in search(store_of(proxy)) if h.get("type") == "statement"]
+    assert "-- only a comment /*x2*/" in texts and ";;;" in texts, texts
