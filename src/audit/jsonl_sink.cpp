@@ -21,8 +21,9 @@ namespace {
 
 class JsonLinesSink final : public AuditSink {
  public:
-  JsonLinesSink(int fd, std::string path, bool fsync, bool regular)
-      : fd_(fd), path_(std::move(path)), name_("jsonl:" + path_), fsync_(fsync), regular_(regular) {
+  JsonLinesSink(int fd, std::string path, bool fsync, bool regular, std::uint64_t max_size, std::uint32_t keep)
+      : fd_(fd), path_(std::move(path)), name_("jsonl:" + path_), fsync_(fsync), regular_(regular),
+        max_size_(max_size), keep_(std::max<std::uint32_t>(keep, 1)) {
     if (regular_) file_ = FileIdentity::of(path_);
   }
   ~JsonLinesSink() override {
@@ -85,31 +86,82 @@ class JsonLinesSink final : public AuditSink {
       file_ = FileIdentity::of(path_);
       spdlog::info("audit: {} was moved or deleted; writing to a new file at that path", path_);
     }
-    buf_.clear();
-    for (const auto& r : batch) append_record_line(buf_, r);
-    const off_t before = regular_ ? ::lseek(fd_, 0, SEEK_END) : -1;
-    if (auto w = append_all(fd_, buf_, before, path_); !w) return w;
-    if (fsync_ && regular_ && ::fdatasync(fd_) != 0) return tl::unexpected(io_error(path_, errno));
-    return {};
+    if (!regular_ || max_size_ == 0) return append(batch);
+    // Rotating: the batch goes in parts, each ending before the file would pass max_size. A part
+    // written before a later one fails is not written again when the batch is retried.
+    std::size_t from = 0;
+    while (from < batch.size() && batch[from].seq <= written_seq_) ++from;
+    struct stat st {};
+    if (::fstat(fd_, &st) != 0) return tl::unexpected(io_error(path_, errno));
+    std::uint64_t size = std::uint64_t(st.st_size), part = 0;
+    std::size_t start = from;
+    for (std::size_t i = from; i < batch.size(); ++i) {
+      const std::size_t line = record_line_size(batch[i]);
+      if (size + part + line > max_size_ && size + part > 0) {
+        if (auto w = append(batch.subspan(start, i - start)); !w) return w;
+        if (auto r = rotate(batch[i].seq - 1); !r) return r;
+        size = part = 0;
+        start = i;
+      }
+      part += line;
+    }
+    return append(batch.subspan(start));
   }
 
  private:
+  Result<void> append(std::span<const Record> records) {
+    if (records.empty()) return {};
+    buf_.clear();
+    for (const auto& r : records) append_record_line(buf_, r);
+    const off_t before = regular_ ? ::lseek(fd_, 0, SEEK_END) : -1;
+    if (auto w = append_all(fd_, buf_, before, path_); !w) return w;
+    if (fsync_ && regular_ && ::fdatasync(fd_) != 0) return tl::unexpected(io_error(path_, errno));
+    written_seq_ = records.back().seq;
+    return {};
+  }
+
+  // PATH -> PATH.1 -> ... -> PATH.keep (the oldest is deleted), between two batches: each file
+  // holds whole lines, and PATH.1 ends with record `last`, which the new PATH continues (verify
+  // it with --continues, the head verify prints for PATH.1).
+  Result<void> rotate(std::uint64_t last) {
+    auto name = [&](std::uint32_t i) { return path_ + "." + std::to_string(i); };
+    if (::unlink(name(keep_).c_str()) != 0 && errno != ENOENT) return tl::unexpected(io_error(name(keep_), errno));
+    for (std::uint32_t i = keep_ - 1; i >= 1; --i)
+      if (::rename(name(i).c_str(), name(i + 1).c_str()) != 0 && errno != ENOENT)
+        return tl::unexpected(io_error("cannot rotate " + name(i), errno));
+    if (fsync_ && ::fdatasync(fd_) != 0) return tl::unexpected(io_error(path_, errno));
+    if (::rename(path_.c_str(), name(1).c_str()) != 0) return tl::unexpected(io_error("cannot rotate " + path_, errno));
+    const int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0) return tl::unexpected(io_error("cannot open the audit file " + path_ + " after rotating it", errno));
+    ::close(fd_);
+    fd_ = fd;
+    file_ = FileIdentity::of(path_);
+    spdlog::info("audit: rotated {} to {} (through record {}; at most {} rotated files are kept)", path_, name(1), last,
+                 keep_);
+    return {};
+  }
+
   int fd_;
   std::string path_, name_;
   bool fsync_, regular_;
+  std::uint64_t max_size_;
+  std::uint32_t keep_;
+  std::uint64_t written_seq_ = 0;  // the newest record in the file (rotating sinks skip it on a retry)
   std::optional<FileIdentity> file_;  // the file opened, while the path names it
   std::string buf_;
 };
 
 }  // namespace
 
-Result<std::unique_ptr<AuditSink>> open_jsonl_sink(const std::string& path, bool fsync) {
-  if (path == "-") return std::unique_ptr<AuditSink>(std::make_unique<JsonLinesSink>(1, "-", false, false));
+Result<std::unique_ptr<AuditSink>> open_jsonl_sink(const std::string& path, bool fsync, std::uint64_t max_size,
+                                                   std::uint32_t keep) {
+  if (path == "-") return std::unique_ptr<AuditSink>(std::make_unique<JsonLinesSink>(1, "-", false, false, 0, 1));
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (fd < 0) return tl::unexpected(io_error("cannot open the audit file " + path, errno));
   struct stat st {};
   ::fstat(fd, &st);
-  return std::unique_ptr<AuditSink>(std::make_unique<JsonLinesSink>(fd, path, fsync, S_ISREG(st.st_mode)));
+  return std::unique_ptr<AuditSink>(
+      std::make_unique<JsonLinesSink>(fd, path, fsync, S_ISREG(st.st_mode), max_size, keep));
 }
 
 }  // namespace gh::audit

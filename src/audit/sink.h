@@ -41,7 +41,9 @@ class AuditSink {
 // instead of NORMAL (survives the process being killed).
 [[nodiscard]] Result<std::unique_ptr<AuditSink>> open_sqlite_sink(const std::string& path, bool fsync);
 // JSON lines, one record per line ({"seq","prev","hash","body"}); "-" is standard output.
-[[nodiscard]] Result<std::unique_ptr<AuditSink>> open_jsonl_sink(const std::string& path, bool fsync);
+// max_size > 0: the file is rotated (PATH.1 ... PATH.keep) before a batch would take it past that.
+[[nodiscard]] Result<std::unique_ptr<AuditSink>> open_jsonl_sink(const std::string& path, bool fsync,
+                                                               std::uint64_t max_size = 0, std::uint32_t keep = 10);
 
 }  // namespace gh::audit
 

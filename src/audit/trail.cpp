@@ -121,7 +121,7 @@ Result<std::unique_ptr<Trail>> Trail::open(const config::Audit& cfg) {
     Result<std::unique_ptr<AuditSink>> sink = fail("", "");
     switch (s.type) {
       case config::AuditSink::Type::Sqlite: sink = open_sqlite_sink(s.path, s.fsync); break;
-      case config::AuditSink::Type::JsonLines: sink = open_jsonl_sink(s.path, s.fsync); break;
+      case config::AuditSink::Type::JsonLines: sink = open_jsonl_sink(s.path, s.fsync, s.max_size, s.keep); break;
       case config::AuditSink::Type::Postgres: sink = open_postgres_sink(s.dsn, s.table); break;
     }
     if (!sink) return tl::unexpected(Error{sink.error().sqlstate, "audit sink: " + sink.error().message});

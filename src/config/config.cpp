@@ -444,7 +444,13 @@ void read_audit(const Reader& r, const YAML::Node& n, Audit& a) {
               r.fail_at(e["table"], path + ".table", "letters, digits, '_' and '.' only");
         }
       } else {
-        r.allowed_keys(e, path, {"type", "path", "fsync"});
+        if (sink.type == AuditSink::Type::JsonLines) {
+          r.allowed_keys(e, path, {"type", "path", "fsync", "max_size", "keep"});
+          if (e["max_size"]) sink.max_size = r.size(e["max_size"], path + ".max_size", 64u << 10, 1ull << 40);
+          if (e["keep"]) sink.keep = std::uint32_t(r.uint(e["keep"], path + ".keep", 1, 1000));
+        } else {
+          r.allowed_keys(e, path, {"type", "path", "fsync"});
+        }
         if (!e["path"]) r.fail_at(e, path + ".path", sink.type == AuditSink::Type::Sqlite ? "missing" : "missing (a file, or - for standard output)");
         sink.path = beside(r.source(), r.str(e["path"], path + ".path"));
         if (sink.type == AuditSink::Type::Sqlite && sink.path == "-")

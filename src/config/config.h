@@ -102,6 +102,8 @@ struct AuditSink {
   bool fsync = false;      // sqlite, jsonl: survive power loss, not only a killed process
   std::string dsn;         // postgres: libpq connection string (resolved from dsn / dsn_env / dsn_file)
   std::string table = "gatehouse_audit";  // postgres
+  std::uint64_t max_size = 0;  // jsonl: rotate the file at this size (0: never; rotate it yourself)
+  std::uint32_t keep = 10;     // jsonl: rotated files kept (PATH.1 newest ... PATH.keep)
 };
 
 struct Audit {

@@ -1573,3 +1573,32 @@ def test_a_query_of_only_comments_is_recorded_with_its_text(make_proxy):
     assert proxy.stop() == 0
     texts = [h["sql"]["text"] for h in search(store_of(proxy)) if h.get("type") == "statement"]
     assert "-- only a comment /*x2*/" in texts and ";;;" in texts, texts
+
+
+def test_a_json_lines_sink_rotates_at_its_max_size_and_keeps_a_bounded_number_of_files(make_proxy, tmp_path):
+    """audit.sinks[].max_size / keep: the file is rotated before a batch would take it past
+    max_size, at most `keep` rotated files stay, and each file verifies with --continues and the
+    head of the file before it (the store never grows past what the operator chose)."""
+    lines = tmp_path / "audit.jsonl"
+    proxy = make_proxy(audit={"sinks": [{"type": "sqlite", "path": str(tmp_path / "audit.db")},
+                                        {"type": "jsonl", "path": str(lines), "max_size": "64KiB", "keep": 3}]})
+    with connect(proxy, autocommit=True) as c:
+        for i in range(400):
+            c.execute(f"SELECT {i} AS rotating, repeat('x', 200)")
+    assert proxy.stop() == 0
+    files = sorted(tmp_path.glob("audit.jsonl*"))
+    assert [f.name for f in files] == ["audit.jsonl", "audit.jsonl.1", "audit.jsonl.2", "audit.jsonl.3"], files
+    for f in files:
+        assert f.stat().st_size <= 64 * 1024, (f, f.stat().st_size)
+    # Oldest to newest: each continues the one before.
+    head = None
+    for f in [tmp_path / "audit.jsonl.3", tmp_path / "audit.jsonl.2", tmp_path / "audit.jsonl.1", lines]:
+        r = verify(f, "--continues", head) if head else verify(f)
+        if head is None:
+            assert r.returncode == 1 and "deleted" in r.stdout, r.stdout  # its start was rotated away
+            r = subprocess.run(["tail", "-n", "1", str(f)], capture_output=True, text=True)
+            last = json.loads(r.stdout)
+            head = f"{last['body']['seq']}:{last['hash']}"
+            continue
+        assert r.returncode == 0, (f, r.stdout + r.stderr)
+        head = re.search(r"head (\d+:[0-9a-f]{64})", r.stdout).group(1)
