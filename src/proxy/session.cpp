@@ -856,6 +856,7 @@ void Session::copy_in_started() {
   // read by it, and what follows is not COPY data (found by adversarial testing: copy_in_ stayed
   // set, the next Sync was not counted, and the proxy's batch count fell out of step).
   std::uint32_t ignored = syncs_after_execute_;
+  if (copy_from_pending_ > 0) --copy_from_pending_;  // this one started
   if (copy_end_ahead_) {
     copy_end_ahead_ = false;
     ignored = std::min(ignored, copy_end_ahead_syncs_);
@@ -875,6 +876,30 @@ void Session::copy_in_started() {
     ++ready_seen_;
   }
   relay_signal_.cancel();  // a barrier waiting for this statement lets the COPY data through
+}
+
+bool Session::may_copy_in(std::string_view text) {
+  // Only a COPY statement starts COPY FROM STDIN, and its keyword cannot be split (a comment
+  // separates tokens): a text without "copy" in any case cannot.
+  for (std::size_t i = 0; i + 4 <= text.size(); ++i)
+    if ((text[i] | 0x20) == 'c' && (text[i + 1] | 0x20) == 'o' && (text[i + 2] | 0x20) == 'p' &&
+        (text[i + 3] | 0x20) == 'y')
+      return true;
+  return false;
+}
+
+bool Session::execute_may_copy_in(std::string_view body) const {
+  std::size_t pos = 0;
+  bool ok = true;
+  const auto name = server_name(protocol::c_string_at(body, pos, ok));
+  const auto* versions = name.empty() ? &unnamed_portal_.versions : portal_versions(name);
+  if (!ok || !versions || versions->empty()) return true;  // not known: it may
+  for (const auto& a : *versions) {
+    if (!a) return true;
+    for (const auto& st : a->statements)
+      if (std::find(st.kinds.begin(), st.kinds.end(), sql::StatementKind::CopyFrom) != st.kinds.end()) return true;
+  }
+  return false;
 }
 
 void Session::statement_started(Clock::time_point at) {
@@ -1145,6 +1170,7 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
           m.statements.fetch_add(1, std::memory_order_relaxed);
           statement_started(last_activity_);  // set at the read it came in
         }
+        if (type == 'Q' && may_copy_in(query_text_of(type, r.frame.body))) ++copy_from_pending_;
         if (!judge_client_message(type, r.frame.body, substitute)) splice(pos, r.frame.wire_size);
         if (type != 'P') ++syncs_sent_;
         forwarded(type);
@@ -1196,6 +1222,7 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
           return stop_at(pos);
         }
         m.statements.fetch_add(1, std::memory_order_relaxed);
+        if (execute_may_copy_in(r.frame.body)) ++copy_from_pending_;
         if (!rejudge_execute(r.frame.body, substitute))
           splice(pos, r.frame.wire_size);
         else if (auditing())
@@ -1206,9 +1233,13 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
         break;
       case 'c':
       case 'f':
-        if (!copy_in_ && !copy_end_ahead_) {
+        if (!copy_in_ && !copy_end_ahead_ && copy_from_pending_ > 0) {
           // Sent before the backend's CopyInResponse came (data pipelined behind the COPY): the
-          // COPY it ends has not been seen starting yet (copy_in_started).
+          // COPY it ends has not been seen starting yet (copy_in_started). Only when a statement
+          // that may start one was sent before it: the server ignores a CopyDone or CopyFail
+          // outside COPY, and so does the proxy (found by adversarial testing: a stray CopyDone
+          // before a COPY made the proxy miss a Sync, and every later audit record got the next
+          // statement's outcome).
           copy_end_ahead_ = true;
           copy_end_ahead_syncs_ = syncs_after_execute_;
         }
@@ -1392,6 +1423,7 @@ void Session::on_backend_event(const protocol::ScanEvent& e, bool& saw_ready) {
   if (e.type == 'Z') {
     copy_in_ = false;
     copy_end_ahead_ = false;
+    if (inflight_ <= 1 && !execute_unsynced_) copy_from_pending_ = 0;  // this answers the last one sent
     last_activity_ = Clock::now();  // an idle timeout counts from here, as PostgreSQL's does
     statement_finished(e.status, last_activity_);
     saw_ready = true;

@@ -535,6 +535,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // without its Sync (pipeline mode's Flush).
   bool running() const { return inflight_ > 0 || execute_unsynced_; }
   bool copy_end_ahead_ = false;    // a CopyDone/CopyFail was forwarded before the COPY's CopyInResponse came
+  std::uint32_t copy_from_pending_ = 0;  // statements sent that may start COPY FROM STDIN, not yet started or answered
+  static bool may_copy_in(std::string_view query_text);
+  bool execute_may_copy_in(std::string_view execute_body) const;
   std::uint32_t copy_end_ahead_syncs_ = 0;  // syncs_after_execute_ when it was
   void copy_in_started();  // the proxy refused a Parse, Bind or Execute of the batch the client is sending
   std::uint64_t policy_generation_ = 0;

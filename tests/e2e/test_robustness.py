@@ -991,3 +991,45 @@ def test_a_flush_with_a_body_cannot_shift_the_audit_records(make_proxy, pg):
     assert got["delete from rob_flush -- flush_case"]["outcome"] == "ok", got
     assert got["delete from rob_flush -- flush_case"]["rows"] == 2, got
     assert got["select 1/0 -- flush_case"]["outcome"] == "error", got
+
+
+@pytest.mark.parametrize("stray", [b"c", b"f"])
+def test_a_stray_copy_done_before_a_copy_leaves_the_session_in_step(make_proxy, pg, stray):
+    """PostgreSQL ignores a CopyDone or CopyFail sent outside COPY. The proxy took one sent before a
+    COPY for that COPY's end sent ahead of its CopyInResponse, missed a Sync, and from then on
+    every audit record got the next statement's outcome (a DELETE that ran recorded as failed) and
+    the session was never released (found by adversarial testing)."""
+    import json
+    from tests.harness import BINARY
+    _copy_table(pg, "rb_stray")
+    with psycopg.connect(pg.dsn(), autocommit=True) as d:
+        d.execute("DROP TABLE IF EXISTS rb_stray_del; CREATE TABLE rb_stray_del (id int); "
+                  "INSERT INTO rb_stray_del VALUES (1), (2), (3); GRANT ALL ON rb_stray_del TO PUBLIC")
+    proxy = make_proxy()
+    c = raw_connect(proxy.port, *ALICE)
+    body = b"" if stray == b"c" else b"stray\0"
+    try:
+        c.send(message(stray, body) +
+               message(b"P", b"\0COPY rb_stray FROM STDIN -- stray_case\0\0\0") + message(b"B", b"\0\0\0\0\0\0\0\0") +
+               message(b"E", b"\0\0\0\0\0") + message(b"S", b""))
+        t, _ = c.read_message()
+        while t != b"G":
+            t, _ = c.read_message()
+        c.send(message(b"d", b"5\n") + message(b"c", b"") + message(b"S", b""))
+        c.until_ready()
+        for q in ("delete from rb_stray_del -- stray_case", "select 1/0 -- stray_case", "select 42 -- stray_case"):
+            c.send(query(q))
+            c.until_ready()
+    finally:
+        c.close()
+    wait_for(lambda: proxy.metrics().get("gatehouse_connections_active", 0) == 0, timeout=10,
+             what="the session released once the client closed")
+    assert _count(pg, "rb_stray") == 1
+    assert proxy.stop() == 0
+    r = subprocess.run([str(BINARY), "audit", "search", "--store", str(proxy.workdir / "gatehouse-audit.db"),
+                        "--text", "stray_case", "--format", "jsonl"], capture_output=True, text=True, timeout=60)
+    got = {h["sql"]["text"]: h.get("result", h) for h in map(json.loads, r.stdout.splitlines())}
+    assert got["delete from rb_stray_del -- stray_case"]["outcome"] == "ok", got
+    assert got["delete from rb_stray_del -- stray_case"]["rows"] == 3, got
+    assert got["select 1/0 -- stray_case"]["outcome"] == "error", got
+    assert got["select 42 -- stray_case"]["outcome"] == "ok", got

@@ -157,6 +157,21 @@ TEST(PolicyConfig, PolicyFileRelativeToTheConfig) {
   ASSERT_FALSE(c);
   EXPECT_NE(c.error().message.find("t.yaml:7: invalid YAML: a second YAML document starts here"), std::string::npos)
       << c.error().message;
+  // A trailing "---" with nothing after it loses nothing.
+  c = parse(std::string(kTarget) + "rules: []\n---\n", "t.yaml");
+  EXPECT_TRUE(c) << c.error().message;
+  // A UTF-8 byte order mark: positions are counted without it, so the unclosed-quote check looked
+  // three bytes early (found by adversarial testing: a deny rule swallowed with check ok, and a
+  // valid file refused).
+  c = parse("\xEF\xBB\xBF" + std::string(kTarget) +
+                "rules:\n  - name: a\n    when: {statements: [update]}\n    action: deny\n    message: \"no updates\n"
+                "  - name: b\n    when: {statements: [delete]}\n    action: deny\n",
+            "t.yaml");
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find("never closed"), std::string::npos) << c.error().message;
+  c = parse("\xEF\xBB\xBFthreads: 2\n" + std::string(kTarget) + "rules: [{name: 'a', when: {statements: [drop]}, action: deny}]\n",
+            "t.yaml");
+  EXPECT_TRUE(c) << c.error().message;
   std::remove(policy_path.c_str());
 }
 
