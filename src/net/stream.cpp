@@ -250,6 +250,47 @@ Result<std::shared_ptr<asio::ssl::context>> make_server_tls(const std::string& c
     return fail("", "tls.key_file: TLS key " + key_file + " does not match certificate " + cert_file);
   // An expired certificate fails every client that verifies it; say so at start and at `check`
   // instead (found by adversarial testing: check said ok).
+  if (!ciphers.empty()) {
+    // What the list leaves TLS 1.2 clients with this certificate: nothing that runs without
+    // encryption or without authentication, and at least one suite for the key's type within
+    // OpenSSL's security level (found by adversarial testing: "eNULL" or an ECDSA-only list
+    // with an RSA certificate passed check, and every TLS 1.2 handshake then failed; with
+    // @SECLEVEL=0 a NULL or anonymous suite was negotiated).
+    SSL_CTX* c = ctx->native_handle();
+    STACK_OF(SSL_CIPHER)* all = SSL_CTX_get_ciphers(c);
+    for (int i = 0; all && i < sk_SSL_CIPHER_num(all); ++i) {
+      const SSL_CIPHER* ci = sk_SSL_CIPHER_value(all, i);
+      if (SSL_CIPHER_get_cipher_nid(ci) == NID_undef || SSL_CIPHER_get_auth_nid(ci) == NID_auth_null)
+        return fail("", std::string("tls.ciphers: \"") + ciphers + "\" allows " + SSL_CIPHER_get_name(ci) +
+                            ", which " + (SSL_CIPHER_get_cipher_nid(ci) == NID_undef ? "does not encrypt" : "does not authenticate the proxy") +
+                            "; remove it (e.g. add :!aNULL:!eNULL)");
+    }
+    int key_auth = NID_undef;
+    if (X509* cert = SSL_CTX_get0_certificate(c)) {
+      const int type = EVP_PKEY_get_base_id(X509_get0_pubkey(cert));
+      key_auth = type == EVP_PKEY_EC || type == EVP_PKEY_ED25519 || type == EVP_PKEY_ED448 ? NID_auth_ecdsa
+                 : type == EVP_PKEY_RSA || type == EVP_PKEY_RSA_PSS                       ? NID_auth_rsa
+                                                                                          : NID_undef;
+    }
+    bool usable = tls13_only;
+    if (SSL* probe = SSL_new(c)) {
+      if (STACK_OF(SSL_CIPHER)* ok = SSL_get1_supported_ciphers(probe)) {
+        for (int i = 0; i < sk_SSL_CIPHER_num(ok) && !usable; ++i) {
+          const SSL_CIPHER* ci = sk_SSL_CIPHER_value(ok, i);
+          const int auth = SSL_CIPHER_get_auth_nid(ci);
+          usable = std::string_view(SSL_CIPHER_get_version(ci)) != "TLSv1.3" &&
+                   (auth == key_auth || auth == NID_auth_any || key_auth == NID_undef);
+        }
+        sk_SSL_CIPHER_free(ok);
+      }
+      SSL_free(probe);
+    }
+    if (!usable)
+      return fail("", std::string("tls.ciphers: \"") + ciphers +
+                          "\" leaves TLS 1.2 clients no suite this certificate's key and OpenSSL's security level "
+                          "allow (see `openssl ciphers -v -s -tls1_2 'LIST'`); every TLS 1.2 handshake would fail. "
+                          "Fix the list, or set tls.min_version: TLSv1.3");
+  }
   if (X509* cert = SSL_CTX_get0_certificate(ctx->native_handle())) {
     auto when = [](const ASN1_TIME* t) {
       std::string out;

@@ -246,7 +246,12 @@ def test_min_version_and_ciphers_are_enforced(pg, certs, make_proxy, tmp_path):
     base = ("targets:\n  - name: app\n    backend: {host: 127.0.0.1, port: 5432}\n"
             "    login: {user: x, password: y}\n"
             f"tls:\n  mode: require\n  cert_file: {certs / 'server.crt'}\n  key_file: {certs / 'server.key'}\n")
-    for extra, key in {"  ciphers: NOT-A-CIPHER\n": "tls.ciphers", "  min_version: TLSv1.1\n": "tls.min_version"}.items():
+    # A list that leaves TLS 1.2 clients nothing for an RSA certificate, or allows suites without
+    # encryption or authentication, is refused too (found by adversarial testing).
+    for extra, key in {"  ciphers: NOT-A-CIPHER\n": "tls.ciphers", "  min_version: TLSv1.1\n": "tls.min_version",
+                       "  ciphers: ECDHE-ECDSA-AES128-GCM-SHA256\n": "leaves TLS 1.2 clients no suite",
+                       "  ciphers: \"eNULL:@SECLEVEL=0\"\n": "does not encrypt",
+                       "  ciphers: \"aNULL:@SECLEVEL=0\"\n": "does not authenticate"}.items():
         cfg = tmp_path / "gh.yaml"
         cfg.write_text(base + extra)
         r = subprocess.run([str(BINARY), "check", "--config", str(cfg)], capture_output=True, text=True, timeout=30)
