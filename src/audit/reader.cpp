@@ -685,8 +685,8 @@ Result<void> set_filter(SearchFilter& f, std::string_view key, std::string_view 
   } else if (key == "kind") {
     // Unknown values were accepted and matched nothing (found by adversarial testing).
     if (!sql::kind_from_name(lower(v)))
-      return fail("", "kind: unknown statement kind \"" + v + "\" (select, insert, update, delete, ddl kinds such as "
-                      "create or drop, ...; see docs/policy.md)");
+      return fail("", "kind: unknown statement kind \"" + v + "\" (one kind: select, insert, update, delete, create, "
+                      "drop, execute, fetch, ...; see the kinds in docs/policy.md; aliases such as write are not searched)");
     f.kind = lower(v);
   } else if (key == "table") {
     // As SQL reads a name: unquoted parts fold to lower case, "Quoted" ones keep theirs (found by
@@ -714,6 +714,7 @@ Result<void> set_filter(SearchFilter& f, std::string_view key, std::string_view 
         dot = std::min(v.find('.', i), v.size());
         part = lower(v.substr(i, dot - i));
       }
+      if (part.empty()) return fail("", "table: expected a table name such as orders or sales.orders, got \"" + v + "\"");
       name += (name.empty() ? "" : ".") + part;
       i = dot + 1;
     }
@@ -731,9 +732,9 @@ Result<void> set_filter(SearchFilter& f, std::string_view key, std::string_view 
     f.type = v;
   } else if (key == "outcome") {
     static constexpr std::string_view kOutcomes[] = {"ok", "error", "cancelled", "refused", "not_run", "unknown"};
-    if (std::find(std::begin(kOutcomes), std::end(kOutcomes), v) == std::end(kOutcomes))
+    if (std::find(std::begin(kOutcomes), std::end(kOutcomes), lower(v)) == std::end(kOutcomes))
       return fail("", "outcome: expected ok, error, cancelled, refused, not_run or unknown, got \"" + v + "\"");
-    f.outcome = v;
+    f.outcome = lower(v);
   } else if (key == "node") {
     f.node = v;
   } else if (key == "since" || key == "until") {

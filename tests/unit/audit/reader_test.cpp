@@ -356,6 +356,11 @@ TEST(AuditSearch, BadFiltersAreRefused) {
   EXPECT_TRUE(set_filter(f, "kind", "UPDATE", 0));
   EXPECT_EQ(f.kind, "update");
   EXPECT_TRUE(set_filter(f, "outcome", "not_run", 0));
+  EXPECT_TRUE(set_filter(f, "outcome", "OK", 0));
+  EXPECT_EQ(f.outcome, "ok");
+  EXPECT_FALSE(set_filter(f, "table", "", 0));  // matched every record
+  EXPECT_FALSE(set_filter(f, "table", ".", 0));
+  EXPECT_FALSE(set_filter(f, "table", "a.", 0));
 }
 
 TEST(AuditSearch, TableNamesFoldAsSqlReadsThem) {
