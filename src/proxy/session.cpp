@@ -856,15 +856,18 @@ void Session::copy_in_started() {
   // read by it, and what follows is not COPY data (found by adversarial testing: copy_in_ stayed
   // set, the next Sync was not counted, and the proxy's batch count fell out of step).
   std::uint32_t ignored = syncs_after_execute_;
-  if (copy_from_pending_ > 0) --copy_from_pending_;  // this one started
-  if (copy_end_ahead_) {
-    copy_end_ahead_ = false;
-    ignored = std::min(ignored, copy_end_ahead_syncs_);
-  } else {
-    copy_in_ = true;
+  std::optional<std::uint32_t> ahead;
+  if (!copy_candidates_.empty()) {  // the oldest waiting is the one starting (earlier ones were answered)
+    ahead = copy_candidates_.front().end_syncs;
+    copy_candidates_.pop_front();
   }
+  if (ahead)
+    ignored = *ahead;  // syncs_after_execute_ may count Syncs after a later Execute by now
+  else
+    copy_in_ = true;
   responses_.syncs_ignored(ignored);
-  for (; ignored > 0; --ignored, --syncs_after_execute_) {
+  for (; ignored > 0; --ignored) {
+    if (!ahead && syncs_after_execute_ > 0) --syncs_after_execute_;
     if (inflight_ > 0) --inflight_;
     if (started_head_ < started_.size()) started_.pop_back();
     if (auditing()) audit_sync_ignored();
@@ -1170,7 +1173,8 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
           m.statements.fetch_add(1, std::memory_order_relaxed);
           statement_started(last_activity_);  // set at the read it came in
         }
-        if (type == 'Q' && may_copy_in(query_text_of(type, r.frame.body))) ++copy_from_pending_;
+        if (type == 'Q' && may_copy_in(query_text_of(type, r.frame.body)))
+          copy_candidates_.push_back(CopyCandidate{syncs_sent_, std::nullopt});
         if (!judge_client_message(type, r.frame.body, substitute)) splice(pos, r.frame.wire_size);
         if (type != 'P') ++syncs_sent_;
         forwarded(type);
@@ -1222,7 +1226,7 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
           return stop_at(pos);
         }
         m.statements.fetch_add(1, std::memory_order_relaxed);
-        if (execute_may_copy_in(r.frame.body)) ++copy_from_pending_;
+        if (execute_may_copy_in(r.frame.body)) copy_candidates_.push_back(CopyCandidate{syncs_sent_, std::nullopt});
         if (!rejudge_execute(r.frame.body, substitute))
           splice(pos, r.frame.wire_size);
         else if (auditing())
@@ -1233,15 +1237,15 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
         break;
       case 'c':
       case 'f':
-        if (!copy_in_ && !copy_end_ahead_ && copy_from_pending_ > 0) {
-          // Sent before the backend's CopyInResponse came (data pipelined behind the COPY): the
-          // COPY it ends has not been seen starting yet (copy_in_started). Only when a statement
-          // that may start one was sent before it: the server ignores a CopyDone or CopyFail
-          // outside COPY, and so does the proxy (found by adversarial testing: a stray CopyDone
-          // before a COPY made the proxy miss a Sync, and every later audit record got the next
-          // statement's outcome).
-          copy_end_ahead_ = true;
-          copy_end_ahead_syncs_ = syncs_after_execute_;
+        if (!copy_in_) {
+          // Sent before the backend's CopyInResponse came (data pipelined behind the COPY): it
+          // ends the oldest COPY sent whose end has not been sent yet (copy_in_started); with
+          // none, it is a stray one the server ignores (see copy_candidates_).
+          for (auto& cand : copy_candidates_)
+            if (!cand.end_syncs) {
+              cand.end_syncs = syncs_after_execute_;
+              break;
+            }
         }
         copy_in_ = false;
         break;
@@ -1422,12 +1426,13 @@ void Session::on_backend_event(const protocol::ScanEvent& e, bool& saw_ready) {
   }
   if (e.type == 'Z') {
     copy_in_ = false;
-    copy_end_ahead_ = false;
-    if (inflight_ <= 1 && !execute_unsynced_) copy_from_pending_ = 0;  // this answers the last one sent
     last_activity_ = Clock::now();  // an idle timeout counts from here, as PostgreSQL's does
     statement_finished(e.status, last_activity_);
     saw_ready = true;
     ++ready_seen_;
+    // Statements of the batches answered now that did not start a COPY (it failed first, or was
+    // no COPY after all) wait for none.
+    while (!copy_candidates_.empty() && copy_candidates_.front().group < ready_seen_) copy_candidates_.pop_front();
     if (!name_ops_.empty()) name_ops_ended();
     relay_signal_.cancel();  // a client side waiting for the backend to be idle
     // Substitutes of batches that have ended were skipped by the backend after an earlier error.

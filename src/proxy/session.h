@@ -534,11 +534,20 @@ class Session : public std::enable_shared_from_this<Session> {
   // A statement may be running: one answered by a ReadyForQuery not yet seen, or an Execute sent
   // without its Sync (pipeline mode's Flush).
   bool running() const { return inflight_ > 0 || execute_unsynced_; }
-  bool copy_end_ahead_ = false;    // a CopyDone/CopyFail was forwarded before the COPY's CopyInResponse came
-  std::uint32_t copy_from_pending_ = 0;  // statements sent that may start COPY FROM STDIN, not yet started or answered
+  // Statements sent that may start COPY FROM STDIN and have not yet (in the order sent): their
+  // batch (syncs_sent_ then: gone once ready_seen_ passes it), and, when the client's CopyDone or
+  // CopyFail for it went out before its CopyInResponse came, the Syncs sent between the statement
+  // and that CopyDone (syncs_after_execute_ then). A CopyDone or CopyFail with no such statement
+  // waiting is ignored by the server, and by the proxy (found by adversarial testing: a stray one,
+  // or a second COPY's in one pipeline, shifted the session's Sync count and with it every later
+  // audit record).
+  struct CopyCandidate {
+    std::uint64_t group = 0;
+    std::optional<std::uint32_t> end_syncs;
+  };
+  std::deque<CopyCandidate> copy_candidates_;
   static bool may_copy_in(std::string_view query_text);
   bool execute_may_copy_in(std::string_view execute_body) const;
-  std::uint32_t copy_end_ahead_syncs_ = 0;  // syncs_after_execute_ when it was
   void copy_in_started();  // the proxy refused a Parse, Bind or Execute of the batch the client is sending
   std::uint64_t policy_generation_ = 0;
   // Decisions of statements served from the analysis cache, by Analysis::cache_id: the same

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import USERS, connect, psql, wait_for
 from pgwire import (GSSENC_REQUEST, PROTOCOL_30, SSL_REQUEST, Conn, WireError, message, query,
-                    startup_error, startup_packet)
+                    parse_error_fields, startup_error, startup_packet)
 from pgwire import connect as raw_connect
 
 ALICE = ("alice", USERS["alice"])
@@ -1033,3 +1033,59 @@ def test_a_stray_copy_done_before_a_copy_leaves_the_session_in_step(make_proxy, 
     assert got["delete from rb_stray_del -- stray_case"]["rows"] == 3, got
     assert got["select 1/0 -- stray_case"]["outcome"] == "error", got
     assert got["select 42 -- stray_case"]["outcome"] == "ok", got
+
+
+def test_two_copies_with_their_data_sent_ahead_leave_the_session_in_step(make_proxy, pg):
+    """libpq's extended COPY pattern twice in one write, each COPY's data and CopyDone sent before
+    its CopyInResponse: the second CopyDone was absorbed, the proxy skipped one Sync too many, and a
+    DELETE that ran was recorded not_run (found by adversarial testing). Also a COPY that fails
+    before its CopyInResponse ahead of a good one: a later policy refusal reached the client as
+    the substitute's raw 22P02 instead of 42501."""
+    import json
+    from tests.harness import BINARY
+    _copy_table(pg, "rb_two")
+    with psycopg.connect(pg.dsn(), autocommit=True) as d:
+        d.execute("DROP TABLE IF EXISTS rb_two_del; CREATE TABLE rb_two_del (id int); "
+                  "INSERT INTO rb_two_del VALUES (1), (2), (3); GRANT ALL ON rb_two_del TO PUBLIC; "
+                  "DROP TABLE IF EXISTS rb_forbidden; CREATE TABLE rb_forbidden (id int); GRANT ALL ON rb_forbidden TO PUBLIC")
+    proxy = make_proxy(rules=[{"name": "no-rb-forbidden", "when": {"tables": ["rb_forbidden"]}, "action": "deny"}])
+
+    def batch(sql: str) -> bytes:
+        return (message(b"P", b"\0" + sql.encode() + b"\0\0\0") + message(b"B", b"\0\0\0\0\0\0\0\0") +
+                message(b"E", b"\0\0\0\0\0") + message(b"S", b""))
+
+    def copy_ahead(sql: str, row: bytes) -> bytes:
+        return batch(sql) + message(b"d", row) + message(b"c", b"") + message(b"S", b"")
+
+    c = raw_connect(proxy.port, *ALICE)
+    try:
+        c.send(copy_ahead("COPY rb_two FROM STDIN -- two_case 1", b"1\n") +
+               copy_ahead("COPY rb_two FROM STDIN -- two_case 2", b"2\n"))
+        for _ in range(2):
+            c.until_ready()
+        c.send(copy_ahead("COPY rb_nosuch FROM STDIN -- two_case 3", b"3\n") +
+               copy_ahead("COPY rb_two FROM STDIN -- two_case 4", b"4\n"))
+        types = []
+        while types.count(b"Z") < 2:
+            types.append(c.read_message()[0])
+        assert b"E" in types, types  # rb_nosuch does not exist
+        c.until_ready()
+        for sql in ("delete from rb_two_del -- two_case 5", "select 1/0 -- two_case 6",
+                    "select * from rb_forbidden -- two_case 7", "select 42 -- two_case 8"):
+            c.send(batch(sql))
+            msgs = c.until_ready()
+            if "rb_forbidden" in sql:
+                err = parse_error_fields(next(b for t, b in msgs if t == b"E"))
+                assert err["C"] == "42501", err
+    finally:
+        c.close()
+    assert _count(pg, "rb_two") == 3
+    wait_for(lambda: proxy.metrics().get("gatehouse_connections_active", 0) == 0, timeout=10,
+             what="the session released once the client closed")
+    assert proxy.stop() == 0
+    r = subprocess.run([str(BINARY), "audit", "search", "--store", str(proxy.workdir / "gatehouse-audit.db"),
+                        "--text", "two_case", "--format", "jsonl"], capture_output=True, text=True, timeout=60)
+    got = {h["sql"]["text"].rsplit("-- ", 1)[1]: h.get("result", h) for h in map(json.loads, r.stdout.splitlines())}
+    assert [got[f"two_case {i}"]["outcome"] for i in range(1, 9)] == \
+        ["ok", "ok", "error", "ok", "ok", "error", "refused", "ok"], got
+    assert [got[f"two_case {i}"].get("rows") for i in (1, 2, 4, 5)] == [1, 1, 1, 3], got
