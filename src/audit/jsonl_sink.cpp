@@ -36,8 +36,23 @@ class JsonLinesSink final : public AuditSink {
   // cut off, since its batch was never acknowledged.
   Result<std::optional<ChainHead>> head(std::string_view node) override {
     if (!regular_) return std::optional<ChainHead>{};
+    auto h = last_record(fd_, path_, node, true);
+    if (!h || *h || max_size_ == 0) return h;
+    // An empty file at the path of a rotating sink: the process may have stopped right after a
+    // rotation (found by adversarial testing: the journal was written again from its start, and
+    // older files rotated away); the chain goes on after the newest rotated file.
+    const std::string older = path_ + ".1";
+    const int fd = ::open(older.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return h;
+    auto prev = last_record(fd, older, node, false);
+    ::close(fd);
+    return prev;
+  }
+
+  // The last complete record line of the file at fd; with `repair`, a torn last line is cut off.
+  Result<std::optional<ChainHead>> last_record(int fd, const std::string& path, std::string_view node, bool repair) {
     struct stat st {};
-    if (::fstat(fd_, &st) != 0) return tl::unexpected(io_error(path_, errno));
+    if (::fstat(fd, &st) != 0) return tl::unexpected(io_error(path, errno));
     off_t end = st.st_size;
     std::string tail;
     const off_t chunk = 1 << 16;
@@ -46,7 +61,7 @@ class JsonLinesSink final : public AuditSink {
     while (from > 0) {
       const off_t start = std::max<off_t>(0, from - chunk);
       std::string buf(std::size_t(from - start), '\0');
-      if (::pread(fd_, buf.data(), buf.size(), start) != ssize_t(buf.size())) return tl::unexpected(io_error(path_, errno));
+      if (::pread(fd, buf.data(), buf.size(), start) != ssize_t(buf.size())) return tl::unexpected(io_error(path, errno));
       tail = buf + tail;
       from = start;
       const auto last = tail.rfind('\n');
@@ -56,7 +71,7 @@ class JsonLinesSink final : public AuditSink {
     const off_t tail_start = end - off_t(tail.size());
     if (last_nl + 1 != tail.size()) {  // torn (or no newline at all)
       const off_t keep = last_nl == std::string::npos ? tail_start : tail_start + off_t(last_nl) + 1;
-      if (::ftruncate(fd_, keep) != 0) return tl::unexpected(io_error(path_, errno));
+      if (repair && ::ftruncate(fd, keep) != 0) return tl::unexpected(io_error(path, errno));
       tail.resize(std::size_t(keep - tail_start));
     }
     if (tail.empty()) return std::optional<ChainHead>{};
@@ -65,12 +80,12 @@ class JsonLinesSink final : public AuditSink {
     const std::string line = prev_nl == std::string::npos ? tail : tail.substr(prev_nl + 1);
     auto j = nlohmann::json::parse(line, nullptr, false);
     if (j.is_discarded() || !j.contains("hash") || !j.contains("body"))
-      return fail("XX000", path_ + ": the last line is not an audit record; move the file away to start a new chain");
+      return fail("XX000", path + ": the last line is not an audit record; move the file away to start a new chain");
     ChainHead h;
     h.seq = j["body"].value("seq", std::uint64_t(0));
     h.hash = j["hash"].get<std::string>();
     if (j["body"].value("node", std::string()) != node)
-      return fail("XX000", path_ + ": the file holds the chain of node \"" + j["body"].value("node", std::string()) +
+      return fail("XX000", path + ": the file holds the chain of node \"" + j["body"].value("node", std::string()) +
                                "\"; give each proxy node its own file");
     return std::optional<ChainHead>{std::move(h)};
   }

@@ -1602,3 +1602,32 @@ def test_a_json_lines_sink_rotates_at_its_max_size_and_keeps_a_bounded_number_of
             continue
         assert r.returncode == 0, (f, r.stdout + r.stderr)
         head = re.search(r"head (\d+:[0-9a-f]{64})", r.stdout).group(1)
+
+
+def test_a_rotating_json_lines_sink_stopped_right_after_a_rotation_goes_on_where_it_was(make_proxy, tmp_path):
+    """A process stopped between moving PATH to PATH.1 and writing the new PATH left an empty file:
+    the restart read that as an empty chain and wrote every record still in the journal again,
+    rotating real files away (found by adversarial testing). It now continues after PATH.1."""
+    lines = tmp_path / "audit.jsonl"
+    proxy = make_proxy(audit={"sinks": [{"type": "sqlite", "path": str(tmp_path / "audit.db")},
+                                        {"type": "jsonl", "path": str(lines), "max_size": "64KiB", "keep": 50}]})
+    with connect(proxy, autocommit=True) as c:
+        for i in range(150):
+            c.execute(f"SELECT {i} AS before_stop, repeat('x', 200)")
+    time.sleep(0.5)  # stored in the sinks, and still in the journal
+    proxy.proc.kill()  # as a crash would: the journal keeps what it holds
+    proxy.proc.wait(10)
+    # The state a stop right after a rotation leaves: PATH.n -> PATH.n+1, PATH -> PATH.1, no PATH.
+    rotated = sorted((int(f.name.rsplit(".", 1)[1]), f) for f in tmp_path.glob("audit.jsonl.*"))
+    for n, f in reversed(rotated):
+        f.rename(tmp_path / f"audit.jsonl.{n + 1}")
+    lines.rename(tmp_path / "audit.jsonl.1")
+    proxy.start()
+    with connect(proxy, autocommit=True) as c:
+        c.execute("SELECT 'after restart'")
+    assert proxy.stop() == 0
+    seqs = []
+    for f in sorted(tmp_path.glob("audit.jsonl*")):
+        seqs += [json.loads(line)["body"]["seq"] for line in f.read_text().splitlines()]
+    assert len(seqs) == len(set(seqs)), "records written twice"
+    assert sorted(seqs) == list(range(1, max(seqs) + 1)), "records missing"
