@@ -532,18 +532,35 @@ class JsonLinesReader final : public AuditReader {
   // Every complete line from byte `offset`; a last line without its newline is a write still in
   // progress (or torn by a crash, which the sink cuts off at its next start) and is skipped.
   Result<void> lines(std::uint64_t offset, const std::function<bool(const StoredRecord&)>& fn) {
-    // Resuming in another file at the path (rotated: moved away, a new one written) or in one
-    // that shrank starts at its beginning (found by adversarial testing: tail -f printed nothing
-    // more after a rotation, seeking past the end of the new file).
+    // Resuming in another file at the path (rotated: moved away, a new one written) first reads
+    // the rest of the file it was reading, still open, then the new one from its beginning; in a
+    // file that shrank it starts again (found by adversarial testing: tail -f printed nothing more
+    // after a rotation, or skipped the last records written before it).
     struct stat st {};
-    if (::stat(path_.c_str(), &st) == 0) {
-      if (offset > 0 && (st.st_ino != resume_ino_ || st.st_dev != resume_dev_ || std::uint64_t(st.st_size) < offset))
-        offset = 0;
+    const bool found = ::stat(path_.c_str(), &st) == 0;
+    if (offset > 0 && found && (st.st_ino != resume_ino_ || st.st_dev != resume_dev_)) {
+      if (held_ && held_->is_open()) {
+        bool more = true;
+        auto r = read_from(*held_, offset, [&](const StoredRecord& s) { return more = fn(s); });
+        if (!r || !more) return r;
+      }
+      offset = 0;
+    } else if (offset > 0 && found && std::uint64_t(st.st_size) < offset) {
+      offset = 0;
+    }
+    auto in = std::make_unique<std::ifstream>(path_, std::ios::binary);
+    if (!*in) return fail("58030", "cannot read " + path_);
+    if (found) {
       resume_ino_ = st.st_ino;
       resume_dev_ = st.st_dev;
     }
-    std::ifstream in(path_, std::ios::binary);
-    if (!in) return fail("58030", "cannot read " + path_);
+    auto r = read_from(*in, offset, fn);
+    held_ = std::move(in);
+    return r;
+  }
+
+  Result<void> read_from(std::ifstream& in, std::uint64_t offset, const std::function<bool(const StoredRecord&)>& fn) {
+    in.clear();
     in.seekg(std::streamoff(offset));
     std::uint64_t number = offset == 0 ? 0 : resume_line_;
     std::uint64_t pos = offset;
@@ -570,6 +587,7 @@ class JsonLinesReader final : public AuditReader {
   std::uint64_t resume_offset_ = 0, resume_line_ = 0;
   ino_t resume_ino_ = 0;
   dev_t resume_dev_ = 0;
+  std::unique_ptr<std::ifstream> held_;  // the file last read, open: its rest is read after a rotation
 };
 
 std::int64_t days_from_civil(int y, unsigned m, unsigned d) {  // Howard Hinnant's algorithm

@@ -1631,3 +1631,33 @@ def test_a_rotating_json_lines_sink_stopped_right_after_a_rotation_goes_on_where
         seqs += [json.loads(line)["body"]["seq"] for line in f.read_text().splitlines()]
     assert len(seqs) == len(set(seqs)), "records written twice"
     assert sorted(seqs) == list(range(1, max(seqs) + 1)), "records missing"
+
+
+def test_tail_prints_every_record_across_automatic_rotations(make_proxy, tmp_path):
+    """tail -f skipped the records written to a file after its last poll and before the rotation
+    (it went on at the start of the new file; found by adversarial testing)."""
+    lines = tmp_path / "audit.jsonl"
+    proxy = make_proxy(audit={"sinks": [{"type": "sqlite", "path": str(tmp_path / "audit.db")},
+                                        {"type": "jsonl", "path": str(lines), "max_size": "64KiB", "keep": 50}]})
+    psql(proxy, "-c", "SELECT 'tail start'")
+    wait_for(lambda: lines.exists() and "tail start" in lines.read_text(), timeout=10, what="the first lines")
+    out = tmp_path / "tail.out"
+    with open(out, "w") as f:
+        tail = subprocess.Popen([str(BINARY), "audit", "tail", "--store", str(lines), "-n", "1", "-f",
+                                 "--interval", "200", "--format", "jsonl"], stdout=f, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(0.5)
+        with connect(proxy, autocommit=True) as c:
+            for i in range(200):
+                c.execute(f"SELECT {i} AS tailed, repeat('x', 300)")
+                time.sleep(0.01)
+        assert len(list(tmp_path.glob("audit.jsonl.*"))) >= 2, "expected rotations"
+        wait_for(lambda: "SELECT 199 AS tailed" in out.read_text(), timeout=10, what="the last record in tail's output")
+        time.sleep(0.5)
+        printed = out.read_text()
+        missing = [i for i in range(200) if f"SELECT {i} AS tailed" not in printed]
+        assert not missing, missing
+    finally:
+        tail.terminate()
+        tail.wait(10)
+        proxy.stop()
