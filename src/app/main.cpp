@@ -239,8 +239,8 @@ int cmd_serve(const std::string& path) {
       const auto& a = n.audit;
       const auto& o = cfg->audit;
       auto sinks = [](const gh::config::Audit& x) {
-        std::vector<std::tuple<int, std::string, bool, std::string, std::string>> v;
-        for (const auto& k : x.sinks) v.emplace_back(int(k.type), k.path, k.fsync, k.dsn, k.table);
+        std::vector<std::tuple<int, std::string, bool, std::string, std::string, std::uint64_t, std::uint32_t>> v;
+        for (const auto& k : x.sinks) v.emplace_back(int(k.type), k.path, k.fsync, k.dsn, k.table, k.max_size, k.keep);
         return v;
       };
       if (a.enabled != o.enabled) fixed.push_back("audit.enabled");

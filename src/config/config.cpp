@@ -446,7 +446,9 @@ void read_audit(const Reader& r, const YAML::Node& n, Audit& a) {
       } else {
         if (sink.type == AuditSink::Type::JsonLines) {
           r.allowed_keys(e, path, {"type", "path", "fsync", "max_size", "keep"});
-          if (e["max_size"]) sink.max_size = r.size(e["max_size"], path + ".max_size", 64u << 10, 1ull << 40);
+          // 0 (the default, written out): never rotate
+          if (e["max_size"] && !(e["max_size"].IsScalar() && e["max_size"].Scalar() == "0"))
+            sink.max_size = r.size(e["max_size"], path + ".max_size", 64u << 10, 1ull << 40);
           if (e["keep"]) sink.keep = std::uint32_t(r.uint(e["keep"], path + ".keep", 1, 1000));
         } else {
           r.allowed_keys(e, path, {"type", "path", "fsync"});

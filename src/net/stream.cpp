@@ -257,14 +257,6 @@ Result<std::shared_ptr<asio::ssl::context>> make_server_tls(const std::string& c
     // with an RSA certificate passed check, and every TLS 1.2 handshake then failed; with
     // @SECLEVEL=0 a NULL or anonymous suite was negotiated).
     SSL_CTX* c = ctx->native_handle();
-    STACK_OF(SSL_CIPHER)* all = SSL_CTX_get_ciphers(c);
-    for (int i = 0; all && i < sk_SSL_CIPHER_num(all); ++i) {
-      const SSL_CIPHER* ci = sk_SSL_CIPHER_value(all, i);
-      if (SSL_CIPHER_get_cipher_nid(ci) == NID_undef || SSL_CIPHER_get_auth_nid(ci) == NID_auth_null)
-        return fail("", std::string("tls.ciphers: \"") + ciphers + "\" allows " + SSL_CIPHER_get_name(ci) +
-                            ", which " + (SSL_CIPHER_get_cipher_nid(ci) == NID_undef ? "does not encrypt" : "does not authenticate the proxy") +
-                            "; remove it (e.g. add :!aNULL:!eNULL)");
-    }
     int key_auth = NID_undef;
     if (X509* cert = SSL_CTX_get0_certificate(c)) {
       const int type = EVP_PKEY_get_base_id(X509_get0_pubkey(cert));
@@ -272,19 +264,29 @@ Result<std::shared_ptr<asio::ssl::context>> make_server_tls(const std::string& c
                  : type == EVP_PKEY_RSA || type == EVP_PKEY_RSA_PSS                       ? NID_auth_rsa
                                                                                           : NID_undef;
     }
+    // The suites the list and OpenSSL's security level leave (a list such as HIGH names anonymous
+    // suites that the default security level never offers: not refused for that).
     bool usable = tls13_only;
+    std::string weak;
     if (SSL* probe = SSL_new(c)) {
       if (STACK_OF(SSL_CIPHER)* ok = SSL_get1_supported_ciphers(probe)) {
-        for (int i = 0; i < sk_SSL_CIPHER_num(ok) && !usable; ++i) {
+        for (int i = 0; i < sk_SSL_CIPHER_num(ok); ++i) {
           const SSL_CIPHER* ci = sk_SSL_CIPHER_value(ok, i);
           const int auth = SSL_CIPHER_get_auth_nid(ci);
-          usable = std::string_view(SSL_CIPHER_get_version(ci)) != "TLSv1.3" &&
-                   (auth == key_auth || auth == NID_auth_any || key_auth == NID_undef);
+          if (weak.empty() && (SSL_CIPHER_get_cipher_nid(ci) == NID_undef || auth == NID_auth_null))
+            weak = std::string(SSL_CIPHER_get_name(ci)) +
+                   (SSL_CIPHER_get_cipher_nid(ci) == NID_undef ? ", which does not encrypt"
+                                                               : ", which does not authenticate the proxy");
+          usable |= std::string_view(SSL_CIPHER_get_version(ci)) != "TLSv1.3" &&
+                    (auth == key_auth || auth == NID_auth_any || key_auth == NID_undef);
         }
         sk_SSL_CIPHER_free(ok);
       }
       SSL_free(probe);
     }
+    if (!weak.empty())
+      return fail("", std::string("tls.ciphers: \"") + ciphers + "\" allows " + weak +
+                          "; remove it (e.g. add :!aNULL:!eNULL)");
     if (!usable)
       return fail("", std::string("tls.ciphers: \"") + ciphers +
                           "\" leaves TLS 1.2 clients no suite this certificate's key and OpenSSL's security level "

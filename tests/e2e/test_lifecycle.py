@@ -63,11 +63,12 @@ def test_sighup_says_which_changes_wait_for_a_restart(make_proxy):
     cfg.setdefault("audit", {})["node"] = "renamed-node"
     cfg.setdefault("approvals", {})["webhooks"] = [{"url": "http://127.0.0.1:9/hook"}]
     cfg.setdefault("log", {})["format"] = "json" if cfg.get("log", {}).get("format") != "json" else "text"
+    cfg["audit"]["sinks"] = [{"type": "jsonl", "path": str(proxy.workdir / "a.jsonl"), "max_size": "1MiB"}]
     proxy.write_config(cfg)
     proxy.signal(signal.SIGHUP)
     wait_for(lambda: "takes effect only at restart" in proxy.log(), timeout=5, what="the restart warning")
     line = [ln for ln in proxy.log().splitlines() if "takes effect only at restart" in ln][-1]
-    for key in ("audit.node", "approvals.webhooks", "log.format"):
+    for key in ("audit.node", "audit.sinks", "approvals.webhooks", "log.format"):
         assert key in line, line
     assert "listen" not in line, line
     with connect(proxy) as c:

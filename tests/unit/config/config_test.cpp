@@ -204,6 +204,18 @@ TEST(Config, EmptySecretsDirectoriesAndMissingDirectoriesAreRefusedWithTheirKey)
   std::remove(empty.c_str());
 }
 
+TEST(Config, JsonLinesRotationSettings) {
+  auto c = parse(minimal("audit:\n  sinks: [{type: jsonl, path: a.jsonl, max_size: 0}]\n"), "t.yaml");
+  ASSERT_TRUE(c) << c.error().message;  // the documented default, written out
+  EXPECT_EQ(c->audit.sinks.at(0).max_size, 0u);
+  c = parse(minimal("audit:\n  sinks: [{type: jsonl, path: a.jsonl, max_size: 1MiB, keep: 3}]\n"), "t.yaml");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->audit.sinks.at(0).max_size, 1u << 20);
+  EXPECT_EQ(c->audit.sinks.at(0).keep, 3u);
+  EXPECT_FALSE(parse(minimal("audit:\n  sinks: [{type: jsonl, path: a.jsonl, max_size: 1KiB}]\n"), "t.yaml"));
+  EXPECT_FALSE(parse(minimal("audit:\n  sinks: [{type: sqlite, path: a.db, max_size: 1MiB}]\n"), "t.yaml"));
+}
+
 TEST(Config, RelativeFilesAreBesideTheConfigAndIpv6AdminUrlsHaveBrackets) {
   const std::string dir = ::testing::TempDir();
   for (const char* f : {"/gh_rel_server.crt", "/gh_rel_server.key"}) std::fclose(std::fopen((dir + f).c_str(), "w"));
