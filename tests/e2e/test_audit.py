@@ -1503,14 +1503,26 @@ def test_csv_output_does_not_hand_a_spreadsheet_a_formula(make_proxy):
     assert all(not t or t[0] not in "=+-@\t\r" for t in texts), texts
 
 
+def _jsonl_proxy(make_proxy, tmp_path: Path, **jsonl) -> tuple[Gatehouse, Path]:
+    """A proxy whose audit goes to an SQLite store and to tmp_path/audit.jsonl (with `jsonl` options)."""
+    lines = tmp_path / "audit.jsonl"
+    proxy = make_proxy(audit={"sinks": [{"type": "sqlite", "path": str(tmp_path / "audit.db")},
+                                        {"type": "jsonl", "path": str(lines), **jsonl}]})
+    return proxy, lines
+
+
+def _follow(lines: Path, out) -> subprocess.Popen:
+    """`gatehouse audit tail -f` of `lines`, polling every 200 ms, JSON lines into the open file `out`."""
+    return subprocess.Popen([str(BINARY), "audit", "tail", "--store", str(lines), "-n", "1", "-f",
+                             "--interval", "200", "--format", "jsonl"], stdout=out, stderr=subprocess.STDOUT)
+
+
 def test_a_rotated_json_lines_file_verifies_with_the_head_of_the_one_before(make_proxy, tmp_path):
     """Moving the JSON-lines file away is the documented rotation; the new file starts mid-chain,
     and verify called that deleted records with no way to say it was a rotation (found by
     adversarial testing). --continues SEQ:HASH, the head verify printed for the earlier file,
     proves the new file's start; a wrong or missing one is still reported."""
-    lines = tmp_path / "audit.jsonl"
-    proxy = make_proxy(audit={"sinks": [{"type": "sqlite", "path": str(tmp_path / "audit.db")},
-                                        {"type": "jsonl", "path": str(lines)}]})
+    proxy, lines = _jsonl_proxy(make_proxy, tmp_path)
     psql(proxy, "-c", "SELECT 'before rotation'")
     wait_for(lambda: lines.exists() and "before rotation" in lines.read_text(), timeout=10, what="the first lines")
     old = tmp_path / "audit.jsonl.1"
@@ -1533,17 +1545,14 @@ def test_a_rotated_json_lines_file_verifies_with_the_head_of_the_one_before(make
 def test_tail_follows_a_json_lines_file_across_a_rotation(make_proxy, tmp_path):
     """tail -f printed nothing more once the file was moved away and a new one written at the
     path (it read on at the old file's offset; found by adversarial testing)."""
-    lines = tmp_path / "audit.jsonl"
-    proxy = make_proxy(audit={"sinks": [{"type": "sqlite", "path": str(tmp_path / "audit.db")},
-                                        {"type": "jsonl", "path": str(lines)}]})
+    proxy, lines = _jsonl_proxy(make_proxy, tmp_path)
     # The file before is much longer than what follows (the old offset lies past the new file's end).
     psql(proxy, *[a for i in range(60) for a in ("-c", f"SELECT 'tail before rotation {i}'")])
     wait_for(lambda: lines.exists() and "tail before rotation 59" in lines.read_text(), timeout=10,
              what="the first lines")
     out = tmp_path / "tail.out"
     with open(out, "w") as f:
-        tail = subprocess.Popen([str(BINARY), "audit", "tail", "--store", str(lines), "-n", "1", "-f",
-                                 "--interval", "200", "--format", "jsonl"], stdout=f, stderr=subprocess.STDOUT)
+        tail = _follow(lines, f)
     try:
         time.sleep(1)
         lines.rename(tmp_path / "audit.jsonl.1")
@@ -1579,9 +1588,7 @@ def test_a_json_lines_sink_rotates_at_its_max_size_and_keeps_a_bounded_number_of
     """audit.sinks[].max_size / keep: the file is rotated before a batch would take it past
     max_size, at most `keep` rotated files stay, and each file verifies with --continues and the
     head of the file before it (the store never grows past what the operator chose)."""
-    lines = tmp_path / "audit.jsonl"
-    proxy = make_proxy(audit={"sinks": [{"type": "sqlite", "path": str(tmp_path / "audit.db")},
-                                        {"type": "jsonl", "path": str(lines), "max_size": "64KiB", "keep": 3}]})
+    proxy, lines = _jsonl_proxy(make_proxy, tmp_path, max_size="64KiB", keep=3)
     with connect(proxy, autocommit=True) as c:
         for i in range(400):
             c.execute(f"SELECT {i} AS rotating, repeat('x', 200)")
@@ -1608,9 +1615,7 @@ def test_a_rotating_json_lines_sink_stopped_right_after_a_rotation_goes_on_where
     """A process stopped between moving PATH to PATH.1 and writing the new PATH left an empty file:
     the restart read that as an empty chain and wrote every record still in the journal again,
     rotating real files away (found by adversarial testing). It now continues after PATH.1."""
-    lines = tmp_path / "audit.jsonl"
-    proxy = make_proxy(audit={"sinks": [{"type": "sqlite", "path": str(tmp_path / "audit.db")},
-                                        {"type": "jsonl", "path": str(lines), "max_size": "64KiB", "keep": 50}]})
+    proxy, lines = _jsonl_proxy(make_proxy, tmp_path, max_size="64KiB", keep=50)
     with connect(proxy, autocommit=True) as c:
         for i in range(150):
             c.execute(f"SELECT {i} AS before_stop, repeat('x', 200)")
@@ -1636,15 +1641,12 @@ def test_a_rotating_json_lines_sink_stopped_right_after_a_rotation_goes_on_where
 def test_tail_prints_every_record_across_automatic_rotations(make_proxy, tmp_path):
     """tail -f skipped the records written to a file after its last poll and before the rotation
     (it went on at the start of the new file; found by adversarial testing)."""
-    lines = tmp_path / "audit.jsonl"
-    proxy = make_proxy(audit={"sinks": [{"type": "sqlite", "path": str(tmp_path / "audit.db")},
-                                        {"type": "jsonl", "path": str(lines), "max_size": "64KiB", "keep": 50}]})
+    proxy, lines = _jsonl_proxy(make_proxy, tmp_path, max_size="64KiB", keep=50)
     psql(proxy, "-c", "SELECT 'tail start'")
     wait_for(lambda: lines.exists() and "tail start" in lines.read_text(), timeout=10, what="the first lines")
     out = tmp_path / "tail.out"
     with open(out, "w") as f:
-        tail = subprocess.Popen([str(BINARY), "audit", "tail", "--store", str(lines), "-n", "1", "-f",
-                                 "--interval", "200", "--format", "jsonl"], stdout=f, stderr=subprocess.STDOUT)
+        tail = _follow(lines, f)
     try:
         time.sleep(0.5)
         with connect(proxy, autocommit=True) as c:
