@@ -80,6 +80,11 @@ struct Event {
   std::shared_ptr<const Draft> draft;
 };
 
+// A Bind parameter sent in binary format is recorded by its size only, as this placeholder;
+// binary_param_size reads the size back (a masked one gives the value's size, not the text's).
+std::string binary_param(std::size_t bytes);
+std::optional<std::size_t> binary_param_size(std::string_view recorded);
+
 // A connection attempt that was refused: before a session (limit, shutdown) or during its login.
 inline Event connect_failed_event(std::shared_ptr<const SessionContext> session, std::string sqlstate,
                                   std::string message) {

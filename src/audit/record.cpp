@@ -278,6 +278,8 @@ class Canonical {
 };
 
 // `s` as it reads back from a body: invalid UTF-8 replaced by U+FFFD.
+constexpr std::string_view kBinaryHead = "<binary ", kBinaryTail = " bytes>";
+
 std::string utf8_clean(std::string_view s) {
   bool ascii = true;
   for (unsigned char c : s) ascii &= c < 0x80;
@@ -361,16 +363,11 @@ void write_sql(Canonical& w, const Event& e, const SealOptions& o, RecordIndex& 
     const bool mask = o.params == SealOptions::Params::Masked && (!tags.empty() || !parsed);
     w.key("params");
     w.open_array();
-    // A binary value arrives here as "<binary N bytes>" (session_audit.cpp): its size is N (found
-    // by adversarial testing: masked, it said the placeholder's 16 bytes).
+    // A binary value is its placeholder (binary_param): masked, it gives the value's size (found
+    // by adversarial testing: it said the placeholder's 16 bytes).
     auto size_of = [&](const std::string& v) -> std::size_t {
-      constexpr std::string_view head = "<binary ", tail = " bytes>";
-      if (e.params_binary && v.size() > head.size() + tail.size() && v.starts_with(head) && v.ends_with(tail)) {
-        std::size_t n = 0;
-        const auto digits = std::string_view(v).substr(head.size(), v.size() - head.size() - tail.size());
-        if (std::from_chars(digits.data(), digits.data() + digits.size(), n).ptr == digits.data() + digits.size())
-          return n;
-      }
+      if (e.params_binary)
+        if (auto n = binary_param_size(v)) return *n;
       return v.size();
     };
     constexpr std::size_t kMaxParam = 1024;
@@ -491,6 +488,20 @@ std::optional<EventType> type_from_name(std::string_view name) {
   for (std::size_t i = 0; i < kTypeNames.size(); ++i)
     if (kTypeNames[i] == name) return static_cast<EventType>(i);
   return std::nullopt;
+}
+
+std::string binary_param(std::size_t bytes) {
+  return std::string(kBinaryHead) + std::to_string(bytes) + std::string(kBinaryTail);
+}
+
+std::optional<std::size_t> binary_param_size(std::string_view v) {
+  if (v.size() <= kBinaryHead.size() + kBinaryTail.size() || !v.starts_with(kBinaryHead) || !v.ends_with(kBinaryTail))
+    return std::nullopt;
+  const auto digits = v.substr(kBinaryHead.size(), v.size() - kBinaryHead.size() - kBinaryTail.size());
+  std::size_t n = 0;
+  if (std::from_chars(digits.data(), digits.data() + digits.size(), n).ptr != digits.data() + digits.size())
+    return std::nullopt;
+  return n;
 }
 
 std::string hex(std::string_view raw) {

@@ -262,7 +262,7 @@ void Session::read_param_values(std::string_view body, std::size_t pos, std::vec
     const std::uint16_t fmt = nfmt == 0 ? 0 : load_be16(fmts + 2 * (nfmt == 1 ? 0 : std::min<std::uint16_t>(i, nfmt - 1)));
     if (fmt == 1) {
       binary = true;
-      out.emplace_back(fmt::format("<binary {} bytes>", len));
+      out.emplace_back(audit::binary_param(std::size_t(len)));
     } else {
       out.emplace_back(std::string(body.substr(pos, std::size_t(len))));
     }
