@@ -60,6 +60,29 @@ void BM_AuditSeal(benchmark::State& state) {
 }
 BENCHMARK(BM_AuditSeal);
 
+// What a `required` statement costs its session's thread: the record-to-be before it runs
+// (Trail::intend), then, when it ends, the record sealed from that draft with its outcome.
+void BM_AuditDraft(benchmark::State& state) {
+  Sample sample;
+  const auto e = sample.statement(1);
+  for (auto _ : state) benchmark::DoNotOptimize(gh::audit::draft(e, gh::audit::SealOptions{"bench"}));
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_AuditDraft);
+
+void BM_AuditSealDraft(benchmark::State& state) {
+  Sample sample;
+  gh::audit::ChainHead head;
+  auto e = sample.statement(1);
+  const auto d = gh::audit::draft(e, gh::audit::SealOptions{"bench"});
+  e.outcome = "ok";
+  e.rows = 1;
+  e.duration_us = 87;
+  for (auto _ : state) benchmark::DoNotOptimize(gh::audit::seal_draft(*d, e, head, gh::audit::SealOptions{"bench"}));
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_AuditSealDraft);
+
 // The SQLite sink alone: batches of 1,000 sealed records, one transaction each.
 void BM_AuditSqliteWrite(benchmark::State& state) {
   char tmpl[] = "/tmp/gh-audit-bench-XXXXXX";

@@ -2,6 +2,7 @@
 // What happened: one audit event, as the proxy, the admin API and the process report it.
 // Events are cheap to make on the hot path: the session's identity context and the statement's
 // analysis are shared, not copied; the writer thread turns an event into a sealed record.
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -17,6 +18,25 @@
 namespace gh::audit {
 
 struct Draft;
+struct SessionParts;
+
+// A value computed once by whichever thread needs it first, shared after that; a copy of the
+// object that holds it starts without it.
+template <class T>
+class Memo {
+ public:
+  Memo() = default;
+  Memo(const Memo&) {}
+  Memo& operator=(const Memo&) {
+    value_.store(nullptr);
+    return *this;
+  }
+  std::shared_ptr<const T> get() const { return value_.load(std::memory_order_acquire); }
+  void set(std::shared_ptr<const T> v) const { value_.store(std::move(v), std::memory_order_release); }
+
+ private:
+  mutable std::atomic<std::shared_ptr<const T>> value_;
+};
 
 enum class EventType : std::uint8_t {
   Start,          // the proxy started (fields: version, config)
@@ -47,6 +67,9 @@ struct SessionContext {
   std::string database;
   std::string application_name;
   std::string tls;  // the client connection's TLS ("TLSv1.3 TLS_AES_256_GCM_SHA384"); "" when plain
+  // This session's part of every record body, encoded by the first record (record.cpp): the
+  // fields above must not change once an event holds the context.
+  Memo<SessionParts> encoded;
 };
 
 struct Event {

@@ -145,6 +145,12 @@ class Canonical {
   bool take_replaced() { return std::exchange(replaced_, false); }
   // Bytes already encoded (a span of another body), as they are.
   void raw(std::string_view v) { put(v); }
+  // Members encoded before (by another writer, "a":1,"b":2), as the next ones; "" writes nothing.
+  void members(std::string_view encoded) {
+    if (encoded.empty()) return;
+    sep();
+    put(encoded);
+  }
   template <class T>
   void member(std::string_view k, const T& v) {
     key(k);
@@ -322,19 +328,36 @@ void add_unique(std::vector<std::string>& v, const std::string& s) {
   if (std::find(v.begin(), v.end(), s) == v.end()) v.push_back(s);
 }
 
-// The "sql" object of a Statement record; fills the search columns it implies.
-void write_sql(Canonical& w, const Event& e, const SealOptions& o, RecordIndex& x) {
-  const bool parsed = e.analysis && !e.analysis->error;
-  std::vector<std::string> tags;
-  if (e.policy && parsed) tags = e.policy->touched_tags(*e.analysis);
-  w.key("sql");
-  w.open();
-  if (e.decision) {
-    const auto& d = *e.decision;
+// Parts of a Statement record that are the same for every execution of one prepared statement,
+// encoded once per thread and reused while the same objects come back (the cache holds them, so
+// an address cannot be taken by another object while it is cached).
+constexpr std::size_t kPartSlots = 32;
+
+std::size_t slot_of(const void* a, const void* b = nullptr) {
+  auto h = reinterpret_cast<std::uintptr_t>(a) ^ (reinterpret_cast<std::uintptr_t>(b) >> 3);
+  h ^= h >> 7;
+  h ^= h >> 13;
+  return std::size_t(h) % kPartSlots;
+}
+
+// "decision":{...} and its search columns.
+struct DecisionPart {
+  std::shared_ptr<const policy::Decision> decision;
+  std::string encoded, action, rule;
+};
+
+const DecisionPart& decision_part(const std::shared_ptr<const policy::Decision>& decision) {
+  thread_local std::array<DecisionPart, kPartSlots> cache;
+  auto& p = cache[slot_of(decision.get())];
+  if (p.decision == decision) return p;
+  p.decision = decision;
+  p.encoded.clear();
+  const auto& d = *decision;
+  {
+    Canonical w(p.encoded);
     w.key("decision");
     w.open();
     w.member("action", action_name(d.action));
-    x.decision = std::string(action_name(d.action));
     if (!d.approval.empty()) w.member("approval", d.approval);  // the approval request it ran or was held under
     if (!d.would_have.empty()) {
       w.key("audit_only");
@@ -352,44 +375,30 @@ void write_sql(Canonical& w, const Event& e, const SealOptions& o, RecordIndex& 
     if (!d.matched_rules.empty()) w.strings("matched_rules", d.matched_rules);
     if (!d.reason.empty()) w.member("reason", d.reason);
     w.member("rule", d.rule);
-    x.rule = utf8_clean(d.rule);
     w.close();
   }
-  if (!e.params.empty() && o.params != SealOptions::Params::None) {
-    // Values of statements that touch classified columns are not kept (which parameter feeds
-    // which column is not known for every statement shape): only their size.
-    // A statement the proxy could not read (SQL PREPARE, refused Parse, unknown portal) may touch
-    // anything: its values are masked too.
-    const bool mask = o.params == SealOptions::Params::Masked && (!tags.empty() || !parsed);
-    w.key("params");
-    w.open_array();
-    // A binary value is its placeholder (binary_param): masked, it gives the value's size (found
-    // by adversarial testing: it said the placeholder's 16 bytes).
-    auto size_of = [&](const std::string& v) -> std::size_t {
-      if (e.params_binary)
-        if (auto n = binary_param_size(v)) return *n;
-      return v.size();
-    };
-    constexpr std::size_t kMaxParam = 1024;
-    for (const auto& p : e.params) {
-      if (!p)
-        w.null();
-      else if (mask)
-        w.str("<masked " + std::to_string(size_of(*p)) + " bytes>");
-      else if (p->size() <= kMaxParam)
-        w.str(*p);
-      else  // cut, and says so (an auditor could not tell)
-        w.str(std::string(cut(*p, kMaxParam)) + "... (" + std::to_string(p->size()) + " bytes)");
-    }
-    w.close_array();
-  }
-  if (e.analysis && e.analysis->error) w.member("parse_error", e.analysis->error->message);
-  const char protocol = e.protocol ? e.protocol : '?';
-  w.member("protocol", std::string_view(&protocol, 1));
-  std::string text;
-  bool secret = false;
-  if (parsed) {
-    std::vector<std::string> kinds, rels;
+  p.action = std::string(action_name(d.action));
+  p.rule = utf8_clean(d.rule);
+  return p;
+}
+
+// What a parsed statement text says: "statements":[...] and "tags":[...], the text shown when the
+// event has none, and the search columns.
+struct AnalysisPart {
+  std::shared_ptr<const sql::Analysis> analysis;
+  std::shared_ptr<const policy::Policy> policy;
+  std::size_t max_text = 0;
+  std::string encoded, text, kinds, relations, tags;
+  bool secret = false, tagged = false;
+};
+
+void encode_statements(AnalysisPart& p) {
+  std::vector<std::string> tags;
+  if (p.policy) tags = p.policy->touched_tags(*p.analysis);
+  p.tagged = !tags.empty();
+  std::vector<std::string> kinds, rels;
+  {
+    Canonical w(p.encoded);
     // Past kMaxStatementsInRecord, the statements of one text are summed up in one last element
     // (how many, their kinds and relations), so that the search columns still cover them: a
     // 4 MB text of 455,555 statements made a 43 MB record (found by adversarial testing).
@@ -399,10 +408,10 @@ void write_sql(Canonical& w, const Event& e, const SealOptions& o, RecordIndex& 
     w.key("statements");
     w.open_array();
     std::size_t index = 0;
-    for (const auto& st : e.analysis->statements) {
-      if (!text.empty()) text += "; ";
-      text += st.secret ? st.normalized : st.text;  // a password stays out of the trail
-      secret |= st.secret;
+    for (const auto& st : p.analysis->statements) {
+      if (!p.text.empty()) p.text += "; ";
+      p.text += st.secret ? st.normalized : st.text;  // a password stays out of the trail
+      p.secret |= st.secret;
       if (index++ >= kMaxStatementsInRecord) {
         ++more;
         for (auto k : st.kinds) {
@@ -429,7 +438,7 @@ void write_sql(Canonical& w, const Event& e, const SealOptions& o, RecordIndex& 
         add_unique(kinds, std::string(sql::kind_name(k)));
       }
       w.close_array();
-      put_text(w, "normalized", st.normalized, o.max_text);
+      put_text(w, "normalized", st.normalized, p.max_text);
       w.key("relations");
       w.open_array();
       for (const auto& r : st.relations) {
@@ -448,13 +457,77 @@ void write_sql(Canonical& w, const Event& e, const SealOptions& o, RecordIndex& 
       w.close();
     }
     w.close_array();
-    x.kinds = joined_list(kinds);
-    x.relations = utf8_clean(joined_list(rels));
+    if (!tags.empty()) w.strings("tags", tags);
   }
-  if (!tags.empty()) w.strings("tags", tags);
-  x.tags = utf8_clean(joined_list(tags));
+  p.kinds = joined_list(kinds);
+  p.relations = utf8_clean(joined_list(rels));
+  p.tags = utf8_clean(joined_list(tags));
+}
+
+const AnalysisPart& analysis_part(const Event& e, const SealOptions& o) {
+  thread_local std::array<AnalysisPart, kPartSlots> cache;
+  auto& p = cache[slot_of(e.analysis.get(), e.policy.get())];
+  if (p.analysis == e.analysis && p.policy == e.policy && p.max_text == o.max_text) return p;
+  p = AnalysisPart{};
+  p.analysis = e.analysis;
+  p.policy = e.policy;
+  p.max_text = o.max_text;
+  encode_statements(p);
+  return p;
+}
+
+// The "sql" object of a Statement record; fills the search columns it implies.
+void write_sql(Canonical& w, const Event& e, const SealOptions& o, RecordIndex& x) {
+  const bool parsed = e.analysis && !e.analysis->error;
+  const AnalysisPart* parts = parsed ? &analysis_part(e, o) : nullptr;
+  w.key("sql");
+  w.open();
+  if (e.decision) {
+    const auto& d = decision_part(e.decision);
+    w.members(d.encoded);
+    x.decision = d.action;
+    x.rule = d.rule;
+  }
+  if (!e.params.empty() && o.params != SealOptions::Params::None) {
+    // Values of statements that touch classified columns are not kept (which parameter feeds
+    // which column is not known for every statement shape): only their size.
+    // A statement the proxy could not read (SQL PREPARE, refused Parse, unknown portal) may touch
+    // anything: its values are masked too.
+    const bool mask = o.params == SealOptions::Params::Masked && (!parts || parts->tagged);
+    w.key("params");
+    w.open_array();
+    // A binary value is its placeholder (binary_param): masked, it gives the value's size (found
+    // by adversarial testing: it said the placeholder's 16 bytes).
+    auto size_of = [&](const std::string& v) -> std::size_t {
+      if (e.params_binary)
+        if (auto n = binary_param_size(v)) return *n;
+      return v.size();
+    };
+    constexpr std::size_t kMaxParam = 1024;
+    for (const auto& p : e.params) {
+      if (!p)
+        w.null();
+      else if (mask)
+        w.str("<masked " + std::to_string(size_of(*p)) + " bytes>");
+      else if (p->size() <= kMaxParam)
+        w.str(*p);
+      else  // cut, and says so (an auditor could not tell)
+        w.str(std::string(cut(*p, kMaxParam)) + "... (" + std::to_string(p->size()) + " bytes)");
+    }
+    w.close_array();
+  }
+  if (e.analysis && e.analysis->error) w.member("parse_error", e.analysis->error->message);
+  const char protocol = e.protocol ? e.protocol : '?';
+  w.member("protocol", std::string_view(&protocol, 1));
+  if (parts) {
+    w.members(parts->encoded);
+    x.kinds = parts->kinds;
+    x.relations = parts->relations;
+    x.tags = parts->tags;
+  }
+  // The event's own text unless it could show a password a statement of it carries.
   const std::string_view shown =
-      (!e.text.empty() && !secret) || !parsed ? std::string_view(e.text) : std::string_view(text);
+      parts && (e.text.empty() || parts->secret) ? std::string_view(parts->text) : std::string_view(e.text);
   put_text(w, "text", shown, o.max_text);
   x.text = utf8_clean(cut(shown, o.max_text));
   w.close();
@@ -559,6 +632,67 @@ namespace {
 
 using Marks = Draft::Marks;
 
+}  // namespace
+
+// A session's members of every record body it makes, and the search columns they imply.
+struct SessionParts {
+  std::string head;                // application_name, client, database
+  std::string environment_member;  // environment
+  std::string identity;            // "identity":{...}
+  std::string session_member, target_member;
+  std::string client, database, environment, subject, email, groups, kind, target;
+};
+
+namespace {
+
+std::shared_ptr<const SessionParts> encode_session(const SessionContext& s) {
+  auto p = std::make_shared<SessionParts>();
+  {
+    Canonical w(p->head);
+    if (!s.application_name.empty()) w.member("application_name", s.application_name);
+    w.member("client", s.client_address);
+    if (!s.database.empty()) w.member("database", s.database);
+  }
+  if (!s.environment.empty()) Canonical(p->environment_member).member("environment", s.environment);
+  {
+    const auto& id = s.identity;
+    Canonical w(p->identity);
+    w.key("identity");
+    w.open();
+    if (!id.client_id.empty()) w.member("client_id", id.client_id);
+    w.member("email", id.email);
+    w.strings("groups", id.groups);
+    if (!id.issuer.empty()) w.member("issuer", id.issuer);
+    w.member("kind", id.kind == identity::Kind::Agent ? std::string_view("agent") : std::string_view("human"));
+    if (!id.method.empty()) w.member("method", id.method);
+    if (!id.display_name.empty()) w.member("name", id.display_name);
+    w.member("subject", id.subject);
+    if (!s.user.empty()) w.member("user", s.user);
+    w.close();
+    p->subject = utf8_clean(id.subject);
+    p->email = utf8_clean(id.email);
+    p->groups = utf8_clean(joined_list(id.groups));
+    p->kind = id.kind == identity::Kind::Agent ? "agent" : "human";
+  }
+  Canonical(p->session_member).member("session", std::int64_t(s.session));
+  if (!s.target.empty()) Canonical(p->target_member).member("target", s.target);
+  p->client = utf8_clean(s.client_address);
+  p->database = utf8_clean(s.database);
+  p->environment = utf8_clean(s.environment);
+  p->target = utf8_clean(s.target);
+  return p;
+}
+
+// Encoded by the session's first record (a race between two threads encodes it twice, alike).
+std::shared_ptr<const SessionParts> session_parts(const SessionContext& s) {
+  auto p = s.encoded.get();
+  if (!p) {
+    p = encode_session(s);
+    s.encoded.set(p);
+  }
+  return p;
+}
+
 // The canonical body of `e` as record `seq` chained to `prev`, and its index; `marks`, when
 // given, receives the splice points above.
 std::string encode(const Event& e, std::uint64_t seq, std::string_view prev, const SealOptions& o, RecordIndex& x,
@@ -574,21 +708,22 @@ std::string encode(const Event& e, std::uint64_t seq, std::string_view prev, con
   x.rows = e.rows;
   x.duration_us = e.duration_us;
   const SessionContext* s = e.session.get();
+  const auto sp = s ? session_parts(*s) : nullptr;
   std::string out;
   out.reserve(768);
   Canonical w(out);
   w.open();
-  if (s && !s->application_name.empty()) w.member("application_name", s->application_name);
-  if (s) {
-    w.member("client", s->client_address);
-    x.client = utf8_clean(s->client_address);
-    if (!s->database.empty()) w.member("database", s->database);
-    x.database = utf8_clean(s->database);
+  if (sp) {
+    w.members(sp->head);
+    x.client = sp->client;
+    x.database = sp->database;
   }
   if (marks) marks->duration = w.pos();
   if (e.duration_us >= 0) w.member("duration_us", e.duration_us);
-  if (s && !s->environment.empty()) w.member("environment", s->environment);
-  if (s) x.environment = utf8_clean(s->environment);
+  if (sp) {
+    w.members(sp->environment_member);
+    x.environment = sp->environment;
+  }
   if (!e.fields.empty()) {
     auto fields = e.fields;
     std::sort(fields.begin(), fields.end());
@@ -597,24 +732,12 @@ std::string encode(const Event& e, std::uint64_t seq, std::string_view prev, con
     for (const auto& [k, v] : fields) w.member(k, v);
     w.close();
   }
-  if (s) {
-    const auto& id = s->identity;
-    w.key("identity");
-    w.open();
-    if (!id.client_id.empty()) w.member("client_id", id.client_id);
-    w.member("email", id.email);
-    w.strings("groups", id.groups);
-    if (!id.issuer.empty()) w.member("issuer", id.issuer);
-    w.member("kind", id.kind == identity::Kind::Agent ? std::string_view("agent") : std::string_view("human"));
-    if (!id.method.empty()) w.member("method", id.method);
-    if (!id.display_name.empty()) w.member("name", id.display_name);
-    w.member("subject", id.subject);
-    if (!s->user.empty()) w.member("user", s->user);
-    w.close();
-    x.subject = utf8_clean(id.subject);
-    x.email = utf8_clean(id.email);
-    x.groups = utf8_clean(joined_list(id.groups));
-    x.kind = id.kind == identity::Kind::Agent ? "agent" : "human";
+  if (sp) {
+    w.members(sp->identity);
+    x.subject = sp->subject;
+    x.email = sp->email;
+    x.groups = sp->groups;
+    x.kind = sp->kind;
   }
   if (marks) marks->message = w.pos();
   if (!e.message.empty()) {
@@ -628,16 +751,18 @@ std::string encode(const Event& e, std::uint64_t seq, std::string_view prev, con
   if (e.rows >= 0) w.member("rows", e.rows);
   w.member("seq", std::int64_t(seq));
   if (marks) marks->seq_end = w.pos();
-  if (s) {
-    w.member("session", std::int64_t(s->session));
+  if (sp) {
+    w.members(sp->session_member);
     x.session = std::int64_t(s->session);
   }
   if (e.type == EventType::Statement) write_sql(w, e, o, x);
   if (marks) marks->sqlstate = w.pos();
   if (!e.sqlstate.empty()) w.member("sqlstate", e.sqlstate);
   if (e.statement) w.member("statement", std::int64_t(e.statement));
-  if (s && !s->target.empty()) w.member("target", s->target);
-  if (s) x.target = utf8_clean(s->target);
+  if (sp) {
+    w.members(sp->target_member);
+    x.target = sp->target;
+  }
   w.member("time", x.time);
   w.member("time_us", us);
   // How the client connected, on the records of its logins (not repeated on every statement).

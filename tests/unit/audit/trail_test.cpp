@@ -745,3 +745,76 @@ TEST(AuditRecord, VeryManyStatementsAreSummedUp) {
 
 }  // namespace
 }  // namespace gh::audit
+
+namespace gh::audit {
+namespace {
+
+// The parts of a record that repeat (a session's identity, a prepared statement's analysis and
+// decision) are encoded once per thread and reused: what they give is byte for byte what the
+// same objects give freshly, a different policy over the same analysis gives its own tags, and
+// many statements taking turns in the cache's slots each keep their own parts.
+TEST(AuditRecord, RepeatedPartsEncodedOnceEqualFreshOnes) {
+  static sql::Analyzer analyzer;
+  auto make_policy = [](const char* column, const char* tag) {
+    policy::PolicySpec spec;
+    policy::ClassificationEntry c;
+    c.columns.push_back(*policy::NamePattern::parse(column, 1, 3, "column"));
+    c.tags = {tag};
+    spec.classification.push_back(c);
+    auto p = policy::Policy::build(std::move(spec));
+    EXPECT_TRUE(p.has_value());
+    return std::make_shared<const policy::Policy>(std::move(*p));
+  };
+  const auto pii = make_policy("customers.email", "pii");
+  const auto fin = make_policy("customers.card", "financial");
+  SealOptions o{"n1"};
+  auto fresh_copy = [](const Event& e) {  // the same content in new objects: nothing cached
+    Event c = e;
+    c.session = std::make_shared<SessionContext>(*e.session);
+    c.analysis = std::make_shared<const sql::Analysis>(*e.analysis);
+    c.policy = std::make_shared<const policy::Policy>(*e.policy);
+    if (e.decision) c.decision = std::make_shared<const policy::Decision>(*e.decision);
+    return c;
+  };
+  std::vector<Event> events;
+  for (int i = 0; i < 100; ++i) {
+    auto e = testing::text_statement(std::uint64_t(i + 1), "");
+    e.text.clear();
+    e.analysis = analyzer.analyze("SELECT email, card FROM customers WHERE id = " + std::to_string(i % 40));
+    e.policy = (i / 40) % 2 ? pii : fin;  // the same analysis (i % 40) under both policies
+    policy::Decision d;
+    d.action = policy::Action::Allow;
+    d.reason = "reason " + std::to_string(i % 7);
+    e.decision = std::make_shared<const policy::Decision>(d);
+    e.params = {std::string("secret-value")};
+    events.push_back(std::move(e));
+  }
+  for (int round = 0; round < 3; ++round) {
+    for (const auto& e : events) {
+      ChainHead h1, h2;
+      const auto cached = seal(e, h1, o);
+      const auto fresh = seal(fresh_copy(e), h2, o);
+      ASSERT_EQ(cached.body, fresh.body);
+      EXPECT_EQ(cached.index, fresh.index);
+      const auto j = nlohmann::json::parse(cached.body);
+      EXPECT_EQ(j["sql"]["tags"][0], e.policy == pii ? "pii" : "financial");
+      EXPECT_EQ(j["sql"]["params"][0], "<masked 12 bytes>");  // classified columns: values not kept
+      EXPECT_EQ(j["identity"]["subject"], "alice");
+    }
+  }
+  // One analysis under many policies (more than the cache has slots, so some share one): each
+  // record has its own policy's tags.
+  std::vector<std::shared_ptr<const policy::Policy>> policies;
+  for (int i = 0; i < 96; ++i) policies.push_back(i % 2 ? make_policy("customers.email", "pii") : make_policy("customers.card", "financial"));
+  auto e = events[0];
+  for (int round = 0; round < 2; ++round)
+    for (std::size_t i = 0; i < policies.size(); ++i) {
+      e.policy = policies[i];
+      ChainHead h;
+      const auto j = nlohmann::json::parse(seal(e, h, o).body);
+      ASSERT_EQ(j["sql"]["tags"][0], i % 2 ? "pii" : "financial") << i;
+    }
+}
+
+}  // namespace
+}  // namespace gh::audit
