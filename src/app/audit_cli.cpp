@@ -135,7 +135,7 @@ Row row_of(const audit::SearchHit& h) {
   if (dur >= 0) row.ms = fmt::format("{:.1f}", double(dur) / 1000.0);
   row.text = x.text;
   if (x.type == "checkpoint" || x.type == "retention" || x.type == "approval" || x.type == "grant" ||
-      x.type == "admin" || x.type == "start" || x.type == "reload") {
+      x.type == "admin" || x.type == "start" || x.type == "reload" || x.type == "cancel") {
     auto j = json::parse(h.record.body, nullptr, false);
     if (j.is_object() && j.contains("fields") && j["fields"].is_object()) {
       std::string f;

@@ -52,6 +52,8 @@ enum class EventType : std::uint8_t {
   Grant,          // an access grant given or ended
   Retention,      // records were pruned by the retention settings (fields: pruned_through, anchor)
   Checkpoint,     // a signed checkpoint of the chain head (fields: covers_seq, covers_hash, signature, ...)
+  Cancel,         // a CancelRequest (fields: from, the address that sent it; outcome: forwarded, refused
+                  // for an unknown key, failed); session: the session whose statement it cancels
 };
 std::string_view type_name(EventType t);
 std::optional<EventType> type_from_name(std::string_view name);

@@ -20,9 +20,9 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::array<std::string_view, 13> kTypeNames = {
+constexpr std::array<std::string_view, 14> kTypeNames = {
     "start", "stop", "reload", "connect", "connect_failed", "disconnect", "statement",
-    "result", "admin", "approval", "grant", "retention", "checkpoint"};
+    "result", "admin", "approval", "grant", "retention", "checkpoint", "cancel"};
 
 bool raw_from_hex(std::string_view hex_text, unsigned char* out, std::size_t n) {
   if (hex_text.size() != n * 2) return false;

@@ -7,12 +7,14 @@
 // entry is found by the pair. Touched at connect, disconnect and cancel only, never per statement.
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <random>
 #include <string>
 #include <unordered_map>
 
+#include "audit/event.h"
 #include "protocol/codec.h"
 
 namespace gh::proxy {
@@ -27,6 +29,8 @@ struct CancelRoute {
   // proxy cancels itself, so nothing is sent to the server (a cancel sent there would land on
   // whatever the session runs next).
   std::function<bool()> on_cancel;
+  // The session's audit context: a cancel is recorded as acting on that session (null: not audited).
+  std::shared_ptr<const audit::SessionContext> audit;
 };
 
 class CancelRegistry {

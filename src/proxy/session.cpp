@@ -349,48 +349,90 @@ awaitable<void> Session::forward_cancel(Server& server, WorkerMetrics& metrics, 
                                         protocol::CancelRequest req) {
   metrics.cancel_requests.fetch_add(1, std::memory_order_relaxed);
   auto route = server.impl_->cancels.find(req.process_id, req.secret_key);
+  // Recorded, as any connection attempt is: who asked to cancel which session's statement, and
+  // the requests with a key no session has (someone guessing keys).
+  auto record = [&](const char* outcome, std::string message) {
+    auto* trail = server.audit();
+    if (!trail || (route && !route->audit)) return;
+    audit::Event e;
+    e.type = audit::EventType::Cancel;
+    e.time = std::chrono::system_clock::now();
+    if (route) {
+      e.session = route->audit;
+    } else {
+      auto ctx = std::make_shared<audit::SessionContext>();
+      ctx->client_address = peer.substr(0, peer.rfind(':'));
+      e.session = std::move(ctx);
+    }
+    e.outcome = outcome;
+    e.message = std::move(message);
+    e.fields = {{"from", peer}};
+    trail->submit(std::move(e));
+  };
   if (!route) {
     spdlog::info("cancel request from {} for an unknown session key ignored", peer);
+    record("refused", "no session has this cancel key");
     co_return;
   }
   if (route->on_cancel && route->on_cancel()) {  // a statement held for approval is cancelled here
     spdlog::info("cancel request from {}: the statement held for approval is cancelled", peer);
+    record("ok", "the statement held for approval was cancelled");
     co_return;
   }
+  std::string failed;  // why the cancel did not reach the server; "" when it did
   try {
     auto ex = co_await asio::this_coro::executor;
     asio::ip::tcp::resolver resolver(ex);
     auto [rec, endpoints] = co_await resolver.async_resolve(route->host, std::to_string(route->port), tuple_awaitable);
-    if (rec) co_return;
     asio::ip::tcp::socket sock(ex);
-    auto [cec, ep] = co_await asio::async_connect(sock, endpoints, tuple_awaitable);
-    if (cec) {
-      spdlog::warn("cancel for target \"{}\" failed: {}", route->target, cec.message());
-      co_return;
+    std::error_code cec;
+    if (rec) {
+      failed = "cannot resolve " + route->host + ": " + rec.message();
+    } else {
+      std::tie(cec, std::ignore) = co_await asio::async_connect(sock, endpoints, tuple_awaitable);
+      if (cec) failed = "cannot connect: " + cec.message();
     }
-    net::Stream s(std::move(sock));
-    if (route->tls) {
-      std::string req_bytes;
-      protocol::write_ssl_request(req_bytes);
-      if (co_await s.write_all(req_bytes.data(), req_bytes.size())) co_return;
-      char answer = 0;
-      if (co_await s.read_exact(&answer, 1)) co_return;
-      if (answer == 'S') {
-        auto rt = server.runtime();
-        auto it = rt->backend_tls.find(route->target);
-        if (it == rt->backend_tls.end()) co_return;
-        if (co_await s.tls_connect(*it->second, route->host, false)) co_return;
+    if (failed.empty()) {
+      net::Stream s(std::move(sock));
+      if (route->tls) {
+        std::string req_bytes;
+        protocol::write_ssl_request(req_bytes);
+        char answer = 0;
+        std::error_code tec = co_await s.write_all(req_bytes.data(), req_bytes.size());
+        if (!tec) tec = co_await s.read_exact(&answer, 1);
+        if (tec) {
+          failed = "the connection closed during the TLS request";
+        } else if (answer == 'S') {
+          auto rt = server.runtime();
+          auto it = rt->backend_tls.find(route->target);
+          if (it == rt->backend_tls.end())
+            failed = "the target's TLS settings are gone (reloaded)";
+          else if (const auto hec = co_await s.tls_connect(*it->second, route->host, false); hec)
+            failed = "the TLS handshake failed: " + hec.message();
+        }
       }
+      if (failed.empty()) {
+        std::string msg;
+        protocol::write_cancel_request(msg, {route->backend_key.process_id, route->backend_key.secret_key});
+        const std::error_code wec = co_await s.write_all(msg.data(), msg.size());
+        if (wec) {
+          failed = "the connection closed before the cancel was sent";
+        } else {
+          char sink[16];
+          co_await (s.read_some(sink, sizeof sink) || sleep_for(std::chrono::seconds(2)));  // wait for the server to close
+        }
+      }
+      s.close();
     }
-    std::string msg;
-    protocol::write_cancel_request(msg, {route->backend_key.process_id, route->backend_key.secret_key});
-    co_await s.write_all(msg.data(), msg.size());
-    char sink[16];
-    co_await (s.read_some(sink, sizeof sink) || sleep_for(std::chrono::seconds(2)));  // wait for the server to close
-    s.close();
-    spdlog::info("cancel request from {} forwarded to target \"{}\"", peer, route->target);
   } catch (const std::exception& e) {
-    spdlog::warn("cancel for target \"{}\" failed: {}", route->target, e.what());
+    failed = e.what();
+  }
+  if (failed.empty()) {
+    spdlog::info("cancel request from {} forwarded to target \"{}\"", peer, route->target);
+    record("ok", "forwarded to the database server of target \"" + route->target + "\"");
+  } else {
+    spdlog::warn("cancel for target \"{}\" failed: {}", route->target, failed);
+    record("error", "not delivered to the database server of target \"" + route->target + "\": " + failed);
   }
 }
 
@@ -818,6 +860,7 @@ awaitable<bool> Session::connect_backend(const protocol::StartupMessage& startup
             server_.audit()->submit(std::move(connected));
           }
         }
+        route.audit = audit_ctx_;
         client_key_ = server_.impl_->cancels.add(std::move(route));
         registered_cancel_ = true;
         protocol::write_backend_key_data(to_client, client_key_);

@@ -1663,3 +1663,37 @@ def test_tail_prints_every_record_across_automatic_rotations(make_proxy, tmp_pat
         tail.terminate()
         tail.wait(10)
         proxy.stop()
+
+
+def test_cancel_requests_are_recorded_with_the_session_they_cancel(make_proxy):
+    """A CancelRequest is a connection attempt: it is recorded with the identity and session of the
+    statement it cancels and the address it came from; one with a key no session has (someone
+    guessing keys) is recorded as refused. Before, neither left any record."""
+    import socket
+    import struct
+    proxy = make_proxy()
+    with connect(proxy) as c:
+        (session_marker,) = c.execute("SELECT 'cancel-me'").fetchone()
+        t = threading.Timer(0.5, c.cancel)
+        t.start()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            c.execute("SELECT pg_sleep(30) -- cancelled_by_ctrl_c")
+        t.join()
+    with socket.create_connection(("127.0.0.1", proxy.port)) as s:  # a guessed key
+        s.sendall(struct.pack("!iiii", 16, 80877102, 12345, 67890))
+        s.settimeout(5)
+        assert s.recv(16) == b""  # closed without an answer, as PostgreSQL does
+    store = store_of(proxy)
+    wait_for(lambda: len(search(store, "--type", "cancel")) == 2, timeout=10)
+    cancels = search(store, "--type", "cancel")
+    by_outcome = {h["outcome"]: h for h in cancels}
+    assert set(by_outcome) == {"ok", "refused"}, cancels
+    ok = by_outcome["ok"]
+    stmt = [h for h in search(store) if "cancelled_by_ctrl_c" in h.get("sql", {}).get("text", "")]
+    assert len(stmt) == 1 and stmt[0].get("result", stmt[0])["outcome"] == "cancelled", stmt
+    assert ok["session"] == stmt[0]["session"] and ok["identity"]["subject"] == "alice", ok
+    assert ok["fields"]["from"].startswith("127.0.0.1:") and "forwarded" in ok["message"], ok
+    refused = by_outcome["refused"]
+    assert refused["message"] == "no session has this cancel key" and not refused.get("session"), refused
+    assert refused["client"] == "127.0.0.1", refused
+    assert verify(store).returncode == 0
