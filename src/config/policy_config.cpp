@@ -1,6 +1,7 @@
 #include "config/policy_config.h"
 #include "config/yaml_load.h"
 
+#include <cctype>
 #include <charconv>
 #include <fstream>
 #include <map>
@@ -235,7 +236,7 @@ policy::Conditions conditions(const Reader& r, const YAML::Node& n, const std::s
     else r.fail_at(k, key("identity_kind"), "expected human or agent, got \"" + s + "\"");
   }
   if (n["target"]) c.targets = globs(r, n["target"], key("target"));
-  if (n["environment"]) c.environments = globs(r, n["environment"], key("environment"));
+  if (n["environment"]) c.environments = globs(r, n["environment"], key("environment"), true);  // as guardrails: any case
   if (n["database"]) c.databases = globs(r, n["database"], key("database"));
   if (n["client_address"]) c.client_addresses = cidrs(r, n["client_address"], key("client_address"));
   if (n["not_client_address"]) c.not_client_addresses = cidrs(r, n["not_client_address"], key("not_client_address"));
@@ -401,7 +402,11 @@ void read_targets(const Reader& r, const YAML::Node& root, Builder& b) {
     policy::TargetSettings ts;
     if (!t["name"]) r.fail_at(t, path + ".name", "missing");
     ts.name = r.str(t["name"], path + ".name");
-    if (t["environment"]) ts.environment = r.str(t["environment"], path + ".environment");
+    if (t["environment"]) {
+      ts.environment = r.str(t["environment"], path + ".environment");
+      if (ts.environment.find_first_of(" \t") == 0 || ts.environment.find_last_of(" \t") == ts.environment.size() - 1)
+        r.fail_at(t["environment"], path + ".environment", "\"" + ts.environment + "\" begins or ends with a space");
+    }
     if (auto g = t["guardrails"]) {
       const auto gp = path + ".guardrails";
       if (g.IsScalar()) {
@@ -423,6 +428,17 @@ void read_targets(const Reader& r, const YAML::Node& root, Builder& b) {
           });
         }
       }
+    }
+    // The built-in guardrails are on for "production" (in any case). An environment that looks
+    // like production but is spelled otherwise ("prod", "production-eu") would turn them off
+    // without a word (found by a security team's trial): it has to say which it wants.
+    if (!ts.guardrails && !policy::is_production(ts.environment)) {
+      std::string lower = ts.environment;
+      for (auto& c : lower) c = char(std::tolower(static_cast<unsigned char>(c)));
+      if (lower.find("prod") != std::string::npos)
+        r.fail_at(t["environment"], path + ".environment",
+                  "\"" + ts.environment + "\" is not \"production\", so the built-in guardrails would be off for this "
+                  "target; write environment: production to have them, or say guardrails: true or guardrails: false");
     }
     if (auto p = t["policy"]) {
       const auto pp = path + ".policy";

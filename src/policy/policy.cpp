@@ -2,6 +2,7 @@
 #include "policy/policy.h"
 
 #include <array>
+#include <cctype>
 #include <map>
 #include <set>
 
@@ -157,7 +158,7 @@ Result<Policy> Policy::build(PolicySpec spec) {
     const std::string path = "targets[" + std::to_string(i) + "]";
     if (!target_names.insert(t.name).second) return fail("", path + ".name: duplicate target \"" + t.name + "\"");
     if (auto ok = check_limit(t.row_limit, path + ".policy"); !ok) return tl::unexpected(ok.error());
-    const bool on = t.guardrails.value_or(t.environment == "production");
+    const bool on = t.guardrails.value_or(is_production(t.environment));
     std::uint32_t mask = 0;
     for (std::size_t g = 0; g < pack.size(); ++g)
       if (on || pack[g].always_on) mask |= 1u << g;
@@ -185,6 +186,14 @@ Result<Policy> Policy::build(PolicySpec spec) {
   return p;
 }
 
+bool is_production(std::string_view environment) {
+  constexpr std::string_view kProduction = "production";
+  if (environment.size() != kProduction.size()) return false;
+  for (std::size_t i = 0; i < kProduction.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(environment[i])) != kProduction[i]) return false;
+  return true;
+}
+
 const TargetSettings* Policy::target(std::string_view name) const {
   for (const auto& t : targets_)
     if (t.name == name) return &t;
@@ -207,7 +216,7 @@ std::uint32_t Policy::guardrail_mask(std::string_view name, std::string_view env
     if (targets_[i].name == name) return target_guardrails_[i] & ~overridden_;
   std::uint32_t mask = 0;
   for (std::size_t g = 0; g < pack.size(); ++g)
-    if (environment == "production" || pack[g].always_on) mask |= 1u << g;
+    if (is_production(environment) || pack[g].always_on) mask |= 1u << g;
   return mask & ~overridden_;
 }
 

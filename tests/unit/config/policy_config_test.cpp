@@ -6,6 +6,7 @@
 #include "config/config.h"
 #include "config/policy_config.h"
 #include "policy/policy.h"
+#include "sql/analyzer.h"
 
 namespace gh::config {
 namespace {
@@ -184,6 +185,51 @@ TEST(PolicyConfig, StandalonePolicyDocument) {
   EXPECT_NE(bad.error().message.find("p.yaml:2: targets[0].backend: unknown key"), std::string::npos)
       << bad.error().message;
   EXPECT_TRUE(parse_policy("", "empty.yaml"));
+}
+
+// The guardrails are on for "production" in any case; an environment that looks like production
+// but is spelled otherwise must say whether it wants them (it turned them off silently: found by a
+// security team's trial with `environment: Production`); rules match environments in any case.
+TEST(PolicyConfig, ProductionInAnyCaseHasGuardrailsAndLookalikesMustChoose) {
+  for (const char* env : {"production", "Production", "PRODUCTION"}) {
+    auto p = parse_policy(std::string("targets:\n  - {name: prod, environment: ") + env + "}\nrules: []\n", "p.yaml");
+    ASSERT_TRUE(p) << env << ": " << p.error().message;
+    EXPECT_TRUE((*p)->guardrail_enabled("drop", "prod")) << env;
+    EXPECT_TRUE((*p)->guardrail_enabled("truncate", "prod")) << env;
+  }
+  for (const char* env : {"prod", "Prod", "production-eu", "preprod"}) {
+    auto bad = parse_policy(std::string("rules: []\ntargets:\n  - {name: t, environment: ") + env + "}\n", "p.yaml");
+    ASSERT_FALSE(bad) << env;
+    EXPECT_NE(bad.error().message.find("p.yaml:3: targets[0].environment: \"" + std::string(env) +
+                                       "\" is not \"production\", so the built-in guardrails would be off"),
+              std::string::npos)
+        << bad.error().message;
+    for (const char* choice : {"true", "false"}) {
+      auto ok = parse_policy(std::string("targets:\n  - {name: t, environment: ") + env + ", guardrails: " + choice + "}\n",
+                             "p.yaml");
+      ASSERT_TRUE(ok) << env << " " << choice << ": " << ok.error().message;
+      EXPECT_EQ((*ok)->guardrail_enabled("drop", "t"), std::string(choice) == "true");
+    }
+  }
+  auto spaced = parse_policy("targets:\n  - {name: t, environment: \"production \"}\n", "p.yaml");
+  ASSERT_FALSE(spaced);
+  EXPECT_NE(spaced.error().message.find("targets[0].environment: \"production \" begins or ends with a space"),
+            std::string::npos)
+      << spaced.error().message;
+  EXPECT_TRUE(parse_policy("targets:\n  - {name: t, environment: staging}\n", "p.yaml"));
+  auto rule = parse_policy(
+      "targets:\n  - {name: t, environment: PRODUCTION, guardrails: false}\n"
+      "rules: [{name: no-drop, when: {environment: production, statements: [drop]}, action: deny}]\n",
+      "p.yaml");
+  ASSERT_TRUE(rule) << rule.error().message;
+  sql::Analyzer analyzer;
+  policy::Request req;
+  req.target = "t";
+  const auto a = analyzer.analyze("DROP TABLE x");
+  req.analysis = a.get();
+  const auto d = (*rule)->evaluate(req);
+  EXPECT_EQ(d.action, policy::Action::Deny);
+  EXPECT_EQ(d.rule, "no-drop");
 }
 
 struct BadCase {
