@@ -812,6 +812,10 @@ Sealing prepare_draft(const Draft& d, const Event& e, const SealOptions& o) {
   x.sqlstate = utf8_clean(e.sqlstate);
   x.rows = e.rows;
   x.duration_us = e.duration_us;
+  // The text column is the message, unless the record is a statement's (then it is the SQL's), as
+  // encode() makes it (a Result record sealed from its draft had an empty text column, which
+  // verify took for an edited column: found by differential testing).
+  if (!e.message.empty() && e.type != EventType::Statement) x.text = utf8_clean(cut(e.message, o.max_text));
   // The draft's bytes with the outcome spliced in: each inserted member follows another (client
   // always precedes), so it is written as ,"key":value. Cut in two where the chain's values go:
   // the body up to prev's digits, and the rest (with the offset of seq's digits in it).

@@ -1697,3 +1697,21 @@ def test_cancel_requests_are_recorded_with_the_session_they_cancel(make_proxy):
     assert refused["message"] == "no session has this cancel key" and not refused.get("session"), refused
     assert refused["client"] == "127.0.0.1", refused
     assert verify(store).returncode == 0
+
+
+def test_a_failed_statement_too_large_for_an_intent_slot_verifies(make_proxy):
+    """A statement too large for an intent slot is recorded before it runs and its outcome follows
+    in a result record sealed from a draft. Its text column was left empty while the signed body
+    held the error message, so verify called the untouched store TAMPERED and stopped there, and
+    searching the message found nothing (found by differential testing)."""
+    proxy = make_proxy()
+    with connect(proxy, autocommit=True) as c:
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            c.execute("SELECT 1/0 /* " + "x" * 6000 + " */")
+        c.execute("SELECT 'after the large one'")
+    proxy.stop()
+    store = store_of(proxy)
+    r = verify(store)
+    assert r.returncode == 0, r.stdout + r.stderr
+    hits = search(store, "--type", "result", "--text", "division by zero")
+    assert len(hits) == 1 and hits[0]["outcome"] == "error", hits
