@@ -427,7 +427,8 @@ void Session::audit_backend(char type, std::string_view body, const protocol::Er
           head->event->analysis) {
         // COMMIT (or END) of a failed transaction answers ROLLBACK: the record says so.
         for (const auto& st : head->event->analysis->statements)
-          if (!st.kinds.empty() && st.kinds.front() == sql::StatementKind::Commit && st.transaction_block < 0) {
+          // COMMIT, END and COMMIT AND CHAIN (which opens a new block), not COMMIT PREPARED.
+          if (!st.kinds.empty() && st.kinds.front() == sql::StatementKind::Commit && st.transaction_block != 0) {
             head->message = "the transaction had failed: the server rolled it back instead of committing (command tag ROLLBACK)";
             break;
           }

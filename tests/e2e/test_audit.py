@@ -992,12 +992,19 @@ def test_pipelined_statements_rolled_back_by_a_later_error_are_not_recorded_as_c
             c.execute("SELECT 1/0 AS fail_tx")
         psycopg.ClientCursor(c).execute("COMMIT /* of a failed tx */")
         c.execute("COMMIT /* extended */")  # no transaction: a warning, and COMMIT
+        # AND CHAIN: rolled back too, and a new block opened (it was recorded as a plain ok)
+        c.execute("BEGIN")
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            c.execute("SELECT 1/0 AS fail_chained_tx")
+        psycopg.ClientCursor(c).execute("COMMIT AND CHAIN /* of a failed tx */")
+        c.execute("ROLLBACK")
     proxy.stop()
     commits = {h["sql"]["text"]: h.get("result", h) for h in search(store_of(proxy)) if h.get("type") == "statement"
                and h.get("sql", {}).get("text", "").startswith("COMMIT")}
     # COMMIT of the failed transaction answered ROLLBACK
     assert "rolled it back" in commits["COMMIT /* of a failed tx */"].get("message", ""), commits
     assert "rolled it back" not in commits["COMMIT /* extended */"].get("message", ""), commits
+    assert "rolled it back" in commits["COMMIT AND CHAIN /* of a failed tx */"].get("message", ""), commits
     hits = [h for h in search(store_of(proxy)) if h.get("type") == "statement"
             and h.get("sql", {}).get("text") == "INSERT INTO aud_pipe VALUES ($1, $2)"]
     results = [h.get("result", h) for h in hits]
