@@ -2,6 +2,9 @@
 
 #include <unistd.h>
 
+#include <mutex>
+#include <unordered_map>
+
 #include <spdlog/spdlog.h>
 
 #include "approvals/webhooks.h"
@@ -29,6 +32,48 @@ void add_votes(std::vector<std::pair<std::string, std::string>>& f, const std::v
   if (!break_glass.empty()) f.emplace_back("break_glass", break_glass);  // always flagged
   if (!votes.empty() && !votes.back().comment.empty()) f.emplace_back("comment", votes.back().comment);
 }
+
+// The person a step was taken by, as a session's identity, so that `audit search --identity` and
+// the report's "by" find what a reviewer or requester did.
+std::shared_ptr<audit::SessionContext> actor_context(const approvals::Person& p) {
+  auto ctx = std::make_shared<audit::SessionContext>();
+  ctx->identity.subject = p.subject;
+  ctx->identity.email = p.email;
+  ctx->identity.groups = p.groups;
+  ctx->identity.kind = p.kind == "agent" ? identity::Kind::Agent : identity::Kind::Human;
+  return ctx;
+}
+
+// Which step of a statement's approval request a change is, from what the trail last saw of it;
+// "" for a change that is not a step (only whether a client is waiting on it). Found by a
+// security team's trial: the same decision was recorded twice, and a pending record followed
+// every hold that ended, alike and with nothing to tell what each one was.
+class ApprovalSteps {
+ public:
+  std::string step(const approvals::Request& r) {
+    std::lock_guard lock(mu_);
+    auto it = seen_.find(r.id);
+    std::string step;
+    if (it == seen_.end())
+      step = r.state == approvals::State::Pending && r.votes.empty() ? "opened" : std::string(approvals::state_name(r.state));
+    else if (it->second.state == r.state && it->second.votes == r.votes.size())
+      return {};
+    else
+      step = it->second.state == r.state ? "vote" : std::string(approvals::state_name(r.state));
+    // Decided ones too: the session that held the statement stops waiting after the decision.
+    if (seen_.size() >= 100000 && it == seen_.end()) seen_.clear();  // bounded; one seen again starts over
+    seen_[r.id] = Seen{r.state, r.votes.size()};
+    return step;
+  }
+
+ private:
+  struct Seen {
+    approvals::State state;
+    std::size_t votes;
+  };
+  std::mutex mu_;
+  std::unordered_map<std::string, Seen> seen_;
+};
 
 std::shared_ptr<approvals::Notifier> open_webhooks(const config::Config& cfg) {
   std::vector<approvals::WebhookTarget> targets;
@@ -79,13 +124,29 @@ Result<std::unique_ptr<approvals::Service>> open_approvals(const config::Config&
     // Every step of every request and grant is an audit record (opened, each decision, cancel,
     // expiry, consumption, revocation), on the thread that made the change: by the node that
     // made it, so a store shared by several nodes gets each step audited once.
-    svc->on_change([trail](const approvals::Request* r, const approvals::AccessRequest* a) {
+    auto steps = std::make_shared<ApprovalSteps>();
+    svc->on_change([trail, steps](const approvals::Request* r, const approvals::AccessRequest* a) {
       audit::Event e;
       e.time = std::chrono::system_clock::now();
       if (r) {
+        const std::string step = steps->step(*r);
+        if (step.empty()) return;
         e.type = audit::EventType::Approval;
         e.outcome = std::string(approvals::state_name(r->state));
+        // By whom: a vote's reviewer, else the requester (opened, cancelled, run); nobody for an expiry.
+        const bool voted = !r->votes.empty() && (step == "vote" || step == "approved" || step == "rejected");
+        if (voted)
+          e.session = actor_context(r->votes.back().reviewer);
+        else if (step != "expired")
+          e.session = actor_context(r->requester);
+        constexpr std::size_t kMaxStatement = 4096;
+        std::string statement = r->statement.size() <= kMaxStatement
+                                    ? r->statement
+                                    : r->statement.substr(0, kMaxStatement) + "... (" +
+                                          std::to_string(r->statement.size()) + " bytes)";
         e.fields = {{"request", r->id},
+                    {"step", step},
+                    {"statement", std::move(statement)},
                     {"state", std::string(approvals::state_name(r->state))},
                     {"requester", r->requester.display()},
                     {"requester_groups", joined(r->requester.groups)},
@@ -95,8 +156,8 @@ Result<std::unique_ptr<approvals::Service>> open_approvals(const config::Config&
                     {"fingerprint", r->fingerprint},
                     {"approvals_required", std::to_string(r->approvals_required)}};
         if (!r->justification.empty()) e.fields.emplace_back("justification", r->justification);
+        if (!r->closed_reason.empty()) e.fields.emplace_back("closed_reason", r->closed_reason);
         add_votes(e.fields, r->votes);
-        e.text = r->statement;
       } else if (a) {
         e.type = audit::EventType::Grant;
         e.outcome = std::string(approvals::state_name(a->state));

@@ -396,8 +396,21 @@ int cmd_report() {
         blocked_recent.push_back(std::move(one));
         if (blocked_recent.size() > kRecent) blocked_recent.erase(blocked_recent.begin());
       } else if (x.decision == "review") {
+        one["outcome"] = x.outcome.empty() ? "held" : x.outcome;
         reviews.push_back(std::move(one));
         if (reviews.size() > kRecent) reviews.erase(reviews.begin());
+      } else if (x.decision == "allow" && !x.rule.empty()) {
+        // Approved after review and run: allowed under its approval request (found by a security
+        // team's trial: the report listed only the reviewed statements that were refused).
+        auto j = json::parse(rec.body, nullptr, false);
+        const json* d = j.is_object() && j.contains("sql") && j["sql"].is_object() && j["sql"].contains("decision")
+                            ? &j["sql"]["decision"]
+                            : nullptr;
+        if (d && d->is_object() && d->contains("approval") && (*d)["approval"].is_string()) {
+          one["outcome"] = "approved (" + (*d)["approval"].get<std::string>() + ")";
+          reviews.push_back(std::move(one));
+          if (reviews.size() > kRecent) reviews.erase(reviews.begin());
+        }
       }
     } else if (x.type == "approval") {
       auto j = json::parse(rec.body, nullptr, false);
@@ -457,12 +470,13 @@ int cmd_report() {
     std::cout << fmt::format("    {} {} {} {}: {}\n", b["time"].get<std::string>().substr(0, 19),
                              b["identity"].get<std::string>(), b["target"].get<std::string>(),
                              b["rule"].get<std::string>(), one_line(b["text"].get<std::string>(), 100));
-  std::cout << "\nHeld for review (decision review):\n";
+  std::cout << "\nHeld for review (decision review, and statements that ran once approved):\n";
   if (reviews.empty()) std::cout << "  none\n";
   for (const auto& b : reviews)
-    std::cout << fmt::format("  {} {} {} {}: {}\n", b["time"].get<std::string>().substr(0, 19),
+    std::cout << fmt::format("  {} {} {} {} [{}]: {}\n", b["time"].get<std::string>().substr(0, 19),
                              b["identity"].get<std::string>(), b["target"].get<std::string>(),
-                             b["rule"].get<std::string>(), one_line(b["text"].get<std::string>(), 100));
+                             b["rule"].get<std::string>(), b["outcome"].get<std::string>(),
+                             one_line(b["text"].get<std::string>(), 100));
   std::cout << "\nApprovals (who approved what):\n";
   if (approvals.empty()) std::cout << "  none recorded\n";
   for (const auto& a : approvals) {
