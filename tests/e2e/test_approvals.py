@@ -273,6 +273,14 @@ def test_ctrl_c_cancels_the_request(proxy, pg, tokens):
     status, body = api(proxy, "POST", f"/api/v1/approvals/{held.request_id}/approve", tokens["bob"], {})
     assert status == 409, body
     assert balance(pg, 5) != 9
+    # Its record says cancelled (57014), as a statement cancelled while it runs does; and the
+    # CancelRequest that did it is a record of its own.
+    recs = audit_records(proxy, lambda recs: any(x.get("type") == "statement" and "SET balance = 9 WHERE id = 5" in
+                                                 x.get("sql", {}).get("text", "") for x in recs))
+    stmt = [x for x in recs if x.get("type") == "statement" and "SET balance = 9 WHERE id = 5" in x["sql"]["text"]]
+    assert len(stmt) == 1 and stmt[0]["outcome"] == "cancelled" and stmt[0]["sqlstate"] == "57014", stmt
+    assert any(x.get("type") == "cancel" and x.get("message") == "the statement held for approval was cancelled"
+               for x in recs), [x for x in recs if x.get("type") == "cancel"]
 
 
 def test_a_cancel_sent_the_moment_the_hold_notice_arrives_is_not_lost(proxy, pg, tokens):
