@@ -1191,9 +1191,13 @@ void Session::refuse_statement(const policy::Decision& d, const sql::Analysis* a
         e.hint = "ask an administrator to run it, or change the policy";
       break;
     case policy::Action::Mask:
-      // Masking is not built yet: a statement whose results would be masked is refused.
-      e.message += " (its results must be masked, and this proxy cannot mask yet)";
-      if (e.hint.empty()) e.hint = "select columns that are not classified as sensitive";
+      // Masking is not built yet: a statement whose results would be masked is refused, and says
+      // so first (the policy's words promise masked results: "Allowed with masking", "values are
+      // masked in the result", which a user refused read as the opposite; found by a security
+      // team's trial).
+      e.message = "statement refused: its results would have to be masked, and this proxy cannot mask yet (" +
+                  e.message + ")";
+      e.hint = "select columns that are not classified as sensitive";
       break;
     default:
       break;
