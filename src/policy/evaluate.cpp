@@ -383,7 +383,13 @@ bool Evaluator::matches(const Conditions& c, const sql::Statement& s, std::vecto
         break;
       }
     if (!hit) return false;
-    if (why) why->push_back("schemas: " + relation_name(*hit));
+    // The schema that matched, and the table; an unqualified name says how it was taken (it read
+    // "schemas: audit_log" for a rule on schemas [hr]: found by a security team's trial).
+    if (why)
+      why->push_back(!hit->schema.empty() ? "schemas: " + hit->schema + " (" + relation_name(*hit) + ")"
+                     : unqualified(any_schema) == Unqualified::AnySchema
+                         ? "schemas: " + relation_name(*hit) + " (not schema-qualified: it may be in any schema)"
+                         : "schemas: public (" + relation_name(*hit) + ", not schema-qualified)");
   }
   if (any_schema && !c.tables.empty()) {
     const sql::Relation* hit = nullptr;

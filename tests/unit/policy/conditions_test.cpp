@@ -196,6 +196,14 @@ TEST(Conditions, Schemas) {
   EXPECT_TRUE(denied(*p, Stmt(K::Select).rel("audit_2024.log", sql::kRead)));
   auto pub = load(deny_when("{schemas: public}"));
   EXPECT_TRUE(denied(*pub, Stmt(K::Select).rel("orders", sql::kRead)));  // unqualified = public
+  // The reason names the schema that matched, not the table alone.
+  const Ask ask;
+  EXPECT_NE(ask(*p, Stmt(K::Select).rel("billing.cards", sql::kRead)).reason.find("schemas: billing (billing.cards)"),
+            std::string::npos)
+      << ask(*p, Stmt(K::Select).rel("billing.cards", sql::kRead)).reason;
+  EXPECT_NE(ask(*pub, Stmt(K::Select).rel("orders", sql::kRead)).reason.find("schemas: orders (not schema-qualified: it may be in any schema)"),
+            std::string::npos)
+      << ask(*pub, Stmt(K::Select).rel("orders", sql::kRead)).reason;
 }
 
 TEST(Conditions, Tables) {
