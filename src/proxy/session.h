@@ -308,6 +308,12 @@ class Session : public std::enable_shared_from_this<Session> {
     std::uint64_t group = 0;  // syncs_sent_ when last declared: a ReadyForQuery before that one is not its end
   };
   std::unordered_map<std::string, Cursor> cursors_;
+  // The judgment of an Execute of a SQL cursor's name (rejudge_execute), for its audit record.
+  struct CursorExecute {
+    std::string name;
+    std::shared_ptr<const sql::Analysis> analysis;
+    std::shared_ptr<const policy::Decision> decision;
+  } cursor_execute_;
   bool transient_cursors_ = false;  // a cursor without HOLD is recorded: forget it at the transaction's end
   bool cursors_overflow_ = false;   // a DECLARE was not recorded: FETCH of an unknown name is refused
   // CLOSE / CLOSE ALL / DISCARD ALL sent with the simple protocol: the proxy forgets the cursors

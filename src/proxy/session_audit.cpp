@@ -293,9 +293,15 @@ void Session::audit_execute(std::string_view body) {
     e.params = p.params;
     e.params_binary = p.binary;
     if (!p.analysis) e.text = fmt::format("<portal \"{}\" of a statement prepared with SQL PREPARE>", portal);
+  } else if (cursor_execute_.analysis && cursor_execute_.name == portal) {
+    // A cursor DECLAREd with SQL, read by this Execute: as the FETCH it is (rejudge_execute).
+    e.analysis = std::move(cursor_execute_.analysis);
+    e.decision = std::move(cursor_execute_.decision);
+    e.text = "FETCH (protocol Execute) " + std::string(portal);
   } else {
     e.text = fmt::format("<portal \"{}\" not bound in this session>", portal);
   }
+  cursor_execute_ = {};
   audit_batch_.push_back(std::move(e));
   AuditPending p;
   p.kind = AuditPending::Kind::Execute;

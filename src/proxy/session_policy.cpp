@@ -483,6 +483,9 @@ bool Session::rejudge_execute(std::string_view body, std::string& substitute) {
     const sql::Analysis* judged = nullptr;
     auto decision = judge_as_run(fetch, resolved, judged);
     if (judged != &fetch) {  // a cursor of that name is known (or lost track of)
+      // What audit_execute records for it, right after this: the FETCH with what it reads (found
+      // by differential testing: recorded as a portal "not bound in this session", no tables).
+      if (auditing()) cursor_execute_ = {std::string(name), as_recorded(fetch, resolved), decision};
       if (decision->action != policy::Action::Allow) {
         policy::Decision d = *decision;
         if (d.action == policy::Action::Review) {

@@ -414,6 +414,35 @@ def test_execute_and_fetch_sent_over_the_extended_protocol_are_found_by_what_the
     assert fetches[0]["sql"]["statements"][0]["relations"] == [t], fetches[0]["sql"]
 
 
+def test_a_sql_cursor_read_with_a_protocol_execute_is_found_by_what_it_reads(make_proxy, pg):
+    """DECLARE c CURSOR FOR SELECT ... then a protocol Execute of "c" (a cursor is a portal): its
+    record said "<portal "c" not bound in this session>", with no tables or kinds, so a search by
+    table missed it (found by differential testing)."""
+    import struct
+    import pgwire
+    from conftest import USERS
+    proxy = make_proxy(targets=[target("app", pg.port, password=pg.password)])
+    t = fresh_table(pg)
+    pg.psql(f"INSERT INTO {t} VALUES (1, 'a'), (2, 'b'), (3, 'c')")
+    s = pgwire.connect(proxy.port, "alice", USERS["alice"])
+    s.send(pgwire.query(f"BEGIN; DECLARE cur_{t} CURSOR FOR SELECT v FROM {t}"))
+    s.until_ready()
+    name = f"cur_{t}".encode()
+    s.send(pgwire.message(b"E", name + b"\0" + struct.pack("!I", 2)) + pgwire.message(b"S"))
+    got = s.until_ready()
+    assert [m[0] for m in got] == [b"D", b"D", b"s", b"Z"], got
+    s.send(pgwire.query("COMMIT"))
+    s.until_ready()
+    s.close()
+    assert proxy.stop() == 0
+    store = store_of(proxy)
+    hits = [h for h in search(store, "--table", t) if h["sql"]["text"] == f"FETCH (protocol Execute) cur_{t}"]
+    assert len(hits) == 1, [h["sql"]["text"] for h in search(store)]
+    kinds = [k for one in hits[0]["sql"]["statements"] for k in one["kinds"]]
+    assert "fetch" in kinds and "select" in kinds, hits[0]["sql"]
+    assert hits[0]["rows"] == 2 and hits[0]["sql"]["decision"]["action"] == "allow", hits[0]
+
+
 @pytest.mark.parametrize("durability", ["required", "buffered"])
 def test_kill_9_under_load_keeps_the_chain_and_the_records_clients_saw(make_proxy, pg, durability, tmp_path):
     t = fresh_table(pg, "v text PRIMARY KEY")
