@@ -51,9 +51,11 @@ int cmd_check(const std::string& path) {
     std::cerr << "error: " << cfg.error().message << "\n";
     return 2;
   }
-  auto rt = gh::proxy::build_runtime(std::make_shared<const gh::config::Config>(std::move(*cfg)));
+  auto shared = std::make_shared<const gh::config::Config>(std::move(*cfg));
+  auto rt = gh::proxy::build_runtime(shared);
   if (!rt) {
-    std::cerr << "error: " << path << ": " << rt.error().message << "\n";
+    const auto located = gh::config::locate(*shared, rt.error().message);
+    std::cerr << "error: " << (located == rt.error().message ? path + ": " : std::string()) << located << "\n";
     return 2;
   }
   if (auto a = gh::audit::Trail::check((*rt)->config->audit); !a) {
@@ -142,7 +144,8 @@ int cmd_serve(const std::string& path) {
   gh::app::setup_logging(cfg->log);
   auto rt = gh::proxy::build_runtime(cfg);
   if (!rt) {
-    spdlog::critical("{}: {}", path, rt.error().message);
+    const auto located = gh::config::locate(*cfg, rt.error().message);
+    spdlog::critical("{}", located == rt.error().message ? path + ": " + located : located);
     return 2;
   }
   raise_fd_limit();
@@ -220,10 +223,12 @@ int cmd_serve(const std::string& path) {
       audit_reload(next.error().message);
       return;
     }
-    auto nrt = gh::proxy::build_runtime(std::make_shared<const gh::config::Config>(std::move(*next)));
+    auto next_cfg = std::make_shared<const gh::config::Config>(std::move(*next));
+    auto nrt = gh::proxy::build_runtime(next_cfg);
     if (!nrt) {
-      spdlog::error("reload failed ({}), keeping the running configuration: {}", why, nrt.error().message);
-      audit_reload(nrt.error().message);
+      const auto located = gh::config::locate(*next_cfg, nrt.error().message);
+      spdlog::error("reload failed ({}), keeping the running configuration: {}", why, located);
+      audit_reload(located);
       return;
     }
     audit_reload("");

@@ -65,8 +65,10 @@ class Reader {
 
   std::string scalar(const YAML::Node& n, const std::string& path) const {
     if (!n.IsScalar()) fail_at(n, path, "expected a value");
+    if (const auto m = n.Mark(); m.line >= 0) lines_[path] = m.line + 1;
     return n.Scalar();
   }
+  std::map<std::string, int, std::less<>> take_lines() const { return std::move(lines_); }
 
   std::string str(const YAML::Node& n, const std::string& path, bool non_empty = true) const {
     auto s = scalar(n, path);
@@ -148,6 +150,7 @@ class Reader {
 
  private:
   std::string source_;
+  mutable std::map<std::string, int, std::less<>> lines_;  // key -> line of each scalar read
 };
 
 // A path relative to the configuration file's directory.
@@ -773,12 +776,21 @@ void reject_duplicate_keys(const Reader& r, const YAML::Node& n) {
   if (auto d = find_duplicate_key(n)) r.fail_at(d->key, d->path, "given twice; keep one");
 }
 
+std::string locate(const Config& c, const std::string& message) {
+  const auto colon = message.find(": ");
+  if (colon == std::string::npos) return message;
+  const auto it = c.key_lines.find(std::string_view(message).substr(0, colon));
+  if (it == c.key_lines.end()) return message;
+  return c.source + ":" + std::to_string(it->second) + ": " + message;
+}
+
 Result<Config> parse(std::string_view text, std::string_view source_name) {
   Reader r{std::string(source_name)};
   try {
     const YAML::Node root = load_yaml(text);
     reject_duplicate_keys(r, root);
     Config c = read_config(r, root);
+    c.key_lines = r.take_lines();
     auto policy = read_policy(root, r.source());
     if (!policy) return tl::unexpected(policy.error());
     c.policy = std::move(*policy);

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -170,6 +171,9 @@ struct Target {
 
 struct Config {
   std::string source;  // file name, for messages
+  // The line (1-based) of each value read from the file, by key ("tls.key_file"): errors found
+  // after loading (a TLS file that does not load) are located as loading errors are (locate()).
+  std::map<std::string, int, std::less<>> key_lines;
   std::vector<std::string> files;  // every file read: the configuration, then policy_file if any
   Listen listen;
   unsigned threads = 0;  // 0: one per core
@@ -192,6 +196,9 @@ struct Config {
 // Parses and validates. Errors name the file, line and key path, e.g.
 // "gatehouse.yaml:12: targets[0].backend.port: expected a port number (1-65535), got \"abc\"".
 Result<Config> parse(std::string_view yaml_text, std::string_view source_name);
+// `message` ("tls.key_file: cannot load ...") prefixed with "FILE:LINE: " when it begins with a
+// key of `c` read from its file; `message` unchanged otherwise.
+std::string locate(const Config& c, const std::string& message);
 Result<Config> load_file(const std::string& path);
 
 // "10s", "500ms", "5m", "1h", "0" -> milliseconds.
