@@ -472,9 +472,14 @@ void Session::audit_backend(char type, std::string_view body, const protocol::Er
       }
       if (head->kind == K::Sync) {
         // After every Execute of the batch: the implicit commit at Sync failed (a deferred
-        // constraint, a serialization failure), and their changes are gone.
+        // constraint, a serialization failure), or a Parse, Bind or Describe sent after them did
+        // (those are not tracked here); either way their changes are gone. The message says both
+        // (it named the commit alone, which misled for a later Parse's syntax error: found by
+        // differential testing).
         if (!batch_done_.empty() && !batch_failed_) {
-          const std::string why = "the batch's commit at Sync failed, so this statement's changes were rolled back: " + message;
+          const std::string why =
+              "its batch failed after it ran (the commit at Sync, or a later message of the batch), so this "
+              "statement's changes were rolled back: " + message;
           batch_ended(&sqlstate, &why);
         }
         batch_failed_ = true;

@@ -980,10 +980,20 @@ def test_extended_outcomes_commit_failure_not_run_and_suspended_portals(make_pro
         assert b"s" in types, types
         s.send(pgwire.query("COMMIT"))
         s.until_ready()
+        # An INSERT, then a Parse with a syntax error before Sync: the INSERT is rolled back, and
+        # its record does not blame the commit alone.
+        s.send(parse(b"INSERT INTO aud_parent VALUES (7) -- before_bad_parse") + bind + execute(0) +
+               parse(b"SELEC broken") + msg(b"S", b""))
+        s.until_ready()
     finally:
         s.close()
     proxy.stop()
+    with psycopg.connect(pg.dsn(), autocommit=True) as d:
+        assert d.execute("SELECT count(*) FROM aud_parent WHERE id = 7").fetchone() == (0,)
     outcome = statement_outcomes(store_of(proxy))
+    gone = outcome("INSERT INTO aud_parent VALUES (7) -- before_bad_parse")
+    assert gone["outcome"] == "error" and gone["sqlstate"] == "42601", gone
+    assert "a later message of the batch" in gone["message"] and "rolled back" in gone["message"], gone
     failed = outcome("INSERT INTO aud_child VALUES ($1) -- commit_fails")
     assert failed["outcome"] == "error" and failed["sqlstate"] == "23503", failed
     assert "commit" in failed["message"], failed["message"]
