@@ -127,6 +127,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // CLOSE, CLOSE ALL and DISCARD ALL forget; the end of a transaction forgets those without HOLD.
   void remember_cursors(const sql::Analysis& a, char type);
   void note_cursor_closes(const sql::Analysis& a);
+  void note_cursor_close(const sql::Statement& st);
   void cursors_at_ready(char status);
   // A Bind of a statement judged under an older policy is judged again (false: refused). A Bind
   // of a statement that needs review records its portal and parameters (held_portals_).
@@ -306,6 +307,7 @@ class Session : public std::enable_shared_from_this<Session> {
     std::vector<std::shared_ptr<const sql::Analysis>> versions;
     bool hold = false;        // WITH HOLD: survives the end of its transaction
     std::uint64_t group = 0;  // syncs_sent_ when last declared: a ReadyForQuery before that one is not its end
+    std::uint64_t seq = 0;    // portal_ops_ when last declared: a CLOSE noted before it does not close it
   };
   std::unordered_map<std::string, Cursor> cursors_;
   // The judgment of an Execute of a SQL cursor's name (rejudge_execute), for its audit record.

@@ -282,7 +282,14 @@ void Session::audit_execute(std::string_view body) {
   e.statement = ++audit_seq_;
   e.protocol = 'E';
   e.policy = policy_rt_ ? policy_rt_->config->policy : nullptr;
-  if (auto it = portals_.find(portal); it != portals_.end()) {
+  if (cursor_execute_.analysis && cursor_execute_.name == portal) {
+    // Judged as a read of the SQL cursor of that name (rejudge_execute): recorded as that FETCH,
+    // whatever protocol portal of the name the proxy still keeps (a SQL CLOSE closes those too;
+    // found by adversarial testing: recorded as a harmless SELECT bound earlier under the name).
+    e.analysis = std::move(cursor_execute_.analysis);
+    e.decision = std::move(cursor_execute_.decision);
+    e.text = "FETCH (protocol Execute) " + std::string(portal);
+  } else if (auto it = portals_.find(portal); it != portals_.end()) {
     const Portal& p = it->second;
     // EXECUTE and FETCH with what they run, as over the simple protocol (found by adversarial
     // testing: recorded with no tables, kinds or tags, searches by table missed them).
@@ -293,11 +300,6 @@ void Session::audit_execute(std::string_view body) {
     e.params = p.params;
     e.params_binary = p.binary;
     if (!p.analysis) e.text = fmt::format("<portal \"{}\" of a statement prepared with SQL PREPARE>", portal);
-  } else if (cursor_execute_.analysis && cursor_execute_.name == portal) {
-    // A cursor DECLAREd with SQL, read by this Execute: as the FETCH it is (rejudge_execute).
-    e.analysis = std::move(cursor_execute_.analysis);
-    e.decision = std::move(cursor_execute_.decision);
-    e.text = "FETCH (protocol Execute) " + std::string(portal);
   } else {
     e.text = fmt::format("<portal \"{}\" not bound in this session>", portal);
   }

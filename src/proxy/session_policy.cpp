@@ -285,23 +285,28 @@ bool Session::resolve_executes(const sql::Analysis& a, sql::Analysis& out) const
   return true;
 }
 
+void Session::note_cursor_close(const sql::Statement& st) {
+  if (st.kinds.empty()) return;
+  const bool discard_all = st.kinds.front() == sql::StatementKind::Discard &&
+                           std::find(st.settings.begin(), st.settings.end(), "all") != st.settings.end();
+  if (st.kinds.front() == sql::StatementKind::CloseCursor || discard_all)
+    cursor_closes_.push_back(CursorClose{syncs_sent_, discard_all ? std::string() : st.object_name,
+                                         discard_all || st.object_name.empty(), ++portal_ops_});
+}
+
 void Session::note_cursor_closes(const sql::Analysis& a) {
-  for (const auto& st : a.statements) {
-    if (st.kinds.empty()) continue;
-    const bool discard_all = st.kinds.front() == sql::StatementKind::Discard &&
-                             std::find(st.settings.begin(), st.settings.end(), "all") != st.settings.end();
-    if (st.kinds.front() == sql::StatementKind::CloseCursor || discard_all)
-      cursor_closes_.push_back(CursorClose{syncs_sent_, discard_all ? std::string() : st.object_name,
-                                           discard_all || st.object_name.empty(), ++portal_ops_});
-  }
+  for (const auto& st : a.statements) note_cursor_close(st);
 }
 
 void Session::remember_cursors(const sql::Analysis& a, char type) {
   constexpr std::size_t kMaxCursorNames = 10000;
   // CLOSE / DISCARD ALL in a Query: forgotten once the server has answered without an error
   // (cursors_at_ready). A Parse of CLOSE may never be executed: its Bind notes it (rejudge_bind).
-  if (type == 'Q') note_cursor_closes(a);
+  // In the order of the text: a DECLARE after a CLOSE of its name is not closed by it (found by
+  // adversarial testing: `CLOSE c; DECLARE c ...` in one Query forgot the new cursor, and a FETCH
+  // of it was no longer judged against what it reads).
   for (const auto& st : a.statements) {
+    if (type == 'Q') note_cursor_close(st);
     if (st.kinds.empty() || st.kinds.front() != sql::StatementKind::DeclareCursor || st.object_name.empty()) continue;
     auto it = cursors_.find(st.object_name);
     if (it == cursors_.end()) {
@@ -314,6 +319,7 @@ void Session::remember_cursors(const sql::Analysis& a, char type) {
     auto& c = it->second;
     c.hold = c.hold || st.cursor_with_hold;
     c.group = syncs_sent_;
+    c.seq = ++portal_ops_;
     if (!st.cursor_with_hold) transient_cursors_ = true;
     if (!c.versions.empty() && !c.versions.front()) continue;  // already untrackable
     if (c.versions.size() >= kMaxPreparedVersions) {
@@ -336,13 +342,14 @@ void Session::cursors_at_ready(char status) {
     const auto& c = cursor_closes_[done++];
     if (failed) continue;  // the CLOSE may have failed or been skipped: keep what it named
     if (c.all) {
-      cursors_.clear();
+      // Cursors declared after the DISCARD ALL (later in its batch or Query) stay.
+      std::erase_if(cursors_, [&](const auto& kv) { return kv.second.seq < c.seq; });
       cursors_overflow_ = false;
       // Portals bound after the CLOSE ALL (later in its batch) stay.
       std::erase_if(bound_portals_, [&](const auto& kv) { return kv.second.seq < c.seq; });
       std::erase_if(held_portals_, [&](const auto& kv) { return kv.second.seq < c.seq; });
     } else {
-      cursors_.erase(c.name);
+      if (auto k = cursors_.find(c.name); k != cursors_.end() && k->second.seq < c.seq) cursors_.erase(k);
       if (auto p = bound_portals_.find(c.name); p != bound_portals_.end() && p->second.seq < c.seq) bound_portals_.erase(p);
       // SQL CLOSE of a held portal closed it (found by adversarial testing: a SELECT bound under
       // the name later was held as the DELETE that portal had held).
@@ -442,6 +449,7 @@ void Session::portals_at_ready() {
 }
 
 bool Session::rejudge_execute(std::string_view body, std::string& substitute) {
+  cursor_execute_ = {};  // this Execute's own, if it reads a SQL cursor (below)
   std::size_t pos = 0;
   bool ok = true;
   const std::string_view name = server_name(protocol::c_string_at(body, pos, ok));

@@ -433,9 +433,27 @@ def test_a_sql_cursor_read_with_a_protocol_execute_is_found_by_what_it_reads(mak
     assert [m[0] for m in got] == [b"D", b"D", b"s", b"Z"], got
     s.send(pgwire.query("COMMIT"))
     s.until_ready()
+    # A protocol portal of the same name bound earlier, closed by a SQL CLOSE, does not stand in
+    # for the cursor (found by adversarial testing: recorded as the harmless SELECT it had bound).
+    s.send(pgwire.query("BEGIN"))
+    s.until_ready()
+    s.send(pgwire.message(b"P", b"\0SELECT 42 AS harmless\0" + struct.pack("!H", 0)) +
+           pgwire.message(b"B", b"stale_" + t.encode() + b"\0\0" + struct.pack("!HHH", 0, 0, 0)) + pgwire.message(b"S"))
+    s.until_ready()
+    s.send(pgwire.query(f"CLOSE stale_{t}"))
+    s.until_ready()
+    s.send(pgwire.query(f"DECLARE stale_{t} CURSOR FOR SELECT v FROM {t}"))
+    s.until_ready()
+    s.send(pgwire.message(b"E", f"stale_{t}".encode() + b"\0" + struct.pack("!I", 0)) + pgwire.message(b"S"))
+    got = s.until_ready()
+    assert [m[0] for m in got].count(b"D") == 3, got
+    s.send(pgwire.query("COMMIT"))
+    s.until_ready()
     s.close()
     assert proxy.stop() == 0
     store = store_of(proxy)
+    stale = [h for h in search(store, "--table", t) if h["sql"]["text"] == f"FETCH (protocol Execute) stale_{t}"]
+    assert len(stale) == 1 and stale[0]["rows"] == 3, [h["sql"]["text"] for h in search(store)]
     hits = [h for h in search(store, "--table", t) if h["sql"]["text"] == f"FETCH (protocol Execute) cur_{t}"]
     assert len(hits) == 1, [h["sql"]["text"] for h in search(store)]
     kinds = [k for one in hits[0]["sql"]["statements"] for k in one["kinds"]]

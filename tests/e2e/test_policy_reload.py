@@ -730,3 +730,44 @@ def test_a_protocol_statement_name_prepared_again_too_often_is_refused_at_bind(m
     finally:
         c.close()
     assert direct.execute(f"SELECT v FROM {t} WHERE id = 1").fetchone() == ("a",)
+
+
+def test_a_cursor_declared_again_right_after_its_close_in_one_query_is_judged_by_what_it_reads(make_proxy, pg, t,
+                                                                                               direct):
+    """`CLOSE h; DECLARE h ... FROM other` in one Query: the CLOSE, applied when the Query ended,
+    dropped the cursor the same Query declared after it, so a FETCH of it (and a protocol Execute
+    of its name) was no longer judged against what it reads and ran past a rule loaded later
+    (found by adversarial testing)."""
+    import pgwire
+    import struct
+    from conftest import USERS
+    other = f"{t}_other"
+    direct.execute(f"DROP TABLE IF EXISTS {other}")
+    direct.execute(f"CREATE TABLE {other} (y int)")
+    direct.execute(f"INSERT INTO {other} VALUES (10), (20)")
+    proxy = make_proxy(make_config(make_proxy, pg, []))
+    s = pgwire.connect(proxy.port, "alice", USERS["alice"], database="dev")
+    try:
+        s.send(pgwire.query(f"DECLARE h CURSOR WITH HOLD FOR SELECT id FROM {t}"))
+        s.until_ready()
+        s.send(pgwire.query(f"CLOSE h; DECLARE h CURSOR WITH HOLD FOR SELECT y FROM {other}"))
+        s.until_ready()
+        reload(proxy, make_config(make_proxy, pg, [deny_select(other)]))
+        for msg in (pgwire.query("FETCH 1 FROM h"),
+                    pgwire.message(b"E", b"h\0" + struct.pack("!I", 1)) + pgwire.message(b"S")):
+            s.send(msg)
+            got = s.until_ready()
+            errors = [pgwire.parse_error_fields(b) for t_, b in got if t_ == b"E"]
+            assert [t_ for t_, _ in got if t_ == b"D"] == [], got  # no row of it left
+            assert errors and errors[0]["C"] == "42501" and errors[0].get("D") == f"rule: {RULE}", got
+        # Declared in a Query after a CLOSE of its name, and a DECLARE before a CLOSE in one Query:
+        # the latter is closed.
+        s.send(pgwire.query(f"DECLARE k CURSOR WITH HOLD FOR SELECT id FROM {t}; CLOSE k"))
+        s.until_ready()
+        s.send(pgwire.query("FETCH 1 FROM k"))
+        got = s.until_ready()
+        errors = [pgwire.parse_error_fields(b) for t_, b in got if t_ == b"E"]
+        assert errors and errors[0]["C"] == "34000", got  # the server's: no such cursor
+    finally:
+        s.close()
+        direct.execute(f"DROP TABLE IF EXISTS {other}")
