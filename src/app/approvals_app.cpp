@@ -55,7 +55,7 @@ class ApprovalSteps {
     auto it = seen_.find(r.id);
     std::string step;
     if (it == seen_.end())
-      step = r.state == approvals::State::Pending && r.votes.empty() ? "opened" : std::string(approvals::state_name(r.state));
+      step = first_seen(r);
     else if (it->second.state == r.state && it->second.votes == r.votes.size())
       return {};
     else
@@ -67,6 +67,33 @@ class ApprovalSteps {
   }
 
  private:
+  // A request this process has not seen change: after a restart, or on a node sharing the store.
+  // Opened now (its first save), or changed by a vote or an end just now; anything else is only
+  // whether a client waits on it (found by adversarial testing: after a restart, a vote was
+  // recorded as a step "pending" by the requester).
+  static std::string first_seen(const approvals::Request& r) {
+    using S = approvals::State;
+    const auto now = std::chrono::duration_cast<std::chrono::microseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    constexpr std::int64_t kJustNow = 10'000'000;
+    const bool voted_now = !r.votes.empty() && now - r.votes.back().time_us < kJustNow;
+    switch (r.state) {
+      case S::Pending:
+        // (Not by revision: the SQLite store does not keep it across a restart.)
+        if (r.votes.empty()) return now - r.created_us < kJustNow ? "opened" : "";
+        return voted_now ? "vote" : "";
+      case S::Approved:
+      case S::Rejected:
+        return voted_now ? std::string(approvals::state_name(r.state)) : "";
+      case S::Cancelled:
+      case S::Expired:
+        return now - r.decided_us < kJustNow ? std::string(approvals::state_name(r.state)) : "";
+      case S::Consumed:
+        return "consumed";
+    }
+    return "";
+  }
   struct Seen {
     approvals::State state;
     std::size_t votes;

@@ -508,9 +508,11 @@ def test_pending_requests_survive_a_restart_and_held_clients_get_a_clear_error(p
     p = Gatehouse(cfg, workdir=tmp_path).start()
     sql = "UPDATE appr_accounts SET balance = 77 WHERE id = 10"
     held = HeldPsql(p, "alice@example.com", tokens["alice"], sql)
+    held_two = HeldPsql(p, "alice@example.com", tokens["alice"], "DELETE FROM appr_two WHERE id = 10")  # 2 approvals
     p.stop()  # SIGTERM: the held session is ended, the request stays open
     rc, out, err = held.finish()
     assert rc != 0 and "proxy is shutting down" in err, err
+    held_two.finish()
     p = Gatehouse(cfg, workdir=tmp_path).start()
     try:
         status, req = api(p, "GET", f"/api/v1/approvals/{held.request_id}", tokens["bob"])
@@ -523,6 +525,22 @@ def test_pending_requests_survive_a_restart_and_held_clients_get_a_clear_error(p
                            capture_output=True, text=True, env=env, timeout=30)
         assert r.returncode == 0, r.stderr  # approved after the client left: runs once within the window
         assert balance(pg, 10) == 77
+        # The restarted proxy had not seen the request change: its steps are still told apart and
+        # credited to who took them (found by adversarial testing: the approval after a restart was
+        # recorded as a step "pending" by the requester).
+        def steps_of(recs):
+            return [(x["fields"]["step"], x["identity"]["email"]) for x in reversed(recs)
+                    if x.get("type") == "approval" and x["fields"]["request"] == held.request_id]
+        recs = audit_records(p, lambda recs: ("consumed", "alice@example.com") in steps_of(recs))
+        assert steps_of(recs) == [("opened", "alice@example.com"), ("approved", "bob@example.com"),
+                                  ("consumed", "alice@example.com")], steps_of(recs)
+        for who in ("bob", "carol"):
+            status, body = api(p, "POST", f"/api/v1/approvals/{held_two.request_id}/approve", tokens[who], {})
+            assert status == 200, body
+        held = held_two
+        recs = audit_records(p, lambda recs: ("approved", "carol@example.com") in steps_of(recs))
+        assert steps_of(recs) == [("opened", "alice@example.com"), ("vote", "bob@example.com"),
+                                  ("approved", "carol@example.com")], steps_of(recs)
     finally:
         p.stop()
 
