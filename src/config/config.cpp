@@ -777,7 +777,8 @@ void reject_duplicate_keys(const Reader& r, const YAML::Node& n) {
 }
 
 std::string locate(const Config& c, const std::string& message) {
-  const auto colon = message.find(": ");
+  // The key ends at ": " or at " (" ("targets[0].backend.ca_file (target \"app\"): ...").
+  const auto colon = std::min(message.find(": "), message.find(" ("));
   if (colon == std::string::npos) return message;
   const auto it = c.key_lines.find(std::string_view(message).substr(0, colon));
   if (it == c.key_lines.end()) return message;

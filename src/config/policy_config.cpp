@@ -438,7 +438,8 @@ void read_targets(const Reader& r, const YAML::Node& root, Builder& b) {
       if (lower.find("prod") != std::string::npos)
         r.fail_at(t["environment"], path + ".environment",
                   "\"" + ts.environment + "\" is not \"production\", so the built-in guardrails would be off for this "
-                  "target; write environment: production to have them, or say guardrails: true or guardrails: false");
+                  "target; write environment: production to have them, or say guardrails: true or guardrails: false "
+                  "(or, in the map form, guardrails: {enabled: true|false, ...})");
     }
     if (auto p = t["policy"]) {
       const auto pp = path + ".policy";

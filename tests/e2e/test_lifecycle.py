@@ -447,7 +447,7 @@ def test_check_names_the_key_and_line_serve_would_fail_on(tmp_path, section, key
     assert key in out and re.search(rf"(:|line ){line}\b", out), out
 
 
-@pytest.mark.parametrize("case", ["garbage_cert", "key_of_another_cert", "ciphers"])
+@pytest.mark.parametrize("case", ["garbage_cert", "key_of_another_cert", "ciphers", "backend_ca"])
 def test_check_names_the_line_of_tls_files_that_do_not_load(tmp_path, certs, case):
     """TLS files that exist but do not load (garbage, a key of another certificate) and a cipher
     list with nothing usable were named by key but without their line, unlike every other error
@@ -456,8 +456,12 @@ def test_check_names_the_line_of_tls_files_that_do_not_load(tmp_path, certs, cas
     cert, key = tmp_path / "s.crt", tmp_path / "s.key"
     shutil.copy(certs / "server.crt", cert)
     shutil.copy(certs / "server.key", key)
-    ciphers = ""
-    if case == "garbage_cert":
+    ciphers, backend = "", "{host: 127.0.0.1, port: 5432}"
+    if case == "backend_ca":
+        (tmp_path / "ca.crt").write_text("not a CA either\n")
+        backend = f"{{host: 127.0.0.1, port: 5432, tls: verify-full, ca_file: {tmp_path / 'ca.crt'}}}"
+        key_name, line = "targets[0].backend.ca_file", 8
+    elif case == "garbage_cert":
         cert.write_text("this is not a certificate\n")
         key_name, line = "tls.cert_file", 4
     elif case == "key_of_another_cert":
@@ -469,12 +473,12 @@ def test_check_names_the_line_of_tls_files_that_do_not_load(tmp_path, certs, cas
     p = tmp_path / "c.yaml"
     p.write_text("threads: 1\ntls:\n  mode: require\n"
                  f"  cert_file: {cert}\n  key_file: {key}\n{ciphers}"
-                 "targets:\n  - name: app\n    backend: {host: 127.0.0.1, port: 5432}\n"
+                 f"targets:\n  - name: app\n    backend: {backend}\n"
                  "    login: {user: u, password: p}\n")
     r = subprocess.run([str(BINARY), "check", "--config", str(p)], capture_output=True, text=True, timeout=20)
     out = r.stdout + r.stderr
     assert r.returncode == 2, out
-    assert f"{p}:{line}: {key_name}: " in out, out
+    assert f"{p}:{line}: {key_name}" in out, out
 
 
 def test_check_usage_errors_exit_2(tmp_path):
