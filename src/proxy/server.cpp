@@ -55,7 +55,7 @@ asio::awaitable<void> refuse(Server& server, Worker& w, asio::ip::tcp::socket so
     if (r.status == protocol::Decode::Error) break;
     if (auto* c = std::get_if<protocol::CancelRequest>(&r.packet)) {
       sock.close(ignore);
-      co_await Session::forward_cancel(server, w.metrics, peer, *c);
+      co_await Session::forward_cancel(server, w.metrics, w.unknown_cancel_log, peer, *c);
       co_return;
     }
     if (std::holds_alternative<protocol::StartupMessage>(r.packet) || ++answered > 2) {

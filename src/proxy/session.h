@@ -16,6 +16,7 @@
 #include <asio.hpp>
 
 #include "audit/event.h"
+#include "base/once_a_second.h"
 #include "base/metrics.h"
 #include "identity/identity.h"
 #include "net/buffer.h"
@@ -70,8 +71,9 @@ class Session : public std::enable_shared_from_this<Session> {
  public:
   // Forwards a client's CancelRequest to the backend connection its key names (no reply to the
   // client). Also used for connections refused at the connection limit: a cancel still works then.
-  static asio::awaitable<void> forward_cancel(Server& server, WorkerMetrics& metrics, std::string peer,
-                                              protocol::CancelRequest req);
+  // `unknown_keys`: the worker's limit on records and log lines of requests with a key no session has.
+  static asio::awaitable<void> forward_cancel(Server& server, WorkerMetrics& metrics, OnceASecond& unknown_keys,
+                                              std::string peer, protocol::CancelRequest req);
  private:
   asio::awaitable<bool> authenticate(const protocol::StartupMessage& startup);
   asio::awaitable<bool> connect_backend(const protocol::StartupMessage& startup);

@@ -31,6 +31,7 @@ struct Worker {
   // Log lines a flood would repeat: connections refused before a session (limit, shutdown), and
   // statements refused because the audit trail fails.
   OnceASecond refused_log, audit_refusal_log;
+  OnceASecond unknown_cancel_log;  // cancel requests with a key no session has (records and log lines)
 };
 
 }  // namespace gh::proxy

@@ -1762,6 +1762,24 @@ def test_cancel_requests_are_recorded_with_the_session_they_cancel(make_proxy):
     assert refused["client"] == "127.0.0.1", refused
     assert verify(store).returncode == 0
 
+    # A flood of guessed keys: one record a second per worker thread, saying how many it held back
+    # (6,000 requests made 6,000 records and log lines in 0.6 s: found by adversarial testing).
+    def guess(n):
+        for i in range(n):
+            with socket.create_connection(("127.0.0.1", proxy.port)) as s:
+                s.sendall(struct.pack("!iiii", 16, 80877102, 999, i))
+                s.settimeout(5)
+                s.recv(16)
+    guess(100)
+    time.sleep(1.2)
+    guess(100)
+    time.sleep(0.5)
+    flood = [h for h in search(store, "--type", "cancel") if h["outcome"] == "refused"][:-1]  # less the first one
+    assert 1 <= len(flood) <= 8, len(flood)
+    assert sum(int(h.get("fields", {}).get("held_back", 0)) for h in flood) > 0, flood
+    with connect(proxy) as c:  # the proxy still serves
+        assert c.execute("SELECT 1").fetchone() == (1,)
+
 
 def test_a_failed_statement_too_large_for_an_intent_slot_verifies(make_proxy):
     """A statement too large for an intent slot is recorded before it runs and its outcome follows
