@@ -811,6 +811,19 @@ TEST(AuditRecord, RepeatedPartsEncodedOnceEqualFreshOnes) {
       EXPECT_EQ(j["identity"]["subject"], "alice");
     }
   }
+  // A large statement is not kept by the cache once its event is gone (a 3.5 MB text held by each
+  // slot kept a gigabyte alive); a small one is, for the next execution.
+  for (const std::size_t size : {std::size_t(100), std::size_t(100000)}) {
+    auto big = events[0];
+    big.analysis = analyzer.analyze("SELECT email FROM customers WHERE note = '" + std::string(size, 'x') + "'");
+    big.decision = nullptr;
+    std::weak_ptr<const sql::Analysis> held = big.analysis;
+    ChainHead h;
+    (void)seal(big, h, o);
+    big.analysis.reset();
+    analyzer.clear();
+    EXPECT_EQ(held.expired(), size > 4096) << size;
+  }
   // One analysis under many policies (more than the cache has slots, so some share one): each
   // record has its own policy's tags.
   std::vector<std::shared_ptr<const policy::Policy>> policies;
