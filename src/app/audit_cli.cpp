@@ -399,7 +399,8 @@ int cmd_report() {
         one["outcome"] = x.outcome.empty() ? "held" : x.outcome;
         reviews.push_back(std::move(one));
         if (reviews.size() > kRecent) reviews.erase(reviews.begin());
-      } else if (x.decision == "allow" && !x.rule.empty()) {
+      } else if (x.decision == "allow" && !x.rule.empty() &&
+                 rec.body.find("\"approval\":") != std::string::npos) {  // parsed only when it may say one
         // Approved after review and run: allowed under its approval request (found by a security
         // team's trial: the report listed only the reviewed statements that were refused).
         auto j = json::parse(rec.body, nullptr, false);

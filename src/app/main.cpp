@@ -44,6 +44,13 @@ void raise_fd_limit() {
   }
 }
 
+// An error found after loading `cfg` from `path`, as loading errors read: "FILE:LINE: key: ..."
+// when it names a key read from the file, else "FILE: ...".
+std::string config_error(const gh::config::Config& cfg, const std::string& path, const std::string& message) {
+  auto located = gh::config::locate(cfg, message);
+  return located == message ? path + ": " + message : located;
+}
+
 int cmd_check(const std::string& path) {
   spdlog::set_level(spdlog::level::warn);  // check reports the issuers' keys itself
   auto cfg = gh::config::load_file(path);
@@ -54,8 +61,7 @@ int cmd_check(const std::string& path) {
   auto shared = std::make_shared<const gh::config::Config>(std::move(*cfg));
   auto rt = gh::proxy::build_runtime(shared);
   if (!rt) {
-    const auto located = gh::config::locate(*shared, rt.error().message);
-    std::cerr << "error: " << (located == rt.error().message ? path + ": " : std::string()) << located << "\n";
+    std::cerr << "error: " << config_error(*shared, path, rt.error().message) << "\n";
     return 2;
   }
   if (auto a = gh::audit::Trail::check((*rt)->config->audit); !a) {
@@ -144,8 +150,7 @@ int cmd_serve(const std::string& path) {
   gh::app::setup_logging(cfg->log);
   auto rt = gh::proxy::build_runtime(cfg);
   if (!rt) {
-    const auto located = gh::config::locate(*cfg, rt.error().message);
-    spdlog::critical("{}", located == rt.error().message ? path + ": " + located : located);
+    spdlog::critical("{}", config_error(*cfg, path, rt.error().message));
     return 2;
   }
   raise_fd_limit();

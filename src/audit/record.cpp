@@ -470,11 +470,12 @@ void encode_statements(AnalysisPart& p) {
 constexpr std::size_t kMaxCachedText = 4096;
 
 const AnalysisPart& analysis_part(const Event& e, const SealOptions& o, AnalysisPart& scratch) {
+  thread_local std::array<AnalysisPart, kPartSlots> cache;
+  auto* slot = &cache[slot_of(e.analysis.get(), e.policy.get())];
+  if (slot->analysis == e.analysis && slot->policy == e.policy && slot->max_text == o.max_text) return *slot;
   std::size_t size = 0;
   for (const auto& st : e.analysis->statements) size += st.text.size() + st.normalized.size();
-  thread_local std::array<AnalysisPart, kPartSlots> cache;
-  auto& p = size <= kMaxCachedText ? cache[slot_of(e.analysis.get(), e.policy.get())] : scratch;
-  if (p.analysis == e.analysis && p.policy == e.policy && p.max_text == o.max_text) return p;
+  auto& p = size <= kMaxCachedText ? *slot : scratch;
   p = AnalysisPart{};
   p.analysis = e.analysis;
   p.policy = e.policy;

@@ -1,7 +1,6 @@
 #include "config/policy_config.h"
 #include "config/yaml_load.h"
 
-#include <cctype>
 #include <charconv>
 #include <fstream>
 #include <map>
@@ -432,15 +431,11 @@ void read_targets(const Reader& r, const YAML::Node& root, Builder& b) {
     // The built-in guardrails are on for "production" (in any case). An environment that looks
     // like production but is spelled otherwise ("prod", "production-eu") would turn them off
     // without a word (found by a security team's trial): it has to say which it wants.
-    if (!ts.guardrails && !policy::is_production(ts.environment)) {
-      std::string lower = ts.environment;
-      for (auto& c : lower) c = char(std::tolower(static_cast<unsigned char>(c)));
-      if (lower.find("prod") != std::string::npos)
-        r.fail_at(t["environment"], path + ".environment",
-                  "\"" + ts.environment + "\" is not \"production\", so the built-in guardrails would be off for this "
-                  "target; write environment: production to have them, or say guardrails: true or guardrails: false "
-                  "(or, in the map form, guardrails: {enabled: true|false, ...})");
-    }
+    if (!ts.guardrails && !policy::is_production(ts.environment) && policy::contains_nocase(ts.environment, "prod"))
+      r.fail_at(t["environment"], path + ".environment",
+                "\"" + ts.environment + "\" is not \"production\", so the built-in guardrails would be off for this "
+                "target; write environment: production to have them, or say guardrails: true or guardrails: false "
+                "(or, in the map form, guardrails: {enabled: true|false, ...})");
     if (auto p = t["policy"]) {
       const auto pp = path + ".policy";
       r.allowed_keys(p, pp, {"default_action", "max_rows_affected", "over_limit_action"});

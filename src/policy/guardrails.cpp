@@ -115,13 +115,6 @@ bool opaque_code(const sql::Statement& s, std::string* what) {
   return true;
 }
 
-bool contains_nocase(std::string_view text, std::string_view word) {
-  const auto it = std::search(text.begin(), text.end(), word.begin(), word.end(), [](char a, char b) {
-    return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
-  });
-  return it != text.end();
-}
-
 // gatehouse.identity* carry the identity the proxy vouches for (the analyzer lowers setting names, as
 // PostgreSQL compares them without case). "*" is a set_config whose setting name is computed
 // when it runs (a cast, a function, a parameter): it could be gatehouse.identity. Code the proxy
@@ -211,6 +204,18 @@ const Guardrail* find_guardrail(std::string_view name) {
     if (name.find('.') == std::string_view::npos && g.name.substr(g.name.find('.') + 1) == name) return &g;
   }
   return nullptr;
+}
+
+bool contains_nocase(std::string_view text, std::string_view word) {
+  const auto it = std::search(text.begin(), text.end(), word.begin(), word.end(), [](char a, char b) {
+    return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+  });
+  return it != text.end();
+}
+
+bool is_production(std::string_view environment) {
+  constexpr std::string_view kProduction = "production";
+  return environment.size() == kProduction.size() && contains_nocase(environment, kProduction);
 }
 
 }  // namespace gh::policy

@@ -27,4 +27,9 @@ const std::vector<Guardrail>& guardrails();
 // Accepts the full name or the short one ("drop"); nullptr when there is no such guardrail.
 const Guardrail* find_guardrail(std::string_view name);
 
+// The environment the built-in guardrails are on for: "production", in any case.
+bool is_production(std::string_view environment);
+// Whether `text` contains `word`, ASCII case folded.
+bool contains_nocase(std::string_view text, std::string_view word);
+
 }  // namespace gh::policy

@@ -2,7 +2,6 @@
 #include "policy/policy.h"
 
 #include <array>
-#include <cctype>
 #include <map>
 #include <set>
 
@@ -184,14 +183,6 @@ Result<Policy> Policy::build(PolicySpec spec) {
                   p.settings_.default_action == Action::Review;
   for (const auto& t : p.targets_) p.may_review_ = p.may_review_ || t.default_action == Action::Review;
   return p;
-}
-
-bool is_production(std::string_view environment) {
-  constexpr std::string_view kProduction = "production";
-  if (environment.size() != kProduction.size()) return false;
-  for (std::size_t i = 0; i < kProduction.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(environment[i])) != kProduction[i]) return false;
-  return true;
 }
 
 const TargetSettings* Policy::target(std::string_view name) const {

@@ -69,9 +69,6 @@ inline std::string_view refusal_sqlstate(const Decision& d) {
   return d.sqlstate.empty() ? std::string_view("42501") : std::string_view(d.sqlstate);
 }
 
-// The environment the built-in guardrails are on for: "production", in any case.
-bool is_production(std::string_view environment);
-
 class Policy {
  public:
   // Validates references (unique rule names, known guardrail names, tags defined by the

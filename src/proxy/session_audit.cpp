@@ -303,7 +303,6 @@ void Session::audit_execute(std::string_view body) {
   } else {
     e.text = fmt::format("<portal \"{}\" not bound in this session>", portal);
   }
-  cursor_execute_ = {};
   audit_batch_.push_back(std::move(e));
   AuditPending p;
   p.kind = AuditPending::Kind::Execute;

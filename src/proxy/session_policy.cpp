@@ -449,7 +449,7 @@ void Session::portals_at_ready() {
 }
 
 bool Session::rejudge_execute(std::string_view body, std::string& substitute) {
-  cursor_execute_ = {};  // this Execute's own, if it reads a SQL cursor (below)
+  cursor_execute_.analysis.reset();  // this Execute's own, if it reads a SQL cursor (below)
   std::size_t pos = 0;
   bool ok = true;
   const std::string_view name = server_name(protocol::c_string_at(body, pos, ok));
@@ -491,9 +491,6 @@ bool Session::rejudge_execute(std::string_view body, std::string& substitute) {
     const sql::Analysis* judged = nullptr;
     auto decision = judge_as_run(fetch, resolved, judged);
     if (judged != &fetch) {  // a cursor of that name is known (or lost track of)
-      // What audit_execute records for it, right after this: the FETCH with what it reads (found
-      // by differential testing: recorded as a portal "not bound in this session", no tables).
-      if (auditing()) cursor_execute_ = {std::string(name), as_recorded(fetch, resolved), decision};
       if (decision->action != policy::Action::Allow) {
         policy::Decision d = *decision;
         if (d.action == policy::Action::Review) {
@@ -507,6 +504,9 @@ bool Session::rejudge_execute(std::string_view body, std::string& substitute) {
         refuse_statement(d, a.get(), 'E', {}, substitute);
         return false;
       }
+      // What audit_execute records for it, right after this: the FETCH with what it reads (found
+      // by differential testing: recorded as a portal "not bound in this session", no tables).
+      if (auditing()) cursor_execute_ = {std::string(name), as_recorded(fetch, resolved), decision};
     }
   }
   if (name.empty()) {
