@@ -104,3 +104,23 @@ def test_statement_over_max_statement_size_is_refused_and_the_session_carries_on
             assert c.execute("SELECT 1").fetchone() == (1,)
         c.execute(big_insert(1, 100))  # under the limit: analysed and run
     assert direct.execute("SELECT count(*) FROM big_t").fetchone() == (100,)
+
+
+def test_memory_goes_back_after_large_statements(make_proxy, tmp_path):
+    """A few multi-megabyte statements, parameters and results must not leave the proxy at its peak
+    size: glibc's adjustable mmap threshold used to move such blocks into the worker threads'
+    arenas, which kept them (RSS 22 -> 112 MiB, never given back; ADR 0003, last addendum)."""
+    proxy = make_proxy(audit={"durability": "required", "sinks": [{"type": "sqlite", "path": str(tmp_path / "a.db")}]})
+    with connect(proxy, autocommit=True) as c:
+        assert c.execute("SELECT 1").fetchone() == (1,)
+    time.sleep(0.5)
+    before = proxy.rss_kib()
+    for _ in range(5):
+        with connect(proxy, autocommit=True) as c:
+            text = "x" * (3 << 20)
+            assert c.execute("SELECT length('" + text + "')").fetchone() == (len(text),)
+            assert c.execute("SELECT length(%s)", (text * 10,)).fetchone() == (len(text) * 10,)
+            assert len(c.execute("SELECT repeat('y', %s)", (3 << 20,)).fetchone()[0]) == 3 << 20
+    time.sleep(1.0)  # the audit store thread catches up and gives its batch memory back
+    grown = proxy.rss_kib() - before
+    assert grown < 24 * 1024, f"the proxy kept {grown} KiB after its sessions ended"
