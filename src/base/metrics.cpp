@@ -28,6 +28,15 @@ std::string Metrics::render_prometheus() const {
   counter("gatehouse_connections_total", "Client connections accepted.", opened);
   append_metric(out, "gatehouse_connections_active", "gauge", "Client connections open now.",
                 opened >= closed ? opened - closed : 0);
+  out +=
+      "# HELP gatehouse_worker_connections_active Client connections open now, per worker thread (sessions are "
+      "spread evenly over them).\n"
+      "# TYPE gatehouse_worker_connections_active gauge\n";
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    const auto o = workers_[i]->connections_opened.load(std::memory_order_relaxed);
+    const auto c = workers_[i]->connections_closed.load(std::memory_order_relaxed);
+    out += fmt::format("gatehouse_worker_connections_active{{worker=\"{}\"}} {}\n", i, o >= c ? o - c : 0);
+  }
   counter("gatehouse_connections_rejected_total", "Connections refused (limits, draining).",
           sum(&WorkerMetrics::connections_rejected));
   counter("gatehouse_auth_failures_total", "Failed client authentications.", sum(&WorkerMetrics::auth_failures));

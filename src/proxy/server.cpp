@@ -1,5 +1,7 @@
 #include "proxy/server.h"
 
+#include <unistd.h>
+
 #include <asio/experimental/awaitable_operators.hpp>
 #include <spdlog/spdlog.h>
 
@@ -93,6 +95,14 @@ asio::awaitable<void> refuse(Server& server, Worker& w, asio::ip::tcp::socket so
 #pragma GCC diagnostic pop
 #endif
 
+// On w's thread: the session of an accepted connection (counted in w.live and the server's
+// active sessions by the caller).
+void start_session(Server& server, Worker& w, asio::ip::tcp::socket sock, std::uint32_t id) {
+  auto s = std::make_shared<Session>(server, w, std::move(sock), id);
+  w.sessions.insert(s);
+  asio::co_spawn(w.io, s->run(), asio::detached);
+}
+
 asio::awaitable<void> accept_loop(Server& server, Server::Impl& impl, Worker& w) {
   for (;;) {
     auto [ec, sock] = co_await w.acceptor->async_accept(tuple_awaitable);
@@ -119,9 +129,39 @@ asio::awaitable<void> accept_loop(Server& server, Server::Impl& impl, Worker& w)
       continue;
     }
     server.note_session_opened();
-    auto s = std::make_shared<Session>(server, w, std::move(sock), impl.next_session_id.fetch_add(1));
-    w.sessions.insert(s);
-    asio::co_spawn(w.io, s->run(), asio::detached);
+    // Sessions are spread evenly over the workers: the kernel's SO_REUSEPORT hash split 8
+    // connections 6/2 or worse about one time in four, and the busier thread then served three
+    // quarters of the traffic (pgbench -c 8: ~15% fewer transactions in those runs). A session
+    // goes to the worker with the fewest sessions, this one on a tie; its socket moves there.
+    Worker* to = &w;
+    for (auto& o : impl.workers)
+      if (o->live.load(std::memory_order_relaxed) < to->live.load(std::memory_order_relaxed)) to = o.get();
+    to->live.fetch_add(1, std::memory_order_relaxed);
+    const auto id = impl.next_session_id.fetch_add(1);
+    std::error_code mec;
+    const auto protocol = sock.local_endpoint(mec).protocol();
+    if (to != &w && !mec) {
+      const int fd = sock.release(mec);
+      if (!mec) {
+        asio::post(to->io, [&server, to, fd, protocol, id] {
+          std::error_code aec;
+          asio::ip::tcp::socket moved(to->io);
+          moved.assign(protocol, fd, aec);
+          if (aec) {
+            ::close(fd);
+            spdlog::warn("a connection could not be moved to worker {}: {}", to->index, aec.message());
+          }
+          start_session(server, *to, std::move(moved), id);  // a closed socket: the session ends at once
+        });
+        continue;
+      }
+      if (sock.is_open()) {  // not released: it stays here
+        to->live.fetch_sub(1, std::memory_order_relaxed);
+        to = &w;
+        to->live.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    start_session(server, *to, std::move(sock), id);
   }
 }
 }  // namespace

@@ -239,6 +239,7 @@ void Session::finish() {
   if (registered_cancel_) server_.impl_->cancels.remove(client_key_);
   metrics_.connections_closed.fetch_add(1, std::memory_order_relaxed);
   server_.active_.fetch_sub(1, std::memory_order_relaxed);
+  worker_.live.fetch_sub(1, std::memory_order_relaxed);
   worker_.sessions.erase(shared_from_this());
 }
 

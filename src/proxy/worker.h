@@ -1,5 +1,6 @@
 #pragma once
 // One worker thread: an io_context, its acceptor, and the sessions it owns.
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -26,6 +27,8 @@ struct Worker {
   asio::io_context io{ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   std::optional<asio::ip::tcp::acceptor> acceptor;
   std::unordered_set<std::shared_ptr<Session>> sessions;  // touched only on this thread
+  // Sessions on this worker, and those being moved to it: read by every acceptor (balancing).
+  std::atomic<std::uint32_t> live{0};
   sql::Analyzer analyzer;  // statement analysis cache of this thread
   std::thread thread;
   // Log lines a flood would repeat: connections refused before a session (limit, shutdown), and
