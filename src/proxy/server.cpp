@@ -8,6 +8,7 @@
 #include "audit/trail.h"
 #include "base/bytes.h"
 #include "net/await.h"
+#include "net/stream.h"
 #include "protocol/codec.h"
 #include "proxy/server_impl.h"
 #include "proxy/session.h"
@@ -33,30 +34,35 @@ void log_refused(Worker& w, const std::string& peer, const protocol::ErrorFields
 #endif
 asio::awaitable<void> refuse(Server& server, Worker& w, asio::ip::tcp::socket sock, protocol::ErrorFields e) {
   // Answered as PostgreSQL answers a connection it cannot serve: the startup packet is read
-  // first (SSLRequest and GSSENCRequest get 'N'), then the error, then our side is closed and the
+  // first (an SSLRequest gets the TLS handshake when client TLS is configured, as a session
+  // would, else 'N'; a GSSENCRequest gets 'N'), then the error, then our side is closed and the
   // client's close awaited. Closing with the client's bytes unread would reset the connection and
   // the client would lose the error ("server closed the connection unexpectedly": found by
-  // adversarial testing with libpq's default sslmode=prefer). A CancelRequest is still
-  // forwarded: Ctrl-C must work when the proxy is full. A client that sends nothing gets the
-  // error after 2 s: a refused connection must not hold a descriptor for as long as it likes.
+  // adversarial testing with libpq's default sslmode=prefer); answering 'N' to a client that
+  // requires TLS made it report "server does not support SSL" instead of the error (found by an
+  // operator trial with tls.mode require). A CancelRequest is still forwarded: Ctrl-C must work
+  // when the proxy is full. A client that sends nothing gets the error after 2 s, and the whole
+  // exchange is bounded: a refused connection must not hold a descriptor for as long as it likes.
   using namespace asio::experimental::awaitable_operators;
-  std::error_code ignore, ep_ec;
+  std::error_code ep_ec;
   const auto ep = sock.remote_endpoint(ep_ec);
   const std::string peer = ep_ec ? std::string("unknown") : ep.address().to_string() + ":" + std::to_string(ep.port());
   asio::steady_timer quiet(sock.get_executor(), std::chrono::seconds(2));
+  net::Stream s(std::move(sock));
+  const auto tls = server.runtime()->client_tls;
   std::string in, out;
   const protocol::StartupMessage* startup = nullptr;
   protocol::StartupResult r;
   for (int answered = 0;;) {
     char buf[1024];
-    auto got = co_await (sock.async_read_some(asio::buffer(buf), tuple_awaitable) || quiet.async_wait(tuple_awaitable));
+    auto got = co_await (s.read_some(buf, sizeof buf) || quiet.async_wait(tuple_awaitable));
     if (got.index() != 0 || std::get<0>(std::get<0>(got))) break;
     in.append(buf, std::get<1>(std::get<0>(got)));
     r = protocol::decode_startup(in);
     if (r.status == protocol::Decode::NeedMore) continue;
     if (r.status == protocol::Decode::Error) break;
     if (auto* c = std::get_if<protocol::CancelRequest>(&r.packet)) {
-      sock.close(ignore);
+      s.close();
       co_await Session::forward_cancel(server, w.metrics, w.unknown_cancel_log, peer, *c);
       co_return;
     }
@@ -64,20 +70,33 @@ asio::awaitable<void> refuse(Server& server, Worker& w, asio::ip::tcp::socket so
       startup = std::get_if<protocol::StartupMessage>(&r.packet);
       break;
     }
-    in.erase(0, r.consumed);  // SSLRequest or GSSENCRequest: no encryption here
-    const char n = 'N';
-    co_await (asio::async_write(sock, asio::buffer(&n, 1), tuple_awaitable) || quiet.async_wait(tuple_awaitable));
+    in.erase(0, r.consumed);
+    const bool handshake = tls && !s.tls() && in.empty() && std::holds_alternative<protocol::SSLRequest>(r.packet);
+    const char answer = handshake ? 'S' : 'N';
+    auto sent = co_await (s.write_all(&answer, 1) || quiet.async_wait(tuple_awaitable));
+    if (sent.index() != 0 || std::get<0>(sent)) break;
+    if (handshake) {
+      auto done = co_await (s.tls_accept(*tls) || quiet.async_wait(tuple_awaitable));
+      if (done.index() != 0 || std::get<0>(done)) {  // no error can reach this client
+        s.close();
+        startup = nullptr;
+        break;
+      }
+    }
   }
-  protocol::write_error_response(out, e);
-  quiet.expires_after(std::chrono::seconds(2));
-  co_await (asio::async_write(sock, asio::buffer(out), tuple_awaitable) || quiet.async_wait(tuple_awaitable));
-  sock.shutdown(asio::ip::tcp::socket::shutdown_send, ignore);
-  for (;;) {  // until the client closes (it has read the error), or 2 s
-    char buf[256];
-    auto got = co_await (sock.async_read_some(asio::buffer(buf), tuple_awaitable) || quiet.async_wait(tuple_awaitable));
-    if (got.index() != 0 || std::get<0>(std::get<0>(got))) break;
+  if (s.socket().is_open()) {
+    protocol::write_error_response(out, e);
+    quiet.expires_after(std::chrono::seconds(2));
+    co_await (s.write_all(out.data(), out.size()) || quiet.async_wait(tuple_awaitable));
+    std::error_code ignore;
+    if (!s.tls()) s.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignore);
+    for (;;) {  // until the client closes (it has read the error), or 2 s
+      char buf[256];
+      auto got = co_await (s.read_some(buf, sizeof buf) || quiet.async_wait(tuple_awaitable));
+      if (got.index() != 0 || std::get<0>(std::get<0>(got))) break;
+    }
+    s.close();
   }
-  sock.close(ignore);
 
   const std::string* user = startup ? startup->find("user") : nullptr;
   const std::string* db = startup ? startup->find("database") : nullptr;

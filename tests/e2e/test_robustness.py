@@ -1091,3 +1091,25 @@ def test_two_copies_with_their_data_sent_ahead_leave_the_session_in_step(make_pr
     assert [got[f"two_case {i}"]["outcome"] for i in range(1, 9)] == \
         ["ok", "ok", "error", "ok", "ok", "error", "refused", "ok"], got
     assert [got[f"two_case {i}"].get("rows") for i in (1, 2, 4, 5)] == [1, 1, 1, 3], got
+
+
+@pytest.mark.parametrize("tls_mode", ["require", "allow"])
+def test_max_connections_error_reaches_clients_that_require_tls(make_proxy, certs, tls_mode):
+    """Found by an operator trial: with client TLS on, a full proxy answered the SSLRequest with
+    'N', so libpq with sslmode=require or verify-full reported "server does not support SSL"
+    instead of 53300. The refusal now goes through the TLS handshake first, as PostgreSQL's does."""
+    from conftest import tls_listener
+    proxy = make_proxy(limits={"max_connections": 1}, tls=tls_listener(certs, tls_mode))
+    held = connect(proxy, sslmode="require")
+    try:
+        for env in ({"PGSSLMODE": "require"},
+                    {"PGSSLMODE": "verify-full", "PGSSLROOTCERT": str(certs / "ca.crt")},
+                    {"PGSSLMODE": "prefer"}):
+            r = psql(proxy, "-c", "select 1", check=False, env=env)
+            assert r.returncode != 0
+            assert "sorry, too many clients already" in r.stderr, (env, r.stderr)
+        with pytest.raises(psycopg.OperationalError, match="too many clients"):
+            connect(proxy, sslmode="require")
+        assert held.execute("select 1").fetchone() == (1,)
+    finally:
+        held.close()
