@@ -57,6 +57,16 @@ YAML::Node load_yaml(std::string_view text) {
   // check_quotes looked three bytes early and missed an unclosed quote (found by adversarial
   // testing: a deny rule swallowed with check ok) or saw one that is not there.
   if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
+  // A file that ends with a key and no value ("  max_connections:\n"): yaml-cpp puts the empty
+  // value after the final line break, and errors named a line the file does not have (found by an
+  // operator trial: "r.yaml:29" in a 28-line file). The trailing line breaks go, so it is the
+  // key's line.
+  {
+    std::string_view t = text;
+    while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' ' || t.back() == '\t'))
+      t.remove_suffix(1);
+    if (t.ends_with(':')) text = t;
+  }
   const std::string s(text);
   std::vector<YAML::Node> docs = YAML::LoadAll(s);
   while (docs.size() > 1 && docs.back().IsNull()) docs.pop_back();  // a trailing "---" holds nothing

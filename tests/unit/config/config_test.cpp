@@ -131,6 +131,11 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"missing_env",
                 "targets:\n  - name: a\n    backend: {host: h}\n    login: {user: u, password_env: GH_TEST_SURELY_UNSET}\n",
                 "environment variable GH_TEST_SURELY_UNSET is not set"},
+        // An empty value on the last line was reported one line past the end of the file.
+        BadCase{"empty_value_on_last_line", minimal() + "limits:\n  max_connections:\n",
+                "bad.yaml:6: limits.max_connections: expected a value"},
+        BadCase{"empty_value_on_last_line_crlf", minimal() + "limits:\r\n  max_connections:\r\n\r\n",
+                "bad.yaml:6: limits.max_connections: expected a value"},
         BadCase{"two_password_sources",
                 "targets:\n  - name: a\n    backend: {host: h}\n    login: {user: u, password: a, password_file: /x}\n",
                 "give only one of"}),
