@@ -263,12 +263,18 @@ void Server::reload(std::shared_ptr<const Runtime> rt) {
 }
 
 void Server::shutdown() {
-  if (draining_.exchange(true)) return;
-  const auto timeout = runtime()->config->limits.shutdown_timeout;
-  impl_->drain_deadline_ns.store(
-      (std::chrono::steady_clock::now() + timeout).time_since_epoch().count());
-  spdlog::info("shutting down: no new connections; {} session(s) get up to {} ms to finish", active_sessions(),
-               timeout.count());
+  if (draining_.exchange(true)) {
+    // Asked again while draining (a second SIGTERM, Ctrl-C twice): the deadline is now. Running
+    // statements are cancelled and every session ends with 57P01, as at the deadline.
+    impl_->drain_deadline_ns.store(std::chrono::steady_clock::now().time_since_epoch().count());
+    spdlog::info("shutting down now (asked again): {} session(s) are ended", active_sessions());
+  } else {
+    const auto timeout = runtime()->config->limits.shutdown_timeout;
+    impl_->drain_deadline_ns.store(
+        (std::chrono::steady_clock::now() + timeout).time_since_epoch().count());
+    spdlog::info("shutting down: no new connections; {} session(s) get up to {} ms to finish (signal again to "
+                 "end them now)", active_sessions(), timeout.count());
+  }
   for (auto& w : impl_->workers) {
     asio::post(w->io, [wp = w.get()] {
       std::error_code ec;

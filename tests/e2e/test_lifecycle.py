@@ -254,6 +254,31 @@ def test_shutdown_deadline_ends_long_statements(make_proxy):
         c.close()
 
 
+@pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT])
+def test_second_signal_ends_the_drain_at_once(make_proxy, second):
+    """Found by an operator trial: a second SIGTERM (or Ctrl-C twice in a foreground run) was
+    logged and ignored, and the proxy still waited out limits.shutdown_timeout. Now it ends every
+    session at once, cancelling what runs, as the deadline would."""
+    proxy = make_proxy(limits={"shutdown_timeout": "60s"})
+    c = raw_connect(proxy.port, *ALICE)
+    try:
+        from pgwire import query
+        c.send(query("select pg_sleep(30)"))
+        time.sleep(0.3)
+        proxy.signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert proxy.proc.poll() is None  # draining: the statement may finish
+        t0 = time.time()
+        proxy.signal(second)
+        fields = c.read_error()
+        assert fields["C"] == "57P01", fields
+        assert proxy.proc.wait(5) == 0
+        assert time.time() - t0 < 4
+        assert "shutting down now (asked again)" in proxy.log()
+    finally:
+        c.close()
+
+
 # ---- admin endpoints ------------------------------------------------------------------------
 
 def test_healthz_answers_while_slow_admin_clients_trickle(make_proxy):
