@@ -45,7 +45,7 @@ std::string Metrics::render_prometheus() const {
   counter("gatehouse_backend_failures_total", "Backend connect failures and lost backends.",
           sum(&WorkerMetrics::backend_failures));
   counter("gatehouse_cancel_requests_total", "CancelRequests received.", sum(&WorkerMetrics::cancel_requests));
-  counter("gatehouse_statements_total", "Query and Execute messages relayed.", sum(&WorkerMetrics::statements));
+  counter("gatehouse_statements_total", "Query, Execute and FunctionCall messages relayed.", sum(&WorkerMetrics::statements));
   counter("gatehouse_statement_errors_total", "ErrorResponses sent to clients for statements (database errors and refusals).",
           sum(&WorkerMetrics::statement_errors));
   counter("gatehouse_statements_blocked_total", "Statements refused by policy before reaching the database.",

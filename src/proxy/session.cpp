@@ -226,6 +226,8 @@ awaitable<void> Session::run() {
   if (ok) {
     spdlog::info("session {}: {} connected from {} to target \"{}\" (database \"{}\")", id_, identity_.subject, peer_,
                  target_->name, target_->backend_database(database_));
+    spdlog::debug("session {}: on worker {}, client TLS {}, application_name \"{}\"", id_, worker_.index,
+                  client_->tls() ? client_->tls_description() : std::string("off"), application_name_);
     last_activity_ = Clock::now();
     start_relay();  // the session lives on in the relay loops; this frame ends here
     co_return;
@@ -651,6 +653,8 @@ awaitable<bool> Session::connect_backend(const protocol::StartupMessage& startup
   std::error_code ec;
   sock.set_option(asio::ip::tcp::no_delay(true), ec);
   backend_ = std::make_unique<net::Stream>(std::move(sock));
+  spdlog::debug("session {}: connected to the database server of {} (backend TLS {}, login user \"{}\")", id_, where,
+                t.backend.tls == config::BackendTlsMode::Disable ? "off" : "on", login_->user);
 
   if (t.backend.tls != config::BackendTlsMode::Disable) {
     std::string req;

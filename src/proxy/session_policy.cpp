@@ -1097,6 +1097,14 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
       decision = std::make_shared<const policy::Decision>(std::move(released_decision_));
   }
   const policy::Decision& d = *decision;
+  if (spdlog::should_log(spdlog::level::debug)) {
+    // The normalized text (literals as $n): a debug log must not carry values either.
+    std::string shown = a->statements.empty() ? std::string(a->error ? "(unparsed)" : "(empty)") : a->statements[0].normalized;
+    if (a->statements.size() > 1) shown += " (+" + std::to_string(a->statements.size() - 1) + " more)";
+    if (shown.size() > 200) shown = shown.substr(0, 200) + "...";
+    spdlog::debug("session {}: {} {} {}: {}{}{}", id_, identity_.subject, type == 'P' ? "Parse" : type == 'F' ? "FunctionCall" : "Query",
+                  shown, policy::action_name(d.action), d.rule.empty() ? "" : " by rule ", d.rule);
+  }
   // A statement prepared with the extended protocol that needs review is parsed as usual; its
   // Executes wait for a reviewer, with their parameters (session_hold.cpp). Fail closed when the
   // session cannot keep track of it.

@@ -543,3 +543,17 @@ def test_sessions_are_spread_evenly_over_workers(make_proxy):
             for c in conns:
                 c.close()
         wait_for(lambda: sum(int(proxy.metrics()[w]) for w in workers) == 0, timeout=10, what="sessions closed")
+
+
+def test_debug_log_shows_decisions_without_values(make_proxy):
+    """Found by an operator trial: log.level debug added no line at all. It now shows each judged
+    statement with its decision, by normalized text: literals never reach the log."""
+    proxy = make_proxy(log={"level": "debug"})
+    with connect(proxy, autocommit=True) as c:
+        c.execute("SELECT 'sekrit-literal-42' AS x, 7")
+        c.execute("SELECT %s::text", ("sekrit-param-43",))
+    wait_for(lambda: "Query SELECT $1 AS x, $2: allow" in proxy.log(), what="the decision line")
+    log = proxy.log()
+    assert "Parse SELECT $1::text: allow" in log, log[-3000:]
+    assert "connected to the database server of" in log
+    assert "sekrit" not in log
