@@ -80,6 +80,7 @@ void unauthorized(Call& c, std::string_view code, const std::string& message, bo
 // The token of an "Authorization: Bearer <token>" header, without surrounding spaces; nullopt when
 // the header is not of that form (empty when the token is).
 std::optional<std::string> bearer_token(const std::string& header) {
+  if (header.size() == 6 && strncasecmp(header.c_str(), "Bearer", 6) == 0) return std::string();  // trailing spaces trimmed
   if (header.size() < 7 || strncasecmp(header.c_str(), "Bearer ", 7) != 0) return std::nullopt;
   std::string token = header.substr(7);
   while (!token.empty() && token.front() == ' ') token.erase(token.begin());
@@ -98,16 +99,17 @@ bool authenticate(Call& c) {
   }
   const auto bearer = bearer_token(header);
   if (!bearer) {
-    unauthorized(c, "unauthorized", "the Authorization header must be \"Bearer <token>\"", true);
+    // Another scheme (Basic, ...) carries no bearer token at all: the bare challenge (RFC 6750 §3.1).
+    unauthorized(c, "unauthorized", "the Authorization header must be \"Bearer <token>\"", false);
     return false;
   }
   const std::string& token = *bearer;
   if (token.empty()) {
-    unauthorized(c, "unauthorized", "the bearer token is empty", true);
+    unauthorized(c, "invalid_token", "the bearer token is empty", true);
     return false;
   }
   if (!c.h.authenticate) {
-    unauthorized(c, "unauthorized", "bearer tokens cannot be checked: no oidc.issuers are configured", true);
+    unauthorized(c, "invalid_token", "bearer tokens cannot be checked: no oidc.issuers are configured", true);
     return false;
   }
   auto who = c.h.authenticate(token);

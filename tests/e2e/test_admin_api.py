@@ -170,8 +170,14 @@ def test_invalid_and_expired_tokens_are_refused_with_the_reason(proxy, tok, oidc
         assert status == 401, (name, doc)
         assert doc["error"] == "invalid_token" and text in doc["message"], (name, doc)
         assert 'error="invalid_token"' in hdrs.get("WWW-Authenticate", ""), (name, hdrs)
-    status, _, doc = call(proxy, "GET", "/api/v1/whoami", headers={"Authorization": "Basic Ym9iOnB3"})
+    status, hdrs, doc = call(proxy, "GET", "/api/v1/whoami", headers={"Authorization": "Basic Ym9iOnB3"})
     assert status == 401 and "Bearer" in doc["message"], doc
+    # The body's error and the challenge agree (found by an operator trial: body "unauthorized",
+    # header invalid_token): no bearer token sent, no error code in the challenge (RFC 6750 3.1).
+    assert doc["error"] == "unauthorized" and hdrs.get("WWW-Authenticate") == 'Bearer realm="gatehouse"', (doc, hdrs)
+    status, hdrs, doc = call(proxy, "GET", "/api/v1/whoami", headers={"Authorization": "Bearer  "})
+    assert status == 401 and doc["error"] == "invalid_token", doc
+    assert 'error="invalid_token"' in hdrs.get("WWW-Authenticate", ""), hdrs
 
 
 def test_the_openapi_description_lists_exactly_the_endpoints_served(proxy):
