@@ -1797,3 +1797,39 @@ def test_a_failed_statement_too_large_for_an_intent_slot_verifies(make_proxy):
     assert r.returncode == 0, r.stdout + r.stderr
     hits = search(store, "--type", "result", "--text", "division by zero")
     assert len(hits) == 1 and hits[0]["outcome"] == "error", hits
+
+
+def test_rotated_json_lines_files_without_a_checkpoint_of_their_own_verify_with_the_key(make_proxy, tmp_path):
+    """Found by an audit trial: more than max_size of records within one checkpoint interval leaves
+    rotated files with no checkpoint of their own, and `verify --key --continues` called each such
+    untouched file TAMPERED ("no signed checkpoint"). They verify now, with a note that the next
+    checkpoint (in a later file) proves them; the last file, stopped cleanly, carries it."""
+    key = tmp_path / "checkpoint.key"
+    assert audit_cli("keygen", "--out", key).returncode == 0
+    lines = tmp_path / "audit.jsonl"
+    proxy = make_proxy(audit={"checkpoint": {"key_file": str(key), "interval": "1h"},
+                              "sinks": [{"type": "jsonl", "path": str(lines), "max_size": "64KiB", "keep": 20}]})
+    with connect(proxy, autocommit=True) as c:
+        for i in range(300):
+            c.execute(f"SELECT {i} AS rotating, repeat('x', 200)")
+    assert proxy.stop() == 0
+    rotated = sorted((int(f.name.rsplit(".", 1)[1]) for f in tmp_path.glob("audit.jsonl.*")), reverse=True)
+    files = [tmp_path / f"audit.jsonl.{n}" for n in rotated] + [lines]
+    assert len(files) >= 4, files
+    head, unsigned = None, 0
+    for f in files:
+        args = ["--key", str(key)] + (["--continues", head] if head else [])
+        if f == lines:
+            args.append("--expect-stopped")
+        r = verify(f, *args)
+        assert r.returncode == 0, (f.name, r.stdout + r.stderr)
+        unsigned += "holds no signed checkpoint" in r.stdout
+        head = re.search(r"head (\d+:[0-9a-f]{64})", r.stdout).group(1)
+    assert unsigned >= 2  # the middle files: proven by the last file's checkpoint
+    # Still caught: an edited record in a file without a checkpoint breaks its chain.
+    middle = files[1]
+    text = middle.read_text().replace('rotating', 'rotatinG', 1)
+    middle.write_text(text)
+    first = re.search(r"head (\d+:[0-9a-f]{64})", verify(files[0], "--key", str(key)).stdout).group(1)
+    r = verify(middle, "--key", str(key), "--continues", first)
+    assert r.returncode == 1 and "TAMPERED" in r.stdout, r.stdout
