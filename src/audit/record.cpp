@@ -704,6 +704,38 @@ std::shared_ptr<const SessionParts> session_parts(const SessionContext& s) {
 
 // The canonical body of `e` as record `seq` chained to `prev`, and its index; `marks`, when
 // given, receives the splice points above.
+// A server error can quote a Bind parameter's value ("invalid input syntax for type integer:
+// \"123-45-6789\"", "Key (ssn)=(123-45-6789) already exists"): where a record masks the
+// parameters, its message masks them too (found by an audit trial: the value was in the store and
+// every search output). Values of four bytes or more are masked wherever they appear; shorter ones
+// only where the server quotes them, so that "1" does not mask every digit of the message.
+bool params_masked(const Event& e, const SealOptions& o) {
+  if (e.params.empty() || o.params != SealOptions::Params::Masked) return false;
+  if (!e.analysis || e.analysis->error) return true;  // as write_sql: what cannot be read may touch anything
+  AnalysisPart scratch;
+  return analysis_part(e, o, scratch).tagged;
+}
+
+std::string masked_message(const Event& e) {
+  std::string out = e.message;
+  auto replace_all = [&](const std::string& from, const std::string& to) {
+    for (std::size_t at = out.find(from); at != std::string::npos; at = out.find(from, at + to.size()))
+      out.replace(at, from.size(), to);
+  };
+  for (const auto& p : e.params) {
+    if (!p || p->empty()) continue;
+    if (e.params_binary && binary_param_size(*p)) continue;  // a placeholder, not the value
+    if (p->size() >= 4) {
+      replace_all(*p, "<masked>");
+    } else {
+      replace_all("\"" + *p + "\"", "\"<masked>\"");
+      replace_all("(" + *p + ")", "(<masked>)");
+      replace_all("'" + *p + "'", "'<masked>'");
+    }
+  }
+  return out;
+}
+
 std::string encode(const Event& e, std::uint64_t seq, std::string_view prev, const SealOptions& o, RecordIndex& x,
                    Marks* marks) {
   const std::int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(e.time.time_since_epoch()).count();
@@ -750,8 +782,9 @@ std::string encode(const Event& e, std::uint64_t seq, std::string_view prev, con
   }
   if (marks) marks->message = w.pos();
   if (!e.message.empty()) {
-    put_text(w, "message", e.message, o.max_text);
-    x.text = utf8_clean(cut(e.message, o.max_text));
+    const std::string message = params_masked(e, o) ? masked_message(e) : e.message;
+    put_text(w, "message", message, o.max_text);
+    x.text = utf8_clean(cut(message, o.max_text));
   }
   if (marks) marks->node_begin = w.pos();
   w.member("node", o.node);
@@ -824,13 +857,14 @@ Sealing prepare_draft(const Draft& d, const Event& e, const SealOptions& o) {
   // The text column is the message, unless the record is a statement's (then it is the SQL's), as
   // encode() makes it (a Result record sealed from its draft had an empty text column, which
   // verify took for an edited column: found by differential testing).
-  if (!e.message.empty() && e.type != EventType::Statement) x.text = utf8_clean(cut(e.message, o.max_text));
+  const std::string message = !e.message.empty() && params_masked(e, o) ? masked_message(e) : e.message;
+  if (!message.empty() && e.type != EventType::Statement) x.text = utf8_clean(cut(message, o.max_text));
   // The draft's bytes with the outcome spliced in: each inserted member follows another (client
   // always precedes), so it is written as ,"key":value. Cut in two where the chain's values go:
   // the body up to prev's digits, and the rest (with the offset of seq's digits in it).
   const std::string_view b = d.body;
   const Marks& m = d.marks;
-  r.body.reserve(b.size() + 160 + e.message.size() + 64 + 24);
+  r.body.reserve(b.size() + 160 + message.size() + 64 + 24);
   {
     Canonical w(r.body);
     auto copy = [&](std::size_t from, std::size_t to) { w.raw(b.substr(from, to - from)); };
@@ -839,7 +873,7 @@ Sealing prepare_draft(const Draft& d, const Event& e, const SealOptions& o) {
     if (e.duration_us >= 0) w.member("duration_us", e.duration_us);
     copy(m.duration, m.message);
     w.after_member();
-    if (!e.message.empty()) put_text(w, "message", e.message, o.max_text);
+    if (!message.empty()) put_text(w, "message", message, o.max_text);
     copy(m.message, m.node_begin);
     w.after_member();
     w.member("node", o.node);

@@ -1833,3 +1833,28 @@ def test_rotated_json_lines_files_without_a_checkpoint_of_their_own_verify_with_
     first = re.search(r"head (\d+:[0-9a-f]{64})", verify(files[0], "--key", str(key)).stdout).group(1)
     r = verify(middle, "--key", str(key), "--continues", first)
     assert r.returncode == 1 and "TAMPERED" in r.stdout, r.stdout
+
+
+def test_a_masked_parameter_is_masked_in_the_error_message_too(make_proxy, pg):
+    """Found by an audit trial: with parameters masked (the statement touches a classified column),
+    the server's error quoted the value ('invalid input syntax for type integer: "123-45-6789"')
+    and the record kept it in clear, in the store and in every search output."""
+    t = fresh_table(pg, "id int PRIMARY KEY, ssn int")
+    proxy = make_proxy(classification=[{"columns": [f"*.{t}.ssn"], "tags": ["pii"]}])
+    with connect(proxy, autocommit=True) as c:
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+            c.execute(f"INSERT INTO {t} (id, ssn) VALUES (%s, %s)", (2, "123-45-6789"))
+        c.execute(f"INSERT INTO {t} (id, ssn) VALUES (%s, %s)", (3, 987654321))
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            c.execute(f"INSERT INTO {t} (id, ssn) VALUES (%s, %s)", (3, 987654321))
+    assert proxy.stop() == 0
+    store = store_of(proxy)
+    hits = [h for h in search(store, "--table", t) if h.get("type") == "statement"]
+    assert len(hits) == 3, hits
+    bad = next(h for h in hits if h.get("sqlstate") == "22P02")
+    assert bad["sql"]["params"][1] == "<masked 11 bytes>", bad
+    assert bad["outcome"] == "error" and bad["message"] == 'invalid input syntax for type integer: "<masked>"', bad
+    raw = subprocess.run(["sqlite3", str(store), ".dump"], capture_output=True, text=True).stdout
+    assert "123-45-6789" not in raw
+    r = verify(store)
+    assert r.returncode == 0, r.stdout
