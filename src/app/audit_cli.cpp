@@ -71,7 +71,7 @@ Result<std::optional<config::Config>> load_config() {
 Result<std::unique_ptr<audit::AuditReader>> open_reader(const std::optional<config::Config>& cfg) {
   auto path = store_path(cfg);
   if (!path) return tl::unexpected(path.error());
-  return audit::AuditReader::open(*path);
+  return audit::AuditReader::open(*path, args().follow);
 }
 
 std::string rfc3339(std::int64_t us) {

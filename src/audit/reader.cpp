@@ -11,6 +11,7 @@
 #include <charconv>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <queue>
@@ -798,7 +799,7 @@ std::string hit_json(const SearchHit& hit) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-Result<std::unique_ptr<AuditReader>> AuditReader::open(const std::string& path) {
+Result<std::unique_ptr<AuditReader>> AuditReader::open(const std::string& path, bool follow) {
   std::ifstream probe(path, std::ios::binary);
   if (!probe && (path.find("://") != std::string::npos || path.find('=') != std::string::npos))
     // A connection string, which may hold a password: not echoed (found by adversarial testing).
@@ -809,7 +810,15 @@ Result<std::unique_ptr<AuditReader>> AuditReader::open(const std::string& path) 
   probe.close();
   const bool jsonl_name = path.size() >= 6 && path.compare(path.size() - 6, 6, ".jsonl") == 0;
   if (!jsonl_name && sqlite_header(path)) {
-    auto db = store::SqliteDb::open(path, store::SqliteDb::Mode::ReadOnly);
+    // Without a -wal file beside it no process has the store open (a WAL writer keeps one while it
+    // runs): read it as immutable, which takes no locks and creates no -wal/-shm files, so that an
+    // auditor can read a stopped store or a backup copy on read-only media or without write
+    // access to its directory (found by an audit trial: "attempt to write a readonly database",
+    // and files created beside the evidence). With one, the proxy may be writing: a plain read; and
+    // so when following, as a proxy may start writing it later.
+    std::error_code wal_ec;
+    const bool live = follow || std::filesystem::exists(path + "-wal", wal_ec);
+    auto db = store::SqliteDb::open(path, live ? store::SqliteDb::Mode::ReadOnly : store::SqliteDb::Mode::Immutable);
     if (!db) return tl::unexpected(db.error());
     auto v = db->query_int("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'audit_records'");
     if (!v) return tl::unexpected(v.error());

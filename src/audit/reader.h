@@ -64,7 +64,9 @@ class AuditReader {
  public:
   // SQLite when the file starts with the SQLite header; JSON lines when it ends in .jsonl or is
   // not SQLite. A missing file is an error.
-  [[nodiscard]] static Result<std::unique_ptr<AuditReader>> open(const std::string& path);
+  // `follow`: the reader will be asked again as the store grows (tail -f), so an SQLite store is
+  // never opened as immutable (see the definition).
+  [[nodiscard]] static Result<std::unique_ptr<AuditReader>> open(const std::string& path, bool follow = false);
   virtual ~AuditReader() = default;
 
   virtual std::string_view description() const = 0;  // "sqlite:/var/lib/gatehouse/audit.db"

@@ -73,8 +73,24 @@ bool SqliteStatement::column_is_null(int i) const { return sqlite3_column_type(s
 Result<SqliteDb> SqliteDb::open(const std::string& path, Mode mode) {
   SqliteDb db;
   db.path_ = path;
-  const int flags = mode == Mode::ReadOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-  const int rc = sqlite3_open_v2(path.c_str(), &db.db_, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+  int flags = mode == Mode::ReadWrite ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY;
+  std::string name = path;
+  if (mode == Mode::Immutable) {
+    name = "file:";
+    for (const char c : path) {
+      if (c == '%' || c == '?' || c == '#') {
+        static constexpr char kHex[] = "0123456789ABCDEF";
+        name += '%';
+        name += kHex[(unsigned char)c >> 4];
+        name += kHex[(unsigned char)c & 15];
+      } else {
+        name += c;
+      }
+    }
+    name += "?immutable=1";
+    flags |= SQLITE_OPEN_URI;
+  }
+  const int rc = sqlite3_open_v2(name.c_str(), &db.db_, flags | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     auto e = sqlite_error(db.db_, rc, "cannot open " + path);
     return tl::unexpected(std::move(e));

@@ -43,7 +43,9 @@ class SqliteStatement {
 
 class SqliteDb {
  public:
-  enum class Mode { ReadWrite, ReadOnly };
+  // Immutable: read-only, and SQLite assumes no process writes the file (no locks, no -wal or
+  // -shm files created): for a store no process has open, e.g. evidence on read-only media.
+  enum class Mode { ReadWrite, ReadOnly, Immutable };
   [[nodiscard]] static Result<SqliteDb> open(const std::string& path, Mode mode = Mode::ReadWrite);
   SqliteDb() = default;
   SqliteDb(SqliteDb&& o) noexcept : db_(o.db_), path_(std::move(o.path_)) { o.db_ = nullptr; }

@@ -1880,3 +1880,36 @@ def test_the_report_counts_a_refused_mask_as_blocked_not_as_access(make_proxy, p
     assert [b["rule"] for b in doc["blocked"]["by_identity_and_rule"]] == ["mask-pii"], doc["blocked"]
     text = audit_cli("report", "--store", store_of(proxy)).stdout
     assert "1 blocked" in text and "rule mask-pii" in text, text
+
+
+def test_an_auditor_without_write_access_reads_a_stopped_store(make_proxy, tmp_path):
+    """Found by an audit trial: verify, search and report of a stopped store (or a `.backup` copy)
+    failed with "attempt to write a readonly database" for a user who may not write the file or
+    its directory, and as root they created -wal and -shm files beside the evidence. A store with
+    no -wal file beside it (no process has it open) is now read as immutable."""
+    import pwd
+    proxy = make_proxy()
+    with connect(proxy, autocommit=True) as c:
+        c.execute("SELECT 'evidence' AS e")
+    assert proxy.stop() == 0
+    import tempfile
+    evidence = Path(tempfile.mkdtemp(prefix="gh-evidence-"))  # pytest's own tmp dirs are root's only
+    backup = evidence / "copy.db"
+    subprocess.run(["sqlite3", str(store_of(proxy)), f".backup {backup}"], check=True)
+    backup.chmod(0o444)
+    evidence.chmod(0o555)
+    as_other = ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []
+    if as_other:
+        assert pwd.getpwnam("nobody")
+    try:
+        for cmd in (["verify", "--store", str(backup)], ["search", "--store", str(backup), "--text", "evidence"],
+                    ["report", "--store", str(backup)]):
+            r = subprocess.run(as_other + [str(BINARY), "audit", *cmd], capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0, (cmd, r.stdout, r.stderr)
+            assert "evidence" in r.stdout or cmd[0] != "search", r.stdout
+        r = subprocess.run([str(BINARY), "audit", "verify", "--store", str(backup)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert sorted(p.name for p in evidence.iterdir()) == ["copy.db"]  # nothing written beside it
+    finally:
+        evidence.chmod(0o755)
+        shutil.rmtree(evidence)
