@@ -26,6 +26,7 @@
 #include "protocol/response_tracker.h"
 #include "sql/statement_info.h"
 #include "proxy/runtime.h"
+#include "proxy/worker.h"
 
 namespace gh::proxy {
 
@@ -72,7 +73,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // Forwards a client's CancelRequest to the backend connection its key names (no reply to the
   // client). Also used for connections refused at the connection limit: a cancel still works then.
   // `unknown_keys`: the worker's limit on records and log lines of requests with a key no session has.
-  static asio::awaitable<void> forward_cancel(Server& server, WorkerMetrics& metrics, OnceASecond& unknown_keys,
+  static asio::awaitable<void> forward_cancel(Server& server, WorkerMetrics& metrics, Worker::HeldCancels& unknown_keys,
                                               std::string peer, protocol::CancelRequest req);
  private:
   asio::awaitable<bool> authenticate(const protocol::StartupMessage& startup);

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 #include <thread>
 #include <unordered_set>
 
@@ -34,7 +35,14 @@ struct Worker {
   // Log lines a flood would repeat: connections refused before a session (limit, shutdown), and
   // statements refused because the audit trail fails.
   OnceASecond refused_log, audit_refusal_log;
-  OnceASecond unknown_cancel_log;  // cancel requests with a key no session has (records and log lines)
+  // Cancel requests with a key no session has (records and log lines): one a second, and those held
+  // back are recorded a second after the last one let through (flush_pending: a flush is
+  // scheduled), so a burst that stops is still on record.
+  struct HeldCancels {
+    OnceASecond gate;
+    bool flush_pending = false;
+    std::string last_from;
+  } unknown_cancel_log;
 };
 
 }  // namespace gh::proxy

@@ -1773,10 +1773,19 @@ def test_cancel_requests_are_recorded_with_the_session_they_cancel(make_proxy):
     guess(100)
     time.sleep(1.2)
     guess(100)
-    time.sleep(0.5)
-    flood = [h for h in search(store, "--type", "cancel") if h["outcome"] == "refused"][:-1]  # less the first one
-    assert 1 <= len(flood) <= 8, len(flood)
-    assert sum(int(h.get("fields", {}).get("held_back", 0)) for h in flood) > 0, flood
+    # Every guess is on record once the burst is over: let through, or counted in a record's
+    # held_back, also those held back after the last record (found by an audit trial: a burst
+    # that stopped left them nowhere, not even at shutdown).
+    def flood():
+        return [h for h in search(store, "--type", "cancel") if h["outcome"] == "refused"][:-1]  # less the first one
+    # A record of a request says "no session has this cancel key"; one written only for those held
+    # back after it says so and stands for its held_back alone.
+    def recorded():
+        return sum((h["message"] == "no session has this cancel key") + int(h.get("fields", {}).get("held_back", 0))
+                   for h in flood())
+    wait_for(lambda: recorded() == 200, timeout=5, what="all 200 guesses on record")
+    assert 2 <= len(flood()) <= 12, len(flood())
+    assert sum(int(h.get("fields", {}).get("held_back", 0)) for h in flood()) > 0, flood()
     with connect(proxy) as c:  # the proxy still serves
         assert c.execute("SELECT 1").fetchone() == (1,)
 
