@@ -1510,7 +1510,10 @@ awaitable<End> Session::client_to_backend() {
 void Session::on_backend_event(const protocol::ScanEvent& e, bool& saw_ready) {
   last_backend_type_ = e.type;
   if (const auto skipped = responses_.server(e.type); skipped > 0) units_skipped(skipped, false);
-  if (e.type == 'D') {
+  if (e.type == 'D' || e.type == 'd') {
+    // A DataRow, or a CopyData of a COPY TO (one per row; a CSV header line is one too): rows
+    // that left the database, counted for a statement that ends before its tag says how many
+    // (found by an audit trial: a cancelled COPY TO was recorded with no rows).
     ++data_rows_;
     return;
   }

@@ -1922,3 +1922,26 @@ def test_an_auditor_without_write_access_reads_a_stopped_store(make_proxy, tmp_p
     finally:
         evidence.chmod(0o755)
         shutil.rmtree(evidence)
+
+
+def test_rows_a_copy_to_sent_before_it_failed_are_counted(make_proxy):
+    """Found by an audit trial: a SELECT ended by an error is recorded with the rows it had returned
+    (they left the database), but a COPY TO was recorded with none: CopyData rows count now."""
+    proxy = make_proxy()
+    with connect(proxy, autocommit=True) as c:
+        got = 0
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            with c.cursor().copy("COPY (SELECT 10 / (500 - g) AS copy_error FROM generate_series(1, 1000) g) "
+                                 "TO STDOUT") as cp:
+                for _ in cp.rows():
+                    got += 1
+        assert got == 499
+        with c.cursor().copy("COPY (SELECT g AS copy_whole FROM generate_series(1, 77) g) TO STDOUT (FORMAT csv, "
+                             "HEADER)") as cp:
+            assert sum(1 for _ in cp) >= 1
+    assert proxy.stop() == 0
+    by_text = {h["sql"]["text"]: h.get("result", h) for h in search(store_of(proxy), "--type", "statement")}
+    failed = next(r for t, r in by_text.items() if "copy_error" in t)
+    assert failed["outcome"] == "error" and failed["sqlstate"] == "22012" and failed["rows"] == 499, failed
+    whole = next(r for t, r in by_text.items() if "copy_whole" in t)
+    assert whole["outcome"] == "ok" and whole["rows"] == 77, whole  # the tag's count, not the messages'
