@@ -32,6 +32,13 @@ namespace {
 
 using nlohmann::json;
 
+// `s` as it appears inside a JSON string of a record body (quotes, backslashes and control
+// characters escaped as the canonical encoder writes them).
+std::string json_text(std::string_view s) {
+  const std::string quoted = json(std::string(s)).dump(-1, ' ', false, json::error_handler_t::replace);
+  return quoted.substr(1, quoted.size() - 2);
+}
+
 std::string lower(std::string_view s) {
   std::string out(s);
   for (auto& c : out)
@@ -234,7 +241,16 @@ Where where_of(const SearchFilter& f) {
   }
   if (f.since_us) w.add_int("a.time_us >= ?", *f.since_us);
   if (f.until_us) w.add_int("a.time_us < ?", *f.until_us);
-  if (!f.text.empty()) w.add("instr(lower(a.text), ?) > 0", lower(f.text));
+  if (!f.text.empty()) {
+    // A statement's text column holds its SQL; its error message is in the body (found by an audit
+    // trial: --text 'division by zero' found nothing). The body is searched as JSON text first, so
+    // that only bodies that may hold the words are parsed.
+    w.add("(instr(lower(a.text), ?) > 0", lower(f.text));
+    w.sql += " OR (a.type = 'statement' AND instr(lower(a.body), ?) > 0 AND "
+             "instr(lower(json_extract(a.body, '$.message')), ?) > 0))";
+    w.binds.emplace_back(json_text(lower(f.text)));
+    w.binds.emplace_back(lower(f.text));
+  }
   return w;
 }
 
@@ -636,7 +652,17 @@ bool matches(const RecordIndex& x, const SearchFilter& f, std::string_view body)
   if (!f.outcome.empty() && x.type != "statement" && x.outcome != f.outcome) return false;
   if (f.since_us && x.time_us < *f.since_us) return false;
   if (f.until_us && x.time_us >= *f.until_us) return false;
-  if (!f.text.empty() && lower(x.text).find(lower(f.text)) == std::string::npos) return false;
+  if (!f.text.empty()) {
+    const auto t = lower(f.text);
+    if (lower(x.text).find(t) == std::string::npos) {
+      // As the SQL filter: a statement's error message, in its body.
+      if (x.type != "statement" || lower(body).find(json_text(t)) == std::string::npos) return false;
+      const auto j = json::parse(body, nullptr, false);
+      const auto m = j.is_object() ? j.find("message") : j.end();
+      if (!j.is_object() || m == j.end() || !m->is_string() || lower(m->get<std::string>()).find(t) == std::string::npos)
+        return false;
+    }
+  }
   return true;
 }
 

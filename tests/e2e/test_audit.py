@@ -1945,3 +1945,22 @@ def test_rows_a_copy_to_sent_before_it_failed_are_counted(make_proxy):
     assert failed["outcome"] == "error" and failed["sqlstate"] == "22012" and failed["rows"] == 499, failed
     whole = next(r for t, r in by_text.items() if "copy_whole" in t)
     assert whole["outcome"] == "ok" and whole["rows"] == 77, whole  # the tag's count, not the messages'
+
+
+def test_text_search_finds_a_statements_error_message(make_proxy, tmp_path):
+    """Found by an audit trial: --text is documented as "substring of the statement text or
+    message", but a statement's error message was never matched (its text column holds the SQL)."""
+    proxy, lines = _jsonl_proxy(make_proxy, tmp_path)
+    with connect(proxy, autocommit=True) as c:
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            c.execute("SELECT 1/0 AS needle_stmt")
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            c.execute('SELECT * FROM "no ""such"" table"')
+        c.execute("SELECT 'division' AS decoy")
+    assert proxy.stop() == 0
+    for store in (tmp_path / "audit.db", lines):
+        hits = [h["sql"]["text"] for h in search(store, "--text", "DIVISION BY ZERO")]
+        assert hits == ["SELECT 1/0 AS needle_stmt"], (store, hits)
+        hits = [h["sql"]["text"] for h in search(store, "--text", 'relation "no "such" table" does not')]
+        assert len(hits) == 1 and "no" in hits[0], (store, hits)
+        assert len(search(store, "--text", "needle_stmt")) == 1  # the SQL still matches
