@@ -50,13 +50,27 @@ bool contains_item(std::string_view list, std::string_view item) {  // list is "
   return !item.empty() && list.find("," + std::string(item) + ",") != std::string_view::npos;
 }
 
+std::string json_text(std::string_view s);
+
+// How a relation the table filter names appears in a body: as the whole string "T", or (a bare
+// name) ending a qualified one (.T"), or (public.T) as the unqualified "T".
+std::pair<std::string, std::string> table_strings(std::string_view table) {
+  const std::string whole = "\"" + json_text(table) + "\"";
+  if (table.find('.') == std::string_view::npos) return {whole, "." + json_text(table) + "\""};
+  if (table.rfind("public.", 0) == 0) return {whole, "\"" + json_text(table.substr(7)) + "\""};
+  return {whole, whole};
+}
+
 // "orders" finds orders in any schema; "public.orders" also finds the unqualified name, which the
-// default search_path resolves to public.
-bool table_matches(std::string_view relations, std::string_view table) {
-  if (contains_item(relations, table)) return true;
-  if (table.rfind("public.", 0) == 0) return contains_item(relations, table.substr(7));
-  return table.find('.') == std::string_view::npos &&
-         relations.find("." + std::string(table) + ",") != std::string_view::npos;
+// default search_path resolves to public. `body` confirms it (a name with a comma in it).
+bool table_matches(std::string_view relations, std::string_view table, std::string_view body) {
+  bool column = contains_item(relations, table);
+  if (!column && table.rfind("public.", 0) == 0) column = contains_item(relations, table.substr(7));
+  if (!column && table.find('.') == std::string_view::npos)
+    column = relations.find("." + std::string(table) + ",") != std::string_view::npos;
+  if (!column) return false;
+  const auto [whole, other] = table_strings(table);
+  return body.find(whole) != std::string_view::npos || body.find(other) != std::string_view::npos;
 }
 
 // Newest-first order key: (time_us, node, seq) descending; unique because (node, seq) is.
@@ -209,7 +223,13 @@ Where where_of(const SearchFilter& f) {
     w.binds.emplace_back(lower(f.identity));
     w.binds.emplace_back(lower(f.identity));
   }
-  if (!f.group.empty()) w.add("instr(a.groups, ?) > 0", "," + f.group + ",");
+  // Groups and relations are stored as ",a,b,", which cannot tell the group "cn=ops,ou=teams" from
+  // the groups "cn=ops" and "ou=teams" (found by an audit trial): a match must also be a whole JSON
+  // string of the body ("cn=ops" is not), checked only on the rows the column lets through.
+  if (!f.group.empty()) {
+    w.add("instr(a.groups, ?) > 0", "," + f.group + ",");
+    w.add("instr(a.body, ?) > 0", "\"" + json_text(f.group) + "\"");
+  }
   if (!f.target.empty()) w.add("a.target = ?", f.target);
   if (!f.kind.empty()) w.add("instr(a.kinds, ?) > 0", "," + f.kind + ",");
   if (!f.table.empty()) {
@@ -222,6 +242,12 @@ Where where_of(const SearchFilter& f) {
       w.binds.emplace_back("," + f.table.substr(7) + ",");
     }
     w.sql += ")";
+    // As for groups: the name as a whole string of the body ("T", or "schema.T" for a bare name;
+    // "orders" too for public.orders).
+    const auto [whole, other] = table_strings(f.table);
+    w.add("(instr(a.body, ?) > 0", whole);
+    w.sql += " OR instr(a.body, ?) > 0)";
+    w.binds.emplace_back(other);
   }
   if (!f.tag.empty()) w.add("instr(a.tags, ?) > 0", "," + f.tag + ",");
   if (!f.decision.empty()) w.add("a.decision = ?", f.decision);
@@ -640,10 +666,12 @@ bool matches(const RecordIndex& x, const SearchFilter& f, std::string_view body)
       if (user.empty() || !g->matches(user)) return false;
     }
   }
-  if (!f.group.empty() && !contains_item(x.groups, f.group)) return false;
+  if (!f.group.empty() && (!contains_item(x.groups, f.group) ||
+                           body.find("\"" + json_text(f.group) + "\"") == std::string_view::npos))
+    return false;
   if (!f.target.empty() && x.target != f.target) return false;
   if (!f.kind.empty() && !contains_item(x.kinds, f.kind)) return false;
-  if (!f.table.empty() && !table_matches(x.relations, f.table)) return false;
+  if (!f.table.empty() && !table_matches(x.relations, f.table, body)) return false;
   if (!f.tag.empty() && !contains_item(x.tags, f.tag)) return false;
   if (!f.decision.empty() && x.decision != f.decision) return false;
   if (!f.rule.empty() && x.rule != f.rule) return false;

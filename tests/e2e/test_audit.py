@@ -1964,3 +1964,36 @@ def test_text_search_finds_a_statements_error_message(make_proxy, tmp_path):
         hits = [h["sql"]["text"] for h in search(store, "--text", 'relation "no "such" table" does not')]
         assert len(hits) == 1 and "no" in hits[0], (store, hits)
         assert len(search(store, "--text", "needle_stmt")) == 1  # the SQL still matches
+
+
+def test_group_and_table_filters_match_whole_names_with_commas(make_proxy, pg, tmp_path):
+    """Found by an audit trial: groups and relations are stored as ",a,b,", so --group cn=ops found
+    a member of the DN-style group "cn=ops,ou=teams", and --table payroll found "secret,payroll"."""
+    from tests.harness import hash_password
+    t = fresh_table(pg, "id int")
+    pg.psql('DROP TABLE IF EXISTS "secret,payroll"; CREATE TABLE "secret,payroll" (id int)')
+    proxy, lines = _jsonl_proxy(make_proxy, tmp_path)
+    cfg = proxy.config
+    verifier = hash_password("pw-secret")
+    cfg["users"] += [{"name": "dn_user", "password": verifier, "groups": ["cn=ops,ou=teams"]},
+                     {"name": "two_groups", "password": verifier, "groups": ["cn=ops", "ou=teams"]}]
+    proxy.stop()
+    proxy.write_config(cfg)
+    proxy.start()
+    for user in ("dn_user", "two_groups"):
+        with psycopg.connect(host="127.0.0.1", port=proxy.port, user=user, password="pw-secret", dbname="app",
+                             sslmode="disable", autocommit=True) as c:
+            c.execute(f"SELECT id FROM {t}")
+            c.execute('SELECT id FROM "secret,payroll"')
+    assert proxy.stop() == 0
+    for store in (tmp_path / "audit.db", lines):
+        def who(*f):
+            return sorted({h["identity"]["subject"] for h in search(store, "--type", "statement", *f)})
+        assert who("--group", "cn=ops,ou=teams") == ["dn_user"], store
+        assert who("--group", "cn=ops") == ["two_groups"], store
+        assert who("--group", "ou=teams") == ["two_groups"], store
+        tables = lambda *f: sorted(h["sql"]["text"] for h in search(store, "--type", "statement", *f))  # noqa: E731
+        assert tables("--table", "secret,payroll", "--identity", "dn_user") == ['SELECT id FROM "secret,payroll"']
+        assert tables("--table", "payroll") == [] and tables("--table", "secret") == [], store
+        assert tables("--table", t, "--identity", "dn_user") == [f"SELECT id FROM {t}"], store
+        assert tables("--table", f"public.{t}", "--identity", "dn_user") == [f"SELECT id FROM {t}"], store
