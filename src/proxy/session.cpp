@@ -1025,7 +1025,8 @@ void Session::units_skipped(std::uint32_t n, bool just_forwarded) {
 
 void Session::statement_finished(char status, Clock::time_point now) {
   tx_status_ = status;
-  if ((status == 'I' && transient_cursors_) || !cursor_closes_.empty() || cursor_batch_error_) [[unlikely]]
+  if ((status == 'I' && transient_cursors_) || !cursor_closes_.empty() || !deallocs_.empty() || cursor_batch_error_)
+      [[unlikely]]
     cursors_at_ready(status);
   if (status == 'I' &&
       (!unnamed_portal_.versions.empty() || !bound_portals_.empty() || portals_overflow_ || !held_portals_.empty()))

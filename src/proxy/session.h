@@ -295,8 +295,9 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string rewrite_;            // client bytes to forward when a statement was replaced
   std::string rewrite_back_;       // backend bytes to forward on the slow path
   // What was prepared under each name with SQL PREPARE. Every text ever accepted under a name is
-  // kept (bounded), because the proxy cannot tell which PREPARE, DEALLOCATE or DISCARD the server
-  // actually carried out; EXECUTE is judged against all of them.
+  // kept (bounded), because the proxy cannot tell which PREPARE the server actually carried out;
+  // EXECUTE is judged against all of them. A DEALLOCATE whose batch ended without an error
+  // forgets the name (deallocs_).
   std::unordered_map<std::string, std::vector<std::shared_ptr<const sql::Analysis>>> prepared_;
   bool client_utf8_ = true;  // client_encoding UTF8 or SQL_ASCII: names reach the server as sent
   void note_client_encoding(std::string_view name, std::string_view value);  // a ParameterStatus
@@ -331,6 +332,24 @@ class Session : public std::enable_shared_from_this<Session> {
     std::uint64_t seq = 0;  // portal_ops_ when sent: a portal bound after it (same batch) stays
   };
   std::vector<CursorClose> cursor_closes_;
+  // SQL DEALLOCATE name / DEALLOCATE ALL / DISCARD ALL sent (a Query, or the Bind of a parsed one):
+  // what it names is forgotten from prepared_ and statements_ once its batch's ReadyForQuery comes
+  // without an error (cursors_at_ready), so that sessions which DEALLOCATE what they no longer
+  // need (psycopg 3's statement cache) never fill the proxy's tables (found by a psycopg trial:
+  // after 100,000 statements every new one was refused). seq orders it against PREPAREs and
+  // Parses of the name (prepared_seq_, Judged::seq): what was prepared after it stays.
+  struct Dealloc {
+    std::uint64_t group;
+    std::string name;  // "" with all = true
+    bool all = false;
+    std::uint64_t seq = 0;
+  };
+  std::vector<Dealloc> deallocs_;
+  std::unordered_map<std::string, std::uint64_t> prepared_seq_;  // the last PREPARE (or Parse) of each prepared_ name
+  std::uint64_t untracked_seq_ = 0;  // the last Parse or PREPARE not recorded (the tables were full)
+  std::uint64_t sql_untracked_ = 0;  // SQL PREPAREs not recorded, less DEALLOCATEs of names the proxy did not know
+  void note_deallocs(const sql::Analysis& a);
+  void forget_deallocated(const Dealloc& d);
   bool cursor_batch_error_ = false;  // an ErrorResponse since the last ReadyForQuery
   mutable bool untracked_cursor_ = false;  // resolve_executes met a FETCH of a cursor it lost track of
   // Extended-protocol statements by name, with the policy generation that judged them: a Bind
@@ -346,6 +365,7 @@ class Session : public std::enable_shared_from_this<Session> {
     // for a new search_path, so a Bind after a change is judged again (found by adversarial testing:
     // psycopg's automatic prepare read another schema's table after SET search_path).
     bool search_path_changed = false;
+    std::uint64_t seq = 0;  // portal_ops_ at its Parse: a DEALLOCATE sent after it forgets it
   };
   struct NameHash {  // lookups by string_view: no copy of the name per Bind
     using is_transparent = void;

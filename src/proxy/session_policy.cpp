@@ -298,6 +298,51 @@ void Session::note_cursor_closes(const sql::Analysis& a) {
   for (const auto& st : a.statements) note_cursor_close(st);
 }
 
+void Session::note_deallocs(const sql::Analysis& a) {
+  for (const auto& st : a.statements) {
+    if (st.kinds.empty()) continue;
+    const bool discard_all = st.kinds.front() == sql::StatementKind::Discard &&
+                             std::find(st.settings.begin(), st.settings.end(), "all") != st.settings.end();
+    if (st.kinds.front() != sql::StatementKind::Deallocate && !discard_all) continue;
+    const bool all = discard_all || st.object_name.empty();
+    deallocs_.push_back(Dealloc{syncs_sent_, all ? std::string() : st.object_name, all, ++portal_ops_});
+  }
+}
+
+void Session::forget_deallocated(const Dealloc& d) {
+  // Only what was prepared before the DEALLOCATE: a PREPARE or Parse of the name after it (later
+  // in its Query, or pipelined) holds the name now.
+  auto prepared_before = [&](const std::string& name) {
+    const auto p = prepared_seq_.find(name);
+    return p == prepared_seq_.end() || p->second < d.seq;
+  };
+  if (!d.all) {
+    if (!prepared_.count(d.name) && !statements_.count(d.name) && sql_untracked_ > 0 && --sql_untracked_ == 0) {
+      // The server held a name the proxy had not recorded (the DEALLOCATE succeeded): one of the
+      // unrecorded SQL PREPAREs is gone; once all are, nothing untracked is left (found by a
+      // psycopg trial: 10,001 PREPARE/DEALLOCATE pairs left every later Bind refused).
+      sql_prepared_overflow_ = false;
+    }
+    if (prepared_before(d.name)) {
+      prepared_.erase(d.name);
+      sql_prepared_names_.erase(d.name);
+      prepared_seq_.erase(d.name);
+    }
+    if (auto it = statements_.find(d.name); it != statements_.end() && it->second.seq < d.seq) statements_.erase(it);
+    return;
+  }
+  std::erase_if(prepared_, [&](const auto& kv) { return prepared_before(kv.first); });
+  std::erase_if(sql_prepared_names_, [&](const std::string& n) { return !prepared_.count(n); });
+  std::erase_if(prepared_seq_, [&](const auto& kv) { return !prepared_.count(kv.first); });
+  // The unnamed statement is not deallocated by DEALLOCATE ALL or DISCARD ALL.
+  std::erase_if(statements_, [&](const auto& kv) { return !kv.first.empty() && kv.second.seq < d.seq; });
+  if (untracked_seq_ < d.seq) {  // what the proxy did not record is gone too
+    statements_overflow_ = false;
+    sql_prepared_overflow_ = false;
+    sql_untracked_ = 0;
+  }
+}
+
 void Session::remember_cursors(const sql::Analysis& a, char type) {
   constexpr std::size_t kMaxCursorNames = 10000;
   // CLOSE / DISCARD ALL in a Query: forgotten once the server has answered without an error
@@ -357,6 +402,12 @@ void Session::cursors_at_ready(char status) {
     }
   }
   cursor_closes_.erase(cursor_closes_.begin(), cursor_closes_.begin() + std::ptrdiff_t(done));
+  std::size_t deallocated = 0;
+  while (deallocated < deallocs_.size() && deallocs_[deallocated].group <= ended) {
+    const auto& d = deallocs_[deallocated++];
+    if (!failed) forget_deallocated(d);  // it may have failed or been skipped: keep what it named
+  }
+  deallocs_.erase(deallocs_.begin(), deallocs_.begin() + std::ptrdiff_t(deallocated));
   if (status == 'I' && transient_cursors_) {
     // Cursors without HOLD end with their transaction; one declared in a later, pipelined batch
     // is not ended by this ReadyForQuery (found by adversarial testing).
@@ -588,11 +639,16 @@ void Session::remember_prepared(const sql::Analysis& a, std::string_view protoco
     auto it = prepared_.find(std::string(key));
     if (it == prepared_.end()) {
       if (prepared_.size() >= kMaxPreparedNames) {  // not recorded: its EXECUTE stays opaque
-        if (protocol_name.empty()) sql_prepared_overflow_ = true;
+        if (protocol_name.empty()) {
+          sql_prepared_overflow_ = true;
+          ++sql_untracked_;
+        }
+        untracked_seq_ = ++portal_ops_;
         continue;
       }
       it = prepared_.emplace(std::string(key), std::vector<std::shared_ptr<const sql::Analysis>>{}).first;
     }
+    prepared_seq_[it->first] = ++portal_ops_;
     if (protocol_name.empty()) sql_prepared_names_.insert(it->first);
     auto& versions = it->second;
     if (!versions.empty() && !versions.front()) continue;  // already too many: opaque for good
@@ -608,6 +664,7 @@ void Session::remember_prepared(const sql::Analysis& a, std::string_view protoco
 
 void Session::note_parse(std::string_view name, Judged j) {
   NameOp op{'P', syncs_sent_, std::string(name), std::nullopt};
+  j.seq = ++portal_ops_;
   std::shared_ptr<const sql::Analysis> analysis;
   if (!name.empty()) analysis = j.analysis;  // the unnamed statement is never EXECUTEd by name
   if (auto it = statements_.find(name); it != statements_.end()) {
@@ -615,10 +672,13 @@ void Session::note_parse(std::string_view name, Judged j) {
     it->second = std::move(j);  // no allocation when a name is reused
   } else if (statements_.size() < kMaxProtocolStatements) {
     statements_.emplace(std::string(name), std::move(j));
-  } else if (!statements_overflow_) {
-    statements_overflow_ = true;  // for the rest of the session: such a Bind is refused once anything changed
-    statements_overflow_generation_ = j.generation;
-    statements_overflow_search_path_ = j.search_path_changed;
+  } else {
+    untracked_seq_ = j.seq;
+    if (!statements_overflow_) {
+      statements_overflow_ = true;  // until a DEALLOCATE ALL: such a Bind is refused once anything changed
+      statements_overflow_generation_ = j.generation;
+      statements_overflow_search_path_ = j.search_path_changed;
+    }
   }
   name_ops_.push_back(std::move(op));
   if (!name.empty()) {
@@ -835,16 +895,42 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
   }
   // CLOSE / DISCARD ALL bound to run (psycopg closes its named cursors this way): forgotten at
   // the batch's ReadyForQuery if no error came (cursors_at_ready). A Parse alone closes nothing.
-  if (it != statements_.end() && it->second.analysis) note_cursor_closes(*it->second.analysis);
+  if (it != statements_.end() && it->second.analysis) {
+    note_cursor_closes(*it->second.analysis);
+    note_deallocs(*it->second.analysis);
+  }
   if (it == statements_.end() || !it->second.review) {
     // The portal is (re)bound from a statement that needs no review.
     if (!held_portals_.empty()) held_portal_rebound(portal);
     if (it == statements_.end()) {
-      if (prepared_.count(std::string(name))) return judge_bind_of_sql_prepared(portal, name, substitute);
+      if (const auto p = prepared_.find(std::string(name)); p != prepared_.end()) {
+        if (!p->second.empty() && !p->second.front()) {
+          // Prepared under the name more often than the proxy keeps track of (as above, for a name
+          // whose protocol statement a DEALLOCATE made the proxy forget).
+          const auto r = proxy_refusal(
+              "policy.untracked_statement", "the statement name was prepared again more often than the proxy keeps track of",
+              fmt::format("statement refused: statement \"{}\" was prepared again with SQL PREPARE more often than the "
+                          "proxy keeps track of",
+                          name),
+              "use new statement names rather than DEALLOCATE and PREPARE again under one name");
+          if (auditing()) audit_close_portal(portal);
+          refuse_statement(*r, nullptr, 'B', {}, substitute);
+          return false;
+        }
+        return judge_bind_of_sql_prepared(portal, name, substitute);
+      }
       if (statements_overflow_ && (server_.generation() != statements_overflow_generation_ ||
                                    search_path_changed_ != statements_overflow_search_path_)) {
         // A statement parsed while the session kept too many to track: judged at its Parse only,
         // it cannot be judged again under today's policy or search_path (found by adversarial testing).
+        if (auditing()) audit_close_portal(portal);
+        refuse_statement(*untracked_statement_decision(), nullptr, 'B', {}, substitute);
+        return false;
+      }
+      if (sql_prepared_overflow_ && !name.empty()) {
+        // A name the proxy does not know while SQL PREPAREs went unrecorded: it may be one of
+        // them (prepared under a policy since changed, or after a DEALLOCATE made the proxy forget
+        // what the name held), so it is not run unjudged.
         if (auditing()) audit_close_portal(portal);
         refuse_statement(*untracked_statement_decision(), nullptr, 'B', {}, substitute);
         return false;
@@ -1134,6 +1220,7 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
       audit_parse_refused(analysis, d, query_text_of(type, body));
   }
   if (d.action == policy::Action::Allow || review_at_execute) {
+    if (type == 'Q') note_deallocs(*a);  // first: a PREPARE after it in the text is kept
     remember_prepared(*a);
     remember_cursors(*a, type);
     for (const auto& st : a->statements)

@@ -771,3 +771,59 @@ def test_a_cursor_declared_again_right_after_its_close_in_one_query_is_judged_by
     finally:
         s.close()
         direct.execute(f"DROP TABLE IF EXISTS {other}")
+
+
+def test_psycopg_statement_cache_deallocations_do_not_fill_the_proxys_tables(make_proxy, pg, t):
+    """Found by a psycopg trial: psycopg 3 keeps 100 prepared statements and DEALLOCATEs the oldest
+    with SQL; the proxy forgot a statement only at a protocol Close, so after 100,000 statements
+    in a session (about 150 alive on the server) every newly prepared one was refused after a
+    SET search_path. A DEALLOCATE that ran now makes the proxy forget the name."""
+    proxy = make_proxy(make_config(make_proxy, pg, []))
+    n = 100_050
+    with connect(proxy, autocommit=True, prepare_threshold=0, dbname="dev") as c:
+        for start in range(0, n, 5000):
+            with c.pipeline():
+                for i in range(start, min(n, start + 5000)):
+                    c.execute(f"select {i} + %s::int", (1,))
+        assert c.execute("select count(*) from pg_prepared_statements").fetchone()[0] <= 200
+        assert c.execute("set search_path = public").statusmessage == "SET"
+        assert c.execute("select 'fresh statement', %s::int", (1,)).fetchone() == ("fresh statement", 1)
+
+
+def test_many_prepare_deallocate_pairs_leave_later_statements_alone(make_proxy, pg, t):
+    """Found by a psycopg trial: 10,001 SQL PREPARE/DEALLOCATE pairs (none alive at the end) left
+    the proxy believing an unrecorded PREPARE might still hold any name, and every later prepared
+    statement of the session was refused."""
+    proxy = make_proxy(make_config(make_proxy, pg, []))
+    with connect(proxy, autocommit=True, dbname="dev") as c:
+        with c.pipeline():
+            for i in range(10_001):
+                c.execute(f"prepare sp{i} as select {i}")
+                c.execute(f"deallocate sp{i}")
+        assert [c.execute("select %s::int * 2", (k,)).fetchone()[0] for k in range(7)] == [0, 2, 4, 6, 8, 10, 12]
+
+
+def test_a_name_prepared_while_the_proxy_kept_too_many_is_not_bound_unjudged(make_proxy, pg, t, direct):
+    """With more SQL PREPAREd names than the proxy records, a protocol Bind of a name it does not
+    know may run one of the unrecorded statements: refused, as EXECUTE of it is, until a
+    DEALLOCATE ALL leaves nothing unrecorded. (A DEALLOCATE now makes the proxy forget a name, so
+    this must hold for a name whose protocol statement it forgot too.)"""
+    import pgwire
+    proxy, c = _session_with_parsed(make_proxy, pg, t, "keep")
+    try:
+        for start in range(0, 10_000, 1000):
+            c.simple_query(";".join(f"PREPARE fill{i} AS SELECT {i}" for i in range(start, start + 1000)))
+        c.simple_query("DEALLOCATE keep")  # forgotten: its place in the proxy's table is free
+        c.simple_query("PREPARE refill AS SELECT 1")  # taken again
+        c.simple_query(f"PREPARE keep(int) AS UPDATE {t} SET v = 'changed' WHERE id = $1")  # not recorded
+        deny_update = {"name": RULE, "when": {"tables": [t], "statements": ["update"]}, "action": "deny"}
+        reload(proxy, make_config(make_proxy, pg, [deny_update]))
+        errors = _bind_errors(c, "keep")
+        assert errors and errors[0]["C"] == "42501" and "policy.untracked_statement" in errors[0].get("D", ""), errors
+        c.simple_query("DEALLOCATE ALL")
+        c.send(pgwire.message(b"P", b"again\0SELECT $1::int\0" + b"\0\0") + pgwire.message(b"S"))
+        c.until_ready()
+        assert _bind_errors(c, "again") == []
+    finally:
+        c.close()
+    assert direct.execute(f"SELECT v FROM {t} WHERE id = 1").fetchone() == ("a",)
