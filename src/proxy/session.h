@@ -302,7 +302,11 @@ class Session : public std::enable_shared_from_this<Session> {
   bool client_utf8_ = true;  // client_encoding UTF8 or SQL_ASCII: names reach the server as sent
   void note_client_encoding(std::string_view name, std::string_view value);  // a ParameterStatus
   static bool converted_name_may_differ(char type, std::string_view body);
-  static bool names_non_ascii(const sql::Analysis& a);  // an identifier with a byte >= 0x80
+  // An identifier with a byte >= 0x80 (only_long: one of 62 bytes or more, which the server may cut
+  // at 63 bytes in another encoding than the proxy reads).
+  static bool names_non_ascii(const sql::Analysis& a, bool only_long = false);
+  static bool long_non_ascii(std::string_view name);
+  std::shared_ptr<const policy::Decision> long_name_refusal();
   std::unordered_set<std::string> sql_prepared_names_;  // names of prepared_ used by SQL PREPARE (not only Parse)
   bool sql_prepared_overflow_ = false;  // a SQL PREPARE was not recorded (kMaxPreparedNames)
   // Cursors declared through the proxy, by name: every DECLARE accepted under the name since it
@@ -349,6 +353,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::uint64_t untracked_seq_ = 0;  // the last Parse or PREPARE not recorded (the tables were full)
   std::uint64_t sql_untracked_ = 0;  // SQL PREPAREs not recorded, less DEALLOCATEs of names the proxy did not know
   void note_deallocs(const sql::Analysis& a);
+  void execute_effects(std::string_view portal);
   void forget_deallocated(const Dealloc& d);
   bool cursor_batch_error_ = false;  // an ErrorResponse since the last ReadyForQuery
   mutable bool untracked_cursor_ = false;  // resolve_executes met a FETCH of a cursor it lost track of

@@ -152,8 +152,33 @@ std::shared_ptr<const policy::Decision> untracked_statement_decision() {
 
 }  // namespace
 
-bool Session::names_non_ascii(const sql::Analysis& a) {
-  auto non_ascii = [](std::string_view s) {
+std::shared_ptr<const policy::Decision> Session::long_name_refusal() {
+  policy::Decision u = *proxy_refusal(
+      "policy.long_name", "a name of 62 bytes or more with non-ASCII characters",
+      "statement refused: it uses a name of 62 bytes or more with non-ASCII characters, which the server may cut "
+      "differently from the proxy (names are cut at 63 bytes in the database's encoding)",
+      "use a shorter name");
+  u.sqlstate = "0A000";
+  return std::make_shared<const policy::Decision>(std::move(u));
+}
+
+bool Session::long_non_ascii(std::string_view s) {
+  if (s.size() < 62) return false;
+  for (unsigned char c : s)
+    if (c >= 0x80) return true;
+  return false;
+}
+
+bool Session::names_non_ascii(const sql::Analysis& a, bool only_long) {
+  // only_long: the parser has already cut a long name (as UTF-8: "a"*62 + "é" became "a"*62), so
+  // a name of 62 bytes or more in a text with any non-ASCII byte counts.
+  bool text_non_ascii = false;
+  if (only_long)
+    for (const auto& st : a.statements)
+      for (unsigned char c : st.text) text_non_ascii = text_non_ascii || c >= 0x80;
+  if (only_long && !text_non_ascii) return false;
+  auto non_ascii = [only_long](std::string_view s) {
+    if (only_long) return s.size() >= 62;
     for (unsigned char c : s)
       if (c >= 0x80) return true;
     return false;
@@ -296,6 +321,37 @@ void Session::note_cursor_close(const sql::Statement& st) {
 
 void Session::note_cursor_closes(const sql::Analysis& a) {
   for (const auto& st : a.statements) note_cursor_close(st);
+}
+
+void Session::execute_effects(std::string_view portal) {
+  // What the portal's statement does to the names the proxy tracks, now that it runs: a CLOSE,
+  // DEALLOCATE or DISCARD ALL (applied when its batch ends without an error), a PREPARE (recorded
+  // again: it may have been DEALLOCATEd since the Parse; found by an attack round). A portal whose
+  // statement is not known for certain (several bound under its name) is taken to do neither.
+  const std::vector<std::shared_ptr<const sql::Analysis>>* versions = nullptr;
+  if (portal.empty()) {
+    versions = &unnamed_portal_.versions;
+  } else if (auto it = bound_portals_.find(portal); it != bound_portals_.end()) {
+    versions = &it->second.versions;
+  }
+  if (!versions || versions->size() != 1 || !versions->front()) return;
+  const sql::Analysis& a = *versions->front();
+  if (a.statements.empty() || a.statements.front().kinds.empty()) return;
+  switch (a.statements.front().kinds.front()) {
+    case sql::StatementKind::CloseCursor:
+    case sql::StatementKind::Discard:
+      note_cursor_closes(a);
+      note_deallocs(a);
+      break;
+    case sql::StatementKind::Deallocate:
+      note_deallocs(a);
+      break;
+    case sql::StatementKind::Prepare:
+      remember_prepared(a);
+      break;
+    default:
+      break;
+  }
 }
 
 void Session::note_deallocs(const sql::Analysis& a) {
@@ -508,6 +564,7 @@ bool Session::rejudge_execute(std::string_view body, std::string& substitute) {
   // After a refusal in this batch the server skips this Execute: nothing to judge (a second
   // refusal would only add a substitute the server skips).
   if (refused_in_batch_) return true;
+  execute_effects(name);
   if (!held_portals_.empty()) {
     // An approved portal runs its further Executes; after a reload, a policy that now denies its
     // statement stops it, as it stops any other portal and an approved Query (found by adversarial
@@ -652,6 +709,7 @@ void Session::remember_prepared(const sql::Analysis& a, std::string_view protoco
     if (protocol_name.empty()) sql_prepared_names_.insert(it->first);
     auto& versions = it->second;
     if (!versions.empty() && !versions.front()) continue;  // already too many: opaque for good
+    if (!versions.empty() && versions.back()->statements.front().text == st.text) continue;  // run again
     if (versions.size() >= kMaxPreparedVersions) {
       versions.assign(1, nullptr);  // cannot keep track any more: EXECUTE of it stays opaque
       continue;
@@ -819,14 +877,20 @@ std::shared_ptr<const policy::Decision> Session::held_portal_fetch(const sql::An
 }
 
 bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
-  if (statements_.empty() && held_portals_.empty() && prepared_.empty() && unnamed_portal_.versions.empty() &&
-      bound_portals_.empty())
-    return true;
   std::size_t pos = 0;
   bool ok = true;
   const std::string_view portal = server_name(protocol::c_string_at(body, pos, ok));
   const std::string_view name = server_name(ok ? protocol::c_string_at(body, pos, ok) : std::string_view());
   if (!ok) return true;  // the backend rejects a malformed Bind itself
+  if (long_non_ascii(portal) || long_non_ascii(name)) [[unlikely]] {  // as at Parse (judge_client_message)
+    const auto d = long_name_refusal();
+    if (auditing()) audit_close_portal(portal);
+    refuse_statement(*d, nullptr, 'B', {}, substitute);
+    return false;
+  }
+  if (statements_.empty() && held_portals_.empty() && prepared_.empty() && unnamed_portal_.versions.empty() &&
+      bound_portals_.empty())
+    return true;
   auto it = statements_.find(name);
   if (it != statements_.end() && it->second.analysis) {
     // A FETCH or MOVE parsed before the portal it names was held (found by adversarial testing).
@@ -895,10 +959,9 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
   }
   // CLOSE / DISCARD ALL bound to run (psycopg closes its named cursors this way): forgotten at
   // the batch's ReadyForQuery if no error came (cursors_at_ready). A Parse alone closes nothing.
-  if (it != statements_.end() && it->second.analysis) {
-    note_cursor_closes(*it->second.analysis);
-    note_deallocs(*it->second.analysis);
-  }
+  // CLOSE / DISCARD ALL / DEALLOCATE bound to run take effect at their Execute (execute_effects):
+  // a portal only bound runs nothing (found by an attack round: a Bind of DEALLOCATE x with no
+  // Execute made the proxy forget x while the server kept it, and a later Bind of x ran unjudged).
   if (it == statements_.end() || !it->second.review) {
     // The portal is (re)bound from a statement that needs no review.
     if (!held_portals_.empty()) held_portal_rebound(portal);
@@ -934,6 +997,32 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
         if (auditing()) audit_close_portal(portal);
         refuse_statement(*untracked_statement_decision(), nullptr, 'B', {}, substitute);
         return false;
+      }
+      if (!name.empty()) {
+        // A named statement the proxy does not know (never parsed through it, or forgotten after a
+        // DEALLOCATE that ran): what the server holds under the name, if anything, was made where the
+        // proxy could not see. Judged as SQL EXECUTE of a name the proxy never saw prepared is: opaque
+        // code (found by an attack round: a name re-created behind the proxy's back after it forgot it
+        // ran a statement the current policy denies). Allowed, the server answers for it (26000 when
+        // the name does not exist).
+        sql::Analysis exec;
+        sql::Statement st;
+        st.kinds.push_back(sql::StatementKind::Execute);
+        st.object_name = std::string(name);
+        st.opaque_code = true;
+        st.text = "EXECUTE " + st.object_name + " (protocol Bind of a statement the proxy does not know)";
+        st.normalized = st.text;
+        exec.statements.push_back(std::move(st));
+        const policy::Decision d = decide(exec);
+        if (d.action != policy::Action::Allow) {
+          auto a = std::make_shared<const sql::Analysis>(std::move(exec));
+          if (auditing()) {
+            audit_parse_refused(a, d, {});
+            audit_close_portal(portal);
+          }
+          refuse_statement(d, a.get(), 'B', {}, substitute);
+          return false;
+        }
       }
       note_portal(portal, nullptr, 0);  // its statement is not known: the name no longer holds what it held
       return true;
@@ -1152,6 +1241,14 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
     u.sqlstate = "0A000";
     decision = std::make_shared<const policy::Decision>(std::move(u));
   }
+  if (decision->action != policy::Action::Deny &&
+      (long_non_ascii(statement_name) || names_non_ascii(*a, true))) [[unlikely]] {
+    // The server cuts names at 63 bytes in the database's encoding (a LATIN1 or SQL_ASCII database
+    // cuts a UTF-8 character in two where the proxy, reading UTF-8, keeps it whole), so a long
+    // non-ASCII name may not be the name the proxy matched (found by an attack round: a protocol
+    // Bind of a long non-ASCII name ran the UPDATE SQL PREPAREd under it after a rule denied it).
+    decision = long_name_refusal();
+  }
   // SET standard_conforming_strings = off (or a client-only encoding): refused before it runs, so
   // the session goes on; the server's report of such a change (set_config, ...) ends it instead.
   for (const auto& st : a->statements) {
@@ -1221,7 +1318,9 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
   }
   if (d.action == policy::Action::Allow || review_at_execute) {
     if (type == 'Q') note_deallocs(*a);  // first: a PREPARE after it in the text is kept
-    remember_prepared(*a);
+    // A parsed PREPARE creates its name when it runs: recorded at its Execute (execute_effects),
+    // each time, so counted once however often it is parsed and run.
+    if (type != 'P') remember_prepared(*a);
     remember_cursors(*a, type);
     for (const auto& st : a->statements)
       if (!st.settings.empty()) {

@@ -827,3 +827,137 @@ def test_a_name_prepared_while_the_proxy_kept_too_many_is_not_bound_unjudged(mak
     finally:
         c.close()
     assert direct.execute(f"SELECT v FROM {t} WHERE id = 1").fetchone() == ("a",)
+
+
+# ---- forgetting names only for what ran (found by an attack round on the DEALLOCATE change) ----
+
+def _msgs():
+    import pgwire
+    import struct
+    m = pgwire.message
+    return (lambda name, sql: m(b"P", name.encode() + b"\0" + sql.encode() + b"\0" + struct.pack("!H", 0)),
+            lambda portal, name: m(b"B", portal.encode() + b"\0" + name.encode() + b"\0" + struct.pack("!HHH", 0, 0, 0)),
+            lambda portal: m(b"E", portal.encode() + b"\0" + struct.pack("!I", 0)),
+            m(b"S"))
+
+
+def _run(c, data: bytes) -> list[dict]:
+    import pgwire
+    c.send(data)
+    return [pgwire.parse_error_fields(b) for tp, b in c.until_ready() if tp == b"E"]
+
+
+@pytest.mark.parametrize("setup,only_bound", [
+    ("PREPARE x AS UPDATE {t} SET v = 'changed'", "DEALLOCATE x"),
+    ("PREPARE x AS UPDATE {t} SET v = 'changed'", "DISCARD ALL"),
+    (None, "DEALLOCATE x"),
+    (None, "DISCARD ALL"),
+])
+def test_a_deallocate_only_bound_forgets_nothing(make_proxy, pg, t, direct, setup, only_bound):
+    """A Parse and Bind of DEALLOCATE x (or DISCARD ALL) with no Execute runs nothing, yet the proxy
+    forgot x while the server kept it; after a reload denied UPDATE, a Bind of x ran it."""
+    import pgwire
+    from conftest import USERS
+    parse, bind, execute, sync = _msgs()
+    proxy = make_proxy(make_config(make_proxy, pg, []))
+    user, password = next(iter(USERS.items()))
+    c = pgwire.connect(proxy.port, user, password, database="dev")
+    try:
+        if setup:
+            c.simple_query(setup.format(t=t))
+        else:
+            assert _run(c, parse("x", f"UPDATE {t} SET v = 'changed'") + sync) == []
+        assert _run(c, parse("dx", only_bound) + bind("p", "dx") + sync) == []
+        reload(proxy, make_config(make_proxy, pg, [{"name": RULE, "when": {"tables": [t], "statements": ["update"]},
+                                                    "action": "deny"}]))
+        errors = _run(c, bind("", "x") + execute("") + sync)
+        assert errors and errors[0]["C"] == "42501", errors
+    finally:
+        c.close()
+    assert direct.execute(f"SELECT v FROM {t} WHERE id = 1").fetchone() == ("a",)
+
+
+def test_a_prepare_run_again_by_its_portal_is_recorded_again(make_proxy, pg, t, direct):
+    """A protocol statement whose text is PREPARE u re-creates u each time it runs: after
+    DEALLOCATE u the proxy forgot u, the statement ran again, and a Bind of u after a reload that
+    denied UPDATE ran unjudged."""
+    import pgwire
+    from conftest import USERS
+    parse, bind, execute, sync = _msgs()
+    proxy = make_proxy(make_config(make_proxy, pg, []))
+    user, password = next(iter(USERS.items()))
+    c = pgwire.connect(proxy.port, user, password, database="dev")
+    try:
+        assert _run(c, parse("s1", f"PREPARE u AS UPDATE {t} SET v = 'changed'") + bind("", "s1") + execute("") + sync) == []
+        c.simple_query("DEALLOCATE u")
+        assert _run(c, bind("", "s1") + execute("") + sync) == []  # u again, on the server
+        reload(proxy, make_config(make_proxy, pg, [{"name": RULE, "when": {"tables": [t], "statements": ["update"]},
+                                                    "action": "deny"}]))
+        errors = _run(c, bind("", "u") + execute("") + sync)
+        assert errors and errors[0]["C"] == "42501", errors
+        errors = _run(c, pgwire.query("EXECUTE u"))
+        assert errors and errors[0]["C"] == "42501", errors
+    finally:
+        c.close()
+    assert direct.execute(f"SELECT v FROM {t} WHERE id = 1").fetchone() == ("a",)
+
+
+def test_a_cursor_close_only_bound_keeps_the_cursor_judged(make_proxy, pg, t, direct):
+    """A Parse and Bind of CLOSE cur with no Execute made the proxy forget a WITH HOLD cursor, and
+    a FETCH of it after a reload denied reading its table returned the rows."""
+    import pgwire
+    from conftest import USERS
+    parse, bind, execute, sync = _msgs()
+    proxy = make_proxy(make_config(make_proxy, pg, []))
+    user, password = next(iter(USERS.items()))
+    c = pgwire.connect(proxy.port, user, password, database="dev")
+    try:
+        c.simple_query(f"DECLARE cur CURSOR WITH HOLD FOR SELECT id, v FROM {t}")
+        assert _run(c, parse("cc", "CLOSE cur") + bind("p", "cc") + sync) == []
+        reload(proxy, make_config(make_proxy, pg, [deny_select(t)]))
+        c.send(pgwire.query("FETCH ALL FROM cur"))
+        msgs = c.until_ready()
+        assert not [b for tp, b in msgs if tp == b"D"], msgs
+        assert [pgwire.parse_error_fields(b)["C"] for tp, b in msgs if tp == b"E"] == ["42501"], msgs
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("encoding", ["SQL_ASCII", "LATIN1"])
+def test_a_long_non_ascii_statement_name_is_refused(make_proxy, pg, direct, encoding):
+    """The server cuts names at 63 bytes in the database's encoding, the proxy read them as UTF-8:
+    in a SQL_ASCII or LATIN1 database a protocol Bind of a long non-ASCII name ran the UPDATE that
+    SQL PREPARE had put under it, after a rule denied UPDATE. Such names are refused (0A000)."""
+    import pgwire
+    from conftest import USERS
+    db = f"enc_{encoding.lower()}"
+    direct.execute(f"DROP DATABASE IF EXISTS {db}")
+    direct.execute(f"CREATE DATABASE {db} ENCODING '{encoding}' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+    parse, bind, execute, sync = _msgs()
+    cfg = make_config(make_proxy, pg, [])
+    cfg["targets"].append(target("enc", pg.port, password=pg.password))
+    cfg["targets"][-1]["backend"]["database"] = db
+    proxy = make_proxy(cfg)
+    user, password = next(iter(USERS.items()))
+    name = "a" * 61 + "é"  # 63 bytes in UTF-8, 62 in LATIN1
+    # client_encoding UTF8 (a LATIN1 database's default would be LATIN1, under which the proxy
+    # already refuses long non-ASCII names at the protocol level)
+    c = pgwire.connect(proxy.port, user, password, database="enc", client_encoding="UTF8")
+    try:
+        errors = _run(c, pgwire.query(f'PREPARE "{name}" AS SELECT 1'))
+        assert errors and errors[0]["C"] == "0A000" and "62 bytes" in errors[0]["M"], errors
+        errors = _run(c, parse(name, "SELECT 1") + sync)
+        assert errors and errors[0]["C"] == "0A000", errors
+        errors = _run(c, bind("", name) + execute("") + sync)
+        assert errors and errors[0]["C"] == "0A000", errors
+        # 64 bytes: the proxy cuts it at 63 bytes, in the middle of the "é" (the server then rejects the
+        # name's bytes); either way nothing runs under it
+        longer = "a" * 62 + "é"
+        for data in (pgwire.query(f'PREPARE "{longer}" AS SELECT 1'), parse(longer, "SELECT 1") + sync,
+                     bind("", longer) + execute("") + sync):
+            errors = _run(c, data)
+            assert errors and errors[0]["C"] in ("0A000", "22021"), errors
+        assert _run(c, parse("a" * 70, "SELECT 1") + bind("", "a" * 70) + execute("") + sync) == []  # ASCII: fine
+    finally:
+        c.close()
+        direct.execute(f"DROP DATABASE IF EXISTS {db}")
