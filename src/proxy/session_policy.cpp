@@ -324,17 +324,27 @@ void Session::note_cursor_closes(const sql::Analysis& a) {
 }
 
 void Session::execute_effects(std::string_view portal) {
-  // What the portal's statement does to the names the proxy tracks, now that it runs: a CLOSE,
-  // DEALLOCATE or DISCARD ALL (applied when its batch ends without an error), a PREPARE (recorded
-  // again: it may have been DEALLOCATEd since the Parse; found by an attack round). A portal whose
-  // statement is not known for certain (several bound under its name) is taken to do neither.
+  // What the portal's statement does to the names the proxy tracks, now that it runs.
   const std::vector<std::shared_ptr<const sql::Analysis>>* versions = nullptr;
   if (portal.empty()) {
     versions = &unnamed_portal_.versions;
   } else if (auto it = bound_portals_.find(portal); it != bound_portals_.end()) {
     versions = &it->second.versions;
   }
-  if (!versions || versions->size() != 1 || !versions->front()) return;
+  if (!versions) return;
+  // A PREPARE creates its name each time it runs (it may have been DEALLOCATEd since the Parse;
+  // found by an attack round): every PREPARE bound under the portal's name is recorded, as
+  // recording a name the server may not hold only makes EXECUTE of it judged against more.
+  for (const auto& v : *versions)
+    if (v && !v->statements.empty() && !v->statements.front().kinds.empty() &&
+        v->statements.front().kinds.front() == sql::StatementKind::Prepare)
+      remember_prepared(*v);
+  // CLOSE, DEALLOCATE, DISCARD ALL make the proxy forget names, so only where it is certain what
+  // the server's portal holds: the unnamed portal, bound in this very batch (its Bind failing
+  // fails the batch, and nothing in between can replace it unseen). A named portal can differ
+  // from the proxy's record of it after ROLLBACK TO SAVEPOINT or a Bind the server refused (found
+  // by an attack round: the proxy forgot a prepared UPDATE, or a cursor, the server still held).
+  if (!portal.empty() || versions->size() != 1 || !versions->front() || unnamed_portal_.group != syncs_sent_) return;
   const sql::Analysis& a = *versions->front();
   if (a.statements.empty() || a.statements.front().kinds.empty()) return;
   switch (a.statements.front().kinds.front()) {
@@ -345,9 +355,6 @@ void Session::execute_effects(std::string_view portal) {
       break;
     case sql::StatementKind::Deallocate:
       note_deallocs(a);
-      break;
-    case sql::StatementKind::Prepare:
-      remember_prepared(a);
       break;
     default:
       break;

@@ -961,3 +961,63 @@ def test_a_long_non_ascii_statement_name_is_refused(make_proxy, pg, direct, enco
     finally:
         c.close()
         direct.execute(f"DROP DATABASE IF EXISTS {db}")
+
+
+@pytest.mark.parametrize("variant", ["failed_bind_over_a_cursor", "rollback_to_then_declare"])
+def test_a_named_portal_out_of_step_with_the_server_forgets_nothing(make_proxy, pg, t, direct, variant):
+    """Found by an attack round: a named portal the proxy recorded as DEALLOCATE x while the
+    server's portal of that name was a cursor (the Bind failed over an existing cursor, or
+    ROLLBACK TO SAVEPOINT dropped it and DECLARE took the name): its Execute made the proxy forget
+    x, and after a reload denied UPDATE, EXECUTE x ran the prepared UPDATE."""
+    import pgwire
+    from conftest import USERS
+    parse, bind, execute, sync = _msgs()
+    proxy = make_proxy(make_config(make_proxy, pg, []))
+    user, password = next(iter(USERS.items()))
+    c = pgwire.connect(proxy.port, user, password, database="app")  # production: opaque code refused
+    try:
+        c.simple_query(f"PREPARE x AS UPDATE {t} SET v = 'changed' WHERE id = 1")
+        if variant == "failed_bind_over_a_cursor":
+            c.simple_query("BEGIN; DECLARE p CURSOR FOR SELECT 1; SAVEPOINT s")
+            assert _run(c, parse("dx", "DEALLOCATE x") + bind("p", "dx") + sync)  # 42P03: p exists
+            c.simple_query("ROLLBACK TO s")
+        else:
+            c.simple_query("BEGIN; SAVEPOINT s")
+            assert _run(c, parse("dx", "DEALLOCATE x") + bind("p", "dx") + sync) == []
+            c.simple_query("ROLLBACK TO s; DECLARE p CURSOR FOR SELECT 1")
+        assert _run(c, execute("p") + sync) == []  # reads the cursor
+        c.simple_query("COMMIT")
+        reload(proxy, make_config(make_proxy, pg, [{"name": RULE, "when": {"tables": [t], "statements": ["update"]},
+                                                    "action": "deny"}]))
+        _run(c, pgwire.query("PREPARE x AS SELECT 1"))  # 42P05 on the server: x still holds the UPDATE
+        errors = _run(c, pgwire.query("EXECUTE x"))
+        assert errors and errors[0]["C"] == "42501", errors
+    finally:
+        c.close()
+    assert direct.execute(f"SELECT v FROM {t} WHERE id = 1").fetchone() == ("a",)
+
+
+def test_a_cursor_close_through_a_stale_named_portal_keeps_the_cursor_judged(make_proxy, pg, t, direct):
+    """As above, with CLOSE c bound under a portal name that ROLLBACK TO then gave to another cursor:
+    its Execute made the proxy forget the WITH HOLD cursor c, and a FETCH of c after a reload
+    denied its table returned the rows."""
+    import pgwire
+    from conftest import USERS
+    parse, bind, execute, sync = _msgs()
+    proxy = make_proxy(make_config(make_proxy, pg, []))
+    user, password = next(iter(USERS.items()))
+    c = pgwire.connect(proxy.port, user, password, database="dev")
+    try:
+        c.simple_query(f"DECLARE c CURSOR WITH HOLD FOR SELECT id, v FROM {t}")
+        c.simple_query("BEGIN; SAVEPOINT s")
+        assert _run(c, parse("cc", "CLOSE c") + bind("p", "cc") + sync) == []
+        c.simple_query("ROLLBACK TO s; DECLARE p CURSOR FOR SELECT 1")
+        assert _run(c, execute("p") + sync) == []
+        c.simple_query("COMMIT")
+        reload(proxy, make_config(make_proxy, pg, [deny_select(t)]))
+        c.send(pgwire.query("FETCH ALL FROM c"))
+        msgs = c.until_ready()
+        assert not [b for tp, b in msgs if tp == b"D"], msgs
+        assert [pgwire.parse_error_fields(b)["C"] for tp, b in msgs if tp == b"E"] == ["42501"], msgs
+    finally:
+        c.close()
