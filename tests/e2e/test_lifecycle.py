@@ -213,8 +213,10 @@ def test_sigterm_ends_logins_in_progress_at_once(make_proxy):
         proxy.signal(signal.SIGTERM)
         fields = mid.read_error()
         assert fields["C"] == "57P01" and "shutting down" in fields["M"], fields
-        assert proxy.proc.wait(5) == 0
-        assert time.time() - t0 < 3, time.time() - t0
+        assert proxy.proc.wait(10) == 0
+        # Well under the 20 s handshake timeout the logins would otherwise hold it for (a loaded CI
+        # machine once took 4 s to wind down: the bound is not a speed test).
+        assert time.time() - t0 < 10, time.time() - t0
     finally:
         silent.close()
         mid.close()
