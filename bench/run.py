@@ -595,7 +595,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", "-T", type=int, default=None, help="seconds per pgbench run (default 5; --quick 3)")
-    p.add_argument("--rounds", type=int, default=None, help="rounds per target (default 3; --quick 1)")
+    p.add_argument("--rounds", type=int, default=None, help="rounds per target (default 5; --quick 1)")
     p.add_argument("--quick", action="store_true", help="short run: -T 3, 1 round, 1000 idle connections")
     p.add_argument("--clients", default="8,64", help="comma-separated pgbench -c values (default 8,64)")
     p.add_argument("--modes", default="simple,extended,prepared", help="comma-separated pgbench -M values")
@@ -612,7 +612,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--json", default=str(REPO / "build" / "bench-results.json"), help="where to write the results")
     a = p.parse_args(argv)
     a.duration = a.duration or (3 if a.quick else 5)
-    a.rounds = a.rounds or (1 if a.quick else 3)
+    a.rounds = a.rounds or (1 if a.quick else 5)
     a.idle = (1000 if a.quick else 5000) if a.idle is None else a.idle
     a.clients = [int(c) for c in a.clients.split(",") if c]
     a.modes = [m for m in a.modes.split(",") if m]
