@@ -307,6 +307,10 @@ class Session : public std::enable_shared_from_this<Session> {
   static bool names_non_ascii(const sql::Analysis& a, bool only_long = false);
   static bool long_non_ascii(std::string_view name);
   std::shared_ptr<const policy::Decision> long_name_refusal();
+  // A Bind refused: recorded (the statement it would have bound, when known, and the portal it
+  // leaves unbound) and answered in its place. Returns false, for `return refuse_bind(...)`.
+  bool refuse_bind(const policy::Decision& d, const std::shared_ptr<const sql::Analysis>& a, std::string_view portal,
+                   std::string& substitute);
   std::unordered_set<std::string> sql_prepared_names_;  // names of prepared_ used by SQL PREPARE (not only Parse)
   bool sql_prepared_overflow_ = false;  // a SQL PREPARE was not recorded (kMaxPreparedNames)
   // Cursors declared through the proxy, by name: every DECLARE accepted under the name since it

@@ -152,6 +152,16 @@ std::shared_ptr<const policy::Decision> untracked_statement_decision() {
 
 }  // namespace
 
+bool Session::refuse_bind(const policy::Decision& d, const std::shared_ptr<const sql::Analysis>& a,
+                          std::string_view portal, std::string& substitute) {
+  if (auditing()) {
+    if (a) audit_parse_refused(a, d, {});
+    audit_close_portal(portal);
+  }
+  refuse_statement(d, a.get(), 'B', {}, substitute);
+  return false;
+}
+
 std::shared_ptr<const policy::Decision> Session::long_name_refusal() {
   policy::Decision u = *proxy_refusal(
       "policy.long_name", "a name of 62 bytes or more with non-ASCII characters",
@@ -859,12 +869,7 @@ bool Session::judge_bind_of_sql_prepared(std::string_view portal, std::string_vi
     d.hint = "run it with EXECUTE " + std::string(name) + " so that it can be held for a reviewer";
   }
   auto analysis = std::make_shared<const sql::Analysis>(std::move(resolved));
-  if (auditing()) {
-    audit_parse_refused(analysis, d, {});
-    audit_close_portal(portal);
-  }
-  refuse_statement(d, analysis.get(), 'B', {}, substitute);
-  return false;
+  return refuse_bind(d, analysis, portal, substitute);
 }
 
 std::shared_ptr<const policy::Decision> Session::held_portal_fetch(const sql::Analysis& a) const {
@@ -891,9 +896,7 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
   if (!ok) return true;  // the backend rejects a malformed Bind itself
   if (long_non_ascii(portal) || long_non_ascii(name)) [[unlikely]] {  // as at Parse (judge_client_message)
     const auto d = long_name_refusal();
-    if (auditing()) audit_close_portal(portal);
-    refuse_statement(*d, nullptr, 'B', {}, substitute);
-    return false;
+    return refuse_bind(*d, nullptr, portal, substitute);
   }
   if (statements_.empty() && held_portals_.empty() && prepared_.empty() && unnamed_portal_.versions.empty() &&
       bound_portals_.empty())
@@ -926,12 +929,7 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
               "send the Bind in the same batch as its Parse, or after the Parse's answer");
       }
     if (held) {
-      if (auditing()) {
-        audit_parse_refused(it->second.analysis, *held, {});
-        audit_close_portal(portal);
-      }
-      refuse_statement(*held, it->second.analysis.get(), 'B', {}, substitute);
-      return false;
+      return refuse_bind(*held, it->second.analysis, portal, substitute);
     }
   }
   // The name was also used by SQL PREPARE: the session may have DEALLOCATEd the protocol
@@ -955,12 +953,7 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
                       "prepared more than the proxy keeps track of",
                       name),
           "use new statement names rather than DEALLOCATE and PREPARE again under one name");
-      if (auditing()) {
-        audit_parse_refused(it->second.analysis, *r, {});
-        audit_close_portal(portal);
-      }
-      refuse_statement(*r, it->second.analysis.get(), 'B', {}, substitute);
-      return false;
+      return refuse_bind(*r, it->second.analysis, portal, substitute);
     }
     if (sql_used && !judge_bind_of_sql_prepared(portal, name, substitute)) return false;
   }
@@ -983,9 +976,7 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
                           "proxy keeps track of",
                           name),
               "use new statement names rather than DEALLOCATE and PREPARE again under one name");
-          if (auditing()) audit_close_portal(portal);
-          refuse_statement(*r, nullptr, 'B', {}, substitute);
-          return false;
+          return refuse_bind(*r, nullptr, portal, substitute);
         }
         return judge_bind_of_sql_prepared(portal, name, substitute);
       }
@@ -993,17 +984,13 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
                                    search_path_changed_ != statements_overflow_search_path_)) {
         // A statement parsed while the session kept too many to track: judged at its Parse only,
         // it cannot be judged again under today's policy or search_path (found by adversarial testing).
-        if (auditing()) audit_close_portal(portal);
-        refuse_statement(*untracked_statement_decision(), nullptr, 'B', {}, substitute);
-        return false;
+        return refuse_bind(*untracked_statement_decision(), nullptr, portal, substitute);
       }
       if (sql_prepared_overflow_ && !name.empty()) {
         // A name the proxy does not know while SQL PREPAREs went unrecorded: it may be one of
         // them (prepared under a policy since changed, or after a DEALLOCATE made the proxy forget
         // what the name held), so it is not run unjudged.
-        if (auditing()) audit_close_portal(portal);
-        refuse_statement(*untracked_statement_decision(), nullptr, 'B', {}, substitute);
-        return false;
+        return refuse_bind(*untracked_statement_decision(), nullptr, portal, substitute);
       }
       if (!name.empty()) {
         // A named statement the proxy does not know (never parsed through it, or forgotten after a
@@ -1023,12 +1010,7 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
         const policy::Decision d = decide(exec);
         if (d.action != policy::Action::Allow) {
           auto a = std::make_shared<const sql::Analysis>(std::move(exec));
-          if (auditing()) {
-            audit_parse_refused(a, d, {});
-            audit_close_portal(portal);
-          }
-          refuse_statement(d, a.get(), 'B', {}, substitute);
-          return false;
+          return refuse_bind(d, a, portal, substitute);
         }
       }
       note_portal(portal, nullptr, 0);  // its statement is not known: the name no longer holds what it held
@@ -1074,12 +1056,7 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
     d.message = "statement refused: this session has bound too many portals of statements that need approval for "
                 "the proxy to keep track of one more";
     d.hint = "close portals the session no longer needs";
-    if (auditing()) {
-      audit_parse_refused(it->second.analysis, d, {});
-      audit_close_portal(portal);
-    }
-    refuse_statement(d, it->second.analysis.get(), 'B', {}, substitute);
-    return false;
+    return refuse_bind(d, it->second.analysis, portal, substitute);
   }
   // A portal held for review is judged by its reviewer, and once approved its further Executes run.
   if (!it->second.review) note_portal(portal, it->second.analysis, it->second.generation);
