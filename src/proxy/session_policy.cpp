@@ -108,14 +108,16 @@ bool has_kind(const sql::Statement& st, sql::StatementKind k) {
 }
 
 // A refusal of the proxy's own (not a policy rule's): shared, made once.
+// sqlstate: when not 42501 (0A000 for what the proxy does not support).
 std::shared_ptr<const policy::Decision> proxy_refusal(std::string rule, std::string reason, std::string message,
-                                                      std::string hint) {
+                                                      std::string hint, std::string sqlstate = {}) {
   policy::Decision u;
   u.action = policy::Action::Deny;
   u.rule = std::move(rule);
   u.reason = std::move(reason);
   u.message = std::move(message);
   u.hint = std::move(hint);
+  u.sqlstate = std::move(sqlstate);
   return std::make_shared<const policy::Decision>(std::move(u));
 }
 
@@ -163,13 +165,11 @@ bool Session::refuse_bind(const policy::Decision& d, const std::shared_ptr<const
 }
 
 std::shared_ptr<const policy::Decision> Session::long_name_refusal() {
-  policy::Decision u = *proxy_refusal(
-      "policy.long_name", "a name of 62 bytes or more with non-ASCII characters",
-      "statement refused: it uses a name of 62 bytes or more with non-ASCII characters, which the server may cut "
-      "differently from the proxy (names are cut at 63 bytes in the database's encoding)",
-      "use a shorter name");
-  u.sqlstate = "0A000";
-  return std::make_shared<const policy::Decision>(std::move(u));
+  return proxy_refusal("policy.long_name", "a name of 62 bytes or more with non-ASCII characters",
+                       "statement refused: it uses a name of 62 bytes or more with non-ASCII characters, which the "
+                       "server may cut differently from the proxy (names are cut at 63 bytes in the database's "
+                       "encoding)",
+                       "use a shorter name", "0A000");
 }
 
 bool Session::long_non_ascii(std::string_view s) {
@@ -1217,13 +1217,11 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
     // The policy names tables, columns and functions in UTF-8, and the server converts the text to
     // UTF-8 before it reads (and cuts at 63 bytes) identifiers; the proxy reads the client's bytes.
     // A non-ASCII name in another encoding would match no rule (found by adversarial testing).
-    policy::Decision u = *proxy_refusal(
+    decision = proxy_refusal(
         "policy.client_encoding", "a non-ASCII name under client_encoding other than UTF8",
         "statement refused: it names a table, column, function, cursor or prepared statement with non-ASCII "
         "characters, which Gatehouse checks only with client_encoding UTF8",
-        "SET client_encoding = 'UTF8' (the data itself may stay in any encoding PostgreSQL converts)");
-    u.sqlstate = "0A000";
-    decision = std::make_shared<const policy::Decision>(std::move(u));
+        "SET client_encoding = 'UTF8' (the data itself may stay in any encoding PostgreSQL converts)", "0A000");
   }
   if (decision->action != policy::Action::Deny &&
       (long_non_ascii(statement_name) || names_non_ascii(*a, true))) [[unlikely]] {
@@ -1239,14 +1237,12 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
     if (decision->action == policy::Action::Deny) break;
     for (const auto& [setting, value] : st.setting_values) {
       if (!unsafe_for_analysis(setting, value)) continue;
-      policy::Decision u = *proxy_refusal(
+      decision = proxy_refusal(
           "policy.unsafe_setting", "SET " + setting + " = " + value,
           "statement refused: " + setting + " = " + value +
               " is not supported through Gatehouse: it changes how the server reads SQL, and the proxy checks SQL "
               "only with standard_conforming_strings on and an ASCII-safe client_encoding",
-          kUnsafeSettingHint);
-      u.sqlstate = "0A000";
-      decision = std::make_shared<const policy::Decision>(std::move(u));
+          kUnsafeSettingHint, "0A000");
       break;
     }
   }
