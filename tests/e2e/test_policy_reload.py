@@ -841,6 +841,19 @@ def _msgs():
             m(b"S"))
 
 
+def _raw_session(make_proxy, pg, database: str):
+    """A proxy with no rules and a raw protocol session on `database` (dev: test; app: production)."""
+    import pgwire
+    from conftest import USERS
+    proxy = make_proxy(make_config(make_proxy, pg, []))
+    user, password = next(iter(USERS.items()))
+    return proxy, pgwire.connect(proxy.port, user, password, database=database)
+
+
+def _deny_update(table: str) -> dict:
+    return {"name": RULE, "when": {"tables": [table], "statements": ["update"]}, "action": "deny"}
+
+
 def _run(c, data: bytes) -> list[dict]:
     import pgwire
     c.send(data)
@@ -857,19 +870,15 @@ def test_a_deallocate_only_bound_forgets_nothing(make_proxy, pg, t, direct, setu
     """A Parse and Bind of DEALLOCATE x (or DISCARD ALL) with no Execute runs nothing, yet the proxy
     forgot x while the server kept it; after a reload denied UPDATE, a Bind of x ran it."""
     import pgwire
-    from conftest import USERS
     parse, bind, execute, sync = _msgs()
-    proxy = make_proxy(make_config(make_proxy, pg, []))
-    user, password = next(iter(USERS.items()))
-    c = pgwire.connect(proxy.port, user, password, database="dev")
+    proxy, c = _raw_session(make_proxy, pg, "dev")
     try:
         if setup:
             c.simple_query(setup.format(t=t))
         else:
             assert _run(c, parse("x", f"UPDATE {t} SET v = 'changed'") + sync) == []
         assert _run(c, parse("dx", only_bound) + bind("p", "dx") + sync) == []
-        reload(proxy, make_config(make_proxy, pg, [{"name": RULE, "when": {"tables": [t], "statements": ["update"]},
-                                                    "action": "deny"}]))
+        reload(proxy, make_config(make_proxy, pg, [_deny_update(t)]))
         errors = _run(c, bind("", "x") + execute("") + sync)
         assert errors and errors[0]["C"] == "42501", errors
     finally:
@@ -882,17 +891,13 @@ def test_a_prepare_run_again_by_its_portal_is_recorded_again(make_proxy, pg, t, 
     DEALLOCATE u the proxy forgot u, the statement ran again, and a Bind of u after a reload that
     denied UPDATE ran unjudged."""
     import pgwire
-    from conftest import USERS
     parse, bind, execute, sync = _msgs()
-    proxy = make_proxy(make_config(make_proxy, pg, []))
-    user, password = next(iter(USERS.items()))
-    c = pgwire.connect(proxy.port, user, password, database="dev")
+    proxy, c = _raw_session(make_proxy, pg, "dev")
     try:
         assert _run(c, parse("s1", f"PREPARE u AS UPDATE {t} SET v = 'changed'") + bind("", "s1") + execute("") + sync) == []
         c.simple_query("DEALLOCATE u")
         assert _run(c, bind("", "s1") + execute("") + sync) == []  # u again, on the server
-        reload(proxy, make_config(make_proxy, pg, [{"name": RULE, "when": {"tables": [t], "statements": ["update"]},
-                                                    "action": "deny"}]))
+        reload(proxy, make_config(make_proxy, pg, [_deny_update(t)]))
         errors = _run(c, bind("", "u") + execute("") + sync)
         assert errors and errors[0]["C"] == "42501", errors
         errors = _run(c, pgwire.query("EXECUTE u"))
@@ -906,11 +911,8 @@ def test_a_cursor_close_only_bound_keeps_the_cursor_judged(make_proxy, pg, t, di
     """A Parse and Bind of CLOSE cur with no Execute made the proxy forget a WITH HOLD cursor, and
     a FETCH of it after a reload denied reading its table returned the rows."""
     import pgwire
-    from conftest import USERS
     parse, bind, execute, sync = _msgs()
-    proxy = make_proxy(make_config(make_proxy, pg, []))
-    user, password = next(iter(USERS.items()))
-    c = pgwire.connect(proxy.port, user, password, database="dev")
+    proxy, c = _raw_session(make_proxy, pg, "dev")
     try:
         c.simple_query(f"DECLARE cur CURSOR WITH HOLD FOR SELECT id, v FROM {t}")
         assert _run(c, parse("cc", "CLOSE cur") + bind("p", "cc") + sync) == []
@@ -970,11 +972,8 @@ def test_a_named_portal_out_of_step_with_the_server_forgets_nothing(make_proxy, 
     ROLLBACK TO SAVEPOINT dropped it and DECLARE took the name): its Execute made the proxy forget
     x, and after a reload denied UPDATE, EXECUTE x ran the prepared UPDATE."""
     import pgwire
-    from conftest import USERS
     parse, bind, execute, sync = _msgs()
-    proxy = make_proxy(make_config(make_proxy, pg, []))
-    user, password = next(iter(USERS.items()))
-    c = pgwire.connect(proxy.port, user, password, database="app")  # production: opaque code refused
+    proxy, c = _raw_session(make_proxy, pg, "app")  # production: opaque code refused
     try:
         c.simple_query(f"PREPARE x AS UPDATE {t} SET v = 'changed' WHERE id = 1")
         if variant == "failed_bind_over_a_cursor":
@@ -987,8 +986,7 @@ def test_a_named_portal_out_of_step_with_the_server_forgets_nothing(make_proxy, 
             c.simple_query("ROLLBACK TO s; DECLARE p CURSOR FOR SELECT 1")
         assert _run(c, execute("p") + sync) == []  # reads the cursor
         c.simple_query("COMMIT")
-        reload(proxy, make_config(make_proxy, pg, [{"name": RULE, "when": {"tables": [t], "statements": ["update"]},
-                                                    "action": "deny"}]))
+        reload(proxy, make_config(make_proxy, pg, [_deny_update(t)]))
         _run(c, pgwire.query("PREPARE x AS SELECT 1"))  # 42P05 on the server: x still holds the UPDATE
         errors = _run(c, pgwire.query("EXECUTE x"))
         assert errors and errors[0]["C"] == "42501", errors
@@ -1002,11 +1000,8 @@ def test_a_cursor_close_through_a_stale_named_portal_keeps_the_cursor_judged(mak
     its Execute made the proxy forget the WITH HOLD cursor c, and a FETCH of c after a reload
     denied its table returned the rows."""
     import pgwire
-    from conftest import USERS
     parse, bind, execute, sync = _msgs()
-    proxy = make_proxy(make_config(make_proxy, pg, []))
-    user, password = next(iter(USERS.items()))
-    c = pgwire.connect(proxy.port, user, password, database="dev")
+    proxy, c = _raw_session(make_proxy, pg, "dev")
     try:
         c.simple_query(f"DECLARE c CURSOR WITH HOLD FOR SELECT id, v FROM {t}")
         c.simple_query("BEGIN; SAVEPOINT s")
