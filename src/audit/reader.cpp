@@ -39,6 +39,13 @@ std::string json_text(std::string_view s) {
   return quoted.substr(1, quoted.size() - 2);
 }
 
+// `needle_lower` (lower case) in `text`, ASCII case-insensitively, without a lowered copy of text.
+bool icontains(std::string_view text, std::string_view needle_lower) {
+  return std::search(text.begin(), text.end(), needle_lower.begin(), needle_lower.end(), [](char a, char b) {
+           return std::tolower(static_cast<unsigned char>(a)) == b;
+         }) != text.end();
+}
+
 std::string lower(std::string_view s) {
   std::string out(s);
   for (auto& c : out)
@@ -49,8 +56,6 @@ std::string lower(std::string_view s) {
 bool contains_item(std::string_view list, std::string_view item) {  // list is ",a,b,"
   return !item.empty() && list.find("," + std::string(item) + ",") != std::string_view::npos;
 }
-
-std::string json_text(std::string_view s);
 
 // How a relation the table filter names appears in a body: as the whole string "T", or (a bare
 // name) ending a qualified one (.T"), or (public.T) as the unqualified "T".
@@ -682,12 +687,12 @@ bool matches(const RecordIndex& x, const SearchFilter& f, std::string_view body)
   if (f.until_us && x.time_us >= *f.until_us) return false;
   if (!f.text.empty()) {
     const auto t = lower(f.text);
-    if (lower(x.text).find(t) == std::string::npos) {
+    if (!icontains(x.text, t)) {
       // As the SQL filter: a statement's error message, in its body.
-      if (x.type != "statement" || lower(body).find(json_text(t)) == std::string::npos) return false;
+      if (x.type != "statement" || !icontains(body, json_text(t))) return false;
       const auto j = json::parse(body, nullptr, false);
       const auto m = j.is_object() ? j.find("message") : j.end();
-      if (!j.is_object() || m == j.end() || !m->is_string() || lower(m->get<std::string>()).find(t) == std::string::npos)
+      if (!j.is_object() || m == j.end() || !m->is_string() || !icontains(m->get_ref<const std::string&>(), t))
         return false;
     }
   }

@@ -11,7 +11,6 @@ namespace gh {
 class OnceASecond {
  public:
   using Clock = std::chrono::steady_clock;
-  // When this occurrence may be logged: how many were held back since the last one let through.
   // Occurrences held back since the last one let through, once a second has passed since it (they
   // are then taken: the next admit starts a new second). 0 when none, or too early.
   std::uint64_t take_held(Clock::time_point now = Clock::now()) {
@@ -23,6 +22,7 @@ class OnceASecond {
   }
   Clock::time_point last() const { return last_; }
 
+  // When this occurrence may be logged: how many were held back since the last one let through.
   std::optional<std::uint64_t> admit(Clock::time_point now = Clock::now()) {
     if (seen_ && now - last_ < std::chrono::seconds(1)) {
       ++held_;

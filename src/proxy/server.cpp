@@ -157,10 +157,10 @@ asio::awaitable<void> accept_loop(Server& server, Server::Impl& impl, Worker& w)
       if (o->live.load(std::memory_order_relaxed) < to->live.load(std::memory_order_relaxed)) to = o.get();
     to->live.fetch_add(1, std::memory_order_relaxed);
     const auto id = impl.next_session_id.fetch_add(1);
-    std::error_code mec;
-    const auto protocol = sock.local_endpoint(mec).protocol();
-    if (to != &w && !mec) {
-      const int fd = sock.release(mec);
+    if (to != &w) {
+      std::error_code mec;
+      const auto protocol = w.acceptor->local_endpoint(mec).protocol();
+      const int fd = mec ? -1 : sock.release(mec);
       if (!mec) {
         asio::post(to->io, [&server, to, fd, protocol, id] {
           std::error_code aec;
@@ -174,11 +174,9 @@ asio::awaitable<void> accept_loop(Server& server, Server::Impl& impl, Worker& w)
         });
         continue;
       }
-      if (sock.is_open()) {  // not released: it stays here
-        to->live.fetch_sub(1, std::memory_order_relaxed);
-        to = &w;
-        to->live.fetch_add(1, std::memory_order_relaxed);
-      }
+      to->live.fetch_sub(1, std::memory_order_relaxed);  // not released: it is served here
+      to = &w;
+      to->live.fetch_add(1, std::memory_order_relaxed);
     }
     start_session(server, *to, std::move(sock), id);
   }

@@ -348,6 +348,28 @@ awaitable<void> Session::handle_cancel(protocol::CancelRequest req) {
   client_->close();
 }
 
+// A Cancel record: of the session whose key it names, or (`session` null) from `peer` alone.
+void Session::record_cancel(Server& server, std::shared_ptr<const audit::SessionContext> session,
+                            const std::string& peer, const char* outcome, std::string message,
+                            std::uint64_t held_back) {
+  auto* trail = server.audit();
+  if (!trail) return;
+  audit::Event e;
+  e.type = audit::EventType::Cancel;
+  e.time = std::chrono::system_clock::now();
+  if (!session) {
+    auto ctx = std::make_shared<audit::SessionContext>();
+    ctx->client_address = peer.substr(0, peer.rfind(':'));
+    session = std::move(ctx);
+  }
+  e.session = std::move(session);
+  e.outcome = outcome;
+  e.message = std::move(message);
+  e.fields = {{"from", peer}};
+  if (held_back > 0) e.fields.emplace_back("held_back", std::to_string(held_back));
+  trail->submit(std::move(e));
+}
+
 awaitable<void> Session::forward_cancel(Server& server, WorkerMetrics& metrics, Worker::HeldCancels& unknown_keys,
                                         std::string peer, protocol::CancelRequest req) {
   metrics.cancel_requests.fetch_add(1, std::memory_order_relaxed);
@@ -355,23 +377,8 @@ awaitable<void> Session::forward_cancel(Server& server, WorkerMetrics& metrics, 
   // Recorded, as any connection attempt is: who asked to cancel which session's statement, and
   // the requests with a key no session has (someone guessing keys).
   auto record = [&](const char* outcome, std::string message, std::uint64_t held_back = 0) {
-    auto* trail = server.audit();
-    if (!trail || (route && !route->audit)) return;
-    audit::Event e;
-    e.type = audit::EventType::Cancel;
-    e.time = std::chrono::system_clock::now();
-    if (route) {
-      e.session = route->audit;
-    } else {
-      auto ctx = std::make_shared<audit::SessionContext>();
-      ctx->client_address = peer.substr(0, peer.rfind(':'));
-      e.session = std::move(ctx);
-    }
-    e.outcome = outcome;
-    e.message = std::move(message);
-    e.fields = {{"from", peer}};
-    if (held_back > 0) e.fields.emplace_back("held_back", std::to_string(held_back));
-    trail->submit(std::move(e));
+    if (route && !route->audit) return;
+    record_cancel(server, route ? route->audit : nullptr, peer, outcome, std::move(message), held_back);
   };
   if (!route) {
     // Anyone can send these, as fast as they like: one record (and log line) a second per worker
@@ -397,19 +404,9 @@ awaitable<void> Session::forward_cancel(Server& server, WorkerMetrics& metrics, 
             if (n == 0) co_return;  // a later request was let through and carried the count
             spdlog::info("{} more cancel request(s) for unknown session keys ignored in the last second (the last "
                          "from {})", n, keys.last_from);
-            if (auto* trail = server.audit()) {
-              audit::Event e;
-              e.type = audit::EventType::Cancel;
-              e.time = std::chrono::system_clock::now();
-              auto ctx = std::make_shared<audit::SessionContext>();
-              ctx->client_address = keys.last_from.substr(0, keys.last_from.rfind(':'));
-              e.session = std::move(ctx);
-              e.outcome = "refused";
-              // Stands for the held-back requests only (no request of its own), and says so.
-              e.message = "cancel requests with keys no session has, held back (fields.held_back)";
-              e.fields = {{"from", keys.last_from}, {"held_back", std::to_string(n)}};
-              trail->submit(std::move(e));
-            }
+            // Stands for the held-back requests only (no request of its own), and says so.
+            record_cancel(server, nullptr, keys.last_from, "refused",
+                          "cancel requests with keys no session has, held back (fields.held_back)", n);
           }(server, unknown_keys),
           asio::detached);
       co_return;

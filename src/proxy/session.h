@@ -75,6 +75,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // `unknown_keys`: the worker's limit on records and log lines of requests with a key no session has.
   static asio::awaitable<void> forward_cancel(Server& server, WorkerMetrics& metrics, Worker::HeldCancels& unknown_keys,
                                               std::string peer, protocol::CancelRequest req);
+  static void record_cancel(Server& server, std::shared_ptr<const audit::SessionContext> session,
+                            const std::string& peer, const char* outcome, std::string message,
+                            std::uint64_t held_back = 0);
  private:
   asio::awaitable<bool> authenticate(const protocol::StartupMessage& startup);
   asio::awaitable<bool> connect_backend(const protocol::StartupMessage& startup);
@@ -340,8 +343,8 @@ class Session : public std::enable_shared_from_this<Session> {
     std::uint64_t seq = 0;  // portal_ops_ when sent: a portal bound after it (same batch) stays
   };
   std::vector<CursorClose> cursor_closes_;
-  // SQL DEALLOCATE name / DEALLOCATE ALL / DISCARD ALL sent (a Query, or the Bind of a parsed one):
-  // what it names is forgotten from prepared_ and statements_ once its batch's ReadyForQuery comes
+  // SQL DEALLOCATE name / DEALLOCATE ALL / DISCARD ALL run (a Query, or an Execute of the unnamed
+  // portal bound in the same batch: execute_effects): what it names is forgotten from prepared_ and statements_ once its batch's ReadyForQuery comes
   // without an error (cursors_at_ready), so that sessions which DEALLOCATE what they no longer
   // need (psycopg 3's statement cache) never fill the proxy's tables (found by a psycopg trial:
   // after 100,000 statements every new one was refused). seq orders it against PREPAREs and

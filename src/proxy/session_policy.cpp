@@ -142,6 +142,30 @@ std::shared_ptr<const policy::Decision> untracked_portal_decision() {
   return d;
 }
 
+// A Bind of a name that SQL PREPARE used more often (or for more names) than the proxy keeps
+// track of: what the server holds under it cannot be told.
+std::shared_ptr<const policy::Decision> replaced_by_sql_prepare_decision(std::string_view name) {
+  return proxy_refusal(
+      "policy.untracked_statement", "the statement name was also used by SQL PREPARE more often than the proxy keeps track of",
+      fmt::format("statement refused: statement \"{}\" may have been replaced with SQL PREPARE, and this session "
+                  "prepared more than the proxy keeps track of",
+                  name),
+      "use new statement names rather than DEALLOCATE and PREPARE again under one name");
+}
+
+// EXECUTE of `name` as a statement of its own (a protocol Bind judged as the SQL EXECUTE it amounts to).
+sql::Analysis execute_of(std::string_view name, std::string text, bool opaque) {
+  sql::Analysis exec;
+  sql::Statement st;
+  st.kinds.push_back(sql::StatementKind::Execute);
+  st.object_name = std::string(name);
+  st.opaque_code = opaque;
+  st.text = std::move(text);
+  st.normalized = st.text;
+  exec.statements.push_back(std::move(st));
+  return exec;
+}
+
 std::shared_ptr<const policy::Decision> untracked_statement_decision() {
   static const auto d = proxy_refusal(
       "policy.untracked_statement",
@@ -419,7 +443,7 @@ void Session::forget_deallocated(const Dealloc& d) {
 void Session::remember_cursors(const sql::Analysis& a, char type) {
   constexpr std::size_t kMaxCursorNames = 10000;
   // CLOSE / DISCARD ALL in a Query: forgotten once the server has answered without an error
-  // (cursors_at_ready). A Parse of CLOSE may never be executed: its Bind notes it (rejudge_bind).
+  // (cursors_at_ready). A parsed CLOSE counts at its Execute (execute_effects).
   // In the order of the text: a DECLARE after a CLOSE of its name is not closed by it (found by
   // adversarial testing: `CLOSE c; DECLARE c ...` in one Query forgot the new cursor, and a FETCH
   // of it was no longer judged against what it reads).
@@ -843,13 +867,7 @@ void Session::name_ops_ended() {
 bool Session::judge_bind_of_sql_prepared(std::string_view portal, std::string_view name, std::string& substitute) {
   // A portal of a statement prepared with SQL PREPARE (the names are shared): judged as EXECUTE of
   // it, against every text ever prepared under the name.
-  sql::Analysis exec;
-  sql::Statement st;
-  st.kinds.push_back(sql::StatementKind::Execute);
-  st.object_name = std::string(name);
-  st.text = "EXECUTE " + std::string(name);
-  st.normalized = st.text;
-  exec.statements.push_back(std::move(st));
+  const sql::Analysis exec = execute_of(name, "EXECUTE " + std::string(name), false);
   sql::Analysis resolved;
   if (!resolve_executes(exec, resolved)) return true;
   policy::Decision d = decide(resolved);
@@ -947,18 +965,10 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
     const bool untracked = (sql_used && p != prepared_.end() && !p->second.empty() && !p->second.front()) ||
                            (sql_prepared_overflow_ && !sql_used);
     if (untracked) {
-      const auto r = proxy_refusal(
-          "policy.untracked_statement", "the statement name was also used by SQL PREPARE more often than the proxy keeps track of",
-          fmt::format("statement refused: statement \"{}\" may have been replaced with SQL PREPARE, and this session "
-                      "prepared more than the proxy keeps track of",
-                      name),
-          "use new statement names rather than DEALLOCATE and PREPARE again under one name");
-      return refuse_bind(*r, it->second.analysis, portal, substitute);
+      return refuse_bind(*replaced_by_sql_prepare_decision(name), it->second.analysis, portal, substitute);
     }
     if (sql_used && !judge_bind_of_sql_prepared(portal, name, substitute)) return false;
   }
-  // CLOSE / DISCARD ALL bound to run (psycopg closes its named cursors this way): forgotten at
-  // the batch's ReadyForQuery if no error came (cursors_at_ready). A Parse alone closes nothing.
   // CLOSE / DISCARD ALL / DEALLOCATE bound to run take effect at their Execute (execute_effects):
   // a portal only bound runs nothing (found by an attack round: a Bind of DEALLOCATE x with no
   // Execute made the proxy forget x while the server kept it, and a later Bind of x ran unjudged).
@@ -970,13 +980,7 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
         if (!p->second.empty() && !p->second.front()) {
           // Prepared under the name more often than the proxy keeps track of (as above, for a name
           // whose protocol statement a DEALLOCATE made the proxy forget).
-          const auto r = proxy_refusal(
-              "policy.untracked_statement", "the statement name was prepared again more often than the proxy keeps track of",
-              fmt::format("statement refused: statement \"{}\" was prepared again with SQL PREPARE more often than the "
-                          "proxy keeps track of",
-                          name),
-              "use new statement names rather than DEALLOCATE and PREPARE again under one name");
-          return refuse_bind(*r, nullptr, portal, substitute);
+          return refuse_bind(*replaced_by_sql_prepare_decision(name), nullptr, portal, substitute);
         }
         return judge_bind_of_sql_prepared(portal, name, substitute);
       }
@@ -999,14 +1003,8 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
         // code (found by an attack round: a name re-created behind the proxy's back after it forgot it
         // ran a statement the current policy denies). Allowed, the server answers for it (26000 when
         // the name does not exist).
-        sql::Analysis exec;
-        sql::Statement st;
-        st.kinds.push_back(sql::StatementKind::Execute);
-        st.object_name = std::string(name);
-        st.opaque_code = true;
-        st.text = "EXECUTE " + st.object_name + " (protocol Bind of a statement the proxy does not know)";
-        st.normalized = st.text;
-        exec.statements.push_back(std::move(st));
+        sql::Analysis exec =
+            execute_of(name, "EXECUTE " + std::string(name) + " (protocol Bind of a statement the proxy does not know)", true);
         const policy::Decision d = decide(exec);
         if (d.action != policy::Action::Allow) {
           auto a = std::make_shared<const sql::Analysis>(std::move(exec));
@@ -1215,7 +1213,7 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
   std::shared_ptr<const policy::Decision> decision = judge_as_run(*a, resolved, judged);
   if (!client_utf8_ && decision->action != policy::Action::Deny && names_non_ascii(*a)) [[unlikely]] {
     // The policy names tables, columns and functions in UTF-8, and the server converts the text to
-    // UTF-8 before it reads (and cuts at 63 bytes) identifiers; the proxy reads the client's bytes.
+    // the database's encoding before it reads identifiers; the proxy reads the client's bytes.
     // A non-ASCII name in another encoding would match no rule (found by adversarial testing).
     decision = proxy_refusal(
         "policy.client_encoding", "a non-ASCII name under client_encoding other than UTF8",
