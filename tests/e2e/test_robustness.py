@@ -1100,6 +1100,10 @@ def test_max_connections_error_reaches_clients_that_require_tls(make_proxy, cert
     instead of 53300. The refusal now goes through the TLS handshake first, as PostgreSQL's does."""
     from conftest import tls_listener
     proxy = make_proxy(limits={"max_connections": 1}, tls=tls_listener(certs, tls_mode))
+    # The harness's readiness probe (a TCP connect) is a session too until the proxy sees it close:
+    # with room for one, wait for it to end (a CI run took the only slot with it).
+    wait_for(lambda: proxy.metrics().get("gatehouse_connections_active", 1) == 0, timeout=10,
+             what="the readiness probe's session to end")
     held = connect(proxy, sslmode="require")
     try:
         for env in ({"PGSSLMODE": "require"},
