@@ -3,7 +3,7 @@
 # Only what is missing is installed.
 set -eu
 PKGS="build-essential cmake pkg-config libasio-dev libssl-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
-libcli11-dev libexpected-dev libcpp-httplib-dev nlohmann-json3-dev libpg-query-dev libgtest-dev libgmock-dev libbenchmark-dev
+libcli11-dev libexpected-dev libre2-dev libcpp-httplib-dev nlohmann-json3-dev libpg-query-dev libgtest-dev libgmock-dev libbenchmark-dev
 postgresql postgresql-contrib postgresql-client pgbouncer python3 python3-psycopg python3-pytest python3-asyncpg python3-yaml openssl curl
 clang-14 libclang-rt-14-dev libsqlite3-dev sqlite3 libpq-dev openjdk-17-jdk-headless libpostgresql-jdbc-java"
 missing=""
