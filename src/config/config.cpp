@@ -510,7 +510,17 @@ Config read_config(const Reader& r, const YAML::Node& root) {
   if (root.IsNull()) r.fail_at(root, "(root)", "the file is empty");
   r.allowed_keys(root, "",
                  {"listen", "threads", "admin", "tls", "limits", "log", "users", "targets", "rules", "classification",
-                  "policy", "policy_file", "audit", "oidc", "approvals"});
+                  "policy", "policy_file", "audit", "oidc", "approvals", "masking"});
+  if (auto n = root["masking"]) {
+    r.allowed_keys(n, "masking", {"hash_key", "hash_key_env", "hash_key_file", "max_catalog_size", "catalog_ttl"});
+    if (n["hash_key"] || n["hash_key_env"] || n["hash_key_file"]) {
+      c.masking.hash_key = secret_value(r, n, "masking", "hash_key");
+      if (c.masking.hash_key.size() < 16)
+        r.fail_at(n, "masking.hash_key", "too short: give at least 16 bytes (32 random bytes recommended)");
+    }
+    if (auto v = n["max_catalog_size"]) c.masking.max_catalog_bytes = std::size_t(r.size(v, "masking.max_catalog_size", 1u << 16, std::uint64_t(1) << 30));
+    if (auto v = n["catalog_ttl"]) c.masking.catalog_ttl = r.duration(v, "masking.catalog_ttl");
+  }
   if (auto n = root["listen"]) {
     r.allowed_keys(n, "listen", {"address", "port"});
     if (n["address"]) c.listen.address = r.ip_address(n["address"], "listen.address");

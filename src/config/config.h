@@ -169,6 +169,15 @@ struct Target {
   bool logins_use_grants() const;
 };
 
+// Result masking (docs/configuration.md#masking).
+struct Masking {
+  // Keys the hash and digits strategies (HMAC-SHA256). Empty: a random key per proxy start (the
+  // same value masks alike within one run only).
+  std::string hash_key;
+  std::size_t max_catalog_bytes = 64u << 20;  // a larger catalog answer ends the session's masking (fail closed)
+  Duration catalog_ttl{60000};  // the catalog is read again after this long
+};
+
 struct Config {
   std::string source;  // file name, for messages
   // The line (1-based) of each value read from the file, by key ("tls.key_file"): errors found
@@ -186,6 +195,7 @@ struct Config {
   std::vector<Target> targets;
   Audit audit;
   Approvals approvals;
+  Masking masking;
   // Rules, classification, guardrails and per-target policy settings (config/policy_config.h);
   // never null after parse().
   std::shared_ptr<const policy::Policy> policy;

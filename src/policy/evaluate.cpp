@@ -157,6 +157,9 @@ class Evaluator {
     return req_.search_path_changed ? Unqualified::Unknown : Unqualified::Public;
   }
 
+  // The conditions on who, where and when (not on the statement).
+  bool context_matches(const Conditions& c) const { return identity_matches(c, nullptr) && where_matches(c, nullptr); }
+
   // Tags and highest sensitivity of the classified columns the statement touches (in relations
   // with any of `access`, 0 = any). With `where`, lists "tag on schema.table.column".
   void classify(const sql::Statement& s, std::uint8_t access, TagSet& tags, Sensitivity& max,
@@ -731,6 +734,68 @@ Decision Policy::evaluate_rules(const Request& req) const {
     d.masks.clear();
   }
   return d;
+}
+
+std::vector<std::size_t> Policy::mask_rules_for(const Request& req) const {
+  std::vector<std::size_t> out;
+  const sql::Analysis none;
+  std::string_view environment = req.environment;
+  if (environment.empty())
+    if (const auto* t = target(req.target)) environment = t->environment;
+  Evaluator ev(req, none, environment, classification_, classification_tags_, tag_names_);
+  for (std::size_t i = 0; i < rules_.size(); ++i) {
+    const Rule& r = rules_[i];
+    if (r.action != Action::Mask || r.audit_only) continue;
+    if (!r.requires_grant.empty() && req.grants &&
+        std::find(req.grants->begin(), req.grants->end(), r.requires_grant) != req.grants->end())
+      continue;
+    if (ev.context_matches(r.when)) out.push_back(i);
+  }
+  return out;
+}
+
+const Rule* Policy::column_mask(const std::vector<std::size_t>& rules, std::string_view schema, std::string_view table,
+                                std::string_view column) const {
+  if (rules.empty()) return nullptr;
+  const auto pattern_names = [&](const NamePattern& p) {
+    if (!p.last().matches(column)) return false;
+    if (p.size() == 3) return p.part(0).matches(schema) && p.part(1).matches(table);
+    if (p.size() == 2) return p.part(0).matches(table);
+    return true;
+  };
+  TagSet tags;
+  Sensitivity sensitivity = Sensitivity::None;
+  for (std::size_t e = 0; e < classification_.size(); ++e)
+    for (const auto& p : classification_[e].columns)
+      if (pattern_names(p)) {
+        tags |= classification_tags_[e];
+        sensitivity = std::max(sensitivity, classification_[e].sensitivity);
+        break;
+      }
+  for (const std::size_t i : rules) {
+    const Rule& r = rules_[i];
+    const Conditions& c = r.when;
+    if (!c.schemas.empty() && !any_matches(c.schemas, schema)) continue;
+    if (!c.tables.empty()) {
+      bool hit = false;
+      for (const auto& p : c.tables)
+        hit = hit || (p.size() == 1 ? p.part(0).matches(table) : p.part(0).matches(schema) && p.part(1).matches(table));
+      if (!hit) continue;
+    }
+    bool named = false;
+    if (!c.columns.empty()) {
+      for (const auto& p : c.columns) named = named || pattern_names(p);
+      if (!named) continue;
+    }
+    if (c.min_sensitivity != Sensitivity::None && sensitivity < c.min_sensitivity) continue;
+    TagSet want;
+    const auto& names = !r.mask.tags.empty() ? r.mask.tags : c.tags;
+    for (const auto& n : names)
+      for (std::size_t t = 0; t < tag_names_.size(); ++t)
+        if (tag_names_[t] == n) want.set(t);
+    if (names.empty() ? (tags.any() || named) : (tags & want).any()) return &r;
+  }
+  return nullptr;
 }
 
 }  // namespace gh::policy

@@ -16,7 +16,7 @@ constexpr std::array<std::string_view, 5> kSensitivities = {"none", "low", "medi
 constexpr std::array<std::string_view, kFeatureCount> kFeatures = {
     "without_where", "trivial_where", "multi_statement", "opaque_code",      "server_file_access", "server_program",
     "remote_access", "role_change",   "destructive_alter", "returning", "whole_row", "transaction_control"};
-constexpr std::array<std::string_view, 5> kStrategies = {"redact", "partial", "hash", "keep_domain", "null"};
+constexpr std::array<std::string_view, 7> kStrategies = {"redact", "partial", "hash", "keep_domain", "null", "fixed", "digits"};
 
 using K = sql::StatementKind;
 struct Alias {

@@ -78,6 +78,19 @@ class Policy {
 
   // The rules' decision, then the built-in refusal of statements that change the login role.
   Decision evaluate(const Request& request) const;
+  // Masking. The mask rules (indices into rules()) whose who/where/when conditions hold for
+  // `request` (identity, target, environment, database, client address, time, grants; the
+  // statement is not looked at): they apply to every result column derived from a column they
+  // cover, whatever statement returns it, so a view, a cursor or a function call over a masked
+  // column does not dodge them. audit_only rules are not among them.
+  std::vector<std::size_t> mask_rules_for(const Request& request) const;
+  // The first of `rules` (in file order) that covers table column schema.table.column: the
+  // column's classification has one of the rule's mask tags (mask.tags, else its tags condition;
+  // with neither, any tag), and the rule's schemas/tables/columns/min_sensitivity conditions, when
+  // given, hold for it. A rule with columns conditions and no tags covers the columns it names
+  // even when they are not classified. nullptr: the column is not masked.
+  const Rule* column_mask(const std::vector<std::size_t>& rules, std::string_view schema, std::string_view table,
+                          std::string_view column) const;
   // Classification tags of every column the analysis touches (any access), sorted by name.
   std::vector<std::string> touched_tags(const sql::Analysis& analysis) const;
 

@@ -108,8 +108,11 @@ struct Reviewers {
 struct MaskSpec {
   std::vector<std::string> tags;  // empty: the rule's `tags` condition, else every tag the statement touches
   std::string strategy = "redact";
+  int keep_first = 0;  // partial
+  int keep_last = 4;   // partial
+  std::string value;   // fixed
 };
-// redact, partial, hash, keep_domain, null
+// redact, partial, hash, keep_domain, null, fixed, digits
 bool is_mask_strategy(std::string_view name);
 
 struct Rule {

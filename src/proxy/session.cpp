@@ -953,6 +953,7 @@ void Session::copy_in_started() {
   else
     copy_in_ = true;
   responses_.syncs_ignored(ignored);
+  if (masker_) masker_->syncs_ignored(ignored);
   for (; ignored > 0; --ignored) {
     if (!ahead && syncs_after_execute_ > 0) --syncs_after_execute_;
     if (inflight_ > 0) --inflight_;
@@ -1245,6 +1246,19 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
             rescan_ = true;
           return stop_at(pos);
         }
+        if (masker_ && type != 'F') {
+          // A relation the masker's catalog does not know (made since it was read, elsewhere): the
+          // catalog is read again first, the backend idle, so the statement is traced, not refused.
+          const bool checked = pos == 0 && catalog_front_checked_;
+          if (pos == 0) catalog_front_checked_ = false;
+          if (!checked && !batch_open_ && mask_unknown_relations(type, r.frame.body)) {
+            if (pos == 0)
+              catalog_request_ = true;
+            else
+              rescan_ = true;
+            return stop_at(pos);
+          }
+        }
         if (type == 'Q') {
           const bool estimated = pos == 0 && front_estimated_;
           if (pos == 0) front_estimated_ = false;
@@ -1263,9 +1277,11 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
         }
         if (type == 'Q' && may_copy_in(query_text_of(type, r.frame.body)))
           copy_candidates_.push_back(CopyCandidate{syncs_sent_, std::nullopt});
-        if (!judge_client_message(type, r.frame.body, substitute)) splice(pos, r.frame.wire_size);
+        const bool kept = judge_client_message(type, r.frame.body, substitute);
+        if (!kept) splice(pos, r.frame.wire_size);
         if (type != 'P') ++syncs_sent_;
         forwarded(type);
+        if (masker_) mask_forwarded(type, r.frame.body, !kept);
         if (type == 'Q') {
           syncs_after_execute_ = 0;
           execute_unsynced_ = false;
@@ -1276,18 +1292,23 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
         }
         break;
       }
-      case 'B':
-        if (!rejudge_bind(r.frame.body, substitute))
+      case 'B': {
+        const bool kept = rejudge_bind(r.frame.body, substitute);
+        if (!kept)
           splice(pos, r.frame.wire_size);
         else if (auditing())
           audit_bind(r.frame.body);
         forwarded(type);
+        if (masker_) mask_forwarded(type, r.frame.body, !kept);
         break;
+      }
       case 'D':
         forwarded(type);
+        if (masker_) mask_forwarded(type, r.frame.body, false);
         break;
       case 'C':
         forwarded(type);
+        if (masker_) mask_forwarded(type, r.frame.body, false);
         if (!r.frame.body.empty() && r.frame.body[0] == 'S') {  // Close statement
           const auto name = server_name(r.frame.body.substr(1, r.frame.body.find('\0', 1) - 1));
           note_close('S', name);
@@ -1315,13 +1336,17 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
         }
         m.statements.fetch_add(1, std::memory_order_relaxed);
         if (execute_may_copy_in(r.frame.body)) copy_candidates_.push_back(CopyCandidate{syncs_sent_, std::nullopt});
-        if (!rejudge_execute(r.frame.body, substitute))
+        {
+        const bool kept = rejudge_execute(r.frame.body, substitute);
+        if (!kept)
           splice(pos, r.frame.wire_size);
         else if (auditing())
           audit_execute(r.frame.body);
         syncs_after_execute_ = 0;
         execute_unsynced_ = true;
         forwarded(type);
+        if (masker_) mask_forwarded(type, r.frame.body, !kept);
+        }
         break;
       case 'c':
       case 'f':
@@ -1342,6 +1367,7 @@ std::size_t Session::scan_client_messages(std::optional<End>& end, bool& termina
         statement_started(last_activity_);  // set at the read it came in
         if (auditing()) audit_sync();
         forwarded(type);
+        if (masker_) mask_forwarded(type, r.frame.body, false);
         execute_unsynced_ = false;  // its ReadyForQuery (inflight_) covers the batch's Executes
         refused_in_batch_ = false;
         ++syncs_after_execute_;
@@ -1407,6 +1433,12 @@ awaitable<End> Session::client_to_backend() {
     }
     pending = false;
 
+    mask_rules_refresh();
+    if (masker_ && mask_catalog_due() && inflight_ == 0 && !batch_open_ && !copy_in_ &&
+        settings_barrier_ == Barrier::None) {
+      // Read while the backend is idle, before the batch that needs it.
+      if (auto stop = co_await mask_catalog_refresh()) co_return std::move(*stop);
+    }
     std::optional<End> bad;
     bool terminate = false;
     bool rewritten = false;
@@ -1482,6 +1514,15 @@ awaitable<End> Session::client_to_backend() {
       auto stop = co_await hold_front_query();
       if (stop) co_return std::move(*stop);
       pending = !cin_.empty();  // go on with what follows (or the released Query) without reading
+      continue;
+    }
+    if (catalog_request_) {
+      catalog_request_ = false;
+      while (inflight_ > 0 && !ending_) co_await wait_relay_signal();  // the backend answers in order
+      if (ending_) co_return End{};
+      if (auto stop = co_await mask_catalog_refresh()) co_return std::move(*stop);
+      catalog_front_checked_ = true;
+      pending = true;
       continue;
     }
     if (estimate_request_) {
@@ -1619,9 +1660,34 @@ bool Session::relay_backend_slow(std::string_view chunk, std::size_t& consumed, 
           if (auditing()) audit_backend('E', {}, &hit->error);
         }
         refusals_.erase(refusals_.begin(), hit + 1);
+        if (masker_) {
+          std::string unused;
+          if (masker_->on_backend('E', body, unused) == ResultMasker::Verdict::Lost) {
+            mask_lost_ = true;
+            return false;
+          }
+        }
         on_backend_event(protocol::ScanEvent{'E', len, 0}, saw_ready);
         pos += std::size_t(len) + 1;
         continue;
+      }
+    }
+    if (masker_) {
+      const bool whole = masker_->needs_whole(type);
+      if (whole && n - pos < std::size_t(len) + 1) break;  // the whole message first
+      const std::string_view body = whole ? chunk.substr(pos + 5, len - 4) : std::string_view();
+      switch (masker_->on_backend(type, body, mask_out_)) {
+        case ResultMasker::Verdict::Lost:
+          mask_lost_ = true;
+          return false;
+        case ResultMasker::Verdict::Rewritten:
+          piece = chunk.substr(pos, std::size_t(len) + 1);
+          if (!scanner_.scan(piece, ev)) return false;
+          rewrite_back_.append(mask_out_);
+          pos += piece.size();
+          continue;
+        case ResultMasker::Verdict::Pass:
+          break;
       }
     }
     const std::size_t k = std::min<std::size_t>(std::size_t(len) + 1, n - pos);
@@ -1653,7 +1719,7 @@ awaitable<End> Session::backend_to_client() {
     const std::string_view chunk(bout_.data(), bout_.size());
     std::size_t consumed = chunk.size();
     const bool capture = explain_.active && !explain_.done;
-    const bool slow = capture || !refusals_.empty();
+    const bool slow = capture || !refusals_.empty() || masker_;
     if (param_need_ > 0) {  // the rest of a ParameterStatus begun in an earlier read
       const auto take = std::min<std::size_t>(param_need_, chunk.size());
       param_buf_.append(chunk.substr(0, take));
@@ -1666,6 +1732,16 @@ awaitable<End> Session::backend_to_client() {
                                 watch_body(e, chunk);
                                 on_backend_event(e, saw_ready);
                               });
+    if (!ok && mask_lost_) {
+      bout_.consume(bout_.size());
+      bout_.release_if_empty();
+      spdlog::error("session {}: ended: the masking of results lost track of which statement the server answers", id_);
+      co_return End{End::Kind::BackendProtocolError,
+                    fatal("XX000", "the proxy ended the session: it could not tell which statement a result belongs to, "
+                                   "so it could not mask it",
+                          "reconnect; if this repeats, report it with the proxy's log"),
+                    "masking lost track of results"};
+    }
     if (!ok) {
       m.protocol_errors.fetch_add(1, std::memory_order_relaxed);
       bout_.consume(bout_.size());

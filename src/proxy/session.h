@@ -25,6 +25,7 @@
 #include "protocol/codec.h"
 #include "protocol/response_tracker.h"
 #include "sql/statement_info.h"
+#include "proxy/result_masker.h"
 #include "proxy/runtime.h"
 #include "proxy/worker.h"
 
@@ -184,6 +185,32 @@ class Session : public std::enable_shared_from_this<Session> {
   void forwarded(char type);
   // `n` forwarded Query/FunctionCall messages get no ReadyForQuery: the backend skips them.
   void units_skipped(std::uint32_t n, bool just_forwarded);
+
+  // masking (session_mask.cpp)
+  bool masking() const { return masker_ && masker_->active(); }
+  // The statement runs: allowed, or allowed with masking while this session masks results (a
+  // mask decision without masking in place is refused).
+  bool runs(const policy::Decision& d) const {
+    return d.action == policy::Action::Allow || (d.action == policy::Action::Mask && masking());
+  }
+  void mask_rules_refresh();  // before each client batch: the mask rules that apply to this session
+  bool mask_catalog_due() const;
+  asio::awaitable<std::optional<End>> mask_catalog_refresh();  // the backend idle
+  void mask_forwarded(char type, std::string_view body, bool substituted);
+  // A statement that moves masked values where masking cannot follow: its refusal (null: none).
+  std::shared_ptr<const policy::Decision> mask_refusal(const sql::Analysis& analysis);
+  std::unique_ptr<ResultMasker> masker_;
+  std::uint64_t mask_generation_ = ~std::uint64_t{0};
+  bool catalog_stale_ = true;
+  Clock::time_point catalog_at_{};
+  bool mask_lost_ = false;
+  bool catalog_request_ = false;        // read the catalog before the Query or Parse at the front of cin_
+  bool catalog_front_checked_ = false;  // ... done: judge it with what the catalog says now
+  std::unordered_set<std::string> unknown_relations_;  // names the catalog was read again for
+  // Whether the Query's or Parse's statements name a relation the catalog does not know and was not
+  // read again for yet.
+  bool mask_unknown_relations(char type, std::string_view body);
+  std::string mask_out_;  // a DataRow rewritten
 
   // audit (session_audit.cpp)
   bool auditing() const { return audit_ctx_ != nullptr; }

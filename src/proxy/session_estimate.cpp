@@ -80,7 +80,7 @@ asio::awaitable<std::optional<End>> Session::estimate_front_query() {
   if (!limit) co_return std::nullopt;
   sql::Analysis resolved;
   const sql::Analysis* judged = resolve_executes(*analysis, resolved) ? &resolved : analysis.get();
-  if (decide(*judged).action != policy::Action::Allow) co_return std::nullopt;  // refused as usual
+  if (!runs(decide(*judged))) co_return std::nullopt;  // refused as usual
   if (analysis->statements.size() != 1) {
     spdlog::info("session {}: row estimate skipped: {} statements in one text", id_, analysis->statements.size());
     co_return std::nullopt;
@@ -144,6 +144,7 @@ asio::awaitable<std::optional<End>> Session::estimate_front_query() {
   statement_started();
   ++syncs_sent_;
   forwarded('Q');
+  if (masker_) masker_->on_query(nullptr);
   cin_.consume(wire);
   front_estimated_ = false;
   front_analysis_.reset();

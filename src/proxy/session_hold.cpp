@@ -303,6 +303,7 @@ asio::awaitable<std::optional<End>> Session::refuse_front_query(const policy::De
     refuse_statement(d, analysis.get(), 'E', {}, substitute, sqlstate);
     metrics_.statements.fetch_add(1, std::memory_order_relaxed);
     forwarded('P');
+    if (masker_) masker_->on_ext();
   } else {
     if (auditing()) {
       audit_query('Q', analysis, d, true, query_text(body));
@@ -313,6 +314,7 @@ asio::awaitable<std::optional<End>> Session::refuse_front_query(const policy::De
     statement_started();
     ++syncs_sent_;
     forwarded('Q');
+    if (masker_) masker_->on_query(nullptr);
   }
   // A held statement the client cancelled (57014) ends as cancelled, as one cancelled while it
   // runs does (recorded as refused, `--outcome cancelled` missed it: found by a security team's trial).
@@ -367,7 +369,7 @@ asio::awaitable<std::optional<End>> Session::hold_front_query(std::optional<poli
   // `given`: a review decided outside the policy (the row-estimate limit, session_estimate.cpp).
   // An Execute is judged again: the policy or the identity's grants may have changed since Bind.
   policy::Decision d = given ? std::move(*given) : decide(*judged);
-  if (type == 'E' && d.action == policy::Action::Allow) {
+  if (type == 'E' && runs(d)) {
     approve_held_portal(portal, d);
     co_return std::nullopt;
   }

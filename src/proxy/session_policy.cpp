@@ -640,7 +640,7 @@ bool Session::rejudge_execute(std::string_view body, std::string& substitute) {
     const sql::Analysis* judged = nullptr;
     auto decision = judge_as_run(fetch, resolved, judged);
     if (judged != &fetch) {  // a cursor of that name is known (or lost track of)
-      if (decision->action != policy::Action::Allow) {
+      if (!runs(*decision)) {
         policy::Decision d = *decision;
         if (d.action == policy::Action::Review) {
           d.action = policy::Action::Deny;
@@ -691,7 +691,7 @@ bool Session::rejudge_execute(std::string_view body, std::string& substitute) {
       analysis = v;
     }
   }
-  if (decision->action == policy::Action::Allow) {
+  if (runs(*decision)) {
     live_policy();  // policy_generation_ is the generation just judged under
     p->generation = policy_generation_;
     p->search_path_changed = search_path_changed_;
@@ -871,7 +871,7 @@ bool Session::judge_bind_of_sql_prepared(std::string_view portal, std::string_vi
   sql::Analysis resolved;
   if (!resolve_executes(exec, resolved)) return true;
   policy::Decision d = decide(resolved);
-  if (d.action == policy::Action::Allow) {
+  if (runs(d)) {
     auto bound = std::make_shared<const sql::Analysis>(std::move(resolved));
     note_portal(portal, bound, policy_generation_);
     if (auditing()) {  // for audit_bind, which follows
@@ -937,7 +937,7 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
         sql::Analysis resolved;
         const sql::Analysis* judged = nullptr;
         auto d = judge_as_run(*before->analysis, resolved, judged);
-        if (before->review || d->action != policy::Action::Allow)
+        if (before->review || !runs(*d))
           held = proxy_refusal(
               "policy.pending_parse",
               "a Parse of the statement name is not answered yet, and the statement it replaces is not allowed",
@@ -1006,7 +1006,7 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
         sql::Analysis exec =
             execute_of(name, "EXECUTE " + std::string(name) + " (protocol Bind of a statement the proxy does not know)", true);
         const policy::Decision d = decide(exec);
-        if (d.action != policy::Action::Allow) {
+        if (!runs(d)) {
           auto a = std::make_shared<const sql::Analysis>(std::move(exec));
           return refuse_bind(d, a, portal, substitute);
         }
@@ -1025,7 +1025,7 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
     const auto decision = judge_as_run(*analysis, resolved, judged);
     const policy::Decision& d = *decision;
     const bool review = d.action == policy::Action::Review && server_.approvals();
-    if (d.action == policy::Action::Allow || review) {
+    if (runs(d) || review) {
       it->second.generation = policy_generation_;
       it->second.search_path_changed = search_path_changed_;
       if (auditing() || review) it->second.decision = decision;
@@ -1090,7 +1090,7 @@ std::shared_ptr<const policy::Decision> Session::judge(const sql::Analysis& anal
   // client address, login), so a statement served from the analysis cache is judged once per
   // policy generation, unless the clock (time windows) or grants can change the answer.
   Memo* slot = nullptr;
-  if (analysis.cache_id != 0 && !policy.uses_time() && !policy.uses_grants()) {
+  if (analysis.cache_id != 0 && !policy.uses_time() && !policy.uses_grants() && !masking()) {
     if (!memo_) memo_ = std::make_unique<std::array<Memo, kMemoSlots>>();
     slot = &(*memo_)[analysis.cache_id % kMemoSlots];
     if (slot->cache_id == analysis.cache_id && slot->generation == policy_generation_ &&
@@ -1114,6 +1114,8 @@ std::shared_ptr<const policy::Decision> Session::judge(const sql::Analysis& anal
   }
   if (login_) req.login_user = login_->user;
   auto d = std::make_shared<const policy::Decision>(policy.evaluate(req));
+  if (masking() && runs(*d))
+    if (auto refused = mask_refusal(analysis)) d = std::move(refused);
   if (slot) {
     slot->cache_id = analysis.cache_id;
     slot->generation = policy_generation_;
@@ -1137,6 +1139,15 @@ bool Session::may_change_tokenising(const sql::Analysis& a) {
         return true;
   }
   return false;
+}
+
+std::shared_ptr<const policy::Decision> Session::mask_refusal(const sql::Analysis& analysis) {
+  for (const auto& st : analysis.statements)
+    if (auto why = masker_->refusal_for(st))
+      return proxy_refusal("masking.unmaskable", *why,
+                           "statement refused: " + *why + "; masking rules apply to your session",
+                           "select the columns you need with SELECT, whose results are masked", "42501");
+  return nullptr;
 }
 
 bool Session::judge_client_message(char type, std::string_view body, std::string& substitute) {
@@ -1274,7 +1285,7 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
                                  (statements_.size() < kMaxProtocolStatements || statements_.count(statement_name));
   if (a->error) metrics_.statements_unknown.fetch_add(1, std::memory_order_relaxed);
   if (auditing()) {
-    const bool allowed = d.action == policy::Action::Allow || review_at_execute;
+    const bool allowed = runs(d) || review_at_execute;
     if (type == 'F') {
       analysis = std::make_shared<const sql::Analysis>(std::move(local));
       if (judged == a) judged = analysis.get();
@@ -1294,7 +1305,7 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
     } else if (!allowed)
       audit_parse_refused(analysis, d, query_text_of(type, body));
   }
-  if (d.action == policy::Action::Allow || review_at_execute) {
+  if (runs(d) || review_at_execute) {
     if (type == 'Q') note_deallocs(*a);  // first: a PREPARE after it in the text is kept
     // A parsed PREPARE creates its name when it runs: recorded at its Execute (execute_effects),
     // each time, so counted once however often it is parsed and run.
@@ -1446,7 +1457,7 @@ void Session::refuse_statement(const policy::Decision& d, const sql::Analysis* a
       for (std::size_t i = 0; i < analysis->statements.size() && int(i) < first; ++i) {
         sql::Analysis one;
         one.statements.push_back(analysis->statements[i]);
-        if (judge(one)->action != policy::Action::Allow) {
+        if (!runs(*judge(one))) {
           first = int(i);
           break;
         }

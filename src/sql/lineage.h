@@ -36,7 +36,9 @@ struct Lineage {
   bool decided = false;  // false: see `why`; the caller must treat every column as possibly sensitive
   std::string why;       // e.g. "relation \"x\" is not in the catalog", "unsupported: ..."
   bool returns_rows = false;           // the statement sends rows to the client (SELECT, RETURNING, VALUES, FETCH...)
-  std::vector<OutputColumn> columns;   // the rows' columns, in order (empty when returns_rows is false)
+  std::vector<OutputColumn> columns;   // the rows' columns, in order (empty when returns_rows is false, except for
+                                       // DECLARE and PREPARE: the columns FETCH / EXECUTE return later). A caller
+                                       // whose RowDescription has another number of fields must fail closed.
   std::vector<SourceColumn> read;      // every base column the statement reads anywhere (targets, WHERE, JOIN, ORDER BY...)
   std::vector<SourceColumn> stored;    // base columns whose values the statement writes somewhere other than to the
                                        // client: INSERT ... SELECT, UPDATE ... SET x = <expr>, CREATE TABLE AS,
@@ -49,6 +51,13 @@ struct Lineage {
 // <query> gives the query's lineage with returns_rows false (FETCH returns those rows later);
 // PREPARE p AS <query> likewise. EXPLAIN returns a plan, not data: returns_rows false, no
 // columns (EXPLAIN ANALYZE of a write still has its `stored`).
+//
+// Not seen: what a function reads by itself (a function's value derives from its arguments only;
+// content detectors cover functions that select from tables), rules and triggers; EXECUTE, FETCH,
+// CALL and DO are undecided. Views are traced through `CatalogRelation::definition`, whose
+// unqualified names resolve through the catalog's search path: the proxy should read definitions
+// with search_path = pg_catalog so that pg_get_viewdef qualifies every other name.
+// Texts over 16 KiB are checked by analyze_uncached first and traced on a helper thread.
 Lineage lineage_of(std::string_view statement, const Catalog& catalog);
 
 }  // namespace gh::sql

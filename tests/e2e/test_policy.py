@@ -604,10 +604,6 @@ def test_refusal_in_a_failed_block_answers_25P02(conn, t):
     ("BEGIN; ABORT AND/**/CHAIN;", TransactionStatus.INERROR),
     ("BEGIN; SAVEPOINT a; ROLLBACK/**/TO a;", TransactionStatus.INERROR),
     ("BEGIN; SAVEPOINT a; ROLLBACK /*x*/ TO SAVEPOINT a;", TransactionStatus.INERROR),
-    # the first statement that fails decides, as in PostgreSQL, not the most restrictive one:
-    # the SELECT of a masked column is refused (masking is not built), the DELETE after it too
-    ("BEGIN; SELECT email FROM customers; COMMIT;", TransactionStatus.INERROR),
-    ("SELECT email FROM customers; BEGIN;", TransactionStatus.IDLE),
     ("BEGIN; SELECT 1; COMMIT;", TransactionStatus.IDLE),
     ("BEGIN; ROLLBACK;", TransactionStatus.IDLE),
     ("SELECT 1;", TransactionStatus.IDLE),
@@ -1194,22 +1190,18 @@ def test_custom_review_rule_opens_an_approval_request(prod, direct):
     assert direct.execute("SELECT count(*) FROM needs_review").fetchone() == (2,)
 
 
-def test_custom_mask_rule_refused_until_masking_exists(prod):
+def test_custom_mask_rule_masks_results(prod):
     with connect(prod, autocommit=True) as c:
-        with pytest.raises(psycopg.Error) as ei:
-            c.execute("SELECT email FROM customers")
-        assert_refused(ei.value, "mask-pii")
-        assert ei.value.diag.message_primary.startswith("statement refused: its results would have to be masked")
-        assert ei.value.diag.message_hint == "select columns that are not classified as sensitive"
+        (email,) = c.execute("SELECT email FROM customers").fetchone()
+        assert email is not None and email != "a@b.example"
         assert c.execute("SELECT id FROM customers").fetchone() == (1,)
         # The classified column under another name: column aliases of the table, a JOIN's alias
-        # (found by adversarial testing: both read it past the rule).
+        # (found by adversarial testing: both read it past the rule when it refused).
         for sql in ("SELECT c.e FROM customers AS c(i, e)",
                     "SELECT j.email FROM (customers JOIN (SELECT 1 AS x) s ON true) AS j",
                     "SELECT row_to_json(j) FROM (customers JOIN (SELECT 1 AS x) s ON true) AS j"):
-            with pytest.raises(psycopg.Error) as ei:
-                c.execute(sql)
-            assert_refused(ei.value, "mask-pii")
+            rows = c.execute(sql).fetchall()
+            assert len(rows) == 1 and "a@b.example" not in str(rows), (sql, rows)
 
 
 def test_audit_only_rule_lets_statement_pass(prod, direct):

@@ -1,0 +1,492 @@
+#include "proxy/result_masker.h"
+
+#include <algorithm>
+
+#include "base/bytes.h"
+
+namespace gh::proxy {
+
+namespace {
+
+constexpr std::size_t kMaxNames = 10000;     // portal formats and statement fields kept
+constexpr std::size_t kMaxLineages = 2048;   // statement texts whose lineage is kept
+constexpr int kMaxViewDepth = 16;
+
+std::int16_t load_i16(const char* p) { return std::int16_t(std::uint16_t(load_be16(p))); }
+
+bool reads_data(const sql::Statement& st) {
+  for (const auto k : st.kinds)
+    switch (k) {
+      case sql::StatementKind::Select:
+      case sql::StatementKind::Insert:
+      case sql::StatementKind::Update:
+      case sql::StatementKind::Delete:
+      case sql::StatementKind::Merge:
+      case sql::StatementKind::CopyTo:
+      case sql::StatementKind::Create:
+      case sql::StatementKind::Execute:
+      case sql::StatementKind::Fetch:
+      case sql::StatementKind::DeclareCursor:
+      case sql::StatementKind::Prepare:
+      case sql::StatementKind::Call:
+      case sql::StatementKind::Explain:
+        return true;
+      default:
+        break;
+    }
+  return false;
+}
+
+}  // namespace
+
+ResultMasker::ResultMasker(std::shared_ptr<const policy::Policy> policy, std::vector<std::size_t> rules,
+                           std::string hmac_key)
+    : key_(std::move(hmac_key)) {
+  set_rules(std::move(policy), std::move(rules));
+}
+
+void ResultMasker::set_rules(std::shared_ptr<const policy::Policy> policy, std::vector<std::size_t> rules) {
+  policy_ = std::move(policy);
+  rules_ = std::move(rules);
+  specs_.assign(policy_ ? policy_->rules().size() : 0, masking::Spec{});
+  for (const std::size_t i : rules_) {
+    const auto& m = policy_->rules()[i].mask;
+    masking::Spec s;
+    s.strategy = masking::strategy_from_name(m.strategy).value_or(masking::Strategy::Null);
+    s.keep_first = m.keep_first;
+    s.keep_last = m.keep_last;
+    s.fixed = m.value;
+    specs_[i] = std::move(s);
+  }
+  column_specs_.clear();
+}
+
+void ResultMasker::set_catalog(std::shared_ptr<const sql::Catalog> catalog) {
+  catalog_ = std::move(catalog);
+  column_specs_.clear();
+  views_.clear();
+  lineages_.clear();
+}
+
+void ResultMasker::on_query(std::shared_ptr<const sql::Analysis> analysis) {
+  Unit u;
+  u.kind = Unit::Kind::Query;
+  u.analysis = std::move(analysis);
+  units_.push_back(std::move(u));
+}
+
+void ResultMasker::on_bind(std::string_view portal, std::string_view statement, std::string_view body) {
+  Unit u;
+  u.kind = Unit::Kind::Ext;
+  units_.push_back(std::move(u));
+  // Result format codes: after the names, the parameter formats and values.
+  std::vector<std::int16_t> formats;
+  std::size_t pos = body.find('\0');
+  if (pos != std::string_view::npos) pos = body.find('\0', pos + 1);
+  bool ok = pos != std::string_view::npos;
+  if (ok) ++pos;
+  auto need = [&](std::size_t n) { return ok && (ok = body.size() - pos >= n); };
+  if (need(2)) {
+    const auto n = std::size_t(std::uint16_t(load_be16(body.data() + pos)));
+    pos += 2;
+    if (need(2 * n)) pos += 2 * n;
+  }
+  if (need(2)) {
+    const auto n = std::size_t(std::uint16_t(load_be16(body.data() + pos)));
+    pos += 2;
+    for (std::size_t i = 0; i < n && need(4); ++i) {
+      const auto len = std::int32_t(load_be32(body.data() + pos));
+      pos += 4;
+      if (len > 0 && need(std::size_t(len))) pos += std::size_t(len);
+    }
+  }
+  if (need(2)) {
+    const auto n = std::size_t(std::uint16_t(load_be16(body.data() + pos)));
+    pos += 2;
+    for (std::size_t i = 0; i < n && need(2); ++i, pos += 2) formats.push_back(load_i16(body.data() + pos));
+  }
+  portal_fields_.erase(std::string(portal));
+  if (portal_formats_.size() >= kMaxNames) portal_formats_.clear();
+  if (portal_statement_.size() >= kMaxNames) portal_statement_.clear();
+  portal_statement_[std::string(portal)] = std::string(statement);
+  if (ok)
+    portal_formats_[std::string(portal)] = std::move(formats);
+  else
+    portal_formats_.erase(std::string(portal));
+}
+
+void ResultMasker::on_ext() {
+  Unit u;
+  u.kind = Unit::Kind::Ext;
+  units_.push_back(std::move(u));
+}
+
+void ResultMasker::on_parse(std::string_view name) {
+  on_ext();
+  statement_fields_.erase(std::string(name));
+}
+
+void ResultMasker::on_describe(char what, std::string_view name, std::shared_ptr<const sql::Analysis> analysis) {
+  Unit u;
+  u.kind = Unit::Kind::Describe;
+  u.describe = what;
+  u.name = std::string(name);
+  u.analysis = std::move(analysis);
+  units_.push_back(std::move(u));
+}
+
+void ResultMasker::on_execute(std::string_view portal, std::shared_ptr<const sql::Analysis> analysis) {
+  Unit u;
+  u.kind = Unit::Kind::Execute;
+  u.name = std::string(portal);
+  u.analysis = std::move(analysis);
+  units_.push_back(std::move(u));
+}
+
+void ResultMasker::on_sync() {
+  Unit u;
+  u.kind = Unit::Kind::Sync;
+  units_.push_back(std::move(u));
+}
+
+void ResultMasker::on_close(char what, std::string_view name) {
+  on_ext();
+  if (what == 'S')
+    statement_fields_.erase(std::string(name));
+  else
+    portal_fields_.erase(std::string(name));
+}
+
+void ResultMasker::syncs_ignored(std::uint32_t n) {
+  for (auto it = units_.empty() ? units_.end() : units_.begin() + 1; n > 0 && it != units_.end();) {
+    if (it->kind == Unit::Kind::Sync) {
+      it = units_.erase(it);
+      --n;
+    } else {
+      ++it;
+    }
+  }
+}
+
+ResultMasker::Unit* ResultMasker::front() { return units_.empty() ? nullptr : &units_.front(); }
+void ResultMasker::pop() {
+  if (!units_.empty()) units_.pop_front();
+}
+void ResultMasker::skip_to_sync() {
+  while (!units_.empty() && units_.front().kind != Unit::Kind::Sync) units_.pop_front();
+}
+
+bool ResultMasker::needs_whole(char type) const {
+  if (type == 'T') return true;
+  if (type != 'D') return false;
+  if (units_.empty()) return true;
+  const Unit& u = units_.front();
+  return !u.planned || u.masks;
+}
+
+bool ResultMasker::parse_row_description(std::string_view body, std::vector<Field>& out) {
+  out.clear();
+  if (body.size() < 2) return false;
+  const auto n = load_i16(body.data());
+  if (n < 0) return false;
+  std::size_t pos = 2;
+  for (int i = 0; i < n; ++i) {
+    const auto nul = body.find('\0', pos);
+    if (nul == std::string_view::npos || body.size() - nul - 1 < 18) return false;
+    pos = nul + 1;
+    Field f;
+    f.table = load_be32(body.data() + pos);
+    f.attnum = load_i16(body.data() + pos + 4);
+    f.type = load_be32(body.data() + pos + 6);
+    f.format = load_i16(body.data() + pos + 16);
+    pos += 18;
+    out.push_back(f);
+  }
+  return pos == body.size();
+}
+
+const sql::Lineage* ResultMasker::lineage(const std::string& text) {
+  if (!catalog_) return nullptr;
+  if (auto it = lineages_.find(text); it != lineages_.end()) return it->second.get();
+  if (lineages_.size() >= kMaxLineages) lineages_.clear();
+  auto l = std::make_shared<const sql::Lineage>(sql::lineage_of(text, *catalog_));
+  return lineages_.emplace(text, std::move(l)).first->second.get();
+}
+
+const masking::Spec* ResultMasker::fallback() const {
+  return rules_.empty() ? nullptr : &specs_[rules_.front()];
+}
+
+const masking::Spec* ResultMasker::spec_of_relation_column(std::uint32_t oid, std::int16_t attnum, bool& unknown) {
+  unknown = false;
+  const std::uint64_t k = (std::uint64_t(oid) << 16) | std::uint16_t(attnum);
+  if (auto it = column_specs_.find(k); it != column_specs_.end()) return it->second;
+  const sql::CatalogRelation* rel = catalog_ ? catalog_->by_oid(oid) : nullptr;
+  if (!rel) {
+    unknown = true;
+    return fallback();
+  }
+  const masking::Spec* spec = nullptr;
+  if ((rel->kind == 'v' || rel->kind == 'm') && !rel->definition.empty()) {
+    // A view's column: what its definition's column reads.
+    std::shared_ptr<const sql::Lineage> vl;
+    if (auto it = views_.find(oid); it != views_.end()) {
+      vl = it->second;
+    } else if (view_depth_ < kMaxViewDepth) {
+      vl = std::make_shared<const sql::Lineage>(sql::lineage_of(rel->definition, *catalog_));
+      views_.emplace(oid, vl);
+    }
+    // The view's attnum counts its columns from 1 in order.
+    std::size_t index = 0;
+    bool found = false;
+    for (const auto& c : rel->columns) {
+      if (c.attnum == attnum) {
+        found = true;
+        break;
+      }
+      ++index;
+    }
+    if (!vl || !vl->decided || !found || index >= vl->columns.size()) {
+      // Cannot tell: masked when the view reads any masked column (or anything unknown).
+      spec = nullptr;
+      if (!vl || !vl->decided) {
+        spec = fallback();
+      } else {
+        for (const auto& s : vl->read)
+          if ((spec = spec_of(s))) break;
+      }
+    } else {
+      ++view_depth_;
+      for (const auto& s : vl->columns[index].sources)
+        if ((spec = spec_of(s))) break;
+      --view_depth_;
+    }
+  } else if (const auto* col = rel->column_at(attnum)) {
+    if (const policy::Rule* r = policy_->column_mask(rules_, rel->schema, rel->name, col->name))
+      spec = &specs_[std::size_t(r - policy_->rules().data())];
+  }
+  column_specs_.emplace(k, spec);
+  return spec;
+}
+
+const masking::Spec* ResultMasker::spec_of(const sql::SourceColumn& c) {
+  bool unknown = false;
+  return spec_of_relation_column(c.relation, c.attnum, unknown);
+}
+
+bool ResultMasker::involves_masked(const sql::Statement& st) {
+  if (!catalog_) return true;
+  for (const auto k : st.kinds)  // what they run is another statement's (a cursor's, a prepared one's)
+    if (k == sql::StatementKind::Execute || k == sql::StatementKind::Fetch || k == sql::StatementKind::Call)
+      return true;
+  if (st.opaque_code) return true;
+  for (const auto& r : st.relations) {
+    const sql::CatalogRelation* rel = catalog_->find(r.schema, r.name);
+    if (!rel) {
+      // A CTE name is not a relation of the analysis; anything else unknown may be anything.
+      return true;
+    }
+    for (const auto& c : rel->columns) {
+      bool unknown = false;
+      if (spec_of_relation_column(rel->oid, c.attnum, unknown)) return true;
+    }
+  }
+  return false;
+}
+
+const sql::Statement* ResultMasker::statement_of(const Unit& u) const {
+  if (!u.analysis || u.analysis->error) return nullptr;
+  const auto& sts = u.analysis->statements;
+  const std::size_t i = u.kind == Unit::Kind::Query ? u.statement : 0;
+  return i < sts.size() ? &sts[i] : nullptr;
+}
+
+void ResultMasker::plan_from(Unit& u, const sql::Statement* st, const std::vector<Field>* fields,
+                             const std::vector<std::int16_t>* formats, std::size_t columns) {
+  u.planned = true;
+  u.masks = false;
+  u.plan.assign(columns, masking::ColumnMask{});
+  const sql::Lineage* l = nullptr;
+  bool lineage_fits = false;
+  if (st) {
+    l = lineage(st->text);
+    lineage_fits = !path_uncertain_ && l && l->decided && l->returns_rows && l->columns.size() == columns;
+  }
+  // Without a statement or a lineage that fits, columns whose origin RowDescription does not give
+  // are masked when the statement involves a masked column (fail closed).
+  bool involved = false, involved_known = false;
+  auto is_involved = [&] {
+    if (!involved_known) {
+      involved = !st || path_uncertain_ || involves_masked(*st);
+      involved_known = true;
+    }
+    return involved;
+  };
+  for (std::size_t i = 0; i < columns; ++i) {
+    const masking::Spec* spec = nullptr;
+    masking::ColumnMask& cm = u.plan[i];
+    if (fields && i < fields->size()) {
+      const Field& f = (*fields)[i];
+      cm.type_oid = f.type;
+      cm.format = f.format == 1 ? masking::Format::Binary : masking::Format::Text;
+      if (f.table != 0 && f.attnum > 0) {
+        bool unknown = false;
+        spec = spec_of_relation_column(f.table, f.attnum, unknown);
+      }
+    }
+    if (formats) {
+      // Bind's result formats: none = text, one = all, else one per column.
+      const std::int16_t fmt = formats->empty() ? 0 : formats->size() == 1 ? (*formats)[0]
+                                                    : i < formats->size() ? (*formats)[i] : -1;
+      if (fmt == 0 || fmt == 1)
+        cm.format = fmt == 1 ? masking::Format::Binary : masking::Format::Text;
+      else
+        cm.type_oid = 0;  // unknown: a masked value becomes NULL
+    }
+    if (!spec) {
+      if (lineage_fits) {
+        for (const auto& s : l->columns[i].sources)
+          if ((spec = spec_of(s))) break;
+      } else if ((!fields || i >= fields->size() || (*fields)[i].table == 0) && is_involved()) {
+        spec = fallback();
+      }
+    }
+    if (!fields || !formats) {
+      if (!fields) cm.type_oid = 0;
+    }
+    cm.spec = spec;
+    if (spec) u.masks = true;
+  }
+}
+
+ResultMasker::Verdict ResultMasker::on_backend(char type, std::string_view body, std::string& out) {
+  Unit* u = front();
+  switch (type) {
+    case 'T': {
+      if (!u) return Verdict::Lost;
+      std::vector<Field> fields;
+      if (!parse_row_description(body, fields)) return Verdict::Lost;
+      if (u->kind == Unit::Kind::Describe) {
+        auto& map = u->describe == 'S' ? statement_fields_ : portal_fields_;
+        if (map.size() >= kMaxNames) map.clear();
+        map[u->name] = fields;
+        pop();
+        return Verdict::Pass;
+      }
+      if (u->kind != Unit::Kind::Query) return Verdict::Lost;
+      plan_from(*u, statement_of(*u), &fields, nullptr, fields.size());
+      return Verdict::Pass;
+    }
+    case 'n':
+      if (!u || u->kind != Unit::Kind::Describe) return Verdict::Lost;
+      if (u->describe == 'S')
+        statement_fields_.erase(u->name);
+      else
+        portal_fields_.erase(u->name);
+      pop();
+      return Verdict::Pass;
+    case 't':
+      return u && u->kind == Unit::Kind::Describe ? Verdict::Pass : Verdict::Lost;
+    case '1':
+    case '2':
+    case '3':
+      if (!u || u->kind != Unit::Kind::Ext) return Verdict::Lost;
+      pop();
+      return Verdict::Pass;
+    case 'D': {
+      if (!u || (u->kind != Unit::Kind::Query && u->kind != Unit::Kind::Execute)) return Verdict::Lost;
+      if (!u->planned) {
+        if (u->kind == Unit::Kind::Query || body.size() < 2) return Verdict::Lost;  // rows before RowDescription
+        const auto columns = std::size_t(std::max<std::int16_t>(0, load_i16(body.data())));
+        const std::vector<Field>* fields = nullptr;
+        if (auto it = portal_fields_.find(u->name); it != portal_fields_.end()) {
+          fields = &it->second;
+        } else if (auto ps = portal_statement_.find(u->name); ps != portal_statement_.end()) {
+          if (auto sf = statement_fields_.find(ps->second); sf != statement_fields_.end()) fields = &sf->second;
+        }
+        const std::vector<std::int16_t>* formats = nullptr;
+        if (auto it = portal_formats_.find(u->name); it != portal_formats_.end()) formats = &it->second;
+        plan_from(*u, statement_of(*u), fields, formats, columns);
+        if (!fields) {
+          // Types unknown: a masked column becomes NULL.
+          for (auto& cm : u->plan) cm.type_oid = 0;
+        }
+      }
+      if (!u->masks) return Verdict::Pass;
+      out.clear();
+      if (!masking::rewrite_data_row(body, u->plan, key_, out)) return Verdict::Lost;
+      ++rows_rewritten_;
+      return Verdict::Rewritten;
+    }
+    case 'C':
+    case 'I':
+      if (!u) return Verdict::Lost;
+      if (u->kind == Unit::Kind::Query) {
+        ++u->statement;
+        u->planned = false;
+        u->masks = false;
+        return Verdict::Pass;
+      }
+      if (u->kind != Unit::Kind::Execute) return Verdict::Lost;
+      pop();
+      return Verdict::Pass;
+    case 's':
+      if (!u || u->kind != Unit::Kind::Execute) return Verdict::Lost;
+      pop();
+      return Verdict::Pass;
+    case 'E':
+      if (!u) return Verdict::Pass;  // a FATAL error on its own
+      if (u->kind == Unit::Kind::Query || u->kind == Unit::Kind::Sync) return Verdict::Pass;  // ReadyForQuery follows
+      skip_to_sync();
+      return Verdict::Pass;
+    case 'Z':
+      if (!u || (u->kind != Unit::Kind::Query && u->kind != Unit::Kind::Sync)) return Verdict::Lost;
+      pop();
+      return Verdict::Pass;
+    case 'H': {
+      // COPY TO STDOUT: refused up front when it would return masked columns (refusal_for). One
+      // that gets here anyway (through a function, a rule) while masking applies ends the session.
+      if (!u) return Verdict::Lost;
+      const sql::Statement* st = statement_of(*u);
+      if (!st) return Verdict::Lost;
+      const sql::Lineage* l = lineage(st->text);
+      if (!l || !l->decided) return Verdict::Lost;
+      for (const auto& c : l->columns)
+        for (const auto& s : c.sources)
+          if (spec_of(s)) return Verdict::Lost;
+      return Verdict::Pass;
+    }
+    default:
+      return Verdict::Pass;
+  }
+}
+
+std::optional<std::string> ResultMasker::refusal_for(const sql::Statement& st) {
+  if (!reads_data(st)) return std::nullopt;
+  const sql::Lineage* l = lineage(st.text);
+  if (!l) return std::string("the proxy could not read the database's catalog, which masking needs");
+  if (!l->decided) {
+    // What cannot be analysed may still run when it involves no masked column: its columns are
+    // then masked by origin, or when their origin is unknown (plan_from).
+    if (!involves_masked(st)) return std::nullopt;
+    const bool moves = std::any_of(st.kinds.begin(), st.kinds.end(), [](sql::StatementKind k) {
+      return k == sql::StatementKind::Insert || k == sql::StatementKind::Update || k == sql::StatementKind::Merge ||
+             k == sql::StatementKind::Create || k == sql::StatementKind::CopyTo;
+    });
+    if (moves) return "it involves masked columns and the proxy cannot trace where their values go (" + l->why + ")";
+    return std::nullopt;
+  }
+  for (const auto& s : l->stored)
+    if (spec_of(s))
+      return std::string("it would store values of masked columns where masking cannot follow them (a table, a file or "
+                         "a view)");
+  bool copy_to = false;
+  for (const auto k : st.kinds) copy_to = copy_to || k == sql::StatementKind::CopyTo;
+  if (copy_to)
+    for (const auto& c : l->columns)
+      for (const auto& s : c.sources)
+        if (spec_of(s)) return std::string("COPY TO would return values of masked columns, and COPY output is not masked");
+  return std::nullopt;
+}
+
+}  // namespace gh::proxy

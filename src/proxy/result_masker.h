@@ -1,0 +1,125 @@
+#pragma once
+// Masking of one session's results (docs/policy.md#masking). Follows which statement each of the
+// backend's answers belongs to (Query, Describe, Execute, Sync, in the order they were
+// forwarded), decides per result column whether it derives from a column a mask rule covers
+// (RowDescription's table OID and attribute number through the catalog, and the statement's
+// lineage for what the OID cannot say), and rewrites DataRow messages. Pure: no sockets, no
+// clock; the session feeds it whole messages.
+//
+// Fails closed: a column whose origin cannot be told while the statement involves a masked
+// column (an unknown relation, lineage the analysis could not decide) is masked; a value of a
+// masked column whose type or format is not known becomes NULL, which is valid for every type.
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "masking/row.h"
+#include "policy/policy.h"
+#include "sql/catalog.h"
+#include "sql/lineage.h"
+#include "sql/statement_info.h"
+
+namespace gh::proxy {
+
+class ResultMasker {
+ public:
+  ResultMasker(std::shared_ptr<const policy::Policy> policy, std::vector<std::size_t> rules, std::string hmac_key);
+
+  bool active() const { return !rules_.empty(); }
+  const std::vector<std::size_t>& rules() const { return rules_; }
+  // A new policy (reload) or a new set of rules for this session.
+  void set_rules(std::shared_ptr<const policy::Policy> policy, std::vector<std::size_t> rules);
+  void set_catalog(std::shared_ptr<const sql::Catalog> catalog);
+  const sql::Catalog* catalog() const { return catalog_.get(); }
+
+  // Client side, in the order messages are forwarded. A refused statement's substitute is
+  // forwarded as a statement without analysis (nullptr): it returns no rows.
+  void on_query(std::shared_ptr<const sql::Analysis> analysis);  // Query, or FunctionCall (nullptr)
+  void on_bind(std::string_view portal, std::string_view statement, std::string_view body);
+  void on_describe(char what, std::string_view name, std::shared_ptr<const sql::Analysis> analysis);
+  // `analysis`: the statement the portal runs, when the session knows exactly one.
+  void on_execute(std::string_view portal, std::shared_ptr<const sql::Analysis> analysis);
+  void on_sync();
+  void on_close(char what, std::string_view name);
+  // A COPY FROM STDIN started (CopyInResponse): the first `n` Syncs forwarded after its statement
+  // arrived while the server read COPY data, and get no answer.
+  void syncs_ignored(std::uint32_t n);
+  void on_ext();  // a substitute Parse: answered by an error
+  void on_parse(std::string_view name);
+  // The session's search_path changed since the catalog was read: names in statements may resolve
+  // elsewhere, so lineage is not trusted (columns without an origin are masked) until it is read again.
+  void set_path_uncertain(bool v) { path_uncertain_ = v; }
+
+  // Whether the relay must hand over this backend message whole (its body is needed).
+  bool needs_whole(char type) const;
+  enum class Verdict : std::uint8_t { Pass, Rewritten, Lost };
+  // One backend message. Rewritten: `out` holds the replacement message (type, length, body).
+  // Lost: the answers no longer match what was forwarded; the session must end (fail closed).
+  Verdict on_backend(char type, std::string_view body, std::string& out);
+
+  // A statement that would move values of masked columns where masking cannot follow (into a
+  // table, a file, a view; COPY TO STDOUT, which is not masked yet): why it is refused.
+  std::optional<std::string> refusal_for(const sql::Statement& statement);
+
+  std::uint64_t columns_masked() const { return columns_masked_; }
+  std::uint64_t rows_rewritten() const { return rows_rewritten_; }
+
+ private:
+  struct Unit {
+    enum class Kind : std::uint8_t { Query, Describe, Execute, Sync, Ext } kind = Kind::Query;  // Ext: Parse, Bind, Close
+    std::shared_ptr<const sql::Analysis> analysis;
+    std::size_t statement = 0;  // Query: the statement now answered
+    std::string name;           // Describe/Execute: statement or portal
+    char describe = 'S';
+    bool planned = false;
+    std::vector<masking::ColumnMask> plan;
+    bool masks = false;  // some column of plan is masked
+  };
+  // A result column as RowDescription gives it.
+  struct Field {
+    std::uint32_t table = 0;
+    std::int16_t attnum = 0;
+    std::uint32_t type = 0;
+    std::int16_t format = 0;
+  };
+  static bool parse_row_description(std::string_view body, std::vector<Field>& out);
+  const sql::Lineage* lineage(const std::string& text);
+  const masking::Spec* spec_of(const sql::SourceColumn& c);
+  const masking::Spec* spec_of_relation_column(std::uint32_t oid, std::int16_t attnum, bool& unknown);
+  // Whether the statement reads a relation with a masked column, or one the catalog does not know.
+  bool involves_masked(const sql::Statement& st);
+  const masking::Spec* fallback() const;
+  void plan_from(Unit& u, const sql::Statement* st, const std::vector<Field>* fields,
+                 const std::vector<std::int16_t>* formats, std::size_t columns);
+  const sql::Statement* statement_of(const Unit& u) const;
+  Unit* front();
+  void pop();
+  void skip_to_sync();
+
+  std::shared_ptr<const policy::Policy> policy_;
+  std::vector<std::size_t> rules_;
+  std::string key_;
+  std::shared_ptr<const sql::Catalog> catalog_;
+  std::vector<masking::Spec> specs_;  // per policy rule index (only mask rules filled)
+  std::unordered_map<std::uint64_t, const masking::Spec*> column_specs_;  // (oid << 16 | attnum)
+  std::unordered_map<std::uint32_t, std::shared_ptr<const sql::Lineage>> views_;
+  std::unordered_map<std::string, std::shared_ptr<const sql::Lineage>> lineages_;
+  std::deque<Unit> units_;
+  std::unordered_map<std::string, std::vector<std::int16_t>> portal_formats_;
+  std::unordered_map<std::string, std::vector<Field>> statement_fields_;  // from Describe of a statement
+  std::unordered_map<std::string, std::vector<Field>> portal_fields_;     // from Describe of a portal
+  std::unordered_map<std::string, std::string> portal_statement_;         // portal -> statement, from Bind
+  std::vector<Field> fields_;
+  std::string row_out_;
+  std::uint64_t columns_masked_ = 0;
+  std::uint64_t rows_rewritten_ = 0;
+  int view_depth_ = 0;
+  bool path_uncertain_ = false;
+};
+
+}  // namespace gh::proxy

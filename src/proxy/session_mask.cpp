@@ -1,0 +1,274 @@
+// Result masking in a session (docs/policy.md#masking): which mask rules apply to it, the
+// catalog the masker traces columns with (read on the session's own backend connection while
+// it is idle: the session's search_path, temporary tables and privileges are the ones that
+// matter), and what the masker is told about each message forwarded.
+#include <openssl/rand.h>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "base/bytes.h"
+#include "proxy/server.h"
+#include "proxy/session.h"
+
+namespace gh::proxy {
+
+namespace {
+
+// One row, one column: the search path and every relation with its columns (view definitions
+// only outside the system schemas: their columns are not classified and hold no table data the
+// masking rules name).
+constexpr const char* kCatalogQuery =
+    "SELECT json_build_object('path', current_schemas(true), 'rels', (SELECT coalesce(json_agg(json_build_array("
+    "c.oid::int8, n.nspname, c.relname, c.relkind, CASE WHEN c.relkind IN ('v','m') AND n.nspname NOT IN "
+    "('pg_catalog','information_schema') THEN pg_get_viewdef(c.oid) END, (SELECT coalesce(json_agg("
+    "json_build_array(a.attnum, a.attname, a.atttypid::int8) ORDER BY a.attnum), '[]') FROM pg_catalog.pg_attribute a "
+    "WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped))), '[]') FROM pg_catalog.pg_class c JOIN "
+    "pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r','p','v','m','f')))::text";
+
+const std::string& process_key() {
+  static const std::string key = [] {
+    std::string k(32, '\0');
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(k.data()), int(k.size())) != 1) std::abort();
+    return k;
+  }();
+  return key;
+}
+
+std::shared_ptr<sql::Catalog> parse_catalog(const std::string& text, std::string& why) {
+  auto doc = nlohmann::json::parse(text, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object()) {
+    why = "the catalog query returned something other than JSON";
+    return nullptr;
+  }
+  auto cat = std::make_shared<sql::Catalog>();
+  try {
+    std::vector<std::string> path;
+    for (const auto& s : doc.at("path")) path.push_back(s.get<std::string>());
+    cat->set_search_path(std::move(path));
+    for (const auto& r : doc.at("rels")) {
+      sql::CatalogRelation rel;
+      rel.oid = r.at(0).get<std::uint32_t>();
+      rel.schema = r.at(1).get<std::string>();
+      rel.name = r.at(2).get<std::string>();
+      const auto kind = r.at(3).get<std::string>();
+      rel.kind = kind.empty() ? 'r' : kind[0];
+      if (r.at(4).is_string()) rel.definition = r.at(4).get<std::string>();
+      for (const auto& c : r.at(5)) {
+        sql::CatalogColumn col;
+        col.attnum = c.at(0).get<std::int16_t>();
+        col.name = c.at(1).get<std::string>();
+        col.type_oid = c.at(2).get<std::uint32_t>();
+        rel.columns.push_back(std::move(col));
+      }
+      cat->add(std::move(rel));
+    }
+  } catch (const std::exception& e) {
+    why = std::string("the catalog query's answer could not be read: ") + e.what();
+    return nullptr;
+  }
+  return cat;
+}
+
+bool changes_catalog(const sql::Statement& st) {
+  for (const auto k : st.kinds)
+    switch (k) {
+      case sql::StatementKind::Create:
+      case sql::StatementKind::Alter:
+      case sql::StatementKind::Drop:
+      case sql::StatementKind::Do:
+      case sql::StatementKind::Call:
+      case sql::StatementKind::CreateFunction:
+      case sql::StatementKind::Maintenance:
+      case sql::StatementKind::Rollback:  // undoes DDL of the transaction
+      case sql::StatementKind::Other:
+      case sql::StatementKind::Unknown:
+        return true;
+      default:
+        break;
+    }
+  return st.opaque_code;
+}
+
+}  // namespace
+
+void Session::mask_rules_refresh() {
+  const auto& policy = live_policy();
+  const bool generation_changed = mask_generation_ != policy_generation_;
+  if (!generation_changed && !policy.uses_time() && !policy.uses_grants()) return;
+  mask_generation_ = policy_generation_;
+  policy::Request req;
+  req.identity = &identity_;
+  req.target = target_->name;
+  req.environment = target_->environment;
+  req.database = target_->backend_database(database_);
+  req.client_address = client_address_;
+  req.now = std::chrono::system_clock::now();
+  std::vector<std::string> grants;
+  if (policy.uses_grants() && server_.approvals()) {
+    grants = active_grants(req.now);
+    req.grants = &grants;
+  }
+  auto rules = policy.mask_rules_for(req);
+  std::shared_ptr<const policy::Policy> shared(policy_rt_, policy_rt_->config->policy.get());
+  if (!masker_) {
+    // The masker must see every statement whose answers it follows: it starts with the backend idle.
+    if (rules.empty()) return;
+    if (inflight_ > 0 || batch_open_ || copy_in_) {
+      mask_generation_ = ~std::uint64_t{0};  // again at the next batch; until then mask decisions are refused
+      return;
+    }
+    const auto& key = rt_->config->masking.hash_key;
+    masker_ = std::make_unique<ResultMasker>(std::move(shared), std::move(rules), key.empty() ? process_key() : key);
+    spdlog::info("session {}: results are masked for {} ({} mask rule{})", id_, identity_.subject,
+                 masker_->rules().size(), masker_->rules().size() == 1 ? "" : "s");
+    return;
+  }
+  if (generation_changed || rules != masker_->rules()) masker_->set_rules(std::move(shared), std::move(rules));
+}
+
+bool Session::mask_catalog_due() const {
+  if (!masking()) return false;
+  if (catalog_stale_ || !masker_->catalog()) return true;
+  return Clock::now() - catalog_at_ > rt_->config->masking.catalog_ttl;
+}
+
+asio::awaitable<std::optional<End>> Session::mask_catalog_refresh() {
+  catalog_stale_ = false;
+  catalog_at_ = Clock::now();
+  if (auto stop = co_await capture_query(kCatalogQuery)) co_return std::move(*stop);
+  std::string why;
+  std::shared_ptr<sql::Catalog> cat;
+  if (explain_.error)
+    why = "the catalog query failed";
+  else if (explain_.json.size() > rt_->config->masking.max_catalog_bytes)
+    why = "the catalog is larger than masking.max_catalog_size";
+  else
+    cat = parse_catalog(explain_.json, why);
+  explain_ = ExplainCapture{};
+  if (!cat) {
+    // Fail closed: without a catalog every column of a statement that reads a relation is masked
+    // and statements that move data are refused; the next idle moment tries again.
+    catalog_stale_ = true;
+    spdlog::warn("session {}: masking works without the database's catalog ({}): results are masked wholesale", id_,
+                 why);
+    co_return std::nullopt;
+  }
+  spdlog::debug("session {}: catalog read for masking: {} relations", id_, cat->size());
+  masker_->set_catalog(std::move(cat));
+  masker_->set_path_uncertain(false);
+  co_return std::nullopt;
+}
+
+bool Session::mask_unknown_relations(char type, std::string_view body) {
+  if (!masking() || !masker_->catalog()) return false;
+  std::size_t pos = 0;
+  bool ok = true;
+  if (type == 'P') protocol::c_string_at(body, pos, ok);
+  const std::string_view text = protocol::c_string_at(body, pos, ok);
+  if (!ok) return false;
+  const auto a = worker_.analyzer.analyze(text);
+  if (!a) return false;
+  bool any = false;
+  for (const auto& st : a->statements)
+    for (const auto& r : st.relations) {
+      if (r.access == sql::kDdl || masker_->catalog()->find(r.schema, r.name)) continue;
+      if (unknown_relations_.size() > 1000) unknown_relations_.clear();
+      if (unknown_relations_.insert(r.schema + "." + r.name).second) any = true;
+    }
+  return any;
+}
+
+void Session::mask_forwarded(char type, std::string_view body, bool substituted) {
+  if (!masker_) return;
+  std::size_t pos = 0;
+  bool ok = true;
+  switch (type) {
+    case 'Q': {
+      if (substituted) {
+        masker_->on_query(nullptr);
+        break;
+      }
+      const std::string_view text = protocol::c_string_at(body, pos, ok);
+      auto a = ok ? worker_.analyzer.analyze(text) : nullptr;
+      if (a)
+        for (const auto& st : a->statements) {
+          if (changes_catalog(st)) catalog_stale_ = true;
+          if (changes_search_path(st)) {
+            catalog_stale_ = true;
+            masker_->set_path_uncertain(true);
+          }
+        }
+      masker_->on_query(std::move(a));
+      break;
+    }
+    case 'F':
+      masker_->on_query(nullptr);
+      break;
+    case 'P': {
+      if (substituted) {
+        masker_->on_ext();
+        break;
+      }
+      const auto name = server_name(protocol::c_string_at(body, pos, ok));
+      if (ok) {
+        const std::string_view text = protocol::c_string_at(body, pos, ok);
+        if (ok)
+          if (auto a = worker_.analyzer.analyze(text))
+            for (const auto& st : a->statements) {
+              if (changes_catalog(st)) catalog_stale_ = true;
+              if (changes_search_path(st)) {
+                catalog_stale_ = true;
+                masker_->set_path_uncertain(true);
+              }
+            }
+      }
+      masker_->on_parse(name);
+      break;
+    }
+    case 'B': {
+      if (substituted) {
+        masker_->on_ext();
+        break;
+      }
+      const auto portal = server_name(protocol::c_string_at(body, pos, ok));
+      const auto statement = server_name(protocol::c_string_at(body, pos, ok));
+      masker_->on_bind(portal, statement, body);
+      break;
+    }
+    case 'D': {
+      const char what = body.empty() ? 'S' : body[0];
+      pos = 1;
+      const auto name = server_name(protocol::c_string_at(body, pos, ok));
+      masker_->on_describe(what, name, nullptr);
+      break;
+    }
+    case 'E': {
+      if (substituted) {
+        masker_->on_ext();
+        break;
+      }
+      const auto portal = server_name(protocol::c_string_at(body, pos, ok));
+      const BoundPortal* bp = portal.empty() ? &unnamed_portal_ : nullptr;
+      if (!bp)
+        if (auto it = bound_portals_.find(portal); it != bound_portals_.end()) bp = &it->second;
+      std::shared_ptr<const sql::Analysis> a;
+      if (bp && bp->versions.size() == 1) a = bp->versions.front();
+      masker_->on_execute(portal, std::move(a));
+      break;
+    }
+    case 'C': {
+      const char what = body.empty() ? 'S' : body[0];
+      pos = 1;
+      masker_->on_close(what, server_name(protocol::c_string_at(body, pos, ok)));
+      break;
+    }
+    case 'S':
+      masker_->on_sync();
+      break;
+    default:
+      break;
+  }
+}
+
+}  // namespace gh::proxy
