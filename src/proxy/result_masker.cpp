@@ -42,6 +42,7 @@ bool reads_data(const sql::Statement& st) {
 ResultMasker::ResultMasker(std::shared_ptr<const policy::Policy> policy, std::vector<std::size_t> rules,
                            std::string hmac_key)
     : key_(std::move(hmac_key)) {
+  unknown_origin_.strategy = masking::Strategy::Redact;
   set_rules(std::move(policy), std::move(rules));
 }
 
@@ -69,13 +70,17 @@ void ResultMasker::set_catalog(std::shared_ptr<const sql::Catalog> catalog) {
 }
 
 void ResultMasker::on_query(std::shared_ptr<const sql::Analysis> analysis) {
+  cursor_seq_ = ++seq_;
   Unit u;
   u.kind = Unit::Kind::Query;
   u.analysis = std::move(analysis);
   units_.push_back(std::move(u));
 }
 
-void ResultMasker::on_bind(std::string_view portal, std::string_view statement, std::string_view body) {
+void ResultMasker::on_bind(std::string_view portal, std::string_view statement, std::string_view body,
+                           std::shared_ptr<const sql::Analysis> analysis) {
+  if (portal_analysis_.size() >= kMaxNames) portal_analysis_.clear();
+  portal_analysis_[std::string(portal)] = BoundStatement{std::move(analysis), ++seq_};
   Unit u;
   u.kind = Unit::Kind::Ext;
   units_.push_back(std::move(u));
@@ -135,11 +140,23 @@ void ResultMasker::on_describe(char what, std::string_view name, std::shared_ptr
   units_.push_back(std::move(u));
 }
 
-void ResultMasker::on_execute(std::string_view portal, std::shared_ptr<const sql::Analysis> analysis) {
+void ResultMasker::on_execute(std::string_view portal) {
   Unit u;
   u.kind = Unit::Kind::Execute;
   u.name = std::string(portal);
-  u.analysis = std::move(analysis);
+  if (auto it = portal_analysis_.find(u.name); it != portal_analysis_.end() && it->second.seq > cursor_seq_)
+    u.analysis = it->second.analysis;
+  bool cursor_sql = !u.analysis || u.analysis->error;
+  if (u.analysis)
+    for (const auto& st : u.analysis->statements) {
+      cursor_sql = cursor_sql || st.opaque_code;
+      for (const auto k : st.kinds)
+        cursor_sql = cursor_sql || k == sql::StatementKind::DeclareCursor || k == sql::StatementKind::CloseCursor ||
+                     k == sql::StatementKind::Discard || k == sql::StatementKind::Execute ||
+                     k == sql::StatementKind::Fetch || k == sql::StatementKind::Do || k == sql::StatementKind::Call ||
+                     k == sql::StatementKind::Other || k == sql::StatementKind::Unknown;
+    }
+  if (cursor_sql) cursor_seq_ = ++seq_;
   units_.push_back(std::move(u));
 }
 
@@ -151,10 +168,12 @@ void ResultMasker::on_sync() {
 
 void ResultMasker::on_close(char what, std::string_view name) {
   on_ext();
-  if (what == 'S')
+  if (what == 'S') {
     statement_fields_.erase(std::string(name));
-  else
+  } else {
     portal_fields_.erase(std::string(name));
+    portal_analysis_.erase(std::string(name));
+  }
 }
 
 void ResultMasker::syncs_ignored(std::uint32_t n) {
@@ -177,7 +196,7 @@ void ResultMasker::skip_to_sync() {
 }
 
 bool ResultMasker::needs_whole(char type) const {
-  if (type == 'T') return true;
+  if (type == 'T' || ((type == 'E' || type == 'N') && active())) return true;
   if (type != 'D') return false;
   if (units_.empty()) return true;
   const Unit& u = units_.front();
@@ -214,7 +233,8 @@ const sql::Lineage* ResultMasker::lineage(const std::string& text) {
 }
 
 const masking::Spec* ResultMasker::fallback() const {
-  return rules_.empty() ? nullptr : &specs_[rules_.front()];
+  // Not the first rule's strategy: a partial one would show part of whatever the column holds.
+  return rules_.empty() ? nullptr : &unknown_origin_;
 }
 
 const masking::Spec* ResultMasker::spec_of_relation_column(std::uint32_t oid, std::int16_t attnum, bool& unknown) {
@@ -306,6 +326,7 @@ void ResultMasker::plan_from(Unit& u, const sql::Statement* st, const std::vecto
   u.planned = true;
   u.masks = false;
   u.plan.assign(columns, masking::ColumnMask{});
+  if (st && !st->kinds.empty() && st->kinds.front() == sql::StatementKind::Explain) return;  // a plan, not data
   const sql::Lineage* l = nullptr;
   bool lineage_fits = false;
   if (st) {
@@ -317,7 +338,7 @@ void ResultMasker::plan_from(Unit& u, const sql::Statement* st, const std::vecto
   bool involved = false, involved_known = false;
   auto is_involved = [&] {
     if (!involved_known) {
-      involved = !st || path_uncertain_ || involves_masked(*st);
+      involved = !st || (path_uncertain_ && !st->relations.empty()) || involves_masked(*st);
       involved_known = true;
     }
     return involved;
@@ -434,11 +455,16 @@ ResultMasker::Verdict ResultMasker::on_backend(char type, std::string_view body,
       if (!u || u->kind != Unit::Kind::Execute) return Verdict::Lost;
       pop();
       return Verdict::Pass;
-    case 'E':
-      if (!u) return Verdict::Pass;  // a FATAL error on its own
-      if (u->kind == Unit::Kind::Query || u->kind == Unit::Kind::Sync) return Verdict::Pass;  // ReadyForQuery follows
+    case 'N':
+      return u && scrub_message(*u, 'N', body, out) ? Verdict::Rewritten : Verdict::Pass;
+    case 'E': {
+      const bool scrubbed = u && scrub_message(*u, 'E', body, out);
+      const Verdict v = scrubbed ? Verdict::Rewritten : Verdict::Pass;
+      if (!u) return v;  // a FATAL error on its own
+      if (u->kind == Unit::Kind::Query || u->kind == Unit::Kind::Sync) return v;  // ReadyForQuery follows
       skip_to_sync();
-      return Verdict::Pass;
+      return v;
+    }
     case 'Z':
       if (!u || (u->kind != Unit::Kind::Query && u->kind != Unit::Kind::Sync)) return Verdict::Lost;
       pop();
@@ -461,10 +487,102 @@ ResultMasker::Verdict ResultMasker::on_backend(char type, std::string_view body,
   }
 }
 
+bool ResultMasker::scrub_message(Unit& u, char type, std::string_view body, std::string& out) {
+  // PostgreSQL's messages quote values ("invalid input syntax for type integer: \"219-09-9999\"",
+  // "Key (ssn)=(...) already exists"), and code the statement runs can RAISE anything: for a
+  // statement that involves a masked column, the message, detail, hint and context are withheld.
+  // Classes whose messages come from the statement's text or the session's state are kept.
+  if (!active() || (u.kind != Unit::Kind::Query && u.kind != Unit::Kind::Execute)) return false;
+  const sql::Statement* st = statement_of(u);
+  if (st && !involves_masked(*st)) return false;
+  std::string_view sqlstate;
+  for (std::size_t pos = 0; pos < body.size() && body[pos] != '\0';) {
+    const char f = body[pos];
+    const auto end = body.find('\0', pos + 1);
+    if (end == std::string_view::npos) return false;
+    if (f == 'C') sqlstate = body.substr(pos + 1, end - pos - 1);
+    pos = end + 1;
+  }
+  // Kept: messages that come from the statement's text or the session's state. Not class 42 as a
+  // whole: `ssn::regclass` says `relation "219-09-9999" does not exist` (42P01).
+  static constexpr std::string_view kKeptClasses[] = {"0A", "25", "40", "53", "54", "55", "57", "08", "3D", "3F", "28"};
+  if (sqlstate == "42601" || sqlstate == "42501") return false;
+  for (const auto c : kKeptClasses)
+    if (sqlstate.substr(0, 2) == c) return false;
+  std::string b;
+  for (std::size_t pos = 0; pos < body.size() && body[pos] != '\0';) {
+    const char f = body[pos];
+    const auto end = body.find('\0', pos + 1);
+    const std::string_view v = body.substr(pos + 1, end - pos - 1);
+    pos = end + 1;
+    switch (f) {
+      case 'S': case 'V': case 'C': case 'P': case 's': case 't': case 'c': case 'd': case 'n': case 'F': case 'L':
+      case 'R':
+        b.push_back(f);
+        b.append(v);
+        b.push_back('\0');
+        break;
+      case 'M':
+        b.push_back('M');
+        b.append("message withheld by Gatehouse: the statement reads masked columns, and the server's message may "
+                 "quote their values (SQLSTATE ");
+        b.append(sqlstate);
+        b.append(")");
+        b.push_back('\0');
+        break;
+      default:  // D, H, W, p, q: detail, hint, context, internal query
+        break;
+    }
+  }
+  b.push_back('\0');
+  out.clear();
+  out.push_back(type);
+  const std::uint32_t len = std::uint32_t(b.size() + 4);
+  out.push_back(char(len >> 24));
+  out.push_back(char(len >> 16));
+  out.push_back(char(len >> 8));
+  out.push_back(char(len));
+  out += b;
+  ++messages_withheld_;
+  return true;
+}
+
 std::optional<std::string> ResultMasker::refusal_for(const sql::Statement& st) {
+  static constexpr std::string_view kStatistics[] = {"pg_stats", "pg_statistic", "pg_stats_ext",
+                                                     "pg_stats_ext_exprs", "pg_statistic_ext_data"};
+  for (const auto& r : st.relations) {
+    if (r.schema.empty() || r.schema == "pg_catalog")
+      for (const auto n : kStatistics)
+        if (r.name == n)
+          return "it reads " + r.name + ", which holds sampled values of every table's columns, masked ones too";
+    if (!(r.access & sql::kDdl) || !catalog_) continue;
+    // Classification and lineage go by names: renaming a table or column, adding a generated
+    // column, an index over an expression, a rule, a trigger or a parent table would let its values
+    // out under names no rule covers (found by an attack round).
+    const sql::CatalogRelation* rel = catalog_->find(r.schema, r.name);
+    if (!rel) continue;  // made by this statement
+    for (const auto& c : rel->columns) {
+      bool unknown = false;
+      if (spec_of_relation_column(rel->oid, c.attnum, unknown))
+        return "it changes the definition of " + rel->schema + "." + rel->name + ", whose column " + c.name +
+               " is masked for you";
+    }
+  }
+  for (const auto& f : st.functions)
+    if (f == "pg_mcv_list_items" || f == "pg_catalog.pg_mcv_list_items")
+      return std::string("it reads extended statistics, which hold sampled column values");
   if (!reads_data(st)) return std::nullopt;
   const sql::Lineage* l = lineage(st.text);
   if (!l) return std::string("the proxy could not read the database's catalog, which masking needs");
+  if (path_uncertain_ && !st.relations.empty()) {
+    const bool moves = std::any_of(st.kinds.begin(), st.kinds.end(), [](sql::StatementKind k) {
+      return k == sql::StatementKind::Insert || k == sql::StatementKind::Update || k == sql::StatementKind::Merge ||
+             k == sql::StatementKind::Create || k == sql::StatementKind::CopyTo || k == sql::StatementKind::Delete;
+    });
+    if (moves)
+      return std::string("the session's search_path changed in this batch, so the proxy cannot tell which tables it "
+                         "reads; send it after the next Sync or as its own Query");
+  }
   if (!l->decided) {
     // What cannot be analysed may still run when it involves no masked column: its columns are
     // then masked by origin, or when their origin is unknown (plan_from).

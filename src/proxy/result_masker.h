@@ -40,10 +40,11 @@ class ResultMasker {
   // Client side, in the order messages are forwarded. A refused statement's substitute is
   // forwarded as a statement without analysis (nullptr): it returns no rows.
   void on_query(std::shared_ptr<const sql::Analysis> analysis);  // Query, or FunctionCall (nullptr)
-  void on_bind(std::string_view portal, std::string_view statement, std::string_view body);
+  // `analysis`: the statement bound, when the session knows it (null: fail closed at Execute).
+  void on_bind(std::string_view portal, std::string_view statement, std::string_view body,
+               std::shared_ptr<const sql::Analysis> analysis);
   void on_describe(char what, std::string_view name, std::shared_ptr<const sql::Analysis> analysis);
-  // `analysis`: the statement the portal runs, when the session knows exactly one.
-  void on_execute(std::string_view portal, std::shared_ptr<const sql::Analysis> analysis);
+  void on_execute(std::string_view portal);
   void on_sync();
   void on_close(char what, std::string_view name);
   // A COPY FROM STDIN started (CopyInResponse): the first `n` Syncs forwarded after its statement
@@ -97,6 +98,9 @@ class ResultMasker {
   void plan_from(Unit& u, const sql::Statement* st, const std::vector<Field>* fields,
                  const std::vector<std::int16_t>* formats, std::size_t columns);
   const sql::Statement* statement_of(const Unit& u) const;
+  // An ErrorResponse or NoticeResponse of a statement that involves a masked column, with what may
+  // quote values withheld. false: passed on as it is.
+  bool scrub_message(Unit& u, char type, std::string_view body, std::string& out);
   Unit* front();
   void pop();
   void skip_to_sync();
@@ -114,10 +118,23 @@ class ResultMasker {
   std::unordered_map<std::string, std::vector<Field>> statement_fields_;  // from Describe of a statement
   std::unordered_map<std::string, std::vector<Field>> portal_fields_;     // from Describe of a portal
   std::unordered_map<std::string, std::string> portal_statement_;         // portal -> statement, from Bind
+  // What each portal was bound from, and when. SQL (DECLARE, CLOSE, DISCARD) can drop and make a
+  // portal of the same name without a Bind (found by an attack round: an Execute of a cursor
+  // DECLAREd under a name bound earlier was traced as the earlier statement): a portal's statement
+  // is trusted only when it was bound after the last message that may have run such SQL.
+  struct BoundStatement {
+    std::shared_ptr<const sql::Analysis> analysis;
+    std::uint64_t seq = 0;
+  };
+  std::unordered_map<std::string, BoundStatement> portal_analysis_;
+  std::uint64_t seq_ = 0;
+  std::uint64_t cursor_seq_ = 0;  // the last Query or Execute that may have made or dropped a portal
+  masking::Spec unknown_origin_;  // how columns of unknown origin are masked: redact
   std::vector<Field> fields_;
   std::string row_out_;
   std::uint64_t columns_masked_ = 0;
   std::uint64_t rows_rewritten_ = 0;
+  std::uint64_t messages_withheld_ = 0;
   int view_depth_ = 0;
   bool path_uncertain_ = false;
 };

@@ -1022,6 +1022,12 @@ void Session::units_skipped(std::uint32_t n, bool just_forwarded) {
 }
 
 void Session::statement_finished(char status, Clock::time_point now) {
+  if (masker_ && search_path_changed_ && status == 'I' && tx_status_ != 'I') {
+    // SET LOCAL search_path (or set_config(..., true)) ends with its transaction: the path the
+    // catalog was read with may not be the session's any more (found by an attack round).
+    catalog_stale_ = true;
+    masker_->set_path_uncertain(true);
+  }
   tx_status_ = status;
   if ((status == 'I' && transient_cursors_) || !cursor_closes_.empty() || !deallocs_.empty() || cursor_batch_error_)
       [[unlikely]]

@@ -233,7 +233,9 @@ void Session::mask_forwarded(char type, std::string_view body, bool substituted)
       }
       const auto portal = server_name(protocol::c_string_at(body, pos, ok));
       const auto statement = server_name(protocol::c_string_at(body, pos, ok));
-      masker_->on_bind(portal, statement, body);
+      std::shared_ptr<const sql::Analysis> a;
+      if (auto it = statements_.find(statement); ok && it != statements_.end()) a = it->second.analysis;
+      masker_->on_bind(portal, statement, body, std::move(a));
       break;
     }
     case 'D': {
@@ -248,13 +250,7 @@ void Session::mask_forwarded(char type, std::string_view body, bool substituted)
         masker_->on_ext();
         break;
       }
-      const auto portal = server_name(protocol::c_string_at(body, pos, ok));
-      const BoundPortal* bp = portal.empty() ? &unnamed_portal_ : nullptr;
-      if (!bp)
-        if (auto it = bound_portals_.find(portal); it != bound_portals_.end()) bp = &it->second;
-      std::shared_ptr<const sql::Analysis> a;
-      if (bp && bp->versions.size() == 1) a = bp->versions.front();
-      masker_->on_execute(portal, std::move(a));
+      masker_->on_execute(server_name(protocol::c_string_at(body, pos, ok)));
       break;
     }
     case 'C': {

@@ -15,6 +15,7 @@ import threading
 import psycopg
 import pytest
 
+import pgwire
 from conftest import config_for, psql, target
 from tests.harness import Gatehouse, hash_password
 
@@ -301,3 +302,121 @@ def test_catalog_follows_ddl(masked_proxy, pg):
         assert c.execute("SELECT upper(x) FROM m_own").fetchone() == ("PLAIN-VALUE",)
         c.execute("DROP TABLE m_own")
     assert not _leaks(tap.take())
+
+
+# ---- found by an attack round ---------------------------------------------------------------
+
+def _parse(sql: str, name: str = "") -> bytes:
+    return pgwire.message(b"P", name.encode() + b"\0" + sql.encode() + b"\0" + b"\0\0")
+
+
+def _bind(portal: str = "", statement: str = "") -> bytes:
+    return pgwire.message(b"B", portal.encode() + b"\0" + statement.encode() + b"\0" + b"\0\0" + b"\0\0" + b"\0\0")
+
+
+def _execute(portal: str = "") -> bytes:
+    return pgwire.message(b"E", portal.encode() + b"\0" + b"\0\0\0\0")
+
+
+def _close_portal(portal: str) -> bytes:
+    return pgwire.message(b"C", b"P" + portal.encode() + b"\0")
+
+
+SYNC = pgwire.message(b"S")
+
+
+@pytest.mark.parametrize("between", ["close", "sync"])
+def test_a_portal_name_remade_by_declare_is_not_traced_as_its_old_statement(masked_proxy, between):
+    """A portal bound from a harmless statement, closed, then made again under the same name by SQL
+    DECLARE: its Execute ran the cursor's query with the old statement's lineage (raw rows)."""
+    proxy, tap = masked_proxy
+    c = pgwire.connect(tap.port, ANALYST[0], ANALYST[1])
+    try:
+        tap.take()
+        gap = _close_portal("p") if between == "close" else SYNC
+        declare = "DECLARE p CURSOR WITH HOLD FOR SELECT lower(email), ssn || '' FROM m_customers"
+        c.send(_parse("SELECT 'a'::text, 'b'::text") + _bind("p") + gap + _parse(declare) + _bind() + _execute() +
+               _execute("p") + SYNC)
+        msgs = c.until_ready()
+        if between == "sync":
+            msgs += c.until_ready()
+        rows = [m for m in msgs if m[0] == b"D"]
+        assert len(rows) == 2, msgs
+        c.simple_query("CLOSE ALL")
+    finally:
+        c.close()
+    assert not _leaks(tap.take())
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT ssn::int FROM m_customers",
+    "SELECT email::int FROM m_customers",
+    "SELECT ssn::regclass FROM m_customers",
+    "UPDATE m_customers SET id = NULL WHERE id = 1",
+    "DO $$ DECLARE r text; BEGIN SELECT ssn INTO r FROM m_customers LIMIT 1; RAISE NOTICE '%', r; END $$",
+    "DO $$ DECLARE r text; BEGIN SELECT email INTO r FROM m_customers LIMIT 1; RAISE EXCEPTION '%', r; END $$",
+])
+def test_server_messages_do_not_quote_masked_values(masked_proxy, sql):
+    proxy, tap = masked_proxy
+    tap.take()
+    with _connect(tap, ANALYST) as c:
+        try:
+            psycopg.ClientCursor(c).execute(sql)
+        except psycopg.Error as e:
+            assert "withheld" in str(e), str(e)
+        assert c.execute("SELECT 1").fetchone() == (1,)
+    assert not _leaks(tap.take())
+    # the same for the privacy identity is the server's own message (the test can fail)
+    with _connect(tap, PRIVACY) as c:
+        with c.transaction(force_rollback=True):
+            try:
+                psycopg.ClientCursor(c).execute(sql)
+            except psycopg.Error:
+                pass
+    assert _leaks(tap.take()) or "UPDATE" in sql
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT pg_advisory_lock(replace(ssn, '-', '')::bigint) FROM m_customers",
+    "SELECT pg_try_advisory_lock(1, ascii(substr(email, 1, 1))) FROM m_customers",
+    "ALTER TABLE m_customers RENAME TO m_customers_x",
+    "ALTER TABLE m_customers RENAME COLUMN ssn TO ssn_x",
+    "ALTER TABLE m_customers ADD COLUMN g1 text GENERATED ALWAYS AS (ssn || '') STORED",
+    "CREATE INDEX m_ix ON m_customers ((ssn::int))",
+    "SELECT histogram_bounds::text FROM pg_stats WHERE tablename = 'm_customers'",
+    "SELECT most_common_vals::text FROM pg_catalog.pg_stats",
+])
+def test_side_channels_and_renames_are_refused(masked_proxy, pg, sql):
+    proxy, tap = masked_proxy
+    with _connect(tap, ANALYST) as c:
+        with pytest.raises(psycopg.Error) as ei:
+            psycopg.ClientCursor(c).execute(sql)
+        assert ei.value.sqlstate == "42501" and "masking.unmaskable" in (ei.value.diag.message_detail or ""), \
+            str(ei.value)
+    with psycopg.connect(pg.dsn()) as d:
+        cols = [r[0] for r in d.execute("SELECT attname FROM pg_attribute WHERE attrelid = 'm_customers'::regclass "
+                                        "AND attnum > 0 AND NOT attisdropped")]
+        assert "ssn" in cols and "g1" not in cols
+
+
+def test_set_local_search_path_then_commit_does_not_resolve_to_a_decoy(masked_proxy, pg):
+    """SET LOCAL search_path inside a transaction whose catalog read saw it, then COMMIT: the next
+    statement's unqualified names resolve through the session's path again."""
+    proxy, tap = masked_proxy
+    with psycopg.connect(pg.dsn(), autocommit=True) as d:
+        d.execute("DROP SCHEMA IF EXISTS m_decoy CASCADE; CREATE SCHEMA m_decoy; "
+                  "CREATE TABLE m_decoy.m_customers (LIKE public.m_customers)")
+    try:
+        tap.take()
+        with _connect(tap, ANALYST) as c:
+            cur = psycopg.ClientCursor(c)
+            cur.execute("BEGIN")
+            cur.execute("SET LOCAL search_path = m_decoy, public")
+            cur.execute("SELECT 1")
+            cur.execute("COMMIT")
+            cur.execute("SELECT lower(email), ssn || '', card || '' FROM m_customers")
+            assert len(cur.fetchall()) == 2
+        assert not _leaks(tap.take())
+    finally:
+        with psycopg.connect(pg.dsn(), autocommit=True) as d:
+            d.execute("DROP SCHEMA m_decoy CASCADE")
