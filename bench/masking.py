@@ -66,7 +66,8 @@ def main() -> int:
             "lpad((g % 99 + 1)::text, 2, '0') || '-' || lpad((g % 9999 + 1)::text, 4, '0') AS ssn, "
             "'4111' || lpad(g::text, 12, '0') AS card, g * 3 AS score, now() AS created, "
             "md5(g::text) AS note, g % 7 AS bucket, 'active' AS status "
-            f"FROM generate_series(1, {args.rows}) g; VACUUM ANALYZE masked_bench;")
+            f"FROM generate_series(1, {args.rows}) g")
+        pg.psql("VACUUM ANALYZE masked_bench")
         size = pg.psql("SELECT pg_size_pretty(pg_total_relation_size('masked_bench'))")
         print(f"table size {size}", flush=True)
         cfg = basic_config(pg, {}, threads=2, log={"level": "info"}, audit={"enabled": False})
@@ -77,6 +78,7 @@ def main() -> int:
         cfg["rules"] = [{"name": "mask-pii", "when": {"not_groups": ["privacy"], "tags": ["pii"]}, "action": "mask",
                          "mask": {"strategy": args.strategy}}]
         cfg["masking"] = {"hash_key": "bench-key-0123456789abcdef"}
+        (root / "gh").mkdir()
         gh = Gatehouse(cfg, workdir=root / "gh").start()
         script = root / "select.sql"
         script.write_text("SELECT * FROM masked_bench;\n")

@@ -925,7 +925,10 @@ void partial(const Spec& spec, std::string_view s, std::size_t cps, std::string&
 bool mask_text(const Spec& spec, std::string_view key, std::uint32_t oid, std::string_view value, std::string& out) {
   const std::size_t at = out.size();
   std::size_t cps = 0;
-  const bool valid = valid_utf8(value, &cps);
+  // Only the strategies that keep parts of the input look at it as text.
+  const bool keeps = spec.strategy == Strategy::Partial || spec.strategy == Strategy::KeepDomain ||
+                     spec.strategy == Strategy::Digits;
+  const bool valid = keeps && valid_utf8(value, &cps);
   switch (spec.strategy) {
     case Strategy::Fixed:
       if (!valid_utf8(spec.fixed)) return false;

@@ -95,6 +95,12 @@ class IoBuffer {
     cap_ = pooled ? BufferPool::kBlock : need;
     pooled_ = pooled;
   }
+  // A partial message kept in the inline area while reads fill it (a busy stream): moved to a
+  // pooled block, so the next reads are large (otherwise a stream relayed message by message,
+  // with a partial one always kept, reads 512 bytes at a time).
+  void grow_if_busy() {
+    if (want_block_ && data_ == inline_) ensure_contiguous(kInline + 1);
+  }
   // Moves a partial message to the front so reads have room.
   void compact() {
     if (begin_ == 0) return;
