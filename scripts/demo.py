@@ -49,7 +49,11 @@ DATABASE = "app"
 USERS = [
     {"name": "alice", "password": "alice-demo-pass", "groups": ["dba"]},
     {"name": "bob", "password": "bob-demo-pass", "groups": ["analyst"]},
+    {"name": "priya", "password": "priya-demo-pass", "groups": ["privacy"]},
 ]
+# The same SELECT seen two ways: masked for bob (an analyst), as stored for priya (privacy team).
+MASK_SQL = "SELECT full_name, email, phone, date_of_birth FROM customers WHERE id = 1"
+MASK_RULE = "mask-pii-unless-privacy"
 # The statement the banner shows being blocked, and the rule that blocks it.
 BLOCKED_SQL = "DELETE FROM orders"
 BLOCKED_RULE = "guardrail.unbounded_write"
@@ -205,7 +209,7 @@ def create_roles(pg: PgCluster) -> dict[str, str]:
 
 
 # Policy on top of the production guardrails: what differs between the analyst, the DBA and the
-# agent (examples/policy-tests.yaml tests it). Masking is not built yet, so these allow or deny.
+# agent (examples/policy-tests.yaml tests it).
 CLASSIFICATION = [
     {"columns": ["public.customers.full_name", "public.customers.email", "public.customers.phone",
                  "public.customers.date_of_birth"], "tags": ["pii"], "sensitivity": "high"},
@@ -213,6 +217,16 @@ CLASSIFICATION = [
      "sensitivity": "critical"},
 ]
 RULES = [
+    {"name": "mask-emails-keep-domain",
+     "description": "Outside the privacy team and the DBAs, e-mail addresses show only their domain",
+     "when": {"not_groups": ["privacy", "dba"], "columns": ["public.customers.email"]},
+     "action": "mask",
+     "mask": {"strategy": "keep_domain"}},
+    {"name": MASK_RULE,
+     "description": "Outside the privacy team and the DBAs, personal data is masked in results",
+     "when": {"not_groups": ["privacy", "dba"], "tags": ["pii"]},
+     "action": "mask",
+     "mask": {"strategy": "redact"}},
     {"name": RESTRICTED_RULE,
      "description": "National ids and card numbers are for DBAs only",
      "when": {"not_groups": ["dba"], "tags": ["restricted"]},
@@ -401,6 +415,10 @@ def banner(base: Path, pg: PgCluster, gh: Gatehouse, od: OidcDemo | None) -> Non
     say("           any other dbname passes through (environment demo)")
     say(" Try:      SELECT full_name, email, national_id, card_number FROM customers LIMIT 5;")
     say(f"           (alice, a dba, reads it; bob, an analyst, is refused by {RESTRICTED_RULE})")
+    say(f" Masked:   {MASK_SQL};")
+    say(f"           bob sees it masked ({MASK_RULE}), priya (privacy team) as stored:")
+    for u in USERS[1:3]:
+        say(f"   PGPASSWORD={u['password']} psql \"{conninfo(gh, u['name'])}\" -c \"{MASK_SQL}\"")
     say("           SELECT current_setting('gatehouse.identity');")
     say("           \\d+ customers")
     say()
@@ -578,6 +596,20 @@ def check(pg: PgCluster, gh: Gatehouse) -> None:
     if r.returncode != 0 or BLOCKED_RULE not in r.stdout:
         raise RuntimeError(f"gatehouse explain did not name {BLOCKED_RULE}: {r.stdout}{r.stderr}")
 
+    # The same SELECT, masked for bob and as stored for priya.
+    with psycopg.connect(pg.dsn(DATABASE), connect_timeout=10) as direct:
+        (raw_email,) = direct.execute("SELECT email FROM customers WHERE id = 1").fetchone()
+    seen = {}
+    for u in USERS[1:3]:
+        with psycopg.connect(conninfo(gh, u["name"]), password=u["password"], connect_timeout=10) as conn:
+            seen[u["name"]] = conn.execute(MASK_SQL).fetchone()
+        say(f"psycopg as {u['name']}: {MASK_SQL}")
+        say(f"  {seen[u['name']]}")
+    if seen["priya"][1] != raw_email:
+        raise RuntimeError(f"priya does not see the stored e-mail: {seen['priya']}")
+    if raw_email in str(seen["bob"]) or not str(seen["bob"][1]).endswith("@" + raw_email.split("@")[1]):
+        raise RuntimeError(f"bob's result is not masked as {MASK_RULE} says: {seen['bob']}")
+
     status, body = http_get(f"{admin}/metrics")
     counters = [line for line in body.splitlines() if line and not line.startswith("#")]
     say(f"GET {admin}/metrics -> {status}, {len(counters)} samples")
@@ -659,7 +691,7 @@ def check_oidc(gh: Gatehouse, od: OidcDemo) -> None:
     r = run_shell(cmd)
     show(r)
     if r.returncode == 0 or f'Denied by rule "{RESTRICTED_RULE}"' not in r.stderr or \
-            RULES[0]["message"] not in r.stderr:
+            next(r for r in RULES if r["name"] == RESTRICTED_RULE)["message"] not in r.stderr:
         raise RuntimeError(f"{ANALYST['id']} was not refused by {RESTRICTED_RULE}")
     cmd = od.psql_cmd(gh, DBA, PII_SQL)
     say(f"$ {cmd}    # must be allowed")

@@ -206,9 +206,23 @@ def test_interactive_demo_commands_work_as_printed_and_ctrl_c_stops_everything(t
         assert r.returncode != 0 and m, r.stdout + r.stderr
         r = _shell(command(" approvals reject REQUEST_ID ", "tokens/dan.json").replace("REQUEST_ID", m.group(1)))
         assert r.returncode == 0 and f"rejected {m.group(1)}" in r.stdout, r.stdout + r.stderr
-        for static in ("alice", "bob"):
-            r = _shell(command(f"user={static}\"") + " -X -A -t -c 'SELECT session_user'")
+        for static in ("alice", "bob", "priya"):
+            login = [line for line in lines if line.endswith(f"user={static}\"")]
+            assert len(login) == 1, (static, login)
+            r = _shell(login[0] + " -X -A -t -c 'SELECT session_user'")
             assert r.returncode == 0 and r.stdout.strip() == "postgres", r.stdout + r.stderr
+        # The masked SELECT as printed: priya (privacy team) sees the stored row, bob (an analyst) the
+        # e-mail's domain only and the rest redacted.
+        seen = {}
+        for static in ("bob", "priya"):
+            r = _shell(command(f"user={static}\" -c", "SELECT full_name, email") + " -X -A -t")
+            assert r.returncode == 0, r.stdout + r.stderr
+            seen[static] = r.stdout.strip().split("|")
+        name, email, phone, born = seen["priya"]
+        assert "@" in email and "*" not in email, seen
+        assert name not in seen["bob"][0] and email not in seen["bob"][1], seen
+        assert seen["bob"][1].endswith("@" + email.split("@")[1]) and seen["bob"][1] != email, seen
+        assert phone not in "|".join(seen["bob"]) and born not in "|".join(seen["bob"]), seen
         assert _listening(oidc_port) and _listening(port)
     finally:
         demo.send_signal(signal.SIGINT)  # Ctrl-C
