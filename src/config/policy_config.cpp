@@ -321,7 +321,7 @@ policy::Rule rule(const Reader& r, const YAML::Node& n, const std::string& path,
   }
   if (auto v = n["mask"]) {
     if (rule.action != Action::Mask) r.fail_at(v, path + ".mask", "only for action: mask");
-    r.allowed_keys(v, path + ".mask", {"tags", "strategy", "keep_first", "keep_last", "value"});
+    r.allowed_keys(v, path + ".mask", {"tags", "strategy", "keep_first", "keep_last", "value", "deny_predicates"});
     if (auto t = v["tags"]) {
       r.each(t, path + ".mask.tags", [&](const YAML::Node& e, const std::string& p) {
         rule.mask.tags.push_back(r.str(e, p));
@@ -338,6 +338,7 @@ policy::Rule rule(const Reader& r, const YAML::Node& n, const std::string& path,
     if (auto k = v["keep_first"]) rule.mask.keep_first = int(r.uint(k, path + ".mask.keep_first", 0, 64));
     if (auto k = v["keep_last"]) rule.mask.keep_last = int(r.uint(k, path + ".mask.keep_last", 0, 64));
     if (auto k = v["value"]) rule.mask.value = r.str(k, path + ".mask.value");
+    if (auto k = v["deny_predicates"]) rule.mask.deny_predicates = r.boolean(k, path + ".mask.deny_predicates");
     if (rule.mask.strategy == "fixed" && !v["value"])
       r.fail_at(v, path + ".mask.value", "missing: the value masked values become (strategy fixed)");
   }

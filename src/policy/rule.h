@@ -111,6 +111,9 @@ struct MaskSpec {
   int keep_first = 0;  // partial
   int keep_last = 4;   // partial
   std::string value;   // fixed
+  // Refuse statements that filter, join, group or order by a column this rule masks (`WHERE ssn
+  // LIKE '123%'` tells the masked value one question at a time).
+  bool deny_predicates = false;
 };
 // redact, partial, hash, keep_domain, null, fixed, digits
 bool is_mask_strategy(std::string_view name);

@@ -592,8 +592,22 @@ std::optional<std::string> ResultMasker::refusal_for(const sql::Statement& st) {
              k == sql::StatementKind::Create || k == sql::StatementKind::CopyTo;
     });
     if (moves) return "it involves masked columns and the proxy cannot trace where their values go (" + l->why + ")";
+    for (const std::size_t i : rules_)
+      if (policy_->rules()[i].mask.deny_predicates)
+        return "it involves masked columns and the proxy cannot tell whether it filters by them (" + l->why + ")";
     return std::nullopt;
   }
+    for (const auto& s : l->filtered)
+      if (const masking::Spec* spec = spec_of(s); spec && spec >= specs_.data() && spec < specs_.data() + specs_.size()) {
+        const auto& rule = policy_->rules()[std::size_t(spec - specs_.data())];
+        if (rule.mask.deny_predicates) {
+          const auto* rel = catalog_->by_oid(s.relation);
+          const auto* col = rel ? rel->column_at(s.attnum) : nullptr;
+          return "it filters, joins, groups or orders by " +
+                 (rel && col ? rel->schema + "." + rel->name + "." + col->name : std::string("a column")) +
+                 ", which rule " + rule.name + " masks for you and whose values it keeps from being inferred";
+        }
+      }
   for (const auto& s : l->stored)
     if (spec_of(s))
       return std::string("it would store values of masked columns where masking cannot follow them (a table, a file or "

@@ -420,3 +420,35 @@ def test_set_local_search_path_then_commit_does_not_resolve_to_a_decoy(masked_pr
     finally:
         with psycopg.connect(pg.dsn(), autocommit=True) as d:
             d.execute("DROP SCHEMA m_decoy CASCADE")
+
+
+def test_deny_predicates_refuses_filtering_by_a_masked_column(pg, user_hashes, tmp_path_factory):
+    """mask.deny_predicates: WHERE/ORDER BY/GROUP BY/JOIN on a masked column is refused for those who
+    see it masked (it tells the value one question at a time); reading it masked still works."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as d:
+        d.execute(SCHEMA_SQL)
+    cfg = config_for(pg, user_hashes)
+    cfg["users"] += [{"name": ANALYST[0], "password": hash_password(ANALYST[1]), "groups": ["analysts"]},
+                     {"name": PRIVACY[0], "password": hash_password(PRIVACY[1]), "groups": ["privacy"]}]
+    cfg["targets"] = [target("app", pg.port, password=pg.password)]
+    cfg["classification"] = [{"columns": ["m_customers.ssn"], "tags": ["pii"]}]
+    cfg["rules"] = [{"name": "mask-pii", "when": {"not_groups": ["privacy"], "tags": ["pii"]}, "action": "mask",
+                     "mask": {"strategy": "redact", "deny_predicates": True}}]
+    proxy = Gatehouse(cfg, workdir=tmp_path_factory.mktemp("gh-mask-pred")).start()
+    try:
+        with psycopg.connect(host="127.0.0.1", port=proxy.port, user=ANALYST[0], password=ANALYST[1], dbname="app",
+                             autocommit=True) as c:
+            assert len(c.execute("SELECT ssn FROM m_customers WHERE id = 1").fetchall()) == 1
+            for sql in ("SELECT id FROM m_customers WHERE ssn LIKE '219%'",
+                        "SELECT id FROM m_customers ORDER BY ssn",
+                        "SELECT count(*) FROM m_customers GROUP BY ssn",
+                        "SELECT a.id FROM m_customers a JOIN m_customers b ON a.ssn = b.ssn",
+                        "SELECT id FROM m_contacts_v2 WHERE id IN (SELECT id FROM m_customers WHERE ssn > '1')"):
+                with pytest.raises(psycopg.Error) as ei:
+                    c.execute(sql)
+                assert ei.value.sqlstate == "42501" and "mask-pii" in str(ei.value), (sql, str(ei.value))
+        with psycopg.connect(host="127.0.0.1", port=proxy.port, user=PRIVACY[0], password=PRIVACY[1], dbname="app",
+                             autocommit=True) as c:
+            assert c.execute("SELECT id FROM m_customers WHERE ssn LIKE '219%'").fetchall() == [(1,)]
+    finally:
+        proxy.stop()
