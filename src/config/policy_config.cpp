@@ -11,6 +11,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "masking/detect.h"
 #include "policy/guardrails.h"
 
 namespace gh::config {
@@ -321,7 +322,7 @@ policy::Rule rule(const Reader& r, const YAML::Node& n, const std::string& path,
   }
   if (auto v = n["mask"]) {
     if (rule.action != Action::Mask) r.fail_at(v, path + ".mask", "only for action: mask");
-    r.allowed_keys(v, path + ".mask", {"tags", "strategy", "keep_first", "keep_last", "value", "deny_predicates"});
+    r.allowed_keys(v, path + ".mask", {"tags", "strategy", "keep_first", "keep_last", "value", "deny_predicates", "detect"});
     if (auto t = v["tags"]) {
       r.each(t, path + ".mask.tags", [&](const YAML::Node& e, const std::string& p) {
         rule.mask.tags.push_back(r.str(e, p));
@@ -339,6 +340,18 @@ policy::Rule rule(const Reader& r, const YAML::Node& n, const std::string& path,
     if (auto k = v["keep_last"]) rule.mask.keep_last = int(r.uint(k, path + ".mask.keep_last", 0, 64));
     if (auto k = v["value"]) rule.mask.value = r.str(k, path + ".mask.value");
     if (auto k = v["deny_predicates"]) rule.mask.deny_predicates = r.boolean(k, path + ".mask.deny_predicates");
+    if (auto k = v["detect"]) {
+      r.each(k, path + ".mask.detect", [&](const YAML::Node& e, const std::string& p) {
+        const std::string name = r.str(e, p);
+        if (name != "all" && !masking::detector_from_name(name)) {
+          std::string known;
+          for (std::size_t i = 0; i < masking::kDetectorCount; ++i)
+            known += std::string(i ? ", " : "") + std::string(masking::detector_name(masking::Detector(i)));
+          r.fail_at(e, p, "unknown detector \"" + name + "\" (expected all, " + known + ")");
+        }
+        rule.mask.detect.push_back(name);
+      });
+    }
     if (rule.mask.strategy == "fixed" && !v["value"])
       r.fail_at(v, path + ".mask.value", "missing: the value masked values become (strategy fixed)");
   }

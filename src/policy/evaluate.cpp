@@ -790,6 +790,8 @@ const Rule* Policy::column_mask(const std::vector<std::size_t>& rules, std::stri
     if (c.min_sensitivity != Sensitivity::None && sensitivity < c.min_sensitivity) continue;
     TagSet want;
     const auto& names = !r.mask.tags.empty() ? r.mask.tags : c.tags;
+    // A rule that only detects content covers no column by its classification.
+    if (names.empty() && !named && !r.mask.detect.empty()) continue;
     for (const auto& n : names)
       for (std::size_t t = 0; t < tag_names_.size(); ++t)
         if (tag_names_[t] == n) want.set(t);

@@ -114,6 +114,9 @@ struct MaskSpec {
   // Refuse statements that filter, join, group or order by a column this rule masks (`WHERE ssn
   // LIKE '123%'` tells the masked value one question at a time).
   bool deny_predicates = false;
+  // Content detectors (masking/detect.h names, or "all"): every text value returned in a column
+  // this rule does not otherwise mask is scanned, and what they find is masked in place.
+  std::vector<std::string> detect;
 };
 // redact, partial, hash, keep_domain, null, fixed, digits
 bool is_mask_strategy(std::string_view name);

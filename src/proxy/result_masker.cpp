@@ -60,6 +60,20 @@ void ResultMasker::set_rules(std::shared_ptr<const policy::Policy> policy, std::
     specs_[i] = std::move(s);
   }
   column_specs_.clear();
+  masking::DetectorSet enabled;
+  detect_spec_ = nullptr;
+  for (const std::size_t i : rules_)
+    for (const auto& name : policy_->rules()[i].mask.detect) {
+      if (!detect_spec_) detect_spec_ = &specs_[i];
+      if (name == "all")
+        enabled |= masking::all_detectors();
+      else if (auto d = masking::detector_from_name(name))
+        enabled.set(std::size_t(*d));
+    }
+  if (enabled.none())
+    detectors_.reset();
+  else if (!detectors_ || detectors_->enabled() != enabled)
+    detectors_ = std::make_unique<masking::Detectors>(enabled);
 }
 
 void ResultMasker::set_catalog(std::shared_ptr<const sql::Catalog> catalog) {
@@ -111,6 +125,8 @@ void ResultMasker::on_bind(std::string_view portal, std::string_view statement, 
     for (std::size_t i = 0; i < n && need(2); ++i, pos += 2) formats.push_back(load_i16(body.data() + pos));
   }
   portal_fields_.erase(std::string(portal));
+  if (portal_gen_.size() >= kMaxNames) portal_gen_.clear();
+  portal_gen_[std::string(portal)] = ++seq_;
   if (portal_formats_.size() >= kMaxNames) portal_formats_.clear();
   if (portal_statement_.size() >= kMaxNames) portal_statement_.clear();
   portal_statement_[std::string(portal)] = std::string(statement);
@@ -128,7 +144,19 @@ void ResultMasker::on_ext() {
 
 void ResultMasker::on_parse(std::string_view name) {
   on_ext();
+  if (statement_gen_.size() >= kMaxNames) statement_gen_.clear();
+  statement_gen_[std::string(name)] = ++seq_;
   statement_fields_.erase(std::string(name));
+}
+
+const std::vector<ResultMasker::Field>* ResultMasker::described(
+    const std::unordered_map<std::string, Described>& map, const std::unordered_map<std::string, std::uint64_t>& gens,
+    const std::string& name) const {
+  const auto it = map.find(name);
+  if (it == map.end() || it->second.seq <= cursor_seq_) return nullptr;
+  const auto g = gens.find(name);
+  if (g == gens.end() || g->second != it->second.gen) return nullptr;
+  return &it->second.fields;
 }
 
 void ResultMasker::on_describe(char what, std::string_view name, std::shared_ptr<const sql::Analysis> analysis) {
@@ -137,6 +165,10 @@ void ResultMasker::on_describe(char what, std::string_view name, std::shared_ptr
   u.describe = what;
   u.name = std::string(name);
   u.analysis = std::move(analysis);
+  const auto& gens = what == 'S' ? statement_gen_ : portal_gen_;
+  const auto g = gens.find(u.name);
+  u.gen = g == gens.end() ? 0 : g->second;
+  u.seq = ++seq_;
   units_.push_back(std::move(u));
 }
 
@@ -300,6 +332,8 @@ bool ResultMasker::involves_masked(const sql::Statement& st) {
     if (k == sql::StatementKind::Execute || k == sql::StatementKind::Fetch || k == sql::StatementKind::Call)
       return true;
   if (st.opaque_code) return true;
+  for (const auto& f : st.functions)  // user code may read any table
+    if (catalog_->user_function(f)) return true;
   for (const auto& r : st.relations) {
     const sql::CatalogRelation* rel = catalog_->find(r.schema, r.name);
     if (!rel) {
@@ -322,16 +356,21 @@ const sql::Statement* ResultMasker::statement_of(const Unit& u) const {
 }
 
 void ResultMasker::plan_from(Unit& u, const sql::Statement* st, const std::vector<Field>* fields,
-                             const std::vector<std::int16_t>* formats, std::size_t columns) {
+                             const std::vector<std::int16_t>* formats, std::size_t columns, bool trust_origins) {
   u.planned = true;
   u.masks = false;
   u.plan.assign(columns, masking::ColumnMask{});
+  u.detect.assign(columns, false);
   if (st && !st->kinds.empty() && st->kinds.front() == sql::StatementKind::Explain) return;  // a plan, not data
   const sql::Lineage* l = nullptr;
   bool lineage_fits = false;
   if (st) {
     l = lineage(st->text);
     lineage_fits = !path_uncertain_ && l && l->decided && l->returns_rows && l->columns.size() == columns;
+    // A user function may read any table: lineage sees only its arguments (found by an attack
+    // round: SELECT f() of a function reading masked columns came back raw).
+    if (catalog_)
+      for (const auto& f : st->functions) lineage_fits = lineage_fits && !catalog_->user_function(f);
   }
   // Without a statement or a lineage that fits, columns whose origin RowDescription does not give
   // are masked when the statement involves a masked column (fail closed).
@@ -350,7 +389,7 @@ void ResultMasker::plan_from(Unit& u, const sql::Statement* st, const std::vecto
       const Field& f = (*fields)[i];
       cm.type_oid = f.type;
       cm.format = f.format == 1 ? masking::Format::Binary : masking::Format::Text;
-      if (f.table != 0 && f.attnum > 0) {
+      if (f.table != 0 && f.attnum > 0 && trust_origins) {
         bool unknown = false;
         spec = spec_of_relation_column(f.table, f.attnum, unknown);
       }
@@ -368,7 +407,7 @@ void ResultMasker::plan_from(Unit& u, const sql::Statement* st, const std::vecto
       if (lineage_fits) {
         for (const auto& s : l->columns[i].sources)
           if ((spec = spec_of(s))) break;
-      } else if ((!fields || i >= fields->size() || (*fields)[i].table == 0) && is_involved()) {
+      } else if ((!fields || i >= fields->size() || (*fields)[i].table == 0 || !trust_origins) && is_involved()) {
         spec = fallback();
       }
     }
@@ -377,7 +416,84 @@ void ResultMasker::plan_from(Unit& u, const sql::Statement* st, const std::vecto
     }
     cm.spec = spec;
     if (spec) u.masks = true;
+    if (!spec && detectors_) {
+      // Text values only: a value of another type has no text to find things in (and a rewrite
+      // would not parse as its type).
+      // (binary json is its text; binary jsonb a version byte and its text; both stay valid when
+      // a string's contents change)
+      const bool text = cm.type_oid == 25 || cm.type_oid == 1043 || cm.type_oid == 1042 || cm.type_oid == 19 ||
+                        cm.type_oid == 705 || cm.type_oid == 142 || cm.type_oid == 114 || cm.type_oid == 3802;
+      if (text) {
+        u.detect[i] = true;
+        u.masks = true;
+      }
+    }
   }
+}
+
+bool ResultMasker::rewrite_detecting(std::string_view body, const Unit& u, std::string& out) {
+  // As masking::rewrite_data_row, and text columns not masked by the plan are scanned; each match
+  // is replaced by the detecting rule's mask of it (the rest of the value stays).
+  if (body.size() < 2) return false;
+  const auto n = load_i16(body.data());
+  if (n < 0 || std::size_t(n) != u.plan.size()) return false;
+  out.clear();
+  out.push_back('D');
+  out.append(4, '\0');
+  out.append(body.substr(0, 2));
+  std::size_t pos = 2;
+  for (std::size_t i = 0; i < std::size_t(n); ++i) {
+    if (body.size() - pos < 4) return false;
+    const auto len = std::int32_t(load_be32(body.data() + pos));
+    pos += 4;
+    if (len < -1 || (len >= 0 && std::size_t(len) > body.size() - pos)) return false;
+    const auto put = [&](std::string_view v, bool null) {
+      char b[4];
+      const std::uint32_t l = null ? 0xFFFFFFFFu : std::uint32_t(v.size());
+      b[0] = char(l >> 24), b[1] = char(l >> 16), b[2] = char(l >> 8), b[3] = char(l);
+      out.append(b, 4);
+      if (!null) out.append(v);
+    };
+    if (len == -1) {
+      put({}, true);
+      continue;
+    }
+    const std::string_view v = body.substr(pos, std::size_t(len));
+    pos += std::size_t(len);
+    const masking::ColumnMask& cm = u.plan[i];
+    if (cm.spec) {
+      value_.clear();
+      if (masking::mask_value(*cm.spec, key_, cm.type_oid, cm.format, v, value_))
+        put(value_, false);
+      else
+        put({}, true);
+      ++columns_masked_;
+      continue;
+    }
+    matches_.clear();
+    if (!u.detect[i] || !detectors_->find(v, matches_)) {
+      put(v, false);
+      continue;
+    }
+    value_.clear();
+    std::size_t at = 0;
+    for (const auto& m : matches_) {
+      value_.append(v.substr(at, m.offset - at));
+      const std::size_t mark = value_.size();
+      if (!masking::mask_value(*detect_spec_, key_, 25, masking::Format::Text, v.substr(m.offset, m.length), value_)) {
+        value_.resize(mark);
+        value_.append("****");
+      }
+      at = m.offset + m.length;
+    }
+    value_.append(v.substr(at));
+    ++values_detected_;
+    put(value_, false);
+  }
+  if (pos != body.size()) return false;
+  const std::uint32_t l = std::uint32_t(out.size() - 1);
+  out[1] = char(l >> 24), out[2] = char(l >> 16), out[3] = char(l >> 8), out[4] = char(l);
+  return true;
 }
 
 ResultMasker::Verdict ResultMasker::on_backend(char type, std::string_view body, std::string& out) {
@@ -389,8 +505,13 @@ ResultMasker::Verdict ResultMasker::on_backend(char type, std::string_view body,
       if (!parse_row_description(body, fields)) return Verdict::Lost;
       if (u->kind == Unit::Kind::Describe) {
         auto& map = u->describe == 'S' ? statement_fields_ : portal_fields_;
+        const auto& gens = u->describe == 'S' ? statement_gen_ : portal_gen_;
+        const auto g = gens.find(u->name);
         if (map.size() >= kMaxNames) map.clear();
-        map[u->name] = fields;
+        if (u->gen != 0 && g != gens.end() && g->second == u->gen)
+          map[u->name] = Described{std::move(fields), u->gen, u->seq};
+        else
+          map.erase(u->name);  // what it described was replaced since
         pop();
         return Verdict::Pass;
       }
@@ -419,22 +540,34 @@ ResultMasker::Verdict ResultMasker::on_backend(char type, std::string_view body,
       if (!u->planned) {
         if (u->kind == Unit::Kind::Query || body.size() < 2) return Verdict::Lost;  // rows before RowDescription
         const auto columns = std::size_t(std::max<std::int16_t>(0, load_i16(body.data())));
-        const std::vector<Field>* fields = nullptr;
-        if (auto it = portal_fields_.find(u->name); it != portal_fields_.end()) {
-          fields = &it->second;
-        } else if (auto ps = portal_statement_.find(u->name); ps != portal_statement_.end()) {
-          if (auto sf = statement_fields_.find(ps->second); sf != statement_fields_.end()) fields = &sf->second;
-        }
+        const std::vector<Field>* fields = described(portal_fields_, portal_gen_, u->name);
+        if (!fields)
+          if (auto ps = portal_statement_.find(u->name); ps != portal_statement_.end())
+            fields = described(statement_fields_, statement_gen_, ps->second);
         const std::vector<std::int16_t>* formats = nullptr;
         if (auto it = portal_formats_.find(u->name); it != portal_formats_.end()) formats = &it->second;
-        plan_from(*u, statement_of(*u), fields, formats, columns);
+        // What the portal runs is another statement's (a cursor's, a prepared one's) or unknown:
+        // the kept RowDescription may be of something else; its origins are not trusted.
+        const sql::Statement* st = statement_of(*u);
+        bool trust = st != nullptr;
+        if (st)
+          for (const auto k : st->kinds)
+            trust = trust && k != sql::StatementKind::Fetch && k != sql::StatementKind::Execute;
+        plan_from(*u, st, fields, formats, columns, trust);
         if (!fields) {
-          // Types unknown: a masked column becomes NULL.
+          // Types unknown: a masked column becomes NULL (and nothing is scanned: it may not be text).
           for (auto& cm : u->plan) cm.type_oid = 0;
+          u->detect.assign(u->plan.size(), false);
+          u->masks = std::any_of(u->plan.begin(), u->plan.end(), [](const auto& cm) { return cm.spec != nullptr; });
         }
       }
       if (!u->masks) return Verdict::Pass;
       out.clear();
+      if (detectors_ && std::find(u->detect.begin(), u->detect.end(), true) != u->detect.end()) {
+        if (!rewrite_detecting(body, *u, out)) return Verdict::Lost;
+        ++rows_rewritten_;
+        return Verdict::Rewritten;
+      }
       if (!masking::rewrite_data_row(body, u->plan, key_, out)) return Verdict::Lost;
       ++rows_rewritten_;
       return Verdict::Rewritten;
@@ -471,12 +604,12 @@ ResultMasker::Verdict ResultMasker::on_backend(char type, std::string_view body,
       return Verdict::Pass;
     case 'H': {
       // COPY TO STDOUT: refused up front when it would return masked columns (refusal_for). One
-      // that gets here anyway (through a function, a rule) while masking applies ends the session.
+      // that gets here anyway (through a function, a rule) while it involves them ends the session.
       if (!u) return Verdict::Lost;
       const sql::Statement* st = statement_of(*u);
-      if (!st) return Verdict::Lost;
+      if (!st) return active() ? Verdict::Lost : Verdict::Pass;
       const sql::Lineage* l = lineage(st->text);
-      if (!l || !l->decided) return Verdict::Lost;
+      if (!l || !l->decided) return involves_masked(*st) ? Verdict::Lost : Verdict::Pass;
       for (const auto& c : l->columns)
         for (const auto& s : c.sources)
           if (spec_of(s)) return Verdict::Lost;
@@ -489,12 +622,13 @@ ResultMasker::Verdict ResultMasker::on_backend(char type, std::string_view body,
 
 bool ResultMasker::scrub_message(Unit& u, char type, std::string_view body, std::string& out) {
   // PostgreSQL's messages quote values ("invalid input syntax for type integer: \"219-09-9999\"",
-  // "Key (ssn)=(...) already exists"), and code the statement runs can RAISE anything: for a
-  // statement that involves a masked column, the message, detail, hint and context are withheld.
-  // Classes whose messages come from the statement's text or the session's state are kept.
-  if (!active() || (u.kind != Unit::Kind::Query && u.kind != Unit::Kind::Execute)) return false;
-  const sql::Statement* st = statement_of(u);
-  if (st && !involves_masked(*st)) return false;
+  // "Key (ssn)=(...) already exists", `schema "..." does not exist` from a cast to regnamespace),
+  // and code can RAISE anything, in the statement or in a trigger or function it runs (found by
+  // attack rounds). In a session whose results are masked, the message, detail, hint and context of
+  // errors and notices are withheld, whatever statement they answer; the SQLSTATE, severity and
+  // position stay. Kept: the few classes whose messages never carry data.
+  (void)u;
+  if (!active()) return false;
   std::string_view sqlstate;
   for (std::size_t pos = 0; pos < body.size() && body[pos] != '\0';) {
     const char f = body[pos];
@@ -503,12 +637,15 @@ bool ResultMasker::scrub_message(Unit& u, char type, std::string_view body, std:
     if (f == 'C') sqlstate = body.substr(pos + 1, end - pos - 1);
     pos = end + 1;
   }
-  // Kept: messages that come from the statement's text or the session's state. Not class 42 as a
-  // whole: `ssn::regclass` says `relation "219-09-9999" does not exist` (42P01).
-  static constexpr std::string_view kKeptClasses[] = {"0A", "25", "40", "53", "54", "55", "57", "08", "3D", "3F", "28"};
-  if (sqlstate == "42601" || sqlstate == "42501") return false;
-  for (const auto c : kKeptClasses)
-    if (sqlstate.substr(0, 2) == c) return false;
+  static constexpr std::string_view kKept[] = {"42501", "25P02", "25001", "25006", "57014", "57P01", "40001", "40P01",
+                                               "53100", "53200", "53300", "08006", "0A000"};
+  for (const auto c : kKept)
+    if (sqlstate == c) {
+      // 0A000 only as the proxy's own refusals and PostgreSQL's "not supported" messages without
+      // quotes; a quoted name in it may be a value (cross-database reference of a cast).
+      if (c == "0A000" && body.find('"') != std::string_view::npos) break;
+      return false;
+    }
   std::string b;
   for (std::size_t pos = 0; pos < body.size() && body[pos] != '\0';) {
     const char f = body[pos];
@@ -571,6 +708,28 @@ std::optional<std::string> ResultMasker::refusal_for(const sql::Statement& st) {
   for (const auto& f : st.functions)
     if (f == "pg_mcv_list_items" || f == "pg_catalog.pg_mcv_list_items")
       return std::string("it reads extended statistics, which hold sampled column values");
+  for (const auto k : st.kinds) {
+    // Code the proxy cannot see into may copy masked values anywhere (found by an attack round:
+    // DO $$ BEGIN INSERT INTO mine SELECT ssn FROM customers; END $$).
+    if (k == sql::StatementKind::Do || k == sql::StatementKind::CreateFunction || k == sql::StatementKind::Call)
+      return std::string("it runs or defines code (DO, a function or procedure) that the proxy cannot see into, and "
+                         "masking could not follow what it reads");
+    // ALTER SCHEMA ... RENAME and the like: classification goes by names.
+    if (k == sql::StatementKind::Alter && st.relations.empty())
+      return std::string("it alters a schema or another object by name, and classification goes by names");
+  }
+  if (catalog_) {
+    const sql::Lineage* l = lineage(st.text);
+    for (const auto& f : st.functions)
+      if (catalog_->user_function(f)) {
+        bool masked_input = !l || !l->decided;
+        if (l && l->decided)
+          for (const auto& s : l->read) masked_input = masked_input || spec_of(s) != nullptr;
+        if (masked_input && involves_masked(st))
+          return "it calls " + f + "(), a function the proxy cannot see into, in a statement that involves masked "
+                 "columns";
+      }
+  }
   if (!reads_data(st)) return std::nullopt;
   const sql::Lineage* l = lineage(st.text);
   if (!l) return std::string("the proxy could not read the database's catalog, which masking needs");
@@ -589,7 +748,7 @@ std::optional<std::string> ResultMasker::refusal_for(const sql::Statement& st) {
     if (!involves_masked(st)) return std::nullopt;
     const bool moves = std::any_of(st.kinds.begin(), st.kinds.end(), [](sql::StatementKind k) {
       return k == sql::StatementKind::Insert || k == sql::StatementKind::Update || k == sql::StatementKind::Merge ||
-             k == sql::StatementKind::Create || k == sql::StatementKind::CopyTo;
+             k == sql::StatementKind::Create || k == sql::StatementKind::CopyTo || k == sql::StatementKind::Delete;
     });
     if (moves) return "it involves masked columns and the proxy cannot trace where their values go (" + l->why + ")";
     for (const std::size_t i : rules_)
@@ -614,6 +773,10 @@ std::optional<std::string> ResultMasker::refusal_for(const sql::Statement& st) {
                          "a view)");
   bool copy_to = false;
   for (const auto k : st.kinds) copy_to = copy_to || k == sql::StatementKind::CopyTo;
+  if (copy_to && catalog_)
+    for (const auto& f : st.functions)
+      if (catalog_->user_function(f))
+        return "COPY TO output is not masked, and it calls " + f + "(), a function the proxy cannot see into";
   if (copy_to)
     for (const auto& c : l->columns)
       for (const auto& s : c.sources)

@@ -18,6 +18,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "masking/detect.h"
 #include "masking/row.h"
 #include "policy/policy.h"
 #include "sql/catalog.h"
@@ -69,6 +70,7 @@ class ResultMasker {
 
   std::uint64_t columns_masked() const { return columns_masked_; }
   std::uint64_t rows_rewritten() const { return rows_rewritten_; }
+  std::uint64_t values_detected() const { return values_detected_; }
 
  private:
   struct Unit {
@@ -77,9 +79,12 @@ class ResultMasker {
     std::size_t statement = 0;  // Query: the statement now answered
     std::string name;           // Describe/Execute: statement or portal
     char describe = 'S';
+    std::uint64_t gen = 0;  // Describe: the generation of the name it describes when it was forwarded
+    std::uint64_t seq = 0;  // Describe: seq_ when it was forwarded
     bool planned = false;
     std::vector<masking::ColumnMask> plan;
-    bool masks = false;  // some column of plan is masked
+    std::vector<bool> detect;  // per column: scanned by the content detectors (text values not masked by plan)
+    bool masks = false;  // some column of plan is masked or scanned
   };
   // A result column as RowDescription gives it.
   struct Field {
@@ -95,8 +100,9 @@ class ResultMasker {
   // Whether the statement reads a relation with a masked column, or one the catalog does not know.
   bool involves_masked(const sql::Statement& st);
   const masking::Spec* fallback() const;
+  // trust_origins false: the fields' table OIDs are not taken for the columns' origins.
   void plan_from(Unit& u, const sql::Statement* st, const std::vector<Field>* fields,
-                 const std::vector<std::int16_t>* formats, std::size_t columns);
+                 const std::vector<std::int16_t>* formats, std::size_t columns, bool trust_origins = true);
   const sql::Statement* statement_of(const Unit& u) const;
   // An ErrorResponse or NoticeResponse of a statement that involves a masked column, with what may
   // quote values withheld. false: passed on as it is.
@@ -115,8 +121,21 @@ class ResultMasker {
   std::unordered_map<std::string, std::shared_ptr<const sql::Lineage>> lineages_;
   std::deque<Unit> units_;
   std::unordered_map<std::string, std::vector<std::int16_t>> portal_formats_;
-  std::unordered_map<std::string, std::vector<Field>> statement_fields_;  // from Describe of a statement
-  std::unordered_map<std::string, std::vector<Field>> portal_fields_;     // from Describe of a portal
+  // Describe answers, kept for Executes without one (found by an attack round: kept past the
+  // Parse/Bind or SQL that replaced what they described, they traced another statement's rows).
+  // Valid while the name has the generation they were asked for and no SQL since may have remade it.
+  struct Described {
+    std::vector<Field> fields;
+    std::uint64_t gen = 0;
+    std::uint64_t seq = 0;
+  };
+  std::unordered_map<std::string, Described> statement_fields_;  // from Describe of a statement
+  std::unordered_map<std::string, Described> portal_fields_;     // from Describe of a portal
+  std::unordered_map<std::string, std::uint64_t> statement_gen_;  // Parse of the name
+  std::unordered_map<std::string, std::uint64_t> portal_gen_;     // Bind of the name
+  const std::vector<Field>* described(const std::unordered_map<std::string, Described>& map,
+                                      const std::unordered_map<std::string, std::uint64_t>& gens,
+                                      const std::string& name) const;
   std::unordered_map<std::string, std::string> portal_statement_;         // portal -> statement, from Bind
   // What each portal was bound from, and when. SQL (DECLARE, CLOSE, DISCARD) can drop and make a
   // portal of the same name without a Bind (found by an attack round: an Execute of a cursor
@@ -129,12 +148,19 @@ class ResultMasker {
   std::unordered_map<std::string, BoundStatement> portal_analysis_;
   std::uint64_t seq_ = 0;
   std::uint64_t cursor_seq_ = 0;  // the last Query or Execute that may have made or dropped a portal
-  masking::Spec unknown_origin_;  // how columns of unknown origin are masked: redact
+  masking::Spec unknown_origin_;
+  // Content detectors of the session's rules (mask.detect), and how what they find is masked.
+  std::unique_ptr<masking::Detectors> detectors_;
+  const masking::Spec* detect_spec_ = nullptr;
+  std::vector<masking::Match> matches_;
+  std::string value_;
+  bool rewrite_detecting(std::string_view body, const Unit& u, std::string& out);  // how columns of unknown origin are masked: redact
   std::vector<Field> fields_;
   std::string row_out_;
   std::uint64_t columns_masked_ = 0;
   std::uint64_t rows_rewritten_ = 0;
   std::uint64_t messages_withheld_ = 0;
+  std::uint64_t values_detected_ = 0;
   int view_depth_ = 0;
   bool path_uncertain_ = false;
 };

@@ -24,7 +24,10 @@ constexpr const char* kCatalogQuery =
     "('pg_catalog','information_schema') THEN pg_get_viewdef(c.oid) END, (SELECT coalesce(json_agg("
     "json_build_array(a.attnum, a.attname, a.atttypid::int8) ORDER BY a.attnum), '[]') FROM pg_catalog.pg_attribute a "
     "WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped))), '[]') FROM pg_catalog.pg_class c JOIN "
-    "pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r','p','v','m','f')))::text";
+    "pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r','p','v','m','f')), 'funcs', (SELECT "
+    "coalesce(json_agg(DISTINCT json_build_array(n.nspname, p.proname)::text), '[]') FROM pg_catalog.pg_proc p JOIN "
+    "pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')))"
+    "::text";
 
 const std::string& process_key() {
   static const std::string key = [] {
@@ -63,6 +66,12 @@ std::shared_ptr<sql::Catalog> parse_catalog(const std::string& text, std::string
       }
       cat->add(std::move(rel));
     }
+    if (auto f = doc.find("funcs"); f != doc.end() && f->is_array())
+      for (const auto& e : *f) {
+        auto pair = nlohmann::json::parse(e.get<std::string>(), nullptr, false);
+        if (pair.is_array() && pair.size() == 2)
+          cat->add_function(pair[0].get<std::string>(), pair[1].get<std::string>());
+      }
   } catch (const std::exception& e) {
     why = std::string("the catalog query's answer could not be read: ") + e.what();
     return nullptr;

@@ -68,4 +68,11 @@ const CatalogRelation* Catalog::by_oid(std::uint32_t oid) const {
   return it == by_oid_.end() ? nullptr : &relations_[it->second];
 }
 
+void Catalog::add_function(std::string_view schema, std::string_view name) {
+  functions_.insert(std::string(name));
+  functions_.insert(std::string(schema) + "." + std::string(name));
+}
+
+bool Catalog::user_function(std::string_view called) const { return functions_.count(std::string(called)) > 0; }
+
 }  // namespace gh::sql

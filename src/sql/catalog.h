@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace gh::sql {
@@ -41,7 +42,13 @@ class Catalog {
   const CatalogRelation* by_oid(std::uint32_t oid) const;
   std::size_t size() const { return relations_.size(); }
 
+  // Functions outside the system schemas (user code the proxy cannot see into), by name and by
+  // schema.name, lower case as the analyzer lists calls.
+  void add_function(std::string_view schema, std::string_view name);
+  bool user_function(std::string_view called) const;  // "name" or "schema.name"
+
  private:
+  std::unordered_set<std::string> functions_;
   std::vector<CatalogRelation> relations_;
   std::unordered_map<std::uint32_t, std::size_t> by_oid_;
   std::unordered_map<std::string, std::size_t> by_name_;  // "schema\0name"

@@ -30,6 +30,8 @@ RAW = {
 RAW_VALUES = [v for vs in RAW.values() for v in vs]
 
 SCHEMA_SQL = """
+DROP VIEW IF EXISTS m_late_view;
+DROP FUNCTION IF EXISTS m_getssn(), m_allc(), m_benign(), m_stash(text);
 DROP MATERIALIZED VIEW IF EXISTS m_customers_mv;
 DROP VIEW IF EXISTS m_contacts_v2, m_contacts;
 DROP TABLE IF EXISTS m_customers, m_copy_target;
@@ -41,6 +43,10 @@ CREATE VIEW m_contacts AS SELECT id, name, email FROM m_customers;
 CREATE VIEW m_contacts_v2 AS SELECT id, upper(email) AS shout, name FROM m_contacts;
 CREATE MATERIALIZED VIEW m_customers_mv AS SELECT id, ssn FROM m_customers;
 CREATE TABLE m_copy_target (v text);
+CREATE FUNCTION m_getssn() RETURNS SETOF text LANGUAGE sql AS 'SELECT ssn FROM m_customers';
+CREATE FUNCTION m_allc() RETURNS SETOF m_customers LANGUAGE sql AS 'SELECT * FROM m_customers';
+CREATE FUNCTION m_benign() RETURNS SETOF int LANGUAGE sql AS 'SELECT 1';
+CREATE FUNCTION m_stash(text) RETURNS int LANGUAGE sql AS 'INSERT INTO m_copy_target VALUES ($1) RETURNING 1';
 """
 
 
@@ -363,7 +369,7 @@ def test_server_messages_do_not_quote_masked_values(masked_proxy, sql):
         try:
             psycopg.ClientCursor(c).execute(sql)
         except psycopg.Error as e:
-            assert "withheld" in str(e), str(e)
+            assert "withheld" in str(e) or "masking.unmaskable" in str(e), str(e)
         assert c.execute("SELECT 1").fetchone() == (1,)
     assert not _leaks(tap.take())
     # the same for the privacy identity is the server's own message (the test can fail)
@@ -452,3 +458,145 @@ def test_deny_predicates_refuses_filtering_by_a_masked_column(pg, user_hashes, t
             assert c.execute("SELECT id FROM m_customers WHERE ssn LIKE '219%'").fetchall() == [(1,)]
     finally:
         proxy.stop()
+
+
+@pytest.mark.parametrize("mode", ["simple", "extended-text", "extended-binary"])
+def test_content_detectors_mask_what_they_find_in_text_columns(pg, user_hashes, tmp_path_factory, mode):
+    """mask.detect: text columns no rule classifies are scanned; e-mails, card numbers and SSNs found
+    in them are masked in place, the rest of the text (and a 9-digit id) stays, JSON stays JSON."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as d:
+        d.execute("DROP TABLE IF EXISTS m_notes; CREATE TABLE m_notes (id int, note text, doc jsonb, n int); "
+                  "INSERT INTO m_notes VALUES (1, 'call alice.smith@example.com about card 4111 1111 1111 1111', "
+                  "'{\"contact\": \"bob.jones@example.org\", \"ssn\": \"219-09-9999\"}', 42), "
+                  "(2, 'order 123456789 shipped', '{\"ok\": true}', 7)")
+    cfg = config_for(pg, user_hashes)
+    cfg["users"] += [{"name": ANALYST[0], "password": hash_password(ANALYST[1]), "groups": ["support"]}]
+    cfg["targets"] = [target("app", pg.port, password=pg.password)]
+    cfg["rules"] = [{"name": "scan-support", "when": {"groups": ["support"]}, "action": "mask",
+                     "mask": {"detect": ["email", "card", "ssn"], "strategy": "redact"}}]
+    proxy = Gatehouse(cfg, workdir=tmp_path_factory.mktemp("gh-detect")).start()
+    tap = Tap(proxy.port)
+    try:
+        with _connect(tap, ANALYST) as c:
+            sql = "SELECT id, note, doc, n FROM m_notes ORDER BY id"
+            if mode == "simple":
+                cur = psycopg.ClientCursor(c)
+                cur.execute(sql)
+            else:
+                cur = c.cursor()
+                cur.execute(sql, binary=mode == "extended-binary")
+            rows = cur.fetchall()
+        data = tap.take()
+        for raw in ("alice.smith@example.com", "4111 1111 1111 1111", "bob.jones@example.org", "219-09-9999"):
+            assert raw.encode() not in data, (raw, rows)
+        assert rows[0][0] == 1 and rows[0][3] == 42 and rows[1][3] == 7
+        assert rows[0][1].startswith("call ") and " about card " in rows[0][1], rows
+        assert rows[1][1] == "order 123456789 shipped", rows
+        assert isinstance(rows[0][2], dict) and set(rows[0][2]) == {"contact", "ssn"}, rows
+        assert rows[1][2] == {"ok": True}
+    finally:
+        proxy.stop()
+
+
+# ---- found by a second attack round -----------------------------------------------------------
+
+def _describe(kind: str, name: str = "") -> bytes:
+    return pgwire.message(b"D", kind.encode() + name.encode() + b"\0")
+
+
+@pytest.mark.parametrize("case", ["portal-after-sync", "statement-in-pipeline"])
+def test_a_kept_row_description_is_not_used_for_another_statement(masked_proxy, case):
+    """A Describe's answer kept past the Parse/Bind or SQL that replaced what it described traced a
+    cursor's rows as the harmless statement's."""
+    proxy, tap = masked_proxy
+    c = pgwire.connect(tap.port, ANALYST[0], ANALYST[1])
+    try:
+        tap.take()
+        if case == "portal-after-sync":
+            c.send(_parse("SELECT id, name FROM m_customers") + _bind("p") + _describe("P", "p") + SYNC)
+            c.until_ready()
+            c.simple_query("DECLARE p CURSOR WITH HOLD FOR SELECT email, ssn || '' FROM m_customers")
+            c.send(_execute("p") + SYNC)
+        else:
+            c.simple_query("BEGIN")
+            c.simple_query("DECLARE c1 CURSOR FOR SELECT email, ssn FROM m_customers")
+            c.send(_parse("SELECT id, name FROM m_customers") + _describe("S") + _parse("FETCH ALL FROM c1") +
+                   _bind() + _execute() + SYNC)
+        msgs = c.until_ready()
+        assert len([m for m in msgs if m[0] == b"D"]) == 2, msgs
+        c.simple_query("ROLLBACK" if case != "portal-after-sync" else "CLOSE ALL")
+    finally:
+        c.close()
+    assert not _leaks(tap.take())
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT ssn::regtype FROM m_customers",
+    "SELECT (ssn || ' & (')::tsquery FROM m_customers",
+    "SELECT has_schema_privilege(ssn, 'usage') FROM m_customers",
+    "SELECT pg_database_size(email::name) FROM m_customers",
+    "SELECT (ssn || '.a.b')::regclass FROM m_customers",
+])
+def test_error_classes_that_quote_names_are_withheld_too(masked_proxy, sql):
+    proxy, tap = masked_proxy
+    tap.take()
+    with _connect(tap, ANALYST) as c:
+        with pytest.raises(psycopg.Error) as ei:
+            psycopg.ClientCursor(c).execute(sql)
+        assert "withheld" in str(ei.value), str(ei.value)
+    assert not _leaks(tap.take())
+
+
+@pytest.mark.parametrize("sql", [
+    "DO $$ BEGIN INSERT INTO m_copy_target SELECT ssn FROM m_customers; END $$",
+    "CREATE FUNCTION m_evil() RETURNS SETOF text LANGUAGE sql AS 'SELECT ssn FROM m_customers'",
+    "SELECT m_stash(email) FROM m_customers",
+    "COPY (SELECT * FROM m_allc()) TO STDOUT",
+    "ALTER SCHEMA public RENAME TO m_pub2",
+])
+def test_code_and_renames_that_masking_cannot_follow_are_refused(masked_proxy, pg, sql):
+    proxy, tap = masked_proxy
+    try:
+        with _connect(tap, ANALYST) as c:
+            with pytest.raises(psycopg.Error) as ei:
+                cur = psycopg.ClientCursor(c)
+                if sql.startswith("COPY"):
+                    with cur.copy(sql) as cp:
+                        for _ in cp:
+                            pass
+                else:
+                    cur.execute(sql)
+            assert ei.value.sqlstate == "42501" and "masking.unmaskable" in (ei.value.diag.message_detail or ""), \
+                str(ei.value)
+            assert c.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        with psycopg.connect(pg.dsn(), autocommit=True) as d:
+            if d.execute("SELECT 1 FROM pg_namespace WHERE nspname = 'm_pub2'").fetchone():
+                d.execute("ALTER SCHEMA m_pub2 RENAME TO public")
+            d.execute("DROP FUNCTION IF EXISTS m_evil()")
+    with psycopg.connect(pg.dsn()) as d:
+        assert d.execute("SELECT count(*) FROM m_copy_target").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("sql", ["SELECT m_getssn()", "SELECT * FROM m_getssn()", "SELECT * FROM m_allc()",
+                                 "COPY (SELECT * FROM m_benign()) TO STDOUT"])
+def test_results_of_functions_the_proxy_cannot_see_into_are_masked(masked_proxy, sql):
+    """A user function may read any table: its result columns are masked (fail closed), and a COPY
+    through one is refused rather than ending the session."""
+    proxy, tap = masked_proxy
+    tap.take()
+    with _connect(tap, ANALYST) as c:
+        cur = psycopg.ClientCursor(c)
+        if sql.startswith("COPY"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                with cur.copy(sql) as cp:
+                    for _ in cp:
+                        pass
+        else:
+            try:  # masked, or refused where the proxy cannot tell what the function returns
+                cur.execute(sql)
+                assert len(cur.fetchall()) == 2
+            except psycopg.errors.InsufficientPrivilege as e:
+                assert "masking.unmaskable" in str(e) and "FROM" in sql, str(e)
+        assert c.execute("SELECT 1").fetchone() == (1,)
+    assert not _leaks(tap.take())
