@@ -25,6 +25,7 @@
 #include "app/audit_cli.h"
 #include "app/login_cli.h"
 #include "app/logging.h"
+#include "app/discover.h"
 #include "app/policy_tools.h"
 #include "audit/trail.h"
 #include "base/metrics.h"
@@ -377,6 +378,18 @@ int main(int argc, char** argv) {
   test_policy->add_option("-c,--config", config_path, "YAML configuration file")->required();
   test_policy->add_option("files", case_files, "policy test files (YAML with `cases:`)")->required();
 
+  gh::app::DiscoverArgs disc;
+  auto* discover = app.add_subcommand(
+      "discover", "Sample a target's tables with the content detectors and suggest a classification");
+  discover->add_option("-c,--config", disc.config_path, "YAML configuration file")->required();
+  discover->add_option("--target", disc.target, "target name from the configuration")->required();
+  discover->add_option("--database", disc.database, "database (for a target that passes the client's name through)");
+  discover->add_option("--login", disc.login, "the target login (user) to read as; default: the first");
+  discover->add_option("--sample", disc.sample, "rows read per table (default 1000)")->check(CLI::Range(1, 1000000));
+  discover->add_option("--threshold", disc.threshold, "share of sampled values that must be detected (default 0.5)")
+      ->check(CLI::Range(0.01, 1.0));
+  discover->add_option("--format", disc.format, "table, yaml or json")->check(CLI::IsMember({"table", "yaml", "json"}));
+
   gh::app::add_audit_commands(app);
   gh::app::add_login_commands(app);
   gh::app::add_approvals_commands(app);
@@ -396,6 +409,7 @@ int main(int argc, char** argv) {
   if (*hash) return cmd_hash_password(iterations);
   if (*explain) return gh::app::cmd_explain(config_path, who, target, database, address, sql_text, json);
   if (*test_policy) return gh::app::cmd_test_policy(config_path, case_files);
+  if (*discover) return gh::app::cmd_discover(disc);
   if (*version) {
     std::cout << "gatehouse " << kVersion << "\n";
     return 0;
