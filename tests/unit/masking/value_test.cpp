@@ -211,6 +211,12 @@ TEST(MaskText, HashIsKeyedDeterministicHex) {
             "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8");
   EXPECT_TRUE(mask(Strategy::Hash, kText, "").has_value());
   EXPECT_EQ(mask(Strategy::Hash, kText, "\xff").value().size(), 64u);
+  // RFC 4231 test cases 1 and 6 (a key longer than the block is hashed first).
+  EXPECT_EQ(mask(Strategy::Hash, kText, "Hi There", Format::Text, std::string(20, '\x0b')),
+            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+  EXPECT_EQ(mask(Strategy::Hash, kText, "Test Using Larger Than Block-Size Key - Hash Key First", Format::Text,
+                 std::string(131, '\xaa')),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
 }
 
 TEST(MaskText, HashAndDigitsRefuseAnEmptyKey) {
