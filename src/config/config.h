@@ -175,7 +175,7 @@ struct Masking {
   // same value masks alike within one run only).
   std::string hash_key;
   std::size_t max_catalog_bytes = 64u << 20;  // a larger catalog answer ends the session's masking (fail closed)
-  Duration catalog_ttl{60000};  // the catalog is read again after this long
+  Duration catalog_ttl{10000};  // the catalog is read again after this long
 };
 
 struct Config {

@@ -148,6 +148,7 @@ CopyMasker::CopyMasker(CopyFormat format, std::vector<ColumnMask> plan, std::str
   quote_ = opts.quote.value_or('"');
   escape_ = opts.escape.value_or(quote_);
   null_ = opts.null_string.value_or(csv ? "" : "\\N");
+  header_left_ = opts.header && format_ != CopyFormat::Binary;
   if (format_ == CopyFormat::Binary) return;
   // The checks COPY itself makes on these options (ProcessCopyOptions).
   auto has_newline = [](std::string_view s) { return s.find_first_of("\r\n") != std::string_view::npos; };
@@ -245,7 +246,12 @@ bool CopyMasker::process_text(std::string_view buf, std::size_t& consumed, std::
     }
     if (end - row > max_row_) return false;
     const std::string_view line = buf.substr(row, end - row);
-    if (!(csv ? rewrite_csv_row(line, out) : rewrite_text_row(line, out))) return false;
+    if (header_left_) {
+      header_left_ = false;  // HEADER: the column names pass as they are
+      out.append(line);
+    } else if (!(csv ? rewrite_csv_row(line, out) : rewrite_text_row(line, out))) {
+      return false;
+    }
     out.push_back('\n');
     row = end + 1;
     i = row;

@@ -38,6 +38,7 @@ struct CopyOptions {
   std::optional<char> escape;  // csv only
   std::optional<std::string> null_string;
   std::size_t max_row_bytes = std::size_t(1) << 30;  // a longer row (or binary field) is refused
+  bool header = false;  // HEADER: the first line (column names) passes unchanged (text and csv)
 };
 
 // Rewrites the data of one COPY TO, masking the columns the plan names (ColumnMask::format is
@@ -73,6 +74,7 @@ class CopyMasker {
   std::string null_;
   std::size_t max_row_ = 0;
   bool failed_ = false;
+  bool header_left_ = false;
   // The unfinished row, and how far it has been scanned (text/csv: the scanner's state there).
   std::string pending_;
   std::size_t scanned_ = 0;

@@ -49,7 +49,8 @@ ResultMasker::ResultMasker(std::shared_ptr<const policy::Policy> policy, std::ve
 void ResultMasker::set_rules(std::shared_ptr<const policy::Policy> policy, std::vector<std::size_t> rules) {
   policy_ = std::move(policy);
   rules_ = std::move(rules);
-  specs_.assign(policy_ ? policy_->rules().size() : 0, masking::Spec{});
+  specs_.assign(policy_ ? policy_->rules().size() : 0, nullptr);
+  spec_rule_.clear();
   for (const std::size_t i : rules_) {
     const auto& m = policy_->rules()[i].mask;
     masking::Spec s;
@@ -57,14 +58,16 @@ void ResultMasker::set_rules(std::shared_ptr<const policy::Policy> policy, std::
     s.keep_first = m.keep_first;
     s.keep_last = m.keep_last;
     s.fixed = m.value;
-    specs_[i] = std::move(s);
+    spec_store_.push_back(std::make_unique<masking::Spec>(std::move(s)));
+    specs_[i] = spec_store_.back().get();
+    spec_rule_[specs_[i]] = i;
   }
   column_specs_.clear();
   masking::DetectorSet enabled;
   detect_spec_ = nullptr;
   for (const std::size_t i : rules_)
     for (const auto& name : policy_->rules()[i].mask.detect) {
-      if (!detect_spec_) detect_spec_ = &specs_[i];
+      if (!detect_spec_) detect_spec_ = specs_[i];
       if (name == "all")
         enabled |= masking::all_detectors();
       else if (auto d = masking::detector_from_name(name))
@@ -229,6 +232,7 @@ void ResultMasker::skip_to_sync() {
 
 bool ResultMasker::needs_whole(char type) const {
   if (type == 'T' || ((type == 'E' || type == 'N') && active())) return true;
+  if (type == 'd') return copy_masker_ != nullptr;
   if (type != 'D') return false;
   if (units_.empty()) return true;
   const Unit& u = units_.front();
@@ -298,7 +302,12 @@ const masking::Spec* ResultMasker::spec_of_relation_column(std::uint32_t oid, st
       }
       ++index;
     }
-    if (!vl || !vl->decided || !found || index >= vl->columns.size()) {
+    if (!found) {
+      // A column the catalog read does not have (added since, by another session): unknown origin
+      // (found by an attack round: a column added to a view read raw until the catalog expired).
+      unknown = true;
+      spec = fallback();
+    } else if (!vl || !vl->decided || index >= vl->columns.size()) {
       // Cannot tell: masked when the view reads any masked column (or anything unknown).
       spec = nullptr;
       if (!vl || !vl->decided) {
@@ -315,7 +324,10 @@ const masking::Spec* ResultMasker::spec_of_relation_column(std::uint32_t oid, st
     }
   } else if (const auto* col = rel->column_at(attnum)) {
     if (const policy::Rule* r = policy_->column_mask(rules_, rel->schema, rel->name, col->name))
-      spec = &specs_[std::size_t(r - policy_->rules().data())];
+      spec = specs_[std::size_t(r - policy_->rules().data())];
+  } else {
+    unknown = true;  // a column added since the catalog was read
+    spec = fallback();
   }
   column_specs_.emplace(k, spec);
   return spec;
@@ -326,7 +338,7 @@ const masking::Spec* ResultMasker::spec_of(const sql::SourceColumn& c) {
   return spec_of_relation_column(c.relation, c.attnum, unknown);
 }
 
-bool ResultMasker::involves_masked(const sql::Statement& st) {
+bool ResultMasker::involves_masked(const sql::Statement& st, bool unknown_counts) {
   if (!catalog_) return true;
   for (const auto k : st.kinds)  // what they run is another statement's (a cursor's, a prepared one's)
     if (k == sql::StatementKind::Execute || k == sql::StatementKind::Fetch || k == sql::StatementKind::Call)
@@ -337,7 +349,10 @@ bool ResultMasker::involves_masked(const sql::Statement& st) {
   for (const auto& r : st.relations) {
     const sql::CatalogRelation* rel = catalog_->find(r.schema, r.name);
     if (!rel) {
-      // A CTE name is not a relation of the analysis; anything else unknown may be anything.
+      // Unknown (made since the catalog was read, or by this very text): a relation only written
+      // to is no source of values (found by a client trial: CREATE TEMP TABLE t ...; INSERT INTO t
+      // VALUES ... in one Query was refused); one read from may be anything.
+      if (!(r.access & (sql::kRead | sql::kUpdate | sql::kDelete)) || !unknown_counts) continue;
       return true;
     }
     for (const auto& c : rel->columns) {
@@ -603,17 +618,46 @@ ResultMasker::Verdict ResultMasker::on_backend(char type, std::string_view body,
       pop();
       return Verdict::Pass;
     case 'H': {
-      // COPY TO STDOUT: refused up front when it would return masked columns (refusal_for). One
-      // that gets here anyway (through a function, a rule) while it involves them ends the session.
+      // COPY TO STDOUT: its rows are masked as DataRows are (start_copy); what cannot be traced
+      // was refused up front (refusal_for). One that gets here anyway (through a function, a
+      // rule) while it involves masked columns ends the session.
+      copy_masker_.reset();
       if (!u) return Verdict::Lost;
+      if (!active()) return Verdict::Pass;
       const sql::Statement* st = statement_of(*u);
-      if (!st) return active() ? Verdict::Lost : Verdict::Pass;
+      if (!st) return Verdict::Lost;
       const sql::Lineage* l = lineage(st->text);
-      if (!l || !l->decided) return involves_masked(*st) ? Verdict::Lost : Verdict::Pass;
+      if (!l || !l->decided || !l->copy.present) return involves_masked(*st) ? Verdict::Lost : Verdict::Pass;
+      bool masked = false;
       for (const auto& c : l->columns)
-        for (const auto& s : c.sources)
-          if (spec_of(s)) return Verdict::Lost;
+        for (const auto& s : c.sources) masked = masked || spec_of(s) != nullptr;
+      if (!masked) return Verdict::Pass;
+      if (!copy_unsupported(l->copy).empty()) return Verdict::Lost;
+      start_copy(*l);
       return Verdict::Pass;
+    }
+    case 'd': {
+      if (!copy_masker_) return Verdict::Pass;
+      copy_out_.clear();
+      if (!copy_masker_->feed(body, copy_out_)) return Verdict::Lost;
+      out.clear();
+      if (!copy_out_.empty()) {  // whole rows only; the rest waits for the next CopyData
+        const std::uint32_t l = std::uint32_t(copy_out_.size() + 4);
+        out.push_back('d');
+        out.push_back(char(l >> 24));
+        out.push_back(char(l >> 16));
+        out.push_back(char(l >> 8));
+        out.push_back(char(l));
+        out += copy_out_;
+      }
+      ++rows_rewritten_;
+      return Verdict::Rewritten;
+    }
+    case 'c': {
+      if (!copy_masker_) return Verdict::Pass;
+      const bool ok = copy_masker_->finish();
+      copy_masker_.reset();
+      return ok ? Verdict::Pass : Verdict::Lost;
     }
     default:
       return Verdict::Pass;
@@ -627,8 +671,22 @@ bool ResultMasker::scrub_message(Unit& u, char type, std::string_view body, std:
   // attack rounds). In a session whose results are masked, the message, detail, hint and context of
   // errors and notices are withheld, whatever statement they answer; the SQLSTATE, severity and
   // position stay. Kept: the few classes whose messages never carry data.
-  (void)u;
   if (!active()) return false;
+  bool involved = true;  // Sync: errors at commit (deferred triggers); a statement not known
+  if (u.kind == Unit::Kind::Query || u.kind == Unit::Kind::Execute) {
+    if (const sql::Statement* st = statement_of(u)) {
+      // Triggers run on writes; an unknown relation alone does not count here (a typo's
+      // "relation does not exist" is the statement's own text).
+      involved = involves_masked(*st, false);
+      for (const auto k : st->kinds)
+        involved = involved || k == sql::StatementKind::Insert || k == sql::StatementKind::Update ||
+                   k == sql::StatementKind::Delete || k == sql::StatementKind::Merge ||
+                   k == sql::StatementKind::CopyFrom || k == sql::StatementKind::Commit;
+    }
+  } else if (u.kind != Unit::Kind::Sync) {
+    return false;  // Parse, Bind, Describe: about the client's own text and parameters
+  }
+  if (!involved) return false;
   std::string_view sqlstate;
   for (std::size_t pos = 0; pos < body.size() && body[pos] != '\0';) {
     const char f = body[pos];
@@ -661,8 +719,8 @@ bool ResultMasker::scrub_message(Unit& u, char type, std::string_view body, std:
         break;
       case 'M':
         b.push_back('M');
-        b.append("message withheld by Gatehouse: the statement reads masked columns, and the server's message may "
-                 "quote their values (SQLSTATE ");
+        b.append("message withheld by Gatehouse: the statement involves masked columns (or code or triggers the "
+                 "proxy cannot see into), and the server's message may quote their values (SQLSTATE ");
         b.append(sqlstate);
         b.append(")");
         b.push_back('\0');
@@ -682,6 +740,38 @@ bool ResultMasker::scrub_message(Unit& u, char type, std::string_view body, std:
   out += b;
   ++messages_withheld_;
   return true;
+}
+
+std::string ResultMasker::copy_unsupported(const sql::CopyOut& c) {
+  if (c.format != "text" && c.format != "csv" && c.format != "binary") return "COPY format " + c.format;
+  if (c.other_options) return "COPY options other than FORMAT, DELIMITER, NULL, QUOTE, ESCAPE and HEADER";
+  for (const auto* o : {&c.delimiter, &c.quote, &c.escape})
+    if (*o && o->value().size() != 1) return "a COPY option of more than one character";
+  return {};
+}
+
+void ResultMasker::start_copy(const sql::Lineage& l) {
+  std::vector<masking::ColumnMask> plan(l.columns.size());
+  for (std::size_t i = 0; i < l.columns.size(); ++i) {
+    for (const auto& s : l.columns[i].sources)
+      if ((plan[i].spec = spec_of(s))) break;
+    // COPY table TO: each column is the table's, of its type; an expression's type is not known
+    // here, and a masked value of unknown type becomes NULL.
+    if (l.copy.relation && l.columns[i].sources.size() == 1)
+      if (const auto* rel = catalog_->by_oid(l.columns[i].sources[0].relation))
+        if (const auto* col = rel->column_at(l.columns[i].sources[0].attnum)) plan[i].type_oid = col->type_oid;
+    if (plan[i].spec) ++columns_masked_;
+  }
+  masking::CopyOptions o;
+  if (l.copy.delimiter) o.delimiter = (*l.copy.delimiter)[0];
+  if (l.copy.quote) o.quote = (*l.copy.quote)[0];
+  if (l.copy.escape) o.escape = (*l.copy.escape)[0];
+  o.null_string = l.copy.null;
+  o.header = l.copy.header;
+  const auto format = l.copy.format == "csv"      ? masking::CopyFormat::Csv
+                      : l.copy.format == "binary" ? masking::CopyFormat::Binary
+                                                  : masking::CopyFormat::Text;
+  copy_masker_ = std::make_unique<masking::CopyMasker>(format, std::move(plan), key_, o);
 }
 
 std::optional<std::string> ResultMasker::refusal_for(const sql::Statement& st) {
@@ -757,8 +847,8 @@ std::optional<std::string> ResultMasker::refusal_for(const sql::Statement& st) {
     return std::nullopt;
   }
     for (const auto& s : l->filtered)
-      if (const masking::Spec* spec = spec_of(s); spec && spec >= specs_.data() && spec < specs_.data() + specs_.size()) {
-        const auto& rule = policy_->rules()[std::size_t(spec - specs_.data())];
+      if (const auto it = spec_rule_.find(spec_of(s)); it != spec_rule_.end()) {
+        const auto& rule = policy_->rules()[it->second];
         if (rule.mask.deny_predicates) {
           const auto* rel = catalog_->by_oid(s.relation);
           const auto* col = rel ? rel->column_at(s.attnum) : nullptr;
@@ -777,10 +867,13 @@ std::optional<std::string> ResultMasker::refusal_for(const sql::Statement& st) {
     for (const auto& f : st.functions)
       if (catalog_->user_function(f))
         return "COPY TO output is not masked, and it calls " + f + "(), a function the proxy cannot see into";
-  if (copy_to)
+  if (copy_to && l->copy.present)
     for (const auto& c : l->columns)
       for (const auto& s : c.sources)
-        if (spec_of(s)) return std::string("COPY TO would return values of masked columns, and COPY output is not masked");
+        if (spec_of(s))
+          if (auto why = copy_unsupported(l->copy); !why.empty())
+            return "COPY TO would return values of masked columns, and the proxy masks COPY output only in text, csv "
+                   "and binary format with single-character options (" + why + ")";
   return std::nullopt;
 }
 

@@ -98,7 +98,8 @@ class ResultMasker {
   const masking::Spec* spec_of(const sql::SourceColumn& c);
   const masking::Spec* spec_of_relation_column(std::uint32_t oid, std::int16_t attnum, bool& unknown);
   // Whether the statement reads a relation with a masked column, or one the catalog does not know.
-  bool involves_masked(const sql::Statement& st);
+  // unknown_counts false: relations the catalog does not know do not count.
+  bool involves_masked(const sql::Statement& st, bool unknown_counts = true);
   const masking::Spec* fallback() const;
   // trust_origins false: the fields' table OIDs are not taken for the columns' origins.
   void plan_from(Unit& u, const sql::Statement* st, const std::vector<Field>* fields,
@@ -115,7 +116,11 @@ class ResultMasker {
   std::vector<std::size_t> rules_;
   std::string key_;
   std::shared_ptr<const sql::Catalog> catalog_;
-  std::vector<masking::Spec> specs_;  // per policy rule index (only mask rules filled)
+  // Per policy rule index (only mask rules filled). The Spec objects live as long as the masker:
+  // plans of results still streaming point at them across a reload.
+  std::vector<const masking::Spec*> specs_;
+  std::vector<std::unique_ptr<masking::Spec>> spec_store_;
+  std::unordered_map<const masking::Spec*, std::size_t> spec_rule_;  // Spec -> its rule's index
   std::unordered_map<std::uint64_t, const masking::Spec*> column_specs_;  // (oid << 16 | attnum)
   std::unordered_map<std::uint32_t, std::shared_ptr<const sql::Lineage>> views_;
   std::unordered_map<std::string, std::shared_ptr<const sql::Lineage>> lineages_;
@@ -153,6 +158,12 @@ class ResultMasker {
   std::unique_ptr<masking::Detectors> detectors_;
   const masking::Spec* detect_spec_ = nullptr;
   std::vector<masking::Match> matches_;
+  // COPY TO STDOUT of masked columns: its rows are rewritten as they come (CopyData).
+  std::unique_ptr<masking::CopyMasker> copy_masker_;
+  std::string copy_out_;
+  // Whether COPY with these options can be rewritten: "" when it can, else why not.
+  static std::string copy_unsupported(const sql::CopyOut& c);
+  void start_copy(const sql::Lineage& l);
   std::string value_;
   bool rewrite_detecting(std::string_view body, const Unit& u, std::string& out);  // how columns of unknown origin are masked: redact
   std::vector<Field> fields_;

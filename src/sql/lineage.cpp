@@ -355,6 +355,7 @@ class Engine {
   bool quiet_ = false;  // unknown column names are ignored (DDL expressions)
   std::string why_;
   Set read_, stored_, filtered_;
+  CopyOut copy_;
   bool returns_rows_ = false;
   Cols columns_;
 };
@@ -1469,6 +1470,32 @@ void Engine::copy(const JValue& b) {
   if (b.get_str("filename").empty() && !b.get_bool("is_program")) {
     returns_rows_ = true;
     columns_ = std::move(cols);
+    copy_.present = true;
+    copy_.relation = b.get("relation") != nullptr;
+    if (const JValue* opts = b.get("options"); non_empty_array(opts))
+      for (const JValue& o : *opts) {
+        const JValue* d = o.node_body();
+        if (!d || o.node_name() != "DefElem") continue;
+        const std::string_view name = d->get_str("defname");
+        const JValue* arg = d->get("arg");
+        std::optional<std::string> text;
+        bool truth = true;
+        if (arg && arg->node_body()) {
+          const std::string_view kind = arg->node_name();
+          if (kind == "String") text = std::string(arg->node_body()->get_str("sval"));
+          else if (kind == "Boolean") truth = arg->node_body()->get_bool("boolval");
+          else if (kind == "Integer") truth = arg->node_body()->get_int("ival").value_or(0) != 0;
+          else copy_.other_options = true;
+          if (text && (name == "header")) truth = *text == "true" || *text == "on" || *text == "1";
+        }
+        if (name == "format" && text) copy_.format = *text;
+        else if (name == "delimiter") copy_.delimiter = text;
+        else if (name == "quote") copy_.quote = text;
+        else if (name == "escape") copy_.escape = text;
+        else if (name == "null") copy_.null = text;
+        else if (name == "header") copy_.header = truth;
+        else copy_.other_options = true;
+      }
   } else {
     for (const Col& c : cols) add(stored_, c.src);
   }
@@ -1606,6 +1633,7 @@ Lineage Engine::finish() {
   out.read = std::move(read_);
   out.stored = std::move(stored_);
   out.filtered = std::move(filtered_);
+  out.copy = std::move(copy_);
   return out;
 }
 

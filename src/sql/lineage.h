@@ -10,6 +10,7 @@
 // column that could flow in is a source. What cannot be analysed at all is reported (`decided`
 // false, with why) so that the caller fails closed.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,6 +33,16 @@ struct OutputColumn {
   std::vector<SourceColumn> sources;  // sorted, unique; empty for constants and the like
 };
 
+// How COPY ... TO STDOUT writes its rows (its options), for rewriting them.
+struct CopyOut {
+  bool present = false;         // the statement is a COPY TO STDOUT
+  bool relation = false;        // COPY table TO (not COPY (query) TO): each column is the table's column
+  std::string format = "text";  // text, csv or binary
+  std::optional<std::string> delimiter, quote, escape, null;
+  bool header = false;
+  bool other_options = false;  // ENCODING, FORCE_QUOTE and the like: the caller may refuse to rewrite
+};
+
 struct Lineage {
   bool decided = false;  // false: see `why`; the caller must treat every column as possibly sensitive
   std::string why;       // e.g. "relation \"x\" is not in the catalog", "unsupported: ..."
@@ -43,6 +54,7 @@ struct Lineage {
   std::vector<SourceColumn> stored;    // base columns whose values the statement writes somewhere other than to the
                                        // client: INSERT ... SELECT, UPDATE ... SET x = <expr>, CREATE TABLE AS,
                                        // SELECT INTO, COPY (query) TO a file or program, MERGE
+  CopyOut copy;                        // COPY TO STDOUT: its options
   std::vector<SourceColumn> filtered;  // base columns in predicates and orderings (WHERE, JOIN ON, HAVING, ORDER BY,
                                        // GROUP BY, DISTINCT ON, window PARTITION/ORDER): what inference rules test
 };

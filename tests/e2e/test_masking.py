@@ -252,8 +252,8 @@ def test_psql_sees_masked_values_with_types_and_counts(masked_proxy):
     "CREATE TABLE m_stolen AS SELECT ssn FROM m_customers",
     "SELECT lower(ssn) INTO m_stolen2 FROM m_customers",
     "UPDATE m_copy_target SET v = (SELECT email FROM m_customers LIMIT 1)",
-    "COPY m_customers TO STDOUT",
-    "COPY (SELECT lower(email) FROM m_customers) TO STDOUT",
+    "COPY m_customers TO STDOUT (ENCODING 'LATIN1')",
+    "COPY (SELECT lower(email) FROM m_customers) TO '/tmp/m_stolen.txt'",
 ])
 def test_statements_that_would_carry_masked_values_away_are_refused(masked_proxy, pg, sql):
     proxy, tap = masked_proxy
@@ -600,3 +600,37 @@ def test_results_of_functions_the_proxy_cannot_see_into_are_masked(masked_proxy,
                 assert "masking.unmaskable" in str(e) and "FROM" in sql, str(e)
         assert c.execute("SELECT 1").fetchone() == (1,)
     assert not _leaks(tap.take())
+
+
+@pytest.mark.parametrize("options", ["", "(FORMAT csv)", "(FORMAT csv, HEADER)",
+                                     "(FORMAT csv, DELIMITER ';', QUOTE '~', NULL 'n/a')",
+                                     "(FORMAT binary)", "(DELIMITER '|', NULL '-')"])
+@pytest.mark.parametrize("source", ["m_customers", "(SELECT id, lower(email), ssn, score FROM m_customers ORDER BY id)"])
+def test_copy_to_stdout_is_masked(masked_proxy, pg, options, source):
+    """COPY TO STDOUT of masked columns: the same rows and columns, masked in text, csv (with its
+    options and header) and binary; unmasked columns as PostgreSQL sends them."""
+    proxy, tap = masked_proxy
+    sql = f"COPY {source} TO STDOUT {options}"
+    with psycopg.connect(pg.dsn()) as d:
+        with d.cursor().copy(sql) as cp:
+            direct = b"".join(bytes(x) for x in cp)
+    tap.take()
+    with _connect(tap, ANALYST) as c:
+        with c.cursor().copy(sql) as cp:
+            got = b"".join(bytes(x) for x in cp)
+        assert c.execute("SELECT 1").fetchone() == (1,)
+    assert not _leaks(tap.take()) and not _leaks(got)
+    if "binary" not in options:
+        want_lines, got_lines = direct.decode().splitlines(), got.decode().splitlines()
+        assert len(got_lines) == len(want_lines), (got_lines, want_lines)
+        skip = 1 if "HEADER" in options else 0
+        if skip:
+            assert got_lines[0] == want_lines[0]
+        sep = ";" if "';'" in options else "," if "csv" in options else "|" if "'|'" in options else "\t"
+        for g, w in zip(got_lines[skip:], want_lines[skip:]):  # the id (first) and score (last) unchanged
+            assert g.split(sep)[0] == w.split(sep)[0] and g.split(sep)[-1] == w.split(sep)[-1], (g, w)
+    else:
+        assert got[:11] == direct[:11] and got.endswith(b"\xff\xff")
+    with _connect(tap, PRIVACY) as c:
+        with c.cursor().copy(sql) as cp:
+            assert b"".join(bytes(x) for x in cp) == direct
