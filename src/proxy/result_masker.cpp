@@ -381,7 +381,11 @@ void ResultMasker::plan_from(Unit& u, const sql::Statement* st, const std::vecto
   bool lineage_fits = false;
   if (st) {
     l = lineage(st->text);
-    lineage_fits = !path_uncertain_ && l && l->decided && l->returns_rows && l->columns.size() == columns;
+    // A cursor's DECLARE or a PREPARE stands for the FETCH or EXECUTE that returns its rows.
+    const bool defines = std::any_of(st->kinds.begin(), st->kinds.end(), [](sql::StatementKind k) {
+      return k == sql::StatementKind::DeclareCursor || k == sql::StatementKind::Prepare;
+    });
+    lineage_fits = !path_uncertain_ && l && l->decided && (l->returns_rows || defines) && l->columns.size() == columns;
     // A user function may read any table: lineage sees only its arguments (found by an attack
     // round: SELECT f() of a function reading masked columns came back raw).
     if (catalog_)

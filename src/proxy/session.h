@@ -210,6 +210,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // Whether the Query's or Parse's statements name a relation the catalog does not know and was not
   // read again for yet.
   bool mask_unknown_relations(char type, std::string_view body);
+  std::shared_ptr<const sql::Analysis> mask_resolved(std::shared_ptr<const sql::Analysis> a) const;
   std::string mask_out_;  // a DataRow rewritten
 
   // audit (session_audit.cpp)

@@ -4,6 +4,8 @@
 // matter), and what the masker is told about each message forwarded.
 #include <openssl/rand.h>
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
@@ -15,9 +17,10 @@ namespace gh::proxy {
 
 namespace {
 
-// One row, one column: the search path and every relation with its columns (view definitions
-// only outside the system schemas: their columns are not classified and hold no table data the
-// masking rules name).
+// One row, one column: the search path, every relation with its columns (view definitions only
+// outside the system schemas: their columns are not classified and hold no table data the masking
+// rules name), and the functions of user code (outside the system schemas and not part of an
+// extension: citext's upper() is no user code that may read tables).
 constexpr const char* kCatalogQuery =
     "SELECT json_build_object('path', current_schemas(true), 'rels', (SELECT coalesce(json_agg(json_build_array("
     "c.oid::int8, n.nspname, c.relname, c.relkind, CASE WHEN c.relkind IN ('v','m') AND n.nspname NOT IN "
@@ -26,8 +29,9 @@ constexpr const char* kCatalogQuery =
     "WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped))), '[]') FROM pg_catalog.pg_class c JOIN "
     "pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r','p','v','m','f')), 'funcs', (SELECT "
     "coalesce(json_agg(DISTINCT json_build_array(n.nspname, p.proname)::text), '[]') FROM pg_catalog.pg_proc p JOIN "
-    "pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')))"
-    "::text";
+    "pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') "
+    "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND "
+    "d.objid = p.oid AND d.deptype = 'e')))::text";
 
 const std::string& process_key() {
   static const std::string key = [] {
@@ -169,6 +173,38 @@ asio::awaitable<std::optional<End>> Session::mask_catalog_refresh() {
   co_return std::nullopt;
 }
 
+std::shared_ptr<const sql::Analysis> Session::mask_resolved(std::shared_ptr<const sql::Analysis> a) const {
+  // FETCH and EXECUTE return the rows of a cursor's or a prepared statement's query: traced as that
+  // query when the name stands for exactly one (found by a client trial: psycopg's and psycopg2's
+  // named cursors came back with every computed column masked). Otherwise they stay as they are,
+  // and their columns of unknown origin are masked.
+  if (!a || a->error) return a;
+  std::shared_ptr<sql::Analysis> out;
+  for (std::size_t i = 0; i < a->statements.size(); ++i) {
+    const sql::Statement& st = a->statements[i];
+    const auto* versions = cursor_versions(st);
+    sql::StatementKind defining = sql::StatementKind::DeclareCursor;
+    if (!versions) {
+      versions = prepared_versions(st);
+      defining = sql::StatementKind::Prepare;
+    }
+    if (!versions || versions->size() != 1 || !versions->front()) continue;
+    const sql::Statement* found = nullptr;
+    for (const auto& v : versions->front()->statements) {
+      const bool named = v.object_name == st.object_name;
+      if (named && std::find(v.kinds.begin(), v.kinds.end(), defining) != v.kinds.end()) found = &v;
+      // A protocol portal's statement (FETCH of a portal): its query itself.
+      if (!found && versions->front()->statements.size() == 1 && defining == sql::StatementKind::DeclareCursor &&
+          !cursors_.count(st.object_name))
+        found = &v;
+    }
+    if (!found) continue;
+    if (!out) out = std::make_shared<sql::Analysis>(*a);
+    out->statements[i] = *found;
+  }
+  return out ? out : a;
+}
+
 bool Session::mask_unknown_relations(char type, std::string_view body) {
   if (!masking() || !masker_->catalog()) return false;
   std::size_t pos = 0;
@@ -199,7 +235,9 @@ void Session::mask_forwarded(char type, std::string_view body, bool substituted)
         break;
       }
       const std::string_view text = protocol::c_string_at(body, pos, ok);
-      auto a = ok ? worker_.analyzer.analyze(text) : nullptr;
+      // EXECUTE and FETCH as what they run: an EXECUTE is opaque code to the analyzer, which would
+      // take it for a possible change of search_path.
+      auto a = ok ? mask_resolved(worker_.analyzer.analyze(text)) : nullptr;
       if (a)
         for (const auto& st : a->statements) {
           if (changes_catalog(st)) catalog_stale_ = true;
@@ -243,7 +281,7 @@ void Session::mask_forwarded(char type, std::string_view body, bool substituted)
       const auto portal = server_name(protocol::c_string_at(body, pos, ok));
       const auto statement = server_name(protocol::c_string_at(body, pos, ok));
       std::shared_ptr<const sql::Analysis> a;
-      if (auto it = statements_.find(statement); ok && it != statements_.end()) a = it->second.analysis;
+      if (auto it = statements_.find(statement); ok && it != statements_.end()) a = mask_resolved(it->second.analysis);
       masker_->on_bind(portal, statement, body, std::move(a));
       break;
     }

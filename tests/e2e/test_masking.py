@@ -634,3 +634,26 @@ def test_copy_to_stdout_is_masked(masked_proxy, pg, options, source):
     with _connect(tap, PRIVACY) as c:
         with c.cursor().copy(sql) as cp:
             assert b"".join(bytes(x) for x in cp) == direct
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_named_cursors_mask_only_what_derives_from_masked_columns(masked_proxy, binary):
+    """psycopg's server-side cursors (DECLARE, then FETCH with the extended protocol): computed
+    columns over unmasked data come back as they are, those over masked columns masked (they were
+    all masked, or NULL: found by a client trial)."""
+    proxy, tap = masked_proxy
+    tap.take()
+    with _connect(tap, ANALYST) as c:
+        with c.transaction():
+            with c.cursor(name="nc1", binary=binary) as cur:
+                cur.itersize = 1
+                cur.execute("SELECT id, score * 2, upper(name), lower(email), ssn FROM m_customers ORDER BY id")
+                rows = list(cur)
+        assert [r[:3] for r in rows] == [(1, 20, "ALICE SMITH"), (2, 40, "BOB JONES")], rows
+        assert all(r[3] != RAW["email"][i] and r[4] != RAW["ssn"][i] for i, r in enumerate(rows)), rows
+        cur = psycopg.ClientCursor(c)
+        cur.execute("PREPARE pc AS SELECT id, score + 1, upper(email) FROM m_customers ORDER BY id")
+        cur.execute("EXECUTE pc")
+        rows = cur.fetchall()
+        assert [r[:2] for r in rows] == [(1, 11), (2, 21)] and all("@" not in (r[2] or "") for r in rows), rows
+    assert not _leaks(tap.take())
