@@ -233,6 +233,7 @@ void ResultMasker::skip_to_sync() {
 bool ResultMasker::needs_whole(char type) const {
   if (type == 'T' || ((type == 'E' || type == 'N') && active())) return true;
   if (type == 'd') return copy_masker_ != nullptr;
+  if (type == 'A') return detectors_ != nullptr;
   if (type != 'D') return false;
   if (units_.empty()) return true;
   const Unit& u = units_.front();
@@ -450,6 +451,39 @@ void ResultMasker::plan_from(Unit& u, const sql::Statement* st, const std::vecto
   }
 }
 
+void ResultMasker::mask_matches(std::string_view v, bool json, std::string& out) {
+  // In JSON, a match outside a string is a number (a card number stored as one): it becomes 0, so
+  // the document stays valid (found by a client trial: "****" in place of a number broke it). In a
+  // string, the masked text has no quote or backslash of its own.
+  out.clear();
+  std::size_t at = 0;
+  bool in_string = false, escaped = false;
+  std::size_t scanned = 0;
+  for (const auto& m : matches_) {
+    if (json)
+      for (; scanned < m.offset; ++scanned) {
+        const char c = v[scanned];
+        if (escaped) escaped = false;
+        else if (c == '\\' && in_string) escaped = true;
+        else if (c == '"') in_string = !in_string;
+      }
+    out.append(v.substr(at, m.offset - at));
+    const std::string_view found = v.substr(m.offset, m.length);
+    if (json && !in_string) {
+      out.push_back('0');
+    } else {
+      const std::size_t mark = out.size();
+      if (!masking::mask_value(*detect_spec_, key_, 25, masking::Format::Text, found, out) ||
+          out.find_first_of("\"\\", mark) != std::string::npos) {
+        out.resize(mark);
+        out.append("****");
+      }
+    }
+    at = m.offset + m.length;
+  }
+  out.append(v.substr(at));
+}
+
 bool ResultMasker::rewrite_detecting(std::string_view body, const Unit& u, std::string& out) {
   // As masking::rewrite_data_row, and text columns not masked by the plan are scanned; each match
   // is replaced by the detecting rule's mask of it (the rest of the value stays).
@@ -494,18 +528,7 @@ bool ResultMasker::rewrite_detecting(std::string_view body, const Unit& u, std::
       put(v, false);
       continue;
     }
-    value_.clear();
-    std::size_t at = 0;
-    for (const auto& m : matches_) {
-      value_.append(v.substr(at, m.offset - at));
-      const std::size_t mark = value_.size();
-      if (!masking::mask_value(*detect_spec_, key_, 25, masking::Format::Text, v.substr(m.offset, m.length), value_)) {
-        value_.resize(mark);
-        value_.append("****");
-      }
-      at = m.offset + m.length;
-    }
-    value_.append(v.substr(at));
+    mask_matches(v, cm.type_oid == 114 || cm.type_oid == 3802, value_);
     ++values_detected_;
     put(value_, false);
   }
@@ -609,6 +632,32 @@ ResultMasker::Verdict ResultMasker::on_backend(char type, std::string_view body,
       return Verdict::Pass;
     case 'N':
       return u && scrub_message(*u, 'N', body, out) ? Verdict::Rewritten : Verdict::Pass;
+    case 'A': {
+      // NotificationResponse: a payload comes from whoever ran NOTIFY (or a trigger someone else
+      // made); lineage cannot trace it. The content detectors scan it when the session has them.
+      if (!detectors_ || body.size() < 4) return Verdict::Pass;
+      const auto chan_end = body.find('\0', 4);
+      if (chan_end == std::string_view::npos) return Verdict::Lost;
+      const auto pay_end = body.find('\0', chan_end + 1);
+      if (pay_end == std::string_view::npos) return Verdict::Lost;
+      const std::string_view payload = body.substr(chan_end + 1, pay_end - chan_end - 1);
+      matches_.clear();
+      if (!detectors_->find(payload, matches_)) return Verdict::Pass;
+      mask_matches(payload, false, value_);
+      std::string b(body.substr(0, chan_end + 1));
+      b += value_;
+      b.push_back('\0');
+      out.clear();
+      out.push_back('A');
+      const std::uint32_t l = std::uint32_t(b.size() + 4);
+      out.push_back(char(l >> 24));
+      out.push_back(char(l >> 16));
+      out.push_back(char(l >> 8));
+      out.push_back(char(l));
+      out += b;
+      ++values_detected_;
+      return Verdict::Rewritten;
+    }
     case 'E': {
       const bool scrubbed = u && scrub_message(*u, 'E', body, out);
       const Verdict v = scrubbed ? Verdict::Rewritten : Verdict::Pass;

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 import psycopg
 import pytest
@@ -467,7 +468,7 @@ def test_content_detectors_mask_what_they_find_in_text_columns(pg, user_hashes, 
     with psycopg.connect(pg.dsn(), autocommit=True) as d:
         d.execute("DROP TABLE IF EXISTS m_notes; CREATE TABLE m_notes (id int, note text, doc jsonb, n int); "
                   "INSERT INTO m_notes VALUES (1, 'call alice.smith@example.com about card 4111 1111 1111 1111', "
-                  "'{\"contact\": \"bob.jones@example.org\", \"ssn\": \"219-09-9999\"}', 42), "
+                  "'{\"contact\": \"bob.jones@example.org\", \"ssn\": \"219-09-9999\", \"card\": 4111111111111111}', 42), "
                   "(2, 'order 123456789 shipped', '{\"ok\": true}', 7)")
     cfg = config_for(pg, user_hashes)
     cfg["users"] += [{"name": ANALYST[0], "password": hash_password(ANALYST[1]), "groups": ["support"]}]
@@ -492,8 +493,23 @@ def test_content_detectors_mask_what_they_find_in_text_columns(pg, user_hashes, 
         assert rows[0][0] == 1 and rows[0][3] == 42 and rows[1][3] == 7
         assert rows[0][1].startswith("call ") and " about card " in rows[0][1], rows
         assert rows[1][1] == "order 123456789 shipped", rows
-        assert isinstance(rows[0][2], dict) and set(rows[0][2]) == {"contact", "ssn"}, rows
+        assert isinstance(rows[0][2], dict) and set(rows[0][2]) == {"contact", "ssn", "card"}, rows
+        assert rows[0][2]["card"] == 0, rows  # a number stays a number: the JSON stays valid
         assert rows[1][2] == {"ok": True}
+        # NOTIFY payloads (from anyone, a trigger included) are scanned too
+        with _connect(tap, ANALYST) as c:
+            got = []
+            c.add_notify_handler(got.append)
+            c.execute("LISTEN m_chan")
+            with psycopg.connect(pg.dsn(), autocommit=True) as d:
+                d.execute("NOTIFY m_chan, 'row changed for alice.smith@example.com, id 7'")
+            for _ in range(50):
+                c.execute("SELECT 1")
+                if got:
+                    break
+                time.sleep(0.05)
+            assert got and "alice.smith@example.com" not in got[0].payload and got[0].payload.endswith(", id 7"), got
+        assert b"alice.smith@example.com" not in tap.take()
     finally:
         proxy.stop()
 
