@@ -115,6 +115,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // false: `substitute` holds the message to send instead and a refusal is queued.
   bool judge_client_message(char type, std::string_view body, std::string& substitute);
   policy::Decision decide(const sql::Analysis& analysis) { return *judge(analysis); }
+  // Who, where and when, for the policy (its analysis left unset); `grants` holds the active
+  // access grants it points at, when the policy uses them.
+  policy::Request policy_request(std::chrono::system_clock::time_point now, std::vector<std::string>& grants);
   // The same, shared: a statement served from the analysis cache gets the memo's decision object.
   std::shared_ptr<const policy::Decision> judge(const sql::Analysis& analysis);
   static bool may_change_tokenising(const sql::Analysis& a);

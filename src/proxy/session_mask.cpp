@@ -110,18 +110,8 @@ void Session::mask_rules_refresh() {
   const bool generation_changed = mask_generation_ != policy_generation_;
   if (!generation_changed && !policy.uses_time() && !policy.uses_grants()) return;
   mask_generation_ = policy_generation_;
-  policy::Request req;
-  req.identity = &identity_;
-  req.target = target_->name;
-  req.environment = target_->environment;
-  req.database = target_->backend_database(database_);
-  req.client_address = client_address_;
-  req.now = std::chrono::system_clock::now();
   std::vector<std::string> grants;
-  if (policy.uses_grants() && server_.approvals()) {
-    grants = active_grants(req.now);
-    req.grants = &grants;
-  }
+  const policy::Request req = policy_request(std::chrono::system_clock::now(), grants);
   auto rules = policy.mask_rules_for(req);
   std::shared_ptr<const policy::Policy> shared(policy_rt_, policy_rt_->config->policy.get());
   if (!masker_) {

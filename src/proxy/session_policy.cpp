@@ -1081,6 +1081,25 @@ bool Session::changes_search_path(const sql::Statement& st) {
   return false;
 }
 
+policy::Request Session::policy_request(std::chrono::system_clock::time_point now, std::vector<std::string>& grants) {
+  const auto& policy = live_policy();
+  policy::Request req;
+  req.identity = &identity_;
+  req.target = target_->name;
+  req.environment = target_->environment;
+  req.database = target_->backend_database(database_);
+  req.client_address = client_address_;
+  req.now = now;
+  req.search_path_changed = search_path_changed_;
+  if (policy.uses_grants() && server_.approvals()) {
+    // Just-in-time access: checked per statement, so a grant ends when it expires or is revoked.
+    grants = active_grants(req.now);
+    req.grants = &grants;
+  }
+  if (login_) req.login_user = login_->user;
+  return req;
+}
+
 std::shared_ptr<const policy::Decision> Session::judge(const sql::Analysis& analysis) {
   if (!search_path_changed_)
     for (const auto& st : analysis.statements)
@@ -1097,22 +1116,9 @@ std::shared_ptr<const policy::Decision> Session::judge(const sql::Analysis& anal
         slot->search_path_changed == search_path_changed_)
       return slot->decision;
   }
-  policy::Request req;
-  req.identity = &identity_;
-  req.target = target_->name;
-  req.environment = target_->environment;
-  req.database = target_->backend_database(database_);
-  req.client_address = client_address_;
-  req.analysis = &analysis;
-  req.now = std::chrono::system_clock::now();
-  req.search_path_changed = search_path_changed_;
   std::vector<std::string> grants;
-  if (policy.uses_grants() && server_.approvals()) {
-    // Just-in-time access: checked per statement, so a grant ends when it expires or is revoked.
-    grants = active_grants(req.now);
-    req.grants = &grants;
-  }
-  if (login_) req.login_user = login_->user;
+  policy::Request req = policy_request(std::chrono::system_clock::now(), grants);
+  req.analysis = &analysis;
   auto d = std::make_shared<const policy::Decision>(policy.evaluate(req));
   if (masking() && runs(*d))
     if (auto refused = mask_refusal(analysis)) d = std::move(refused);
