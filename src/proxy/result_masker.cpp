@@ -451,6 +451,39 @@ void ResultMasker::plan_from(Unit& u, const sql::Statement* st, const std::vecto
   }
 }
 
+bool ResultMasker::json_escapes_hide_matches(std::string_view v) {
+  // A json value with escapes: decoded (\uXXXX of ASCII, and the one-character escapes), then
+  // scanned. When the decoded text holds a match the value is replaced as a whole (found by an
+  // attack round: "alice.smith\u0040example.com" passed the detectors).
+  if (v.find('\\') == std::string_view::npos) return false;
+  std::string decoded;
+  decoded.reserve(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (v[i] != '\\' || i + 1 >= v.size()) {
+      decoded.push_back(v[i]);
+      continue;
+    }
+    const char e = v[++i];
+    if (e == 'u' && i + 4 < v.size()) {
+      unsigned code = 0;
+      bool ok = true;
+      for (int k = 1; k <= 4; ++k) {
+        const char h = v[i + std::size_t(k)];
+        code = code * 16 + unsigned(h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                                    : h >= 'A' && h <= 'F' ? h - 'A' + 10 : (ok = false, 0));
+      }
+      if (ok) {
+        decoded.push_back(code < 0x80 ? char(code) : ' ');
+        i += 4;
+        continue;
+      }
+    }
+    decoded.push_back(e == 'n' || e == 't' || e == 'r' || e == 'b' || e == 'f' ? ' ' : e);
+  }
+  std::vector<masking::Match> found;
+  return detectors_->find(decoded, found);
+}
+
 void ResultMasker::mask_matches(std::string_view v, bool json, std::string& out) {
   // In JSON, a match outside a string is a number (a card number stored as one): it becomes 0, so
   // the document stays valid (found by a client trial: "****" in place of a number broke it). In a
@@ -469,6 +502,12 @@ void ResultMasker::mask_matches(std::string_view v, bool json, std::string& out)
       }
     out.append(v.substr(at, m.offset - at));
     const std::string_view found = v.substr(m.offset, m.length);
+    if (json && in_string && m.offset > at) {
+      // A match right after a backslash would leave half an escape: the backslash goes too.
+      std::size_t run = 0;
+      while (run < m.offset - at && v[m.offset - 1 - run] == '\\') ++run;
+      if (run % 2 == 1) out.pop_back();
+    }
     if (json && !in_string) {
       out.push_back('0');
     } else {
@@ -525,10 +564,15 @@ bool ResultMasker::rewrite_detecting(std::string_view body, const Unit& u, std::
     }
     matches_.clear();
     if (!u.detect[i] || !detectors_->find(v, matches_)) {
-      put(v, false);
+      // json keeps \u escapes as written: what they spell is scanned too (jsonb has none left).
+      if (u.detect[i] && cm.type_oid == 114 && json_escapes_hide_matches(v))
+        put("null", false);
+      else
+        put(v, false);
       continue;
     }
     mask_matches(v, cm.type_oid == 114 || cm.type_oid == 3802, value_);
+    if (cm.type_oid == 114 && json_escapes_hide_matches(value_)) value_ = "null";
     ++values_detected_;
     put(value_, false);
   }
@@ -800,6 +844,19 @@ std::string ResultMasker::copy_unsupported(const sql::CopyOut& c) {
   if (c.other_options) return "COPY options other than FORMAT, DELIMITER, NULL, QUOTE, ESCAPE and HEADER";
   for (const auto* o : {&c.delimiter, &c.quote, &c.escape})
     if (*o && o->value().size() != 1) return "a COPY option of more than one character";
+  // In text format PostgreSQL does not escape a value equal to the NULL string: a chosen NULL
+  // string would pass a guessed value through as "NULL" (found by an attack round).
+  if (c.format == "text" && c.null) return "a NULL string in text format";
+  masking::CopyOptions o;
+  if (c.delimiter) o.delimiter = (*c.delimiter)[0];
+  if (c.quote) o.quote = (*c.quote)[0];
+  if (c.escape) o.escape = (*c.escape)[0];
+  o.null_string = c.null;
+  const masking::CopyMasker probe(c.format == "csv" ? masking::CopyFormat::Csv
+                                  : c.format == "binary" ? masking::CopyFormat::Binary
+                                                         : masking::CopyFormat::Text,
+                                  {}, {}, o);
+  if (probe.failed()) return "COPY options the proxy cannot read back";
   return {};
 }
 
@@ -920,6 +977,8 @@ std::optional<std::string> ResultMasker::refusal_for(const sql::Statement& st) {
     for (const auto& f : st.functions)
       if (catalog_->user_function(f))
         return "COPY TO output is not masked, and it calls " + f + "(), a function the proxy cannot see into";
+  if (copy_to && l->copy.present && detectors_)
+    return std::string("content detectors apply to your session, and COPY output is not scanned by them");
   if (copy_to && l->copy.present)
     for (const auto& c : l->columns)
       for (const auto& s : c.sources)

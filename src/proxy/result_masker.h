@@ -167,7 +167,8 @@ class ResultMasker {
   std::string value_;
   bool rewrite_detecting(std::string_view body, const Unit& u, std::string& out);
   // `v` with matches_ masked by the detecting rule's strategy; json: the value is a JSON document.
-  void mask_matches(std::string_view v, bool json, std::string& out);  // how columns of unknown origin are masked: redact
+  void mask_matches(std::string_view v, bool json, std::string& out);
+  bool json_escapes_hide_matches(std::string_view v);  // how columns of unknown origin are masked: redact
   std::vector<Field> fields_;
   std::string row_out_;
   std::uint64_t columns_masked_ = 0;
