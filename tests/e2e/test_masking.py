@@ -198,13 +198,19 @@ LINEAGE = [
 
 
 @pytest.mark.parametrize("sql", LINEAGE)
-@pytest.mark.parametrize("mode", ["simple", "extended-text", "extended-binary"])
+@pytest.mark.parametrize("mode", ["psql", "simple", "extended-text", "extended-binary"])
 def test_no_raw_value_reaches_a_masked_identity(masked_proxy, pg, sql, mode):
     proxy, tap = masked_proxy
     with psycopg.connect(pg.dsn()) as direct:
         want = direct.execute(sql).fetchall()
     for who, masked in ((ANALYST, True), (PRIVACY, False)):
         tap.take()
+        if mode == "psql":
+            out = psql(tap.port, "-A", "-t", "-c", sql, user=who[0], env={"PGPASSWORD": who[1]}).stdout
+            data = tap.take()
+            assert len(out.splitlines()) >= len(want), (who, out)
+            assert bool(_leaks(data)) != masked, (who, sql, _leaks(data))
+            continue
         with _connect(tap, who) as c:
             if mode == "simple":
                 cur = psycopg.ClientCursor(c)
