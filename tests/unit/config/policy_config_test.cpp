@@ -359,3 +359,60 @@ INSTANTIATE_TEST_SUITE_P(
 
 }  // namespace
 }  // namespace gh::config
+
+namespace gh::config {
+namespace {
+
+TEST(PolicyConfig, MaskRulesAndTheMaskingSection) {
+  const std::string base = std::string(kTarget) +
+                           "classification:\n"
+                           "  - columns: [\"public.customers.email\", \"*.*.ssn\"]\n"
+                           "    tags: [pii]\n"
+                           "rules:\n"
+                           "  - name: m\n"
+                           "    when: {not_groups: [privacy], tags: [pii]}\n"
+                           "    action: mask\n";
+  auto c = parse(base + "    mask: {strategy: partial, keep_last: 2, deny_predicates: true, detect: [email, card]}\n"
+                        "masking: {hash_key: 0123456789abcdef0123, catalog_ttl: 5s}\n",
+                 "t.yaml");
+  ASSERT_TRUE(c) << c.error().message;
+  const auto& m = c->policy->rules().at(0).mask;
+  EXPECT_EQ(m.strategy, "partial");
+  EXPECT_EQ(m.keep_last, 2);
+  EXPECT_TRUE(m.deny_predicates);
+  EXPECT_EQ(m.detect, (std::vector<std::string>{"email", "card"}));
+  EXPECT_EQ(c->masking.hash_key, "0123456789abcdef0123");
+  EXPECT_EQ(c->masking.catalog_ttl, std::chrono::milliseconds(5000));
+  // The rule covers the classified columns, by its tags, for every schema the glob allows.
+  policy::Request req;
+  identity::Identity bob;
+  bob.subject = "bob";
+  req.identity = &bob;
+  req.target = "app";
+  const auto rules = c->policy->mask_rules_for(req);
+  ASSERT_EQ(rules.size(), 1u);
+  EXPECT_NE(c->policy->column_mask(rules, "public", "customers", "email"), nullptr);
+  EXPECT_NE(c->policy->column_mask(rules, "hr", "people", "ssn"), nullptr);
+  EXPECT_EQ(c->policy->column_mask(rules, "public", "customers", "name"), nullptr);
+  identity::Identity carol;
+  carol.subject = "carol";
+  carol.groups = {"privacy"};
+  req.identity = &carol;
+  EXPECT_TRUE(c->policy->mask_rules_for(req).empty());
+
+  for (const auto& [extra, want] : std::vector<std::pair<std::string, std::string>>{
+           {"    mask: {detect: [emails]}\n", "unknown detector \"emails\""},
+           {"    mask: {strategy: fixed}\n", "mask.value"},
+           {"    mask: {strategy: rot13}\n", "unknown strategy \"rot13\""},
+           {"masking: {hash_key: short}\n", "too short"},
+           {"masking: {colour: blue}\n", "colour"},
+       }) {
+    auto bad = parse(base + extra, "t.yaml");
+    ASSERT_FALSE(bad) << extra;
+    EXPECT_NE(bad.error().message.find(want), std::string::npos) << bad.error().message;
+    EXPECT_NE(bad.error().message.find("t.yaml:"), std::string::npos) << bad.error().message;
+  }
+}
+
+}  // namespace
+}  // namespace gh::config
