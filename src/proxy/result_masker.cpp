@@ -162,12 +162,11 @@ const std::vector<ResultMasker::Field>* ResultMasker::described(
   return &it->second.fields;
 }
 
-void ResultMasker::on_describe(char what, std::string_view name, std::shared_ptr<const sql::Analysis> analysis) {
+void ResultMasker::on_describe(char what, std::string_view name) {
   Unit u;
   u.kind = Unit::Kind::Describe;
   u.describe = what;
   u.name = std::string(name);
-  u.analysis = std::move(analysis);
   const auto& gens = what == 'S' ? statement_gen_ : portal_gen_;
   const auto g = gens.find(u.name);
   u.gen = g == gens.end() ? 0 : g->second;
@@ -431,9 +430,6 @@ void ResultMasker::plan_from(Unit& u, const sql::Statement* st, const std::vecto
         spec = fallback();
       }
     }
-    if (!fields || !formats) {
-      if (!fields) cm.type_oid = 0;
-    }
     cm.spec = spec;
     if (spec) u.masks = true;
     if (!spec && detectors_) {
@@ -559,7 +555,6 @@ bool ResultMasker::rewrite_detecting(std::string_view body, const Unit& u, std::
         put(value_, false);
       else
         put({}, true);
-      ++columns_masked_;
       continue;
     }
     matches_.clear();
@@ -573,7 +568,6 @@ bool ResultMasker::rewrite_detecting(std::string_view body, const Unit& u, std::
     }
     mask_matches(v, cm.type_oid == 114 || cm.type_oid == 3802, value_);
     if (cm.type_oid == 114 && json_escapes_hide_matches(value_)) value_ = "null";
-    ++values_detected_;
     put(value_, false);
   }
   if (pos != body.size()) return false;
@@ -639,23 +633,17 @@ ResultMasker::Verdict ResultMasker::on_backend(char type, std::string_view body,
         if (st)
           for (const auto k : st->kinds)
             trust = trust && k != sql::StatementKind::Fetch && k != sql::StatementKind::Execute;
+        // Without fields the types are unknown (0): a masked column becomes NULL and nothing is
+        // scanned (it may not be text).
         plan_from(*u, st, fields, formats, columns, trust);
-        if (!fields) {
-          // Types unknown: a masked column becomes NULL (and nothing is scanned: it may not be text).
-          for (auto& cm : u->plan) cm.type_oid = 0;
-          u->detect.assign(u->plan.size(), false);
-          u->masks = std::any_of(u->plan.begin(), u->plan.end(), [](const auto& cm) { return cm.spec != nullptr; });
-        }
       }
       if (!u->masks) return Verdict::Pass;
       out.clear();
       if (detectors_ && std::find(u->detect.begin(), u->detect.end(), true) != u->detect.end()) {
         if (!rewrite_detecting(body, *u, out)) return Verdict::Lost;
-        ++rows_rewritten_;
         return Verdict::Rewritten;
       }
       if (!masking::rewrite_data_row(body, u->plan, key_, out)) return Verdict::Lost;
-      ++rows_rewritten_;
       return Verdict::Rewritten;
     }
     case 'C':
@@ -699,7 +687,6 @@ ResultMasker::Verdict ResultMasker::on_backend(char type, std::string_view body,
       out.push_back(char(l >> 8));
       out.push_back(char(l));
       out += b;
-      ++values_detected_;
       return Verdict::Rewritten;
     }
     case 'E': {
@@ -747,7 +734,6 @@ ResultMasker::Verdict ResultMasker::on_backend(char type, std::string_view body,
         out.push_back(char(l));
         out += copy_out_;
       }
-      ++rows_rewritten_;
       return Verdict::Rewritten;
     }
     case 'c': {
@@ -835,8 +821,20 @@ bool ResultMasker::scrub_message(Unit& u, char type, std::string_view body, std:
   out.push_back(char(len >> 8));
   out.push_back(char(len));
   out += b;
-  ++messages_withheld_;
   return true;
+}
+
+masking::CopyOptions ResultMasker::copy_options(const sql::CopyOut& c, masking::CopyFormat& format) {
+  format = c.format == "csv"      ? masking::CopyFormat::Csv
+           : c.format == "binary" ? masking::CopyFormat::Binary
+                                  : masking::CopyFormat::Text;
+  masking::CopyOptions o;
+  if (c.delimiter) o.delimiter = (*c.delimiter)[0];
+  if (c.quote) o.quote = (*c.quote)[0];
+  if (c.escape) o.escape = (*c.escape)[0];
+  o.null_string = c.null;
+  o.header = c.header;
+  return o;
 }
 
 std::string ResultMasker::copy_unsupported(const sql::CopyOut& c) {
@@ -847,15 +845,8 @@ std::string ResultMasker::copy_unsupported(const sql::CopyOut& c) {
   // In text format PostgreSQL does not escape a value equal to the NULL string: a chosen NULL
   // string would pass a guessed value through as "NULL" (found by an attack round).
   if (c.format == "text" && c.null) return "a NULL string in text format";
-  masking::CopyOptions o;
-  if (c.delimiter) o.delimiter = (*c.delimiter)[0];
-  if (c.quote) o.quote = (*c.quote)[0];
-  if (c.escape) o.escape = (*c.escape)[0];
-  o.null_string = c.null;
-  const masking::CopyMasker probe(c.format == "csv" ? masking::CopyFormat::Csv
-                                  : c.format == "binary" ? masking::CopyFormat::Binary
-                                                         : masking::CopyFormat::Text,
-                                  {}, {}, o);
+  masking::CopyFormat format;
+  const masking::CopyMasker probe(format, {}, {}, copy_options(c, format));
   if (probe.failed()) return "COPY options the proxy cannot read back";
   return {};
 }
@@ -870,18 +861,10 @@ void ResultMasker::start_copy(const sql::Lineage& l) {
     if (l.copy.relation && l.columns[i].sources.size() == 1)
       if (const auto* rel = catalog_->by_oid(l.columns[i].sources[0].relation))
         if (const auto* col = rel->column_at(l.columns[i].sources[0].attnum)) plan[i].type_oid = col->type_oid;
-    if (plan[i].spec) ++columns_masked_;
   }
-  masking::CopyOptions o;
-  if (l.copy.delimiter) o.delimiter = (*l.copy.delimiter)[0];
-  if (l.copy.quote) o.quote = (*l.copy.quote)[0];
-  if (l.copy.escape) o.escape = (*l.copy.escape)[0];
-  o.null_string = l.copy.null;
-  o.header = l.copy.header;
-  const auto format = l.copy.format == "csv"      ? masking::CopyFormat::Csv
-                      : l.copy.format == "binary" ? masking::CopyFormat::Binary
-                                                  : masking::CopyFormat::Text;
-  copy_masker_ = std::make_unique<masking::CopyMasker>(format, std::move(plan), key_, o);
+  masking::CopyFormat format;
+  masking::CopyOptions o = copy_options(l.copy, format);
+  copy_masker_ = std::make_unique<masking::CopyMasker>(format, std::move(plan), key_, std::move(o));
 }
 
 std::optional<std::string> ResultMasker::refusal_for(const sql::Statement& st) {

@@ -44,7 +44,7 @@ class ResultMasker {
   // `analysis`: the statement bound, when the session knows it (null: fail closed at Execute).
   void on_bind(std::string_view portal, std::string_view statement, std::string_view body,
                std::shared_ptr<const sql::Analysis> analysis);
-  void on_describe(char what, std::string_view name, std::shared_ptr<const sql::Analysis> analysis);
+  void on_describe(char what, std::string_view name);
   void on_execute(std::string_view portal);
   void on_sync();
   void on_close(char what, std::string_view name);
@@ -68,9 +68,6 @@ class ResultMasker {
   // table, a file, a view; COPY TO STDOUT, which is not masked yet): why it is refused.
   std::optional<std::string> refusal_for(const sql::Statement& statement);
 
-  std::uint64_t columns_masked() const { return columns_masked_; }
-  std::uint64_t rows_rewritten() const { return rows_rewritten_; }
-  std::uint64_t values_detected() const { return values_detected_; }
 
  private:
   struct Unit {
@@ -163,6 +160,8 @@ class ResultMasker {
   std::string copy_out_;
   // Whether COPY with these options can be rewritten: "" when it can, else why not.
   static std::string copy_unsupported(const sql::CopyOut& c);
+  // The masker's options and format for a COPY's (single-character options only: copy_unsupported).
+  static masking::CopyOptions copy_options(const sql::CopyOut& c, masking::CopyFormat& format);
   void start_copy(const sql::Lineage& l);
   std::string value_;
   bool rewrite_detecting(std::string_view body, const Unit& u, std::string& out);
@@ -171,10 +170,6 @@ class ResultMasker {
   bool json_escapes_hide_matches(std::string_view v);  // how columns of unknown origin are masked: redact
   std::vector<Field> fields_;
   std::string row_out_;
-  std::uint64_t columns_masked_ = 0;
-  std::uint64_t rows_rewritten_ = 0;
-  std::uint64_t messages_withheld_ = 0;
-  std::uint64_t values_detected_ = 0;
   int view_depth_ = 0;
   bool path_uncertain_ = false;
 };

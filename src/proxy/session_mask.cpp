@@ -279,7 +279,7 @@ void Session::mask_forwarded(char type, std::string_view body, bool substituted)
       const char what = body.empty() ? 'S' : body[0];
       pos = 1;
       const auto name = server_name(protocol::c_string_at(body, pos, ok));
-      masker_->on_describe(what, name, nullptr);
+      masker_->on_describe(what, name);
       break;
     }
     case 'E': {

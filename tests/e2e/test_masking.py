@@ -150,6 +150,18 @@ def _assert_unmaskable(tap: Tap, sql: str) -> None:
         assert c.execute("SELECT 1").fetchone() == (1,)
 
 
+def run_mode(c: psycopg.Connection, sql: str, mode: str) -> psycopg.Cursor:
+    """Runs `sql` in `mode`: "simple" (psycopg's ClientCursor: the simple protocol), "extended-text"
+    or "extended-binary"; returns the cursor to fetch from."""
+    if mode == "simple":
+        cur = psycopg.ClientCursor(c)
+        cur.execute(sql)
+    else:
+        cur = c.cursor()
+        cur.execute(sql, binary=mode == "extended-binary")
+    return cur
+
+
 def _leaks(data: bytes) -> list[str]:
     found = []
     for v in RAW_VALUES:
@@ -212,12 +224,7 @@ def test_no_raw_value_reaches_a_masked_identity(masked_proxy, pg, sql, mode):
             assert bool(_leaks(data)) != masked, (who, sql, _leaks(data))
             continue
         with _connect(tap, who) as c:
-            if mode == "simple":
-                cur = psycopg.ClientCursor(c)
-                cur.execute(sql)
-            else:
-                cur = c.cursor()
-                cur.execute(sql, binary=mode == "extended-binary")
+            cur = run_mode(c, sql, mode)
             rows = cur.fetchall()
             assert len(rows) == len(want), (who, rows)
             assert len(cur.description) == len(want[0]) if want else True
@@ -496,12 +503,7 @@ def test_content_detectors_mask_what_they_find_in_text_columns(pg, user_hashes, 
     try:
         with _connect(tap, ANALYST) as c:
             sql = "SELECT id, note, doc, n FROM m_notes ORDER BY id"
-            if mode == "simple":
-                cur = psycopg.ClientCursor(c)
-                cur.execute(sql)
-            else:
-                cur = c.cursor()
-                cur.execute(sql, binary=mode == "extended-binary")
+            cur = run_mode(c, sql, mode)
             rows = cur.fetchall()
         data = tap.take()
         for raw in ("alice.smith@example.com", "4111 1111 1111 1111", "bob.jones@example.org", "219-09-9999"):

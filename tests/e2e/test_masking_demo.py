@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from conftest import config_for, psql, target
-from test_masking import Tap
+from test_masking import Tap, run_mode
 from tests.harness import Gatehouse, hash_password
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -87,12 +87,7 @@ def test_demo_schema_masked_for_analysts_and_not_for_privacy(demo_proxy, pg, sql
         else:
             with psycopg.connect(host="127.0.0.1", port=tap.port, user=name, password=password, dbname="app",
                                  autocommit=True, connect_timeout=10) as c:
-                if mode == "simple":
-                    cur = psycopg.ClientCursor(c)
-                    cur.execute(sql)
-                else:
-                    cur = c.cursor()
-                    cur.execute(sql, binary=mode == "extended-binary")
+                cur = run_mode(c, sql, mode)
                 rows = cur.fetchall()
                 assert len(rows) == len(want) and len(cur.description) == len(want[0]), (name, rows)
         data = tap.take()
