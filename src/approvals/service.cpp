@@ -393,19 +393,24 @@ struct Service::Impl {
     watches.erase(w->token);
   }
 
+  // Listeners hear a change before its waiters wake: a woken session goes on to change the
+  // record again (not waiting, consumed) on its own thread, and its listeners' calls must not
+  // overtake this one's (found in CI: the audit recorded an approval, the run, then the same
+  // approval again, because the reviewer's thread got to its listener after the session's).
   void dispatch(Notes& n) {
-    for (auto& [w, r] : n.fires) fire(w, r);
-    if (n.requests.empty() && n.access.empty()) return;
-    std::vector<std::function<void(const Request*, const AccessRequest*)>> ls;
-    {
-      std::lock_guard g(listeners_mu);
-      for (const auto& l : listeners)
-        if (!n.remote || l.which == Changes::All) ls.push_back(l.fn);
+    if (!n.requests.empty() || !n.access.empty()) {
+      std::vector<std::function<void(const Request*, const AccessRequest*)>> ls;
+      {
+        std::lock_guard g(listeners_mu);
+        for (const auto& l : listeners)
+          if (!n.remote || l.which == Changes::All) ls.push_back(l.fn);
+      }
+      for (const auto& r : n.requests)
+        for (const auto& l : ls) l(&r, nullptr);
+      for (const auto& a : n.access)
+        for (const auto& l : ls) l(nullptr, &a);
     }
-    for (const auto& r : n.requests)
-      for (const auto& l : ls) l(&r, nullptr);
-    for (const auto& a : n.access)
-      for (const auto& l : ls) l(nullptr, &a);
+    for (auto& [w, r] : n.fires) fire(w, r);
   }
 
   // ---- changes another node made (the store's listener thread; no lock of the store held)

@@ -333,6 +333,20 @@ TEST_F(ApprovalsTest, CancelFiresWatcherAndKeepsVotes) {
   EXPECT_FALSE(service_->cancel("apr_unknown", "x"));
 }
 
+// The woken session changes the record again on its own thread (not waiting, consumed); the
+// change that woke it must reach the listeners (the audit trail) first, or the audit records a
+// decision after the run it allowed (seen in CI as an approval recorded twice).
+TEST_F(ApprovalsTest, ListenersHearADecisionBeforeItsWaiterWakes) {
+  const Request r = submit();
+  std::vector<std::string> order;
+  service_->on_change([&](const Request* x, const AccessRequest*) {
+    if (x) order.push_back(std::string(state_name(x->state)));
+  });
+  service_->watch(r.id, [&](const Request&) { order.push_back("woken"); });
+  ASSERT_TRUE(service_->decide(r.id, kBob, true, ""));
+  EXPECT_EQ(order, (std::vector<std::string>{"approved", "woken"}));
+}
+
 TEST_F(ApprovalsTest, WatcherFiresOnceOnDecision) {
   const Request r = submit(2);
   int fired = 0;
