@@ -322,7 +322,8 @@ policy::Rule rule(const Reader& r, const YAML::Node& n, const std::string& path,
   }
   if (auto v = n["mask"]) {
     if (rule.action != Action::Mask) r.fail_at(v, path + ".mask", "only for action: mask");
-    r.allowed_keys(v, path + ".mask", {"tags", "strategy", "keep_first", "keep_last", "value", "deny_predicates", "detect"});
+    r.allowed_keys(v, path + ".mask", {"tags", "strategy", "keep_first", "keep_last", "value", "deny_predicates", "detect",
+                                             "binary", "undecided", "copy"});
     if (auto t = v["tags"]) {
       r.each(t, path + ".mask.tags", [&](const YAML::Node& e, const std::string& p) {
         rule.mask.tags.push_back(r.str(e, p));
@@ -340,6 +341,23 @@ policy::Rule rule(const Reader& r, const YAML::Node& n, const std::string& path,
     if (auto k = v["keep_last"]) rule.mask.keep_last = int(r.uint(k, path + ".mask.keep_last", 0, 64));
     if (auto k = v["value"]) rule.mask.value = r.str(k, path + ".mask.value");
     if (auto k = v["deny_predicates"]) rule.mask.deny_predicates = r.boolean(k, path + ".mask.deny_predicates");
+    // Each either masks (the default) or refuses the statement.
+    auto mask_or_deny = [&](const char* key, std::string_view masks) {
+      const YAML::Node k = v[key];
+      if (!k) return false;
+      const std::string p = path + ".mask." + key;
+      if (k.IsNull()) {  // `binary: null` unquoted is YAML's null
+        if (masks == "null") return false;
+        r.fail_at(k, p, "expected " + std::string(masks) + " or deny");
+      }
+      const std::string s = r.str(k, p);
+      if (s == "deny") return true;
+      if (s != masks) r.fail_at(k, p, "expected " + std::string(masks) + " or deny, not \"" + s + "\"");
+      return false;
+    };
+    rule.mask.deny_binary = mask_or_deny("binary", "null");
+    rule.mask.deny_undecided = mask_or_deny("undecided", "mask");
+    rule.mask.deny_copy = mask_or_deny("copy", "mask");
     if (auto k = v["detect"]) {
       r.each(k, path + ".mask.detect", [&](const YAML::Node& e, const std::string& p) {
         const std::string name = r.str(e, p);

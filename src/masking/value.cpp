@@ -877,7 +877,7 @@ bool mask_inet(const Spec& spec, std::uint32_t oid, Format f, std::string& out) 
 
 // ---- text --------------------------------------------------------------------------------
 
-bool is_text_type(std::uint32_t oid) {
+bool text_type(std::uint32_t oid) {
   return oid == kText || oid == kVarchar || oid == kBpchar || oid == kName || oid == kUnknown;
 }
 
@@ -995,7 +995,7 @@ bool mask_bool(const Spec& spec, Format f, std::string& out) {
 bool dispatch(const Spec& spec, std::string_view key, std::uint32_t oid, Format f, std::string_view value,
               std::string& out) {
   if (spec.strategy == Strategy::Null) return false;
-  if (is_text_type(oid)) return mask_text(spec, key, oid, value, out);  // binary form = the text bytes
+  if (text_type(oid)) return mask_text(spec, key, oid, value, out);  // binary form = the text bytes
   switch (oid) {
     case kInt2:
     case kInt4:
@@ -1017,6 +1017,8 @@ bool dispatch(const Spec& spec, std::string_view key, std::uint32_t oid, Format 
 }
 
 }  // namespace
+
+bool is_text_type(std::uint32_t type_oid) { return text_type(type_oid); }
 
 std::string_view strategy_name(Strategy s) {
   switch (s) {

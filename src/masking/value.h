@@ -30,4 +30,7 @@ enum class Format : std::uint8_t { Text = 0, Binary = 1 };
 bool mask_value(const Spec& spec, std::string_view hmac_key, std::uint32_t type_oid, Format format,
                 std::string_view value, std::string& out);
 
+// text, varchar, bpchar, name, unknown: types whose binary form is their text (masked in place).
+bool is_text_type(std::uint32_t type_oid);
+
 }  // namespace gh::masking

@@ -117,6 +117,15 @@ struct MaskSpec {
   // Content detectors (masking/detect.h names, or "all"): every text value returned in a column
   // this rule does not otherwise mask is scanned, and what they find is masked in place.
   std::vector<std::string> detect;
+  // Refuse instead of masking (each off by default: the value is masked, or NULL):
+  // `binary: deny`: a Bind that asks for a column this rule masks in binary format when the
+  // column's type is not text (whose binary value is its text, masked in place);
+  bool deny_binary = false;
+  // `undecided: deny`: a statement that involves masked columns and whose result columns' origin
+  // the proxy cannot trace (masked as unknown otherwise);
+  bool deny_undecided = false;
+  // `copy: deny`: COPY ... TO STDOUT of a column this rule masks.
+  bool deny_copy = false;
 };
 // redact, partial, hash, keep_domain, null, fixed, digits
 bool is_mask_strategy(std::string_view name);

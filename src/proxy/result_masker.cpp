@@ -101,8 +101,23 @@ void ResultMasker::on_bind(std::string_view portal, std::string_view statement, 
   Unit u;
   u.kind = Unit::Kind::Ext;
   units_.push_back(std::move(u));
-  // Result format codes: after the names, the parameter formats and values.
   std::vector<std::int16_t> formats;
+  const bool ok = result_formats(body, formats);
+  portal_fields_.erase(std::string(portal));
+  if (portal_gen_.size() >= kMaxNames) portal_gen_.clear();
+  portal_gen_[std::string(portal)] = ++seq_;
+  if (portal_formats_.size() >= kMaxNames) portal_formats_.clear();
+  if (portal_statement_.size() >= kMaxNames) portal_statement_.clear();
+  portal_statement_[std::string(portal)] = std::string(statement);
+  if (ok)
+    portal_formats_[std::string(portal)] = std::move(formats);
+  else
+    portal_formats_.erase(std::string(portal));
+}
+
+bool ResultMasker::result_formats(std::string_view body, std::vector<std::int16_t>& formats) {
+  // After the names, the parameter formats and values.
+  formats.clear();
   std::size_t pos = body.find('\0');
   if (pos != std::string_view::npos) pos = body.find('\0', pos + 1);
   bool ok = pos != std::string_view::npos;
@@ -127,16 +142,7 @@ void ResultMasker::on_bind(std::string_view portal, std::string_view statement, 
     pos += 2;
     for (std::size_t i = 0; i < n && need(2); ++i, pos += 2) formats.push_back(load_i16(body.data() + pos));
   }
-  portal_fields_.erase(std::string(portal));
-  if (portal_gen_.size() >= kMaxNames) portal_gen_.clear();
-  portal_gen_[std::string(portal)] = ++seq_;
-  if (portal_formats_.size() >= kMaxNames) portal_formats_.clear();
-  if (portal_statement_.size() >= kMaxNames) portal_statement_.clear();
-  portal_statement_[std::string(portal)] = std::string(statement);
-  if (ok)
-    portal_formats_[std::string(portal)] = std::move(formats);
-  else
-    portal_formats_.erase(std::string(portal));
+  return ok;
 }
 
 void ResultMasker::on_ext() {
@@ -271,6 +277,24 @@ const sql::Lineage* ResultMasker::lineage(const std::string& text) {
 const masking::Spec* ResultMasker::fallback() const {
   // Not the first rule's strategy: a partial one would show part of whatever the column holds.
   return rules_.empty() ? nullptr : &unknown_origin_;
+}
+
+std::string ResultMasker::rule_of(const masking::Spec* spec) const {
+  const auto it = spec_rule_.find(spec);
+  return it == spec_rule_.end() ? std::string("a masking rule") : "rule " + policy_->rules()[it->second].name;
+}
+
+bool ResultMasker::any_denies(bool policy::MaskSpec::*what) const {
+  for (const std::size_t i : rules_)
+    if (policy_->rules()[i].mask.*what) return true;
+  return false;
+}
+
+bool ResultMasker::denies(const masking::Spec* spec, bool policy::MaskSpec::*what) const {
+  if (!spec) return false;
+  const auto it = spec_rule_.find(spec);
+  if (it == spec_rule_.end()) return any_denies(what);  // unknown origin: masked for every rule
+  return policy_->rules()[it->second].mask.*what;
 }
 
 const masking::Spec* ResultMasker::spec_of_relation_column(std::uint32_t oid, std::int16_t attnum, bool& unknown) {
@@ -911,6 +935,9 @@ std::optional<std::string> ResultMasker::refusal_for(const sql::Statement& st) {
         if (masked_input && involves_masked(st))
           return "it calls " + f + "(), a function the proxy cannot see into, in a statement that involves masked "
                  "columns";
+        if (any_denies(&policy::MaskSpec::deny_undecided) && involves_masked(st))
+          return "it calls " + f + "(), a function the proxy cannot see into, so the origin of its result columns "
+                 "cannot be told, and a masking rule refuses such statements (mask.undecided: deny)";
       }
   }
   if (!reads_data(st)) return std::nullopt;
@@ -921,7 +948,7 @@ std::optional<std::string> ResultMasker::refusal_for(const sql::Statement& st) {
       return k == sql::StatementKind::Insert || k == sql::StatementKind::Update || k == sql::StatementKind::Merge ||
              k == sql::StatementKind::Create || k == sql::StatementKind::CopyTo || k == sql::StatementKind::Delete;
     });
-    if (moves)
+    if (moves || (any_denies(&policy::MaskSpec::deny_undecided) && involves_masked(st)))
       return std::string("the session's search_path changed in this batch, so the proxy cannot tell which tables it "
                          "reads; send it after the next Sync or as its own Query");
   }
@@ -937,6 +964,9 @@ std::optional<std::string> ResultMasker::refusal_for(const sql::Statement& st) {
     for (const std::size_t i : rules_)
       if (policy_->rules()[i].mask.deny_predicates)
         return "it involves masked columns and the proxy cannot tell whether it filters by them (" + l->why + ")";
+    if (any_denies(&policy::MaskSpec::deny_undecided))
+      return "it involves masked columns and the proxy cannot trace the origin of its result columns (" + l->why +
+             "), and a masking rule refuses such statements (mask.undecided: deny)";
     return std::nullopt;
   }
     for (const auto& s : l->filtered)
@@ -965,10 +995,80 @@ std::optional<std::string> ResultMasker::refusal_for(const sql::Statement& st) {
   if (copy_to && l->copy.present)
     for (const auto& c : l->columns)
       for (const auto& s : c.sources)
+        if (const masking::Spec* spec = spec_of(s); spec && denies(spec, &policy::MaskSpec::deny_copy)) {
+          const auto* rel = catalog_->by_oid(s.relation);
+          const auto* col = rel ? rel->column_at(s.attnum) : nullptr;
+          return "COPY TO would return " +
+                 (rel && col ? rel->schema + "." + rel->name + "." + col->name : std::string("a column")) + ", which " +
+                 rule_of(spec) + " masks for you and does not let out through COPY (mask.copy: deny)";
+        }
+  if (copy_to && l->copy.present)
+    for (const auto& c : l->columns)
+      for (const auto& s : c.sources)
         if (spec_of(s))
           if (auto why = copy_unsupported(l->copy); !why.empty())
             return "COPY TO would return values of masked columns, and the proxy masks COPY output only in text, csv "
                    "and binary format with single-character options (" + why + ")";
+  return std::nullopt;
+}
+
+std::optional<std::string> ResultMasker::binary_refusal(const sql::Analysis& a, std::string_view statement,
+                                                        std::string_view bind) {
+  if (!any_denies(&policy::MaskSpec::deny_binary)) return std::nullopt;
+  std::vector<std::int16_t> formats;
+  if (!result_formats(bind, formats)) return std::nullopt;  // malformed: the server refuses it
+  if (std::none_of(formats.begin(), formats.end(), [](std::int16_t f) { return f == 1; })) return std::nullopt;
+  const sql::Statement* st = !a.error && a.statements.size() == 1 ? &a.statements[0] : nullptr;
+  if (st && !st->kinds.empty() && st->kinds.front() == sql::StatementKind::Explain) return std::nullopt;
+  // The result's columns: from a Describe of the statement answered earlier, else the lineage (as
+  // plan_from traces them once the rows come).
+  const std::vector<Field>* fields = described(statement_fields_, statement_gen_, std::string(statement));
+  const sql::Lineage* l = st ? lineage(st->text) : nullptr;
+  bool fits = st && !path_uncertain_ && l && l->decided && l->returns_rows;
+  if (fits && catalog_)
+    for (const auto& f : st->functions) fits = fits && !catalog_->user_function(f);
+  if (fits && fields && l->columns.size() != fields->size()) fits = false;
+  if (!fields && !fits) {
+    if (st && l && l->decided && !l->returns_rows) return std::nullopt;  // no rows
+    if (st && !involves_masked(*st)) return std::nullopt;
+    return std::string("it asks for its result in binary format, the proxy cannot tell its columns before it runs, "
+                       "and it involves masked columns, which a masking rule refuses in binary format unless they "
+                       "are text (mask.binary: deny)");
+  }
+  const std::size_t n = fields ? fields->size() : l->columns.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::int16_t fmt = formats.size() == 1 ? formats[0] : i < formats.size() ? formats[i] : 0;
+    if (fmt != 1) continue;
+    const Field* f = fields ? &(*fields)[i] : nullptr;
+    const masking::Spec* spec = nullptr;
+    if (f && f->table != 0 && f->attnum > 0) {
+      bool unknown = false;
+      spec = spec_of_relation_column(f->table, f->attnum, unknown);
+    }
+    if (!spec) {
+      if (fits) {
+        for (const auto& s : l->columns[i].sources)
+          if ((spec = spec_of(s))) break;
+      } else if ((!f || f->table == 0) && (!st || involves_masked(*st))) {
+        spec = fallback();
+      }
+    }
+    if (!spec || !denies(spec, &policy::MaskSpec::deny_binary)) continue;
+    // The column's type: as described, else the source column's when the result column is named
+    // as its one source (a guess that only decides between refusing and NULL: the rows are masked
+    // by their RowDescription's type either way).
+    std::uint32_t type = f ? f->type : 0;
+    if (!type && fits && l->columns[i].sources.size() == 1 && catalog_)
+      if (const auto* rel = catalog_->by_oid(l->columns[i].sources[0].relation))
+        if (const auto* col = rel->column_at(l->columns[i].sources[0].attnum); col && col->name == l->columns[i].name)
+          type = col->type_oid;
+    if (masking::is_text_type(type)) continue;
+    const std::string name = fits && !l->columns[i].name.empty() ? "\"" + l->columns[i].name + "\""
+                                                                  : "number " + std::to_string(i + 1);
+    return "it asks for column " + name + " in binary format, which " + rule_of(spec) + " masks for you, and " +
+           (type ? "its type is not text" : "the proxy cannot tell its type before it runs") +
+           ": in binary format only text is masked in place, and the rule refuses the rest (mask.binary: deny)";
+  }
   return std::nullopt;
 }
 

@@ -67,6 +67,11 @@ class ResultMasker {
   // A statement that would move values of masked columns where masking cannot follow (into a
   // table, a file, a view; COPY TO STDOUT, which is not masked yet): why it is refused.
   std::optional<std::string> refusal_for(const sql::Statement& statement);
+  // A Bind (its body) of the statement `analysis` under the name `statement` that asks for a
+  // column in binary format which a rule with `mask.binary: deny` masks and whose type is not
+  // text: why it is refused.
+  std::optional<std::string> binary_refusal(const sql::Analysis& analysis, std::string_view statement,
+                                            std::string_view bind);
 
 
  private:
@@ -98,6 +103,13 @@ class ResultMasker {
   // unknown_counts false: relations the catalog does not know do not count.
   bool involves_masked(const sql::Statement& st, bool unknown_counts = true);
   const masking::Spec* fallback() const;
+  // Whether the rule that masks a column with `spec` refuses instead (`what`); for a column of
+  // unknown origin, whether any of the session's rules does.
+  bool denies(const masking::Spec* spec, bool policy::MaskSpec::*what) const;
+  bool any_denies(bool policy::MaskSpec::*what) const;
+  std::string rule_of(const masking::Spec* spec) const;  // "rule <name>", or "a masking rule" (unknown origin)
+  // Bind's result format codes (none: all text; one: all; else one per column). false: malformed.
+  static bool result_formats(std::string_view bind, std::vector<std::int16_t>& out);
   // trust_origins false: the fields' table OIDs are not taken for the columns' origins.
   void plan_from(Unit& u, const sql::Statement* st, const std::vector<Field>* fields,
                  const std::vector<std::int16_t>* formats, std::size_t columns, bool trust_origins = true);

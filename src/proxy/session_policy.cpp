@@ -1045,6 +1045,13 @@ bool Session::rejudge_bind(std::string_view body, std::string& substitute) {
       return false;
     }
   }
+  // Columns masked for the session asked for in binary format, where a rule refuses what is not text.
+  if (masking() && it->second.analysis)
+    if (auto why = masker_->binary_refusal(*it->second.analysis, name, body))
+      return refuse_bind(*proxy_refusal("masking.unmaskable", *why,
+                                        "statement refused: " + *why + "; masking rules apply to your session",
+                                        "ask for the column in text format, or leave it out", "42501"),
+                         it->second.analysis, portal, substitute);
   if (it->second.review &&
       !note_held_portal(portal, body, pos, it->second.analysis, it->second.text, it->second.param_types)) {
     policy::Decision d;

@@ -484,6 +484,79 @@ def test_deny_predicates_refuses_filtering_by_a_masked_column(pg, user_hashes, t
         proxy.stop()
 
 
+def test_rules_can_refuse_what_they_would_otherwise_mask_or_null(pg, user_hashes, tmp_path_factory):
+    """mask.binary / mask.undecided / mask.copy: deny: a masked column asked for in binary format
+    whose type is not text (its masked value would be NULL or a stand-in), a statement whose
+    columns' origin cannot be traced, and COPY of masked columns are refused for the identities the
+    rule masks; what the rule does not mask, and every identity it does not cover, runs as before."""
+    with psycopg.connect(pg.dsn(), autocommit=True) as d:
+        d.execute(SCHEMA_SQL)
+    cfg = config_for(pg, user_hashes)
+    cfg["users"] += [{"name": ANALYST[0], "password": hash_password(ANALYST[1]), "groups": ["analysts"]},
+                     {"name": PRIVACY[0], "password": hash_password(PRIVACY[1]), "groups": ["privacy"]}]
+    cfg["targets"] = [target("app", pg.port, password=pg.password)]
+    cfg["classification"] = [{"columns": ["m_customers.ssn", "m_customers.score"], "tags": ["pii"]}]
+    cfg["rules"] = [{"name": "mask-pii", "when": {"not_groups": ["privacy"], "tags": ["pii"]}, "action": "mask",
+                     "mask": {"strategy": "redact", "binary": "deny", "undecided": "deny", "copy": "deny"}}]
+    proxy = Gatehouse(cfg, workdir=tmp_path_factory.mktemp("gh-mask-deny")).start()
+
+    def refused(c, sql, binary=None, want=""):
+        with pytest.raises(psycopg.Error) as ei:
+            if sql.startswith("COPY"):
+                with c.cursor().copy(sql) as cp:
+                    for _ in cp:
+                        pass
+            elif binary is None:
+                psycopg.ClientCursor(c).execute(sql)
+            else:
+                c.cursor().execute(sql, binary=binary)
+        assert ei.value.sqlstate == "42501", (sql, ei.value.sqlstate, str(ei.value))
+        assert "masking.unmaskable" in (ei.value.diag.message_detail or ""), (sql, str(ei.value))
+        assert want in str(ei.value), (sql, str(ei.value))
+        assert c.execute("SELECT 1").fetchone() == (1,)  # the session goes on
+
+    try:
+        with psycopg.connect(host="127.0.0.1", port=proxy.port, user=ANALYST[0], password=ANALYST[1], dbname="app",
+                             autocommit=True) as c:
+            sql = "SELECT id, ssn, score FROM m_customers ORDER BY id"
+            # Text format: masked as usual, in both protocols.
+            assert psycopg.ClientCursor(c).execute(sql).fetchall() == [(1, "****", 0), (2, "****", 0)]
+            assert c.cursor().execute(sql, binary=False).fetchall() == [(1, "****", 0), (2, "****", 0)]
+            # Binary format: a masked text column is masked in place; a masked int column is refused,
+            # also when the statement was described before (prepared), and through an expression.
+            assert c.cursor().execute("SELECT id, ssn FROM m_customers ORDER BY id", binary=True).fetchall() == \
+                [(1, "****"), (2, "****")]
+            assert c.cursor().execute("SELECT id, name FROM m_customers ORDER BY id", binary=True).fetchall() == \
+                [(1, "Alice Smith"), (2, "Bob Jones")]
+            refused(c, "SELECT id, score FROM m_customers", binary=True, want='column "score" in binary format')
+            refused(c, "SELECT score + 1 AS s FROM m_customers", binary=True, want="binary format")
+            refused(c, "SELECT * FROM m_customers", binary=True, want='"score"')
+            c.execute("SELECT id, score FROM m_customers WHERE id = %s", (1,), prepare=True)  # described, prepared
+            assert c.execute("SELECT id, score FROM m_customers WHERE id = %s", (1,), prepare=True).fetchall() == [(1, 0)]
+            refused(c, "SELECT id, score FROM m_customers WHERE id = 2", binary=True, want="binary format")
+            # Columns whose origin cannot be traced, in a statement that involves masked columns.
+            refused(c, "SELECT (SELECT x FROM m_customers x LIMIT 1).*", want="mask.undecided: deny")
+            refused(c, "SELECT m_benign(), ssn FROM m_customers", want="m_benign()")
+            refused(c, "SELECT m_benign()", want="m_benign()")  # a function may read any table
+            assert psycopg.ClientCursor(c).execute("SELECT id, upper(name) FROM m_customers WHERE id = 1").fetchall() \
+                == [(1, "ALICE SMITH")]
+            # COPY of masked columns; COPY of the others works.
+            refused(c, "COPY m_customers TO STDOUT", want="mask.copy: deny")
+            refused(c, "COPY (SELECT id, lower(ssn) FROM m_customers) TO STDOUT (FORMAT csv)", want="m_customers.ssn")
+            with c.cursor().copy("COPY (SELECT id, name FROM m_customers ORDER BY id) TO STDOUT") as cp:
+                assert b"".join(bytes(x) for x in cp) == b"1\tAlice Smith\n2\tBob Jones\n"
+        with psycopg.connect(host="127.0.0.1", port=proxy.port, user=PRIVACY[0], password=PRIVACY[1], dbname="app",
+                             autocommit=True) as c:
+            assert c.cursor().execute("SELECT id, score FROM m_customers ORDER BY id", binary=True).fetchall() == \
+                [(1, 10), (2, 20)]
+            assert psycopg.ClientCursor(c).execute("SELECT m_benign(), ssn FROM m_customers ORDER BY 2").fetchall() == \
+                [(1, "078-05-1120"), (1, "219-09-9999")]
+            with c.cursor().copy("COPY (SELECT ssn FROM m_customers ORDER BY id) TO STDOUT") as cp:
+                assert b"".join(bytes(x) for x in cp) == b"219-09-9999\n078-05-1120\n"
+    finally:
+        proxy.stop()
+
+
 @pytest.mark.parametrize("mode", ["simple", "extended-text", "extended-binary"])
 def test_content_detectors_mask_what_they_find_in_text_columns(pg, user_hashes, tmp_path_factory, mode):
     """mask.detect: text columns no rule classifies are scanned; e-mails, card numbers and SSNs found

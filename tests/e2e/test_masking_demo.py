@@ -37,6 +37,10 @@ def demo_proxy(pg, user_hashes, tmp_path_factory):
                         "postgres", "-d", DB, "-f", os.path.join(REPO, "demo", "schema.sql")],
                        capture_output=True, text=True, env=dict(os.environ, PGPASSWORD=pg.password))
     assert r.returncode == 0, r.stderr
+    with psycopg.connect(pg.dsn(DB), autocommit=True) as d:
+        # A view over the demo's PII (not its restricted columns, which the demo denies outright):
+        # SELECT *, TABLE and whole-row references over customers' personal data go through it.
+        d.execute("CREATE VIEW customer_contacts AS SELECT id, full_name, email, phone, date_of_birth FROM customers")
     with psycopg.connect(pg.dsn(DB)) as d:
         raw = [v for row in d.execute("SELECT full_name, email, phone FROM customers") for v in row]
     users = {u["name"]: u for u in demo.USERS}
@@ -69,6 +73,12 @@ DEMO_LINEAGE = [
     "WITH t AS (SELECT full_name AS n FROM customers) SELECT trim(n) FROM t",
     "SELECT email FROM customers UNION ALL SELECT 'none'",
     "SELECT substr(phone, 1, 20), coalesce(NULL, email) FROM customers ORDER BY id LIMIT 20",
+    "SELECT full_name::varchar, email::text, phone::char(40), date_of_birth::text FROM customers ORDER BY id LIMIT 20",
+    "SELECT * FROM customer_contacts ORDER BY id LIMIT 20",
+    "TABLE customer_contacts",
+    "SELECT v FROM customer_contacts v ORDER BY id LIMIT 20",
+    "SELECT to_jsonb(v.*), row_to_json(v) FROM customer_contacts v ORDER BY id LIMIT 20",
+    "SELECT string_agg(v::text, ';') FROM customer_contacts v",
 ]
 
 
@@ -96,3 +106,32 @@ def test_demo_schema_masked_for_analysts_and_not_for_privacy(demo_proxy, pg, sql
             assert not seen, f"{mode}: {sql}: bob received {seen[:5]}"
         else:
             assert seen, f"{mode}: {sql}: priya does not see the stored values"
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_demo_cursors_and_prepared_statements_are_masked_for_analysts(demo_proxy, pg, binary):
+    """Cursors (DECLARE/FETCH, as psycopg's server-side cursors send them) and prepared statements
+    (SQL PREPARE/EXECUTE and the protocol's named statements) over the demo's customers."""
+    proxy, tap, users, raw = demo_proxy
+    sql = "SELECT full_name, email, phone FROM customers ORDER BY id LIMIT 20"
+    for name, masked in (("bob", True), ("priya", False)):
+        tap.take()
+        with psycopg.connect(host="127.0.0.1", port=tap.port, user=name, password=users[name]["password"],
+                             dbname="app", connect_timeout=10) as c:
+            with c.cursor(name="demo_cur", binary=binary) as cur:  # DECLARE ... ; FETCH
+                cur.execute(sql)
+                assert len(cur.fetchmany(5)) == 5 and len(cur.fetchall()) == 15
+            c.commit()
+            c.autocommit = True
+            for _ in range(3):  # prepared by psycopg after the first run (prepare=True: at once)
+                assert len(c.cursor().execute(sql, prepare=True, binary=binary).fetchall()) == 20
+            cur = psycopg.ClientCursor(c)
+            cur.execute("PREPARE demo_p AS SELECT email, concat(full_name, phone) FROM customers ORDER BY id LIMIT 20")
+            assert len(cur.execute("EXECUTE demo_p").fetchall()) == 20
+            cur.execute("DEALLOCATE demo_p")
+        data = tap.take()
+        seen = [v for v in raw if v.encode() in data]
+        if masked:
+            assert not seen, f"bob received {seen[:5]}"
+        else:
+            assert seen, "priya does not see the stored values"

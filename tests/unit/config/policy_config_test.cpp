@@ -381,6 +381,14 @@ TEST(PolicyConfig, MaskRulesAndTheMaskingSection) {
   EXPECT_EQ(m.keep_last, 2);
   EXPECT_TRUE(m.deny_predicates);
   EXPECT_EQ(m.detect, (std::vector<std::string>{"email", "card"}));
+  EXPECT_FALSE(m.deny_binary || m.deny_undecided || m.deny_copy);  // mask, not refuse, by default
+  auto d = parse(base + "    mask: {binary: deny, undecided: deny, copy: deny}\n", "t.yaml");
+  ASSERT_TRUE(d) << d.error().message;
+  const auto& dm = d->policy->rules().at(0).mask;
+  EXPECT_TRUE(dm.deny_binary && dm.deny_undecided && dm.deny_copy);
+  auto e = parse(base + "    mask: {binary: null, undecided: mask, copy: mask}\n", "t.yaml");
+  ASSERT_TRUE(e) << e.error().message;
+  EXPECT_FALSE(e->policy->rules().at(0).mask.deny_binary || e->policy->rules().at(0).mask.deny_copy);
   EXPECT_EQ(c->masking.hash_key, "0123456789abcdef0123");
   EXPECT_EQ(c->masking.catalog_ttl, std::chrono::milliseconds(5000));
   // The rule covers the classified columns, by its tags, for every schema the glob allows.
@@ -406,6 +414,9 @@ TEST(PolicyConfig, MaskRulesAndTheMaskingSection) {
            {"    mask: {strategy: rot13}\n", "unknown strategy \"rot13\""},
            {"masking: {hash_key: short}\n", "too short"},
            {"masking: {colour: blue}\n", "colour"},
+           {"    mask: {binary: mask}\n", "expected null or deny, not \"mask\""},
+           {"    mask: {undecided: refuse}\n", "expected mask or deny"},
+           {"    mask: {copy: [deny]}\n", "mask.copy"},
        }) {
     auto bad = parse(base + extra, "t.yaml");
     ASSERT_FALSE(bad) << extra;
