@@ -916,6 +916,10 @@ std::optional<std::string> ResultMasker::refusal_for(const sql::Statement& st) {
     if (f == "pg_mcv_list_items" || f == "pg_catalog.pg_mcv_list_items")
       return std::string("it reads extended statistics, which hold sampled column values");
   for (const auto k : st.kinds) {
+    // A fast-path call's result is a value of a function named by OID: no RowDescription, no
+    // statement to trace (it was sent back unmasked until this refusal).
+    if (k == sql::StatementKind::FunctionCall)
+      return std::string("it is a fast-path function call, whose result the proxy cannot trace or mask");
     // Code the proxy cannot see into may copy masked values anywhere (found by an attack round:
     // DO $$ BEGIN INSERT INTO mine SELECT ssn FROM customers; END $$).
     if (k == sql::StatementKind::Do || k == sql::StatementKind::CreateFunction || k == sql::StatementKind::Call)

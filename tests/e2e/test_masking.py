@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import threading
 import time
 
@@ -33,7 +34,7 @@ RAW_VALUES = [v for vs in RAW.values() for v in vs]
 
 SCHEMA_SQL = """
 DROP VIEW IF EXISTS m_late_view;
-DROP FUNCTION IF EXISTS m_getssn(), m_allc(), m_benign(), m_stash(text);
+DROP FUNCTION IF EXISTS m_getssn(), m_allc(), m_benign(), m_stash(text), m_onessn();
 DROP MATERIALIZED VIEW IF EXISTS m_customers_mv;
 DROP VIEW IF EXISTS m_contacts_v2, m_contacts;
 DROP TABLE IF EXISTS m_customers, m_copy_target;
@@ -48,6 +49,7 @@ CREATE TABLE m_copy_target (v text);
 CREATE FUNCTION m_getssn() RETURNS SETOF text LANGUAGE sql AS 'SELECT ssn FROM m_customers';
 CREATE FUNCTION m_allc() RETURNS SETOF m_customers LANGUAGE sql AS 'SELECT * FROM m_customers';
 CREATE FUNCTION m_benign() RETURNS SETOF int LANGUAGE sql AS 'SELECT 1';
+CREATE FUNCTION m_onessn() RETURNS text LANGUAGE sql AS 'SELECT ssn FROM m_customers ORDER BY id LIMIT 1';
 CREATE FUNCTION m_stash(text) RETURNS int LANGUAGE sql AS 'INSERT INTO m_copy_target VALUES ($1) RETURNING 1';
 """
 
@@ -482,6 +484,36 @@ def test_deny_predicates_refuses_filtering_by_a_masked_column(pg, user_hashes, t
             assert c.execute("SELECT id FROM m_customers WHERE ssn LIKE '219%'").fetchall() == [(1,)]
     finally:
         proxy.stop()
+
+
+def test_a_fast_path_call_is_refused_in_a_masked_session(masked_proxy, pg):
+    """The protocol's FunctionCall returns a function's value with no RowDescription and no
+    statement to trace: a function reading a masked column sent it raw to a masked identity (found
+    in review). Refused for the masked identity; the unmasked one gets the value (so the check can
+    fail)."""
+    proxy, tap = masked_proxy
+    with psycopg.connect(pg.dsn(), autocommit=True) as d:
+        oid = d.execute("SELECT 'm_onessn'::regproc::oid").fetchone()[0]
+    call = pgwire.message(b"F", struct.pack("!IHHH", oid, 0, 0, 0))  # no arguments, text result
+    for who, masked in ((ANALYST, True), (PRIVACY, False)):
+        c = pgwire.connect(proxy.port, who[0], who[1], "app")
+        try:
+            c.send(call)
+            msgs = []
+            while not msgs or msgs[-1][0] != b"Z":
+                msgs.append(c.read_message())
+            data = b"".join(m[1] for m in msgs)
+            if masked:
+                assert [m[0] for m in msgs] == [b"E", b"Z"], msgs
+                fields = pgwire.parse_error_fields(msgs[0][1])
+                assert fields["C"] == "42501" and fields["D"] == "rule: masking.unmaskable", fields
+                assert b"219-09-9999" not in data
+            else:
+                assert [m[0] for m in msgs] == [b"V", b"Z"], msgs
+                assert b"219-09-9999" in data
+            assert c.simple_query("SELECT 'alive'") == [["alive"]]
+        finally:
+            c.close()
 
 
 def test_rules_can_refuse_what_they_would_otherwise_mask_or_null(pg, user_hashes, tmp_path_factory):
