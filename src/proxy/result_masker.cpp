@@ -168,6 +168,11 @@ const std::vector<ResultMasker::Field>* ResultMasker::described(
   return &it->second.fields;
 }
 
+void ResultMasker::forget_described() {
+  statement_fields_.clear();
+  portal_fields_.clear();
+}
+
 void ResultMasker::on_describe(char what, std::string_view name) {
   Unit u;
   u.kind = Unit::Kind::Describe;
@@ -917,8 +922,9 @@ std::optional<std::string> ResultMasker::refusal_for(const sql::Statement& st) {
       return std::string("it reads extended statistics, which hold sampled column values");
   for (const auto k : st.kinds) {
     // A fast-path call's result is a value of a function named by OID: no RowDescription, no
-    // statement to trace (it was sent back unmasked until this refusal).
-    if (k == sql::StatementKind::FunctionCall)
+    // statement to trace (it was sent back unmasked until this refusal). The large-object calls
+    // the proxy knows by OID (libpq's lo_* API) return large objects, not table columns.
+    if (k == sql::StatementKind::FunctionCall && st.opaque_code)
       return std::string("it is a fast-path function call, whose result the proxy cannot trace or mask");
     // Code the proxy cannot see into may copy masked values anywhere (found by an attack round:
     // DO $$ BEGIN INSERT INTO mine SELECT ssn FROM customers; END $$).
@@ -953,8 +959,8 @@ std::optional<std::string> ResultMasker::refusal_for(const sql::Statement& st) {
              k == sql::StatementKind::Create || k == sql::StatementKind::CopyTo || k == sql::StatementKind::Delete;
     });
     if (moves || (any_denies(&policy::MaskSpec::deny_undecided) && involves_masked(st)))
-      return std::string("the session's search_path changed in this batch, so the proxy cannot tell which tables it "
-                         "reads; send it after the next Sync or as its own Query");
+      return std::string("the session's search_path or its tables changed earlier in this batch, so the proxy cannot "
+                         "tell which tables it reads; send it after the next Sync or as its own Query");
   }
   if (!l->decided) {
     // What cannot be analysed may still run when it involves no masked column: its columns are
@@ -968,7 +974,8 @@ std::optional<std::string> ResultMasker::refusal_for(const sql::Statement& st) {
     for (const std::size_t i : rules_)
       if (policy_->rules()[i].mask.deny_predicates)
         return "it involves masked columns and the proxy cannot tell whether it filters by them (" + l->why + ")";
-    if (any_denies(&policy::MaskSpec::deny_undecided))
+    // EXECUTE and FETCH run what their PREPARE or DECLARE traced (and judged) when it was sent.
+    if (!l->runs_another && any_denies(&policy::MaskSpec::deny_undecided))
       return "it involves masked columns and the proxy cannot trace the origin of its result columns (" + l->why +
              "), and a masking rule refuses such statements (mask.undecided: deny)";
     return std::nullopt;

@@ -56,6 +56,9 @@ class ResultMasker {
   // The session's search_path changed since the catalog was read: names in statements may resolve
   // elsewhere, so lineage is not trusted (columns without an origin are masked) until it is read again.
   void set_path_uncertain(bool v) { path_uncertain_ = v; }
+  bool path_uncertain() const { return path_uncertain_; }
+  // Tables may have changed (DDL forwarded): Describe answers kept for later Executes are dropped.
+  void forget_described();
 
   // Whether the relay must hand over this backend message whole (its body is needed).
   bool needs_whole(char type) const;

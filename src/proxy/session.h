@@ -200,6 +200,8 @@ class Session : public std::enable_shared_from_this<Session> {
   bool mask_catalog_due() const;
   asio::awaitable<std::optional<End>> mask_catalog_refresh();  // the backend idle
   void mask_forwarded(char type, std::string_view body, bool substituted);
+  static bool mask_changes_catalog(const sql::Statement& st);  // DDL and the like: the catalog is read again
+  void mask_catalog_changed();  // a forwarded statement may change tables or the search_path
   // A statement that moves masked values where masking cannot follow: its refusal (null: none).
   std::shared_ptr<const policy::Decision> mask_refusal(const sql::Analysis& analysis);
   std::unique_ptr<ResultMasker> masker_;

@@ -94,6 +94,7 @@ bool changes_catalog(const sql::Statement& st) {
       case sql::StatementKind::CreateFunction:
       case sql::StatementKind::Maintenance:
       case sql::StatementKind::Rollback:  // undoes DDL of the transaction
+      case sql::StatementKind::Discard:   // DISCARD TEMP / ALL drop temporary tables
       case sql::StatementKind::Other:
       case sql::StatementKind::Unknown:
         return true;
@@ -104,6 +105,19 @@ bool changes_catalog(const sql::Statement& st) {
 }
 
 }  // namespace
+
+bool Session::mask_changes_catalog(const sql::Statement& st) { return changes_catalog(st); }
+
+void Session::mask_catalog_changed() {
+  // Until the catalog is read again (at the next idle moment), names may mean other tables than
+  // the catalog says, and what was described before may describe tables that are gone: lineage
+  // is not trusted, and kept Describe answers are dropped (found by an attack round: DROP TABLE
+  // of a shadowing table, then in the same batch a SELECT of expressions over the masked table,
+  // traced through the dropped one, or a Bind of a statement described before the DROP).
+  catalog_stale_ = true;
+  masker_->set_path_uncertain(true);
+  masker_->forget_described();
+}
 
 void Session::mask_rules_refresh() {
   const auto& policy = live_policy();
@@ -230,11 +244,7 @@ void Session::mask_forwarded(char type, std::string_view body, bool substituted)
       auto a = ok ? mask_resolved(worker_.analyzer.analyze(text)) : nullptr;
       if (a)
         for (const auto& st : a->statements) {
-          if (changes_catalog(st)) catalog_stale_ = true;
-          if (changes_search_path(st)) {
-            catalog_stale_ = true;
-            masker_->set_path_uncertain(true);
-          }
+          if (changes_catalog(st) || changes_search_path(st)) mask_catalog_changed();
         }
       masker_->on_query(std::move(a));
       break;
@@ -253,11 +263,7 @@ void Session::mask_forwarded(char type, std::string_view body, bool substituted)
         if (ok)
           if (auto a = worker_.analyzer.analyze(text))
             for (const auto& st : a->statements) {
-              if (changes_catalog(st)) catalog_stale_ = true;
-              if (changes_search_path(st)) {
-                catalog_stale_ = true;
-                masker_->set_path_uncertain(true);
-              }
+              if (changes_catalog(st) || changes_search_path(st)) mask_catalog_changed();
             }
       }
       masker_->on_parse(name);

@@ -1078,8 +1078,12 @@ const policy::Policy& Session::live_policy() {
 }
 
 bool Session::changes_search_path(const sql::Statement& st) {
+  // RESET ALL ("all") and DISCARD ALL reset it too (found by an attack round: after RESET ALL a
+  // masked session's unqualified names resolved to other tables than the proxy traced).
   for (const auto& name : st.settings)
-    if (name == "search_path" || name == "*") return true;
+    if (name == "search_path" || name == "*" || name == "all") return true;
+  for (auto k : st.kinds)
+    if (k == sql::StatementKind::Discard) return true;
   // Code the proxy cannot see into may call set_config('search_path', ...) (found by adversarial
   // testing: a DO block or a procedure switched the schema an allowed unqualified name read).
   if (st.opaque_code) return true;  // DO blocks among them
@@ -1155,8 +1159,21 @@ bool Session::may_change_tokenising(const sql::Analysis& a) {
 }
 
 std::shared_ptr<const policy::Decision> Session::mask_refusal(const sql::Analysis& analysis) {
-  for (const auto& st : analysis.statements)
-    if (auto why = masker_->refusal_for(st))
+  // A statement after one that changes tables or the search_path in the same text is judged as
+  // the masker judges what follows such a statement in a batch (path uncertain): the catalog the
+  // proxy holds may no longer say which table a name means (found by an attack round: DROP TABLE
+  // of a shadowing table; COPY m_customers TO STDOUT in one Query copied the masked table raw).
+  const bool was_uncertain = masker_->path_uncertain();
+  bool uncertain = was_uncertain;
+  std::optional<std::string> why;
+  for (const auto& st : analysis.statements) {
+    masker_->set_path_uncertain(uncertain);
+    why = masker_->refusal_for(st);
+    if (why) break;
+    uncertain = uncertain || mask_changes_catalog(st) || changes_search_path(st);
+  }
+  masker_->set_path_uncertain(was_uncertain);
+  if (why)
       return proxy_refusal("masking.unmaskable", *why,
                            "statement refused: " + *why + "; masking rules apply to your session",
                            "select the columns you need with SELECT, whose results are masked", "42501");

@@ -357,6 +357,7 @@ class Engine {
   Set read_, stored_, filtered_;
   CopyOut copy_;
   bool returns_rows_ = false;
+  bool runs_another_ = false;
   Cols columns_;
 };
 
@@ -1598,10 +1599,12 @@ void Engine::top(std::string_view name, const JValue& body) {
   } else if (name == "FetchStmt") {
     if (body.get_bool("ismove")) return;
     returns_rows_ = true;
+    runs_another_ = true;
     fail("FETCH returns the rows of cursor \"" + std::string(body.get_str("portalname")) +
          "\": their lineage is its DECLARE's");
   } else if (name == "ExecuteStmt") {
     returns_rows_ = true;
+    runs_another_ = true;
     fail("EXECUTE runs prepared statement \"" + std::string(body.get_str("name")) +
          "\": its lineage is its PREPARE's");
   } else if (name == "CallStmt") {
@@ -1628,6 +1631,7 @@ Lineage Engine::finish() {
   out.decided = why_.empty();
   out.why = std::move(why_);
   out.returns_rows = returns_rows_;
+  out.runs_another = runs_another_;
   out.columns.reserve(columns_.size());
   for (Col& c : columns_) out.columns.push_back(OutputColumn{std::string(c.name), std::move(c.src)});
   out.read = std::move(read_);

@@ -47,6 +47,7 @@ struct Lineage {
   bool decided = false;  // false: see `why`; the caller must treat every column as possibly sensitive
   std::string why;       // e.g. "relation \"x\" is not in the catalog", "unsupported: ..."
   bool returns_rows = false;           // the statement sends rows to the client (SELECT, RETURNING, VALUES, FETCH...)
+  bool runs_another = false;           // EXECUTE / FETCH: the rows are those of a PREPAREd / DECLAREd statement
   std::vector<OutputColumn> columns;   // the rows' columns, in order (empty when returns_rows is false, except for
                                        // DECLARE and PREPARE: the columns FETCH / EXECUTE return later). A caller
                                        // whose RowDescription has another number of fields must fail closed.

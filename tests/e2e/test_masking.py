@@ -570,6 +570,18 @@ def test_rules_can_refuse_what_they_would_otherwise_mask_or_null(pg, user_hashes
             refused(c, "SELECT (SELECT x FROM m_customers x LIMIT 1).*", want="mask.undecided: deny")
             refused(c, "SELECT m_benign(), ssn FROM m_customers", want="m_benign()")
             refused(c, "SELECT m_benign()", want="m_benign()")  # a function may read any table
+            # EXECUTE and FETCH are traced through their PREPARE and DECLARE (found by an attack round:
+            # with undecided: deny every EXECUTE and FETCH on the table was refused).
+            cur = psycopg.ClientCursor(c)
+            cur.execute("PREPARE sp AS SELECT id, name, ssn FROM m_customers ORDER BY id")
+            assert cur.execute("EXECUTE sp").fetchall() == [(1, "Alice Smith", "****"), (2, "Bob Jones", "****")]
+            cur.execute("DEALLOCATE sp")
+            with c.transaction():
+                with c.cursor(name="nc") as nc:
+                    nc.execute("SELECT id, name, ssn FROM m_customers ORDER BY id")
+                    rows = nc.fetchall()  # (a FETCH's masked text may come back NULL: see the named cursor test)
+                    assert [r[:2] for r in rows] == [(1, "Alice Smith"), (2, "Bob Jones")], rows
+                    assert all(r[2] in ("****", None) for r in rows), rows
             assert psycopg.ClientCursor(c).execute("SELECT id, upper(name) FROM m_customers WHERE id = 1").fetchall() \
                 == [(1, "ALICE SMITH")]
             # COPY of masked columns; COPY of the others works.
@@ -777,3 +789,71 @@ def test_named_cursors_mask_only_what_derives_from_masked_columns(masked_proxy, 
         rows = cur.fetchall()
         assert [r[:2] for r in rows] == [(1, 11), (2, 21)] and all("@" not in (r[2] or "") for r in rows), rows
     assert not _leaks(tap.take())
+
+
+def _until_ready(c) -> list[tuple[bytes, bytes]]:
+    msgs = []
+    while not msgs or msgs[-1][0] != b"Z":
+        msgs.append(c.read_message())
+    return msgs
+
+
+SHADOW_SQL = """
+DROP SCHEMA IF EXISTS m_shadow CASCADE;
+CREATE SCHEMA m_shadow;
+CREATE TABLE m_shadow.m_customers (id int, name text, email text);
+"""
+
+
+@pytest.mark.parametrize("case", ["same-query", "same-batch", "described-before", "reset-all", "discard-all"])
+def test_a_name_that_changes_meaning_within_a_batch_is_not_traced_with_the_old_catalog(masked_proxy, pg, case):
+    """Found by an attack round: with a table shadowing m_customers on the search_path, a DROP of
+    the shadow earlier in the same batch (or a statement described before it, or RESET ALL /
+    DISCARD ALL putting the default search_path back) made the proxy trace expressions over
+    m_customers through the shadow, an unclassified table, and send the masked table's values raw;
+    COPY m_customers TO STDOUT after the DROP in one Query was not masked at all."""
+    proxy, tap = masked_proxy
+    with psycopg.connect(pg.dsn(), autocommit=True) as d:
+        d.execute(SHADOW_SQL)
+    # (email is classified in public only: the shadow's is not masked, so it may be dropped)
+    expr = "SELECT id, email || '' AS s, lower(email) AS e FROM m_customers ORDER BY id"
+    c = pgwire.connect(proxy.port, ANALYST[0], ANALYST[1], "app")
+    try:
+        c.simple_query("SET search_path = m_shadow, public")
+        c.simple_query("SELECT 1")  # the proxy reads the catalog: m_customers is the (empty) shadow
+        if case == "same-query":
+            c.send(pgwire.query("DROP TABLE m_shadow.m_customers; " + expr))
+            data = b"".join(m[1] for m in _until_ready(c))
+            with psycopg.connect(pg.dsn(), autocommit=True) as d:
+                d.execute("CREATE TABLE m_shadow.m_customers (id int, name text, email text)")
+            c.simple_query("SELECT 1")  # read again after the DROP: the shadow is back
+            c.send(pgwire.query("DROP TABLE m_shadow.m_customers; COPY m_customers (id, email) TO STDOUT"))
+            msgs = _until_ready(c)
+            data += b"".join(m[1] for m in msgs)
+            assert b"E" in [m[0] for m in msgs], msgs  # the COPY is refused (or masked), never raw
+        elif case == "same-batch":
+            c.send(_parse("DROP TABLE m_shadow.m_customers") + _bind() + _execute()
+                   + _parse(expr) + _bind() + _execute() + SYNC)
+            data = b"".join(m[1] for m in _until_ready(c))
+        elif case == "described-before":
+            c.send(_parse(expr, "s1") + _describe("S", "s1") + SYNC)
+            _until_ready(c)
+            c.send(_parse("DROP TABLE m_shadow.m_customers") + _bind() + _execute()
+                   + _bind("", "s1") + _execute() + SYNC)
+            data = b"".join(m[1] for m in _until_ready(c))
+        else:
+            c.simple_query("RESET ALL" if case == "reset-all" else "DISCARD ALL")
+            c.send(pgwire.query(expr))
+            data = b"".join(m[1] for m in _until_ready(c))
+            # the shadow is still there: the default search_path (public) now finds the masked table
+        assert not _leaks(data), (case, _leaks(data))
+        assert c.simple_query("SELECT 'alive'") == [["alive"]]
+    finally:
+        c.close()
+        with psycopg.connect(pg.dsn(), autocommit=True) as d:
+            d.execute("DROP SCHEMA IF EXISTS m_shadow CASCADE")
+    # The same statement, unmasked for carol, does carry the values (so the search can fail).
+    with _connect(tap, PRIVACY) as c2:
+        tap.take()
+        c2.execute(expr).fetchall()
+        assert _leaks(tap.take())
