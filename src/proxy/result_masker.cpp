@@ -289,6 +289,17 @@ std::string ResultMasker::rule_of(const masking::Spec* spec) const {
   return it == spec_rule_.end() ? std::string("a masking rule") : "rule " + policy_->rules()[it->second].name;
 }
 
+bool ResultMasker::uncertain(const sql::Statement& st) const {
+  if (path_uncertain_) return true;
+  // Found by an attack round: with a table shadowing a masked one on the search_path, another
+  // session dropped the shadow, and for up to catalog_ttl this session traced expressions over the
+  // name through the dropped shadow while the server read the masked table.
+  if (catalog_)
+    for (const auto& r : st.relations)
+      if (r.schema.empty() && catalog_->shadowing(r.name)) return true;
+  return false;
+}
+
 bool ResultMasker::any_denies(bool policy::MaskSpec::*what) const {
   for (const std::size_t i : rules_)
     if (policy_->rules()[i].mask.*what) return true;
@@ -414,7 +425,7 @@ void ResultMasker::plan_from(Unit& u, const sql::Statement* st, const std::vecto
     const bool defines = std::any_of(st->kinds.begin(), st->kinds.end(), [](sql::StatementKind k) {
       return k == sql::StatementKind::DeclareCursor || k == sql::StatementKind::Prepare;
     });
-    lineage_fits = !path_uncertain_ && l && l->decided && (l->returns_rows || defines) && l->columns.size() == columns;
+    lineage_fits = !uncertain(*st) && l && l->decided && (l->returns_rows || defines) && l->columns.size() == columns;
     // A user function may read any table: lineage sees only its arguments (found by an attack
     // round: SELECT f() of a function reading masked columns came back raw).
     if (catalog_)
@@ -425,7 +436,7 @@ void ResultMasker::plan_from(Unit& u, const sql::Statement* st, const std::vecto
   bool involved = false, involved_known = false;
   auto is_involved = [&] {
     if (!involved_known) {
-      involved = !st || (path_uncertain_ && !st->relations.empty()) || involves_masked(*st);
+      involved = !st || (!st->relations.empty() && uncertain(*st)) || involves_masked(*st);
       involved_known = true;
     }
     return involved;
@@ -953,14 +964,15 @@ std::optional<std::string> ResultMasker::refusal_for(const sql::Statement& st) {
   if (!reads_data(st)) return std::nullopt;
   const sql::Lineage* l = lineage(st.text);
   if (!l) return std::string("the proxy could not read the database's catalog, which masking needs");
-  if (path_uncertain_ && !st.relations.empty()) {
+  if (!st.relations.empty() && uncertain(st)) {
     const bool moves = std::any_of(st.kinds.begin(), st.kinds.end(), [](sql::StatementKind k) {
       return k == sql::StatementKind::Insert || k == sql::StatementKind::Update || k == sql::StatementKind::Merge ||
              k == sql::StatementKind::Create || k == sql::StatementKind::CopyTo || k == sql::StatementKind::Delete;
     });
     if (moves || (any_denies(&policy::MaskSpec::deny_undecided) && involves_masked(st)))
-      return std::string("the session's search_path or its tables changed earlier in this batch, so the proxy cannot "
-                         "tell which tables it reads; send it after the next Sync or as its own Query");
+      return std::string("the proxy cannot be sure which tables it reads (the search_path or tables changed earlier in "
+                         "this batch, or a table name it uses is in more than one schema of the search_path); send it "
+                         "after the next Sync or as its own Query, or qualify the table names");
   }
   if (!l->decided) {
     // What cannot be analysed may still run when it involves no masked column: its columns are
@@ -1035,7 +1047,7 @@ std::optional<std::string> ResultMasker::binary_refusal(const sql::Analysis& a, 
   // plan_from traces them once the rows come).
   const std::vector<Field>* fields = described(statement_fields_, statement_gen_, std::string(statement));
   const sql::Lineage* l = st ? lineage(st->text) : nullptr;
-  bool fits = st && !path_uncertain_ && l && l->decided && l->returns_rows;
+  bool fits = st && !uncertain(*st) && l && l->decided && l->returns_rows;
   if (fits && catalog_)
     for (const auto& f : st->functions) fits = fits && !catalog_->user_function(f);
   if (fits && fields && l->columns.size() != fields->size()) fits = false;

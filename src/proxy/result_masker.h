@@ -57,6 +57,8 @@ class ResultMasker {
   // elsewhere, so lineage is not trusted (columns without an origin are masked) until it is read again.
   void set_path_uncertain(bool v) { path_uncertain_ = v; }
   bool path_uncertain() const { return path_uncertain_; }
+  // path_uncertain(), or the statement names a table that more than one schema of the path holds.
+  bool uncertain(const sql::Statement& st) const;
   // Tables may have changed (DDL forwarded): Describe answers kept for later Executes are dropped.
   void forget_described();
 

@@ -63,6 +63,13 @@ const CatalogRelation* Catalog::find(std::string_view schema, std::string_view n
   return nullptr;
 }
 
+bool Catalog::shadowing(std::string_view name) const {
+  int found = 0;
+  for (const std::string& s : search_path_)
+    if (by_name_.count(name_key(s, name)) > 0 && ++found > 1) return true;
+  return false;
+}
+
 const CatalogRelation* Catalog::by_oid(std::uint32_t oid) const {
   auto it = by_oid_.find(oid);
   return it == by_oid_.end() ? nullptr : &relations_[it->second];

@@ -40,6 +40,9 @@ class Catalog {
   // `schema` "" resolves through the search path, as PostgreSQL resolves a relation name.
   const CatalogRelation* find(std::string_view schema, std::string_view name) const;
   const CatalogRelation* by_oid(std::uint32_t oid) const;
+  // Whether an unqualified name is found in more than one schema of the search path: which table
+  // it means then depends on one that another session may drop.
+  bool shadowing(std::string_view name) const;
   std::size_t size() const { return relations_.size(); }
 
   // Functions outside the system schemas (user code the proxy cannot see into), by name and by

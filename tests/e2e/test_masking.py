@@ -805,11 +805,12 @@ CREATE TABLE m_shadow.m_customers (id int, name text, email text);
 """
 
 
-@pytest.mark.parametrize("case", ["same-query", "same-batch", "described-before", "reset-all", "discard-all"])
+@pytest.mark.parametrize("case", ["same-query", "same-batch", "described-before", "reset-all", "discard-all",
+                                  "other-session"])
 def test_a_name_that_changes_meaning_within_a_batch_is_not_traced_with_the_old_catalog(masked_proxy, pg, case):
     """Found by an attack round: with a table shadowing m_customers on the search_path, a DROP of
-    the shadow earlier in the same batch (or a statement described before it, or RESET ALL /
-    DISCARD ALL putting the default search_path back) made the proxy trace expressions over
+    the shadow earlier in the same batch or by another session (or a statement described before
+    it, or RESET ALL / DISCARD ALL putting the default search_path back) made the proxy trace expressions over
     m_customers through the shadow, an unclassified table, and send the masked table's values raw;
     COPY m_customers TO STDOUT after the DROP in one Query was not masked at all."""
     proxy, tap = masked_proxy
@@ -840,6 +841,12 @@ def test_a_name_that_changes_meaning_within_a_batch_is_not_traced_with_the_old_c
             _until_ready(c)
             c.send(_parse("DROP TABLE m_shadow.m_customers") + _bind() + _execute()
                    + _bind("", "s1") + _execute() + SYNC)
+            data = b"".join(m[1] for m in _until_ready(c))
+        elif case == "other-session":
+            # Dropped by another session within catalog_ttl: the catalog this session holds still has it.
+            with psycopg.connect(pg.dsn(), autocommit=True) as d:
+                d.execute("DROP TABLE m_shadow.m_customers")
+            c.send(pgwire.query(expr))
             data = b"".join(m[1] for m in _until_ready(c))
         else:
             c.simple_query("RESET ALL" if case == "reset-all" else "DISCARD ALL")
