@@ -93,6 +93,8 @@ struct Event {
   std::string outcome;   // "ok", "error", "cancelled", "refused", "not_run", "unknown" (the proxy stopped first)
   std::string sqlstate;
   std::string message;
+  // Result columns masked for the session (docs/policy.md#masking), as "schema.table.column (rule)".
+  std::vector<std::string> masked;
   std::int64_t rows = -1;         // from CommandComplete (summed over a multi-statement Query); -1 unknown
   std::int64_t duration_us = -1;
 

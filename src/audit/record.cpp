@@ -781,6 +781,7 @@ std::string encode(const Event& e, std::uint64_t seq, std::string_view prev, con
     x.kind = sp->kind;
   }
   if (marks) marks->message = w.pos();
+  if (!e.masked.empty()) w.strings("masked", e.masked);  // "masked" < "message"
   if (!e.message.empty()) {
     const std::string message = params_masked(e, o) ? masked_message(e) : e.message;
     put_text(w, "message", message, o.max_text);
@@ -835,7 +836,7 @@ std::shared_ptr<Draft> draft(const Event& e, const SealOptions& o) {
   // Only what encode() leaves for the end may differ at the end: an event that already has an
   // outcome is sealed the ordinary way.
   if ((e.type != EventType::Statement && e.type != EventType::Result) || !e.session || !e.outcome.empty() ||
-      !e.message.empty() || !e.sqlstate.empty() ||
+      !e.message.empty() || !e.sqlstate.empty() || !e.masked.empty() ||
       e.rows >= 0 || e.duration_us >= 0)
     return nullptr;
   auto d = std::make_shared<Draft>();
@@ -864,7 +865,9 @@ Sealing prepare_draft(const Draft& d, const Event& e, const SealOptions& o) {
   // the body up to prev's digits, and the rest (with the offset of seq's digits in it).
   const std::string_view b = d.body;
   const Marks& m = d.marks;
-  r.body.reserve(b.size() + 160 + message.size() + 64 + 24);
+  std::size_t masked_size = 0;
+  for (const auto& c : e.masked) masked_size += c.size() + 4;
+  r.body.reserve(b.size() + 160 + message.size() + masked_size + 64 + 24);
   {
     Canonical w(r.body);
     auto copy = [&](std::size_t from, std::size_t to) { w.raw(b.substr(from, to - from)); };
@@ -873,6 +876,7 @@ Sealing prepare_draft(const Draft& d, const Event& e, const SealOptions& o) {
     if (e.duration_us >= 0) w.member("duration_us", e.duration_us);
     copy(m.duration, m.message);
     w.after_member();
+    if (!e.masked.empty()) w.strings("masked", e.masked);
     if (!message.empty()) put_text(w, "message", message, o.max_text);
     copy(m.message, m.node_begin);
     w.after_member();

@@ -289,6 +289,21 @@ std::string ResultMasker::rule_of(const masking::Spec* spec) const {
   return it == spec_rule_.end() ? std::string("a masking rule") : "rule " + policy_->rules()[it->second].name;
 }
 
+void ResultMasker::note_masked(std::size_t column, const sql::SourceColumn& origin, const masking::Spec* spec) {
+  constexpr std::size_t kMaxMasked = 256;
+  if (masked_.size() >= kMaxMasked) return;
+  std::string d;
+  const auto* rel = origin.relation && catalog_ ? catalog_->by_oid(origin.relation) : nullptr;
+  const auto* col = rel ? rel->column_at(origin.attnum) : nullptr;
+  if (col)
+    d = rel->schema + "." + rel->name + "." + col->name;
+  else
+    d = "column " + std::to_string(column + 1);
+  const auto it = spec_rule_.find(spec);
+  d += it == spec_rule_.end() ? std::string(" (origin unknown)") : " (" + policy_->rules()[it->second].name + ")";
+  if (std::find(masked_.begin(), masked_.end(), d) == masked_.end()) masked_.push_back(std::move(d));
+}
+
 bool ResultMasker::uncertain(const sql::Statement& st) const {
   if (path_uncertain_) return true;
   // Found by an attack round: with a table shadowing a masked one on the search_path, another
@@ -441,8 +456,10 @@ void ResultMasker::plan_from(Unit& u, const sql::Statement* st, const std::vecto
     }
     return involved;
   };
+  const bool record = collect_ && (u.kind == Unit::Kind::Execute || u.kind == Unit::Kind::Query);
   for (std::size_t i = 0; i < columns; ++i) {
     const masking::Spec* spec = nullptr;
+    sql::SourceColumn origin;  // what the column was masked for, when known (for the audit record)
     masking::ColumnMask& cm = u.plan[i];
     if (fields && i < fields->size()) {
       const Field& f = (*fields)[i];
@@ -451,6 +468,7 @@ void ResultMasker::plan_from(Unit& u, const sql::Statement* st, const std::vecto
       if (f.table != 0 && f.attnum > 0 && trust_origins) {
         bool unknown = false;
         spec = spec_of_relation_column(f.table, f.attnum, unknown);
+        if (spec) origin = {f.table, f.attnum};
       }
     }
     if (formats) {
@@ -465,13 +483,17 @@ void ResultMasker::plan_from(Unit& u, const sql::Statement* st, const std::vecto
     if (!spec) {
       if (lineage_fits) {
         for (const auto& s : l->columns[i].sources)
-          if ((spec = spec_of(s))) break;
+          if ((spec = spec_of(s))) {
+            origin = s;
+            break;
+          }
       } else if ((!fields || i >= fields->size() || (*fields)[i].table == 0 || !trust_origins) && is_involved()) {
         spec = fallback();
       }
     }
     cm.spec = spec;
     if (spec) u.masks = true;
+    if (spec && record) note_masked(i, origin, spec);
     if (!spec && detectors_) {
       // Text values only: a value of another type has no text to find things in (and a rewrite
       // would not parse as its type).
@@ -895,7 +917,10 @@ void ResultMasker::start_copy(const sql::Lineage& l) {
   std::vector<masking::ColumnMask> plan(l.columns.size());
   for (std::size_t i = 0; i < l.columns.size(); ++i) {
     for (const auto& s : l.columns[i].sources)
-      if ((plan[i].spec = spec_of(s))) break;
+      if ((plan[i].spec = spec_of(s))) {
+        if (collect_) note_masked(i, s, plan[i].spec);
+        break;
+      }
     // COPY table TO: each column is the table's, of its type; an expression's type is not known
     // here, and a masked value of unknown type becomes NULL.
     if (l.copy.relation && l.columns[i].sources.size() == 1)

@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <unordered_map>
 #include <vector>
 
@@ -59,6 +60,11 @@ class ResultMasker {
   bool path_uncertain() const { return path_uncertain_; }
   // path_uncertain(), or the statement names a table that more than one schema of the path holds.
   bool uncertain(const sql::Statement& st) const;
+  // The result columns masked since the last take, as "schema.table.column (rule)" (or "column N
+  // (origin unknown)"), for the audit record of the statement that returned them; collected only
+  // when the session audits.
+  void collect_masked(bool on) { collect_ = on; }
+  std::vector<std::string> take_masked() { return std::exchange(masked_, {}); }
   // Tables may have changed (DDL forwarded): Describe answers kept for later Executes are dropped.
   void forget_described();
 
@@ -112,7 +118,8 @@ class ResultMasker {
   // unknown origin, whether any of the session's rules does.
   bool denies(const masking::Spec* spec, bool policy::MaskSpec::*what) const;
   bool any_denies(bool policy::MaskSpec::*what) const;
-  std::string rule_of(const masking::Spec* spec) const;  // "rule <name>", or "a masking rule" (unknown origin)
+  std::string rule_of(const masking::Spec* spec) const;
+  void note_masked(std::size_t column, const sql::SourceColumn& origin, const masking::Spec* spec);  // "rule <name>", or "a masking rule" (unknown origin)
   // Bind's result format codes (none: all text; one: all; else one per column). false: malformed.
   static bool result_formats(std::string_view bind, std::vector<std::int16_t>& out);
   // trust_origins false: the fields' table OIDs are not taken for the columns' origins.
@@ -128,6 +135,8 @@ class ResultMasker {
 
   std::shared_ptr<const policy::Policy> policy_;
   std::vector<std::size_t> rules_;
+  bool collect_ = false;
+  std::vector<std::string> masked_;
   std::string key_;
   std::shared_ptr<const sql::Catalog> catalog_;
   // Per policy rule index (only mask rules filled). The Spec objects live as long as the masker:

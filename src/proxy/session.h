@@ -568,6 +568,7 @@ class Session : public std::enable_shared_from_this<Session> {
     std::uint32_t max_rows = 0;  // Execute: rows asked for (0: all); a PortalSuspended returned that many
     Clock::time_point start;
     std::string sqlstate, message;
+    std::vector<std::string> masked;  // result columns masking masked (ResultMasker::take_masked)
     // The statement's record-to-be, written with its outcome when it ends (its intent is in the
     // trail); empty when its Statement record was written before it ran (a Result follows).
     std::optional<audit::Event> event;

@@ -8,6 +8,7 @@
 // backend's answers in order: a simple Query ends at its ReadyForQuery, an Execute at its
 // CommandComplete, EmptyQueryResponse, PortalSuspended or ErrorResponse; Executes that the
 // backend skipped after an error in their batch end, unrun, at the Sync's ReadyForQuery.
+#include <algorithm>
 #include <charconv>
 
 #include <fmt/format.h>
@@ -362,6 +363,7 @@ void Session::audit_complete(AuditPending& p, const char* outcome) {
     r.sqlstate = std::move(p.sqlstate);
   }
   if (!p.message.empty()) r.message = std::move(p.message);
+  r.masked = std::move(p.masked);
   r.rows = p.rows;
   r.duration_us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - p.start).count();
   // An Execute that ended well waits for its batch's end: the commit at Sync can still fail.
@@ -426,6 +428,14 @@ void Session::audit_backend(char type, std::string_view body, const protocol::Er
   using K = AuditPending::Kind;
   AuditPending* head = audit_pending_.empty() ? nullptr : &audit_pending_.front();
   const std::uint64_t streamed = std::exchange(data_rows_, 0);
+  if (masker_ && (type == 'C' || type == 'E' || type == 'I' || type == 's' || type == 'Z')) {
+    // The columns masking masked in what this statement returned (noted as its rows came).
+    auto masked = masker_->take_masked();
+    if (head && head->kind != AuditPending::Kind::Sync)
+      for (auto& c : masked)
+        if (std::find(head->masked.begin(), head->masked.end(), c) == head->masked.end())
+          head->masked.push_back(std::move(c));
+  }
   switch (type) {
     case 'C': {
       if (!head) return;

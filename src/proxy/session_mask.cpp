@@ -137,6 +137,7 @@ void Session::mask_rules_refresh() {
     }
     const auto& key = rt_->config->masking.hash_key;
     masker_ = std::make_unique<ResultMasker>(std::move(shared), std::move(rules), key.empty() ? process_key() : key);
+    masker_->collect_masked(auditing());  // each statement's record says which columns were masked
     spdlog::info("session {}: results are masked for {} ({} mask rule{})", id_, identity_.subject,
                  masker_->rules().size(), masker_->rules().size() == 1 ? "" : "s");
     return;

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import struct
 import threading
 import time
@@ -20,7 +21,7 @@ import pytest
 
 import pgwire
 from conftest import config_for, psql, target
-from tests.harness import Gatehouse, hash_password
+from tests.harness import BINARY, Gatehouse, hash_password
 
 ANALYST = ("bob_analyst", "bob-secret-1")
 PRIVACY = ("carol_privacy", "carol-secret-1")
@@ -864,3 +865,37 @@ def test_a_name_that_changes_meaning_within_a_batch_is_not_traced_with_the_old_c
         tap.take()
         c2.execute(expr).fetchall()
         assert _leaks(tap.take())
+
+
+def test_the_audit_record_says_which_columns_were_masked(masked_proxy):
+    """Each statement's audit record lists the result columns masking masked (the table column it
+    was masked for and the rule), for SELECT, the extended protocol and COPY; none for carol."""
+    proxy, tap = masked_proxy
+    marker = f"/* audit-masked-{time.time_ns()} */ "
+    with _connect(tap, ANALYST) as c:
+        psycopg.ClientCursor(c).execute(marker + "SELECT id, email, lower(ssn) FROM m_customers").fetchall()
+        c.cursor().execute(marker + "SELECT card, name FROM m_customers WHERE id = %s", (1,), binary=True).fetchall()
+        with c.cursor().copy(marker + "COPY m_customers (id, email) TO STDOUT") as cp:
+            for _ in cp:
+                pass
+    with _connect(tap, PRIVACY) as c:
+        psycopg.ClientCursor(c).execute(marker + "SELECT id, email, lower(ssn) FROM m_customers").fetchall()
+    store = proxy.workdir / "gatehouse-audit.db"
+    deadline = time.time() + 15
+    while True:
+        r = subprocess.run([str(BINARY), "audit", "search", "--store", str(store), "--format", "jsonl",
+                            "--text", "audit-masked-", "--limit", "100"], capture_output=True, text=True, timeout=60)
+        recs = [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
+        recs = [x for x in recs if marker.strip() in json.dumps(x)]
+        if len(recs) >= 4 or time.time() > deadline:
+            break
+        time.sleep(0.3)
+    by = {(x["identity"]["user"], x["sql"]["text"].split("*/ ")[1][:9]): x for x in recs}
+    assert by[("bob_analyst", "SELECT id")]["masked"] == ["public.m_customers.email (mask-pii)",
+                                                            "public.m_customers.ssn (mask-pii)"], by
+    assert by[("bob_analyst", "SELECT ca")]["masked"] == ["public.m_customers.card (mask-cards)"], by
+    assert by[("bob_analyst", "COPY m_cu")]["masked"] == ["public.m_customers.email (mask-pii)"], by
+    assert "masked" not in by[("carol_privacy", "SELECT id")], by
+    r = subprocess.run([str(BINARY), "audit", "verify", "--store", str(store)], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -660,6 +660,9 @@ TEST(AuditRecord, DraftSplicedWithTheOutcomeEqualsTheWholeEncoding) {
       [](Event& e) { e.outcome = "error"; e.sqlstate = "08006"; e.message = std::string(200, 'm') + "\xff"; },  // cut, kept with its sha256
       [](Event& e) { e.outcome = "cancelled"; e.sqlstate = "57014"; e.duration_us = 0; },
       [](Event& e) { e.outcome = "not_run"; e.message = "not run: an earlier message of its batch failed"; },
+      // The result columns masking masked, known once the rows came (sorted between identity and message).
+      [](Event& e) { e.outcome = "ok"; e.rows = 2; e.masked = {"public.customers.email (mask-pii)", "column 3 (origin unknown)"}; },
+      [](Event& e) { e.outcome = "error"; e.sqlstate = "22012"; e.message = "m"; e.masked = {"a.b.c (\"r\")"}; },
   };
   // The Result record of a statement recorded before it ran (too large for an intent slot).
   Event result;
@@ -681,6 +684,7 @@ TEST(AuditRecord, DraftSplicedWithTheOutcomeEqualsTheWholeEncoding) {
       const auto whole = seal(done, h1, o);
       const auto spliced = seal_draft(*dr, done, h2, o);
       EXPECT_EQ(spliced.body, whole.body) << i;
+      EXPECT_EQ(nlohmann::json::parse(whole.body).dump(), whole.body) << i;  // canonical: keys in order
       EXPECT_EQ(spliced.hash, whole.hash) << i;
       EXPECT_EQ(spliced.index, whole.index) << i;
       const auto from_body = index_of(spliced.body);  // what verify compares the columns with
