@@ -956,6 +956,12 @@ std::optional<std::string> ResultMasker::refusal_for(const sql::Statement& st) {
   for (const auto& f : st.functions)
     if (f == "pg_mcv_list_items" || f == "pg_catalog.pg_mcv_list_items")
       return std::string("it reads extended statistics, which hold sampled column values");
+  // Files on the database server include the masked tables' own data files (found by an attack
+  // round: pg_read_binary_file(pg_relation_filepath('customers')) and COPY FROM PROGRAM 'strings
+  // ...' read every masked value raw, on a target whose guardrails were off).
+  if (st.server_file_access || st.server_program)
+    return std::string("it reads or writes files on the database server (or runs a program there), where the data "
+                       "of masked columns is stored unmasked");
   for (const auto k : st.kinds) {
     // A fast-path call's result is a value of a function named by OID: no RowDescription, no
     // statement to trace (it was sent back unmasked until this refusal). The large-object calls

@@ -202,6 +202,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void mask_forwarded(char type, std::string_view body, bool substituted);
   static bool mask_changes_catalog(const sql::Statement& st);  // DDL and the like: the catalog is read again
   void mask_catalog_changed();  // a forwarded statement may change tables or the search_path
+  // Portals bound from a statement name SQL PREPARE also used: what they hold is not known.
+  std::unordered_set<std::string> mask_untraced_portals_;
   // A statement that moves masked values where masking cannot follow: its refusal (null: none).
   std::shared_ptr<const policy::Decision> mask_refusal(const sql::Analysis& analysis);
   std::unique_ptr<ResultMasker> masker_;

@@ -194,6 +194,7 @@ std::shared_ptr<const sql::Analysis> Session::mask_resolved(std::shared_ptr<cons
       defining = sql::StatementKind::Prepare;
     }
     if (!versions || versions->size() != 1 || !versions->front()) continue;
+    if (defining == sql::StatementKind::DeclareCursor && mask_untraced_portals_.count(st.object_name)) continue;
     const sql::Statement* found = nullptr;
     for (const auto& v : versions->front()->statements) {
       const bool named = v.object_name == st.object_name;
@@ -278,7 +279,20 @@ void Session::mask_forwarded(char type, std::string_view body, bool substituted)
       const auto portal = server_name(protocol::c_string_at(body, pos, ok));
       const auto statement = server_name(protocol::c_string_at(body, pos, ok));
       std::shared_ptr<const sql::Analysis> a;
-      if (auto it = statements_.find(statement); ok && it != statements_.end()) a = mask_resolved(it->second.analysis);
+      // A name SQL PREPARE used too may hold another text by the time the server binds it (a
+      // DEALLOCATE and PREPARE pipelined ahead of the Bind: found by an attack round, the old
+      // statement's lineage masked the new one's columns): traced as unknown (fail closed).
+      const bool sql_named = sql_prepared_overflow_ || sql_prepared_names_.count(std::string(statement)) > 0;
+      if (auto it = statements_.find(statement); ok && !sql_named && it != statements_.end())
+        a = mask_resolved(it->second.analysis);
+      if (sql_named) masker_->forget_described();
+      // A FETCH of the portal is not traced as the statement the proxy knows under that name either.
+      if (sql_named) {
+        if (mask_untraced_portals_.size() >= 1000) mask_untraced_portals_.clear();
+        mask_untraced_portals_.insert(std::string(portal));
+      } else if (!mask_untraced_portals_.empty()) {
+        mask_untraced_portals_.erase(std::string(portal));
+      }
       masker_->on_bind(portal, statement, body, std::move(a));
       break;
     }

@@ -501,6 +501,41 @@ bool Engine::expand_star(const Item& item, Cols& out) {
 // ---------------------------------------------------------------------------------------------
 // Expressions
 
+// Set-returning functions of PostgreSQL's catalog that are called in target lists.
+constexpr std::string_view kSetReturningFunctions[] = {
+    "generate_series", "generate_subscripts", "unnest", "regexp_matches", "regexp_split_to_table", "string_to_table",
+    "json_array_elements", "json_array_elements_text", "jsonb_array_elements", "jsonb_array_elements_text",
+    "json_each", "json_each_text", "jsonb_each", "jsonb_each_text", "json_object_keys", "jsonb_object_keys",
+    "jsonb_path_query", "json_populate_recordset", "jsonb_populate_recordset", "json_to_recordset",
+    "jsonb_to_recordset", "ts_debug", "ts_parse", "ts_token_type", "unnest",
+};
+
+// Functions that read data named by a value (SQL text, a table name, a file, a remote server):
+// their output derives from what their arguments name, not from their arguments' columns.
+constexpr std::string_view kDataByNameFunctions[] = {
+    "query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema", "table_to_xml", "table_to_xmlschema",
+    "table_to_xml_and_xmlschema", "cursor_to_xml", "cursor_to_xmlschema", "schema_to_xml", "schema_to_xmlschema",
+    "schema_to_xml_and_xmlschema", "database_to_xml", "database_to_xmlschema", "database_to_xml_and_xmlschema",
+    "ts_stat", "ts_rewrite", "get_raw_page", "heap_page_items", "heap_page_item_attrs", "tuple_data_split",
+    "pg_read_file", "pg_read_binary_file",
+};
+
+// Also those whose arguments other sessions can observe: advisory lock keys show in pg_locks
+// (found by an attack round: one lock per character read a masked e-mail back).
+constexpr std::string_view kStoringFunctions[] = {
+    "pg_notify", "set_config", "setval", "lo_from_bytea", "lo_put", "lowrite", "lo_create", "lo_import",
+    "lo_export", "pg_logical_emit_message", "pg_advisory_lock", "pg_advisory_lock_shared", "pg_advisory_xact_lock",
+    "pg_advisory_xact_lock_shared", "pg_try_advisory_lock", "pg_try_advisory_lock_shared",
+    "pg_try_advisory_xact_lock", "pg_try_advisory_xact_lock_shared", "pg_advisory_unlock",
+    "pg_advisory_unlock_shared", "pg_replication_origin_create", "pg_create_restore_point", "pg_file_write",
+    "pg_stat_statements_reset", "txid_current_if_assigned",
+    // Replication slots and backups keep their names and labels where other sessions read them
+    // (pg_replication_slots, pg_backup_stop's label file: found by an attack round).
+    "pg_create_physical_replication_slot", "pg_create_logical_replication_slot", "pg_copy_physical_replication_slot",
+    "pg_copy_logical_replication_slot", "pg_backup_start", "pg_start_backup", "pg_replication_origin_session_setup",
+    "pg_replication_origin_xact_setup", "pg_replication_origin_advance",
+};
+
 Set Engine::expr(const JValue& v) {
   if (failed()) return {};
   if (v.type == JType::Array) {
@@ -534,6 +569,16 @@ Set Engine::expr(const JValue& v) {
       return {};
     }
     add(read_, r->src);
+    // col.f: a field of col, or the call f(col) (attribute notation), as for (x).f below.
+    if (const JValue* fields = b.get("fields"); fields && fields->is_array() && fields->count >= 2 &&
+                                                 fields->items[fields->count - 1].node_name() == "String") {
+      const std::string_view f = string_node(fields->items[fields->count - 1]);
+      if (f.substr(0, 6) == "dblink" || std::find(std::begin(kDataByNameFunctions), std::end(kDataByNameFunctions),
+                                                  f) != std::end(kDataByNameFunctions))
+        fail("function " + std::string(f) + "() reads data that lineage does not see");
+      if (std::find(std::begin(kStoringFunctions), std::end(kStoringFunctions), f) != std::end(kStoringFunctions))
+        add(stored_, r->src);
+    }
     return std::move(r->src);
   }
   if (name == "SubLink") return sublink(b);
@@ -542,6 +587,22 @@ Set Engine::expr(const JValue& v) {
     // (c).email, (c.*).email: field selection from a whole-row reference is that column only.
     const JValue* arg = b.get("arg");
     const JValue* ind = b.get("indirection");
+    // (x).f is also the call f(x) (attribute notation, any one-argument function): as a call of
+    // f over x (found by an attack round: (ssn-as-bigint).pg_advisory_lock showed in pg_locks).
+    if (arg && non_empty_array(ind))
+      for (const JValue& item : *ind)
+        if (item.node_name() == "String") {
+          const std::string_view f = string_node(item);
+          if (f.substr(0, 6) == "dblink" || std::find(std::begin(kDataByNameFunctions), std::end(kDataByNameFunctions),
+                                                      f) != std::end(kDataByNameFunctions))
+            fail("function " + std::string(f) + "() reads data that lineage does not see");
+          if (std::find(std::begin(kStoringFunctions), std::end(kStoringFunctions), f) != std::end(kStoringFunctions)) {
+            const bool was = quiet_;
+            quiet_ = true;  // (the argument is walked again below; here only its sources)
+            add(stored_, expr(*arg));
+            quiet_ = was;
+          }
+        }
     if (arg && arg->node_name() == "ColumnRef" && non_empty_array(ind) && ind->items[0].node_name() == "String") {
       auto r = column_ref(*arg->node_body());
       if (r && r->whole_row) {
@@ -585,26 +646,6 @@ Set Engine::window_def(const JValue& w) {
   return s;
 }
 
-// Functions that read data named by a value (SQL text, a table name, a file, a remote server):
-// their output derives from what their arguments name, not from their arguments' columns.
-constexpr std::string_view kDataByNameFunctions[] = {
-    "query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema", "table_to_xml", "table_to_xmlschema",
-    "table_to_xml_and_xmlschema", "cursor_to_xml", "cursor_to_xmlschema", "schema_to_xml", "schema_to_xmlschema",
-    "schema_to_xml_and_xmlschema", "database_to_xml", "database_to_xmlschema", "database_to_xml_and_xmlschema",
-    "ts_stat", "ts_rewrite", "get_raw_page", "heap_page_items", "heap_page_item_attrs", "tuple_data_split",
-    "pg_read_file", "pg_read_binary_file",
-};
-
-// Also those whose arguments other sessions can observe: advisory lock keys show in pg_locks
-// (found by an attack round: one lock per character read a masked e-mail back).
-constexpr std::string_view kStoringFunctions[] = {
-    "pg_notify", "set_config", "setval", "lo_from_bytea", "lo_put", "lowrite", "lo_create", "lo_import",
-    "lo_export", "pg_logical_emit_message", "pg_advisory_lock", "pg_advisory_lock_shared", "pg_advisory_xact_lock",
-    "pg_advisory_xact_lock_shared", "pg_try_advisory_lock", "pg_try_advisory_lock_shared",
-    "pg_try_advisory_xact_lock", "pg_try_advisory_xact_lock_shared", "pg_advisory_unlock",
-    "pg_advisory_unlock_shared", "pg_replication_origin_create", "pg_create_restore_point", "pg_file_write",
-    "pg_stat_statements_reset", "txid_current_if_assigned",
-};
 
 Set Engine::func_call(const JValue& b) {
   if (const JValue* fn = b.get("funcname"); non_empty_array(fn)) {
@@ -622,6 +663,10 @@ Set Engine::func_call(const JValue& b) {
     const std::string_view f = string_node(fn->items[fn->count - 1]);
     if (std::find(std::begin(kStoringFunctions), std::end(kStoringFunctions), f) != std::end(kStoringFunctions))
       add(stored_, s);
+    // A set-returning function in a target list multiplies the rows by what its arguments say.
+    if (std::find(std::begin(kSetReturningFunctions), std::end(kSetReturningFunctions), f) !=
+        std::end(kSetReturningFunctions))
+      filter(s);
   }
   if (const JValue* order = b.get("agg_order")) {
     Set o = expr(*order);
@@ -754,6 +799,10 @@ void Engine::range_function(const JValue& b, Level& level) {
       const JValue& call = items->items[0];
       Set s = expr(call);
       add(all, s);
+      // Its arguments decide how many rows it yields, which a count or the row count tells (found
+      // by an attack round: count(*) over generate_series(1, ascii(substr(email, i, 1))) spelled
+      // the e-mail): they count as a predicate (mask.deny_predicates).
+      filter(s);
       std::string_view fname;
       std::uint32_t nargs = 0;
       if (const JValue* fc = call.node_body(); fc && call.node_name() == "FuncCall") {

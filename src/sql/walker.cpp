@@ -181,6 +181,12 @@ void Walker::node(std::string_view name, const JValue& body) {
     }
     return;
   }
+  if (name == "A_Indirection") {
+    // (x).f: a field of x, or the call f(x) (attribute notation): counted as both.
+    if (const JValue* ind = body.get("indirection"); ind && ind->is_array())
+      for (const JValue& item : *ind)
+        if (item.node_name() == "String") attribute_call(string_node(item));
+  }
   if (name == "A_Expr" || name == "ResTarget" || name == "TypeCast" || name == "BoolExpr" || name == "List" ||
       name == "NullTest" || name == "SortBy" || name == "CaseExpr" || name == "CaseWhen" ||
       name == "A_Indirection" || name == "A_ArrayExpr" || name == "CoalesceExpr" || name == "RowExpr") {
@@ -313,6 +319,18 @@ void Walker::add_function(const JValue& funcname) {
     full += lower(string_node(part));
   }
   add_function_name(std::move(full));
+}
+
+void Walker::attribute_call(std::string_view field) {
+  // PostgreSQL reads x.f as f(x) when x has no field f, for any function of one argument (found
+  // by an attack round: ('/etc/passwd'::text).pg_read_file read the file on a production target,
+  // and (x::bigint).pg_advisory_lock took a lock). A field of that name is read instead: counting
+  // the call as well is the safe side.
+  std::string name = lower(field);
+  if (one_of(name, kFileFunctions)) out_.server_file_access = true;
+  if (name.rfind("dblink", 0) == 0) out_.remote_access = true;
+  if (one_of(name, kDynamicSqlFunctions)) out_.opaque_code = true;
+  add_function_name(std::move(name));
 }
 
 void Walker::add_function_name(std::string name) {
@@ -657,19 +675,23 @@ void Walker::column_ref(const JValue& body) {
         if (row_function(e, names[1])) return;
         return read_via(e, names[1]);
       }
-      return unqualified(names[0]);  // composite field access: col.field
+      attribute_call(names[1]);  // col.f: a field of col, or f(col)
+      return unqualified(names[0]);
     case 3:
       if (const RangeEntry* e = find_entry(names[1], names[0])) {
         if (row_function(e, names[2])) return;
         return add_read(e->rel, names[2]);
       }
+      attribute_call(names[2]);
       if (const RangeEntry* e = find_entry(names[0], {})) return add_read(e->rel, names[1]);
+      attribute_call(names[1]);
       return unqualified(names[0]);
     default:
       if (const RangeEntry* e = find_entry(names[2], names[1])) {
         if (row_function(e, names[3])) return;
         return add_read(e->rel, names[3]);
       }
+      attribute_call(names[named - 1]);
       if (const RangeEntry* e = find_entry(names[0], {})) return add_read(e->rel, names[1]);
       return unqualified(names[0]);
   }

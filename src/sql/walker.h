@@ -105,7 +105,8 @@ class Walker {
   void add_kind(StatementKind kind);
   void add_setting(std::string_view name);
   void add_function(const JValue& funcname);
-  void add_function_name(std::string name);  // "schema.name" or "name", lower case; once
+  void add_function_name(std::string name);
+  void attribute_call(std::string_view field);  // x.f: maybe f(x)  // "schema.name" or "name", lower case; once
   void add_write(StatementKind kind, int rel, const JValue* where);
   // The name the statement's target relation `rel` goes by in the current level (its alias, or
   // its name when it has none); "" when it has no entry there.

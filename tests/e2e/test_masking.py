@@ -422,6 +422,15 @@ def test_server_messages_do_not_quote_masked_values(masked_proxy, sql):
     "CREATE INDEX m_ix ON m_customers ((ssn::int))",
     "SELECT histogram_bounds::text FROM pg_stats WHERE tablename = 'm_customers'",
     "SELECT most_common_vals::text FROM pg_catalog.pg_stats",
+    # found by a later attack round: attribute notation calls a function too, (x).f is f(x)
+    "SELECT (replace(ssn, '-', '')::bigint).pg_advisory_lock FROM m_customers WHERE id = 1",
+    "SELECT (ascii(substr(email, 1, 1))::oid).lo_create FROM m_customers WHERE id = 1",
+    # replication slots and backup labels keep their names where other sessions read them
+    "SELECT pg_create_physical_replication_slot(replace(ssn, '-', '_')) FROM m_customers WHERE id = 1",
+    "SELECT pg_backup_start(ssn) FROM m_customers WHERE id = 1",
+    # the server's files hold the masked tables' data
+    "SELECT encode(pg_read_binary_file(pg_relation_filepath('m_customers')), 'escape')",
+    "COPY m_copy_target FROM PROGRAM 'echo x'",
 ])
 def test_side_channels_and_renames_are_refused(masked_proxy, pg, sql):
     proxy, tap = masked_proxy
@@ -476,7 +485,11 @@ def test_deny_predicates_refuses_filtering_by_a_masked_column(pg, user_hashes, t
                         "SELECT id FROM m_customers ORDER BY ssn",
                         "SELECT count(*) FROM m_customers GROUP BY ssn",
                         "SELECT a.id FROM m_customers a JOIN m_customers b ON a.ssn = b.ssn",
-                        "SELECT id FROM m_contacts_v2 WHERE id IN (SELECT id FROM m_customers WHERE ssn > '1')"):
+                        "SELECT id FROM m_contacts_v2 WHERE id IN (SELECT id FROM m_customers WHERE ssn > '1')",
+                        # the row count of a set-returning function over a masked value (an attack round)
+                        "SELECT (SELECT count(*) FROM generate_series(1, ascii(substr(ssn, 1, 1)))) FROM m_customers",
+                        "SELECT 1 FROM m_customers, generate_series(1, ascii(substr(ssn, 3, 1))) WHERE id = 1",
+                        "SELECT generate_series(1, ascii(substr(ssn, 1, 1))) FROM m_customers"):
                 with pytest.raises(psycopg.Error) as ei:
                     c.execute(sql)
                 assert ei.value.sqlstate == "42501" and "mask-pii" in str(ei.value), (sql, str(ei.value))
@@ -899,3 +912,39 @@ def test_the_audit_record_says_which_columns_were_masked(masked_proxy):
     r = subprocess.run([str(BINARY), "audit", "verify", "--store", str(store)], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("how", ["separate", "one-query", "deallocate-all", "described", "fetch-portal"])
+def test_a_protocol_statement_replaced_by_sql_prepare_is_not_traced_as_the_old_one(masked_proxy, how):
+    """Found by an attack round: a protocol statement "sw" of constants, DEALLOCATEd and PREPAREd
+    again through SQL as a SELECT of masked columns, was masked with the old statement's lineage:
+    a Bind/Execute of "sw" sent the e-mails and SSNs raw."""
+    proxy, tap = masked_proxy
+    c = pgwire.connect(proxy.port, ANALYST[0], ANALYST[1], "app")
+    try:
+        if how == "fetch-portal":  # bound to a named portal, read with SQL FETCH
+            c.send(pgwire.query("BEGIN") + _parse("SELECT 'x'::text, 'y'::text", "sw") + SYNC
+                   + pgwire.query("DEALLOCATE sw; PREPARE sw AS SELECT lower(email), ssn || '' FROM m_customers")
+                   + _bind("ph", "sw") + SYNC + pgwire.query("FETCH ALL FROM ph") + pgwire.query("COMMIT"))
+            msgs = []
+            for _ in range(6):
+                msgs += _until_ready(c)
+            data = b"".join(m[1] for m in msgs)
+            assert not _leaks(data), (how, _leaks(data), msgs)
+            return
+        # All sent at once (a pipeline): the proxy sees the Bind before the server has run the SQL.
+        dealloc = "DEALLOCATE ALL" if how == "deallocate-all" else "DEALLOCATE sw"
+        prep = "PREPARE sw AS SELECT lower(email), ssn || '' FROM m_customers"
+        sql = pgwire.query(dealloc + "; " + prep) if how == "one-query" else pgwire.query(dealloc) + pgwire.query(prep)
+        c.send(_parse("SELECT 'x'::text, 'y'::text", "sw") + (_describe("S", "sw") if how == "described" else b"")
+               + SYNC + sql + _bind("", "sw") + _execute() + SYNC)
+        msgs = []
+        for _ in range(2 if how == "one-query" else 3):
+            msgs += _until_ready(c)
+        msgs += _until_ready(c)
+        data = b"".join(m[1] for m in msgs)
+        assert b"D" in [m[0] for m in msgs] or b"E" in [m[0] for m in msgs], msgs
+        assert not _leaks(data), (how, _leaks(data), msgs)
+        assert c.simple_query("SELECT 'alive'") == [["alive"]]
+    finally:
+        c.close()

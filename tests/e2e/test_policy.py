@@ -393,6 +393,10 @@ CASES = [
          check=_no_large_objects),
     Case("pg-read-file-in-from", "guardrail.server_access", "SELECT * FROM pg_read_file('/etc/passwd')"),
     Case("pg-ls-dir", "guardrail.server_access", "SELECT pg_ls_dir('.')"),
+    # Attribute notation calls a one-argument function: (x).f is f(x) (found by an attack round).
+    Case("pg-read-file-attribute-notation", "guardrail.server_access", "SELECT ('/etc/passwd'::text).pg_read_file"),
+    Case("pg-read-file-column-notation", "guardrail.server_access",
+         "SELECT v.pg_read_file FROM {t}, (SELECT '/etc/passwd'::text AS v) s"),
     Case("ctas-pg-read-file", "guardrail.server_access",
          "CREATE TABLE {t}_copy AS SELECT pg_read_file('/etc/passwd') AS f", check=_no_table("{t}_copy")),
     Case("smuggle-insert-copy-program", "guardrail.server_access",
