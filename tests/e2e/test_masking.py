@@ -464,19 +464,26 @@ def test_set_local_search_path_then_commit_does_not_resolve_to_a_decoy(masked_pr
             d.execute("DROP SCHEMA m_decoy CASCADE")
 
 
-def test_deny_predicates_refuses_filtering_by_a_masked_column(pg, user_hashes, tmp_path_factory):
-    """mask.deny_predicates: WHERE/ORDER BY/GROUP BY/JOIN on a masked column is refused for those who
-    see it masked (it tells the value one question at a time); reading it masked still works."""
+def _pii_proxy(pg, user_hashes, tmp_path_factory, columns: list[str], mask: dict) -> Gatehouse:
+    """A proxy of its own whose one rule, mask-pii, masks `columns` (tagged pii) with `mask` for
+    everyone outside the privacy group; the schema made afresh."""
     with psycopg.connect(pg.dsn(), autocommit=True) as d:
         d.execute(SCHEMA_SQL)
     cfg = config_for(pg, user_hashes)
     cfg["users"] += [{"name": ANALYST[0], "password": hash_password(ANALYST[1]), "groups": ["analysts"]},
                      {"name": PRIVACY[0], "password": hash_password(PRIVACY[1]), "groups": ["privacy"]}]
     cfg["targets"] = [target("app", pg.port, password=pg.password)]
-    cfg["classification"] = [{"columns": ["m_customers.ssn"], "tags": ["pii"]}]
+    cfg["classification"] = [{"columns": columns, "tags": ["pii"]}]
     cfg["rules"] = [{"name": "mask-pii", "when": {"not_groups": ["privacy"], "tags": ["pii"]}, "action": "mask",
-                     "mask": {"strategy": "redact", "deny_predicates": True}}]
-    proxy = Gatehouse(cfg, workdir=tmp_path_factory.mktemp("gh-mask-pred")).start()
+                     "mask": mask}]
+    return Gatehouse(cfg, workdir=tmp_path_factory.mktemp("gh-mask-pii")).start()
+
+
+def test_deny_predicates_refuses_filtering_by_a_masked_column(pg, user_hashes, tmp_path_factory):
+    """mask.deny_predicates: WHERE/ORDER BY/GROUP BY/JOIN on a masked column is refused for those who
+    see it masked (it tells the value one question at a time); reading it masked still works."""
+    proxy = _pii_proxy(pg, user_hashes, tmp_path_factory, ["m_customers.ssn"],
+                       {"strategy": "redact", "deny_predicates": True})
     try:
         with psycopg.connect(host="127.0.0.1", port=proxy.port, user=ANALYST[0], password=ANALYST[1], dbname="app",
                              autocommit=True) as c:
@@ -535,16 +542,8 @@ def test_rules_can_refuse_what_they_would_otherwise_mask_or_null(pg, user_hashes
     whose type is not text (its masked value would be NULL or a stand-in), a statement whose
     columns' origin cannot be traced, and COPY of masked columns are refused for the identities the
     rule masks; what the rule does not mask, and every identity it does not cover, runs as before."""
-    with psycopg.connect(pg.dsn(), autocommit=True) as d:
-        d.execute(SCHEMA_SQL)
-    cfg = config_for(pg, user_hashes)
-    cfg["users"] += [{"name": ANALYST[0], "password": hash_password(ANALYST[1]), "groups": ["analysts"]},
-                     {"name": PRIVACY[0], "password": hash_password(PRIVACY[1]), "groups": ["privacy"]}]
-    cfg["targets"] = [target("app", pg.port, password=pg.password)]
-    cfg["classification"] = [{"columns": ["m_customers.ssn", "m_customers.score"], "tags": ["pii"]}]
-    cfg["rules"] = [{"name": "mask-pii", "when": {"not_groups": ["privacy"], "tags": ["pii"]}, "action": "mask",
-                     "mask": {"strategy": "redact", "binary": "deny", "undecided": "deny", "copy": "deny"}}]
-    proxy = Gatehouse(cfg, workdir=tmp_path_factory.mktemp("gh-mask-deny")).start()
+    proxy = _pii_proxy(pg, user_hashes, tmp_path_factory, ["m_customers.ssn", "m_customers.score"],
+                       {"strategy": "redact", "binary": "deny", "undecided": "deny", "copy": "deny"})
 
     def refused(c, sql, binary=None, want=""):
         with pytest.raises(psycopg.Error) as ei:
