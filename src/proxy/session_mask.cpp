@@ -285,9 +285,9 @@ void Session::mask_forwarded(char type, std::string_view body, bool substituted)
       const bool sql_named = sql_prepared_overflow_ || sql_prepared_names_.count(std::string(statement)) > 0;
       if (auto it = statements_.find(statement); ok && !sql_named && it != statements_.end())
         a = mask_resolved(it->second.analysis);
-      if (sql_named) masker_->forget_described();
-      // A FETCH of the portal is not traced as the statement the proxy knows under that name either.
       if (sql_named) {
+        masker_->forget_described();
+        // A FETCH of the portal is not traced as the statement the proxy knows under that name either.
         if (mask_untraced_portals_.size() >= 1000) mask_untraced_portals_.clear();
         mask_untraced_portals_.insert(std::string(portal));
       } else if (!mask_untraced_portals_.empty()) {
