@@ -517,7 +517,8 @@ constexpr std::string_view kDataByNameFunctions[] = {
     "table_to_xml_and_xmlschema", "cursor_to_xml", "cursor_to_xmlschema", "schema_to_xml", "schema_to_xmlschema",
     "schema_to_xml_and_xmlschema", "database_to_xml", "database_to_xmlschema", "database_to_xml_and_xmlschema",
     "ts_stat", "ts_rewrite", "get_raw_page", "heap_page_items", "heap_page_item_attrs", "tuple_data_split",
-    "pg_read_file", "pg_read_binary_file",
+    "pg_read_file", "pg_read_binary_file", "crosstab", "crosstab2", "crosstab3", "crosstab4", "connectby",
+    "xpath_table", "pg_show_all_file_settings", "pg_hba_file_rules", "pg_ident_file_mappings",
 };
 
 // Also those whose arguments other sessions can observe: advisory lock keys show in pg_locks

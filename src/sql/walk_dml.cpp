@@ -37,10 +37,15 @@ std::string_view sval_of(const JValue* v) {
 }  // namespace
 
 bool Walker::name_column(const JValue* v) {
+  // `name` or `pg_settings.name`: a column of that name qualified by anything else may be another
+  // FROM entry's or an outer query's (found by an attack round: set_config(o.name, ...) FROM
+  // pg_settings WHERE name = 'search_path', with o.name = 'gatehouse.identity' from outside).
   if (!v || v->node_name() != "ColumnRef") return false;
   const JValue* fields = v->node_body()->get("fields");
-  return fields && fields->is_array() && fields->count >= 1 && fields->count <= 2 &&
-         sval_of(&fields->items[fields->count - 1]) == "name";
+  if (!fields || !fields->is_array() || fields->count < 1 || fields->count > 2 ||
+      sval_of(&fields->items[fields->count - 1]) != "name")
+    return false;
+  return fields->count == 1 || sval_of(&fields->items[0]) == "pg_settings";
 }
 
 // WHERE exactly name = '<literal>' (either side): the literal; empty otherwise.

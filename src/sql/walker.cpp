@@ -40,6 +40,8 @@ constexpr std::string_view kFileFunctions[] = {
     "pg_ls_logicalmapdir", "pg_ls_replslotdir", "lo_import",    "lo_export",        "pg_file_write",
     "pg_file_rename", "pg_file_unlink",      "pg_file_sync",   "pg_logdir_ls",     "pg_file_read",
     "pg_file_length",
+    // The configuration files, as the views over them (found by an attack round).
+    "pg_show_all_file_settings", "pg_hba_file_rules", "pg_ident_file_mappings",
 };
 
 // Built-in functions of one argument that take a whole row (record, "any", anyelement, ...) and
@@ -59,6 +61,10 @@ constexpr std::string_view kDynamicSqlFunctions[] = {
     "table_to_xmlschema", "table_to_xml_and_xmlschema", "cursor_to_xml",  "cursor_to_xmlschema",
     "schema_to_xml",  "schema_to_xmlschema", "schema_to_xml_and_xmlschema", "database_to_xml",
     "database_to_xmlschema", "database_to_xml_and_xmlschema", "ts_stat", "ts_rewrite",
+    // Extensions that run SQL given as text (found by an attack round: tablefunc's crosstab read a
+    // denied table; xml2's xpath_table reads a table named by a value), or run it later/elsewhere.
+    "crosstab", "crosstab2", "crosstab3", "crosstab4", "connectby", "xpath_table", "schedule",
+    "schedule_in_database", "pg_background_launch",
     // pageinspect and pg_surgery: raw pages of a relation named by a value, read or changed below
     // SQL (found by adversarial testing: heap_page_items(get_raw_page('secrets', 0)) read the table,
     // heap_force_kill deleted rows with no DELETE).
@@ -673,6 +679,9 @@ void Walker::column_ref(const JValue& body) {
     case 2:
       if (const RangeEntry* e = find_entry(names[0], {})) {
         if (row_function(e, names[1])) return;
+        // f.x where f is a function in FROM returning one value: x(that value) (found by an attack
+        // round: SELECT f.pg_read_file FROM lower('/etc/hostname') f read the file).
+        if (e->kind == EntryKind::Function) attribute_call(names[1]);
         return read_via(e, names[1]);
       }
       attribute_call(names[1]);  // col.f: a field of col, or f(col)
@@ -683,7 +692,10 @@ void Walker::column_ref(const JValue& body) {
         return add_read(e->rel, names[2]);
       }
       attribute_call(names[2]);
-      if (const RangeEntry* e = find_entry(names[0], {})) return add_read(e->rel, names[1]);
+      if (const RangeEntry* e = find_entry(names[0], {})) {
+        if (e->kind == EntryKind::Function) attribute_call(names[1]);
+        return add_read(e->rel, names[1]);
+      }
       attribute_call(names[1]);
       return unqualified(names[0]);
     default:

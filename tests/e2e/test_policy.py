@@ -393,6 +393,17 @@ CASES = [
          check=_no_large_objects),
     Case("pg-read-file-in-from", "guardrail.server_access", "SELECT * FROM pg_read_file('/etc/passwd')"),
     Case("pg-ls-dir", "guardrail.server_access", "SELECT pg_ls_dir('.')"),
+    # A function in FROM returning one value: f.x is x(f) (found by an attack round).
+    Case("pg-read-file-from-function-attribute", "guardrail.server_access",
+         "SELECT f.pg_read_file FROM lower('/etc/passwd') AS f"),
+    Case("lo-import-from-function-attribute", "guardrail.server_access",
+         "SELECT f.lo_import FROM lower('/etc/hostname') AS f", check=_no_large_objects),
+    Case("ts-stat-from-function-attribute", "guardrail.opaque_code",
+         "SELECT ts.ts_stat FROM lower('select to_tsvector(''simple'', v) from {t}') ts"),
+    # the configuration files through the functions behind their views
+    Case("pg-hba-file-rules-function", "guardrail.server_access", "SELECT * FROM pg_hba_file_rules()"),
+    Case("pg-show-all-file-settings-function", "guardrail.server_access",
+         "SELECT sourcefile, name FROM pg_show_all_file_settings()"),
     # Attribute notation calls a one-argument function: (x).f is f(x) (found by an attack round).
     Case("pg-read-file-attribute-notation", "guardrail.server_access", "SELECT ('/etc/passwd'::text).pg_read_file"),
     Case("pg-read-file-column-notation", "guardrail.server_access",
@@ -1104,6 +1115,14 @@ def test_identity_settings_guardrail_on_every_target(prod):
     ("CREATE AGGREGATE pg_temp.spoof(text, bool) (sfunc = set_config, stype = text, initcond = 'gatehouse.identity')", None),
     ("CREATE TYPE pg_temp.t (input = set_config, output = textout)", None),
     ("UPDATE pg_settings SET setting = 'x' WHERE name LIKE 'gatehouse%%'", None),
+    # the pg_settings shortcut with the name from outside (found by an attack round)
+    ("SELECT (SELECT set_config(o.name, 'bob', false) FROM pg_settings WHERE name = 'search_path') "
+     "FROM (SELECT 'gatehouse.identity'::text AS name) o", None),
+    ("WITH o AS (SELECT 'gatehouse.identity_groups'::text AS name) SELECT (SELECT set_config(o.name, "
+     "'dba,admins', false) FROM pg_catalog.pg_settings WHERE name = 'search_path') FROM o", None),
+    # dynamic SQL reached through attribute notation on a function in FROM
+    ("SELECT f.ts_stat FROM lower('select to_tsvector(set_config(''gatehouse.identity'', ''mallory'', "
+     "false))') f", None),
 ])
 def test_identity_settings_named_at_run_time_are_refused_on_every_target(prod, sql, params):
     """set_config whose setting name the proxy cannot read could be gatehouse.identity; code that
