@@ -45,7 +45,7 @@ bool Walker::name_column(const JValue* v) {
   if (!fields || !fields->is_array() || fields->count < 1 || fields->count > 2 ||
       sval_of(&fields->items[fields->count - 1]) != "name")
     return false;
-  return fields->count == 1 || sval_of(&fields->items[0]) == "pg_settings";
+  return fields->count == 1 || sval_of(&fields->items[0]) == pg_settings_qualifier_;
 }
 
 // WHERE exactly name = '<literal>' (either side): the literal; empty otherwise.
@@ -69,6 +69,9 @@ std::string_view Walker::pg_settings_row(const JValue& b) {
   const JValue* rv = from->items[0].node_body();
   const auto schema = rv->get_str("schemaname");
   if (rv->get_str("relname") != "pg_settings" || !(schema.empty() || schema == "pg_catalog")) return {};
+  const JValue* alias = rv->get("alias");
+  const std::string_view aliasname = alias ? alias->get_str("aliasname") : std::string_view();
+  pg_settings_qualifier_ = aliasname.empty() ? std::string_view("pg_settings") : aliasname;
   return name_equals_literal(b.get("whereClause"));
 }
 
@@ -108,9 +111,11 @@ void Walker::select_stmt(const JValue& b, Mode mode) {
     for (const JValue& item : *from) from_item(item);
   }
   const auto outer_settings_name = pg_settings_name_;
+  const auto outer_settings_qualifier = pg_settings_qualifier_;
   pg_settings_name_ = pg_settings_row(b);
   walk_member(b, "targetList");
   pg_settings_name_ = outer_settings_name;
+  pg_settings_qualifier_ = outer_settings_qualifier;
   walk_member(b, "whereClause");
   walk_member(b, "groupClause");
   walk_member(b, "havingClause");

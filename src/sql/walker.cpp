@@ -327,6 +327,10 @@ void Walker::add_function(const JValue& funcname) {
   add_function_name(std::move(full));
 }
 
+bool Walker::named_column(const RangeEntry& e, std::string_view column) {
+  return std::find(e.columns.names.begin(), e.columns.names.end(), column) != e.columns.names.end();
+}
+
 void Walker::attribute_call(std::string_view field) {
   // PostgreSQL reads x.f as f(x) when x has no field f, for any function of one argument (found
   // by an attack round: ('/etc/passwd'::text).pg_read_file read the file on a production target,
@@ -681,7 +685,7 @@ void Walker::column_ref(const JValue& body) {
         if (row_function(e, names[1])) return;
         // f.x where f is a function in FROM returning one value: x(that value) (found by an attack
         // round: SELECT f.pg_read_file FROM lower('/etc/hostname') f read the file).
-        if (e->kind == EntryKind::Function) attribute_call(names[1]);
+        if (e->kind == EntryKind::Function && !named_column(*e, names[1])) attribute_call(names[1]);
         return read_via(e, names[1]);
       }
       attribute_call(names[1]);  // col.f: a field of col, or f(col)
@@ -693,7 +697,7 @@ void Walker::column_ref(const JValue& body) {
       }
       attribute_call(names[2]);
       if (const RangeEntry* e = find_entry(names[0], {})) {
-        if (e->kind == EntryKind::Function) attribute_call(names[1]);
+        if (e->kind == EntryKind::Function && !named_column(*e, names[1])) attribute_call(names[1]);
         return add_read(e->rel, names[1]);
       }
       attribute_call(names[1]);
@@ -909,7 +913,13 @@ void Walker::from_item(const JValue& item) {
     // columns; a column definition list names all of them.
     Columns columns;
     columns.names.push_back(alias.empty() ? fn_name : alias);
-    if (const JValue* a = body->get("alias")) apply_alias_columns(columns, a->get("colnames"));
+    if (const JValue* a = body->get("alias")) {
+      apply_alias_columns(columns, a->get("colnames"));
+      // Every name of the alias list is a column (WITH ORDINALITY AS a(relid, depth): depth too).
+      if (const JValue* cn = a->get("colnames"); cn && cn->is_array())
+        for (std::uint32_t i = std::uint32_t(columns.names.size()); i < cn->count; ++i)
+          columns.names.push_back(string_node(cn->items[i]));
+    }
     if (coldefs && coldefs->is_array() && coldefs->count > 0) {
       columns.names.clear();
       for (const JValue& cd : *coldefs) {

@@ -106,7 +106,8 @@ class Walker {
   void add_setting(std::string_view name);
   void add_function(const JValue& funcname);
   void add_function_name(std::string name);
-  void attribute_call(std::string_view field);  // x.f: maybe f(x)  // "schema.name" or "name", lower case; once
+  void attribute_call(std::string_view field);  // x.f: maybe f(x)
+  static bool named_column(const RangeEntry& e, std::string_view column);  // among the entry's known names  // "schema.name" or "name", lower case; once
   void add_write(StatementKind kind, int rel, const JValue* where);
   // The name the statement's target relation `rel` goes by in the current level (its alias, or
   // its name when it has none); "" when it has no entry there.
@@ -166,10 +167,12 @@ class Walker {
   // In a SELECT ... FROM pg_settings WHERE name = '<x>' (pg_dump's way to set a setting only
   // where the server has it): x, which set_config(name, ...) in its target list then sets.
   std::string_view pg_settings_name_;
-  static std::string_view pg_settings_row(const JValue& select_body);
-  static std::string_view pg_settings_update_name(const JValue& update_body);
-  static std::string_view name_equals_literal(const JValue* where);
-  static bool name_column(const JValue* v);  // a column reference `name` or `x.name`
+  // What `name` may be qualified with in that pg_settings row: the view's name or its alias.
+  std::string_view pg_settings_qualifier_ = "pg_settings";
+  std::string_view pg_settings_row(const JValue& select_body);
+  std::string_view pg_settings_update_name(const JValue& update_body);
+  std::string_view name_equals_literal(const JValue* where);
+  bool name_column(const JValue* v);  // `name`, or `q.name` with q the pg_settings row's qualifier
   bool in_ddl_ = false;                 // DefElem options mean file_fdw/foreign options here
 };
 
