@@ -79,8 +79,20 @@ void ResultMasker::set_rules(std::shared_ptr<const policy::Policy> policy, std::
     detectors_ = std::make_unique<masking::Detectors>(enabled);
 }
 
+void ResultMasker::note_forwarded(const sql::Statement& st) {
+  // A relation this session creates (the catalog read before does not have it) holds no masked
+  // values: statements that would copy them into it are refused (refusal_for). Until the catalog
+  // is read again it is known as such, not as a relation of unknown origin (found by a client
+  // trial: CREATE TEMP TABLE t AS SELECT ...; SELECT count(*) FROM t in one Query counted 0).
+  if (!catalog_ || std::find(st.kinds.begin(), st.kinds.end(), sql::StatementKind::Create) == st.kinds.end()) return;
+  for (const auto& r : st.relations)
+    if ((r.access & sql::kDdl) && !catalog_->find(r.schema, r.name) && created_.size() < 1000)
+      created_.insert(r.schema + "." + r.name);
+}
+
 void ResultMasker::set_catalog(std::shared_ptr<const sql::Catalog> catalog) {
   catalog_ = std::move(catalog);
+  created_.clear();
   column_specs_.clear();
   views_.clear();
   lineages_.clear();
@@ -304,14 +316,26 @@ void ResultMasker::note_masked(std::size_t column, const sql::SourceColumn& orig
   if (std::find(masked_.begin(), masked_.end(), d) == masked_.end()) masked_.push_back(std::move(d));
 }
 
-bool ResultMasker::uncertain(const sql::Statement& st) const {
-  if (path_uncertain_) return true;
-  // Found by an attack round: with a table shadowing a masked one on the search_path, another
-  // session dropped the shadow, and for up to catalog_ttl this session traced expressions over the
-  // name through the dropped shadow while the server read the masked table.
-  if (catalog_)
-    for (const auto& r : st.relations)
-      if (r.schema.empty() && catalog_->shadowing(r.name)) return true;
+bool ResultMasker::uncertain(const sql::Statement& st) {
+  // An unqualified name may mean another relation than the catalog's search path says: after a
+  // change of the search_path or of tables earlier in the batch (any schema's relation of that
+  // name), or when a relation of that name in another schema of the path can be dropped by another
+  // session at any moment (found by an attack round: expressions over the masked table came back
+  // raw, traced through a dropped shadow). Uncertain only when one of the candidates has masked
+  // columns: otherwise whichever it means, nothing of it is masked (found by a client trial:
+  // migrations and reports over unmasked tables were refused or came back masked).
+  if (!catalog_) return false;
+  for (const auto& r : st.relations) {
+    if (!r.schema.empty()) continue;
+    const auto candidates = catalog_->named(r.name, path_uncertain_);
+    if (candidates.size() < 2 && !(path_uncertain_ && candidates.size() == 1 && candidates[0] != catalog_->find("", r.name)))
+      continue;
+    for (const auto* c : candidates)
+      for (const auto& col : c->columns) {
+        bool unknown = false;
+        if (spec_of_relation_column(c->oid, col.attnum, unknown)) return true;
+      }
+  }
   return false;
 }
 
@@ -406,8 +430,10 @@ bool ResultMasker::involves_masked(const sql::Statement& st, bool unknown_counts
     if (!rel) {
       // Unknown (made since the catalog was read, or by this very text): a relation only written
       // to is no source of values (found by a client trial: CREATE TEMP TABLE t ...; INSERT INTO t
-      // VALUES ... in one Query was refused); one read from may be anything.
+      // VALUES ... in one Query was refused); one read from may be anything, unless this session
+      // made it (note_forwarded).
       if (!(r.access & (sql::kRead | sql::kUpdate | sql::kDelete)) || !unknown_counts) continue;
+      if (created_.count(r.schema + "." + r.name)) continue;
       return true;
     }
     for (const auto& c : rel->columns) {
@@ -906,7 +932,8 @@ std::string ResultMasker::copy_unsupported(const sql::CopyOut& c) {
     if (*o && o->value().size() != 1) return "a COPY option of more than one character";
   // In text format PostgreSQL does not escape a value equal to the NULL string: a chosen NULL
   // string would pass a guessed value through as "NULL" (found by an attack round).
-  if (c.format == "text" && c.null) return "a NULL string in text format";
+  // (\N, the default, as psycopg2's copy_to spells it out, is the default's own behaviour.)
+  if (c.format == "text" && c.null && *c.null != "\\N") return "a NULL string other than \\N in text format";
   masking::CopyFormat format;
   const masking::CopyMasker probe(format, {}, {}, copy_options(c, format));
   if (probe.failed()) return "COPY options the proxy cannot read back";

@@ -17,6 +17,7 @@
 #include <string_view>
 #include <utility>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "masking/detect.h"
@@ -59,7 +60,7 @@ class ResultMasker {
   void set_path_uncertain(bool v) { path_uncertain_ = v; }
   bool path_uncertain() const { return path_uncertain_; }
   // path_uncertain(), or the statement names a table that more than one schema of the path holds.
-  bool uncertain(const sql::Statement& st) const;
+  bool uncertain(const sql::Statement& st);
   // The result columns masked since the last take, as "schema.table.column (rule)" (or "column N
   // (origin unknown)"), for the audit record of the statement that returned them; collected only
   // when the session audits.
@@ -67,6 +68,8 @@ class ResultMasker {
   std::vector<std::string> take_masked() { return std::exchange(masked_, {}); }
   // Tables may have changed (DDL forwarded): Describe answers kept for later Executes are dropped.
   void forget_described();
+  // A statement forwarded to the server (after on_query/on_parse): the relations it creates.
+  void note_forwarded(const sql::Statement& st);
 
   // Whether the relay must hand over this backend message whole (its body is needed).
   bool needs_whole(char type) const;
@@ -136,6 +139,7 @@ class ResultMasker {
   std::shared_ptr<const policy::Policy> policy_;
   std::vector<std::size_t> rules_;
   bool collect_ = false;
+  std::unordered_set<std::string> created_;  // "schema.name" made by this session since the catalog read
   std::vector<std::string> masked_;
   std::string key_;
   std::shared_ptr<const sql::Catalog> catalog_;

@@ -247,6 +247,7 @@ void Session::mask_forwarded(char type, std::string_view body, bool substituted)
       if (a)
         for (const auto& st : a->statements) {
           if (changes_catalog(st) || changes_search_path(st)) mask_catalog_changed();
+          masker_->note_forwarded(st);
         }
       masker_->on_query(std::move(a));
       break;
@@ -266,6 +267,7 @@ void Session::mask_forwarded(char type, std::string_view body, bool substituted)
           if (auto a = worker_.analyzer.analyze(text))
             for (const auto& st : a->statements) {
               if (changes_catalog(st) || changes_search_path(st)) mask_catalog_changed();
+              masker_->note_forwarded(st);
             }
       }
       masker_->on_parse(name);

@@ -43,12 +43,31 @@ void Catalog::add(CatalogRelation relation) {
     const CatalogRelation& old = relations_[index];
     auto old_name = by_name_.find(name_key(old.schema, old.name));
     if (old_name != by_name_.end() && old_name->second == index) by_name_.erase(old_name);
+    for (auto [b, e] = by_relname_.equal_range(old.name); b != e; ++b)
+      if (b->second == index) {
+        by_relname_.erase(b);
+        break;
+      }
     relations_[index] = std::move(relation);
   } else {
     relations_.push_back(std::move(relation));
     by_oid_.emplace(relations_.back().oid, index);
   }
+  by_relname_.emplace(relations_[index].name, index);
   by_name_[std::move(key)] = index;
+}
+
+std::vector<const CatalogRelation*> Catalog::named(std::string_view name, bool all_schemas) const {
+  std::vector<const CatalogRelation*> out;
+  for (auto [b, e] = by_relname_.equal_range(std::string(name)); b != e; ++b) {
+    const CatalogRelation& r = relations_[b->second];
+    // Still the relation under that name (not taken over by a later one of the same schema).
+    const auto it = by_name_.find(name_key(r.schema, r.name));
+    if (it == by_name_.end() || it->second != b->second) continue;
+    if (all_schemas || std::find(search_path_.begin(), search_path_.end(), r.schema) != search_path_.end())
+      out.push_back(&r);
+  }
+  return out;
 }
 
 const CatalogRelation* Catalog::find(std::string_view schema, std::string_view name) const {
@@ -61,13 +80,6 @@ const CatalogRelation* Catalog::find(std::string_view schema, std::string_view n
     if (it != by_name_.end()) return &relations_[it->second];
   }
   return nullptr;
-}
-
-bool Catalog::shadowing(std::string_view name) const {
-  int found = 0;
-  for (const std::string& s : search_path_)
-    if (by_name_.count(name_key(s, name)) > 0 && ++found > 1) return true;
-  return false;
 }
 
 const CatalogRelation* Catalog::by_oid(std::uint32_t oid) const {

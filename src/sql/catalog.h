@@ -40,9 +40,8 @@ class Catalog {
   // `schema` "" resolves through the search path, as PostgreSQL resolves a relation name.
   const CatalogRelation* find(std::string_view schema, std::string_view name) const;
   const CatalogRelation* by_oid(std::uint32_t oid) const;
-  // Whether an unqualified name is found in more than one schema of the search path: which table
-  // it means then depends on one that another session may drop.
-  bool shadowing(std::string_view name) const;
+  // The relations of that name: in the search path's schemas, or (all_schemas) in any schema.
+  std::vector<const CatalogRelation*> named(std::string_view name, bool all_schemas) const;
   std::size_t size() const { return relations_.size(); }
 
   // Functions outside the system schemas (user code the proxy cannot see into), by name and by
@@ -55,6 +54,7 @@ class Catalog {
   std::vector<CatalogRelation> relations_;
   std::unordered_map<std::uint32_t, std::size_t> by_oid_;
   std::unordered_map<std::string, std::size_t> by_name_;  // "schema\0name"
+  std::unordered_multimap<std::string, std::size_t> by_relname_;  // name
   std::vector<std::string> search_path_;
 };
 
