@@ -1176,7 +1176,8 @@ std::shared_ptr<const policy::Decision> Session::mask_refusal(const sql::Analysi
   if (why)
       return proxy_refusal("masking.unmaskable", *why,
                            "statement refused: " + *why + "; masking rules apply to your session",
-                           "select the columns you need with SELECT, whose results are masked", "42501");
+                           "results are masked for you; statements whose values masking cannot follow are refused "
+                           "(docs/policy.md, Masking)", "42501");
   return nullptr;
 }
 
