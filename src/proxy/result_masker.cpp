@@ -108,23 +108,24 @@ void ResultMasker::on_query(std::shared_ptr<const sql::Analysis> analysis) {
 
 void ResultMasker::on_bind(std::string_view portal, std::string_view statement, std::string_view body,
                            std::shared_ptr<const sql::Analysis> analysis) {
+  const std::string key(portal);  // one copy of the name for the maps below
   if (portal_analysis_.size() >= kMaxNames) portal_analysis_.clear();
-  portal_analysis_[std::string(portal)] = BoundStatement{std::move(analysis), ++seq_};
+  portal_analysis_[key] = BoundStatement{std::move(analysis), ++seq_};
   Unit u;
   u.kind = Unit::Kind::Ext;
   units_.push_back(std::move(u));
   std::vector<std::int16_t> formats;
   const bool ok = result_formats(body, formats);
-  portal_fields_.erase(std::string(portal));
+  portal_fields_.erase(key);
   if (portal_gen_.size() >= kMaxNames) portal_gen_.clear();
-  portal_gen_[std::string(portal)] = ++seq_;
+  portal_gen_[key] = ++seq_;
   if (portal_formats_.size() >= kMaxNames) portal_formats_.clear();
   if (portal_statement_.size() >= kMaxNames) portal_statement_.clear();
-  portal_statement_[std::string(portal)] = std::string(statement);
+  portal_statement_[key] = std::string(statement);
   if (ok)
-    portal_formats_[std::string(portal)] = std::move(formats);
+    portal_formats_[key] = std::move(formats);
   else
-    portal_formats_.erase(std::string(portal));
+    portal_formats_.erase(key);
 }
 
 bool ResultMasker::result_formats(std::string_view body, std::vector<std::int16_t>& formats) {
@@ -327,9 +328,10 @@ bool ResultMasker::uncertain(const sql::Statement& st) {
   if (!catalog_) return false;
   for (const auto& r : st.relations) {
     if (!r.schema.empty()) continue;
+    // (With one candidate or none, the name means it or nothing the catalog knows: the lineage is
+    // right, or undecided and masked as unknown.)
     const auto candidates = catalog_->named(r.name, path_uncertain_);
-    if (candidates.size() < 2 && !(path_uncertain_ && candidates.size() == 1 && candidates[0] != catalog_->find("", r.name)))
-      continue;
+    if (candidates.size() < 2) continue;
     for (const auto* c : candidates)
       for (const auto& col : c->columns) {
         bool unknown = false;

@@ -284,7 +284,8 @@ void Session::mask_forwarded(char type, std::string_view body, bool substituted)
       // A name SQL PREPARE used too may hold another text by the time the server binds it (a
       // DEALLOCATE and PREPARE pipelined ahead of the Bind: found by an attack round, the old
       // statement's lineage masked the new one's columns): traced as unknown (fail closed).
-      const bool sql_named = sql_prepared_overflow_ || sql_prepared_names_.count(std::string(statement)) > 0;
+      const bool sql_named = sql_prepared_overflow_ ||
+                             (!sql_prepared_names_.empty() && sql_prepared_names_.count(std::string(statement)) > 0);
       if (auto it = statements_.find(statement); ok && !sql_named && it != statements_.end())
         a = mask_resolved(it->second.analysis);
       if (sql_named) {
