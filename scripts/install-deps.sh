@@ -5,7 +5,7 @@ set -eu
 PKGS="build-essential cmake pkg-config libasio-dev libssl-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
 libcli11-dev libexpected-dev libre2-dev libcpp-httplib-dev nlohmann-json3-dev libpg-query-dev libgtest-dev libgmock-dev libbenchmark-dev
 postgresql postgresql-contrib postgresql-client pgbouncer python3 python3-psycopg python3-pytest python3-asyncpg python3-yaml openssl curl
-clang-14 libclang-rt-14-dev libsqlite3-dev sqlite3 libpq-dev openjdk-17-jdk-headless libpostgresql-jdbc-java"
+clang-14 libclang-rt-14-dev libsqlite3-dev sqlite3 libzstd-dev zstd python3-zstandard libpq-dev openjdk-17-jdk-headless libpostgresql-jdbc-java"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

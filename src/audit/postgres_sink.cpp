@@ -106,6 +106,7 @@ class PostgresAuditSink final : public AuditSink {
   }
 
   std::string_view name() const override { return name_; }
+  bool needs_index() const override { return true; }
 
   Result<std::optional<ChainHead>> head(std::string_view node) override {
     const std::string n(node);

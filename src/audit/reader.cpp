@@ -20,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "audit/block.h"
 #include "audit/event.h"
 #include "audit/sqlite_schema.h"
 #include "policy/glob.h"
@@ -285,15 +286,53 @@ Where where_of(const SearchFilter& f) {
   return w;
 }
 
+StoredRecord parse_line(std::string_view line, std::uint64_t number);
+
+// The records of a block's data ("[\n" line ",\n" line ... "\n]", see sqlite_schema.h), each
+// passed to fn with its line (1-based) in the block; false when fn stopped.
+bool each_block_line(std::string_view data, const std::function<bool(std::string_view line, std::uint64_t n)>& fn) {
+  std::uint64_t n = 0;
+  std::size_t at = 0;
+  while (at < data.size()) {
+    std::size_t end = data.find('\n', at);
+    if (end == std::string_view::npos) end = data.size();
+    std::string_view line = data.substr(at, end - at);
+    at = end + 1;
+    if (line == "[" || line == "]" || line.empty()) continue;
+    if (line.back() == ',') line.remove_suffix(1);
+    if (line.size() > 2 && line.substr(line.size() - 2) == "}]" && at >= data.size()) line.remove_suffix(1);  // "...}]" without its own line
+    if (!fn(line, ++n)) return false;
+  }
+  return true;
+}
+
+// The search columns of a blocks store are derived from the bodies into a temporary table of the
+// reader's own connection, named as the rows layout's table (a TEMP table hides a main one of
+// the same name), so that every query below serves both layouts.
+constexpr const char* kTempRecords = R"sql(
+CREATE TEMP TABLE IF NOT EXISTS audit_records (
+  seq INTEGER PRIMARY KEY, node TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL, body TEXT NOT NULL,
+  time TEXT NOT NULL, time_us INTEGER NOT NULL, type TEXT NOT NULL, session INTEGER NOT NULL,
+  statement INTEGER NOT NULL, subject TEXT NOT NULL, email TEXT NOT NULL, groups TEXT NOT NULL, kind TEXT NOT NULL,
+  client TEXT NOT NULL, target TEXT NOT NULL, environment TEXT NOT NULL, database TEXT NOT NULL, kinds TEXT NOT NULL,
+  relations TEXT NOT NULL, tags TEXT NOT NULL, decision TEXT NOT NULL, rule TEXT NOT NULL, outcome TEXT NOT NULL,
+  sqlstate TEXT NOT NULL, rows INTEGER NOT NULL, duration_us INTEGER NOT NULL, text TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS temp.audit_records_time ON audit_records (time_us);
+CREATE INDEX IF NOT EXISTS temp.audit_records_result ON audit_records (session, statement) WHERE type = 'result';
+CREATE INDEX IF NOT EXISTS temp.audit_records_start ON audit_records (seq) WHERE type = 'start';
+)sql";
+
 class SqliteReader final : public AuditReader {
  public:
-  SqliteReader(store::SqliteDb db, std::string path) : db_(std::move(db)), description_("sqlite:" + path) {}
+  SqliteReader(store::SqliteDb db, std::string path, bool blocks)
+      : db_(std::move(db)), description_("sqlite:" + path), blocks_(blocks) {}
 
   std::string_view description() const override { return description_; }
-  bool has_columns() const override { return true; }
+  bool has_columns() const override { return !blocks_; }
 
   Result<std::vector<std::string>> nodes() override {
-    auto st = db_.prepare("SELECT DISTINCT node FROM audit_records ORDER BY node");
+    auto st = db_.prepare(blocks_ ? "SELECT DISTINCT node FROM main.audit_blocks ORDER BY node"
+                                  : "SELECT DISTINCT node FROM audit_records ORDER BY node");
     if (!st) return tl::unexpected(st.error());
     std::vector<std::string> out;
     for (;;) {
@@ -324,6 +363,7 @@ class SqliteReader final : public AuditReader {
 
   Result<void> scan(std::string_view node, std::int64_t after_seq,
                     const std::function<bool(const StoredRecord&)>& fn) override {
+    if (blocks_) return scan_blocks(node, after_seq, fn);
     std::string types;
     for (const auto& c : kColumnTypes) types += std::string(types.empty() ? "" : "||") + "typeof(a." + c.name + ")";
     auto st = db_.prepare(std::string("SELECT ") + kColumns + ", " + types +
@@ -359,6 +399,7 @@ class SqliteReader final : public AuditReader {
   }
 
   Result<void> each(const SearchFilter& f, const std::function<bool(const Record&)>& fn) override {
+    if (auto m = materialize(); !m) return m;
     const Where w = where_of(f);
     auto st = db_.prepare(std::string("SELECT ") + kColumns + " FROM audit_records a" + w.sql +
                           " ORDER BY a.time_us, a.node, a.seq");
@@ -378,6 +419,7 @@ class SqliteReader final : public AuditReader {
   Result<SearchPage> search(const SearchFilter& f) override {
     auto cursor = parse_cursor(f.cursor);
     if (!cursor) return tl::unexpected(cursor.error());
+    if (auto m = materialize(); !m) return tl::unexpected(m.error());
     Where w = where_of(f);
     if (*cursor) {
       w.sql += " AND (a.time_us, a.node, a.seq) < (?, ?, ?)";
@@ -420,8 +462,160 @@ class SqliteReader final : public AuditReader {
   }
 
  private:
+  // Blocks: the records of every block with first_seq > done_, in order, each passed with the
+  // block's columns checked against its records (a disagreement is set on its last record).
+  struct BlockRow {
+    std::int64_t first = 0, last = 0, count = 0, min_time = 0, max_time = 0;
+    std::string node, last_hash;
+    std::string error;  // the data could not be read (then it is passed as "")
+  };
+  Result<void> each_block(std::string_view node, std::int64_t after_first,
+                          const std::function<bool(const BlockRow&, std::string_view data)>& fn) {
+    auto st = db_.prepare(node.empty() ? "SELECT first_seq, last_seq, records, node, min_time_us, max_time_us, last_hash, data "
+                                         "FROM main.audit_blocks WHERE first_seq > ?1 ORDER BY first_seq"
+                                       : "SELECT first_seq, last_seq, records, node, min_time_us, max_time_us, last_hash, data "
+                                         "FROM main.audit_blocks WHERE first_seq > ?1 AND node = ?2 ORDER BY first_seq");
+    if (!st) return tl::unexpected(st.error());
+    st->bind(1, after_first);
+    if (!node.empty()) st->bind(2, node);
+    for (;;) {
+      auto row = st->step();
+      if (!row) return tl::unexpected(row.error());
+      if (!*row) return {};
+      BlockRow b{st->column_int(0), st->column_int(1), st->column_int(2), st->column_int(4), st->column_int(5),
+                 std::string(st->column_text(3)), std::string(st->column_text(6)), {}};
+      auto text = block_text(st->column_blob(7));
+      if (!text) {
+        b.error = text.error().message;
+        text = std::string();
+      }
+      if (!fn(b, *text)) {
+        st->reset();
+        return {};
+      }
+    }
+  }
+
+  Result<void> scan_blocks(std::string_view node, std::int64_t after_seq, const std::function<bool(const StoredRecord&)>& fn) {
+    // The block holding after_seq + 1 and every one after it.
+    std::int64_t from = 0;
+    if (after_seq > 0) {
+      auto st = db_.prepare("SELECT max(first_seq) FROM main.audit_blocks WHERE first_seq <= ?1");
+      if (!st) return tl::unexpected(st.error());
+      st->bind(1, after_seq + 1);
+      auto row = st->step();
+      if (!row) return tl::unexpected(row.error());
+      if (*row && !st->column_is_null(0)) from = st->column_int(0) - 1;
+      st->reset();
+    }
+    std::vector<StoredRecord> recs;
+    bool go_on = true;
+    auto r = each_block(node, from, [&](const BlockRow& b, std::string_view data) {
+      recs.clear();
+      if (!b.error.empty()) {  // verify reports it as a record that is not one
+        StoredRecord bad;
+        bad.well_formed = false;
+        bad.seq = b.first;
+        bad.block_problem = "the block of records " + std::to_string(b.first) + "-" + std::to_string(b.last) +
+                            " cannot be read (" + b.error + "): its data was changed";
+        return fn(bad);
+      }
+      each_block_line(data, [&](std::string_view line, std::uint64_t) {
+        recs.push_back(parse_line(line, 0));
+        recs.back().line = 0;
+        return true;
+      });
+      // What the block's columns say must be what its records say: searches skip blocks by them.
+      std::string problem;
+      std::int64_t lo = INT64_MAX, hi = INT64_MIN;
+      bool sound = !recs.empty();
+      for (const auto& x : recs) {
+        if (!x.well_formed) sound = false;
+        auto idx = x.well_formed ? index_of(x.body) : Result<RecordIndex>(fail("", ""));
+        if (!idx) {
+          sound = false;
+          continue;
+        }
+        lo = std::min(lo, idx->time_us);
+        hi = std::max(hi, idx->time_us);
+      }
+      if (sound) {
+        if (recs.front().seq != b.first || recs.back().seq != b.last || std::int64_t(recs.size()) != b.count)
+          problem = "the block of records " + std::to_string(b.first) + "-" + std::to_string(b.last) +
+                    " says it holds records " + std::to_string(b.first) + " to " + std::to_string(b.last) + " (" +
+                    std::to_string(b.count) + "), but holds " + std::to_string(recs.front().seq) + " to " +
+                    std::to_string(recs.back().seq) + " (" + std::to_string(recs.size()) + ")";
+        else if (lo != b.min_time || hi != b.max_time)
+          problem = "the time range of the block of records " + std::to_string(b.first) + "-" + std::to_string(b.last) +
+                    " disagrees with its records' times: searches by time would miss some of them";
+        else if (recs.back().hash != b.last_hash)
+          problem = "the last_hash of the block of records " + std::to_string(b.first) + "-" + std::to_string(b.last) +
+                    " is not the hash of record " + std::to_string(b.last);
+        else if (b.node != recs.back().node)
+          problem = "the node column of the block of records " + std::to_string(b.first) + "-" + std::to_string(b.last) +
+                    " was changed";
+      }
+      for (std::size_t i = 0; i < recs.size(); ++i) {
+        auto& x = recs[i];
+        if (x.well_formed && x.seq > 0 && x.seq <= after_seq) continue;
+        if (i + 1 == recs.size()) x.block_problem = problem;
+        if (!fn(x)) return go_on = false;
+      }
+      return true;
+    });
+    return r;
+  }
+
+  // Derives the search columns of the blocks not read yet into the temporary table.
+  Result<void> materialize() {
+    if (!blocks_) return {};
+    if (!temp_ready_) {
+      if (auto r = db_.exec(kTempRecords); !r) return r;
+      auto ins = db_.prepare(kSqliteInsert);
+      if (!ins) return tl::unexpected(ins.error());
+      insert_ = std::move(*ins);
+      temp_ready_ = true;
+    }
+    if (auto r = db_.exec("BEGIN"); !r) return r;
+    std::optional<Error> err;
+    auto r = each_block({}, done_, [&](const BlockRow& b, std::string_view data) {
+      each_block_line(data, [&](std::string_view line, std::uint64_t) {
+        const auto parts = split_record_line(line);
+        if (!parts) return true;  // verify reports it
+        auto rec = record_of(std::string(parts->hash), std::string(parts->body));
+        if (!rec || rec->seq == 0) return true;
+        const auto& x = rec->index;
+        auto& s = insert_;
+        s.bind_static(1, x.node).bind(2, std::int64_t(rec->seq)).bind_static(3, rec->prev).bind_static(4, rec->hash);
+        s.bind_static(5, rec->body).bind_static(6, x.time).bind(7, x.time_us).bind_static(8, x.type).bind(9, x.session);
+        s.bind(10, x.statement).bind_static(11, x.subject).bind_static(12, x.email).bind_static(13, x.groups);
+        s.bind_static(14, x.kind).bind_static(15, x.client).bind_static(16, x.target).bind_static(17, x.environment);
+        s.bind_static(18, x.database).bind_static(19, x.kinds).bind_static(20, x.relations).bind_static(21, x.tags);
+        s.bind_static(22, x.decision).bind_static(23, x.rule).bind_static(24, x.outcome).bind_static(25, x.sqlstate);
+        s.bind(26, x.rows).bind(27, x.duration_us).bind_static(28, x.text);
+        auto st = s.step();
+        if (!st) {
+          s.reset();  // a record stored twice (an edited store): the first one is searched
+          if (st.error().message.find("UNIQUE") == std::string::npos) err = st.error();
+        }
+        return !err;
+      });
+      done_ = std::max(done_, b.first);
+      return !err;
+    });
+    if (!r || err) {
+      (void)db_.exec("ROLLBACK");
+      return r ? tl::unexpected(*err) : r;
+    }
+    return db_.exec("COMMIT");
+  }
+
   store::SqliteDb db_;
   std::string description_;
+  bool blocks_ = false;
+  bool temp_ready_ = false;
+  std::int64_t done_ = 0;  // blocks: the first_seq of the last block materialize() read
+  store::SqliteStatement insert_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -879,10 +1073,13 @@ Result<std::unique_ptr<AuditReader>> AuditReader::open(const std::string& path, 
     const bool live = follow || std::filesystem::exists(path + "-wal", wal_ec);
     auto db = store::SqliteDb::open(path, live ? store::SqliteDb::Mode::ReadOnly : store::SqliteDb::Mode::Immutable);
     if (!db) return tl::unexpected(db.error());
+    auto b = db->query_int("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'audit_blocks'");
+    if (!b) return tl::unexpected(b.error());
     auto v = db->query_int("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'audit_records'");
     if (!v) return tl::unexpected(v.error());
-    if (v->value_or(0) == 0) return fail("", path + " is a SQLite file without an audit_records table");
-    return std::unique_ptr<AuditReader>(std::make_unique<SqliteReader>(std::move(*db), path));
+    if (v->value_or(0) == 0 && b->value_or(0) == 0)
+      return fail("", path + " is a SQLite file without an audit_blocks or audit_records table");
+    return std::unique_ptr<AuditReader>(std::make_unique<SqliteReader>(std::move(*db), path, b->value_or(0) > 0));
   }
   return std::unique_ptr<AuditReader>(std::make_unique<JsonLinesReader>(path));
 }

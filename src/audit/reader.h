@@ -29,6 +29,9 @@ struct StoredRecord {
   // text column turned into a BLOB of the same bytes: searches compare types, so the row would
   // drop out of them); "" when all are.
   std::string mistyped_column;
+  // SQLite blocks (set on a block's last record): how the block's columns (its seq range, record
+  // count, time range, last hash, node) disagree with its records; "" when they agree.
+  std::string block_problem;
 };
 
 // Search filters; empty fields do not filter. All values are bound as SQL parameters.

@@ -744,8 +744,10 @@ std::string encode(const Event& e, std::uint64_t seq, std::string_view prev, con
   x.type = std::string(type_name(e.type));
   x.node = utf8_clean(o.node);
   x.statement = std::int64_t(e.statement);
-  x.outcome = utf8_clean(e.outcome);
-  x.sqlstate = utf8_clean(e.sqlstate);
+  if (o.index) {
+    x.outcome = utf8_clean(e.outcome);
+    x.sqlstate = utf8_clean(e.sqlstate);
+  }
   x.rows = e.rows;
   x.duration_us = e.duration_us;
   const SessionContext* s = e.session.get();
@@ -849,17 +851,27 @@ std::string_view draft_body(const Draft& d) { return d.body; }
 Sealing prepare_draft(const Draft& d, const Event& e, const SealOptions& o) {
   Sealing s;
   Record& r = s.record;
-  r.index = d.index;
+  if (o.index) {
+    r.index = d.index;
+  } else {
+    r.index.time_us = d.index.time_us;
+    r.index.type = d.index.type;
+    r.index.node = d.index.node;
+    r.index.session = d.index.session;
+    r.index.statement = d.index.statement;
+  }
   RecordIndex& x = r.index;
-  x.outcome = utf8_clean(e.outcome);
-  x.sqlstate = utf8_clean(e.sqlstate);
+  if (o.index) {
+    x.outcome = utf8_clean(e.outcome);
+    x.sqlstate = utf8_clean(e.sqlstate);
+  }
   x.rows = e.rows;
   x.duration_us = e.duration_us;
   // The text column is the message, unless the record is a statement's (then it is the SQL's), as
   // encode() makes it (a Result record sealed from its draft had an empty text column, which
   // verify took for an edited column: found by differential testing).
   const std::string message = !e.message.empty() && params_masked(e, o) ? masked_message(e) : e.message;
-  if (!message.empty() && e.type != EventType::Statement) x.text = utf8_clean(cut(message, o.max_text));
+  if (o.index && !message.empty() && e.type != EventType::Statement) x.text = utf8_clean(cut(message, o.max_text));
   // The draft's bytes with the outcome spliced in: each inserted member follows another (client
   // always precedes), so it is written as ,"key":value. Cut in two where the chain's values go:
   // the body up to prev's digits, and the rest (with the offset of seq's digits in it).

@@ -57,6 +57,10 @@ struct SealOptions {
   std::string_view node;
   std::size_t max_text = 64 * 1024;  // longer statement texts are cut, with their full length and SHA-256 kept
   enum class Params { Masked, Full, None } params = Params::Masked;
+  // false: a record sealed from a draft gets only the index fields a store of blocks reads
+  // (time_us, type, node, session, statement), not the search columns of a row per record
+  // (copying those strings was a fifth of a statement's sealing; AuditSink::needs_index).
+  bool index = true;
 };
 
 // Encodes `e` as record head.seq + 1 chained to `head`, and advances `head`. An event with a

@@ -18,6 +18,9 @@ class AuditSink {
  public:
   virtual ~AuditSink() = default;
   virtual std::string_view name() const = 0;  // "sqlite:/var/lib/gatehouse/audit.db"
+  // Whether write() reads Record::index beyond time_us, node and type (the search columns of a
+  // row per record). When no sink does, sealing skips building it (SealOptions::index).
+  virtual bool needs_index() const { return false; }
   // The newest record stored for this node, to continue its chain after a restart.
   [[nodiscard]] virtual Result<std::optional<ChainHead>> head(std::string_view node) = 0;
   // All or nothing; on success the records survive the process being killed (and with the
@@ -38,8 +41,11 @@ class AuditSink {
 };
 
 // SQLite in WAL mode; one transaction per batch. fsync: synchronous=FULL (survives power loss)
-// instead of NORMAL (survives the process being killed).
-[[nodiscard]] Result<std::unique_ptr<AuditSink>> open_sqlite_sink(const std::string& path, bool fsync);
+// instead of NORMAL (survives the process being killed). `layout` is for a new file: one row per
+// block of records (the default) or one per record; an existing file keeps the one it has.
+enum class SqliteLayout { Blocks, Rows };
+[[nodiscard]] Result<std::unique_ptr<AuditSink>> open_sqlite_sink(const std::string& path, bool fsync,
+                                                                SqliteLayout layout = SqliteLayout::Blocks);
 // JSON lines, one record per line ({"seq","prev","hash","body"}); "-" is standard output.
 // max_size > 0: the file is rotated (PATH.1 ... PATH.keep) before a batch would take it past that.
 [[nodiscard]] Result<std::unique_ptr<AuditSink>> open_jsonl_sink(const std::string& path, bool fsync,

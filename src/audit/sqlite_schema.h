@@ -1,8 +1,38 @@
 #pragma once
-// The SQLite audit store's schema, shared by the sink (writer) and the readers.
-// One row per record; `body` is the canonical JSON the chain hashes, the other columns are
-// copies of its fields for search (verify checks that they agree with the body).
+// The SQLite audit store's schemas, shared by the sink (writer) and the readers. Two layouts
+// (docs/adr/0005-audit-journal.md, "records in blocks"):
+// - blocks (the default for a new file): one row per block of consecutive records, the records
+//   as JSON lines in a JSON array; readers derive the search columns from the bodies;
+// - rows (files written before blocks, or `layout: rows`): one row per record; `body` is the
+//   canonical JSON the chain hashes, the other columns are copies of its fields for search
+//   (verify checks that they agree with the body).
 namespace gh::audit {
+
+// One row per block; `data` is the block's text compressed as one Zstandard frame (block.h):
+// "[\n" + one record line ({"hash":"<64 hex>","body":<body>}, see lines.h) per record, separated
+// by ",\n", + "\n]" (JSON lines that are also one JSON array). first_seq..last_seq are consecutive
+// records of one node; min/max_time_us bound their times (records are sealed in order but carry
+// the time their event began); last_hash is the hash of record last_seq (where a restart
+// continues the chain). Verify checks all of them against the records. Read it with `gatehouse
+// audit search|export` (sqlite3 alone cannot decompress it).
+inline constexpr const char* kSqliteBlocksSchema = R"sql(
+CREATE TABLE IF NOT EXISTS audit_blocks (
+  first_seq INTEGER PRIMARY KEY,
+  last_seq INTEGER NOT NULL,
+  records INTEGER NOT NULL,
+  node TEXT NOT NULL,
+  min_time_us INTEGER NOT NULL,
+  max_time_us INTEGER NOT NULL,
+  last_hash TEXT NOT NULL,
+  data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_blocks_time ON audit_blocks (max_time_us);
+PRAGMA user_version = 3;
+)sql";
+
+inline constexpr const char* kSqliteBlockInsert =
+    "INSERT INTO audit_blocks (first_seq, last_seq, records, node, min_time_us, max_time_us, last_hash, data) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
 inline constexpr const char* kSqliteSchema = R"sql(
 CREATE TABLE IF NOT EXISTS audit_records (

@@ -2,7 +2,9 @@
 // src/audit/README.md; readers (search, verify, the admin API) open the same file read-only.
 #include <chrono>
 
+#include "audit/block.h"
 #include "audit/file_identity.h"
+#include "audit/lines.h"
 #include "audit/sink.h"
 #include "audit/sqlite_schema.h"
 #include "store/sqlite.h"
@@ -11,21 +13,188 @@ namespace gh::audit {
 
 namespace {
 
+// A 32 MiB page cache keeps the index pages hot; checkpoints of the WAL into the database
+// every ~64 MiB (4,096 pages) instead of every 4 MiB make pages written twice rarer. A new
+// store gets 16 KiB pages (records are ~1 KiB): measured 20-25% less CPU per inserted row
+// than 4 KiB pages. (An existing file keeps its page size; the pragma does nothing there.)
+Result<void> set_pragmas(store::SqliteDb& db, bool fsync) {
+  for (const char* sql : {"PRAGMA page_size=16384", "PRAGMA journal_mode=WAL", fsync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+                          "PRAGMA cache_size=-32768", "PRAGMA wal_autocheckpoint=4096"}) {
+    auto r = db.exec(sql);
+    if (!r) return r;
+  }
+  return {};
+}
+
+// Which layout the file already has: "rows" when it holds an audit_records table with a row,
+// "blocks" when it has audit_blocks, "" when neither (a new store).
+Result<std::string> existing_layout(store::SqliteDb& db) {
+  auto blocks = db.query_int("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'audit_blocks'");
+  if (!blocks) return tl::unexpected(blocks.error());
+  if (blocks->value_or(0) > 0) return std::string("blocks");
+  auto rows = db.query_int("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'audit_records'");
+  if (!rows) return tl::unexpected(rows.error());
+  return std::string(rows->value_or(0) > 0 ? "rows" : "");
+}
+
+Result<void> one_node(store::SqliteDb& db, const char* table, std::string_view node, const std::string& name) {
+  auto other = db.prepare(std::string("SELECT node FROM ") + table + " WHERE node <> ?1 LIMIT 1");
+  if (!other) return tl::unexpected(other.error());
+  other->bind(1, node);
+  auto orow = other->step();
+  if (!orow) return tl::unexpected(orow.error());
+  if (*orow)
+    return fail("", name + " holds the audit chain of node \"" + std::string(other->column_text(0)) +
+                        "\"; give each proxy node its own SQLite file (or audit.node the same name)");
+  return {};
+}
+
+std::int64_t micros(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+}
+
+// Blocks: one row per run of consecutive records (docs/adr/0005-audit-journal.md): one insert
+// of a few hundred KB instead of a few hundred inserts of a row with 28 columns and its indexes.
+class SqliteBlockSink final : public AuditSink {
+ public:
+  SqliteBlockSink(store::SqliteDb db, std::string path)
+      : db_(std::move(db)), path_(std::move(path)), name_("sqlite:" + path_), file_(FileIdentity::of(path_)) {}
+
+  Result<void> init() {
+    if (auto r = db_.exec(kSqliteBlocksSchema); !r) return r;
+    auto ins = db_.prepare(kSqliteBlockInsert);
+    if (!ins) return tl::unexpected(ins.error());
+    insert_ = std::move(*ins);
+    return {};
+  }
+
+  std::string_view name() const override { return name_; }
+
+  Result<std::optional<ChainHead>> head(std::string_view node) override {
+    if (auto r = one_node(db_, "audit_blocks", node, name_); !r) return tl::unexpected(r.error());
+    auto st = db_.prepare("SELECT last_seq, last_hash FROM audit_blocks ORDER BY first_seq DESC LIMIT 1");
+    if (!st) return tl::unexpected(st.error());
+    auto row = st->step();
+    if (!row) return tl::unexpected(row.error());
+    if (!*row) return std::optional<ChainHead>{};
+    ChainHead h;
+    h.seq = std::uint64_t(st->column_int(0));
+    h.hash = std::string(st->column_text(1));
+    st->reset();
+    return std::optional<ChainHead>{std::move(h)};
+  }
+
+  Result<void> write(std::span<const Record> batch) override {
+    if (auto r = still_the_same_file(path_, file_); !r) return r;
+    if (auto r = db_.exec("BEGIN IMMEDIATE"); !r) return r;
+    std::size_t i = 0;
+    while (i < batch.size()) {
+      // A block ends before a gap in seq (a batch is consecutive; this keeps a block so if not)
+      // and at kBlockRecords records or kBlockBytes bytes, so that a reader decodes little to
+      // find one record.
+      std::size_t j = i;
+      std::size_t bytes = 0;
+      data_.clear();
+      data_ += "[\n";
+      std::int64_t lo = INT64_MAX, hi = INT64_MIN;
+      while (j < batch.size() && (j == i || (batch[j].seq == batch[j - 1].seq + 1 && j - i < kBlockRecords &&
+                                              bytes < kBlockBytes))) {
+        const Record& r = batch[j];
+        if (j > i) data_ += ",\n";
+        const std::size_t at = data_.size();
+        append_record_line(data_, r);
+        data_.pop_back();  // its '\n'
+        bytes += data_.size() - at;
+        lo = std::min(lo, r.index.time_us);
+        hi = std::max(hi, r.index.time_us);
+        ++j;
+      }
+      data_ += "\n]";
+      auto packed = compressor_.compress(data_);
+      if (!packed) {
+        (void)db_.exec("ROLLBACK");
+        return tl::unexpected(packed.error());
+      }
+      const Record& first = batch[i];
+      const Record& last = batch[j - 1];
+      auto& s = insert_;
+      s.bind(1, std::int64_t(first.seq)).bind(2, std::int64_t(last.seq)).bind(3, std::int64_t(j - i));
+      s.bind_static(4, first.index.node).bind(5, lo).bind(6, hi).bind_static(7, last.hash).bind_blob_static(8, *packed);
+      auto r = s.step();
+      if (!r) {
+        (void)db_.exec("ROLLBACK");
+        return tl::unexpected(r.error());
+      }
+      i = j;
+    }
+    if (auto r = db_.exec("COMMIT"); !r) {
+      (void)db_.exec("ROLLBACK");
+      return r;
+    }
+    return {};
+  }
+
+  // Whole blocks only: a block goes when all its records may go.
+  Result<std::optional<Pruned>> prune(std::string_view node, std::optional<std::chrono::system_clock::time_point> before,
+                                      std::uint64_t keep) override {
+    std::int64_t through = 0;
+    if (before) {
+      // The newest block whose records are all older than `before`, of the oldest run of such blocks.
+      auto st = db_.prepare("SELECT max(last_seq) FROM audit_blocks WHERE node = ?1 AND last_seq < "
+                            "coalesce((SELECT min(first_seq) FROM audit_blocks WHERE node = ?1 AND max_time_us >= ?2), "
+                            "9223372036854775807)");
+      if (!st) return tl::unexpected(st.error());
+      st->bind(1, node).bind(2, micros(*before));
+      auto row = st->step();
+      if (!row) return tl::unexpected(row.error());
+      if (*row && !st->column_is_null(0)) through = st->column_int(0);
+      st->reset();
+    }
+    if (keep > 0) {
+      auto st = db_.prepare("SELECT max(last_seq) FROM audit_blocks WHERE node = ?1 AND last_seq <= "
+                            "(SELECT max(last_seq) FROM audit_blocks WHERE node = ?1) - ?2");
+      if (!st) return tl::unexpected(st.error());
+      st->bind(1, node).bind(2, std::int64_t(keep));
+      auto row = st->step();
+      if (!row) return tl::unexpected(row.error());
+      if (*row && !st->column_is_null(0)) through = std::max<std::int64_t>(through, st->column_int(0));
+      st->reset();
+    }
+    if (through <= 0) return std::optional<Pruned>{};
+    auto st = db_.prepare("SELECT last_hash FROM audit_blocks WHERE node = ?1 AND last_seq = ?2");
+    if (!st) return tl::unexpected(st.error());
+    st->bind(1, node).bind(2, through);
+    auto row = st->step();
+    if (!row) return tl::unexpected(row.error());
+    if (!*row) return std::optional<Pruned>{};  // already pruned
+    Pruned p{std::uint64_t(through), std::string(st->column_text(0))};
+    st->reset();
+    auto del = db_.prepare("DELETE FROM audit_blocks WHERE node = ?1 AND last_seq <= ?2");
+    if (!del) return tl::unexpected(del.error());
+    del->bind(1, node).bind(2, through);
+    if (auto r = del->step(); !r) return tl::unexpected(r.error());
+    return std::optional<Pruned>{std::move(p)};
+  }
+
+ private:
+  static constexpr std::size_t kBlockRecords = 512;
+  static constexpr std::size_t kBlockBytes = 512 * 1024;
+  store::SqliteDb db_;
+  std::string path_, name_;
+  std::optional<FileIdentity> file_;
+  store::SqliteStatement insert_;
+  std::string data_;  // the block being written, kept to reuse its buffer
+  BlockCompressor compressor_;
+};
+
 class SqliteAuditSink final : public AuditSink {
  public:
   SqliteAuditSink(store::SqliteDb db, std::string path)
       : db_(std::move(db)), path_(std::move(path)), name_("sqlite:" + path_), file_(FileIdentity::of(path_)) {}
 
-  Result<void> init(bool fsync) {
-    // A 32 MiB page cache keeps the index pages hot; checkpoints of the WAL into the database
-    // every ~64 MiB (4,096 pages) instead of every 4 MiB make pages written twice rarer. A new
-    // store gets 16 KiB pages (records are ~1 KiB): measured 20-25% less CPU per inserted row
-    // than 4 KiB pages. (An existing file keeps its page size; the pragma does nothing there.)
-    for (const char* sql : {"PRAGMA page_size=16384", "PRAGMA journal_mode=WAL", fsync ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
-                            "PRAGMA cache_size=-32768", "PRAGMA wal_autocheckpoint=4096"}) {
-      auto r = db_.exec(sql);
-      if (!r) return r;
-    }
+  bool needs_index() const override { return true; }
+
+  Result<void> init() {
     if (auto r = db_.exec(kSqliteSchema); !r) return r;
     auto ins = db_.prepare(kSqliteInsert);
     if (!ins) return tl::unexpected(ins.error());
@@ -37,14 +206,7 @@ class SqliteAuditSink final : public AuditSink {
 
   Result<std::optional<ChainHead>> head(std::string_view node) override {
     // One chain per file: records of another node mean two proxies were given the same file.
-    auto other = db_.prepare("SELECT node FROM audit_records WHERE node <> ?1 LIMIT 1");
-    if (!other) return tl::unexpected(other.error());
-    other->bind(1, node);
-    auto orow = other->step();
-    if (!orow) return tl::unexpected(orow.error());
-    if (*orow)
-      return fail("", name_ + " holds the audit chain of node \"" + std::string(other->column_text(0)) +
-                          "\"; give each proxy node its own SQLite file (or audit.node the same name)");
+    if (auto r = one_node(db_, "audit_records", node, name_); !r) return tl::unexpected(r.error());
     auto st = db_.prepare("SELECT seq, hash FROM audit_records WHERE node = ?1 ORDER BY seq DESC LIMIT 1");
     if (!st) return tl::unexpected(st.error());
     st->bind(1, node);
@@ -131,11 +293,20 @@ class SqliteAuditSink final : public AuditSink {
 
 }  // namespace
 
-Result<std::unique_ptr<AuditSink>> open_sqlite_sink(const std::string& path, bool fsync) {
+Result<std::unique_ptr<AuditSink>> open_sqlite_sink(const std::string& path, bool fsync, SqliteLayout layout) {
   auto db = store::SqliteDb::open(path);
   if (!db) return tl::unexpected(db.error());
-  auto sink = std::make_unique<SqliteAuditSink>(std::move(*db), path);
-  if (auto r = sink->init(fsync); !r) return tl::unexpected(r.error());
+  if (auto r = set_pragmas(*db, fsync); !r) return tl::unexpected(r.error());
+  // An existing store keeps the layout it has (a proxy upgraded in place goes on writing rows).
+  auto has = existing_layout(*db);
+  if (!has) return tl::unexpected(has.error());
+  if (*has == "rows" || (has->empty() && layout == SqliteLayout::Rows)) {
+    auto sink = std::make_unique<SqliteAuditSink>(std::move(*db), path);
+    if (auto r = sink->init(); !r) return tl::unexpected(r.error());
+    return std::unique_ptr<AuditSink>(std::move(sink));
+  }
+  auto sink = std::make_unique<SqliteBlockSink>(std::move(*db), path);
+  if (auto r = sink->init(); !r) return tl::unexpected(r.error());
   return std::unique_ptr<AuditSink>(std::move(sink));
 }
 

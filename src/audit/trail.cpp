@@ -120,7 +120,9 @@ Result<std::unique_ptr<Trail>> Trail::open(const config::Audit& cfg) {
   for (const auto& s : cfg.sinks) {
     Result<std::unique_ptr<AuditSink>> sink = fail("", "");
     switch (s.type) {
-      case config::AuditSink::Type::Sqlite: sink = open_sqlite_sink(s.path, s.fsync); break;
+      case config::AuditSink::Type::Sqlite:
+        sink = open_sqlite_sink(s.path, s.fsync, s.blocks ? SqliteLayout::Blocks : SqliteLayout::Rows);
+        break;
       case config::AuditSink::Type::JsonLines: sink = open_jsonl_sink(s.path, s.fsync, s.max_size, s.keep); break;
       case config::AuditSink::Type::Postgres: sink = open_postgres_sink(s.dsn, s.table); break;
     }
@@ -215,8 +217,10 @@ Result<std::unique_ptr<Trail>> Trail::open(Options options, std::vector<std::uni
 }
 
 Trail::Trail(Options options, std::vector<std::unique_ptr<AuditSink>> sinks) : options_(std::move(options)) {
+  index_ = false;
   for (auto& s : sinks) {
     auto st = std::make_unique<SinkState>();
+    index_ = index_ || s->needs_index();
     st->sink = std::move(s);
     sinks_.push_back(std::move(st));
   }
@@ -688,7 +692,7 @@ Result<void> Trail::append(std::vector<Event>& events, bool completed) {
   events.clear();
   // Statements' records are prepared before the chain's lock (their indexes and bodies, all but
   // seq and prev): the two workers that append take turns on it for as short as can be.
-  SealOptions so{options_.node, options_.max_text, options_.params};
+  SealOptions so{options_.node, options_.max_text, options_.params, index_};
   std::vector<Sealing> prepared(sealed.size());
   for (std::size_t i = 0; i < sealed.size(); ++i)
     if (sealed[i].draft) prepared[i] = prepare_draft(*sealed[i].draft, sealed[i], so);

@@ -243,6 +243,7 @@ class Trail {
 
   // store thread only
   std::vector<std::unique_ptr<SinkState>> sinks_;
+  bool index_ = true;  // some sink reads the search columns of Record::index (AuditSink::needs_index)
   std::vector<Record> pending_;  // the newest journaled records not yet in every sink, gapless (keep_pending)
   std::size_t pending_bytes_ = 0;  // roughly what pending_ holds
   void keep_pending(Record&& r);

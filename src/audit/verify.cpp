@@ -150,6 +150,7 @@ Result<VerifyReport> verify_chain(AuditReader& reader, std::string_view node, co
 
   auto scanned = reader.scan(node, 0, [&](const StoredRecord& s) -> bool {
     const std::uint64_t here = first ? std::uint64_t(std::max<std::int64_t>(s.seq, 1)) : std::uint64_t(expect);
+    if (!s.well_formed && !s.block_problem.empty()) return stop(Problem::EditedBody, here, s.block_problem);
     if (!s.well_formed)
       return stop(Problem::EditedBody, here, where(s) + " is not an audit record line ({\"hash\":...,\"body\":...})");
     auto j = json::parse(s.body, nullptr, false);
@@ -201,6 +202,7 @@ Result<VerifyReport> verify_chain(AuditReader& reader, std::string_view node, co
     if (body_node != node)
       return stop(columns ? Problem::EditedColumn : Problem::Inserted, seq,
                   "record " + std::to_string(seq) + " belongs to the chain of node \"" + body_node + "\"");
+    if (!s.block_problem.empty()) return stop(Problem::EditedColumn, seq, s.block_problem);
     if (columns) {
       if (!s.mistyped_column.empty())
         return stop(Problem::EditedColumn, seq,
@@ -300,7 +302,7 @@ Result<VerifyReport> verify_chain(AuditReader& reader, std::string_view node, co
                               "after each Retention record): it may have been added by whoever deleted them"};
     return rep;
   }
-  if (columns) {
+  {  // SQLite (rows and blocks): an index that misses rows hides them from searches
     auto bad = reader.integrity();
     if (!bad) return tl::unexpected(bad.error());
     if (!bad->empty()) {

@@ -454,7 +454,9 @@ void read_audit(const Reader& r, const YAML::Node& n, Audit& a) {
             sink.max_size = r.size(e["max_size"], path + ".max_size", 64u << 10, 1ull << 40);
           if (e["keep"]) sink.keep = std::uint32_t(r.uint(e["keep"], path + ".keep", 1, 1000));
         } else {
-          r.allowed_keys(e, path, {"type", "path", "fsync"});
+          r.allowed_keys(e, path, {"type", "path", "fsync", "layout"});
+          if (e["layout"])
+            sink.blocks = r.choice<bool>(e["layout"], path + ".layout", {{"blocks", true}, {"rows", false}});
         }
         if (!e["path"]) r.fail_at(e, path + ".path", sink.type == AuditSink::Type::Sqlite ? "missing" : "missing (a file, or - for standard output)");
         sink.path = beside(r.source(), r.str(e["path"], path + ".path"));

@@ -105,6 +105,7 @@ struct AuditSink {
   std::string table = "gatehouse_audit";  // postgres
   std::uint64_t max_size = 0;  // jsonl: rotate the file at this size (0: never; rotate it yourself)
   std::uint32_t keep = 10;     // jsonl: rotated files kept (PATH.1 newest ... PATH.keep)
+  bool blocks = true;          // sqlite, a new file: a row per block of records (false: per record)
 };
 
 struct Audit {

@@ -42,6 +42,17 @@ SqliteStatement& SqliteStatement::bind_static(int i, std::string_view text) {
   return *this;
 }
 
+SqliteStatement& SqliteStatement::bind_blob_static(int i, std::string_view bytes) {
+  sqlite3_bind_blob64(stmt_, i, bytes.data(), bytes.size(), SQLITE_STATIC);
+  return *this;
+}
+
+std::string_view SqliteStatement::column_blob(int i) const {
+  auto* p = static_cast<const char*>(sqlite3_column_blob(stmt_, i));
+  if (!p) return {};
+  return {p, std::size_t(sqlite3_column_bytes(stmt_, i))};
+}
+
 SqliteStatement& SqliteStatement::bind_null(int i) {
   sqlite3_bind_null(stmt_, i);
   return *this;

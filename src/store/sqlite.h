@@ -25,6 +25,7 @@ class SqliteStatement {
   SqliteStatement& bind(int i, std::string_view text);  // copied by SQLite
   // Not copied: `text` must stay valid until the statement is stepped and reset.
   SqliteStatement& bind_static(int i, std::string_view text);
+  SqliteStatement& bind_blob_static(int i, std::string_view bytes);  // not copied, as bind_static
   SqliteStatement& bind_null(int i);
   // true: a row is ready; false: done. Resets automatically when done or on error.
   [[nodiscard]] Result<bool> step();
@@ -32,6 +33,7 @@ class SqliteStatement {
 
   std::int64_t column_int(int i) const;
   std::string_view column_text(int i) const;  // valid until the next step()
+  std::string_view column_blob(int i) const;  // valid until the next step()
   bool column_is_null(int i) const;
 
  private:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import BINARY, Gatehouse
+from tests.harness import BINARY, Gatehouse, audit_store
 from tests.harness.oidc import OIDC_PASSWORDS
 
 ROLES = {"reviewer": ["dba"], "admin": ["secops"], "auditor": ["compliance"]}
@@ -405,7 +405,7 @@ def test_every_call_is_in_the_audit_trail_with_who_made_it(proxy, tok):
     get(proxy, "/api/v1/whoami")  # refused: no token
 
     def admin_records() -> list[dict]:
-        c = sqlite3.connect(f"file:{proxy.workdir / 'gatehouse-audit.db'}?mode=ro", uri=True, timeout=10)
+        c = audit_store.connect_rows(proxy.workdir / 'gatehouse-audit.db')
         try:
             return [json.loads(r[0]) for r in c.execute("SELECT body FROM audit_records WHERE type = 'admin'")]
         finally:

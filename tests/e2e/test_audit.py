@@ -33,7 +33,7 @@ import psycopg
 import pytest
 
 from conftest import connect, psql, target, wait_for
-from tests.harness import BINARY, Gatehouse
+from tests.harness import BINARY, Gatehouse, audit_store
 
 _counter = itertools.count(1)
 
@@ -55,13 +55,12 @@ def search(store: Path, *filters: str) -> list[dict]:
 
 
 def db_rows(store: Path, sql: str, params: tuple = ()) -> list[dict]:
-    """Straight from the SQLite file (read-only, beside a live or killed proxy)."""
-    c = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=10)
-    try:
-        c.row_factory = sqlite3.Row
-        return [dict(r) for r in c.execute(sql, params).fetchall()]
-    finally:
-        c.close()
+    """SQL over the records of the SQLite file (read-only, beside a live or killed proxy), in the
+    rows layout's columns whatever its layout (tests/harness/audit_store.py)."""
+    return audit_store.db_rows(store, sql, params)
+
+
+ROWS_LAYOUT = {"sinks": [{"type": "sqlite", "path": "gatehouse-audit.db", "layout": "rows"}]}
 
 
 def statement_outcomes(store: Path):
@@ -338,7 +337,7 @@ def test_a_long_pipeline_without_sync_keeps_the_proxy_small(make_proxy, pg):
     assert peak - before < 120 * 1024, (before, peak)
     assert proxy.stop() == 0
     assert verify(store).returncode == 0
-    with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+    with audit_store.connect_rows(store) as db:
         summary = db.execute("SELECT type, substr(text, 1, 30), outcome, count(*) FROM audit_records"
                              " GROUP BY 1, 2, 3").fetchall()
         assert db.execute("SELECT count(*) FROM audit_records WHERE type = 'statement' AND text LIKE 'select $1::int%'"
@@ -661,11 +660,122 @@ def test_client_text_cannot_forge_log_lines_or_reach_a_terminal(make_proxy):
 
 # ---- 4. tampering with a store the proxy wrote -----------------------------------------------
 
-def test_verify_catches_tampering_with_a_proxy_written_store(make_proxy, tmp_path):
+def _tamper_store(make_proxy, tmp_path, **layout):
+    """A stopped proxy's store of 8 statements, signed; its log's last checkpoint head."""
     key = tmp_path / "checkpoint.key"
     r = audit_cli("keygen", "--out", key)
     assert r.returncode == 0 and key.exists(), r.stdout + r.stderr
-    proxy = make_proxy(audit={"node": "tamper", "checkpoint": {"key_file": str(key), "interval": "1h"}})
+    proxy = make_proxy(audit={"node": "tamper", "checkpoint": {"key_file": str(key), "interval": "1h"}, **layout})
+    store = store_of(proxy)
+    with connect(proxy, autocommit=True) as c:
+        for i in range(8):
+            c.execute(f"SELECT 'tamper-{i}'")
+    assert proxy.stop() == 0
+    heads = re.findall(r"audit checkpoint: node=tamper seq=(\d+) hash=([0-9a-f]{64})", proxy.log())
+    assert heads, proxy.log()
+    return store, key, f"{heads[-1][0]}:{heads[-1][1]}", int(heads[-1][0])
+
+
+def test_verify_catches_tampering_with_a_store_of_blocks(make_proxy, tmp_path):
+    """The default layout: records in compressed blocks. An attacker who knows the format decodes
+    a block, changes its records and writes it back with columns that agree."""
+    store, key, head, head_seq = _tamper_store(make_proxy, tmp_path)
+    assert audit_store.is_blocks(store)
+    ok = verify(store, "--key", key, "--expect-head", head, "--expect-stopped")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    lines = audit_store.block_lines(store)
+    first = json.loads(audit_store.line_parts(lines[0])[1])["seq"]
+    k = next(json.loads(audit_store.line_parts(x)[1])["seq"] for x in lines if "SELECT 'tamper-3'" in x)
+    at = k - first
+
+    def attacked(name: str, new_lines: list[str] | None = None) -> Path:
+        p = tmp_path / f"{name}.db"
+        shutil.copy(store, p)
+        if new_lines is not None:
+            audit_store.write_block_lines(p, new_lines)
+        return p
+
+    def caught(p: Path, seq: int, kind: str, *extra: str) -> str:
+        r = verify(p, "--key", key, *extra)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert tamper_line(r.stdout) == (seq, kind), r.stdout
+        return r.stdout
+
+    # Rewritten as it was: intact (the attack helpers themselves change nothing).
+    assert verify(attacked("same", lines), "--key", key, "--expect-head", head).returncode == 0
+
+    edited = list(lines)
+    edited[at] = edited[at].replace("tamper-3", "tamper-X")
+    caught(attacked("edited", edited), k, "edited body")
+
+    caught(attacked("deleted", lines[:at] + lines[at + 1:]), k, "deleted")
+
+    swapped = list(lines)
+    swapped[at], swapped[at + 1] = swapped[at + 1], swapped[at]
+    caught(attacked("swapped", swapped), k, "reordered")
+
+    # Inserted: a forged record k that links to record k-1 and hashes correctly, before the real one.
+    h, body = audit_store.line_parts(lines[at])
+    fbody = body.replace("tamper-3", "tamper-9")
+    forged = audit_store.make_line(hashlib.sha256(bytes.fromhex(json.loads(body)["prev"]) + fbody.encode()).hexdigest(),
+                                   fbody)
+    caught(attacked("inserted", lines[:at] + [forged] + lines[at:]), k, "inserted")
+
+    # Truncated: consistent on its own; the anchor from the log catches it.
+    p = attacked("truncated", lines[:at + 1])
+    r = verify(p, "--key", key)
+    assert r.returncode == 0 and "note:" in r.stdout, r.stdout
+    caught(p, k + 1, "truncated", "--expect-head", head)
+    assert head_seq > k + 1
+
+    # An edit with the chain recomputed from there on: the next checkpoint covers another hash.
+    p = attacked("rechained", audit_store.rechain(edited, at))
+    r = verify(p, "--key", key)
+    assert r.returncode == 1 and tamper_line(r.stdout)[1] == "checkpoint does not match the chain", r.stdout
+
+    # The block's own columns: searches skip blocks by their time range, so an edit of it alone
+    # is found, and so is an edited count or last hash.
+    for col, value in (("min_time_us", "min_time_us + 100000000000"), ("max_time_us", "0"), ("records", "records + 1"),
+                       ("last_hash", "'" + "0" * 64 + "'")):
+        p = attacked(f"col-{col}")
+        sqlite_cli(p, f"UPDATE audit_blocks SET {col} = {value} WHERE first_seq = (SELECT max(first_seq) FROM audit_blocks)")
+        r = verify(p, "--key", key)
+        assert r.returncode == 1 and "edited column" in r.stdout, (col, r.stdout)
+
+    # Bytes of the compressed data changed: the block cannot be read, which is an edit.
+    p = attacked("garbled")
+    sqlite_cli(p, "UPDATE audit_blocks SET data = substr(data, 1, length(data) - 4) WHERE first_seq = 1")
+    r = verify(p, "--key", key)
+    assert r.returncode == 1 and "cannot be read" in r.stdout, r.stdout
+
+    # An index rebuilt without one row (its SQL put back): PRAGMA integrity_check finds it.
+    p = attacked("index")
+    sqlite_cli(p, "DROP INDEX audit_blocks_time; CREATE INDEX audit_blocks_time ON audit_blocks (max_time_us) "
+                  "WHERE first_seq <> 1; PRAGMA writable_schema = ON; UPDATE sqlite_schema SET sql = "
+                  "'CREATE INDEX audit_blocks_time ON audit_blocks (max_time_us)' WHERE name = 'audit_blocks_time'")
+    r = verify(p, "--key", key)
+    assert r.returncode == 1 and "edited store structure" in r.stdout, r.stdout
+
+    # The start deleted and a Retention record forged at the end to explain it: only the key tells.
+    last = json.loads(audit_store.line_parts(lines[-1])[1])
+    fields = {"anchor": json.loads(audit_store.line_parts(lines[at])[1])["prev"], "pruned_through": str(k - 1),
+              "sink": "sqlite:x"}
+    fbody = audit_store.canonical({"fields": fields, "node": "tamper", "prev": audit_store.line_parts(lines[-1])[0],
+                                   "seq": last["seq"] + 1, "time": last["time"], "time_us": last["time_us"],
+                                   "type": "retention", "v": 1})
+    fline = audit_store.make_line(hashlib.sha256(bytes.fromhex(audit_store.line_parts(lines[-1])[0]) + fbody.encode())
+                                  .hexdigest(), fbody)
+    p = attacked("forged-retention", lines[at:] + [fline])
+    assert verify(p).returncode == 0  # without the key nothing is signed: consistent, as documented
+    caught(p, k - 1, "deleted", "--expect-head", head)
+
+
+def test_verify_catches_tampering_with_a_proxy_written_store(make_proxy, tmp_path):
+    """The rows layout (`layout: rows`, and stores written before blocks): one row per record."""
+    key = tmp_path / "checkpoint.key"
+    r = audit_cli("keygen", "--out", key)
+    assert r.returncode == 0 and key.exists(), r.stdout + r.stderr
+    proxy = make_proxy(audit={"node": "tamper", "checkpoint": {"key_file": str(key), "interval": "1h"}, **ROWS_LAYOUT})
     store = store_of(proxy)
     with connect(proxy, autocommit=True) as c:
         for i in range(8):
@@ -792,6 +902,8 @@ def test_retention_prunes_and_the_chain_still_verifies(make_proxy, tmp_path):
     with connect(proxy, autocommit=True) as c:
         for i in range(120):
             c.execute(f"SELECT 'retention-{i}'")
+            if i % 10 == 9:
+                time.sleep(0.1)  # a store flush: blocks of about 10 records (retention prunes whole blocks)
     assert proxy.stop() == 0
     before = db_rows(store, "SELECT min(seq) AS lo, max(seq) AS hi FROM audit_records")[0]
     assert before["lo"] == 1 and before["hi"] > 120, before  # a record per statement, and start, connect, ...
@@ -816,7 +928,7 @@ def test_retention_prunes_and_the_chain_still_verifies(make_proxy, tmp_path):
     assert proxy.stop() == 0
     assert verify(store, "--key", key, "--expect-stopped").returncode == 0
     # Deleting one more record at the start than the Retention record accounts for is caught.
-    sqlite_cli(store, f"DELETE FROM audit_records WHERE seq = {first['seq']}")
+    audit_store.write_block_lines(store, audit_store.block_lines(store)[1:])
     r = verify(store)
     assert r.returncode == 1 and tamper_line(r.stdout)[1] == "deleted", r.stdout
 
@@ -954,8 +1066,7 @@ def test_expect_stopped_without_a_checkpoint_key(make_proxy):
     ok = verify(store, "--expect-stopped")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "Stop record" in ok.stdout + ok.stderr
-    with sqlite3.connect(store) as db:
-        db.execute("DELETE FROM audit_records WHERE seq = (SELECT max(seq) FROM audit_records)")
+    audit_store.write_block_lines(store, audit_store.block_lines(store)[:-1])
     cut = verify(store, "--expect-stopped")
     assert cut.returncode != 0 and "TAMPERED" in cut.stdout + cut.stderr, cut.stdout + cut.stderr
 
@@ -1356,6 +1467,11 @@ def test_a_second_process_on_the_same_audit_trail_does_not_start(make_proxy, tmp
 def _recompute_chain_without(store: Path, dropped_type: str) -> None:
     """What someone with write access and no key can do: drop every record of a type, renumber,
     and recompute every prev and hash so the chain is internally consistent again."""
+    if audit_store.is_blocks(store):
+        lines = [x for x in audit_store.block_lines(store)
+                 if json.loads(audit_store.line_parts(x)[1])["type"] != dropped_type]
+        audit_store.write_block_lines(store, audit_store.rechain(lines))
+        return
     db = sqlite3.connect(store)
     db.row_factory = sqlite3.Row
     rows = [dict(r) for r in db.execute("SELECT * FROM audit_records ORDER BY seq")]
@@ -1864,7 +1980,9 @@ def test_a_masked_parameter_is_masked_in_the_error_message_too(make_proxy, pg):
     assert bad["sql"]["params"][1] == "<masked 11 bytes>", bad
     assert bad["outcome"] == "error" and bad["message"] == 'invalid input syntax for type integer: "<masked>"', bad
     raw = subprocess.run(["sqlite3", str(store), ".dump"], capture_output=True, text=True, check=True).stdout
-    assert "INSERT INTO audit_records" in raw and "123-45-6789" not in raw
+    assert "INSERT INTO audit_blocks" in raw and "123-45-6789" not in raw
+    text = "\n".join(audit_store.block_lines(store))  # the records, decompressed
+    assert t in text and "123-45-6789" not in text
     r = verify(store)
     assert r.returncode == 0, r.stdout
 

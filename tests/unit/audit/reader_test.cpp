@@ -90,20 +90,27 @@ std::vector<Spec> sample() {
 
 struct Stores {
   TempDir dir;
-  std::unique_ptr<AuditReader> sqlite, jsonl;
+  std::unique_ptr<AuditReader> sqlite, jsonl, blocks;
   explicit Stores(const std::vector<Spec>& specs = sample()) {
     auto records = make(specs);
-    const auto db = dir.file("a.db"), file = dir.file("a.jsonl");
+    const auto db = dir.file("a.db"), file = dir.file("a.jsonl"), bdb = dir.file("b.db");
     {
-      auto s = open_sqlite_sink(db, false);
+      auto s = open_sqlite_sink(db, false, SqliteLayout::Rows);
       EXPECT_TRUE((*s)->write(records).has_value());
+      // Blocks: in two writes, so that the store has more than one block.
+      auto b = open_sqlite_sink(bdb, false);
+      const std::size_t half = records.size() / 2;
+      EXPECT_TRUE((*b)->write(std::span<const Record>(records).first(half)).has_value());
+      EXPECT_TRUE((*b)->write(std::span<const Record>(records).subspan(half)).has_value());
       auto j = open_jsonl_sink(file, false);
       EXPECT_TRUE((*j)->write(records).has_value());
     }
     sqlite = std::move(*AuditReader::open(db));
     jsonl = std::move(*AuditReader::open(file));
+    blocks = std::move(*AuditReader::open(bdb));
     EXPECT_TRUE(sqlite->has_columns());
     EXPECT_FALSE(jsonl->has_columns());
+    EXPECT_FALSE(blocks->has_columns());
   }
 };
 
@@ -124,6 +131,7 @@ SearchFilter filter(std::initializer_list<std::pair<std::string, std::string>> k
 void expect_both(Stores& s, const SearchFilter& f, std::vector<std::uint64_t> want) {
   EXPECT_EQ(seqs(*s.sqlite, f), want) << "sqlite";
   EXPECT_EQ(seqs(*s.jsonl, f), want) << "jsonl";
+  EXPECT_EQ(seqs(*s.blocks, f), want) << "sqlite blocks";
 }
 
 TEST(AuditSearch, NewestFirstWithoutResultRecords) {
@@ -179,7 +187,7 @@ TEST(AuditSearch, OutcomeComesFromTheResultRecord) {
 
 TEST(AuditSearch, StatementJoinedWithItsResult) {
   Stores s;
-  for (auto* r : {s.sqlite.get(), s.jsonl.get()}) {
+  for (auto* r : {s.sqlite.get(), s.jsonl.get(), s.blocks.get()}) {
     auto page = r->search(filter({{"decision", "allow"}}));
     ASSERT_TRUE(page.has_value());
     ASSERT_EQ(page->hits.size(), 1u);
@@ -211,14 +219,16 @@ TEST(AuditSearch, AResultBelongsToTheStatementOfItsOwnRun) {
   v.push_back(st);
   TempDir dir;
   const auto records = make(v);
-  const auto db = dir.file("a.db"), file = dir.file("a.jsonl");
+  const auto db = dir.file("a.db"), file = dir.file("a.jsonl"), bdb = dir.file("b.db");
   {
-    auto sq = open_sqlite_sink(db, false);
+    auto sq = open_sqlite_sink(db, false, SqliteLayout::Rows);
     ASSERT_TRUE((*sq)->write(records).has_value());
     auto j = open_jsonl_sink(file, false);
     ASSERT_TRUE((*j)->write(records).has_value());
+    auto b = open_sqlite_sink(bdb, false);
+    ASSERT_TRUE((*b)->write(records).has_value());
   }
-  for (const auto& path : {db, file}) {
+  for (const auto& path : {db, file, bdb}) {
     auto reader = AuditReader::open(path);
     ASSERT_TRUE(reader.has_value());
     auto page = (*reader)->search(filter({{"text", "run"}}));
@@ -289,7 +299,7 @@ TEST(AuditSqliteSchema, AVersion1StoreLosesItsFullSessionIndex) {
 
 TEST(AuditSearch, PaginatesWithACursor) {
   Stores s;
-  for (auto* r : {s.sqlite.get(), s.jsonl.get()}) {
+  for (auto* r : {s.sqlite.get(), s.jsonl.get(), s.blocks.get()}) {
     SearchFilter f;
     f.limit = 2;
     std::vector<std::uint64_t> all;
@@ -313,7 +323,7 @@ TEST(AuditSearch, UserInputIsNeverSql) {
 
 TEST(AuditSearch, EachStreamsOldestFirst) {
   Stores s;
-  for (auto* r : {s.sqlite.get(), s.jsonl.get()}) {
+  for (auto* r : {s.sqlite.get(), s.jsonl.get(), s.blocks.get()}) {
     std::vector<std::uint64_t> got;
     auto ok = r->each(filter({{"tag", "pii"}}), [&](const Record& rec) {
       got.push_back(rec.seq);
@@ -326,7 +336,7 @@ TEST(AuditSearch, EachStreamsOldestFirst) {
 
 TEST(AuditSearch, NodesAndScan) {
   Stores s;
-  for (auto* r : {s.sqlite.get(), s.jsonl.get()}) {
+  for (auto* r : {s.sqlite.get(), s.jsonl.get(), s.blocks.get()}) {
     auto n = r->nodes();
     ASSERT_TRUE(n.has_value());
     EXPECT_EQ(*n, std::vector<std::string>{"n1"});

@@ -34,14 +34,14 @@ Trail::Options options(const TempDir& d) {
 }
 
 std::int64_t count(const std::string& db) {
-  auto c = store::SqliteDb::open(db, store::SqliteDb::Mode::ReadOnly);
+  auto c = store::SqliteDb::open(testing::as_rows(db), store::SqliteDb::Mode::ReadOnly);
   EXPECT_TRUE(c.has_value());
   return c->query_int("SELECT count(*) FROM audit_records")->value_or(-1);
 }
 
 // Every record of the store, in order, chained to the one before; returns how many.
 std::uint64_t chained_records(const std::string& db) {
-  auto c = store::SqliteDb::open(db, store::SqliteDb::Mode::ReadOnly);
+  auto c = store::SqliteDb::open(testing::as_rows(db), store::SqliteDb::Mode::ReadOnly);
   auto st = c->prepare("SELECT seq, prev, hash, body FROM audit_records ORDER BY seq");
   std::string prev(kGenesisHash);
   std::uint64_t expect = 1;
@@ -138,7 +138,7 @@ void kill_after_reuse(bool mapped) {
   }
   // start + 200 + the 3 acknowledged before the kill + the second start + stop
   EXPECT_EQ(chained_records(db), 206u);
-  auto c = store::SqliteDb::open(db, store::SqliteDb::Mode::ReadOnly);
+  auto c = store::SqliteDb::open(testing::as_rows(db), store::SqliteDb::Mode::ReadOnly);
   EXPECT_EQ(c->query_int("SELECT count(*) FROM audit_records WHERE type = 'statement' AND statement > 200")->value_or(-1), 3);
 }
 
@@ -185,7 +185,7 @@ TEST(AuditTrail, IntentsOfAKilledProcessBecomeRecordsOnce) {
   }
   // start, statement 1, the two unfinished, start, stop, start, stop
   EXPECT_EQ(chained_records(db), 8u);
-  auto c = store::SqliteDb::open(db, store::SqliteDb::Mode::ReadOnly);
+  auto c = store::SqliteDb::open(testing::as_rows(db), store::SqliteDb::Mode::ReadOnly);
   auto st = c->prepare("SELECT statement, outcome, rows, text FROM audit_records WHERE type = 'statement' ORDER BY statement");
   std::vector<std::tuple<std::int64_t, std::string, std::int64_t>> got;
   while (*st->step()) {
@@ -230,7 +230,7 @@ TEST(AuditTrail, RetentionRunsAtStartAfterTheStartRecord) {
   const std::string db = d.file("a.db");
   {
     std::vector<std::unique_ptr<AuditSink>> sinks;
-    sinks.push_back(*open_sqlite_sink(db, false));
+    sinks.push_back(*open_sqlite_sink(db, false, SqliteLayout::Rows));  // record by record (blocks: below)
     auto t = Trail::open(options(d), std::move(sinks));
     ASSERT_TRUE(t.has_value());
     for (int i = 1; i <= 100; ++i) (*t)->submit(statement(i));
@@ -248,7 +248,7 @@ TEST(AuditTrail, RetentionRunsAtStartAfterTheStartRecord) {
     (*t)->flush();
     (*t)->close();
   }
-  auto c = store::SqliteDb::open(db, store::SqliteDb::Mode::ReadOnly);
+  auto c = store::SqliteDb::open(testing::as_rows(db), store::SqliteDb::Mode::ReadOnly);
   auto st = c->prepare("SELECT seq, type FROM audit_records ORDER BY seq");
   std::vector<std::pair<std::int64_t, std::string>> rows;
   while (*st->step()) rows.emplace_back(st->column_int(0), std::string(st->column_text(1)));
@@ -263,6 +263,50 @@ TEST(AuditTrail, RetentionRunsAtStartAfterTheStartRecord) {
   ASSERT_TRUE(rep.has_value());
   EXPECT_FALSE(rep->problem) << rep->problem->message;
   EXPECT_EQ(rep->first_seq, 94u);
+}
+
+// A store of blocks is pruned a whole block at a time: it keeps at least the records retention
+// asks for and less than one block more, and verifies from the Retention record's anchor.
+TEST(AuditTrail, RetentionPrunesWholeBlocks) {
+  TempDir d;
+  const std::string db = d.file("a.db");
+  {
+    std::vector<std::unique_ptr<AuditSink>> sinks;
+    sinks.push_back(*open_sqlite_sink(db, false));
+    auto t = Trail::open(options(d), std::move(sinks));
+    ASSERT_TRUE(t.has_value());
+    for (int i = 1; i <= 2000; ++i) {
+      (*t)->submit(statement(i));
+      if (i % 100 == 0) (*t)->flush();
+    }
+    (*t)->close();
+  }
+  EXPECT_GE(std::stoi(testing::column(db, "SELECT count(*) FROM audit_blocks")), 4);  // at most 512 records each
+  {
+    std::vector<std::unique_ptr<AuditSink>> sinks;
+    sinks.push_back(*open_sqlite_sink(db, false));
+    auto o = options(d);
+    o.retention_max_records = 300;
+    auto t = Trail::open(std::move(o), std::move(sinks));
+    ASSERT_TRUE(t.has_value());
+    for (int i = 0; i < 500 && (*t)->stats().retentions == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    EXPECT_EQ((*t)->stats().retentions, 1u);
+    (*t)->flush();
+    (*t)->close();
+  }
+  const int kept = std::stoi(testing::column(testing::as_rows(db), "SELECT count(*) FROM audit_records"));
+  EXPECT_GE(kept, 300 + 3);  // and the new start, retention and stop records
+  EXPECT_LT(kept, 300 + 3 + 512);
+  const auto ret = nlohmann::json::parse(testing::column(testing::as_rows(db), "SELECT body FROM audit_records WHERE type = 'retention'"));
+  const std::string through = ret["fields"]["pruned_through"];
+  EXPECT_EQ(testing::column(db, "SELECT min(first_seq) FROM audit_blocks"), std::to_string(std::stoll(through) + 1));
+  EXPECT_EQ(testing::column(testing::as_rows(db), "SELECT prev FROM audit_records WHERE seq = " + std::to_string(std::stoll(through) + 1)),
+            std::string(ret["fields"]["anchor"]));
+  auto reader = AuditReader::open(db);
+  ASSERT_TRUE(reader.has_value());
+  auto rep = verify_chain(**reader, "n1", VerifyOptions{});
+  ASSERT_TRUE(rep.has_value());
+  EXPECT_FALSE(rep->problem) << rep->problem->message;
 }
 
 // Under steady load the sinks always lag a little behind the newest record; the journal must
@@ -302,6 +346,7 @@ class GatedSink final : public AuditSink {
   GatedSink(std::unique_ptr<AuditSink> inner, std::shared_ptr<std::atomic<bool>> failing, int every = 1)
       : inner_(std::move(inner)), failing_(std::move(failing)), every_(every) {}
   std::string_view name() const override { return inner_->name(); }
+  bool needs_index() const override { return inner_->needs_index(); }
   Result<std::optional<ChainHead>> head(std::string_view node) override { return inner_->head(node); }
   Result<void> write(std::span<const Record> batch) override {
     if (failing_->load() && ++calls_ % every_ == 0) return fail("08006", "the store is down (test)");
@@ -438,7 +483,7 @@ TEST(AuditTrail, OutcomesRefusedByAFullJournalAreKeptAndWrittenLater) {
   EXPECT_EQ((*t)->stats().intents_open, 0u);
   (*t)->close();
   chained_records(db);
-  auto c = store::SqliteDb::open(db, store::SqliteDb::Mode::ReadOnly);
+  auto c = store::SqliteDb::open(testing::as_rows(db), store::SqliteDb::Mode::ReadOnly);
   EXPECT_EQ(c->query_int("SELECT count(*) FROM audit_records WHERE type = 'statement' AND statement <= 3 AND outcome = 'ok'")
                 ->value_or(-1),
             3);

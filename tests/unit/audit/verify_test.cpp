@@ -29,7 +29,7 @@ Event statement(std::uint64_t n) {
   return e;
 }
 
-enum class Kind { Sqlite, Jsonl };
+enum class Kind { Sqlite, Jsonl, Blocks };  // Sqlite: the rows layout
 
 // Two runs of the proxy: Start, 10 statements, Stop, Checkpoint (covers the Stop) each: 26
 // records, checkpoints at 13 and 26.
@@ -40,12 +40,14 @@ struct Store {
   std::optional<CheckpointSigner> signer;
 
   explicit Store(Kind k, CheckpointSigner::Algorithm alg = CheckpointSigner::Algorithm::HmacSha256) : kind(k) {
-    path = dir.file(k == Kind::Sqlite ? "audit.db" : "audit.jsonl");
+    path = dir.file(k == Kind::Jsonl ? "audit.jsonl" : "audit.db");
     key = dir.file("checkpoint.key");
     EXPECT_TRUE(CheckpointSigner::generate(alg, key).has_value());
     for (int run = 0; run < 2; ++run) {
       std::vector<std::unique_ptr<AuditSink>> sinks;
-      sinks.push_back(k == Kind::Sqlite ? *open_sqlite_sink(path, false) : *open_jsonl_sink(path, false));
+      sinks.push_back(k == Kind::Jsonl     ? *open_jsonl_sink(path, false)
+                      : k == Kind::Sqlite ? *open_sqlite_sink(path, false, SqliteLayout::Rows)
+                                          : *open_sqlite_sink(path, false, SqliteLayout::Blocks));
       Trail::Options o;
       o.node = "n1";
       o.spool_dir = dir.file("spool");
@@ -69,7 +71,21 @@ struct Store {
   }
   std::string hash_of(std::uint64_t seq) {
     if (kind == Kind::Sqlite) return column(path, "SELECT hash FROM audit_records WHERE seq = " + std::to_string(seq));
-    return read_lines(path)[seq - 1].substr(9, 64);
+    return lines()[seq - 1].substr(9, 64);
+  }
+  // JSON lines and blocks: the record lines, and writing them back (blocks: with their columns
+  // made to agree, as an attacker who knows the format would).
+  std::vector<std::string> lines() const { return kind == Kind::Blocks ? read_block_lines(path) : read_lines(path); }
+  void write(const std::vector<std::string>& l) const {
+    if (kind == Kind::Blocks)
+      write_block_lines(path, l);
+    else
+      write_lines(path, l);
+  }
+  void rechain(std::size_t from, const std::function<void(json&)>& edit) const {
+    auto l = lines();
+    rechain_lines(l, from, edit);
+    write(l);
   }
 };
 
@@ -103,9 +119,9 @@ TEST_P(VerifyBoth, EditedBody) {
   if (GetParam() == Kind::Sqlite) {
     exec(s.path, "UPDATE audit_records SET body = replace(body, 'id = 5', 'id = 6') WHERE seq = 6");
   } else {
-    auto lines = read_lines(s.path);
+    auto lines = s.lines();
     lines[5].replace(lines[5].find("id = 5"), 6, "id = 6");
-    write_lines(s.path, lines);
+    s.write(lines);
   }
   expect_problem(s.verify(), Problem::EditedBody, 6);
 }
@@ -120,11 +136,11 @@ TEST_P(VerifyBoth, EditedBodyWithItsOwnHashRecomputed) {
     ASSERT_TRUE(db->exec("DELETE FROM audit_records WHERE seq = 6").has_value());
     insert_row(*db, rec);
   } else {
-    auto lines = read_lines(s.path);
+    auto lines = s.lines();
     auto body = jsonl_body(lines[5]);
     body.replace(body.find("id = 5"), 6, "id = 6");
     lines[5] = jsonl_line(record_from_body(body, 6, s.hash_of(5)));
-    write_lines(s.path, lines);
+    s.write(lines);
   }
   expect_problem(s.verify(), Problem::EditedBody, 6);
 }
@@ -134,9 +150,9 @@ TEST_P(VerifyBoth, DeletedRecord) {
   if (GetParam() == Kind::Sqlite) {
     exec(s.path, "DELETE FROM audit_records WHERE seq = 7");
   } else {
-    auto lines = read_lines(s.path);
+    auto lines = s.lines();
     lines.erase(lines.begin() + 6);
-    write_lines(s.path, lines);
+    s.write(lines);
   }
   expect_problem(s.verify(), Problem::Deleted, 7);
 }
@@ -146,9 +162,9 @@ TEST_P(VerifyBoth, DeletedFirstRecordsWithoutRetention) {
   if (GetParam() == Kind::Sqlite) {
     exec(s.path, "DELETE FROM audit_records WHERE seq <= 3");
   } else {
-    auto lines = read_lines(s.path);
+    auto lines = s.lines();
     lines.erase(lines.begin(), lines.begin() + 3);
-    write_lines(s.path, lines);
+    s.write(lines);
   }
   expect_problem(s.verify(), Problem::Deleted, 3);
 }
@@ -157,7 +173,7 @@ TEST_P(VerifyBoth, InsertedRecord) {
   Store s(GetParam());
   // A forged record 5 that links to record 4 and hashes correctly, put in before the real one.
   std::string body = GetParam() == Kind::Sqlite ? column(s.path, "SELECT body FROM audit_records WHERE seq = 5")
-                                                : jsonl_body(read_lines(s.path)[4]);
+                                                : jsonl_body(s.lines()[4]);
   body.replace(body.find("id = 4"), 6, "id = 9");
   auto forged = record_from_body(body, 5, s.hash_of(4));
   if (GetParam() == Kind::Sqlite) {
@@ -166,9 +182,9 @@ TEST_P(VerifyBoth, InsertedRecord) {
     auto db = store::SqliteDb::open(s.path);
     insert_row(*db, forged);
   } else {
-    auto lines = read_lines(s.path);
+    auto lines = s.lines();
     lines.insert(lines.begin() + 4, jsonl_line(forged));
-    write_lines(s.path, lines);
+    s.write(lines);
   }
   expect_problem(s.verify(), Problem::Inserted, 5);
 }
@@ -180,9 +196,9 @@ TEST_P(VerifyBoth, ReorderedRecords) {
     exec(s.path, "UPDATE audit_records SET seq = 5 WHERE seq = 6");
     exec(s.path, "UPDATE audit_records SET seq = 6 WHERE seq = 1000");
   } else {
-    auto lines = read_lines(s.path);
+    auto lines = s.lines();
     std::swap(lines[4], lines[5]);
-    write_lines(s.path, lines);
+    s.write(lines);
   }
   expect_problem(s.verify(), Problem::Reordered, 5);
 }
@@ -193,9 +209,9 @@ TEST_P(VerifyBoth, TruncatedTailNeedsAnAnchor) {
   if (GetParam() == Kind::Sqlite) {
     exec(s.path, "DELETE FROM audit_records WHERE seq >= 20");
   } else {
-    auto lines = read_lines(s.path);
+    auto lines = s.lines();
     lines.resize(19);
-    write_lines(s.path, lines);
+    s.write(lines);
   }
   // Alone, a cut tail looks like a proxy that is still running (or crashed): only a note.
   auto plain = s.verify();
@@ -217,9 +233,9 @@ TEST_P(VerifyBoth, TruncatedAtACleanShutdownOnlyTheAnchorSees) {
   if (GetParam() == Kind::Sqlite) {
     exec(s.path, "DELETE FROM audit_records WHERE seq > 13");
   } else {
-    auto lines = read_lines(s.path);
+    auto lines = s.lines();
     lines.resize(13);
-    write_lines(s.path, lines);
+    s.write(lines);
   }
   VerifyOptions stopped;
   stopped.expect_stopped = true;
@@ -235,7 +251,7 @@ TEST_P(VerifyBoth, ForgedCheckpointSignature) {
   if (GetParam() == Kind::Sqlite)
     rechain_sqlite(s.path, 13, forge);
   else
-    rechain_jsonl(s.path, 13, forge);
+    s.rechain(13, forge);
   expect_problem(s.verify(), Problem::BadSignature, 13);
 }
 
@@ -245,14 +261,14 @@ TEST_P(VerifyBoth, RecomputedChainAfterAnEditIsCaughtByTheCheckpoint) {
   if (GetParam() == Kind::Sqlite)
     rechain_sqlite(s.path, 6, edit);
   else
-    rechain_jsonl(s.path, 6, edit);
+    s.rechain(6, edit);
   expect_problem(s.verify(), Problem::CheckpointMismatch, 13);
   // ... and when the attacker also rewrites what the checkpoint covers, its signature fails.
   auto cover = [&](json& j) { j["fields"]["covers_hash"] = s.hash_of(12); };
   if (GetParam() == Kind::Sqlite)
     rechain_sqlite(s.path, 13, cover);
   else
-    rechain_jsonl(s.path, 13, cover);
+    s.rechain(13, cover);
   expect_problem(s.verify(), Problem::BadSignature, 13);
 }
 
@@ -273,8 +289,56 @@ TEST_P(VerifyBoth, WrongKeyFails) {
   expect_problem(s.verify(o), Problem::BadSignature, 13);
 }
 
-INSTANTIATE_TEST_SUITE_P(Stores, VerifyBoth, ::testing::Values(Kind::Sqlite, Kind::Jsonl),
-                         [](const auto& info) { return info.param == Kind::Sqlite ? "Sqlite" : "JsonLines"; });
+INSTANTIATE_TEST_SUITE_P(Stores, VerifyBoth, ::testing::Values(Kind::Sqlite, Kind::Jsonl, Kind::Blocks),
+                         [](const auto& info) {
+                           return info.param == Kind::Sqlite ? "SqliteRows" : info.param == Kind::Jsonl ? "JsonLines" : "SqliteBlocks";
+                         });
+
+// The columns of a block say which records it holds and when: searches skip blocks by them, so an
+// edit of them alone is found.
+TEST(VerifyBlocks, EditedBlockColumns) {
+  for (const std::string& edit : std::vector<std::string>{std::string("UPDATE audit_blocks SET min_time_us = min_time_us + 1000000000 WHERE first_seq = 1"),
+                           "UPDATE audit_blocks SET max_time_us = 0 WHERE last_seq = 26",
+                           "UPDATE audit_blocks SET records = records + 1 WHERE first_seq = 1",
+                           "UPDATE audit_blocks SET last_hash = '" + std::string(64, '0') + "' WHERE last_seq = 26"}) {
+    Store s(Kind::Blocks);
+    auto before = s.verify();
+    ASSERT_FALSE(before.problem) << before.problem->message;
+    exec(s.path, edit);
+    auto r = s.verify();
+    ASSERT_TRUE(r.problem) << edit;
+    EXPECT_EQ(problem_name(r.problem->kind), problem_name(Problem::EditedColumn)) << edit << ": " << r.problem->message;
+  }
+  // Another node's name on the first block takes its records out of this node's chain.
+  Store s(Kind::Blocks);
+  exec(s.path, "UPDATE audit_blocks SET node = 'n2' WHERE first_seq = 1");
+  expect_problem(s.verify(), Problem::Deleted, 1);
+}
+
+// Records are written in blocks, one per batch of the store thread, compressed: a trail of 26
+// records in two runs makes few rows, much smaller than the records' text.
+TEST(VerifyBlocks, BlocksAreCompressed) {
+  Store s(Kind::Blocks);
+  EXPECT_LT(std::stoi(column(s.path, "SELECT count(*) FROM audit_blocks")), 26);
+  std::size_t text = 0;
+  for (const auto& l : s.lines()) text += l.size();
+  EXPECT_EQ(s.lines().size(), 26u);
+  EXPECT_LT(std::stoul(column(s.path, "SELECT sum(length(data)) FROM audit_blocks")), text / 3);
+  const auto rows = as_rows(s.path);
+  EXPECT_EQ(column(rows, "SELECT type FROM audit_records WHERE seq = 1"), "start");
+  EXPECT_EQ(column(rows, "SELECT hash FROM audit_records WHERE seq = 26"), s.hash_of(26));
+  EXPECT_EQ(column(rows, "SELECT text FROM audit_records WHERE seq = 6"), "SELECT * FROM orders WHERE id = 5");
+}
+
+// Data that is not a block (edited bytes of the compressed frame) is an edited body.
+TEST(VerifyBlocks, UnreadableBlockData) {
+  Store s(Kind::Blocks);
+  exec(s.path, "UPDATE audit_blocks SET data = substr(data, 1, length(data) - 5) WHERE first_seq = 1");
+  auto r = s.verify();
+  ASSERT_TRUE(r.problem);
+  EXPECT_EQ(problem_name(r.problem->kind), problem_name(Problem::EditedBody)) << r.problem->message;
+  EXPECT_NE(r.problem->message.find("cannot be read"), std::string::npos) << r.problem->message;
+}
 
 TEST(VerifySqlite, EditedSearchColumn) {
   Store s(Kind::Sqlite);
@@ -351,9 +415,10 @@ TEST(TrailCheckpoints, SignedRightAfterStart) {
     (*t)->submit(statement(1));
     (*t)->flush();
   }
-  EXPECT_EQ(column(path, "SELECT type FROM audit_records WHERE seq = 1"), "start");
-  EXPECT_EQ(column(path, "SELECT type FROM audit_records WHERE seq = 2"), "checkpoint");
-  EXPECT_EQ(json::parse(column(path, "SELECT body FROM audit_records WHERE seq = 2"))["fields"]["covers_seq"], "1");
+  const auto rows = as_rows(path);
+  EXPECT_EQ(column(rows, "SELECT type FROM audit_records WHERE seq = 1"), "start");
+  EXPECT_EQ(column(rows, "SELECT type FROM audit_records WHERE seq = 2"), "checkpoint");
+  EXPECT_EQ(json::parse(column(rows, "SELECT body FROM audit_records WHERE seq = 2"))["fields"]["covers_seq"], "1");
 }
 
 // Retention: the oldest records may go, when a Retention record names the new first record's
@@ -370,7 +435,7 @@ TEST(VerifySqlite, PrunedStartIsAcceptedWithARetentionRecord) {
   ret.fields = {{"sink", "sqlite:" + path}, {"pruned_through", "3"}, {"anchor", records[2].hash}};
   records.push_back(seal(ret, head, SealOptions{"n1"}));
   {
-    auto sink = open_sqlite_sink(path, false);
+    auto sink = open_sqlite_sink(path, false, SqliteLayout::Rows);
     ASSERT_TRUE((*sink)->write(records).has_value());
   }
   exec(path, "DELETE FROM audit_records WHERE seq <= 3");
