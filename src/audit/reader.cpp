@@ -16,6 +16,7 @@
 #include <iterator>
 #include <queue>
 #include <set>
+#include <span>
 #include <tuple>
 
 #include <nlohmann/json.hpp>
@@ -399,7 +400,11 @@ class SqliteReader final : public AuditReader {
   }
 
   Result<void> each(const SearchFilter& f, const std::function<bool(const Record&)>& fn) override {
-    if (auto m = materialize(); !m) return m;
+    if (blocks_) {  // every block of the time range
+      auto todo = unread_blocks(f);
+      if (!todo) return tl::unexpected(todo.error());
+      if (auto m = load(*todo); !m) return m;
+    }
     const Where w = where_of(f);
     auto st = db_.prepare(std::string("SELECT ") + kColumns + " FROM audit_records a" + w.sql +
                           " ORDER BY a.time_us, a.node, a.seq");
@@ -419,25 +424,32 @@ class SqliteReader final : public AuditReader {
   Result<SearchPage> search(const SearchFilter& f) override {
     auto cursor = parse_cursor(f.cursor);
     if (!cursor) return tl::unexpected(cursor.error());
-    if (auto m = materialize(); !m) return tl::unexpected(m.error());
-    Where w = where_of(f);
-    if (*cursor) {
-      w.sql += " AND (a.time_us, a.node, a.seq) < (?, ?, ?)";
-      w.binds.emplace_back(std::get<0>(**cursor));
-      w.binds.emplace_back(std::get<1>(**cursor));
-      w.binds.emplace_back(std::get<2>(**cursor));
+    // Blocks: read newest first, a few more each time, until the page is full and no block left
+    // unread can hold a record that sorts before its last one (a block's max_time_us bounds it).
+    std::vector<BlockSpan> todo;
+    if (blocks_) {
+      auto t = unread_blocks(f);
+      if (!t) return tl::unexpected(t.error());
+      todo = std::move(*t);
     }
-    w.sql += " ORDER BY a.time_us DESC, a.node DESC, a.seq DESC LIMIT ?";
-    w.binds.emplace_back(std::int64_t(f.limit) + 1);
-    auto st = db_.prepare(std::string("SELECT ") + kColumns + " FROM audit_records a" + w.sql);
-    if (!st) return tl::unexpected(st.error());
-    w.bind(*st);
+    std::size_t next = 0, step = 4;
     SearchPage page;
     for (;;) {
-      auto row = st->step();
-      if (!row) return tl::unexpected(row.error());
-      if (!*row) break;
-      page.hits.push_back(SearchHit{to_record(read_row(*st)), std::nullopt});
+      if (next < todo.size()) {
+        const std::size_t n = std::min(step, todo.size() - next);
+        if (auto m = load(std::span<const BlockSpan>(todo).subspan(next, n)); !m) return tl::unexpected(m.error());
+        next += n;
+        step *= 2;
+      }
+      auto p = page_of(f, *cursor);
+      if (!p) return tl::unexpected(p.error());
+      page = std::move(*p);
+      if (next >= todo.size()) break;
+      if (page.hits.size() > f.limit) {
+        std::int64_t unread_max = INT64_MIN;
+        for (std::size_t i = next; i < todo.size(); ++i) unread_max = std::max(unread_max, todo[i].max_time);
+        if (page.hits.back().record.index.time_us > unread_max) break;
+      }
     }
     if (page.hits.size() > f.limit) {
       page.hits.resize(f.limit);
@@ -462,7 +474,31 @@ class SqliteReader final : public AuditReader {
   }
 
  private:
-  // Blocks: the records of every block with first_seq > done_, in order, each passed with the
+  // The newest limit + 1 matches, newest first (no join).
+  Result<SearchPage> page_of(const SearchFilter& f, const std::optional<Key>& cursor) {
+    Where w = where_of(f);
+    if (cursor) {
+      w.sql += " AND (a.time_us, a.node, a.seq) < (?, ?, ?)";
+      w.binds.emplace_back(std::get<0>(*cursor));
+      w.binds.emplace_back(std::get<1>(*cursor));
+      w.binds.emplace_back(std::get<2>(*cursor));
+    }
+    w.sql += " ORDER BY a.time_us DESC, a.node DESC, a.seq DESC LIMIT ?";
+    w.binds.emplace_back(std::int64_t(f.limit) + 1);
+    auto st = db_.prepare(std::string("SELECT ") + kColumns + " FROM audit_records a" + w.sql);
+    if (!st) return tl::unexpected(st.error());
+    w.bind(*st);
+    SearchPage page;
+    for (;;) {
+      auto row = st->step();
+      if (!row) return tl::unexpected(row.error());
+      if (!*row) break;
+      page.hits.push_back(SearchHit{to_record(read_row(*st)), std::nullopt});
+    }
+    return page;
+  }
+
+  // Blocks: the records of every block with first_seq > after_first, in order, each passed with the
   // block's columns checked against its records (a disagreement is set on its last record).
   struct BlockRow {
     std::int64_t first = 0, last = 0, count = 0, min_time = 0, max_time = 0;
@@ -566,9 +602,28 @@ class SqliteReader final : public AuditReader {
     return r;
   }
 
-  // Derives the search columns of the blocks not read yet into the temporary table.
-  Result<void> materialize() {
-    if (!blocks_) return {};
+  // Blocks not read into the temporary table yet whose time range meets the filter's, newest first.
+  struct BlockSpan {
+    std::int64_t first = 0, max_time = 0;
+  };
+  Result<std::vector<BlockSpan>> unread_blocks(const SearchFilter& f) {
+    auto st = db_.prepare("SELECT first_seq, max_time_us FROM main.audit_blocks WHERE max_time_us >= ?1 AND "
+                          "min_time_us < ?2 ORDER BY first_seq DESC");
+    if (!st) return tl::unexpected(st.error());
+    st->bind(1, f.since_us.value_or(INT64_MIN)).bind(2, f.until_us.value_or(INT64_MAX));
+    std::vector<BlockSpan> out;
+    for (;;) {
+      auto row = st->step();
+      if (!row) return tl::unexpected(row.error());
+      if (!*row) break;
+      if (!loaded_.count(st->column_int(0))) out.push_back(BlockSpan{st->column_int(0), st->column_int(1)});
+    }
+    return out;
+  }
+
+  // Derives the search columns of the records of `blocks` into the temporary table.
+  Result<void> load(std::span<const BlockSpan> blocks) {
+    if (blocks.empty()) return {};
     if (!temp_ready_) {
       if (auto r = db_.exec(kTempRecords); !r) return r;
       auto ins = db_.prepare(kSqliteInsert);
@@ -576,10 +631,24 @@ class SqliteReader final : public AuditReader {
       insert_ = std::move(*ins);
       temp_ready_ = true;
     }
+    auto sel = db_.prepare("SELECT data FROM main.audit_blocks WHERE first_seq = ?1");
+    if (!sel) return tl::unexpected(sel.error());
     if (auto r = db_.exec("BEGIN"); !r) return r;
     std::optional<Error> err;
-    auto r = each_block({}, done_, [&](const BlockRow& b, std::string_view data) {
-      each_block_line(data, [&](std::string_view line, std::uint64_t) {
+    std::vector<std::int64_t> read;
+    for (const auto& b : blocks) {
+      sel->bind(1, b.first);
+      auto row = sel->step();
+      if (!row) {
+        err = row.error();
+        break;
+      }
+      if (!*row) continue;  // pruned meanwhile
+      auto text = block_text(sel->column_blob(0));
+      sel->reset();
+      read.push_back(b.first);
+      if (!text) continue;  // verify reports it
+      each_block_line(*text, [&](std::string_view line, std::uint64_t) {
         const auto parts = split_record_line(line);
         if (!parts) return true;  // verify reports it
         auto rec = record_of(std::string(parts->hash), std::string(parts->body));
@@ -600,21 +669,22 @@ class SqliteReader final : public AuditReader {
         }
         return !err;
       });
-      done_ = std::max(done_, b.first);
-      return !err;
-    });
-    if (!r || err) {
-      (void)db_.exec("ROLLBACK");
-      return r ? tl::unexpected(*err) : r;
+      if (err) break;
     }
-    return db_.exec("COMMIT");
+    if (err) {
+      (void)db_.exec("ROLLBACK");
+      return tl::unexpected(*err);
+    }
+    if (auto r = db_.exec("COMMIT"); !r) return r;
+    loaded_.insert(read.begin(), read.end());
+    return {};
   }
 
   store::SqliteDb db_;
   std::string description_;
   bool blocks_ = false;
   bool temp_ready_ = false;
-  std::int64_t done_ = 0;  // blocks: the first_seq of the last block materialize() read
+  std::set<std::int64_t> loaded_;  // blocks (by first_seq) read into the temporary table
   store::SqliteStatement insert_;
 };
 

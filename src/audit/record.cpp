@@ -494,8 +494,10 @@ void write_sql(Canonical& w, const Event& e, const SealOptions& o, RecordIndex& 
   if (e.decision) {
     const auto& d = decision_part(e.decision);
     w.members(d.encoded);
-    x.decision = d.action;
-    x.rule = d.rule;
+    if (o.index) {
+      x.decision = d.action;
+      x.rule = d.rule;
+    }
   }
   if (!e.params.empty() && o.params != SealOptions::Params::None) {
     // Values of statements that touch classified columns are not kept (which parameter feeds
@@ -530,15 +532,17 @@ void write_sql(Canonical& w, const Event& e, const SealOptions& o, RecordIndex& 
   w.member("protocol", std::string_view(&protocol, 1));
   if (parts) {
     w.members(parts->encoded);
-    x.kinds = parts->kinds;
-    x.relations = parts->relations;
-    x.tags = parts->tags;
+    if (o.index) {
+      x.kinds = parts->kinds;
+      x.relations = parts->relations;
+      x.tags = parts->tags;
+    }
   }
   // The event's own text unless it could show a password a statement of it carries.
   const std::string_view shown =
       parts && (e.text.empty() || parts->secret) ? std::string_view(parts->text) : std::string_view(e.text);
   put_text(w, "text", shown, o.max_text);
-  x.text = utf8_clean(cut(shown, o.max_text));
+  if (o.index) x.text = utf8_clean(cut(shown, o.max_text));
   w.close();
 }
 
@@ -753,19 +757,21 @@ std::string encode(const Event& e, std::uint64_t seq, std::string_view prev, con
   const SessionContext* s = e.session.get();
   const auto sp = s ? session_parts(*s) : nullptr;
   std::string out;
-  out.reserve(768);
+  out.reserve(1536);  // a statement's record is ~1 KB: one allocation
   Canonical w(out);
   w.open();
   if (sp) {
     w.members(sp->head);
-    x.client = sp->client;
-    x.database = sp->database;
+    if (o.index) {
+      x.client = sp->client;
+      x.database = sp->database;
+    }
   }
   if (marks) marks->duration = w.pos();
   if (e.duration_us >= 0) w.member("duration_us", e.duration_us);
   if (sp) {
     w.members(sp->environment_member);
-    x.environment = sp->environment;
+    if (o.index) x.environment = sp->environment;
   }
   if (!e.fields.empty()) {
     auto fields = e.fields;
@@ -777,17 +783,19 @@ std::string encode(const Event& e, std::uint64_t seq, std::string_view prev, con
   }
   if (sp) {
     w.members(sp->identity);
-    x.subject = sp->subject;
-    x.email = sp->email;
-    x.groups = sp->groups;
-    x.kind = sp->kind;
+    if (o.index) {
+      x.subject = sp->subject;
+      x.email = sp->email;
+      x.groups = sp->groups;
+      x.kind = sp->kind;
+    }
   }
   if (marks) marks->message = w.pos();
   if (!e.masked.empty()) w.strings("masked", e.masked);  // "masked" < "message"
   if (!e.message.empty()) {
     const std::string message = params_masked(e, o) ? masked_message(e) : e.message;
     put_text(w, "message", message, o.max_text);
-    x.text = utf8_clean(cut(message, o.max_text));
+    if (o.index) x.text = utf8_clean(cut(message, o.max_text));
   }
   if (marks) marks->node_begin = w.pos();
   w.member("node", o.node);
@@ -806,7 +814,7 @@ std::string encode(const Event& e, std::uint64_t seq, std::string_view prev, con
   if (e.statement) w.member("statement", std::int64_t(e.statement));
   if (sp) {
     w.members(sp->target_member);
-    x.target = sp->target;
+    if (o.index) x.target = sp->target;
   }
   w.member("time", x.time);
   w.member("time_us", us);

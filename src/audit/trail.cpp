@@ -324,7 +324,7 @@ bool Trail::intend(Event& e) {
   if (!intents_map_) return false;
   // Failing: recording the statement now (write_now) reports why, and required targets refuse.
   if (journal_failed_.load(std::memory_order_relaxed) || sinks_failing_.load(std::memory_order_relaxed)) return false;
-  auto d = draft(e, SealOptions{options_.node, options_.max_text, options_.params});
+  auto d = draft(e, SealOptions{options_.node, options_.max_text, options_.params, index_});
   if (!d) return false;
   const std::string_view body = draft_body(*d);
   if (body.size() > kIntentSlot - 16) return false;

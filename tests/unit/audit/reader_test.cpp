@@ -447,3 +447,57 @@ TEST(SignerTest, KeyOfTheWrongKindIsRefused) {
 
 }  // namespace
 }  // namespace gh::audit
+
+namespace gh::audit {
+namespace {
+
+// A store of many blocks is searched newest first, reading blocks until the page is full and no
+// unread block can hold a newer record: pages, cursors, filters and time ranges must answer as the
+// rows layout does, also when a later block holds older times than an earlier one (a statement's
+// record carries the time it began).
+TEST(AuditSearchBlocks, PagesOverManyBlocksAnswerAsRows) {
+  std::vector<Spec> specs;
+  for (int i = 0; i < 600; ++i) {
+    Spec s;
+    // Mostly rising times, with every 7th record 500 s in the past: blocks' time ranges overlap.
+    s.t = i % 7 == 0 ? i - 500 : i;
+    s.statement = i + 1;
+    s.session = 1 + i % 5;
+    s.target = i % 3 == 0 ? "prod" : "dev";
+    s.text = "SELECT " + std::to_string(i);
+    specs.push_back(s);
+  }
+  auto records = make(specs);
+  TempDir dir;
+  const auto rows = dir.file("rows.db"), blocks = dir.file("blocks.db");
+  {
+    auto r = open_sqlite_sink(rows, false, SqliteLayout::Rows);
+    ASSERT_TRUE((*r)->write(records).has_value());
+    auto b = open_sqlite_sink(blocks, false);
+    for (std::size_t i = 0; i < records.size(); i += 20)  // 30 blocks of 20
+      ASSERT_TRUE((*b)->write(std::span<const Record>(records).subspan(i, std::min<std::size_t>(20, records.size() - i))));
+  }
+  EXPECT_EQ(column(blocks, "SELECT count(*) FROM audit_blocks"), "30");
+  for (const auto& f : {filter({{"limit", "7"}}), filter({{"limit", "50"}, {"target", "prod"}}),
+                        filter({{"limit", "3"}, {"since", "2026-01-01T00:05:00Z"}}),
+                        filter({{"limit", "25"}, {"until", "2026-01-01T00:03:00Z"}}), filter({{"limit", "1000"}})}) {
+    auto a = AuditReader::open(rows), b = AuditReader::open(blocks);
+    ASSERT_TRUE(a && b);
+    SearchFilter fa = f, fb = f;
+    for (int page = 0; page < 200; ++page) {
+      auto pa = (*a)->search(fa), pb = (*b)->search(fb);
+      ASSERT_TRUE(pa.has_value() && pb.has_value());
+      std::vector<std::uint64_t> sa, sb;
+      for (const auto& h : pa->hits) sa.push_back(h.record.seq);
+      for (const auto& h : pb->hits) sb.push_back(h.record.seq);
+      ASSERT_EQ(sa, sb) << "page " << page << " limit " << f.limit;
+      ASSERT_EQ(pa->next_cursor, pb->next_cursor);
+      if (pa->next_cursor.empty()) break;
+      fa.cursor = pa->next_cursor;
+      fb.cursor = pb->next_cursor;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace gh::audit
