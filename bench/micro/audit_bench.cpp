@@ -83,11 +83,13 @@ void BM_AuditSealDraft(benchmark::State& state) {
 }
 BENCHMARK(BM_AuditSealDraft);
 
-// The SQLite sink alone: batches of 1,000 sealed records, one transaction each.
+// The SQLite sink alone: batches of 1,000 sealed records, one transaction each; arg 0: the blocks
+// layout (the default), 1: a row per record.
 void BM_AuditSqliteWrite(benchmark::State& state) {
   char tmpl[] = "/tmp/gh-audit-bench-XXXXXX";
   const std::filesystem::path dir = ::mkdtemp(tmpl);
-  auto sink = std::move(*gh::audit::open_sqlite_sink((dir / "audit.db").string(), false));
+  auto sink = std::move(*gh::audit::open_sqlite_sink(
+      (dir / "audit.db").string(), false, state.range(0) ? gh::audit::SqliteLayout::Rows : gh::audit::SqliteLayout::Blocks));
   Sample sample;
   gh::audit::ChainHead head;
   std::vector<gh::audit::Record> batch;
@@ -102,7 +104,7 @@ void BM_AuditSqliteWrite(benchmark::State& state) {
   sink.reset();
   std::filesystem::remove_all(dir);
 }
-BENCHMARK(BM_AuditSqliteWrite)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_AuditSqliteWrite)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 
 void BM_AuditTrailSqlite(benchmark::State& state) {
   char tmpl[] = "/tmp/gh-audit-bench-XXXXXX";
