@@ -28,7 +28,9 @@ using nlohmann::json;
 
 struct Args {
   CLI::App* audit = nullptr;
-  CLI::App *verify = nullptr, *search = nullptr, *tail = nullptr, *report = nullptr, *keygen = nullptr;
+  CLI::App *verify = nullptr, *search = nullptr, *tail = nullptr, *report = nullptr, *keygen = nullptr,
+           *exporter = nullptr;
+  std::int64_t after = 0;  // export
   std::string config, store, node;
   // verify
   std::string key, algorithm, expect_head, continues;
@@ -188,6 +190,55 @@ void print_hit(const audit::SearchHit& h, const std::string& format) {
 }
 
 // ---- verify ------------------------------------------------------------------------------------
+
+// One node's chain as JSON lines, in the JSON-lines sink's format ({"hash":...,"body":...} per
+// record, the body byte for byte): what `sqlite3` cannot read from a store of compressed blocks,
+// for jq, a SIEM, another database, or `verify --store FILE.jsonl`. Exit 1 when a stored record is
+// not a record line (verify says more).
+int cmd_export() {
+  auto cfg = load_config();
+  if (!cfg) return usage_error(cfg.error().message);
+  auto reader = open_reader(*cfg);
+  if (!reader) return usage_error(reader.error().message);
+  std::string node = args().node;
+  if (node.empty()) {
+    auto n = (*reader)->nodes();
+    if (!n) return usage_error(n.error().message);
+    if (n->empty()) return usage_error(std::string((*reader)->description()) + " holds no audit records");
+    if (n->size() > 1) {
+      std::string names;
+      for (const auto& x : *n) names += (names.empty() ? "" : ", ") + x;
+      return usage_error("the store holds the chains of several nodes (" + names + "): give --node");
+    }
+    node = n->front();
+  }
+  std::uint64_t bad = 0, written = 0;
+  std::string line;
+  auto r = (*reader)->scan(node, args().after, [&](const audit::StoredRecord& s) {
+    if (!s.well_formed) {
+      ++bad;
+      return true;
+    }
+    line.clear();
+    line += "{\"hash\":\"";
+    line += s.hash;
+    line += "\",\"body\":";
+    line += s.body;
+    line += "}\n";
+    std::cout << line;
+    ++written;
+    return bool(std::cout);
+  });
+  std::cout.flush();
+  if (!r) return usage_error(r.error().message);
+  if (!std::cout) return usage_error("cannot write the records to standard output");
+  if (bad) {
+    std::cerr << "error: " << bad << " stored record(s) are not record lines and were left out; run gatehouse audit verify\n";
+    return 1;
+  }
+  std::cerr << written << " record(s) of node " << node << "\n";
+  return 0;
+}
 
 int cmd_verify() {
   auto cfg = load_config();
@@ -585,6 +636,11 @@ void add_audit_commands(CLI::App& app) {
       "--target", [](const std::string& v) { args().filters["target"] = v; }, "only this target");
   a.report->add_option("--format", a.format, "text or json")->check(CLI::IsMember({"text", "json"}));
 
+  a.exporter = a.audit->add_subcommand(
+      "export", "Write one node's chain as JSON lines ({\"hash\",\"body\"} per record, the jsonl sink's format), oldest first");
+  add_store_options(a.exporter);
+  a.exporter->add_option("--after", a.after, "only records after this seq (default: all)")->check(CLI::NonNegativeNumber);
+
   a.keygen = a.audit->add_subcommand("keygen", "Make a new checkpoint signing key");
   a.keygen->add_option("--algorithm", a.algorithm, "ed25519 (default) or hmac-sha256")
       ->check(CLI::IsMember({"ed25519", "hmac-sha256"}));
@@ -609,6 +665,7 @@ std::optional<int> run_audit_command() {
     return cmd_report();
   }
   if (*a.keygen) return cmd_keygen();
+  if (*a.exporter) return cmd_export();
   return 2;
 }
 
