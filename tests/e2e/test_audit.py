@@ -2151,3 +2151,31 @@ def test_export_writes_a_store_of_blocks_as_json_lines_that_verify(make_proxy, t
     sqlite_cli(bad, "UPDATE audit_blocks SET data = substr(data, 1, length(data) - 4) WHERE first_seq = 1")
     r = audit_cli("export", "--store", bad)
     assert r.returncode == 1 and "run gatehouse audit verify" in r.stderr, r.stderr
+
+
+def test_tail_follows_a_live_store_of_blocks_and_search_finds_new_blocks(make_proxy, tmp_path):
+    """tail -f and repeated searches on the default store while the proxy writes new blocks."""
+    proxy = make_proxy()
+    store = store_of(proxy)
+    psql(proxy, "-c", "SELECT 'blocks before'")
+    wait_for(lambda: store.exists() and any("blocks before" in h.get("sql", {}).get("text", "")
+                                            for h in search(store)), timeout=10, what="the first record")
+    out_path = tmp_path / "tail.out"
+    with open(out_path, "w") as out:
+        tail = _follow(store, out)
+        try:
+            time.sleep(1)  # tail read the store's head before the next statements
+            for i in range(3):
+                psql(proxy, "-c", f"SELECT 'blocks after {i}'")
+                time.sleep(0.1)  # a store flush each: more blocks
+            wait_for(lambda: all(f"blocks after {i}" in out_path.read_text() for i in range(3)), timeout=10,
+                     what="tail -f printing the new records")
+        finally:
+            tail.terminate()
+            tail.wait(10)
+    texts = [json.loads(x)["sql"]["text"] for x in out_path.read_text().splitlines()
+             if x.startswith("{") and json.loads(x).get("type") == "statement"]
+    assert texts.count("SELECT 'blocks before'") <= 1 and [t for t in texts if "after" in t] == \
+        [f"SELECT 'blocks after {i}'" for i in range(3)], texts
+    hits = search(store, "--text", "blocks after")
+    assert sorted(h["sql"]["text"] for h in hits) == [f"SELECT 'blocks after {i}'" for i in range(3)]
