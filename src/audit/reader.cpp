@@ -653,15 +653,8 @@ class SqliteReader final : public AuditReader {
         if (!parts) return true;  // verify reports it
         auto rec = record_of(std::string(parts->hash), std::string(parts->body));
         if (!rec || rec->seq == 0) return true;
-        const auto& x = rec->index;
         auto& s = insert_;
-        s.bind_static(1, x.node).bind(2, std::int64_t(rec->seq)).bind_static(3, rec->prev).bind_static(4, rec->hash);
-        s.bind_static(5, rec->body).bind_static(6, x.time).bind(7, x.time_us).bind_static(8, x.type).bind(9, x.session);
-        s.bind(10, x.statement).bind_static(11, x.subject).bind_static(12, x.email).bind_static(13, x.groups);
-        s.bind_static(14, x.kind).bind_static(15, x.client).bind_static(16, x.target).bind_static(17, x.environment);
-        s.bind_static(18, x.database).bind_static(19, x.kinds).bind_static(20, x.relations).bind_static(21, x.tags);
-        s.bind_static(22, x.decision).bind_static(23, x.rule).bind_static(24, x.outcome).bind_static(25, x.sqlstate);
-        s.bind(26, x.rows).bind(27, x.duration_us).bind_static(28, x.text);
+        bind_row(s, *rec);
         auto st = s.step();
         if (!st) {
           s.reset();  // a record stored twice (an edited store): the first one is searched

@@ -6,6 +6,9 @@
 // - rows (files written before blocks, or `layout: rows`): one row per record; `body` is the
 //   canonical JSON the chain hashes, the other columns are copies of its fields for search
 //   (verify checks that they agree with the body).
+#include "audit/record.h"
+#include "store/sqlite.h"
+
 namespace gh::audit {
 
 // One row per block; `data` is the block's text compressed as one Zstandard frame (block.h):
@@ -79,6 +82,9 @@ CREATE INDEX IF NOT EXISTS audit_records_result ON audit_records (session, state
 CREATE INDEX IF NOT EXISTS audit_records_start ON audit_records (seq) WHERE type = 'start';
 PRAGMA user_version = 2;
 )sql";
+
+// Binds `rec` to kSqliteInsert's parameters, without copies: `rec` must outlive the step.
+void bind_row(store::SqliteStatement& s, const Record& rec);
 
 inline constexpr const char* kSqliteInsert =
     "INSERT INTO audit_records (node, seq, prev, hash, body, time, time_us, type, session, statement, subject, email, "

@@ -49,6 +49,26 @@ Result<void> one_node(store::SqliteDb& db, const char* table, std::string_view n
   return {};
 }
 
+// The end of a prune: the hash of record `through` (`hash_sql`: ?1 node, ?2 seq), then `delete_sql`
+// (?1 node, ?2 through); nothing when that record is gone already.
+Result<std::optional<AuditSink::Pruned>> prune_through(store::SqliteDb& db, std::string_view node, std::int64_t through,
+                                                       const char* hash_sql, const char* delete_sql) {
+  if (through <= 0) return std::optional<AuditSink::Pruned>{};
+  auto st = db.prepare(hash_sql);
+  if (!st) return tl::unexpected(st.error());
+  st->bind(1, node).bind(2, through);
+  auto row = st->step();
+  if (!row) return tl::unexpected(row.error());
+  if (!*row) return std::optional<AuditSink::Pruned>{};  // already pruned
+  AuditSink::Pruned p{std::uint64_t(through), std::string(st->column_text(0))};
+  st->reset();
+  auto del = db.prepare(delete_sql);
+  if (!del) return tl::unexpected(del.error());
+  del->bind(1, node).bind(2, through);
+  if (auto r = del->step(); !r) return tl::unexpected(r.error());
+  return std::optional<AuditSink::Pruned>{std::move(p)};
+}
+
 std::int64_t micros(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
 }
@@ -160,20 +180,8 @@ class SqliteBlockSink final : public AuditSink {
       if (*row && !st->column_is_null(0)) through = std::max<std::int64_t>(through, st->column_int(0));
       st->reset();
     }
-    if (through <= 0) return std::optional<Pruned>{};
-    auto st = db_.prepare("SELECT last_hash FROM audit_blocks WHERE node = ?1 AND last_seq = ?2");
-    if (!st) return tl::unexpected(st.error());
-    st->bind(1, node).bind(2, through);
-    auto row = st->step();
-    if (!row) return tl::unexpected(row.error());
-    if (!*row) return std::optional<Pruned>{};  // already pruned
-    Pruned p{std::uint64_t(through), std::string(st->column_text(0))};
-    st->reset();
-    auto del = db_.prepare("DELETE FROM audit_blocks WHERE node = ?1 AND last_seq <= ?2");
-    if (!del) return tl::unexpected(del.error());
-    del->bind(1, node).bind(2, through);
-    if (auto r = del->step(); !r) return tl::unexpected(r.error());
-    return std::optional<Pruned>{std::move(p)};
+    return prune_through(db_, node, through, "SELECT last_hash FROM audit_blocks WHERE node = ?1 AND last_seq = ?2",
+                         "DELETE FROM audit_blocks WHERE node = ?1 AND last_seq <= ?2");
   }
 
  private:
@@ -224,16 +232,8 @@ class SqliteAuditSink final : public AuditSink {
     if (auto r = still_the_same_file(path_, file_); !r) return r;
     if (auto r = db_.exec("BEGIN IMMEDIATE"); !r) return r;
     for (const auto& rec : batch) {
-      const auto& x = rec.index;
       auto& s = insert_;
-      // The records outlive the step: no copies.
-      s.bind_static(1, x.node).bind(2, std::int64_t(rec.seq)).bind_static(3, rec.prev).bind_static(4, rec.hash);
-      s.bind_static(5, rec.body).bind_static(6, x.time).bind(7, x.time_us).bind_static(8, x.type).bind(9, x.session);
-      s.bind(10, x.statement).bind_static(11, x.subject).bind_static(12, x.email).bind_static(13, x.groups);
-      s.bind_static(14, x.kind).bind_static(15, x.client).bind_static(16, x.target).bind_static(17, x.environment);
-      s.bind_static(18, x.database).bind_static(19, x.kinds).bind_static(20, x.relations).bind_static(21, x.tags);
-      s.bind_static(22, x.decision).bind_static(23, x.rule).bind_static(24, x.outcome).bind_static(25, x.sqlstate);
-      s.bind(26, x.rows).bind(27, x.duration_us).bind_static(28, x.text);
+      bind_row(s, rec);  // the records outlive the step: no copies
       auto r = s.step();
       if (!r) {
         (void)db_.exec("ROLLBACK");
@@ -268,20 +268,8 @@ class SqliteAuditSink final : public AuditSink {
       if (*row && !st->column_is_null(0)) through = std::max<std::int64_t>(through, st->column_int(0) - std::int64_t(keep));
       st->reset();
     }
-    if (through <= 0) return std::optional<Pruned>{};
-    auto st = db_.prepare("SELECT hash FROM audit_records WHERE node = ?1 AND seq = ?2");
-    if (!st) return tl::unexpected(st.error());
-    st->bind(1, node).bind(2, through);
-    auto row = st->step();
-    if (!row) return tl::unexpected(row.error());
-    if (!*row) return std::optional<Pruned>{};  // already pruned
-    Pruned p{std::uint64_t(through), std::string(st->column_text(0))};
-    st->reset();
-    auto del = db_.prepare("DELETE FROM audit_records WHERE node = ?1 AND seq <= ?2");
-    if (!del) return tl::unexpected(del.error());
-    del->bind(1, node).bind(2, through);
-    if (auto r = del->step(); !r) return tl::unexpected(r.error());
-    return std::optional<Pruned>{std::move(p)};
+    return prune_through(db_, node, through, "SELECT hash FROM audit_records WHERE node = ?1 AND seq = ?2",
+                         "DELETE FROM audit_records WHERE node = ?1 AND seq <= ?2");
   }
 
  private:
@@ -292,6 +280,17 @@ class SqliteAuditSink final : public AuditSink {
 };
 
 }  // namespace
+
+void bind_row(store::SqliteStatement& s, const Record& rec) {
+  const auto& x = rec.index;
+  s.bind_static(1, x.node).bind(2, std::int64_t(rec.seq)).bind_static(3, rec.prev).bind_static(4, rec.hash);
+  s.bind_static(5, rec.body).bind_static(6, x.time).bind(7, x.time_us).bind_static(8, x.type).bind(9, x.session);
+  s.bind(10, x.statement).bind_static(11, x.subject).bind_static(12, x.email).bind_static(13, x.groups);
+  s.bind_static(14, x.kind).bind_static(15, x.client).bind_static(16, x.target).bind_static(17, x.environment);
+  s.bind_static(18, x.database).bind_static(19, x.kinds).bind_static(20, x.relations).bind_static(21, x.tags);
+  s.bind_static(22, x.decision).bind_static(23, x.rule).bind_static(24, x.outcome).bind_static(25, x.sqlstate);
+  s.bind(26, x.rows).bind(27, x.duration_us).bind_static(28, x.text);
+}
 
 Result<std::unique_ptr<AuditSink>> open_sqlite_sink(const std::string& path, bool fsync, SqliteLayout layout) {
   auto db = store::SqliteDb::open(path);

@@ -772,19 +772,8 @@ def test_verify_catches_tampering_with_a_store_of_blocks(make_proxy, tmp_path):
 
 def test_verify_catches_tampering_with_a_proxy_written_store(make_proxy, tmp_path):
     """The rows layout (`layout: rows`, and stores written before blocks): one row per record."""
-    key = tmp_path / "checkpoint.key"
-    r = audit_cli("keygen", "--out", key)
-    assert r.returncode == 0 and key.exists(), r.stdout + r.stderr
-    proxy = make_proxy(audit={"node": "tamper", "checkpoint": {"key_file": str(key), "interval": "1h"}, **ROWS_LAYOUT})
-    store = store_of(proxy)
-    with connect(proxy, autocommit=True) as c:
-        for i in range(8):
-            c.execute(f"SELECT 'tamper-{i}'")
-    assert proxy.stop() == 0
-    heads = re.findall(r"audit checkpoint: node=tamper seq=(\d+) hash=([0-9a-f]{64})", proxy.log())
-    assert heads, proxy.log()
-    head = f"{heads[-1][0]}:{heads[-1][1]}"
-    head_seq = int(heads[-1][0])
+    store, key, head, head_seq = _tamper_store(make_proxy, tmp_path, **ROWS_LAYOUT)
+    assert not audit_store.is_blocks(store)
 
     ok = verify(store, "--key", key, "--expect-head", head, "--expect-stopped")
     assert ok.returncode == 0, ok.stdout + ok.stderr

@@ -63,13 +63,7 @@ inline Record record_from_body(const std::string& body, std::uint64_t seq, const
 inline void insert_row(store::SqliteDb& db, const Record& rec) {
   auto s = db.prepare(kSqliteInsert);
   ASSERT_TRUE(s.has_value()) << s.error().message;
-  const auto& x = rec.index;
-  s->bind(1, x.node).bind(2, std::int64_t(rec.seq)).bind(3, rec.prev).bind(4, rec.hash).bind(5, rec.body);
-  s->bind(6, x.time).bind(7, x.time_us).bind(8, x.type).bind(9, x.session).bind(10, x.statement);
-  s->bind(11, x.subject).bind(12, x.email).bind(13, x.groups).bind(14, x.kind).bind(15, x.client);
-  s->bind(16, x.target).bind(17, x.environment).bind(18, x.database).bind(19, x.kinds).bind(20, x.relations);
-  s->bind(21, x.tags).bind(22, x.decision).bind(23, x.rule).bind(24, x.outcome).bind(25, x.sqlstate);
-  s->bind(26, x.rows).bind(27, x.duration_us).bind(28, x.text);
+  bind_row(*s, rec);
   auto r = s->step();
   ASSERT_TRUE(r.has_value()) << r.error().message;
 }
