@@ -344,13 +344,9 @@ int cmd_tail() {
   if (!nodes) return usage_error(nodes.error().message);
   // The newest seq per node at start.
   for (const auto& n : *nodes) {
-    std::int64_t max = 0;
-    auto r = (*reader)->scan(n, 0, [&](const audit::StoredRecord& s) {
-      max = std::max(max, s.seq);
-      return true;
-    });
-    if (!r) return usage_error(r.error().message);
-    last[n] = max;
+    auto max = (*reader)->last_seq(n);
+    if (!max) return usage_error(max.error().message);
+    last[n] = *max;
   }
   for (;;) {
     std::this_thread::sleep_for(std::chrono::milliseconds(args().interval_ms));

@@ -345,6 +345,18 @@ class SqliteReader final : public AuditReader {
     return out;
   }
 
+  Result<std::int64_t> last_seq(std::string_view node) override {
+    auto st = db_.prepare(blocks_ ? "SELECT max(last_seq) FROM main.audit_blocks WHERE node = ?1"
+                                  : "SELECT max(seq) FROM audit_records WHERE node = ?1");
+    if (!st) return tl::unexpected(st.error());
+    st->bind(1, node);
+    auto row = st->step();
+    if (!row) return tl::unexpected(row.error());
+    const std::int64_t max = *row && !st->column_is_null(0) ? st->column_int(0) : 0;
+    st->reset();
+    return max;
+  }
+
   Result<std::string> integrity() override {
     auto st = db_.prepare("PRAGMA integrity_check");
     if (!st) return tl::unexpected(st.error());

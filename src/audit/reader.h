@@ -2,6 +2,7 @@
 // Reads an audit store that a sink wrote: a SQLite file (opened read-only) or a JSON-lines file.
 // Used by `gatehouse audit verify|search|tail|report` and the admin API; never by the proxy's
 // writer. Iteration streams (constant memory); search returns one page, newest first.
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -84,6 +85,16 @@ class AuditReader {
   // when `fn` returns false.
   [[nodiscard]] virtual Result<void> scan(std::string_view node, std::int64_t after_seq,
                                           const std::function<bool(const StoredRecord&)>& fn) = 0;
+  // The highest seq stored for `node` (0: none), as scan() would find it: where tail -f starts.
+  [[nodiscard]] virtual Result<std::int64_t> last_seq(std::string_view node) {
+    std::int64_t max = 0;
+    auto r = scan(node, 0, [&](const StoredRecord& s) {
+      max = std::max(max, s.seq);
+      return true;
+    });
+    if (!r) return tl::unexpected(r.error());
+    return max;
+  }
   // Records matching `f` (limit and cursor ignored), oldest first, index filled; no join.
   [[nodiscard]] virtual Result<void> each(const SearchFilter& f, const std::function<bool(const Record&)>& fn) = 0;
   // One page of matches, newest first, with Statement records joined to their Result.
