@@ -501,3 +501,32 @@ TEST(AuditSearchBlocks, PagesOverManyBlocksAnswerAsRows) {
 
 }  // namespace
 }  // namespace gh::audit
+
+namespace gh::audit {
+namespace {
+
+// A store of blocks reads only the lines that can match into its temporary table (LineFilter):
+// texts with characters JSON escapes, other cases, a statement's outcome from its Result record
+// and one reader asked with one filter after another must answer as the other stores do.
+TEST(AuditSearchBlocks, LinesReadForAFilterAnswerAsRows) {
+  std::vector<Spec> v = sample();
+  Spec odd;
+  odd.t = 60, odd.statement = 4, odd.text = "SELECT 'Tab\there', \"Quoted\"\nnext line \\ back";
+  odd.relations = {"My.Table"}, odd.rule = "r \"1\"", odd.target = "t\\1";
+  v.push_back(odd);
+  Stores s(v);
+  expect_both(s, filter({{"text", "tab\there"}}), {8});
+  expect_both(s, filter({{"text", "\"QUOTED\"\nNEXT"}}), {8});
+  expect_both(s, filter({{"text", "\\ back"}}), {8});
+  expect_both(s, filter({{"rule", "r \"1\""}}), {8});
+  expect_both(s, filter({{"target", "t\\1"}}), {8});
+  expect_both(s, filter({{"table", "\"My.Table\""}}), {8});
+  expect_both(s, filter({{"text", "nothing has this"}}), {});
+  // Outcomes live in Result records, which every line filter keeps.
+  // (the Result record of 3 says "permission denied", not "customers")
+  expect_both(s, filter({{"text", "customers"}, {"outcome", "error"}}), {3});
+  expect_both(s, {}, {8, 7, 6, 5, 3, 1});
+}
+
+}  // namespace
+}  // namespace gh::audit
