@@ -289,10 +289,9 @@ Where where_of(const SearchFilter& f) {
 
 StoredRecord parse_line(std::string_view line, std::uint64_t number);
 
-// The records of a block's data ("[\n" line ",\n" line ... "\n]", see sqlite_schema.h), each
-// passed to fn with its line (1-based) in the block; false when fn stopped.
-bool each_block_line(std::string_view data, const std::function<bool(std::string_view line, std::uint64_t n)>& fn) {
-  std::uint64_t n = 0;
+// The record lines of a block's data ("[\n" line ",\n" line ... "\n]", see sqlite_schema.h), each
+// passed to fn; false when fn stopped.
+bool each_block_line(std::string_view data, const std::function<bool(std::string_view line)>& fn) {
   std::size_t at = 0;
   while (at < data.size()) {
     std::size_t end = data.find('\n', at);
@@ -302,7 +301,7 @@ bool each_block_line(std::string_view data, const std::function<bool(std::string
     if (line == "[" || line == "]" || line.empty()) continue;
     if (line.back() == ',') line.remove_suffix(1);
     if (line.size() > 2 && line.substr(line.size() - 2) == "}]" && at >= data.size()) line.remove_suffix(1);  // "...}]" without its own line
-    if (!fn(line, ++n)) return false;
+    if (!fn(line)) return false;
   }
   return true;
 }
@@ -608,8 +607,7 @@ class SqliteReader final : public AuditReader {
       st->reset();
     }
     std::vector<StoredRecord> recs;
-    bool go_on = true;
-    auto r = each_block(node, from, [&](const BlockRow& b, std::string_view data) {
+    return each_block(node, from, [&](const BlockRow& b, std::string_view data) {
       recs.clear();
       if (!b.error.empty()) {  // verify reports it as a record that is not one
         StoredRecord bad;
@@ -619,9 +617,8 @@ class SqliteReader final : public AuditReader {
                             " cannot be read (" + b.error + "): its data was changed";
         return fn(bad);
       }
-      each_block_line(data, [&](std::string_view line, std::uint64_t) {
+      each_block_line(data, [&](std::string_view line) {
         recs.push_back(parse_line(line, 0));
-        recs.back().line = 0;
         return true;
       });
       // What the block's columns say must be what its records say: searches skip blocks by them.
@@ -629,14 +626,12 @@ class SqliteReader final : public AuditReader {
       std::int64_t lo = INT64_MAX, hi = INT64_MIN;
       bool sound = !recs.empty();
       for (const auto& x : recs) {
-        if (!x.well_formed) sound = false;
-        auto idx = x.well_formed ? index_of(x.body) : Result<RecordIndex>(fail("", ""));
-        if (!idx) {
+        if (!x.well_formed || !x.time_us) {
           sound = false;
           continue;
         }
-        lo = std::min(lo, idx->time_us);
-        hi = std::max(hi, idx->time_us);
+        lo = std::min(lo, *x.time_us);
+        hi = std::max(hi, *x.time_us);
       }
       if (sound) {
         if (recs.front().seq != b.first || recs.back().seq != b.last || std::int64_t(recs.size()) != b.count)
@@ -658,11 +653,10 @@ class SqliteReader final : public AuditReader {
         auto& x = recs[i];
         if (x.well_formed && x.seq > 0 && x.seq <= after_seq) continue;
         if (i + 1 == recs.size()) x.block_problem = problem;
-        if (!fn(x)) return go_on = false;
+        if (!fn(x)) return false;
       }
       return true;
     });
-    return r;
   }
 
   // Blocks not read into the temporary table yet whose time range meets the filter's, newest first.
@@ -718,7 +712,7 @@ class SqliteReader final : public AuditReader {
       sel->reset();
       read.push_back(b.first);
       if (!text) continue;  // verify reports it
-      each_block_line(*text, [&](std::string_view line, std::uint64_t) {
+      each_block_line(*text, [&](std::string_view line) {
         if (!lf.matches(line)) return true;
         const auto parts = split_record_line(line);
         if (!parts) return true;  // verify reports it
@@ -771,6 +765,7 @@ StoredRecord parse_line(std::string_view line, std::uint64_t number) {
   if (j.is_discarded() || !j.is_object()) return r;  // verify reports the body
   if (auto it = j.find("seq"); it != j.end() && it->is_number_integer()) r.seq = it->get<std::int64_t>();
   if (auto it = j.find("node"); it != j.end() && it->is_string()) r.node = it->get<std::string>();
+  if (auto it = j.find("time_us"); it != j.end() && it->is_number_integer()) r.time_us = it->get<std::int64_t>();
   return r;
 }
 

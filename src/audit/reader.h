@@ -33,6 +33,8 @@ struct StoredRecord {
   // SQLite blocks (set on a block's last record): how the block's columns (its seq range, record
   // count, time range, last hash, node) disagree with its records; "" when they agree.
   std::string block_problem;
+  // JSON lines and blocks: the body's time_us (nullopt when it has none, or the line is unreadable).
+  std::optional<std::int64_t> time_us;
 };
 
 // Search filters; empty fields do not filter. All values are bound as SQL parameters.

@@ -75,25 +75,30 @@ std::int64_t micros(std::chrono::system_clock::time_point t) {
 
 // Blocks: one row per run of consecutive records (docs/adr/0005-audit-journal.md): one insert
 // of a few hundred KB instead of a few hundred inserts of a row with 28 columns and its indexes.
-class SqliteBlockSink final : public AuditSink {
+// What both layouts share: the file, its schema and insert statement, and where the chain ends.
+class SqliteSinkBase : public AuditSink {
  public:
-  SqliteBlockSink(store::SqliteDb db, std::string path)
+  std::string_view name() const override { return name_; }
+
+ protected:
+  SqliteSinkBase(store::SqliteDb db, std::string path)
       : db_(std::move(db)), path_(std::move(path)), name_("sqlite:" + path_), file_(FileIdentity::of(path_)) {}
 
-  Result<void> init() {
-    if (auto r = db_.exec(kSqliteBlocksSchema); !r) return r;
-    auto ins = db_.prepare(kSqliteBlockInsert);
+  Result<void> init(const char* schema, const char* insert) {
+    if (auto r = db_.exec(schema); !r) return r;
+    auto ins = db_.prepare(insert);
     if (!ins) return tl::unexpected(ins.error());
     insert_ = std::move(*ins);
     return {};
   }
 
-  std::string_view name() const override { return name_; }
-
-  Result<std::optional<ChainHead>> head(std::string_view node) override {
-    if (auto r = one_node(db_, "audit_blocks", node, name_); !r) return tl::unexpected(r.error());
-    auto st = db_.prepare("SELECT last_seq, last_hash FROM audit_blocks ORDER BY first_seq DESC LIMIT 1");
+  // One chain per file (records of another node in `table` mean two proxies were given the same
+  // file); `newest` (?1: the node) gives the seq and hash of its last record.
+  Result<std::optional<ChainHead>> head_of(std::string_view node, const char* table, const char* newest) {
+    if (auto r = one_node(db_, table, node, name_); !r) return tl::unexpected(r.error());
+    auto st = db_.prepare(newest);
     if (!st) return tl::unexpected(st.error());
+    st->bind(1, node);
     auto row = st->step();
     if (!row) return tl::unexpected(row.error());
     if (!*row) return std::optional<ChainHead>{};
@@ -102,6 +107,22 @@ class SqliteBlockSink final : public AuditSink {
     h.hash = std::string(st->column_text(1));
     st->reset();
     return std::optional<ChainHead>{std::move(h)};
+  }
+
+  store::SqliteDb db_;
+  std::string path_, name_;
+  std::optional<FileIdentity> file_;  // the file opened (none for an in-memory database)
+  store::SqliteStatement insert_;
+};
+
+class SqliteBlockSink final : public SqliteSinkBase {
+ public:
+  SqliteBlockSink(store::SqliteDb db, std::string path) : SqliteSinkBase(std::move(db), std::move(path)) {}
+
+  Result<void> init() { return SqliteSinkBase::init(kSqliteBlocksSchema, kSqliteBlockInsert); }
+
+  Result<std::optional<ChainHead>> head(std::string_view node) override {
+    return head_of(node, "audit_blocks", "SELECT last_seq, last_hash FROM audit_blocks WHERE node = ?1 ORDER BY first_seq DESC LIMIT 1");
   }
 
   Result<void> write(std::span<const Record> batch) override {
@@ -187,45 +208,20 @@ class SqliteBlockSink final : public AuditSink {
  private:
   static constexpr std::size_t kBlockRecords = 512;
   static constexpr std::size_t kBlockBytes = 512 * 1024;
-  store::SqliteDb db_;
-  std::string path_, name_;
-  std::optional<FileIdentity> file_;
-  store::SqliteStatement insert_;
   std::string data_;  // the block being written, kept to reuse its buffer
   BlockCompressor compressor_;
 };
 
-class SqliteAuditSink final : public AuditSink {
+class SqliteAuditSink final : public SqliteSinkBase {
  public:
-  SqliteAuditSink(store::SqliteDb db, std::string path)
-      : db_(std::move(db)), path_(std::move(path)), name_("sqlite:" + path_), file_(FileIdentity::of(path_)) {}
+  SqliteAuditSink(store::SqliteDb db, std::string path) : SqliteSinkBase(std::move(db), std::move(path)) {}
 
   bool needs_index() const override { return true; }
 
-  Result<void> init() {
-    if (auto r = db_.exec(kSqliteSchema); !r) return r;
-    auto ins = db_.prepare(kSqliteInsert);
-    if (!ins) return tl::unexpected(ins.error());
-    insert_ = std::move(*ins);
-    return {};
-  }
-
-  std::string_view name() const override { return name_; }
+  Result<void> init() { return SqliteSinkBase::init(kSqliteSchema, kSqliteInsert); }
 
   Result<std::optional<ChainHead>> head(std::string_view node) override {
-    // One chain per file: records of another node mean two proxies were given the same file.
-    if (auto r = one_node(db_, "audit_records", node, name_); !r) return tl::unexpected(r.error());
-    auto st = db_.prepare("SELECT seq, hash FROM audit_records WHERE node = ?1 ORDER BY seq DESC LIMIT 1");
-    if (!st) return tl::unexpected(st.error());
-    st->bind(1, node);
-    auto row = st->step();
-    if (!row) return tl::unexpected(row.error());
-    if (!*row) return std::optional<ChainHead>{};
-    ChainHead h;
-    h.seq = std::uint64_t(st->column_int(0));
-    h.hash = std::string(st->column_text(1));
-    st->reset();
-    return std::optional<ChainHead>{std::move(h)};
+    return head_of(node, "audit_records", "SELECT seq, hash FROM audit_records WHERE node = ?1 ORDER BY seq DESC LIMIT 1");
   }
 
   Result<void> write(std::span<const Record> batch) override {
@@ -271,12 +267,6 @@ class SqliteAuditSink final : public AuditSink {
     return prune_through(db_, node, through, "SELECT hash FROM audit_records WHERE node = ?1 AND seq = ?2",
                          "DELETE FROM audit_records WHERE node = ?1 AND seq <= ?2");
   }
-
- private:
-  store::SqliteDb db_;
-  std::string path_, name_;
-  std::optional<FileIdentity> file_;  // the file opened (none for an in-memory database)
-  store::SqliteStatement insert_;
 };
 
 }  // namespace

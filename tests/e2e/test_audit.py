@@ -676,6 +676,20 @@ def _tamper_store(make_proxy, tmp_path, **layout):
     return store, key, f"{heads[-1][0]}:{heads[-1][1]}", int(heads[-1][0])
 
 
+def _attacked_copy(store: Path, tmp_path: Path, name: str) -> Path:
+    """A copy of the store for one attack."""
+    p = tmp_path / f"{name}.db"
+    shutil.copy(store, p)
+    return p
+
+
+def _caught(p: Path, key: Path, seq: int, kind: str, *extra: str) -> None:
+    """verify with the key finds the attack on p, at seq, as kind."""
+    r = verify(p, "--key", key, *extra)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert tamper_line(r.stdout) == (seq, kind), r.stdout
+
+
 def test_verify_catches_tampering_with_a_store_of_blocks(make_proxy, tmp_path):
     """The default layout: records in compressed blocks. An attacker who knows the format decodes
     a block, changes its records and writes it back with columns that agree."""
@@ -689,17 +703,13 @@ def test_verify_catches_tampering_with_a_store_of_blocks(make_proxy, tmp_path):
     at = k - first
 
     def attacked(name: str, new_lines: list[str] | None = None) -> Path:
-        p = tmp_path / f"{name}.db"
-        shutil.copy(store, p)
+        p = _attacked_copy(store, tmp_path, name)
         if new_lines is not None:
             audit_store.write_block_lines(p, new_lines)
         return p
 
-    def caught(p: Path, seq: int, kind: str, *extra: str) -> str:
-        r = verify(p, "--key", key, *extra)
-        assert r.returncode == 1, r.stdout + r.stderr
-        assert tamper_line(r.stdout) == (seq, kind), r.stdout
-        return r.stdout
+    def caught(p: Path, seq: int, kind: str, *extra: str) -> None:
+        _caught(p, key, seq, kind, *extra)
 
     # Rewritten as it was: intact (the attack helpers themselves change nothing).
     assert verify(attacked("same", lines), "--key", key, "--expect-head", head).returncode == 0
@@ -786,14 +796,10 @@ def test_verify_catches_tampering_with_a_proxy_written_store(make_proxy, tmp_pat
     k = db_rows(store, "SELECT seq FROM audit_records WHERE text = ?", ("SELECT 'tamper-3'",))[0]["seq"]
 
     def attacked(name: str) -> Path:
-        p = tmp_path / f"{name}.db"
-        shutil.copy(store, p)
-        return p
+        return _attacked_copy(store, tmp_path, name)
 
     def caught(p: Path, seq: int, kind: str, *extra: str) -> None:
-        r = verify(p, "--key", key, *extra)
-        assert r.returncode == 1, r.stdout + r.stderr
-        assert tamper_line(r.stdout) == (seq, kind), r.stdout
+        _caught(p, key, seq, kind, *extra)
 
     p = attacked("edited")
     sqlite_cli(p, f"UPDATE audit_records SET body = replace(body, 'tamper-3', 'tamper-X') WHERE seq = {k}")

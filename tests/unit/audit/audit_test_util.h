@@ -151,20 +151,6 @@ inline void write_lines(const std::string& path, const std::vector<std::string>&
 inline std::string jsonl_line(const Record& r) { return "{\"hash\":\"" + r.hash + "\",\"body\":" + r.body + "}"; }
 inline std::string jsonl_body(const std::string& line) { return line.substr(82, line.size() - 83); }
 
-inline void rechain_jsonl(const std::string& path, std::size_t from_line, const std::function<void(nlohmann::json&)>& edit) {
-  auto lines = read_lines(path);
-  std::string prev = from_line == 1 ? std::string(kGenesisHash) : lines[from_line - 2].substr(9, 64);
-  for (std::size_t i = from_line - 1; i < lines.size(); ++i) {
-    auto j = nlohmann::json::parse(jsonl_body(lines[i]));
-    if (i == from_line - 1) edit(j);
-    j["prev"] = prev;
-    auto rec = record_from_body(j.dump(), j["seq"].get<std::uint64_t>(), prev);
-    lines[i] = jsonl_line(rec);
-    prev = rec.hash;
-  }
-  write_lines(path, lines);
-}
-
 // A SQLite store of blocks (audit_blocks): every record line, in the order of the blocks.
 inline std::vector<std::string> read_block_lines(const std::string& path) {
   auto db = store::SqliteDb::open(path, store::SqliteDb::Mode::ReadOnly);
