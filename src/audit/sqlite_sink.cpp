@@ -1,6 +1,7 @@
 // The default store: SQLite in WAL mode, one transaction per batch. The schema is documented in
 // src/audit/README.md; readers (search, verify, the admin API) open the same file read-only.
 #include <chrono>
+#include <functional>
 
 #include "audit/block.h"
 #include "audit/file_identity.h"
@@ -109,6 +110,16 @@ class SqliteSinkBase : public AuditSink {
     return std::optional<ChainHead>{std::move(h)};
   }
 
+  // A batch is written all or nothing, into the file the sink opened.
+  Result<void> in_transaction(const std::function<Result<void>()>& body) {
+    if (auto r = still_the_same_file(path_, file_); !r) return r;
+    if (auto r = db_.exec("BEGIN IMMEDIATE"); !r) return r;
+    auto r = body();
+    if (r) r = db_.exec("COMMIT");
+    if (!r) (void)db_.exec("ROLLBACK");
+    return r;
+  }
+
   store::SqliteDb db_;
   std::string path_, name_;
   std::optional<FileIdentity> file_;  // the file opened (none for an in-memory database)
@@ -126,53 +137,42 @@ class SqliteBlockSink final : public SqliteSinkBase {
   }
 
   Result<void> write(std::span<const Record> batch) override {
-    if (auto r = still_the_same_file(path_, file_); !r) return r;
-    if (auto r = db_.exec("BEGIN IMMEDIATE"); !r) return r;
-    std::size_t i = 0;
-    while (i < batch.size()) {
-      // A block ends before a gap in seq (a batch is consecutive; this keeps a block so if not)
-      // and at kBlockRecords records or kBlockBytes bytes, so that a reader decodes little to
-      // find one record.
-      std::size_t j = i;
-      std::size_t bytes = 0;
-      data_.clear();
-      data_ += "[\n";
-      std::int64_t lo = INT64_MAX, hi = INT64_MIN;
-      while (j < batch.size() && (j == i || (batch[j].seq == batch[j - 1].seq + 1 && j - i < kBlockRecords &&
-                                              bytes < kBlockBytes))) {
-        const Record& r = batch[j];
-        if (j > i) data_ += ",\n";
-        const std::size_t at = data_.size();
-        append_record_line(data_, r);
-        data_.pop_back();  // its '\n'
-        bytes += data_.size() - at;
-        lo = std::min(lo, r.index.time_us);
-        hi = std::max(hi, r.index.time_us);
-        ++j;
+    return in_transaction([&]() -> Result<void> {
+      std::size_t i = 0;
+      while (i < batch.size()) {
+        // A block ends before a gap in seq (a batch is consecutive; this keeps a block so if not)
+        // and at kBlockRecords records or kBlockBytes bytes, so that a reader decodes little to
+        // find one record.
+        std::size_t j = i;
+        std::size_t bytes = 0;
+        data_.clear();
+        data_ += "[\n";
+        std::int64_t lo = INT64_MAX, hi = INT64_MIN;
+        while (j < batch.size() && (j == i || (batch[j].seq == batch[j - 1].seq + 1 && j - i < kBlockRecords &&
+                                                bytes < kBlockBytes))) {
+          const Record& r = batch[j];
+          if (j > i) data_ += ",\n";
+          const std::size_t at = data_.size();
+          append_record_line(data_, r);
+          data_.pop_back();  // its '\n'
+          bytes += data_.size() - at;
+          lo = std::min(lo, r.index.time_us);
+          hi = std::max(hi, r.index.time_us);
+          ++j;
+        }
+        data_ += "\n]";
+        auto packed = compressor_.compress(data_);
+        if (!packed) return tl::unexpected(packed.error());
+        const Record& first = batch[i];
+        const Record& last = batch[j - 1];
+        auto& s = insert_;
+        s.bind(1, std::int64_t(first.seq)).bind(2, std::int64_t(last.seq)).bind(3, std::int64_t(j - i));
+        s.bind_static(4, first.index.node).bind(5, lo).bind(6, hi).bind_static(7, last.hash).bind_blob_static(8, *packed);
+        if (auto r = s.step(); !r) return tl::unexpected(r.error());
+        i = j;
       }
-      data_ += "\n]";
-      auto packed = compressor_.compress(data_);
-      if (!packed) {
-        (void)db_.exec("ROLLBACK");
-        return tl::unexpected(packed.error());
-      }
-      const Record& first = batch[i];
-      const Record& last = batch[j - 1];
-      auto& s = insert_;
-      s.bind(1, std::int64_t(first.seq)).bind(2, std::int64_t(last.seq)).bind(3, std::int64_t(j - i));
-      s.bind_static(4, first.index.node).bind(5, lo).bind(6, hi).bind_static(7, last.hash).bind_blob_static(8, *packed);
-      auto r = s.step();
-      if (!r) {
-        (void)db_.exec("ROLLBACK");
-        return tl::unexpected(r.error());
-      }
-      i = j;
-    }
-    if (auto r = db_.exec("COMMIT"); !r) {
-      (void)db_.exec("ROLLBACK");
-      return r;
-    }
-    return {};
+      return {};
+    });
   }
 
   // Whole blocks only: a block goes when all its records may go.
@@ -225,22 +225,13 @@ class SqliteAuditSink final : public SqliteSinkBase {
   }
 
   Result<void> write(std::span<const Record> batch) override {
-    if (auto r = still_the_same_file(path_, file_); !r) return r;
-    if (auto r = db_.exec("BEGIN IMMEDIATE"); !r) return r;
-    for (const auto& rec : batch) {
-      auto& s = insert_;
-      bind_row(s, rec);  // the records outlive the step: no copies
-      auto r = s.step();
-      if (!r) {
-        (void)db_.exec("ROLLBACK");
-        return tl::unexpected(r.error());
+    return in_transaction([&]() -> Result<void> {
+      for (const auto& rec : batch) {
+        bind_row(insert_, rec);  // the records outlive the step: no copies
+        if (auto r = insert_.step(); !r) return tl::unexpected(r.error());
       }
-    }
-    if (auto r = db_.exec("COMMIT"); !r) {
-      (void)db_.exec("ROLLBACK");
-      return r;
-    }
-    return {};
+      return {};
+    });
   }
 
   Result<std::optional<Pruned>> prune(std::string_view node, std::optional<std::chrono::system_clock::time_point> before,
