@@ -523,6 +523,7 @@ def print_report(results: dict) -> None:
           f"(median), -j {m['pgbench_jobs']}; gatehouse threads={m['gatehouse_threads']}; "
           f"pgbouncer session mode, single-threaded, "
           + ("server pool kept warm between runs" if m["pgbouncer_warm_pool"] else "pool refilled with fresh backends before each run"))
+    print(f"placement: {m.get('placement', 'all processes share every CPU')}")
     head = (f"{'mode':<9}{'clients':>8}{'direct':>10}{'pgbouncer':>11}{'gatehouse':>11}{'gh/direct':>11}"
             f"{'gh/pgb':>8}{'pgb µs/tx':>11}{'gh µs/tx':>10}")
     print()
@@ -609,6 +610,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--idle", type=int, default=None, help="idle connections per proxy (default 5000; --quick 1000; 0 skips)")
     p.add_argument("--idle-concurrency", type=int, default=32, help="logins in flight while opening idle connections")
     p.add_argument("--no-pgbench", action="store_true", help="skip the pgbench part (idle test only)")
+    p.add_argument("--pin", action="store_true",
+                   help="give the proxies (both Gatehouse instances and pgbouncer) the last CPU and PostgreSQL "
+                        "and pgbench the others, as when a proxy runs on a host of its own (default: all share "
+                        "every CPU)")
     p.add_argument("--json", default=str(REPO / "build" / "bench-results.json"), help="where to write the results")
     a = p.parse_args(argv)
     a.duration = a.duration or (3 if a.quick else 5)
@@ -620,6 +625,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         if m not in ("simple", "extended", "prepared"):
             p.error(f"unknown mode {m}")
     return a
+
+
+def pin_process(pid: int, cpus: set[int]) -> None:
+    """Every thread of `pid` (sched_setaffinity applies to one thread, and the proxies start theirs
+    before we can pin them)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), cpus)
 
 
 def idle_capacity(requested: int, nofile: int) -> tuple[int, str | None]:
@@ -655,6 +667,14 @@ def main(argv: list[str]) -> int:
         return 2
 
     nofile = raise_nofile()[0]
+    all_cpus = sorted(os.sched_getaffinity(0))
+    proxy_cpus = db_cpus = None
+    if args.pin:
+        if len(all_cpus) < 2:
+            print("bench: --pin needs at least 2 CPUs", file=sys.stderr)
+            return 2
+        proxy_cpus, db_cpus = {all_cpus[-1]}, set(all_cpus[:-1])
+        os.sched_setaffinity(0, db_cpus)  # PostgreSQL and pgbench inherit it; the proxies are moved
     idle_n, idle_note = idle_capacity(args.idle, nofile) if args.idle > 0 else (0, None)
     if idle_note:
         log(f"idle: {idle_note}")
@@ -682,6 +702,8 @@ def main(argv: list[str]) -> int:
             "gatehouse_threads": args.threads,
             "pgbouncer_warm_pool": args.pgbouncer_warm_pool,
             "shared_buffers": args.shared_buffers,
+            "placement": (f"proxies on CPU {sorted(proxy_cpus)}, PostgreSQL and pgbench on CPUs {sorted(db_cpus)}"
+                          if args.pin else "all processes share every CPU"),
             "rlimit_nofile": nofile,
             "pgbench_version": first_line(["pgbench", "--version"]),
             "pgbouncer_version": first_line(["pgbouncer", "--version"]),
@@ -731,6 +753,10 @@ def main(argv: list[str]) -> int:
         pgb = PgBouncer(root / "pgbouncer", pg, BENCH_PASSWORD, max_client_conn=idle_n + 500,
                         pool_size=max_clients + 16).start()
         log(f"pgbouncer: port {pgb.port}, pid {pgb.pid}")
+        if proxy_cpus:
+            for pid in (gh.proc.pid, gha.proc.pid, pgb.pid):
+                pin_process(pid, proxy_cpus)
+            log(f"placement: {results['meta']['placement']}")
 
         scram = ScramClient(BENCH_PASSWORD)
         targets = {

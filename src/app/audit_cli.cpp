@@ -410,6 +410,7 @@ int cmd_report() {
     std::uint64_t statements = 0, denied = 0;
     std::set<std::string> tags, kinds;
     std::string first, last;
+    std::int64_t first_us = INT64_MAX, last_us = INT64_MIN;
   };
   std::map<std::tuple<std::string, std::string, std::string>, Access> sensitive;  // identity, target, table
   std::map<std::pair<std::string, std::string>, std::uint64_t> blocked_by;         // identity, rule
@@ -436,10 +437,13 @@ int cmd_report() {
           if (blocked) ++a.denied;
           for (const auto& g : split_list(x.tags)) a.tags.insert(g);
           for (const auto& k : split_list(x.kinds)) a.kinds.insert(k);
-          if (a.first.empty()) a.first = x.time;
-          a.last = x.time;
+          // Records come oldest first by seq in some stores, where a statement's time (when it
+          // began) can be before that of one sealed earlier.
+          if (x.time_us < a.first_us) a.first_us = x.time_us, a.first = x.time;
+          if (x.time_us >= a.last_us) a.last_us = x.time_us, a.last = x.time;
         }
       }
+      if (!blocked && x.decision != "review" && (x.decision != "allow" || x.rule.empty())) return true;
       json one = {{"time", x.time}, {"node", x.node}, {"seq", rec.seq}, {"identity", who}, {"target", x.target},
                   {"rule", x.rule}, {"text", x.text}};
       if (blocked) {

@@ -97,7 +97,9 @@ class AuditReader {
     if (!r) return tl::unexpected(r.error());
     return max;
   }
-  // Records matching `f` (limit and cursor ignored), oldest first, index filled; no join.
+  // Records matching `f` (limit and cursor ignored), oldest first, index filled; no join. Oldest
+  // first is by time in SQLite rows, by seq (chain order) in blocks and JSON lines: a statement is
+  // sealed when it ends, so its time (when it began) can be before that of the record before it.
   [[nodiscard]] virtual Result<void> each(const SearchFilter& f, const std::function<bool(const Record&)>& fn) = 0;
   // One page of matches, newest first, with Statement records joined to their Result.
   [[nodiscard]] virtual Result<SearchPage> search(const SearchFilter& f) = 0;

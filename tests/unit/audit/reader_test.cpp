@@ -530,3 +530,67 @@ TEST(AuditSearchBlocks, LinesReadForAFilterAnswerAsRows) {
 
 }  // namespace
 }  // namespace gh::audit
+
+namespace gh::audit {
+namespace {
+
+// each() over a store of blocks reads the blocks of the time range in chain order and matches each
+// record as it is parsed (no temporary table): it must give the records the other stores give, in
+// seq order, also when later blocks hold older times, and stop when asked to.
+TEST(AuditSearchBlocks, EachAnswersAsTheOtherStores) {
+  std::vector<Spec> specs;
+  for (int i = 0; i < 600; ++i) {
+    Spec s;
+    s.t = i % 7 == 0 ? i - 500 : i;  // blocks' time ranges overlap
+    s.statement = i + 1;
+    s.session = 1 + i % 5;
+    s.target = i % 3 == 0 ? "prod" : "dev";
+    s.text = "SELECT " + std::to_string(i);
+    s.outcome = i % 4 == 0 ? "error" : "ok";
+    if (i % 10 == 0) s.tags = {"pii"};
+    specs.push_back(s);
+  }
+  auto records = make(specs);
+  TempDir dir;
+  const auto rows = dir.file("rows.db"), blocks = dir.file("blocks.db"), lines = dir.file("a.jsonl");
+  {
+    auto r = open_sqlite_sink(rows, false, SqliteLayout::Rows);
+    ASSERT_TRUE((*r)->write(records).has_value());
+    auto j = open_jsonl_sink(lines, false);
+    ASSERT_TRUE((*j)->write(records).has_value());
+    auto b = open_sqlite_sink(blocks, false);
+    for (std::size_t i = 0; i < records.size(); i += 20)
+      ASSERT_TRUE((*b)->write(std::span<const Record>(records).subspan(i, std::min<std::size_t>(20, records.size() - i))));
+  }
+  auto a = AuditReader::open(rows), b = AuditReader::open(blocks), l = AuditReader::open(lines);
+  ASSERT_TRUE(a && b && l);
+  auto all = [](AuditReader& r, const SearchFilter& f, std::size_t stop_after = SIZE_MAX) {
+    std::vector<std::uint64_t> got;
+    auto ok = r.each(f, [&](const Record& rec) {
+      EXPECT_FALSE(rec.index.type.empty());  // the index is filled
+      got.push_back(rec.seq);
+      return got.size() < stop_after;
+    });
+    EXPECT_TRUE(ok.has_value()) << ok.error().message;
+    return got;
+  };
+  std::size_t nonempty = 0;
+  for (const auto& f : {filter({}), filter({{"target", "prod"}}), filter({{"since", "2026-01-01T00:05:00Z"}}),
+                        filter({{"until", "2026-01-01T00:03:00Z"}}),
+                        filter({{"since", "2026-01-01T00:01:00Z"}, {"until", "2026-01-01T00:02:00Z"}}),
+                        filter({{"outcome", "error"}, {"tag", "pii"}}), filter({{"text", "select 59"}}),
+                        filter({{"text", "nothing has this"}})}) {
+    auto from_rows = all(**a, f);  // by time
+    const auto from_blocks = all(**b, f), from_lines = all(**l, f);
+    EXPECT_TRUE(std::is_sorted(from_blocks.begin(), from_blocks.end()));
+    EXPECT_EQ(from_blocks, from_lines);
+    std::sort(from_rows.begin(), from_rows.end());
+    EXPECT_EQ(from_blocks, from_rows);
+    if (!from_rows.empty()) ++nonempty;
+  }
+  EXPECT_EQ(nonempty, 7u);
+  EXPECT_EQ(all(**b, filter({}), 45).size(), 45u);  // stopped in its third block
+}
+
+}  // namespace
+}  // namespace gh::audit
