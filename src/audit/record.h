@@ -105,6 +105,14 @@ Result<RecordIndex> index_of(std::string_view body);
 // (one parse of the body); fails as index_of does.
 Result<Record> record_of(std::string hash, std::string body);
 
+namespace detail {
+// The same through a parsed document (what index_of and record_of did before they read the
+// parser's events): the reference their tests compare with. record_of_document throws where
+// record_of fails on a seq or prev of the wrong type.
+Result<RecordIndex> index_of_document(std::string_view body);
+Result<Record> record_of_document(std::string hash, std::string body);
+}  // namespace detail
+
 std::string hex(std::string_view raw);
 std::string sha256_hex(std::string_view data);
 
