@@ -658,8 +658,8 @@ class SqliteReader final : public AuditReader {
   // A store of blocks is read for each() as a JSON-lines file is, in chain order, each record of
   // the time range matched as it is parsed: a report reads every record of its period, and
   // deriving them into the temporary table first (an insert into three indexes, then a sorted
-  // select and a copy of 28 columns each) took most of its time (measured: a report over 1.5 million records 46 s -> 21 s; 15 s with record_of reading the
-  // parser's events).
+  // select and a copy of 28 columns each) took most of its time (measured: a report over 1.5
+  // million records 46 s -> 21 s; 15 s with record_of reading the parser's events).
   Result<void> each_in_blocks(const SearchFilter& f, const std::function<bool(const Record&)>& fn) {
     const LineFilter lf = line_filter(f);
     auto st = db_.prepare("SELECT data FROM main.audit_blocks WHERE max_time_us >= ?1 AND min_time_us < ?2 "
