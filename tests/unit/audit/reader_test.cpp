@@ -451,32 +451,40 @@ TEST(SignerTest, KeyOfTheWrongKindIsRefused) {
 namespace gh::audit {
 namespace {
 
-// A store of many blocks is searched newest first, reading blocks until the page is full and no
-// unread block can hold a newer record: pages, cursors, filters and time ranges must answer as the
-// rows layout does, also when a later block holds older times than an earlier one (a statement's
-// record carries the time it began).
-TEST(AuditSearchBlocks, PagesOverManyBlocksAnswerAsRows) {
+// 600 statements with mostly rising times, every 7th 500 s in the past, so that blocks of 20 have
+// time ranges that overlap (a statement's record carries the time it began).
+std::vector<Record> overlapping_records() {
   std::vector<Spec> specs;
   for (int i = 0; i < 600; ++i) {
     Spec s;
-    // Mostly rising times, with every 7th record 500 s in the past: blocks' time ranges overlap.
     s.t = i % 7 == 0 ? i - 500 : i;
     s.statement = i + 1;
     s.session = 1 + i % 5;
     s.target = i % 3 == 0 ? "prod" : "dev";
     s.text = "SELECT " + std::to_string(i);
+    s.outcome = i % 4 == 0 ? "error" : "ok";
+    if (i % 10 == 0) s.tags = {"pii"};
     specs.push_back(s);
   }
-  auto records = make(specs);
+  return make(specs);
+}
+
+// The records in the rows layout at `rows` and as 30 blocks of 20 at `blocks`.
+void write_rows_and_blocks(const std::vector<Record>& records, const std::string& rows, const std::string& blocks) {
+  auto r = open_sqlite_sink(rows, false, SqliteLayout::Rows);
+  ASSERT_TRUE((*r)->write(records).has_value());
+  auto b = open_sqlite_sink(blocks, false);
+  for (std::size_t i = 0; i < records.size(); i += 20)
+    ASSERT_TRUE((*b)->write(std::span<const Record>(records).subspan(i, std::min<std::size_t>(20, records.size() - i))));
+}
+
+// A store of many blocks is searched newest first, reading blocks until the page is full and no
+// unread block can hold a newer record: pages, cursors, filters and time ranges must answer as the
+// rows layout does, also when a later block holds older times than an earlier one.
+TEST(AuditSearchBlocks, PagesOverManyBlocksAnswerAsRows) {
   TempDir dir;
   const auto rows = dir.file("rows.db"), blocks = dir.file("blocks.db");
-  {
-    auto r = open_sqlite_sink(rows, false, SqliteLayout::Rows);
-    ASSERT_TRUE((*r)->write(records).has_value());
-    auto b = open_sqlite_sink(blocks, false);
-    for (std::size_t i = 0; i < records.size(); i += 20)  // 30 blocks of 20
-      ASSERT_TRUE((*b)->write(std::span<const Record>(records).subspan(i, std::min<std::size_t>(20, records.size() - i))));
-  }
+  write_rows_and_blocks(overlapping_records(), rows, blocks);
   EXPECT_EQ(column(blocks, "SELECT count(*) FROM audit_blocks"), "30");
   for (const auto& f : {filter({{"limit", "7"}}), filter({{"limit", "50"}, {"target", "prod"}}),
                         filter({{"limit", "3"}, {"since", "2026-01-01T00:05:00Z"}}),
@@ -538,29 +546,13 @@ namespace {
 // record as it is parsed (no temporary table): it must give the records the other stores give, in
 // seq order, also when later blocks hold older times, and stop when asked to.
 TEST(AuditSearchBlocks, EachAnswersAsTheOtherStores) {
-  std::vector<Spec> specs;
-  for (int i = 0; i < 600; ++i) {
-    Spec s;
-    s.t = i % 7 == 0 ? i - 500 : i;  // blocks' time ranges overlap
-    s.statement = i + 1;
-    s.session = 1 + i % 5;
-    s.target = i % 3 == 0 ? "prod" : "dev";
-    s.text = "SELECT " + std::to_string(i);
-    s.outcome = i % 4 == 0 ? "error" : "ok";
-    if (i % 10 == 0) s.tags = {"pii"};
-    specs.push_back(s);
-  }
-  auto records = make(specs);
+  const auto records = overlapping_records();
   TempDir dir;
   const auto rows = dir.file("rows.db"), blocks = dir.file("blocks.db"), lines = dir.file("a.jsonl");
+  write_rows_and_blocks(records, rows, blocks);
   {
-    auto r = open_sqlite_sink(rows, false, SqliteLayout::Rows);
-    ASSERT_TRUE((*r)->write(records).has_value());
     auto j = open_jsonl_sink(lines, false);
     ASSERT_TRUE((*j)->write(records).has_value());
-    auto b = open_sqlite_sink(blocks, false);
-    for (std::size_t i = 0; i < records.size(); i += 20)
-      ASSERT_TRUE((*b)->write(std::span<const Record>(records).subspan(i, std::min<std::size_t>(20, records.size() - i))));
   }
   auto a = AuditReader::open(rows), b = AuditReader::open(blocks), l = AuditReader::open(lines);
   ASSERT_TRUE(a && b && l);
