@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app/cli_text.h"
+#include "audit/lines.h"
 #include "audit/reader.h"
 #include "audit/signer.h"
 #include "audit/verify.h"
@@ -220,11 +221,7 @@ int cmd_export() {
       return true;
     }
     line.clear();
-    line += "{\"hash\":\"";
-    line += s.hash;
-    line += "\",\"body\":";
-    line += s.body;
-    line += "}\n";
+    audit::append_record_line(line, s.hash, s.body);
     std::cout << line;
     ++written;
     return bool(std::cout);

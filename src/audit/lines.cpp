@@ -30,6 +30,10 @@ void append_record_line(std::string& out, const Record& r) {
   put_record_line(out.data() + at, r);
 }
 
+void append_record_line(std::string& out, std::string_view hash, std::string_view body) {
+  for (std::string_view piece : {kHashAt, hash, kBodyAt, body, kEnd}) out.append(piece);
+}
+
 std::string record_line(const Record& r) {
   std::string s;
   append_record_line(s, r);

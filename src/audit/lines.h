@@ -18,6 +18,7 @@ constexpr std::size_t kLineBodyAt = 9 + 64 + 9;  // {"hash":" + 64 hex digits + 
 
 std::string record_line(const Record& r);  // with the trailing '\n'
 void append_record_line(std::string& out, const Record& r);  // the same, appended to `out`
+void append_record_line(std::string& out, std::string_view hash, std::string_view body);  // a stored one's
 std::size_t record_line_size(const Record& r);
 char* put_record_line(char* out, const Record& r);  // writes record_line_size(r) bytes, returns the end
 

@@ -373,6 +373,27 @@ LineFilter line_filter(const SearchFilter& f) {
   return lf;
 }
 
+// The records of a block's data that can match `lf` (and every Result and Start record), parsed:
+// what a search loads and what each() matches. A line that is not a record is skipped (verify
+// reports it). false when fn stopped.
+bool each_block_record(std::string_view data, const LineFilter& lf, const std::function<bool(Record&)>& fn) {
+  return each_block_line(data, [&](std::string_view line) {
+    if (!lf.matches(line)) return true;
+    const auto parts = split_record_line(line);
+    if (!parts) return true;
+    auto rec = record_of(std::string(parts->hash), std::string(parts->body));
+    if (!rec || rec->seq == 0) return true;
+    return fn(*rec);
+  });
+}
+
+// Whether each() gives `rec` for `f`: search's filter without the join (a statement by its own
+// outcome).
+bool each_matches(const Record& rec, const SearchFilter& f) {
+  if (!matches(rec.index, f, rec.body)) return false;
+  return f.outcome.empty() || rec.index.type != "statement" || rec.index.outcome == f.outcome;
+}
+
 class SqliteReader final : public AuditReader {
  public:
   SqliteReader(store::SqliteDb db, std::string path, bool blocks)
@@ -662,30 +683,28 @@ class SqliteReader final : public AuditReader {
   // million records 46 s -> 21 s; 15 s with record_of reading the parser's events).
   Result<void> each_in_blocks(const SearchFilter& f, const std::function<bool(const Record&)>& fn) {
     const LineFilter lf = line_filter(f);
-    auto st = db_.prepare("SELECT data FROM main.audit_blocks WHERE max_time_us >= ?1 AND min_time_us < ?2 "
-                          "ORDER BY first_seq");
+    auto st = blocks_in_range(f, "data", "first_seq");
     if (!st) return tl::unexpected(st.error());
-    st->bind(1, f.since_us.value_or(INT64_MIN)).bind(2, f.until_us.value_or(INT64_MAX));
     for (;;) {
       auto row = st->step();
       if (!row) return tl::unexpected(row.error());
       if (!*row) return {};
       auto text = block_text(st->column_blob(0));
       if (!text) continue;  // verify reports it
-      const bool more = each_block_line(*text, [&](std::string_view line) {
-        if (!lf.matches(line)) return true;
-        const auto parts = split_record_line(line);
-        if (!parts) return true;  // verify reports it
-        auto rec = record_of(std::string(parts->hash), std::string(parts->body));
-        if (!rec || rec->seq == 0 || !matches(rec->index, f, rec->body)) return true;
-        if (!f.outcome.empty() && rec->index.type == "statement" && rec->index.outcome != f.outcome) return true;
-        return fn(*rec);
-      });
+      const bool more = each_block_record(*text, lf, [&](Record& rec) { return !each_matches(rec, f) || fn(rec); });
       if (!more) {
         st->reset();
         return {};
       }
     }
+  }
+
+  // `columns` of the blocks whose time range meets the filter's, in `order`.
+  Result<store::SqliteStatement> blocks_in_range(const SearchFilter& f, const char* columns, const char* order) {
+    auto st = db_.prepare(std::string("SELECT ") + columns +
+                          " FROM main.audit_blocks WHERE max_time_us >= ?1 AND min_time_us < ?2 ORDER BY " + order);
+    if (st) st->bind(1, f.since_us.value_or(INT64_MIN)).bind(2, f.until_us.value_or(INT64_MAX));
+    return st;
   }
 
   // Blocks not read into the temporary table yet whose time range meets the filter's, newest first.
@@ -698,10 +717,8 @@ class SqliteReader final : public AuditReader {
       if (auto r = db_.exec("DELETE FROM temp.audit_records"); !r) return tl::unexpected(r.error());
       loaded_.clear();
     }
-    auto st = db_.prepare("SELECT first_seq, max_time_us FROM main.audit_blocks WHERE max_time_us >= ?1 AND "
-                          "min_time_us < ?2 ORDER BY first_seq DESC");
+    auto st = blocks_in_range(f, "first_seq, max_time_us", "first_seq DESC");
     if (!st) return tl::unexpected(st.error());
-    st->bind(1, f.since_us.value_or(INT64_MIN)).bind(2, f.until_us.value_or(INT64_MAX));
     std::vector<BlockSpan> out;
     for (;;) {
       auto row = st->step();
@@ -741,14 +758,9 @@ class SqliteReader final : public AuditReader {
       sel->reset();
       read.push_back(b.first);
       if (!text) continue;  // verify reports it
-      each_block_line(*text, [&](std::string_view line) {
-        if (!lf.matches(line)) return true;
-        const auto parts = split_record_line(line);
-        if (!parts) return true;  // verify reports it
-        auto rec = record_of(std::string(parts->hash), std::string(parts->body));
-        if (!rec || rec->seq == 0) return true;
+      each_block_record(*text, lf, [&](Record& rec) {
         auto& s = insert_;
-        bind_row(s, *rec);
+        bind_row(s, rec);
         auto st = s.step();
         if (!st) {
           s.reset();  // a record stored twice (an edited store): the first one is searched
@@ -830,9 +842,7 @@ class JsonLinesReader final : public AuditReader {
   Result<void> each(const SearchFilter& f, const std::function<bool(const Record&)>& fn) override {
     return lines(0, [&](const StoredRecord& s) {
       auto r = indexed(s);
-      if (!r || !matches(r->index, f, r->body)) return true;
-      if (!f.outcome.empty() && r->index.type == "statement" && r->index.outcome != f.outcome) return true;
-      return fn(*r);
+      return !r || !each_matches(*r, f) || fn(*r);
     });
   }
 

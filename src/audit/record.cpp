@@ -1272,7 +1272,7 @@ class IndexReader final : public json::json_sax_t {
   static std::string joined(const List& l) {
     if (!l.present || !l.any) return {};
     std::string out = ",";
-    for (const auto& v : l.strings) out += v + ",";
+    for (const auto& v : l.strings) out.append(v).push_back(',');
     return out;
   }
   static void merge(List& into, const List& from) {
@@ -1290,15 +1290,19 @@ class IndexReader final : public json::json_sax_t {
 
 }  // namespace
 
+namespace {
+bool read_index(std::string_view body, IndexReader& r) { return json::sax_parse(body, &r) && r.finish(); }
+}  // namespace
+
 Result<RecordIndex> index_of(std::string_view body) {
   IndexReader r;
-  if (!json::sax_parse(body, &r) || !r.finish()) return fail("", "record body is not a JSON object");
+  if (!read_index(body, r)) return fail("", "record body is not a JSON object");
   return std::move(r.x);
 }
 
 Result<Record> record_of(std::string hash, std::string body) {
   IndexReader ir;
-  if (!json::sax_parse(body, &ir) || !ir.finish()) return fail("", "record body is not a JSON object");
+  if (!read_index(body, ir)) return fail("", "record body is not a JSON object");
   if (ir.bad_seq || ir.bad_prev) return fail("", "record body has a seq or prev of the wrong type");
   Record r;
   r.seq = ir.seq;
