@@ -1100,52 +1100,34 @@ class IndexReader final : public json::json_sax_t {
     bool distinct = false;  // kinds and relations keep each string once; groups and tags as they are
   };
 
+  // The members the index reads, by the object they are in.
   static Slot slot_of(Ctx c, std::string_view k) {
-    switch (c) {
-      case Ctx::Root:
-        if (k == "time") return Slot::Time;
-        if (k == "time_us") return Slot::TimeUs;
-        if (k == "type") return Slot::Type;
-        if (k == "node") return Slot::Node;
-        if (k == "session") return Slot::Session;
-        if (k == "statement") return Slot::StatementNo;
-        if (k == "identity") return Slot::Identity;
-        if (k == "client") return Slot::Client;
-        if (k == "target") return Slot::Target;
-        if (k == "environment") return Slot::Environment;
-        if (k == "database") return Slot::Database;
-        if (k == "outcome") return Slot::Outcome;
-        if (k == "sqlstate") return Slot::Sqlstate;
-        if (k == "rows") return Slot::Rows;
-        if (k == "duration_us") return Slot::Duration;
-        if (k == "message") return Slot::Message;
-        if (k == "sql") return Slot::Sql;
-        if (k == "seq") return Slot::Seq;
-        if (k == "prev") return Slot::Prev;
-        return Slot::None;
-      case Ctx::Identity:
-        if (k == "subject") return Slot::Subject;
-        if (k == "email") return Slot::Email;
-        if (k == "groups") return Slot::Groups;
-        if (k == "kind") return Slot::Kind;
-        return Slot::None;
-      case Ctx::Sql:
-        if (k == "text") return Slot::SqlText;
-        if (k == "statements") return Slot::Statements;
-        if (k == "tags") return Slot::Tags;
-        if (k == "decision") return Slot::Decision;
-        return Slot::None;
-      case Ctx::Statement:
-        if (k == "kinds") return Slot::Kinds;
-        if (k == "relations") return Slot::Relations;
-        return Slot::None;
-      case Ctx::Decision:
-        if (k == "action") return Slot::Action;
-        if (k == "rule") return Slot::Rule;
-        return Slot::None;
-      default:
-        return Slot::None;
-    }
+    struct Member {
+      Ctx ctx;
+      std::string_view key;
+      Slot slot;
+    };
+    static constexpr Member kMembers[] = {
+        {Ctx::Root, "time", Slot::Time}, {Ctx::Root, "time_us", Slot::TimeUs},
+        {Ctx::Root, "type", Slot::Type}, {Ctx::Root, "node", Slot::Node},
+        {Ctx::Root, "session", Slot::Session}, {Ctx::Root, "statement", Slot::StatementNo},
+        {Ctx::Root, "identity", Slot::Identity}, {Ctx::Root, "client", Slot::Client},
+        {Ctx::Root, "target", Slot::Target}, {Ctx::Root, "environment", Slot::Environment},
+        {Ctx::Root, "database", Slot::Database}, {Ctx::Root, "outcome", Slot::Outcome},
+        {Ctx::Root, "sqlstate", Slot::Sqlstate}, {Ctx::Root, "rows", Slot::Rows},
+        {Ctx::Root, "duration_us", Slot::Duration}, {Ctx::Root, "message", Slot::Message},
+        {Ctx::Root, "sql", Slot::Sql}, {Ctx::Root, "seq", Slot::Seq},
+        {Ctx::Root, "prev", Slot::Prev}, {Ctx::Identity, "subject", Slot::Subject},
+        {Ctx::Identity, "email", Slot::Email}, {Ctx::Identity, "groups", Slot::Groups},
+        {Ctx::Identity, "kind", Slot::Kind}, {Ctx::Sql, "text", Slot::SqlText},
+        {Ctx::Sql, "statements", Slot::Statements}, {Ctx::Sql, "tags", Slot::Tags},
+        {Ctx::Sql, "decision", Slot::Decision}, {Ctx::Statement, "kinds", Slot::Kinds},
+        {Ctx::Statement, "relations", Slot::Relations}, {Ctx::Decision, "action", Slot::Action},
+        {Ctx::Decision, "rule", Slot::Rule},
+    };
+    for (const auto& m : kMembers)
+      if (m.ctx == c && m.key == k) return m.slot;
+    return Slot::None;
   }
 
   // Forgets what an earlier member of the same name set.
