@@ -994,7 +994,9 @@ class IndexReader final : public json::json_sax_t {
   bool boolean(bool b) override { return scalar(Value{Value::Bool, {}, 0, 0, 0, b}); }
   bool number_integer(number_integer_t v) override { return scalar(Value{Value::Int, {}, v, 0, 0, false}); }
   bool number_unsigned(number_unsigned_t v) override { return scalar(Value{Value::Uint, {}, 0, v, 0, false}); }
-  bool number_float(number_float_t v, const string_t&) override { return scalar(Value{Value::Float, {}, 0, 0, v, false}); }
+  bool number_float(number_float_t v, const string_t&) override {
+    return scalar(Value{Value::Float, {}, 0, 0, v, false});
+  }
   bool string(string_t& v) override {
     Value val{Value::String, {}, 0, 0, 0, false};
     val.str = std::move(v);
