@@ -43,3 +43,12 @@ if command -v npm >/dev/null 2>&1 && ! cmp -s "$CLIENTS_DIR/package-lock.json" "
   npm ci --prefix "$CLIENTS_DIR" --no-audit --no-fund --loglevel=error >/dev/null
   cp "$CLIENTS_DIR/package-lock.json" "$CLIENTS_DIR/node_modules/.installed-lock.json"
 fi
+
+# Vite and TypeScript for the web console (web/; `npm run build` there writes web/dist, which CMake
+# embeds into the binary), pinned by web/package-lock.json; skipped when unchanged.
+WEB_DIR="$(cd "$(dirname "$0")/.." && pwd)/web"
+if command -v npm >/dev/null 2>&1 && ! cmp -s "$WEB_DIR/package-lock.json" "$WEB_DIR/node_modules/.installed-lock.json" 2>/dev/null; then
+  echo "installing web node modules"
+  npm ci --prefix "$WEB_DIR" --no-audit --no-fund --loglevel=error >/dev/null
+  cp "$WEB_DIR/package-lock.json" "$WEB_DIR/node_modules/.installed-lock.json"
+fi
