@@ -7,6 +7,8 @@
 #include <spdlog/spdlog.h>
 
 #include "admin/api_v1.h"
+#include "admin/console.h"
+#include "admin/console_sessions.h"
 
 namespace gh::admin {
 
@@ -16,6 +18,7 @@ constexpr std::size_t kAdminThreads = 64;  // connections served at once (see th
 
 struct AdminServer::Impl {
   Hooks hooks;
+  ConsoleSessions console_sessions;
   httplib::Server http;
   std::thread thread;
 };
@@ -23,24 +26,8 @@ struct AdminServer::Impl {
 AdminServer::AdminServer(Hooks hooks) : impl_(std::make_unique<Impl>()) {
   impl_->hooks = std::move(hooks);
   auto& h = impl_->hooks;
-  // The link in a held statement's notice. The web console is a later piece of work; until it
-  // exists this page says how to decide the request, so the link never leads nowhere.
-  impl_->http.Get(R"(/approvals/((?:apr|acc)_[A-Za-z0-9]{1,64}))", [](const httplib::Request& req, httplib::Response& res) {
-    const std::string id = req.matches[1];
-    res.set_header("Content-Security-Policy", "default-src 'none'");
-    res.set_header("X-Content-Type-Options", "nosniff");
-    res.set_content("<!doctype html><meta charset=utf-8><title>Gatehouse request " + id + "</title>"
-                    "<h1>Request " + id + "</h1>"
-                    "<p>The web console is not part of this Gatehouse build yet. Decide the request with the CLI "
-                    "(signed in with <code>gatehouse login</code>):</p><pre>"
-                    "gatehouse approvals show " + id + "\n"
-                    "gatehouse approvals approve " + id + " --comment \"...\"\n"
-                    "gatehouse approvals reject " + id + " --reason \"...\"</pre>"
-                    "<p>or the API: <code>POST /api/v1/" +
-                        std::string(id.rfind("acc_", 0) == 0 ? "access-requests/" : "approvals/") + id +
-                        "/approve</code> with a bearer token (docs/api.md).</p>\n",
-                    "text/html; charset=utf-8");
-  });
+  h.console_sessions = &impl_->console_sessions;
+  install_console(impl_->http, h);
   impl_->http.Get("/healthz", [&h](const httplib::Request&, httplib::Response& res) {
     if (h.serving && !h.serving()) {
       res.status = 503;

@@ -7,11 +7,13 @@
 // /api/v1 (and the audit search at its old path /api/audit) requires an OIDC bearer token (from
 // the issuers database logins trust); roles come from groups (admin.roles). /healthz and /metrics
 // are not authenticated: keep the admin address on loopback (the default) or behind something.
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "admin/roles.h"
 #include "base/result.h"
@@ -34,6 +36,31 @@ struct Action {
   std::string message;         // why it was refused (4xx/5xx), or the comment / reason given
 };
 
+// The web console's sign-in settings (admin.console), read per sign-in so reloads apply.
+struct ConsoleSettings {
+  std::string client_id;      // "": sign-in is not configured
+  std::string client_secret;  // "": a public client (PKCE only)
+  std::string issuer;         // the issuer people sign in at (one of oidc.issuers)
+  std::string discovery_url;  // its discovery document
+  std::string ca_file;        // https: CA bundle for the issuer ("" = the system's)
+  std::chrono::seconds session_ttl{8 * 3600};
+  std::vector<std::string> scopes;
+};
+
+// One open proxy session, for the console's live view.
+struct LiveSession {
+  std::uint32_t id = 0;
+  identity::Identity who;
+  std::string target, database, login, client, application_name;
+  bool tls = false;
+  std::int64_t started_us = 0;
+  std::string state;      // idle, idle in transaction, active, held
+  std::string statement;  // the text running now ("" when idle)
+  std::int64_t statement_started_us = 0;
+};
+
+class ConsoleSessions;
+
 struct Hooks {
   std::function<std::string()> metrics;  // Prometheus text
   std::function<bool()> serving;         // false while draining: /healthz answers 503
@@ -54,6 +81,18 @@ struct Hooks {
   // Approval requests and access grants; must outlive the server. Null: /api/v1 approvals,
   // access requests and grants answer 503.
   approvals::Service* approvals = nullptr;
+
+  // The web console (docs/console.md). Empty functions: sign-in answers 503, the sessions API 503.
+  std::function<ConsoleSettings()> console;
+  // Checks the ID token of a console sign-in (issuer, audience = client_id, nonce, expiry) and
+  // maps its claims as a token login would; the error says why it is refused.
+  std::function<tl::expected<identity::Identity, std::string>(const std::string& id_token, const std::string& nonce)>
+      verify_id_token;
+  std::function<std::vector<LiveSession>()> sessions;
+  // Ends proxy session `id` with `message` for its client and the audit; false: no such session.
+  std::function<bool(std::uint32_t id, const std::string& message)> end_session;
+  // Set by AdminServer (its own store of console sessions); not for the app to fill.
+  ConsoleSessions* console_sessions = nullptr;
 };
 
 class AdminServer {

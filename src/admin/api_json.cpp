@@ -146,7 +146,10 @@ json request_json(const approvals::Request& r, const std::string& public_url) {
          {"approvals_required", r.approvals_required},
          {"node", r.node},
          {"waiting", r.waiting},
-         {"closed_reason", r.closed_reason}};
+         {"closed_reason", r.closed_reason},
+         {"tables", r.tables},
+         {"sensitive_columns", r.sensitive_columns},
+         {"row_estimate", r.row_estimate >= 0 ? json(r.row_estimate) : json(nullptr)}};
   j["votes"] = votes_json(r.votes, break_glass, approvals);
   j["approvals_received"] = approvals;
   j["break_glass"] = break_glass;

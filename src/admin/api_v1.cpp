@@ -19,20 +19,11 @@
 #include "admin/api_json.h"
 #include "approvals/approvals.h"
 #include "audit/reader.h"
+#include "admin/api_call.h"
+#include "admin/console_sessions.h"
 
 namespace gh::admin {
-namespace {
-
-using nlohmann::json;
-
-struct Call {
-  const httplib::Request& req;
-  httplib::Response& res;
-  const Hooks& h;
-  identity::Identity who;
-  Roles roles;
-  Action act;
-};
+namespace api {
 
 void reply(Call& c, int status, const json& body) {
   c.res.status = status;
@@ -88,9 +79,35 @@ std::optional<std::string> bearer_token(const std::string& header) {
   return token;
 }
 
+// The console's session cookie (no Authorization header): the session must be live, and a POST
+// must carry the session's CSRF token in X-CSRF-Token (a cookie is sent by the browser on its own;
+// the header only by the console's own script).
+bool authenticate_cookie(Call& c, const std::string& session_id) {
+  auto* sessions = c.h.console_sessions;
+  auto s = sessions ? sessions->find(session_id) : std::nullopt;
+  if (!s) {
+    reply_error(c, 401, "unauthorized", "your console session has ended or is not valid; sign in again at /console/login");
+    return false;
+  }
+  c.who = s->who;
+  c.act.who = c.who;
+  c.console_session = session_id;
+  c.roles = c.h.roles_of ? c.h.roles_of(c.who) : Roles{};
+  if (c.req.method != "GET" && c.req.method != "HEAD" &&
+      !ConsoleSessions::same_token(c.req.get_header_value("X-CSRF-Token"), s->csrf)) {
+    reply_error(c, 403, "csrf",
+                "this call came with the console's session cookie but without its CSRF token (X-CSRF-Token); reload "
+                "the console");
+    return false;
+  }
+  return true;
+}
+
 bool authenticate(Call& c) {
   const std::string header = c.req.get_header_value("Authorization");
   if (header.empty()) {
+    if (const auto sid = cookie_value(c.req.get_header_value("Cookie"), kSessionCookie); !sid.empty())
+      return authenticate_cookie(c, sid);
     unauthorized(c, "unauthorized",
                  "this API needs an OIDC bearer token (Authorization: Bearer <token>); people get one with "
                  "`gatehouse login`, agents with `gatehouse token`",
@@ -530,7 +547,9 @@ void route(httplib::Server& s, bool post, const std::string& pattern, const char
     s.Get(pattern, wrapped);
 }
 
-}  // namespace
+}  // namespace api
+
+using namespace api;
 
 void install_api_v1(httplib::Server& s, const Hooks& h) {
   constexpr bool kGet = false, kPost = true;
@@ -550,6 +569,7 @@ void install_api_v1(httplib::Server& s, const Hooks& h) {
   route(s, kPost, access + "/reject", "access.reject", h, decide_with<&approvals::Service::decide_access, false>);
   route(s, kGet, "/api/v1/grants", "grants.list", h, list_grants);
   route(s, kPost, "/api/v1/grants/" + id + "/revoke", "grants.revoke", h, revoke_grant);
+  install_console_api(s, h);
 }
 
 namespace {

@@ -41,6 +41,10 @@ bool allows(const Roles& r, Permission p) {
       return has(kRoleAdmin);
     case Permission::ReadAudit:
       return has(kRoleAdmin) || has(kRoleAuditor);
+    case Permission::ReadSessions:
+      return has(kRoleAdmin) || has(kRoleReviewer) || has(kRoleAuditor);
+    case Permission::EndSession:
+      return has(kRoleAdmin);
   }
   return false;
 }
@@ -59,6 +63,10 @@ std::string_view permission_name(Permission p) {
       return "revoke other people's grants (role admin)";
     case Permission::ReadAudit:
       return "read the audit trail (roles auditor or admin)";
+    case Permission::ReadSessions:
+      return "see live sessions (roles reviewer, auditor or admin)";
+    case Permission::EndSession:
+      return "end sessions (role admin)";
   }
   return "?";
 }

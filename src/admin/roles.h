@@ -27,6 +27,8 @@ enum class Permission {
   RequestAccess,  // ask for a time-bound grant
   RevokeAny,      // end anyone's grant (one's own grant can always be given up)
   ReadAudit,      // search the audit trail (GET /api/v1/audit)
+  ReadSessions,   // see the proxy's live sessions and what they run (GET /api/v1/sessions)
+  EndSession,     // end someone's proxy session (POST /api/v1/sessions/{id}/end)
 };
 bool allows(const Roles& roles, Permission p);
 std::string_view permission_name(Permission p);  // for 403 messages: "approve or reject requests", ...

@@ -120,6 +120,62 @@ admin::Hooks admin_hooks(proxy::Server& server, Metrics& metrics, audit::Trail* 
   // As a client's database name is resolved to a target (a "*" target takes any name).
   h.target_exists = [&server](const std::string& name) { return server.runtime()->config->find_target(name) != nullptr; };
   h.approvals = approvals;
+  h.console = [&server] {
+    const auto rt = server.runtime();
+    const auto& c = rt->config->admin.console;
+    admin::ConsoleSettings s;
+    s.client_id = c.client_id;
+    s.client_secret = c.client_secret;
+    s.issuer = c.issuer;
+    s.session_ttl = std::chrono::duration_cast<std::chrono::seconds>(c.session_ttl);
+    s.scopes = c.scopes;
+    for (const auto& i : rt->config->oidc.issuers)
+      if (i.issuer == c.issuer) {
+        s.discovery_url = i.discovery_url.empty() ? i.issuer + "/.well-known/openid-configuration" : i.discovery_url;
+        s.ca_file = i.ca_file;
+      }
+    return s;
+  };
+  h.verify_id_token = [&server](const std::string& token,
+                                const std::string& nonce) -> tl::expected<identity::Identity, std::string> {
+    const auto rt = server.runtime();
+    const auto& c = rt->config->admin.console;
+    if (!rt->login || c.client_id.empty()) return tl::unexpected(std::string("console sign-in is not configured"));
+    auto v = rt->login->verify_id_token(token, c.issuer, c.client_id, nonce, std::chrono::seconds(3));
+    if (!v) return tl::unexpected(v.error().message);
+    if (const auto what = rt->login->collides_with_static_user(v->identity); !what.empty())
+      return tl::unexpected("the token's " + what + " is the name of a static user, and a token cannot take a static "
+                            "user's identity");
+    return std::move(v->identity);
+  };
+  h.sessions = [&server] {
+    std::vector<admin::LiveSession> out;
+    const auto us = [](std::chrono::system_clock::time_point t) {
+      return t.time_since_epoch().count() == 0
+                 ? std::int64_t(0)
+                 : std::int64_t(std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count());
+    };
+    for (auto& s : server.sessions(std::chrono::milliseconds(2000))) {
+      admin::LiveSession l;
+      l.id = s.id;
+      l.who = std::move(s.identity);
+      l.target = std::move(s.target);
+      l.database = std::move(s.database);
+      l.login = std::move(s.login);
+      l.client = std::move(s.client);
+      l.application_name = std::move(s.application_name);
+      l.tls = s.tls;
+      l.started_us = us(s.started);
+      l.state = std::move(s.state);
+      l.statement = std::move(s.statement);
+      l.statement_started_us = us(s.statement_started);
+      out.push_back(std::move(l));
+    }
+    return out;
+  };
+  h.end_session = [&server](std::uint32_t id, const std::string& message) {
+    return server.end_session(id, message, std::chrono::milliseconds(2000));
+  };
   return h;
 }
 

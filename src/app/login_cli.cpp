@@ -82,13 +82,7 @@ Result<std::pair<int, json>> post_token(const std::string& url, std::vector<std:
                                         const std::string& basic_user = {}, const std::string& basic_pass = {}) {
   auto opt = http_options();
   if (!basic_user.empty()) {
-    // RFC 6749 §2.3.1: client id and secret are form-urlencoded before the Basic encoding.
-    std::string cred = http::url_encode(basic_user) + ":" + http::url_encode(basic_pass);
-    // base64 (standard alphabet) from base64url: swap the two characters and pad.
-    std::string b = identity::jose::base64url_encode(cred);
-    for (auto& c : b) c = c == '-' ? '+' : c == '_' ? '/' : c;
-    while (b.size() % 4) b.push_back('=');
-    opt.headers.emplace_back("Authorization", "Basic " + b);
+    opt.headers.emplace_back("Authorization", http::basic_authorization(basic_user, basic_pass));
   }
   auto r = http::post_form(url, form, opt);
   if (!r) return tl::unexpected(r.error());

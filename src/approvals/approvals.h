@@ -64,6 +64,10 @@ struct Request {
   std::string node;           // proxy node that received it
   bool waiting = false;       // a client session is holding on it right now
   std::string closed_reason;  // cancelled: why (as given to cancel()); expired: "not decided within ..."
+  // For the reviewer: the tables the statement touches, its classified columns ("pii on
+  // public.customers.email"), and the planner's row estimate when one was made (-1: none).
+  std::vector<std::string> tables, sensitive_columns;
+  std::int64_t row_estimate = -1;
   std::int64_t revision = 0;  // the store's version of the record (0: never stored); see Store
 };
 

@@ -85,7 +85,10 @@ std::string encode_request(const Request& r) {
                    {"rerun_until_us", r.rerun_until_us},
                    {"node", r.node},
                    {"waiting", r.waiting},
-                   {"closed_reason", r.closed_reason}});
+                   {"closed_reason", r.closed_reason},
+                   {"tables", r.tables},
+                   {"sensitive_columns", r.sensitive_columns},
+                   {"row_estimate", r.row_estimate}});
 }
 
 std::string encode_access(const AccessRequest& a) {
@@ -137,6 +140,9 @@ Result<Request> decode_request(std::string_view text) {
     r.node = j.value("node", std::string());
     r.waiting = j.value("waiting", false);
     r.closed_reason = j.value("closed_reason", std::string());
+    r.tables = j.value("tables", std::vector<std::string>());  // absent in records stored before they existed
+    r.sensitive_columns = j.value("sensitive_columns", std::vector<std::string>());
+    r.row_estimate = j.value("row_estimate", std::int64_t{-1});
     return r;
   } catch (const std::exception& e) {
     return fail("XX000", "stored approval request " + id_of(j) + " is damaged: " + e.what());

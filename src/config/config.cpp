@@ -530,7 +530,7 @@ Config read_config(const Reader& r, const YAML::Node& root) {
   }
   if (auto n = root["threads"]) c.threads = unsigned(r.uint(n, "threads", 0, 256));
   if (auto n = root["admin"]) {
-    r.allowed_keys(n, "admin", {"address", "port", "public_url", "roles"});
+    r.allowed_keys(n, "admin", {"address", "port", "public_url", "roles", "console"});
     if (n["address"]) c.admin.address = r.ip_address(n["address"], "admin.address");
     if (n["port"]) c.admin.port = r.port(n["port"], "admin.port", true);
     if (n["public_url"]) {
@@ -545,6 +545,27 @@ Config read_config(const Reader& r, const YAML::Node& root) {
       if (roles["reviewer"]) c.admin.reviewer_groups = r.strings(roles["reviewer"], "admin.roles.reviewer");
       if (roles["auditor"]) c.admin.auditor_groups = r.strings(roles["auditor"], "admin.roles.auditor");
       if (roles["requester"]) c.admin.requester_groups = r.strings(roles["requester"], "admin.roles.requester");
+    }
+    if (auto con = n["console"]) {
+      r.allowed_keys(con, "admin.console",
+                     {"client_id", "client_secret", "client_secret_env", "client_secret_file", "issuer", "session_ttl",
+                      "scopes"});
+      auto& o = c.admin.console;
+      if (con["client_id"]) o.client_id = r.str(con["client_id"], "admin.console.client_id");
+      if (con["client_secret"] || con["client_secret_env"] || con["client_secret_file"])
+        o.client_secret = secret_value(r, con, "admin.console", "client_secret");
+      if (con["issuer"]) o.issuer = r.str(con["issuer"], "admin.console.issuer");
+      if (con["session_ttl"]) {
+        o.session_ttl = r.duration(con["session_ttl"], "admin.console.session_ttl");
+        if (o.session_ttl < std::chrono::minutes(1) || o.session_ttl > std::chrono::hours(24 * 7))
+          r.fail_at(con["session_ttl"], "admin.console.session_ttl", "must be between 1m and 7d");
+      }
+      if (con["scopes"]) {
+        o.scopes = r.strings(con["scopes"], "admin.console.scopes");
+        if (std::find(o.scopes.begin(), o.scopes.end(), "openid") == o.scopes.end())
+          r.fail_at(con["scopes"], "admin.console.scopes", "must contain openid");
+      }
+      if (o.client_id.empty()) r.fail_at(con, "admin.console.client_id", "missing (the console's OIDC client id)");
     }
   }
   if (c.admin.public_url.empty()) {
@@ -685,6 +706,16 @@ Config read_config(const Reader& r, const YAML::Node& root) {
       r.fail_at(n, "oidc",
                 "token logins need TLS from the client, and tls.mode is disable: configure tls, or set "
                 "oidc.allow_loopback_plaintext: true for clients on this machine");
+  }
+  if (auto con = root["admin"] ? root["admin"]["console"] : YAML::Node(); con && !c.admin.console.client_id.empty()) {
+    const auto& list = c.oidc.issuers;
+    auto& iss = c.admin.console.issuer;
+    if (list.empty())
+      r.fail_at(con, "admin.console", "needs oidc.issuers: people sign in to the console with an issuer tokens are trusted from");
+    if (iss.empty()) iss = list.front().issuer;
+    if (std::none_of(list.begin(), list.end(), [&](const auto& i) { return i.issuer == iss; }))
+      r.fail_at(con["issuer"] ? con["issuer"] : con, "admin.console.issuer",
+                "\"" + iss + "\" is not one of oidc.issuers[].issuer");
   }
   if (auto n = root["audit"]) read_audit(r, n, c.audit);
   if (c.audit.sinks.empty()) {

@@ -37,6 +37,15 @@ struct Admin {
   std::string public_url;     // base of links in notices and webhooks; default http://address:port
   // API / console roles by group ("*": every authenticated identity). An identity may hold several.
   std::vector<std::string> admin_groups, reviewer_groups, auditor_groups, requester_groups{"*"};
+  // The web console's sign-in (admin.console): the OIDC client it signs people in as, at one of
+  // oidc.issuers. Empty client_id: the console's pages are served but nobody can sign in.
+  struct Console {
+    std::string client_id;
+    std::string client_secret;  // confidential client (client_secret / _env / _file); "": public, PKCE only
+    std::string issuer;         // one of oidc.issuers[].issuer; "": the first
+    Duration session_ttl = std::chrono::hours(8);
+    std::vector<std::string> scopes{"openid", "email", "profile", "groups"};
+  } console;
 };
 
 struct Webhook {

@@ -1,5 +1,7 @@
 #include "identity/http.h"
 
+#include "identity/jose.h"
+
 #include <cctype>
 
 #include <httplib.h>
@@ -131,6 +133,15 @@ Result<Response> post_body(const std::string& url, const std::string& body, cons
                            const Options& opt) {
   return request(url, opt, [&](httplib::Client& cli, const std::string& path, const httplib::Headers& h,
                                const httplib::ContentReceiver&) { return cli.Post(path, h, body, content_type); });
+}
+
+std::string basic_authorization(std::string_view client_id, std::string_view secret) {
+  const std::string cred = url_encode(client_id) + ":" + url_encode(secret);
+  // base64 (standard alphabet) from base64url: swap the two characters and pad.
+  std::string b = jose::base64url_encode(cred);
+  for (auto& c : b) c = c == '-' ? '+' : c == '_' ? '/' : c;
+  while (b.size() % 4) b.push_back('=');
+  return "Basic " + b;
 }
 
 }  // namespace gh::identity::http

@@ -49,6 +49,8 @@ Result<std::pair<std::string, std::string>> split_url(const std::string& url);
 // Percent-encoding of everything but RFC 3986's unreserved characters (form values, Basic
 // credentials per RFC 6749 §2.3.1, path segments).
 std::string url_encode(std::string_view s);
+// "Basic <base64>" for an OAuth client's id and secret (RFC 6749 §2.3.1: each form-urlencoded first).
+std::string basic_authorization(std::string_view client_id, std::string_view secret);
 // True when the URL's host is a loopback address or "localhost".
 bool loopback_url(const std::string& url);
 

@@ -3,6 +3,8 @@
 #include <condition_variable>
 #include <mutex>
 
+#include <nlohmann/json.hpp>
+
 #include "identity/auth_message.h"
 
 namespace gh::identity {
@@ -154,7 +156,50 @@ tl::expected<VerifiedToken, TokenError> LoginAuthenticator::verify_now(std::stri
 
 tl::expected<VerifiedToken, TokenError> LoginAuthenticator::verify(std::string_view token,
                                                                   std::chrono::seconds wait) const {
-  auto r = verify_now(token);
+  return verify_waiting(token, wait, [this](std::string_view t) { return verify_now(t); });
+}
+
+tl::expected<VerifiedToken, TokenError> LoginAuthenticator::verify_id_token(std::string_view token,
+                                                                           const std::string& issuer,
+                                                                           const std::string& client_id,
+                                                                           const std::string& nonce,
+                                                                           std::chrono::seconds wait) const {
+  std::vector<IssuerConfig> only;
+  for (const auto& i : issuers_)
+    if (i.issuer == issuer) {
+      only.push_back(i);
+      only.back().audiences = {client_id};  // an ID token is for the client that asked for it
+    }
+  if (only.empty())
+    return tl::unexpected(TokenError{TokenError::Kind::UnknownIssuer, "the console's issuer is not in oidc.issuers",
+                                     "issuer " + issuer});
+  auto r = verify_waiting(token, wait, [this, &only](std::string_view t) {
+    KeyLookup lookup = [this](const std::string& iss) -> std::shared_ptr<const jose::JwkSet> {
+      auto* c = cache_mut(iss);
+      return c ? c->current() : nullptr;
+    };
+    return verify_token(t, only, lookup, std::chrono::system_clock::now());
+  });
+  if (!r) return r;
+  // The nonce binds the token to this sign-in (OIDC Core 3.1.3.7 step 11): a token from another
+  // sign-in, replayed into this one, is refused.
+  auto jws = jose::split_compact(token);
+  std::string got;
+  if (jws) {
+    auto claims = nlohmann::json::parse(jws->payload_json, nullptr, false);
+    if (claims.is_object())
+      if (auto it = claims.find("nonce"); it != claims.end() && it->is_string()) got = it->get<std::string>();
+  }
+  if (got.empty() || got != nonce)
+    return tl::unexpected(TokenError{TokenError::Kind::BadClaim, "the ID token's nonce does not match this sign-in",
+                                     "nonce mismatch"});
+  return r;
+}
+
+tl::expected<VerifiedToken, TokenError> LoginAuthenticator::verify_waiting(
+    std::string_view token, std::chrono::seconds wait,
+    const std::function<tl::expected<VerifiedToken, TokenError>(std::string_view)>& check) const {
+  auto r = check(token);
   if (r || !retry_after_refresh(r.error().kind)) return r;
   auto* cache = cache_mut(peek_issuer(token));
   if (!cache) return r;
@@ -171,7 +216,7 @@ tl::expected<VerifiedToken, TokenError> LoginAuthenticator::verify(std::string_v
   });
   std::unique_lock lk(flag->mu);
   flag->cv.wait_for(lk, wait, [&] { return flag->done; });
-  return verify_now(token);
+  return check(token);
 }
 
 }  // namespace gh::identity

@@ -3,6 +3,7 @@
 // an OIDC token as the password. A token travels as a cleartext password, so the proxy asks
 // for one only over TLS (or on loopback when the configuration allows it); otherwise it
 // refuses before asking, saying why.
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -28,6 +29,11 @@ class LoginAuthenticator final : public Authenticator {
   // The check a token login makes, without a connection (`gatehouse whoami`). Waits for keys
   // (up to `wait`) when none are held yet or the token's kid is unknown.
   tl::expected<VerifiedToken, TokenError> verify(std::string_view token, std::chrono::seconds wait) const;
+  // An ID token from the web console's sign-in at `issuer`: checked as a login token, except
+  // that its audience must be `client_id` and its `nonce` claim `nonce`.
+  tl::expected<VerifiedToken, TokenError> verify_id_token(std::string_view token, const std::string& issuer,
+                                                          const std::string& client_id, const std::string& nonce,
+                                                          std::chrono::seconds wait) const;
   // What of a token's identity is a static user's name ("subject", "email"), or "": logins,
   // rules, approvals and grants match subjects and emails, so a token cannot take a static user's
   // identity, at the database login or at the admin API.
@@ -40,6 +46,11 @@ class LoginAuthenticator final : public Authenticator {
   class TokenExchange;
   IssuerKeys* cache_mut(const std::string& issuer) const;
   tl::expected<VerifiedToken, TokenError> verify_now(std::string_view token) const;
+  // `check`, and again after the token's issuer's keys were refetched (up to `wait`) when they
+  // lacked its key.
+  tl::expected<VerifiedToken, TokenError> verify_waiting(
+      std::string_view token, std::chrono::seconds wait,
+      const std::function<tl::expected<VerifiedToken, TokenError>(std::string_view)>& check) const;
   std::unique_ptr<StaticUserAuthenticator> static_users_;
   std::vector<IssuerConfig> issuers_;
   std::vector<std::shared_ptr<IssuerKeys>> caches_;

@@ -517,6 +517,20 @@ std::vector<std::string> Policy::touched_tags(const sql::Analysis& a) const {
   return names;
 }
 
+std::vector<std::string> Policy::touched_columns(const sql::Analysis& a) const {
+  if (classification_.empty()) return {};
+  Request req;
+  req.analysis = &a;
+  Evaluator ev(req, a, {}, classification_, classification_tags_, tag_names_);
+  TagSet tags;
+  Sensitivity max{};
+  std::vector<std::string> where;
+  for (const auto& s : a.statements) ev.classify(s, 0, tags, max, &where);
+  std::sort(where.begin(), where.end());
+  where.erase(std::unique(where.begin(), where.end()), where.end());
+  return where;
+}
+
 Decision Policy::evaluate(const Request& req) const {
   Decision d = evaluate_rules(req);
   if (d.action == Action::Deny || req.login_user.empty() || !req.analysis) return d;

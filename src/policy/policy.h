@@ -93,6 +93,8 @@ class Policy {
                           std::string_view column) const;
   // Classification tags of every column the analysis touches (any access), sorted by name.
   std::vector<std::string> touched_tags(const sql::Analysis& analysis) const;
+  // The classified columns it touches, as "<tag> on <column>" ("pii on public.customers.email"), sorted, unique.
+  std::vector<std::string> touched_columns(const sql::Analysis& analysis) const;
 
   const std::vector<Rule>& rules() const { return rules_; }
   // True when some rule has requires_grant: only then do callers need to look grants up.

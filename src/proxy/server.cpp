@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <future>
+
 #include <asio/experimental/awaitable_operators.hpp>
 #include <spdlog/spdlog.h>
 
@@ -285,6 +287,55 @@ void Server::shutdown() {
 void Server::wait() {
   for (auto& w : impl_->workers)
     if (w->thread.joinable()) w->thread.join();
+}
+
+
+// The admin thread asks each worker on its own thread (sessions are touched only there) and waits
+// for the answers with one deadline; a worker that does not answer in time is left out. The
+// promise is shared: a late answer finds it alive.
+std::vector<SessionSnapshot> Server::sessions(std::chrono::milliseconds wait) const {
+  std::vector<std::future<std::vector<SessionSnapshot>>> answers;
+  for (const auto& w : impl_->workers) {
+    auto p = std::make_shared<std::promise<std::vector<SessionSnapshot>>>();
+    answers.push_back(p->get_future());
+    asio::post(w->io, [p, worker = w.get()] {
+      std::vector<SessionSnapshot> out;
+      for (const auto& s : worker->sessions)
+        if (auto snap = s->snapshot()) out.push_back(std::move(*snap));
+      p->set_value(std::move(out));
+    });
+  }
+  std::vector<SessionSnapshot> all;
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  for (auto& f : answers) {
+    if (f.wait_until(deadline) != std::future_status::ready) continue;
+    auto part = f.get();
+    std::move(part.begin(), part.end(), std::back_inserter(all));
+  }
+  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+  return all;
+}
+
+bool Server::end_session(std::uint32_t id, std::string message, std::chrono::milliseconds wait) {
+  std::vector<std::future<bool>> answers;
+  for (const auto& w : impl_->workers) {
+    auto p = std::make_shared<std::promise<bool>>();
+    answers.push_back(p->get_future());
+    asio::post(w->io, [p, worker = w.get(), id, message] {
+      for (const auto& s : worker->sessions)
+        if (s->id() == id && s->snapshot()) {
+          s->end_by_admin(message);
+          p->set_value(true);
+          return;
+        }
+      p->set_value(false);
+    });
+  }
+  bool found = false;
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  for (auto& f : answers)
+    if (f.wait_until(deadline) == std::future_status::ready && f.get()) found = true;
+  return found;
 }
 
 }  // namespace gh::proxy

@@ -2,6 +2,7 @@
 // The data plane: one io_context per worker thread, each with its own SO_REUSEPORT acceptor,
 // so sessions never share a thread and the hot path takes no locks.
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -10,6 +11,7 @@
 
 #include "base/metrics.h"
 #include "base/result.h"
+#include "identity/identity.h"
 #include "proxy/runtime.h"
 #include "sql/analyzer.h"
 
@@ -22,6 +24,20 @@ class Trail;
 }
 
 namespace gh::proxy {
+
+// One open session as the admin console shows it (Server::sessions).
+struct SessionSnapshot {
+  std::uint32_t id = 0;
+  identity::Identity identity;
+  std::string target, database, login;  // login: the backend role it runs as
+  std::string client;                   // address:port
+  std::string application_name;
+  bool tls = false;
+  std::chrono::system_clock::time_point started;
+  std::string state;                    // "idle", "idle in transaction", "active", "held" (waiting for approval)
+  std::string statement;                // the last statement text the client sent (at most 4 KiB); "" when idle
+  std::chrono::system_clock::time_point statement_started;
+};
 
 class Server {
  public:
@@ -46,6 +62,12 @@ class Server {
   void wait();
 
   std::uint64_t active_sessions() const { return active_.load(std::memory_order_relaxed); }
+  // The sessions past their login, gathered on their worker threads (any thread but a worker's;
+  // a worker that does not answer within `wait` is left out).
+  std::vector<SessionSnapshot> sessions(std::chrono::milliseconds wait) const;
+  // Ends session `id` as an administrator asked: its client gets FATAL 57P01 with `message`, a
+  // running statement is cancelled, the disconnect is audited with `message`. False: no such session.
+  bool end_session(std::uint32_t id, std::string message, std::chrono::milliseconds wait);
   bool draining() const { return draining_.load(std::memory_order_relaxed); }
   // The statement analysis caches of all worker threads, summed (any thread, after start()).
   sql::Analyzer::Stats analyzer_stats() const;

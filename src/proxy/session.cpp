@@ -1821,7 +1821,8 @@ awaitable<void> Session::teardown() {
     }
   }
   if (backend_ && registered_cancel_ && running() &&
-      (end.kind == End::Kind::TokenExpired || end.kind == End::Kind::GrantEnded || end.kind == End::Kind::Shutdown)) {
+      (end.kind == End::Kind::TokenExpired || end.kind == End::Kind::GrantEnded || end.kind == End::Kind::Shutdown ||
+       end.kind == End::Kind::Administrator)) {
     // The proxy ends the session (the login token expired, the access grant ended, the shutdown
     // deadline passed) while a statement runs: the statement is cancelled, not left to finish and
     // commit after its session ended (the server reads the Terminate only after it; found by
@@ -1865,6 +1866,45 @@ awaitable<void> Session::teardown() {
   }
   client_->close();
   if (backend_) backend_->close();
+}
+
+}  // namespace gh::proxy
+
+namespace gh::proxy {
+
+std::optional<SessionSnapshot> Session::snapshot() const {
+  if (!relay_started_ || ending_ || !target_) return std::nullopt;
+  SessionSnapshot s;
+  s.id = id_;
+  s.identity = identity_;
+  s.target = target_->name;
+  s.database = database_;
+  s.login = login_ ? login_->user : std::string();
+  s.client = peer_;
+  s.application_name = application_name_;
+  s.tls = client_->tls();
+  s.started = opened_wall_;
+  const auto wall = [this](Clock::time_point t) {
+    return opened_wall_ + std::chrono::duration_cast<std::chrono::system_clock::duration>(t - opened_steady_);
+  };
+  if (held_now_.load(std::memory_order_relaxed))
+    s.state = "held";
+  else if (running())
+    s.state = "active";
+  else
+    s.state = tx_status_ == 'I' ? "idle" : "idle in transaction";
+  if (s.state == "held" || s.state == "active") {
+    s.statement = now_text_;
+    s.statement_started = wall(now_text_at_);
+  }
+  return s;
+}
+
+void Session::end_by_admin(std::string message) {
+  end_session(End{End::Kind::Administrator,
+                  fatal("57P01", "terminating connection: " + message,
+                        "an administrator ended this session in the Gatehouse console; ask them why before reconnecting"),
+                  message});
 }
 
 }  // namespace gh::proxy

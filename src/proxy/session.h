@@ -27,6 +27,7 @@
 #include "sql/statement_info.h"
 #include "proxy/result_masker.h"
 #include "proxy/runtime.h"
+#include "proxy/server.h"
 #include "proxy/worker.h"
 
 namespace gh::proxy {
@@ -42,7 +43,7 @@ extern const char* const kUnsafeSettingHint;
 struct End {
   enum class Kind {
     ClientClosed, ClientTerminate, ClientProtocolError, BackendClosed, BackendProtocolError,
-    IdleTimeout, Shutdown, UnsafeSetting, TokenExpired, GrantEnded
+    IdleTimeout, Shutdown, UnsafeSetting, TokenExpired, GrantEnded, Administrator
   } kind = Kind::ClientClosed;
   std::optional<protocol::ErrorFields> to_client;  // sent to the client before closing
   std::string log;
@@ -62,6 +63,11 @@ class Session : public std::enable_shared_from_this<Session> {
   // Wakes the watchdog to re-check shutdown (thread-safe).
   void kick();
   void finish();  // last step of every session: unregister, count, drop
+  // The admin console's view and action (this session's worker thread only).
+  std::uint32_t id() const { return id_; }
+  // nullopt before the login completed (nothing to show yet).
+  std::optional<SessionSnapshot> snapshot() const;
+  void end_by_admin(std::string message);
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -277,6 +283,16 @@ class Session : public std::enable_shared_from_this<Session> {
   asio::steady_timer watchdog_timer_;
   std::string peer_;
   std::string client_address_;  // IP address text, for policy conditions
+  // When it opened (both clocks, to turn steady times into wall times for the console), and the
+  // last statement text the client sent (Query or Parse, at most 4 KiB; its capacity is reused).
+  std::chrono::system_clock::time_point opened_wall_ = std::chrono::system_clock::now();
+  Clock::time_point opened_steady_ = Clock::now();
+  std::string now_text_;
+  Clock::time_point now_text_at_{};
+  void note_statement_text(std::string_view text) {
+    now_text_.assign(text.substr(0, 4096));  // no allocation once the capacity is there
+    now_text_at_ = last_activity_;
+  }
   bool client_loopback_ = false;
 
   // startup state
@@ -526,6 +542,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool front_estimated_ = false;   // the Query at the front of cin_ has had it: judge and forward
   bool rescan_ = false;
   bool estimate_skip_logged_ = false;
+  std::int64_t last_row_estimate_ = -1;  // the front Query's EXPLAIN estimate (-1: none made)
   // Long statement texts are analysed on the shared analysis pool, not on this worker's thread,
   // so one client's 500 KB INSERT cannot stall every other session of the worker.
   bool offload_request_ = false;

@@ -118,6 +118,7 @@ asio::awaitable<std::optional<End>> Session::estimate_front_query() {
     spdlog::warn("session {}: row estimate skipped: EXPLAIN gave a plan the proxy cannot read", id_);
     co_return std::nullopt;
   }
+  last_row_estimate_ = std::int64_t(*rows);  // shown to the reviewer if the statement is held
   if (*rows <= double(limit->max_rows_affected)) co_return std::nullopt;
 
   policy::Decision d;

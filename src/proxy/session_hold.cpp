@@ -343,6 +343,7 @@ asio::awaitable<std::optional<End>> Session::refuse_front_query(const policy::De
 #endif
 asio::awaitable<std::optional<End>> Session::hold_front_query(std::optional<policy::Decision> given) {
   auto* svc = server_.approvals();
+  const bool given_estimate = given.has_value();
   const char type = cin_.data()[0];
   const std::uint32_t wire = load_be32(cin_.data() + 1) + 1;
   const std::string_view body(cin_.data() + 5, wire - 5);
@@ -503,6 +504,13 @@ asio::awaitable<std::optional<End>> Session::hold_front_query(std::optional<poli
   req.reviewer_groups = d.reviewers.groups;
   req.approvals_required = d.reviewers.approvals;
   req.waiting = wait_for_approval_;
+  for (const auto& st : judged->statements)
+    for (const auto& rel : st.relations) {
+      std::string name = rel.schema.empty() ? rel.name : rel.schema + "." + rel.name;
+      if (std::find(req.tables.begin(), req.tables.end(), name) == req.tables.end()) req.tables.push_back(std::move(name));
+    }
+  req.sensitive_columns = live_policy().touched_columns(*judged);
+  req.row_estimate = type == 'Q' && (given_estimate || front_estimated_) ? last_row_estimate_ : -1;
   auto submitted = svc->submit(std::move(req));
   if (!submitted) {
     policy::Decision fail = d;

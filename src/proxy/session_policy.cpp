@@ -1216,6 +1216,7 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
   if (type == 'Q') {
     std::size_t pos = 0;
     const std::string_view text = protocol::c_string_at(body, pos, ok);
+    if (ok) note_statement_text(text);
     // Without audit, a Query's analysis is used only to judge it and is dropped after (a Query
     // that waits for review or a row estimate was analysed again, with its text, before this):
     // the statement text in it is not read, so a cached shape serves as it is.
@@ -1225,6 +1226,7 @@ bool Session::judge_client_message(char type, std::string_view body, std::string
     statement_name = server_name(protocol::c_string_at(body, pos, ok));
     if (ok) {
       const std::string_view text = protocol::c_string_at(body, pos, ok);
+      if (ok) note_statement_text(text);
       if (ok) analysis = offloaded ? offloaded : worker_.analyzer.analyze(text);
     }
   } else if (type == 'F') {

@@ -46,17 +46,17 @@ TEST(AdminRoles, GroupNamesMatchExactly) {
 
 struct PermissionCase {
   Roles roles;
-  bool read_all, read_own, decide, request, revoke_any;
+  bool read_all, read_own, decide, request, revoke_any, read_sessions, end_session;
 };
 
 TEST(AdminRoles, PermissionTable) {
   const PermissionCase cases[] = {
-      {{"admin"}, true, true, true, true, true},
-      {{"reviewer"}, true, true, true, false, false},
-      {{"auditor"}, true, true, false, false, false},
-      {{"requester"}, false, true, false, true, false},
-      {{"reviewer", "requester"}, true, true, true, true, false},
-      {{}, false, false, false, false, false},
+      {{"admin"}, true, true, true, true, true, true, true},
+      {{"reviewer"}, true, true, true, false, false, true, false},
+      {{"auditor"}, true, true, false, false, false, true, false},
+      {{"requester"}, false, true, false, true, false, false, false},
+      {{"reviewer", "requester"}, true, true, true, true, false, true, false},
+      {{}, false, false, false, false, false, false, false},
   };
   for (const auto& c : cases) {
     std::string name;
@@ -67,6 +67,8 @@ TEST(AdminRoles, PermissionTable) {
     EXPECT_EQ(allows(c.roles, Permission::Decide), c.decide);
     EXPECT_EQ(allows(c.roles, Permission::RequestAccess), c.request);
     EXPECT_EQ(allows(c.roles, Permission::RevokeAny), c.revoke_any);
+    EXPECT_EQ(allows(c.roles, Permission::ReadSessions), c.read_sessions);
+    EXPECT_EQ(allows(c.roles, Permission::EndSession), c.end_session);
   }
 }
 
