@@ -61,6 +61,7 @@ BLOCKED_RULE = "guardrail.unbounded_write"
 # ---- OpenID Connect: people and an agent at a real provider (demo-only credentials, printed) ----
 CLI_CLIENT = "gatehouse-cli"     # `gatehouse login`: a public client using the device flow
 AGENT = "etl-agent"              # an agent: client credentials, its secret in a file
+CONSOLE_CLIENT = "gatehouse-console"  # the web console: authorization code + PKCE
 NODE_MIN = (20, 19)              # oidc-provider 9 (tests/oidc/package.json "engines")
 PEOPLE = [
     {"id": "ana", "email": "ana@example.com", "name": "Ana Analyst", "password": "ana-demo-pass",
@@ -296,8 +297,9 @@ def gatehouse_config(pg: PgCluster, port: int, admin_port: int, audit_key: Path 
         "threads": 2,
         # The admin API (docs/api.md): people sign in with their OpenID Connect tokens; DBAs review
         # held statements and access requests, everyone may ask for access.
+        # The web console (docs/console.md) at /console/ signs people in at the same provider.
         "admin": {"address": "127.0.0.1", "port": admin_port, "public_url": f"http://127.0.0.1:{admin_port}",
-                  "roles": {"reviewer": ["dba"], "auditor": ["dba"], "admin": [], "requester": ["*"]}},
+                  "roles": {"reviewer": ["dba"], "auditor": ["dba"], "admin": ["dba"], "requester": ["*"]}},
         # Held statements wait up to 5 minutes; an approved one may be run again (once) within an
         # hour, e.g. after `SET gatehouse.wait = off`. Requests are kept in a SQLite file beside the config.
         "approvals": {"timeout": "5m", "rerun_window": "1h", "store": "approvals.db"},
@@ -324,6 +326,7 @@ def gatehouse_config(pg: PgCluster, port: int, admin_port: int, audit_key: Path 
         # have the CLI's client id. Plain HTTP to the issuer and plaintext logins: loopback only.
         config["oidc"] = {"allow_loopback_plaintext": True,
                           "issuers": [{"issuer": oidc_issuer, "audience": ["gatehouse", CLI_CLIENT]}]}
+        config["admin"]["console"] = {"client_id": CONSOLE_CLIENT}
     return config
 
 
@@ -343,7 +346,7 @@ class OidcDemo:
     """The provider, the agent's secret file and where each person's token is saved; builds the
     commands the banner prints (and --check runs)."""
 
-    def __init__(self, base: Path, port: int):
+    def __init__(self, base: Path, port: int, admin_port: int):
         self.dir = base / "oidc"
         self.dir.mkdir(mode=0o700)
         self.token_dir = base / "tokens"
@@ -359,6 +362,11 @@ class OidcDemo:
                 {"client_id": CLI_CLIENT, "client_name": "Gatehouse CLI",
                  "grant_types": ["device_code", "refresh_token"]},
                 {"client_id": AGENT, "client_secret": self.secret, "grant_types": ["client_credentials"]},
+                # The web console: authorization code with PKCE, a public client (no secret).
+                {"client_id": CONSOLE_CLIENT, "client_name": "Gatehouse console",
+                 "grant_types": ["authorization_code"], "response_types": ["code"],
+                 "redirect_uris": [f"http://127.0.0.1:{admin_port}/console/callback"],
+                 "token_endpoint_auth_method": "none"},
             ],
             port=port, workdir=self.dir, test_endpoints=False, poll_interval=1)
 
@@ -436,6 +444,14 @@ def banner(base: Path, pg: PgCluster, gh: Gatehouse, od: OidcDemo | None) -> Non
     say(f"   {BINARY} audit verify --config {gh.config_path}")
     say(f"   {BINARY} audit report --config {gh.config_path}")
     say()
+    if od is not None:
+        say(f" Web console: {admin}/console/")
+        say(f"   sign in as {DBA['id']} / {DBA['password']} (reviewer, auditor, admin) or {ANALYST['id']} / "
+            f"{ANALYST['password']} (requester): approvals inbox, live sessions, audit explorer, grants, dashboard")
+        say()
+    else:
+        say(f" Web console: {admin}/console/ (sign-in needs the OpenID Connect provider: run without --no-oidc)")
+        say()
     say(" Admin endpoints:")
     say(f"   {admin}/healthz")
     say(f"   {admin}/metrics")
@@ -955,7 +971,7 @@ def main() -> int:
         port = pick_port(args.port, None if args.check else 6432)
         admin_port = pick_port(args.admin_port, None if args.check else 9187)
         if not args.no_oidc:
-            od = OidcDemo(base, pick_port(args.oidc_port, None if args.check else 9188))
+            od = OidcDemo(base, pick_port(args.oidc_port, None if args.check else 9188), admin_port)
             step(f"starting the OpenID Connect provider (node {OIDC_DIR.relative_to(REPO)}/provider.mjs) "
                  f"at {od.issuer}")
             od.idp.start(timeout=30)
