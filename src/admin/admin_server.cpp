@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "admin/api_call.h"
 #include "admin/api_v1.h"
 #include "admin/console.h"
 #include "admin/console_sessions.h"
@@ -70,6 +71,7 @@ Result<std::uint16_t> AdminServer::start(const std::string& address, std::uint16
 
 void AdminServer::stop() {
   if (impl_->thread.joinable()) {
+    api::stop_event_streams();
     impl_->http.stop();
     impl_->thread.join();
   }

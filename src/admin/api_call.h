@@ -45,5 +45,7 @@ void route(httplib::Server& s, bool post, const std::string& pattern, const char
 
 // The console's additions (api_console.cpp): live sessions, audit record/export/verify, stats.
 void install_console_api(httplib::Server& s, const Hooks& h);
+// Ends the open live-update streams within a second (before the server stops: each holds a thread).
+void stop_event_streams();
 
 }  // namespace gh::admin::api

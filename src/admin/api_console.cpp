@@ -109,8 +109,8 @@ bool audit_filter(Call& c, audit::SearchFilter& f, std::initializer_list<std::st
   return true;
 }
 
+// The audit store for reading (the caller's role was checked).
 std::unique_ptr<audit::AuditReader> open_audit(Call& c) {
-  if (!require(c, Permission::ReadAudit)) return nullptr;
   if (c.h.audit_store.empty()) {
     reply_error(c, 404, "not_found", "no audit store is configured for reading");
     return nullptr;
@@ -125,7 +125,7 @@ std::unique_ptr<audit::AuditReader> open_audit(Call& c) {
 
 // GET /api/v1/audit/records/{node}/{seq}: one record, joined to its Result as the search does.
 void audit_record(Call& c) {
-  if (!no_params(c)) return;
+  if (!require(c, Permission::ReadAudit) || !no_params(c)) return;
   auto reader = open_audit(c);
   if (!reader) return;
   const std::string node = c.req.matches[1], seq_text = c.req.matches[2];
@@ -197,11 +197,22 @@ constexpr std::size_t kExportMax = 100000;
 
 // GET /api/v1/audit/export?format=csv|json&<filters>: the matching records, oldest first.
 void audit_export(Call& c) {
+  if (!require(c, Permission::ReadAudit)) return;
   const std::string format = c.req.has_param("format") ? c.req.get_param_value("format") : "csv";
   if (format != "csv" && format != "json")
     return reply_error(c, 400, "bad_request", "format: expected csv or json, got \"" + format + "\"");
+  if (c.req.has_param("cursor"))
+    return reply_error(c, 400, "bad_request", "cursor: an export has no pages (narrow it with since and until)");
+  std::size_t max = kExportMax;
+  if (c.req.has_param("limit")) {
+    const auto v = c.req.get_param_value("limit");
+    bool ok = !v.empty() && v.size() <= 6 && v.find_first_not_of("0123456789") == std::string::npos;
+    if (ok) max = std::stoul(v);
+    if (!ok || max < 1 || max > kExportMax)
+      return reply_error(c, 400, "bad_request", "limit: expected a number from 1 to 100000, got \"" + v + "\"");
+  }
   audit::SearchFilter f;
-  if (!audit_filter(c, f, {"format", "limit", "cursor"})) return;
+  if (!audit_filter(c, f, {"format", "limit"})) return;
   auto reader = open_audit(c);
   if (!reader) return;
   std::string out;
@@ -213,7 +224,7 @@ void audit_export(Call& c) {
   std::size_t n = 0;
   bool more = false;
   auto r = reader->each(f, [&](const audit::Record& rec) {
-    if (n == kExportMax) {
+    if (n == max) {
       more = true;
       return false;
     }
@@ -238,14 +249,14 @@ void audit_export(Call& c) {
   c.res.set_header("Content-Disposition",
                    std::string("attachment; filename=\"gatehouse-audit.") + (format == "csv" ? "csv" : "json") + "\"");
   c.res.set_header("X-Gatehouse-Records", std::to_string(n));
-  if (more) c.res.set_header("X-Gatehouse-Truncated", "more than " + std::to_string(kExportMax) + " records; narrow the filters");
+  if (more) c.res.set_header("X-Gatehouse-Truncated", "more than " + std::to_string(max) + " records; narrow the filters");
   c.res.set_content(out, format == "csv" ? "text/csv; charset=utf-8" : "application/json");
 }
 
 // GET /api/v1/audit/verify: the hash chain of every node in the store, checked now; kept 30 s
 // (a whole-store read per page view would be the console's most expensive habit).
 void audit_verify(Call& c) {
-  if (!no_params(c)) return;
+  if (!require(c, Permission::ReadAudit) || !no_params(c)) return;
   auto reader = open_audit(c);
   if (!reader) return;
   static std::mutex mu;
@@ -295,6 +306,7 @@ void audit_verify(Call& c) {
 // GET /api/v1/stats?since=1h: statements per time bucket (a minute up to 4 h, then wider so that
 // a chart has at most 240 bars), per target, and who touched tagged (sensitive) tables.
 void stats(Call& c) {
+  if (!require(c, Permission::ReadAudit)) return;
   audit::SearchFilter f;
   std::string since = "1h";
   for (const auto& [k, v] : c.req.params) {
@@ -374,6 +386,7 @@ void stats(Call& c) {
 // minutes (the browser reconnects) and at most 16 are open, so that they cannot take the admin
 // server's 64 threads.
 std::atomic<int> open_streams{0};
+std::atomic<bool> streams_stopping{false};
 constexpr int kMaxStreams = 16;
 
 std::string fingerprint_approvals(const Hooks& h) {
@@ -425,6 +438,9 @@ void events(Call& c) {
       "text/event-stream",
       [&h, session, sessions_visible, st](std::size_t, httplib::DataSink& sink) {
         const auto now = std::chrono::steady_clock::now();
+        // A stream holds its pool thread: it ends when the server stops or drains, or the
+        // server's stop would wait for it.
+        if (streams_stopping.load() || (h.serving && !h.serving())) return false;
         if (now - st->opened > std::chrono::minutes(10)) return false;
         if (!session.empty() && (!h.console_sessions || !h.console_sessions->find(session))) return false;
         std::string out;
@@ -461,7 +477,10 @@ void events(Call& c) {
 
 }  // namespace
 
+void stop_event_streams() { streams_stopping.store(true); }
+
 void install_console_api(httplib::Server& s, const Hooks& h) {
+  streams_stopping.store(false);
   constexpr bool kGet = false, kPost = true;
   route(s, kGet, "/api/v1/console/session", "console.session", h, console_session);
   route(s, kGet, "/api/v1/sessions", "sessions.list", h, list_sessions);

@@ -143,7 +143,19 @@ ENDPOINTS = [
     ("POST", "/api/v1/access-requests"), ("GET", "/api/v1/access-requests"), ("GET", "/api/v1/access-requests/acc_x"),
     ("POST", "/api/v1/access-requests/acc_x/approve"), ("POST", "/api/v1/access-requests/acc_x/reject"),
     ("GET", "/api/v1/grants"), ("POST", "/api/v1/grants/acc_x/revoke"), ("GET", "/api/v1/audit"),
+    # the web console's (docs/console.md); they take bearer tokens too
+    ("GET", "/api/v1/console/session"), ("GET", "/api/v1/sessions"), ("POST", "/api/v1/sessions/7/end"),
+    ("GET", "/api/v1/audit/records/n1/7"), ("GET", "/api/v1/audit/export"), ("GET", "/api/v1/audit/verify"),
+    ("GET", "/api/v1/stats"), ("GET", "/api/v1/events"),
 ]
+
+
+def example_path(path: str) -> str:
+    """An OpenAPI path with its parameters filled in as ENDPOINTS spells them."""
+    if "/sessions/" in path:
+        return path.replace("{id}", "7")
+    path = path.replace("{node}", "n1").replace("{seq}", "7")
+    return path.replace("{id}", "apr_x" if "/approvals/" in path else "acc_x")
 
 
 def test_every_endpoint_needs_a_bearer_token(proxy):
@@ -183,8 +195,7 @@ def test_invalid_and_expired_tokens_are_refused_with_the_reason(proxy, tok, oidc
 def test_the_openapi_description_lists_exactly_the_endpoints_served(proxy):
     import yaml  # python3-yaml, installed by scripts/install-deps.sh
     spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml").read_text())
-    described = {(m.upper(), p.replace("{id}", "apr_x" if "/approvals/" in p else "acc_x"))
-                 for p, ops in spec["paths"].items() for m in ops if m in ("get", "post")}
+    described = {(m.upper(), example_path(p)) for p, ops in spec["paths"].items() for m in ops if m in ("get", "post")}
     assert described == set(ENDPOINTS)
 
 
