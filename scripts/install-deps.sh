@@ -5,7 +5,8 @@ set -eu
 PKGS="build-essential cmake pkg-config libasio-dev libssl-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
 libcli11-dev libexpected-dev libre2-dev libcpp-httplib-dev nlohmann-json3-dev libpg-query-dev libgtest-dev libgmock-dev libbenchmark-dev
 postgresql postgresql-contrib postgresql-client pgbouncer python3 python3-psycopg python3-pytest python3-asyncpg python3-yaml openssl curl
-clang-14 libclang-rt-14-dev libsqlite3-dev sqlite3 libzstd-dev zstd python3-zstandard libpq-dev openjdk-17-jdk-headless libpostgresql-jdbc-java"
+clang-14 libclang-rt-14-dev libsqlite3-dev sqlite3 libzstd-dev zstd python3-zstandard libpq-dev openjdk-17-jdk-headless libpostgresql-jdbc-java
+chromium"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -42,6 +43,16 @@ if command -v npm >/dev/null 2>&1 && ! cmp -s "$CLIENTS_DIR/package-lock.json" "
   echo "installing tests/clients node modules"
   npm ci --prefix "$CLIENTS_DIR" --no-audit --no-fund --loglevel=error >/dev/null
   cp "$CLIENTS_DIR/package-lock.json" "$CLIENTS_DIR/node_modules/.installed-lock.json"
+fi
+
+# playwright-core (tests/console), which drives Debian's chromium through the web console
+# (tests/e2e/test_console_browser.py); no browser is downloaded. Pinned by its package-lock.json
+# to the release whose bundled Chromium matches Debian 12's; skipped when unchanged.
+CONSOLE_DIR="$(cd "$(dirname "$0")/.." && pwd)/tests/console"
+if command -v npm >/dev/null 2>&1 && ! cmp -s "$CONSOLE_DIR/package-lock.json" "$CONSOLE_DIR/node_modules/.installed-lock.json" 2>/dev/null; then
+  echo "installing tests/console node modules"
+  npm ci --prefix "$CONSOLE_DIR" --no-audit --no-fund --loglevel=error >/dev/null
+  cp "$CONSOLE_DIR/package-lock.json" "$CONSOLE_DIR/node_modules/.installed-lock.json"
 fi
 
 # Vite and TypeScript for the web console (web/; `npm run build` there writes web/dist, which CMake
