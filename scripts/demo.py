@@ -803,6 +803,20 @@ class Background:
 HELD = r"statement held for approval: request (apr_[A-Za-z0-9]+) "
 
 
+def check_console(gh: Gatehouse, od: OidcDemo) -> None:
+    """The banner's console: the page is served, and the demo's DBA signs in through the provider's
+    own pages (authorization code + PKCE) and gets the roles the banner promises."""
+    from tests.harness.console import console_login  # noqa: E402 (repo root is on sys.path)
+    admin = f"http://127.0.0.1:{gh.admin_port}"
+    status, body = http_get(f"{admin}/console/")
+    if status != 200 or "<script" not in body:
+        raise RuntimeError(f"GET {admin}/console/ -> {status}: the console is not served: {body[:300]}")
+    me = console_login(admin, DBA["id"], DBA["password"]).me
+    if not {"admin", "reviewer", "auditor"} <= set(me["roles"]):
+        raise RuntimeError(f"{DBA['id']} signed in to the console with roles {me['roles']}")
+    say(f"console: {DBA['id']} signed in at {admin}/console/ with roles {', '.join(me['roles'])}")
+
+
 def check_approvals(gh: Gatehouse, od: OidcDemo) -> None:
     """The banner's held statement: the analyst's bulk update waits in the background until the DBA
     approves it with the printed CLI line; then it runs once and the rows really change."""
@@ -990,6 +1004,7 @@ def main() -> int:
             check(pg, gh)
             if od is not None:
                 check_oidc(gh, od)
+                check_console(gh, od)
                 check_approvals(gh, od)
                 check_jit(gh, od)
             say("demo check: OK")

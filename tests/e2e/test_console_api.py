@@ -368,7 +368,8 @@ def test_psql_ended_by_an_admin_with_a_bearer_token_fails_with_57P01(stack):
 
 
 def test_the_end_message_is_worded_as_documented(stack):
-    """docs/console.md: the client gets FATAL 57P01 "terminated by an administrator (who): reason"."""
+    """docs/console.md: the client gets FATAL 57P01 "terminating connection: ended by an administrator
+    (who): reason"."""
     app = f"console-words-{uuid.uuid4().hex[:6]}"
     w = pgwire.connect(stack.port, "alice", stack.token("alice"), application_name=app)
     try:
@@ -377,7 +378,8 @@ def test_the_end_message_is_worded_as_documented(stack):
         assert status == 200, doc
         fields = w.read_error()
         assert fields.get("C") == "57P01", fields
-        assert fields.get("M") == "terminated by an administrator (dave@example.com): wording", fields
+        assert fields.get("M") == "terminating connection: ended by an administrator (dave@example.com): wording", \
+            fields
     finally:
         w.close()
 
