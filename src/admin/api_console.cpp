@@ -419,15 +419,16 @@ std::string fingerprint_sessions(const Hooks& h) {
 
 void events(Call& c) {
   if (!no_params(c)) return;
-  if (open_streams.load() >= kMaxStreams)
+  if (open_streams.fetch_add(1) >= kMaxStreams) {
+    --open_streams;
     return reply_error(c, 503, "unavailable", "too many live-update streams are open; the console polls instead");
+  }
   const Hooks& h = c.h;
   const std::string session = c.console_session;
   const bool sessions_visible = allows(c.roles, Permission::ReadSessions);
   c.res.status = 200;
   c.res.set_header("Cache-Control", "no-store");
   c.res.set_header("X-Accel-Buffering", "no");
-  ++open_streams;
   struct State {
     std::string approvals, access, sessions;
     std::chrono::steady_clock::time_point opened = std::chrono::steady_clock::now(), last_write = opened;
