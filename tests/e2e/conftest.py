@@ -5,7 +5,6 @@ import copy
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psycopg
@@ -14,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tests.harness import (BINARY, Gatehouse, PgCluster, basic_config, free_port,  # noqa: E402
+from tests.harness import (BINARY, Gatehouse, PgCluster, basic_config, free_port, wait_for,  # noqa: E402
                            hash_password, make_certs)
 from tests.harness.oidc import OidcProvider  # noqa: E402
 
@@ -161,17 +160,6 @@ def psql(proxy, *args: str, user: str = "alice", dbname: str = "app", input: str
     if check and r.returncode != 0:
         raise AssertionError(f"psql {args} exited {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}")
     return r
-
-
-def wait_for(predicate, timeout: float = 5.0, interval: float = 0.05, what: str = "condition"):
-    deadline = time.time() + timeout
-    while True:
-        v = predicate()
-        if v:
-            return v
-        if time.time() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ holds, reviewers who approve or reject it through the admin API with real OIDC t
 PostgreSQL that runs it only once approved."""
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import struct
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -20,11 +22,10 @@ import pytest
 
 import pgwire
 from conftest import USERS, wait_for
-from tests.harness import BINARY, Gatehouse, free_port
+from tests.harness import BINARY, HELD, Gatehouse, HeldPsql, free_port
 from tests.harness.oidc import OIDC_PASSWORDS, breakglass
 
 ROLES = {"gh_appr_analyst": "appr-analyst-pw", "gh_appr_dba": "appr-dba-pw", "gh_appr_etl": "appr-etl-pw"}
-HELD = re.compile(r"request (apr_[a-z0-9]+)")
 
 
 @pytest.fixture(scope="module")
@@ -113,36 +114,6 @@ def api(proxy, method: str, path: str, token: str | None, body: dict | None = No
     except urllib.error.HTTPError as e:
         raw = e.read()
         return e.code, json.loads(raw) if raw else {}
-
-
-class HeldPsql:
-    """psql running one statement that the proxy holds; reads the request id from the notice."""
-
-    def __init__(self, proxy, user: str, token: str, sql: str, env: dict | None = None, before: list[str] = ()):
-        e = dict(os.environ, PGPASSWORD=token, PGSSLMODE="disable", PGCONNECT_TIMEOUT="15")
-        e.update(env or {})
-        first = [a for c in before for a in ("-c", c)]  # statements run first, in the same session
-        self.proc = subprocess.Popen(["psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p",
-                                      str(proxy.port), "-U", user, "-d", "app", *first, "-c", sql],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e,
-                                     start_new_session=True)
-        self.stderr_lines: list[str] = []
-        self.request_id: str | None = None
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            line = self.proc.stderr.readline()
-            if not line:
-                break
-            self.stderr_lines.append(line)
-            m = HELD.search(line)
-            if m and "held for approval" in line:
-                self.request_id = m.group(1)
-                return
-        raise AssertionError(f"no hold notice; stderr so far: {self.stderr_lines}")
-
-    def finish(self, timeout: float = 30) -> tuple[int, str, str]:
-        out, err = self.proc.communicate(timeout=timeout)
-        return self.proc.returncode, out, "".join(self.stderr_lines) + err
 
 
 def balance(pg, id_: int) -> int:
@@ -485,7 +456,7 @@ def test_an_agent_gets_just_in_time_access_until_the_grant_ends(pg, user_hashes,
         p.stop()
 
 
-def test_the_link_in_the_notice_says_how_to_decide(proxy, tokens):
+def test_the_link_in_the_notice_opens_the_request_in_the_console(proxy, tokens):
     held = HeldPsql(proxy, "alice@example.com", tokens["alice"], "UPDATE appr_accounts SET balance = 3 WHERE id = 9")
     text = "".join(held.stderr_lines)
     for _ in range(4):  # the notice's DETAIL and HINT lines follow it
@@ -494,10 +465,19 @@ def test_the_link_in_the_notice_says_how_to_decide(proxy, tokens):
         text += held.proc.stderr.readline()
     link = re.search(r"approve at (http://\S+)", text)
     assert link, held.stderr_lines
-    with urllib.request.urlopen(link.group(1), timeout=10) as r:
-        page = r.read().decode()
-        assert r.headers["Content-Security-Policy"] == "default-src 'none'"
-    assert f"gatehouse approvals approve {held.request_id}" in page
+    assert f"gatehouse approvals approve {held.request_id}" in text  # the CLI way is in the hint too
+    parts = urllib.parse.urlsplit(link.group(1))
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    conn.request("GET", parts.path)
+    r = conn.getresponse()
+    r.read()
+    assert r.status == 302 and r.getheader("Location") == f"/console/#/approvals/{held.request_id}", r.getheaders()
+    conn.request("GET", "/console/")
+    r = conn.getresponse()
+    page = r.read().decode()
+    assert r.status == 200 and "<script" in page, page[:300]
+    assert "script-src 'self'" in r.getheader("Content-Security-Policy"), r.getheaders()
+    conn.close()
     api(proxy, "POST", f"/api/v1/approvals/{held.request_id}/reject", tokens["bob"], {"reason": "test over"})
     held.finish()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import pwd
 import shutil
 import signal
@@ -20,6 +21,62 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 BINARY = Path(os.environ.get("GATEHOUSE_BIN", REPO / "build" / "gatehouse"))
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def wait_for(predicate, timeout: float = 5.0, interval: float = 0.05, what: str = "condition"):
+    """The predicate's first true value, polled every `interval`; AssertionError after `timeout`."""
+    deadline = time.time() + timeout
+    while True:
+        v = predicate()
+        if v:
+            return v
+        if time.time() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+HELD = re.compile(r"request (apr_[a-z0-9]+)")
+
+
+class HeldPsql:
+    """psql running one statement that the proxy holds for review; reads the request id from the
+    hold notice. `proxy`: a Gatehouse or its port; `before`: statements run first in the session."""
+
+    def __init__(self, proxy, user: str, token: str, sql: str, env: dict | None = None, before: list[str] = (),
+                 app: str | None = None):
+        port = getattr(proxy, "port", proxy)
+        e = dict(os.environ, PGPASSWORD=token, PGSSLMODE="disable", PGCONNECT_TIMEOUT="15")
+        if app:
+            e["PGAPPNAME"] = app
+        e.update(env or {})
+        first = [a for c in before for a in ("-c", c)]
+        self.proc = subprocess.Popen(["psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p",
+                                      str(port), "-U", user, "-d", "app", *first, "-c", sql],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e,
+                                     start_new_session=True)
+        self.stderr_lines: list[str] = []
+        self.request_id: str | None = None
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            line = self.proc.stderr.readline()
+            if not line:
+                break
+            self.stderr_lines.append(line)
+            m = HELD.search(line)
+            if m and "held for approval" in line:
+                self.request_id = m.group(1)
+                return
+        self.kill()
+        raise AssertionError(f"no hold notice from psql; stderr so far: {self.stderr_lines}")
+
+    def finish(self, timeout: float = 60) -> tuple[int, str, str]:
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out, "".join(self.stderr_lines) + err
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate(timeout=10)
 
 
 def free_port() -> int:

@@ -17,16 +17,14 @@ import http.client
 import http.cookiejar
 import json
 import os
-import re
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.harness import Gatehouse, free_port
+from tests.harness import HELD, Gatehouse, HeldPsql, free_port, wait_for  # noqa: F401 (re-exported)
 from tests.harness.oidc import CLIENT_SECRETS, OidcProvider, _Page
 
 CONSOLE_CLIENT_ID = "gatehouse-console"
@@ -48,7 +46,6 @@ CONSOLE_ROLES = {"admin": ["admins"], "reviewer": ["dba"], "auditor": ["auditors
 ROLES_OF = {"alice": ["requester"], "bob": ["requester", "reviewer"], "carol": ["auditor", "requester"],
             "dave": ["admin", "requester"]}
 
-HELD = re.compile(r"request (apr_[a-z0-9]+)")
 
 # The database role every identity logs in as, and the tables the console tests use.
 DB_ROLE, DB_ROLE_PASSWORD = "gh_console_app", "gh-console-app-pw"
@@ -368,41 +365,6 @@ def psql_env(token: str) -> dict:
     return e
 
 
-class HeldPsql:
-    """psql running one statement the proxy holds for review; the request id from its notice."""
-
-    def __init__(self, port: int, user: str, token: str, sql: str, app: str = "console-e2e"):
-        env = psql_env(token)
-        env["PGAPPNAME"] = app
-        self.proc = subprocess.Popen(["psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p",
-                                      str(port), "-U", user, "-d", "app", "-c", sql],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                     start_new_session=True)
-        self.stderr_lines: list[str] = []
-        self.request_id: str | None = None
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            line = self.proc.stderr.readline()
-            if not line:
-                break
-            self.stderr_lines.append(line)
-            m = HELD.search(line)
-            if m and "held for approval" in line:
-                self.request_id = m.group(1)
-                return
-        self.kill()
-        raise AssertionError(f"no hold notice from psql; stderr: {self.stderr_lines}")
-
-    def finish(self, timeout: float = 60) -> tuple[int, str, str]:
-        out, err = self.proc.communicate(timeout=timeout)
-        return self.proc.returncode, out, "".join(self.stderr_lines) + err
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.communicate(timeout=10)
-
-
 class RunningPsql:
     """psql running a long statement (pg_sleep) through the proxy: a session that is active."""
 
@@ -422,17 +384,6 @@ class RunningPsql:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.communicate(timeout=10)
-
-
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.1, what: str = "condition"):
-    deadline = time.time() + timeout
-    while True:
-        v = predicate()
-        if v:
-            return v
-        if time.time() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 # ---- the whole stack ----------------------------------------------------------------------------
