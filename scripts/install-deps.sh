@@ -36,30 +36,22 @@ elif ! cmp -s "$OIDC_DIR/package-lock.json" "$OIDC_DIR/node_modules/.installed-l
   cp "$OIDC_DIR/package-lock.json" "$OIDC_DIR/node_modules/.installed-lock.json"
 fi
 
-# Node.js PostgreSQL client libraries the end-to-end tests run through the proxy (tests/clients:
-# node-postgres, postgres.js), pinned by their package-lock.json; skipped when unchanged.
-CLIENTS_DIR="$(cd "$(dirname "$0")/.." && pwd)/tests/clients"
-if command -v npm >/dev/null 2>&1 && ! cmp -s "$CLIENTS_DIR/package-lock.json" "$CLIENTS_DIR/node_modules/.installed-lock.json" 2>/dev/null; then
-  echo "installing tests/clients node modules"
-  npm ci --prefix "$CLIENTS_DIR" --no-audit --no-fund --loglevel=error >/dev/null
-  cp "$CLIENTS_DIR/package-lock.json" "$CLIENTS_DIR/node_modules/.installed-lock.json"
-fi
-
-# playwright-core (tests/console), which drives Debian's chromium through the web console
-# (tests/e2e/test_console_browser.py); no browser is downloaded. Pinned by its package-lock.json
-# to the release whose bundled Chromium matches Debian 12's; skipped when unchanged.
-CONSOLE_DIR="$(cd "$(dirname "$0")/.." && pwd)/tests/console"
-if command -v npm >/dev/null 2>&1 && ! cmp -s "$CONSOLE_DIR/package-lock.json" "$CONSOLE_DIR/node_modules/.installed-lock.json" 2>/dev/null; then
-  echo "installing tests/console node modules"
-  npm ci --prefix "$CONSOLE_DIR" --no-audit --no-fund --loglevel=error >/dev/null
-  cp "$CONSOLE_DIR/package-lock.json" "$CONSOLE_DIR/node_modules/.installed-lock.json"
-fi
-
-# Vite and TypeScript for the web console (web/; `npm run build` there writes web/dist, which CMake
-# embeds into the binary), pinned by web/package-lock.json; skipped when unchanged.
-WEB_DIR="$(cd "$(dirname "$0")/.." && pwd)/web"
-if command -v npm >/dev/null 2>&1 && ! cmp -s "$WEB_DIR/package-lock.json" "$WEB_DIR/node_modules/.installed-lock.json" 2>/dev/null; then
-  echo "installing web node modules"
-  npm ci --prefix "$WEB_DIR" --no-audit --no-fund --loglevel=error >/dev/null
-  cp "$WEB_DIR/package-lock.json" "$WEB_DIR/node_modules/.installed-lock.json"
-fi
+# npm packages of one directory, pinned by its package-lock.json; skipped when the lock file has not
+# changed since the last install.
+npm_ci() {
+  dir="$(cd "$(dirname "$0")/.." && pwd)/$1"
+  if command -v npm >/dev/null 2>&1 && ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.installed-lock.json" 2>/dev/null; then
+    echo "installing $1 node modules"
+    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null
+    cp "$dir/package-lock.json" "$dir/node_modules/.installed-lock.json"
+  fi
+}
+# Node.js PostgreSQL client libraries the end-to-end tests run through the proxy (node-postgres, postgres.js).
+npm_ci tests/clients
+# playwright-core, which drives Debian's chromium through the web console
+# (tests/e2e/test_console_browser.py); no browser is downloaded. Pinned to the release whose
+# bundled Chromium matches Debian 12's.
+npm_ci tests/console
+# Vite and TypeScript for the web console (`npm run build` in web/ writes web/dist, which CMake
+# embeds into the binary).
+npm_ci web

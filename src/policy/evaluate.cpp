@@ -504,28 +504,31 @@ std::string statement_label(const sql::Analysis& a, std::size_t i) {
 
 }  // namespace
 
-std::vector<std::string> Policy::touched_tags(const sql::Analysis& a) const {
-  if (classification_.empty()) return {};
+// The classification of every column `a` touches: its tags, and with `where` the "<tag> on <column>" lines.
+TagSet Policy::classify_all(const sql::Analysis& a, std::vector<std::string>* where) const {
   Request req;
   req.analysis = &a;
   Evaluator ev(req, a, {}, classification_, classification_tags_, tag_names_);
   TagSet tags;
   Sensitivity max{};
-  for (const auto& s : a.statements) ev.classify(s, 0, tags, max, nullptr);
-  auto names = ev.tag_names(tags);
+  for (const auto& s : a.statements) ev.classify(s, 0, tags, max, where);
+  return tags;
+}
+
+std::vector<std::string> Policy::touched_tags(const sql::Analysis& a) const {
+  if (classification_.empty()) return {};
+  const TagSet tags = classify_all(a, nullptr);
+  std::vector<std::string> names;
+  for (std::size_t i = 0; i < tag_names_.size(); ++i)
+    if (tags.test(i)) names.push_back(tag_names_[i]);
   std::sort(names.begin(), names.end());
   return names;
 }
 
 std::vector<std::string> Policy::touched_columns(const sql::Analysis& a) const {
   if (classification_.empty()) return {};
-  Request req;
-  req.analysis = &a;
-  Evaluator ev(req, a, {}, classification_, classification_tags_, tag_names_);
-  TagSet tags;
-  Sensitivity max{};
   std::vector<std::string> where;
-  for (const auto& s : a.statements) ev.classify(s, 0, tags, max, &where);
+  (void)classify_all(a, &where);
   std::sort(where.begin(), where.end());
   where.erase(std::unique(where.begin(), where.end()), where.end());
   return where;

@@ -115,6 +115,7 @@ class Policy {
 
  private:
   Decision evaluate_rules(const Request& request) const;
+  TagSet classify_all(const sql::Analysis& analysis, std::vector<std::string>* where) const;
   std::uint32_t guardrail_mask(std::string_view target, std::string_view environment) const;
 
   std::vector<Rule> rules_;  // the user's rules, in file order
