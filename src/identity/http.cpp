@@ -1,10 +1,10 @@
 #include "identity/http.h"
 
-#include "identity/jose.h"
-
 #include <cctype>
 
 #include <httplib.h>
+
+#include "identity/jose.h"
 
 namespace gh::identity::http {
 namespace {

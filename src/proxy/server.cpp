@@ -289,7 +289,6 @@ void Server::wait() {
     if (w->thread.joinable()) w->thread.join();
 }
 
-
 // The admin thread asks each worker on its own thread (sessions are touched only there) and waits
 // for the answers with one deadline; a worker that does not answer in time is left out. The
 // promise is shared: a late answer finds it alive.
