@@ -193,31 +193,35 @@ export interface Vote {
   time_us: number | null;
 }
 
-export interface ApprovalRequest {
+/** What statement approvals and access requests have in common (the request card shows it). */
+export interface ReviewedRequest {
   id: string;
-  kind: 'statement';
   state: string;
   requester: Person;
   target: string;
+  reason: string;
+  reviewer_groups: string[];
+  approvals_required: number;
+  approvals_received: number;
+  votes: Vote[];
+  break_glass: boolean;
+  created_us: number | null;
+  decided_us: number | null;
+}
+
+export interface ApprovalRequest extends ReviewedRequest {
+  kind: 'statement';
   environment: string;
   database: string;
   statement: string;
   parameters: Array<string | null>;
   fingerprint: string;
   rule: string;
-  reason: string;
   justification: string;
-  reviewer_groups: string[];
-  approvals_required: number;
-  approvals_received: number;
-  votes: Vote[];
-  break_glass: boolean;
   node: string;
   waiting: boolean;
   created: string | null;
-  created_us: number | null;
   decided: string | null;
-  decided_us: number | null;
   rerun_until_us: number | null;
   closed_reason: string;
   tables?: string[];
@@ -225,23 +229,11 @@ export interface ApprovalRequest {
   row_estimate?: number | null;
 }
 
-export interface AccessRequest {
-  id: string;
+export interface AccessRequest extends ReviewedRequest {
   kind: 'access';
-  state: string;
-  requester: Person;
-  target: string;
   role: string;
-  reason: string;
   duration_s: number;
   duration: string;
-  reviewer_groups: string[];
-  approvals_required: number;
-  approvals_received: number;
-  votes: Vote[];
-  break_glass: boolean;
-  created_us: number | null;
-  decided_us: number | null;
   expires_us: number | null;
   active: boolean;
   revoked_by: string;

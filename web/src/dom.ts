@@ -203,6 +203,12 @@ export function badge(text: string, cls = ''): HTMLElement {
   return h('span', { class: `badge ${cls}`.trim() }, text);
 }
 
+/** A row of badges, or '' (left out of a dl) when there are none. */
+export function badges(items: string[] | undefined, cls = 'tag'): HTMLElement | string {
+  if (!items || !items.length) return '';
+  return h('span', { class: 'badges' }, items.map((t) => badge(t, cls)));
+}
+
 export function truncate(text: string, max: number): string {
   const t = text.replace(/\s+/g, ' ').trim();
   return t.length > max ? t.slice(0, max - 1) + '…' : t;

@@ -1,98 +1,50 @@
 // #/access: ask for a role on a target for a while; pending access requests (reviewers decide);
 // grants in force with their expiry counting down; revoke.
-import { h, badge, dl, field, reconcile, timeEl, expiresText } from '../dom';
+import { h, badge, badges, dl, field, reconcile, timeEl, expiresText } from '../dom';
 import { get, post, enc, type AccessRequest } from '../api';
-import { act, hasRole, isOwn, loadFailed, loadOk, personEl, showError, showStatus, stateBadge, votesEl, section, emptyRow } from '../ui';
-import { decideControls } from './decide';
+import { act, hasRole, isOwn, loadFailed, loadOk, personEl, showError, showStatus, section, emptyRow } from '../ui';
+import { reasonAction, requestCard, requesterAndTarget } from './decide';
 import { serial, type Page } from './page';
 
 export function accessCard(r: AccessRequest, onDone: () => void, detail = false): HTMLElement {
-  const pending = r.state === 'pending';
-  const title = detail
-    ? h('h2', { class: 'card-title' }, h('strong', null, r.role), ' on ', h('strong', null, r.target))
-    : h('h3', { class: 'card-title' }, h('a', { href: `#/approvals/${enc(r.id)}`, class: 'card-link' }, h('strong', null, r.role), ' on ', h('strong', null, r.target)));
-  return h('article', { class: `card access ${pending ? 'is-pending' : 'is-decided'}`, 'data-testid': 'access-row', 'data-id': r.id },
-    h('header', { class: 'card-head' },
-      title,
-      stateBadge(r.state),
-      r.active ? badge('active', 'state state-active') : null,
-      r.break_glass ? badge('break-glass', 'warn') : null,
-      h('span', { class: 'spacer' }),
-      h('span', { class: 'card-time' }, 'requested ', timeEl(r.created_us, 'created'))),
-    h('div', { class: 'card-body' },
-      h('div', { class: 'card-main' },
-        dl([
-          ['Requester', personEl(r.requester, 'requester')],
-          ['Target', h('span', { 'data-testid': 'target' }, r.target)],
-          ['Role', h('span', { 'data-testid': 'role' }, r.role)],
-          ['Duration', h('span', { 'data-testid': 'duration' }, r.duration)],
-          ['Reason', h('span', { 'data-testid': 'reason' }, r.reason)],
-          ['Reviewers', r.reviewer_groups.length ? h('span', { class: 'badges' }, r.reviewer_groups.map((g) => badge(g, 'tag group'))) : ''],
-          ['Decided', r.decided_us ? timeEl(r.decided_us) : ''],
-          ['Expires', r.expires_us ? h('span', null, timeEl(r.expires_us), ' ', h('span', { 'data-expires-us': String(r.expires_us), class: 'countdown' }, expiresText(r.expires_us))) : ''],
-          ['Revoked', r.revoked_us ? h('span', null, timeEl(r.revoked_us), ` by ${r.revoked_by}: ${r.revoke_reason}`) : ''],
-          ['Id', h('code', { class: 'id' }, r.id)],
-        ])),
-      h('div', { class: 'card-side' },
-        votesEl(r.votes, r.approvals_required, r.approvals_received),
-        pending ? decideControls('access-requests', r.id, onDone) : null)));
+  return requestCard(r, {
+    collection: 'access-requests', kind: 'access', testid: 'access-row',
+    title: [h('strong', null, r.role), ' on ', h('strong', null, r.target)],
+    badges: [r.active ? badge('active', 'state state-active') : null],
+    main: [
+      dl([
+        ...requesterAndTarget(r),
+        ['Role', h('span', { 'data-testid': 'role' }, r.role)],
+        ['Duration', h('span', { 'data-testid': 'duration' }, r.duration)],
+        ['Reason', h('span', { 'data-testid': 'reason' }, r.reason)],
+        ['Reviewers', badges(r.reviewer_groups, 'tag group')],
+        ['Decided', r.decided_us ? timeEl(r.decided_us) : ''],
+        ['Expires', r.expires_us ? h('span', null, timeEl(r.expires_us), ' ', h('span', { 'data-expires-us': String(r.expires_us), class: 'countdown' }, expiresText(r.expires_us))) : ''],
+        ['Revoked', r.revoked_us ? h('span', null, timeEl(r.revoked_us), ` by ${r.revoked_by}: ${r.revoke_reason}`) : ''],
+        ['Id', h('code', { class: 'id' }, r.id)],
+      ]),
+    ],
+  }, onDone, detail);
 }
 
-const revoking = new Set<string>();
-const revokeDrafts = new Map<string, string>();
+const revoke = reasonAction({
+  testids: { open: 'revoke', reason: 'revoke-reason', confirm: 'confirm-revoke', cancel: 'cancel-revoke' },
+  open: 'Revoke…', label: 'Reason for revoking', placeholder: 'Why (required)', confirm: 'Revoke now',
+  missing: 'Give a reason to revoke the grant.',
+});
 
 function grantRow(g: AccessRequest, onDone: () => void): HTMLTableRowElement {
   const mayRevoke = hasRole('admin') || isOwn(g.requester) || !hasRole('reviewer', 'auditor');
-  let actions: HTMLElement | null = null;
-  if (mayRevoke) {
-    const open = revoking.has(g.id);
-    const revoke = h('button', { type: 'button', class: 'btn btn-small', 'data-testid': 'revoke', 'aria-expanded': String(open) }, 'Revoke…');
-    const reason = h('input', { type: 'text', 'data-testid': 'revoke-reason', placeholder: 'Why (required)', value: revokeDrafts.get(g.id) ?? '', maxlength: 1000 });
-    const confirm = h('button', { type: 'button', class: 'btn btn-danger btn-small', 'data-testid': 'confirm-revoke' }, 'Revoke now');
-    const cancel = h('button', { type: 'button', class: 'link-button', 'data-testid': 'cancel-revoke' }, 'Cancel');
-    const form = h('div', { class: 'inline-form', hidden: !open }, field('Reason for revoking', reason), confirm, cancel);
-    reason.addEventListener('input', () => revokeDrafts.set(g.id, reason.value));
-    revoke.addEventListener('click', () => {
-      revoking.add(g.id);
-      form.hidden = false;
-      revoke.hidden = true;
-      revoke.setAttribute('aria-expanded', 'true');
-      reason.focus();
-    });
-    cancel.addEventListener('click', () => {
-      revoking.delete(g.id);
-      form.hidden = true;
-      revoke.hidden = false;
-      revoke.setAttribute('aria-expanded', 'false');
-      revoke.focus();
-    });
-    const submit = async () => {
-      const why = reason.value.trim();
-      if (!why) {
-        showError('Give a reason to revoke the grant.');
-        reason.focus();
-        return;
-      }
-      const ok = await act(confirm, async () => {
-        await post(`/api/v1/grants/${enc(g.id)}/revoke`, { reason: why });
-      });
-      if (ok) {
-        revoking.delete(g.id);
-        revokeDrafts.delete(g.id);
-        showStatus(`Revoked ${g.role} on ${g.target}.`);
-        onDone();
-      }
-    };
-    confirm.addEventListener('click', () => void submit());
-    reason.addEventListener('keydown', (ev) => {
-      if (ev.key === 'Enter') {
-        ev.preventDefault();
-        void submit();
-      }
-    });
-    if (open) revoke.hidden = true;
-    actions = h('div', { class: 'row-actions' }, revoke, form);
-  }
+  const actions = mayRevoke
+    ? revoke.controls(g.id,
+        async (reason) => {
+          await post(`/api/v1/grants/${enc(g.id)}/revoke`, { reason });
+        },
+        () => {
+          showStatus(`Revoked ${g.role} on ${g.target}.`);
+          onDone();
+        })
+    : null;
   return h('tr', { 'data-testid': 'grant-row', 'data-id': g.id },
     h('td', null, h('strong', { 'data-testid': 'role' }, g.role)),
     h('td', { 'data-testid': 'target' }, g.target),
@@ -132,7 +84,7 @@ export function accessPage(): Page {
       reconcile(pendingList, pending, (r) => r.id, (r) => JSON.stringify(r), (r) => accessCard(r, () => void refresh()));
       pendingEmpty.hidden = pending.length > 0;
       const gs = grants.grants ?? [];
-      reconcile(grantsBody, gs, (g) => g.id, (g) => JSON.stringify(g) + revoking.has(g.id), (g) => grantRow(g, () => void refresh()));
+      reconcile(grantsBody, gs, (g) => g.id, (g) => JSON.stringify(g) + revoke.isOpen(g.id), (g) => grantRow(g, () => void refresh()));
       if (!gs.length) grantsBody.append(emptyRow(7, 'No grants are in force.'));
       loadOk();
     } catch (e) {

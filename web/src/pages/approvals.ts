@@ -1,19 +1,14 @@
 // #/approvals: statements held for review; #/approvals/{id}: one request (or an access request,
 // whose console_url is /approvals/acc_...) with its votes.
-import { h, badge, dl, reconcile, replaceChildren, timeEl } from '../dom';
+import { h, badge, badges, dl, reconcile, replaceChildren, timeEl } from '../dom';
 import { get, query, enc, type ApprovalRequest, type AccessRequest } from '../api';
-import { loadFailed, loadOk, stateBadge, personEl, votesEl } from '../ui';
+import { loadFailed, loadOk } from '../ui';
 import { sqlBlock } from '../highlight';
-import { decideControls } from './decide';
+import { requestCard, requesterAndTarget } from './decide';
 import { accessCard } from './access';
 import { serial, type Page } from './page';
 
 let showDecided = false;
-
-function list(items: string[] | undefined, cls = 'tag'): HTMLElement | string {
-  if (!items || !items.length) return '';
-  return h('span', { class: 'badges' }, items.map((t) => badge(t, cls)));
-}
 
 function params(p: Array<string | null> | undefined): HTMLElement | string {
   if (!p || !p.length) return '';
@@ -22,45 +17,34 @@ function params(p: Array<string | null> | undefined): HTMLElement | string {
 }
 
 export function approvalCard(r: ApprovalRequest, onDone: () => void, detail = false): HTMLElement {
-  const pending = r.state === 'pending';
   const estimate = r.row_estimate === null || r.row_estimate === undefined ? 'unknown' : r.row_estimate.toLocaleString();
-  const title = detail
-    ? h('h2', { class: 'card-title' }, 'Statement on ', h('strong', null, r.target))
-    : h('h3', { class: 'card-title' }, h('a', { href: `#/approvals/${enc(r.id)}`, class: 'card-link' }, 'Statement on ', h('strong', null, r.target)));
-  return h('article', { class: `card approval ${pending ? 'is-pending' : 'is-decided'}`, 'data-testid': 'approval-row', 'data-id': r.id },
-    h('header', { class: 'card-head' },
-      title,
-      stateBadge(r.state),
-      r.waiting ? badge('client waiting', 'info') : null,
-      r.break_glass ? badge('break-glass', 'warn') : null,
-      h('span', { class: 'spacer' }),
-      h('span', { class: 'card-time' }, 'requested ', timeEl(r.created_us, 'created'))),
-    h('div', { class: 'card-body' },
-      h('div', { class: 'card-main' },
-        dl([
-          ['Requester', personEl(r.requester, 'requester')],
-          ['Target', h('span', { 'data-testid': 'target' }, r.target)],
-          ['Environment', h('span', { 'data-testid': 'environment' }, r.environment || '—')],
-          ['Database', r.database],
-          ['Rule', h('code', { 'data-testid': 'rule' }, r.rule)],
-          ['Reason', h('span', { 'data-testid': 'reason' }, r.reason)],
-          ['Justification', r.justification ? h('span', { 'data-testid': 'justification' }, r.justification) : h('span', { class: 'muted', 'data-testid': 'justification' }, 'none given')],
-        ], 'kv kv-compact'),
-        sqlBlock(r.statement, 'statement'),
-        dl([
-          ['Tables', list(r.tables, 'tag table')],
-          ['Sensitive columns', r.sensitive_columns && r.sensitive_columns.length ? h('span', { 'data-testid': 'sensitive-columns' }, list(r.sensitive_columns, 'tag sensitive')) : ''],
-          ['Row estimate', h('span', { 'data-testid': 'row-estimate' }, estimate)],
-          ['Parameters', params(r.parameters)],
-          ['Reviewers', r.reviewer_groups.length ? list(r.reviewer_groups, 'tag group') : ''],
-          ['Decided', r.decided_us ? timeEl(r.decided_us) : ''],
-          ['Re-run until', r.rerun_until_us ? timeEl(r.rerun_until_us) : ''],
-          ['Closed', r.closed_reason],
-          ['Id', h('code', { class: 'id' }, r.id)],
-        ], 'kv kv-compact')),
-      h('div', { class: 'card-side' },
-        votesEl(r.votes, r.approvals_required, r.approvals_received),
-        pending ? decideControls('approvals', r.id, onDone) : null)));
+  return requestCard(r, {
+    collection: 'approvals', kind: 'approval', testid: 'approval-row',
+    title: ['Statement on ', h('strong', null, r.target)],
+    badges: [r.waiting ? badge('client waiting', 'info') : null],
+    main: [
+      dl([
+        ...requesterAndTarget(r),
+        ['Environment', h('span', { 'data-testid': 'environment' }, r.environment || '—')],
+        ['Database', r.database],
+        ['Rule', h('code', { 'data-testid': 'rule' }, r.rule)],
+        ['Reason', h('span', { 'data-testid': 'reason' }, r.reason)],
+        ['Justification', r.justification ? h('span', { 'data-testid': 'justification' }, r.justification) : h('span', { class: 'muted', 'data-testid': 'justification' }, 'none given')],
+      ], 'kv kv-compact'),
+      sqlBlock(r.statement, 'statement'),
+      dl([
+        ['Tables', badges(r.tables, 'tag table')],
+        ['Sensitive columns', r.sensitive_columns && r.sensitive_columns.length ? h('span', { 'data-testid': 'sensitive-columns' }, badges(r.sensitive_columns, 'tag sensitive')) : ''],
+        ['Row estimate', h('span', { 'data-testid': 'row-estimate' }, estimate)],
+        ['Parameters', params(r.parameters)],
+        ['Reviewers', badges(r.reviewer_groups, 'tag group')],
+        ['Decided', r.decided_us ? timeEl(r.decided_us) : ''],
+        ['Re-run until', r.rerun_until_us ? timeEl(r.rerun_until_us) : ''],
+        ['Closed', r.closed_reason],
+        ['Id', h('code', { class: 'id' }, r.id)],
+      ], 'kv kv-compact'),
+    ],
+  }, onDone, detail);
 }
 
 export function approvalsPage(): Page {

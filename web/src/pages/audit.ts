@@ -1,6 +1,6 @@
 // #/audit: the audit trail explorer: filters, results with "load more", a timeline by decision,
 // one record's detail, export links and the hash chain's verification status.
-import { h, dl, field, replaceChildren, timeEl, truncate, clear, badge } from '../dom';
+import { h, dl, field, replaceChildren, timeEl, truncate, clear, badges } from '../dom';
 import { get, query, enc, type AuditRecord, type VerifyStatus } from '../api';
 import { act, decisionBadge, loadFailed, loadOk, section, showError, emptyRow } from '../ui';
 import { sqlBlock } from '../highlight';
@@ -188,7 +188,7 @@ export function auditPage(initial: URLSearchParams): Page {
           ['Session', r.session ? `${r.session}${r.statement ? ` / statement ${r.statement}` : ''}` : ''],
           ['Kind', kindsOf(r)],
           ['Tables', tables.join(', ')],
-          ['Tags', tags.length ? h('span', { class: 'badges' }, tags.map((t) => badge(t, 'tag sensitive'))) : ''],
+          ['Tags', badges(tags, 'tag sensitive')],
           ['Decision', decisionAction ? h('span', null, decisionBadge(decisionAction), r.sql?.decision?.rule ? [' rule ', h('code', null, r.sql.decision.rule)] : '') : ''],
           ['Outcome', [outcomeOf(r), res?.sqlstate || r.sqlstate ? ` (${res?.sqlstate || r.sqlstate})` : ''].join('')],
           ['Rows', res?.rows ?? r.rows ?? ''],

@@ -1,12 +1,16 @@
 // #/sessions: client sessions through the proxy now; admins can end one.
-import { h, badge, field, reconcile, timeEl, truncate } from '../dom';
+import { h, badge, reconcile, timeEl, truncate } from '../dom';
 import { get, post, enc, type ProxySession } from '../api';
-import { act, hasRole, loadFailed, loadOk, personEl, showError, showStatus, stateBadge, emptyRow } from '../ui';
+import { hasRole, loadFailed, loadOk, personEl, showStatus, stateBadge, emptyRow } from '../ui';
 import { sqlBlock } from '../highlight';
+import { reasonAction } from './decide';
 import { serial, type Page } from './page';
 
-const ending = new Set<string>();
-const reasonDrafts = new Map<string, string>();
+const end = reasonAction({
+  testids: { open: 'end-session', reason: 'end-reason', confirm: 'confirm-end', cancel: 'cancel-end' },
+  open: 'End…', label: 'Reason', placeholder: 'Told to the client', confirm: 'End session',
+  missing: 'Give a reason for ending the session (the client is told).',
+});
 const STATEMENT_SHOWN = 1000; // the cell shows the first lines (CSS); the row keeps this much text
 
 function tlsText(tls: boolean | string): string {
@@ -17,53 +21,16 @@ function tlsText(tls: boolean | string): string {
 
 function sessionRow(s: ProxySession, onDone: () => void): HTMLTableRowElement {
   const id = String(s.id);
-  let actions: HTMLElement | null = null;
-  if (hasRole('admin')) {
-    const open = ending.has(id);
-    const end = h('button', { type: 'button', class: 'btn btn-small', 'data-testid': 'end-session', 'aria-expanded': String(open), hidden: open }, 'End…');
-    const reason = h('input', { type: 'text', 'data-testid': 'end-reason', placeholder: 'Told to the client', value: reasonDrafts.get(id) ?? '', maxlength: 1000 });
-    const confirm = h('button', { type: 'button', class: 'btn btn-danger btn-small', 'data-testid': 'confirm-end' }, 'End session');
-    const cancel = h('button', { type: 'button', class: 'link-button', 'data-testid': 'cancel-end' }, 'Cancel');
-    const form = h('div', { class: 'inline-form', hidden: !open }, field('Reason', reason), confirm, cancel);
-    reason.addEventListener('input', () => reasonDrafts.set(id, reason.value));
-    end.addEventListener('click', () => {
-      ending.add(id);
-      end.hidden = true;
-      form.hidden = false;
-      reason.focus();
-    });
-    cancel.addEventListener('click', () => {
-      ending.delete(id);
-      form.hidden = true;
-      end.hidden = false;
-      end.focus();
-    });
-    const submit = async () => {
-      const why = reason.value.trim();
-      if (!why) {
-        showError('Give a reason for ending the session (the client is told).');
-        reason.focus();
-        return;
-      }
-      const ok = await act(confirm, async () => {
-        await post(`/api/v1/sessions/${enc(id)}/end`, { reason: why });
-      });
-      if (ok) {
-        ending.delete(id);
-        reasonDrafts.delete(id);
-        showStatus(`Ended session ${id} of ${s.display_name || s.email || s.subject}.`);
-        onDone();
-      }
-    };
-    confirm.addEventListener('click', () => void submit());
-    reason.addEventListener('keydown', (ev) => {
-      if (ev.key === 'Enter') {
-        ev.preventDefault();
-        void submit();
-      }
-    });
-    actions = h('div', { class: 'row-actions' }, end, form);
-  }
+  const actions = hasRole('admin')
+    ? end.controls(id,
+        async (reason) => {
+          await post(`/api/v1/sessions/${enc(id)}/end`, { reason });
+        },
+        () => {
+          showStatus(`Ended session ${id} of ${s.display_name || s.email || s.subject}.`);
+          onDone();
+        })
+    : null;
   const stmt = s.statement
     ? h('div', { class: 'stmt-cell' },
         sqlBlock(s.statement.length > STATEMENT_SHOWN ? truncate(s.statement, STATEMENT_SHOWN) : s.statement, 'session-statement', 'sql-small'),
@@ -92,7 +59,7 @@ export function sessionsPage(): Page {
     try {
       const data = await get<{ sessions: ProxySession[] }>('/api/v1/sessions');
       const items = data.sessions ?? [];
-      reconcile(body, items, (x) => String(x.id), (x) => JSON.stringify(x) + ending.has(String(x.id)), (x) => sessionRow(x, () => void refresh()));
+      reconcile(body, items, (x) => String(x.id), (x) => JSON.stringify(x) + end.isOpen(String(x.id)), (x) => sessionRow(x, () => void refresh()));
       if (!items.length) body.append(emptyRow(cols.length, 'No client sessions are connected.'));
       count.textContent = `${items.length} connected`;
       loadOk();
