@@ -143,3 +143,57 @@ TEST(OidcConfig, SecondAndLaterIssuersQualifyTheirSubjects) {
 
 }  // namespace
 }  // namespace gh::config
+
+namespace gh::config {
+namespace {
+
+std::string with_console(const std::string& console, bool issuers = true) {
+  return std::string("admin:\n  console:\n") + console +
+         (issuers ? "oidc:\n"
+                    "  allow_loopback_plaintext: true\n"
+                    "  issuers:\n"
+                    "    - {issuer: https://idp.example.com, audience: gatehouse}\n"
+                    "    - {issuer: https://other.example.com, audience: gatehouse}\n"
+                  : "") +
+         "targets:\n  - {name: a, backend: {host: h}, login: {user: u, password: p}}\n";
+}
+
+TEST(ConsoleConfig, DefaultsToTheFirstIssuerAPublicClientAndEightHours) {
+  auto c = parse(with_console("    client_id: gh-console\n"), "t.yaml");
+  ASSERT_TRUE(c) << c.error().message;
+  const auto& o = c->admin.console;
+  EXPECT_EQ(o.client_id, "gh-console");
+  EXPECT_EQ(o.client_secret, "");
+  EXPECT_EQ(o.issuer, "https://idp.example.com");
+  EXPECT_EQ(o.session_ttl, std::chrono::hours(8));
+  EXPECT_EQ(o.scopes, (std::vector<std::string>{"openid", "email", "profile", "groups"}));
+
+  ::setenv("GH_TEST_CONSOLE_SECRET", "s3cret", 1);
+  c = parse(with_console("    client_id: gh-console\n    client_secret_env: GH_TEST_CONSOLE_SECRET\n"
+                         "    issuer: https://other.example.com\n    session_ttl: 30m\n    scopes: [openid, roles]\n"),
+            "t.yaml");
+  ASSERT_TRUE(c) << c.error().message;
+  EXPECT_EQ(c->admin.console.client_secret, "s3cret");
+  EXPECT_EQ(c->admin.console.issuer, "https://other.example.com");
+  EXPECT_EQ(c->admin.console.session_ttl, std::chrono::minutes(30));
+}
+
+TEST(ConsoleConfig, RefusesWhatCannotSignAnyoneIn) {
+  const std::pair<std::string, std::string> cases[] = {
+      {with_console("    issuer: https://idp.example.com\n"), "admin.console.client_id: missing"},
+      {with_console("    client_id: c\n", false), "needs oidc.issuers"},
+      {with_console("    client_id: c\n    issuer: https://evil.example.com\n"), "is not one of oidc.issuers"},
+      {with_console("    client_id: c\n    session_ttl: 30s\n"), "between 1m and 7d"},
+      {with_console("    client_id: c\n    scopes: [email]\n"), "must contain openid"},
+      {with_console("    client_id: c\n    client_secret: a\n    client_secret_env: B\n"), "give only one"},
+      {with_console("    client_id: c\n    cliend_secret: a\n"), "cliend_secret"},
+  };
+  for (const auto& [text, want] : cases) {
+    auto c = parse(text, "t.yaml");
+    ASSERT_FALSE(c) << text;
+    EXPECT_NE(c.error().message.find(want), std::string::npos) << c.error().message;
+  }
+}
+
+}  // namespace
+}  // namespace gh::config
