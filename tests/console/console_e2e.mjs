@@ -270,8 +270,14 @@ const scenarios = {
     const sel2 = `[data-testid=approval-row][data-id="${second}"]`;
     const row2 = page.locator(sel2);
     await visible(page, sel2, `the statement ${second} held while the inbox was open (live, no reload)`, 20000);
-    await (await within(row2, 'textarea[data-testid=comment]', 'the comment box')).fill(env.GH_REJECT_REASON);
-    await (await within(row2, '[data-testid=reject]', 'the reject button')).click({ timeout: STEP });
+    // By keyboard only (the issue: keyboard-usable): type the reason, Tab past Approve to Reject, Enter.
+    await (await within(row2, 'textarea[data-testid=comment]', 'the comment box')).focus();
+    await page.keyboard.type(env.GH_REJECT_REASON);
+    for (let i = 0; i < 2; i++) await page.keyboard.press('Tab');
+    const focused = await page.evaluate(() => document.activeElement?.getAttribute('data-testid'));
+    if (focused !== 'reject') problem(`two Tabs from the comment box reach "${focused}", not the reject button`);
+    await shot(page, 'approvals-keyboard');
+    await page.keyboard.press('Enter');
     await waitUntil(async () => {
       const now = await rowNow(page, sel2);
       return now === null || /rejected/i.test(now.state);
