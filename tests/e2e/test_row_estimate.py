@@ -6,6 +6,9 @@ EXPLAIN's answer never does.
 from __future__ import annotations
 
 import itertools
+import json
+import re
+import sqlite3
 import subprocess
 
 import psycopg
@@ -88,6 +91,12 @@ def test_over_the_limit_review_opens_an_approval_request(proxy, direct, table):
         assert ei.value.sqlstate == "RV001"
         assert 'approval required by rule "policy.max_rows_affected": request apr_' in ei.value.diag.message_primary
     assert count(direct, table, "v = 'z'") == 0
+    # The reviewer sees the estimate and the table (the console's inbox shows both).
+    rid = re.search(r"request (apr_[a-z0-9]+)", ei.value.diag.message_primary).group(1)
+    db = sqlite3.connect(f"file:{proxy.config_path.parent / 'gatehouse-approvals.db'}?mode=ro", uri=True)
+    stored = json.loads(db.execute("SELECT json FROM approval_requests WHERE id = ?", (rid,)).fetchone()[0])
+    db.close()
+    assert stored["row_estimate"] > 100 and stored["tables"] == [table], stored
 
 
 def test_inside_transaction(proxy, direct, table):
