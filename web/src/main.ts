@@ -29,6 +29,7 @@ let current: Page | null = null;
 let currentKey = '';
 let live: LiveHandle | null = null;
 let pollTimer: number | undefined;
+let liveState: LiveState = 'connecting';
 let tickTimer: number | undefined;
 let redirecting = false;
 let navigated = false;
@@ -102,6 +103,7 @@ function onChanged(topics: string[]): void {
 }
 
 function setLive(state: LiveState): void {
+  liveState = state;
   const text: Record<LiveState, string> = { connecting: 'connecting…', live: 'live', reconnecting: 'reconnecting…', unsupported: 'polling' };
   liveEl.textContent = text[state];
   liveEl.className = `live live-${state}`;
@@ -197,7 +199,8 @@ async function boot(): Promise<void> {
   navigate();
   live = subscribe(onChanged, setLive, () => void current?.refresh());
   pollTimer = window.setInterval(() => {
-    if (current?.poll && document.visibilityState !== 'hidden') void current.refresh();
+    // Only while the live stream is down: every refresh is an audited API call.
+    if (current?.poll && liveState !== 'live' && document.visibilityState !== 'hidden') void current.refresh();
   }, POLL_MS);
   tickTimer = window.setInterval(() => tickTimes(app), 1000);
   document.addEventListener('visibilitychange', () => {
