@@ -6,7 +6,7 @@ PKGS="build-essential cmake pkg-config libasio-dev libssl-dev libyaml-cpp-dev li
 libcli11-dev libexpected-dev libre2-dev libcpp-httplib-dev nlohmann-json3-dev libpg-query-dev libgtest-dev libgmock-dev libbenchmark-dev
 postgresql postgresql-contrib postgresql-client pgbouncer python3 python3-psycopg python3-pytest python3-asyncpg python3-yaml openssl curl
 clang-14 libclang-rt-14-dev libsqlite3-dev sqlite3 libzstd-dev zstd python3-zstandard libpq-dev openjdk-17-jdk-headless libpostgresql-jdbc-java
-chromium"
+chromium firefox-esr"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -49,8 +49,9 @@ npm_ci() {
 # Node.js PostgreSQL client libraries the end-to-end tests run through the proxy (node-postgres, postgres.js).
 npm_ci tests/clients
 # playwright-core, which drives Debian's chromium through the web console
-# (tests/e2e/test_console_browser.py); no browser is downloaded. Pinned to the release whose
-# bundled Chromium matches Debian 12's.
+# (tests/e2e/test_console_browser.py), pinned to the release whose bundled Chromium matches Debian
+# 12's; puppeteer-core, which drives Debian's firefox-esr over WebDriver BiDi (24.x: 25 needs
+# Node.js >= 22.12). Neither downloads a browser.
 npm_ci tests/console
 # Vite and TypeScript for the web console (`npm run build` in web/ writes web/dist, which CMake
 # embeds into the binary).

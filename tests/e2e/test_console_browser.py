@@ -8,13 +8,16 @@ consent pages and works against a real Gatehouse and PostgreSQL, with real psql 
   downloads the CSV and JSON exports;
 - a requester asks for access with the form and revokes her grant (the API then shows it revoked);
 - an admin ends a psql session from the sessions page (psql fails with 57P01);
-- the dashboard draws its charts; every page renders for an admin.
+- the dashboard draws its charts; every page renders for an admin;
+- the same in Firefox (Debian's firefox-esr, driven by puppeteer-core over WebDriver BiDi,
+  tests/console/console_firefox.mjs): a reviewer approves a held statement, psql gets its row,
+  and an admin visits every page.
 
 Every page is screenshotted (1280x800) into $GH_ARTIFACTS (default tests/e2e/artifacts/console/).
 Each scenario also fails on a CSP violation reported in the browser console, an uncaught error,
 an error alert, or a request answered with an unexpected 4xx/5xx.
 
-chromium and tests/console/node_modules come from scripts/install-deps.sh; without them these
+chromium, firefox-esr and tests/console/node_modules come from scripts/install-deps.sh; without them these
 tests fail (they are not skipped).
 """
 from __future__ import annotations
@@ -37,7 +40,9 @@ from tests.harness.console import (ACCOUNTS, CONSOLE_PASSWORDS, CUSTOMERS, Conso
 
 CONSOLE_DIR = REPO / "tests" / "console"
 SCRIPT = CONSOLE_DIR / "console_e2e.mjs"
+FIREFOX_SCRIPT = CONSOLE_DIR / "console_firefox.mjs"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+FIREFOX = os.environ.get("FIREFOX", "/usr/bin/firefox-esr")
 NODE = os.environ.get("NODE", "node")
 ARTIFACTS = Path(os.environ.get("GH_ARTIFACTS", REPO / "tests" / "e2e" / "artifacts" / "console"))
 CSV_HEADER = ("time,seq,node,type,identity,email,groups,target,database,kinds,tables,tags,decision,rule,outcome,"
@@ -61,6 +66,18 @@ def browser_ready():
 
 
 @pytest.fixture(scope="module")
+def firefox_ready(browser_ready):
+    missing = []
+    if not Path(FIREFOX).exists():
+        missing.append(f"{FIREFOX} (Debian package firefox-esr)")
+    if not (CONSOLE_DIR / "node_modules" / "puppeteer-core").is_dir():
+        missing.append(f"{CONSOLE_DIR}/node_modules/puppeteer-core (npm ci --prefix tests/console)")
+    if missing:
+        pytest.fail("the console Firefox test needs " + ", ".join(missing) + "; run scripts/install-deps.sh "
+                    "(CI installs them)", pytrace=False)
+
+
+@pytest.fixture(scope="module")
 def stack(pg, tmp_path_factory, browser_ready):
     s = ConsoleStack(pg, tmp_path_factory.mktemp("gh-console-browser"))
     yield s
@@ -72,18 +89,20 @@ def connect(stack, user: str, app: str = "console-browser") -> psycopg.Connectio
                            sslmode="disable", connect_timeout=15, application_name=app, autocommit=True)
 
 
-def run_scenario(stack, scenario: str, user: str, answers: dict | None = None, **params) -> dict:
-    """Runs console_e2e.mjs <scenario> signed in as `user`; `answers` maps a `WAIT <what>` line of
-    the script to a function whose return value is sent back. Returns the RESULT object; fails
-    the test when the script fails (with its stderr and the tail of the proxy's log)."""
+def run_scenario(stack, scenario: str, user: str, answers: dict | None = None, script: Path = SCRIPT,
+                 **params) -> dict:
+    """Runs console_e2e.mjs <scenario> (or `script`, e.g. console_firefox.mjs) signed in as `user`;
+    `answers` maps a `WAIT <what>` line of the script to a function whose return value is sent
+    back. Returns the RESULT object; fails the test when the script fails (with its stderr and the
+    tail of the proxy's log)."""
     env = dict(os.environ, GH_URL=stack.admin_url, GH_USER=user, GH_PASSWORD=CONSOLE_PASSWORDS[user],
-               GH_ARTIFACTS=str(ARTIFACTS), CHROMIUM=CHROMIUM, GH_CSV_HEADER=CSV_HEADER,
+               GH_ARTIFACTS=str(ARTIFACTS), CHROMIUM=CHROMIUM, FIREFOX=FIREFOX, GH_CSV_HEADER=CSV_HEADER,
                GH_SCENARIO_TIMEOUT_MS=str((SCENARIO_TIMEOUT - 10) * 1000))
     env.update({f"GH_{k.upper()}": str(v) for k, v in params.items()})
     started = time.time()
     err_path = ARTIFACTS / f"{scenario}-stderr.txt"
     err_file = open(err_path, "w")
-    proc = subprocess.Popen([NODE, str(SCRIPT), scenario], cwd=CONSOLE_DIR, env=env, stdin=subprocess.PIPE,
+    proc = subprocess.Popen([NODE, str(script), scenario], cwd=CONSOLE_DIR, env=env, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=err_file, text=True, bufsize=1)
     out_lines: list[str] = []
     result = None
@@ -244,3 +263,24 @@ def test_the_dashboard_draws_its_charts_and_every_page_renders(stack):
     names = {Path(f).name for f in result["screenshots"]}
     assert {f"tour-page-{p}.png" for p in ("approvals", "sessions", "audit", "access", "dashboard")} <= names, names
     assert_clean(result)
+
+
+def test_in_firefox_a_reviewer_approves_the_held_statement_and_every_page_renders(stack, firefox_ready):
+    sql = f"UPDATE {ACCOUNTS} SET balance = balance + 1 WHERE id = 7 RETURNING id, balance"
+    held = HeldPsql(stack.port, "alice", stack.token("alice"), sql, app="console-firefox-held")
+    try:
+        result = run_scenario(stack, "firefox", "bob", script=FIREFOX_SCRIPT, approval_id=held.request_id,
+                              statement=f"UPDATE {ACCOUNTS} SET balance", comment="checked in Firefox, ticket 4712",
+                              tour_user="dave", tour_password=CONSOLE_PASSWORDS["dave"])
+        rc, out, err = held.finish(timeout=30)
+        assert rc == 0 and out.splitlines()[0] == "7|101", (rc, out, err)  # psql got its row once approved
+        status, doc = stack.api("carol", "GET", f"/api/v1/approvals/{held.request_id}")
+        assert status == 200 and doc["state"] in ("approved", "consumed"), doc
+        assert [(v["reviewer"]["subject"], v["comment"], v["approve"]) for v in doc["votes"]] == \
+            [("bob", "checked in Firefox, ticket 4712", True)], doc["votes"]
+        assert result["info"]["browser_version"].lower().startswith("firefox"), result["info"]
+        names = {Path(f).name for f in result["screenshots"]}
+        assert {f"firefox-{p}.png" for p in ("approvals", "sessions", "audit", "access", "dashboard")} <= names, names
+        assert_clean(result)
+    finally:
+        held.kill()
