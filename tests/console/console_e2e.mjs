@@ -21,6 +21,8 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { chromium } from 'playwright-core';
 
+import { Failure, createRun, fail, noAlerts as alertsIn, reportCspViolations, waitUntil as waitFor, watch as watchPage } from './common.mjs';
+
 const env = process.env;
 const scenario = process.argv[2];
 const GH = (env.GH_URL ?? '').replace(/\/$/, '');
@@ -35,30 +37,9 @@ if (!GH || !USER || !scenario) {
   console.error('usage: GH_URL=... GH_USER=... GH_PASSWORD=... node console_e2e.mjs <scenario>');
   process.exit(2);
 }
-fs.mkdirSync(ARTIFACTS, { recursive: true });
-
-const problems = [];
-const screenshots = [];
-const info = {};
-const consoleLog = [];
+const record = createRun(scenario, ARTIFACTS, TOTAL);
+const { problem, info } = record;
 let signedIn = false;
-
-function problem(message) {
-  problems.push(message);
-  console.error(`problem: ${message}`);
-}
-
-class Failure extends Error {}
-function fail(message) {
-  throw new Failure(message);
-}
-
-const watchdog = setTimeout(() => {
-  console.error(`watchdog: scenario ${scenario} took more than ${TOTAL} ms`);
-  const late = [...problems, `scenario timed out after ${TOTAL} ms`];
-  console.log(`RESULT ${JSON.stringify({ scenario, problems: late, screenshots, info })}`);
-  process.exit(3);
-}, TOTAL);
 
 // ---- talking to pytest ---------------------------------------------------------------------------
 
@@ -85,20 +66,7 @@ function ask(what, timeout = 60000) {
 
 // ---- helpers -------------------------------------------------------------------------------------
 
-async function waitUntil(fn, what, timeout = STEP, interval = 200) {
-  const deadline = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (err) {
-      last = err.message;
-    }
-    if (Date.now() > deadline) fail(`timed out after ${timeout} ms waiting for ${what} (last: ${JSON.stringify(last)})`);
-    await new Promise((r) => setTimeout(r, interval));
-  }
-}
+const waitUntil = (fn, what, timeout = STEP, interval = 200) => waitFor(fn, what, timeout, interval);
 
 async function visible(page, selector, what, timeout = STEP) {
   const loc = page.locator(selector).first();
@@ -135,11 +103,7 @@ async function rowNow(page, selector) {
   }, selector);
 }
 
-async function shot(page, name) {
-  const file = path.join(ARTIFACTS, `${scenario}-${name}.png`);
-  await page.screenshot({ path: file, fullPage: false, timeout: STEP });
-  screenshots.push(file);
-}
+const shot = (page, name) => record.shot(page, name, STEP);
 
 // A form field that may be an <input>, a <select> or a <textarea>.
 async function setField(loc, value) {
@@ -160,13 +124,7 @@ async function setField(loc, value) {
   }
 }
 
-async function noAlerts(page, where) {
-  const shown = await page.evaluate(() => [...document.querySelectorAll('[role=alert]')]
-    .filter((e) => e.getClientRects().length > 0)
-    .map((e) => e.textContent.replace(/\s+/g, ' ').trim())
-    .filter(Boolean));
-  for (const t of shown) problem(`${where}: error shown: [role=alert] "${t}"`);
-}
+const noAlerts = (page, where) => alertsIn(record, page, where);
 
 async function nav(page, name) {
   const link = await visible(page, `a[data-nav=${name}]`, `the ${name} link in the navigation`);
@@ -177,25 +135,7 @@ async function nav(page, name) {
 // ---- the browser ---------------------------------------------------------------------------------
 
 function watch(page) {
-  page.on('console', (msg) => {
-    const t = msg.text();
-    consoleLog.push(`${msg.type()}: ${t}`);
-    if (/Content[- ]Security[- ]Policy|CSP violation|Refused to (load|execute|apply|connect|frame|evaluate)/i.test(t)) {
-      problem(`CSP violation on ${page.url()}: ${t}`);
-    }
-  });
-  page.on('pageerror', (err) => problem(`uncaught error in the page ${page.url()}: ${err.message}`));
-  page.on('response', (res) => {
-    const status = res.status();
-    if (status < 400) return;
-    const url = new URL(res.url());
-    const before = !signedIn && status === 401 && ['/api/v1/console/session', '/api/v1/events'].includes(url.pathname);
-    if (!before) problem(`${res.request().method()} ${res.url()} answered ${status}`);
-  });
-  page.on('requestfailed', (req) => {
-    const why = req.failure()?.errorText ?? '';
-    if (!/ERR_ABORTED/.test(why)) problem(`${req.method()} ${req.url()} failed: ${why}`);
-  });
+  watchPage(page, record, () => signedIn);
 }
 
 async function signIn(page, route) {
@@ -437,8 +377,8 @@ const scenarios = {
 
 // ---- main ----------------------------------------------------------------------------------------
 
-const run = scenarios[scenario];
-if (!run) {
+const play = scenarios[scenario];
+if (!play) {
   console.error(`unknown scenario ${scenario}; one of ${Object.keys(scenarios).join(', ')}`);
   process.exit(2);
 }
@@ -449,33 +389,18 @@ try {
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'], timeout: 30000 });
   info.browser_version = browser.version();
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
-  await context.addInitScript(() => {
-    document.addEventListener('securitypolicyviolation', (e) => {
-      console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI} at ${e.sourceFile}:${e.lineNumber}`);
-    });
-  });
+  await context.addInitScript(reportCspViolations);
   page = await context.newPage();
   page.setDefaultTimeout(STEP);
   page.setDefaultNavigationTimeout(STEP + 5000);
   watch(page);
-  await run(page);
+  await play(page);
 } catch (err) {
   exitCode = 1;
-  console.error(`FAILED ${scenario}: ${err instanceof Failure ? err.message : err.stack}`);
-  if (page) {
-    try {
-      await page.screenshot({ path: path.join(ARTIFACTS, `${scenario}-failure.png`), timeout: 5000 });
-      fs.writeFileSync(path.join(ARTIFACTS, `${scenario}-failure.html`), await page.content());
-      console.error(`at ${page.url()}; screenshot and HTML in ${ARTIFACTS}/${scenario}-failure.*`);
-    } catch (e) {
-      console.error(`(no failure screenshot: ${e.message})`);
-    }
-  }
+  await record.failed(err, page);
 } finally {
   if (browser) await browser.close().catch(() => {});
 }
-fs.writeFileSync(path.join(ARTIFACTS, `${scenario}-console.log`), `${consoleLog.join('\n')}\n`);
-console.log(`RESULT ${JSON.stringify({ scenario, problems, screenshots, info })}`);
-clearTimeout(watchdog);
+record.finish();
 stdinLines.close();
 process.exit(exitCode);

@@ -15,9 +15,10 @@
 // The last stdout line is `RESULT <json>`: {scenario, problems, screenshots, info}; a hard failure
 // exits 1 with the reason on stderr (after a screenshot); problems (an uncaught error, a CSP
 // violation, a visible error alert, an unexpected 4xx/5xx) are collected and the run goes on.
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import puppeteer from 'puppeteer-core';
+
+import { createRun, fail, noAlerts as alertsIn, reportCspViolations, waitUntil as waitFor, watch as watchPage } from './common.mjs';
 
 const env = process.env;
 const scenario = 'firefox';
@@ -31,44 +32,12 @@ if (!GH || !env.GH_USER || !env.GH_TOUR_USER || !env.GH_APPROVAL_ID) {
   console.error('usage: GH_URL=... GH_USER=... GH_PASSWORD=... GH_TOUR_USER=... GH_APPROVAL_ID=... node console_firefox.mjs');
   process.exit(2);
 }
-fs.mkdirSync(ARTIFACTS, { recursive: true });
-
-const problems = [];
-const screenshots = [];
-const info = {};
-const consoleLog = [];
-
-function problem(message) {
-  problems.push(message);
-  console.error(`problem: ${message}`);
-}
-class Failure extends Error {}
-function fail(message) {
-  throw new Failure(message);
-}
-
-const watchdog = setTimeout(() => {
-  console.error(`watchdog: took more than ${TOTAL} ms`);
-  console.log(`RESULT ${JSON.stringify({ scenario, problems: [...problems, `timed out after ${TOTAL} ms`], screenshots, info })}`);
-  process.exit(3);
-}, TOTAL);
+const record = createRun(scenario, ARTIFACTS, TOTAL);
+const { problem, info } = record;
 
 // ---- helpers -------------------------------------------------------------------------------------
 
-async function waitUntil(fn, what, timeout = STEP, interval = 200) {
-  const deadline = Date.now() + timeout;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (err) {
-      last = err.message; // e.g. the page navigated while we asked
-    }
-    if (Date.now() > deadline) fail(`timed out after ${timeout} ms waiting for ${what} (last: ${JSON.stringify(last)})`);
-    await new Promise((r) => setTimeout(r, interval));
-  }
-}
+const waitUntil = (fn, what, timeout = STEP, interval = 200) => waitFor(fn, what, timeout, interval);
 
 // The first visible element matching `selector` (polled, so it survives navigations).
 async function visible(page, selector, what, timeout = STEP) {
@@ -80,19 +49,8 @@ async function visible(page, selector, what, timeout = STEP) {
 const norm = (s) => (s ?? '').replace(/\s+/g, ' ').trim();
 const textOf = (page, selector) => page.$eval(selector, (e) => e.textContent).then(norm).catch(() => '');
 
-async function shot(page, name) {
-  const file = path.join(ARTIFACTS, `${scenario}-${name}.png`);
-  await page.screenshot({ path: file });
-  screenshots.push(file);
-}
-
-async function noAlerts(page, where) {
-  const shown = await page.evaluate(() => [...document.querySelectorAll('[role=alert]')]
-    .filter((e) => e.getClientRects().length > 0)
-    .map((e) => e.textContent.replace(/\s+/g, ' ').trim())
-    .filter(Boolean));
-  for (const t of shown) problem(`${where}: error shown: [role=alert] "${t}"`);
-}
+const shot = (page, name) => record.shot(page, name, STEP);
+const noAlerts = (page, where) => alertsIn(record, page, where);
 
 async function nav(page, name) {
   const link = await visible(page, `a[data-nav=${name}]`, `the ${name} link in the navigation`);
@@ -101,24 +59,10 @@ async function nav(page, name) {
 }
 
 function watch(page, state) {
-  page.on('console', (msg) => {
-    const t = msg.text();
-    consoleLog.push(`${msg.type()}: ${t}`);
-    if (/Content[- ]Security[- ]Policy|CSP violation|Refused to (load|execute|apply|connect|frame|evaluate)/i.test(t)) {
-      problem(`CSP violation on ${page.url()}: ${t}`);
-    }
-  });
-  page.on('pageerror', (err) => problem(`uncaught error in the page ${page.url()}: ${err.message ?? err}`));
-  page.on('response', (res) => {
-    const status = res.status();
-    if (status < 400) return;
-    const url = new URL(res.url());
-    const before = !state.signedIn && status === 401 && ['/api/v1/console/session', '/api/v1/events'].includes(url.pathname);
-    // Firefox asks every page's origin for /favicon.ico when the page names no icon, as the
-    // provider's login and consent pages do (the console names /favicon.svg).
-    const idpFavicon = url.pathname === '/favicon.ico' && url.origin !== new URL(GH).origin;
-    if (!before && !idpFavicon) problem(`${res.request().method()} ${res.url()} answered ${status}`);
-  });
+  // Firefox asks every page's origin for /favicon.ico when the page names no icon, as the
+  // provider's login and consent pages do (the console names /favicon.svg).
+  const idpFavicon = (url) => url.pathname === '/favicon.ico' && url.origin !== new URL(GH).origin;
+  watchPage(page, record, () => state.signedIn, idpFavicon);
 }
 
 // A fresh browser context (its own cookies) signed in as `user` through the provider's pages.
@@ -128,11 +72,7 @@ async function signIn(browser, user, password, route) {
   await page.setViewport({ width: 1280, height: 800 });
   page.setDefaultTimeout(STEP);
   page.setDefaultNavigationTimeout(STEP + 5000);
-  await page.evaluateOnNewDocument(() => {
-    document.addEventListener('securitypolicyviolation', (e) => {
-      console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI} at ${e.sourceFile}:${e.lineNumber}`);
-    });
-  });
+  await page.evaluateOnNewDocument(reportCspViolations);
   const state = { signedIn: false };
   watch(page, state);
   // Not signed in: the console sends the browser to /console/login and on to the provider.
@@ -233,21 +173,10 @@ try {
   await tour(browser);
 } catch (err) {
   exitCode = 1;
-  console.error(`FAILED ${scenario}: ${err instanceof Failure ? err.message : err.stack}`);
-  if (current) {
-    try {
-      await current.screenshot({ path: path.join(ARTIFACTS, `${scenario}-failure.png`) });
-      fs.writeFileSync(path.join(ARTIFACTS, `${scenario}-failure.html`), await current.content());
-      console.error(`at ${current.url()}; screenshot and HTML in ${ARTIFACTS}/${scenario}-failure.*`);
-    } catch (e) {
-      console.error(`(no failure screenshot: ${e.message})`);
-    }
-  }
+  await record.failed(err, current);
 } finally {
   if (browser) await browser.close().catch(() => {});
 }
 info.seconds = (Date.now() - started) / 1000;
-fs.writeFileSync(path.join(ARTIFACTS, `${scenario}-console.log`), `${consoleLog.join('\n')}\n`);
-console.log(`RESULT ${JSON.stringify({ scenario, problems, screenshots, info })}`);
-clearTimeout(watchdog);
+record.finish();
 process.exit(exitCode);

@@ -159,6 +159,16 @@ def assert_clean(result: dict) -> None:
         assert Path(f).stat().st_size > 1000, f
 
 
+def assert_approved_by_bob(stack, held, row: str, comment: str) -> None:
+    """The held psql got its row once approved, and the request holds bob's one vote with `comment`."""
+    rc, out, err = held.finish(timeout=30)
+    assert rc == 0 and out.splitlines()[0] == row, (rc, out, err)
+    status, doc = stack.api("carol", "GET", f"/api/v1/approvals/{held.request_id}")
+    assert status == 200 and doc["state"] in ("approved", "consumed"), doc
+    assert [(v["reviewer"]["subject"], v["comment"], v["approve"]) for v in doc["votes"]] == \
+        [("bob", comment, True)], doc["votes"]
+
+
 def test_a_reviewer_approves_the_held_statement_in_the_inbox(stack):
     sql = f"UPDATE {ACCOUNTS} SET balance = balance + 1 WHERE id = 5 RETURNING id, balance"
     held = HeldPsql(stack.port, "alice", stack.token("alice"), sql, app="console-browser-held")
@@ -172,12 +182,7 @@ def test_a_reviewer_approves_the_held_statement_in_the_inbox(stack):
         result = run_scenario(stack, "approve", "bob", answers={"second-held": hold_another},
                               approval_id=held.request_id, statement=f"UPDATE {ACCOUNTS} SET balance",
                               comment="checked with the owner, ticket 4711", reject_reason="use the batch job")
-        rc, out, err = held.finish(timeout=30)
-        assert rc == 0 and out.splitlines()[0] == "5|101", (rc, out, err)  # psql got its row once approved
-        status, doc = stack.api("carol", "GET", f"/api/v1/approvals/{held.request_id}")
-        assert status == 200 and doc["state"] in ("approved", "consumed"), doc
-        assert [(v["reviewer"]["subject"], v["comment"], v["approve"]) for v in doc["votes"]] == \
-            [("bob", "checked with the owner, ticket 4711", True)], doc["votes"]
+        assert_approved_by_bob(stack, held, "5|101", "checked with the owner, ticket 4711")
         assert second, "the scenario never asked for the second held statement"
         rc, out, err = second[0].finish(timeout=30)
         assert rc != 0 and "rejected by bob@example.com: use the batch job" in err, err
@@ -272,12 +277,7 @@ def test_in_firefox_a_reviewer_approves_the_held_statement_and_every_page_render
         result = run_scenario(stack, "firefox", "bob", script=FIREFOX_SCRIPT, approval_id=held.request_id,
                               statement=f"UPDATE {ACCOUNTS} SET balance", comment="checked in Firefox, ticket 4712",
                               tour_user="dave", tour_password=CONSOLE_PASSWORDS["dave"])
-        rc, out, err = held.finish(timeout=30)
-        assert rc == 0 and out.splitlines()[0] == "7|101", (rc, out, err)  # psql got its row once approved
-        status, doc = stack.api("carol", "GET", f"/api/v1/approvals/{held.request_id}")
-        assert status == 200 and doc["state"] in ("approved", "consumed"), doc
-        assert [(v["reviewer"]["subject"], v["comment"], v["approve"]) for v in doc["votes"]] == \
-            [("bob", "checked in Firefox, ticket 4712", True)], doc["votes"]
+        assert_approved_by_bob(stack, held, "7|101", "checked in Firefox, ticket 4712")
         assert result["info"]["browser_version"].lower().startswith("firefox"), result["info"]
         names = {Path(f).name for f in result["screenshots"]}
         assert {f"firefox-{p}.png" for p in ("approvals", "sessions", "audit", "access", "dashboard")} <= names, names
