@@ -224,6 +224,21 @@ const scenarios = {
     }, 'the second row to show rejected (or leave the pending list)');
     await noAlerts(page, 'approvals after rejecting');
 
+    // Live, the other way: another reviewer decides a request this page shows; the row changes
+    // without a reload.
+    const third = (await ask('third-held')).trim();
+    const sel3 = `[data-testid=approval-row][data-id="${third}"]`;
+    await visible(page, sel3, `the statement ${third} held while the inbox was open`, 20000);
+    const before = await page.evaluate(() => performance.getEntriesByType('navigation').length);
+    await ask('decide-third');
+    await waitUntil(async () => {
+      const now = await rowNow(page, sel3);
+      return now === null || /approved|consumed/i.test(now.state);
+    }, `the row of ${third} to change when another reviewer approves it (live, no reload)`, 20000);
+    if (await page.evaluate(() => performance.getEntriesByType('navigation').length) !== before) {
+      problem('the page was reloaded to show the other reviewer\'s decision');
+    }
+
     // The link of notices and webhooks leads to the request's own page, with the vote.
     await page.goto(`${GH}/approvals/${id}`, { waitUntil: 'domcontentloaded' });
     await waitUntil(() => page.url() === `${GH}/console/#/approvals/${id}`,

@@ -178,14 +178,30 @@ def test_a_reviewer_approves_the_held_statement_in_the_inbox(stack):
         second.append(HeldPsql(stack.port, "alice", stack.token("alice"),
                                f"UPDATE {ACCOUNTS} SET balance = 0 WHERE id = 6", app="console-browser-held2"))
         return second[0].request_id
+
+    def hold_a_third():
+        second.append(HeldPsql(stack.port, "alice", stack.token("alice"),
+                               f"UPDATE {ACCOUNTS} SET balance = balance + 1 WHERE id = 8 RETURNING id, balance",
+                               app="console-browser-held3"))
+        return second[1].request_id
+
+    def dave_approves_the_third():  # another reviewer, through the API, while bob's inbox is open
+        status, doc = stack.api("dave", "POST", f"/api/v1/approvals/{second[1].request_id}/approve",
+                                {"comment": "dave decides"})
+        assert status == 200, doc
+        return "ok"
     try:
-        result = run_scenario(stack, "approve", "bob", answers={"second-held": hold_another},
+        result = run_scenario(stack, "approve", "bob",
+                              answers={"second-held": hold_another, "third-held": hold_a_third,
+                                       "decide-third": dave_approves_the_third},
                               approval_id=held.request_id, statement=f"UPDATE {ACCOUNTS} SET balance",
                               comment="checked with the owner, ticket 4711", reject_reason="use the batch job")
         assert_approved_by_bob(stack, held, "5|101", "checked with the owner, ticket 4711")
         assert second, "the scenario never asked for the second held statement"
         rc, out, err = second[0].finish(timeout=30)
         assert rc != 0 and "rejected by bob@example.com: use the batch job" in err, err
+        rc, out, err = second[1].finish(timeout=30)
+        assert rc == 0 and out.splitlines()[0] == "8|101", (rc, out, err)
         assert stack.pg.psql(f"select balance from {ACCOUNTS} where id = 6") == "100"
         assert_clean(result)
     finally:
