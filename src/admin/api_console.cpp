@@ -20,15 +20,7 @@
 namespace gh::admin::api {
 namespace {
 
-std::int64_t now_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-void put_time(json& j, const std::string& name, std::int64_t us) {
-  j[name] = us ? json(rfc3339(us)) : json(nullptr);
-  j[name + "_us"] = us ? json(us) : json(nullptr);
-}
+using approvals::now_us;
 
 // GET /api/v1/console/session: who is signed in, with the CSRF token the console sends on POSTs.
 void console_session(Call& c) {
@@ -130,46 +122,36 @@ void audit_record(Call& c) {
   if (!reader) return;
   const std::string node = c.req.matches[1], seq_text = c.req.matches[2];
   const std::int64_t seq = seq_text.size() > 18 ? -1 : std::stoll(seq_text);
-  std::optional<std::int64_t> time_us;
+  std::optional<audit::Record> found;
   auto scanned = reader->scan(node, seq > 0 ? seq - 1 : 0, [&](const audit::StoredRecord& s) {
     if (s.seq == seq) {
-      auto r = audit::record_of(s.hash, s.body);
-      if (r) time_us = r->index.time_us;
+      if (auto r = audit::record_of(s.hash, s.body)) found = std::move(*r);
       return false;
     }
     return s.seq < seq;
   });
   if (!scanned) return reply_error(c, 500, "internal", scanned.error().message);
-  if (!time_us) return reply_error(c, 404, "not_found", "no record " + node + "/" + seq_text);
+  if (!found) return reply_error(c, 404, "not_found", "no record " + node + "/" + seq_text);
+  auto answer = [&c](const audit::SearchHit& hit) {
+    c.res.status = 200;
+    c.res.set_content("{\"record\":" + audit::hit_json(hit) + "}\n", "application/json");
+  };
+  // The search joins a Statement to its Result: look the record up there, by its time.
   audit::SearchFilter f;
   f.node = node;
-  f.since_us = *time_us;
-  f.until_us = *time_us + 1;
+  f.since_us = found->index.time_us;
+  f.until_us = found->index.time_us + 1;
   f.limit = 1000;
-  f.type = "";
   for (;;) {
     auto page = reader->search(f);
     if (!page) return reply_error(c, 500, "internal", page.error().message);
     for (const auto& hit : page->hits)
-      if (std::int64_t(hit.record.seq) == seq) {
-        c.res.status = 200;
-        c.res.set_content("{\"record\":" + audit::hit_json(hit) + "}\n", "application/json");
-        return;
-      }
+      if (std::int64_t(hit.record.seq) == seq) return answer(hit);
     if (page->next_cursor.empty()) break;
     f.cursor = page->next_cursor;
   }
   // A Result record (the search shows it inside its Statement): the record alone.
-  auto r = reader->scan(node, seq - 1, [&](const audit::StoredRecord& s) {
-    if (s.seq == seq)
-      if (auto rec = audit::record_of(s.hash, s.body)) {
-        c.res.status = 200;
-        c.res.set_content("{\"record\":" + audit::hit_json(audit::SearchHit{*rec, std::nullopt}) + "}\n",
-                          "application/json");
-      }
-    return false;
-  });
-  if (c.res.status != 200) reply_error(c, 404, "not_found", "no record " + node + "/" + seq_text);
+  answer(audit::SearchHit{std::move(*found), std::nullopt});
 }
 
 std::string csv_field(std::string_view s) {

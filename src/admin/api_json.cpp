@@ -98,11 +98,6 @@ json identity_json(const identity::Identity& who, const Roles& roles) {
 
 namespace {
 
-// "created" + "created_us", null for 0.
-void put_time(json& j, const std::string& name, approvals::TimeUs t) {
-  j[name] = t ? json(rfc3339(t)) : json(nullptr);
-  j[name + "_us"] = t ? json(t) : json(nullptr);
-}
 
 json votes_json(const std::vector<approvals::Vote>& votes, bool& break_glass, int& approvals) {
   json out = json::array();
@@ -158,6 +153,11 @@ json request_json(const approvals::Request& r, const std::string& public_url) {
   put_time(j, "rerun_until", r.rerun_until_us);
   j["console_url"] = public_url + "/approvals/" + r.id;
   return j;
+}
+
+void put_time(json& j, const std::string& name, approvals::TimeUs t) {
+  j[name] = t ? json(rfc3339(t)) : json(nullptr);
+  j[name + "_us"] = t ? json(t) : json(nullptr);
 }
 
 bool grant_active(const approvals::AccessRequest& a, approvals::TimeUs now_us) {

@@ -30,6 +30,8 @@ nlohmann::json request_json(const approvals::Request& r, const std::string& publ
 nlohmann::json access_json(const approvals::AccessRequest& a, const std::string& public_url,
                            approvals::TimeUs now_us);
 
+// "created" + "created_us" (RFC 3339 and microseconds), both null for 0.
+void put_time(nlohmann::json& j, const std::string& name, approvals::TimeUs t);
 // The grant is in force at `now_us`: approved, not expired, not revoked.
 bool grant_active(const approvals::AccessRequest& a, approvals::TimeUs now_us);
 // `who` asked for it: same subject, or same email (case-insensitive), as the service's

@@ -510,8 +510,6 @@ void search_audit(Call& c) {
   c.res.set_content(body, "application/json");
 }
 
-using Handler = void (*)(Call&);
-
 void route(httplib::Server& s, bool post, const std::string& pattern, const char* action, const Hooks& h, Handler fn) {
   auto wrapped = [&h, action, fn](const httplib::Request& req, httplib::Response& res) {
     Call c{req, res, h, {}, {}, {}};

@@ -322,7 +322,7 @@ bool Server::end_session(std::uint32_t id, std::string message, std::chrono::mil
     answers.push_back(p->get_future());
     asio::post(w->io, [p, worker = w.get(), id, message] {
       for (const auto& s : worker->sessions)
-        if (s->id() == id && s->snapshot()) {
+        if (s->id() == id && s->listed()) {
           s->end_by_admin(message);
           p->set_value(true);
           return;

@@ -1873,7 +1873,7 @@ awaitable<void> Session::teardown() {
 namespace gh::proxy {
 
 std::optional<SessionSnapshot> Session::snapshot() const {
-  if (!relay_started_ || ending_ || !target_) return std::nullopt;
+  if (!listed()) return std::nullopt;
   SessionSnapshot s;
   s.id = id_;
   s.identity = identity_;

@@ -65,7 +65,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void finish();  // last step of every session: unregister, count, drop
   // The admin console's view and action (this session's worker thread only).
   std::uint32_t id() const { return id_; }
-  // nullopt before the login completed (nothing to show yet).
+  // Past its login and not ending: what the console lists and may end.
+  bool listed() const { return relay_started_ && !ending_ && target_; }
+  // nullopt when not listed().
   std::optional<SessionSnapshot> snapshot() const;
   void end_by_admin(std::string message);
 
